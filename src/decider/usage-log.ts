@@ -1,0 +1,39 @@
+/**
+ * Appends usage events to their shard's stream exactly once (by event id).
+ * This is the write the degraded-mode spool replays; the hot path's own events
+ * are appended inside the decision script itself.
+ */
+import { isScriptArgumentError } from './redis-errors.js';
+import { decodeAppendUsage, type AppendUsageResult } from './replies.js';
+import { eventMarkerKey, shardOf, usageStreamKey } from './keys.js';
+import type { DeciderRedis } from './redis.js';
+import { DependencyError, InvariantError, type EventId, type TenantId } from '../shared/index.js';
+
+/** How long a retried append of the same event id is recognised. @default 7 days */
+export const EVENT_DEDUPE_TTL_MS = 7 * 24 * 3600 * 1000;
+
+export interface AppendUsageInput {
+  tenant: TenantId;
+  eventId: EventId;
+  /** Flat string fields of the event; `time_ms` is added by Redis. */
+  fields: Record<string, string>;
+  shardCount: number;
+}
+
+/**
+ * Appends one event unless an earlier call already did.
+ * @throws DependencyError `REDIS_UNAVAILABLE` when Redis fails or times out
+ */
+export async function appendUsage(client: DeciderRedis, input: AppendUsageInput): Promise<AppendUsageResult> {
+  const shard = shardOf(input.tenant, input.shardCount);
+  const args: string[] = [String(EVENT_DEDUPE_TTL_MS)];
+  for (const [field, value] of Object.entries(input.fields)) args.push(field, value);
+  let reply: unknown;
+  try {
+    reply = await client.tgAppendUsage(usageStreamKey(shard), eventMarkerKey(shard, input.eventId), ...args);
+  } catch (error) {
+    if (isScriptArgumentError(error)) throw new InvariantError('append-usage rejected its arguments', { cause: error });
+    throw new DependencyError('REDIS_UNAVAILABLE', 'Redis did not append the usage event', { cause: error });
+  }
+  return decodeAppendUsage(reply);
+}

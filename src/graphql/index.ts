@@ -1,0 +1,3 @@
+export * from './app.js';
+export * from './readiness.js';
+export * from './schema.js';

@@ -1,0 +1,66 @@
+/**
+ * The API process: `node --import tsx src/graphql/server.ts` (or the built
+ * `dist/src/graphql/server.js`). Reads config once, refuses a Redis that may
+ * evict keys, serves HTTP, and on SIGINT/SIGTERM stops accepting, drains, and
+ * closes its clients.
+ */
+import { createServer } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Connection } from '@temporalio/client';
+import { assertNoEviction, createDeciderRedis } from '../decider/index.js';
+import { createDynamoClient } from '../metering/index.js';
+import { createLogger, loadConfig } from '../shared/index.js';
+import { createApi } from './app.js';
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.env);
+  const logger = createLogger({ level: config.log.level, name: 'tollgate-api' });
+  const redis = createDeciderRedis({
+    url: config.redis.url,
+    clusterNodes: config.redis.clusterNodes,
+    commandTimeoutMs: config.redis.commandTimeoutMs,
+  });
+  redis.on('error', (error: Error) => logger.warn({ code: 'REDIS_UNAVAILABLE', err: error.message }, 'redis connection error'));
+  await redis.connect();
+  await assertNoEviction(redis);
+  const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
+  const temporal = Connection.lazy({ address: config.temporal.address });
+  const api = createApi({ redis, dynamo, tablePrefix: config.dynamodb.tablePrefix, temporal, logger, version: packageVersion() });
+
+  const server = createServer(api);
+  await new Promise<void>((resolveListen, reject) => {
+    server.once('error', reject);
+    server.listen(config.api.port, config.api.host, () => resolveListen());
+  });
+  logger.info({ url: `http://${config.api.host}:${config.api.port}/graphql` }, 'api listening');
+
+  let isStopping = false;
+  const stop = (signal: string): void => {
+    if (isStopping) return;
+    isStopping = true;
+    logger.info({ signal }, 'api stopping');
+    server.close(() => {
+      redis.disconnect();
+      dynamo.destroy();
+      void temporal.close().finally(() => process.exit(0));
+    });
+    server.closeIdleConnections();
+    setTimeout(() => process.exit(0), 10_000).unref();
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+const isEntryPoint = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1];
+if (isEntryPoint) {
+  main().catch((error: unknown) => {
+    console.error(`tollgate-api: failed to start: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  });
+}

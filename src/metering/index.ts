@@ -1,0 +1,2 @@
+export * from './dynamo.js';
+export * from './ledger.js';

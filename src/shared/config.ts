@@ -1,0 +1,138 @@
+/**
+ * The one configuration schema. Entry points call `loadConfig(process.env)`
+ * once and pass typed slices down; no other module reads the environment.
+ * Defaults exist only for local development; production-critical endpoints
+ * (REDIS_URL, TEMPORAL_ADDRESS) have none, so a missing one stops startup.
+ * `npm start` and the test setup supply them for the embedded stack.
+ */
+import { z } from 'zod';
+import { ValidationError } from './errors.js';
+import type { LogLevel } from './logger.js';
+
+const port = z.coerce.number().int().min(1).max(65_535);
+const positiveInt = z.coerce.number().int().positive();
+
+const hostPortList = z
+  .string()
+  .transform((raw, ctx) => {
+    const nodes: { host: string; port: number }[] = [];
+    for (const part of raw.split(',').map((item) => item.trim()).filter((item) => item !== '')) {
+      const match = /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(part);
+      const portNumber = Number(match?.[2]);
+      if (match === null || match[1] === undefined || portNumber < 1 || portNumber > 65_535) {
+        ctx.addIssue({ code: 'custom', message: `'${part}' is not host:port` });
+        return z.NEVER;
+      }
+      nodes.push({ host: match[1], port: portNumber });
+    }
+    if (nodes.length === 0) {
+      ctx.addIssue({ code: 'custom', message: 'needs at least one host:port' });
+      return z.NEVER;
+    }
+    return nodes;
+  });
+
+/** Every environment variable tollgate's processes read, with its meaning. */
+export const CONFIG_SCHEMA = z.object({
+  LOG_LEVEL: z
+    .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+    .default('info')
+    .describe('Minimum level of the JSON log lines written to stdout.'),
+  API_HOST: z.string().min(1).default('127.0.0.1').describe('Interface the GraphQL API listens on.'),
+  API_PORT: port.default(4000).describe('TCP port of the GraphQL API, /health, /ready and /metrics.'),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
+    .describe('Redis for the decider (single node). Required; `npm start` sets it to the embedded Redis.'),
+  REDIS_CLUSTER_NODES: hostPortList
+    .optional()
+    .describe('Comma-separated host:port seeds of a Redis Cluster; when set, the decider uses the cluster instead of REDIS_URL.'),
+  DECIDER_TIMEOUT_MS: positiveInt
+    .max(10_000)
+    .default(50)
+    .describe('Per-command Redis timeout of the decider, in ms; past it the decision is degraded.'),
+  DECIDER_SHARDS: positiveInt
+    .max(16_384)
+    .default(256)
+    .describe('Number of logical shards (hash tags) usage keys and streams are spread over. Fixed for the life of the data.'),
+  TEMPORAL_ADDRESS: z
+    .string()
+    .regex(/^[A-Za-z0-9.[\]:-]+:\d{1,5}$/, 'must be host:port')
+    .describe('Temporal frontend gRPC address. Required; `npm start` sets it to the embedded dev server.'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default').describe('Temporal namespace of every tollgate workflow.'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default('tollgate').describe('Task queue the worker polls and clients start workflows on.'),
+  DYNAMODB_ENDPOINT: z
+    .url()
+    .optional()
+    .describe('DynamoDB endpoint URL. Unset means the AWS default for DYNAMODB_REGION; loopback endpoints use dummy credentials.'),
+  DYNAMODB_REGION: z.string().min(1).default('local').describe('AWS region of the DynamoDB tables.'),
+  DYNAMODB_TABLE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{0,64}$/, 'letters, digits, _ . - only')
+    .default('tollgate_')
+    .describe('Prefix of every table name (ledger, config, jobs).'),
+});
+
+type RawConfig = z.infer<typeof CONFIG_SCHEMA>;
+
+/** Typed configuration, grouped into the slices each component takes. */
+export interface AppConfig {
+  log: { level: LogLevel };
+  api: { host: string; port: number };
+  redis: {
+    url: string;
+    clusterNodes: { host: string; port: number }[] | undefined;
+    commandTimeoutMs: number;
+    shardCount: number;
+  };
+  temporal: { address: string; namespace: string; taskQueue: string };
+  dynamodb: { endpoint: string | undefined; region: string; tablePrefix: string };
+}
+
+function toAppConfig(raw: RawConfig): AppConfig {
+  return {
+    log: { level: raw.LOG_LEVEL },
+    api: { host: raw.API_HOST, port: raw.API_PORT },
+    redis: {
+      url: raw.REDIS_URL,
+      clusterNodes: raw.REDIS_CLUSTER_NODES,
+      commandTimeoutMs: raw.DECIDER_TIMEOUT_MS,
+      shardCount: raw.DECIDER_SHARDS,
+    },
+    temporal: { address: raw.TEMPORAL_ADDRESS, namespace: raw.TEMPORAL_NAMESPACE, taskQueue: raw.TEMPORAL_TASK_QUEUE },
+    dynamodb: { endpoint: raw.DYNAMODB_ENDPOINT, region: raw.DYNAMODB_REGION, tablePrefix: raw.DYNAMODB_TABLE_PREFIX },
+  };
+}
+
+/**
+ * Parses the environment. Empty strings count as unset.
+ * @throws ValidationError `CONFIG_INVALID` listing every bad or missing variable, one per line.
+ */
+export function loadConfig(env: Record<string, string | undefined>): AppConfig {
+  const relevant: Record<string, string> = {};
+  for (const name of Object.keys(CONFIG_SCHEMA.shape)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') relevant[name] = value;
+  }
+  const result = CONFIG_SCHEMA.safeParse(relevant);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const name = issue.path.join('.');
+      const message = issue.code === 'invalid_type' && relevant[name] === undefined ? 'is required' : issue.message;
+      return `${name}: ${message}`;
+    });
+    throw new ValidationError('CONFIG_INVALID', `invalid configuration:\n${problems.join('\n')}`, {
+      details: { problems },
+    });
+  }
+  return toAppConfig(result.data);
+}
+
+/** One row per variable, for the README table and `--help` output. */
+export function describeConfig(): { name: string; defaultValue: string; description: string }[] {
+  return Object.entries(CONFIG_SCHEMA.shape).map(([name, field]) => {
+    const parsed = field.safeParse(undefined);
+    const defaultValue = parsed.success && parsed.data !== undefined ? String(parsed.data) : '';
+    return { name, defaultValue, description: field.description ?? '' };
+  });
+}

@@ -1,0 +1,1 @@
+export * from './post-ledger-entries.js';
