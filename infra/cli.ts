@@ -12,7 +12,7 @@ import { ensureTables } from './tables.js';
 const EXPECTED_COMMAND: Record<string, string> = {
   redis: 'redis-server',
   temporal: 'start-dev',
-  dynamodb: 'DynamoDBLocal',
+  dynamodb: 'dynamodbv2.local.main.ServerRunner',
   api: 'server',
   worker: 'worker',
 };
@@ -30,7 +30,7 @@ async function main(argv: string[]): Promise<number> {
   const dataDir = join(REPO_ROOT, '.data');
   switch (command) {
     case 'up': {
-      const stack = await upStack({ profile: 'dev', onProgress: (line) => console.log(line) });
+      const stack = await upStack({ profile: 'dev', reapOnExit: false, onProgress: (line) => console.log(line) });
       for (const [name, value] of Object.entries(stack.env)) console.log(`export ${name}=${value}`);
       return 0;
     }

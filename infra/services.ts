@@ -150,6 +150,21 @@ async function stopPid(pid: number, graceMs: number): Promise<void> {
   }
 }
 
+/**
+ * Starts infra/reaper.sh, detached, to stop every process with a pid file in
+ * `<dataDir>/pids` if this process dies without cleaning up (SIGKILL). After an
+ * orderly stop the pid files are gone and the reaper exits doing nothing.
+ */
+export function startReaper(dataDir: string): void {
+  const pidDir = join(dataDir, 'pids');
+  mkdirSync(pidDir, { recursive: true });
+  const child = spawn('bash', [join(REPO_ROOT, 'infra', 'reaper.sh'), String(process.pid), pidDir], {
+    detached: true,
+    stdio: 'ignore',
+  });
+  child.unref();
+}
+
 /** Stops a managed process (its whole group): SIGTERM, then SIGKILL after `graceMs`. */
 export async function stopProcess(proc: ManagedProcess, graceMs = 10_000): Promise<void> {
   await stopPid(proc.pid, graceMs);
@@ -529,7 +544,7 @@ export async function startDynamo(input: DynamoStartInput): Promise<ManagedProce
   if (java === undefined) {
     throw new InfraError('dynamodb-local', 'java is not installed. Install a Java 17+ runtime or set DYNAMODB_ENDPOINT.');
   }
-  await reapStale(join(input.dataDir, 'pids', 'dynamodb.pid'), 'DynamoDBLocal');
+  await reapStale(join(input.dataDir, 'pids', 'dynamodb.pid'), 'dynamodbv2.local.main.ServerRunner');
   if (await isPortInUse(input.port)) {
     throw new InfraError('dynamodb-local', `port ${input.port} is already in use; set TOLLGATE_DYNAMODB_PORT or DYNAMODB_ENDPOINT`);
   }

@@ -20,6 +20,7 @@ import {
   localDynamoClient,
   startDynamo,
   startRedis,
+  startReaper,
   startTemporal,
   stopProcess,
   type ManagedProcess,
@@ -34,6 +35,12 @@ export interface StackOptions {
   dataDir?: string;
   /** Extra `key=value` Temporal dynamic config entries. */
   temporalDynamicConfig?: string[];
+  /**
+   * Stop what this stack starts if the calling process dies without stopping it
+   * (infra/reaper.sh). `npm run infra:up`, which leaves services running, sets false.
+   * @default true
+   */
+  reapOnExit?: boolean;
   /** Called with one line per step, for progress output. */
   onProgress?: (line: string) => void;
 }
@@ -92,6 +99,7 @@ export async function upStack(options: StackOptions, env: NodeJS.ProcessEnv = pr
   const dynamodbRegion = env['DYNAMODB_REGION'] ?? 'local';
   const tablePrefix = env['DYNAMODB_TABLE_PREFIX'] ?? 'tollgate_';
   const started: ManagedProcess[] = [];
+  if (options.reapOnExit ?? true) startReaper(dataDir);
 
   const pick = async (name: string, devPort: number): Promise<number> =>
     isTest ? freePort() : portFromEnv(env, name, devPort);
