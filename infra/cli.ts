@@ -5,7 +5,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT, InfraError, localDynamoClient, reapStale, startRedisCluster } from './services.js';
+import { REPO_ROOT, InfraError, isAlive, localDynamoClient, reapStale, startRedisCluster } from './services.js';
 import { upStack } from './stack.js';
 import { ensureTables } from './tables.js';
 
@@ -47,13 +47,7 @@ async function main(argv: string[]): Promise<number> {
       if (files.length === 0) console.log('nothing started from this checkout');
       for (const { name, file } of files) {
         const pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
-        let alive = false;
-        try {
-          process.kill(pid, 0);
-          alive = true;
-        } catch {
-          alive = false;
-        }
+        const alive = isAlive(pid);
         console.log(`${name.padEnd(24)} pid ${pid} ${alive ? 'running' : 'not running (stale pid file)'}`);
       }
       return 0;

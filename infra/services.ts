@@ -75,7 +75,8 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolveSleep) => setTimeout(resolveSleep, ms));
 }
 
-function isAlive(pid: number): boolean {
+/** True while a process with this pid exists (zombies included). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -118,7 +119,7 @@ export async function reapStale(pidFile: string, expect: string): Promise<void> 
   const pid = Number.parseInt(readFileSync(pidFile, 'utf8').trim(), 10);
   rmSync(pidFile, { force: true });
   if (!Number.isSafeInteger(pid) || pid <= 1 || !isAlive(pid)) return;
-  let cmdline = '';
+  let cmdline: string;
   try {
     cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
   } catch {
@@ -454,7 +455,7 @@ export async function checkTemporal(address: string, namespace: string): Promise
   const connection = await Connection.connect({ address, connectTimeout: 1_000 });
   try {
     const health = await connection.healthService.check({});
-    if (health.status !== 1) return false; // 1 = SERVING
+    if (Number(health.status) !== 1) return false; // 1 = SERVING
     await connection.workflowService.describeNamespace({ namespace });
     return true;
   } finally {

@@ -9,37 +9,51 @@ export interface ReadinessCheck {
   run: () => Promise<void>;
 }
 
+export interface CheckResult {
+  isOk: boolean;
+  latencyMs: number;
+  /** Our error code, `TIMEOUT`, or `UNAVAILABLE` for foreign errors. */
+  code?: string;
+}
+
 export interface ReadinessReport {
   isReady: boolean;
-  checks: Record<string, { isOk: boolean; latencyMs: number; code?: string }>;
+  checks: Record<string, CheckResult>;
+}
+
+const TIMED_OUT = Symbol('timed out');
+
+function errorCode(error: unknown): string {
+  if (typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string') return error.code;
+  return 'UNAVAILABLE';
+}
+
+async function runOne(check: ReadinessCheck, timeoutMs: number): Promise<CheckResult> {
+  const startedAt = performance.now();
+  const latency = (): number => Math.round(performance.now() - startedAt);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const outcome = await Promise.race([
+      check.run(),
+      new Promise<typeof TIMED_OUT>((resolveTimeout) => {
+        timer = setTimeout(() => resolveTimeout(TIMED_OUT), timeoutMs);
+      }),
+    ]);
+    return outcome === TIMED_OUT ? { isOk: false, latencyMs: latency(), code: 'TIMEOUT' } : { isOk: true, latencyMs: latency() };
+  } catch (error) {
+    return { isOk: false, latencyMs: latency(), code: errorCode(error) };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Runs every check in parallel, each within `timeoutMs`. */
 export async function runReadiness(checks: ReadinessCheck[], timeoutMs: number): Promise<ReadinessReport> {
-  const entries = await Promise.all(
-    checks.map(async (check) => {
-      const startedAt = performance.now();
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        await Promise.race([
-          check.run(),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error('timeout')), timeoutMs);
-          }),
-        ]);
-        return [check.name, { isOk: true, latencyMs: Math.round(performance.now() - startedAt) }] as const;
-      } catch (error) {
-        const code =
-          error instanceof Error && error.message === 'timeout'
-            ? 'TIMEOUT'
-            : typeof (error as { code?: unknown }).code === 'string'
-              ? String((error as { code: string }).code)
-              : 'UNAVAILABLE';
-        return [check.name, { isOk: false, latencyMs: Math.round(performance.now() - startedAt), code }] as const;
-      } finally {
-        clearTimeout(timer);
-      }
-    }),
-  );
-  return { isReady: entries.every(([, result]) => result.isOk), checks: Object.fromEntries(entries) };
+  const results = await Promise.all(checks.map((check) => runOne(check, timeoutMs)));
+  const report: ReadinessReport = { isReady: results.every((result) => result.isOk), checks: {} };
+  results.forEach((result, index) => {
+    const name = checks[index]?.name;
+    if (name !== undefined) report.checks[name] = result;
+  });
+  return report;
 }

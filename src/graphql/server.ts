@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const temporal = Connection.lazy({ address: config.temporal.address });
   const api = createApi({ redis, dynamo, tablePrefix: config.dynamodb.tablePrefix, temporal, logger, version: packageVersion() });
 
-  const server = createServer(api);
+  const server = createServer(api.requestListener);
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
     server.listen(config.api.port, config.api.host, () => resolveListen());

@@ -132,7 +132,9 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
 export function describeConfig(): { name: string; defaultValue: string; description: string }[] {
   return Object.entries(CONFIG_SCHEMA.shape).map(([name, field]) => {
     const parsed = field.safeParse(undefined);
-    const defaultValue = parsed.success && parsed.data !== undefined ? String(parsed.data) : '';
+    const value: unknown = parsed.success ? parsed.data : undefined;
+    const defaultValue =
+      typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : '';
     return { name, defaultValue, description: field.description ?? '' };
   });
 }

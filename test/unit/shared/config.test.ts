@@ -1,0 +1,79 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { CONFIG_SCHEMA, ValidationError, describeConfig, loadConfig } from '../../../src/shared/index.js';
+
+const REQUIRED = { REDIS_URL: 'redis://127.0.0.1:6390', TEMPORAL_ADDRESS: '127.0.0.1:7243' };
+
+function configError(env: Record<string, string>): ValidationError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ValidationError) return error;
+    throw error;
+  }
+  throw new Error('loadConfig accepted the environment');
+}
+
+describe('loadConfig', () => {
+  it('applies the local-development defaults when only the required endpoints are set', () => {
+    const config = loadConfig(REQUIRED);
+    expect(config).toEqual({
+      log: { level: 'info' },
+      api: { host: '127.0.0.1', port: 4000 },
+      redis: { url: 'redis://127.0.0.1:6390', clusterNodes: undefined, commandTimeoutMs: 50, shardCount: 256 },
+      temporal: { address: '127.0.0.1:7243', namespace: 'default', taskQueue: 'tollgate' },
+      dynamodb: { endpoint: undefined, region: 'local', tablePrefix: 'tollgate_' },
+    });
+  });
+
+  it('names every missing production-critical variable at once', () => {
+    const error = configError({});
+    expect(error.code).toBe('CONFIG_INVALID');
+    expect(error.message).toBe('invalid configuration:\nREDIS_URL: is required\nTEMPORAL_ADDRESS: is required');
+  });
+
+  it('treats empty strings as unset', () => {
+    expect(configError({ ...REQUIRED, REDIS_URL: '' }).message).toBe('invalid configuration:\nREDIS_URL: is required');
+  });
+
+  it('rejects malformed values with the variable name', () => {
+    const error = configError({ ...REQUIRED, API_PORT: '70000', REDIS_URL: 'http://x', DECIDER_TIMEOUT_MS: '-1' });
+    expect(error.message.split('\n').slice(1).map((line) => line.split(':')[0])).toEqual([
+      'API_PORT',
+      'REDIS_URL',
+      'DECIDER_TIMEOUT_MS',
+    ]);
+  });
+
+  it('parses Redis Cluster seeds and rejects a seed that is not host:port', () => {
+    const config = loadConfig({ ...REQUIRED, REDIS_CLUSTER_NODES: '127.0.0.1:7001, 127.0.0.1:7002' });
+    expect(config.redis.clusterNodes).toEqual([
+      { host: '127.0.0.1', port: 7001 },
+      { host: '127.0.0.1', port: 7002 },
+    ]);
+    expect(configError({ ...REQUIRED, REDIS_CLUSTER_NODES: '127.0.0.1' }).message).toBe(
+      "invalid configuration:\nREDIS_CLUSTER_NODES: '127.0.0.1' is not host:port",
+    );
+  });
+
+  it('ignores variables it does not own', () => {
+    expect(loadConfig({ ...REQUIRED, PATH: '/bin', API_PORT: '4100' }).api.port).toBe(4100);
+  });
+});
+
+describe('describeConfig', () => {
+  it('documents every variable of the schema with a description', () => {
+    const rows = describeConfig();
+    expect(rows.map((row) => row.name)).toEqual(Object.keys(CONFIG_SCHEMA.shape));
+    for (const row of rows) expect(row.description.length, row.name).toBeGreaterThan(10);
+    expect(rows.find((row) => row.name === 'API_PORT')?.defaultValue).toBe('4000');
+    expect(rows.find((row) => row.name === 'REDIS_URL')?.defaultValue).toBe('');
+  });
+
+  it('is mirrored by the README configuration table (no variable undocumented)', () => {
+    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+    for (const row of describeConfig()) {
+      expect(readme, `README lacks ${row.name}`).toContain(`| \`${row.name}\` |`);
+    }
+  });
+});
