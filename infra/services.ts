@@ -448,6 +448,8 @@ export interface TemporalStartInput {
   /** Persist to `<dataDir>/temporal/temporal.db` (true) or keep everything in memory. @default true */
   persistent?: boolean;
   timeoutMs?: number;
+  /** Where the binaries are. @default installPaths() */
+  paths?: InstallPaths;
 }
 
 /** Readiness: the gRPC health check answers SERVING and the namespace is registered. */
@@ -465,7 +467,7 @@ export async function checkTemporal(address: string, namespace: string): Promise
 
 /** Starts `temporal server start-dev` on loopback and waits until it is healthy. */
 export async function startTemporal(input: TemporalStartInput): Promise<ManagedProcess> {
-  const { temporalBin } = installPaths();
+  const { temporalBin } = input.paths ?? installPaths();
   requireBinary(
     'temporal',
     temporalBin,
@@ -510,6 +512,8 @@ export interface DynamoStartInput {
   /** Keep tables on disk under `<dataDir>/dynamodb` (true) or in memory. @default true */
   persistent?: boolean;
   timeoutMs?: number;
+  /** Where the jars are. @default installPaths() */
+  paths?: InstallPaths;
 }
 
 /** A DynamoDB client for local endpoints: fixed dummy credentials, no retries. */
@@ -535,7 +539,7 @@ export async function checkDynamo(endpoint: string, region = 'local'): Promise<b
 
 /** Starts DynamoDB Local (Java) on 127.0.0.1:port and waits until ListTables answers. */
 export async function startDynamo(input: DynamoStartInput): Promise<ManagedProcess> {
-  const { dynamodbHome } = installPaths();
+  const { dynamodbHome } = input.paths ?? installPaths();
   requireBinary(
     'dynamodb-local',
     join(dynamodbHome, '.complete'),

@@ -41,10 +41,27 @@ export function createDeciderRedis(options: RedisConnectionOptions): DeciderRedi
         })
       : new Cluster(options.clusterNodes, {
           enableOfflineQueue: false,
+          lazyConnect: true,
           clusterRetryStrategy: (attempt: number) => Math.min(50 * 2 ** Math.min(attempt, 6), 2_000),
           redisOptions: common,
         });
   registerScripts(client);
+  return client;
+}
+
+/**
+ * Opens a connection and waits until it is ready (commands fail fast while it
+ * is not, since there is no offline queue).
+ * @throws DependencyError `REDIS_UNAVAILABLE` when the first connection fails
+ */
+export async function connectDeciderRedis(options: RedisConnectionOptions): Promise<DeciderRedis> {
+  const client = createDeciderRedis(options);
+  try {
+    await client.connect();
+  } catch (error) {
+    client.disconnect();
+    throw new DependencyError('REDIS_UNAVAILABLE', 'could not connect to Redis', { cause: error });
+  }
   return client;
 }
 

@@ -10,8 +10,13 @@ import { fileURLToPath } from 'node:url';
 import { Connection } from '@temporalio/client';
 import { assertNoEviction, createDeciderRedis } from '../decider/index.js';
 import { createDynamoClient } from '../metering/index.js';
-import { createLogger, loadConfig } from '../shared/index.js';
+import { DependencyError, createLogger, loadConfig } from '../shared/index.js';
 import { createApi } from './app.js';
+
+/** Drops credentials from a Redis URL before it is logged. */
+function redactUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
+}
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
@@ -26,9 +31,33 @@ async function main(): Promise<void> {
     clusterNodes: config.redis.clusterNodes,
     commandTimeoutMs: config.redis.commandTimeoutMs,
   });
-  redis.on('error', (error: Error) => logger.warn({ code: 'REDIS_UNAVAILABLE', err: error.message }, 'redis connection error'));
-  await redis.connect();
-  await assertNoEviction(redis);
+  // Log a lost connection once, not once per reconnect attempt.
+  let isRedisErrorLogged = false;
+  redis.on('error', (error: Error) => {
+    if (isRedisErrorLogged) return;
+    isRedisErrorLogged = true;
+    logger.warn({ code: 'REDIS_UNAVAILABLE', err: error.message }, 'redis connection error; reconnecting');
+  });
+  // Every (re)connection re-checks the eviction policy: an evicting Redis
+  // would hand out free quota and drop usage, so the process stops.
+  redis.on('ready', () => {
+    isRedisErrorLogged = false;
+    assertNoEviction(redis).catch((error: unknown) => {
+      if (error instanceof DependencyError && error.code === 'DEPENDENCY_FAILED') {
+        logger.error({ code: error.code, err: error.message }, 'refusing to run against an evicting Redis');
+        process.exit(1);
+      }
+    });
+  });
+  try {
+    await redis.connect();
+    await assertNoEviction(redis);
+  } catch (error) {
+    if (error instanceof DependencyError) throw error;
+    // A sick limiter must not keep the API down: serve (decisions degrade per
+    // policy) and let /ready report Redis until it is back.
+    logger.error({ code: 'REDIS_UNAVAILABLE', url: redactUrl(config.redis.url) }, 'redis unreachable at startup; serving degraded');
+  }
   const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
   const temporal = Connection.lazy({ address: config.temporal.address });
   const api = createApi({ redis, dynamo, tablePrefix: config.dynamodb.tablePrefix, temporal, logger, version: packageVersion() });

@@ -10,7 +10,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { createLogger, loadConfig, type AppConfig, type Logger } from '../shared/index.js';
+import { DependencyError, createLogger, loadConfig, type AppConfig, type Logger } from '../shared/index.js';
 import { DynamoLedgerStore, createDynamoClient } from '../metering/index.js';
 import { createLedgerActivities } from './activities/index.js';
 
@@ -45,7 +45,14 @@ export async function createTollgateWorker(input: TollgateWorkerInput): Promise<
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = createLogger({ level: config.log.level, name: 'tollgate-worker' });
-  const connection = await NativeConnection.connect({ address: config.temporal.address });
+  let connection: NativeConnection;
+  try {
+    connection = await NativeConnection.connect({ address: config.temporal.address });
+  } catch (error) {
+    throw new DependencyError('TEMPORAL_UNAVAILABLE', `Temporal at ${config.temporal.address} is unreachable; check TEMPORAL_ADDRESS`, {
+      cause: error,
+    });
+  }
   const { worker, close } = await createTollgateWorker({ config, connection, logger });
   logger.info({ taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace }, 'worker polling');
   try {
