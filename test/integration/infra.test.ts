@@ -22,6 +22,7 @@ import {
   startRedis,
   startTemporal,
   stopProcess,
+  type ManagedProcess,
 } from '../../infra/services.js';
 import { upStack } from '../../infra/stack.js';
 import { ensureTables, tableNames } from '../../infra/tables.js';
@@ -31,8 +32,11 @@ import { testStack, uniqueTenant } from '../support/stack.js';
 
 const execFileAsync = promisify(execFile);
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-infra-'));
+// Every process a test starts is stopped here too, even when the test fails midway.
+const started: ManagedProcess[] = [];
 
-afterAll(() => {
+afterAll(async () => {
+  await Promise.all(started.map((proc) => stopProcess(proc)));
   rmSync(scratch, { recursive: true, force: true });
 });
 
@@ -44,12 +48,14 @@ describe('Redis', () => {
     const tenant = parseTenantId(uniqueTenant());
     const input = { tenant, eventId: parseEventId('ev-aof'), fields: { cost: '3' }, shardCount: 4 };
     let proc = await startRedis({ dataDir, port, appendfsync: 'always' });
+    started.push(proc);
     let client = await connectDeciderRedis({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 1_000 });
     const first = await appendUsage(client, input);
     client.disconnect();
     // when it stops and starts again on the same directory
     await stopProcess(proc);
     proc = await startRedis({ dataDir, port });
+    started.push(proc);
     client = await connectDeciderRedis({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 1_000 });
     try {
       // then a retry of the same event is recognised and nothing is appended twice
@@ -69,6 +75,7 @@ describe('Redis', () => {
       port,
       extraArgs: ['--maxmemory', '64mb', '--maxmemory-policy', 'allkeys-lru'],
     });
+    started.push(proc);
     const evicting = await connectDeciderRedis({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 1_000 });
     const safe = await connectDeciderRedis({ url: testStack().redisUrl, commandTimeoutMs: 1_000 });
     try {
