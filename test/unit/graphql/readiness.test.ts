@@ -7,7 +7,7 @@ describe('runReadiness', () => {
     // given one healthy, one failing with our code, one foreign failure, one that never answers
     const report = await runReadiness(
       [
-        { name: 'ok', run: async () => undefined },
+        { name: 'ok', run: () => Promise.resolve() },
         { name: 'redis', run: () => Promise.reject(new DependencyError('REDIS_UNAVAILABLE', 'down')) },
         { name: 'foreign', run: () => Promise.reject(new Error('secret internal detail')) },
         { name: 'hangs', run: () => new Promise<void>(() => undefined) },
@@ -24,7 +24,7 @@ describe('runReadiness', () => {
   });
 
   it('is ready when all checks pass', async () => {
-    const report = await runReadiness([{ name: 'a', run: async () => undefined }], 1_000);
+    const report = await runReadiness([{ name: 'a', run: () => Promise.resolve() }], 1_000);
     expect(report).toMatchObject({ isReady: true, checks: { a: { isOk: true } } });
   });
 });
