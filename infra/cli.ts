@@ -1,11 +1,22 @@
 /**
- * `npm run infra:up|down|status|tables|cluster`: manage the embedded services
- * by hand. `up` leaves them running in the background (pid files under
- * `.data/pids`); `down` stops everything those pid files name.
+ * `npm run infra:up|down|status|start|stop|tables|cluster`: manage the
+ * embedded services by hand. `up` (all three) and `start <component>` leave
+ * them running in the background (pid files under `.data/pids`); `stop <name>`
+ * stops one, `down` stops everything those pid files name.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT, InfraError, isAlive, localDynamoClient, reapStale, startRedisCluster } from './services.js';
+import {
+  REPO_ROOT,
+  InfraError,
+  isAlive,
+  localDynamoClient,
+  reapStale,
+  startDynamo,
+  startRedis,
+  startRedisCluster,
+  startTemporal,
+} from './services.js';
 import { upStack } from './stack.js';
 import { ensureTables } from './tables.js';
 
@@ -32,6 +43,40 @@ async function main(argv: string[]): Promise<number> {
     case 'up': {
       const stack = await upStack({ profile: 'dev', reapOnExit: false, onProgress: (line) => console.log(line) });
       for (const [name, value] of Object.entries(stack.env)) console.log(`export ${name}=${value}`);
+      return 0;
+    }
+    case 'start': {
+      // One component, left running in the background: start redis|temporal|dynamodb
+      const component = argv[1];
+      const env = process.env;
+      const port = (name: string, fallback: number): number => Number(env[name] ?? fallback);
+      if (component === 'redis') {
+        await startRedis({ dataDir, port: port('TOLLGATE_REDIS_PORT', 6390) });
+      } else if (component === 'temporal') {
+        await startTemporal({
+          dataDir,
+          port: port('TOLLGATE_TEMPORAL_PORT', 7243),
+          httpPort: port('TOLLGATE_TEMPORAL_HTTP_PORT', 7244),
+          uiPort: port('TOLLGATE_TEMPORAL_UI_PORT', 8243),
+        });
+      } else if (component === 'dynamodb') {
+        await startDynamo({ dataDir, port: port('TOLLGATE_DYNAMODB_PORT', 8010) });
+      } else {
+        console.error('usage: start redis|temporal|dynamodb');
+        return 2;
+      }
+      console.log(`${component} started (pid file in ${join(dataDir, 'pids')})`);
+      return 0;
+    }
+    case 'stop': {
+      const component = argv[1];
+      const file = join(dataDir, 'pids', `${component ?? ''}.pid`);
+      if (component === undefined || !existsSync(file)) {
+        console.error(`usage: stop <name>; running: ${pidFiles(dataDir).map((entry) => entry.name).join(', ') || 'none'}`);
+        return 2;
+      }
+      await reapStale(file, EXPECTED_COMMAND[component] ?? (component.startsWith('redis') ? 'redis-server' : component));
+      console.log(`stopped ${component}`);
       return 0;
     }
     case 'down': {
@@ -73,7 +118,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     default:
-      console.error(`unknown command '${command}'; use up | down | status | tables | cluster [basePort] [nodes] [replicas]`);
+      console.error(
+        `unknown command '${command}'; use up | down | status | start <component> | stop <name> | tables | cluster [basePort] [nodes] [replicas]`,
+      );
       return 2;
   }
 }
