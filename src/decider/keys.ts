@@ -5,7 +5,8 @@
  * are branded ids whose alphabet excludes every separator, so no two distinct
  * inputs build the same key. `v1` is the data-layout version.
  */
-import { ValidationError, type EventId, type LimitId, type TenantId } from '../shared/index.js';
+import { isIP } from 'node:net';
+import { ValidationError, type EventId, type KeyId, type LimitId, type TenantId } from '../shared/index.js';
 
 /** A logical shard number in [0, shardCount). */
 export type ShardId = number & { readonly __brand: 'ShardId' };
@@ -40,11 +41,98 @@ export function eventMarkerKey(shard: ShardId, eventId: EventId): string {
   return `${tag(shard)}:e:v1:${eventId}`;
 }
 
-/** `{s:<shard>}:t:<tenant>:b:v1:<limitId>`: one limit's bucket state for a tenant. */
-export function bucketKey(input: { shard: ShardId; tenant: TenantId; limitId: LimitId }): string {
-  return `${tag(input.shard)}:t:${input.tenant}:b:v1:${input.limitId}`;
+/** Whose bucket a limit key is: the tenant's, one API key's, or one client address's. */
+export type LimitSubject =
+  | { scope: 'tenant' }
+  | { scope: 'apiKey'; keyId: KeyId }
+  | { scope: 'ip'; ipHex: IpHex };
+
+/** An IP address as lowercase hex of its bytes (v4: 8 chars, v6: 32), safe inside a key. */
+export type IpHex = string & { readonly __brand: 'IpHex' };
+
+/**
+ * Encodes an IPv4 or IPv6 address (an IPv4-mapped v6 address counts as v4).
+ * @throws ValidationError `INVALID_ID` for anything else
+ */
+export function parseIpHex(address: string): IpHex {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
+  const ip = mapped ?? address;
+  const version = isIP(ip);
+  if (version === 4) {
+    return ip
+      .split('.')
+      .map((octet) => Number(octet).toString(16).padStart(2, '0'))
+      .join('') as IpHex;
+  }
+  if (version === 6) {
+    const [head = '', tail = ''] = ip.split('::');
+    const groups = (part: string): string[] => (part === '' ? [] : part.split(':'));
+    const left = groups(head);
+    const right = groups(tail);
+    const lastRight = right.at(-1) ?? left.at(-1) ?? '';
+    if (lastRight.includes('.')) {
+      throw new ValidationError('INVALID_ID', 'embedded IPv4 in IPv6 is not supported as a client address');
+    }
+    const missing = 8 - left.length - right.length;
+    const all = ip.includes('::') ? [...left, ...Array<string>(missing).fill('0'), ...right] : left;
+    return all.map((group) => group.padStart(4, '0').toLowerCase()).join('') as IpHex;
+  }
+  throw new ValidationError('INVALID_ID', `invalid client address: ${JSON.stringify(address.slice(0, 64))}`);
+}
+
+function subjectSegment(subject: LimitSubject): string {
+  switch (subject.scope) {
+    case 'tenant':
+      return '';
+    case 'apiKey':
+      return `:k:${subject.keyId}`;
+    case 'ip':
+      return `:i:${subject.ipHex}`;
+  }
+}
+
+/**
+ * `{s:<shard>}:t:<tenant>[:k:<keyId>|:i:<ipHex>]:b:v1:<limitId>[:p:<periodStartMs>]`:
+ * one limit's bucket state. Period quotas carry their period's start, so a new
+ * period is a new key and a reset can never apply twice.
+ */
+export function bucketKey(input: {
+  shard: ShardId;
+  tenant: TenantId;
+  limitId: LimitId;
+  subject?: LimitSubject;
+  periodStartMs?: number;
+}): string {
+  const period = input.periodStartMs === undefined ? '' : `:p:${periodSegment(input.periodStartMs)}`;
+  return `${tag(input.shard)}:t:${input.tenant}${subjectSegment(input.subject ?? { scope: 'tenant' })}:b:v1:${input.limitId}${period}`;
+}
+
+/** `{s:<shard>}:t:<tenant>:r:v1:<requestId>`: an admitted request's record (idempotency, settle). */
+export function requestRecordKey(shard: ShardId, tenant: TenantId, requestId: EventId): string {
+  return `${tag(shard)}:t:${tenant}:r:v1:${requestId}`;
+}
+
+/** `{s:<shard>}:t:<tenant>:a:v1:<periodStartMs>`: cost admitted in a billing period (read by the audit). */
+export function admittedKey(shard: ShardId, tenant: TenantId, periodStartMs: number): string {
+  return `${tag(shard)}:t:${tenant}:a:v1:${periodSegment(periodStartMs)}`;
+}
+
+function periodSegment(periodStartMs: number): string {
+  if (!Number.isSafeInteger(periodStartMs) || periodStartMs < 0) {
+    throw new ValidationError('INVALID_INPUT', `period start must be a non-negative integer ms, got ${periodStartMs}`);
+  }
+  return String(periodStartMs);
 }
 
 /** Matches every key this module can build; tests check Redis holds nothing else. */
-export const KEY_PATTERN =
-  /^\{s:\d{1,5}\}:(usage:v1|e:v1:[a-z0-9][a-z0-9._-]{0,127}|t:[a-z0-9][a-z0-9_-]{0,63}:b:v1:[a-z0-9][a-z0-9_-]{0,63})$/;
+export const KEY_PATTERN = new RegExp(
+  '^\\{s:\\d{1,5}\\}:(' +
+    [
+      'usage:v1',
+      'e:v1:[a-z0-9][a-z0-9._-]{0,127}',
+      't:[a-z0-9][a-z0-9_-]{0,63}(:k:[a-z0-9][a-z0-9_-]{0,63}|:i:([0-9a-f]{8}|[0-9a-f]{32}))?:b:v1:[a-z0-9][a-z0-9_-]{0,63}(:p:\\d{1,16})?',
+      't:[a-z0-9][a-z0-9_-]{0,63}:r:v1:[a-z0-9][a-z0-9._-]{0,127}',
+      't:[a-z0-9][a-z0-9_-]{0,63}:a:v1:\\d{1,16}',
+    ].join('|') +
+    ')$',
+);

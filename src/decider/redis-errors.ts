@@ -14,3 +14,10 @@ export function redisErrorPrefix(error: unknown): string | undefined {
 export function isScriptArgumentError(error: unknown): boolean {
   return redisErrorPrefix(error) === 'ERR_ARG';
 }
+
+/** Redis' clock carried by `ERR_STALE_PERIOD <nowMs>`, or undefined for any other error. */
+export function stalePeriodNowMs(error: unknown): number | undefined {
+  if (redisErrorPrefix(error) !== 'ERR_STALE_PERIOD') return undefined;
+  const nowMs = Number(/^ERR_STALE_PERIOD (\d+)/.exec((error as Error).message)?.[1]);
+  return Number.isSafeInteger(nowMs) ? nowMs : undefined;
+}

@@ -4,6 +4,7 @@
  * silently into a billing decision.
  */
 import { InvariantError } from '../shared/index.js';
+import type { RawDecision } from './model/limits.js';
 
 function fail(script: string, reply: unknown, why: string): never {
   throw new InvariantError(`${script} reply ${why}: ${JSON.stringify(reply)?.slice(0, 200)}`);
@@ -47,4 +48,52 @@ export function decodeAppendUsage(reply: unknown): AppendUsageResult {
 export function decodeClock(reply: unknown): { nowMs: number } {
   if (!Array.isArray(reply) || reply.length !== 1) fail('clock', reply, 'is not a 1-element array');
   return { nowMs: integerAt('clock', reply, 0) };
+}
+
+/**
+ * Decodes the flat reply of `decide.lua` for a batch whose requests carry
+ * `limitCounts[i]` limits each.
+ * @throws InvariantError when the reply does not have exactly that shape
+ */
+export function decodeDecideBatch(reply: unknown, limitCounts: number[]): RawDecision[] {
+  const script = 'decide';
+  if (!Array.isArray(reply)) fail(script, reply, 'is not an array');
+  const decisions: RawDecision[] = [];
+  let at = 0;
+  for (const expectedCount of limitCounts) {
+    const kind = integerAt(script, reply, at);
+    if (kind !== 0 && kind !== 1 && kind !== 2 && kind !== 3) fail(script, reply, `[${at}] is not a decision kind`);
+    const isReplay = integerAt(script, reply, at + 5);
+    if (isReplay !== 0 && isReplay !== 1) fail(script, reply, `[${at + 5}] is not 0|1`);
+    // A replay carries the limits of the first decision, which a plan change may have altered.
+    const count = integerAt(script, reply, at + 6);
+    if (count < 0 || count > 64 || (isReplay === 0 && count !== expectedCount)) {
+      fail(script, reply, `[${at + 6}] is not the limit count ${expectedCount}`);
+    }
+    if (reply.length < at + 7 + 5 * count) fail(script, reply, 'is truncated');
+    const decision: RawDecision = {
+      kind,
+      nowMs: integerAt(script, reply, at + 1),
+      limitIndex: integerAt(script, reply, at + 2),
+      retryAfterMs: integerAt(script, reply, at + 3),
+      streamId: stringAt(script, reply, at + 4),
+      isReplay: isReplay === 1,
+      limits: [],
+    };
+    if (decision.limitIndex < 0 || decision.limitIndex > count) fail(script, reply, `[${at + 2}] is not a limit index`);
+    at += 7;
+    for (let index = 0; index < count; index += 1) {
+      decision.limits.push({
+        remaining: integerAt(script, reply, at),
+        resetMs: integerAt(script, reply, at + 1),
+        flags: integerAt(script, reply, at + 2),
+        overage: integerAt(script, reply, at + 3),
+        crossed: integerAt(script, reply, at + 4),
+      });
+      at += 5;
+    }
+    decisions.push(decision);
+  }
+  if (at !== reply.length) fail(script, reply, `has ${reply.length - at} trailing elements`);
+  return decisions;
 }

@@ -11,6 +11,8 @@ declare module 'ioredis' {
   interface RedisCommander<Context> {
     tgAppendUsage(...keysAndArgs: (string | number)[]): Result<unknown, Context>;
     tgClock(): Result<unknown, Context>;
+    /** Variable key count: `tgDecide(numberOfKeys, ...keys, ...args)`. */
+    tgDecide(numberOfKeys: number, ...keysAndArgs: string[]): Result<unknown, Context>;
   }
 }
 
@@ -18,6 +20,7 @@ declare module 'ioredis' {
 export const SCRIPTS = {
   tgAppendUsage: { file: 'append-usage.lua', numberOfKeys: 2 },
   tgClock: { file: 'clock.lua', numberOfKeys: 0 },
+  tgDecide: { file: 'decide.lua', numberOfKeys: undefined },
 } as const;
 
 /** The folder holding the Lua sources (`<repo>/lua`, or `dist/lua` after a build). */
@@ -31,6 +34,7 @@ export function readScript(file: string): string {
 /** Registers every script on a client (single node or cluster). Idempotent. */
 export function registerScripts(client: Redis | Cluster): void {
   for (const [name, script] of Object.entries(SCRIPTS)) {
-    client.defineCommand(name, { numberOfKeys: script.numberOfKeys, lua: readScript(script.file) });
+    const lua = readScript(script.file);
+    client.defineCommand(name, script.numberOfKeys === undefined ? { lua } : { numberOfKeys: script.numberOfKeys, lua });
   }
 }

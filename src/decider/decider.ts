@@ -1,0 +1,219 @@
+/**
+ * The `Decider` port and its Redis implementation. A decision is a value
+ * (STYLE §4): denial, deferral and warnings are kinds, never exceptions.
+ *
+ * Micro-batching: requests for a shard that arrive while that shard's previous
+ * script call is in flight are sent together in the next call (no timer: an
+ * idle shard sends at once), each decided in order and atomic on its own. So
+ * throughput is bounded by Redis work, not per-call round trips.
+ */
+import {
+  DependencyError,
+  InvariantError,
+  ValidationError,
+  type Clock,
+  type LimitId,
+} from '../shared/index.js';
+import { compileBatch, compileRequest, type CompiledRequest, type DecideInput } from './compile.js';
+import type { RawDecision } from './model/limits.js';
+import type { DeciderRedis } from './redis.js';
+import { redisErrorPrefix, stalePeriodNowMs } from './redis-errors.js';
+import { decodeDecideBatch } from './replies.js';
+import type { LimitMode, LimitSpec } from './policy.js';
+
+/** One limit's state after a decision. */
+export interface LimitState {
+  id: LimitId;
+  kind: LimitSpec['algorithm']['kind'];
+  mode: LimitMode;
+  /** Units (slots, for concurrency) left after this decision. */
+  remaining: number;
+  /** ms until the limit is fully restored (or its window/period ends). */
+  resetMs: number;
+  /** True when this request did not fit (for soft and shadow limits: would have been denied). */
+  isExceeded: boolean;
+  /** True when tokens were taken from this limit. */
+  hasTaken: boolean;
+  /** Units of this request beyond the limit (soft limits: billed as overage). */
+  overage: number;
+}
+
+export type Warning =
+  | { kind: 'soft-limit-exceeded'; limitId: LimitId; overage: number }
+  | { kind: 'threshold-crossed'; limitId: LimitId; percent: number };
+
+interface Admitted {
+  /** The usage event id (deterministic: the request id); the client's receipt. */
+  usageId: string;
+  /** Stream entry id of the usage event. */
+  streamId: string;
+  nowMs: number;
+  limits: LimitState[];
+  /** Shadow limits that would have denied this request. */
+  shadowDenials: LimitId[];
+  /** True when this is a retry of an already admitted request: nothing was taken again. */
+  isReplay: boolean;
+}
+
+export type Decision =
+  | ({ kind: 'allowed' } & Admitted)
+  | ({ kind: 'warned'; warnings: Warning[] } & Admitted)
+  | { kind: 'deferred'; limitId: LimitId; retryAfterMs: number | null; nowMs: number; limits: LimitState[] }
+  | {
+      kind: 'denied';
+      limitId: LimitId;
+      /** Whether the denying limit is a period quota (QUOTA_EXHAUSTED) or a rate (RATE_LIMITED). */
+      isQuota: boolean;
+      /** ms until the request could fit; null when it never can (cost above the limit). */
+      retryAfterMs: number | null;
+      nowMs: number;
+      limits: LimitState[];
+    };
+
+/** Port: decides requests against their limits. */
+export interface Decider {
+  /**
+   * @throws ValidationError before any Redis call for bad input
+   * @throws DependencyError `REDIS_UNAVAILABLE` when Redis fails or times out
+   */
+  decide(input: DecideInput): Promise<Decision>;
+}
+
+export interface RedisDeciderOptions {
+  shardCount: number;
+  clock: Clock;
+  /** How long an admitted request's record (idempotency) is kept. @default 86_400_000 (24 h) */
+  recordTtlMs?: number;
+  /** Most requests sent in one script call. @default 256 */
+  maxBatchSize?: number;
+}
+
+const DEFAULTS = { recordTtlMs: 86_400_000, maxBatchSize: 256 };
+
+interface Pending {
+  input: DecideInput;
+  compiled: CompiledRequest;
+  resolve: (decision: Decision) => void;
+  reject: (error: unknown) => void;
+}
+
+/** Maps a script reply to the public decision. */
+export function toDecision(raw: RawDecision, compiled: CompiledRequest): Decision {
+  if (raw.limits.length !== compiled.limitIds.length) {
+    // A replay decided under another plan: its limit states do not describe these limits.
+    if (!raw.isReplay || raw.kind > 1) throw new InvariantError('decide reply has the wrong number of limits');
+    raw = { ...raw, limits: [] };
+  }
+  const limits: LimitState[] = raw.limits.map((limit, index) => ({
+    id: compiled.limitIds[index] as LimitId,
+    kind: compiled.limitKinds[index] as LimitSpec['algorithm']['kind'],
+    mode: compiled.modes[index] as LimitMode,
+    remaining: limit.remaining,
+    resetMs: limit.resetMs,
+    isExceeded: (limit.flags & 1) === 1,
+    hasTaken: (limit.flags & 2) === 2,
+    overage: limit.overage,
+  }));
+  const retryAfterMs = raw.retryAfterMs === -1 ? null : raw.retryAfterMs;
+  if (raw.kind === 3 || raw.kind === 2) {
+    const index = raw.limitIndex - 1;
+    const limitId = compiled.limitIds[index];
+    if (limitId === undefined) throw new InvariantError(`decide reply names limit ${raw.limitIndex} of ${limits.length}`);
+    if (raw.kind === 2) return { kind: 'deferred', limitId, retryAfterMs, nowMs: raw.nowMs, limits };
+    return { kind: 'denied', limitId, isQuota: compiled.limitKinds[index] === 'period-quota', retryAfterMs, nowMs: raw.nowMs, limits };
+  }
+  const admitted: Admitted = {
+    usageId: compiled.model.requestId,
+    streamId: raw.streamId,
+    nowMs: raw.nowMs,
+    limits,
+    shadowDenials: limits.filter((limit) => limit.mode === 'shadow' && limit.isExceeded).map((limit) => limit.id),
+    isReplay: raw.isReplay,
+  };
+  if (raw.kind === 0) return { kind: 'allowed', ...admitted };
+  const warnings: Warning[] = [];
+  raw.limits.forEach((limit, index) => {
+    const state = limits[index] as LimitState;
+    if (state.mode === 'soft' && state.isExceeded) warnings.push({ kind: 'soft-limit-exceeded', limitId: state.id, overage: limit.overage });
+    if (limit.crossed > 0 && state.mode !== 'shadow') warnings.push({ kind: 'threshold-crossed', limitId: state.id, percent: limit.crossed });
+  });
+  return { kind: 'warned', warnings, ...admitted };
+}
+
+/** Decider on Redis (single node or cluster): one EVALSHA per shard batch. */
+export class RedisDecider implements Decider {
+  private readonly options: Required<RedisDeciderOptions>;
+  private readonly queues = new Map<number, Pending[]>();
+  private readonly inFlight = new Set<number>();
+
+  constructor(
+    private readonly redis: DeciderRedis,
+    options: RedisDeciderOptions,
+  ) {
+    this.options = { ...DEFAULTS, ...options };
+  }
+
+  decide(input: DecideInput): Promise<Decision> {
+    let compiled: CompiledRequest;
+    try {
+      compiled = compileRequest(input, { shardCount: this.options.shardCount, localNowMs: this.options.clock.nowMs() });
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new ValidationError('INVALID_INPUT', String(error)));
+    }
+    return new Promise<Decision>((resolve, reject) => {
+      const queue = this.queues.get(compiled.shard) ?? [];
+      queue.push({ input, compiled, resolve, reject });
+      this.queues.set(compiled.shard, queue);
+      if (!this.inFlight.has(compiled.shard)) void this.flush(compiled.shard);
+    });
+  }
+
+  private async flush(shard: number): Promise<void> {
+    const queue = this.queues.get(shard);
+    if (queue === undefined || queue.length === 0) {
+      this.queues.delete(shard);
+      return;
+    }
+    const batch = queue.splice(0, this.options.maxBatchSize);
+    this.inFlight.add(shard);
+    try {
+      const decisions = await this.run(batch);
+      batch.forEach((pending, index) => pending.resolve(decisions[index] as Decision));
+    } catch (error) {
+      for (const pending of batch) pending.reject(error);
+    } finally {
+      this.inFlight.delete(shard);
+      void this.flush(shard);
+    }
+  }
+
+  private async run(batch: Pending[], isRetry = false): Promise<Decision[]> {
+    const { keys, args } = compileBatch(
+      batch.map((pending) => pending.compiled),
+      this.options.recordTtlMs,
+    );
+    let reply: unknown;
+    try {
+      reply = await this.redis.tgDecide(keys.length, ...keys, ...args);
+    } catch (error) {
+      const prefix = redisErrorPrefix(error);
+      const redisNowMs = stalePeriodNowMs(error);
+      if (redisNowMs !== undefined && !isRetry) {
+        // The local clock named the wrong periods: rename them from Redis' clock, once.
+        for (const pending of batch) {
+          pending.compiled = compileRequest(pending.input, { shardCount: this.options.shardCount, localNowMs: redisNowMs });
+        }
+        return this.run(batch, true);
+      }
+      if (prefix === 'ERR_ARG' || prefix === 'ERR_SCRIPT' || prefix === 'ERR_STALE_PERIOD') {
+        throw new InvariantError('decide.lua rejected its arguments', { cause: error });
+      }
+      throw new DependencyError('REDIS_UNAVAILABLE', 'Redis did not decide', { cause: error });
+    }
+    const raws = decodeDecideBatch(
+      reply,
+      batch.map((pending) => pending.compiled.model.limits.length),
+    );
+    return raws.map((raw, index) => toDecision(raw, (batch[index] as Pending).compiled));
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * Calendar periods in a tenant's IANA time zone with an anchor day. Pure (no
+ * I/O). A period is half-open [startMs, endMs): its boundary belongs to the
+ * later period. A monthly period anchored on day d starts at local midnight
+ * of day d (clamped to the month's last day) and ends at the next one.
+ */
+
+export type PeriodUnit = 'day' | 'month';
+
+export interface PeriodSpec {
+  unit: PeriodUnit;
+  /** Day of month a monthly period starts on, 1..31 (clamped to short months). Ignored for days. @default 1 */
+  anchorDay: number;
+  /** IANA zone, e.g. `Europe/Paris`. @default 'UTC' */
+  timeZone: string;
+}
+
+export interface Period {
+  startMs: number;
+  endMs: number;
+}
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+function formatter(timeZone: string): Intl.DateTimeFormat {
+  let format = formatters.get(timeZone);
+  if (format === undefined) {
+    format = new Intl.DateTimeFormat('en-US', {
+      timeZone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    });
+    formatters.set(timeZone, format);
+  }
+  return format;
+}
+
+/** True when `timeZone` is an IANA zone this runtime knows. */
+export function isValidTimeZone(timeZone: string): boolean {
+  try {
+    formatter(timeZone);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface LocalParts {
+  year: number;
+  month: number; // 1..12
+  day: number;
+}
+
+function localParts(instantMs: number, timeZone: string): LocalParts & { hour: number; minute: number; second: number } {
+  const parts = formatter(timeZone).formatToParts(new Date(instantMs));
+  const get = (type: Intl.DateTimeFormatPartTypes): number => Number(parts.find((part) => part.type === type)?.value);
+  return { year: get('year'), month: get('month'), day: get('day'), hour: get('hour'), minute: get('minute'), second: get('second') };
+}
+
+/** Offset of the zone at an instant, in ms (local = utc + offset), at second precision. */
+function offsetMs(instantMs: number, timeZone: string): number {
+  const local = localParts(instantMs, timeZone);
+  const asUtc = Date.UTC(local.year, local.month - 1, local.day, local.hour, local.minute, local.second);
+  return asUtc - Math.floor(instantMs / 1000) * 1000;
+}
+
+/**
+ * The instant of local midnight starting `date` in the zone. If that midnight
+ * does not exist (a DST jump at 00:00), the first instant of the day.
+ */
+function localMidnight(date: LocalParts, timeZone: string): number {
+  const wall = Date.UTC(date.year, date.month - 1, date.day);
+  let guess = wall - offsetMs(wall, timeZone);
+  // Two refinements settle any single offset change around the guess.
+  for (let i = 0; i < 2; i += 1) guess = wall - offsetMs(guess, timeZone);
+  const local = localParts(guess, timeZone);
+  if (local.day !== date.day) {
+    // Midnight was skipped: move forward to the first instant of the date.
+    const forward = wall - offsetMs(guess + 3_600_000, timeZone);
+    return forward;
+  }
+  return guess;
+}
+
+function daysInMonth(year: number, month: number): number {
+  return new Date(Date.UTC(year, month, 0)).getUTCDate();
+}
+
+function addMonths(year: number, month: number, delta: number): { year: number; month: number } {
+  const index = year * 12 + (month - 1) + delta;
+  return { year: Math.floor(index / 12), month: (index % 12) + 1 };
+}
+
+function anchoredDate(year: number, month: number, anchorDay: number): LocalParts {
+  return { year, month, day: Math.min(anchorDay, daysInMonth(year, month)) };
+}
+
+/** The period containing `instantMs`. */
+export function periodAt(spec: PeriodSpec, instantMs: number): Period {
+  const local = localParts(instantMs, spec.timeZone);
+  if (spec.unit === 'day') {
+    const next = new Date(Date.UTC(local.year, local.month - 1, local.day + 1));
+    const startMs = localMidnight(local, spec.timeZone);
+    const endMs = localMidnight(
+      { year: next.getUTCFullYear(), month: next.getUTCMonth() + 1, day: next.getUTCDate() },
+      spec.timeZone,
+    );
+    return { startMs, endMs };
+  }
+  let start = anchoredDate(local.year, local.month, spec.anchorDay);
+  let startMs = localMidnight(start, spec.timeZone);
+  if (instantMs < startMs) {
+    const previous = addMonths(local.year, local.month, -1);
+    start = anchoredDate(previous.year, previous.month, spec.anchorDay);
+    startMs = localMidnight(start, spec.timeZone);
+  }
+  const following = addMonths(start.year, start.month, 1);
+  const endMs = localMidnight(anchoredDate(following.year, following.month, spec.anchorDay), spec.timeZone);
+  return { startMs, endMs };
+}
+
+/** The period that follows `period` (it starts at `period.endMs`). */
+export function nextPeriod(spec: PeriodSpec, period: Period): Period {
+  return periodAt(spec, period.endMs);
+}

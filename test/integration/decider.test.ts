@@ -1,0 +1,297 @@
+/**
+ * lua/decide.lua and RedisDecider against a real Redis: exactness under
+ * concurrency, all-or-nothing denials, idempotent retries, input validation
+ * before Redis, script-cache loss, and the differential check against the
+ * pure TypeScript model.
+ */
+import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  RedisDecider,
+  compileBatch,
+  compileRequest,
+  connectDeciderRedis,
+  createDeciderRedis,
+  decideModel,
+  decodeDecideBatch,
+  emptyModelState,
+  shardOf,
+  usageStreamKey,
+  type DecideInput,
+  type DeciderRedis,
+  type LimitSpec,
+  type ModelRequest,
+  type RawDecision,
+} from '../../src/decider/index.js';
+import {
+  DependencyError,
+  ValidationError,
+  parseEventId,
+  parseKeyId,
+  parseLimitId,
+  parseTenantId,
+  systemClock,
+} from '../../src/shared/index.js';
+import { testStack, uniqueTenant } from '../support/stack.js';
+
+const SHARDS = 64;
+const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
+let redis: DeciderRedis;
+let decider: RedisDecider;
+
+beforeAll(async () => {
+  redis = await connectDeciderRedis({ url: testStack().redisUrl, commandTimeoutMs: 2_000 });
+  decider = new RedisDecider(redis, { shardCount: SHARDS, clock: systemClock });
+});
+
+afterAll(() => {
+  redis.disconnect();
+});
+
+const requestId = (): ReturnType<typeof parseEventId> => parseEventId(`r-${randomBytes(6).toString('hex')}`);
+
+function input(tenant: string, limits: LimitSpec[], cost: number, extra: Partial<DecideInput> = {}): DecideInput {
+  return {
+    tenant: parseTenantId(tenant),
+    keyId: parseKeyId('key-1'),
+    requestId: requestId(),
+    operation: 'listProducts',
+    cost,
+    limits,
+    billingPeriod: MONTH,
+    policyVersion: 3,
+    ...extra,
+  };
+}
+
+const quota = (limit: number, mode: LimitSpec['mode'] = 'hard', thresholdsPercent: number[] = []): LimitSpec => ({
+  id: parseLimitId('month'),
+  scope: 'tenant',
+  algorithm: { kind: 'period-quota', limit, period: MONTH, thresholdsPercent },
+  mode,
+  onDeciderDown: 'open',
+});
+
+const bucket = (capacity: number, refillAmount: number, refillPeriodMs: number, mode: LimitSpec['mode'] = 'hard'): LimitSpec => ({
+  id: parseLimitId('burst'),
+  scope: 'apiKey',
+  algorithm: { kind: 'token-bucket', capacity, refillAmount, refillPeriodMs },
+  mode,
+  onDeciderDown: 'open',
+});
+
+async function streamLength(tenant: string): Promise<number> {
+  return redis.xlen(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)));
+}
+
+describe('exactness under concurrency', () => {
+  it.each([
+    ['a monthly quota', () => [quota(100)]],
+    ['a token bucket that refills once an hour', () => [bucket(100, 1, 3_600_000)]],
+    ['both at once', () => [quota(100), bucket(100, 1, 3_600_000)]],
+  ])('admits exactly floor(limit / cost) of 60 parallel requests with %s, every round', async (_, limits) => {
+    for (let round = 0; round < 5; round += 1) {
+      // given a fresh tenant and a limit of 100 units
+      const tenant = uniqueTenant();
+      const before = await streamLength(tenant);
+      // when 60 requests of cost 7 arrive at once
+      const decisions = await Promise.all(Array.from({ length: 60 }, () => decider.decide(input(tenant, limits(), 7))));
+      // then exactly 14 are admitted, each with one usage event
+      const admitted = decisions.filter((decision) => decision.kind === 'allowed');
+      expect(admitted).toHaveLength(14);
+      expect(decisions.filter((decision) => decision.kind === 'denied')).toHaveLength(46);
+      expect((await streamLength(tenant)) - before).toBe(14);
+    }
+  });
+});
+
+describe('all or nothing', () => {
+  it('a denied request leaves every key byte-identical and appends no event', async () => {
+    // given a tenant whose burst bucket is spent but whose quota has room
+    const tenant = uniqueTenant();
+    const limits = [quota(1_000), bucket(10, 1, 3_600_000)];
+    expect((await decider.decide(input(tenant, limits, 10))).kind).toBe('allowed');
+    const probe = compileRequest(input(tenant, limits, 5), { shardCount: SHARDS, localNowMs: Date.now() });
+    const stream = usageStreamKey(probe.shard);
+    const keys = [...probe.keys, stream];
+    const dump = async (): Promise<(string | null)[]> =>
+      Promise.all(keys.map(async (key) => (await redis.dumpBuffer(key))?.toString('hex') ?? null));
+    const before = await dump();
+    const ttlBefore = await Promise.all(probe.keys.map((key) => redis.pttl(key)));
+    // when a request that fits the quota but not the bucket is decided
+    const decision = await decider.decide(input(tenant, limits, 5));
+    // then it is denied by the bucket and nothing changed
+    expect(decision).toMatchObject({ kind: 'denied', limitId: 'burst', isQuota: false });
+    expect(await dump()).toEqual(before);
+    const ttlAfter = await Promise.all(probe.keys.map((key) => redis.pttl(key)));
+    ttlAfter.forEach((ttl, index) => {
+      const previous = ttlBefore[index] as number;
+      // a TTL only counts down (or stays absent): nothing re-armed it
+      expect(ttl <= previous || previous < 0).toBe(true);
+    });
+  });
+
+  it('denies with QUOTA_EXHAUSTED semantics and a retry at the period end when the quota is spent', async () => {
+    const tenant = uniqueTenant();
+    await decider.decide(input(tenant, [quota(10)], 10));
+    const decision = await decider.decide(input(tenant, [quota(10)], 1));
+    expect(decision.kind).toBe('denied');
+    if (decision.kind !== 'denied') return;
+    expect(decision.isQuota).toBe(true);
+    expect(decision.retryAfterMs).toBe(decision.limits[0]?.resetMs);
+  });
+
+  it('denies a cost above the limit with no retry time, and admits cost 0', async () => {
+    const tenant = uniqueTenant();
+    const tooBig = await decider.decide(input(tenant, [bucket(10, 1, 1_000)], 11));
+    expect(tooBig).toMatchObject({ kind: 'denied', retryAfterMs: null });
+    const free = await decider.decide(input(tenant, [bucket(10, 1, 1_000)], 0));
+    expect(free).toMatchObject({ kind: 'allowed', limits: [{ remaining: 10 }] });
+  });
+});
+
+describe('idempotency', () => {
+  it('a retried request returns the first decision, takes nothing and adds no event', async () => {
+    // given an admitted request
+    const tenant = uniqueTenant();
+    const first = input(tenant, [quota(100)], 30);
+    const decision = await decider.decide(first);
+    const events = await streamLength(tenant);
+    // when the same request id is decided again (even with another cost)
+    const retry = await decider.decide({ ...first, cost: 50 });
+    // then
+    expect(decision).toMatchObject({ kind: 'allowed', isReplay: false, limits: [{ remaining: 70 }] });
+    expect(retry).toMatchObject({ kind: 'allowed', isReplay: true, limits: [{ remaining: 70 }] });
+    if (retry.kind === 'allowed' && decision.kind === 'allowed') expect(retry.streamId).toBe(decision.streamId);
+    expect(await streamLength(tenant)).toBe(events);
+    const next = await decider.decide(input(tenant, [quota(100)], 1));
+    expect(next).toMatchObject({ kind: 'allowed', limits: [{ remaining: 69 }] });
+  });
+
+  it('survives SCRIPT FLUSH: the next call reloads the script by itself', async () => {
+    const tenant = uniqueTenant();
+    await redis.script('FLUSH');
+    expect((await decider.decide(input(tenant, [quota(5)], 2))).kind).toBe('allowed');
+  });
+});
+
+describe('input validation before Redis', () => {
+  // A decider on a port where nothing listens: a validation error proves no Redis call was needed.
+  const dead = createDeciderRedis({ url: 'redis://127.0.0.1:1', commandTimeoutMs: 50, connectTimeoutMs: 50 });
+  dead.on('error', () => undefined);
+  const offline = new RedisDecider(dead, { shardCount: SHARDS, clock: systemClock });
+  afterAll(() => dead.disconnect());
+
+  it.each([1.5, -1, 2 ** 53, Number.NaN, Number.POSITIVE_INFINITY])('rejects cost %s with INVALID_INPUT', async (cost) => {
+    const error = await offline.decide(input('acme', [quota(10)], cost)).catch((reason: unknown) => reason);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).code).toBe('INVALID_INPUT');
+  });
+
+  it('rejects invalid limits, listing every problem', async () => {
+    const bad: LimitSpec = { ...bucket(0, 1, 1_000), id: parseLimitId('b') };
+    const error = await offline.decide(input('acme', [bad, { ...quota(-5) }], 1)).catch((reason: unknown) => reason);
+    expect((error as Error).message).toBe(
+      'invalid limits:\nlimits[0].algorithm.capacity must be an integer in 1..9007199254740991, got 0\n' +
+        'limits[1].algorithm.limit must be an integer in 1..9007199254740991, got -5',
+    );
+  });
+
+  it('reports an unreachable Redis as REDIS_UNAVAILABLE', async () => {
+    const error = await offline.decide(input('acme', [quota(10)], 1)).catch((reason: unknown) => reason);
+    expect(error).toBeInstanceOf(DependencyError);
+    expect((error as DependencyError).code).toBe('REDIS_UNAVAILABLE');
+  });
+});
+
+// ------------------------------------------------------------ differential
+
+type Op = { kind: 'decide'; limitSet: number; cost: number; reuse: boolean; sleepMs: number };
+
+function limitSets(): LimitSpec[][] {
+  const id = parseLimitId;
+  return [
+    [{ id: id('tb'), scope: 'tenant', algorithm: { kind: 'token-bucket', capacity: 20, refillAmount: 3, refillPeriodMs: 7 }, mode: 'hard', onDeciderDown: 'open' }],
+    [{ id: id('fw'), scope: 'tenant', algorithm: { kind: 'fixed-window', limit: 15, windowMs: 23 }, mode: 'hard', onDeciderDown: 'open' }],
+    [{ id: id('sw'), scope: 'tenant', algorithm: { kind: 'sliding-window', limit: 17, windowMs: 19 }, mode: 'hard', onDeciderDown: 'open' }],
+    [
+      { id: id('pq'), scope: 'tenant', algorithm: { kind: 'period-quota', limit: 60, period: MONTH, thresholdsPercent: [50, 80, 100] }, mode: 'soft', onDeciderDown: 'open' },
+      { id: id('cc'), scope: 'apiKey', algorithm: { kind: 'concurrency', slots: 3, leaseTtlMs: 11 }, mode: 'hard', onDeciderDown: 'open' },
+    ],
+    [
+      { id: id('tb2'), scope: 'apiKey', algorithm: { kind: 'token-bucket', capacity: 9, refillAmount: 1, refillPeriodMs: 3 }, mode: 'shadow', onDeciderDown: 'open' },
+      { id: id('fw2'), scope: 'tenant', algorithm: { kind: 'fixed-window', limit: 12, windowMs: 13 }, mode: 'soft', onDeciderDown: 'open' },
+      { id: id('sw2'), scope: 'tenant', algorithm: { kind: 'sliding-window', limit: 30, windowMs: 29 }, mode: 'defer', onDeciderDown: 'open' },
+    ],
+  ];
+}
+
+const opArb: fc.Arbitrary<Op> = fc.record({
+  kind: fc.constant('decide' as const),
+  limitSet: fc.nat(4),
+  cost: fc.oneof(fc.integer({ min: 0, max: 8 }), fc.integer({ min: 9, max: 35 })),
+  reuse: fc.boolean(),
+  sleepMs: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 12 })),
+});
+
+interface Mutation {
+  /** Applied to the model's copy of each limit; the identity for the real model. */
+  mutate: (request: ModelRequest) => ModelRequest;
+}
+
+const comparable = (raw: RawDecision) => ({ ...raw, streamId: raw.streamId === '' ? '' : 'set' });
+
+/** Runs one sequence against Lua and the model; returns the first divergence, if any. */
+async function runSequence(ops: Op[], mutation: Mutation): Promise<string | undefined> {
+  const tenant = uniqueTenant('d');
+  const sets = limitSets();
+  const state = emptyModelState();
+  const used: ReturnType<typeof parseEventId>[] = [];
+  for (const [index, op] of ops.entries()) {
+    if (op.sleepMs > 0) await new Promise((resolveSleep) => setTimeout(resolveSleep, op.sleepMs));
+    const previous = used.at(-1);
+    const id = op.reuse && previous !== undefined ? previous : requestId();
+    used.push(id);
+    const compiled = compileRequest(
+      { ...input(tenant, sets[op.limitSet] as LimitSpec[], op.cost, { isDeferrable: true }), requestId: id },
+      { shardCount: SHARDS, localNowMs: Date.now() },
+    );
+    const { keys, args } = compileBatch([compiled], 60_000);
+    const [raw] = decodeDecideBatch(await redis.tgDecide(keys.length, ...keys, ...args), [compiled.model.limits.length]);
+    if (raw === undefined) return `op ${index}: no reply`;
+    const expected = decideModel(state, mutation.mutate(compiled.model), raw.nowMs);
+    const [a, b] = [JSON.stringify(comparable(raw)), JSON.stringify(comparable(expected))];
+    if (a !== b) return `op ${index} ${JSON.stringify(op)}:\n lua   ${a}\n model ${b}`;
+  }
+  return undefined;
+}
+
+describe('differential: decide.lua against the TypeScript model', () => {
+  const seed = Number(process.env['TOLLGATE_PROP_SEED'] ?? Date.now() % 2 ** 31);
+
+  it('gives identical decisions, remaining, reset and retry-after on random sequences', async () => {
+    // Replay a failure with TOLLGATE_PROP_SEED=<seed printed below>.
+    console.log(`differential seed: ${seed}`);
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArb, { minLength: 5, maxLength: 30 }), async (ops) => {
+        const divergence = await runSequence(ops, { mutate: (request) => request });
+        expect(divergence).toBeUndefined();
+      }),
+      { numRuns: Number(process.env['TOLLGATE_PROP_RUNS'] ?? 40), seed },
+    );
+  }, 600_000);
+
+  it('catches a planted off-by-one in a copy of the model (each limit one unit larger)', async () => {
+    const planted: Mutation = {
+      mutate: (request) => ({ ...request, limits: request.limits.map((limit) => ({ ...limit, p1: limit.p1 + 1 })) }),
+    };
+    const result = await fc.check(
+      fc.asyncProperty(fc.array(opArb, { minLength: 5, maxLength: 30 }), async (ops) => {
+        expect(await runSequence(ops, planted)).toBeUndefined();
+      }),
+      { numRuns: 40, seed },
+    );
+    expect(result.failed).toBe(true);
+  }, 240_000);
+});
