@@ -52,6 +52,10 @@ export interface CompiledRequest {
   limitIds: LimitId[];
   limitKinds: LimitSpec['algorithm']['kind'][];
   modes: LimitMode[];
+  /** The limits' part of the arguments (shared with settle.lua). */
+  limitArgs: string[];
+  billingEndMs: number;
+  billingNextEndMs: number;
 }
 
 /** How far the local clock may trail Redis when naming periods: periods are named from now − this. */
@@ -170,6 +174,57 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
     limitIds: input.limits.map((limit) => limit.id),
     limitKinds: input.limits.map((limit) => limit.algorithm.kind),
     modes: input.limits.map((limit) => limit.mode),
+    limitArgs,
+    billingEndMs: billing.endMs,
+    billingNextEndMs: billingNext.endMs,
+  };
+}
+
+/** A settlement: the decided request and what it actually cost. */
+export interface SettleInput extends DecideInput {
+  /** Actual cost in integer units, measured after execution. */
+  actual: number;
+  /** The decision's `nowMs` (Redis time): names the periods the decision counted in. */
+  decidedAtMs: number;
+}
+
+/**
+ * Compiles `lua/settle.lua` keys and arguments: the request's own keys (so the
+ * same slot), the decided cost and the actual one.
+ * @throws ValidationError for a bad actual cost (and everything compileRequest checks)
+ */
+export function compileSettle(input: SettleInput, options: Pick<CompileOptions, 'shardCount'>): { keys: string[]; args: string[] } {
+  if (!Number.isSafeInteger(input.actual) || input.actual < 0) {
+    throw new ValidationError('INVALID_INPUT', `actual cost must be an integer in 0..2^53-1, got ${String(input.actual)}`);
+  }
+  if (!Number.isSafeInteger(input.decidedAtMs) || input.decidedAtMs < 0) {
+    throw new ValidationError('INVALID_INPUT', 'decidedAtMs must be the decision time in ms');
+  }
+  const compiled = compileRequest(input, { shardCount: options.shardCount, localNowMs: input.decidedAtMs });
+  const fields = [
+    'id', `${input.requestId}.settled`,
+    'type', 'usage.settled.v1',
+    'tenant', input.tenant,
+    'key', input.keyId,
+    'op', input.operation,
+    'requested', String(input.cost),
+    'actual', String(input.actual),
+    'pv', String(input.policyVersion),
+  ];
+  return {
+    keys: [usageStreamKey(compiled.shard), ...compiled.keys],
+    args: [
+      String(DECIDE_LAYOUT_VERSION),
+      input.requestId,
+      String(input.cost),
+      String(input.actual),
+      String(compiled.billingEndMs),
+      String(compiled.billingNextEndMs),
+      String(fields.length / 2),
+      String(input.limits.length),
+      ...fields,
+      ...compiled.limitArgs,
+    ],
   };
 }
 

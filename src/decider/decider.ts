@@ -14,11 +14,11 @@ import {
   type Clock,
   type LimitId,
 } from '../shared/index.js';
-import { compileBatch, compileRequest, type CompiledRequest, type DecideInput } from './compile.js';
+import { compileBatch, compileRequest, compileSettle, type CompiledRequest, type DecideInput, type SettleInput } from './compile.js';
 import type { RawDecision } from './model/limits.js';
 import type { DeciderRedis } from './redis.js';
 import { redisErrorPrefix, stalePeriodNowMs } from './redis-errors.js';
-import { decodeDecideBatch } from './replies.js';
+import { decodeDecideBatch, decodeSettle, type SettleResult } from './replies.js';
 import type { LimitMode, LimitSpec } from './policy.js';
 
 /** One limit's state after a decision. */
@@ -77,6 +77,13 @@ export interface Decider {
    * @throws DependencyError `REDIS_UNAVAILABLE` when Redis fails or times out
    */
   decide(input: DecideInput): Promise<Decision>;
+  /**
+   * Settles an admitted request with its actual cost: refunds or takes the
+   * difference, releases concurrency leases. Idempotent per request id.
+   * @throws ValidationError before any Redis call for bad input
+   * @throws DependencyError `REDIS_UNAVAILABLE` when Redis fails or times out
+   */
+  settle(input: SettleInput): Promise<SettleResult>;
 }
 
 export interface RedisDeciderOptions {
@@ -166,6 +173,19 @@ export class RedisDecider implements Decider {
       this.queues.set(compiled.shard, queue);
       if (!this.inFlight.has(compiled.shard)) void this.flush(compiled.shard);
     });
+  }
+
+  async settle(input: SettleInput): Promise<SettleResult> {
+    const { keys, args } = compileSettle(input, { shardCount: this.options.shardCount });
+    let reply: unknown;
+    try {
+      reply = await this.redis.tgSettle(keys.length, ...keys, ...args);
+    } catch (error) {
+      const prefix = redisErrorPrefix(error);
+      if (prefix === 'ERR_ARG' || prefix === 'ERR_SCRIPT') throw new InvariantError('settle.lua rejected its arguments', { cause: error });
+      throw new DependencyError('REDIS_UNAVAILABLE', 'Redis did not settle', { cause: error });
+    }
+    return decodeSettle(reply);
   }
 
   private async flush(shard: number): Promise<void> {

@@ -97,3 +97,28 @@ export function decodeDecideBatch(reply: unknown, limitCounts: number[]): RawDec
   if (at !== reply.length) fail(script, reply, `has ${reply.length - at} trailing elements`);
   return decisions;
 }
+
+/** Result of `settle.lua`. */
+export interface SettleResult {
+  /** settled now; replay of an earlier settle; unknown request (never admitted or expired): nothing changed. */
+  status: 'settled' | 'replay' | 'unknown';
+  nowMs: number;
+  /** Stream id of the usage.settled event ('' when unknown). */
+  streamId: string;
+  /** requested − actual: positive refunded, negative an overrun taken. */
+  refund: number;
+}
+
+/** @throws InvariantError when the reply is not `{status, nowMs, streamId, refund}` */
+export function decodeSettle(reply: unknown): SettleResult {
+  const script = 'settle';
+  if (!Array.isArray(reply) || reply.length !== 4) fail(script, reply, 'is not a 4-element array');
+  const status = integerAt(script, reply, 0);
+  if (status !== 0 && status !== 1 && status !== 2) fail(script, reply, '[0] is not a settle status');
+  return {
+    status: status === 1 ? 'settled' : status === 2 ? 'replay' : 'unknown',
+    nowMs: integerAt(script, reply, 1),
+    streamId: stringAt(script, reply, 2),
+    refund: integerAt(script, reply, 3),
+  };
+}

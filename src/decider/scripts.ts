@@ -13,6 +13,7 @@ declare module 'ioredis' {
     tgClock(): Result<unknown, Context>;
     /** Variable key count: `tgDecide(numberOfKeys, ...keys, ...args)`. */
     tgDecide(numberOfKeys: number, ...keysAndArgs: string[]): Result<unknown, Context>;
+    tgSettle(numberOfKeys: number, ...keysAndArgs: string[]): Result<unknown, Context>;
   }
 }
 
@@ -21,6 +22,7 @@ export const SCRIPTS = {
   tgAppendUsage: { file: 'append-usage.lua', numberOfKeys: 2 },
   tgClock: { file: 'clock.lua', numberOfKeys: 0 },
   tgDecide: { file: 'decide.lua', numberOfKeys: undefined },
+  tgSettle: { file: 'settle.lua', numberOfKeys: undefined },
 } as const;
 
 /** The folder holding the Lua sources (`<repo>/lua`, or `dist/lua` after a build). */

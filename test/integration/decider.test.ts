@@ -295,3 +295,61 @@ describe('differential: decide.lua against the TypeScript model', () => {
     expect(result.failed).toBe(true);
   }, 240_000);
 });
+
+describe('settle', () => {
+  const concurrency: LimitSpec = {
+    id: parseLimitId('inflight'),
+    scope: 'apiKey',
+    algorithm: { kind: 'concurrency', slots: 1, leaseTtlMs: 60_000 },
+    mode: 'hard',
+    onDeciderDown: 'open',
+  };
+
+  it('refunds requested − actual to the bucket, the quota and the admitted counter, once', async () => {
+    // given a request priced at 50 that turned out to cost 3
+    const tenant = uniqueTenant();
+    const limits = [quota(1_000), bucket(100, 1, 3_600_000)];
+    const request = input(tenant, limits, 50);
+    const decision = await decider.decide(request);
+    expect(decision).toMatchObject({ kind: 'allowed', limits: [{ remaining: 950 }, { remaining: 50 }] });
+    // when it is settled (twice: a retry)
+    const settled = await decider.settle({ ...request, actual: 3, decidedAtMs: decision.nowMs });
+    const again = await decider.settle({ ...request, actual: 3, decidedAtMs: decision.nowMs });
+    // then 47 came back to every limit, exactly once, and the next request sees it
+    expect(settled).toMatchObject({ status: 'settled', refund: 47 });
+    expect(again).toMatchObject({ status: 'replay', refund: 47, streamId: settled.streamId });
+    const next = await decider.decide(input(tenant, limits, 1));
+    expect(next).toMatchObject({ kind: 'allowed', limits: [{ remaining: 996 }, { remaining: 96 }] });
+    const compiled = compileRequest(request, { shardCount: SHARDS, localNowMs: decision.nowMs });
+    expect(await redis.get(compiled.keys[1] as string)).toBe('4');
+    const [entry] = await redis.xrange(usageStreamKey(compiled.shard), settled.streamId, settled.streamId);
+    expect(entry?.[1]).toEqual(expect.arrayContaining(['type', 'usage.settled.v1', 'requested', '50', 'actual', '3', 'refund', '47']));
+  });
+
+  it('takes an overrun (actual above requested) instead of dropping it', async () => {
+    const tenant = uniqueTenant();
+    const limits = [quota(1_000)];
+    const request = input(tenant, limits, 10);
+    const decision = await decider.decide(request);
+    expect(await decider.settle({ ...request, actual: 25, decidedAtMs: decision.nowMs })).toMatchObject({ status: 'settled', refund: -15 });
+    expect(await decider.decide(input(tenant, limits, 1))).toMatchObject({ limits: [{ remaining: 974 }] });
+  });
+
+  it('releases the concurrency lease so the next request fits', async () => {
+    const tenant = uniqueTenant();
+    const request = input(tenant, [concurrency], 1);
+    const first = await decider.decide(request);
+    expect(first.kind).toBe('allowed');
+    expect((await decider.decide(input(tenant, [concurrency], 1))).kind).toBe('denied');
+    await decider.settle({ ...request, actual: 1, decidedAtMs: first.nowMs });
+    expect((await decider.decide(input(tenant, [concurrency], 1))).kind).toBe('allowed');
+  });
+
+  it('changes nothing for a request that was never admitted', async () => {
+    const tenant = uniqueTenant();
+    const before = await streamLength(tenant);
+    const result = await decider.settle({ ...input(tenant, [quota(10)], 5), actual: 0, decidedAtMs: Date.now() });
+    expect(result).toMatchObject({ status: 'unknown', refund: 0, streamId: '' });
+    expect(await streamLength(tenant)).toBe(before);
+  });
+});
