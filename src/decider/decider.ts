@@ -19,7 +19,7 @@ import type { RawDecision } from './model/limits.js';
 import type { DeciderRedis } from './redis.js';
 import { redisErrorPrefix, stalePeriodNowMs } from './redis-errors.js';
 import { decodeDecideBatch, decodeSettle, type SettleResult } from './replies.js';
-import type { LimitMode, LimitSpec } from './policy.js';
+import type { LimitMode, LimitSpec, OnDeciderDown } from './policy.js';
 
 /** One limit's state after a decision. */
 export interface LimitState {
@@ -68,6 +68,20 @@ export type Decision =
       retryAfterMs: number | null;
       nowMs: number;
       limits: LimitState[];
+    }
+  | {
+      kind: 'degraded';
+      /** The strictest `onDeciderDown` among the request's limits. */
+      policy: OnDeciderDown;
+      /** open: admitted and spooled; closed: refused (503); local: as the in-process backstop decided. */
+      isAdmitted: boolean;
+      /** The usage event id when admitted (spooled, billed on replay). */
+      usageId: string | null;
+      /** For refusals: when to retry (null: unknown). */
+      retryAfterMs: number | null;
+      /** Local clock (Redis was not reached). */
+      nowMs: number;
+      reason: DependencyError;
     };
 
 /** Port: decides requests against their limits. */

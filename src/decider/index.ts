@@ -10,3 +10,6 @@ export * from './decider.js';
 export * from './model/limits.js';
 export * from './model/period.js';
 export { redisErrorPrefix } from './redis-errors.js';
+export * from './breaker.js';
+export * from './spool.js';
+export * from './resilient.js';

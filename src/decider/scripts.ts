@@ -19,7 +19,7 @@ declare module 'ioredis' {
 
 /** Scripts, by the command name they are registered under. */
 export const SCRIPTS = {
-  tgAppendUsage: { file: 'append-usage.lua', numberOfKeys: 2 },
+  tgAppendUsage: { file: 'append-usage.lua', numberOfKeys: 4 },
   tgClock: { file: 'clock.lua', numberOfKeys: 0 },
   tgDecide: { file: 'decide.lua', numberOfKeys: undefined },
   tgSettle: { file: 'settle.lua', numberOfKeys: undefined },

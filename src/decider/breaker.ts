@@ -1,0 +1,98 @@
+/**
+ * Circuit breaker in front of Redis. Opens after `failureThreshold`
+ * consecutive failures or `slowThreshold` consecutive calls over the latency
+ * budget; after a cooldown with U(0, 0.2·cooldown) jitter (so a fleet does not
+ * probe in lockstep) it lets exactly one probe through; the probe's outcome
+ * closes or re-opens it. While open, decisions degrade at once instead of
+ * waiting for a timeout.
+ */
+import type { Clock } from '../shared/index.js';
+
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+export interface BreakerOptions {
+  /** @default 5 */
+  failureThreshold?: number;
+  /** A call slower than this counts toward opening, in ms. @default 25 */
+  latencyBudgetMs?: number;
+  /** @default 5 */
+  slowThreshold?: number;
+  /** @default 1000 */
+  cooldownMs?: number;
+}
+
+const DEFAULTS: Required<BreakerOptions> = { failureThreshold: 5, latencyBudgetMs: 25, slowThreshold: 5, cooldownMs: 1_000 };
+
+export class CircuitBreaker {
+  private readonly options: Required<BreakerOptions>;
+  private state: BreakerState = 'closed';
+  private failures = 0;
+  private slow = 0;
+  private reopenAtMs = 0;
+  private isProbing = false;
+  private readonly listeners: ((state: BreakerState) => void)[] = [];
+
+  constructor(
+    private readonly clock: Clock,
+    options: BreakerOptions = {},
+    private readonly random: () => number = Math.random,
+  ) {
+    this.options = { ...DEFAULTS, ...options };
+  }
+
+  get current(): BreakerState {
+    return this.state;
+  }
+
+  onChange(listener: (state: BreakerState) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Whether a call may go to Redis now. In half-open, only one probe at a time. */
+  allow(): boolean {
+    if (this.state === 'closed') return true;
+    if (this.state === 'open' && this.clock.nowMs() >= this.reopenAtMs) this.set('half-open');
+    if (this.state === 'half-open' && !this.isProbing) {
+      this.isProbing = true;
+      return true;
+    }
+    return false;
+  }
+
+  success(latencyMs: number): void {
+    if (this.state === 'half-open') {
+      this.isProbing = false;
+      this.failures = 0;
+      this.slow = 0;
+      this.set('closed');
+      return;
+    }
+    this.failures = 0;
+    this.slow = latencyMs > this.options.latencyBudgetMs ? this.slow + 1 : 0;
+    if (this.slow >= this.options.slowThreshold) this.trip();
+  }
+
+  failure(): void {
+    if (this.state === 'half-open') {
+      this.isProbing = false;
+      this.trip();
+      return;
+    }
+    this.failures += 1;
+    if (this.failures >= this.options.failureThreshold && this.state === 'closed') this.trip();
+  }
+
+  private trip(): void {
+    const jitter = this.random() * 0.2 * this.options.cooldownMs;
+    this.reopenAtMs = this.clock.nowMs() + this.options.cooldownMs + jitter;
+    this.failures = 0;
+    this.slow = 0;
+    this.set('open');
+  }
+
+  private set(state: BreakerState): void {
+    if (this.state === state) return;
+    this.state = state;
+    for (const listener of this.listeners) listener(state);
+  }
+}

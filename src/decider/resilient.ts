@@ -1,0 +1,226 @@
+/**
+ * A Decider that keeps the API up when Redis is sick (DESIGN §2, "degraded").
+ * Calls go through a circuit breaker; when Redis fails, times out or the
+ * breaker is open, the request's policy decides (the strictest
+ * `onDeciderDown` among its limits: closed > local > open):
+ * - `closed`: refused (the edge answers 503 LIMITER_UNAVAILABLE);
+ * - `local`: an in-process backstop runs the same algorithms (the pure model)
+ *   with each limit divided by the number of healthy instances and capped by a
+ *   hard ceiling, on the local clock;
+ * - `open`: admitted.
+ * Every degraded admission (and its settlement) is written to the spool before
+ * the caller hears of it, and replayed into the stream, deduplicated, once
+ * Redis answers again: degraded traffic is billed exactly once.
+ */
+import {
+  DependencyError,
+  type Clock,
+  type EventId,
+  type Logger,
+} from '../shared/index.js';
+import { CircuitBreaker, type BreakerOptions, type BreakerState } from './breaker.js';
+import { compileRequest, type DecideInput, type SettleInput } from './compile.js';
+import { RedisDecider, type Decider, type Decision } from './decider.js';
+import { decideModel, emptyModelState, type CompiledLimit, type ModelState } from './model/limits.js';
+import { periodAt } from './model/period.js';
+import type { OnDeciderDown } from './policy.js';
+import type { DeciderRedis } from './redis.js';
+import type { SettleResult } from './replies.js';
+import type { FileSpool, ReplayResult } from './spool.js';
+import { appendUsage } from './usage-log.js';
+
+export interface BackstopOptions {
+  /** Healthy API instances sharing the limits; each backstop gets limit / instances. @default () => 1 */
+  instances?: () => number;
+  /** Hard ceiling on any backstop limit's capacity, in units. @default 1000 */
+  ceilingUnits?: number;
+}
+
+export interface ResilientDeciderOptions {
+  shardCount: number;
+  clock: Clock;
+  logger: Logger;
+  spool: FileSpool;
+  breaker?: BreakerOptions;
+  backstop?: BackstopOptions;
+  /** How long an admitted request's record is kept in Redis. @default 24 h */
+  recordTtlMs?: number;
+  random?: () => number;
+}
+
+const MAX_TRACKED_DEGRADED = 100_000;
+
+const STRICTNESS: Record<OnDeciderDown, number> = { open: 0, local: 1, closed: 2 };
+
+function policyOf(input: DecideInput): OnDeciderDown {
+  let policy: OnDeciderDown = 'open';
+  for (const limit of input.limits) if (STRICTNESS[limit.onDeciderDown] > STRICTNESS[policy]) policy = limit.onDeciderDown;
+  return policy;
+}
+
+export class ResilientDecider implements Decider {
+  readonly breaker: CircuitBreaker;
+  private readonly inner: RedisDecider;
+  private readonly backstop: ModelState = emptyModelState();
+  /** Requests admitted while degraded whose settlement is still to come (bounded, oldest dropped). */
+  private readonly degradedRequests = new Set<string>();
+  private replaying: Promise<ReplayResult> | undefined;
+
+  constructor(
+    private readonly redis: DeciderRedis,
+    private readonly options: ResilientDeciderOptions,
+  ) {
+    this.inner = new RedisDecider(redis, {
+      shardCount: options.shardCount,
+      clock: options.clock,
+      ...(options.recordTtlMs === undefined ? {} : { recordTtlMs: options.recordTtlMs }),
+    });
+    this.breaker = new CircuitBreaker(options.clock, options.breaker ?? {}, options.random ?? Math.random);
+    this.breaker.onChange((state: BreakerState) => {
+      options.logger.warn({ breaker: state }, 'decider breaker changed state');
+      if (state === 'closed' && options.spool.size > 0) void this.replaySpool().catch(() => undefined);
+    });
+  }
+
+  async decide(input: DecideInput): Promise<Decision> {
+    if (!this.breaker.allow()) {
+      return this.degrade(input, new DependencyError('REDIS_UNAVAILABLE', 'decider breaker is open'), false);
+    }
+    const startedAt = performance.now();
+    try {
+      const decision = await this.inner.decide(input);
+      this.breaker.success(performance.now() - startedAt);
+      return decision;
+    } catch (error) {
+      if (!(error instanceof DependencyError)) throw error;
+      this.breaker.failure();
+      return this.degrade(input, error, true);
+    }
+  }
+
+  async settle(input: SettleInput): Promise<SettleResult> {
+    const key = `${input.tenant}/${input.requestId}`;
+    if (!this.degradedRequests.has(key) && this.breaker.allow()) {
+      const startedAt = performance.now();
+      try {
+        const result = await this.inner.settle(input);
+        this.breaker.success(performance.now() - startedAt);
+        return result;
+      } catch (error) {
+        if (!(error instanceof DependencyError)) throw error;
+        this.breaker.failure();
+      }
+    }
+    this.degradedRequests.delete(key);
+    // The refund cannot reach Redis' buckets now; billing stays exact through the spool.
+    const refund = input.cost - input.actual;
+    this.spoolEvent(input, {
+      eventId: `${input.requestId}.settled`,
+      recordedAs: 'settlement',
+      admittedDelta: -refund,
+      periodAtMs: input.decidedAtMs,
+      fields: { type: 'usage.settled.v1', requested: String(input.cost), actual: String(input.actual), refund: String(refund) },
+    });
+    return { status: 'settled', nowMs: this.options.clock.nowMs(), streamId: '', refund };
+  }
+
+  /**
+   * Replays the spool into the streams (deduplicated by event id and by the
+   * decider's own records). Concurrent calls share one replay.
+   */
+  replaySpool(): Promise<ReplayResult> {
+    this.replaying ??= this.options.spool
+      .replay(async (entry) => {
+        if (entry.kind === 'void') {
+          const input = entry.input as unknown as DecideInput;
+          const result = await this.inner.settle({ ...input, actual: 0, decidedAtMs: entry.decidedAtMs });
+          return result.status === 'settled' ? 'appended' : 'skipped';
+        }
+        const result = await appendUsage(this.redis, {
+          tenant: entry.tenant as DecideInput['tenant'],
+          eventId: entry.eventId as EventId,
+          fields: { id: entry.eventId, ...entry.fields },
+          shardCount: this.options.shardCount,
+          recorded: { requestId: entry.requestId as EventId, as: entry.recordedAs },
+          admitted: { periodStartMs: entry.periodStartMs, delta: entry.admittedDelta },
+        });
+        return result.isNew ? 'appended' : 'skipped';
+      })
+      .then((result) => {
+        this.options.logger.info({ ...result }, 'spool replayed');
+        return result;
+      })
+      .finally(() => {
+        this.replaying = undefined;
+      });
+    return this.replaying;
+  }
+
+  /**
+   * @param wasSent whether the request reached Redis (it may have run there after
+   *   all); a refusal of such a request is spooled as a void
+   */
+  private degrade(input: DecideInput, reason: DependencyError, wasSent: boolean): Decision {
+    const policy = policyOf(input);
+    const nowMs = this.options.clock.nowMs();
+    const refuse = (retryAfterMs: number | null): Decision => {
+      if (wasSent) this.options.spool.append({ kind: 'void', input: { ...input }, decidedAtMs: nowMs });
+      return { kind: 'degraded', policy, isAdmitted: false, usageId: null, retryAfterMs, nowMs, reason };
+    };
+    if (policy === 'closed') return refuse(null);
+    if (policy === 'local') {
+      const compiled = compileRequest(input, { shardCount: this.options.shardCount, localNowMs: nowMs });
+      const divisor = Math.max(1, this.options.backstop?.instances?.() ?? 1);
+      const ceiling = this.options.backstop?.ceilingUnits ?? 1_000;
+      const scaled: CompiledLimit[] = compiled.model.limits.map((limit) => ({
+        ...limit,
+        // hard in the backstop whatever the mode: it exists to bound what passes
+        mode: 1,
+        p1: Math.max(1, Math.min(ceiling, Math.floor(limit.p1 / divisor))),
+      }));
+      const raw = decideModel(this.backstop, { ...compiled.model, limits: scaled }, nowMs);
+      if (raw.kind > 1) return refuse(raw.retryAfterMs === -1 ? null : raw.retryAfterMs);
+    }
+    this.spoolEvent(input, {
+      eventId: input.requestId,
+      recordedAs: 'decision',
+      admittedDelta: input.cost,
+      periodAtMs: nowMs,
+      fields: { type: 'usage.degraded.v1', cost: String(input.cost) },
+    });
+    this.degradedRequests.add(`${input.tenant}/${input.requestId}`);
+    if (this.degradedRequests.size > MAX_TRACKED_DEGRADED) {
+      const oldest = this.degradedRequests.values().next().value;
+      if (oldest !== undefined) this.degradedRequests.delete(oldest);
+    }
+    return { kind: 'degraded', policy, isAdmitted: true, usageId: input.requestId, retryAfterMs: null, nowMs, reason };
+  }
+
+  private spoolEvent(
+    input: DecideInput,
+    event: {
+      eventId: string;
+      recordedAs: 'decision' | 'settlement';
+      admittedDelta: number;
+      periodAtMs: number;
+      fields: Record<string, string>;
+    },
+  ): void {
+    this.options.spool.append({
+      kind: 'event',
+      tenant: input.tenant,
+      eventId: event.eventId,
+      requestId: input.requestId,
+      recordedAs: event.recordedAs,
+      periodStartMs: periodAt(input.billingPeriod, event.periodAtMs).startMs,
+      admittedDelta: event.admittedDelta,
+      fields: {
+        tenant: input.tenant,
+        key: input.keyId,
+        op: input.operation,
+        pv: String(input.policyVersion),
+        ...event.fields,
+      },
+    });
+  }
+}
