@@ -394,6 +394,8 @@ export async function startRedisCluster(input: RedisClusterInput): Promise<Redis
             '--cluster-enabled', 'yes',
             '--cluster-config-file', join(dir, 'nodes.conf'),
             '--cluster-node-timeout', '2000',
+            // replicas sync at once instead of waiting 5 s for more replicas to batch
+            '--repl-diskless-sync-delay', '0',
           ],
           dataDir: input.dataDir,
         }),
@@ -423,7 +425,10 @@ export async function startRedisCluster(input: RedisClusterInput): Promise<Redis
         timeoutMs: input.timeoutMs ?? 30_000,
         check: async () => {
           const { stdout } = await execFileAsync(redisCli, ['-p', String(port), 'CLUSTER', 'INFO']);
-          return stdout.includes('cluster_state:ok') && (await checkRedis(`redis://127.0.0.1:${port}`, 500));
+          if (!stdout.includes('cluster_state:ok') || !(await checkRedis(`redis://127.0.0.1:${port}`, 500))) return false;
+          // a replica is ready only once its initial sync is done (a failover needs it)
+          const replication = (await execFileAsync(redisCli, ['-p', String(port), 'INFO', 'replication'])).stdout;
+          return replication.includes('role:master') || replication.includes('master_link_status:up');
         },
       });
     }
