@@ -1,0 +1,269 @@
+/**
+ * `npm run bench`: measures, in one run against one Redis of its own, the
+ * decider against its peers, and writes `bench/results.json` and
+ * `BENCHMARKS.md` (machine, versions, date).
+ *
+ * Decider (issue: the decider): one Node process, 256 decisions in flight,
+ * 100k random tenants, 3 limits + the usage event, vs rate-limiter-flexible
+ * `RateLimiterRedis.consume` (1 limit, no event) under the same load, vs
+ * `redis-benchmark` EVALSHA of a minimal token bucket (the ceiling). Also p99
+ * at half the maximum rate (open loop), Redis CPU per decision, and Redis
+ * memory per bucket key.
+ */
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpus, totalmem, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { RateLimiterRedis } from 'rate-limiter-flexible';
+import { REPO_ROOT, freePort, startRedis, stopProcess } from '../infra/services.js';
+import { RedisDecider, bucketKey, connectDeciderRedis, shardOf, type DecideInput, type LimitSpec } from '../src/decider/index.js';
+import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../src/shared/index.js';
+
+const execFileAsync = promisify(execFile);
+const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 8_000);
+const IN_FLIGHT = 256;
+const TENANTS = 100_000;
+const SHARDS = 256;
+
+interface Figure {
+  name: string;
+  value: number;
+  unit: string;
+  note: string;
+}
+
+interface LoadResult {
+  count: number;
+  perSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  redisCpuUsPerOp: number;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+async function redisCpuSeconds(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu');
+  const read = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
+  return read('used_cpu_sys') + read('used_cpu_user');
+}
+
+/** Closed loop: `inFlight` workers, each issuing its next call as soon as the last answers. */
+async function closedLoop(admin: Redis, call: (i: number) => Promise<unknown>): Promise<LoadResult> {
+  const latencies: number[] = [];
+  let count = 0;
+  const cpuBefore = await redisCpuSeconds(admin);
+  const started = performance.now();
+  const deadline = started + DURATION_MS;
+  await Promise.all(
+    Array.from({ length: IN_FLIGHT }, async (_, worker) => {
+      let i = worker;
+      while (performance.now() < deadline) {
+        const t0 = performance.now();
+        await call(i);
+        latencies.push(performance.now() - t0);
+        count += 1;
+        i += IN_FLIGHT;
+      }
+    }),
+  );
+  const elapsedS = (performance.now() - started) / 1000;
+  const cpu = (await redisCpuSeconds(admin)) - cpuBefore;
+  latencies.sort((a, b) => a - b);
+  return {
+    count,
+    perSecond: count / elapsedS,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    redisCpuUsPerOp: (cpu * 1e6) / count,
+  };
+}
+
+/** Open loop at a fixed rate: latency as a client at that rate sees it. */
+async function openLoop(ratePerS: number, call: (i: number) => Promise<unknown>): Promise<{ p50Ms: number; p99Ms: number; sent: number }> {
+  const latencies: number[] = [];
+  const pending: Promise<unknown>[] = [];
+  const started = performance.now();
+  let sent = 0;
+  while (performance.now() - started < DURATION_MS) {
+    const due = Math.floor(((performance.now() - started) / 1000) * ratePerS);
+    while (sent < due) {
+      const t0 = performance.now();
+      const i = sent;
+      pending.push(call(i).then(() => latencies.push(performance.now() - t0)));
+      sent += 1;
+    }
+    await new Promise((resolveTick) => setImmediate(resolveTick));
+  }
+  await Promise.all(pending);
+  latencies.sort((a, b) => a - b);
+  return { p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), sent };
+}
+
+const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
+const LIMITS: LimitSpec[] = [
+  {
+    id: parseLimitId('burst'),
+    scope: 'apiKey',
+    algorithm: { kind: 'token-bucket', capacity: 1_000_000, refillAmount: 1_000, refillPeriodMs: 1_000 },
+    mode: 'hard',
+    onDeciderDown: 'open',
+  },
+  {
+    id: parseLimitId('minute'),
+    scope: 'tenant',
+    algorithm: { kind: 'sliding-window', limit: 1_000_000, windowMs: 60_000 },
+    mode: 'hard',
+    onDeciderDown: 'open',
+  },
+  {
+    id: parseLimitId('month'),
+    scope: 'tenant',
+    algorithm: { kind: 'period-quota', limit: 1_000_000_000, period: MONTH, thresholdsPercent: [80, 100] },
+    mode: 'hard',
+    onDeciderDown: 'open',
+  },
+];
+
+const tenantIds = Array.from({ length: TENANTS }, (_, index) => parseTenantId(`t${index}`));
+const keyId = parseKeyId('k1');
+let requestCounter = 0;
+
+function decideInput(i: number): DecideInput {
+  requestCounter += 1;
+  return {
+    tenant: tenantIds[(i * 7919) % TENANTS] as DecideInput['tenant'],
+    keyId,
+    requestId: parseEventId(`b${requestCounter}`),
+    operation: 'listProducts',
+    cost: 3,
+    limits: LIMITS,
+    billingPeriod: MONTH,
+    policyVersion: 1,
+  };
+}
+
+async function redisBenchmark(port: number, sha: string, pipeline: number): Promise<number> {
+  const { stdout } = await execFileAsync(
+    'redis-benchmark',
+    ['-p', String(port), '-c', '50', '-n', '300000', '-P', String(pipeline), '-r', String(TENANTS), '--csv',
+      'EVALSHA', sha, '1', 'mtb:__rand_int__', '1000000', '1000', '3'],
+    { maxBuffer: 16 * 1024 * 1024 },
+  );
+  const line = stdout.trim().split('\n').at(-1) ?? '';
+  return Number(line.split(',')[1]?.replaceAll('"', ''));
+}
+
+async function main(): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'));
+  const port = await freePort();
+  const redisProc = await startRedis({ dataDir, port, appendfsync: 'everysec' });
+  const admin = new Redis({ port });
+  const figures: Figure[] = [];
+  const lines: string[] = [];
+  try {
+    const redisVersion = /redis_version:(\S+)/.exec(await admin.info('server'))?.[1] ?? '?';
+
+    // 1. the ceiling: a minimal token bucket by redis-benchmark (pipelined and not)
+    const sha = String(await admin.script('LOAD', readFileSync(join(REPO_ROOT, 'bench', 'minimal-token-bucket.lua'), 'utf8')));
+    const ceilingPipelined = await redisBenchmark(port, sha, 16);
+    const ceilingPlain = await redisBenchmark(port, sha, 1);
+    await admin.flushall();
+
+    // 2. rate-limiter-flexible: 1 limit, no event
+    const rlfClient = new Redis({ port, enableOfflineQueue: false });
+    await new Promise((resolveReady) => rlfClient.once('ready', resolveReady));
+    const limiter = new RateLimiterRedis({ storeClient: rlfClient, points: 1_000_000, duration: 1, keyPrefix: 'rlf' });
+    const rlf = await closedLoop(admin, (i) => limiter.consume(`t${(i * 7919) % TENANTS}`, 3));
+    rlfClient.disconnect();
+    await admin.flushall();
+
+    // 3. tollgate: 3 limits + usage event, micro-batched per shard
+    const client = await connectDeciderRedis({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 5_000 });
+    const decider = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock });
+    const decideOnce = async (i: number): Promise<void> => {
+      const decision = await decider.decide(decideInput(i));
+      if (decision.kind !== 'allowed') throw new Error(`unexpected ${decision.kind}`);
+    };
+    const tollgate = await closedLoop(admin, decideOnce);
+
+    // 4. p99 at half the maximum rate (open loop)
+    const half = await openLoop(tollgate.perSecond / 2, decideOnce);
+
+    // 5. memory per bucket key: MEMORY USAGE of token-bucket keys written above
+    const sample = tenantIds.slice(0, 2_000).map((tenant) =>
+      bucketKey({ shard: shardOf(tenant, SHARDS), tenant, limitId: parseLimitId('burst'), subject: { scope: 'apiKey', keyId } }),
+    );
+    const sizes = (await Promise.all(sample.map((key) => admin.memory('USAGE', key)))).filter((size): size is number => typeof size === 'number');
+    const bytesPerBucket = sizes.reduce((sum, size) => sum + size, 0) / sizes.length;
+    client.disconnect();
+
+    figures.push(
+      { name: 'decider_vs_rate_limiter_flexible', value: tollgate.perSecond / rlf.perSecond, unit: 'ratio', note: `${tollgate.perSecond.toFixed(0)} vs ${rlf.perSecond.toFixed(0)} decisions/s; tollgate checks 3 limits and appends the usage event, rate-limiter-flexible 1 limit and no event` },
+      { name: 'decider_vs_evalsha_ceiling', value: tollgate.perSecond / ceilingPipelined, unit: 'ratio', note: `ceiling: redis-benchmark EVALSHA of a minimal 1-key token bucket, 50 clients, pipeline 16: ${ceilingPipelined.toFixed(0)}/s (unpipelined ${ceilingPlain.toFixed(0)}/s)` },
+      { name: 'decider_p99_ms_half_load', value: half.p99Ms, unit: 'ms', note: `open loop at ${(tollgate.perSecond / 2).toFixed(0)}/s for ${DURATION_MS / 1000} s; p50 ${half.p50Ms.toFixed(3)} ms` },
+      { name: 'redis_bytes_per_bucket', value: bytesPerBucket, unit: 'bytes', note: `MEMORY USAGE averaged over ${sizes.length} token-bucket keys (key name, hash of 3 fields, TTL)` },
+      { name: 'decider_decisions_per_s', value: tollgate.perSecond, unit: '1/s', note: `closed loop, ${IN_FLIGHT} in flight, ${TENANTS} tenants; p50 ${tollgate.p50Ms.toFixed(2)} ms, p99 ${tollgate.p99Ms.toFixed(2)} ms` },
+      { name: 'decider_redis_cpu_us_per_decision', value: tollgate.redisCpuUsPerOp, unit: 'µs', note: `rate-limiter-flexible: ${rlf.redisCpuUsPerOp.toFixed(2)} µs per consume` },
+    );
+
+    lines.push(
+      '## Decider',
+      '',
+      `One Node process, ${IN_FLIGHT} in flight, ${TENANTS} random tenants, ${DURATION_MS / 1000} s per phase, one Redis ${redisVersion} (AOF everysec) on loopback, client and Redis sharing ${cpus().length} cores.`,
+      '',
+      '| what | decisions/s | p50 ms | p99 ms | Redis CPU µs/op |',
+      '| --- | ---: | ---: | ---: | ---: |',
+      `| tollgate decide: 3 limits + usage event (micro-batched) | ${tollgate.perSecond.toFixed(0)} | ${tollgate.p50Ms.toFixed(2)} | ${tollgate.p99Ms.toFixed(2)} | ${tollgate.redisCpuUsPerOp.toFixed(2)} |`,
+      `| rate-limiter-flexible consume: 1 limit, no event | ${rlf.perSecond.toFixed(0)} | ${rlf.p50Ms.toFixed(2)} | ${rlf.p99Ms.toFixed(2)} | ${rlf.redisCpuUsPerOp.toFixed(2)} |`,
+      `| redis-benchmark EVALSHA minimal token bucket, pipeline 16 (ceiling) | ${ceilingPipelined.toFixed(0)} | | | |`,
+      `| redis-benchmark EVALSHA minimal token bucket, no pipeline | ${ceilingPlain.toFixed(0)} | | | |`,
+      '',
+      `At half the maximum rate (${(tollgate.perSecond / 2).toFixed(0)}/s, open loop): p50 ${half.p50Ms.toFixed(3)} ms, p99 ${half.p99Ms.toFixed(3)} ms.`,
+      `Redis memory per token-bucket key: ${bytesPerBucket.toFixed(0)} bytes (MEMORY USAGE).`,
+      '',
+    );
+  } finally {
+    admin.disconnect();
+    await stopProcess(redisProc);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+
+  const pkg = (name: string): string =>
+    (JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`;
+  const date = new Date().toISOString();
+  const versions = `Node ${process.versions.node}, ioredis ${pkg('ioredis')}, rate-limiter-flexible ${pkg('rate-limiter-flexible')}`;
+  writeFileSync(join(REPO_ROOT, 'bench', 'results.json'), `${JSON.stringify({ date, machine, versions, figures }, null, 2)}\n`);
+  writeFileSync(
+    join(REPO_ROOT, 'BENCHMARKS.md'),
+    [
+      '# Benchmarks',
+      '',
+      `Measured by \`npm run bench\` on ${date} — ${machine}; ${versions}. The machine is shared and noisy: compare`,
+      'ratios measured side by side in one run, not absolute numbers across runs.',
+      '',
+      ...lines,
+      '## Figures (`bench/results.json`)',
+      '',
+      '| name | value | unit | note |',
+      '| --- | ---: | --- | --- |',
+      ...figures.map((figure) => `| \`${figure.name}\` | ${figure.value.toFixed(3)} | ${figure.unit} | ${figure.note} |`),
+      '',
+    ].join('\n'),
+  );
+  for (const figure of figures) console.log(`${figure.name.padEnd(36)} ${figure.value.toFixed(3)} ${figure.unit}  (${figure.note})`);
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
