@@ -76,7 +76,7 @@ function request(tenant: string, limits: LimitSpec[], cost = 3): DecideInput {
 }
 
 function resilient(name: string, options: { instances?: number } = {}): { decider: ResilientDecider; spool: FileSpool; client: DeciderRedis } {
-  const client = createDeciderRedis({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 40, connectTimeoutMs: 200 });
+  const client = createDeciderRedis({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 250, connectTimeoutMs: 500 });
   client.on('error', () => undefined);
   const spool = new FileSpool(join(scratch, `${name}.spool`));
   const decider = new ResilientDecider(client, {
