@@ -39,7 +39,7 @@ export const CONFIG_SCHEMA = z.object({
     .default('info')
     .describe('Minimum level of the JSON log lines written to stdout.'),
   API_HOST: z.string().min(1).default('127.0.0.1').describe('Interface the GraphQL API listens on.'),
-  API_PORT: port.default(4000).describe('TCP port of the GraphQL API, /health, /ready and /metrics.'),
+  API_PORT: port.default(4000).describe('TCP port of the GraphQL API, /health and /ready.'),
   REDIS_URL: z
     .string()
     .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
