@@ -73,7 +73,8 @@ export class FileSpool {
 
   constructor(private readonly path: string) {
     mkdirSync(dirname(path), { recursive: true });
-    this.pending = this.readAll().reduce((sum, file) => sum + this.parse(file).entries.length, 0);
+    // After a restart, both the live file and interrupted replays still wait.
+    this.pending = this.countWaiting();
   }
 
   /** Entries waiting to be replayed (including those of an interrupted replay). */
@@ -102,17 +103,25 @@ export class FileSpool {
       }
       renameSync(this.path, `${this.path}.replay-${Date.now()}-${process.pid}`);
     }
-    for (const file of this.readAll()) {
-      const { entries, torn } = this.parse(file);
-      result.torn += torn;
-      for (const entry of entries) {
-        const outcome = await apply(entry);
-        result[outcome] += 1;
-        this.pending -= 1;
+    try {
+      for (const file of this.readAll()) {
+        const { entries, torn } = this.parse(file);
+        result.torn += torn;
+        for (const entry of entries) {
+          const outcome = await apply(entry);
+          result[outcome] += 1;
+        }
+        rmSync(file, { force: true });
       }
-      rmSync(file, { force: true });
+    } finally {
+      this.pending = this.countWaiting();
     }
     return result;
+  }
+
+  private countWaiting(): number {
+    const files = existsSync(this.path) ? [...this.readAll(), this.path] : this.readAll();
+    return files.reduce((sum, file) => sum + this.parse(file).entries.length, 0);
   }
 
   /** Replay files first (oldest first), so events keep their order. */
