@@ -9,21 +9,21 @@
  * only this supervisor, which stops them in order.
  */
 import { join } from 'node:path';
-import { InfraError, REPO_ROOT, spawnManaged, stopProcess, type ManagedProcess } from './services.js';
+import { InfraError, REPO_ROOT, isAlive, spawnManaged, stopProcess, type ManagedProcess } from './services.js';
 import { upStack, type Stack } from './stack.js';
 
 const startedAt = performance.now();
 const log = (line: string): void => console.log(`[tollgate] ${line}`);
 const elapsed = (): string => `${((performance.now() - startedAt) / 1000).toFixed(1)} s`;
 
+function assertRunning(proc: ManagedProcess): void {
+  if (!isAlive(proc.pid)) throw new InfraError(proc.name, `exited during startup; see ${proc.logFile}`);
+}
+
 async function waitHttp(url: string, proc: ManagedProcess, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    try {
-      process.kill(proc.pid, 0);
-    } catch {
-      throw new InfraError(proc.name, `exited during startup; see ${proc.logFile}`);
-    }
+    assertRunning(proc);
     try {
       const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
       if (response.ok) return;
@@ -41,11 +41,7 @@ async function waitWorkerPolling(stack: Stack, taskQueue: string, proc: ManagedP
   try {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      try {
-        process.kill(proc.pid, 0);
-      } catch {
-        throw new InfraError(proc.name, `exited during startup; see ${proc.logFile}`);
-      }
+      assertRunning(proc);
       const reply = await connection.workflowService.describeTaskQueue({
         namespace: stack.temporalNamespace,
         taskQueue: { name: taskQueue },

@@ -12,7 +12,7 @@ import {
 } from '../shared/index.js';
 import { admittedKey, bucketKey, parseIpHex, requestRecordKey, shardOf, usageStreamKey, type LimitSubject, type ShardId } from './keys.js';
 import { ALG, MODE, type CompiledLimit, type ModeCode, type ModelRequest } from './model/limits.js';
-import { nextPeriod, periodAt, type PeriodSpec } from './model/period.js';
+import { periodPairAt, type PeriodSpec } from './model/period.js';
 import { validateLimits, type LimitMode, type LimitSpec } from './policy.js';
 
 /** One request to decide. */
@@ -58,6 +58,19 @@ export interface CompiledRequest {
   billingNextEndMs: number;
 }
 
+/** The usage event's fields (name, value, ...) common to every event type, then `extra`. */
+function eventFields(input: DecideInput, id: string, type: string, extra: string[]): string[] {
+  return [
+    'id', id,
+    'type', type,
+    'tenant', input.tenant,
+    'key', input.keyId,
+    'op', input.operation,
+    ...extra,
+    'pv', String(input.policyVersion),
+  ];
+}
+
 /** How far the local clock may trail Redis when naming periods: periods are named from now − this. */
 export const PERIOD_SKEW_ALLOWANCE_MS = 60_000;
 
@@ -95,20 +108,11 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
   validateLimits(input.limits);
   const shard = shardOf(input.tenant, options.shardCount);
   const namingNowMs = options.localNowMs - PERIOD_SKEW_ALLOWANCE_MS;
-  const billing = periodAt(input.billingPeriod, namingNowMs);
-  const billingNext = nextPeriod(input.billingPeriod, billing);
+  const { current: billing, next: billingNext } = periodPairAt(input.billingPeriod, namingNowMs);
 
   const recordKey = requestRecordKey(shard, input.tenant, input.requestId);
   const keys = [recordKey, admittedKey(shard, input.tenant, billing.startMs), admittedKey(shard, input.tenant, billingNext.startMs)];
-  const fields = [
-    'id', input.requestId,
-    'type', 'usage.reserved.v1',
-    'tenant', input.tenant,
-    'key', input.keyId,
-    'op', input.operation,
-    'cost', String(input.cost),
-    'pv', String(input.policyVersion),
-  ];
+  const fields = eventFields(input, input.requestId, 'usage.reserved.v1', ['cost', String(input.cost)]);
   const limitArgs: string[] = [];
   const compiled: CompiledLimit[] = [];
   for (const limit of input.limits) {
@@ -128,8 +132,7 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
         entry = { alg: ALG.slidingWindow, mode, p1: alg.limit, p2: alg.windowMs, p3: 0, p4: 0, thresholds: [], key: bucketKey(base) };
         break;
       case 'period-quota': {
-        const period = periodAt(alg.period, namingNowMs);
-        const next = nextPeriod(alg.period, period);
+        const { current: period, next } = periodPairAt(alg.period, namingNowMs);
         entry = {
           alg: ALG.periodQuota,
           mode,
@@ -201,16 +204,10 @@ export function compileSettle(input: SettleInput, options: Pick<CompileOptions, 
     throw new ValidationError('INVALID_INPUT', 'decidedAtMs must be the decision time in ms');
   }
   const compiled = compileRequest(input, { shardCount: options.shardCount, localNowMs: input.decidedAtMs });
-  const fields = [
-    'id', `${input.requestId}.settled`,
-    'type', 'usage.settled.v1',
-    'tenant', input.tenant,
-    'key', input.keyId,
-    'op', input.operation,
+  const fields = eventFields(input, `${input.requestId}.settled`, 'usage.settled.v1', [
     'requested', String(input.cost),
     'actual', String(input.actual),
-    'pv', String(input.policyVersion),
-  ];
+  ]);
   return {
     keys: [usageStreamKey(compiled.shard), ...compiled.keys],
     args: [

@@ -86,30 +86,15 @@ export class ResilientDecider implements Decider {
     if (!this.breaker.allow()) {
       return this.degrade(input, new DependencyError('REDIS_UNAVAILABLE', 'decider breaker is open'), false);
     }
-    const startedAt = performance.now();
-    try {
-      const decision = await this.inner.decide(input);
-      this.breaker.success(performance.now() - startedAt);
-      return decision;
-    } catch (error) {
-      if (!(error instanceof DependencyError)) throw error;
-      this.breaker.failure();
-      return this.degrade(input, error, true);
-    }
+    const outcome = await this.throughBreaker(() => this.inner.decide(input));
+    return outcome.isOk ? outcome.value : this.degrade(input, outcome.error, true);
   }
 
   async settle(input: SettleInput): Promise<SettleResult> {
     const key = `${input.tenant}/${input.requestId}`;
     if (!this.degradedRequests.has(key) && this.breaker.allow()) {
-      const startedAt = performance.now();
-      try {
-        const result = await this.inner.settle(input);
-        this.breaker.success(performance.now() - startedAt);
-        return result;
-      } catch (error) {
-        if (!(error instanceof DependencyError)) throw error;
-        this.breaker.failure();
-      }
+      const outcome = await this.throughBreaker(() => this.inner.settle(input));
+      if (outcome.isOk) return outcome.value;
     }
     this.degradedRequests.delete(key);
     // The refund cannot reach Redis' buckets now; billing stays exact through the spool.
@@ -122,6 +107,20 @@ export class ResilientDecider implements Decider {
       fields: { type: 'usage.settled.v1', requested: String(input.cost), actual: String(input.actual), refund: String(refund) },
     });
     return { status: 'settled', nowMs: this.options.clock.nowMs(), streamId: '', refund };
+  }
+
+  /** Runs an allowed call, telling the breaker how it went; dependency failures become values. */
+  private async throughBreaker<T>(call: () => Promise<T>): Promise<{ isOk: true; value: T } | { isOk: false; error: DependencyError }> {
+    const startedAt = performance.now();
+    try {
+      const value = await call();
+      this.breaker.success(performance.now() - startedAt);
+      return { isOk: true, value };
+    } catch (error) {
+      if (!(error instanceof DependencyError)) throw error;
+      this.breaker.failure();
+      return { isOk: false, error };
+    }
   }
 
   /**

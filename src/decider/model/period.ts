@@ -128,3 +128,28 @@ export function periodAt(spec: PeriodSpec, instantMs: number): Period {
 export function nextPeriod(spec: PeriodSpec, period: Period): Period {
   return periodAt(spec, period.endMs);
 }
+
+/** The period containing an instant and the one after it. */
+export interface PeriodPair {
+  current: Period;
+  next: Period;
+}
+
+const pairCache = new Map<string, PeriodPair>();
+
+/**
+ * `periodAt` and `nextPeriod` for an instant, remembered per spec until the
+ * instant leaves the remembered period: zone arithmetic (Intl) runs once per
+ * period boundary, not once per request. Pure in effect: the same inputs give
+ * the same pair.
+ */
+export function periodPairAt(spec: PeriodSpec, instantMs: number): PeriodPair {
+  const key = `${spec.unit}|${spec.anchorDay}|${spec.timeZone}`;
+  const cached = pairCache.get(key);
+  if (cached !== undefined && cached.current.startMs <= instantMs && instantMs < cached.current.endMs) return cached;
+  const current = periodAt(spec, instantMs);
+  const pair = { current, next: nextPeriod(spec, current) };
+  if (pairCache.size >= 10_000) pairCache.clear();
+  pairCache.set(key, pair);
+  return pair;
+}

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isValidTimeZone, nextPeriod, periodAt, type PeriodSpec } from '../../../src/decider/index.js';
+import { isValidTimeZone, nextPeriod, periodAt, periodPairAt, type PeriodSpec } from '../../../src/decider/index.js';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const at = (text: string): number => Date.parse(text);
@@ -63,6 +63,16 @@ describe('periodAt', () => {
       ),
       { numRuns: 2_000 },
     );
+  });
+});
+
+describe('periodPairAt', () => {
+  it('gives what periodAt and nextPeriod give, also when instants cross a boundary in either direction', () => {
+    const spec: PeriodSpec = { unit: 'day', anchorDay: 1, timeZone: 'Europe/Paris' };
+    for (const instant of ['2026-03-28T22:59:59.999Z', '2026-03-28T23:00:00Z', '2026-03-29T21:59:59.999Z', '2026-03-29T22:00:00Z', '2026-03-28T12:00:00Z']) {
+      const current = periodAt(spec, at(instant));
+      expect(periodPairAt(spec, at(instant))).toEqual({ current, next: nextPeriod(spec, current) });
+    }
   });
 });
 
