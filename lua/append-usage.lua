@@ -6,12 +6,12 @@
 -- but its reply was lost, so the request was also spooled).
 -- KEYS[1]     {s:<shard>}:usage:v1                          stream  usage log, the billing record
 -- KEYS[2]     {s:<shard>}:e:v1:<eventId>                    string  dedupe marker: the stream id of the first append
--- KEYS[3]     {s:<shard>}:t:<tenant>:r:v1:<requestId>         hash    the decider's record of the request (read only)
+-- KEYS[3]     {s:<shard>}:t:<tenant>:r:v1:<requestId>         string  the decider's record of the request (read only)
 -- KEYS[4]     {s:<shard>}:t:<tenant>:a:v1:<periodStartMs>     string  admitted units of the event's billing period
 -- ARGV[1]     dedupeTtlMs       integer >= 1000   how long a retry of the same event is recognised
 -- ARGV[2]     admittedDelta     integer            added to KEYS[4] when appended (negative for refunds)
 -- ARGV[3]     admittedTtlMs     integer >= 1000    TTL of KEYS[4] when it is written
--- ARGV[4]     checkRecord       0|d|s              d: skip when KEYS[3] holds a decision, s: a settlement
+-- ARGV[4]     checkRecord       0|d|s              d: skip when KEYS[3] holds an admitted decision, s: a settlement
 -- ARGV[5..]   field, value      pairs (>= 1 pair), strings; `time_ms` is added by the script
 -- Clock:      redis TIME (effects replication), never ARGV
 -- Returns:    {isNew 0|1, nowMs, streamId}   isNew = 0: already recorded (streamId of that entry, or "")
@@ -47,14 +47,12 @@ if seen then
   return {0, now_ms, seen}
 end
 if check_record ~= '0' then
-  local stored = redis.call('HGET', KEYS[3], check_record)
+  local stored = redis.call('GET', KEYS[3])
   if stored then
-    -- the stream id sits in field 5 of a stored decision, field 2 of a settlement
-    local skip = check_record == 'd' and 4 or 1
-    local from = 1
-    for _ = 1, skip do from = string.find(stored, ',', from, true) + 1 end
-    local stop = string.find(stored, ',', from, true)
-    return {0, now_ms, string.sub(stored, from, stop and stop - 1 or nil)}
+    -- the record is msgpack: the decision reply (stream id 5th), then the settlement (2nd)
+    local decision, settlement = cmsgpack.unpack(stored)
+    if check_record == 'd' then return {0, now_ms, decision[5]} end
+    if settlement then return {0, now_ms, settlement[2]} end
   end
 end
 

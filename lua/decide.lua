@@ -1,409 +1,374 @@
--- decide.lua: decide a micro-batch of requests of ONE logical shard, in order.
--- Each request checks every limit that applies to it; if none denies, it takes
--- its cost from each, records the request (idempotency), bumps the tenant's
--- admitted counter for the billing period and appends one usage event. All or
--- nothing per request: a denied or deferred request writes no key and appends
--- no event. O(total number of limits in the batch).
+-- decide.lua: decide a micro-batch of requests, in order. Each request checks
+-- every limit that applies to it; if none denies, it takes its cost from each,
+-- records the request (idempotency), bumps the tenant's admitted counter for
+-- the billing period and appends one usage event. All or nothing per request:
+-- a denied or deferred request writes no key and appends no event.
+-- O(total number of limits in the batch).
 --
--- KEYS[1]            {s:<shard>}:usage:v1                         stream  usage log, the billing record
--- per request, in order:
---   request record   {s:<shard>}:t:<tenant>:r:v1:<requestId>        hash    d = first admitted reply (idempotency)
+-- Cost model (measured, see BENCHMARKS.md): a redis.call costs ~1.5 µs whatever
+-- it does, so a request reads all its state in ONE MGET and writes each key in
+-- one command (SET .. PX carries the TTL); limit definitions travel once per
+-- batch and requests refer to them by index.
+--
+-- KEYS, per request in order (a batch may span shards on a single Redis; on
+-- Redis Cluster the caller batches per shard so one call is one slot):
+--   stream           {s:<shard>}:usage:v1                         stream  usage log, the billing record
+--   request record   {s:<shard>}:t:<tenant>:r:v1:<requestId>        string  msgpack: decision reply [, settlement]
 --   admitted (cur)   {s:<shard>}:t:<tenant>:a:v1:<periodStartMs>    string  admitted cost units in the billing period
 --   admitted (next)  {s:<shard>}:t:<tenant>:a:v1:<nextStartMs>      string  same, next billing period
 --   per limit        {s:<shard>}:t:<tenant>:b:v1:<limitId>[:p:<periodStartMs>]
 --                    one key, two for a period quota (current, next period)
 --
--- ARGV[1]  layout version, must be 1
--- ARGV[2]  number of requests n >= 1
+-- ARGV[1]  layout version, must be 2
+-- ARGV[2]  number of requests n (1..10000)
 -- ARGV[3]  request record TTL in ms (>= 1000)
--- per request:
---   requestId, cost (integer >= 0), billingEndMs, billingNextEndMs, nFields, nLimits,
---   nFields (name, value) pairs: the usage event's fields (the script adds time_ms),
---   per limit: alg, mode, p1, p2, p3, p4, nThresholds, thresholds...
+-- ARGV[4]  number of limit definitions d (0..1024), then d definitions:
+--          alg, mode, p1, p2, p3, p4, nThresholds, thresholds...
 --     alg 1 token bucket   p1 capacity   p2 refill units  p3 per ms       p4 unused
 --     alg 2 fixed window   p1 limit      p2 window ms     p3,p4 unused
 --     alg 3 sliding window p1 limit      p2 window ms     p3,p4 unused
 --     alg 4 period quota   p1 limit      p2 startMs       p3 endMs        p4 nextEndMs
 --     alg 5 concurrency    p1 slots      p2 lease ttl ms  p3,p4 unused
 --     mode 1 hard, 2 soft, 3 defer, 4 shadow; thresholds: percents of p1 (period quota only)
+-- then per request:
+--   requestId, cost (integer >= 0), billingEndMs, billingNextEndMs, tenant, keyId,
+--   operation, policyVersion (copied into the event), nLimits, then nLimits definition
+--   indexes (1-based)
 --
 -- Clock:   redis TIME (effects replication), read once per call; never ARGV
 -- Returns: flat array, per request:
 --   kind (0 allowed, 1 warned, 2 deferred, 3 denied), nowMs, limitIndex (1-based, 0 = none),
 --   retryAfterMs (-1 = never), streamId or "", isReplay 0|1, nLimits,
 --   per limit: remaining, resetMs, flags (1 exceeded, 2 took), overage, thresholdCrossed (percent or 0)
--- Errors:  "ERR_ARG <name>" when ARGV is malformed; "ERR_STALE_PERIOD <nowMs>" when the caller's
---          periods do not contain Redis' now (its clock is off by more than a period)
--- Data:    v1. Bucket hash fields: tb {t tokens, ts ms, r remainder 0..per-1}; fw {w window, n count};
---          sw {w window, c current, p previous}; pq string used; cc zset lease -> expiry ms.
---          A changed field means a new version segment in the key.
+-- Errors:  "ERR_ARG <name> at <position>" when ARGV or KEYS are malformed (nothing written);
+--          "ERR_STALE_PERIOD <nowMs>" when the caller's periods do not contain Redis' now
+-- Data:    v1 (pre-release: no v1 data predates this layout). Bucket values are msgpack
+--          sequences of integers: tb (tokens, ts ms, remainder 0..per-1); fw (window, count);
+--          sw (window, current, previous). pq: a decimal counter (INCRBY). cc: zset lease ->
+--          expiry ms. A changed layout means a new version segment in the key.
+--          The usage event: id, type, tenant, key, op, cost, pv, time_ms.
 
 local MAX = 9007199254740991
+local call, tonumber, floor, unpack = redis.call, tonumber, math.floor, unpack
+local mp_pack, mp_unpack = cmsgpack.pack, cmsgpack.unpack
+local ARGV, KEYS = ARGV, KEYS
 
-local argv_pos = 1
-local function arg_int(name, min, max)
-  local v = tonumber(ARGV[argv_pos])
-  if v == nil or v ~= math.floor(v) or v < min or v > max then
-    error({ err = 'ERR_ARG ' .. name .. ' at ' .. argv_pos })
-  end
-  argv_pos = argv_pos + 1
+local function int(pos, min, max)
+  local v = tonumber(ARGV[pos])
+  if v == nil or v % 1 ~= 0 or v < min or v > max then return nil end
   return v
 end
-local function arg_str(name)
-  local v = ARGV[argv_pos]
-  if v == nil then error({ err = 'ERR_ARG ' .. name .. ' at ' .. argv_pos }) end
-  argv_pos = argv_pos + 1
-  return v
-end
+local function bad(name, pos) return redis.error_reply('ERR_ARG ' .. name .. ' at ' .. pos) end
 
-local ok, failure = pcall(function()
-  if arg_int('version', 1, 1) ~= 1 then error({ err = 'ERR_ARG version' }) end
-end)
-if not ok then return redis.error_reply(failure.err or tostring(failure)) end
+if ARGV[1] ~= '2' then return bad('version', 1) end
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local t = call('TIME')
+local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+local now_str = string.format('%d', now)
+local function stale() return redis.error_reply('ERR_STALE_PERIOD ' .. now_str) end
 
-local function ceil_div(a, b)
-  return math.floor((a + b - 1) / b)
-end
+-- Pass 1: validate the whole batch before any write, so a malformed or stale
+-- request can never leave earlier requests of the batch half-written.
+local n = int(2, 1, 10000)
+if not n then return bad('n', 2) end
+local record_ttl = int(3, 1000, MAX)
+if not record_ttl then return bad('recordTtlMs', 3) end
+local nd = int(4, 0, 1024)
+if not nd then return bad('nDefinitions', 4) end
 
--- Reads a limit's state and evaluates `cost` against it without writing.
--- Returns an evaluation table; `apply` writes it later if the request is admitted.
-local function evaluate(lim, cost, key1, key2, request_id)
-  local ev = { fits = true, remaining = 0, reset = 0, retry = 0, overage = 0, crossed = 0 }
-  local alg = lim.alg
-  if alg == 1 then
-    local cap, rate, per = lim.p1, lim.p2, lim.p3
-    local st = redis.call('HMGET', key1, 't', 'ts', 'r')
-    local tokens, r = cap, 0
-    if st[1] then
-      tokens = tonumber(st[1]); r = tonumber(st[3])
-      local elapsed = now - tonumber(st[2])
-      if elapsed < 0 then elapsed = 0 end
-      local full_ms = ceil_div((cap - tokens) * per, rate) + per
-      if elapsed > full_ms then elapsed = full_ms end
-      local acc = elapsed * rate + r
-      tokens = tokens + math.floor(acc / per)
-      r = acc % per
-      if tokens >= cap then tokens = cap; r = 0 end
-    end
-    ev.tokens, ev.r = tokens, r
-    if cost > cap then
-      ev.fits = false; ev.retry = -1
-    elseif cost > tokens then
-      ev.fits = false
-      ev.retry = ceil_div((cost - tokens) * per - r, rate)
-    end
-    ev.overage = cost > tokens and (cost - tokens) or 0
-  elseif alg == 2 then
-    local limit, win = lim.p1, lim.p2
-    local w = math.floor(now / win)
-    local st = redis.call('HMGET', key1, 'w', 'n')
-    local n = 0
-    if st[1] and tonumber(st[1]) == w then n = tonumber(st[2]) end
-    ev.w, ev.n = w, n
-    ev.reset = (w + 1) * win - now
-    if cost > limit then
-      ev.fits = false; ev.retry = -1
-    elseif n + cost > limit then
-      ev.fits = false; ev.retry = ev.reset
-    end
-    ev.overage = n + cost > limit and math.min(cost, n + cost - limit) or 0
-  elseif alg == 3 then
-    local limit, win = lim.p1, lim.p2
-    local w = math.floor(now / win)
-    local e = now - w * win
-    local st = redis.call('HMGET', key1, 'w', 'c', 'p')
-    local cur, prev = 0, 0
-    if st[1] then
-      local sw = tonumber(st[1])
-      if sw == w then cur = tonumber(st[2]); prev = tonumber(st[3])
-      elseif sw == w - 1 then prev = tonumber(st[2]) end
-    end
-    ev.w, ev.cur, ev.prev = w, cur, prev
-    ev.reset = win - e
-    local weighted = prev * (win - e) + (cur + cost) * win
-    if cost > limit then
-      ev.fits = false; ev.retry = -1
-    elseif weighted > limit * win then
-      ev.fits = false
-      if cur + cost <= limit then
-        -- prev > 0 here; wait until prev's weight has decayed enough in this window
-        local e_min = win - math.floor((limit - cur - cost) * win / prev)
-        ev.retry = e_min - e
-      else
-        -- only the next window can fit it, where today's count becomes `prev`
-        local e_next = win - math.floor((limit - cost) * win / cur)
-        ev.retry = (win - e) + e_next
-      end
-    end
-    local over = weighted - limit * win
-    ev.overage = over > 0 and math.min(cost, ceil_div(over, win)) or 0
-  elseif alg == 4 then
-    local limit, start_ms, end_ms, next_end = lim.p1, lim.p2, lim.p3, lim.p4
-    local key, period_end = key1, end_ms
-    if now >= end_ms then key, period_end = key2, next_end end
-    local used = tonumber(redis.call('GET', key) or '0')
-    ev.key, ev.used, ev.period_end = key, used, period_end
-    ev.reset = period_end - now
-    if cost > limit then
-      ev.fits = false; ev.retry = -1
-    elseif used + cost > limit then
-      ev.fits = false; ev.retry = ev.reset
-    end
-    ev.overage = used + cost > limit and math.min(cost, used + cost - limit) or 0
-    for i = 1, #lim.thresholds do
-      local pct = lim.thresholds[i]
-      if used * 100 < pct * limit and (used + cost) * 100 >= pct * limit and pct > ev.crossed then
-        ev.crossed = pct
-      end
-    end
-  elseif alg == 5 then
-    local slots, ttl = lim.p1, lim.p2
-    -- live leases only; expired ones are removed when a take writes the key
-    local held = redis.call('ZCOUNT', key1, '(' .. now, '+inf')
-    ev.held = held
-    if held + 1 > slots then
-      ev.fits = false
-      local first = redis.call('ZRANGEBYSCORE', key1, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-      ev.retry = tonumber(first[2]) - now
-    end
-    ev.overage = held + 1 > slots and 1 or 0
+local d_alg, d_mode, d_p1, d_p2, d_p3, d_p4, d_th = {}, {}, {}, {}, {}, {}, {}
+local p = 5
+for d = 1, nd do
+  local alg, mode = int(p, 1, 5), int(p + 1, 1, 4)
+  local p1, p2, p3, p4 = int(p + 2, 0, MAX), int(p + 3, 0, MAX), int(p + 4, 0, MAX), int(p + 5, 0, MAX)
+  local nth = int(p + 6, 0, 8)
+  if not (alg and mode and p1 and p2 and p3 and p4 and nth) then return bad('definition ' .. d, p) end
+  if (alg == 1 and (p1 < 1 or p2 < 1 or p3 < 1)) or
+     ((alg == 2 or alg == 3 or alg == 5) and (p1 < 1 or p2 < 1)) or
+     (alg == 4 and (p1 < 1 or p3 <= p2 or p4 <= p3)) then
+    return bad('definition ' .. d, p)
   end
-  return ev
-end
-
--- Writes the take of one limit (only called for admitted requests).
-local function apply(lim, ev, cost, key1, request_id)
-  local alg = lim.alg
-  if alg == 1 then
-    local cap, rate, per = lim.p1, lim.p2, lim.p3
-    local tokens = ev.tokens - cost
-    if tokens < 0 then tokens = 0 end
-    local r = ev.r
-    if tokens >= cap then r = 0 end
-    redis.call('HSET', key1, 't', tokens, 'ts', now, 'r', r)
-    local full = ceil_div((cap - tokens) * per - r, rate)
-    if full < 1 then full = 1 end
-    redis.call('PEXPIRE', key1, full + 1000)
-    ev.remaining, ev.reset = tokens, full
-  elseif alg == 2 then
-    local n = ev.n + cost
-    redis.call('HSET', key1, 'w', ev.w, 'n', n)
-    redis.call('PEXPIRE', key1, ev.reset + 1000)
-    ev.remaining = lim.p1 - n
-  elseif alg == 3 then
-    local win = lim.p2
-    local cur = ev.cur + cost
-    redis.call('HSET', key1, 'w', ev.w, 'c', cur, 'p', ev.prev)
-    redis.call('PEXPIRE', key1, ev.reset + win + 1000)
-    local e = win - ev.reset
-    ev.remaining = math.floor((lim.p1 * win - ev.prev * (win - e) - cur * win) / win)
-  elseif alg == 4 then
-    local used = redis.call('INCRBY', ev.key, cost)
-    -- kept a long while past the period end: the audit reads it after the close
-    redis.call('PEXPIRE', ev.key, (ev.period_end - now) + 40 * 86400000)
-    ev.remaining = lim.p1 - used
-  elseif alg == 5 then
-    local expiry = now + lim.p2
-    redis.call('ZREMRANGEBYSCORE', key1, '-inf', now)
-    redis.call('ZADD', key1, expiry, request_id)
-    local last = redis.call('ZRANGE', key1, -1, -1, 'WITHSCORES')
-    redis.call('PEXPIREAT', key1, tonumber(last[2]) + 1000)
-    ev.remaining = lim.p1 - ev.held - 1
-    local first = redis.call('ZRANGE', key1, 0, 0, 'WITHSCORES')
-    ev.reset = tonumber(first[2]) - now
-  end
-  if ev.remaining < 0 then ev.remaining = 0 end
-end
-
--- Remaining as seen without a take (denied, deferred, or a shadow limit that would deny).
-local function remaining_without_take(lim, ev)
-  local alg = lim.alg
-  local v = 0
-  if alg == 1 then
-    v = ev.tokens
-    ev.reset = ceil_div((lim.p1 - ev.tokens) * lim.p3 - ev.r, lim.p2)
-  elseif alg == 2 then v = lim.p1 - ev.n
-  elseif alg == 3 then
-    local win = lim.p2
-    local e = win - ev.reset
-    v = math.floor((lim.p1 * win - ev.prev * (win - e) - ev.cur * win) / win)
-  elseif alg == 4 then v = lim.p1 - ev.used
-  elseif alg == 5 then v = lim.p1 - ev.held
-  end
-  if v < 0 then v = 0 end
-  ev.remaining = v
-end
-
--- Integers travel as decimal strings: tostring() would use %.14g and round.
-local function int_str(v) return string.format('%d', v) end
-
-local function encode_reply(reply)
-  local parts = {}
-  for i, v in ipairs(reply) do
-    parts[i] = type(v) == 'number' and int_str(v) or v
-  end
-  return table.concat(parts, ',')
-end
-
--- Inverse of encode_reply: integers come back as numbers, the stream id as a string.
-local function decode_reply(text)
-  local reply, from = {}, 1
-  while true do
-    local comma = string.find(text, ',', from, true)
-    local part = string.sub(text, from, comma and comma - 1 or nil)
-    if string.match(part, '^-?%d+$') then reply[#reply + 1] = tonumber(part) else reply[#reply + 1] = part end
-    if not comma then break end
-    from = comma + 1
-  end
-  return reply
-end
-
--- Pass 1: parse and validate the whole batch before any write, so a malformed
--- or stale request can never leave earlier requests of the batch half-written.
-local requests = {}
-local ok2, failure2 = pcall(function()
-  local n = arg_int('n', 1, 10000)
-  local record_ttl = arg_int('recordTtlMs', 1000, MAX)
-  local key_pos = 2
-  for q = 1, n do
-    local req = {}
-    req.record_ttl = record_ttl
-    req.request_id = arg_str('requestId')
-    req.cost = arg_int('cost', 0, MAX)
-    req.billing_end = arg_int('billingEndMs', 0, MAX)
-    req.billing_next_end = arg_int('billingNextEndMs', 0, MAX)
-    local n_fields = arg_int('nFields', 1, 64)
-    local n_limits = arg_int('nLimits', 0, 64)
-    req.fields = {}
-    for f = 1, n_fields * 2 do req.fields[f] = arg_str('field') end
-    req.limits = {}
-    for i = 1, n_limits do
-      local lim = {}
-      lim.alg = arg_int('alg', 1, 5)
-      lim.mode = arg_int('mode', 1, 4)
-      lim.p1 = arg_int('p1', 0, MAX)
-      lim.p2 = arg_int('p2', 0, MAX)
-      lim.p3 = arg_int('p3', 0, MAX)
-      lim.p4 = arg_int('p4', 0, MAX)
-      local n_th = arg_int('nThresholds', 0, 8)
-      lim.thresholds = {}
-      for k = 1, n_th do lim.thresholds[k] = arg_int('threshold', 1, 1000) end
-      if (lim.alg == 1 and (lim.p1 < 1 or lim.p2 < 1 or lim.p3 < 1)) or
-         ((lim.alg == 2 or lim.alg == 3) and (lim.p1 < 1 or lim.p2 < 1)) or
-         (lim.alg == 4 and (lim.p1 < 1 or lim.p3 <= lim.p2 or lim.p4 <= lim.p3)) or
-         (lim.alg == 5 and (lim.p1 < 1 or lim.p2 < 1)) then
-        error({ err = 'ERR_ARG limit ' .. q .. '.' .. i })
-      end
-      if lim.alg == 4 and (now < lim.p2 or now >= lim.p4) then
-        error({ err = 'ERR_STALE_PERIOD ' .. int_str(now) })
-      end
-      req.limits[i] = lim
+  if alg == 4 and (now < p2 or now >= p4) then return stale() end
+  local th = false
+  if nth > 0 then
+    th = {}
+    for k = 1, nth do
+      local v = int(p + 6 + k, 1, 1000)
+      if not v then return bad('threshold', p + 6 + k) end
+      th[k] = v
     end
-    if now >= req.billing_next_end then error({ err = 'ERR_STALE_PERIOD ' .. int_str(now) }) end
-    req.record_key = KEYS[key_pos]
-    req.admitted_cur, req.admitted_next = KEYS[key_pos + 1], KEYS[key_pos + 2]
-    key_pos = key_pos + 3
-    req.limit_keys = {}
-    for i = 1, n_limits do
-      req.limit_keys[i] = { KEYS[key_pos], nil }
-      key_pos = key_pos + 1
-      if req.limits[i].alg == 4 then
-        req.limit_keys[i][2] = KEYS[key_pos]
-        key_pos = key_pos + 1
-      end
-    end
-    requests[q] = req
   end
-  if key_pos - 1 ~= #KEYS then error({ err = 'ERR_ARG keys' }) end
-  if argv_pos - 1 ~= #ARGV then error({ err = 'ERR_ARG trailing' }) end
-end)
-if not ok2 then
-  if type(failure2) == 'table' and failure2.err then return redis.error_reply(failure2.err) end
-  return redis.error_reply('ERR_SCRIPT ' .. tostring(failure2))
+  d_alg[d], d_mode[d], d_p1[d], d_p2[d], d_p3[d], d_p4[d], d_th[d] = alg, mode, p1, p2, p3, p4, th
+  p = p + 7 + nth
 end
+
+local q_arg, q_key, q_cost, q_nl = {}, {}, {}, {}
+local kp = 1
+for q = 1, n do
+  -- inline checks (a Lua call per argument costs as much as the check)
+  local cost, billing_end, billing_next_end, nl =
+    tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3]), tonumber(ARGV[p + 8])
+  if ARGV[p] == nil then return bad('requestId', p) end
+  if not cost or cost % 1 ~= 0 or cost < 0 or cost > MAX then return bad('cost', p + 1) end
+  if not billing_end or not billing_next_end or billing_next_end <= billing_end then return bad('billing', p + 2) end
+  if ARGV[p + 4] == nil or ARGV[p + 5] == nil or ARGV[p + 6] == nil or ARGV[p + 7] == nil then return bad('event', p + 4) end
+  if not nl or nl % 1 ~= 0 or nl < 0 or nl > 64 then return bad('nLimits', p + 8) end
+  q_arg[q], q_key[q], q_cost[q], q_nl[q] = p, kp, cost, nl
+  kp = kp + 4
+  for i = 1, nl do
+    local d = d_alg[tonumber(ARGV[p + 8 + i])]
+    if not d then return bad('limit', p + 8 + i) end
+    kp = kp + (d == 4 and 2 or 1)
+  end
+  if now >= billing_next_end then return stale() end
+  p = p + 9 + nl
+end
+if kp - 1 ~= #KEYS then return bad('keys', kp) end
+if p - 1 ~= #ARGV then return bad('trailing', p) end
+
+local function ceil_div(a, b) return floor((a + b - 1) / b) end
 
 -- Pass 2: decide each request in order; each is all or nothing on its own.
-local out = {}
-for _, req in ipairs(requests) do
-  local limits, cost = req.limits, req.cost
-  local n_limits = #limits
-  local stored = redis.call('HGET', req.record_key, 'd')
-  if stored then
+-- Per-limit scratch arrays are reused across requests (no table per limit).
+local out, o = {}, 0
+local mk = {}
+local e_def, e_key, e_val, e_fits, e_retry, e_over, e_cross = {}, {}, {}, {}, {}, {}, {}
+local e_a, e_b, e_c, e_rem, e_reset = {}, {}, {}, {}, {}
+
+for q = 1, n do
+  local ap, k0, cost, nl = q_arg[q], q_key[q], q_cost[q], q_nl[q]
+
+  -- one read for the record and every string-valued limit state
+  mk[1] = KEYS[k0 + 1]
+  local m, kk = 1, k0 + 4
+  for i = 1, nl do
+    local d = tonumber(ARGV[ap + 8 + i])
+    e_def[i] = d
+    local alg = d_alg[d]
+    if alg == 4 then
+      e_key[i] = now >= d_p3[d] and KEYS[kk + 1] or KEYS[kk]
+      kk = kk + 2
+    else
+      e_key[i] = KEYS[kk]
+      kk = kk + 1
+    end
+    if alg ~= 5 then
+      m = m + 1
+      mk[m] = e_key[i]
+      e_val[i] = m
+    end
+  end
+  local vals = call('MGET', unpack(mk, 1, m))
+
+  if vals[1] then
     -- A retry of an admitted request: the first decision, flagged, nothing taken.
-    local first = decode_reply(stored)
+    local first = mp_unpack(vals[1])
     first[6] = 1
-    for _, v in ipairs(first) do out[#out + 1] = v end
+    for j = 1, #first do o = o + 1; out[o] = first[j] end
   else
-    local evs = {}
-    local deny_idx, defer_idx = 0, 0
-    local retry = 0
-    local is_warned = false
-    for i = 1, n_limits do
-      local lim = limits[i]
-      local ev = evaluate(lim, cost, req.limit_keys[i][1], req.limit_keys[i][2], req.request_id)
-      evs[i] = ev
-      if not ev.fits then
-        if lim.mode == 1 or lim.mode == 3 then
-          if lim.mode == 1 and deny_idx == 0 then deny_idx = i end
-          if lim.mode == 3 and defer_idx == 0 then defer_idx = i end
-          if retry ~= -1 then
-            if ev.retry == -1 then retry = -1 elseif ev.retry > retry then retry = ev.retry end
+    local deny_idx, defer_idx, retry, is_warned = 0, 0, 0, false
+    for i = 1, nl do
+      local d = e_def[i]
+      local alg, p1 = d_alg[d], d_p1[d]
+      local fits, r_after, over, crossed, reset = true, 0, 0, 0, 0
+      if alg == 1 then
+        local rate, per = d_p2[d], d_p3[d]
+        local tokens, r = p1, 0
+        local v = vals[e_val[i]]
+        if v then
+          local tk, ts, rr = mp_unpack(v)
+          local elapsed = now - ts
+          if elapsed < 0 then elapsed = 0 end
+          local full_ms = ceil_div((p1 - tk) * per, rate) + per
+          if elapsed > full_ms then elapsed = full_ms end
+          local acc = elapsed * rate + rr
+          tokens = tk + floor(acc / per)
+          r = acc % per
+          if tokens >= p1 then tokens = p1; r = 0 end
+        end
+        e_a[i], e_b[i] = tokens, r
+        if cost > p1 then fits = false; r_after = -1
+        elseif cost > tokens then fits = false; r_after = ceil_div((cost - tokens) * per - r, rate) end
+        if cost > tokens then over = cost - tokens end
+      elseif alg == 2 then
+        local win = d_p2[d]
+        local w = floor(now / win)
+        local cnt = 0
+        local v = vals[e_val[i]]
+        if v then
+          local sw, sn = mp_unpack(v)
+          if sw == w then cnt = sn end
+        end
+        e_a[i], e_b[i] = w, cnt
+        reset = (w + 1) * win - now
+        if cost > p1 then fits = false; r_after = -1
+        elseif cnt + cost > p1 then fits = false; r_after = reset end
+        if cnt + cost > p1 then over = cnt + cost - p1; if over > cost then over = cost end end
+      elseif alg == 3 then
+        local win = d_p2[d]
+        local w = floor(now / win)
+        local e = now - w * win
+        local cur, prev = 0, 0
+        local v = vals[e_val[i]]
+        if v then
+          local sw, sc, sp = mp_unpack(v)
+          if sw == w then cur, prev = sc, sp
+          elseif sw == w - 1 then prev = sc end
+        end
+        e_a[i], e_b[i], e_c[i] = w, cur, prev
+        reset = win - e
+        local weighted = prev * (win - e) + (cur + cost) * win
+        if cost > p1 then fits = false; r_after = -1
+        elseif weighted > p1 * win then
+          fits = false
+          if cur + cost <= p1 then
+            -- prev > 0 here; wait until prev's weight has decayed enough in this window
+            r_after = win - floor((p1 - cur - cost) * win / prev) - e
+          else
+            -- only the next window can fit it, where today's count becomes `prev`
+            r_after = (win - e) + win - floor((p1 - cost) * win / cur)
           end
-        elseif lim.mode == 2 then
+        end
+        local excess = weighted - p1 * win
+        if excess > 0 then over = ceil_div(excess, win); if over > cost then over = cost end end
+      elseif alg == 4 then
+        local used = tonumber(vals[e_val[i]] or '0')
+        local period_end = now >= d_p3[d] and d_p4[d] or d_p3[d]
+        e_a[i], e_b[i] = used, period_end
+        reset = period_end - now
+        if cost > p1 then fits = false; r_after = -1
+        elseif used + cost > p1 then fits = false; r_after = reset end
+        if used + cost > p1 then over = used + cost - p1; if over > cost then over = cost end end
+        local th = d_th[d]
+        if th then
+          for k = 1, #th do
+            local pct = th[k]
+            if used * 100 < pct * p1 and (used + cost) * 100 >= pct * p1 and pct > crossed then crossed = pct end
+          end
+        end
+      else
+        -- live leases only; expired ones are removed when a take writes the key
+        local held = call('ZCOUNT', e_key[i], '(' .. now_str, '+inf')
+        e_a[i] = held
+        if held + 1 > p1 then
+          fits = false
+          over = 1
+          local first = call('ZRANGEBYSCORE', e_key[i], '(' .. now_str, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+          r_after = tonumber(first[2]) - now
+        end
+      end
+      e_fits[i], e_retry[i], e_over[i], e_cross[i], e_reset[i] = fits, r_after, over, crossed, reset
+      local mode = d_mode[d]
+      if not fits then
+        if mode == 1 or mode == 3 then
+          if mode == 1 and deny_idx == 0 then deny_idx = i end
+          if mode == 3 and defer_idx == 0 then defer_idx = i end
+          if retry ~= -1 then
+            if r_after == -1 then retry = -1 elseif r_after > retry then retry = r_after end
+          end
+        elseif mode == 2 then
           is_warned = true
         end
       end
-      if ev.crossed > 0 and (lim.mode ~= 4) then is_warned = true end
+      if crossed > 0 and mode ~= 4 then is_warned = true end
     end
 
-    local kind, idx, stream_id = 0, 0, ''
+    local kind, idx = 0, 0
     if deny_idx > 0 then kind, idx = 3, deny_idx
     elseif defer_idx > 0 then kind, idx = 2, defer_idx
     else
       kind = is_warned and 1 or 0
       retry = 0
     end
+    local admitted = kind <= 1
 
-    if kind <= 1 then
-      for i = 1, n_limits do
-        local lim, ev = limits[i], evs[i]
-        if lim.mode == 4 and not ev.fits then
-          remaining_without_take(lim, ev)
+    for i = 1, nl do
+      local d = e_def[i]
+      local alg, p1 = d_alg[d], d_p1[d]
+      local rem
+      if admitted and (e_fits[i] or d_mode[d] ~= 4) then
+        -- take
+        if alg == 1 then
+          local rate, per = d_p2[d], d_p3[d]
+          local tokens = e_a[i] - cost
+          if tokens < 0 then tokens = 0 end
+          local r = e_b[i]
+          if tokens >= p1 then r = 0 end
+          local full = ceil_div((p1 - tokens) * per - r, rate)
+          if full < 1 then full = 1 end
+          call('SET', e_key[i], mp_pack(tokens, now, r), 'PX', full + 1000)
+          rem, e_reset[i] = tokens, full
+        elseif alg == 2 then
+          local cnt = e_b[i] + cost
+          call('SET', e_key[i], mp_pack(e_a[i], cnt), 'PX', e_reset[i] + 1000)
+          rem = p1 - cnt
+        elseif alg == 3 then
+          local win = d_p2[d]
+          local cur = e_b[i] + cost
+          call('SET', e_key[i], mp_pack(e_a[i], cur, e_c[i]), 'PX', e_reset[i] + win + 1000)
+          rem = floor((p1 * win - e_c[i] * e_reset[i] - cur * win) / win)
+        elseif alg == 4 then
+          local used = e_a[i]
+          if cost > 0 then
+            used = call('INCRBY', e_key[i], cost)
+            -- kept a long while past the period end: the audit reads it after the close
+            if used == cost then call('PEXPIRE', e_key[i], (e_b[i] - now) + 40 * 86400000) end
+          end
+          rem = p1 - used
         else
-          apply(lim, ev, cost, req.limit_keys[i][1], req.request_id)
+          local key = e_key[i]
+          call('ZREMRANGEBYSCORE', key, '-inf', now)
+          call('ZADD', key, now + d_p2[d], ARGV[ap])
+          local last = call('ZRANGE', key, -1, -1, 'WITHSCORES')
+          call('PEXPIREAT', key, tonumber(last[2]) + 1000)
+          rem = p1 - e_a[i] - 1
+          local first = call('ZRANGE', key, 0, 0, 'WITHSCORES')
+          e_reset[i] = tonumber(first[2]) - now
+        end
+      else
+        -- remaining as seen without a take (denied, deferred, or a shadow limit that would deny)
+        if alg == 1 then
+          rem = e_a[i]
+          e_reset[i] = ceil_div((p1 - e_a[i]) * d_p3[d] - e_b[i], d_p2[d])
+        elseif alg == 2 then rem = p1 - e_b[i]
+        elseif alg == 3 then
+          local win = d_p2[d]
+          rem = floor((p1 * win - e_c[i] * e_reset[i] - e_b[i] * win) / win)
+        elseif alg == 4 then rem = p1 - e_a[i]
+        else rem = p1 - e_a[i]
         end
       end
-      local admitted, admitted_end = req.admitted_cur, req.billing_end
-      if now >= req.billing_end then admitted, admitted_end = req.admitted_next, req.billing_next_end end
-      redis.call('INCRBY', admitted, cost)
-      -- kept long past the period end: the audit compares it with the ledger after the close
-      redis.call('PEXPIRE', admitted, (admitted_end - now) + 400 * 86400000)
-      local fields = req.fields
-      fields[#fields + 1] = 'time_ms'
-      fields[#fields + 1] = int_str(now)
-      stream_id = redis.call('XADD', KEYS[1], '*', unpack(fields))
-    else
-      for i = 1, n_limits do remaining_without_take(limits[i], evs[i]) end
+      if rem < 0 then rem = 0 end
+      e_rem[i] = rem
     end
 
-    local reply = { kind, now, idx, retry, stream_id, 0, n_limits }
-    for i = 1, n_limits do
-      local ev = evs[i]
-      local took = kind <= 1 and (limits[i].mode ~= 4 or ev.fits)
-      reply[#reply + 1] = ev.remaining
-      reply[#reply + 1] = ev.reset
-      reply[#reply + 1] = (ev.fits and 0 or 1) + (took and 2 or 0)
-      reply[#reply + 1] = ev.overage
-      reply[#reply + 1] = ev.crossed
+    local stream_id = ''
+    if admitted then
+      local billing_end = tonumber(ARGV[ap + 2])
+      if cost > 0 then
+        local akey, aend = KEYS[k0 + 2], billing_end
+        if now >= billing_end then akey, aend = KEYS[k0 + 3], tonumber(ARGV[ap + 3]) end
+        -- kept long past the period end: the audit compares it with the ledger after the close
+        if call('INCRBY', akey, cost) == cost then call('PEXPIRE', akey, (aend - now) + 400 * 86400000) end
+      end
+      stream_id = call('XADD', KEYS[k0], '*',
+        'id', ARGV[ap], 'type', 'usage.reserved.v1', 'tenant', ARGV[ap + 4], 'key', ARGV[ap + 5],
+        'op', ARGV[ap + 6], 'cost', ARGV[ap + 1], 'pv', ARGV[ap + 7], 'time_ms', now_str)
     end
-    if kind <= 1 then
-      redis.call('HSET', req.record_key, 'd', encode_reply(reply))
-      redis.call('PEXPIRE', req.record_key, req.record_ttl)
+
+    local reply = { kind, now, idx, retry, stream_id, 0, nl }
+    local rl = 7
+    for i = 1, nl do
+      local took = admitted and (e_fits[i] or d_mode[e_def[i]] ~= 4)
+      reply[rl + 1] = e_rem[i]
+      reply[rl + 2] = e_reset[i]
+      reply[rl + 3] = (e_fits[i] and 0 or 1) + (took and 2 or 0)
+      reply[rl + 4] = e_over[i]
+      reply[rl + 5] = e_cross[i]
+      rl = rl + 5
     end
-    for _, v in ipairs(reply) do out[#out + 1] = v end
+    if admitted then call('SET', KEYS[k0 + 1], mp_pack(reply), 'PX', record_ttl) end
+    for j = 1, rl do o = o + 1; out[o] = reply[j] end
   end
 end
 return out

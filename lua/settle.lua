@@ -5,7 +5,7 @@
 -- call returns the first settlement and changes nothing. O(number of limits).
 --
 -- KEYS[1]     {s:<shard>}:usage:v1                        stream  usage log
--- KEYS[2]     {s:<shard>}:t:<tenant>:r:v1:<requestId>       hash    d = decision reply, s = settlement reply
+-- KEYS[2]     {s:<shard>}:t:<tenant>:r:v1:<requestId>       string  msgpack: decision reply [, settlement {nowMs, streamId, refund}]
 -- KEYS[3]     {s:<shard>}:t:<tenant>:a:v1:<periodStartMs>   string  admitted units, billing period named by the caller
 -- KEYS[4]     {s:<shard>}:t:<tenant>:a:v1:<nextStartMs>     string  same, the following period
 -- KEYS[5..]   the request's limit keys, exactly as passed to decide.lua (two for a period quota)
@@ -21,7 +21,7 @@
 -- Returns:    {status, nowMs, streamId, refund}  status 1 settled, 2 replay of an earlier settle,
 --             0 unknown request (never admitted, or its record expired): nothing changed
 -- Errors:     "ERR_ARG <name>"
--- Data:       v1, the layouts of decide.lua. Refunds never lift a bucket above its capacity or a
+-- Data:       v1, the layouts of decide.lua (msgpack bucket values). Refunds never lift a bucket above its capacity or a
 --             counter below 0; a refund to a window or period that has ended is dropped (it no
 --             longer limits anything), an overrun is taken from the current one.
 
@@ -86,33 +86,19 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local record = redis.call('HMGET', KEYS[2], 'd', 's')
-if not record[1] then return { 0, now, '', 0 } end
-if record[2] then
-  local stored = {}
-  for part in string.gmatch(record[2], '[^,]+') do stored[#stored + 1] = part end
-  return { 2, tonumber(stored[1]), stored[2], tonumber(stored[3]) }
-end
+local stored = redis.call('GET', KEYS[2])
+if not stored then return { 0, now, '', 0 } end
+local decision, settlement = cmsgpack.unpack(stored)
+if settlement then return { 2, settlement[1], settlement[2], settlement[3] } end
 
--- The decision: when it ran and which limits took tokens.
-local decision = {}
-do
-  local from = 1
-  while true do
-    local comma = string.find(record[1], ',', from, true)
-    decision[#decision + 1] = string.sub(record[1], from, comma and comma - 1 or nil)
-    if not comma then break end
-    from = comma + 1
-  end
-end
-local decided_at = tonumber(decision[2])
-local decided_limits = tonumber(decision[7])
+local decided_at = decision[2]
+local decided_limits = decision[7]
 local refund = parsed.requested - parsed.actual
 
 for i, lim in ipairs(parsed.limits) do
   local took = false
   if decided_limits == #parsed.limits then
-    local flags = tonumber(decision[7 + (i - 1) * 5 + 3])
+    local flags = decision[7 + (i - 1) * 5 + 3]
     took = flags >= 2
   end
   if lim.alg == 5 then
@@ -122,11 +108,12 @@ for i, lim in ipairs(parsed.limits) do
   if took and refund ~= 0 then
     if lim.alg == 1 then
       local cap, rate, per = lim.p1, lim.p2, lim.p3
-      local st = redis.call('HMGET', lim.key, 't', 'ts', 'r')
+      local st = redis.call('GET', lim.key)
       local tokens, r = cap, 0
-      if st[1] then
-        tokens = tonumber(st[1]); r = tonumber(st[3])
-        local elapsed = now - tonumber(st[2])
+      if st then
+        local ts
+        tokens, ts, r = cmsgpack.unpack(st)
+        local elapsed = now - ts
         if elapsed < 0 then elapsed = 0 end
         local full_ms = ceil_div((cap - tokens) * per, rate) + per
         if elapsed > full_ms then elapsed = full_ms end
@@ -137,40 +124,41 @@ for i, lim in ipairs(parsed.limits) do
       end
       tokens = tokens + refund
       if tokens >= cap then tokens = cap; r = 0 end
-      redis.call('HSET', lim.key, 't', int_str(tokens), 'ts', int_str(now), 'r', int_str(r))
       local full = ceil_div((cap - tokens) * per - r, rate)
       if full < 1 then full = 1 end
-      redis.call('PEXPIRE', lim.key, full + 1000)
+      redis.call('SET', lim.key, cmsgpack.pack(tokens, now, r), 'PX', full + 1000)
     elseif lim.alg == 2 or lim.alg == 3 then
       local win = lim.p2
       local w_now = math.floor(now / win)
       local w_then = math.floor(decided_at / win)
-      local field = lim.alg == 2 and 'n' or 'c'
-      local st = redis.call('HMGET', lim.key, 'w', field, 'p')
-      local stored_w = st[1] and tonumber(st[1]) or nil
+      local st = redis.call('GET', lim.key)
+      local stored_w, count, prev
+      if st then stored_w, count, prev = cmsgpack.unpack(st) end
       if refund > 0 then
         if stored_w == w_then then
-          local v = tonumber(st[2]) - refund
-          if v < 0 then v = 0 end
-          redis.call('HSET', lim.key, field, int_str(v))
+          count = count - refund
+          if count < 0 then count = 0 end
+          redis.call('SET', lim.key, lim.alg == 2 and cmsgpack.pack(stored_w, count) or cmsgpack.pack(stored_w, count, prev), 'KEEPTTL')
         elseif lim.alg == 3 and stored_w == w_then + 1 then
           -- the decision's window is now the previous one of a sliding window
-          local v = tonumber(st[3]) - refund
-          if v < 0 then v = 0 end
-          redis.call('HSET', lim.key, 'p', int_str(v))
+          prev = prev - refund
+          if prev < 0 then prev = 0 end
+          redis.call('SET', lim.key, cmsgpack.pack(stored_w, count, prev), 'KEEPTTL')
         end
       else
         local over = -refund
-        if stored_w == w_now then
-          redis.call('HINCRBY', lim.key, field, over)
-        elseif lim.alg == 2 then
-          redis.call('HSET', lim.key, 'w', int_str(w_now), 'n', int_str(over))
-        else
-          local prev = (stored_w == w_now - 1) and tonumber(st[2]) or 0
-          redis.call('HSET', lim.key, 'w', int_str(w_now), 'c', int_str(over), 'p', int_str(prev))
-        end
         local reset = (w_now + 1) * win - now
-        redis.call('PEXPIRE', lim.key, reset + (lim.alg == 3 and win or 0) + 1000)
+        if stored_w == w_now then
+          count = count + over
+        else
+          prev = (lim.alg == 3 and stored_w == w_now - 1) and count or 0
+          count = over
+        end
+        if lim.alg == 2 then
+          redis.call('SET', lim.key, cmsgpack.pack(w_now, count), 'PX', reset + 1000)
+        else
+          redis.call('SET', lim.key, cmsgpack.pack(w_now, count, prev), 'PX', reset + win + 1000)
+        end
       end
     elseif lim.alg == 4 then
       local key_then = decided_at >= lim.p3 and lim.next_key or lim.key
@@ -203,5 +191,5 @@ fields[#fields + 1] = int_str(refund)
 fields[#fields + 1] = 'time_ms'
 fields[#fields + 1] = int_str(now)
 local stream_id = redis.call('XADD', KEYS[1], '*', unpack(fields))
-redis.call('HSET', KEYS[2], 's', int_str(now) .. ',' .. stream_id .. ',' .. int_str(refund))
+redis.call('SET', KEYS[2], cmsgpack.pack(decision, { now, stream_id, refund }), 'KEEPTTL')
 return { 1, now, stream_id, refund }

@@ -10,7 +10,7 @@ import {
   type LimitId,
   type TenantId,
 } from '../shared/index.js';
-import { admittedKey, bucketKey, parseIpHex, requestRecordKey, shardOf, usageStreamKey, type LimitSubject, type ShardId } from './keys.js';
+import { admittedKey, bucketKeyHead, bucketKeyTail, parseIpHex, partOf, requestRecordKey, shardOfPart, usageStreamKey, type ShardId } from './keys.js';
 import { ALG, MODE, type CompiledLimit, type ModeCode, type ModelRequest } from './model/limits.js';
 import { periodPairAt, type PeriodSpec } from './model/period.js';
 import { validateLimits, type LimitMode, type LimitSpec } from './policy.js';
@@ -35,6 +35,12 @@ export interface DecideInput {
   clientIp?: string;
   /** Whether `defer` limits may defer this operation; if not, they act as `hard`. @default false */
   isDeferrable?: boolean;
+  /**
+   * Whale tenants: the number of sub-shards (1..64) the tenant's limits are
+   * divided over, each part on its own logical shard; a request is decided by
+   * one part (chosen by its request id). See the README for the bounds. @default 1
+   */
+  subShards?: number;
 }
 
 export interface CompileOptions {
@@ -46,14 +52,20 @@ export interface CompileOptions {
 /** A request ready for the script: its keys and arguments, and the same values for the model. */
 export interface CompiledRequest {
   shard: ShardId;
+  /** A whale tenant's part (undefined for an unsplit tenant). */
+  part: number | undefined;
+  /** stream, record, admitted (current, next), then each limit's key(s). */
   keys: string[];
-  args: string[];
+  /** requestId, cost, billing period ends, and the usage event's tenant, key, operation, policy version. */
+  head: string[];
+  /** Each limit's definition as the script reads it (shared by the batch when equal). */
+  definitions: string[][];
+  /** Each definition joined: equal signatures are sent once per batch. */
+  signatures: string[];
   model: ModelRequest;
   limitIds: LimitId[];
   limitKinds: LimitSpec['algorithm']['kind'][];
   modes: LimitMode[];
-  /** The limits' part of the arguments (shared with settle.lua). */
-  limitArgs: string[];
   billingEndMs: number;
   billingNextEndMs: number;
 }
@@ -78,18 +90,154 @@ const OPERATION = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
 const MODE_CODE: Record<LimitMode, ModeCode> = { hard: MODE.hard, soft: MODE.soft, defer: MODE.defer, shadow: MODE.shadow };
 
-function subjectOf(limit: LimitSpec, input: DecideInput): LimitSubject {
-  switch (limit.scope) {
-    case 'tenant':
-      return { scope: 'tenant' };
-    case 'apiKey':
-      return { scope: 'apiKey', keyId: input.keyId };
-    case 'ip':
-      if (input.clientIp === undefined) {
-        throw new ValidationError('INVALID_INPUT', `limit ${limit.id} is ip-scoped but the request has no client address`);
-      }
-      return { scope: 'ip', ipHex: parseIpHex(input.clientIp) };
+/** One limit of a plan, compiled once: what does not depend on the request. */
+interface PlanLimit {
+  spec: LimitSpec;
+  alg: CompiledLimit['alg'];
+  /** The limit (capacity, slots) of this part. */
+  p1: number;
+  /** `:b:v1:<limitId>` (see bucketKeyTail). */
+  keyTail: string;
+  /** The limit as the model takes it, for each mode (key filled in per request). */
+  model: CompiledLimit;
+  modelAsHard: CompiledLimit;
+  /** Definitions (script arguments) for the two possible modes; period quotas build theirs per period. */
+  definition: string[];
+  definitionAsHard: string[];
+  signature: string;
+  signatureAsHard: string;
+  /** Period quotas: the definition of the period last named (periods change once a day or month). */
+  period?: {
+    startMs: number;
+    currentTail: string;
+    nextTail: string;
+    definition: string[];
+    definitionAsHard: string[];
+    signature: string;
+    signatureAsHard: string;
+    limit: CompiledLimit;
+  };
+}
+
+interface CompiledPlan {
+  limits: PlanLimit[];
+  limitIds: LimitId[];
+  limitKinds: LimitSpec['algorithm']['kind'][];
+  modes: LimitMode[];
+  hasDefer: boolean;
+}
+
+/**
+ * Plans compiled once per limits array (and whale part). A limits array passed
+ * to the decider is treated as immutable (plans are versioned data: a new
+ * version is a new array); it is validated the first time it is seen.
+ */
+const plans = new WeakMap<LimitSpec[], Map<string, CompiledPlan>>();
+
+/** Part `part` of `subShards` of an integer amount: the parts sum to exactly `amount` (remainder to the first parts). */
+export function shareOf(amount: number, subShards: number, part: number | undefined): number {
+  if (part === undefined) return amount;
+  return Math.floor(amount / subShards) + (part < amount % subShards ? 1 : 0);
+}
+
+function definitionOf(alg: number, mode: number, p1: number, p2: number, p3: number, p4: number, thresholds: readonly number[]): string[] {
+  return [String(alg), String(mode), String(p1), String(p2), String(p3), String(p4), String(thresholds.length), ...thresholds.map(String)];
+}
+
+function compilePlan(limits: LimitSpec[], subShards: number, part: number | undefined): CompiledPlan {
+  let byPart = plans.get(limits);
+  const partKey = part === undefined ? '' : `${subShards}/${part}`;
+  const cached = byPart?.get(partKey);
+  if (cached !== undefined) return cached;
+  if (byPart === undefined) {
+    validateLimits(limits);
+    byPart = new Map();
+    plans.set(limits, byPart);
   }
+  const share = (amount: number, what: string, spec: LimitSpec): number => {
+    if (part !== undefined && amount < subShards) {
+      throw new ValidationError('INVALID_INPUT', `limit ${spec.id}: ${what} ${amount} cannot be divided over ${subShards} sub-shards`);
+    }
+    return shareOf(amount, subShards, part);
+  };
+  const compiled: PlanLimit[] = limits.map((spec) => {
+    const alg = spec.algorithm;
+    const mode = MODE_CODE[spec.mode];
+    let code: CompiledLimit['alg'];
+    let params: [number, number, number, number];
+    switch (alg.kind) {
+      case 'token-bucket':
+        code = ALG.tokenBucket;
+        params = [share(alg.capacity, 'capacity', spec), share(alg.refillAmount, 'refillAmount', spec), alg.refillPeriodMs, 0];
+        break;
+      case 'fixed-window':
+        code = ALG.fixedWindow;
+        params = [share(alg.limit, 'limit', spec), alg.windowMs, 0, 0];
+        break;
+      case 'sliding-window':
+        code = ALG.slidingWindow;
+        params = [share(alg.limit, 'limit', spec), alg.windowMs, 0, 0];
+        break;
+      case 'period-quota':
+        code = ALG.periodQuota;
+        params = [share(alg.limit, 'limit', spec), 0, 0, 0];
+        break;
+      case 'concurrency':
+        code = ALG.concurrency;
+        params = [share(alg.slots, 'slots', spec), alg.leaseTtlMs, 0, 0];
+        break;
+    }
+    const definition = definitionOf(code, mode, ...params, []);
+    const definitionAsHard = definitionOf(code, MODE.hard, ...params, []);
+    const [p1, p2, p3, p4] = params;
+    return {
+      spec,
+      alg: code,
+      p1: params[0],
+      keyTail: bucketKeyTail(spec.id),
+      model: { alg: code, mode, p1, p2, p3, p4, thresholds: [], key: '' },
+      modelAsHard: { alg: code, mode: MODE.hard, p1, p2, p3, p4, thresholds: [], key: '' },
+      definition,
+      definitionAsHard,
+      signature: definition.join(','),
+      signatureAsHard: definitionAsHard.join(','),
+    };
+  });
+  const plan: CompiledPlan = {
+    limits: compiled,
+    limitIds: limits.map((limit) => limit.id),
+    limitKinds: limits.map((limit) => limit.algorithm.kind),
+    modes: limits.map((limit) => limit.mode),
+    hasDefer: limits.some((limit) => limit.mode === 'defer'),
+  };
+  byPart.set(partKey, plan);
+  return plan;
+}
+
+/** The period quota's definition for the periods named at `namingNowMs` (cached per period). */
+function periodDefinition(limit: PlanLimit, namingNowMs: number): NonNullable<PlanLimit['period']> {
+  const alg = limit.spec.algorithm;
+  if (alg.kind !== 'period-quota') throw new ValidationError('INVALID_INPUT', 'not a period quota');
+  const { current, next } = periodPairAt(alg.period, namingNowMs);
+  if (limit.period?.startMs !== current.startMs) {
+    const mode = MODE_CODE[limit.spec.mode];
+    const definition = definitionOf(ALG.periodQuota, mode, limit.p1, current.startMs, current.endMs, next.endMs, alg.thresholdsPercent);
+    const definitionAsHard = definitionOf(ALG.periodQuota, MODE.hard, limit.p1, current.startMs, current.endMs, next.endMs, alg.thresholdsPercent);
+    limit.period = {
+      startMs: current.startMs,
+      currentTail: bucketKeyTail(limit.spec.id, current.startMs),
+      nextTail: bucketKeyTail(limit.spec.id, next.startMs),
+      definition,
+      definitionAsHard,
+      signature: definition.join(','),
+      signatureAsHard: definitionAsHard.join(','),
+      limit: {
+        alg: ALG.periodQuota, mode, p1: limit.p1, p2: current.startMs, p3: current.endMs, p4: next.endMs,
+        thresholds: [...alg.thresholdsPercent], key: '',
+      },
+    };
+  }
+  return limit.period;
 }
 
 /**
@@ -105,79 +253,81 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
   if (!Number.isSafeInteger(input.policyVersion) || input.policyVersion < 0) {
     throw new ValidationError('INVALID_INPUT', `policyVersion must be a non-negative integer`);
   }
-  validateLimits(input.limits);
-  const shard = shardOf(input.tenant, options.shardCount);
+  const subShards = input.subShards ?? 1;
+  const part = partOf(input.requestId, subShards);
+  const plan = compilePlan(input.limits, subShards, part);
+  const shard = shardOfPart(input.tenant, options.shardCount, part);
   const namingNowMs = options.localNowMs - PERIOD_SKEW_ALLOWANCE_MS;
   const { current: billing, next: billingNext } = periodPairAt(input.billingPeriod, namingNowMs);
 
-  const recordKey = requestRecordKey(shard, input.tenant, input.requestId);
-  const keys = [recordKey, admittedKey(shard, input.tenant, billing.startMs), admittedKey(shard, input.tenant, billingNext.startMs)];
-  const fields = eventFields(input, input.requestId, 'usage.reserved.v1', ['cost', String(input.cost)]);
-  const limitArgs: string[] = [];
-  const compiled: CompiledLimit[] = [];
-  for (const limit of input.limits) {
-    const subject = subjectOf(limit, input);
-    const mode = limit.mode === 'defer' && input.isDeferrable !== true ? MODE.hard : MODE_CODE[limit.mode];
-    const base = { shard, tenant: input.tenant, limitId: limit.id, subject };
-    const alg = limit.algorithm;
-    let entry: CompiledLimit;
-    switch (alg.kind) {
-      case 'token-bucket':
-        entry = { alg: ALG.tokenBucket, mode, p1: alg.capacity, p2: alg.refillAmount, p3: alg.refillPeriodMs, p4: 0, thresholds: [], key: bucketKey(base) };
-        break;
-      case 'fixed-window':
-        entry = { alg: ALG.fixedWindow, mode, p1: alg.limit, p2: alg.windowMs, p3: 0, p4: 0, thresholds: [], key: bucketKey(base) };
-        break;
-      case 'sliding-window':
-        entry = { alg: ALG.slidingWindow, mode, p1: alg.limit, p2: alg.windowMs, p3: 0, p4: 0, thresholds: [], key: bucketKey(base) };
-        break;
-      case 'period-quota': {
-        const { current: period, next } = periodPairAt(alg.period, namingNowMs);
-        entry = {
-          alg: ALG.periodQuota,
-          mode,
-          p1: alg.limit,
-          p2: period.startMs,
-          p3: period.endMs,
-          p4: next.endMs,
-          thresholds: [...alg.thresholdsPercent],
-          key: bucketKey({ ...base, periodStartMs: period.startMs }),
-          nextKey: bucketKey({ ...base, periodStartMs: next.startMs }),
-        };
-        break;
-      }
-      case 'concurrency':
-        entry = { alg: ALG.concurrency, mode, p1: alg.slots, p2: alg.leaseTtlMs, p3: 0, p4: 0, thresholds: [], key: bucketKey(base) };
-        break;
+  const recordKey = requestRecordKey(shard, input.tenant, input.requestId, part);
+  const keys = [
+    usageStreamKey(shard),
+    recordKey,
+    admittedKey(shard, input.tenant, billing.startMs, part),
+    admittedKey(shard, input.tenant, billingNext.startMs, part),
+  ];
+  // at most one head per scope; the ip is parsed only when an ip-scoped limit applies
+  let tenantHead: string | undefined;
+  let keyHead: string | undefined;
+  let ipHead: string | undefined;
+  const headOf = (limit: LimitSpec): string => {
+    switch (limit.scope) {
+      case 'tenant':
+        return (tenantHead ??= bucketKeyHead(shard, input.tenant, { scope: 'tenant' }, part));
+      case 'apiKey':
+        return (keyHead ??= bucketKeyHead(shard, input.tenant, { scope: 'apiKey', keyId: input.keyId }, part));
+      case 'ip':
+        if (input.clientIp === undefined) {
+          throw new ValidationError('INVALID_INPUT', `limit ${limit.id} is ip-scoped but the request has no client address`);
+        }
+        return (ipHead ??= bucketKeyHead(shard, input.tenant, { scope: 'ip', ipHex: parseIpHex(input.clientIp) }, part));
     }
-    compiled.push(entry);
-    keys.push(entry.key);
-    if (entry.nextKey !== undefined) keys.push(entry.nextKey);
-    limitArgs.push(
-      String(entry.alg), String(entry.mode),
-      String(entry.p1), String(entry.p2), String(entry.p3), String(entry.p4),
-      String(entry.thresholds.length), ...entry.thresholds.map(String),
-    );
+  };
+  const asHard = plan.hasDefer && input.isDeferrable !== true;
+  const definitions: string[][] = [];
+  const signatures: string[] = [];
+  const compiled: CompiledLimit[] = [];
+  for (const limit of plan.limits) {
+    const head = headOf(limit.spec);
+    const hard = asHard && limit.spec.mode === 'defer';
+    if (limit.alg === ALG.periodQuota) {
+      const period = periodDefinition(limit, namingNowMs);
+      const currentKey = head + period.currentTail;
+      const nextKey = head + period.nextTail;
+      keys.push(currentKey, nextKey);
+      definitions.push(hard ? period.definitionAsHard : period.definition);
+      signatures.push(hard ? period.signatureAsHard : period.signature);
+      compiled.push({ ...period.limit, mode: hard ? MODE.hard : period.limit.mode, key: currentKey, nextKey });
+    } else {
+      const key = head + limit.keyTail;
+      keys.push(key);
+      definitions.push(hard ? limit.definitionAsHard : limit.definition);
+      signatures.push(hard ? limit.signatureAsHard : limit.signature);
+      compiled.push({ ...(hard ? limit.modelAsHard : limit.model), key });
+    }
   }
-  const args = [
+  const requestHead = [
     input.requestId,
     String(input.cost),
     String(billing.endMs),
     String(billingNext.endMs),
-    String(fields.length / 2),
-    String(input.limits.length),
-    ...fields,
-    ...limitArgs,
+    input.tenant,
+    input.keyId,
+    input.operation,
+    String(input.policyVersion),
   ];
   return {
     shard,
+    part,
     keys,
-    args,
+    head: requestHead,
+    definitions,
+    signatures,
     model: { requestId: input.requestId, recordKey, cost: input.cost, limits: compiled },
-    limitIds: input.limits.map((limit) => limit.id),
-    limitKinds: input.limits.map((limit) => limit.algorithm.kind),
-    modes: input.limits.map((limit) => limit.mode),
-    limitArgs,
+    limitIds: plan.limitIds,
+    limitKinds: plan.limitKinds,
+    modes: plan.modes,
     billingEndMs: billing.endMs,
     billingNextEndMs: billingNext.endMs,
   };
@@ -209,9 +359,9 @@ export function compileSettle(input: SettleInput, options: Pick<CompileOptions, 
     'actual', String(input.actual),
   ]);
   return {
-    keys: [usageStreamKey(compiled.shard), ...compiled.keys],
+    keys: compiled.keys,
     args: [
-      String(DECIDE_LAYOUT_VERSION),
+      String(SETTLE_LAYOUT_VERSION),
       input.requestId,
       String(input.cost),
       String(input.actual),
@@ -220,27 +370,45 @@ export function compileSettle(input: SettleInput, options: Pick<CompileOptions, 
       String(fields.length / 2),
       String(input.limits.length),
       ...fields,
-      ...compiled.limitArgs,
+      ...compiled.definitions.flat(),
     ],
   };
 }
 
-/** Layout version of the script's arguments. */
-export const DECIDE_LAYOUT_VERSION = 1;
+/** Layout version of settle.lua's arguments. */
+export const SETTLE_LAYOUT_VERSION = 1;
+/** Layout version of decide.lua's arguments. */
+export const DECIDE_LAYOUT_VERSION = 2;
 
 /**
- * Joins requests of ONE shard into one script call: `KEYS = [stream, ...each
- * request's keys]`, `ARGV = [layout, n, recordTtlMs, ...each request's args]`.
+ * Joins requests into one script call. Limit definitions are sent once per
+ * batch and referred to by index. On Redis Cluster every request of a batch
+ * must be of one shard (one slot); a single Redis takes any mix.
+ * `KEYS = each request's keys`, `ARGV = [layout, n, recordTtlMs, d, ...definitions, ...each request]`.
  */
 export function compileBatch(requests: CompiledRequest[], recordTtlMs: number): { keys: string[]; args: string[] } {
-  const first = requests[0];
-  if (first === undefined) throw new ValidationError('INVALID_INPUT', 'a batch needs at least one request');
-  const keys = [usageStreamKey(first.shard)];
-  const args = [String(DECIDE_LAYOUT_VERSION), String(requests.length), String(recordTtlMs)];
+  if (requests.length === 0) throw new ValidationError('INVALID_INPUT', 'a batch needs at least one request');
+  const keys: string[] = [];
+  const definitionArgs: string[] = [];
+  const indexOf = new Map<string, number>();
+  const requestArgs: string[] = [];
   for (const request of requests) {
-    if (request.shard !== first.shard) throw new ValidationError('INVALID_INPUT', 'a batch must stay within one shard');
-    keys.push(...request.keys);
-    args.push(...request.args);
+    for (const key of request.keys) keys.push(key);
+    for (const value of request.head) requestArgs.push(value);
+    requestArgs.push(String(request.definitions.length));
+    request.definitions.forEach((definition, position) => {
+      const signature = request.signatures[position] as string;
+      let index = indexOf.get(signature);
+      if (index === undefined) {
+        index = indexOf.size + 1;
+        indexOf.set(signature, index);
+        for (const value of definition) definitionArgs.push(value);
+      }
+      requestArgs.push(String(index));
+    });
   }
+  const args = [String(DECIDE_LAYOUT_VERSION), String(requests.length), String(recordTtlMs), String(indexOf.size)];
+  for (const value of definitionArgs) args.push(value);
+  for (const value of requestArgs) args.push(value);
   return { keys, args };
 }

@@ -2,10 +2,11 @@
  * The `Decider` port and its Redis implementation. A decision is a value
  * (STYLE §4): denial, deferral and warnings are kinds, never exceptions.
  *
- * Micro-batching: requests for a shard that arrive while that shard's previous
- * script call is in flight are sent together in the next call (no timer: an
- * idle shard sends at once), each decided in order and atomic on its own. So
- * throughput is bounded by Redis work, not per-call round trips.
+ * Micro-batching: requests that arrive while earlier script calls are in flight
+ * are sent together in the next call (no timer: an idle decider sends at once),
+ * each decided in order and atomic on its own. So throughput is bounded by
+ * Redis work, not per-call round trips. A batch is one group: on a single
+ * Redis every request (any shard), on Redis Cluster one shard (one slot).
  */
 import {
   DependencyError,
@@ -16,6 +17,7 @@ import {
 } from '../shared/index.js';
 import { compileBatch, compileRequest, compileSettle, type CompiledRequest, type DecideInput, type SettleInput } from './compile.js';
 import type { RawDecision } from './model/limits.js';
+import { Cluster } from 'ioredis';
 import type { DeciderRedis } from './redis.js';
 import { redisErrorPrefix, stalePeriodNowMs } from './redis-errors.js';
 import { decodeDecideBatch, decodeSettle, type SettleResult } from './replies.js';
@@ -107,9 +109,14 @@ export interface RedisDeciderOptions {
   recordTtlMs?: number;
   /** Most requests sent in one script call. @default 256 */
   maxBatchSize?: number;
+  /**
+   * Script calls in flight per batch group at once (they run in order on one
+   * connection): 2 lets Node build the next batch while Redis runs one. @default 2
+   */
+  maxInFlightBatches?: number;
 }
 
-const DEFAULTS = { recordTtlMs: 86_400_000, maxBatchSize: 256 };
+const DEFAULTS = { recordTtlMs: 86_400_000, maxBatchSize: 256, maxInFlightBatches: 2 };
 
 interface Pending {
   input: DecideInput;
@@ -165,13 +172,15 @@ export function toDecision(raw: RawDecision, compiled: CompiledRequest): Decisio
 export class RedisDecider implements Decider {
   private readonly options: Required<RedisDeciderOptions>;
   private readonly queues = new Map<number, Pending[]>();
-  private readonly inFlight = new Set<number>();
+  private readonly inFlight = new Map<number, number>();
+  private readonly isCluster: boolean;
 
   constructor(
     private readonly redis: DeciderRedis,
     options: RedisDeciderOptions,
   ) {
     this.options = { ...DEFAULTS, ...options };
+    this.isCluster = redis instanceof Cluster;
   }
 
   decide(input: DecideInput): Promise<Decision> {
@@ -181,11 +190,15 @@ export class RedisDecider implements Decider {
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new ValidationError('INVALID_INPUT', String(error)));
     }
+    const group = this.isCluster ? compiled.shard : 0;
     return new Promise<Decision>((resolve, reject) => {
-      const queue = this.queues.get(compiled.shard) ?? [];
+      let queue = this.queues.get(group);
+      if (queue === undefined) {
+        queue = [];
+        this.queues.set(group, queue);
+      }
       queue.push({ input, compiled, resolve, reject });
-      this.queues.set(compiled.shard, queue);
-      if (!this.inFlight.has(compiled.shard)) void this.flush(compiled.shard);
+      if ((this.inFlight.get(group) ?? 0) < this.options.maxInFlightBatches) void this.flush(group);
     });
   }
 
@@ -202,22 +215,24 @@ export class RedisDecider implements Decider {
     return decodeSettle(reply);
   }
 
-  private async flush(shard: number): Promise<void> {
-    const queue = this.queues.get(shard);
+  private async flush(group: number): Promise<void> {
+    const queue = this.queues.get(group);
     if (queue === undefined || queue.length === 0) {
-      this.queues.delete(shard);
+      if ((this.inFlight.get(group) ?? 0) === 0) this.queues.delete(group);
       return;
     }
     const batch = queue.splice(0, this.options.maxBatchSize);
-    this.inFlight.add(shard);
+    this.inFlight.set(group, (this.inFlight.get(group) ?? 0) + 1);
     try {
       const decisions = await this.run(batch);
       batch.forEach((pending, index) => pending.resolve(decisions[index] as Decision));
     } catch (error) {
       for (const pending of batch) pending.reject(error);
     } finally {
-      this.inFlight.delete(shard);
-      void this.flush(shard);
+      const left = (this.inFlight.get(group) ?? 1) - 1;
+      if (left === 0) this.inFlight.delete(group);
+      else this.inFlight.set(group, left);
+      void this.flush(group);
     }
   }
 

@@ -13,3 +13,4 @@ export { redisErrorPrefix } from './redis-errors.js';
 export * from './breaker.js';
 export * from './spool.js';
 export * from './resilient.js';
+export * from './bucket-state.js';

@@ -14,10 +14,17 @@ export type ShardId = number & { readonly __brand: 'ShardId' };
 /** 32-bit FNV-1a over the UTF-8 bytes: stable across processes, versions and languages. */
 export function fnv1a32(text: string): number {
   let hash = 0x811c9dc5;
-  for (const byte of Buffer.from(text, 'utf8')) {
-    hash ^= byte;
-    hash = Math.imul(hash, 0x01000193) >>> 0;
+  for (let index = 0; index < text.length; index += 1) {
+    const code = text.charCodeAt(index);
+    if (code >= 0x80) return fnv1a32Bytes(Buffer.from(text, 'utf8'));
+    hash = Math.imul(hash ^ code, 0x01000193);
   }
+  return hash >>> 0;
+}
+
+function fnv1a32Bytes(bytes: Uint8Array): number {
+  let hash = 0x811c9dc5;
+  for (const byte of bytes) hash = Math.imul(hash ^ byte, 0x01000193);
   return hash >>> 0;
 }
 
@@ -30,6 +37,34 @@ export function shardOf(tenant: TenantId, shardCount: number): ShardId {
 }
 
 const tag = (shard: ShardId): string => `{s:${shard}}`;
+
+/** Most sub-shards a whale tenant can be split over. */
+export const MAX_SUB_SHARDS = 64;
+
+/**
+ * A whale tenant's part for one request: its limits are divided over
+ * `subShards` parts on consecutive logical shards, and a request goes to part
+ * fnv1a32(requestId) mod subShards (so a retry lands on the same part).
+ * `undefined` for an unsplit tenant (subShards = 1): its keys carry no part.
+ * @throws ValidationError `INVALID_INPUT` for subShards outside 1..64
+ */
+export function partOf(requestId: EventId, subShards: number): number | undefined {
+  if (!Number.isInteger(subShards) || subShards < 1 || subShards > MAX_SUB_SHARDS) {
+    throw new ValidationError('INVALID_INPUT', `subShards must be an integer in 1..${MAX_SUB_SHARDS}, got ${subShards}`);
+  }
+  return subShards === 1 ? undefined : fnv1a32(requestId) % subShards;
+}
+
+/** The logical shard of a tenant, or of one part of a whale tenant (parts sit on consecutive shards). */
+export function shardOfPart(tenant: TenantId, shardCount: number, part: number | undefined): ShardId {
+  const base = shardOf(tenant, shardCount);
+  return (part === undefined ? base : (base + part) % shardCount) as ShardId;
+}
+
+/** `t:<tenant>` or, for a part of a whale tenant, `t:<tenant>:u:<part>`. */
+function tenantSegment(tenant: TenantId, part: number | undefined): string {
+  return part === undefined ? `t:${tenant}` : `t:${tenant}:u:${part}`;
+}
 
 /** `{s:<shard>}:usage:v1`: the shard's usage stream (the billing record). */
 export function usageStreamKey(shard: ShardId): string {
@@ -102,19 +137,33 @@ export function bucketKey(input: {
   limitId: LimitId;
   subject?: LimitSubject;
   periodStartMs?: number;
+  /** A whale tenant's part (see partOf). */
+  part?: number | undefined;
 }): string {
-  const period = input.periodStartMs === undefined ? '' : `:p:${periodSegment(input.periodStartMs)}`;
-  return `${tag(input.shard)}:t:${input.tenant}${subjectSegment(input.subject ?? { scope: 'tenant' })}:b:v1:${input.limitId}${period}`;
+  return bucketKeyHead(input.shard, input.tenant, input.subject ?? { scope: 'tenant' }, input.part) + bucketKeyTail(input.limitId, input.periodStartMs);
 }
 
-/** `{s:<shard>}:t:<tenant>:r:v1:<requestId>`: an admitted request's record (idempotency, settle). */
-export function requestRecordKey(shard: ShardId, tenant: TenantId, requestId: EventId): string {
-  return `${tag(shard)}:t:${tenant}:r:v1:${requestId}`;
+/** The subject part of a bucket key, `{s:<shard>}:t:<tenant>[:u:<part>][:k:<keyId>|:i:<ipHex>]` (bucketKey = head + tail). */
+export function bucketKeyHead(shard: ShardId, tenant: TenantId, subject: LimitSubject, part?: number): string {
+  return `${tag(shard)}:${tenantSegment(tenant, part)}${subjectSegment(subject)}`;
 }
 
-/** `{s:<shard>}:t:<tenant>:a:v1:<periodStartMs>`: cost admitted in a billing period (read by the audit). */
-export function admittedKey(shard: ShardId, tenant: TenantId, periodStartMs: number): string {
-  return `${tag(shard)}:t:${tenant}:a:v1:${periodSegment(periodStartMs)}`;
+/** The limit part of a bucket key, `:b:v1:<limitId>[:p:<periodStartMs>]` (bucketKey = head + tail). */
+export function bucketKeyTail(limitId: LimitId, periodStartMs?: number): string {
+  return `:b:v1:${limitId}${periodStartMs === undefined ? '' : `:p:${periodSegment(periodStartMs)}`}`;
+}
+
+/** `{s:<shard>}:t:<tenant>[:u:<part>]:r:v1:<requestId>`: an admitted request's record (idempotency, settle). */
+export function requestRecordKey(shard: ShardId, tenant: TenantId, requestId: EventId, part?: number): string {
+  return `${tag(shard)}:${tenantSegment(tenant, part)}:r:v1:${requestId}`;
+}
+
+/**
+ * `{s:<shard>}:t:<tenant>[:u:<part>]:a:v1:<periodStartMs>`: cost admitted in a billing
+ * period (read by the audit, which sums a whale tenant's parts).
+ */
+export function admittedKey(shard: ShardId, tenant: TenantId, periodStartMs: number, part?: number): string {
+  return `${tag(shard)}:${tenantSegment(tenant, part)}:a:v1:${periodSegment(periodStartMs)}`;
 }
 
 function periodSegment(periodStartMs: number): string {
@@ -130,9 +179,9 @@ export const KEY_PATTERN = new RegExp(
     [
       'usage:v1',
       'e:v1:[a-z0-9][a-z0-9._-]{0,127}',
-      't:[a-z0-9][a-z0-9_-]{0,63}(:k:[a-z0-9][a-z0-9_-]{0,63}|:i:([0-9a-f]{8}|[0-9a-f]{32}))?:b:v1:[a-z0-9][a-z0-9_-]{0,63}(:p:\\d{1,16})?',
-      't:[a-z0-9][a-z0-9_-]{0,63}:r:v1:[a-z0-9][a-z0-9._-]{0,127}',
-      't:[a-z0-9][a-z0-9_-]{0,63}:a:v1:\\d{1,16}',
+      't:[a-z0-9][a-z0-9_-]{0,63}(:u:\\d{1,2})?(:k:[a-z0-9][a-z0-9_-]{0,63}|:i:([0-9a-f]{8}|[0-9a-f]{32}))?:b:v1:[a-z0-9][a-z0-9_-]{0,63}(:p:\\d{1,16})?',
+      't:[a-z0-9][a-z0-9_-]{0,63}(:u:\\d{1,2})?:r:v1:[a-z0-9][a-z0-9._-]{0,127}',
+      't:[a-z0-9][a-z0-9_-]{0,63}(:u:\\d{1,2})?:a:v1:\\d{1,16}',
     ].join('|') +
     ')$',
 );

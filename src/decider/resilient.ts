@@ -142,6 +142,7 @@ export class ResilientDecider implements Decider {
           shardCount: this.options.shardCount,
           recorded: { requestId: entry.requestId as EventId, as: entry.recordedAs },
           admitted: { periodStartMs: entry.periodStartMs, delta: entry.admittedDelta },
+          subShards: entry.subShards ?? 1,
         });
         return result.isNew ? 'appended' : 'skipped';
       })
@@ -213,6 +214,7 @@ export class ResilientDecider implements Decider {
       recordedAs: event.recordedAs,
       periodStartMs: periodAt(input.billingPeriod, event.periodAtMs).startMs,
       admittedDelta: event.admittedDelta,
+      ...(input.subShards === undefined || input.subShards === 1 ? {} : { subShards: input.subShards }),
       fields: {
         tenant: input.tenant,
         key: input.keyId,

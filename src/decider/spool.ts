@@ -23,6 +23,8 @@ export interface SpoolEventEntry {
   /** Billing period the units count in, and how many (negative for refunds). */
   periodStartMs: number;
   admittedDelta: number;
+  /** A whale tenant's sub-shard count at the decision (absent: 1). */
+  subShards?: number;
   fields: Record<string, string>;
 }
 
@@ -61,6 +63,7 @@ function isEntry(value: unknown): value is SpoolEntry {
     (entry['recordedAs'] === 'decision' || entry['recordedAs'] === 'settlement') &&
     Number.isSafeInteger(entry['periodStartMs']) &&
     Number.isSafeInteger(entry['admittedDelta']) &&
+    (entry['subShards'] === undefined || Number.isSafeInteger(entry['subShards'])) &&
     typeof entry['fields'] === 'object' &&
     entry['fields'] !== null
   );

@@ -6,7 +6,7 @@
  */
 import { isScriptArgumentError } from './redis-errors.js';
 import { decodeAppendUsage, type AppendUsageResult } from './replies.js';
-import { admittedKey, eventMarkerKey, requestRecordKey, shardOf, usageStreamKey } from './keys.js';
+import { admittedKey, eventMarkerKey, partOf, requestRecordKey, shardOfPart, usageStreamKey } from './keys.js';
 import type { DeciderRedis } from './redis.js';
 import { DependencyError, InvariantError, type EventId, type TenantId } from '../shared/index.js';
 
@@ -28,6 +28,8 @@ export interface AppendUsageInput {
   recorded?: { requestId: EventId; as: 'decision' | 'settlement' };
   /** When set, `delta` units are added to the admitted counter of the billing period starting at `periodStartMs`. */
   admitted?: { periodStartMs: number; delta: number };
+  /** A whale tenant's sub-shard count when the request was decided: its part follows from the request id. @default 1 */
+  subShards?: number;
 }
 
 /**
@@ -35,7 +37,9 @@ export interface AppendUsageInput {
  * @throws DependencyError `REDIS_UNAVAILABLE` when Redis fails or times out
  */
 export async function appendUsage(client: DeciderRedis, input: AppendUsageInput): Promise<AppendUsageResult> {
-  const shard = shardOf(input.tenant, input.shardCount);
+  const requestId = input.recorded?.requestId ?? input.eventId;
+  const part = partOf(requestId, input.subShards ?? 1);
+  const shard = shardOfPart(input.tenant, input.shardCount, part);
   const args: string[] = [
     String(EVENT_DEDUPE_TTL_MS),
     String(input.admitted?.delta ?? 0),
@@ -48,8 +52,8 @@ export async function appendUsage(client: DeciderRedis, input: AppendUsageInput)
     reply = await client.tgAppendUsage(
       usageStreamKey(shard),
       eventMarkerKey(shard, input.eventId),
-      requestRecordKey(shard, input.tenant, input.recorded?.requestId ?? input.eventId),
-      admittedKey(shard, input.tenant, input.admitted?.periodStartMs ?? 0),
+      requestRecordKey(shard, input.tenant, requestId, part),
+      admittedKey(shard, input.tenant, input.admitted?.periodStartMs ?? 0, part),
       ...args,
     );
   } catch (error) {

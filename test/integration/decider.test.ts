@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   RedisDecider,
   compileBatch,
+  decodeBucketState,
+  decodeMsgpackIntegers,
   compileRequest,
   connectDeciderRedis,
   createDeciderRedis,
@@ -321,7 +323,9 @@ describe('settle', () => {
     const next = await decider.decide(input(tenant, limits, 1));
     expect(next).toMatchObject({ kind: 'allowed', limits: [{ remaining: 996 }, { remaining: 96 }] });
     const compiled = compileRequest(request, { shardCount: SHARDS, localNowMs: decision.nowMs });
-    expect(await redis.get(compiled.keys[1] as string)).toBe('4');
+    expect(await redis.get(compiled.keys[2] as string)).toBe('4');
+    const bucketState = await redis.getBuffer(compiled.model.limits[1]?.key as string);
+    expect(bucketState && decodeBucketState('token-bucket', bucketState)).toMatchObject({ tokens: 96 });
     const [entry] = await redis.xrange(usageStreamKey(compiled.shard), settled.streamId, settled.streamId);
     expect(entry?.[1]).toEqual(expect.arrayContaining(['type', 'usage.settled.v1', 'requested', '50', 'actual', '3', 'refund', '47']));
   });
@@ -351,5 +355,18 @@ describe('settle', () => {
     const result = await decider.settle({ ...input(tenant, [quota(10)], 5), actual: 0, decidedAtMs: Date.now() });
     expect(result).toMatchObject({ status: 'unknown', refund: 0, streamId: '' });
     expect(await streamLength(tenant)).toBe(before);
+  });
+});
+
+describe('bucket state decoding', () => {
+  it('reads every integer width Redis cmsgpack writes, exactly', async () => {
+    const values = [0, 1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, 1_763_900_000_123, 2 ** 53 - 1, -1, -32, -33, -128, -129, -32_768, -32_769, -(2 ** 31), -(2 ** 31) - 1, -(2 ** 53) + 1];
+    const packed = (await redis.callBuffer(
+      'EVAL',
+      'local t = {} for i = 1, #ARGV do t[i] = tonumber(ARGV[i]) end return cmsgpack.pack(unpack(t))',
+      '0',
+      ...values.map(String),
+    )) as Buffer;
+    expect(decodeMsgpackIntegers(packed)).toEqual(values);
   });
 });

@@ -19,6 +19,18 @@ describe('fnv1a32', () => {
     expect(fnv1a32('a')).toBe(0xe40c292c);
     expect(fnv1a32('foobar')).toBe(0xbf9cf968);
   });
+
+  it('hashes the UTF-8 bytes whether or not the text is ASCII (ASCII takes a fast path)', () => {
+    // reference: the byte-wise definition, written out here
+    const reference = (text: string): number => {
+      let hash = 0x811c9dc5;
+      for (const byte of Buffer.from(text, 'utf8')) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+      return hash >>> 0;
+    };
+    fc.assert(fc.property(fc.string({ unit: 'grapheme' }), (text) => fnv1a32(text) === reference(text)));
+    fc.assert(fc.property(fc.string({ unit: 'grapheme-ascii' }), (text) => fnv1a32(text) === reference(text)));
+    expect(fnv1a32('é')).toBe(reference('é'));
+  });
 });
 
 describe('shardOf', () => {
