@@ -168,7 +168,11 @@ function compilePlan(limits: LimitSpec[], subShards: number, part: number | unde
     switch (alg.kind) {
       case 'token-bucket':
         code = ALG.tokenBucket;
-        params = [share(alg.capacity, 'capacity', spec), share(alg.refillAmount, 'refillAmount', spec), alg.refillPeriodMs, 0];
+        // a part refills the whole amount over subShards × the period: exactly 1/subShards of the rate
+        params = [share(alg.capacity, 'capacity', spec), alg.refillAmount, alg.refillPeriodMs * (part === undefined ? 1 : subShards), 0];
+        if (params[0] * params[2] + params[2] * params[1] >= Number.MAX_SAFE_INTEGER) {
+          throw new ValidationError('INVALID_INPUT', `limit ${spec.id}: the refill period × ${subShards} sub-shards is too long for exact refill math`);
+        }
         break;
       case 'fixed-window':
         code = ALG.fixedWindow;

@@ -10,6 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   RedisDecider,
   compileBatch,
+  compileSettle,
+  decodeSettle,
+  settleModel,
   decodeBucketState,
   decodeMsgpackIntegers,
   compileRequest,
@@ -209,7 +212,9 @@ describe('input validation before Redis', () => {
 
 // ------------------------------------------------------------ differential
 
-type Op = { kind: 'decide'; limitSet: number; cost: number; reuse: boolean; sleepMs: number };
+type Op =
+  | { kind: 'decide'; limitSet: number; cost: number; reuse: boolean; sleepMs: number }
+  | { kind: 'settle'; pick: number; actual: number; sleepMs: number };
 
 function limitSets(): LimitSpec[][] {
   const id = parseLimitId;
@@ -220,6 +225,8 @@ function limitSets(): LimitSpec[][] {
     [
       { id: id('pq'), scope: 'tenant', algorithm: { kind: 'period-quota', limit: 60, period: MONTH, thresholdsPercent: [50, 80, 100] }, mode: 'soft', onDeciderDown: 'open' },
       { id: id('cc'), scope: 'apiKey', algorithm: { kind: 'concurrency', slots: 3, leaseTtlMs: 11 }, mode: 'hard', onDeciderDown: 'open' },
+      // slow enough that refunds and overruns stay visible for the rest of a sequence
+      { id: id('tbslow'), scope: 'tenant', algorithm: { kind: 'token-bucket', capacity: 70, refillAmount: 1, refillPeriodMs: 5_000 }, mode: 'hard', onDeciderDown: 'open' },
     ],
     [
       { id: id('tb2'), scope: 'apiKey', algorithm: { kind: 'token-bucket', capacity: 9, refillAmount: 1, refillPeriodMs: 3 }, mode: 'shadow', onDeciderDown: 'open' },
@@ -229,13 +236,18 @@ function limitSets(): LimitSpec[][] {
   ];
 }
 
-const opArb: fc.Arbitrary<Op> = fc.record({
-  kind: fc.constant('decide' as const),
-  limitSet: fc.nat(4),
-  cost: fc.oneof(fc.integer({ min: 0, max: 8 }), fc.integer({ min: 9, max: 35 })),
-  reuse: fc.boolean(),
-  sleepMs: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 12 })),
-});
+const sleepArb = fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 12 }));
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 3, arbitrary: fc.record({
+    kind: fc.constant('decide' as const),
+    limitSet: fc.nat(4),
+    cost: fc.oneof(fc.integer({ min: 0, max: 8 }), fc.integer({ min: 9, max: 35 })),
+    reuse: fc.boolean(),
+    sleepMs: sleepArb,
+  }) },
+  // settle one of the requests so far (admitted or not, again or not) with an actual cost below or above it
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('settle' as const), pick: fc.nat(), actual: fc.integer({ min: 0, max: 40 }), sleepMs: sleepArb }) },
+);
 
 interface Mutation {
   /** Applied to the model's copy of each limit; the identity for the real model. */
@@ -249,16 +261,29 @@ async function runSequence(ops: Op[], mutation: Mutation): Promise<string | unde
   const tenant = uniqueTenant('d');
   const sets = limitSets();
   const state = emptyModelState();
-  const used: ReturnType<typeof parseEventId>[] = [];
+  const sent: DecideInput[] = [];
   for (const [index, op] of ops.entries()) {
     if (op.sleepMs > 0) await new Promise((resolveSleep) => setTimeout(resolveSleep, op.sleepMs));
-    const previous = used.at(-1);
-    const id = op.reuse && previous !== undefined ? previous : requestId();
-    used.push(id);
-    const compiled = compileRequest(
-      { ...input(tenant, sets[op.limitSet] as LimitSpec[], op.cost, { isDeferrable: true }), requestId: id },
-      { shardCount: SHARDS, localNowMs: Date.now() },
-    );
+    if (op.kind === 'settle') {
+      const request = sent[op.pick % Math.max(1, sent.length)];
+      if (request === undefined) continue;
+      const decidedAt = state.records.get(compileRequest(request, { shardCount: SHARDS, localNowMs: Date.now() }).model.recordKey)?.nowMs ?? Date.now();
+      const { keys, args } = compileSettle({ ...request, actual: op.actual, decidedAtMs: decidedAt }, { shardCount: SHARDS });
+      const lua = decodeSettle(await redis.tgSettle(keys.length, ...keys, ...args));
+      const compiled = compileRequest(request, { shardCount: SHARDS, localNowMs: decidedAt });
+      const expected = settleModel(state, mutation.mutate(compiled.model), op.actual, lua.nowMs);
+      const statusOf = { settled: 1, replay: 2, unknown: 0 } as const;
+      const [a, b] = [JSON.stringify({ status: statusOf[lua.status], refund: lua.refund }), JSON.stringify({ status: expected.status, refund: expected.refund })];
+      if (a !== b) return `op ${index} ${JSON.stringify(op)}:\n lua   ${a}\n model ${b}`;
+      continue;
+    }
+    const previous = sent.at(-1);
+    const request: DecideInput =
+      op.reuse && previous !== undefined
+        ? { ...input(tenant, sets[op.limitSet] as LimitSpec[], op.cost, { isDeferrable: true }), requestId: previous.requestId }
+        : input(tenant, sets[op.limitSet] as LimitSpec[], op.cost, { isDeferrable: true });
+    sent.push(request);
+    const compiled = compileRequest(request, { shardCount: SHARDS, localNowMs: Date.now() });
     const { keys, args } = compileBatch([compiled], 60_000);
     const [raw] = decodeDecideBatch(await redis.tgDecide(keys.length, ...keys, ...args), [compiled.model.limits.length]);
     if (raw === undefined) return `op ${index}: no reply`;
@@ -269,7 +294,7 @@ async function runSequence(ops: Op[], mutation: Mutation): Promise<string | unde
   return undefined;
 }
 
-describe('differential: decide.lua against the TypeScript model', () => {
+describe('differential: decide.lua and settle.lua against the TypeScript model', () => {
   const seed = Number(process.env['TOLLGATE_PROP_SEED'] ?? Date.now() % 2 ** 31);
 
   it('gives identical decisions, remaining, reset and retry-after on random sequences', async () => {
@@ -368,5 +393,54 @@ describe('bucket state decoding', () => {
       ...values.map(String),
     )) as Buffer;
     expect(decodeMsgpackIntegers(packed)).toEqual(values);
+  });
+});
+
+describe('whale tenants split over sub-shards', () => {
+  it('never admits more than the limit, and at saturation at most subShards × (cost − 1) units less', async () => {
+    // given a tenant split over 4 sub-shards with a monthly quota of 102 (parts 26, 26, 25, 25) and a bucket of 62
+    const tenant = uniqueTenant('whale');
+    const limits = [quota(102), bucket(62, 1, 3_600_000)];
+    const subShards = 4;
+    const cost = 3;
+    // when far more requests than fit arrive at once
+    const requests = Array.from({ length: 120 }, () => input(tenant, limits, cost, { subShards }));
+    const decisions = await Promise.all(requests.map((request) => decider.decide(request)));
+    const admittedRequests = requests.filter((_, index) => decisions[index]?.kind === 'allowed');
+    // then each part admitted exactly floor(its share / cost) of what reached it: the bucket (62 → 16, 16, 15, 15) binds
+    const perPart = new Map<number, number>();
+    for (const request of requests) {
+      const part = compileRequest(request, { shardCount: SHARDS, localNowMs: Date.now() }).part as number;
+      perPart.set(part, (perPart.get(part) ?? 0) + 1);
+    }
+    const shares = [16, 16, 15, 15];
+    const expected = [...perPart.entries()].reduce((sum, [part, arrived]) => sum + Math.min(arrived, Math.floor((shares[part] as number) / cost)), 0);
+    expect(admittedRequests).toHaveLength(expected);
+    // never over the tenant's limit, and (every part saturated here) at most 4 × 2 units under it
+    const admittedCost = admittedRequests.length * cost;
+    expect(admittedCost).toBeLessThanOrEqual(62);
+    if ([...perPart.values()].every((arrived) => arrived * cost > 16)) expect(admittedCost).toBeGreaterThanOrEqual(62 - subShards * (cost - 1));
+    // the parts live on 4 different logical shards, and the audit's sum of the parts' admitted counters is exact
+    const compiled = requests.map((request) => compileRequest(request, { shardCount: SHARDS, localNowMs: Date.now() }));
+    expect(new Set(compiled.map((request) => request.shard)).size).toBe(subShards);
+    const admittedKeys = [...new Set(compiled.map((request) => request.keys[2] as string))];
+    expect(admittedKeys.every((key) => /:t:[a-z0-9-]+:u:\d:a:v1:/.test(key))).toBe(true);
+    const counters = await Promise.all(admittedKeys.map(async (key) => Number((await redis.get(key)) ?? '0')));
+    expect(counters.reduce((sum, value) => sum + value, 0)).toBe(admittedCost);
+  });
+
+  it('sends a retry to the same part, which returns the first decision', async () => {
+    const tenant = uniqueTenant('whale');
+    const request = input(tenant, [quota(1_000)], 5, { subShards: 8 });
+    const first = await decider.decide(request);
+    const again = await decider.decide(request);
+    expect(first).toMatchObject({ kind: 'allowed', isReplay: false });
+    expect(again).toMatchObject({ kind: 'allowed', isReplay: true, streamId: first.kind === 'allowed' ? first.streamId : '' });
+  });
+
+  it('rejects a split whose limit cannot be divided, before Redis', async () => {
+    const tenant = uniqueTenant('whale');
+    await expect(decider.decide(input(tenant, [quota(3)], 1, { subShards: 4 }))).rejects.toThrow(/cannot be divided over 4 sub-shards/);
+    await expect(decider.decide(input(tenant, [quota(3)], 1, { subShards: 65 }))).rejects.toThrow(ValidationError);
   });
 });

@@ -53,11 +53,19 @@ export interface ModelState {
   counters: Map<string, number>;
   leases: Map<string, Map<string, number>>;
   records: Map<string, RawDecision>;
+  settlements: Map<string, RawSettlement>;
   events: number;
 }
 
+/** settle.lua's reply (the stream id aside): 1 settled, 2 replay of an earlier settle, 0 unknown request. */
+export interface RawSettlement {
+  status: 0 | 1 | 2;
+  nowMs: number;
+  refund: number;
+}
+
 export function emptyModelState(): ModelState {
-  return { tb: new Map(), fw: new Map(), sw: new Map(), counters: new Map(), leases: new Map(), records: new Map(), events: 0 };
+  return { tb: new Map(), fw: new Map(), sw: new Map(), counters: new Map(), leases: new Map(), records: new Map(), settlements: new Map(), events: 0 };
 }
 
 const ceilDiv = (a: number, b: number): number => Math.floor((a + b - 1) / b);
@@ -361,4 +369,83 @@ export function decideModel(state: ModelState, request: ModelRequest, now: numbe
     state.events += 1;
   }
   return reply;
+}
+
+/**
+ * Settles an admitted request at Redis time `now` exactly as `lua/settle.lua`
+ * does to the limits' state: refunds `requested − actual` to every limit that
+ * took it (or takes the overrun), releases concurrency leases, once per
+ * request. (The admitted counter is not modelled: the audit tests cover it.)
+ */
+export function settleModel(state: ModelState, request: ModelRequest, actual: number, now: number): RawSettlement {
+  const decision = state.records.get(request.recordKey);
+  if (decision === undefined) return { status: 0, nowMs: now, refund: 0 };
+  const earlier = state.settlements.get(request.recordKey);
+  if (earlier !== undefined) return { ...earlier, status: 2 };
+  const decidedAt = decision.nowMs;
+  const refund = request.cost - actual;
+  request.limits.forEach((lim, index) => {
+    const took = decision.limits.length === request.limits.length && ((decision.limits[index]?.flags ?? 0) & 2) === 2;
+    if (lim.alg === ALG.concurrency) state.leases.get(lim.key)?.delete(request.requestId);
+    if (!took || refund === 0) return;
+    switch (lim.alg) {
+      case ALG.tokenBucket: {
+        const ev = evaluate(state, lim, 0, now);
+        let tokens = ev.tokens + refund;
+        let r = ev.r;
+        if (tokens >= lim.p1) {
+          tokens = lim.p1;
+          r = 0;
+        }
+        state.tb.set(lim.key, { t: tokens, ts: now, r });
+        break;
+      }
+      case ALG.fixedWindow:
+      case ALG.slidingWindow: {
+        const win = lim.p2;
+        const wNow = Math.floor(now / win);
+        const wThen = Math.floor(decidedAt / win);
+        const isSliding = lim.alg === ALG.slidingWindow;
+        const stored = isSliding ? state.sw.get(lim.key) : state.fw.get(lim.key);
+        const storedW = stored?.w;
+        let count = stored === undefined ? 0 : 'c' in stored ? stored.c : stored.n;
+        let prev = stored !== undefined && 'p' in stored ? stored.p : 0;
+        if (refund > 0) {
+          if (storedW === wThen) count = Math.max(0, count - refund);
+          else if (isSliding && storedW === wThen + 1) prev = Math.max(0, prev - refund);
+          else return;
+          if (isSliding) state.sw.set(lim.key, { w: storedW, c: count, p: prev });
+          else state.fw.set(lim.key, { w: storedW, n: count });
+        } else {
+          const over = -refund;
+          if (storedW === wNow) count += over;
+          else {
+            prev = isSliding && storedW === wNow - 1 ? count : 0;
+            count = over;
+          }
+          if (isSliding) state.sw.set(lim.key, { w: wNow, c: count, p: prev });
+          else state.fw.set(lim.key, { w: wNow, n: count });
+        }
+        break;
+      }
+      case ALG.periodQuota: {
+        if (refund > 0) {
+          const keyThen = decidedAt >= lim.p3 ? (lim.nextKey ?? '') : lim.key;
+          const used = state.counters.get(keyThen) ?? 0;
+          const back = Math.min(refund, used);
+          if (back > 0) state.counters.set(keyThen, used - back);
+        } else {
+          const keyNow = now >= lim.p3 ? (lim.nextKey ?? '') : lim.key;
+          state.counters.set(keyNow, (state.counters.get(keyNow) ?? 0) - refund);
+        }
+        break;
+      }
+      case ALG.concurrency:
+        break;
+    }
+  });
+  const settlement: RawSettlement = { status: 1, nowMs: now, refund };
+  state.settlements.set(request.recordKey, settlement);
+  state.events += 1;
+  return settlement;
 }
