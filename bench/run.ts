@@ -40,6 +40,8 @@ interface LoadResult {
   p50Ms: number;
   p99Ms: number;
   redisCpuUsPerOp: number;
+  /** CPU of this Node process per operation (the client side), in µs. */
+  nodeCpuUsPerOp: number;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -53,11 +55,24 @@ async function redisCpuSeconds(redis: Redis): Promise<number> {
   return read('used_cpu_sys') + read('used_cpu_user');
 }
 
+/** Redis commands per operation and their µs per call (INFO commandstats, reset before the phase). */
+async function commandCosts(admin: Redis, operations: number): Promise<string[]> {
+  const stats = await admin.info('commandstats');
+  const rows: string[] = [];
+  for (const match of stats.matchAll(/^cmdstat_([a-z|]+):calls=(\d+),usec=(\d+),usec_per_call=([\d.]+)/gm)) {
+    const [, name = '', calls = '0', usec = '0', perCall = '0'] = match;
+    if (name === 'config|resetstat' || name === 'info' || Number(calls) < operations / 100) continue;
+    rows.push(`| ${name} | ${(Number(calls) / operations).toFixed(3)} | ${Number(perCall).toFixed(2)} | ${(Number(usec) / operations).toFixed(2)} |`);
+  }
+  return rows;
+}
+
 /** Closed loop: `inFlight` workers, each issuing its next call as soon as the last answers. */
 async function closedLoop(admin: Redis, call: (i: number) => Promise<unknown>): Promise<LoadResult> {
   const latencies: number[] = [];
   let count = 0;
   const cpuBefore = await redisCpuSeconds(admin);
+  const nodeBefore = process.cpuUsage();
   const started = performance.now();
   const deadline = started + DURATION_MS;
   await Promise.all(
@@ -73,9 +88,11 @@ async function closedLoop(admin: Redis, call: (i: number) => Promise<unknown>): 
     }),
   );
   const elapsedS = (performance.now() - started) / 1000;
+  const node = process.cpuUsage(nodeBefore);
   const cpu = (await redisCpuSeconds(admin)) - cpuBefore;
   latencies.sort((a, b) => a - b);
   return {
+    nodeCpuUsPerOp: (node.user + node.system) / count,
     count,
     perSecond: count / elapsedS,
     p50Ms: percentile(latencies, 50),
@@ -190,7 +207,9 @@ async function main(): Promise<void> {
       const decision = await decider.decide(decideInput(i));
       if (decision.kind !== 'allowed') throw new Error(`unexpected ${decision.kind}`);
     };
+    await admin.config('RESETSTAT');
     const tollgate = await closedLoop(admin, decideOnce);
+    const costRows = await commandCosts(admin, tollgate.count);
 
     // 4. p99 at half the maximum rate (open loop)
     const half = await openLoop(tollgate.perSecond / 2, decideOnce);
@@ -201,15 +220,38 @@ async function main(): Promise<void> {
     );
     const sizes = (await Promise.all(sample.map((key) => admin.memory('USAGE', key)))).filter((size): size is number => typeof size === 'number');
     const bytesPerBucket = sizes.reduce((sum, size) => sum + size, 0) / sizes.length;
+
+    // 6. durability: AOF fsync on every write, then WAIT for one replica (AOF everysec)
+    await admin.config('SET', 'appendfsync', 'always');
+    const always = await closedLoop(admin, decideOnce);
+    await admin.config('SET', 'appendfsync', 'everysec');
+    const replicaPort = await freePort();
+    const replicaProc = await startRedis({ dataDir, port: replicaPort, name: 'replica', extraArgs: ['--replicaof', '127.0.0.1', String(port)] });
+    const replicaAdmin = new Redis({ port: replicaPort });
+    let waited: LoadResult;
+    try {
+      while (!(await replicaAdmin.info('replication')).includes('master_link_status:up')) await new Promise((wait) => setTimeout(wait, 50));
+      const waiting = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock, waitForReplicas: { replicas: 1, timeoutMs: 50 } });
+      waited = await closedLoop(admin, async (i) => {
+        const decision = await waiting.decide(decideInput(i));
+        if (decision.kind !== 'allowed' || decision.replicasAcked !== 1) throw new Error('replica did not acknowledge');
+      });
+    } finally {
+      replicaAdmin.disconnect();
+      await stopProcess(replicaProc);
+    }
     client.disconnect();
 
     figures.push(
       { name: 'decider_vs_rate_limiter_flexible', value: tollgate.perSecond / rlf.perSecond, unit: 'ratio', note: `${tollgate.perSecond.toFixed(0)} vs ${rlf.perSecond.toFixed(0)} decisions/s; tollgate checks 3 limits and appends the usage event, rate-limiter-flexible 1 limit and no event` },
       { name: 'decider_vs_evalsha_ceiling', value: tollgate.perSecond / ceilingPipelined, unit: 'ratio', note: `ceiling: redis-benchmark EVALSHA of a minimal 1-key token bucket, 50 clients, pipeline 16: ${ceilingPipelined.toFixed(0)}/s (unpipelined ${ceilingPlain.toFixed(0)}/s)` },
       { name: 'decider_p99_ms_half_load', value: half.p99Ms, unit: 'ms', note: `open loop at ${(tollgate.perSecond / 2).toFixed(0)}/s for ${DURATION_MS / 1000} s; p50 ${half.p50Ms.toFixed(3)} ms` },
-      { name: 'redis_bytes_per_bucket', value: bytesPerBucket, unit: 'bytes', note: `MEMORY USAGE averaged over ${sizes.length} token-bucket keys (key name, hash of 3 fields, TTL)` },
+      { name: 'redis_bytes_per_bucket', value: bytesPerBucket, unit: 'bytes', note: `MEMORY USAGE averaged over ${sizes.length} token-bucket keys (key name, msgpack value of 3 integers, TTL)` },
       { name: 'decider_decisions_per_s', value: tollgate.perSecond, unit: '1/s', note: `closed loop, ${IN_FLIGHT} in flight, ${TENANTS} tenants; p50 ${tollgate.p50Ms.toFixed(2)} ms, p99 ${tollgate.p99Ms.toFixed(2)} ms` },
       { name: 'decider_redis_cpu_us_per_decision', value: tollgate.redisCpuUsPerOp, unit: 'µs', note: `rate-limiter-flexible: ${rlf.redisCpuUsPerOp.toFixed(2)} µs per consume` },
+      { name: 'decider_node_cpu_us_per_decision', value: tollgate.nodeCpuUsPerOp, unit: 'µs', note: `client side; rate-limiter-flexible: ${rlf.nodeCpuUsPerOp.toFixed(2)} µs per consume` },
+      { name: 'decider_fsync_always_ratio', value: always.perSecond / tollgate.perSecond, unit: 'ratio', note: `${always.perSecond.toFixed(0)} decisions/s with appendfsync always vs everysec` },
+      { name: 'decider_wait_replica_ratio', value: waited.perSecond / tollgate.perSecond, unit: 'ratio', note: `${waited.perSecond.toFixed(0)} decisions/s with WAIT 1 replica (everysec) vs without; p99 ${waited.p99Ms.toFixed(2)} ms` },
     );
 
     lines.push(
@@ -223,6 +265,17 @@ async function main(): Promise<void> {
       `| rate-limiter-flexible consume: 1 limit, no event | ${rlf.perSecond.toFixed(0)} | ${rlf.p50Ms.toFixed(2)} | ${rlf.p99Ms.toFixed(2)} | ${rlf.redisCpuUsPerOp.toFixed(2)} |`,
       `| redis-benchmark EVALSHA minimal token bucket, pipeline 16 (ceiling) | ${ceilingPipelined.toFixed(0)} | | | |`,
       `| redis-benchmark EVALSHA minimal token bucket, no pipeline | ${ceilingPlain.toFixed(0)} | | | |`,
+      `| tollgate decide, appendfsync always | ${always.perSecond.toFixed(0)} | ${always.p50Ms.toFixed(2)} | ${always.p99Ms.toFixed(2)} | ${always.redisCpuUsPerOp.toFixed(2)} |`,
+      `| tollgate decide, everysec + WAIT 1 replica | ${waited.perSecond.toFixed(0)} | ${waited.p50Ms.toFixed(2)} | ${waited.p99Ms.toFixed(2)} | ${waited.redisCpuUsPerOp.toFixed(2)} |`,
+      '',
+      `Client CPU per operation (this Node process): tollgate ${tollgate.nodeCpuUsPerOp.toFixed(1)} µs per decision, rate-limiter-flexible ${rlf.nodeCpuUsPerOp.toFixed(1)} µs per consume.`,
+      '',
+      'Where Redis time goes in the tollgate phase (`INFO commandstats`; commands run by the script are counted on their own',
+      'and inside `evalsha`, whose time includes them):',
+      '',
+      '| command | calls per decision | µs per call | µs per decision |',
+      '| --- | ---: | ---: | ---: |',
+      ...costRows,
       '',
       `At half the maximum rate (${(tollgate.perSecond / 2).toFixed(0)}/s, open loop): p50 ${half.p50Ms.toFixed(3)} ms, p99 ${half.p99Ms.toFixed(3)} ms.`,
       `Redis memory per token-bucket key: ${bytesPerBucket.toFixed(0)} bytes (MEMORY USAGE).`,

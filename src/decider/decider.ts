@@ -55,6 +55,11 @@ interface Admitted {
   shadowDenials: LimitId[];
   /** True when this is a retry of an already admitted request: nothing was taken again. */
   isReplay: boolean;
+  /**
+   * With `waitForReplicas`: how many replicas acknowledged the decision's writes
+   * before the wait timed out (fewer than asked: a failover now could lose it).
+   */
+  replicasAcked?: number;
 }
 
 export type Decision =
@@ -114,9 +119,16 @@ export interface RedisDeciderOptions {
    * connection): 2 lets Node build the next batch while Redis runs one. @default 2
    */
   maxInFlightBatches?: number;
+  /**
+   * Durability beyond the primary's AOF: after each script call, `WAIT replicas timeoutMs`
+   * on the same connection (pipelined, so on Redis Cluster the same node). The decision
+   * stands either way and reports `replicasAcked`. Keep `timeoutMs` below the command timeout.
+   * @default undefined (no WAIT)
+   */
+  waitForReplicas?: { replicas: number; timeoutMs: number } | undefined;
 }
 
-const DEFAULTS = { recordTtlMs: 86_400_000, maxBatchSize: 256, maxInFlightBatches: 2 };
+const DEFAULTS = { recordTtlMs: 86_400_000, maxBatchSize: 256, maxInFlightBatches: 2, waitForReplicas: undefined };
 
 interface Pending {
   input: DecideInput;
@@ -170,7 +182,7 @@ export function toDecision(raw: RawDecision, compiled: CompiledRequest): Decisio
 
 /** Decider on Redis (single node or cluster): one EVALSHA per shard batch. */
 export class RedisDecider implements Decider {
-  private readonly options: Required<RedisDeciderOptions>;
+  private readonly options: Required<Omit<RedisDeciderOptions, 'waitForReplicas'>> & Pick<RedisDeciderOptions, 'waitForReplicas'>;
   private readonly queues = new Map<number, Pending[]>();
   private readonly inFlight = new Map<number, number>();
   private readonly isCluster: boolean;
@@ -242,8 +254,18 @@ export class RedisDecider implements Decider {
       this.options.recordTtlMs,
     );
     let reply: unknown;
+    let replicasAcked: number | undefined;
     try {
-      reply = await this.redis.tgDecide(keys.length, ...keys, ...args);
+      const wait = this.options.waitForReplicas;
+      if (wait === undefined) {
+        reply = await this.redis.tgDecide(keys.length, ...keys, ...args);
+      } else {
+        const results = await this.redis.pipeline().tgDecide(keys.length, ...keys, ...args).wait(wait.replicas, wait.timeoutMs).exec();
+        const [decided, waited] = results ?? [];
+        if (decided?.[0]) throw decided[0];
+        reply = decided?.[1];
+        replicasAcked = typeof waited?.[1] === 'number' ? waited[1] : 0;
+      }
     } catch (error) {
       const prefix = redisErrorPrefix(error);
       const redisNowMs = stalePeriodNowMs(error);
@@ -263,6 +285,10 @@ export class RedisDecider implements Decider {
       reply,
       batch.map((pending) => pending.compiled.model.limits.length),
     );
-    return raws.map((raw, index) => toDecision(raw, (batch[index] as Pending).compiled));
+    const decisions = raws.map((raw, index) => toDecision(raw, (batch[index] as Pending).compiled));
+    if (replicasAcked !== undefined) {
+      for (const decision of decisions) if (decision.kind === 'allowed' || decision.kind === 'warned') decision.replicasAcked = replicasAcked;
+    }
+    return decisions;
   }
 }

@@ -45,6 +45,8 @@ export interface ResilientDeciderOptions {
   backstop?: BackstopOptions;
   /** How long an admitted request's record is kept in Redis. @default 24 h */
   recordTtlMs?: number;
+  /** See RedisDeciderOptions.waitForReplicas. */
+  waitForReplicas?: { replicas: number; timeoutMs: number } | undefined;
   random?: () => number;
 }
 
@@ -74,6 +76,7 @@ export class ResilientDecider implements Decider {
       shardCount: options.shardCount,
       clock: options.clock,
       ...(options.recordTtlMs === undefined ? {} : { recordTtlMs: options.recordTtlMs }),
+      waitForReplicas: options.waitForReplicas,
     });
     this.breaker = new CircuitBreaker(options.clock, options.breaker ?? {}, options.random ?? Math.random);
     this.breaker.onChange((state: BreakerState) => {

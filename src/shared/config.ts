@@ -55,6 +55,17 @@ export const CONFIG_SCHEMA = z.object({
     .max(16_384)
     .default(256)
     .describe('Number of logical shards (hash tags) usage keys and streams are spread over. Fixed for the life of the data.'),
+  DECIDER_WAIT_REPLICAS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(16)
+    .default(0)
+    .describe('After each decision script, WAIT until this many replicas hold its writes (0: no WAIT; AOF fsync is the Redis setting appendfsync).'),
+  DECIDER_WAIT_TIMEOUT_MS: positiveInt
+    .max(10_000)
+    .default(20)
+    .describe('Longest WAIT for DECIDER_WAIT_REPLICAS, in ms; keep it below DECIDER_TIMEOUT_MS. A shortfall is reported, the decision stands.'),
   TEMPORAL_ADDRESS: z
     .string()
     .regex(/^[A-Za-z0-9.[\]:-]+:\d{1,5}$/, 'must be host:port')
@@ -84,6 +95,8 @@ export interface AppConfig {
     clusterNodes: { host: string; port: number }[] | undefined;
     commandTimeoutMs: number;
     shardCount: number;
+    /** WAIT for replicas after each decision (undefined: no WAIT). */
+    waitForReplicas: { replicas: number; timeoutMs: number } | undefined;
   };
   temporal: { address: string; namespace: string; taskQueue: string };
   dynamodb: { endpoint: string | undefined; region: string; tablePrefix: string };
@@ -98,6 +111,8 @@ function toAppConfig(raw: RawConfig): AppConfig {
       clusterNodes: raw.REDIS_CLUSTER_NODES,
       commandTimeoutMs: raw.DECIDER_TIMEOUT_MS,
       shardCount: raw.DECIDER_SHARDS,
+      waitForReplicas:
+        raw.DECIDER_WAIT_REPLICAS === 0 ? undefined : { replicas: raw.DECIDER_WAIT_REPLICAS, timeoutMs: raw.DECIDER_WAIT_TIMEOUT_MS },
     },
     temporal: { address: raw.TEMPORAL_ADDRESS, namespace: raw.TEMPORAL_NAMESPACE, taskQueue: raw.TEMPORAL_TASK_QUEUE },
     dynamodb: { endpoint: raw.DYNAMODB_ENDPOINT, region: raw.DYNAMODB_REGION, tablePrefix: raw.DYNAMODB_TABLE_PREFIX },

@@ -145,6 +145,14 @@ describe('decider on Redis Cluster', () => {
     expect(decisions.every((decision) => decision.kind === 'allowed')).toBe(true);
   });
 
+  it('WAITs on the master that ran the script: the replica of each master acknowledges', async () => {
+    const waiting = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock, waitForReplicas: { replicas: 1, timeoutMs: 2_000 } });
+    const tenants = Array.from({ length: 40 }, () => uniqueTenant());
+    const decisions = await Promise.all(tenants.map((tenant) => waiting.decide(input(tenant, 100))));
+    // a WAIT sent to another node would count that node's replicas for nothing written there: 0 or an error
+    expect(decisions.every((decision) => decision.kind === 'allowed' && decision.replicasAcked === 1)).toBe(true);
+  });
+
   it('keeps exact counts while the slots under load move to another master', async () => {
     // given tenants whose shard lives on one master, each with a quota of 60 (20 requests of 3)
     const first = uniqueTenant();

@@ -1,0 +1,94 @@
+/**
+ * `waitForReplicas`: the decider WAITs for a replica after each script call,
+ * on the same connection, and reports how many acknowledged. A replica that
+ * stops answering bounds the wait by its timeout and never changes the decision.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, startRedis, stopProcess, type ManagedProcess } from '../../infra/services.js';
+import { RedisDecider, connectDeciderRedis, type DecideInput, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
+import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
+import { uniqueTenant } from '../support/stack.js';
+
+const SHARDS = 16;
+const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
+const scratch = mkdtempSync(join(tmpdir(), 'tollgate-durability-'));
+let primary: ManagedProcess;
+let replica: ManagedProcess;
+let client: DeciderRedis;
+let replicaAdmin: Redis;
+
+beforeAll(async () => {
+  const [primaryPort, replicaPort] = [await freePort(), await freePort()];
+  primary = await startRedis({ dataDir: scratch, port: primaryPort, name: 'primary' });
+  replica = await startRedis({ dataDir: scratch, port: replicaPort, name: 'replica', extraArgs: ['--replicaof', '127.0.0.1', String(primaryPort)] });
+  replicaAdmin = new Redis({ port: replicaPort });
+  const deadline = Date.now() + 20_000;
+  while (!(await replicaAdmin.info('replication')).includes('master_link_status:up')) {
+    if (Date.now() > deadline) throw new Error('replica did not sync');
+    await new Promise((resolveWait) => setTimeout(resolveWait, 50));
+  }
+  client = await connectDeciderRedis({ url: `redis://127.0.0.1:${primaryPort}`, commandTimeoutMs: 2_000 });
+}, 60_000);
+
+afterAll(async () => {
+  client.disconnect();
+  replicaAdmin.disconnect();
+  await Promise.all([stopProcess(replica), stopProcess(primary)]);
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+const limits: LimitSpec[] = [
+  { id: parseLimitId('month'), scope: 'tenant', algorithm: { kind: 'period-quota', limit: 1_000, period: MONTH, thresholdsPercent: [] }, mode: 'hard', onDeciderDown: 'open' },
+];
+
+function request(tenant: string): DecideInput {
+  return {
+    tenant: parseTenantId(tenant),
+    keyId: parseKeyId('k1'),
+    requestId: parseEventId(`r-${randomBytes(6).toString('hex')}`),
+    operation: 'op',
+    cost: 5,
+    limits,
+    billingPeriod: MONTH,
+    policyVersion: 1,
+  };
+}
+
+describe('waitForReplicas', () => {
+  it('reports the replica that acknowledged, and the replica holds the usage event', async () => {
+    const decider = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock, waitForReplicas: { replicas: 1, timeoutMs: 1_000 } });
+    const tenant = uniqueTenant('dur');
+    const decisions = await Promise.all(Array.from({ length: 20 }, () => decider.decide(request(tenant))));
+    expect(decisions.every((decision) => decision.kind === 'allowed' && decision.replicasAcked === 1)).toBe(true);
+    // acknowledged means already on the replica: read it there, right away
+    const streamIds = decisions.map((decision) => (decision.kind === 'allowed' ? decision.streamId : ''));
+    const onReplica = await replicaAdmin.keys('{s:*}:usage:v1');
+    const entries = (await Promise.all(onReplica.map((key) => replicaAdmin.xrange(key, '-', '+')))).flat();
+    expect(streamIds.every((id) => entries.some(([entryId]) => entryId === id))).toBe(true);
+  });
+
+  it('a paused replica costs at most the wait timeout and never changes the decision', async () => {
+    const decider = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock, waitForReplicas: { replicas: 1, timeoutMs: 150 } });
+    const tenant = uniqueTenant('dur');
+    process.kill(replica.pid, 'SIGSTOP');
+    let decision;
+    try {
+      decision = await decider.decide(request(tenant));
+    } finally {
+      process.kill(replica.pid, 'SIGCONT');
+    }
+    expect(decision).toMatchObject({ kind: 'allowed', replicasAcked: 0 });
+  });
+
+  it('reports nothing when not asked to wait', async () => {
+    const decider = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock });
+    const decision = await decider.decide(request(uniqueTenant('dur')));
+    expect(decision.kind).toBe('allowed');
+    expect(decision).not.toHaveProperty('replicasAcked');
+  });
+});
