@@ -62,7 +62,9 @@ export interface CompiledRequest {
   definitions: string[][];
   /** Each definition joined: equal signatures are sent once per batch. */
   signatures: string[];
-  model: ModelRequest;
+  requestId: EventId;
+  /** The same request as the pure model takes it (built on each read). */
+  readonly model: ModelRequest;
   limitIds: LimitId[];
   limitKinds: LimitSpec['algorithm']['kind'][];
   modes: LimitMode[];
@@ -116,6 +118,7 @@ interface PlanLimit {
     signature: string;
     signatureAsHard: string;
     limit: CompiledLimit;
+    limitAsHard: CompiledLimit;
   };
 }
 
@@ -239,6 +242,10 @@ function periodDefinition(limit: PlanLimit, namingNowMs: number): NonNullable<Pl
         alg: ALG.periodQuota, mode, p1: limit.p1, p2: current.startMs, p3: current.endMs, p4: next.endMs,
         thresholds: [...alg.thresholdsPercent], key: '',
       },
+      limitAsHard: {
+        alg: ALG.periodQuota, mode: MODE.hard, p1: limit.p1, p2: current.startMs, p3: current.endMs, p4: next.endMs,
+        thresholds: [...alg.thresholdsPercent], key: '',
+      },
     };
   }
   return limit.period;
@@ -291,7 +298,8 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
   const asHard = plan.hasDefer && input.isDeferrable !== true;
   const definitions: string[][] = [];
   const signatures: string[] = [];
-  const compiled: CompiledLimit[] = [];
+  // the model's view is built only when asked for (the backstop, tests): templates are shared objects
+  const templates: CompiledLimit[] = [];
   for (const limit of plan.limits) {
     const head = headOf(limit.spec);
     const hard = asHard && limit.spec.mode === 'defer';
@@ -302,13 +310,13 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
       keys.push(currentKey, nextKey);
       definitions.push(hard ? period.definitionAsHard : period.definition);
       signatures.push(hard ? period.signatureAsHard : period.signature);
-      compiled.push({ ...period.limit, mode: hard ? MODE.hard : period.limit.mode, key: currentKey, nextKey });
+      templates.push(hard ? period.limitAsHard : period.limit);
     } else {
       const key = head + limit.keyTail;
       keys.push(key);
       definitions.push(hard ? limit.definitionAsHard : limit.definition);
       signatures.push(hard ? limit.signatureAsHard : limit.signature);
-      compiled.push({ ...(hard ? limit.modelAsHard : limit.model), key });
+      templates.push(hard ? limit.modelAsHard : limit.model);
     }
   }
   const requestHead = [
@@ -328,7 +336,20 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
     head: requestHead,
     definitions,
     signatures,
-    model: { requestId: input.requestId, recordKey, cost: input.cost, limits: compiled },
+    requestId: input.requestId,
+    get model(): ModelRequest {
+      let at = 4;
+      const limits = templates.map((template) => {
+        const key = keys[at] as string;
+        if (template.alg === ALG.periodQuota) {
+          at += 2;
+          return { ...template, key, nextKey: keys[at - 1] as string };
+        }
+        at += 1;
+        return { ...template, key };
+      });
+      return { requestId: input.requestId, recordKey, cost: input.cost, limits };
+    },
     limitIds: plan.limitIds,
     limitKinds: plan.limitKinds,
     modes: plan.modes,

@@ -163,7 +163,7 @@ export function toDecision(raw: RawDecision, compiled: CompiledRequest): Decisio
     return { kind: 'denied', limitId, isQuota: compiled.limitKinds[index] === 'period-quota', retryAfterMs, nowMs: raw.nowMs, limits };
   }
   const admitted: Admitted = {
-    usageId: compiled.model.requestId,
+    usageId: compiled.requestId,
     streamId: raw.streamId,
     nowMs: raw.nowMs,
     limits,
@@ -283,7 +283,7 @@ export class RedisDecider implements Decider {
     }
     const raws = decodeDecideBatch(
       reply,
-      batch.map((pending) => pending.compiled.model.limits.length),
+      batch.map((pending) => pending.compiled.limitIds.length),
     );
     const decisions = raws.map((raw, index) => toDecision(raw, (batch[index] as Pending).compiled));
     if (replicasAcked !== undefined) {

@@ -175,13 +175,14 @@ export class ResilientDecider implements Decider {
       const compiled = compileRequest(input, { shardCount: this.options.shardCount, localNowMs: nowMs });
       const divisor = Math.max(1, this.options.backstop?.instances?.() ?? 1);
       const ceiling = this.options.backstop?.ceilingUnits ?? 1_000;
-      const scaled: CompiledLimit[] = compiled.model.limits.map((limit) => ({
+      const model = compiled.model;
+      const scaled: CompiledLimit[] = model.limits.map((limit) => ({
         ...limit,
         // hard in the backstop whatever the mode: it exists to bound what passes
         mode: 1,
         p1: Math.max(1, Math.min(ceiling, Math.floor(limit.p1 / divisor))),
       }));
-      const raw = decideModel(this.backstop, { ...compiled.model, limits: scaled }, nowMs);
+      const raw = decideModel(this.backstop, { ...model, limits: scaled }, nowMs);
       if (raw.kind > 1) return refuse(raw.retryAfterMs === -1 ? null : raw.retryAfterMs);
     }
     this.spoolEvent(input, {
