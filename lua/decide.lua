@@ -32,8 +32,8 @@
 --     mode 1 hard, 2 soft, 3 defer, 4 shadow; thresholds: percents of p1 (period quota only)
 -- then per request:
 --   requestId, cost (integer >= 0), billingEndMs, billingNextEndMs, tenant, keyId,
---   operation, policyVersion (copied into the event), nLimits, then nLimits definition
---   indexes (1-based)
+--   operation, policyVersion (copied into the event), billingStartMs, nLimits, then nLimits
+--   definition indexes (1-based). The next billing period starts at billingEndMs.
 --
 -- Clock:   redis TIME (effects replication), read once per call; never ARGV
 -- Returns: flat array, per request:
@@ -46,7 +46,7 @@
 --          sequences of integers: tb (tokens, ts ms, remainder 0..per-1); fw (window, count);
 --          sw (window, current, previous). pq: a decimal counter (INCRBY). cc: zset lease ->
 --          expiry ms. A changed layout means a new version segment in the key.
---          The usage event: id, type, tenant, key, op, cost, pv, time_ms.
+--          The usage event: id, type, tenant, key, op, cost, pv, bp (billing period start ms), time_ms.
 
 local MAX = 9007199254740991
 local call, tonumber, floor, unpack = redis.call, tonumber, math.floor, unpack
@@ -106,22 +106,24 @@ local q_arg, q_key, q_cost, q_nl = {}, {}, {}, {}
 local kp = 1
 for q = 1, n do
   -- inline checks (a Lua call per argument costs as much as the check)
-  local cost, billing_end, billing_next_end, nl =
-    tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3]), tonumber(ARGV[p + 8])
+  local cost, billing_end, billing_next_end, billing_start, nl =
+    tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3]), tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9])
   if ARGV[p] == nil then return bad('requestId', p) end
   if not cost or cost % 1 ~= 0 or cost < 0 or cost > MAX then return bad('cost', p + 1) end
-  if not billing_end or not billing_next_end or billing_next_end <= billing_end then return bad('billing', p + 2) end
+  if not billing_start or not billing_end or not billing_next_end or billing_end <= billing_start or billing_next_end <= billing_end then
+    return bad('billing', p + 2)
+  end
   if ARGV[p + 4] == nil or ARGV[p + 5] == nil or ARGV[p + 6] == nil or ARGV[p + 7] == nil then return bad('event', p + 4) end
-  if not nl or nl % 1 ~= 0 or nl < 0 or nl > 64 then return bad('nLimits', p + 8) end
+  if not nl or nl % 1 ~= 0 or nl < 0 or nl > 64 then return bad('nLimits', p + 9) end
   q_arg[q], q_key[q], q_cost[q], q_nl[q] = p, kp, cost, nl
   kp = kp + 4
   for i = 1, nl do
-    local d = d_alg[tonumber(ARGV[p + 8 + i])]
-    if not d then return bad('limit', p + 8 + i) end
+    local d = d_alg[tonumber(ARGV[p + 9 + i])]
+    if not d then return bad('limit', p + 9 + i) end
     kp = kp + (d == 4 and 2 or 1)
   end
   if now >= billing_next_end then return stale() end
-  p = p + 9 + nl
+  p = p + 10 + nl
 end
 if kp - 1 ~= #KEYS then return bad('keys', kp) end
 if p - 1 ~= #ARGV then return bad('trailing', p) end
@@ -142,7 +144,7 @@ for q = 1, n do
   mk[1] = KEYS[k0 + 1]
   local m, kk = 1, k0 + 4
   for i = 1, nl do
-    local d = tonumber(ARGV[ap + 8 + i])
+    local d = tonumber(ARGV[ap + 9 + i])
     e_def[i] = d
     local alg = d_alg[d]
     if alg == 4 then
@@ -344,16 +346,18 @@ for q = 1, n do
 
     local stream_id = ''
     if admitted then
-      local billing_end = tonumber(ARGV[ap + 2])
+      -- the billing period the request counts in: the admitted counter's and the event's `bp`
+      local is_next = now >= tonumber(ARGV[ap + 2])
       if cost > 0 then
-        local akey, aend = KEYS[k0 + 2], billing_end
-        if now >= billing_end then akey, aend = KEYS[k0 + 3], tonumber(ARGV[ap + 3]) end
+        local akey, aend = KEYS[k0 + 2], tonumber(ARGV[ap + 2])
+        if is_next then akey, aend = KEYS[k0 + 3], tonumber(ARGV[ap + 3]) end
         -- kept long past the period end: the audit compares it with the ledger after the close
         if call('INCRBY', akey, cost) == cost then call('PEXPIRE', akey, (aend - now) + 400 * 86400000) end
       end
       stream_id = call('XADD', KEYS[k0], '*',
         'id', ARGV[ap], 'type', 'usage.reserved.v1', 'tenant', ARGV[ap + 4], 'key', ARGV[ap + 5],
-        'op', ARGV[ap + 6], 'cost', ARGV[ap + 1], 'pv', ARGV[ap + 7], 'time_ms', now_str)
+        'op', ARGV[ap + 6], 'cost', ARGV[ap + 1], 'pv', ARGV[ap + 7],
+        'bp', is_next and ARGV[ap + 2] or ARGV[ap + 8], 'time_ms', now_str)
     end
 
     local reply = { kind, now, idx, retry, stream_id, 0, nl }

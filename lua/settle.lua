@@ -13,9 +13,9 @@
 -- ARGV[2]     requestId (the concurrency lease member)
 -- ARGV[3]     requested (integer >= 0, the cost decided)
 -- ARGV[4]     actual (integer >= 0)
--- ARGV[5]     billingEndMs   ARGV[6] billingNextEndMs   (as for decide.lua)
--- ARGV[7]     nFields >= 1, ARGV[8] nLimits
--- then        nFields (name, value) pairs of the settled event (the script adds refund and time_ms),
+-- ARGV[5]     billingEndMs   ARGV[6] billingNextEndMs   ARGV[7] billingStartMs   (as for decide.lua)
+-- ARGV[8]     nFields >= 1, ARGV[9] nLimits
+-- then        nFields (name, value) pairs of the settled event (the script adds refund, bp and time_ms),
 --             then per limit: alg, mode, p1, p2, p3, p4, nThresholds, thresholds... (as for decide.lua)
 -- Clock:      redis TIME
 -- Returns:    {status, nowMs, streamId, refund}  status 1 settled, 2 replay of an earlier settle,
@@ -54,6 +54,7 @@ local ok, failure = pcall(function()
   parsed.actual = need('actual', 0, MAX)
   parsed.billing_end = need('billingEndMs', 0, MAX)
   parsed.billing_next_end = need('billingNextEndMs', 0, MAX)
+  parsed.billing_start = need('billingStartMs', 0, MAX)
   local n_fields = need('nFields', 1, 64)
   local n_limits = need('nLimits', 0, 64)
   parsed.fields = {}
@@ -188,6 +189,9 @@ end
 local fields = parsed.fields
 fields[#fields + 1] = 'refund'
 fields[#fields + 1] = int_str(refund)
+-- the billing period the decision counted in (the admitted counter moved above)
+fields[#fields + 1] = 'bp'
+fields[#fields + 1] = int_str(decided_at >= parsed.billing_end and parsed.billing_end or parsed.billing_start)
 fields[#fields + 1] = 'time_ms'
 fields[#fields + 1] = int_str(now)
 local stream_id = redis.call('XADD', KEYS[1], '*', unpack(fields))

@@ -56,7 +56,7 @@ export interface CompiledRequest {
   part: number | undefined;
   /** stream, record, admitted (current, next), then each limit's key(s). */
   keys: string[];
-  /** requestId, cost, billing period ends, and the usage event's tenant, key, operation, policy version. */
+  /** requestId, cost, billing period ends, the usage event's tenant, key, operation, policy version, billing period start. */
   head: string[];
   /** Each limit's definition as the script reads it (shared by the batch when equal). */
   definitions: string[][];
@@ -68,6 +68,7 @@ export interface CompiledRequest {
   limitIds: LimitId[];
   limitKinds: LimitSpec['algorithm']['kind'][];
   modes: LimitMode[];
+  billingStartMs: number;
   billingEndMs: number;
   billingNextEndMs: number;
 }
@@ -328,6 +329,7 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
     input.keyId,
     input.operation,
     String(input.policyVersion),
+    String(billing.startMs),
   ];
   return {
     shard,
@@ -353,6 +355,7 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
     limitIds: plan.limitIds,
     limitKinds: plan.limitKinds,
     modes: plan.modes,
+    billingStartMs: billing.startMs,
     billingEndMs: billing.endMs,
     billingNextEndMs: billingNext.endMs,
   };
@@ -392,6 +395,7 @@ export function compileSettle(input: SettleInput, options: Pick<CompileOptions, 
       String(input.actual),
       String(compiled.billingEndMs),
       String(compiled.billingNextEndMs),
+      String(compiled.billingStartMs),
       String(fields.length / 2),
       String(input.limits.length),
       ...fields,

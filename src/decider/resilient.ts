@@ -210,13 +210,14 @@ export class ResilientDecider implements Decider {
       fields: Record<string, string>;
     },
   ): void {
+    const periodStartMs = periodAt(input.billingPeriod, event.periodAtMs).startMs;
     this.options.spool.append({
       kind: 'event',
       tenant: input.tenant,
       eventId: event.eventId,
       requestId: input.requestId,
       recordedAs: event.recordedAs,
-      periodStartMs: periodAt(input.billingPeriod, event.periodAtMs).startMs,
+      periodStartMs,
       admittedDelta: event.admittedDelta,
       ...(input.subShards === undefined || input.subShards === 1 ? {} : { subShards: input.subShards }),
       fields: {
@@ -224,6 +225,7 @@ export class ResilientDecider implements Decider {
         key: input.keyId,
         op: input.operation,
         pv: String(input.policyVersion),
+        bp: String(periodStartMs),
         ...event.fields,
       },
     });

@@ -353,6 +353,11 @@ describe('settle', () => {
     expect(bucketState && decodeBucketState('token-bucket', bucketState)).toMatchObject({ tokens: 96 });
     const [entry] = await redis.xrange(usageStreamKey(compiled.shard), settled.streamId, settled.streamId);
     expect(entry?.[1]).toEqual(expect.arrayContaining(['type', 'usage.settled.v1', 'requested', '50', 'actual', '3', 'refund', '47']));
+    // both events name the billing period the decision counted in
+    const billingStart = String(compiled.billingStartMs);
+    expect(entry?.[1]).toEqual(expect.arrayContaining(['bp', billingStart]));
+    const [reserved] = await redis.xrange(usageStreamKey(compiled.shard), decision.kind === 'allowed' ? decision.streamId : '-', '+', 'COUNT', 1);
+    expect(reserved?.[1]).toEqual(expect.arrayContaining(['type', 'usage.reserved.v1', 'cost', '50', 'bp', billingStart]));
   });
 
   it('takes an overrun (actual above requested) instead of dropping it', async () => {

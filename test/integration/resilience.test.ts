@@ -168,6 +168,8 @@ describe('Redis paused (SIGSTOP)', () => {
     const tenantEvents = await events(tenant);
     expect(tenantEvents).toHaveLength(11);
     expect(new Set(tenantEvents.map((event) => event['id'])).size).toBe(11);
+    // reserved or degraded, every event names the billing period it counts in (as the admitted counter does)
+    expect(tenantEvents.every((event) => event['bp'] === String(periodAt(MONTH, Date.now()).startMs))).toBe(true);
     expect(await admitted(tenant)).toBe(3 * 11);
     // refused requests are never billed, even those Redis ran after it resumed
     expect(await admitted(closedTenant)).toBe(0);

@@ -127,11 +127,11 @@ describe('compileBatch', () => {
       position += count;
     }
     for (const request of requests) {
-      expect(args.slice(position, position + 8)).toEqual(request.head);
-      expect(args[position + 8]).toBe('4');
-      const indexes = args.slice(position + 9, position + 13).map(Number);
+      expect(args.slice(position, position + 9)).toEqual(request.head);
+      expect(args[position + 9]).toBe('4');
+      const indexes = args.slice(position + 10, position + 14).map(Number);
       expect(indexes.map((index) => definitions[index - 1])).toEqual(request.definitions);
-      position += 13;
+      position += 14;
     }
     expect(position).toBe(args.length);
   });
