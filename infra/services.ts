@@ -566,6 +566,8 @@ export async function startDynamo(input: DynamoStartInput): Promise<ManagedProce
     '-port', String(input.port),
     // One database for every region and access key: the SDK's region is not a tenant boundary here.
     '-sharedDb',
+    // Local test data only: no usage reporting to AWS.
+    '-disableTelemetry',
   ];
   if (input.persistent ?? true) {
     const dir = join(input.dataDir, 'dynamodb');
@@ -576,7 +578,10 @@ export async function startDynamo(input: DynamoStartInput): Promise<ManagedProce
   }
   // DynamoDB Local binds every interface and has no bind option; it is reachable
   // only where the host's firewall allows, and holds local test data only.
-  const proc = spawnManaged({ name: 'dynamodb', command: java, args, dataDir: input.dataDir });
+  // it writes dynamodb-local-metadata.json into its working directory: keep that out of the checkout
+  const workDir = join(input.dataDir, 'dynamodb-work');
+  mkdirSync(workDir, { recursive: true });
+  const proc = spawnManaged({ name: 'dynamodb', command: java, args, dataDir: input.dataDir, cwd: workDir });
   await waitReady({
     proc,
     component: 'dynamodb-local',

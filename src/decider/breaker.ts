@@ -72,6 +72,11 @@ export class CircuitBreaker {
     if (this.slow >= this.options.slowThreshold) this.trip();
   }
 
+  /** A call ended without telling anything about Redis (e.g. bad input): a probe slot is freed, nothing else changes. */
+  abandon(): void {
+    if (this.state === 'half-open') this.isProbing = false;
+  }
+
   failure(): void {
     if (this.state === 'half-open') {
       this.isProbing = false;

@@ -120,7 +120,10 @@ export class ResilientDecider implements Decider {
       this.breaker.success(performance.now() - startedAt);
       return { isOk: true, value };
     } catch (error) {
-      if (!(error instanceof DependencyError)) throw error;
+      if (!(error instanceof DependencyError)) {
+        this.breaker.abandon();
+        throw error;
+      }
       this.breaker.failure();
       return { isOk: false, error };
     }
