@@ -140,9 +140,13 @@ local e_a, e_b, e_c, e_rem, e_reset = {}, {}, {}, {}, {}
 for q = 1, n do
   local ap, k0, cost, nl = q_arg[q], q_key[q], q_cost[q], q_nl[q]
 
-  -- one read for the record and every string-valued limit state
+  -- one read for the record, the admitted counter and every string-valued limit state
+  -- (a key known to be missing is created with SET .. PX: one call instead of INCRBY + PEXPIRE)
+  local billing_end = tonumber(ARGV[ap + 2])
+  local is_next = now >= billing_end
   mk[1] = KEYS[k0 + 1]
-  local m, kk = 1, k0 + 4
+  mk[2] = is_next and KEYS[k0 + 3] or KEYS[k0 + 2]
+  local m, kk = 2, k0 + 4
   for i = 1, nl do
     local d = tonumber(ARGV[ap + 9 + i])
     e_def[i] = d
@@ -234,9 +238,10 @@ for q = 1, n do
         local excess = weighted - p1 * win
         if excess > 0 then over = ceil_div(excess, win); if over > cost then over = cost end end
       elseif alg == 4 then
-        local used = tonumber(vals[e_val[i]] or '0')
+        local v = vals[e_val[i]]
+        local used = tonumber(v or '0')
         local period_end = now >= d_p3[d] and d_p4[d] or d_p3[d]
-        e_a[i], e_b[i] = used, period_end
+        e_a[i], e_b[i], e_c[i] = used, period_end, v and 1 or 0
         reset = period_end - now
         if cost > p1 then fits = false; r_after = -1
         elseif used + cost > p1 then fits = false; r_after = reset end
@@ -312,9 +317,13 @@ for q = 1, n do
         elseif alg == 4 then
           local used = e_a[i]
           if cost > 0 then
-            used = call('INCRBY', e_key[i], cost)
-            -- kept a long while past the period end: the audit reads it after the close
-            if used == cost then call('PEXPIRE', e_key[i], (e_b[i] - now) + 40 * 86400000) end
+            if e_c[i] == 1 then
+              used = call('INCRBY', e_key[i], cost)
+            else
+              -- kept a long while past the period end: the audit reads it after the close
+              call('SET', e_key[i], cost, 'PX', (e_b[i] - now) + 40 * 86400000)
+              used = cost
+            end
           end
           rem = p1 - used
         else
@@ -346,13 +355,15 @@ for q = 1, n do
 
     local stream_id = ''
     if admitted then
-      -- the billing period the request counts in: the admitted counter's and the event's `bp`
-      local is_next = now >= tonumber(ARGV[ap + 2])
+      -- the billing period the request counts in (is_next): the admitted counter's and the event's `bp`
       if cost > 0 then
-        local akey, aend = KEYS[k0 + 2], tonumber(ARGV[ap + 2])
-        if is_next then akey, aend = KEYS[k0 + 3], tonumber(ARGV[ap + 3]) end
-        -- kept long past the period end: the audit compares it with the ledger after the close
-        if call('INCRBY', akey, cost) == cost then call('PEXPIRE', akey, (aend - now) + 400 * 86400000) end
+        if vals[2] then
+          call('INCRBY', mk[2], cost)
+        else
+          -- kept long past the period end: the audit compares it with the ledger after the close
+          local aend = is_next and tonumber(ARGV[ap + 3]) or billing_end
+          call('SET', mk[2], cost, 'PX', (aend - now) + 400 * 86400000)
+        end
       end
       stream_id = call('XADD', KEYS[k0], '*',
         'id', ARGV[ap], 'type', 'usage.reserved.v1', 'tenant', ARGV[ap + 4], 'key', ARGV[ap + 5],

@@ -449,3 +449,38 @@ describe('whale tenants split over sub-shards', () => {
     await expect(decider.decide(input(tenant, [quota(3)], 1, { subShards: 65 }))).rejects.toThrow(ValidationError);
   });
 });
+
+describe('key lifetimes', () => {
+  it('gives every key a request writes a TTL that outlives what it holds', async () => {
+    const tenant = uniqueTenant('ttl');
+    const id = parseLimitId;
+    const limits: LimitSpec[] = [
+      { id: id('tb'), scope: 'apiKey', algorithm: { kind: 'token-bucket', capacity: 50, refillAmount: 1, refillPeriodMs: 1_000 }, mode: 'hard', onDeciderDown: 'open' },
+      { id: id('fw'), scope: 'tenant', algorithm: { kind: 'fixed-window', limit: 50, windowMs: 60_000 }, mode: 'hard', onDeciderDown: 'open' },
+      { id: id('sw'), scope: 'tenant', algorithm: { kind: 'sliding-window', limit: 50, windowMs: 60_000 }, mode: 'hard', onDeciderDown: 'open' },
+      { id: id('pq'), scope: 'tenant', algorithm: { kind: 'period-quota', limit: 500, period: MONTH, thresholdsPercent: [] }, mode: 'hard', onDeciderDown: 'open' },
+      { id: id('cc'), scope: 'tenant', algorithm: { kind: 'concurrency', slots: 5, leaseTtlMs: 30_000 }, mode: 'hard', onDeciderDown: 'open' },
+    ];
+    // admitted requests, a settle with an overrun and one with a refund
+    const first = input(tenant, limits, 3);
+    const second = input(tenant, limits, 4);
+    const decided = [await decider.decide(first), await decider.decide(second)];
+    expect(decided.map((decision) => decision.kind)).toEqual(['allowed', 'allowed']);
+    await decider.settle({ ...first, actual: 9, decidedAtMs: decided[0]?.nowMs ?? 0 });
+    await decider.settle({ ...second, actual: 1, decidedAtMs: decided[1]?.nowMs ?? 0 });
+    const compiled = compileRequest(first, { shardCount: SHARDS, localNowMs: Date.now() });
+    const shardTag = `{s:${compiled.shard}}`;
+    const keys = (await redis.keys(`${shardTag}:t:${tenant}:*`)).sort();
+    // tb, fw, sw, pq (current period), admitted counter, two request records; the settles
+    // released both leases, and an empty lease set is no key at all
+    expect(keys).toHaveLength(7);
+    expect(keys.some((key) => key.includes(':b:v1:cc'))).toBe(false);
+    const periodEnd = compiled.billingEndMs;
+    for (const key of keys) {
+      const ttl = await redis.pttl(key);
+      expect(ttl, key).toBeGreaterThan(0);
+      if (key.includes(':a:v1:')) expect(Date.now() + ttl, key).toBeGreaterThan(periodEnd + 399 * 86_400_000);
+      if (key.includes(':b:v1:pq:')) expect(Date.now() + ttl, key).toBeGreaterThan(periodEnd + 39 * 86_400_000);
+    }
+  });
+});
