@@ -36,7 +36,7 @@
 --   definition indexes (1-based). The next billing period starts at billingEndMs.
 --
 -- Clock:   redis TIME (effects replication), read once per call; never ARGV
--- Returns: flat array, per request:
+-- Returns: one array per request (Redis converts the nested tables; no copying in Lua):
 --   kind (0 allowed, 1 warned, 2 deferred, 3 denied), nowMs, limitIndex (1-based, 0 = none),
 --   retryAfterMs (-1 = never), streamId or "", isReplay 0|1, nLimits,
 --   per limit: remaining, resetMs, flags (1 exceeded, 2 took), overage, thresholdCrossed (percent or 0)
@@ -132,7 +132,7 @@ local function ceil_div(a, b) return floor((a + b - 1) / b) end
 
 -- Pass 2: decide each request in order; each is all or nothing on its own.
 -- Per-limit scratch arrays are reused across requests (no table per limit).
-local out, o = {}, 0
+local out = {}
 local mk = {}
 local e_def, e_key, e_val, e_fits, e_retry, e_over, e_cross = {}, {}, {}, {}, {}, {}, {}
 local e_a, e_b, e_c, e_rem, e_reset = {}, {}, {}, {}, {}
@@ -170,7 +170,7 @@ for q = 1, n do
     -- A retry of an admitted request: the first decision, flagged, nothing taken.
     local first = mp_unpack(vals[1])
     first[6] = 1
-    for j = 1, #first do o = o + 1; out[o] = first[j] end
+    out[q] = first
   else
     local deny_idx, defer_idx, retry, is_warned = 0, 0, 0, false
     for i = 1, nl do
@@ -383,7 +383,7 @@ for q = 1, n do
       rl = rl + 5
     end
     if admitted then call('SET', KEYS[k0 + 1], mp_pack(reply), 'PX', record_ttl) end
-    for j = 1, rl do o = o + 1; out[o] = reply[j] end
+    out[q] = reply
   end
 end
 return out

@@ -51,51 +51,48 @@ export function decodeClock(reply: unknown): { nowMs: number } {
 }
 
 /**
- * Decodes the flat reply of `decide.lua` for a batch whose requests carry
- * `limitCounts[i]` limits each.
+ * Decodes the reply of `decide.lua` (one array per request) for a batch whose
+ * requests carry `limitCounts[i]` limits each.
  * @throws InvariantError when the reply does not have exactly that shape
  */
 export function decodeDecideBatch(reply: unknown, limitCounts: number[]): RawDecision[] {
   const script = 'decide';
   if (!Array.isArray(reply)) fail(script, reply, 'is not an array');
-  const decisions: RawDecision[] = [];
-  let at = 0;
-  for (const expectedCount of limitCounts) {
-    const kind = integerAt(script, reply, at);
-    if (kind !== 0 && kind !== 1 && kind !== 2 && kind !== 3) fail(script, reply, `[${at}] is not a decision kind`);
-    const isReplay = integerAt(script, reply, at + 5);
-    if (isReplay !== 0 && isReplay !== 1) fail(script, reply, `[${at + 5}] is not 0|1`);
+  if (reply.length !== limitCounts.length) fail(script, reply, `has ${reply.length} decisions for ${limitCounts.length} requests`);
+  return limitCounts.map((expectedCount, position) => {
+    const one: unknown = reply[position];
+    if (!Array.isArray(one)) fail(script, reply, `[${position}] is not an array`);
+    const kind = integerAt(script, one, 0);
+    if (kind !== 0 && kind !== 1 && kind !== 2 && kind !== 3) fail(script, one, '[0] is not a decision kind');
+    const isReplay = integerAt(script, one, 5);
+    if (isReplay !== 0 && isReplay !== 1) fail(script, one, '[5] is not 0|1');
     // A replay carries the limits of the first decision, which a plan change may have altered.
-    const count = integerAt(script, reply, at + 6);
+    const count = integerAt(script, one, 6);
     if (count < 0 || count > 64 || (isReplay === 0 && count !== expectedCount)) {
-      fail(script, reply, `[${at + 6}] is not the limit count ${expectedCount}`);
+      fail(script, one, `[6] is not the limit count ${expectedCount}`);
     }
-    if (reply.length < at + 7 + 5 * count) fail(script, reply, 'is truncated');
+    if (one.length !== 7 + 5 * count) fail(script, one, `has ${one.length} elements, not ${7 + 5 * count}`);
     const decision: RawDecision = {
       kind,
-      nowMs: integerAt(script, reply, at + 1),
-      limitIndex: integerAt(script, reply, at + 2),
-      retryAfterMs: integerAt(script, reply, at + 3),
-      streamId: stringAt(script, reply, at + 4),
+      nowMs: integerAt(script, one, 1),
+      limitIndex: integerAt(script, one, 2),
+      retryAfterMs: integerAt(script, one, 3),
+      streamId: stringAt(script, one, 4),
       isReplay: isReplay === 1,
       limits: [],
     };
-    if (decision.limitIndex < 0 || decision.limitIndex > count) fail(script, reply, `[${at + 2}] is not a limit index`);
-    at += 7;
-    for (let index = 0; index < count; index += 1) {
+    if (decision.limitIndex < 0 || decision.limitIndex > count) fail(script, one, '[2] is not a limit index');
+    for (let at = 7; at < one.length; at += 5) {
       decision.limits.push({
-        remaining: integerAt(script, reply, at),
-        resetMs: integerAt(script, reply, at + 1),
-        flags: integerAt(script, reply, at + 2),
-        overage: integerAt(script, reply, at + 3),
-        crossed: integerAt(script, reply, at + 4),
+        remaining: integerAt(script, one, at),
+        resetMs: integerAt(script, one, at + 1),
+        flags: integerAt(script, one, at + 2),
+        overage: integerAt(script, one, at + 3),
+        crossed: integerAt(script, one, at + 4),
       });
-      at += 5;
     }
-    decisions.push(decision);
-  }
-  if (at !== reply.length) fail(script, reply, `has ${reply.length - at} trailing elements`);
-  return decisions;
+    return decision;
+  });
 }
 
 /** Result of `settle.lua`. */
