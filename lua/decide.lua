@@ -23,7 +23,7 @@
 -- ARGV[2]  number of requests n (1..10000)
 -- ARGV[3]  request record TTL in ms (>= 1000)
 -- ARGV[4]  number of limit definitions d (0..1024), then d definitions:
---          alg, mode, p1, p2, p3, p4, nThresholds, thresholds...
+--          alg, mode, p1, p2, p3, p4, nThresholds, thresholds..., and when nThresholds > 0 the limit id
 --     alg 1 token bucket   p1 capacity   p2 refill units  p3 per ms       p4 unused
 --     alg 2 fixed window   p1 limit      p2 window ms     p3,p4 unused
 --     alg 3 sliding window p1 limit      p2 window ms     p3,p4 unused
@@ -46,7 +46,8 @@
 --          sequences of integers: tb (tokens, ts ms, remainder 0..per-1); fw (window, count);
 --          sw (window, current, previous). pq: a decimal counter (INCRBY). cc: zset lease ->
 --          expiry ms. A changed layout means a new version segment in the key.
---          The usage event: id, type, tenant, key, op, cost, pv, bp (billing period start ms), time_ms.
+--          The usage event: id, type, tenant, key, op, cost, pv, bp (billing period start ms), time_ms,
+--          and `warn` (limitId:percent,...) when the request crossed a quota threshold.
 
 local MAX = 9007199254740991
 local call, tonumber, floor, unpack = redis.call, tonumber, math.floor, unpack
@@ -76,7 +77,7 @@ if not record_ttl then return bad('recordTtlMs', 3) end
 local nd = int(4, 0, 1024)
 if not nd then return bad('nDefinitions', 4) end
 
-local d_alg, d_mode, d_p1, d_p2, d_p3, d_p4, d_th = {}, {}, {}, {}, {}, {}, {}
+local d_alg, d_mode, d_p1, d_p2, d_p3, d_p4, d_th, d_id = {}, {}, {}, {}, {}, {}, {}, {}
 local p = 5
 for d = 1, nd do
   local alg, mode = int(p, 1, 5), int(p + 1, 1, 4)
@@ -100,6 +101,12 @@ for d = 1, nd do
   end
   d_alg[d], d_mode[d], d_p1[d], d_p2[d], d_p3[d], d_p4[d], d_th[d] = alg, mode, p1, p2, p3, p4, th
   p = p + 7 + nth
+  if nth > 0 then
+    -- the limit's id, named in the event when a threshold is crossed
+    if ARGV[p] == nil then return bad('limitId', p) end
+    d_id[d] = ARGV[p]
+    p = p + 1
+  end
 end
 
 local q_arg, q_key, q_cost, q_nl = {}, {}, {}, {}
@@ -133,6 +140,7 @@ local function ceil_div(a, b) return floor((a + b - 1) / b) end
 -- Pass 2: decide each request in order; each is all or nothing on its own.
 -- Per-limit scratch arrays are reused across requests (no table per limit).
 local out = {}
+local warn_pair = { 'warn', false }
 local mk = {}
 local e_def, e_key, e_val, e_fits, e_retry, e_over, e_cross = {}, {}, {}, {}, {}, {}, {}
 local e_a, e_b, e_c, e_rem, e_reset = {}, {}, {}, {}, {}
@@ -365,10 +373,21 @@ for q = 1, n do
           call('SET', mk[2], cost, 'PX', (aend - now) + 400 * 86400000)
         end
       end
+      -- thresholds this request crossed (not on shadow limits): `warn` = limitId:percent[,...]
+      local warn, nwarn = nil, 0
+      for i = 1, nl do
+        local d = e_def[i]
+        if e_cross[i] > 0 and d_mode[d] ~= 4 then
+          local item = d_id[d] .. ':' .. e_cross[i]
+          warn = warn and (warn .. ',' .. item) or item
+          nwarn = 2
+        end
+      end
+      warn_pair[2] = warn
       stream_id = call('XADD', KEYS[k0], '*',
         'id', ARGV[ap], 'type', 'usage.reserved.v1', 'tenant', ARGV[ap + 4], 'key', ARGV[ap + 5],
         'op', ARGV[ap + 6], 'cost', ARGV[ap + 1], 'pv', ARGV[ap + 7],
-        'bp', is_next and ARGV[ap + 2] or ARGV[ap + 8], 'time_ms', now_str)
+        'bp', is_next and ARGV[ap + 2] or ARGV[ap + 8], 'time_ms', now_str, unpack(warn_pair, 1, nwarn))
     end
 
     local reply = { kind, now, idx, retry, stream_id, 0, nl }

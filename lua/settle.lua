@@ -70,6 +70,10 @@ local ok, failure = pcall(function()
     lim.p1 = need('p1', 0, MAX); lim.p2 = need('p2', 0, MAX); lim.p3 = need('p3', 0, MAX); lim.p4 = need('p4', 0, MAX)
     local n_th = need('nThresholds', 0, 8)
     for _ = 1, n_th do need('threshold', 1, 1000) end
+    if n_th > 0 then
+      if ARGV[pos] == nil then error({ err = 'ERR_ARG limitId' }) end
+      pos = pos + 1
+    end
     if lim.alg == 1 and (lim.p1 < 1 or lim.p2 < 1 or lim.p3 < 1) then error({ err = 'ERR_ARG limit ' .. i }) end
     if (lim.alg == 2 or lim.alg == 3) and lim.p2 < 1 then error({ err = 'ERR_ARG limit ' .. i }) end
     lim.key = KEYS[key_pos]; key_pos = key_pos + 1

@@ -144,8 +144,13 @@ export function shareOf(amount: number, subShards: number, part: number | undefi
   return Math.floor(amount / subShards) + (part < amount % subShards ? 1 : 0);
 }
 
-function definitionOf(alg: number, mode: number, p1: number, p2: number, p3: number, p4: number, thresholds: readonly number[]): string[] {
-  return [String(alg), String(mode), String(p1), String(p2), String(p3), String(p4), String(thresholds.length), ...thresholds.map(String)];
+/** The script's definition of a limit; with thresholds, the limit id follows (named in the event's `warn`). */
+function definitionOf(
+  alg: number, mode: number, p1: number, p2: number, p3: number, p4: number, thresholds: readonly number[], limitId?: string,
+): string[] {
+  const definition = [String(alg), String(mode), String(p1), String(p2), String(p3), String(p4), String(thresholds.length), ...thresholds.map(String)];
+  if (thresholds.length > 0 && limitId !== undefined) definition.push(limitId);
+  return definition;
 }
 
 function compilePlan(limits: LimitSpec[], subShards: number, part: number | undefined): CompiledPlan {
@@ -229,8 +234,10 @@ function periodDefinition(limit: PlanLimit, namingNowMs: number): NonNullable<Pl
   const { current, next } = periodPairAt(alg.period, namingNowMs);
   if (limit.period?.startMs !== current.startMs) {
     const mode = MODE_CODE[limit.spec.mode];
-    const definition = definitionOf(ALG.periodQuota, mode, limit.p1, current.startMs, current.endMs, next.endMs, alg.thresholdsPercent);
-    const definitionAsHard = definitionOf(ALG.periodQuota, MODE.hard, limit.p1, current.startMs, current.endMs, next.endMs, alg.thresholdsPercent);
+    const definition = definitionOf(ALG.periodQuota, mode, limit.p1, current.startMs, current.endMs, next.endMs, alg.thresholdsPercent, limit.spec.id);
+    const definitionAsHard = definitionOf(
+      ALG.periodQuota, MODE.hard, limit.p1, current.startMs, current.endMs, next.endMs, alg.thresholdsPercent, limit.spec.id,
+    );
     limit.period = {
       startMs: current.startMs,
       currentTail: bucketKeyTail(limit.spec.id, current.startMs),

@@ -484,3 +484,23 @@ describe('key lifetimes', () => {
     }
   });
 });
+
+describe('threshold crossings in the usage event', () => {
+  it('names each crossing (limit:percent) in the event of the request that crossed it, never for shadow limits', async () => {
+    const tenant = uniqueTenant('warn');
+    const shadow: LimitSpec = { ...quota(100, 'shadow', [50]), id: parseLimitId('shadowed') };
+    const limits = [quota(100, 'hard', [50, 80]), shadow];
+    const warnOf = async (decision: Awaited<ReturnType<RedisDecider['decide']>>): Promise<string | undefined> => {
+      if (decision.kind !== 'allowed' && decision.kind !== 'warned') throw new Error(decision.kind);
+      const compiled = compileRequest(input(tenant, limits, 1), { shardCount: SHARDS, localNowMs: decision.nowMs });
+      const [entry] = await redis.xrange(usageStreamKey(compiled.shard), decision.streamId, decision.streamId);
+      const fields = entry?.[1] ?? [];
+      const at = fields.indexOf('warn');
+      return at === -1 ? undefined : fields[at + 1];
+    };
+    const costs = [30, 30, 30];
+    const warns: (string | undefined)[] = [];
+    for (const cost of costs) warns.push(await warnOf(await decider.decide(input(tenant, limits, cost))));
+    expect(warns).toEqual([undefined, 'month:50', 'month:80']);
+  });
+});

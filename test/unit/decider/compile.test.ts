@@ -122,7 +122,8 @@ describe('compileBatch', () => {
     let position = 4;
     const definitions: string[][] = [];
     for (let index = 0; index < 5; index += 1) {
-      const count = 7 + Number(args[position + 6]);
+      const thresholds = Number(args[position + 6]);
+      const count = 7 + thresholds + (thresholds > 0 ? 1 : 0);
       definitions.push(args.slice(position, position + count));
       position += count;
     }
