@@ -21,8 +21,7 @@
 --
 -- ARGV[1]  layout version, must be 2
 -- ARGV[2]  number of requests n (1..10000)
--- ARGV[3]  request record TTL in ms (>= 1000)
--- ARGV[4]  number of limit definitions d (0..1024), then d definitions:
+-- ARGV[3]  number of limit definitions d (0..1024), then d definitions:
 --          alg, mode, p1, p2, p3, p4, nThresholds, thresholds..., and when nThresholds > 0 the limit id
 --     alg 1 token bucket   p1 capacity   p2 refill units  p3 per ms       p4 unused
 --     alg 2 fixed window   p1 limit      p2 window ms     p3,p4 unused
@@ -32,8 +31,9 @@
 --     mode 1 hard, 2 soft, 3 defer, 4 shadow; thresholds: percents of p1 (period quota only)
 -- then per request:
 --   requestId, cost (integer >= 0), billingEndMs, billingNextEndMs, tenant, keyId,
---   operation, policyVersion (copied into the event), billingStartMs, nLimits, then nLimits
---   definition indexes (1-based). The next billing period starts at billingEndMs.
+--   operation, policyVersion (copied into the event), billingStartMs, recordTtlMs (>= 1000),
+--   nLimits, then nLimits definition indexes (1-based). The next billing period starts at
+--   billingEndMs.
 --
 -- Clock:   redis TIME (effects replication), read once per call; never ARGV
 -- Returns: one array per request (Redis converts the nested tables; no copying in Lua):
@@ -72,13 +72,11 @@ local function stale() return redis.error_reply('ERR_STALE_PERIOD ' .. now_str) 
 -- request can never leave earlier requests of the batch half-written.
 local n = int(2, 1, 10000)
 if not n then return bad('n', 2) end
-local record_ttl = int(3, 1000, MAX)
-if not record_ttl then return bad('recordTtlMs', 3) end
-local nd = int(4, 0, 1024)
-if not nd then return bad('nDefinitions', 4) end
+local nd = int(3, 0, 1024)
+if not nd then return bad('nDefinitions', 3) end
 
 local d_alg, d_mode, d_p1, d_p2, d_p3, d_p4, d_th, d_id = {}, {}, {}, {}, {}, {}, {}, {}
-local p = 5
+local p = 4
 for d = 1, nd do
   local alg, mode = int(p, 1, 5), int(p + 1, 1, 4)
   local p1, p2, p3, p4 = int(p + 2, 0, MAX), int(p + 3, 0, MAX), int(p + 4, 0, MAX), int(p + 5, 0, MAX)
@@ -113,24 +111,26 @@ local q_arg, q_key, q_cost, q_nl = {}, {}, {}, {}
 local kp = 1
 for q = 1, n do
   -- inline checks (a Lua call per argument costs as much as the check)
-  local cost, billing_end, billing_next_end, billing_start, nl =
-    tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3]), tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9])
+  local cost, billing_end, billing_next_end, billing_start, record_ttl, nl =
+    tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3]), tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9]),
+    tonumber(ARGV[p + 10])
   if ARGV[p] == nil then return bad('requestId', p) end
   if not cost or cost % 1 ~= 0 or cost < 0 or cost > MAX then return bad('cost', p + 1) end
   if not billing_start or not billing_end or not billing_next_end or billing_end <= billing_start or billing_next_end <= billing_end then
     return bad('billing', p + 2)
   end
   if ARGV[p + 4] == nil or ARGV[p + 5] == nil or ARGV[p + 6] == nil or ARGV[p + 7] == nil then return bad('event', p + 4) end
-  if not nl or nl % 1 ~= 0 or nl < 0 or nl > 64 then return bad('nLimits', p + 9) end
+  if not record_ttl or record_ttl % 1 ~= 0 or record_ttl < 1000 or record_ttl > MAX then return bad('recordTtlMs', p + 9) end
+  if not nl or nl % 1 ~= 0 or nl < 0 or nl > 64 then return bad('nLimits', p + 10) end
   q_arg[q], q_key[q], q_cost[q], q_nl[q] = p, kp, cost, nl
   kp = kp + 4
   for i = 1, nl do
-    local d = d_alg[tonumber(ARGV[p + 9 + i])]
-    if not d then return bad('limit', p + 9 + i) end
+    local d = d_alg[tonumber(ARGV[p + 10 + i])]
+    if not d then return bad('limit', p + 10 + i) end
     kp = kp + (d == 4 and 2 or 1)
   end
   if now >= billing_next_end then return stale() end
-  p = p + 10 + nl
+  p = p + 11 + nl
 end
 if kp - 1 ~= #KEYS then return bad('keys', kp) end
 if p - 1 ~= #ARGV then return bad('trailing', p) end
@@ -156,7 +156,7 @@ for q = 1, n do
   mk[2] = is_next and KEYS[k0 + 3] or KEYS[k0 + 2]
   local m, kk = 2, k0 + 4
   for i = 1, nl do
-    local d = tonumber(ARGV[ap + 9 + i])
+    local d = tonumber(ARGV[ap + 10 + i])
     e_def[i] = d
     local alg = d_alg[d]
     if alg == 4 then
@@ -401,7 +401,7 @@ for q = 1, n do
       reply[rl + 5] = e_cross[i]
       rl = rl + 5
     end
-    if admitted then call('SET', KEYS[k0 + 1], mp_pack(reply), 'PX', record_ttl) end
+    if admitted then call('SET', KEYS[k0 + 1], mp_pack(reply), 'PX', ARGV[ap + 9]) end
     out[q] = reply
   end
 end

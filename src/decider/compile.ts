@@ -36,6 +36,13 @@ export interface DecideInput {
   /** Whether `defer` limits may defer this operation; if not, they act as `hard`. @default false */
   isDeferrable?: boolean;
   /**
+   * How long Redis remembers this admitted request (retries return the first decision; settle and
+   * the degraded-mode replay read it), 1 s .. 400 days. Every admitted request holds ~110 B for
+   * this long: keep it short for request ids, long (e.g. 24 h) for client idempotency keys.
+   * @default the decider's `recordTtlMs`
+   */
+  recordTtlMs?: number;
+  /**
    * Whale tenants: the number of sub-shards (1..64) the tenant's limits are
    * divided over, each part on its own logical shard; a request is decided by
    * one part (chosen by its request id). See the README for the bounds. @default 1
@@ -54,6 +61,8 @@ export interface CompiledRequest {
   shard: ShardId;
   /** A whale tenant's part (undefined for an unsplit tenant). */
   part: number | undefined;
+  /** The request's own record lifetime (undefined: the decider's default). */
+  recordTtlMs: number | undefined;
   /** stream, record, admitted (current, next), then each limit's key(s). */
   keys: string[];
   /** requestId, cost, billing period ends, the usage event's tenant, key, operation, policy version, billing period start. */
@@ -85,6 +94,9 @@ function eventFields(input: DecideInput, id: string, type: string, extra: string
     'pv', String(input.policyVersion),
   ];
 }
+
+/** Longest request record lifetime: 400 days. */
+export const MAX_RECORD_TTL_MS = 400 * 86_400_000;
 
 /** How far the local clock may trail Redis when naming periods: periods are named from now − this. */
 export const PERIOD_SKEW_ALLOWANCE_MS = 60_000;
@@ -272,6 +284,9 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
   if (!Number.isSafeInteger(input.policyVersion) || input.policyVersion < 0) {
     throw new ValidationError('INVALID_INPUT', `policyVersion must be a non-negative integer`);
   }
+  if (input.recordTtlMs !== undefined && (!Number.isSafeInteger(input.recordTtlMs) || input.recordTtlMs < 1_000 || input.recordTtlMs > MAX_RECORD_TTL_MS)) {
+    throw new ValidationError('INVALID_INPUT', `recordTtlMs must be an integer in 1000..${MAX_RECORD_TTL_MS}`);
+  }
   const subShards = input.subShards ?? 1;
   const part = partOf(input.requestId, subShards);
   const plan = compilePlan(input.limits, subShards, part);
@@ -341,6 +356,7 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
   return {
     shard,
     part,
+    recordTtlMs: input.recordTtlMs,
     keys,
     head: requestHead,
     definitions,
@@ -420,9 +436,10 @@ export const DECIDE_LAYOUT_VERSION = 2;
  * Joins requests into one script call. Limit definitions are sent once per
  * batch and referred to by index. On Redis Cluster every request of a batch
  * must be of one shard (one slot); a single Redis takes any mix.
- * `KEYS = each request's keys`, `ARGV = [layout, n, recordTtlMs, d, ...definitions, ...each request]`.
+ * `KEYS = each request's keys`, `ARGV = [layout, n, d, ...definitions, ...each request]`, each request
+ * being its head, its record TTL (`defaultRecordTtlMs` unless it has its own), then its definition indexes.
  */
-export function compileBatch(requests: CompiledRequest[], recordTtlMs: number): { keys: string[]; args: string[] } {
+export function compileBatch(requests: CompiledRequest[], defaultRecordTtlMs: number): { keys: string[]; args: string[] } {
   if (requests.length === 0) throw new ValidationError('INVALID_INPUT', 'a batch needs at least one request');
   const keys: string[] = [];
   const definitionArgs: string[] = [];
@@ -431,7 +448,7 @@ export function compileBatch(requests: CompiledRequest[], recordTtlMs: number): 
   for (const request of requests) {
     for (const key of request.keys) keys.push(key);
     for (const value of request.head) requestArgs.push(value);
-    requestArgs.push(String(request.definitions.length));
+    requestArgs.push(String(request.recordTtlMs ?? defaultRecordTtlMs), String(request.definitions.length));
     request.definitions.forEach((definition, position) => {
       const signature = request.signatures[position] as string;
       let index = indexOf.get(signature);
@@ -443,7 +460,7 @@ export function compileBatch(requests: CompiledRequest[], recordTtlMs: number): 
       requestArgs.push(String(index));
     });
   }
-  const args = [String(DECIDE_LAYOUT_VERSION), String(requests.length), String(recordTtlMs), String(indexOf.size)];
+  const args = [String(DECIDE_LAYOUT_VERSION), String(requests.length), String(indexOf.size)];
   for (const value of definitionArgs) args.push(value);
   for (const value of requestArgs) args.push(value);
   return { keys, args };

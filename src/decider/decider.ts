@@ -110,7 +110,12 @@ export interface Decider {
 export interface RedisDeciderOptions {
   shardCount: number;
   clock: Clock;
-  /** How long an admitted request's record (idempotency) is kept. @default 86_400_000 (24 h) */
+  /**
+   * How long an admitted request's record is kept unless the request names its own
+   * (`DecideInput.recordTtlMs`): retries within it return the first decision, settle and the
+   * degraded-mode replay read it. Memory: ~110 B per admitted request for this long.
+   * @default 900_000 (15 min)
+   */
   recordTtlMs?: number;
   /** Most requests sent in one script call. @default 256 */
   maxBatchSize?: number;
@@ -128,7 +133,7 @@ export interface RedisDeciderOptions {
   waitForReplicas?: { replicas: number; timeoutMs: number } | undefined;
 }
 
-const DEFAULTS = { recordTtlMs: 86_400_000, maxBatchSize: 256, maxInFlightBatches: 2, waitForReplicas: undefined };
+const DEFAULTS = { recordTtlMs: 900_000, maxBatchSize: 256, maxInFlightBatches: 2, waitForReplicas: undefined };
 
 interface Pending {
   input: DecideInput;

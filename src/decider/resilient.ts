@@ -43,7 +43,7 @@ export interface ResilientDeciderOptions {
   spool: FileSpool;
   breaker?: BreakerOptions;
   backstop?: BackstopOptions;
-  /** How long an admitted request's record is kept in Redis. @default 24 h */
+  /** See RedisDeciderOptions.recordTtlMs. @default 15 min */
   recordTtlMs?: number;
   /** See RedisDeciderOptions.waitForReplicas. */
   waitForReplicas?: { replicas: number; timeoutMs: number } | undefined;

@@ -451,6 +451,21 @@ describe('whale tenants split over sub-shards', () => {
 });
 
 describe('key lifetimes', () => {
+  it('keeps a request record for the decider default, or for the lifetime the request asks (idempotency keys)', async () => {
+    const tenant = uniqueTenant('ttl');
+    const plain = input(tenant, [quota(100)], 1);
+    const keyed = input(tenant, [quota(100)], 1, { recordTtlMs: 86_400_000 });
+    await decider.decide(plain);
+    await decider.decide(keyed);
+    const recordTtl = async (request: DecideInput): Promise<number> =>
+      redis.pttl(compileRequest(request, { shardCount: SHARDS, localNowMs: Date.now() }).keys[1] as string);
+    const [plainTtl, keyedTtl] = [await recordTtl(plain), await recordTtl(keyed)];
+    expect(plainTtl).toBeGreaterThan(14 * 60_000);
+    expect(plainTtl).toBeLessThanOrEqual(15 * 60_000);
+    expect(keyedTtl).toBeGreaterThan(23 * 3_600_000);
+    await expect(decider.decide(input(tenant, [quota(100)], 1, { recordTtlMs: 999 }))).rejects.toThrow(ValidationError);
+  });
+
   it('gives every key a request writes a TTL that outlives what it holds', async () => {
     const tenant = uniqueTenant('ttl');
     const id = parseLimitId;

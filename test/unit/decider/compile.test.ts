@@ -112,14 +112,17 @@ describe('compileBatch', () => {
     const limits = plan();
     const now = Date.UTC(2026, 10, 23, 12);
     const requests = ['t1', 't2', 't3'].map((tenant, index) =>
-      compileRequest(input(limits, tenant, 'k1', '10.0.0.1', { requestId: parseEventId(`r${index}`), isDeferrable: index === 2 }), { shardCount: 16, localNowMs: now }),
+      compileRequest(
+        input(limits, tenant, 'k1', '10.0.0.1', { requestId: parseEventId(`r${index}`), isDeferrable: index === 2, ...(index === 1 ? { recordTtlMs: 86_400_000 } : {}) }),
+        { shardCount: 16, localNowMs: now },
+      ),
     );
     const { keys, args } = compileBatch(requests, 60_000);
     expect(keys).toEqual(requests.flatMap((request) => request.keys));
-    expect(args.slice(0, 3)).toEqual(['2', '3', '60000']);
+    expect(args.slice(0, 2)).toEqual(['2', '3']);
     // 4 limits, one of them (defer) compiled two ways: 5 distinct definitions
-    expect(args[3]).toBe('5');
-    let position = 4;
+    expect(args[2]).toBe('5');
+    let position = 3;
     const definitions: string[][] = [];
     for (let index = 0; index < 5; index += 1) {
       const thresholds = Number(args[position + 6]);
@@ -129,10 +132,12 @@ describe('compileBatch', () => {
     }
     for (const request of requests) {
       expect(args.slice(position, position + 9)).toEqual(request.head);
-      expect(args[position + 9]).toBe('4');
-      const indexes = args.slice(position + 10, position + 14).map(Number);
+      // the batch default record TTL, or the request's own
+      expect(args[position + 9]).toBe(request.recordTtlMs === undefined ? '60000' : String(request.recordTtlMs));
+      expect(args[position + 10]).toBe('4');
+      const indexes = args.slice(position + 11, position + 15).map(Number);
       expect(indexes.map((index) => definitions[index - 1])).toEqual(request.definitions);
-      position += 14;
+      position += 15;
     }
     expect(position).toBe(args.length);
   });
