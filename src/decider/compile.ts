@@ -301,42 +301,37 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
     admittedKey(shard, input.tenant, billing.startMs, part),
     admittedKey(shard, input.tenant, billingNext.startMs, part),
   ];
-  // at most one head per scope; the ip is parsed only when an ip-scoped limit applies
+  // at most one key head per scope; the ip is parsed only when an ip-scoped limit applies
+  // (no closures here: this runs once per request)
   let tenantHead: string | undefined;
   let keyHead: string | undefined;
   let ipHead: string | undefined;
-  const headOf = (limit: LimitSpec): string => {
-    switch (limit.scope) {
-      case 'tenant':
-        return (tenantHead ??= bucketKeyHead(shard, input.tenant, { scope: 'tenant' }, part));
-      case 'apiKey':
-        return (keyHead ??= bucketKeyHead(shard, input.tenant, { scope: 'apiKey', keyId: input.keyId }, part));
-      case 'ip':
-        if (input.clientIp === undefined) {
-          throw new ValidationError('INVALID_INPUT', `limit ${limit.id} is ip-scoped but the request has no client address`);
-        }
-        return (ipHead ??= bucketKeyHead(shard, input.tenant, { scope: 'ip', ipHex: parseIpHex(input.clientIp) }, part));
-    }
-  };
   const asHard = plan.hasDefer && input.isDeferrable !== true;
   const definitions: string[][] = [];
   const signatures: string[] = [];
-  // the model's view is built only when asked for (the backstop, tests): templates are shared objects
   const templates: CompiledLimit[] = [];
   for (const limit of plan.limits) {
-    const head = headOf(limit.spec);
+    let head: string;
+    const scope = limit.spec.scope;
+    if (scope === 'tenant') {
+      head = tenantHead ??= bucketKeyHead(shard, input.tenant, { scope: 'tenant' }, part);
+    } else if (scope === 'apiKey') {
+      head = keyHead ??= bucketKeyHead(shard, input.tenant, { scope: 'apiKey', keyId: input.keyId }, part);
+    } else {
+      if (input.clientIp === undefined) {
+        throw new ValidationError('INVALID_INPUT', `limit ${limit.spec.id} is ip-scoped but the request has no client address`);
+      }
+      head = ipHead ??= bucketKeyHead(shard, input.tenant, { scope: 'ip', ipHex: parseIpHex(input.clientIp) }, part);
+    }
     const hard = asHard && limit.spec.mode === 'defer';
     if (limit.alg === ALG.periodQuota) {
       const period = periodDefinition(limit, namingNowMs);
-      const currentKey = head + period.currentTail;
-      const nextKey = head + period.nextTail;
-      keys.push(currentKey, nextKey);
+      keys.push(head + period.currentTail, head + period.nextTail);
       definitions.push(hard ? period.definitionAsHard : period.definition);
       signatures.push(hard ? period.signatureAsHard : period.signature);
       templates.push(hard ? period.limitAsHard : period.limit);
     } else {
-      const key = head + limit.keyTail;
-      keys.push(key);
+      keys.push(head + limit.keyTail);
       definitions.push(hard ? limit.definitionAsHard : limit.definition);
       signatures.push(hard ? limit.signatureAsHard : limit.signature);
       templates.push(hard ? limit.modelAsHard : limit.model);
@@ -353,35 +348,53 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
     String(input.policyVersion),
     String(billing.startMs),
   ];
-  return {
-    shard,
-    part,
-    recordTtlMs: input.recordTtlMs,
-    keys,
-    head: requestHead,
-    definitions,
-    signatures,
-    requestId: input.requestId,
-    get model(): ModelRequest {
-      let at = 4;
-      const limits = templates.map((template) => {
-        const key = keys[at] as string;
-        if (template.alg === ALG.periodQuota) {
-          at += 2;
-          return { ...template, key, nextKey: keys[at - 1] as string };
-        }
-        at += 1;
-        return { ...template, key };
-      });
-      return { requestId: input.requestId, recordKey, cost: input.cost, limits };
-    },
-    limitIds: plan.limitIds,
-    limitKinds: plan.limitKinds,
-    modes: plan.modes,
-    billingStartMs: billing.startMs,
-    billingEndMs: billing.endMs,
-    billingNextEndMs: billingNext.endMs,
-  };
+  return new Compiled(
+    shard, part, input.recordTtlMs, keys, requestHead, definitions, signatures, templates, input.requestId, input.cost, recordKey,
+    plan, billing.startMs, billing.endMs, billingNext.endMs,
+  );
+}
+
+/** CompiledRequest as a class: created once per request, so its shape is fixed and its model view lazy. */
+class Compiled implements CompiledRequest {
+  readonly limitIds: LimitId[];
+  readonly limitKinds: LimitSpec['algorithm']['kind'][];
+  readonly modes: LimitMode[];
+
+  constructor(
+    readonly shard: ShardId,
+    readonly part: number | undefined,
+    readonly recordTtlMs: number | undefined,
+    readonly keys: string[],
+    readonly head: string[],
+    readonly definitions: string[][],
+    readonly signatures: string[],
+    private readonly templates: CompiledLimit[],
+    readonly requestId: EventId,
+    private readonly cost: number,
+    private readonly recordKey: string,
+    plan: CompiledPlan,
+    readonly billingStartMs: number,
+    readonly billingEndMs: number,
+    readonly billingNextEndMs: number,
+  ) {
+    this.limitIds = plan.limitIds;
+    this.limitKinds = plan.limitKinds;
+    this.modes = plan.modes;
+  }
+
+  get model(): ModelRequest {
+    let at = 4;
+    const limits = this.templates.map((template) => {
+      const key = this.keys[at] as string;
+      if (template.alg === ALG.periodQuota) {
+        at += 2;
+        return { ...template, key, nextKey: this.keys[at - 1] as string };
+      }
+      at += 1;
+      return { ...template, key };
+    });
+    return { requestId: this.requestId, recordKey: this.recordKey, cost: this.cost, limits };
+  }
 }
 
 /** A settlement: the decided request and what it actually cost. */

@@ -136,6 +136,7 @@ export interface PeriodPair {
 }
 
 const pairCache = new Map<string, PeriodPair>();
+const pairBySpec = new WeakMap<PeriodSpec, PeriodPair>();
 
 /**
  * `periodAt` and `nextPeriod` for an instant, remembered per spec until the
@@ -144,12 +145,17 @@ const pairCache = new Map<string, PeriodPair>();
  * the same pair.
  */
 export function periodPairAt(spec: PeriodSpec, instantMs: number): PeriodPair {
+  // by object first (specs are plan data, reused), then by value
+  const byObject = pairBySpec.get(spec);
+  if (byObject !== undefined && byObject.current.startMs <= instantMs && instantMs < byObject.current.endMs) return byObject;
   const key = `${spec.unit}|${spec.anchorDay}|${spec.timeZone}`;
-  const cached = pairCache.get(key);
-  if (cached !== undefined && cached.current.startMs <= instantMs && instantMs < cached.current.endMs) return cached;
-  const current = periodAt(spec, instantMs);
-  const pair = { current, next: nextPeriod(spec, current) };
-  if (pairCache.size >= 10_000) pairCache.clear();
-  pairCache.set(key, pair);
+  let pair = pairCache.get(key);
+  if (pair === undefined || pair.current.startMs > instantMs || instantMs >= pair.current.endMs) {
+    const current = periodAt(spec, instantMs);
+    pair = { current, next: nextPeriod(spec, current) };
+    if (pairCache.size >= 10_000) pairCache.clear();
+    pairCache.set(key, pair);
+  }
+  if (byObject !== pair) pairBySpec.set(spec, pair);
   return pair;
 }
