@@ -204,7 +204,8 @@ export function edgeError(
     extensions: {
       code,
       ...input.extensions,
-      http: { status: input.status, ...(input.headers === undefined ? {} : { headers: input.headers }) },
+      // spec: false keeps the status for application/json clients too (yoga downgrades spec errors to 200)
+      http: { status: input.status, spec: false, ...(input.headers === undefined ? {} : { headers: input.headers }) },
     },
   });
 }

@@ -228,6 +228,23 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
       };
     },
 
+    onParams: ({ params, setResult }) => {
+      // A document with more tokens than characters cannot exist, so only long
+      // ones are lexed here. Refusing here (not in parse) keeps the 400 even for
+      // application/json clients, which yoga answers 200 for parse errors.
+      const query = params.query;
+      if (query === undefined || query.length <= limits.maxTokens) return;
+      try {
+        parse(query, { maxTokens: limits.maxTokens });
+      } catch (error) {
+        if (error instanceof GraphQLError && error.message.includes('tokens')) {
+          setResult({
+            errors: [refuse('TOKEN_LIMIT_EXCEEDED', `the document has more than ${limits.maxTokens} tokens`, 400, { extensions: { max: limits.maxTokens } })],
+          });
+        }
+      }
+    },
+
     onParse: ({ setParseFn }) => {
       setParseFn((source: string | Source, parseOptions?: ParseOptions) => {
         try {
