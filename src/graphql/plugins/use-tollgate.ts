@@ -495,7 +495,8 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
     onResponse: ({ request, response }) => {
       const state = requests.get(request);
       if (state === undefined) return;
-      for (const [name, value] of Object.entries(state.headers)) response.headers.set(name, value);
+      // Headers yoga already took from an error's extensions stay as they are (setting them again can duplicate them on the wire).
+      for (const [name, value] of Object.entries(state.headers)) if (!response.headers.has(name)) response.headers.set(name, value);
     },
   };
 }
