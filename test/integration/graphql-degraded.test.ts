@@ -60,7 +60,9 @@ describe('decider down', () => {
         plan('local', [slowBucket(100, { onDeciderDown: 'local' })]),
       ],
     });
-    const [openKey, closedKey, localKey] = ['open', 'closed', 'local'].map((planId) => api.keyFor(uniqueTenant(planId), planId));
+    const openKey = api.keyFor(uniqueTenant('open'), 'open');
+    const closedKey = api.keyFor(uniqueTenant('closed'), 'closed');
+    const localKey = api.keyFor(uniqueTenant('local'), 'local');
     expect((await api.post({ query: COST_7 }, { key: openKey })).status).toBe(200);
 
     // when Redis stops answering

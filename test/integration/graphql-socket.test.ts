@@ -27,7 +27,7 @@ beforeAll(async () => {
     plans: [plan('ip', [slowBucket(14, { id: parseLimitId('ip-burst'), scope: 'ip' })]), plan('keyed', [slowBucket(1_000)])],
     anonymous: { kind: 'ip-plan', tenant: anonymousTenant, planId: 'ip' },
   });
-  server = createServer(api.yoga);
+  server = createServer(api.yoga.requestListener);
   await new Promise<void>((resolveListen) => server.listen(0, '127.0.0.1', resolveListen));
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('no port');
