@@ -5,7 +5,7 @@
  */
 import { createGraphQLError } from 'graphql-yoga';
 import type { GraphQLError } from 'graphql';
-import { periodAt, type LimitSpec, type LimitState, type Warning } from '../decider/index.js';
+import { periodPairAt, type LimitSpec, type LimitState, type Warning } from '../decider/index.js';
 
 /** One limit's state as reported to the client. */
 export interface LimitReport {
@@ -57,7 +57,8 @@ function windowSeconds(spec: LimitSpec, nowMs: number): number | null {
     case 'sliding-window':
       return Math.max(1, Math.ceil(alg.windowMs / 1000));
     case 'period-quota': {
-      const period = periodAt(alg.period, nowMs);
+      // periodPairAt is memoised per period: no calendar math per request
+      const period = periodPairAt(alg.period, nowMs).current;
       return Math.max(1, Math.round((period.endMs - period.startMs) / 1000));
     }
     case 'concurrency':
