@@ -45,6 +45,7 @@ const autocannon = require('autocannon') as Autocannon;
 const BODY = JSON.stringify({ query: BENCH_QUERY, variables: BENCH_VARIABLES });
 const HEADERS = { 'content-type': 'application/json', authorization: `Bearer ${BENCH_API_KEY}` };
 const CONNECTIONS = 16;
+const ROUNDS = 2;
 
 interface ModeResult {
   mode: Mode;
@@ -180,13 +181,19 @@ export async function benchGraphql(opts: { redisPort: number; durationMs: number
     const compiledUs = timeUs(() => void pricer.price(priceInput), 50_000);
     const engineUs = timeUs(() => void engineCost({ model: pricer.model, document, variables: BENCH_VARIABLES, operationName: 'Catalog' }), 5_000);
 
+    // Two interleaved rounds, the better round of each server kept: on a shared
+    // machine, background load shifts over minutes, and interleaving exposes
+    // every server to it alike.
     const results: Record<Mode, ModeResult> = {} as Record<Mode, ModeResult>;
-    for (const mode of ['bare', 'plain', 'tollgate', 'envelop'] as const) {
-      await admin.flushall();
-      results[mode] = await measure(mode, { redisPort: opts.redisPort, durationMs: opts.durationMs, fixedRatePerS: null });
+    for (let round = 0; round < ROUNDS; round += 1) {
+      for (const mode of ['bare', 'plain', 'tollgate', 'envelop'] as const) {
+        await admin.flushall();
+        const result = await measure(mode, { redisPort: opts.redisPort, durationMs: opts.durationMs, fixedRatePerS: null });
+        if (results[mode] === undefined || result.perSecond > results[mode].perSecond) results[mode] = result;
+      }
     }
-    // p99 at the same fixed rate, half of the slower of the two servers' maximum
-    const rate = Math.round(Math.min(results.plain.perSecond, results.tollgate.perSecond) / 2);
+    // p99 at the same fixed rate, a quarter of the slower of the two servers' maximum (far from saturation)
+    const rate = Math.round(Math.min(results.plain.perSecond, results.tollgate.perSecond) / 4);
     await admin.flushall();
     const plainFixed = await measure('plain', { redisPort: opts.redisPort, durationMs: opts.durationMs, fixedRatePerS: rate });
     await admin.flushall();
@@ -225,7 +232,7 @@ export async function benchGraphql(opts: { redisPort: number; durationMs: number
     const lines = [
       '## GraphQL hot path',
       '',
-      `The demo schema and one query (\`${BENCH_QUERY}\`, cost 41, a full page so no settlement), each server in its own Node process, autocannon with ${CONNECTIONS} connections for ${Math.round(opts.durationMs / 1000)} s after a 2 s warm-up, Redis on the same machine.`,
+      `The demo schema and one query (\`${BENCH_QUERY}\`, cost 41, a full page so no settlement), each server in its own Node process, autocannon with ${CONNECTIONS} connections for ${Math.round(opts.durationMs / 1000)} s after a 2 s warm-up, ${ROUNDS} interleaved rounds (the better kept), Redis and the load generator on the same 2 cores.`,
       '',
       '| server | req/s | p50 ms | p99 ms | server CPU µs/req | non-2xx |',
       '| --- | ---: | ---: | ---: | ---: | ---: |',

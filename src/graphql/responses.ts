@@ -193,6 +193,7 @@ export type EdgeErrorCode =
   | 'QUOTA_EXHAUSTED'
   | 'LIMITER_UNAVAILABLE'
   | 'IDEMPOTENCY_KEY_REPLAYED'
+  | 'SUBSCRIPTIONS_NOT_METERED'
   | 'UNIDENTIFIED';
 
 /** A GraphQL error with a stable code and HTTP status (and headers), as yoga maps them. */

@@ -324,6 +324,19 @@ describe('soft, shadow and defer limits', () => {
   });
 });
 
+describe('defer without a working deferrer', () => {
+  it('answers 429 with a Retry-After when the job cannot be recorded, and runs nothing', async () => {
+    const failing = { defer: () => Promise.reject(new Error('deferrer down')) };
+    const api = testApp({ decider, plans: [plan('heavy', [slowBucket(10_000), quota('heavy', 100, { mode: 'defer' })])], deferrer: failing });
+    const key = api.keyFor(uniqueTenant('df'), 'heavy');
+    const response = await api.post({ query: 'mutation { exportOrdersReport { id } }' }, { key });
+    expect(response.status).toBe(429);
+    expect(response.headers.get('Retry-After')).toMatch(/^\d+$/);
+    expect(codeOf(await bodyOf(response))).toBe('QUOTA_EXHAUSTED');
+    expect(api.store.resolverCalls).toBe(0);
+  });
+});
+
 describe('quote', () => {
   it('prices an operation with a per-field breakdown and takes no tokens for it', async () => {
     const { app: api, tenant, key } = app([slowBucket(1_000)]);

@@ -15,6 +15,7 @@ import {
   useMetricsEndpoint,
   useTollgate,
   type AnonymousPolicy,
+  type Deferrer,
   type Plan,
   type TollgateContext,
   type TollgateOptions,
@@ -83,6 +84,8 @@ export function testApp(input: {
   anonymous?: AnonymousPolicy;
   tollgate?: Partial<TollgateOptions>;
   serverContext?: Record<string, unknown>;
+  /** @default the app's InMemoryDeferrer */
+  deferrer?: Deferrer;
 }): TestApp {
   const store = new DemoStore();
   const keyStore = new InMemoryKeyStore();
@@ -102,7 +105,7 @@ export function testApp(input: {
         decider: input.decider,
         keyStore,
         plans,
-        deferrer,
+        deferrer: input.deferrer ?? deferrer,
         metrics,
         logger: createLogger({ level: 'silent', name: 'test' }),
         ...(input.anonymous === undefined ? {} : { anonymous: input.anonymous }),

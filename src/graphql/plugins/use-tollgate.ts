@@ -397,17 +397,30 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
         case 'deferred': {
           const deferrer = options.deferrer;
           if (deferrer === undefined) throw new Error('a deferred decision without a deferrer');
-          const job = await deferrer.defer({
-            tenant: identity.tenant,
-            keyId: identity.keyId,
-            requestId,
-            operationName: costPlan.operationName,
-            query: context.params.query ?? '',
-            variables,
-            cost: requested,
-            limitId: decision.limitId,
-            retryAfterMs: decision.retryAfterMs,
-          });
+          let job: Awaited<ReturnType<Deferrer['defer']>>;
+          try {
+            job = await deferrer.defer({
+              tenant: identity.tenant,
+              keyId: identity.keyId,
+              requestId,
+              operationName: costPlan.operationName,
+              query: context.params.query ?? '',
+              variables,
+              cost: requested,
+              limitId: decision.limitId,
+              retryAfterMs: decision.retryAfterMs,
+            });
+          } catch (error) {
+            // The job could not be recorded: nothing runs later, so the client must retry itself.
+            logger.error({ tenant: identity.tenant, requestId, code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'deferrer failed');
+            const waitMs = decision.retryAfterMs ?? 1_000;
+            const headers = { 'Retry-After': String(retryAfterSeconds(waitMs, { jitterRatio, random })) };
+            Object.assign(state.headers, headers);
+            setResultAndStopExecution(
+              stop(refuse('QUOTA_EXHAUSTED', `limit ${decision.limitId} is exhausted and the operation could not be deferred`, 429, { headers, extensions: { retryAfterMs: waitMs, limitId: decision.limitId } })),
+            );
+            return;
+          }
           const headers = { ...rateLimitHeaders(decision.limits, specs, decision.nowMs), Location: `/jobs/${job.id}` };
           Object.assign(state.headers, headers);
           setResultAndStopExecution({
@@ -490,6 +503,11 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
           setResult({ ...result, extensions });
         },
       };
+    },
+
+    // Subscriptions are not metered yet: refuse them rather than serve them free.
+    onSubscribe: ({ setResultAndStopExecution }) => {
+      setResultAndStopExecution(stop(refuse('SUBSCRIPTIONS_NOT_METERED', 'subscriptions are not available on a metered API', 400)));
     },
 
     onResponse: ({ request, response }) => {
