@@ -232,7 +232,7 @@ export async function benchGraphql(opts: { redisPort: number; durationMs: number
     const lines = [
       '## GraphQL hot path',
       '',
-      `The demo schema and one query (\`${BENCH_QUERY}\`, cost 41, a full page so no settlement), each server in its own Node process, autocannon with ${CONNECTIONS} connections for ${Math.round(opts.durationMs / 1000)} s after a 2 s warm-up, ${ROUNDS} interleaved rounds (the better kept), Redis and the load generator on the same 2 cores.`,
+      `The demo schema and one query (\`${BENCH_QUERY}\`, cost 41, every list full so nothing to settle), each server in its own Node process, autocannon with ${CONNECTIONS} connections for ${Math.round(opts.durationMs / 1000)} s after a 2 s warm-up, ${ROUNDS} interleaved rounds (the better kept), Redis and the load generator on the same 2 cores.`,
       '',
       '| server | req/s | p50 ms | p99 ms | server CPU µs/req | non-2xx |',
       '| --- | ---: | ---: | ---: | ---: | ---: |',
