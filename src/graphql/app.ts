@@ -1,16 +1,26 @@
 /**
- * The API as a fetch handler (graphql-yoga): `/graphql`, `/health` (the
- * process is alive) and `/ready` (every dependency answers). Built from its
- * dependencies so tests can run it in-process with `yoga.fetch`.
+ * The API as a fetch handler (graphql-yoga): `/graphql` (the demo schema behind
+ * `useTollgate`), `/health` (the process is alive), `/ready` (every dependency
+ * answers a real call) and `/metrics` (Prometheus). The three probes answer
+ * before identification and are never limited. Built from its dependencies so
+ * tests can run it in-process with `yoga.fetch`.
  */
 import { DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Connection } from '@temporalio/client';
 import { createYoga, useReadinessCheck, type YogaServerInstance } from 'graphql-yoga';
-import { probeDecider, type DeciderRedis } from '../decider/index.js';
+import { probeDecider, type Decider, type DeciderRedis } from '../decider/index.js';
 import { ledgerTableName } from '../metering/index.js';
-import type { Logger } from '../shared/index.js';
+import { systemClock, type Logger } from '../shared/index.js';
+import type { DemoStore } from './demo/data.js';
+import { createDemoSchema } from './demo/schema.js';
+import type { Deferrer } from './deferrer.js';
+import type { AnonymousPolicy } from './identity/identify.js';
+import type { KeyStore } from './identity/key-store.js';
+import { TollgateMetrics } from './metrics.js';
+import type { PlanStore } from './plans.js';
+import { useMetricsEndpoint } from './plugins/use-metrics-endpoint.js';
+import { useTollgate, type TollgateContext, type TollgateOptions } from './plugins/use-tollgate.js';
 import { runReadiness } from './readiness.js';
-import { createApiSchema } from './schema.js';
 
 export interface ApiDeps {
   redis: DeciderRedis;
@@ -21,19 +31,36 @@ export interface ApiDeps {
   version: string;
   /** Per-dependency budget of /ready, in ms. @default 1000 */
   readinessTimeoutMs?: number;
+  decider: Decider;
+  keyStore: KeyStore;
+  plans: PlanStore;
+  store: DemoStore;
+  deferrer?: Deferrer;
+  anonymous?: AnonymousPolicy;
+  /** @default a fresh registry */
+  metrics?: TollgateMetrics;
+  /** Further `useTollgate` options (limits, cost model, client address, jitter). */
+  tollgate?: Partial<Omit<TollgateOptions, 'decider' | 'keyStore' | 'plans' | 'logger' | 'metrics' | 'deferrer' | 'anonymous'>>;
 }
 
-export type ApiServer = YogaServerInstance<object, object>;
+export type ApiServer = YogaServerInstance<object, TollgateContext>;
 
 /** Creates the yoga instance serving the whole HTTP surface. */
 export function createApi(deps: ApiDeps): ApiServer {
   const readinessTimeoutMs = deps.readinessTimeoutMs ?? 1_000;
-  return createYoga<object, object>({
-    schema: createApiSchema({ redis: deps.redis, version: deps.version }),
+  const metrics = deps.metrics ?? new TollgateMetrics();
+  return createYoga<object, TollgateContext>({
+    schema: createDemoSchema({
+      store: deps.store,
+      version: deps.version,
+      deciderTimeMs: async () => (await probeDecider(deps.redis)).nowMs,
+      clock: deps.tollgate?.clock ?? systemClock,
+    }),
     graphqlEndpoint: '/graphql',
     healthCheckEndpoint: '/health',
     landingPage: false,
     maskedErrors: true,
+    batching: { limit: 100 },
     logging: {
       debug: (...args: unknown[]) => deps.logger.debug({ args }, 'yoga'),
       info: (...args: unknown[]) => deps.logger.info({ args }, 'yoga'),
@@ -61,6 +88,17 @@ export function createApi(deps: ApiDeps): ApiServer {
             headers: { 'content-type': 'application/json' },
           });
         },
+      }),
+      useMetricsEndpoint({ registry: metrics.registry }),
+      useTollgate({
+        ...deps.tollgate,
+        decider: deps.decider,
+        keyStore: deps.keyStore,
+        plans: deps.plans,
+        logger: deps.logger,
+        metrics,
+        ...(deps.deferrer === undefined ? {} : { deferrer: deps.deferrer }),
+        ...(deps.anonymous === undefined ? {} : { anonymous: deps.anonymous }),
       }),
     ],
   });

@@ -5,13 +5,16 @@
  * closes its clients.
  */
 import { createServer } from 'node:http';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Connection } from '@temporalio/client';
-import { assertNoEviction, createDeciderRedis } from '../decider/index.js';
+import { FileSpool, ResilientDecider, assertNoEviction, createDeciderRedis } from '../decider/index.js';
 import { createDynamoClient } from '../metering/index.js';
-import { DependencyError, createLogger, loadConfig } from '../shared/index.js';
+import { DependencyError, createLogger, loadConfig, systemClock } from '../shared/index.js';
 import { createApi } from './app.js';
+import { DEMO_ANONYMOUS, createDemoSetup } from './demo/seed.js';
+import { TollgateMetrics } from './metrics.js';
 
 /** Drops credentials from a Redis URL before it is logged. */
 function redactUrl(url: string): string {
@@ -68,7 +71,36 @@ async function main(): Promise<void> {
   }
   const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
   const temporal = Connection.lazy({ address: config.temporal.address });
-  const api = createApi({ redis, dynamo, tablePrefix: config.dynamodb.tablePrefix, temporal, logger, version: packageVersion() });
+  const decider = new ResilientDecider(redis, {
+    shardCount: config.redis.shardCount,
+    clock: systemClock,
+    logger,
+    spool: new FileSpool(resolve(config.redis.spoolPath)),
+    waitForReplicas: config.redis.waitForReplicas,
+  });
+  const metrics = new TollgateMetrics({ breakerState: () => decider.breaker.current });
+  // The demo's tenants, plans and keys. The keys are shown once, in a file only
+  // this user can read, never in a log line.
+  const demo = createDemoSetup();
+  const keysFile = resolve(config.api.demoKeysFile);
+  mkdirSync(dirname(keysFile), { recursive: true });
+  writeFileSync(keysFile, `${JSON.stringify(demo.keys, null, 2)}\n`, { mode: 0o600 });
+  logger.info({ file: keysFile, tenants: demo.keys.map((key) => key.tenant) }, 'demo API keys written');
+  const api = createApi({
+    redis,
+    dynamo,
+    tablePrefix: config.dynamodb.tablePrefix,
+    temporal,
+    logger,
+    version: packageVersion(),
+    decider,
+    keyStore: demo.keyStore,
+    plans: demo.plans,
+    store: demo.store,
+    deferrer: demo.deferrer,
+    metrics,
+    ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...DEMO_ANONYMOUS } } : {}),
+  });
 
   const server = createServer(api.requestListener);
   await new Promise<void>((resolveListen, reject) => {

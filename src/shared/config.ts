@@ -39,7 +39,16 @@ export const CONFIG_SCHEMA = z.object({
     .default('info')
     .describe('Minimum level of the JSON log lines written to stdout.'),
   API_HOST: z.string().min(1).default('127.0.0.1').describe('Interface the GraphQL API listens on.'),
-  API_PORT: port.default(4000).describe('TCP port of the GraphQL API, /health and /ready.'),
+  API_PORT: port.default(4000).describe('TCP port of the GraphQL API, /health, /ready and /metrics.'),
+  API_ANONYMOUS: z
+    .enum(['reject', 'ip-plan'])
+    .default('reject')
+    .describe('Requests without an API key: reject (401 API_KEY_REQUIRED) or meter them per client address under the anonymous plan.'),
+  API_DEMO_KEYS_FILE: z
+    .string()
+    .min(1)
+    .default('.data/demo-keys.json')
+    .describe('Where the API writes the demo tenants\' API keys it generates at start (mode 0600; keys are never logged).'),
   REDIS_URL: z
     .string()
     .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
@@ -51,6 +60,11 @@ export const CONFIG_SCHEMA = z.object({
     .max(10_000)
     .default(50)
     .describe('Per-command Redis timeout of the decider, in ms; past it the decision is degraded.'),
+  DECIDER_SPOOL_PATH: z
+    .string()
+    .min(1)
+    .default('.data/spool/decider.spool')
+    .describe('Local append-only file of usage admitted while Redis is unreachable, replayed when it is back.'),
   DECIDER_SHARDS: positiveInt
     .max(16_384)
     .default(256)
@@ -89,7 +103,7 @@ type RawConfig = z.infer<typeof CONFIG_SCHEMA>;
 /** Typed configuration, grouped into the slices each component takes. */
 export interface AppConfig {
   log: { level: LogLevel };
-  api: { host: string; port: number };
+  api: { host: string; port: number; anonymous: 'reject' | 'ip-plan'; demoKeysFile: string };
   redis: {
     url: string;
     clusterNodes: { host: string; port: number }[] | undefined;
@@ -97,6 +111,7 @@ export interface AppConfig {
     shardCount: number;
     /** WAIT for replicas after each decision (undefined: no WAIT). */
     waitForReplicas: { replicas: number; timeoutMs: number } | undefined;
+    spoolPath: string;
   };
   temporal: { address: string; namespace: string; taskQueue: string };
   dynamodb: { endpoint: string | undefined; region: string; tablePrefix: string };
@@ -105,7 +120,7 @@ export interface AppConfig {
 function toAppConfig(raw: RawConfig): AppConfig {
   return {
     log: { level: raw.LOG_LEVEL },
-    api: { host: raw.API_HOST, port: raw.API_PORT },
+    api: { host: raw.API_HOST, port: raw.API_PORT, anonymous: raw.API_ANONYMOUS, demoKeysFile: raw.API_DEMO_KEYS_FILE },
     redis: {
       url: raw.REDIS_URL,
       clusterNodes: raw.REDIS_CLUSTER_NODES,
@@ -113,6 +128,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
       shardCount: raw.DECIDER_SHARDS,
       waitForReplicas:
         raw.DECIDER_WAIT_REPLICAS === 0 ? undefined : { replicas: raw.DECIDER_WAIT_REPLICAS, timeoutMs: raw.DECIDER_WAIT_TIMEOUT_MS },
+      spoolPath: raw.DECIDER_SPOOL_PATH,
     },
     temporal: { address: raw.TEMPORAL_ADDRESS, namespace: raw.TEMPORAL_NAMESPACE, taskQueue: raw.TEMPORAL_TASK_QUEUE },
     dynamodb: { endpoint: raw.DYNAMODB_ENDPOINT, region: raw.DYNAMODB_REGION, tablePrefix: raw.DYNAMODB_TABLE_PREFIX },

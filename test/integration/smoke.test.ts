@@ -8,12 +8,12 @@ import { Connection } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appendUsage, createDeciderRedis, shardOf, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
+import { RedisDecider, appendUsage, createDeciderRedis, shardOf, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DynamoLedgerStore, createDynamoClient } from '../../src/metering/index.js';
-import { createApi } from '../../src/graphql/index.js';
+import { createApi, createDemoSetup, type ApiDeps } from '../../src/graphql/index.js';
 import { postLedgerBatch } from '../../src/workflows/index.js';
 import { createTollgateWorker } from '../../src/workflows/worker.js';
-import { createLogger, parseEventId, parseTenantId } from '../../src/shared/index.js';
+import { createLogger, parseEventId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 
@@ -122,16 +122,24 @@ describe('GraphQL: a yoga request answers', () => {
   const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
   const temporal = Connection.lazy({ address: config.temporal.address });
 
+  const demo = createDemoSetup();
+  const demoDeps = (client: DeciderRedis): Pick<ApiDeps, 'decider' | 'keyStore' | 'plans' | 'store'> => ({
+    decider: new RedisDecider(client, { shardCount: config.redis.shardCount, clock: systemClock }),
+    keyStore: demo.keyStore,
+    plans: demo.plans,
+    store: demo.store,
+  });
+
   afterAll(async () => {
     dynamo.destroy();
     await temporal.close();
   });
 
   it('answers a query through the decider clock and reports ready', async () => {
-    const api = createApi({ redis, dynamo, tablePrefix: config.dynamodb.tablePrefix, temporal, logger, version: 'test' });
+    const api = createApi({ redis, dynamo, tablePrefix: config.dynamodb.tablePrefix, temporal, logger, version: 'test', ...demoDeps(redis) });
     const response = await api.fetch('http://tollgate.test/graphql', {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${demo.keys[0]?.key ?? ''}` },
       body: JSON.stringify({ query: '{ status { version deciderTimeMs } }' }),
     });
     expect(response.status).toBe(200);
@@ -151,7 +159,7 @@ describe('GraphQL: a yoga request answers', () => {
     // given a Redis client pointed at a port where nothing listens
     const deadRedis = createDeciderRedis({ url: 'redis://127.0.0.1:1', commandTimeoutMs: 100, connectTimeoutMs: 100 });
     deadRedis.on('error', () => undefined);
-    const api = createApi({ redis: deadRedis, dynamo, tablePrefix: config.dynamodb.tablePrefix, temporal, logger, version: 't' });
+    const api = createApi({ redis: deadRedis, dynamo, tablePrefix: config.dynamodb.tablePrefix, temporal, logger, version: 't', ...demoDeps(deadRedis) });
     // when
     const ready = await api.fetch('http://tollgate.test/ready');
     // then

@@ -19,8 +19,14 @@ describe('loadConfig', () => {
     const config = loadConfig(REQUIRED);
     expect(config).toEqual({
       log: { level: 'info' },
-      api: { host: '127.0.0.1', port: 4000 },
-      redis: { url: 'redis://127.0.0.1:6390', clusterNodes: undefined, commandTimeoutMs: 50, shardCount: 256 },
+      api: { host: '127.0.0.1', port: 4000, anonymous: 'reject', demoKeysFile: '.data/demo-keys.json' },
+      redis: {
+        url: 'redis://127.0.0.1:6390',
+        clusterNodes: undefined,
+        commandTimeoutMs: 50,
+        shardCount: 256,
+        spoolPath: '.data/spool/decider.spool',
+      },
       temporal: { address: '127.0.0.1:7243', namespace: 'default', taskQueue: 'tollgate' },
       dynamodb: { endpoint: undefined, region: 'local', tablePrefix: 'tollgate_' },
     });

@@ -1,0 +1,249 @@
+/**
+ * What each field of a schema costs, read once from the IBM GraphQL cost
+ * directives (`@cost`, `@listSize`) and tollgate's `@deferrable`. Pure: no I/O.
+ *
+ * The cost of one field (DESIGN §3), in integer units:
+ * - `none` (a single value): `weight + children`
+ * - `list` (a list, or `@listSize` without `sizedFields`): `size × (weight + children)`
+ * - `connection` (`@listSize(sizedFields: …)`): `weight + size × children`
+ * - `sized-child` (a field named in its connection's `sizedFields`): `weight + children`
+ *   (the connection already multiplied it)
+ * where `size` is the largest slicing argument given, else `assumedSize`, else the
+ * default list size; and `children` is the cost of the selection set (for
+ * abstract types, the most expensive possible type, as graphql-query-complexity
+ * computes it). Weights: `@cost` on the field, else `@cost` on its type, else
+ * the mutation base for mutation root fields, else 1 for objects and 0 for leaves.
+ */
+import {
+  GraphQLDirective,
+  GraphQLBoolean,
+  GraphQLInt,
+  GraphQLList,
+  GraphQLNonNull,
+  GraphQLString,
+  DirectiveLocation,
+  getDirectiveValues,
+  getNamedType,
+  getNullableType,
+  isAbstractType,
+  isCompositeType,
+  isInterfaceType,
+  isListType,
+  isObjectType,
+  type GraphQLField,
+  type GraphQLNamedType,
+  type GraphQLSchema,
+} from 'graphql';
+
+/** SDL of the directives the cost model reads; add it to your type definitions. */
+export const COST_DIRECTIVES_SDL = /* GraphQL */ `
+  "Cost of a field (or of every field returning this type), in integer units."
+  directive @cost(weight: Int!) on FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ENUM | SCALAR
+  "Size of a list or connection: a slicing argument (first/last), else assumedSize."
+  directive @listSize(
+    assumedSize: Int
+    slicingArguments: [String!]
+    sizedFields: [String!]
+    requireOneSlicingArgument: Boolean = false
+  ) on FIELD_DEFINITION
+  "A mutation that may be answered 202 and run later when a defer limit is hit."
+  directive @deferrable on FIELD_DEFINITION
+`;
+
+const COST_DIRECTIVE = new GraphQLDirective({
+  name: 'cost',
+  locations: [DirectiveLocation.FIELD_DEFINITION, DirectiveLocation.OBJECT],
+  args: { weight: { type: new GraphQLNonNull(GraphQLInt) } },
+});
+
+const LIST_SIZE_DIRECTIVE = new GraphQLDirective({
+  name: 'listSize',
+  locations: [DirectiveLocation.FIELD_DEFINITION],
+  args: {
+    assumedSize: { type: GraphQLInt },
+    slicingArguments: { type: new GraphQLList(new GraphQLNonNull(GraphQLString)) },
+    sizedFields: { type: new GraphQLList(new GraphQLNonNull(GraphQLString)) },
+    requireOneSlicingArgument: { type: GraphQLBoolean, defaultValue: false },
+  },
+});
+
+const DEFERRABLE_DIRECTIVE = new GraphQLDirective({ name: 'deferrable', locations: [DirectiveLocation.FIELD_DEFINITION] });
+
+export type Sizing = 'none' | 'list' | 'connection' | 'sized-child';
+
+/** The cost parameters of one field. */
+export interface FieldCost {
+  /** `Type.field`, for breakdowns and errors. */
+  coordinate: string;
+  /** Integer units added once per value (per item for lists). */
+  weight: number;
+  sizing: Sizing;
+  slicingArguments: readonly string[];
+  /** Size when no slicing argument is given; null means the model's default list size. */
+  assumedSize: number | null;
+  /** Connection only: the list fields that carry its size (counted for the actual cost). */
+  sizedFields: readonly string[];
+  requireOneSlicingArgument: boolean;
+  /** `@deferrable`: may be answered 202 when a defer limit is hit. */
+  isDeferrable: boolean;
+}
+
+export interface CostModelOptions {
+  /** Size of a list with no slicing argument and no `assumedSize`. @default 10 */
+  defaultListSize?: number;
+  /** Weight of a mutation root field without `@cost`. @default 10 */
+  mutationWeight?: number;
+  /** Weight of a field returning an object, interface or union, without `@cost`. @default 1 */
+  objectWeight?: number;
+  /** Weight of a field returning a scalar or enum, without `@cost`. @default 0 */
+  scalarWeight?: number;
+  /** Largest accepted slicing argument value (first/last). @default 1000 */
+  maxSlicingValue?: number;
+}
+
+export const COST_MODEL_DEFAULTS: Required<CostModelOptions> = {
+  defaultListSize: 10,
+  mutationWeight: 10,
+  objectWeight: 1,
+  scalarWeight: 0,
+  maxSlicingValue: 1_000,
+};
+
+/** Why an operation cannot be priced; mapped to a 400 at the edge. */
+export class PricingError extends Error {
+  constructor(
+    readonly code: 'INVALID_SLICING_ARGUMENT' | 'SLICING_ARGUMENT_REQUIRED' | 'COST_EXCEEDS_MAXIMUM',
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = 'PricingError';
+  }
+}
+
+/** Costs are computed in doubles and saturate here, so they stay exact integers. */
+export const COST_CAP = Number.MAX_SAFE_INTEGER;
+
+const saturate = (value: number): number => (value > COST_CAP ? COST_CAP : value);
+
+/** Combines a field's weight, size and children cost per its sizing (see the module comment). */
+export function fieldCostOf(cost: FieldCost, size: number, children: number): number {
+  switch (cost.sizing) {
+    case 'none':
+    case 'sized-child':
+      return saturate(cost.weight + children);
+    case 'list':
+      return saturate(size * saturate(cost.weight + children));
+    case 'connection':
+      return saturate(cost.weight + saturate(size * children));
+  }
+}
+
+/**
+ * The size of a list or connection from its coerced argument values.
+ * @throws PricingError `INVALID_SLICING_ARGUMENT` for a value that is not an integer in 0..maxSlicingValue,
+ *   `SLICING_ARGUMENT_REQUIRED` when one is required and none is given
+ */
+export function sliceSize(cost: FieldCost, args: Readonly<Record<string, unknown>>, options: Required<CostModelOptions>): number {
+  let size: number | undefined;
+  for (const name of cost.slicingArguments) {
+    const value = args[name];
+    if (value === undefined || value === null) continue;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > options.maxSlicingValue) {
+      throw new PricingError(
+        'INVALID_SLICING_ARGUMENT',
+        `${cost.coordinate}(${name}:) must be an integer in 0..${options.maxSlicingValue}`,
+        { coordinate: cost.coordinate, argument: name, max: options.maxSlicingValue },
+      );
+    }
+    size = size === undefined ? value : Math.max(size, value);
+  }
+  if (size !== undefined) return size;
+  if (cost.requireOneSlicingArgument) {
+    throw new PricingError('SLICING_ARGUMENT_REQUIRED', `${cost.coordinate} needs one of: ${cost.slicingArguments.join(', ')}`, {
+      coordinate: cost.coordinate,
+    });
+  }
+  return cost.assumedSize ?? options.defaultListSize;
+}
+
+function typeWeight(type: GraphQLNamedType): number | undefined {
+  if (type.astNode === undefined || type.astNode === null) return undefined;
+  const values = getDirectiveValues(COST_DIRECTIVE, type.astNode);
+  return typeof values?.['weight'] === 'number' ? values['weight'] : undefined;
+}
+
+function checkWeight(coordinate: string, weight: number): number {
+  if (!Number.isSafeInteger(weight) || weight < 0) throw new Error(`@cost(weight:) of ${coordinate} must be a non-negative integer`);
+  return weight;
+}
+
+/** Reads every field's cost parameters from a schema once; lookups are then a map access. */
+export class CostModel {
+  readonly options: Required<CostModelOptions>;
+  private readonly costs = new WeakMap<GraphQLField<unknown, unknown>, FieldCost>();
+  /** `Type.field` of every field named in some connection's `sizedFields`. */
+  private readonly sizedChildren = new Set<string>();
+
+  constructor(
+    readonly schema: GraphQLSchema,
+    options: CostModelOptions = {},
+  ) {
+    this.options = { ...COST_MODEL_DEFAULTS, ...options };
+    for (const type of Object.values(schema.getTypeMap())) {
+      if (!isObjectType(type) && !isInterfaceType(type)) continue;
+      for (const field of Object.values(type.getFields())) {
+        const listSize = field.astNode ? getDirectiveValues(LIST_SIZE_DIRECTIVE, field.astNode) : undefined;
+        const sized = listSize?.['sizedFields'];
+        if (!Array.isArray(sized) || sized.length === 0) continue;
+        const target = getNamedType(field.type);
+        const targets = isAbstractType(target) ? [target, ...schema.getPossibleTypes(target)] : [target];
+        for (const owner of targets) for (const name of sized) this.sizedChildren.add(`${owner.name}.${String(name)}`);
+      }
+    }
+  }
+
+  /** The cost parameters of `field` selected on `parent`. */
+  fieldCost(parentName: string, field: GraphQLField<unknown, unknown>): FieldCost {
+    const known = this.costs.get(field);
+    if (known !== undefined) return known;
+    const computed = this.compute(parentName, field);
+    this.costs.set(field, computed);
+    return computed;
+  }
+
+  private compute(parentName: string, field: GraphQLField<unknown, unknown>): FieldCost {
+    const coordinate = `${parentName}.${field.name}`;
+    const named = getNamedType(field.type);
+    const ast = field.astNode ?? undefined;
+    const costValues = ast ? getDirectiveValues(COST_DIRECTIVE, ast) : undefined;
+    const listSize = ast ? getDirectiveValues(LIST_SIZE_DIRECTIVE, ast) : undefined;
+    const isDeferrable = ast ? getDirectiveValues(DEFERRABLE_DIRECTIVE, ast) !== undefined : false;
+    let weight: number;
+    if (typeof costValues?.['weight'] === 'number') weight = costValues['weight'];
+    else {
+      const fromType = typeWeight(named);
+      if (fromType !== undefined) weight = fromType;
+      else if (this.schema.getMutationType()?.name === parentName) weight = this.options.mutationWeight;
+      else weight = isCompositeType(named) ? this.options.objectWeight : this.options.scalarWeight;
+    }
+    checkWeight(coordinate, weight);
+    const sizedFields = Array.isArray(listSize?.['sizedFields']) ? (listSize['sizedFields'] as unknown[]).map(String) : [];
+    const slicingArguments = Array.isArray(listSize?.['slicingArguments']) ? (listSize['slicingArguments'] as unknown[]).map(String) : [];
+    const assumed = listSize?.['assumedSize'];
+    let sizing: Sizing = 'none';
+    if (this.sizedChildren.has(coordinate)) sizing = 'sized-child';
+    else if (sizedFields.length > 0) sizing = 'connection';
+    else if (listSize !== undefined || isListType(getNullableType(field.type))) sizing = 'list';
+    return {
+      coordinate,
+      weight,
+      sizing,
+      slicingArguments,
+      assumedSize: typeof assumed === 'number' ? assumed : null,
+      sizedFields,
+      requireOneSlicingArgument: listSize?.['requireOneSlicingArgument'] === true,
+      isDeferrable,
+    };
+  }
+}

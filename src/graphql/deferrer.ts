@@ -1,0 +1,57 @@
+/**
+ * The `Deferrer` port: where a `@deferrable` operation goes when a `defer`
+ * limit is hit (DESIGN §2, 202). The durable implementation (a Temporal
+ * workflow `job/<tenant>/<idempotency key>`) comes with the workflows issue;
+ * `InMemoryDeferrer` only records jobs in this process and runs nothing, for
+ * tests and the demo.
+ */
+import { createHash } from 'node:crypto';
+import type { EventId, KeyId, LimitId, TenantId } from '../shared/index.js';
+
+export interface DeferInput {
+  tenant: TenantId;
+  keyId: KeyId;
+  /** The request id (from the Idempotency-Key when given): a retry defers the same job. */
+  requestId: EventId;
+  operationName: string | undefined;
+  query: string;
+  variables: Readonly<Record<string, unknown>>;
+  /** Requested cost in units. */
+  cost: number;
+  /** The limit that deferred the operation and when it may fit (null: unknown). */
+  limitId: LimitId;
+  retryAfterMs: number | null;
+}
+
+export interface DeferredJob {
+  /** Opaque, URL-safe, deterministic per (tenant, request id). */
+  id: string;
+  status: 'queued' | 'running' | 'succeeded' | 'failed';
+  /** Expected ms until it runs (null: unknown). */
+  etaMs: number | null;
+}
+
+/** Port: accepts deferred operations. */
+export interface Deferrer {
+  /** Records the job (idempotent per tenant and request id) and returns it. */
+  defer(input: DeferInput): Promise<DeferredJob>;
+}
+
+/** The job id of a deferred request: `j-` and 32 hex digits of sha256(tenant/requestId). */
+export function deferredJobId(tenant: TenantId, requestId: EventId): string {
+  return `j-${createHash('sha256').update(`${tenant}/${requestId}`).digest('hex').slice(0, 32)}`;
+}
+
+/** In-memory and non-durable: jobs live in this process only and are never run. */
+export class InMemoryDeferrer implements Deferrer {
+  readonly jobs = new Map<string, { job: DeferredJob; input: DeferInput }>();
+
+  defer(input: DeferInput): Promise<DeferredJob> {
+    const id = deferredJobId(input.tenant, input.requestId);
+    const known = this.jobs.get(id);
+    if (known !== undefined) return Promise.resolve(known.job);
+    const job: DeferredJob = { id, status: 'queued', etaMs: input.retryAfterMs };
+    this.jobs.set(id, { job, input });
+    return Promise.resolve(job);
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * The demo's plans and keys, for `npm start` and tests: three plans (a
+ * starter plan with a burst bucket, a monthly quota with warning thresholds
+ * and a daily `defer` limit for heavy work; a pro plan whose monthly quota is
+ * soft; an anonymous per-IP plan that falls back to a local backstop), and one
+ * key per demo tenant. Keys are generated at start and shown once.
+ */
+import type { LimitSpec, PeriodSpec } from '../../decider/index.js';
+import { parseLimitId, parsePlanId } from '../../shared/index.js';
+import { InMemoryDeferrer } from '../deferrer.js';
+import { InMemoryKeyStore } from '../identity/key-store.js';
+import { InMemoryPlanStore, type Plan } from '../plans.js';
+import { DemoStore } from './data.js';
+
+const MONTH: PeriodSpec = { unit: 'month', anchorDay: 1, timeZone: 'UTC' };
+const DAY: PeriodSpec = { unit: 'day', anchorDay: 1, timeZone: 'UTC' };
+
+const limit = (spec: Omit<LimitSpec, 'id'> & { id: string }): LimitSpec => ({ ...spec, id: parseLimitId(spec.id) });
+
+/** The anonymous tenant's id and plan (used when `API_ANONYMOUS=ip-plan`). */
+export const DEMO_ANONYMOUS = { tenant: 'anonymous', planId: 'anonymous' } as const;
+
+export const DEMO_PLANS: Plan[] = [
+  {
+    id: parsePlanId('starter'),
+    version: 1,
+    billingPeriod: MONTH,
+    maxCostPerOperation: 5_000,
+    limits: [
+      limit({ id: 'burst', scope: 'apiKey', algorithm: { kind: 'token-bucket', capacity: 2_000, refillAmount: 200, refillPeriodMs: 1_000 }, mode: 'hard', onDeciderDown: 'open' }),
+      limit({ id: 'month', scope: 'tenant', algorithm: { kind: 'period-quota', limit: 5_000_000, period: MONTH, thresholdsPercent: [80, 90, 100] }, mode: 'hard', onDeciderDown: 'open' }),
+      limit({ id: 'heavy-day', scope: 'tenant', algorithm: { kind: 'period-quota', limit: 200_000, period: DAY, thresholdsPercent: [] }, mode: 'defer', onDeciderDown: 'open' }),
+    ],
+  },
+  {
+    id: parsePlanId('pro'),
+    version: 1,
+    billingPeriod: MONTH,
+    maxCostPerOperation: 50_000,
+    limits: [
+      limit({ id: 'burst', scope: 'apiKey', algorithm: { kind: 'token-bucket', capacity: 20_000, refillAmount: 2_000, refillPeriodMs: 1_000 }, mode: 'hard', onDeciderDown: 'local' }),
+      limit({ id: 'month', scope: 'tenant', algorithm: { kind: 'period-quota', limit: 50_000_000, period: MONTH, thresholdsPercent: [80, 100] }, mode: 'soft', onDeciderDown: 'open' }),
+    ],
+  },
+  {
+    id: parsePlanId(DEMO_ANONYMOUS.planId),
+    version: 1,
+    billingPeriod: MONTH,
+    maxCostPerOperation: 500,
+    limits: [
+      limit({ id: 'ip-burst', scope: 'ip', algorithm: { kind: 'token-bucket', capacity: 200, refillAmount: 20, refillPeriodMs: 1_000 }, mode: 'hard', onDeciderDown: 'local' }),
+    ],
+  },
+];
+
+export interface DemoKey {
+  tenant: string;
+  keyId: string;
+  planId: string;
+  /** The plain key: shown once, never logged. */
+  key: string;
+}
+
+export interface DemoSetup {
+  store: DemoStore;
+  keyStore: InMemoryKeyStore;
+  plans: InMemoryPlanStore;
+  /** In-memory and non-durable: records deferred jobs, runs nothing (the durable one is the workflows issue). */
+  deferrer: InMemoryDeferrer;
+  keys: DemoKey[];
+}
+
+/** Fresh demo data, plans and (unless `hasKeys` is false) one key per demo tenant. */
+export function createDemoSetup(options: { hasKeys?: boolean } = {}): DemoSetup {
+  const keyStore = new InMemoryKeyStore();
+  const keys: DemoKey[] = [];
+  if (options.hasKeys !== false) {
+    for (const [tenant, planId] of [
+      ['acme', 'starter'],
+      ['globex', 'pro'],
+    ] as const) {
+      const { key } = keyStore.add({ tenant, keyId: 'default', planId });
+      keys.push({ tenant, keyId: 'default', planId, key });
+    }
+  }
+  return { store: new DemoStore(), keyStore, plans: new InMemoryPlanStore(DEMO_PLANS), deferrer: new InMemoryDeferrer(), keys };
+}

@@ -1,0 +1,140 @@
+/**
+ * Who is calling: `Authorization: Bearer tg_<key>` → sha256 → key record
+ * (compared in constant time) → tenant, key id and plan. Anonymous callers get
+ * the configured per-IP plan or a 401. Lookups are cached for a short time and
+ * the whole cache is dropped when the key store's version changes, so a
+ * revocation takes effect on the next request. Unknown keys are cached too
+ * (bounded), so a flood of junk keys does not reach the store.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { parseIpHex } from '../../decider/index.js';
+import { parseKeyId, parsePlanId, parseTenantId, type Clock, type KeyId, type PlanId, type TenantId } from '../../shared/index.js';
+import { hashApiKey, isWellFormedApiKey, keyFingerprint } from './api-key.js';
+import type { ApiKeyRecord, KeyStore } from './key-store.js';
+
+export interface Identity {
+  kind: 'apiKey' | 'anonymous';
+  tenant: TenantId;
+  keyId: KeyId;
+  planId: PlanId;
+  /** For logs: a fingerprint of the key's hash (never the key). */
+  keyFingerprint: string | null;
+  clientIp: string | undefined;
+}
+
+export type IdentifyFailureCode = 'API_KEY_REQUIRED' | 'API_KEY_INVALID' | 'API_KEY_REVOKED' | 'INVALID_ID';
+
+export type IdentifyResult =
+  | { isOk: true; identity: Identity }
+  | { isOk: false; code: IdentifyFailureCode; status: 400 | 401; message: string };
+
+/** Anonymous traffic: refused, or metered under one tenant with a per-IP plan. */
+export type AnonymousPolicy = { kind: 'reject' } | { kind: 'ip-plan'; tenant: string; planId: string };
+
+export interface IdentifierOptions {
+  keyStore: KeyStore;
+  clock: Clock;
+  /** @default { kind: 'reject' } */
+  anonymous?: AnonymousPolicy;
+  /** How long a lookup is trusted (if the store's version does not change first), in ms. @default 30000 */
+  cacheTtlMs?: number;
+  /** Most cached lookups (known and unknown keys). @default 10000 */
+  maxCacheEntries?: number;
+}
+
+interface CacheEntry {
+  record: ApiKeyRecord | null;
+  expiresAtMs: number;
+}
+
+const BEARER = /^Bearer +(\S+) *$/i;
+const ANONYMOUS_KEY_ID = 'anonymous';
+
+function failure(code: IdentifyFailureCode, message: string): IdentifyResult {
+  return { isOk: false, code, status: code === 'INVALID_ID' ? 400 : 401, message };
+}
+
+export class ApiKeyIdentifier {
+  private readonly cache = new Map<string, CacheEntry>();
+  private cacheVersion: number;
+  private readonly anonymous: { tenant: TenantId; planId: PlanId; keyId: KeyId } | null;
+  private readonly ttlMs: number;
+  private readonly maxEntries: number;
+
+  /** @throws ValidationError `INVALID_ID` for a bad anonymous tenant or plan id */
+  constructor(private readonly options: IdentifierOptions) {
+    const anonymous = options.anonymous ?? { kind: 'reject' };
+    this.anonymous =
+      anonymous.kind === 'reject'
+        ? null
+        : { tenant: parseTenantId(anonymous.tenant), planId: parsePlanId(anonymous.planId), keyId: parseKeyId(ANONYMOUS_KEY_ID) };
+    this.ttlMs = options.cacheTtlMs ?? 30_000;
+    this.maxEntries = options.maxCacheEntries ?? 10_000;
+    this.cacheVersion = options.keyStore.version();
+  }
+
+  /** Identifies a request from its Authorization header and client address. */
+  async identify(authorization: string | null, clientIp: string | undefined): Promise<IdentifyResult> {
+    if (authorization === null || authorization === '') return this.identifyAnonymous(clientIp);
+    const token = BEARER.exec(authorization)?.[1];
+    if (token === undefined || !isWellFormedApiKey(token)) {
+      return failure('API_KEY_INVALID', 'the Authorization header must be `Bearer tg_<key>` with a valid key');
+    }
+    const hash = hashApiKey(token);
+    const record = await this.lookup(hash);
+    // The store matched on the hash; compare again in constant time so no code
+    // path's timing depends on how much of a guessed hash matched.
+    if (record === null || record.hash.length !== hash.length || !timingSafeEqual(record.hash, hash)) {
+      return failure('API_KEY_INVALID', 'unknown API key');
+    }
+    if (record.isRevoked) return failure('API_KEY_REVOKED', 'this API key was revoked');
+    let identity: Identity;
+    try {
+      identity = {
+        kind: 'apiKey',
+        tenant: parseTenantId(record.tenant),
+        keyId: parseKeyId(record.keyId),
+        planId: parsePlanId(record.planId),
+        keyFingerprint: keyFingerprint(hash),
+        clientIp,
+      };
+    } catch {
+      return failure('INVALID_ID', 'the key store returned an invalid id for this key');
+    }
+    return { isOk: true, identity };
+  }
+
+  private identifyAnonymous(clientIp: string | undefined): IdentifyResult {
+    if (this.anonymous === null) return failure('API_KEY_REQUIRED', 'an API key is required: Authorization: Bearer tg_<key>');
+    if (clientIp === undefined) return failure('API_KEY_REQUIRED', 'an API key is required (the client address is unknown)');
+    try {
+      parseIpHex(clientIp);
+    } catch {
+      return failure('INVALID_ID', 'the client address is not an IP address');
+    }
+    return { isOk: true, identity: { kind: 'anonymous', ...this.anonymous, keyFingerprint: null, clientIp } };
+  }
+
+  private async lookup(hash: Buffer): Promise<ApiKeyRecord | null> {
+    const version = this.options.keyStore.version();
+    if (version !== this.cacheVersion) {
+      this.cache.clear();
+      this.cacheVersion = version;
+    }
+    const cacheKey = hash.toString('base64');
+    const nowMs = this.options.clock.nowMs();
+    const cached = this.cache.get(cacheKey);
+    if (cached !== undefined && cached.expiresAtMs > nowMs) return cached.record;
+    const record = (await this.options.keyStore.findByHash(hash)) ?? null;
+    // A version change during the lookup means the answer may be stale: do not cache it.
+    if (this.options.keyStore.version() === version) {
+      this.cache.delete(cacheKey);
+      this.cache.set(cacheKey, { record, expiresAtMs: nowMs + this.ttlMs });
+      if (this.cache.size > this.maxEntries) {
+        const oldest = this.cache.keys().next();
+        if (oldest.done !== true) this.cache.delete(oldest.value);
+      }
+    }
+    return record;
+  }
+}
