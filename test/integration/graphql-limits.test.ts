@@ -12,6 +12,7 @@ import {
   KEY_PATTERN,
   RedisDecider,
   bucketKey,
+  decodeBucketState,
   compileRequest,
   connectDeciderRedis,
   shardOf,
@@ -52,7 +53,10 @@ async function bucketTokens(tenant: string, keyId = 'k1', limitId = 'burst'): Pr
     limitId: parseLimitId(limitId),
     subject: { scope: 'apiKey', keyId: parseKeyId(keyId) },
   });
-  return Number(await redis.hget(key, 't'));
+  const state = await redis.getBuffer(key);
+  if (state === null) return Number.NaN;
+  const decoded = decodeBucketState('token-bucket', state);
+  return decoded.kind === 'token-bucket' ? decoded.tokens : Number.NaN;
 }
 
 async function tenantEvents(tenant: string): Promise<Record<string, string>[]> {
