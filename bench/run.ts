@@ -8,7 +8,9 @@
  * `RateLimiterRedis.consume` (1 limit, no event) under the same load, vs
  * `redis-benchmark` EVALSHA of a minimal token bucket (the ceiling). Also p99
  * at half the maximum rate (open loop), Redis CPU per decision, and Redis
- * memory per bucket key.
+ * memory per bucket key; the cost of fsync-always and of WAIT for a replica.
+ *
+ * GraphQL (issue: GraphQL API): `bench/graphql.ts` on the same Redis.
  */
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -20,6 +22,7 @@ import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { REPO_ROOT, freePort, startRedis, stopProcess } from '../infra/services.js';
 import { RedisDecider, bucketKey, connectDeciderRedis, shardOf, type DecideInput, type LimitSpec } from '../src/decider/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../src/shared/index.js';
+import { benchGraphql } from './graphql.js';
 
 const execFileAsync = promisify(execFile);
 const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 8_000);
@@ -243,6 +246,10 @@ async function main(): Promise<void> {
     }
     client.disconnect();
 
+    // 7. the GraphQL hot path (issue: GraphQL API), servers in their own processes on this Redis
+    await admin.flushall();
+    const graphql = await benchGraphql({ redisPort: port, durationMs: DURATION_MS });
+
     figures.push(
       { name: 'decider_vs_rate_limiter_flexible', value: tollgate.perSecond / rlf.perSecond, unit: 'ratio', note: `${tollgate.perSecond.toFixed(0)} vs ${rlf.perSecond.toFixed(0)} decisions/s; tollgate checks 3 limits and appends the usage event, rate-limiter-flexible 1 limit and no event` },
       { name: 'decider_vs_evalsha_ceiling', value: tollgate.perSecond / ceilingPipelined, unit: 'ratio', note: `ceiling: redis-benchmark EVALSHA of a minimal 1-key token bucket, 50 clients, pipeline 16: ${ceilingPipelined.toFixed(0)}/s (unpipelined ${ceilingPlain.toFixed(0)}/s)` },
@@ -281,7 +288,10 @@ async function main(): Promise<void> {
       `At half the maximum rate (${(tollgate.perSecond / 2).toFixed(0)}/s, open loop): p50 ${half.p50Ms.toFixed(3)} ms, p99 ${half.p99Ms.toFixed(3)} ms.`,
       `Redis memory per token-bucket key: ${bytesPerBucket.toFixed(0)} bytes (MEMORY USAGE).`,
       '',
+      ...graphql.lines,
+      '',
     );
+    figures.push(...graphql.figures);
   } finally {
     admin.disconnect();
     await stopProcess(redisProc);
