@@ -2,8 +2,9 @@
  * The `Decider` port and its Redis implementation. A decision is a value
  * (STYLE §4): denial, deferral and warnings are kinds, never exceptions.
  *
- * Micro-batching: requests that arrive while earlier script calls are in flight
- * are sent together in the next call (no timer: an idle decider sends at once),
+ * Micro-batching: requests that arrive in the same event-loop turn, or while
+ * earlier script calls are in flight, are sent together in the next call (no
+ * timer: an idle decider sends at the end of the current turn),
  * each decided in order and atomic on its own. So throughput is bounded by
  * Redis work, not per-call round trips. A batch is one group: on a single
  * Redis every request (any shard), on Redis Cluster one shard (one slot).
@@ -190,6 +191,7 @@ export class RedisDecider implements Decider {
   private readonly options: Required<Omit<RedisDeciderOptions, 'waitForReplicas'>> & Pick<RedisDeciderOptions, 'waitForReplicas'>;
   private readonly queues = new Map<number, Pending[]>();
   private readonly inFlight = new Map<number, number>();
+  private readonly scheduled = new Set<number>();
   private readonly isCluster: boolean;
 
   constructor(
@@ -215,7 +217,15 @@ export class RedisDecider implements Decider {
         this.queues.set(group, queue);
       }
       queue.push({ input, compiled, resolve, reject });
-      if ((this.inFlight.get(group) ?? 0) < this.options.maxInFlightBatches) void this.flush(group);
+      if ((this.inFlight.get(group) ?? 0) < this.options.maxInFlightBatches && !this.scheduled.has(group)) {
+        // sent at the end of this event-loop turn (no timer): the requests that sockets delivered in
+        // the same turn share one script call
+        this.scheduled.add(group);
+        setImmediate(() => {
+          this.scheduled.delete(group);
+          void this.flush(group);
+        });
+      }
     });
   }
 
