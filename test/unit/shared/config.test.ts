@@ -23,6 +23,16 @@ describe('loadConfig', () => {
       redis: { url: 'redis://127.0.0.1:6390', clusterNodes: undefined, commandTimeoutMs: 50, shardCount: 256 },
       temporal: { address: '127.0.0.1:7243', namespace: 'default', taskQueue: 'tollgate' },
       dynamodb: { endpoint: undefined, region: 'local', tablePrefix: 'tollgate_' },
+      meter: {
+        isEnabled: true,
+        batchSize: 500,
+        claimMinIdleMs: 60_000,
+        idleDelayMs: 1_000,
+        iterationsPerRun: 500,
+        activityTimeoutMs: 60_000,
+        heartbeatTimeoutMs: 10_000,
+        maxTransactItems: 100,
+      },
     });
   });
 
