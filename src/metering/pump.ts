@@ -62,6 +62,19 @@ export interface PumpBatchResult {
   lastEntryId: string;
 }
 
+/** Carries an error thrown by the caller's onStage hook past the pump's own error mapping. */
+class StageHookFailure {
+  constructor(readonly error: unknown) {}
+}
+
+function reached(input: PumpBatchInput, stage: PumpStage): void {
+  try {
+    input.onStage?.(stage);
+  } catch (error) {
+    throw new StageHookFailure(error);
+  }
+}
+
 type StreamEntry = { id: string; fields: string[] | null };
 
 const STREAM_ID = /^\d{1,20}-\d{1,20}$/;
@@ -113,6 +126,7 @@ export class UsagePump {
     try {
       return await this.pump(stream, input);
     } catch (error) {
+      if (error instanceof StageHookFailure) throw error.error;
       if (error instanceof InvariantError || error instanceof DependencyError) throw error;
       if (redisErrorPrefix(error) === 'NOGROUP') this.groupsReady.delete(stream);
       throw new DependencyError('REDIS_UNAVAILABLE', `pump of ${stream} failed`, { cause: error });
@@ -149,7 +163,7 @@ export class UsagePump {
       lastEntryId: entries.reduce((last, entry) => (last === '' || compareIds(entry.id, last) > 0 ? entry.id : last), ''),
     };
     if (entries.length === 0) return result;
-    input.onStage?.('read');
+    reached(input, 'read');
 
     const good: { id: string; entry: LedgerEntry }[] = [];
     const poison: { id: string; fields: string[]; reason: string }[] = [];
@@ -182,7 +196,7 @@ export class UsagePump {
     const posted = await this.ledger.postEntries(good.map((item) => item.entry));
     result.posted = posted.posted;
     result.duplicates = posted.duplicates;
-    input.onStage?.('ledger-written');
+    reached(input, 'ledger-written');
     const conflicted = new Set(posted.conflicts.map((conflict) => conflict.entry));
     for (const conflict of posted.conflicts) {
       const item = good.find((candidate) => candidate.entry === conflict.entry);
@@ -203,7 +217,7 @@ export class UsagePump {
       }
       result.deadLettered = poison.length;
       result.acked += poison.length;
-      input.onStage?.('dead-lettered');
+      reached(input, 'dead-lettered');
     }
 
     const ackIds = [...good.filter((item) => !conflicted.has(item.entry)).map((item) => item.id), ...gone];
@@ -211,9 +225,9 @@ export class UsagePump {
       await this.redis.xack(stream, group, ...ackIds);
       result.acked += ackIds.length;
     }
-    input.onStage?.('acked');
+    reached(input, 'acked');
     result.trimmed = await this.trim(stream);
-    input.onStage?.('trimmed');
+    reached(input, 'trimmed');
     return result;
   }
 

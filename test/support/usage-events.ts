@@ -105,7 +105,7 @@ export async function appendEvents(redis: Redis, stream: string, events: readonl
     for (const event of events.slice(start, start + 500)) pipeline.xadd(stream, '*', ...event.fields);
     const replies = await pipeline.exec();
     const failed = replies?.find(([error]) => error !== null);
-    if (failed !== undefined) throw failed[0];
+    if (failed?.[0]) throw failed[0];
   }
 }
 
