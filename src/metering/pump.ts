@@ -63,8 +63,10 @@ export interface PumpBatchResult {
 }
 
 /** Carries an error thrown by the caller's onStage hook past the pump's own error mapping. */
-class StageHookFailure {
-  constructor(readonly error: unknown) {}
+class StageHookFailure extends Error {
+  constructor(readonly error: unknown) {
+    super('onStage hook threw');
+  }
 }
 
 function reached(input: PumpBatchInput, stage: PumpStage): void {
