@@ -42,6 +42,8 @@ export interface EnsureMeterWorkflowsInput {
   settings: MeterSettings;
   /** Starts in flight at once. @default 16 */
   concurrency?: number;
+  /** Workflow task timeout, ms: how soon a task held by a dead worker is handed out again. @default the server's (10 s) */
+  workflowTaskTimeoutMs?: number;
 }
 
 /**
@@ -60,6 +62,7 @@ export async function ensureMeterWorkflows(client: Client, input: EnsureMeterWor
       workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
       args: [{ shard, settings: input.settings }],
+      ...(input.workflowTaskTimeoutMs === undefined ? {} : { workflowTaskTimeout: input.workflowTaskTimeoutMs }),
     });
   };
   const lanes = Array.from({ length: Math.min(input.concurrency ?? 16, queue.length) }, async () => {
