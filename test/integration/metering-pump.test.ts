@@ -3,9 +3,11 @@
  * the workflow around it is tested in metering-workflow and metering-crash).
  */
 import { randomInt } from 'node:crypto';
+import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDeciderRedis, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
+import { DependencyError } from '../../src/shared/index.js';
 import {
   DynamoLedgerStore,
   UsagePump,
@@ -232,5 +234,60 @@ describe('UsagePump.pumpBatch', () => {
     ]);
     await expectLedgerMatches([original, other]);
     expect(await pendingCount(stream)).toBe(0);
+  });
+
+  it('acknowledges nothing when DynamoDB cancels a transaction (TransactionConflict) or loses the reply of a committed one, and a retry ledgers each event once', async () => {
+    // given a ledger client whose 2nd transaction is cancelled as a conflict and whose 4th commits but loses its reply
+    // (DynamoDB Local never throws either: injected with SDK middleware)
+    const faulty = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
+    let transactions = 0;
+    faulty.middlewareStack.add(
+      (next) => async (args) => {
+        if (!(args.input && typeof args.input === 'object' && 'TransactItems' in args.input)) return next(args);
+        transactions += 1;
+        if (transactions === 2) {
+          throw new TransactionCanceledException({
+            message: 'Transaction cancelled (injected)',
+            $metadata: {},
+            CancellationReasons: [{ Code: 'TransactionConflict' }],
+          });
+        }
+        const output = await next(args);
+        if (transactions === 4) throw new Error('socket hang up (injected, after the commit)');
+        return output;
+      },
+      { step: 'initialize', name: 'injectTransactFaults' },
+    );
+    const shard = freshShard();
+    const stream = usageStreamKey(shard);
+    const tenants = [uniqueTenant(), uniqueTenant(), uniqueTenant()];
+    const events = generateEvents({ tenants, periods: [BP_OCT, BP_NOV], requests: 150, random: seededRandom(13), prefix: 'f' });
+    await appendEvents(redis, stream, events);
+    const pump = new UsagePump(pumpRedis, new DynamoLedgerStore(faulty, { tablePrefix: config.dynamodb.tablePrefix, maxTransactItems: 20 }), {
+      batchSize: 1_000,
+      claimMinIdleMs: 1,
+    });
+    try {
+      // when the batch fails twice and is retried (reclaiming its pending entries) until it goes through
+      const failures: unknown[] = [];
+      let results: PumpBatchResult[] = [];
+      for (let attempt = 0; attempt < 5 && results.length === 0; attempt += 1) {
+        try {
+          results = await drain(pump, shard);
+        } catch (error) {
+          failures.push(error);
+          expect(await pendingCount(stream)).toBe(events.length);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      }
+      // then both faults surfaced as retryable dependency errors, and the ledger holds each event once
+      expect(failures.map((error) => error instanceof DependencyError && error.code)).toEqual(['DYNAMODB_UNAVAILABLE', 'DYNAMODB_UNAVAILABLE']);
+      expect(sum(results, 'duplicates')).toBeGreaterThan(0);
+      expect(sum(results, 'posted') + sum(results, 'duplicates')).toBe(events.length);
+      await expectLedgerMatches(events);
+      expect(await pendingCount(stream)).toBe(0);
+    } finally {
+      faulty.destroy();
+    }
   });
 });
