@@ -76,10 +76,15 @@ export interface PostEntriesResult {
   conflicts: LedgerConflict[];
 }
 
+export interface PostEntriesOptions {
+  /** Called after each committed or cancelled transaction (a long batch heartbeats with it). */
+  onTransaction?: () => void;
+}
+
 /** Port: where ledger entries live. */
 export interface LedgerStore {
   postEntry(entry: LedgerEntry): Promise<PostEntryResult>;
-  postEntries(entries: readonly LedgerEntry[]): Promise<PostEntriesResult>;
+  postEntries(entries: readonly LedgerEntry[], options?: PostEntriesOptions): Promise<PostEntriesResult>;
   getBalance(input: { tenant: TenantId; periodStart: string }): Promise<LedgerBalance>;
 }
 
@@ -157,7 +162,7 @@ export class DynamoLedgerStore implements LedgerStore {
    * @throws DependencyError `DYNAMODB_UNAVAILABLE` when DynamoDB fails; transactions
    *   already committed stay, and a retry of the whole batch is safe.
    */
-  async postEntries(entries: readonly LedgerEntry[]): Promise<PostEntriesResult> {
+  async postEntries(entries: readonly LedgerEntry[], options: PostEntriesOptions = {}): Promise<PostEntriesResult> {
     const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [] };
     const unique = new Map<string, LedgerEntry>();
     for (const entry of entries) {
@@ -169,7 +174,7 @@ export class DynamoLedgerStore implements LedgerStore {
       else result.conflicts.push({ entry, reason: `event id ${entry.eventId} appears twice in the batch with different data` });
     }
     for (const transaction of planLedgerTransactions([...unique.values()], this.maxTransactItems)) {
-      const outcome = await this.postTransaction(transaction);
+      const outcome = await this.postTransaction(transaction, options);
       result.posted += outcome.posted;
       result.duplicates += outcome.duplicates;
       result.conflicts.push(...outcome.conflicts);
@@ -182,7 +187,7 @@ export class DynamoLedgerStore implements LedgerStore {
    * whole, those entries are classified (duplicate or conflict) and removed,
    * and the rest is tried again. Each round removes at least one entry.
    */
-  private async postTransaction(chunks: BalanceChunk<LedgerEntry>[]): Promise<PostEntriesResult> {
+  private async postTransaction(chunks: BalanceChunk<LedgerEntry>[], options: PostEntriesOptions): Promise<PostEntriesResult> {
     const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [] };
     let live = chunks.map((chunk) => ({ ...chunk, entries: [...chunk.entries] }));
     for (;;) {
@@ -218,6 +223,7 @@ export class DynamoLedgerStore implements LedgerStore {
       let reasons: CancellationReason[];
       try {
         await this.client.send(new TransactWriteItemsCommand({ TransactItems: items }));
+        options.onTransaction?.();
         result.posted += itemEntries.filter((entry) => entry !== undefined).length;
         return result;
       } catch (error) {
@@ -226,6 +232,7 @@ export class DynamoLedgerStore implements LedgerStore {
         }
         reasons = error.CancellationReasons ?? [];
       }
+      options.onTransaction?.();
       const taken = new Set<LedgerEntry>();
       for (const [index, reason] of reasons.entries()) {
         const entry = itemEntries[index];

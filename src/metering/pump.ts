@@ -40,6 +40,8 @@ export interface PumpBatchInput {
   /** Where the reclaim scan continues (`0-0` starts over). */
   claimCursor: string;
   onStage?: (stage: PumpStage) => void;
+  /** Called while a long step makes progress (after each DynamoDB transaction), for heartbeats. */
+  onProgress?: () => void;
 }
 
 /** What one batch did. JSON-safe. */
@@ -195,7 +197,10 @@ export class UsagePump {
       });
     }
 
-    const posted = await this.ledger.postEntries(good.map((item) => item.entry));
+    const posted = await this.ledger.postEntries(
+      good.map((item) => item.entry),
+      input.onProgress === undefined ? {} : { onTransaction: input.onProgress },
+    );
     result.posted = posted.posted;
     result.duplicates = posted.duplicates;
     reached(input, 'ledger-written');

@@ -34,6 +34,7 @@ export function createMeteringActivities(deps: MeteringActivityDeps) {
         return deps.pump.pumpBatch({
           shard,
           claimCursor: input.claimCursor,
+          onProgress: () => heartbeat('ledger'),
           onStage: (stage) => {
             heartbeat(stage);
             deps.onStage?.(stage, shard);
