@@ -11,6 +11,7 @@ import type {
   meterShard,
   postLedgerEntries,
 } from './workflows/index.js';
+import { meterSettingsSignal } from './workflows/index.js';
 
 export interface PostLedgerBatchInput extends PostLedgerEntriesInput {
   tenant: string;
@@ -47,21 +48,24 @@ export interface EnsureMeterWorkflowsInput {
 }
 
 /**
- * Ensures a `meter/<shard>` pump runs for every shard: a running pump is left
- * as it is (USE_EXISTING, its settings unchanged until it is restarted), and one
- * that ended (failed, terminated) is started again (ALLOW_DUPLICATE). Safe to
- * call on every worker start and from several workers at once.
+ * Ensures a `meter/<shard>` pump runs for every shard, with signal-with-start:
+ * a running pump is kept (its cursor and counters) and told the settings, which
+ * it adopts from its next run when they differ; one that ended (failed,
+ * terminated) is started again (ALLOW_DUPLICATE). Safe to call on every worker
+ * start and from several workers at once.
  * @throws whatever the Temporal client throws when the server refuses a start
  */
 export async function ensureMeterWorkflows(client: Client, input: EnsureMeterWorkflowsInput): Promise<void> {
   const queue = [...input.shards];
   const startOne = async (shard: number): Promise<void> => {
-    await client.workflow.start<typeof meterShard>('meterShard', {
+    await client.workflow.signalWithStart<typeof meterShard, [MeterSettings]>('meterShard', {
       taskQueue: input.taskQueue,
       workflowId: meterWorkflowId(shard),
       workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
       args: [{ shard, settings: input.settings }],
+      signal: meterSettingsSignal,
+      signalArgs: [input.settings],
       ...(input.workflowTaskTimeoutMs === undefined ? {} : { workflowTaskTimeout: input.workflowTaskTimeoutMs }),
     });
   };

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { usageStreamKey } from '../../src/decider/index.js';
 import { createDynamoClient, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
-import { meterStateQuery, type MeterState } from '../../src/workflows/workflows/index.js';
+import { meterSettingsQuery, meterStateQuery, type MeterState } from '../../src/workflows/workflows/index.js';
 import { createTollgateWorker } from '../../src/workflows/worker.js';
 import { createLogger } from '../../src/shared/index.js';
 import { readLedgerPartition } from '../support/ledger.js';
@@ -70,7 +70,7 @@ async function stateOf(shard: number): Promise<MeterState> {
 }
 
 describe('meter/<shard> workflows', () => {
-  it('drain each shard into the ledger, continue as new with their counters, and a second start joins the running pump', async () => {
+  it('drain each shard into the ledger, continue as new with their counters, and a second start joins the running pump with new settings', async () => {
     // given events on two shard streams
     const tenants = [uniqueTenant(), uniqueTenant()];
     const periods = [Date.UTC(2026, 10, 1)];
@@ -86,7 +86,8 @@ describe('meter/<shard> workflows', () => {
       const total = perShard.get(shard)?.length ?? 0;
       while ((await stateOf(shard)).counters.posted < total) await sleep(200);
     }
-    await ensureMeterWorkflows(env.client, { shards, taskQueue, settings });
+    const changed = { ...settings, idleDelayMs: 150 };
+    await ensureMeterWorkflows(env.client, { shards, taskQueue, settings: changed });
 
     // then every event is in the ledger once, and the counters say so across runs
     const all = [...perShard.values()].flat();
@@ -102,17 +103,25 @@ describe('meter/<shard> workflows', () => {
       expect(state.counters.runs).toBeGreaterThan(1);
       const [last] = await redis.xrevrange(usageStreamKey(shard), '+', '-', 'COUNT', 1);
       expect(state.lastEntryId).toBe(last?.[0]);
+      // the second start kept the pump (counters carried on) and its new settings apply from the next run
+      const handle = env.client.workflow.getHandle(meterWorkflowId(shard));
+      while ((await handle.query(meterSettingsQuery)).idleDelayMs !== changed.idleDelayMs) await sleep(100);
+      expect((await stateOf(shard)).counters.posted).toBe(events.length);
     }
 
     if (shouldCapture) {
-      // one busy run (batches with data, from the first start) and one idle run (timers, state carried over)
+      // a busy run (batches with data), an idle run (timers, state carried over) and one that got new settings
       const wanted = new Map<string, (events: string[]) => boolean>([
         ['busy', (events) => events.includes('EVENT_TYPE_ACTIVITY_TASK_COMPLETED') && !events.includes('EVENT_TYPE_TIMER_FIRED')],
         ['idle', (events) => events.includes('EVENT_TYPE_TIMER_FIRED')],
+        // a settings signal in the middle of a run (not the one that comes with the start)
+        ['signalled', (events) => events.lastIndexOf('EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED') > 2],
       ]);
       // visibility is eventually consistent, and idle runs come after the drain: look until both are there
       for (let attempt = 0; attempt < 100 && wanted.size > 0; attempt += 1) {
-        const runs = env.client.workflow.list({ query: `WorkflowId = '${meterWorkflowId(shards[0] ?? 0)}' AND ExecutionStatus = 'ContinuedAsNew'` });
+        const runs = env.client.workflow.list({
+          query: `WorkflowId IN ('${meterWorkflowId(shards[0] ?? 0)}', '${meterWorkflowId(shards[1] ?? 0)}') AND ExecutionStatus = 'ContinuedAsNew'`,
+        });
         for await (const run of runs) {
           const history = await env.client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
           const json = historyToJSON(history);
@@ -121,6 +130,7 @@ describe('meter/<shard> workflows', () => {
             if (!matches(types)) continue;
             writeFileSync(new URL(`../fixtures/histories/meter-shard-${name}.json`, import.meta.url), json);
             wanted.delete(name);
+            break; // one fixture per run
           }
           if (wanted.size === 0) break;
         }

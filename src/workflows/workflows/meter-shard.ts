@@ -4,9 +4,11 @@
  * stream into the ledger exactly once; when the stream is idle it waits
  * `idleDelayMs` on a durable timer. It keeps only a cursor and counters, and
  * continues as new every `iterationsPerRun` batches or when Temporal suggests
- * it, so its history stays small. It never completes on its own.
+ * it, so its history stays small. It never completes on its own. New settings
+ * arrive by `meterSettingsSignal` (sent with every start) and apply from the
+ * next run, which begins after the batch in progress.
  */
-import { continueAsNew, defineQuery, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, defineQuery, defineSignal, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { MeteringActivities, PumpUsageBatchResult } from '../activities/index.js';
 
 /** Timing and sizing of the pump; from configuration (tests use small values). */
@@ -49,6 +51,19 @@ export interface MeterShardInput {
 
 /** The pump's cursor and counters. */
 export const meterStateQuery = defineQuery<MeterState>('meterState');
+/** The settings the pump runs with. */
+export const meterSettingsQuery = defineQuery<MeterSettings>('meterSettings');
+/** Replaces the settings from the next run on (ignored when equal to the current ones). */
+export const meterSettingsSignal = defineSignal<[MeterSettings]>('meterSettings');
+
+function isSameSettings(a: MeterSettings, b: MeterSettings): boolean {
+  return (
+    a.idleDelayMs === b.idleDelayMs &&
+    a.iterationsPerRun === b.iterationsPerRun &&
+    a.activityTimeoutMs === b.activityTimeoutMs &&
+    a.heartbeatTimeoutMs === b.heartbeatTimeoutMs
+  );
+}
 
 const INITIAL_STATE: MeterState = {
   claimCursor: '0-0',
@@ -88,12 +103,17 @@ export async function meterShard(input: MeterShardInput): Promise<never> {
   });
   const previous = input.state ?? INITIAL_STATE;
   let state: MeterState = { ...previous, counters: { ...previous.counters, runs: previous.counters.runs + 1 } };
+  let nextSettings: MeterSettings | undefined;
   setHandler(meterStateQuery, () => state);
+  setHandler(meterSettingsQuery, () => settings);
+  setHandler(meterSettingsSignal, (update) => {
+    nextSettings = isSameSettings(update, settings) ? undefined : update;
+  });
   for (let iteration = 0; iteration < settings.iterationsPerRun; iteration += 1) {
     const batch = await pumpUsageBatch({ shard: input.shard, claimCursor: state.claimCursor });
     state = advance(state, batch);
-    if (workflowInfo().continueAsNewSuggested) break;
+    if (nextSettings !== undefined || workflowInfo().continueAsNewSuggested) break;
     if (batch.read === 0) await sleep(settings.idleDelayMs);
   }
-  return continueAsNew<typeof meterShard>({ shard: input.shard, settings, state });
+  return continueAsNew<typeof meterShard>({ shard: input.shard, settings: nextSettings ?? settings, state });
 }
