@@ -19,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { usageStreamKey } from '../../src/decider/index.js';
 import { createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import { meterStateQuery } from '../../src/workflows/workflows/index.js';
 import { workflowsPath } from '../../src/workflows/worker.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
@@ -197,7 +198,11 @@ describe('meter/<shard> pump under SIGKILL', () => {
       const dead = await redis.xrange(deadLetterStreamKey(shard), '-', '+');
       expect(dead.map(([, fields]) => fields[fields.indexOf('reason') + 1])).toEqual(['unknown type "usage.unknown.v1"']);
     }
-    console.log(`[metering-crash] named crash points reached: ${reached.join(', ')}`);
+    // the crashes after the DynamoDB write really made later batches re-post entries (as duplicates)
+    let duplicates = 0;
+    for (const shard of shards) duplicates += (await client.workflow.getHandle(meterWorkflowId(shard)).query(meterStateQuery)).counters.duplicates;
+    expect(duplicates).toBeGreaterThan(0);
+    console.log(`[metering-crash] named crash points reached: ${reached.join(', ')}; entries re-posted as duplicates: ${duplicates}`);
     last.child.kill('SIGTERM');
     expect(await last.exited).toBe(0);
   }, 300_000);
