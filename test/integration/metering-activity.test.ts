@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDeciderRedis, createDeciderRedis, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DynamoLedgerStore, UsagePump, createDynamoClient, deadLetterStreamKey, parseShard } from '../../src/metering/index.js';
-import { createMeteringActivities } from '../../src/workflows/activities/index.js';
+import { createMeteringActivities, type PumpUsageBatchInput } from '../../src/workflows/activities/index.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
 import { appendEvents, generateEvents, reservedEvent, seededRandom } from '../support/usage-events.js';
 
@@ -49,7 +49,7 @@ describe('pumpUsageBatch activity', () => {
     const heartbeats: unknown[] = [];
     env.on('heartbeat', (details: unknown) => heartbeats.push(details));
     // when
-    const result = await env.run(activities.pumpUsageBatch, { shard, claimCursor: '0-0' });
+    const result = await env.run((input: PumpUsageBatchInput) => activities.pumpUsageBatch(input), { shard, claimCursor: '0-0' });
     // then
     expect(result).toMatchObject({ read: events.length, posted: events.length, duplicates: 0, deadLettered: 0, acked: events.length });
     const transactions = Math.ceil(events.length / 9);
@@ -60,7 +60,7 @@ describe('pumpUsageBatch activity', () => {
     const activities = createMeteringActivities({ pump: new UsagePump(pumpRedis, ledger) });
     // (an error-level logger: the expected failure is not logged as a warning)
     const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
-    const failure = await env.run(activities.pumpUsageBatch, { shard: -1, claimCursor: '0-0' }).catch((error: unknown) => error);
+    const failure = await env.run((input: PumpUsageBatchInput) => activities.pumpUsageBatch(input), { shard: -1, claimCursor: '0-0' }).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(ApplicationFailure);
     expect(failure).toMatchObject({ type: 'INVALID_INPUT', nonRetryable: true });
   });
