@@ -90,8 +90,10 @@ export const CONFIG_SCHEMA = z.object({
   METER_CLAIM_MIN_IDLE_MS: positiveInt
     .default(60_000)
     .describe('A usage entry delivered but unacknowledged this long (ms) is reclaimed by the pump (a crashed batch).'),
-  METER_IDLE_DELAY_MS: positiveInt.default(1_000).describe('How long a pump waits (durable timer, ms) after a batch that found nothing.'),
-  METER_ITERATIONS_PER_RUN: positiveInt.default(500).describe('Batches a pump workflow runs before it continues as new.'),
+  METER_IDLE_DELAY_MS: positiveInt
+    .default(5_000)
+    .describe('How long a pump waits (durable timer, ms) after a batch that found nothing: the idle cost of 256 pumps on Temporal, and the worst-case ledger lag at idle.'),
+  METER_ITERATIONS_PER_RUN: positiveInt.default(200).describe('Batches a pump workflow runs before it continues as new.'),
   METER_ACTIVITY_TIMEOUT_MS: positiveInt.default(60_000).describe('Start-to-close timeout of one pump batch, ms.'),
   METER_HEARTBEAT_TIMEOUT_MS: positiveInt
     .default(10_000)
