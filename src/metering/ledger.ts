@@ -15,7 +15,10 @@ import {
   GetItemCommand,
   TransactWriteItemsCommand,
   TransactionCanceledException,
+  type AttributeValue,
+  type CancellationReason,
   type DynamoDBClient,
+  type TransactWriteItem,
 } from '@aws-sdk/client-dynamodb';
 import {
   ConflictError,
@@ -25,6 +28,10 @@ import {
   type TenantId,
 } from '../shared/index.js';
 import { ledgerTableName } from './dynamo.js';
+import { planLedgerTransactions, type BalanceChunk } from './model/ledger-batch.js';
+
+/** DynamoDB's limit of operations in one TransactWriteItems. */
+export const MAX_TRANSACT_ITEMS = 100;
 
 /** One ledger line: an admitted (positive) or refunded (negative) amount of cost units. */
 export interface LedgerEntry {
@@ -37,6 +44,8 @@ export interface LedgerEntry {
   /** Cost units, a safe integer; negative for refunds and credits. */
   amount: number;
   operation: string;
+  /** Where the entry came from, e.g. `{s:3}:usage:v1/1700000000000-0` (informational, not compared). */
+  source?: string;
 }
 
 /** Outcome of posting one entry. */
@@ -51,9 +60,31 @@ export interface LedgerBalance {
   entries: number;
 }
 
+/** An entry that could not be posted because its event id holds different data. */
+export interface LedgerConflict {
+  entry: LedgerEntry;
+  reason: string;
+}
+
+/** Outcome of posting a batch of entries. */
+export interface PostEntriesResult {
+  /** Entries written now (each balance moved by them). */
+  posted: number;
+  /** Entries already there, identical (a replay): nothing moved. */
+  duplicates: number;
+  /** Entries whose id holds different data: not written, nothing moved. */
+  conflicts: LedgerConflict[];
+}
+
+export interface PostEntriesOptions {
+  /** Called after each committed or cancelled transaction (a long batch heartbeats with it). */
+  onTransaction?: () => void;
+}
+
 /** Port: where ledger entries live. */
 export interface LedgerStore {
   postEntry(entry: LedgerEntry): Promise<PostEntryResult>;
+  postEntries(entries: readonly LedgerEntry[], options?: PostEntriesOptions): Promise<PostEntriesResult>;
   getBalance(input: { tenant: TenantId; periodStart: string }): Promise<LedgerBalance>;
 }
 
@@ -73,15 +104,163 @@ function validate(entry: LedgerEntry): void {
 
 const partitionKey = (tenant: TenantId, periodStart: string): string => `tenant#${tenant}#period#${periodStart}`;
 
+type AttributeMap = Record<string, AttributeValue>;
+
+function entryItem(entry: LedgerEntry, postedAtMs: number): AttributeMap {
+  return {
+    pk: { S: partitionKey(entry.tenant, entry.periodStart) },
+    sk: { S: `entry#${entry.eventId}` },
+    eventId: { S: entry.eventId },
+    kind: { S: entry.kind },
+    amount: { N: String(entry.amount) },
+    operation: { S: entry.operation },
+    postedAtMs: { N: String(postedAtMs) },
+    ...(entry.source === undefined ? {} : { source: { S: entry.source } }),
+  };
+}
+
+/** Same event data (kind, amount, operation); when it was posted and from where do not count. */
+function isSameEntry(item: AttributeMap | undefined, entry: LedgerEntry): boolean {
+  return (
+    item !== undefined &&
+    item['kind']?.S === entry.kind &&
+    item['amount']?.N === String(entry.amount) &&
+    item['operation']?.S === entry.operation
+  );
+}
+
+export interface DynamoLedgerStoreOptions {
+  tablePrefix: string;
+  /** Operations per TransactWriteItems (entries plus one balance update per tenant and period). @default 100 */
+  maxTransactItems?: number;
+}
+
 /** LedgerStore on DynamoDB (`TransactWriteItems`: entry put + balance update). */
 export class DynamoLedgerStore implements LedgerStore {
   private readonly table: string;
+  private readonly maxTransactItems: number;
 
   constructor(
     private readonly client: DynamoDBClient,
-    options: { tablePrefix: string },
+    options: DynamoLedgerStoreOptions,
   ) {
     this.table = ledgerTableName(options.tablePrefix);
+    this.maxTransactItems = options.maxTransactItems ?? MAX_TRANSACT_ITEMS;
+    if (!Number.isInteger(this.maxTransactItems) || this.maxTransactItems < 2 || this.maxTransactItems > MAX_TRANSACT_ITEMS) {
+      throw new ValidationError('INVALID_INPUT', `maxTransactItems must be an integer in 2..${MAX_TRANSACT_ITEMS}`);
+    }
+  }
+
+  /**
+   * Posts a batch: entries grouped per tenant and period, each group's balance
+   * moved by the group's sum in the same transaction as its entries. Replaying
+   * a batch (wholly or partly posted before) moves nothing twice: an entry
+   * already there is compared, and dropped from the transaction as a duplicate
+   * (identical) or reported as a conflict (different data; never written).
+   * Entries with the same event id inside one batch count once when identical.
+   * @throws ValidationError for a malformed entry (nothing written)
+   * @throws DependencyError `DYNAMODB_UNAVAILABLE` when DynamoDB fails; transactions
+   *   already committed stay, and a retry of the whole batch is safe.
+   */
+  async postEntries(entries: readonly LedgerEntry[], options: PostEntriesOptions = {}): Promise<PostEntriesResult> {
+    const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [] };
+    const unique = new Map<string, LedgerEntry>();
+    for (const entry of entries) {
+      validate(entry);
+      const key = `${partitionKey(entry.tenant, entry.periodStart)}/${entry.eventId}`;
+      const seen = unique.get(key);
+      if (seen === undefined) unique.set(key, entry);
+      else if (seen.kind === entry.kind && seen.amount === entry.amount && seen.operation === entry.operation) result.duplicates += 1;
+      else result.conflicts.push({ entry, reason: `event id ${entry.eventId} appears twice in the batch with different data` });
+    }
+    for (const transaction of planLedgerTransactions([...unique.values()], this.maxTransactItems)) {
+      const outcome = await this.postTransaction(transaction, options);
+      result.posted += outcome.posted;
+      result.duplicates += outcome.duplicates;
+      result.conflicts.push(...outcome.conflicts);
+    }
+    return result;
+  }
+
+  /**
+   * One transaction; when some entries already exist it is cancelled as a
+   * whole, those entries are classified (duplicate or conflict) and removed,
+   * and the rest is tried again. Each round removes at least one entry.
+   */
+  private async postTransaction(chunks: BalanceChunk<LedgerEntry>[], options: PostEntriesOptions): Promise<PostEntriesResult> {
+    const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [] };
+    let live = chunks.map((chunk) => ({ ...chunk, entries: [...chunk.entries] }));
+    for (;;) {
+      live = live
+        .filter((chunk) => chunk.entries.length > 0)
+        .map((chunk) => ({ ...chunk, amount: chunk.entries.reduce((sum, entry) => sum + entry.amount, 0) }));
+      if (live.length === 0) return result;
+      const postedAtMs = Date.now();
+      const items: TransactWriteItem[] = [];
+      const itemEntries: (LedgerEntry | undefined)[] = [];
+      for (const chunk of live) {
+        for (const entry of chunk.entries) {
+          items.push({
+            Put: {
+              TableName: this.table,
+              Item: entryItem(entry, postedAtMs),
+              ConditionExpression: 'attribute_not_exists(pk)',
+              ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+            },
+          });
+          itemEntries.push(entry);
+        }
+        items.push({
+          Update: {
+            TableName: this.table,
+            Key: { pk: { S: partitionKey(chunk.tenant as TenantId, chunk.periodStart) }, sk: { S: 'balance' } },
+            UpdateExpression: 'ADD amount :amount, entries :count',
+            ExpressionAttributeValues: { ':amount': { N: String(chunk.amount) }, ':count': { N: String(chunk.entries.length) } },
+          },
+        });
+        itemEntries.push(undefined);
+      }
+      let reasons: CancellationReason[];
+      try {
+        await this.client.send(new TransactWriteItemsCommand({ TransactItems: items }));
+        options.onTransaction?.();
+        result.posted += itemEntries.filter((entry) => entry !== undefined).length;
+        return result;
+      } catch (error) {
+        if (!(error instanceof TransactionCanceledException)) {
+          throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not post the ledger batch', { cause: error });
+        }
+        reasons = error.CancellationReasons ?? [];
+      }
+      options.onTransaction?.();
+      const taken = new Set<LedgerEntry>();
+      for (const [index, reason] of reasons.entries()) {
+        const entry = itemEntries[index];
+        if (entry === undefined || reason.Code !== 'ConditionalCheckFailed') continue;
+        taken.add(entry);
+        const existing = reason.Item ?? (await this.readEntry(entry));
+        if (isSameEntry(existing, entry)) result.duplicates += 1;
+        else result.conflicts.push({ entry, reason: `ledger entry ${entry.eventId} already exists with different data` });
+      }
+      if (taken.size === 0) {
+        // Cancelled for another reason (a concurrent transaction on the same balance, throttling): retry later.
+        throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB cancelled the ledger transaction', {
+          details: { reasons: reasons.map((reason) => reason.Code ?? 'None') },
+        });
+      }
+      live = live.map((chunk) => ({ ...chunk, entries: chunk.entries.filter((entry) => !taken.has(entry)) }));
+    }
+  }
+
+  private async readEntry(entry: LedgerEntry): Promise<AttributeMap | undefined> {
+    const reply = await this.client.send(
+      new GetItemCommand({
+        TableName: this.table,
+        Key: { pk: { S: partitionKey(entry.tenant, entry.periodStart) }, sk: { S: `entry#${entry.eventId}` } },
+        ConsistentRead: true,
+      }),
+    );
+    return reply.Item;
   }
 
   /**

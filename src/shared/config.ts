@@ -96,6 +96,27 @@ export const CONFIG_SCHEMA = z.object({
     .regex(/^[A-Za-z0-9_.-]{0,64}$/, 'letters, digits, _ . - only')
     .default('tollgate_')
     .describe('Prefix of every table name (ledger, config, jobs).'),
+  METER_ENABLED: z
+    .enum(['true', 'false'])
+    .default('true')
+    .describe('Whether the worker ensures a meter/<shard> pump workflow runs for every shard at start (true/false).'),
+  METER_BATCH_SIZE: positiveInt.max(10_000).default(500).describe('Most usage entries one pump batch reads from a shard stream.'),
+  METER_CLAIM_MIN_IDLE_MS: positiveInt
+    .default(60_000)
+    .describe('A usage entry delivered but unacknowledged this long (ms) is reclaimed by the pump (a crashed batch).'),
+  METER_IDLE_DELAY_MS: positiveInt
+    .default(5_000)
+    .describe('How long a pump waits (durable timer, ms) after a batch that found nothing: the idle cost of 256 pumps on Temporal, and the worst-case ledger lag at idle.'),
+  METER_ITERATIONS_PER_RUN: positiveInt.default(200).describe('Batches a pump workflow runs before it continues as new.'),
+  METER_ACTIVITY_TIMEOUT_MS: positiveInt.default(60_000).describe('Start-to-close timeout of one pump batch, ms.'),
+  METER_HEARTBEAT_TIMEOUT_MS: positiveInt
+    .default(10_000)
+    .describe('Heartbeat timeout of one pump batch, ms: how soon a batch of a crashed worker is retried.'),
+  METER_MAX_TRANSACT_ITEMS: positiveInt
+    .min(2)
+    .max(100)
+    .default(100)
+    .describe('Operations per DynamoDB TransactWriteItems when the pump posts ledger entries (DynamoDB allows 100).'),
 });
 
 type RawConfig = z.infer<typeof CONFIG_SCHEMA>;
@@ -115,6 +136,16 @@ export interface AppConfig {
   };
   temporal: { address: string; namespace: string; taskQueue: string };
   dynamodb: { endpoint: string | undefined; region: string; tablePrefix: string };
+  meter: {
+    isEnabled: boolean;
+    batchSize: number;
+    claimMinIdleMs: number;
+    idleDelayMs: number;
+    iterationsPerRun: number;
+    activityTimeoutMs: number;
+    heartbeatTimeoutMs: number;
+    maxTransactItems: number;
+  };
 }
 
 function toAppConfig(raw: RawConfig): AppConfig {
@@ -132,6 +163,16 @@ function toAppConfig(raw: RawConfig): AppConfig {
     },
     temporal: { address: raw.TEMPORAL_ADDRESS, namespace: raw.TEMPORAL_NAMESPACE, taskQueue: raw.TEMPORAL_TASK_QUEUE },
     dynamodb: { endpoint: raw.DYNAMODB_ENDPOINT, region: raw.DYNAMODB_REGION, tablePrefix: raw.DYNAMODB_TABLE_PREFIX },
+    meter: {
+      isEnabled: raw.METER_ENABLED === 'true',
+      batchSize: raw.METER_BATCH_SIZE,
+      claimMinIdleMs: raw.METER_CLAIM_MIN_IDLE_MS,
+      idleDelayMs: raw.METER_IDLE_DELAY_MS,
+      iterationsPerRun: raw.METER_ITERATIONS_PER_RUN,
+      activityTimeoutMs: raw.METER_ACTIVITY_TIMEOUT_MS,
+      heartbeatTimeoutMs: raw.METER_HEARTBEAT_TIMEOUT_MS,
+      maxTransactItems: raw.METER_MAX_TRANSACT_ITEMS,
+    },
   };
 }
 

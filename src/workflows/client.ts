@@ -3,8 +3,15 @@
  * id-reuse policy, so a retried start is a no-op rather than a second run.
  */
 import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client } from '@temporalio/client';
-import { ledgerPostWorkflowId } from './ids.js';
-import type { PostLedgerEntriesInput, PostLedgerEntriesResult, postLedgerEntries } from './workflows/index.js';
+import { ledgerPostWorkflowId, meterWorkflowId } from './ids.js';
+import type {
+  MeterSettings,
+  PostLedgerEntriesInput,
+  PostLedgerEntriesResult,
+  meterShard,
+  postLedgerEntries,
+} from './workflows/index.js';
+import { meterSettingsSignal } from './workflows/index.js';
 
 export interface PostLedgerBatchInput extends PostLedgerEntriesInput {
   tenant: string;
@@ -27,4 +34,43 @@ export async function postLedgerBatch(client: Client, input: PostLedgerBatchInpu
     args: [{ entries: input.entries }],
   });
   return handle.result();
+}
+
+export interface EnsureMeterWorkflowsInput {
+  /** The logical shards to pump, e.g. 0..DECIDER_SHARDS-1. */
+  shards: readonly number[];
+  taskQueue: string;
+  settings: MeterSettings;
+  /** Starts in flight at once. @default 16 */
+  concurrency?: number;
+  /** Workflow task timeout, ms: how soon a task held by a dead worker is handed out again. @default the server's (10 s) */
+  workflowTaskTimeoutMs?: number;
+}
+
+/**
+ * Ensures a `meter/<shard>` pump runs for every shard, with signal-with-start:
+ * a running pump is kept (its cursor and counters) and told the settings, which
+ * it adopts from its next run when they differ; one that ended (failed,
+ * terminated) is started again (ALLOW_DUPLICATE). Safe to call on every worker
+ * start and from several workers at once.
+ * @throws whatever the Temporal client throws when the server refuses a start
+ */
+export async function ensureMeterWorkflows(client: Client, input: EnsureMeterWorkflowsInput): Promise<void> {
+  const queue = [...input.shards];
+  const startOne = async (shard: number): Promise<void> => {
+    await client.workflow.signalWithStart<typeof meterShard, [MeterSettings]>('meterShard', {
+      taskQueue: input.taskQueue,
+      workflowId: meterWorkflowId(shard),
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+      args: [{ shard, settings: input.settings }],
+      signal: meterSettingsSignal,
+      signalArgs: [input.settings],
+      ...(input.workflowTaskTimeoutMs === undefined ? {} : { workflowTaskTimeout: input.workflowTaskTimeoutMs }),
+    });
+  };
+  const lanes = Array.from({ length: Math.min(input.concurrency ?? 16, queue.length) }, async () => {
+    for (let shard = queue.shift(); shard !== undefined; shard = queue.shift()) await startOne(shard);
+  });
+  await Promise.all(lanes);
 }

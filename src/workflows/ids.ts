@@ -2,9 +2,17 @@
  * Workflow ids, built only from business keys (STYLE §7): a retried start of
  * the same business act finds the same workflow. Random ids are banned.
  */
-import { parseEventId, parseTenantId } from '../shared/index.js';
+import { ValidationError, parseEventId, parseTenantId } from '../shared/index.js';
 
 /** `ledger-post/<tenant>/<batchId>`: one posting of a batch of ledger entries. */
 export function ledgerPostWorkflowId(input: { tenant: string; batchId: string }): string {
   return `ledger-post/${parseTenantId(input.tenant)}/${parseEventId(input.batchId)}`;
+}
+
+/** `meter/<shard>`: the usage pump of one logical shard (one per shard, ever). */
+export function meterWorkflowId(shard: number): string {
+  if (!Number.isInteger(shard) || shard < 0 || shard >= 16_384) {
+    throw new ValidationError('INVALID_INPUT', `a shard is an integer in [0, 16384), got ${String(shard)}`);
+  }
+  return `meter/${shard}`;
 }

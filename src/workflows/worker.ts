@@ -9,10 +9,27 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { DependencyError, createLogger, loadConfig, type AppConfig, type Logger } from '../shared/index.js';
-import { DynamoLedgerStore, createDynamoClient } from '../metering/index.js';
-import { createLedgerActivities } from './activities/index.js';
+import { connectDeciderRedis } from '../decider/index.js';
+import { DynamoLedgerStore, UsagePump, createDynamoClient, type PumpStage } from '../metering/index.js';
+import { createLedgerActivities, createMeteringActivities } from './activities/index.js';
+import { ensureMeterWorkflows } from './client.js';
+import type { MeterSettings } from './workflows/index.js';
+
+/** Per-command Redis timeout of the pump, ms: batches are not latency-critical, a stuck command is retried. */
+const PUMP_REDIS_TIMEOUT_MS = 5_000;
+
+/** The pump workflows' settings from configuration. */
+export function meterSettings(config: Pick<AppConfig, 'meter'>): MeterSettings {
+  return {
+    idleDelayMs: config.meter.idleDelayMs,
+    iterationsPerRun: config.meter.iterationsPerRun,
+    activityTimeoutMs: config.meter.activityTimeoutMs,
+    heartbeatTimeoutMs: config.meter.heartbeatTimeoutMs,
+  };
+}
 
 /** Path of the workflow bundle's entry, next to this file (.ts in dev, .js when built). */
 export function workflowsPath(): string {
@@ -21,25 +38,71 @@ export function workflowsPath(): string {
 }
 
 export interface TollgateWorkerInput {
-  config: Pick<AppConfig, 'temporal' | 'dynamodb'>;
+  config: Pick<AppConfig, 'temporal' | 'dynamodb' | 'redis' | 'meter'>;
   connection: NativeConnection;
   logger: Logger;
   /** Overrides the task queue (tests use one per file). */
   taskQueue?: string;
+  /** A prebuilt workflow bundle instead of bundling `workflowsPath()` (tests that restart workers often). */
+  workflowBundle?: { codePath: string };
+  /** Called at each stage of every pump batch (tests inject crashes here). */
+  onPumpStage?: (stage: PumpStage, shard: number) => void;
+  /** Worker tuning that tests shorten (e.g. how soon a dead worker's sticky tasks move on). */
+  workerOptions?: Pick<WorkerOptions, 'stickyQueueScheduleToStartTimeout' | 'maxCachedWorkflows'>;
 }
 
-/** Creates (but does not run) a worker with every tollgate workflow and activity. */
+/**
+ * Creates (but does not run) a worker with every tollgate workflow and activity.
+ * @throws DependencyError `REDIS_UNAVAILABLE` when Redis (for the pump) cannot be reached
+ */
 export async function createTollgateWorker(input: TollgateWorkerInput): Promise<{ worker: Worker; close: () => void }> {
-  const dynamo = createDynamoClient({ endpoint: input.config.dynamodb.endpoint, region: input.config.dynamodb.region });
-  const ledger = new DynamoLedgerStore(dynamo, { tablePrefix: input.config.dynamodb.tablePrefix });
-  const worker = await Worker.create({
-    connection: input.connection,
-    namespace: input.config.temporal.namespace,
-    taskQueue: input.taskQueue ?? input.config.temporal.taskQueue,
-    workflowsPath: workflowsPath(),
-    activities: { ...createLedgerActivities({ ledger }) },
+  const { config } = input;
+  const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
+  const ledger = new DynamoLedgerStore(dynamo, {
+    tablePrefix: config.dynamodb.tablePrefix,
+    maxTransactItems: config.meter.maxTransactItems,
   });
-  return { worker, close: () => dynamo.destroy() };
+  let redis: Awaited<ReturnType<typeof connectDeciderRedis>> | undefined;
+  try {
+    redis = await connectDeciderRedis({
+      url: config.redis.url,
+      clusterNodes: config.redis.clusterNodes,
+      commandTimeoutMs: PUMP_REDIS_TIMEOUT_MS,
+    });
+    const pump = new UsagePump(redis, ledger, { batchSize: config.meter.batchSize, claimMinIdleMs: config.meter.claimMinIdleMs });
+    const worker = await Worker.create({
+      connection: input.connection,
+      namespace: config.temporal.namespace,
+      taskQueue: input.taskQueue ?? config.temporal.taskQueue,
+      ...(input.workflowBundle === undefined ? { workflowsPath: workflowsPath() } : { workflowBundle: input.workflowBundle }),
+      ...input.workerOptions,
+      activities: {
+        ...createLedgerActivities({ ledger }),
+        ...createMeteringActivities({ pump, ...(input.onPumpStage === undefined ? {} : { onStage: input.onPumpStage }) }),
+      },
+    });
+    const client = redis;
+    return {
+      worker,
+      close: () => {
+        client.disconnect();
+        dynamo.destroy();
+      },
+    };
+  } catch (error) {
+    redis?.disconnect();
+    dynamo.destroy();
+    throw error;
+  }
+}
+
+/** Ensures the pump workflow of every shard runs (see ensureMeterWorkflows). */
+export async function startMeterPumps(input: { config: Pick<AppConfig, 'temporal' | 'redis' | 'meter'>; client: Client; taskQueue?: string }): Promise<void> {
+  await ensureMeterWorkflows(input.client, {
+    shards: Array.from({ length: input.config.redis.shardCount }, (_, shard) => shard),
+    taskQueue: input.taskQueue ?? input.config.temporal.taskQueue,
+    settings: meterSettings(input.config),
+  });
 }
 
 async function main(): Promise<void> {
@@ -55,8 +118,26 @@ async function main(): Promise<void> {
   }
   const { worker, close } = await createTollgateWorker({ config, connection, logger });
   logger.info({ taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace }, 'worker polling');
+  const running = worker.run();
   try {
-    await worker.run();
+    if (config.meter.isEnabled) {
+      const clientConnection = await Connection.connect({ address: config.temporal.address });
+      try {
+        await startMeterPumps({ config, client: new Client({ connection: clientConnection, namespace: config.temporal.namespace }) });
+      } finally {
+        await clientConnection.close();
+      }
+      logger.info({ shards: config.redis.shardCount }, 'meter pumps running');
+    }
+  } catch (error) {
+    worker.shutdown();
+    await running.catch(() => undefined);
+    close();
+    await connection.close();
+    throw error;
+  }
+  try {
+    await running;
   } finally {
     close();
     await connection.close();

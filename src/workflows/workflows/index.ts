@@ -1,1 +1,2 @@
 export * from './post-ledger-entries.js';
+export * from './meter-shard.js';

@@ -29,6 +29,16 @@ describe('loadConfig', () => {
       },
       temporal: { address: '127.0.0.1:7243', namespace: 'default', taskQueue: 'tollgate' },
       dynamodb: { endpoint: undefined, region: 'local', tablePrefix: 'tollgate_' },
+      meter: {
+        isEnabled: true,
+        batchSize: 500,
+        claimMinIdleMs: 60_000,
+        idleDelayMs: 5_000,
+        iterationsPerRun: 200,
+        activityTimeoutMs: 60_000,
+        heartbeatTimeoutMs: 10_000,
+        maxTransactItems: 100,
+      },
     });
   });
 

@@ -1,0 +1,119 @@
+/**
+ * meterShard (`meter/<shard>`): the usage pump of one logical shard. It loops
+ * one activity, `pumpUsageBatch`, which moves a batch from the shard's usage
+ * stream into the ledger exactly once; when the stream is idle it waits
+ * `idleDelayMs` on a durable timer. It keeps only a cursor and counters, and
+ * continues as new every `iterationsPerRun` batches or when Temporal suggests
+ * it, so its history stays small. It never completes on its own. New settings
+ * arrive by `meterSettingsSignal` (sent with every start) and apply from the
+ * next run, which begins after the batch in progress.
+ */
+import { continueAsNew, defineQuery, defineSignal, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import type { MeteringActivities, PumpUsageBatchResult } from '../activities/index.js';
+
+/** Timing and sizing of the pump; from configuration (tests use small values). */
+export interface MeterSettings {
+  /** Wait after a batch that found nothing, ms. */
+  idleDelayMs: number;
+  /** Batches per run before continue-as-new. */
+  iterationsPerRun: number;
+  /** Start-to-close timeout of one batch, ms. */
+  activityTimeoutMs: number;
+  /** Heartbeat timeout of one batch, ms (how fast a crashed worker's batch is retried). */
+  heartbeatTimeoutMs: number;
+}
+
+/** Totals since the pump first started (carried across continue-as-new). */
+export interface MeterCounters {
+  batches: number;
+  read: number;
+  posted: number;
+  duplicates: number;
+  deadLettered: number;
+  trimmed: number;
+  runs: number;
+}
+
+export interface MeterState {
+  /** Reclaim scan position handed to the next batch. */
+  claimCursor: string;
+  /** Highest stream id handled so far ('' before the first). */
+  lastEntryId: string;
+  counters: MeterCounters;
+}
+
+export interface MeterShardInput {
+  shard: number;
+  settings: MeterSettings;
+  /** Carried over by continue-as-new; absent on the first start. */
+  state?: MeterState;
+}
+
+/** The pump's cursor and counters. */
+export const meterStateQuery = defineQuery<MeterState>('meterState');
+/** The settings the pump runs with. */
+export const meterSettingsQuery = defineQuery<MeterSettings>('meterSettings');
+/** Replaces the settings from the next run on (ignored when equal to the current ones). */
+export const meterSettingsSignal = defineSignal<[MeterSettings]>('meterSettings');
+
+function isSameSettings(a: MeterSettings, b: MeterSettings): boolean {
+  return (
+    a.idleDelayMs === b.idleDelayMs &&
+    a.iterationsPerRun === b.iterationsPerRun &&
+    a.activityTimeoutMs === b.activityTimeoutMs &&
+    a.heartbeatTimeoutMs === b.heartbeatTimeoutMs
+  );
+}
+
+const INITIAL_STATE: MeterState = {
+  claimCursor: '0-0',
+  lastEntryId: '',
+  counters: { batches: 0, read: 0, posted: 0, duplicates: 0, deadLettered: 0, trimmed: 0, runs: 0 },
+};
+
+function advance(state: MeterState, batch: PumpUsageBatchResult): MeterState {
+  const counters = state.counters;
+  return {
+    claimCursor: batch.claimCursor,
+    lastEntryId: batch.lastEntryId === '' ? state.lastEntryId : batch.lastEntryId,
+    counters: {
+      ...counters,
+      batches: counters.batches + 1,
+      read: counters.read + batch.read,
+      posted: counters.posted + batch.posted,
+      duplicates: counters.duplicates + batch.duplicates,
+      deadLettered: counters.deadLettered + batch.deadLettered,
+      trimmed: counters.trimmed + batch.trimmed,
+    },
+  };
+}
+
+/** Pumps the shard's usage stream into the ledger, forever. */
+export async function meterShard(input: MeterShardInput): Promise<never> {
+  const { settings } = input;
+  const { pumpUsageBatch } = proxyActivities<MeteringActivities>({
+    startToCloseTimeout: settings.activityTimeoutMs,
+    heartbeatTimeout: settings.heartbeatTimeoutMs,
+    retry: {
+      initialInterval: '200 milliseconds',
+      backoffCoefficient: 2,
+      maximumInterval: '10 seconds',
+      nonRetryableErrorTypes: ['INVALID_ID', 'INVALID_INPUT', 'INVARIANT_VIOLATED'],
+    },
+  });
+  const previous = input.state ?? INITIAL_STATE;
+  let state: MeterState = { ...previous, counters: { ...previous.counters, runs: previous.counters.runs + 1 } };
+  let nextSettings: MeterSettings | undefined;
+  setHandler(meterStateQuery, () => state);
+  setHandler(meterSettingsQuery, () => settings);
+  setHandler(meterSettingsSignal, (update) => {
+    nextSettings = isSameSettings(update, settings) ? undefined : update;
+  });
+  for (let iteration = 0; iteration < settings.iterationsPerRun; iteration += 1) {
+    const batch = await pumpUsageBatch({ shard: input.shard, claimCursor: state.claimCursor });
+    state = advance(state, batch);
+    if (nextSettings !== undefined || workflowInfo().continueAsNewSuggested) break;
+    if (batch.read === 0) await sleep(settings.idleDelayMs);
+  }
+  return continueAsNew<typeof meterShard>({ shard: input.shard, settings: nextSettings ?? settings, state });
+}

@@ -1,0 +1,88 @@
+/**
+ * The pumpUsageBatch activity alone (MockActivityEnvironment), and the pump on
+ * the test Redis Cluster: the dead-letter MULTI spans the usage stream and the
+ * dead-letter stream, which must share a slot.
+ */
+import { randomInt } from 'node:crypto';
+import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectDeciderRedis, createDeciderRedis, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
+import { DynamoLedgerStore, UsagePump, createDynamoClient, deadLetterStreamKey, parseShard } from '../../src/metering/index.js';
+import { createMeteringActivities, type PumpUsageBatchInput } from '../../src/workflows/activities/index.js';
+import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
+import { appendEvents, generateEvents, reservedEvent, seededRandom } from '../support/usage-events.js';
+
+const config = testConfig();
+const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
+const ledger = new DynamoLedgerStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix, maxTransactItems: 10 });
+const BP = Date.UTC(2026, 10, 1);
+// Shards 15000..15999 are the audit test's on the single Redis; this file uses 12900..12999 there and any shard on the cluster.
+let redis: Redis;
+let pumpRedis: DeciderRedis;
+let cluster: DeciderRedis;
+
+beforeAll(async () => {
+  redis = new Redis(config.redis.url);
+  pumpRedis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 5_000 });
+  cluster = createDeciderRedis({ url: 'redis://unused', clusterNodes: testStack().redisClusterNodes, commandTimeoutMs: 5_000 });
+  await cluster.connect();
+});
+
+afterAll(() => {
+  redis.disconnect();
+  pumpRedis.disconnect();
+  cluster.disconnect();
+  dynamo.destroy();
+});
+
+describe('pumpUsageBatch activity', () => {
+  it('heartbeats at every stage and after each ledger transaction, and returns the batch counts', async () => {
+    // given 30 events (some settled) on a fresh shard, posted 10 items per transaction
+    const shard = parseShard(12_900 + randomInt(0, 100));
+    const events = generateEvents({ tenants: [uniqueTenant()], periods: [BP], requests: 20, random: seededRandom(2), prefix: 'h' });
+    await appendEvents(redis, usageStreamKey(shard), events);
+    const activities = createMeteringActivities({ pump: new UsagePump(pumpRedis, ledger) });
+    const env = new MockActivityEnvironment();
+    const heartbeats: unknown[] = [];
+    env.on('heartbeat', (details: unknown) => heartbeats.push(details));
+    // when
+    const result = await env.run((input: PumpUsageBatchInput) => activities.pumpUsageBatch(input), { shard, claimCursor: '0-0' });
+    // then
+    expect(result).toMatchObject({ read: events.length, posted: events.length, duplicates: 0, deadLettered: 0, acked: events.length });
+    const transactions = Math.ceil(events.length / 9);
+    expect(heartbeats).toEqual(['start', 'read', ...Array<string>(transactions).fill('ledger'), 'ledger-written', 'acked', 'trimmed']);
+  });
+
+  it('fails a malformed shard as a non-retryable INVALID_INPUT', async () => {
+    const activities = createMeteringActivities({ pump: new UsagePump(pumpRedis, ledger) });
+    // (an error-level logger: the expected failure is not logged as a warning)
+    const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+    const failure = await env.run((input: PumpUsageBatchInput) => activities.pumpUsageBatch(input), { shard: -1, claimCursor: '0-0' }).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(ApplicationFailure);
+    expect(failure).toMatchObject({ type: 'INVALID_INPUT', nonRetryable: true });
+  });
+});
+
+describe('UsagePump on Redis Cluster', () => {
+  it('ledgers good events and dead-letters a poison one atomically with its XACK on a cluster (one slot per shard)', async () => {
+    // given
+    const shard = parseShard(randomInt(0, 16_384));
+    const stream = usageStreamKey(shard);
+    const tenant = uniqueTenant();
+    const good = [1, 2, 3].map((index) => reservedEvent({ requestId: `k${index}`, tenant, bp: BP, cost: index }));
+    for (const event of [...good.slice(0, 2), { fields: ['type', 'usage.reserved.v1'] }, ...good.slice(2)]) {
+      await cluster.xadd(stream, '*', ...event.fields);
+    }
+    const pump = new UsagePump(cluster, ledger);
+    // when
+    const result = await pump.pumpBatch({ shard, claimCursor: '0-0' });
+    // then
+    expect(result).toMatchObject({ read: 4, posted: 3, deadLettered: 1, acked: 4 });
+    const dead = await cluster.xrange(deadLetterStreamKey(shard), '-', '+');
+    expect(dead.map(([, fields]) => fields[fields.indexOf('reason') + 1])).toEqual(['missing field id']);
+    expect(((await cluster.xpending(stream, 'meter')) as [number])[0]).toBe(0);
+  });
+});

@@ -1,0 +1,99 @@
+/**
+ * `npm start` pumps: the real worker entry point (src/workflows/worker.ts)
+ * ensures a meter/<shard> workflow for every shard and they ledger what the
+ * streams hold. Runs on its own Redis database (db 9) with 4 shards, so it
+ * never consumes the streams other tests write on db 0.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { usageStreamKey } from '../../src/decider/index.js';
+import { createDynamoClient, ledgerTableName, parseShard } from '../../src/metering/index.js';
+import { meterWorkflowId } from '../../src/workflows/index.js';
+import { readLedgerPartition } from '../support/ledger.js';
+import { testStack, uniqueTenant } from '../support/stack.js';
+import { appendEvents, expectedBalances, generateEvents, seededRandom } from '../support/usage-events.js';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const stack = testStack();
+const SHARDS = 4;
+const redisUrl = `${stack.redisUrl.replace(/\/\d+$/, '')}/9`;
+const taskQueue = `worker-entry-${randomBytes(4).toString('hex')}`;
+const dynamo = createDynamoClient({ endpoint: stack.dynamodbEndpoint, region: stack.dynamodbRegion });
+let redis: Redis;
+let temporal: Connection;
+
+beforeAll(async () => {
+  redis = new Redis(redisUrl);
+  temporal = await Connection.connect({ address: stack.temporalAddress });
+});
+
+afterAll(async () => {
+  const client = new Client({ connection: temporal, namespace: stack.temporalNamespace });
+  for (let shard = 0; shard < SHARDS; shard += 1) {
+    await client.workflow.getHandle(meterWorkflowId(shard)).terminate('test over').catch(() => undefined);
+  }
+  await temporal.close();
+  redis.disconnect();
+  dynamo.destroy();
+});
+
+describe('worker entry point', () => {
+  it('starts a pump per shard that ledgers the usage streams, and stops cleanly on SIGTERM', async () => {
+    // given events on two of the four shards' streams
+    const tenants = [uniqueTenant(), uniqueTenant()];
+    const events = [1, 3].flatMap((shard) =>
+      generateEvents({ tenants, periods: [Date.UTC(2026, 10, 1)], requests: 60, random: seededRandom(shard), prefix: `e${shard}` }),
+    );
+    await appendEvents(redis, usageStreamKey(parseShard(1)), events.filter((event) => event.eventId.startsWith('e1-')));
+    await appendEvents(redis, usageStreamKey(parseShard(3)), events.filter((event) => event.eventId.startsWith('e3-')));
+    // when the worker process starts
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/workflows/worker.ts'], {
+      cwd: REPO,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        HOME: process.env['HOME'] ?? '',
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+        REDIS_URL: redisUrl,
+        DECIDER_SHARDS: String(SHARDS),
+        TEMPORAL_ADDRESS: stack.temporalAddress,
+        TEMPORAL_NAMESPACE: stack.temporalNamespace,
+        TEMPORAL_TASK_QUEUE: taskQueue,
+        DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
+        DYNAMODB_REGION: stack.dynamodbRegion,
+        DYNAMODB_TABLE_PREFIX: stack.tablePrefix,
+        METER_IDLE_DELAY_MS: '100',
+        LOG_LEVEL: 'info',
+      },
+    });
+    let output = '';
+    child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    // then every event reaches the ledger and every shard has a running pump
+    const table = ledgerTableName(stack.tablePrefix);
+    for (const [key, expected] of expectedBalances(events)) {
+      const [tenant = '', periodStart = ''] = key.split('|');
+      let partition = await readLedgerPartition(dynamo, { table, tenant, periodStart });
+      while (partition.balance?.entries !== expected.entries) {
+        expect(child.exitCode, output).toBeNull();
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        partition = await readLedgerPartition(dynamo, { table, tenant, periodStart });
+      }
+      expect(partition.balance, key).toEqual(expected);
+    }
+    const client = new Client({ connection: temporal, namespace: stack.temporalNamespace });
+    for (let shard = 0; shard < SHARDS; shard += 1) {
+      const description = await client.workflow.getHandle(meterWorkflowId(shard)).describe();
+      expect(description.status.name).toBe('RUNNING');
+      expect(description.taskQueue).toBe(taskQueue);
+    }
+    expect(output).toContain('meter pumps running');
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+});

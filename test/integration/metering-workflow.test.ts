@@ -1,0 +1,142 @@
+/**
+ * The meter/<shard> workflows on the Temporal dev server with an in-process
+ * worker: they drain their shard streams into the ledger, continue as new,
+ * keep their counters across runs, and a second start joins the running pump.
+ *
+ * TOLLGATE_CAPTURE_HISTORIES=1 also writes the histories of completed runs to
+ * test/fixtures/histories/ (replayed by metering-replay.test.ts on every run).
+ */
+import { randomInt } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { usageStreamKey } from '../../src/decider/index.js';
+import { createDynamoClient, ledgerTableName, parseShard } from '../../src/metering/index.js';
+import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import { meterSettingsQuery, meterStateQuery, type MeterState } from '../../src/workflows/workflows/index.js';
+import { createTollgateWorker } from '../../src/workflows/worker.js';
+import { createLogger } from '../../src/shared/index.js';
+import { readLedgerPartition } from '../support/ledger.js';
+import { testConfig, uniqueTenant } from '../support/stack.js';
+import { quietTemporalRuntime } from '../support/temporal.js';
+import { appendEvents, expectedBalances, generateEvents, seededRandom, type TestEvent } from '../support/usage-events.js';
+
+const config = testConfig({ METER_BATCH_SIZE: '50', METER_CLAIM_MIN_IDLE_MS: '1000' });
+const taskQueue = `meter-workflow-${randomInt(1, 2 ** 31)}`;
+// Shards 14000..14999 belong to this file.
+const base = 14_000 + randomInt(0, 300) * 2;
+const shards = [parseShard(base), parseShard(base + 1)];
+const settings = { idleDelayMs: 100, iterationsPerRun: 4, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 5_000 };
+const shouldCapture = process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1';
+const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
+let env: TestWorkflowEnvironment;
+let redis: Redis;
+let stopWorker: () => Promise<void>;
+
+beforeAll(async () => {
+  quietTemporalRuntime();
+  redis = new Redis(config.redis.url);
+  env = await TestWorkflowEnvironment.createFromExistingServer({ address: config.temporal.address, namespace: config.temporal.namespace });
+  const { worker, close } = await createTollgateWorker({
+    config,
+    connection: env.nativeConnection,
+    logger: createLogger({ level: 'silent', name: 'test' }),
+    taskQueue,
+  });
+  const running = worker.run();
+  stopWorker = async () => {
+    worker.shutdown();
+    await running;
+    close();
+  };
+});
+
+afterAll(async () => {
+  for (const shard of shards) {
+    await env.client.workflow.getHandle(meterWorkflowId(shard)).terminate('test over').catch(() => undefined);
+  }
+  await stopWorker();
+  await env.teardown();
+  redis.disconnect();
+  dynamo.destroy();
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function stateOf(shard: number): Promise<MeterState> {
+  return env.client.workflow.getHandle(meterWorkflowId(shard)).query(meterStateQuery);
+}
+
+describe('meter/<shard> workflows', () => {
+  it('drain each shard into the ledger, continue as new with their counters, and a second start joins the running pump with new settings', async () => {
+    // given events on two shard streams
+    const tenants = [uniqueTenant(), uniqueTenant()];
+    const periods = [Date.UTC(2026, 10, 1)];
+    const perShard = new Map<number, TestEvent[]>();
+    for (const shard of shards) {
+      const events = generateEvents({ tenants, periods, requests: 150, random: seededRandom(shard), prefix: `w${shard}` });
+      perShard.set(shard, events);
+      await appendEvents(redis, usageStreamKey(shard), events);
+    }
+    // when the pumps are started (twice: the second start must join, not restart)
+    await ensureMeterWorkflows(env.client, { shards, taskQueue, settings });
+    for (const shard of shards) {
+      const total = perShard.get(shard)?.length ?? 0;
+      while ((await stateOf(shard)).counters.posted < total) await sleep(200);
+    }
+    const changed = { ...settings, idleDelayMs: 150 };
+    await ensureMeterWorkflows(env.client, { shards, taskQueue, settings: changed });
+
+    // then every event is in the ledger once, and the counters say so across runs
+    const all = [...perShard.values()].flat();
+    for (const [key, expected] of expectedBalances(all)) {
+      const [tenant = '', periodStart = ''] = key.split('|');
+      const partition = await readLedgerPartition(dynamo, { table: ledgerTableName(config.dynamodb.tablePrefix), tenant, periodStart });
+      expect(partition.balance, key).toEqual(expected);
+    }
+    for (const shard of shards) {
+      const events = perShard.get(shard) ?? [];
+      const state = await stateOf(shard);
+      expect(state.counters).toMatchObject({ posted: events.length, read: events.length, duplicates: 0, deadLettered: 0 });
+      expect(state.counters.runs).toBeGreaterThan(1);
+      const [last] = await redis.xrevrange(usageStreamKey(shard), '+', '-', 'COUNT', 1);
+      expect(state.lastEntryId).toBe(last?.[0]);
+      // the second start kept the pump (counters carried on) and its new settings apply from the next run
+      const handle = env.client.workflow.getHandle(meterWorkflowId(shard));
+      while ((await handle.query(meterSettingsQuery)).idleDelayMs !== changed.idleDelayMs) await sleep(100);
+      expect((await stateOf(shard)).counters.posted).toBe(events.length);
+    }
+
+    if (shouldCapture) {
+      // a busy run (batches with data), an idle run (timers, state carried over) and one that got new settings
+      const wanted = new Map<string, (events: string[]) => boolean>([
+        ['busy', (events) => events.includes('EVENT_TYPE_ACTIVITY_TASK_COMPLETED') && !events.includes('EVENT_TYPE_TIMER_FIRED')],
+        ['idle', (events) => events.includes('EVENT_TYPE_TIMER_FIRED')],
+        // a settings signal in the middle of a run (not the one that comes with the start)
+        ['signalled', (events) => events.lastIndexOf('EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED') > 2],
+      ]);
+      // visibility is eventually consistent, and idle runs come after the drain: look until both are there
+      for (let attempt = 0; attempt < 100 && wanted.size > 0; attempt += 1) {
+        const runs = env.client.workflow.list({
+          query: `WorkflowId IN ('${meterWorkflowId(shards[0] ?? 0)}', '${meterWorkflowId(shards[1] ?? 0)}') AND ExecutionStatus = 'ContinuedAsNew'`,
+        });
+        for await (const run of runs) {
+          const history = await env.client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
+          const json = historyToJSON(history);
+          const types = (JSON.parse(json) as { events: { eventType: string }[] }).events.map((event) => event.eventType);
+          for (const [name, matches] of wanted) {
+            if (!matches(types)) continue;
+            writeFileSync(new URL(`../fixtures/histories/meter-shard-${name}.json`, import.meta.url), json);
+            wanted.delete(name);
+            break; // one fixture per run
+          }
+          if (wanted.size === 0) break;
+        }
+        await sleep(200);
+      }
+      expect([...wanted.keys()]).toEqual([]);
+    }
+  });
+});

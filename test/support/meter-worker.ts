@@ -1,0 +1,44 @@
+/**
+ * A tollgate worker process for crash tests: `node --import tsx test/support/meter-worker.ts`.
+ * Config from the usual variables, plus:
+ *   TOLLGATE_TEST_TASK_QUEUE        task queue to poll (required)
+ *   TOLLGATE_TEST_WORKFLOW_BUNDLE   path of a prebuilt workflow bundle (saves bundling on every restart)
+ *   TOLLGATE_TEST_CRASH_AT          a pump stage (e.g. `ledger-written`): the process SIGKILLs itself
+ *                                   the first time any batch reaches it
+ * Prints `ready` once the worker is created; `crash <stage> <shard>` just before a self-kill.
+ */
+import { NativeConnection } from '@temporalio/worker';
+import { createLogger, loadConfig } from '../../src/shared/index.js';
+import { createTollgateWorker } from '../../src/workflows/worker.js';
+import { quietTemporalRuntime } from './temporal.js';
+
+const config = loadConfig(process.env);
+const taskQueue = process.env['TOLLGATE_TEST_TASK_QUEUE'];
+if (taskQueue === undefined) throw new Error('TOLLGATE_TEST_TASK_QUEUE is required');
+const bundlePath = process.env['TOLLGATE_TEST_WORKFLOW_BUNDLE'];
+const crashAt = process.env['TOLLGATE_TEST_CRASH_AT'];
+
+quietTemporalRuntime();
+const connection = await NativeConnection.connect({ address: config.temporal.address });
+const { worker, close } = await createTollgateWorker({
+  config,
+  connection,
+  logger: createLogger({ level: 'silent', name: 'test-worker' }),
+  taskQueue,
+  ...(bundlePath === undefined ? {} : { workflowBundle: { codePath: bundlePath } }),
+  // no workflow cache: a restarted worker never waits for a dead worker's sticky queue
+  workerOptions: { maxCachedWorkflows: 0 },
+  onPumpStage: (stage, shard) => {
+    if (stage !== crashAt) return;
+    process.stdout.write(`crash ${stage} ${shard}\n`);
+    process.kill(process.pid, 'SIGKILL');
+  },
+});
+process.stdout.write('ready\n');
+try {
+  await worker.run();
+} finally {
+  close();
+  await connection.close();
+}
+process.exit(0);
