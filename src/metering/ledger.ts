@@ -165,19 +165,28 @@ export class DynamoLedgerStore implements LedgerStore {
   async postEntries(entries: readonly LedgerEntry[], options: PostEntriesOptions = {}): Promise<PostEntriesResult> {
     const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [] };
     const unique = new Map<string, LedgerEntry>();
+    // identical copies of an entry in the same batch share its fate: duplicates if it posts, conflicts if it conflicts
+    const copies = new Map<LedgerEntry, LedgerEntry[]>();
     for (const entry of entries) {
       validate(entry);
       const key = `${partitionKey(entry.tenant, entry.periodStart)}/${entry.eventId}`;
       const seen = unique.get(key);
       if (seen === undefined) unique.set(key, entry);
-      else if (seen.kind === entry.kind && seen.amount === entry.amount && seen.operation === entry.operation) result.duplicates += 1;
-      else result.conflicts.push({ entry, reason: `event id ${entry.eventId} appears twice in the batch with different data` });
+      else if (seen.kind === entry.kind && seen.amount === entry.amount && seen.operation === entry.operation) {
+        copies.set(seen, [...(copies.get(seen) ?? []), entry]);
+      } else result.conflicts.push({ entry, reason: `event id ${entry.eventId} appears twice in the batch with different data` });
     }
     for (const transaction of planLedgerTransactions([...unique.values()], this.maxTransactItems)) {
       const outcome = await this.postTransaction(transaction, options);
       result.posted += outcome.posted;
       result.duplicates += outcome.duplicates;
       result.conflicts.push(...outcome.conflicts);
+    }
+    const conflicted = new Map(result.conflicts.map((conflict) => [conflict.entry, conflict.reason]));
+    for (const [first, sameCopies] of copies) {
+      const reason = conflicted.get(first);
+      if (reason === undefined) result.duplicates += sameCopies.length;
+      else result.conflicts.push(...sameCopies.map((entry) => ({ entry, reason })));
     }
     return result;
   }

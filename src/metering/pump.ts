@@ -107,6 +107,51 @@ function compareIds(a: string, b: string): number {
   return bySeq === 0n ? 0 : bySeq < 0n ? -1 : 1;
 }
 
+interface GoodEntry {
+  id: string;
+  fields: string[];
+  entry: LedgerEntry;
+}
+
+interface PoisonEntry {
+  id: string;
+  fields: string[];
+  reason: string;
+}
+
+/** Splits a batch into ledger entries, poison (with the reason) and entries deleted before they were handled. */
+function classify(stream: string, entries: readonly StreamEntry[]): { good: GoodEntry[]; poison: PoisonEntry[]; gone: string[] } {
+  const good: GoodEntry[] = [];
+  const poison: PoisonEntry[] = [];
+  const gone: string[] = [];
+  for (const { id, fields } of entries) {
+    if (fields === null) {
+      gone.push(id);
+      continue;
+    }
+    const parsed = parseUsageEvent(fields);
+    if (!parsed.isValid) {
+      poison.push({ id, fields, reason: parsed.reason });
+      continue;
+    }
+    const event = parsed.event;
+    good.push({
+      id,
+      fields,
+      entry: {
+        tenant: event.tenant,
+        periodStart: event.periodStart,
+        eventId: event.eventId,
+        kind: event.type,
+        amount: event.amount,
+        operation: event.operation,
+        source: `${stream}/${id}`,
+      },
+    });
+  }
+  return { good, poison, gone };
+}
+
 /** Moves usage events from Redis Streams into the ledger. */
 export class UsagePump {
   private readonly options: Required<UsagePumpOptions>;
@@ -138,23 +183,7 @@ export class UsagePump {
   }
 
   private async pump(stream: string, input: PumpBatchInput): Promise<PumpBatchResult> {
-    const { group, consumer, batchSize, claimMinIdleMs } = this.options;
-    await this.ensureGroup(stream);
-    const claim = await this.redis.xautoclaim(stream, group, consumer, claimMinIdleMs, input.claimCursor, 'COUNT', batchSize);
-    if (!Array.isArray(claim) || typeof claim[0] !== 'string' || !STREAM_ID.test(claim[0])) {
-      throw new InvariantError('XAUTOCLAIM: malformed reply');
-    }
-    const claimCursor = claim[0];
-    let entries = decodeEntries(claim[1], 'XAUTOCLAIM');
-    const reclaimed = entries.length;
-    if (entries.length === 0) {
-      const reply = await this.redis.xreadgroup('GROUP', group, consumer, 'COUNT', batchSize, 'STREAMS', stream, '>');
-      if (reply !== null) {
-        const first: unknown = Array.isArray(reply) ? reply[0] : undefined;
-        if (!Array.isArray(first)) throw new InvariantError('XREADGROUP: malformed reply');
-        entries = decodeEntries(first[1], 'XREADGROUP');
-      }
-    }
+    const { claimCursor, entries, reclaimed } = await this.read(stream, input.claimCursor);
     const result: PumpBatchResult = {
       claimCursor,
       read: entries.length,
@@ -169,34 +198,7 @@ export class UsagePump {
     if (entries.length === 0) return result;
     reached(input, 'read');
 
-    const good: { id: string; entry: LedgerEntry }[] = [];
-    const poison: { id: string; fields: string[]; reason: string }[] = [];
-    const gone: string[] = [];
-    for (const { id, fields } of entries) {
-      if (fields === null) {
-        gone.push(id);
-        continue;
-      }
-      const parsed = parseUsageEvent(fields);
-      if (!parsed.isValid) {
-        poison.push({ id, fields, reason: parsed.reason });
-        continue;
-      }
-      const event = parsed.event;
-      good.push({
-        id,
-        entry: {
-          tenant: event.tenant,
-          periodStart: event.periodStart,
-          eventId: event.eventId,
-          kind: event.type,
-          amount: event.amount,
-          operation: event.operation,
-          source: `${stream}/${id}`,
-        },
-      });
-    }
-
+    const { good, poison, gone } = classify(stream, entries);
     const posted = await this.ledger.postEntries(
       good.map((item) => item.entry),
       input.onProgress === undefined ? {} : { onTransaction: input.onProgress },
@@ -204,24 +206,14 @@ export class UsagePump {
     result.posted = posted.posted;
     result.duplicates = posted.duplicates;
     reached(input, 'ledger-written');
+
     const conflicted = new Set(posted.conflicts.map((conflict) => conflict.entry));
     for (const conflict of posted.conflicts) {
       const item = good.find((candidate) => candidate.entry === conflict.entry);
-      const raw = entries.find((candidate) => candidate.id === item?.id);
-      if (item !== undefined && raw?.fields) poison.push({ id: item.id, fields: raw.fields, reason: `ledger conflict: ${conflict.reason}` });
+      if (item !== undefined) poison.push({ id: item.id, fields: item.fields, reason: `ledger conflict: ${conflict.reason}` });
     }
-
     if (poison.length > 0) {
-      const deadLetters = deadLetterStreamKey(input.shard);
-      const multi = this.redis.multi();
-      for (const item of poison) {
-        multi.xadd(deadLetters, '*', 'reason', item.reason, 'source', stream, 'source_id', item.id, 'fields', JSON.stringify(item.fields));
-      }
-      multi.xack(stream, group, ...poison.map((item) => item.id));
-      const replies = await multi.exec();
-      if (replies === null || replies.some(([error]) => error !== null)) {
-        throw new DependencyError('REDIS_UNAVAILABLE', `dead-lettering ${poison.length} entries of ${stream} failed`);
-      }
+      await this.deadLetter(stream, input.shard, poison);
       result.deadLettered = poison.length;
       result.acked += poison.length;
       reached(input, 'dead-lettered');
@@ -229,13 +221,44 @@ export class UsagePump {
 
     const ackIds = [...good.filter((item) => !conflicted.has(item.entry)).map((item) => item.id), ...gone];
     if (ackIds.length > 0) {
-      await this.redis.xack(stream, group, ...ackIds);
+      await this.redis.xack(stream, this.options.group, ...ackIds);
       result.acked += ackIds.length;
     }
     reached(input, 'acked');
     result.trimmed = await this.trim(stream);
     reached(input, 'trimmed');
     return result;
+  }
+
+  /** Entries pending past the min idle time (from the cursor on); if there are none, new entries. */
+  private async read(stream: string, cursor: string): Promise<{ claimCursor: string; entries: StreamEntry[]; reclaimed: number }> {
+    const { group, consumer, batchSize, claimMinIdleMs } = this.options;
+    await this.ensureGroup(stream);
+    const claim = await this.redis.xautoclaim(stream, group, consumer, claimMinIdleMs, cursor, 'COUNT', batchSize);
+    if (!Array.isArray(claim) || typeof claim[0] !== 'string' || !STREAM_ID.test(claim[0])) {
+      throw new InvariantError('XAUTOCLAIM: malformed reply');
+    }
+    const reclaimed = decodeEntries(claim[1], 'XAUTOCLAIM');
+    if (reclaimed.length > 0) return { claimCursor: claim[0], entries: reclaimed, reclaimed: reclaimed.length };
+    const reply = await this.redis.xreadgroup('GROUP', group, consumer, 'COUNT', batchSize, 'STREAMS', stream, '>');
+    if (reply === null) return { claimCursor: claim[0], entries: [], reclaimed: 0 };
+    const first: unknown = Array.isArray(reply) ? reply[0] : undefined;
+    if (!Array.isArray(first)) throw new InvariantError('XREADGROUP: malformed reply');
+    return { claimCursor: claim[0], entries: decodeEntries(first[1], 'XREADGROUP'), reclaimed: 0 };
+  }
+
+  /** Appends the poison entries to the shard's dead-letter stream and acknowledges them, in one MULTI (one slot). */
+  private async deadLetter(stream: string, shard: ShardId, poison: readonly PoisonEntry[]): Promise<void> {
+    const deadLetters = deadLetterStreamKey(shard);
+    const multi = this.redis.multi();
+    for (const item of poison) {
+      multi.xadd(deadLetters, '*', 'reason', item.reason, 'source', stream, 'source_id', item.id, 'fields', JSON.stringify(item.fields));
+    }
+    multi.xack(stream, this.options.group, ...poison.map((item) => item.id));
+    const replies = await multi.exec();
+    if (replies === null || replies.some(([error]) => error !== null)) {
+      throw new DependencyError('REDIS_UNAVAILABLE', `dead-lettering ${poison.length} entries of ${stream} failed`);
+    }
   }
 
   private async ensureGroup(stream: string): Promise<void> {

@@ -211,7 +211,7 @@ describe('UsagePump.pumpBatch', () => {
     expect(await pendingCount(stream)).toBe(0);
   });
 
-  it('dead-letters an event whose id already holds different data in the ledger, moving nothing', async () => {
+  it('dead-letters every copy of an event whose id already holds different data in the ledger, moving nothing', async () => {
     // given an event ledgered, then a different event under the same id
     const shard = freshShard();
     const stream = usageStreamKey(shard);
@@ -223,13 +223,15 @@ describe('UsagePump.pumpBatch', () => {
     const pump = new UsagePump(pumpRedis, ledger);
     await drain(pump, shard);
     // when
-    await appendEvents(redis, stream, [forged, other]);
+    await appendEvents(redis, stream, [forged, other, forged]);
     const results = await drain(pump, shard);
-    // then
-    expect(sum(results, 'deadLettered')).toBe(1);
+    // then both copies of the forged event are dead letters, the other event is ledgered
+    expect(sum(results, 'deadLettered')).toBe(2);
     expect(sum(results, 'posted')).toBe(1);
+    expect(sum(results, 'duplicates')).toBe(0);
     const dead = await redis.xrange(deadLetterStreamKey(shard), '-', '+');
     expect(dead.map(([, fields]) => fields[fields.indexOf('reason') + 1])).toEqual([
+      'ledger conflict: ledger entry same-id already exists with different data',
       'ledger conflict: ledger entry same-id already exists with different data',
     ]);
     await expectLedgerMatches([original, other]);
