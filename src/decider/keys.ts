@@ -71,6 +71,11 @@ export function usageStreamKey(shard: ShardId): string {
   return `${tag(shard)}:usage:v1`;
 }
 
+/** `{s:<shard>}:dead:v1`: usage entries the metering pump could not ledger, with the reason (same slot as the stream). */
+export function deadLetterStreamKey(shard: ShardId): string {
+  return `${tag(shard)}:dead:v1`;
+}
+
 /** `{s:<shard>}:e:v1:<eventId>`: marks an event id as appended (dedupe on retry and spool replay). */
 export function eventMarkerKey(shard: ShardId, eventId: EventId): string {
   return `${tag(shard)}:e:v1:${eventId}`;
@@ -178,6 +183,7 @@ export const KEY_PATTERN = new RegExp(
   '^\\{s:\\d{1,5}\\}:(' +
     [
       'usage:v1',
+      'dead:v1',
       'e:v1:[a-z0-9][a-z0-9._-]{0,127}',
       't:[a-z0-9][a-z0-9_-]{0,63}(:u:\\d{1,2})?(:k:[a-z0-9][a-z0-9_-]{0,63}|:i:([0-9a-f]{8}|[0-9a-f]{32}))?:b:v1:[a-z0-9][a-z0-9_-]{0,63}(:p:\\d{1,16})?',
       't:[a-z0-9][a-z0-9_-]{0,63}(:u:\\d{1,2})?:r:v1:[a-z0-9][a-z0-9._-]{0,127}',

@@ -7,6 +7,7 @@ import {
   fnv1a32,
   shardOf,
   usageStreamKey,
+  deadLetterStreamKey,
   type ShardId,
 } from '../../../src/decider/index.js';
 import { parseEventId, parseLimitId, parseTenantId } from '../../../src/shared/index.js';
@@ -58,6 +59,10 @@ describe('key builders', () => {
       '{s:17}:t:acme:b:v1:burst',
     );
     expect(eventMarkerKey(shard, parseEventId('req.1'))).toBe('{s:17}:e:v1:req.1');
+    expect(deadLetterStreamKey(shard)).toBe('{s:17}:dead:v1');
+    expect(KEY_PATTERN.test(deadLetterStreamKey(shard))).toBe(true);
+    expect(bucketKey({ shard, tenant: parseTenantId('acme'), limitId: parseLimitId('burst'), part: 3 })).toBe('{s:17}:t:acme:u:3:b:v1:burst');
+    expect(KEY_PATTERN.test(bucketKey({ shard, tenant: parseTenantId('acme'), limitId: parseLimitId('burst'), part: 3 }))).toBe(true);
   });
 
   it('every key matches KEY_PATTERN and distinct inputs never build the same key', () => {
