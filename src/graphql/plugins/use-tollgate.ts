@@ -29,6 +29,7 @@ import {
   type LimitState,
 } from '../../decider/index.js';
 import {
+  CapacityError,
   DependencyError,
   ValidationError,
   parseEventId,
@@ -404,6 +405,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
             job = await deferrer.defer({
               tenant: identity.tenant,
               keyId: identity.keyId,
+              planId: plan.id,
               requestId,
               operationName: costPlan.operationName,
               query: context.params.query ?? '',
@@ -413,13 +415,18 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
               retryAfterMs: decision.retryAfterMs,
             });
           } catch (error) {
-            // The job could not be recorded: nothing runs later, so the client must retry itself.
-            logger.error({ tenant: identity.tenant, requestId, code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'deferrer failed');
+            // The job could not be recorded (the tenant's job queue is full, or a dependency failed):
+            // nothing runs later, so the client must retry itself.
+            if (error instanceof CapacityError) logger.warn({ tenant: identity.tenant, requestId, code: error.code }, 'deferred job queue full');
+            else logger.error({ tenant: identity.tenant, requestId, code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'deferrer failed');
             const waitMs = decision.retryAfterMs ?? 1_000;
             const headers = { 'Retry-After': String(retryAfterSeconds(waitMs, { jitterRatio, random })) };
             Object.assign(state.headers, headers);
             setResultAndStopExecution(
-              stop(refuse('QUOTA_EXHAUSTED', `limit ${decision.limitId} is exhausted and the operation could not be deferred`, 429, { headers, extensions: { retryAfterMs: waitMs, limitId: decision.limitId } })),
+              stop(refuse('QUOTA_EXHAUSTED', `limit ${decision.limitId} is exhausted and the operation could not be deferred`, 429, {
+                headers,
+                extensions: { retryAfterMs: waitMs, limitId: decision.limitId, ...(error instanceof CapacityError ? { reason: error.code } : {}) },
+              })),
             );
             return;
           }

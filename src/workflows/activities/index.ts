@@ -1,2 +1,3 @@
 export * from './ledger.js';
 export { asActivity } from './errors.js';
+export * from './jobs.js';

@@ -1,1 +1,2 @@
 export * from './post-ledger-entries.js';
+export * from './run-deferred-job.js';
