@@ -1,0 +1,332 @@
+/**
+ * Deferred (202) jobs end to end, on the real stack: the API (`createApi`, as
+ * the server wires it, through `yoga.fetch`) against Redis, `TemporalDeferrer`
+ * recording jobs in DynamoDB Local and starting `job/<tenant>/<jobId>`
+ * workflows on the Temporal dev server, and the jobs worker running them
+ * in-process against the demo schema. Waits poll with a deadline; nothing
+ * asserts on elapsed time.
+ */
+import { randomBytes } from 'node:crypto';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  RedisDecider,
+  bucketKey,
+  connectDeciderRedis,
+  decodeBucketState,
+  shardOf,
+  usageStreamKey,
+  type DeciderRedis,
+  type LimitSpec,
+} from '../../src/decider/index.js';
+import {
+  DemoStore,
+  InMemoryKeyStore,
+  InMemoryPlanStore,
+  SchemaJobExecutor,
+  TemporalDeferrer,
+  createApi,
+  createDemoSchema,
+  type ApiServer,
+  type JobView,
+} from '../../src/graphql/index.js';
+import { createDynamoClient } from '../../src/metering/index.js';
+import { createLogger, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
+import { DynamoJobStore, createJobsWorker, jobWorkflowId, type DeferredJobResult, type JobSettings } from '../../src/workflows/index.js';
+import { bodyOf, codeOf, plan, slowBucket } from '../support/graphql.js';
+import { testConfig, uniqueTenant } from '../support/stack.js';
+import { quietTemporalRuntime } from '../support/temporal.js';
+
+const SHARDS = 16;
+const config = testConfig();
+const logger = createLogger({ level: 'silent', name: 'test' });
+const taskQueue = `jobs-${randomBytes(4).toString('hex')}`;
+const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
+const jobStore = new DynamoJobStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
+const store = new DemoStore();
+const plans = new InMemoryPlanStore();
+const keyStore = new InMemoryKeyStore();
+
+let redis: DeciderRedis;
+let env: TestWorkflowEnvironment;
+let worker: Worker;
+let workerRun: Promise<void>;
+
+const EXPORT = 'mutation Export { exportOrdersReport { id rowCount } }';
+const EXPORT_COST = 500;
+
+beforeAll(async () => {
+  quietTemporalRuntime();
+  redis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 5_000 });
+  env = await TestWorkflowEnvironment.createFromExistingServer({ address: config.temporal.address, namespace: config.temporal.namespace });
+  const decider = new RedisDecider(redis, { shardCount: SHARDS, clock: systemClock });
+  worker = await createJobsWorker({
+    connection: env.nativeConnection,
+    namespace: config.temporal.namespace,
+    taskQueue,
+    deps: {
+      decider,
+      store: jobStore,
+      executor: new SchemaJobExecutor({
+        schema: createDemoSchema({ store, version: 'test', deciderTimeMs: () => Promise.resolve(0), clock: systemClock, jobs: jobStore }),
+        plans,
+      }),
+    },
+  });
+  workerRun = worker.run();
+});
+
+afterAll(async () => {
+  worker.shutdown();
+  await workerRun;
+  await env.teardown();
+  redis.disconnect();
+  dynamo.destroy();
+});
+
+/** The API as the server builds it, with a TemporalDeferrer of the given settings. */
+function api(settings: Partial<JobSettings> = {}): ApiServer {
+  return createApi({
+    redis,
+    dynamo,
+    tablePrefix: config.dynamodb.tablePrefix,
+    temporal: env.connection,
+    logger,
+    version: 'test',
+    decider: new RedisDecider(redis, { shardCount: SHARDS, clock: systemClock }),
+    keyStore,
+    plans,
+    store,
+    deferrer: new TemporalDeferrer({
+      client: env.client,
+      store: jobStore,
+      settings: { taskQueue, ttlMs: 60_000, retryMinMs: 100, retryMaxMs: 500, maxQueuedPerTenant: 50, ...settings },
+    }),
+    jobs: jobStore,
+    tollgate: { random: () => 0.5 },
+  });
+}
+
+/** A defer limit on the tenant: 600 units, refilled by `refillAmount` every `refillPeriodMs`. */
+function deferBucket(refillAmount: number, refillPeriodMs: number): LimitSpec {
+  return {
+    id: parseLimitId('heavy'),
+    scope: 'tenant',
+    algorithm: { kind: 'token-bucket', capacity: 600, refillAmount, refillPeriodMs },
+    mode: 'defer',
+    onDeciderDown: 'open',
+  };
+}
+
+/** A fresh tenant on its own plan (burst bucket of 10 000 that never refills during a test, plus `heavy`). */
+function tenantWith(heavy: LimitSpec): { tenant: string; key: string } {
+  const tenant = uniqueTenant('j');
+  const planId = `p-${tenant}`;
+  plans.set(plan(planId, [slowBucket(10_000), heavy]));
+  return { tenant, key: keyStore.add({ tenant, keyId: 'k1', planId }).key };
+}
+
+async function post(yoga: ApiServer, key: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return yoga.fetch('http://tollgate.test/graphql', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, ...headers },
+    body: JSON.stringify(body),
+  });
+}
+
+async function getJob(yoga: ApiServer, key: string | null, path: string): Promise<Response> {
+  return yoga.fetch(`http://tollgate.test${path}`, { headers: key === null ? {} : { authorization: `Bearer ${key}` } });
+}
+
+/** Polls `GET /jobs/<id>` until the job is in one of `statuses`; fails with the last status at the deadline. */
+async function waitForJob(yoga: ApiServer, key: string, id: string, statuses: string[], deadlineMs = 45_000): Promise<JobView> {
+  const until = Date.now() + deadlineMs;
+  let last: JobView | undefined;
+  while (Date.now() < until) {
+    const response = await getJob(yoga, key, `/jobs/${id}`);
+    if (response.status === 200) {
+      last = ((await response.json()) as { job: JobView }).job;
+      if (statuses.includes(last.status)) return last;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`job ${id} did not reach ${statuses.join('/')} in time (last: ${last?.status ?? 'unreadable'})`);
+}
+
+/** Units left in the tenant's `burst` bucket (10 000 at start, refills 1 per hour). */
+async function burstTokens(tenant: string): Promise<number> {
+  const key = bucketKey({
+    shard: shardOf(parseTenantId(tenant), SHARDS),
+    tenant: parseTenantId(tenant),
+    limitId: parseLimitId('burst'),
+    subject: { scope: 'apiKey', keyId: parseKeyId('k1') },
+  });
+  const state = await redis.getBuffer(key);
+  if (state === null) return Number.NaN;
+  const decoded = decodeBucketState('token-bucket', state);
+  return decoded.kind === 'token-bucket' ? decoded.tokens : Number.NaN;
+}
+
+/** The tenant's usage events of one type for one request id. */
+async function usageEvents(tenant: string, type: string, id: string): Promise<Record<string, string>[]> {
+  const entries = await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+');
+  return entries
+    .map(([, fields]) => Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]])) as Record<string, string>)
+    .filter((event) => event['tenant'] === tenant && event['type'] === type && event['id'] === id);
+}
+
+/** Spends `EXPORT_COST` of the tenant's 600-unit defer limit, so the next export is deferred. */
+async function exhaust(yoga: ApiServer, key: string): Promise<void> {
+  const first = await post(yoga, key, { query: EXPORT });
+  expect(first.status).toBe(200);
+}
+
+async function deferExport(yoga: ApiServer, key: string, idempotencyKey: string): Promise<{ response: Response; id: string }> {
+  const response = await post(yoga, key, { query: EXPORT }, { 'Idempotency-Key': idempotencyKey });
+  const body = await bodyOf(response.clone());
+  return { response, id: body.extensions?.job?.id ?? '' };
+}
+
+describe('a deferred operation', () => {
+  it('is answered 202 with a job, then runs exactly once and is charged once when its limit frees up', async () => {
+    // given a tenant whose defer limit is spent, refilling 600 units per 3 s
+    const yoga = api();
+    const { tenant, key } = tenantWith(deferBucket(600, 3_000));
+    await exhaust(yoga, key);
+    // when the export is asked for again
+    const { response, id } = await deferExport(yoga, key, 'export-1');
+    const callsAtDefer = store.resolverCalls;
+    // then it is deferred: 202, a Location, a queued job
+    expect(response.status).toBe(202);
+    const body = await bodyOf(response);
+    expect(body.data).toBeNull();
+    expect(body.extensions?.job).toMatchObject({ id, status: 'queued' });
+    expect(response.headers.get('Location')).toBe(`/jobs/${id}`);
+    // and once the limit frees up it succeeds with the operation's result
+    const job = await waitForJob(yoga, key, id, ['succeeded', 'failed', 'expired']);
+    expect(job).toMatchObject({ id, status: 'succeeded', operationName: 'Export', requestedCost: EXPORT_COST, actualCost: EXPORT_COST, errorCode: null });
+    expect(job.result).toEqual({ data: { exportOrdersReport: { id: expect.stringMatching(/^x-\d+$/) as unknown, rowCount: 0 } } });
+    expect(job.startedAtMs).not.toBeNull();
+    expect(job.finishedAtMs).not.toBeNull();
+    // ran once, charged once: one resolver call, one usage.reserved event, the burst bucket moved by two exports
+    const workflow = await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: id })).result() as DeferredJobResult;
+    expect(workflow).toMatchObject({ status: 'succeeded', actualCost: EXPORT_COST });
+    expect(store.resolverCalls - callsAtDefer).toBe(1);
+    const stored = await jobStore.get(parseTenantId(tenant), id);
+    expect(await usageEvents(tenant, 'usage.reserved.v1', stored?.requestId ?? '')).toHaveLength(1);
+    expect(await burstTokens(tenant)).toBe(10_000 - 2 * EXPORT_COST);
+    expect(await jobStore.openJobs(parseTenantId(tenant))).toBe(0);
+    // and the GraphQL job(id) field shows the same job to its tenant
+    const viaGraphQL = await bodyOf(await post(yoga, key, { query: 'query J($id: ID!) { job(id: $id) { id status actualCost result } }', variables: { id } }));
+    expect(viaGraphQL.data?.['job']).toEqual({ id, status: 'succeeded', actualCost: EXPORT_COST, result: job.result });
+  });
+
+  it('is one job, run and charged once, when 30 requests with one Idempotency-Key are deferred at once', async () => {
+    // given a spent defer limit (refills 600 units per 4 s)
+    const yoga = api();
+    const { tenant, key } = tenantWith(deferBucket(600, 4_000));
+    await exhaust(yoga, key);
+    const callsBefore = store.resolverCalls;
+    // when 30 identical requests arrive together
+    const responses = await Promise.all(Array.from({ length: 30 }, () => deferExport(yoga, key, 'same-key')));
+    // then every one is a 202 naming the same job
+    expect(responses.map((entry) => entry.response.status)).toEqual(Array.from({ length: 30 }, () => 202));
+    const ids = new Set(responses.map((entry) => entry.id));
+    expect(ids.size).toBe(1);
+    const [id = ''] = [...ids];
+    const job = await waitForJob(yoga, key, id, ['succeeded', 'failed', 'expired']);
+    expect(job.status).toBe('succeeded');
+    // and it ran once, was charged once and holds one place in the queue, now freed
+    expect(store.resolverCalls - callsBefore).toBe(1);
+    const stored = await jobStore.get(parseTenantId(tenant), id);
+    expect(await usageEvents(tenant, 'usage.reserved.v1', stored?.requestId ?? '')).toHaveLength(1);
+    expect(await burstTokens(tenant)).toBe(10_000 - 2 * EXPORT_COST);
+    expect(await jobStore.openJobs(parseTenantId(tenant))).toBe(0);
+  });
+
+  it('ends expired, uncharged and unrun when its limit does not free up before its TTL', async () => {
+    // given a defer limit that refills 1 unit per hour, and jobs that live 1.5 s
+    const yoga = api({ ttlMs: 1_500 });
+    const { tenant, key } = tenantWith(deferBucket(1, 3_600_000));
+    await exhaust(yoga, key);
+    // when the export is deferred
+    const { response, id } = await deferExport(yoga, key, 'too-late');
+    expect(response.status).toBe(202);
+    const callsAtDefer = store.resolverCalls;
+    // then it expires
+    const job = await waitForJob(yoga, key, id, ['succeeded', 'failed', 'expired']);
+    expect(job).toMatchObject({ status: 'expired', errorCode: 'JOB_EXPIRED', actualCost: null, result: null, startedAtMs: null });
+    const workflow = await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: id })).result() as DeferredJobResult;
+    expect(workflow.status).toBe('expired');
+    expect(workflow.attempts).toBeGreaterThan(0);
+    // and nothing was run or charged for it: no usage event, only the first export left the bucket
+    const stored = await jobStore.get(parseTenantId(tenant), id);
+    expect(store.resolverCalls).toBe(callsAtDefer);
+    expect(await usageEvents(tenant, 'usage.reserved.v1', stored?.requestId ?? '')).toEqual([]);
+    expect(await burstTokens(tenant)).toBe(10_000 - EXPORT_COST);
+    expect(await jobStore.openJobs(parseTenantId(tenant))).toBe(0);
+  });
+});
+
+describe('job status', () => {
+  it('is visible to the job\'s tenant only: another tenant gets 404 (as for an unknown id) and null from job(id)', async () => {
+    // given a job of tenant A, and tenant B
+    const yoga = api({ ttlMs: 1_000 });
+    const a = tenantWith(deferBucket(1, 3_600_000));
+    const b = tenantWith(deferBucket(1, 3_600_000));
+    await exhaust(yoga, a.key);
+    const { response, id } = await deferExport(yoga, a.key, 'private');
+    expect(response.status).toBe(202);
+    // when each asks for it
+    const own = await getJob(yoga, a.key, `/jobs/${id}`);
+    const other = await getJob(yoga, b.key, `/jobs/${id}`);
+    const unknown = await getJob(yoga, a.key, `/jobs/j-${'0'.repeat(32)}`);
+    const anonymous = await getJob(yoga, null, `/jobs/${id}`);
+    // then only A sees it
+    expect(own.status).toBe(200);
+    expect(((await own.json()) as { job: JobView }).job).toMatchObject({ id, operationName: 'Export', requestedCost: EXPORT_COST });
+    expect(other.status).toBe(404);
+    expect(unknown.status).toBe(404);
+    expect(await other.json()).toEqual(await unknown.json());
+    expect(anonymous.status).toBe(401);
+    const viaGraphQL = await bodyOf(await post(yoga, b.key, { query: 'query J($id: ID!) { job(id: $id) { id status } }', variables: { id } }));
+    expect(viaGraphQL.errors).toBeUndefined();
+    expect(viaGraphQL.data?.['job']).toBeNull();
+    await waitForJob(yoga, a.key, id, ['expired']);
+  });
+});
+
+describe('the per-tenant job queue', () => {
+  it('answers 429 once the tenant has its cap of unfinished jobs, joins a resubmitted job, and admits again when jobs finish', async () => {
+    // given a cap of 2 unfinished jobs and a defer limit that does not free up
+    const yoga = api({ maxQueuedPerTenant: 2, ttlMs: 2_000 });
+    const { tenant, key } = tenantWith(deferBucket(1, 3_600_000));
+    await exhaust(yoga, key);
+    const first = await deferExport(yoga, key, 'q-1');
+    const second = await deferExport(yoga, key, 'q-2');
+    expect([first.response.status, second.response.status]).toEqual([202, 202]);
+    const callsBefore = store.resolverCalls;
+    // when a third job is deferred
+    const third = await post(yoga, key, { query: EXPORT }, { 'Idempotency-Key': 'q-3' });
+    // then it is refused with 429, the queue-full reason and a Retry-After; nothing runs
+    expect(third.status).toBe(429);
+    expect(third.headers.get('Retry-After')).toMatch(/^\d+$/);
+    const body = await bodyOf(third);
+    expect(codeOf(body)).toBe('QUOTA_EXHAUSTED');
+    expect(body.errors?.[0]?.extensions?.['reason']).toBe('JOB_QUEUE_FULL');
+    expect(store.resolverCalls).toBe(callsBefore);
+    // a resubmission of a queued job joins it (no new place needed)
+    const again = await deferExport(yoga, key, 'q-1');
+    expect(again.response.status).toBe(202);
+    expect(again.id).toBe(first.id);
+    expect(await jobStore.openJobs(parseTenantId(tenant))).toBe(2);
+    // and once both expire, the queue has room again
+    await waitForJob(yoga, key, first.id, ['expired']);
+    await waitForJob(yoga, key, second.id, ['expired']);
+    expect(await jobStore.openJobs(parseTenantId(tenant))).toBe(0);
+    const later = await deferExport(yoga, key, 'q-4');
+    expect(later.response.status).toBe(202);
+    await waitForJob(yoga, key, later.id, ['expired']);
+  });
+});
