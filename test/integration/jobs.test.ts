@@ -7,8 +7,10 @@
  * asserts on elapsed time.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   RedisDecider,
@@ -33,7 +35,15 @@ import {
 } from '../../src/graphql/index.js';
 import { createDynamoClient } from '../../src/metering/index.js';
 import { createLogger, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
-import { DynamoJobStore, createJobsWorker, jobWorkflowId, type DeferredJobResult, type JobSettings } from '../../src/workflows/index.js';
+import {
+  DynamoJobStore,
+  createJobsWorker,
+  jobWorkflowId,
+  wakeDeferredJob,
+  type DeferredJobResult,
+  type JobSettings,
+} from '../../src/workflows/index.js';
+import { workflowsPath } from '../../src/workflows/worker.js';
 import { bodyOf, codeOf, plan, slowBucket } from '../support/graphql.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
@@ -52,6 +62,9 @@ let redis: DeciderRedis;
 let env: TestWorkflowEnvironment;
 let worker: Worker;
 let workerRun: Promise<void>;
+/** Workflow ids of jobs that finished in this file, replayed at the end (determinism). */
+const finishedWorkflows: { workflowId: string; fixture: string }[] = [];
+const HISTORIES = new URL('../fixtures/histories/', import.meta.url);
 
 const EXPORT = 'mutation Export { exportOrdersReport { id rowCount } }';
 const EXPORT_COST = 500;
@@ -212,6 +225,7 @@ describe('a deferred operation', () => {
     // ran once, charged once: one resolver call, one usage.reserved event, the burst bucket moved by two exports
     const workflow = await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: id })).result() as DeferredJobResult;
     expect(workflow).toMatchObject({ status: 'succeeded', actualCost: EXPORT_COST });
+    finishedWorkflows.push({ workflowId: jobWorkflowId({ tenant, jobId: id }), fixture: 'job-succeeded.json' });
     expect(store.resolverCalls - callsAtDefer).toBe(1);
     const stored = await jobStore.get(parseTenantId(tenant), id);
     expect(await usageEvents(tenant, 'usage.reserved.v1', stored?.requestId ?? '')).toHaveLength(1);
@@ -259,6 +273,7 @@ describe('a deferred operation', () => {
     expect(job).toMatchObject({ status: 'expired', errorCode: 'JOB_EXPIRED', actualCost: null, result: null, startedAtMs: null });
     const workflow = await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: id })).result() as DeferredJobResult;
     expect(workflow.status).toBe('expired');
+    finishedWorkflows.push({ workflowId: jobWorkflowId({ tenant, jobId: id }), fixture: 'job-expired.json' });
     expect(workflow.attempts).toBeGreaterThan(0);
     // and nothing was run or charged for it: no usage event, only the first export left the bucket
     const stored = await jobStore.get(parseTenantId(tenant), id);
@@ -328,5 +343,55 @@ describe('the per-tenant job queue', () => {
     const later = await deferExport(yoga, key, 'q-4');
     expect(later.response.status).toBe(202);
     await waitForJob(yoga, key, later.id, ['expired']);
+  });
+});
+
+describe('waking a job', () => {
+  it('runs a waiting job as soon as it is woken (its retry wait is 10 minutes), and reports a finished job as not running', async () => {
+    // given a job that waits 10 minutes between attempts, on a defer limit that frees up within about a second
+    const yoga = api({ retryMinMs: 600_000, retryMaxMs: 600_000, ttlMs: 1_200_000 });
+    const { tenant, key } = tenantWith(deferBucket(600, 1_000));
+    await exhaust(yoga, key);
+    const { response, id } = await deferExport(yoga, key, 'wake-me');
+    expect(response.status).toBe(202);
+    // when it is woken (repeatedly, as a quota reset would) until it has run
+    const until = Date.now() + 45_000;
+    let job: JobView | undefined;
+    while (Date.now() < until) {
+      // (false once the job has finished between two polls)
+      await wakeDeferredJob(env.client, { tenant, jobId: id });
+      const reply = await getJob(yoga, key, `/jobs/${id}`);
+      job = ((await reply.json()) as { job: JobView }).job;
+      if (job.status === 'succeeded') break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    // then it ran long before its next scheduled attempt
+    expect(job?.status).toBe('succeeded');
+    await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: id })).result();
+    expect(await wakeDeferredJob(env.client, { tenant, jobId: id })).toBe(false);
+    finishedWorkflows.push({ workflowId: jobWorkflowId({ tenant, jobId: id }), fixture: 'job-woken.json' });
+  });
+});
+
+describe('the job workflow is deterministic', () => {
+  it('replays the histories of the jobs that finished in this file, and the recorded fixtures', async () => {
+    // given the histories of this run's finished jobs (succeeded, expired, woken)
+    expect(finishedWorkflows.map((entry) => entry.fixture)).toEqual(['job-succeeded.json', 'job-expired.json', 'job-woken.json']);
+    const histories = await Promise.all(
+      finishedWorkflows.map(async (entry) => ({ ...entry, history: await env.client.workflow.getHandle(entry.workflowId).fetchHistory() })),
+    );
+    // TOLLGATE_CAPTURE_HISTORIES=1 rewrites the fixtures from this run
+    if (process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1') {
+      for (const entry of histories) writeFileSync(new URL(entry.fixture, HISTORIES), `${historyToJSON(entry.history)}\n`);
+    }
+    const fixtures = readdirSync(HISTORIES)
+      .filter((name) => /^job-.*\.json$/.test(name))
+      .map((name) => ({ workflowId: name, history: JSON.parse(readFileSync(new URL(name, HISTORIES), 'utf8')) as unknown }));
+    expect(fixtures.length).toBeGreaterThanOrEqual(3);
+    // when every history is replayed against the current workflow code, then none fails
+    const results = Worker.runReplayHistories({ workflowsPath: workflowsPath() }, [...histories, ...fixtures]);
+    const failures: string[] = [];
+    for await (const result of results) if (result.error !== undefined) failures.push(`${result.workflowId}: ${String(result.error)}`);
+    expect(failures).toEqual([]);
   });
 });
