@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import { NativeConnection, type Worker } from '@temporalio/worker';
 import { FileSpool, ResilientDecider, assertNoEviction, createDeciderRedis, probeDecider } from '../decider/index.js';
 import { createDynamoClient } from '../metering/index.js';
 import { DependencyError, createLogger, loadConfig, systemClock } from '../shared/index.js';
@@ -100,31 +100,39 @@ async function main(): Promise<void> {
     store: jobStore,
     settings: jobSettings,
   });
-  let workerConnection: NativeConnection;
-  try {
-    workerConnection = await NativeConnection.connect({ address: config.temporal.address });
-  } catch (error) {
-    throw new DependencyError('TEMPORAL_UNAVAILABLE', `Temporal at ${config.temporal.address} is unreachable; check TEMPORAL_ADDRESS`, { cause: error });
-  }
-  const jobsWorker = await createJobsWorker({
-    connection: workerConnection,
-    namespace: config.temporal.namespace,
-    taskQueue: config.jobs.taskQueue,
-    deps: {
-      decider,
-      store: jobStore,
-      executor: new SchemaJobExecutor({
-        schema: createDemoSchema({ store: demo.store, version: packageVersion(), deciderTimeMs: async () => (await probeDecider(redis)).nowMs, clock: systemClock, jobs: jobStore }),
-        plans: demo.plans,
-      }),
-    },
+  const jobExecutor = new SchemaJobExecutor({
+    schema: createDemoSchema({ store: demo.store, version: packageVersion(), deciderTimeMs: async () => (await probeDecider(redis)).nowMs, clock: systemClock, jobs: jobStore }),
+    plans: demo.plans,
   });
-  const jobsWorkerRun = jobsWorker.run();
-  jobsWorkerRun.catch((error: unknown) => {
-    logger.error({ code: 'TEMPORAL_UNAVAILABLE', err: error instanceof Error ? error.message : String(error) }, 'jobs worker stopped; exiting');
-    process.exit(1);
-  });
-  logger.info({ taskQueue: config.jobs.taskQueue }, 'jobs worker polling');
+  let isStopping = false;
+  let workerConnection: NativeConnection | undefined;
+  let jobsWorker: Worker | undefined;
+  let jobsWorkerRun: Promise<void> = Promise.resolve();
+  // Temporal down at start must not keep the API down: it serves (deferrals answer 429 while
+  // Temporal is unreachable, /ready reports it) and the jobs worker is retried every 5 s.
+  const startJobsWorker = async (): Promise<void> => {
+    try {
+      workerConnection = await NativeConnection.connect({ address: config.temporal.address });
+      jobsWorker = await createJobsWorker({
+        connection: workerConnection,
+        namespace: config.temporal.namespace,
+        taskQueue: config.jobs.taskQueue,
+        deps: { decider, store: jobStore, executor: jobExecutor },
+      });
+    } catch (error) {
+      await workerConnection?.close().catch(() => undefined);
+      workerConnection = undefined;
+      logger.error({ code: 'TEMPORAL_UNAVAILABLE', err: error instanceof Error ? error.message : String(error) }, 'jobs worker could not start; retrying in 5 s');
+      if (!isStopping) setTimeout(() => void startJobsWorker(), 5_000).unref();
+      return;
+    }
+    jobsWorkerRun = jobsWorker.run().catch((error: unknown) => {
+      logger.error({ code: 'TEMPORAL_UNAVAILABLE', err: error instanceof Error ? error.message : String(error) }, 'jobs worker stopped; exiting');
+      process.exit(1);
+    });
+    logger.info({ taskQueue: config.jobs.taskQueue }, 'jobs worker polling');
+  };
+  await startJobsWorker();
 
   const api = createApi({
     redis,
@@ -150,20 +158,17 @@ async function main(): Promise<void> {
   });
   logger.info({ url: `http://${config.api.host}:${config.api.port}/graphql` }, 'api listening');
 
-  let isStopping = false;
   const stop = (signal: string): void => {
     if (isStopping) return;
     isStopping = true;
     logger.info({ signal }, 'api stopping');
     server.close(() => {
-      if (jobsWorker.getState() === 'RUNNING') jobsWorker.shutdown();
-      void jobsWorkerRun
-        .catch(() => undefined)
-        .finally(() => {
-          redis.disconnect();
-          dynamo.destroy();
-          void Promise.allSettled([temporal.close(), workerConnection.close()]).finally(() => process.exit(0));
-        });
+      if (jobsWorker?.getState() === 'RUNNING') jobsWorker.shutdown();
+      void jobsWorkerRun.finally(() => {
+        redis.disconnect();
+        dynamo.destroy();
+        void Promise.allSettled([temporal.close(), workerConnection?.close()]).finally(() => process.exit(0));
+      });
     });
     server.closeIdleConnections();
     setTimeout(() => process.exit(0), 10_000).unref();

@@ -58,7 +58,7 @@ describe('DynamoJobStore', () => {
     const tenant = parseTenantId(uniqueTenant('js'));
     const results = await Promise.allSettled(Array.from({ length: 12 }, () => jobs.create(newJob(tenant, jobId(), 3))));
     const created = results.filter((result) => result.status === 'fulfilled');
-    const refused = results.filter((result) => result.status === 'rejected').map((result) => (result).reason as unknown);
+    const refused = results.filter((result) => result.status === 'rejected').map((result) => result.reason as unknown);
     expect(created).toHaveLength(3);
     expect(refused).toHaveLength(9);
     expect(refused.every((reason) => reason instanceof CapacityError && reason.code === 'JOB_QUEUE_FULL')).toBe(true);
