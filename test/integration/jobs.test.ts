@@ -34,13 +34,14 @@ import {
   type JobView,
 } from '../../src/graphql/index.js';
 import { createDynamoClient } from '../../src/metering/index.js';
-import { createLogger, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
+import { InvariantError, createLogger, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import {
   DynamoJobStore,
   createJobsWorker,
   jobWorkflowId,
   wakeDeferredJob,
   type DeferredJobResult,
+  type JobExecutor,
   type JobSettings,
 } from '../../src/workflows/index.js';
 import { workflowsPath } from '../../src/workflows/worker.js';
@@ -69,6 +70,19 @@ const HISTORIES = new URL('../fixtures/histories/', import.meta.url);
 const EXPORT = 'mutation Export { exportOrdersReport { id rowCount } }';
 const EXPORT_COST = 500;
 
+const schemaExecutor = new SchemaJobExecutor({
+  schema: createDemoSchema({ store, version: 'test', deciderTimeMs: () => Promise.resolve(0), clock: systemClock, jobs: jobStore }),
+  plans,
+});
+
+/** The real executor, except that operations named `name` fail for good (a fake of our own port). */
+function explodingOn(name: string, inner: JobExecutor): JobExecutor {
+  return {
+    policyOf: (input) => inner.policyOf(input),
+    execute: (input) => (input.operationName === name ? Promise.reject(new InvariantError('the executor broke')) : inner.execute(input)),
+  };
+}
+
 beforeAll(async () => {
   quietTemporalRuntime();
   redis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 5_000 });
@@ -81,10 +95,7 @@ beforeAll(async () => {
     deps: {
       decider,
       store: jobStore,
-      executor: new SchemaJobExecutor({
-        schema: createDemoSchema({ store, version: 'test', deciderTimeMs: () => Promise.resolve(0), clock: systemClock, jobs: jobStore }),
-        plans,
-      }),
+      executor: explodingOn('Explode', schemaExecutor),
     },
   });
   workerRun = worker.run();
@@ -280,6 +291,27 @@ describe('a deferred operation', () => {
     expect(store.resolverCalls).toBe(callsAtDefer);
     expect(await usageEvents(tenant, 'usage.reserved.v1', stored?.requestId ?? '')).toEqual([]);
     expect(await burstTokens(tenant)).toBe(10_000 - EXPORT_COST);
+    expect(await jobStore.openJobs(parseTenantId(tenant))).toBe(0);
+  });
+});
+
+describe('a job whose run fails for good', () => {
+  it('ends failed with EXECUTION_FAILED, keeps the admitted charge, and frees its queue place', async () => {
+    // given a deferred operation whose executor breaks
+    const yoga = api();
+    const { tenant, key } = tenantWith(deferBucket(600, 3_000));
+    const explode = 'mutation Explode { exportOrdersReport { id } }';
+    expect((await post(yoga, key, { query: explode })).status).toBe(200);
+    const response = await post(yoga, key, { query: explode }, { 'Idempotency-Key': 'boom' });
+    expect(response.status).toBe(202);
+    const id = (await bodyOf(response)).extensions?.job?.id ?? '';
+    // when it is admitted and run
+    const job = await waitForJob(yoga, key, id, ['succeeded', 'failed', 'expired']);
+    // then it failed with a stable code, no result, the requested cost charged once, and the queue is empty
+    expect(job).toMatchObject({ status: 'failed', errorCode: 'EXECUTION_FAILED', result: null, actualCost: null });
+    const stored = await jobStore.get(parseTenantId(tenant), id);
+    expect(await usageEvents(tenant, 'usage.reserved.v1', stored?.requestId ?? '')).toHaveLength(1);
+    expect(await burstTokens(tenant)).toBe(10_000 - 2 * EXPORT_COST);
     expect(await jobStore.openJobs(parseTenantId(tenant))).toBe(0);
   });
 });

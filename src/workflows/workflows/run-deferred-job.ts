@@ -11,8 +11,18 @@
  * Deterministic: time is the workflow clock, waits are durable timers. Long
  * waits continue as new when Temporal suggests it, carrying the attempt count.
  */
-import { allHandlersFinished, condition, continueAsNew, defineSignal, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
-import type { JobActivities } from '../activities/index.js';
+import {
+  ActivityFailure,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  defineSignal,
+  log,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { ExecuteJobResult, JobActivities, JobAdmission } from '../activities/index.js';
 
 const NON_RETRYABLE = ['INVALID_ID', 'INVALID_INPUT', 'CONFIG_INVALID', 'NOT_FOUND', 'CONFLICT', 'INVARIANT_VIOLATED'];
 
@@ -95,7 +105,15 @@ export async function runDeferredJob(input: DeferredJobInput): Promise<DeferredJ
     }
     isWoken = false;
     attempts += 1;
-    const admission = await admitDeferredJob({ ...ref, cost: input.cost, recordTtlMs: input.recordTtlMs });
+    let admission: JobAdmission;
+    try {
+      admission = await admitDeferredJob({ ...ref, cost: input.cost, recordTtlMs: input.recordTtlMs });
+    } catch (error) {
+      // Only a non-retryable failure gets here (bad input, broken invariant): nothing was taken.
+      if (!(error instanceof ActivityFailure)) throw error;
+      log.error('deferred job admission failed', { jobId: input.jobId, cause: error.cause?.message });
+      admission = { kind: 'never', errorCode: 'ADMISSION_FAILED' };
+    }
     if (admission.kind === 'admitted') {
       decidedAtMs = admission.decidedAtMs;
       break;
@@ -113,8 +131,24 @@ export async function runDeferredJob(input: DeferredJobInput): Promise<DeferredJ
       return continueAsNew<typeof runDeferredJob>({ ...input, attempts, blindWaits });
     }
   }
-  const executed = await executeDeferredJob({ ...ref, cost: input.cost, query: input.query, variables: input.variables });
-  await settleDeferredJob({ ...ref, cost: input.cost, recordTtlMs: input.recordTtlMs, actualCost: executed.actualCost, decidedAtMs });
+  let executed: ExecuteJobResult;
+  try {
+    executed = await executeDeferredJob({ ...ref, cost: input.cost, query: input.query, variables: input.variables });
+  } catch (error) {
+    // The run failed for good (no result stored): the job fails, the requested cost stays reserved
+    // (it was admitted and may have had effects), and its queue place is freed.
+    if (!(error instanceof ActivityFailure)) throw error;
+    log.error('deferred job execution failed', { jobId: input.jobId, cause: error.cause?.message });
+    await finishDeferredJob({ jobId: input.jobId, tenant: input.tenant, status: 'failed', errorCode: 'EXECUTION_FAILED' });
+    return { status: 'failed', attempts, actualCost: input.cost, errorCode: 'EXECUTION_FAILED' };
+  }
+  try {
+    await settleDeferredJob({ ...ref, cost: input.cost, recordTtlMs: input.recordTtlMs, actualCost: executed.actualCost, decidedAtMs });
+  } catch (error) {
+    // Non-retryable only: the requested cost stays charged; the result is still the job's.
+    if (!(error instanceof ActivityFailure)) throw error;
+    log.error('deferred job settlement failed; the requested cost stays charged', { jobId: input.jobId, cause: error.cause?.message });
+  }
   await finishDeferredJob({ jobId: input.jobId, tenant: input.tenant, status: executed.status, errorCode: executed.errorCode });
   return { status: executed.status, attempts, actualCost: executed.actualCost, errorCode: executed.errorCode };
 }
