@@ -41,6 +41,13 @@ export interface Deferrer {
    * @throws DependencyError when the job could not be recorded (the plugin answers 429 with Retry-After)
    */
   defer(input: DeferInput): Promise<DeferredJob>;
+  /**
+   * The job already recorded for this tenant and request id, if any. The plugin asks before deciding an
+   * Idempotency-Key retry of a deferrable operation, so a retry of a deferred request is answered with its
+   * job and never admitted (and run) beside it.
+   * @throws DependencyError when the jobs cannot be read (the plugin then decides as usual)
+   */
+  find?(input: { tenant: TenantId; requestId: EventId }): Promise<DeferredJob | undefined>;
 }
 
 /** The job id of a deferred request: `j-` and 32 hex digits of sha256(tenant/requestId). */
@@ -59,5 +66,9 @@ export class InMemoryDeferrer implements Deferrer {
     const job: DeferredJob = { id, status: 'queued', etaMs: input.retryAfterMs };
     this.jobs.set(id, { job, input });
     return Promise.resolve(job);
+  }
+
+  find(input: { tenant: TenantId; requestId: EventId }): Promise<DeferredJob | undefined> {
+    return Promise.resolve(this.jobs.get(deferredJobId(input.tenant, input.requestId))?.job);
   }
 }

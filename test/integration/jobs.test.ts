@@ -295,6 +295,50 @@ describe('a deferred operation', () => {
   });
 });
 
+describe('retrying a deferred request', () => {
+  it('answers the job (202) even once the limit has room, so the operation never runs beside its job', async () => {
+    // given a deferred job that waits 10 minutes between attempts, on a limit that frees up within about 2 s
+    const yoga = api({ retryMinMs: 600_000, retryMaxMs: 600_000, ttlMs: 1_200_000 });
+    const { tenant, key } = tenantWith(deferBucket(600, 2_000));
+    await exhaust(yoga, key);
+    const { response, id } = await deferExport(yoga, key, 'retry-me');
+    expect(response.status).toBe(202);
+    const callsAtDefer = store.resolverCalls;
+    // when the client retries with the same Idempotency-Key until well after the limit has room again
+    // (a different request, without the key, shows when it has)
+    const statuses: number[] = [];
+    const until = Date.now() + 30_000;
+    let hasRoom = false;
+    while (!hasRoom && Date.now() < until) {
+      const retry = await deferExport(yoga, key, 'retry-me');
+      statuses.push(retry.response.status);
+      expect(retry.id).toBe(id);
+      expect(retry.response.headers.get('Location')).toBe(`/jobs/${id}`);
+      const probe = await bodyOf(await post(yoga, key, { query: '{ me { tenant } }' }));
+      hasRoom = (probe.extensions?.cost?.limits.find((limit) => limit.id === 'heavy')?.remaining ?? 0) >= EXPORT_COST;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(hasRoom).toBe(true);
+    const last = await deferExport(yoga, key, 'retry-me');
+    statuses.push(last.response.status);
+    // then every retry was the job, and nothing ran yet
+    expect(statuses.every((status) => status === 202)).toBe(true);
+    expect(store.resolverCalls).toBe(callsAtDefer);
+    // and once woken the job runs once and is charged once
+    await wakeDeferredJob(env.client, { tenant, jobId: id });
+    const job = await waitForJob(yoga, key, id, ['succeeded', 'failed', 'expired']);
+    expect(job.status).toBe('succeeded');
+    expect(store.resolverCalls - callsAtDefer).toBe(1);
+    const stored = await jobStore.get(parseTenantId(tenant), id);
+    expect(await usageEvents(tenant, 'usage.reserved.v1', stored?.requestId ?? '')).toHaveLength(1);
+    // a retry after it ran is still the job, now succeeded
+    const after = await deferExport(yoga, key, 'retry-me');
+    expect(after.response.status).toBe(202);
+    expect((await bodyOf(after.response)).extensions?.job).toMatchObject({ id, status: 'succeeded' });
+    expect(store.resolverCalls - callsAtDefer).toBe(1);
+  });
+});
+
 describe('a job whose run fails for good', () => {
   it('ends failed with EXECUTION_FAILED, keeps the admitted charge, and frees its queue place', async () => {
     // given a deferred operation whose executor breaks

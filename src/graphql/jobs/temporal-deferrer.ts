@@ -6,7 +6,7 @@
  * same job.
  */
 import type { Client } from '@temporalio/client';
-import { systemClock, type Clock } from '../../shared/index.js';
+import { systemClock, type Clock, type EventId, type TenantId } from '../../shared/index.js';
 import { submitDeferredJob, type DynamoJobStore, type JobSettings } from '../../workflows/index.js';
 import { deferredJobId, type DeferInput, type DeferredJob, type Deferrer } from '../deferrer.js';
 
@@ -51,5 +51,12 @@ export class TemporalDeferrer implements Deferrer {
     });
     const etaMs = job.status === 'queued' ? input.retryAfterMs : job.status === 'running' ? 0 : null;
     return { id, status: job.status, etaMs };
+  }
+
+  /** The recorded job of this tenant and request id (a consistent read). */
+  async find(input: { tenant: TenantId; requestId: EventId }): Promise<DeferredJob | undefined> {
+    const id = deferredJobId(input.tenant, input.requestId);
+    const job = await this.options.store.get(input.tenant, id);
+    return job === undefined ? undefined : { id, status: job.status, etaMs: job.status === 'queued' ? null : job.status === 'running' ? 0 : null };
   }
 }

@@ -340,6 +340,32 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
         return;
       }
 
+      // A retry (same Idempotency-Key) of a request that was deferred is answered with its job, before any
+      // decision: deciding it could admit and run it beside the job.
+      const deferrer = options.deferrer;
+      if (costPlan.isDeferrable && state.idempotencyKey !== null && deferrer?.find !== undefined) {
+        let known: Awaited<ReturnType<NonNullable<Deferrer['find']>>>;
+        try {
+          known = await deferrer.find({ tenant: identity.tenant, requestId });
+        } catch (error) {
+          known = undefined;
+          logger.warn({ tenant: identity.tenant, requestId, code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'deferred job lookup failed; deciding');
+        }
+        if (known !== undefined) {
+          const headers = { Location: `/jobs/${known.id}` };
+          Object.assign(state.headers, headers);
+          setResultAndStopExecution({
+            data: null,
+            extensions: {
+              job: { id: known.id, status: known.status, etaMs: known.etaMs },
+              cost: costExtension({ requested, actual: null, states: [], specs: plan.limits, receipt: null }),
+              http: { status: 202, headers },
+            },
+          });
+          return;
+        }
+      }
+
       const input: DecideInput = {
         tenant: identity.tenant,
         keyId: identity.keyId,
@@ -398,7 +424,6 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
           return;
         }
         case 'deferred': {
-          const deferrer = options.deferrer;
           if (deferrer === undefined) throw new Error('a deferred decision without a deferrer');
           let job: Awaited<ReturnType<Deferrer['defer']>>;
           try {
