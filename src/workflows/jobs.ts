@@ -111,8 +111,11 @@ export async function submitDeferredJob(input: {
       taskQueue: settings.taskQueue,
       workflowId: jobWorkflowId({ tenant, jobId }),
       workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-      // A finished job is never run again under its id.
-      workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+      // A job whose workflow failed, timed out or was terminated while its record is unfinished is
+      // restarted by the next submit (its admission is a replay under the same request id, its stored
+      // result is kept). A completed workflow is never run again: its record is finished, so the submit
+      // returned above, and this policy refuses to reuse a completed id anyway.
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
       args: [workflowInput],
     });
   } catch (error) {
@@ -124,6 +127,19 @@ export async function submitDeferredJob(input: {
     throw new DependencyError('TEMPORAL_UNAVAILABLE', 'Temporal did not start the deferred job', { cause: error });
   }
   return recorded;
+}
+
+/**
+ * Whether the job's workflow is running. False when it does not exist or has closed (failed,
+ * terminated, completed); unknown (Temporal unreachable) counts as running.
+ */
+export async function isDeferredJobRunning(client: Client, input: { tenant: string; jobId: string }): Promise<boolean> {
+  try {
+    const description = await client.workflow.getHandle(jobWorkflowId(input)).describe();
+    return description.status.name === 'RUNNING';
+  } catch (error) {
+    return !(error instanceof WorkflowNotFoundError);
+  }
 }
 
 /**

@@ -339,6 +339,38 @@ describe('retrying a deferred request', () => {
   });
 });
 
+describe('a job whose workflow was lost', () => {
+  it('is restarted by a retry of its request, and still runs and is charged once', async () => {
+    // given a deferred job whose workflow was terminated while it waited (its record still says queued)
+    const yoga = api({ retryMinMs: 600_000, retryMaxMs: 600_000, ttlMs: 1_200_000 });
+    const { tenant, key } = tenantWith(deferBucket(600, 6_000));
+    await exhaust(yoga, key);
+    const { response, id } = await deferExport(yoga, key, 'lost');
+    expect(response.status).toBe(202);
+    const handle = env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: id }));
+    await handle.terminate('simulated loss');
+    expect((await jobStore.get(parseTenantId(tenant), id))?.status).toBe('queued');
+    const callsAtDefer = store.resolverCalls;
+    // when the client retries the request (the limit is still spent, so it is deferred again)
+    const retry = await deferExport(yoga, key, 'lost');
+    // then it is the same job, running again, and once woken it runs once and is charged once
+    expect(retry.response.status).toBe(202);
+    expect(retry.id).toBe(id);
+    expect((await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: id })).describe()).status.name).toBe('RUNNING');
+    const until = Date.now() + 45_000;
+    let job: JobView | undefined;
+    while (job?.status !== 'succeeded' && Date.now() < until) {
+      await wakeDeferredJob(env.client, { tenant, jobId: id });
+      job = await waitForJob(yoga, key, id, ['queued', 'running', 'succeeded', 'failed', 'expired']);
+      if (job.status !== 'succeeded') await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(job?.status).toBe('succeeded');
+    expect(store.resolverCalls - callsAtDefer).toBe(1);
+    expect(await usageEvents(tenant, 'usage.reserved.v1', (await jobStore.get(parseTenantId(tenant), id))?.requestId ?? '')).toHaveLength(1);
+    expect(await jobStore.openJobs(parseTenantId(tenant))).toBe(0);
+  });
+});
+
 describe('a job whose run fails for good', () => {
   it('ends failed with EXECUTION_FAILED, keeps the admitted charge, and frees its queue place', async () => {
     // given a deferred operation whose executor breaks

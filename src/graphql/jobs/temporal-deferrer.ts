@@ -7,7 +7,7 @@
  */
 import type { Client } from '@temporalio/client';
 import { systemClock, type Clock, type EventId, type TenantId } from '../../shared/index.js';
-import { submitDeferredJob, type DynamoJobStore, type JobSettings } from '../../workflows/index.js';
+import { isDeferredJobRunning, submitDeferredJob, type DynamoJobStore, type JobSettings } from '../../workflows/index.js';
 import { deferredJobId, type DeferInput, type DeferredJob, type Deferrer } from '../deferrer.js';
 
 export interface TemporalDeferrerOptions {
@@ -53,10 +53,17 @@ export class TemporalDeferrer implements Deferrer {
     return { id, status: job.status, etaMs };
   }
 
-  /** The recorded job of this tenant and request id (a consistent read). */
+  /**
+   * The recorded job of this tenant and request id (a consistent read). An unfinished job whose
+   * workflow is not running (a crash between recording and starting it, or a terminated workflow)
+   * is reported as unknown, so the retry is decided and, deferred again, restarts it.
+   */
   async find(input: { tenant: TenantId; requestId: EventId }): Promise<DeferredJob | undefined> {
     const id = deferredJobId(input.tenant, input.requestId);
     const job = await this.options.store.get(input.tenant, id);
-    return job === undefined ? undefined : { id, status: job.status, etaMs: job.status === 'queued' ? null : job.status === 'running' ? 0 : null };
+    if (job === undefined) return undefined;
+    const isUnfinished = job.status === 'queued' || job.status === 'running';
+    if (isUnfinished && !(await isDeferredJobRunning(this.options.client, { tenant: input.tenant, jobId: id }))) return undefined;
+    return { id, status: job.status, etaMs: job.status === 'running' ? 0 : null };
   }
 }
