@@ -371,6 +371,46 @@ describe('a job whose workflow was lost', () => {
   });
 });
 
+describe('a job while no API process polls its queue', () => {
+  it('stays queued through the outage and runs once when a worker polls again', async () => {
+    // given a task queue no worker polls (every API process is down)
+    const outageQueue = `${taskQueue}-outage`;
+    const yoga = api({ taskQueue: outageQueue });
+    const { tenant, key } = tenantWith(deferBucket(600, 3_000));
+    await exhaust(yoga, key);
+    const { response, id } = await deferExport(yoga, key, 'outage');
+    expect(response.status).toBe(202);
+    const callsAtDefer = store.resolverCalls;
+    // when the limit has long had room and a worker comes back (polling for the job, at least until it has run)
+    const probeUntil = Date.now() + 30_000;
+    let hasRoom = false;
+    while (!hasRoom && Date.now() < probeUntil) {
+      const probe = await bodyOf(await post(yoga, key, { query: '{ me { tenant } }' }));
+      hasRoom = (probe.extensions?.cost?.limits.find((limit) => limit.id === 'heavy')?.remaining ?? 0) >= EXPORT_COST;
+      if (!hasRoom) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(hasRoom).toBe(true);
+    expect((await jobStore.get(parseTenantId(tenant), id))?.status).toBe('queued');
+    const restarted = await createJobsWorker({
+      connection: env.nativeConnection,
+      namespace: config.temporal.namespace,
+      taskQueue: outageQueue,
+      deps: { decider: new RedisDecider(redis, { shardCount: SHARDS, clock: systemClock }), store: jobStore, executor: schemaExecutor },
+    });
+    const running = restarted.run();
+    try {
+      // then the job runs, once, and is charged once
+      const job = await waitForJob(yoga, key, id, ['succeeded', 'failed', 'expired']);
+      expect(job.status).toBe('succeeded');
+    } finally {
+      restarted.shutdown();
+      await running;
+    }
+    expect(store.resolverCalls - callsAtDefer).toBe(1);
+    expect(await usageEvents(tenant, 'usage.reserved.v1', (await jobStore.get(parseTenantId(tenant), id))?.requestId ?? '')).toHaveLength(1);
+  });
+});
+
 describe('a job whose run fails for good', () => {
   it('ends failed with EXECUTION_FAILED, keeps the admitted charge, and frees its queue place', async () => {
     // given a deferred operation whose executor breaks
