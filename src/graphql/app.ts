@@ -16,8 +16,10 @@ import { createDemoSchema } from './demo/schema.js';
 import type { Deferrer } from './deferrer.js';
 import type { AnonymousPolicy } from './identity/identify.js';
 import type { KeyStore } from './identity/key-store.js';
+import type { JobReader } from './jobs/status.js';
 import { TollgateMetrics } from './metrics.js';
 import type { PlanStore } from './plans.js';
+import { useJobStatus } from './plugins/use-job-status.js';
 import { useMetricsEndpoint } from './plugins/use-metrics-endpoint.js';
 import { useTollgate, type TollgateContext, type TollgateOptions } from './plugins/use-tollgate.js';
 import { runReadiness } from './readiness.js';
@@ -36,6 +38,8 @@ export interface ApiDeps {
   plans: PlanStore;
   store: DemoStore;
   deferrer?: Deferrer;
+  /** Deferred jobs' status: serves `GET /jobs/<id>` and the `job(id)` field. */
+  jobs?: JobReader;
   anonymous?: AnonymousPolicy;
   /** @default a fresh registry */
   metrics?: TollgateMetrics;
@@ -55,6 +59,7 @@ export function createApi(deps: ApiDeps): ApiServer {
       version: deps.version,
       deciderTimeMs: async () => (await probeDecider(deps.redis)).nowMs,
       clock: deps.tollgate?.clock ?? systemClock,
+      ...(deps.jobs === undefined ? {} : { jobs: deps.jobs }),
     }),
     graphqlEndpoint: '/graphql',
     healthCheckEndpoint: '/health',
@@ -90,6 +95,7 @@ export function createApi(deps: ApiDeps): ApiServer {
         },
       }),
       useMetricsEndpoint({ registry: metrics.registry }),
+      ...(deps.jobs === undefined ? [] : [useJobStatus({ jobs: deps.jobs, keyStore: deps.keyStore, logger: deps.logger })]),
       useTollgate({
         ...deps.tollgate,
         decider: deps.decider,

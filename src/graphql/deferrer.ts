@@ -1,16 +1,18 @@
 /**
  * The `Deferrer` port: where a `@deferrable` operation goes when a `defer`
- * limit is hit (DESIGN §2, 202). The durable implementation (a Temporal
- * workflow `job/<tenant>/<idempotency key>`) comes with the workflows issue;
- * `InMemoryDeferrer` only records jobs in this process and runs nothing, for
- * tests and the demo.
+ * limit is hit (DESIGN §2, 202). The durable implementation is
+ * `TemporalDeferrer` (`jobs/temporal-deferrer.ts`: a `job/<tenant>/<jobId>`
+ * workflow); `InMemoryDeferrer` only records jobs in this process and runs
+ * nothing, for unit tests.
  */
 import { createHash } from 'node:crypto';
-import type { EventId, KeyId, LimitId, TenantId } from '../shared/index.js';
+import type { EventId, KeyId, LimitId, PlanId, TenantId } from '../shared/index.js';
 
 export interface DeferInput {
   tenant: TenantId;
   keyId: KeyId;
+  /** The caller's plan: the job is decided against this plan's limits when it runs. */
+  planId: PlanId;
   /** The request id (from the Idempotency-Key when given): a retry defers the same job. */
   requestId: EventId;
   operationName: string | undefined;
@@ -26,15 +28,26 @@ export interface DeferInput {
 export interface DeferredJob {
   /** Opaque, URL-safe, deterministic per (tenant, request id). */
   id: string;
-  status: 'queued' | 'running' | 'succeeded' | 'failed';
+  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'expired';
   /** Expected ms until it runs (null: unknown). */
   etaMs: number | null;
 }
 
 /** Port: accepts deferred operations. */
 export interface Deferrer {
-  /** Records the job (idempotent per tenant and request id) and returns it. */
+  /**
+   * Records the job (idempotent per tenant and request id) and returns it.
+   * @throws CapacityError `JOB_QUEUE_FULL` when the tenant may not queue more jobs (the plugin answers 429)
+   * @throws DependencyError when the job could not be recorded (the plugin answers 429 with Retry-After)
+   */
   defer(input: DeferInput): Promise<DeferredJob>;
+  /**
+   * The job already recorded for this tenant and request id, if any. The plugin asks before deciding an
+   * Idempotency-Key retry of a deferrable operation, so a retry of a deferred request is answered with its
+   * job and never admitted (and run) beside it.
+   * @throws DependencyError when the jobs cannot be read (the plugin then decides as usual)
+   */
+  find?(input: { tenant: TenantId; requestId: EventId }): Promise<DeferredJob | undefined>;
 }
 
 /** The job id of a deferred request: `j-` and 32 hex digits of sha256(tenant/requestId). */
@@ -53,5 +66,9 @@ export class InMemoryDeferrer implements Deferrer {
     const job: DeferredJob = { id, status: 'queued', etaMs: input.retryAfterMs };
     this.jobs.set(id, { job, input });
     return Promise.resolve(job);
+  }
+
+  find(input: { tenant: TenantId; requestId: EventId }): Promise<DeferredJob | undefined> {
+    return Promise.resolve(this.jobs.get(deferredJobId(input.tenant, input.requestId))?.job);
   }
 }

@@ -18,3 +18,7 @@ export * from './plugins/use-metrics-endpoint.js';
 export * from './demo/data.js';
 export * from './demo/schema.js';
 export * from './demo/seed.js';
+export * from './jobs/status.js';
+export * from './jobs/executor.js';
+export * from './jobs/temporal-deferrer.js';
+export * from './plugins/use-job-status.js';

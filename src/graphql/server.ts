@@ -8,12 +8,17 @@ import { createServer } from 'node:http';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Connection } from '@temporalio/client';
-import { FileSpool, ResilientDecider, assertNoEviction, createDeciderRedis } from '../decider/index.js';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { FileSpool, ResilientDecider, assertNoEviction, createDeciderRedis, probeDecider } from '../decider/index.js';
 import { createDynamoClient } from '../metering/index.js';
 import { DependencyError, createLogger, loadConfig, systemClock } from '../shared/index.js';
+import { DynamoJobStore, createJobsWorker, type JobSettings } from '../workflows/index.js';
 import { createApi } from './app.js';
+import { createDemoSchema } from './demo/schema.js';
 import { DEMO_ANONYMOUS, createDemoSetup } from './demo/seed.js';
+import { SchemaJobExecutor } from './jobs/executor.js';
+import { TemporalDeferrer } from './jobs/temporal-deferrer.js';
 import { TollgateMetrics } from './metrics.js';
 
 /** Drops credentials from a Redis URL before it is logged. */
@@ -86,6 +91,49 @@ async function main(): Promise<void> {
   mkdirSync(dirname(keysFile), { recursive: true });
   writeFileSync(keysFile, `${JSON.stringify(demo.keys, null, 2)}\n`, { mode: 0o600 });
   logger.info({ file: keysFile, tenants: demo.keys.map((key) => key.tenant) }, 'demo API keys written');
+  // Deferred (202) jobs: recorded in DynamoDB, run by `job/<tenant>/<jobId>` workflows whose
+  // activities this process hosts (they execute against this API's schema).
+  const jobStore = new DynamoJobStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
+  const jobSettings: JobSettings = { ...config.jobs };
+  const deferrer = new TemporalDeferrer({
+    client: new Client({ connection: temporal, namespace: config.temporal.namespace }),
+    store: jobStore,
+    settings: jobSettings,
+  });
+  const jobExecutor = new SchemaJobExecutor({
+    schema: createDemoSchema({ store: demo.store, version: packageVersion(), deciderTimeMs: async () => (await probeDecider(redis)).nowMs, clock: systemClock, jobs: jobStore }),
+    plans: demo.plans,
+  });
+  let isStopping = false;
+  let workerConnection: NativeConnection | undefined;
+  let jobsWorker: Worker | undefined;
+  let jobsWorkerRun: Promise<void> = Promise.resolve();
+  // Temporal down at start must not keep the API down: it serves (deferrals answer 429 while
+  // Temporal is unreachable, /ready reports it) and the jobs worker is retried every 5 s.
+  const startJobsWorker = async (): Promise<void> => {
+    try {
+      workerConnection = await NativeConnection.connect({ address: config.temporal.address });
+      jobsWorker = await createJobsWorker({
+        connection: workerConnection,
+        namespace: config.temporal.namespace,
+        taskQueue: config.jobs.taskQueue,
+        deps: { decider, store: jobStore, executor: jobExecutor },
+      });
+    } catch (error) {
+      await workerConnection?.close().catch(() => undefined);
+      workerConnection = undefined;
+      logger.error({ code: 'TEMPORAL_UNAVAILABLE', err: error instanceof Error ? error.message : String(error) }, 'jobs worker could not start; retrying in 5 s');
+      if (!isStopping) setTimeout(() => void startJobsWorker(), 5_000).unref();
+      return;
+    }
+    jobsWorkerRun = jobsWorker.run().catch((error: unknown) => {
+      logger.error({ code: 'TEMPORAL_UNAVAILABLE', err: error instanceof Error ? error.message : String(error) }, 'jobs worker stopped; exiting');
+      process.exit(1);
+    });
+    logger.info({ taskQueue: config.jobs.taskQueue }, 'jobs worker polling');
+  };
+  await startJobsWorker();
+
   const api = createApi({
     redis,
     dynamo,
@@ -97,7 +145,8 @@ async function main(): Promise<void> {
     keyStore: demo.keyStore,
     plans: demo.plans,
     store: demo.store,
-    deferrer: demo.deferrer,
+    deferrer,
+    jobs: jobStore,
     metrics,
     ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...DEMO_ANONYMOUS } } : {}),
   });
@@ -109,15 +158,17 @@ async function main(): Promise<void> {
   });
   logger.info({ url: `http://${config.api.host}:${config.api.port}/graphql` }, 'api listening');
 
-  let isStopping = false;
   const stop = (signal: string): void => {
     if (isStopping) return;
     isStopping = true;
     logger.info({ signal }, 'api stopping');
     server.close(() => {
-      redis.disconnect();
-      dynamo.destroy();
-      void temporal.close().finally(() => process.exit(0));
+      if (jobsWorker?.getState() === 'RUNNING') jobsWorker.shutdown();
+      void jobsWorkerRun.finally(() => {
+        redis.disconnect();
+        dynamo.destroy();
+        void Promise.allSettled([temporal.close(), workerConnection?.close()]).finally(() => process.exit(0));
+      });
     });
     server.closeIdleConnections();
     setTimeout(() => process.exit(0), 10_000).unref();

@@ -117,6 +117,26 @@ export const CONFIG_SCHEMA = z.object({
     .max(100)
     .default(100)
     .describe('Operations per DynamoDB TransactWriteItems when the pump posts ledger entries (DynamoDB allows 100).'),
+  // deferred (202) jobs: `job/<tenant>/<jobId>` workflows
+  JOBS_TASK_QUEUE: z
+    .string()
+    .min(1)
+    .default('tollgate-jobs')
+    .describe('Task queue of deferred-job workflows; the API process polls it (jobs run in-process against its schema).'),
+  JOBS_TTL_MS: positiveInt
+    .max(400 * 86_400_000)
+    .default(86_400_000)
+    .describe('How long a deferred job may wait for its limit, in ms from submission; past it the job ends expired, uncharged.'),
+  JOBS_RETRY_MIN_MS: positiveInt
+    .default(1_000)
+    .describe('Shortest wait (ms) between two admission attempts of a deferred job; also the first backoff step when the limiter gives no retry time.'),
+  JOBS_RETRY_MAX_MS: positiveInt
+    .default(300_000)
+    .describe('Longest wait (ms) between two admission attempts of a deferred job (a quota reset also wakes jobs early).'),
+  JOBS_MAX_QUEUED_PER_TENANT: positiveInt
+    .max(1_000_000)
+    .default(100)
+    .describe('Most unfinished deferred jobs one tenant may have; another deferral is answered 429.'),
 });
 
 type RawConfig = z.infer<typeof CONFIG_SCHEMA>;
@@ -146,6 +166,8 @@ export interface AppConfig {
     heartbeatTimeoutMs: number;
     maxTransactItems: number;
   };
+  /** Deferred (202) jobs. */
+  jobs: { taskQueue: string; ttlMs: number; retryMinMs: number; retryMaxMs: number; maxQueuedPerTenant: number };
 }
 
 function toAppConfig(raw: RawConfig): AppConfig {
@@ -172,6 +194,13 @@ function toAppConfig(raw: RawConfig): AppConfig {
       activityTimeoutMs: raw.METER_ACTIVITY_TIMEOUT_MS,
       heartbeatTimeoutMs: raw.METER_HEARTBEAT_TIMEOUT_MS,
       maxTransactItems: raw.METER_MAX_TRANSACT_ITEMS,
+    },
+    jobs: {
+      taskQueue: raw.JOBS_TASK_QUEUE,
+      ttlMs: raw.JOBS_TTL_MS,
+      retryMinMs: raw.JOBS_RETRY_MIN_MS,
+      retryMaxMs: Math.max(raw.JOBS_RETRY_MIN_MS, raw.JOBS_RETRY_MAX_MS),
+      maxQueuedPerTenant: raw.JOBS_MAX_QUEUED_PER_TENANT,
     },
   };
 }

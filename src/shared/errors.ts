@@ -17,7 +17,8 @@ export type ErrorCode =
   | 'TEMPORAL_UNAVAILABLE'
   | 'DYNAMODB_UNAVAILABLE'
   | 'DEPENDENCY_FAILED'
-  | 'INVARIANT_VIOLATED';
+  | 'INVARIANT_VIOLATED'
+  | 'JOB_QUEUE_FULL';
 
 export interface AppErrorOptions {
   cause?: unknown;
@@ -78,6 +79,15 @@ export class DependencyError extends AppError {
   ) {
     super(message, options);
   }
+}
+
+/**
+ * A bounded resource is full (e.g. a tenant's queue of deferred jobs): nothing
+ * was written; the same call may succeed once the resource drains.
+ */
+export class CapacityError extends AppError {
+  readonly code = 'JOB_QUEUE_FULL';
+  readonly retryable = true;
 }
 
 /** Something that must never happen did (a malformed script reply, a broken invariant). */

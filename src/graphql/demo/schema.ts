@@ -8,6 +8,7 @@
 import { GraphQLError, GraphQLScalarType, Kind, valueFromASTUntyped } from 'graphql';
 import { createSchema } from 'graphql-yoga';
 import { COST_DIRECTIVES_SDL } from '../cost/model.js';
+import { readJob, type JobReader } from '../jobs/status.js';
 import type { TollgateContext } from '../plugins/use-tollgate.js';
 import type { DemoStore, Order, Product } from './data.js';
 
@@ -17,6 +18,8 @@ export interface DemoSchemaDeps {
   /** Redis TIME, for the `status` field. */
   deciderTimeMs: () => Promise<number>;
   clock: { nowMs(): number };
+  /** Deferred jobs, for the `job(id)` field (without it the field answers JOBS_UNAVAILABLE). */
+  jobs?: JobReader;
 }
 
 const TYPE_DEFS = /* GraphQL */ `
@@ -45,6 +48,8 @@ const TYPE_DEFS = /* GraphQL */ `
     node(id: ID!): Node
     "What an operation would cost (dry run: no tokens taken)."
     quote(query: String!, variables: JSONObject, operationName: String): CostQuote! @cost(weight: 1)
+    "A deferred (202) operation of the caller's tenant; null when the tenant has no such job."
+    job(id: ID!): Job
   }
 
   type Mutation {
@@ -167,6 +172,26 @@ const TYPE_DEFS = /* GraphQL */ `
     format: ReportFormat!
     status: String!
     rowCount: Int!
+  }
+
+  "A deferred operation: queued, running, then succeeded, failed or expired (never charged)."
+  type Job {
+    id: ID!
+    "queued, running, succeeded, failed or expired"
+    status: String!
+    operationName: String
+    requestedCost: SafeInt!
+    "Units charged for the run (null until it ran)."
+    actualCost: SafeInt
+    "The run's { data, errors } (null until it ran)."
+    result: JSONObject
+    "Stable code of a failed or expired job."
+    errorCode: String
+    createdAtMs: SafeInt!
+    updatedAtMs: SafeInt!
+    startedAtMs: SafeInt
+    finishedAtMs: SafeInt
+    expiresAtMs: SafeInt!
   }
 
   type CostQuote @cost(weight: 0) {
@@ -292,6 +317,11 @@ export function createDemoSchema(deps: DemoSchemaDeps) {
         },
         quote: (_root, args: { query: string; variables?: Record<string, unknown> | null; operationName?: string | null }, context) =>
           tollgateOf(context).quote(args),
+        job: async (_root, args: { id: string }, context) => {
+          const { identity } = tollgateOf(context);
+          if (deps.jobs === undefined) throw new GraphQLError('deferred jobs are not available', { extensions: { code: 'JOBS_UNAVAILABLE' } });
+          return (await readJob(deps.jobs, identity.tenant, args.id)) ?? null;
+        },
       },
       Mutation: {
         addToCart: (_root, args: { productId: string; quantity: number }, context) => {

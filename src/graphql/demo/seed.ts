@@ -65,7 +65,7 @@ export interface DemoSetup {
   store: DemoStore;
   keyStore: InMemoryKeyStore;
   plans: InMemoryPlanStore;
-  /** In-memory and non-durable: records deferred jobs, runs nothing (the durable one is the workflows issue). */
+  /** In-memory and non-durable: records deferred jobs, runs nothing (for tests; the server uses TemporalDeferrer). */
   deferrer: InMemoryDeferrer;
   keys: DemoKey[];
 }

@@ -29,6 +29,7 @@ import {
   type LimitState,
 } from '../../decider/index.js';
 import {
+  CapacityError,
   DependencyError,
   ValidationError,
   parseEventId,
@@ -339,6 +340,32 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
         return;
       }
 
+      // A retry (same Idempotency-Key) of a request that was deferred is answered with its job, before any
+      // decision: deciding it could admit and run it beside the job.
+      const deferrer = options.deferrer;
+      if (costPlan.isDeferrable && state.idempotencyKey !== null && deferrer?.find !== undefined) {
+        let known: Awaited<ReturnType<NonNullable<Deferrer['find']>>>;
+        try {
+          known = await deferrer.find({ tenant: identity.tenant, requestId });
+        } catch (error) {
+          known = undefined;
+          logger.warn({ tenant: identity.tenant, requestId, code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'deferred job lookup failed; deciding');
+        }
+        if (known !== undefined) {
+          const headers = { Location: `/jobs/${known.id}` };
+          Object.assign(state.headers, headers);
+          setResultAndStopExecution({
+            data: null,
+            extensions: {
+              job: { id: known.id, status: known.status, etaMs: known.etaMs },
+              cost: costExtension({ requested, actual: null, states: [], specs: plan.limits, receipt: null }),
+              http: { status: 202, headers },
+            },
+          });
+          return;
+        }
+      }
+
       const input: DecideInput = {
         tenant: identity.tenant,
         keyId: identity.keyId,
@@ -397,13 +424,13 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
           return;
         }
         case 'deferred': {
-          const deferrer = options.deferrer;
           if (deferrer === undefined) throw new Error('a deferred decision without a deferrer');
           let job: Awaited<ReturnType<Deferrer['defer']>>;
           try {
             job = await deferrer.defer({
               tenant: identity.tenant,
               keyId: identity.keyId,
+              planId: plan.id,
               requestId,
               operationName: costPlan.operationName,
               query: context.params.query ?? '',
@@ -413,13 +440,18 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
               retryAfterMs: decision.retryAfterMs,
             });
           } catch (error) {
-            // The job could not be recorded: nothing runs later, so the client must retry itself.
-            logger.error({ tenant: identity.tenant, requestId, code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'deferrer failed');
+            // The job could not be recorded (the tenant's job queue is full, or a dependency failed):
+            // nothing runs later, so the client must retry itself.
+            if (error instanceof CapacityError) logger.warn({ tenant: identity.tenant, requestId, code: error.code }, 'deferred job queue full');
+            else logger.error({ tenant: identity.tenant, requestId, code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'deferrer failed');
             const waitMs = decision.retryAfterMs ?? 1_000;
             const headers = { 'Retry-After': String(retryAfterSeconds(waitMs, { jitterRatio, random })) };
             Object.assign(state.headers, headers);
             setResultAndStopExecution(
-              stop(refuse('QUOTA_EXHAUSTED', `limit ${decision.limitId} is exhausted and the operation could not be deferred`, 429, { headers, extensions: { retryAfterMs: waitMs, limitId: decision.limitId } })),
+              stop(refuse('QUOTA_EXHAUSTED', `limit ${decision.limitId} is exhausted and the operation could not be deferred`, 429, {
+                headers,
+                extensions: { retryAfterMs: waitMs, limitId: decision.limitId, ...(error instanceof CapacityError ? { reason: error.code } : {}) },
+              })),
             );
             return;
           }

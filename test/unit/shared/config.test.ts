@@ -39,7 +39,14 @@ describe('loadConfig', () => {
         heartbeatTimeoutMs: 10_000,
         maxTransactItems: 100,
       },
+      jobs: { taskQueue: 'tollgate-jobs', ttlMs: 86_400_000, retryMinMs: 1_000, retryMaxMs: 300_000, maxQueuedPerTenant: 100 },
     });
+  });
+
+  it('reads the deferred-job settings, never letting the longest retry wait fall below the shortest', () => {
+    const config = loadConfig({ ...REQUIRED, JOBS_TTL_MS: '1500', JOBS_RETRY_MIN_MS: '2000', JOBS_RETRY_MAX_MS: '500', JOBS_MAX_QUEUED_PER_TENANT: '3' });
+    expect(config.jobs).toEqual({ taskQueue: 'tollgate-jobs', ttlMs: 1_500, retryMinMs: 2_000, retryMaxMs: 2_000, maxQueuedPerTenant: 3 });
+    expect(configError({ ...REQUIRED, JOBS_MAX_QUEUED_PER_TENANT: '0' }).message.split('\n')[1]?.split(':')[0]).toBe('JOBS_MAX_QUEUED_PER_TENANT');
   });
 
   it('names every missing production-critical variable at once', () => {

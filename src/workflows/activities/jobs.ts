@@ -1,0 +1,235 @@
+/**
+ * Activities of deferred (202) jobs. Each is idempotent under the job id and
+ * the request id: the decider dedupes the admission by request id (a retried
+ * admit after a crash is a replay, never a second charge), settle is
+ * idempotent per request id, the result is stored once, and finishing a job
+ * twice changes nothing.
+ *
+ * Running the operation needs the GraphQL schema, which lives at the edge
+ * (`src/graphql`, which this folder never imports): it is behind the
+ * `JobExecutor` port, implemented there.
+ */
+import { Context } from '@temporalio/activity';
+import type { Decider, LimitSpec, PeriodSpec } from '../../decider/index.js';
+import { parseEventId, parseKeyId, parsePlanId, parseTenantId, systemClock, type Clock, type KeyId, type PlanId, type TenantId } from '../../shared/index.js';
+import { MAX_RESULT_CHARS, parseJobId, type DynamoJobStore } from '../job-store.js';
+import { asActivity } from './errors.js';
+
+/** The limits a job is decided against (the plan as it is now, not at submission). */
+export interface JobPolicy {
+  limits: LimitSpec[];
+  billingPeriod: PeriodSpec;
+  policyVersion: number;
+}
+
+/** A GraphQL error as stored with a job: message and stable code only. */
+export interface JobError {
+  message: string;
+  code: string | null;
+}
+
+/** What a run returned, JSON-safe, and its measured cost. */
+export interface JobExecution {
+  result: { data: unknown; errors?: JobError[] };
+  /** Actual cost in integer units, measured from the result like the plugin does. */
+  actualCost: number;
+}
+
+/** Port: runs a job's operation in-process against the API's schema with the tenant's context. */
+export interface JobExecutor {
+  /** The policy of the job's plan; undefined when the plan no longer exists. */
+  policyOf(input: { tenant: TenantId; keyId: KeyId; planId: PlanId }): JobPolicy | undefined;
+  /** Runs the operation. Errors of the operation are part of the result, not thrown. */
+  execute(input: {
+    tenant: TenantId;
+    keyId: KeyId;
+    planId: PlanId;
+    query: string;
+    variables: Record<string, unknown>;
+    operationName: string | null;
+    /** The requested cost: what is charged when the actual cost cannot be measured. */
+    cost: number;
+  }): Promise<JobExecution>;
+}
+
+export interface JobActivityDeps {
+  decider: Decider;
+  store: DynamoJobStore;
+  executor: JobExecutor;
+  /** @default systemClock */
+  clock?: Clock;
+}
+
+/** Identity of a job in every activity input (re-validated on arrival). */
+export interface JobRef {
+  jobId: string;
+  tenant: string;
+  keyId: string;
+  planId: string;
+  requestId: string;
+  operationName: string | null;
+}
+
+export interface AdmitJobInput extends JobRef {
+  cost: number;
+  /** How long the decider remembers the admission (covers every retry of this job). */
+  recordTtlMs: number;
+}
+
+export type JobAdmission =
+  | { kind: 'admitted'; decidedAtMs: number }
+  | { kind: 'wait'; retryAfterMs: number | null }
+  | { kind: 'never'; errorCode: string };
+
+export interface ExecuteJobInput extends JobRef {
+  cost: number;
+  query: string;
+  variables: Record<string, unknown>;
+}
+
+export interface ExecuteJobResult {
+  actualCost: number;
+  status: 'succeeded' | 'failed';
+  errorCode: string | null;
+}
+
+export interface SettleJobInput extends AdmitJobInput {
+  actualCost: number;
+  decidedAtMs: number;
+}
+
+export interface FinishJobInput {
+  jobId: string;
+  tenant: string;
+  status: 'succeeded' | 'failed' | 'expired';
+  errorCode: string | null;
+}
+
+const operationOf = (ref: JobRef): string => ref.operationName ?? 'anonymous';
+
+/** A run failed when it returned no data; its code is the first error's (or EXECUTION_FAILED). */
+function outcomeOf(result: unknown): { status: 'succeeded' | 'failed'; errorCode: string | null } {
+  const shaped = result as { data?: unknown; errors?: JobError[] } | null;
+  if (shaped !== null && shaped.data !== null && shaped.data !== undefined) return { status: 'succeeded', errorCode: null };
+  return { status: 'failed', errorCode: shaped?.errors?.[0]?.code ?? 'EXECUTION_FAILED' };
+}
+
+function parseRef(ref: JobRef): { jobId: string; tenant: TenantId; keyId: KeyId; planId: PlanId } {
+  return { jobId: parseJobId(ref.jobId), tenant: parseTenantId(ref.tenant), keyId: parseKeyId(ref.keyId), planId: parsePlanId(ref.planId) };
+}
+
+/** Activities of the `job/<tenant>/<jobId>` workflow. */
+export function createJobActivities(deps: JobActivityDeps) {
+  const clock = deps.clock ?? systemClock;
+  return {
+    /**
+     * Asks the decider to admit the job as a non-deferrable request (its
+     * `defer` limits act as `hard`), under the original request id. Admitted:
+     * the job is marked running.
+     */
+    async admitDeferredJob(input: AdmitJobInput): Promise<JobAdmission> {
+      return asActivity(async () => {
+        const ref = parseRef(input);
+        const policy = deps.executor.policyOf(ref);
+        if (policy === undefined) return { kind: 'never', errorCode: 'PLAN_UNAVAILABLE' };
+        const decision = await deps.decider.decide({
+          tenant: ref.tenant,
+          keyId: ref.keyId,
+          requestId: parseEventId(input.requestId),
+          operation: operationOf(input),
+          cost: input.cost,
+          limits: policy.limits,
+          billingPeriod: policy.billingPeriod,
+          policyVersion: policy.policyVersion,
+          isDeferrable: false,
+          recordTtlMs: input.recordTtlMs,
+        });
+        let admission: JobAdmission;
+        switch (decision.kind) {
+          case 'allowed':
+          case 'warned':
+            admission = { kind: 'admitted', decidedAtMs: decision.nowMs };
+            break;
+          case 'degraded':
+            admission = decision.isAdmitted ? { kind: 'admitted', decidedAtMs: decision.nowMs } : { kind: 'wait', retryAfterMs: decision.retryAfterMs };
+            break;
+          case 'denied':
+            admission = decision.retryAfterMs === null ? { kind: 'never', errorCode: 'COST_ABOVE_LIMIT' } : { kind: 'wait', retryAfterMs: decision.retryAfterMs };
+            break;
+          case 'deferred':
+            admission = { kind: 'wait', retryAfterMs: decision.retryAfterMs };
+            break;
+        }
+        if (admission.kind === 'admitted') await deps.store.markRunning({ tenant: ref.tenant, jobId: ref.jobId, nowMs: clock.nowMs() });
+        return admission;
+      });
+    },
+
+    /**
+     * Runs the operation once and stores its result. A retry after the result
+     * was stored does not run it again; a crash between the run and the store
+     * runs it again (the one at-least-once window).
+     */
+    async executeDeferredJob(input: ExecuteJobInput): Promise<ExecuteJobResult> {
+      return asActivity(async () => {
+        const ref = parseRef(input);
+        const stored = await deps.store.get(ref.tenant, ref.jobId);
+        if (stored !== undefined && stored.actualCost !== null) return { actualCost: stored.actualCost, ...outcomeOf(stored.result) };
+        const execution = await deps.executor.execute({
+          ...ref,
+          query: input.query,
+          variables: input.variables,
+          operationName: input.operationName,
+          cost: input.cost,
+        });
+        Context.current().heartbeat();
+        let result: unknown = execution.result;
+        if (JSON.stringify(result).length > MAX_RESULT_CHARS) {
+          result = { data: null, errors: [{ message: `the result is larger than ${MAX_RESULT_CHARS} characters and was not stored`, code: 'RESULT_TOO_LARGE' }] };
+        }
+        const kept = await deps.store.storeResult({ tenant: ref.tenant, jobId: ref.jobId, result, actualCost: execution.actualCost, nowMs: clock.nowMs() });
+        return { actualCost: kept.actualCost, ...outcomeOf(kept.result) };
+      });
+    },
+
+    /** Settles the admitted job with its actual cost (idempotent per request id). */
+    async settleDeferredJob(input: SettleJobInput): Promise<{ status: string; refund: number }> {
+      return asActivity(async () => {
+        const ref = parseRef(input);
+        const policy = deps.executor.policyOf(ref);
+        if (policy === undefined) return { status: 'unknown', refund: 0 };
+        const settled = await deps.decider.settle({
+          tenant: ref.tenant,
+          keyId: ref.keyId,
+          requestId: parseEventId(input.requestId),
+          operation: operationOf(input),
+          cost: input.cost,
+          limits: policy.limits,
+          billingPeriod: policy.billingPeriod,
+          policyVersion: policy.policyVersion,
+          isDeferrable: false,
+          recordTtlMs: input.recordTtlMs,
+          actual: input.actualCost,
+          decidedAtMs: input.decidedAtMs,
+        });
+        return { status: settled.status, refund: settled.refund };
+      });
+    },
+
+    /** Writes the final status and frees the job's place in the tenant's queue (once). */
+    async finishDeferredJob(input: FinishJobInput): Promise<{ isChanged: boolean }> {
+      return asActivity(async () => {
+        const isChanged = await deps.store.finish({
+          tenant: parseTenantId(input.tenant),
+          jobId: parseJobId(input.jobId),
+          status: input.status,
+          errorCode: input.errorCode,
+          nowMs: clock.nowMs(),
+        });
+        return { isChanged };
+      });
+    },
+  };
+}
+
+export type JobActivities = ReturnType<typeof createJobActivities>;

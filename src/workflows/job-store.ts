@@ -1,0 +1,321 @@
+/**
+ * Deferred jobs in DynamoDB (the `<prefix>jobs` table, string `pk`/`sk`).
+ *
+ * Layout (one partition per tenant, so a job can only be read under its own tenant):
+ * - `pk = tenant#<tenant>`, `sk = job#<jobId>`: the job (status, timestamps,
+ *   requested and actual cost, the stored result as JSON, the error code).
+ * - `pk = tenant#<tenant>`, `sk = queue`: `open`, the number of the tenant's
+ *   unfinished jobs, bounded by the per-tenant cap.
+ *
+ * Every write is idempotent under the job id: recording a job is a conditional
+ * put (`attribute_not_exists`) in the same transaction as the counter
+ * increment, so N concurrent submits of one job count it once; a status change
+ * is conditional on the job not being finished, and finishing decrements the
+ * counter in the same transaction, so a retried finish changes nothing.
+ */
+import {
+  ConditionalCheckFailedException,
+  GetItemCommand,
+  TransactWriteItemsCommand,
+  TransactionCanceledException,
+  UpdateItemCommand,
+  type AttributeValue,
+  type DynamoDBClient,
+} from '@aws-sdk/client-dynamodb';
+import { CapacityError, DependencyError, InvariantError, ValidationError, parseTenantId, type TenantId } from '../shared/index.js';
+
+export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'expired';
+
+/** The terminal statuses: a job in one of them never changes again. */
+export const FINISHED_JOB_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'expired'];
+
+/** A job as stored. Times are epoch ms; costs integer units. */
+export interface JobRecord {
+  jobId: string;
+  tenant: TenantId;
+  keyId: string;
+  requestId: string;
+  operationName: string | null;
+  status: JobStatus;
+  /** Requested cost at submission. */
+  cost: number;
+  /** Measured cost of the run (null until it ran). */
+  actualCost: number | null;
+  /** The GraphQL result `{ data, errors? }` of the run (null until it ran). */
+  result: unknown;
+  /** Stable code of a failed or expired job. */
+  errorCode: string | null;
+  createdAtMs: number;
+  updatedAtMs: number;
+  startedAtMs: number | null;
+  finishedAtMs: number | null;
+  /** When the job stops waiting for its limit and ends expired. */
+  expiresAtMs: number;
+}
+
+export interface CreateJobInput {
+  jobId: string;
+  tenant: TenantId;
+  keyId: string;
+  requestId: string;
+  operationName: string | null;
+  cost: number;
+  createdAtMs: number;
+  expiresAtMs: number;
+  /** The tenant's cap on unfinished jobs. */
+  maxOpenJobs: number;
+}
+
+/** Physical name of the jobs table; must agree with infra/tables.ts. */
+export function jobsTableName(prefix: string): string {
+  return `${prefix}jobs`;
+}
+
+/** `j-` and 32 hex digits (see `deferredJobId`). */
+const JOB_ID = /^j-[0-9a-f]{32}$/;
+
+/**
+ * @throws ValidationError `INVALID_ID` for anything but a job id
+ */
+export function parseJobId(raw: unknown): string {
+  if (typeof raw !== 'string' || !JOB_ID.test(raw)) throw new ValidationError('INVALID_ID', 'invalid job id: expected j- and 32 hex digits');
+  return raw;
+}
+
+/** Largest stored result (JSON chars): a DynamoDB item holds at most 400 KB. */
+export const MAX_RESULT_CHARS = 350_000;
+
+const pkOf = (tenant: TenantId): AttributeValue => ({ S: `tenant#${tenant}` });
+const jobKey = (tenant: TenantId, jobId: string): Record<string, AttributeValue> => ({ pk: pkOf(tenant), sk: { S: `job#${jobId}` } });
+const queueKey = (tenant: TenantId): Record<string, AttributeValue> => ({ pk: pkOf(tenant), sk: { S: 'queue' } });
+
+const isConditionFailed = (error: unknown, index: number): boolean =>
+  error instanceof TransactionCanceledException && error.CancellationReasons?.[index]?.Code === 'ConditionalCheckFailed';
+
+function numberOrNull(value: AttributeValue | undefined): number | null {
+  return value?.N === undefined ? null : Number(value.N);
+}
+
+function decodeJob(item: Record<string, AttributeValue>): JobRecord {
+  const status = item['status']?.S;
+  if (status === undefined || !['queued', 'running', 'succeeded', 'failed', 'expired'].includes(status)) {
+    throw new InvariantError(`stored job has status ${String(status)}`);
+  }
+  const resultJson = item['result']?.S;
+  return {
+    jobId: item['jobId']?.S ?? '',
+    tenant: parseTenantId(item['tenant']?.S),
+    keyId: item['keyId']?.S ?? '',
+    requestId: item['requestId']?.S ?? '',
+    operationName: item['operationName']?.S ?? null,
+    status: status as JobStatus,
+    cost: Number(item['cost']?.N ?? '0'),
+    actualCost: numberOrNull(item['actualCost']),
+    result: resultJson === undefined ? null : (JSON.parse(resultJson) as unknown),
+    errorCode: item['errorCode']?.S ?? null,
+    createdAtMs: Number(item['createdAtMs']?.N ?? '0'),
+    updatedAtMs: Number(item['updatedAtMs']?.N ?? '0'),
+    startedAtMs: numberOrNull(item['startedAtMs']),
+    finishedAtMs: numberOrNull(item['finishedAtMs']),
+    expiresAtMs: Number(item['expiresAtMs']?.N ?? '0'),
+  };
+}
+
+const wrap = (error: unknown, what: string): DependencyError =>
+  new DependencyError('DYNAMODB_UNAVAILABLE', `DynamoDB did not ${what}`, { cause: error });
+
+/** Jobs on DynamoDB. */
+export class DynamoJobStore {
+  private readonly table: string;
+
+  constructor(
+    private readonly client: DynamoDBClient,
+    options: { tablePrefix: string },
+  ) {
+    this.table = jobsTableName(options.tablePrefix);
+  }
+
+  /**
+   * Records a queued job and counts it against the tenant's cap, or finds the
+   * job already recorded under that id (then nothing changes).
+   * @throws CapacityError `JOB_QUEUE_FULL` when the tenant already has `maxOpenJobs` unfinished jobs
+   * @throws DependencyError `DYNAMODB_UNAVAILABLE` (a retry is safe)
+   */
+  async create(input: CreateJobInput): Promise<{ job: JobRecord; isNew: boolean }> {
+    const item: Record<string, AttributeValue> = {
+      ...jobKey(input.tenant, input.jobId),
+      jobId: { S: input.jobId },
+      tenant: { S: input.tenant },
+      keyId: { S: input.keyId },
+      requestId: { S: input.requestId },
+      status: { S: 'queued' },
+      cost: { N: String(input.cost) },
+      createdAtMs: { N: String(input.createdAtMs) },
+      updatedAtMs: { N: String(input.createdAtMs) },
+      expiresAtMs: { N: String(input.expiresAtMs) },
+      ...(input.operationName === null ? {} : { operationName: { S: input.operationName } }),
+    };
+    try {
+      await this.client.send(
+        new TransactWriteItemsCommand({
+          TransactItems: [
+            { Put: { TableName: this.table, Item: item, ConditionExpression: 'attribute_not_exists(pk)' } },
+            {
+              Update: {
+                TableName: this.table,
+                Key: queueKey(input.tenant),
+                UpdateExpression: 'SET #open = if_not_exists(#open, :zero) + :one',
+                ConditionExpression: 'attribute_not_exists(#open) OR #open < :cap',
+                ExpressionAttributeNames: { '#open': 'open' },
+                ExpressionAttributeValues: { ':zero': { N: '0' }, ':one': { N: '1' }, ':cap': { N: String(input.maxOpenJobs) } },
+              },
+            },
+          ],
+        }),
+      );
+      return { job: decodeJob(item), isNew: true };
+    } catch (error) {
+      if (isConditionFailed(error, 0)) {
+        const existing = await this.get(input.tenant, input.jobId);
+        if (existing === undefined) throw new InvariantError(`job ${input.jobId} exists and cannot be read`);
+        return { job: existing, isNew: false };
+      }
+      if (isConditionFailed(error, 1)) {
+        throw new CapacityError(`tenant ${input.tenant} already has ${input.maxOpenJobs} unfinished deferred jobs`, {
+          details: { tenant: input.tenant, maxOpenJobs: input.maxOpenJobs },
+        });
+      }
+      throw wrap(error, 'record the job');
+    }
+  }
+
+  /**
+   * The job, read consistently; undefined when the tenant has no job with that id.
+   * @throws DependencyError `DYNAMODB_UNAVAILABLE`
+   */
+  async get(tenant: TenantId, jobId: string): Promise<JobRecord | undefined> {
+    let reply;
+    try {
+      reply = await this.client.send(new GetItemCommand({ TableName: this.table, Key: jobKey(tenant, jobId), ConsistentRead: true }));
+    } catch (error) {
+      throw wrap(error, 'read the job');
+    }
+    return reply.Item === undefined ? undefined : decodeJob(reply.Item);
+  }
+
+  /** The tenant's count of unfinished jobs (what the cap is checked against). */
+  async openJobs(tenant: TenantId): Promise<number> {
+    let reply;
+    try {
+      reply = await this.client.send(new GetItemCommand({ TableName: this.table, Key: queueKey(tenant), ConsistentRead: true }));
+    } catch (error) {
+      throw wrap(error, 'read the job queue');
+    }
+    return Number(reply.Item?.['open']?.N ?? '0');
+  }
+
+  /**
+   * queued → running (a retry, or a job already running, changes nothing but `updatedAtMs`).
+   * @returns false when the job is already finished (or unknown)
+   */
+  async markRunning(input: { tenant: TenantId; jobId: string; nowMs: number }): Promise<boolean> {
+    try {
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.table,
+          Key: jobKey(input.tenant, input.jobId),
+          UpdateExpression: 'SET #status = :running, updatedAtMs = :now, startedAtMs = if_not_exists(startedAtMs, :now)',
+          ConditionExpression: '#status IN (:queued, :running)',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: { ':running': { S: 'running' }, ':queued': { S: 'queued' }, ':now': { N: String(input.nowMs) } },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw wrap(error, 'mark the job running');
+    }
+  }
+
+  /**
+   * Stores the run's result once. A second store (a retried activity whose
+   * first attempt stored it) keeps the first and returns it.
+   */
+  async storeResult(input: { tenant: TenantId; jobId: string; result: unknown; actualCost: number; nowMs: number }): Promise<{ result: unknown; actualCost: number }> {
+    try {
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.table,
+          Key: jobKey(input.tenant, input.jobId),
+          UpdateExpression: 'SET #result = :result, actualCost = :actual, updatedAtMs = :now',
+          ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(#result)',
+          ExpressionAttributeNames: { '#result': 'result' },
+          ExpressionAttributeValues: {
+            ':result': { S: JSON.stringify(input.result) },
+            ':actual': { N: String(input.actualCost) },
+            ':now': { N: String(input.nowMs) },
+          },
+        }),
+      );
+      return { result: input.result, actualCost: input.actualCost };
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw wrap(error, 'store the job result');
+    }
+    const stored = await this.get(input.tenant, input.jobId);
+    if (stored === undefined || stored.actualCost === null) throw new InvariantError(`job ${input.jobId} has no stored result to keep`);
+    return { result: stored.result, actualCost: stored.actualCost };
+  }
+
+  /**
+   * Finishes the job and frees its place in the tenant's queue, once: a job
+   * already finished is left as it is.
+   * @returns false when the job was already finished
+   */
+  async finish(input: { tenant: TenantId; jobId: string; status: 'succeeded' | 'failed' | 'expired'; errorCode: string | null; nowMs: number }): Promise<boolean> {
+    const jobUpdate = {
+      TableName: this.table,
+      Key: jobKey(input.tenant, input.jobId),
+      UpdateExpression: `SET #status = :status, updatedAtMs = :now, finishedAtMs = :now${input.errorCode === null ? '' : ', errorCode = :code'}`,
+      ConditionExpression: '#status IN (:queued, :running)',
+      ExpressionAttributeNames: { '#status': 'status' },
+      ExpressionAttributeValues: {
+        ':status': { S: input.status },
+        ':queued': { S: 'queued' },
+        ':running': { S: 'running' },
+        ':now': { N: String(input.nowMs) },
+        ...(input.errorCode === null ? {} : { ':code': { S: input.errorCode } }),
+      },
+    };
+    try {
+      await this.client.send(
+        new TransactWriteItemsCommand({
+          TransactItems: [
+            { Update: jobUpdate },
+            {
+              Update: {
+                TableName: this.table,
+                Key: queueKey(input.tenant),
+                UpdateExpression: 'SET #open = #open - :one',
+                ConditionExpression: '#open > :zero',
+                ExpressionAttributeNames: { '#open': 'open' },
+                ExpressionAttributeValues: { ':one': { N: '1' }, ':zero': { N: '0' } },
+              },
+            },
+          ],
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailed(error, 0)) return false;
+      if (!isConditionFailed(error, 1)) throw wrap(error, 'finish the job');
+    }
+    // The counter is already 0 (it cannot go negative): finish the job alone.
+    try {
+      await this.client.send(new UpdateItemCommand(jobUpdate));
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw wrap(error, 'finish the job');
+    }
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * Deferred (202) jobs: submitting (record in DynamoDB, then start or join the
+ * `job/<tenant>/<jobId>` workflow), waking, and the worker that runs them.
+ *
+ * The job worker polls its own task queue (`JOBS_TASK_QUEUE`) and is hosted by
+ * the API process: jobs run in-process against the API's schema, which this
+ * folder cannot import, so the process passes a `JobExecutor` in.
+ */
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowIdConflictPolicy,
+  WorkflowIdReusePolicy,
+  WorkflowNotFoundError,
+  type Client,
+} from '@temporalio/client';
+import { Worker, type NativeConnection } from '@temporalio/worker';
+import { MAX_RECORD_TTL_MS } from '../decider/index.js';
+import { DependencyError, parseEventId, parseKeyId, parsePlanId, parseTenantId, type TenantId } from '../shared/index.js';
+import { createJobActivities, type JobActivityDeps } from './activities/index.js';
+import { parseJobId, type DynamoJobStore, type JobRecord } from './job-store.js';
+import { workflowsPath } from './worker.js';
+import type { DeferredJobInput, runDeferredJob } from './workflows/index.js';
+
+/** `job/<tenant>/<jobId>`: one deferred request (the job id is derived from the tenant and request id). */
+export function jobWorkflowId(input: { tenant: string; jobId: string }): string {
+  return `job/${parseTenantId(input.tenant)}/${parseJobId(input.jobId)}`;
+}
+
+/** Timing and capacity of deferred jobs (from configuration: `JOBS_*`). */
+export interface JobSettings {
+  taskQueue: string;
+  /** ms from submission until a job that was never admitted expires. */
+  ttlMs: number;
+  retryMinMs: number;
+  retryMaxMs: number;
+  /** Most unfinished jobs per tenant. */
+  maxQueuedPerTenant: number;
+}
+
+export interface SubmitJobInput {
+  jobId: string;
+  tenant: string;
+  keyId: string;
+  planId: string;
+  requestId: string;
+  operationName: string | null;
+  query: string;
+  variables: Record<string, unknown>;
+  cost: number;
+  nowMs: number;
+}
+
+/** The decider remembers a job's admission a day past its TTL, so every retry of the job is a replay. */
+export function jobRecordTtlMs(ttlMs: number): number {
+  return Math.min(MAX_RECORD_TTL_MS, ttlMs + 86_400_000);
+}
+
+/**
+ * Records the job as queued (counted against the tenant's cap) and starts its
+ * workflow, or joins both when they exist: a resubmission of the same job id
+ * (an Idempotency-Key retry, N concurrent requests) returns the same job and
+ * starts nothing new. The workflow is started even when the record existed
+ * (a crash between the two is healed by the next submit).
+ * @throws CapacityError `JOB_QUEUE_FULL` when the tenant's queue is full (nothing recorded)
+ * @throws DependencyError `DYNAMODB_UNAVAILABLE` / `TEMPORAL_UNAVAILABLE`
+ */
+export async function submitDeferredJob(input: {
+  client: Client;
+  store: DynamoJobStore;
+  settings: JobSettings;
+  job: SubmitJobInput;
+}): Promise<{ job: JobRecord; isNew: boolean }> {
+  const { job, settings } = input;
+  const tenant: TenantId = parseTenantId(job.tenant);
+  const jobId = parseJobId(job.jobId);
+  parseKeyId(job.keyId);
+  parsePlanId(job.planId);
+  parseEventId(job.requestId);
+  const recorded = await input.store.create({
+    jobId,
+    tenant,
+    keyId: job.keyId,
+    requestId: job.requestId,
+    operationName: job.operationName,
+    cost: job.cost,
+    createdAtMs: job.nowMs,
+    expiresAtMs: job.nowMs + settings.ttlMs,
+    maxOpenJobs: settings.maxQueuedPerTenant,
+  });
+  if (recorded.job.status !== 'queued' && recorded.job.status !== 'running') return recorded;
+  // A resubmission runs with the settings the job was first recorded with.
+  const submittedAtMs = recorded.job.createdAtMs;
+  const workflowInput: DeferredJobInput = {
+    jobId,
+    tenant,
+    keyId: job.keyId,
+    planId: job.planId,
+    requestId: job.requestId,
+    operationName: job.operationName,
+    query: job.query,
+    variables: job.variables,
+    cost: job.cost,
+    submittedAtMs,
+    ttlMs: recorded.job.expiresAtMs - submittedAtMs,
+    retryMinMs: settings.retryMinMs,
+    retryMaxMs: settings.retryMaxMs,
+    recordTtlMs: jobRecordTtlMs(recorded.job.expiresAtMs - submittedAtMs),
+  };
+  try {
+    await input.client.workflow.start<typeof runDeferredJob>('runDeferredJob', {
+      taskQueue: settings.taskQueue,
+      workflowId: jobWorkflowId({ tenant, jobId }),
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+      // A job whose workflow failed, timed out or was terminated while its record is unfinished is
+      // restarted by the next submit (its admission is a replay under the same request id, its stored
+      // result is kept). A completed workflow is never run again: its record is finished, so the submit
+      // returned above, and this policy refuses to reuse a completed id anyway.
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+      args: [workflowInput],
+    });
+  } catch (error) {
+    if (error instanceof WorkflowExecutionAlreadyStartedError) {
+      // It already ran to the end: report what it stored.
+      const stored = await input.store.get(tenant, jobId);
+      return { job: stored ?? recorded.job, isNew: false };
+    }
+    throw new DependencyError('TEMPORAL_UNAVAILABLE', 'Temporal did not start the deferred job', { cause: error });
+  }
+  return recorded;
+}
+
+/**
+ * Whether the job's workflow is running. False when it does not exist or has closed (failed,
+ * terminated, completed); unknown (Temporal unreachable) counts as running.
+ */
+export async function isDeferredJobRunning(client: Client, input: { tenant: string; jobId: string }): Promise<boolean> {
+  try {
+    const description = await client.workflow.getHandle(jobWorkflowId(input)).describe();
+    return description.status.name === 'RUNNING';
+  } catch (error) {
+    return !(error instanceof WorkflowNotFoundError);
+  }
+}
+
+/**
+ * Wakes a waiting job (e.g. after a quota reset): it asks for admission at once.
+ * @returns false when no such job is running
+ */
+export async function wakeDeferredJob(client: Client, input: { tenant: string; jobId: string }): Promise<boolean> {
+  try {
+    await client.workflow.getHandle(jobWorkflowId(input)).signal('wake');
+    return true;
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return false;
+    throw error;
+  }
+}
+
+export interface JobsWorkerInput {
+  connection: NativeConnection;
+  namespace: string;
+  taskQueue: string;
+  deps: JobActivityDeps;
+  /** A prebuilt workflow bundle instead of bundling `workflowsPath()`. */
+  workflowBundle?: { codePath: string };
+}
+
+/** Creates (but does not run) the worker of deferred jobs: every tollgate workflow, the job activities. */
+export async function createJobsWorker(input: JobsWorkerInput): Promise<Worker> {
+  return Worker.create({
+    connection: input.connection,
+    namespace: input.namespace,
+    taskQueue: input.taskQueue,
+    ...(input.workflowBundle === undefined ? { workflowsPath: workflowsPath() } : { workflowBundle: input.workflowBundle }),
+    activities: { ...createJobActivities(input.deps) },
+  });
+}
