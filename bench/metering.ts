@@ -1,7 +1,8 @@
 /**
  * The metering benchmark (issue 5), in one run:
  * 1. raw ceiling: DynamoDB Local `BatchWriteItem` items/s with ledger-entry-sized
- *    items (distinct keys, 25 per call, several calls in flight);
+ *    items (distinct keys, 25 per call, several calls in flight), measured first
+ *    and again last (the JVM keeps warming), the higher counting;
  * 2. throughput through Temporal: events pre-filled over several shard streams,
  *    drained by the `meter/<shard>` pump workflows (in-process worker) into the
  *    ledger; events ledgered per second until all are acknowledged;
@@ -246,7 +247,7 @@ export async function benchMetering(opts: { redisPort?: number; durationMs: numb
 
     // 1. raw ceiling, after a warm-up of the JVM (DynamoDB Local is several times slower while it JITs)
     await rawCeiling(endpoint, WARMUP_MS);
-    const raw = await rawCeiling(endpoint, phaseMs);
+    const rawBefore = await rawCeiling(endpoint, phaseMs);
 
     // 2. throughput through Temporal
     const config = loadConfig({
@@ -357,6 +358,10 @@ export async function benchMetering(opts: { redisPort?: number; durationMs: numb
 
     // 4. the same pump in-process, per stage (after the workflows are terminated, on the same shards)
     const direct = await inProcess(redisUrl, endpoint, redis);
+    // the ceiling again, last: DynamoDB Local keeps speeding up as its JVM warms, so the higher of the two counts
+    const rawFirst = rawBefore;
+    const rawAfter = await rawCeiling(endpoint, phaseMs);
+    const raw = rawAfter.itemsPerSecond > rawFirst.itemsPerSecond ? rawAfter : rawFirst;
 
     const stageMs = direct.stages.read + direct.stages.ledger + direct.stages.ack + direct.stages.trim;
     const share = (ms: number): string => `${((100 * ms) / Math.max(1, stageMs)).toFixed(1)} %`;
@@ -365,7 +370,7 @@ export async function benchMetering(opts: { redisPort?: number; durationMs: numb
       { name: 'metering_events_per_s', value: throughput.perSecond, unit: '1/s', note: `${PREFILL_EVENTS} events pre-filled over ${SHARDS} shard streams, drained by ${SHARDS} meter/<shard> workflows (batch ${BATCH_SIZE}, one in-process worker) into DynamoDB Local` },
       { name: 'metering_lag_p99_s', value: lag.p99S, unit: 's', note: `open loop at ${opts.loadPerSecond}/s for ${phaseMs / 1000} s (${lag.sent} events); lag = acknowledged (after the ledger holds it) − appended, polled every ${POLL_MS} ms; p50 ${lag.p50S.toFixed(3)} s, max ${lag.maxS.toFixed(3)} s` },
       { name: 'metering_vs_dynamodb_raw_writes', value: throughput.perSecond / raw.itemsPerSecond, unit: 'ratio', note: `${throughput.perSecond.toFixed(0)} events/s vs BatchWriteItem ${raw.itemsPerSecond.toFixed(0)} items/s (25 per call, ${RAW_IN_FLIGHT} in flight, ~${raw.itemBytes} B items)` },
-      { name: 'metering_dynamodb_raw_items_per_s', value: raw.itemsPerSecond, unit: '1/s', note: `BatchWriteItem p50 ${raw.p50Ms.toFixed(1)} ms, p99 ${raw.p99Ms.toFixed(1)} ms per call` },
+      { name: 'metering_dynamodb_raw_items_per_s', value: raw.itemsPerSecond, unit: '1/s', note: `the higher of two measurements, first and last in the run (${rawFirst.itemsPerSecond.toFixed(0)} and ${rawAfter.itemsPerSecond.toFixed(0)} items/s); BatchWriteItem p50 ${raw.p50Ms.toFixed(1)} ms, p99 ${raw.p99Ms.toFixed(1)} ms per call` },
       { name: 'metering_inprocess_events_per_s', value: direct.perSecond, unit: '1/s', note: `UsagePump.pumpBatch called directly (no Temporal), ${SHARDS} shards concurrently, ${INPROC_EVENTS} events` },
     ];
     const meets = lag.p99S <= 5 && throughput.perSecond / raw.itemsPerSecond >= 0.5;
@@ -376,7 +381,7 @@ export async function benchMetering(opts: { redisPort?: number; durationMs: numb
       '',
       '| what | value |',
       '| --- | ---: |',
-      `| DynamoDB Local BatchWriteItem, ledger-entry-sized items, 25 per call, ${RAW_IN_FLIGHT} in flight (raw ceiling) | ${raw.itemsPerSecond.toFixed(0)} items/s |`,
+      `| DynamoDB Local BatchWriteItem, ledger-entry-sized items, 25 per call, ${RAW_IN_FLIGHT} in flight (raw ceiling, higher of first and last in the run) | ${raw.itemsPerSecond.toFixed(0)} items/s (${rawFirst.itemsPerSecond.toFixed(0)} first, ${rawAfter.itemsPerSecond.toFixed(0)} last) |`,
       `| pump through Temporal (${SHARDS} meter/<shard> workflows), ${PREFILL_EVENTS} pre-filled events | ${throughput.perSecond.toFixed(0)} events/s (${(throughput.perSecond / raw.itemsPerSecond).toFixed(2)}× raw) |`,
       `| the same pump called in-process, no Temporal, ${INPROC_EVENTS} events | ${direct.perSecond.toFixed(0)} events/s |`,
       `| lag at ${opts.loadPerSecond}/s offered (${lag.sendRate.toFixed(0)}/s sent, ${lag.measured} of ${lag.sent} ledgered), p50 / p99 / max | ${lag.p50S.toFixed(3)} / ${lag.p99S.toFixed(3)} / ${lag.maxS.toFixed(3)} s |`,
@@ -384,8 +389,8 @@ export async function benchMetering(opts: { redisPort?: number; durationMs: numb
       `Where a batch's time goes (the pump in-process, ${direct.stages.batches} batches of ${(direct.stages.events / Math.max(1, direct.stages.batches)).toFixed(0)} events on average, ${SHARDS} shards concurrently): ` +
         `XAUTOCLAIM+XREADGROUP ${share(direct.stages.read)} (${perBatch(direct.stages.read)} ms), DynamoDB TransactWriteItems ${share(direct.stages.ledger)} (${perBatch(direct.stages.ledger)} ms), ` +
         `XACK ${share(direct.stages.ack)} (${perBatch(direct.stages.ack)} ms), XINFO/XPENDING/XTRIM ${share(direct.stages.trim)} (${perBatch(direct.stages.trim)} ms) per batch. ` +
-        `Temporal's share is the difference between the pump through the workflows (${throughput.perSecond.toFixed(0)} events/s, ${throughput.batches} activity runs including empty polls) and in-process (${direct.perSecond.toFixed(0)} events/s): ` +
-        `${throughput.perSecond >= direct.perSecond ? 'none measurable in this run (within the noise of a shared machine)' : `${(100 * (1 - throughput.perSecond / direct.perSecond)).toFixed(0)} % of the in-process rate`}.`,
+        `Temporal's share is at most the difference between the pump through the workflows (${throughput.perSecond.toFixed(0)} events/s, ${throughput.batches} activity runs including empty polls) and in-process (${direct.perSecond.toFixed(0)} events/s): ` +
+        `${throughput.perSecond >= direct.perSecond ? 'none measurable in this run (within the noise of a shared machine)' : `${(100 * (1 - throughput.perSecond / direct.perSecond)).toFixed(0)} % of the in-process rate, an upper bound: the in-process phase runs later, on a warmer DynamoDB Local`}.`,
       '',
       `Targets: lag p99 ≤ 5 s at the offered load — ${lag.p99S <= 5 ? 'met' : 'missed'}; ≥ 0.5× the raw write ceiling — ${throughput.perSecond / raw.itemsPerSecond >= 0.5 ? 'met' : 'missed'}. ` +
         (meets ? 'Metering was not the bottleneck at this load. ' : '') +
