@@ -169,7 +169,9 @@ function timeUs(fn: () => void, iterations: number): number {
 }
 
 /** Runs the whole GraphQL benchmark against the Redis on `redisPort` (it flushes that Redis between servers). */
-export async function benchGraphql(opts: { redisPort: number; durationMs: number }): Promise<{ figures: Figure[]; lines: string[] }> {
+export async function benchGraphql(
+  opts: { redisPort: number; durationMs: number },
+): Promise<{ figures: Figure[]; lines: string[]; /** useTollgate's maximum admitted rate, req/s */ admittedPerSecond: number }> {
   const admin = new Redis({ port: opts.redisPort });
   try {
     // pricing alone, in-process: the cached compiled formula vs graphql-query-complexity per request
@@ -245,7 +247,7 @@ export async function benchGraphql(opts: { redisPort: number; durationMs: number
       `Pricing the repeated operation: ${compiledUs.toFixed(2)} µs with the cached compiled formula, ${engineUs.toFixed(1)} µs with graphql-query-complexity.`,
       '',
     ];
-    return { figures, lines };
+    return { figures, lines, admittedPerSecond: results.tollgate.perSecond };
   } finally {
     admin.disconnect();
   }

@@ -11,6 +11,7 @@
  * memory per bucket key; the cost of fsync-always and of WAIT for a replica.
  *
  * GraphQL (issue: GraphQL API): `bench/graphql.ts` on the same Redis.
+ * Metering (issue: metering): `bench/metering.ts`, loaded at the GraphQL hot path's admitted rate.
  */
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -23,6 +24,7 @@ import { REPO_ROOT, freePort, startRedis, stopProcess } from '../infra/services.
 import { RedisDecider, bucketKey, connectDeciderRedis, shardOf, type DecideInput, type LimitSpec } from '../src/decider/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../src/shared/index.js';
 import { benchGraphql } from './graphql.js';
+import { benchMetering } from './metering.js';
 
 const execFileAsync = promisify(execFile);
 const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 8_000);
@@ -250,6 +252,9 @@ async function main(): Promise<void> {
     await admin.flushall();
     const graphql = await benchGraphql({ redisPort: port, durationMs: DURATION_MS });
 
+    // 8. metering (issue: metering): its own Temporal and DynamoDB Local, this Redis, the GraphQL hot path's admitted rate as load
+    const metering = await benchMetering({ redisPort: port, durationMs: DURATION_MS, loadPerSecond: Math.max(100, Math.round(graphql.admittedPerSecond)) });
+
     figures.push(
       { name: 'decider_vs_rate_limiter_flexible', value: tollgate.perSecond / rlf.perSecond, unit: 'ratio', note: `${tollgate.perSecond.toFixed(0)} vs ${rlf.perSecond.toFixed(0)} decisions/s; tollgate checks 3 limits and appends the usage event, rate-limiter-flexible 1 limit and no event` },
       { name: 'decider_vs_evalsha_ceiling', value: tollgate.perSecond / ceilingPipelined, unit: 'ratio', note: `ceiling: redis-benchmark EVALSHA of a minimal 1-key token bucket, 50 clients, pipeline 16: ${ceilingPipelined.toFixed(0)}/s (unpipelined ${ceilingPlain.toFixed(0)}/s)` },
@@ -290,8 +295,10 @@ async function main(): Promise<void> {
       '',
       ...graphql.lines,
       '',
+      ...metering.lines,
+      '',
     );
-    figures.push(...graphql.figures);
+    figures.push(...graphql.figures, ...metering.figures);
   } finally {
     admin.disconnect();
     await stopProcess(redisProc);
