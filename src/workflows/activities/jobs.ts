@@ -10,7 +10,7 @@
  * `JobExecutor` port, implemented there.
  */
 import { Context } from '@temporalio/activity';
-import type { Decider, LimitSpec, PeriodSpec } from '../../decider/index.js';
+import type { DecideInput, Decider, LimitSpec, PeriodSpec } from '../../decider/index.js';
 import { parseEventId, parseKeyId, parsePlanId, parseTenantId, systemClock, type Clock, type KeyId, type PlanId, type TenantId } from '../../shared/index.js';
 import { MAX_RESULT_CHARS, parseJobId, type DynamoJobStore } from '../job-store.js';
 import { asActivity } from './errors.js';
@@ -118,6 +118,26 @@ function parseRef(ref: JobRef): { jobId: string; tenant: TenantId; keyId: KeyId;
   return { jobId: parseJobId(ref.jobId), tenant: parseTenantId(ref.tenant), keyId: parseKeyId(ref.keyId), planId: parsePlanId(ref.planId) };
 }
 
+/** The decider's input for a job: its original request id, never deferrable again (decide and settle share it). */
+function jobDecideInput(
+  ref: ReturnType<typeof parseRef>,
+  policy: { limits: LimitSpec[]; billingPeriod: PeriodSpec; policyVersion: number },
+  input: JobRef & { requestId: string; cost: number; recordTtlMs?: number },
+): DecideInput {
+  return {
+    tenant: ref.tenant,
+    keyId: ref.keyId,
+    requestId: parseEventId(input.requestId),
+    operation: operationOf(input),
+    cost: input.cost,
+    limits: policy.limits,
+    billingPeriod: policy.billingPeriod,
+    policyVersion: policy.policyVersion,
+    isDeferrable: false,
+    ...(input.recordTtlMs === undefined ? {} : { recordTtlMs: input.recordTtlMs }),
+  };
+}
+
 /** Activities of the `job/<tenant>/<jobId>` workflow. */
 export function createJobActivities(deps: JobActivityDeps) {
   const clock = deps.clock ?? systemClock;
@@ -132,18 +152,7 @@ export function createJobActivities(deps: JobActivityDeps) {
         const ref = parseRef(input);
         const policy = deps.executor.policyOf(ref);
         if (policy === undefined) return { kind: 'never', errorCode: 'PLAN_UNAVAILABLE' };
-        const decision = await deps.decider.decide({
-          tenant: ref.tenant,
-          keyId: ref.keyId,
-          requestId: parseEventId(input.requestId),
-          operation: operationOf(input),
-          cost: input.cost,
-          limits: policy.limits,
-          billingPeriod: policy.billingPeriod,
-          policyVersion: policy.policyVersion,
-          isDeferrable: false,
-          recordTtlMs: input.recordTtlMs,
-        });
+        const decision = await deps.decider.decide(jobDecideInput(ref, policy, input));
         let admission: JobAdmission;
         switch (decision.kind) {
           case 'allowed':
@@ -198,20 +207,7 @@ export function createJobActivities(deps: JobActivityDeps) {
         const ref = parseRef(input);
         const policy = deps.executor.policyOf(ref);
         if (policy === undefined) return { status: 'unknown', refund: 0 };
-        const settled = await deps.decider.settle({
-          tenant: ref.tenant,
-          keyId: ref.keyId,
-          requestId: parseEventId(input.requestId),
-          operation: operationOf(input),
-          cost: input.cost,
-          limits: policy.limits,
-          billingPeriod: policy.billingPeriod,
-          policyVersion: policy.policyVersion,
-          isDeferrable: false,
-          recordTtlMs: input.recordTtlMs,
-          actual: input.actualCost,
-          decidedAtMs: input.decidedAtMs,
-        });
+        const settled = await deps.decider.settle({ ...jobDecideInput(ref, policy, input), actual: input.actualCost, decidedAtMs: input.decidedAtMs });
         return { status: settled.status, refund: settled.refund };
       });
     },
