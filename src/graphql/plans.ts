@@ -4,7 +4,7 @@
  * every request, so implementations keep a validated in-memory snapshot
  * (DESIGN §4: plans are pushed to every instance).
  */
-import { validateLimits, type LimitSpec, type PeriodSpec } from '../decider/index.js';
+import { MAX_SUB_SHARDS, validateLimits, type LimitSpec, type PeriodSpec } from '../decider/index.js';
 import { ValidationError, parsePlanId, type PlanId } from '../shared/index.js';
 
 export interface Plan {
@@ -15,6 +15,11 @@ export interface Plan {
   billingPeriod: PeriodSpec;
   /** Largest requested cost one operation may have; above it: 400 COST_EXCEEDS_MAXIMUM. */
   maxCostPerOperation: number;
+  /**
+   * Whale tenants: split this plan's limits over this many sub-shards (2..64), each on its own
+   * logical shard (bounds in the README). @default 1 (not split)
+   */
+  subShards?: number;
 }
 
 /** Port: the current plans. */
@@ -38,6 +43,9 @@ export class InMemoryPlanStore implements PlanStore {
     validateLimits(plan.limits);
     if (!Number.isSafeInteger(plan.maxCostPerOperation) || plan.maxCostPerOperation < 1) {
       throw new ValidationError('INVALID_INPUT', `plan ${plan.id}: maxCostPerOperation must be a positive integer`);
+    }
+    if (plan.subShards !== undefined && (!Number.isInteger(plan.subShards) || plan.subShards < 1 || plan.subShards > MAX_SUB_SHARDS)) {
+      throw new ValidationError('INVALID_INPUT', `plan ${plan.id}: subShards must be an integer in 1..${MAX_SUB_SHARDS}`);
     }
     this.plans.set(plan.id, plan);
   }

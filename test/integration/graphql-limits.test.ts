@@ -87,6 +87,35 @@ function app(limits: Parameters<typeof plan>[1], maxCostPerOperation = 10_000): 
 }
 
 describe('exactness', () => {
+  it('splits a whale plan over sub-shards: each part exact, the tenant never over its limit', async () => {
+    // given a plan split over 4 sub-shards with a bucket of 100 (parts of 25) and an operation of cost 7
+    const tenant = uniqueTenant('whale');
+    const whale = { ...plan('whale', [slowBucket(100)]), subShards: 4 };
+    const api = testApp({ decider, plans: [whale] });
+    const key = api.keyFor(tenant, 'whale');
+    // when 40 arrive at once
+    const responses = await Promise.all(Array.from({ length: 40 }, () => api.post({ query: COST_7 }, { key })));
+    const admitted = responses.filter((response) => response.status === 200).length;
+    expect(responses.every((response) => response.status === 200 || response.status === 429)).toBe(true);
+    // then the tenant's state lives in per-part keys, and what the parts took is exactly what was admitted
+    const keys = await redis.keys(`*:t:${tenant}:*`);
+    const bucketKeys = keys.filter((name) => name.includes(':b:v1:burst'));
+    expect(bucketKeys.length).toBeGreaterThan(1);
+    expect(keys.every((name) => /:t:[a-z0-9-]+:u:[0-3]:/.test(name))).toBe(true);
+    let taken = 0;
+    for (const name of bucketKeys) {
+      const state = await redis.getBuffer(name);
+      const decoded = state === null ? undefined : decodeBucketState('token-bucket', state);
+      if (decoded?.kind !== 'token-bucket') throw new Error(`no bucket state at ${name}`);
+      // each part starts with 25 and never goes below 0
+      expect(decoded.tokens).toBeGreaterThanOrEqual(0);
+      taken += 25 - decoded.tokens;
+    }
+    expect(taken).toBe(7 * admitted);
+    // never more than the whole limit allows
+    expect(admitted).toBeLessThanOrEqual(Math.floor(100 / 7));
+  });
+
   it('admits exactly floor(L / c) of a parallel burst; headers and extensions.cost agree with the bucket', async () => {
     // given a bucket of 100 units and an operation of cost 7
     const { app: api, tenant, key } = app([slowBucket(100)]);

@@ -49,7 +49,9 @@ export class SchemaJobExecutor implements JobExecutor {
 
   policyOf(input: { planId: PlanId }): JobPolicy | undefined {
     const plan = this.options.plans.get(input.planId);
-    return plan === undefined ? undefined : { limits: plan.limits, billingPeriod: plan.billingPeriod, policyVersion: plan.version };
+    return plan === undefined
+      ? undefined
+      : { limits: plan.limits, billingPeriod: plan.billingPeriod, policyVersion: plan.version, ...(plan.subShards === undefined ? {} : { subShards: plan.subShards }) };
   }
 
   async execute(input: {

@@ -375,6 +375,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
         limits: plan.limits,
         billingPeriod: plan.billingPeriod,
         policyVersion: plan.version,
+        ...(plan.subShards === undefined ? {} : { subShards: plan.subShards }),
         ...(identity.clientIp === undefined ? {} : { clientIp: identity.clientIp }),
         isDeferrable: costPlan.isDeferrable && options.deferrer !== undefined,
         // a client's Idempotency-Key is honoured for a day; a random request id needs only the decider's default

@@ -20,6 +20,8 @@ export interface JobPolicy {
   limits: LimitSpec[];
   billingPeriod: PeriodSpec;
   policyVersion: number;
+  /** Whale plans: the sub-shard count the plan splits its limits over. */
+  subShards?: number;
 }
 
 /** A GraphQL error as stored with a job: message and stable code only. */
@@ -121,7 +123,7 @@ function parseRef(ref: JobRef): { jobId: string; tenant: TenantId; keyId: KeyId;
 /** The decider's input for a job: its original request id, never deferrable again (decide and settle share it). */
 function jobDecideInput(
   ref: ReturnType<typeof parseRef>,
-  policy: { limits: LimitSpec[]; billingPeriod: PeriodSpec; policyVersion: number },
+  policy: JobPolicy,
   input: JobRef & { requestId: string; cost: number; recordTtlMs?: number },
 ): DecideInput {
   return {
@@ -135,6 +137,7 @@ function jobDecideInput(
     policyVersion: policy.policyVersion,
     isDeferrable: false,
     ...(input.recordTtlMs === undefined ? {} : { recordTtlMs: input.recordTtlMs }),
+    ...(policy.subShards === undefined ? {} : { subShards: policy.subShards }),
   };
 }
 
