@@ -37,7 +37,7 @@ export interface DecideInput {
   isDeferrable?: boolean;
   /**
    * How long Redis remembers this admitted request (retries return the first decision; settle and
-   * the degraded-mode replay read it), 1 s .. 400 days. Every admitted request holds ~110 B for
+   * the degraded-mode replay read it), 1 s .. 400 days. Every admitted request holds ~184 B (measured) for
    * this long: keep it short for request ids, long (e.g. 24 h) for client idempotency keys.
    * @default the decider's `recordTtlMs`
    */

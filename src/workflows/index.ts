@@ -3,5 +3,5 @@ export * from './ids.js';
 // deferred (202) jobs
 export * from './job-store.js';
 export * from './jobs.js';
-export type { JobExecutor, JobExecution, JobError, JobPolicy } from './activities/index.js';
+export type { JobExecutor, JobExecution, JobExecutionInput, JobError, JobPolicy } from './activities/index.js';
 export type { DeferredJobInput, DeferredJobResult } from './workflows/index.js';

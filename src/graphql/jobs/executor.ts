@@ -6,8 +6,8 @@
  * the compiled cost plan, at least `minimumCost`).
  */
 import { GraphQLError, execute, parse, specifiedRules, validate, type ExecutionResult, type GraphQLSchema } from 'graphql';
-import { parseKeyId, parsePlanId, parseTenantId, type KeyId, type PlanId, type TenantId } from '../../shared/index.js';
-import type { JobError, JobExecution, JobExecutor, JobPolicy } from '../../workflows/index.js';
+import { parseKeyId, parsePlanId, parseTenantId, type PlanId } from '../../shared/index.js';
+import type { JobError, JobExecution, JobExecutionInput, JobExecutor, JobPolicy } from '../../workflows/index.js';
 import { STATIC_LIMIT_DEFAULTS, staticLimitsRule, type StaticLimits } from '../cost/guards.js';
 import { PricingError, type CostModelOptions } from '../cost/model.js';
 import { measureActualCost } from '../cost/plan.js';
@@ -54,15 +54,7 @@ export class SchemaJobExecutor implements JobExecutor {
       : { limits: plan.limits, billingPeriod: plan.billingPeriod, policyVersion: plan.version, ...(plan.subShards === undefined ? {} : { subShards: plan.subShards }) };
   }
 
-  async execute(input: {
-    tenant: TenantId;
-    keyId: KeyId;
-    planId: PlanId;
-    query: string;
-    variables: Record<string, unknown>;
-    operationName: string | null;
-    cost: number;
-  }): Promise<JobExecution> {
+  async execute(input: JobExecutionInput): Promise<JobExecution> {
     const plan = this.options.plans.get(parsePlanId(input.planId));
     if (plan === undefined) return this.failed('PLAN_UNAVAILABLE', 'no plan is configured for this job', input.cost);
     let document;

@@ -42,16 +42,19 @@ export interface JobExecutor {
   /** The policy of the job's plan; undefined when the plan no longer exists. */
   policyOf(input: { tenant: TenantId; keyId: KeyId; planId: PlanId }): JobPolicy | undefined;
   /** Runs the operation. Errors of the operation are part of the result, not thrown. */
-  execute(input: {
-    tenant: TenantId;
-    keyId: KeyId;
-    planId: PlanId;
-    query: string;
-    variables: Record<string, unknown>;
-    operationName: string | null;
-    /** The requested cost: what is charged when the actual cost cannot be measured. */
-    cost: number;
-  }): Promise<JobExecution>;
+  execute(input: JobExecutionInput): Promise<JobExecution>;
+}
+
+/** What a job's operation runs with. */
+export interface JobExecutionInput {
+  tenant: TenantId;
+  keyId: KeyId;
+  planId: PlanId;
+  query: string;
+  variables: Record<string, unknown>;
+  operationName: string | null;
+  /** The requested cost: what is charged when the actual cost cannot be measured. */
+  cost: number;
 }
 
 export interface JobActivityDeps {
