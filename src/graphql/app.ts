@@ -14,6 +14,7 @@ import { systemClock, type Logger } from '../shared/index.js';
 import type { DemoStore } from './demo/data.js';
 import { createDemoSchema } from './demo/schema.js';
 import type { Deferrer } from './deferrer.js';
+import type { ResponseStore } from './idempotency/response-store.js';
 import type { AnonymousPolicy } from './identity/identify.js';
 import type { KeyStore } from './identity/key-store.js';
 import type { JobReader } from './jobs/status.js';
@@ -38,13 +39,15 @@ export interface ApiDeps {
   plans: PlanStore;
   store: DemoStore;
   deferrer?: Deferrer;
+  /** First responses of Idempotency-Key requests, sent again to their retries. */
+  responses?: ResponseStore;
   /** Deferred jobs' status: serves `GET /jobs/<id>` and the `job(id)` field. */
   jobs?: JobReader;
   anonymous?: AnonymousPolicy;
   /** @default a fresh registry */
   metrics?: TollgateMetrics;
   /** Further `useTollgate` options (limits, cost model, client address, jitter). */
-  tollgate?: Partial<Omit<TollgateOptions, 'decider' | 'keyStore' | 'plans' | 'logger' | 'metrics' | 'deferrer' | 'anonymous'>>;
+  tollgate?: Partial<Omit<TollgateOptions, 'decider' | 'keyStore' | 'plans' | 'logger' | 'metrics' | 'deferrer' | 'anonymous' | 'responses'>>;
 }
 
 export type ApiServer = YogaServerInstance<object, TollgateContext>;
@@ -105,6 +108,7 @@ export function createApi(deps: ApiDeps): ApiServer {
         metrics,
         ...(deps.deferrer === undefined ? {} : { deferrer: deps.deferrer }),
         ...(deps.anonymous === undefined ? {} : { anonymous: deps.anonymous }),
+        ...(deps.responses === undefined ? {} : { responses: deps.responses }),
       }),
     ],
   });

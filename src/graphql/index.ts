@@ -22,3 +22,4 @@ export * from './jobs/status.js';
 export * from './jobs/executor.js';
 export * from './jobs/temporal-deferrer.js';
 export * from './plugins/use-job-status.js';
+export * from './idempotency/response-store.js';

@@ -21,6 +21,7 @@ export class TollgateMetrics {
   readonly costUnits: Counter<'kind'>;
   /** Settlements that failed (refund or overrun not applied). */
   readonly settleFailures: Counter;
+  readonly idempotentReplays: Counter<'outcome'>;
 
   constructor(options: { breakerState?: () => BreakerStateName } = {}) {
     const registers = [this.registry];
@@ -34,6 +35,12 @@ export class TollgateMetrics {
     this.refusals = new Counter({ name: 'tollgate_refusals_total', help: 'Requests refused before a decision, by error code', labelNames: ['code'], registers });
     this.costUnits = new Counter({ name: 'tollgate_cost_units_total', help: 'Cost units requested, actual, refunded and overrun', labelNames: ['kind'], registers });
     this.settleFailures = new Counter({ name: 'tollgate_settle_failures_total', help: 'Settlements that could not be applied', registers });
+    this.idempotentReplays = new Counter({
+      name: 'tollgate_idempotent_replays_total',
+      help: 'Idempotency-Key retries of an admitted request: first response sent again (replayed) or not available (409)',
+      labelNames: ['outcome'],
+      registers,
+    });
     const breakerState = options.breakerState;
     new Gauge({
       name: 'tollgate_decider_breaker_state',

@@ -15,6 +15,7 @@ import { createDynamoClient } from '../metering/index.js';
 import { DependencyError, createLogger, loadConfig, systemClock } from '../shared/index.js';
 import { DynamoJobStore, createJobsWorker, type JobSettings } from '../workflows/index.js';
 import { createApi } from './app.js';
+import { RedisResponseStore } from './idempotency/response-store.js';
 import { createDemoSchema } from './demo/schema.js';
 import { DEMO_ANONYMOUS, createDemoSetup } from './demo/seed.js';
 import { SchemaJobExecutor } from './jobs/executor.js';
@@ -148,6 +149,7 @@ async function main(): Promise<void> {
     deferrer,
     jobs: jobStore,
     metrics,
+    responses: new RedisResponseStore(redis, { shardCount: config.redis.shardCount }),
     ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...DEMO_ANONYMOUS } } : {}),
   });
 

@@ -19,6 +19,7 @@ import {
   usageStreamKey,
   type DeciderRedis,
 } from '../../src/decider/index.js';
+import { RedisResponseStore } from '../../src/graphql/index.js';
 import { parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import {
   CountingDecider,
@@ -237,7 +238,72 @@ describe('cost bypass attempts all fail', () => {
 });
 
 describe('idempotency', () => {
-  it('gives the same key the same decision and one charge; another operation under that key is a new request', async () => {
+  /** An app whose Idempotency-Key retries get the first response back (the store `npm start` uses). */
+  function replayingApp(limits: Parameters<typeof plan>[1]): { app: TestApp; tenant: string; key: string } {
+    const tenant = uniqueTenant('g');
+    const built = testApp({ decider, plans: [plan('p', limits)], tollgate: { responses: new RedisResponseStore(redis, { shardCount: SHARDS }) } });
+    return { app: built, tenant, key: built.keyFor(tenant, 'p') };
+  }
+
+  it('answers a retry with the first response, charged and run once; another operation under that key is a new request', async () => {
+    // given a query sent twice with one Idempotency-Key
+    const { app: api, tenant, key } = replayingApp([slowBucket(1_000)]);
+    const first = await api.post({ query: COST_7 }, { key, headers: { 'Idempotency-Key': 'order-42' } });
+    const second = await api.post({ query: COST_7 }, { key, headers: { 'Idempotency-Key': 'order-42' } });
+    const [a, b] = [await bodyOf(first), await bodyOf(second)];
+    // then the retry is the same body, marked as replayed, and only one charge and one event exist
+    expect(first.status).toBe(200);
+    expect(first.headers.get('idempotent-replayed')).toBeNull();
+    expect(second.status).toBe(200);
+    expect(second.headers.get('idempotent-replayed')).toBe('true');
+    expect(b).toEqual(a);
+    expect(await bucketTokens(tenant)).toBe(993);
+    expect((await tenantEvents(tenant)).filter((event) => event['type'] === 'usage.reserved.v1')).toHaveLength(1);
+    // and the kept response lives under the key builder's layout, for as long as the decider's record
+    const kept = (await tenantKeys(tenant)).filter((name) => name.includes(':o:v1:'));
+    expect(kept).toHaveLength(1);
+    expect(kept[0]).toMatch(KEY_PATTERN);
+    expect(await redis.pttl(kept[0] ?? '')).toBeGreaterThan(86_000_000);
+    // the same key for a different operation is not a free replay
+    const other = await api.post({ query: '{ products(first: 2) { nodes { id } } }' }, { key, headers: { 'Idempotency-Key': 'order-42' } });
+    expect(other.status).toBe(200);
+    expect(other.headers.get('idempotent-replayed')).toBeNull();
+    expect(await bucketTokens(tenant)).toBe(990);
+  });
+
+  it('runs a mutation once when 20 retries with one key race: each gets its first response or a 409 to retry, never a second order', async () => {
+    // given 20 concurrent placeOrder requests with one Idempotency-Key
+    const { app: api, tenant, key } = replayingApp([slowBucket(1_000)]);
+    const productId = api.store.products[0]?.id ?? '';
+    const body = { query: 'mutation Buy($items: [OrderItemInput!]!) { placeOrder(items: $items) { id } }', variables: { items: [{ productId, quantity: 1 }] } };
+    const responses = await Promise.all(Array.from({ length: 20 }, () => api.post(body, { key, headers: { 'Idempotency-Key': 'buy-1' } })));
+    // then exactly one order exists and one charge was taken
+    expect(api.store.ordersOf(tenant)).toHaveLength(1);
+    const orderId = api.store.ordersOf(tenant)[0]?.id;
+    expect((await tenantEvents(tenant)).filter((event) => event['type'] === 'usage.reserved.v1')).toHaveLength(1);
+    for (const response of responses) {
+      const parsed = await bodyOf(response);
+      if (response.status === 200) {
+        expect((parsed.data as { placeOrder: { id: string } }).placeOrder.id).toBe(orderId);
+      } else {
+        // a retry that overtook the first attempt: nothing ran, try again shortly
+        expect(response.status).toBe(409);
+        expect(codeOf(parsed)).toBe('IDEMPOTENCY_KEY_REPLAYED');
+        expect(response.headers.get('retry-after')).toBe('1');
+      }
+    }
+    // and a later retry always gets the order back, without placing another
+    const later = await api.post(body, { key, headers: { 'Idempotency-Key': 'buy-1' } });
+    expect(later.status).toBe(200);
+    expect(((await bodyOf(later)).data as { placeOrder: { id: string } }).placeOrder.id).toBe(orderId);
+    expect(api.store.ordersOf(tenant)).toHaveLength(1);
+    const replays = await api.metrics.registry.getSingleMetric('tollgate_idempotent_replays_total')?.get();
+    const counted = (outcome: string): number => replays?.values.find((value) => value.labels['outcome'] === outcome)?.value ?? 0;
+    expect(counted('replayed') + counted('unavailable')).toBe(20);
+    expect(counted('replayed')).toBe(responses.filter((response) => response.status === 200).length);
+  });
+
+  it('without a response store, a retry is a 409 with the first receipt: one decision, one charge', async () => {
     const { app: api, tenant, key } = app([slowBucket(1_000)]);
     const first = await api.post({ query: COST_7 }, { key, headers: { 'Idempotency-Key': 'order-42' } });
     const second = await api.post({ query: COST_7 }, { key, headers: { 'Idempotency-Key': 'order-42' } });
@@ -248,10 +314,6 @@ describe('idempotency', () => {
     expect(b.extensions?.cost).toMatchObject({ receipt: a.extensions?.cost?.receipt, isReplay: true });
     expect(await bucketTokens(tenant)).toBe(993);
     expect((await tenantEvents(tenant)).filter((event) => event['type'] === 'usage.reserved.v1')).toHaveLength(1);
-    // the same key for a different operation is not a free replay
-    const other = await api.post({ query: '{ products(first: 2) { nodes { id } } }' }, { key, headers: { 'Idempotency-Key': 'order-42' } });
-    expect(other.status).toBe(200);
-    expect(await bucketTokens(tenant)).toBe(990);
   });
 });
 

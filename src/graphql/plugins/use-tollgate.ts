@@ -37,6 +37,7 @@ import {
   type Clock,
   type EventId,
   type Logger,
+  type TenantId,
 } from '../../shared/index.js';
 import { STATIC_LIMIT_DEFAULTS, staticLimitsRule, type StaticLimits } from '../cost/guards.js';
 import { PricingError, type CostModelOptions } from '../cost/model.js';
@@ -44,6 +45,7 @@ import { measureActualCost, type CostPlan } from '../cost/plan.js';
 import { Pricer } from '../cost/pricer.js';
 import { quoteOperation, type QuoteResult } from '../cost/quote.js';
 import type { Deferrer } from '../deferrer.js';
+import { toExecutionResult, toStoredResult, type ResponseStore, type StoredResponse } from '../idempotency/response-store.js';
 import { ApiKeyIdentifier, type AnonymousPolicy, type Identity } from '../identity/identify.js';
 import type { KeyStore } from '../identity/key-store.js';
 import type { TollgateMetrics } from '../metrics.js';
@@ -98,6 +100,15 @@ export interface TollgateOptions {
    * every admitted operation. @default 'changed'
    */
   settle?: 'changed' | 'always';
+  /**
+   * Where the first response of a request sent with an Idempotency-Key is kept,
+   * so its retries get the same body (header `Idempotent-Replayed: true`) and
+   * the operation runs once. Without one, a retry is a 409
+   * `IDEMPOTENCY_KEY_REPLAYED` (still one decision and one charge).
+   */
+  responses?: ResponseStore;
+  /** How long an Idempotency-Key is honoured: the decider's request record and the stored response, ms. @default 86400000 (24 h) */
+  idempotencyTtlMs?: number;
 }
 
 /** What the plugin adds to the GraphQL context (read by resolvers such as `me` and `quote`). */
@@ -160,6 +171,33 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
   const pricers = new WeakMap<GraphQLSchema, Pricer>();
   const metrics = options.metrics;
   const logger = options.logger;
+  const idempotencyTtlMs = options.idempotencyTtlMs ?? 86_400_000;
+  if (!Number.isSafeInteger(idempotencyTtlMs) || idempotencyTtlMs < 1_000) {
+    throw new ValidationError('INVALID_INPUT', `idempotencyTtlMs must be an integer of at least 1000 ms, got ${idempotencyTtlMs}`);
+  }
+  const responses = options.responses;
+
+  /** The first response of an idempotent request, or undefined (none kept, or the store is unreachable). */
+  const loadStoredResponse = async (tenant: TenantId, requestId: EventId): Promise<StoredResponse | undefined> => {
+    if (responses === undefined) return undefined;
+    try {
+      return await responses.load({ tenant, requestId });
+    } catch (error) {
+      logger.warn({ tenant, requestId, code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'stored response unavailable');
+      return undefined;
+    }
+  };
+
+  /** Keeps the response for the key's retries; a failure to keep it only costs a retry its body (a 409). */
+  const storeResponse = async (tenant: TenantId, requestId: EventId, result: ExecutionResult): Promise<void> => {
+    if (responses === undefined) return;
+    try {
+      const outcome = await responses.save({ tenant, requestId, result: toStoredResult(result), ttlMs: idempotencyTtlMs, nowMs: clock.nowMs() });
+      if (outcome === 'too-large') logger.warn({ tenant, requestId }, 'response too large to keep for Idempotency-Key retries');
+    } catch (error) {
+      logger.warn({ tenant, requestId, code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'could not keep the response for Idempotency-Key retries');
+    }
+  };
 
   const pricerFor = (schema: GraphQLSchema): Pricer => {
     let pricer = pricers.get(schema);
@@ -379,7 +417,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
         ...(identity.clientIp === undefined ? {} : { clientIp: identity.clientIp }),
         isDeferrable: costPlan.isDeferrable && options.deferrer !== undefined,
         // a client's Idempotency-Key is honoured for a day; a random request id needs only the decider's default
-        ...(state.idempotencyKey === null ? {} : { recordTtlMs: 86_400_000 }),
+        ...(state.idempotencyKey === null ? {} : { recordTtlMs: idempotencyTtlMs }),
       };
       const startedAt = performance.now();
       let decision: Decision;
@@ -487,13 +525,29 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
         case 'allowed':
         case 'warned': {
           if (decision.isReplay) {
-            // Same key, same request: the first decision stands and nothing is charged
-            // again. The first response is not stored, so the operation is not run twice.
+            // Same key, same request: the first decision stands and nothing is charged again.
+            // The first response is sent again when it was kept; the operation never runs twice.
             Object.assign(state.headers, rateLimitHeaders(decision.limits, specs, decision.nowMs));
+            const stored = await loadStoredResponse(identity.tenant, requestId);
+            if (stored !== undefined) {
+              metrics?.idempotentReplays.inc({ outcome: 'replayed' });
+              state.headers['Idempotent-Replayed'] = 'true';
+              setResultAndStopExecution(toExecutionResult(stored.result));
+              return;
+            }
+            metrics?.idempotentReplays.inc({ outcome: 'unavailable' });
+            const headers = { 'Retry-After': '1' };
+            Object.assign(state.headers, headers);
             setResultAndStopExecution(
-              stop(refuse('IDEMPOTENCY_KEY_REPLAYED', 'this Idempotency-Key was already used for this operation; it was admitted once and is not run again', 409), {
-                cost: costExtension({ requested, actual: null, states: decision.limits, specs, receipt: decision.usageId, isReplay: true }),
-              }),
+              stop(
+                refuse(
+                  'IDEMPOTENCY_KEY_REPLAYED',
+                  'this Idempotency-Key was already used for this operation; it was admitted once and is not run again, and its response is not available (still running, too large to keep, or the first attempt did not finish)',
+                  409,
+                  { headers },
+                ),
+                { cost: costExtension({ requested, actual: null, states: decision.limits, specs, receipt: decision.usageId, isReplay: true }) },
+              ),
             );
             return;
           }
@@ -535,7 +589,9 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
               state.headers['Tollgate-Quota-Warning'] = warnings.header;
             }
           }
-          setResult({ ...result, extensions });
+          const final: ExecutionResult = { ...result, extensions };
+          if (state.idempotencyKey !== null) await storeResponse(identity.tenant, requestId, final);
+          setResult(final);
         },
       };
     },
