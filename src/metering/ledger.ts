@@ -28,7 +28,7 @@ import {
   type TenantId,
 } from '../shared/index.js';
 import { ledgerTableName } from './dynamo.js';
-import { planLedgerTransactions, type BalanceChunk } from './model/ledger-batch.js';
+import { planLedgerTransactions, runWithoutSharedBalances, type BalanceChunk } from './model/ledger-batch.js';
 
 /** DynamoDB's limit of operations in one TransactWriteItems. */
 export const MAX_TRANSACT_ITEMS = 100;
@@ -133,12 +133,18 @@ export interface DynamoLedgerStoreOptions {
   tablePrefix: string;
   /** Operations per TransactWriteItems (entries plus one balance update per tenant and period). @default 100 */
   maxTransactItems?: number;
+  /**
+   * Transactions of one batch sent at once. Two transactions that move the same
+   * balance never run together (they would conflict on DynamoDB). @default 4
+   */
+  transactionsInFlight?: number;
 }
 
 /** LedgerStore on DynamoDB (`TransactWriteItems`: entry put + balance update). */
 export class DynamoLedgerStore implements LedgerStore {
   private readonly table: string;
   private readonly maxTransactItems: number;
+  private readonly transactionsInFlight: number;
 
   constructor(
     private readonly client: DynamoDBClient,
@@ -148,6 +154,10 @@ export class DynamoLedgerStore implements LedgerStore {
     this.maxTransactItems = options.maxTransactItems ?? MAX_TRANSACT_ITEMS;
     if (!Number.isInteger(this.maxTransactItems) || this.maxTransactItems < 2 || this.maxTransactItems > MAX_TRANSACT_ITEMS) {
       throw new ValidationError('INVALID_INPUT', `maxTransactItems must be an integer in 2..${MAX_TRANSACT_ITEMS}`);
+    }
+    this.transactionsInFlight = options.transactionsInFlight ?? 4;
+    if (!Number.isInteger(this.transactionsInFlight) || this.transactionsInFlight < 1 || this.transactionsInFlight > 64) {
+      throw new ValidationError('INVALID_INPUT', 'transactionsInFlight must be an integer in 1..64');
     }
   }
 
@@ -176,12 +186,13 @@ export class DynamoLedgerStore implements LedgerStore {
         copies.set(seen, [...(copies.get(seen) ?? []), entry]);
       } else result.conflicts.push({ entry, reason: `event id ${entry.eventId} appears twice in the batch with different data` });
     }
-    for (const transaction of planLedgerTransactions([...unique.values()], this.maxTransactItems)) {
+    const transactions = planLedgerTransactions([...unique.values()], this.maxTransactItems);
+    await runWithoutSharedBalances(transactions, this.transactionsInFlight, async (transaction) => {
       const outcome = await this.postTransaction(transaction, options);
       result.posted += outcome.posted;
       result.duplicates += outcome.duplicates;
       result.conflicts.push(...outcome.conflicts);
-    }
+    });
     const conflicted = new Map(result.conflicts.map((conflict) => [conflict.entry, conflict.reason]));
     for (const [first, sameCopies] of copies) {
       const reason = conflicted.get(first);

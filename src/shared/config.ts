@@ -117,6 +117,10 @@ export const CONFIG_SCHEMA = z.object({
     .max(100)
     .default(100)
     .describe('Operations per DynamoDB TransactWriteItems when the pump posts ledger entries (DynamoDB allows 100).'),
+  METER_TRANSACTIONS_IN_FLIGHT: positiveInt
+    .max(64)
+    .default(4)
+    .describe('Ledger transactions one pump batch sends at once (never two moving the same balance).'),
   // deferred (202) jobs: `job/<tenant>/<jobId>` workflows
   JOBS_TASK_QUEUE: z
     .string()
@@ -165,6 +169,7 @@ export interface AppConfig {
     activityTimeoutMs: number;
     heartbeatTimeoutMs: number;
     maxTransactItems: number;
+    transactionsInFlight: number;
   };
   /** Deferred (202) jobs. */
   jobs: { taskQueue: string; ttlMs: number; retryMinMs: number; retryMaxMs: number; maxQueuedPerTenant: number };
@@ -194,6 +199,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
       activityTimeoutMs: raw.METER_ACTIVITY_TIMEOUT_MS,
       heartbeatTimeoutMs: raw.METER_HEARTBEAT_TIMEOUT_MS,
       maxTransactItems: raw.METER_MAX_TRANSACT_ITEMS,
+      transactionsInFlight: raw.METER_TRANSACTIONS_IN_FLIGHT,
     },
     jobs: {
       taskQueue: raw.JOBS_TASK_QUEUE,

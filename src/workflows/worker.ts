@@ -61,6 +61,7 @@ export async function createTollgateWorker(input: TollgateWorkerInput): Promise<
   const ledger = new DynamoLedgerStore(dynamo, {
     tablePrefix: config.dynamodb.tablePrefix,
     maxTransactItems: config.meter.maxTransactItems,
+    transactionsInFlight: config.meter.transactionsInFlight,
   });
   let redis: Awaited<ReturnType<typeof connectDeciderRedis>> | undefined;
   try {

@@ -7,6 +7,10 @@
  * carrying their sum, and a group too large for one transaction is split into
  * chunks, each with its own balance update (each transaction stays atomic:
  * its entries and the balance move together or not at all).
+ *
+ * Transactions of a batch may run side by side, but two that move the same
+ * balance never do: on DynamoDB they would cancel each other
+ * (TransactionConflict) and the batch would be retried for nothing.
  */
 
 /** The part of a ledger entry the planner needs. */
@@ -62,4 +66,54 @@ export function planLedgerTransactions<E extends PlannableEntry>(entries: readon
   }
   if (current.length > 0) transactions.push(current);
   return transactions;
+}
+
+/**
+ * Runs `post` over the transactions, at most `inFlight` at once, never two that
+ * move the same balance at the same time (in plan order otherwise). Waits for
+ * every started transaction before it rejects, so a failed batch leaves nothing
+ * running behind it; the first error is the one thrown.
+ */
+export async function runWithoutSharedBalances<E extends PlannableEntry>(
+  transactions: readonly BalanceChunk<E>[][],
+  inFlight: number,
+  post: (transaction: BalanceChunk<E>[]) => Promise<void>,
+): Promise<void> {
+  const balancesOf = transactions.map((transaction) => transaction.map((chunk) => `${chunk.tenant}#${chunk.periodStart}`));
+  const waiting = transactions.map((_, index) => index);
+  const busy = new Set<string>();
+  let running = 0;
+  let failure: { error: unknown } | undefined;
+  await new Promise<void>((resolveAll) => {
+    const startReady = (): void => {
+      if (failure === undefined) {
+        for (let position = 0; position < waiting.length && running < inFlight; ) {
+          const index = waiting[position] ?? 0;
+          const balances = balancesOf[index] ?? [];
+          if (balances.some((balance) => busy.has(balance))) {
+            position += 1;
+            continue;
+          }
+          waiting.splice(position, 1);
+          for (const balance of balances) busy.add(balance);
+          running += 1;
+          post(transactions[index] ?? []).then(
+            () => finish(balances),
+            (error: unknown) => {
+              failure ??= { error };
+              finish(balances);
+            },
+          );
+        }
+      }
+      if (running === 0 && (waiting.length === 0 || failure !== undefined)) resolveAll();
+    };
+    const finish = (balances: string[]): void => {
+      running -= 1;
+      for (const balance of balances) busy.delete(balance);
+      startReady();
+    };
+    startReady();
+  });
+  if (failure !== undefined) throw failure.error;
 }
