@@ -23,3 +23,5 @@ export * from './jobs/executor.js';
 export * from './jobs/temporal-deferrer.js';
 export * from './plugins/use-job-status.js';
 export * from './idempotency/response-store.js';
+export * from './config/dynamo-config-store.js';
+export * from './config/live-config.js';

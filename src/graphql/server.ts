@@ -5,7 +5,7 @@
  * closes its clients.
  */
 import { createServer } from 'node:http';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
@@ -17,10 +17,32 @@ import { DynamoJobStore, createJobsWorker, type JobSettings } from '../workflows
 import { createApi } from './app.js';
 import { RedisResponseStore } from './idempotency/response-store.js';
 import { createDemoSchema } from './demo/schema.js';
-import { DEMO_ANONYMOUS, createDemoSetup } from './demo/seed.js';
+import { DynamoConfigStore } from './config/dynamo-config-store.js';
+import { LiveConfig, announceConfigVersion } from './config/live-config.js';
+import { DEMO_ANONYMOUS, createDemoSetup, seedDemoConfig, type DemoKey } from './demo/seed.js';
 import { SchemaJobExecutor } from './jobs/executor.js';
 import { TemporalDeferrer } from './jobs/temporal-deferrer.js';
 import { TollgateMetrics } from './metrics.js';
+
+/** The demo keys shown at the last start, if the file is there and readable (they are reused when still valid). */
+function readDemoKeys(file: string): DemoKey[] {
+  if (!existsSync(file)) return [];
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    if (!Array.isArray(parsed)) return [];
+    return parsed.filter(
+      (entry): entry is DemoKey =>
+        typeof entry === 'object' &&
+        entry !== null &&
+        typeof (entry as Record<string, unknown>)['tenant'] === 'string' &&
+        typeof (entry as Record<string, unknown>)['keyId'] === 'string' &&
+        typeof (entry as Record<string, unknown>)['planId'] === 'string' &&
+        typeof (entry as Record<string, unknown>)['key'] === 'string',
+    );
+  } catch {
+    return [];
+  }
+}
 
 /** Drops credentials from a Redis URL before it is logged. */
 function redactUrl(url: string): string {
@@ -85,13 +107,22 @@ async function main(): Promise<void> {
     waitForReplicas: config.redis.waitForReplicas,
   });
   const metrics = new TollgateMetrics({ breakerState: () => decider.breaker.current });
-  // The demo's tenants, plans and keys. The keys are shown once, in a file only
-  // this user can read, never in a log line.
-  const demo = createDemoSetup();
-  const keysFile = resolve(config.api.demoKeysFile);
-  mkdirSync(dirname(keysFile), { recursive: true });
-  writeFileSync(keysFile, `${JSON.stringify(demo.keys, null, 2)}\n`, { mode: 0o600 });
-  logger.info({ file: keysFile, tenants: demo.keys.map((key) => key.tenant) }, 'demo API keys written');
+  // Plans and API keys live in the config table and are followed live (announced on Redis, polled).
+  // The demo's plans and one key per demo tenant are stored there unless API_DEMO_SEED=false; the keys
+  // are shown once, in a file only this user can read, never in a log line, and reused across restarts.
+  const configStore = new DynamoConfigStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
+  const demo = createDemoSetup({ hasKeys: false });
+  if (config.api.isDemoSeeded) {
+    const keysFile = resolve(config.api.demoKeysFile);
+    const keys = await seedDemoConfig(configStore, readDemoKeys(keysFile), Date.now());
+    mkdirSync(dirname(keysFile), { recursive: true });
+    writeFileSync(keysFile, `${JSON.stringify(keys, null, 2)}\n`, { mode: 0o600 });
+    chmodSync(keysFile, 0o600);
+    logger.info({ file: keysFile, tenants: keys.map((key) => key.tenant) }, 'demo API keys written');
+  }
+  const liveConfig = new LiveConfig({ store: configStore, logger, redis, pollMs: config.api.configPollMs });
+  await liveConfig.start();
+  await announceConfigVersion(redis, liveConfig.version()).catch(() => undefined);
   // Deferred (202) jobs: recorded in DynamoDB, run by `job/<tenant>/<jobId>` workflows whose
   // activities this process hosts (they execute against this API's schema).
   const jobStore = new DynamoJobStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
@@ -103,7 +134,7 @@ async function main(): Promise<void> {
   });
   const jobExecutor = new SchemaJobExecutor({
     schema: createDemoSchema({ store: demo.store, version: packageVersion(), deciderTimeMs: async () => (await probeDecider(redis)).nowMs, clock: systemClock, jobs: jobStore }),
-    plans: demo.plans,
+    plans: liveConfig,
   });
   let isStopping = false;
   let workerConnection: NativeConnection | undefined;
@@ -143,8 +174,8 @@ async function main(): Promise<void> {
     logger,
     version: packageVersion(),
     decider,
-    keyStore: demo.keyStore,
-    plans: demo.plans,
+    keyStore: liveConfig,
+    plans: liveConfig,
     store: demo.store,
     deferrer,
     jobs: jobStore,
@@ -167,6 +198,7 @@ async function main(): Promise<void> {
     server.close(() => {
       if (jobsWorker?.getState() === 'RUNNING') jobsWorker.shutdown();
       void jobsWorkerRun.finally(() => {
+        liveConfig.close();
         redis.disconnect();
         dynamo.destroy();
         void Promise.allSettled([temporal.close(), workerConnection?.close()]).finally(() => process.exit(0));

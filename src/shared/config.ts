@@ -44,6 +44,13 @@ export const CONFIG_SCHEMA = z.object({
     .enum(['reject', 'ip-plan'])
     .default('reject')
     .describe('Requests without an API key: reject (401 API_KEY_REQUIRED) or meter them per client address under the anonymous plan.'),
+  API_DEMO_SEED: z
+    .enum(['true', 'false'])
+    .default('true')
+    .describe('Store the demo plans and one key per demo tenant in the config table at start (reusing the keys in API_DEMO_KEYS_FILE when they are still valid).'),
+  API_CONFIG_POLL_MS: positiveInt
+    .default(5_000)
+    .describe('How often an API instance reads the config version (plans and keys) in case an announcement on Redis was lost, ms.'),
   API_DEMO_KEYS_FILE: z
     .string()
     .min(1)
@@ -148,7 +155,7 @@ type RawConfig = z.infer<typeof CONFIG_SCHEMA>;
 /** Typed configuration, grouped into the slices each component takes. */
 export interface AppConfig {
   log: { level: LogLevel };
-  api: { host: string; port: number; anonymous: 'reject' | 'ip-plan'; demoKeysFile: string };
+  api: { host: string; port: number; anonymous: 'reject' | 'ip-plan'; demoKeysFile: string; isDemoSeeded: boolean; configPollMs: number };
   redis: {
     url: string;
     clusterNodes: { host: string; port: number }[] | undefined;
@@ -178,7 +185,14 @@ export interface AppConfig {
 function toAppConfig(raw: RawConfig): AppConfig {
   return {
     log: { level: raw.LOG_LEVEL },
-    api: { host: raw.API_HOST, port: raw.API_PORT, anonymous: raw.API_ANONYMOUS, demoKeysFile: raw.API_DEMO_KEYS_FILE },
+    api: {
+      host: raw.API_HOST,
+      port: raw.API_PORT,
+      anonymous: raw.API_ANONYMOUS,
+      demoKeysFile: raw.API_DEMO_KEYS_FILE,
+      isDemoSeeded: raw.API_DEMO_SEED === 'true',
+      configPollMs: raw.API_CONFIG_POLL_MS,
+    },
     redis: {
       url: raw.REDIS_URL,
       clusterNodes: raw.REDIS_CLUSTER_NODES,

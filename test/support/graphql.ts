@@ -16,7 +16,9 @@ import {
   useTollgate,
   type AnonymousPolicy,
   type Deferrer,
+  type KeyStore,
   type Plan,
+  type PlanStore,
   type TollgateContext,
   type TollgateOptions,
 } from '../../src/graphql/index.js';
@@ -86,6 +88,8 @@ export function testApp(input: {
   serverContext?: Record<string, unknown>;
   /** @default the app's InMemoryDeferrer */
   deferrer?: Deferrer;
+  /** Plans and keys from elsewhere (e.g. a LiveConfig); @default the app's in-memory stores */
+  config?: KeyStore & PlanStore;
 }): TestApp {
   const store = new DemoStore();
   const keyStore = new InMemoryKeyStore();
@@ -103,8 +107,8 @@ export function testApp(input: {
         random: () => 0.5,
         ...input.tollgate,
         decider: input.decider,
-        keyStore,
-        plans,
+        keyStore: input.config ?? keyStore,
+        plans: input.config ?? plans,
         deferrer: input.deferrer ?? deferrer,
         metrics,
         logger: createLogger({ level: 'silent', name: 'test' }),

@@ -7,7 +7,10 @@
  */
 import type { LimitSpec, PeriodSpec } from '../../decider/index.js';
 import { parseLimitId, parsePlanId } from '../../shared/index.js';
+import { ConflictError } from '../../shared/index.js';
+import type { DynamoConfigStore } from '../config/dynamo-config-store.js';
 import { InMemoryDeferrer } from '../deferrer.js';
+import { hashApiKey } from '../identity/api-key.js';
 import { InMemoryKeyStore } from '../identity/key-store.js';
 import { InMemoryPlanStore, type Plan } from '../plans.js';
 import { DemoStore } from './data.js';
@@ -75,13 +78,48 @@ export function createDemoSetup(options: { hasKeys?: boolean } = {}): DemoSetup 
   const keyStore = new InMemoryKeyStore();
   const keys: DemoKey[] = [];
   if (options.hasKeys !== false) {
-    for (const [tenant, planId] of [
-      ['acme', 'starter'],
-      ['globex', 'pro'],
-    ] as const) {
+    for (const { tenant, planId } of DEMO_TENANTS) {
       const { key } = keyStore.add({ tenant, keyId: 'default', planId });
       keys.push({ tenant, keyId: 'default', planId, key });
     }
   }
   return { store: new DemoStore(), keyStore, plans: new InMemoryPlanStore(DEMO_PLANS), deferrer: new InMemoryDeferrer(), keys };
+}
+
+/** The demo tenants and their plans. */
+export const DEMO_TENANTS = [
+  { tenant: 'acme', planId: 'starter' },
+  { tenant: 'globex', planId: 'pro' },
+] as const;
+
+/**
+ * Stores the demo plans (a stored plan of the same or a later version is kept)
+ * and one usable key per demo tenant in the config table: a key from
+ * `previous` that is still stored and not revoked is kept, otherwise a new one
+ * is created. Returns the keys to show (once, in a file only the user reads).
+ * @throws DependencyError when DynamoDB fails
+ */
+export async function seedDemoConfig(store: DynamoConfigStore, previous: readonly DemoKey[], nowMs: number): Promise<DemoKey[]> {
+  for (const plan of DEMO_PLANS) {
+    try {
+      await store.putPlan(plan, nowMs);
+    } catch (error) {
+      if (!(error instanceof ConflictError)) throw error;
+    }
+  }
+  const keys: DemoKey[] = [];
+  for (const { tenant, planId } of DEMO_TENANTS) {
+    const known = previous.find((key) => key.tenant === tenant && key.planId === planId);
+    if (known !== undefined) {
+      const record = await store.findKeyByHash(hashApiKey(known.key));
+      if (record !== undefined && !record.isRevoked && record.tenant === tenant && record.planId === planId) {
+        keys.push(known);
+        continue;
+      }
+    }
+    const keyId = `demo-${nowMs.toString(36)}`;
+    const { key } = await store.addKey({ tenant, keyId, planId, nowMs });
+    keys.push({ tenant, keyId, planId, key });
+  }
+  return keys;
 }

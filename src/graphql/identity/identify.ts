@@ -8,7 +8,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { parseIpHex } from '../../decider/index.js';
-import { parseKeyId, parsePlanId, parseTenantId, type Clock, type KeyId, type PlanId, type TenantId } from '../../shared/index.js';
+import { DependencyError, parseKeyId, parsePlanId, parseTenantId, type Clock, type KeyId, type PlanId, type TenantId } from '../../shared/index.js';
 import { hashApiKey, isWellFormedApiKey, keyFingerprint } from './api-key.js';
 import type { ApiKeyRecord, KeyStore } from './key-store.js';
 
@@ -22,11 +22,11 @@ export interface Identity {
   clientIp: string | undefined;
 }
 
-export type IdentifyFailureCode = 'API_KEY_REQUIRED' | 'API_KEY_INVALID' | 'API_KEY_REVOKED' | 'INVALID_ID';
+export type IdentifyFailureCode = 'API_KEY_REQUIRED' | 'API_KEY_INVALID' | 'API_KEY_REVOKED' | 'INVALID_ID' | 'KEY_STORE_UNAVAILABLE';
 
 export type IdentifyResult =
   | { isOk: true; identity: Identity }
-  | { isOk: false; code: IdentifyFailureCode; status: 400 | 401; message: string };
+  | { isOk: false; code: IdentifyFailureCode; status: 400 | 401 | 503; message: string };
 
 /** Anonymous traffic: refused, or metered under one tenant with a per-IP plan. */
 export type AnonymousPolicy = { kind: 'reject' } | { kind: 'ip-plan'; tenant: string; planId: string };
@@ -51,7 +51,7 @@ const BEARER = /^Bearer +(\S+) *$/i;
 const ANONYMOUS_KEY_ID = 'anonymous';
 
 function failure(code: IdentifyFailureCode, message: string): IdentifyResult {
-  return { isOk: false, code, status: code === 'INVALID_ID' ? 400 : 401, message };
+  return { isOk: false, code, status: code === 'INVALID_ID' ? 400 : code === 'KEY_STORE_UNAVAILABLE' ? 503 : 401, message };
 }
 
 export class ApiKeyIdentifier {
@@ -81,7 +81,14 @@ export class ApiKeyIdentifier {
       return failure('API_KEY_INVALID', 'the Authorization header must be `Bearer tg_<key>` with a valid key');
     }
     const hash = hashApiKey(token);
-    const record = await this.lookup(hash);
+    let record: ApiKeyRecord | null;
+    try {
+      record = await this.lookup(hash);
+    } catch (error) {
+      // A key that was never seen cannot be checked while the key store is down: refuse it, retryably.
+      if (error instanceof DependencyError) return failure('KEY_STORE_UNAVAILABLE', 'API keys cannot be checked right now; retry later');
+      throw error;
+    }
     // The store matched on the hash; compare again in constant time so no code
     // path's timing depends on how much of a guessed hash matched.
     if (record === null || record.hash.length !== hash.length || !timingSafeEqual(record.hash, hash)) {

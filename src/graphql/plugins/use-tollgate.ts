@@ -244,6 +244,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
       if (!identified.isOk) {
         throw refuse(identified.code, identified.message, identified.status, {
           ...(identified.status === 401 ? { headers: { 'WWW-Authenticate': 'Bearer realm="tollgate"' } } : {}),
+          ...(identified.status === 503 ? { headers: { 'Retry-After': '1' } } : {}),
         });
       }
       const { identity } = identified;

@@ -1,0 +1,271 @@
+/**
+ * Plans and API keys in DynamoDB (table `<prefix>config`), with one config
+ * version that moves in the same transaction as every change, so an API
+ * instance knows it is current by reading one item.
+ *
+ * Item layout (`pk` / `sk`):
+ *   `config` / `version`          version (N): +1 on every change of a plan or key
+ *   `plans` / `plan#<planId>`     version (N, the plan's own), body (S: the plan as JSON), updatedAtMs
+ *   `apikey#<sha256 hex>` / `apikey`   tenant, keyId, planId, isRevoked (BOOL), createdAtMs
+ *   `tenant#<tenant>` / `apikey#<keyId>`   hash (S: sha256 hex): finds a key to revoke by its id
+ *
+ * The plain key is never stored: it is returned once by `addKey`.
+ */
+import {
+  ConditionalCheckFailedException,
+  GetItemCommand,
+  QueryCommand,
+  TransactWriteItemsCommand,
+  TransactionCanceledException,
+  type AttributeValue,
+  type DynamoDBClient,
+  type TransactWriteItem,
+} from '@aws-sdk/client-dynamodb';
+import { ConflictError, DependencyError, NotFoundError, parseKeyId, parsePlanId, parseTenantId } from '../../shared/index.js';
+import { generateApiKey, hashApiKey } from '../identity/api-key.js';
+import type { ApiKeyRecord } from '../identity/key-store.js';
+import { parsePlan, type Plan } from '../plans.js';
+
+/** Physical name of the config table; must agree with infra/tables.ts. */
+export function configTableName(prefix: string): string {
+  return `${prefix}config`;
+}
+
+/** A stored plan as read: its parsed form, or why it could not be used. */
+export type StoredPlan = { isValid: true; plan: Plan } | { isValid: false; planId: string; version: number; problem: string };
+
+type Item = Record<string, AttributeValue>;
+
+const VERSION_KEY = { pk: { S: 'config' }, sk: { S: 'version' } };
+
+export class DynamoConfigStore {
+  private readonly table: string;
+
+  constructor(
+    private readonly client: DynamoDBClient,
+    options: { tablePrefix: string },
+  ) {
+    this.table = configTableName(options.tablePrefix);
+  }
+
+  private bumpVersion(): TransactWriteItem {
+    return { Update: { TableName: this.table, Key: VERSION_KEY, UpdateExpression: 'ADD version :one', ExpressionAttributeValues: { ':one': { N: '1' } } } };
+  }
+
+  private async send<T>(what: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (error instanceof TransactionCanceledException || error instanceof ConditionalCheckFailedException) throw error;
+      throw new DependencyError('DYNAMODB_UNAVAILABLE', `DynamoDB did not ${what}`, { cause: error });
+    }
+  }
+
+  /** The config version (0 before the first change). @throws DependencyError */
+  async readVersion(): Promise<number> {
+    const reply = await this.send('read the config version', () =>
+      this.client.send(new GetItemCommand({ TableName: this.table, Key: VERSION_KEY, ConsistentRead: true })),
+    );
+    return Number(reply.Item?.['version']?.N ?? '0');
+  }
+
+  /**
+   * Stores a plan; its version must be greater than the stored one (plans are
+   * versioned data: the version is recorded in every usage event). Returns the
+   * new config version.
+   * @throws ValidationError for an invalid plan (nothing written)
+   * @throws ConflictError `CONFLICT` (reason `STALE_VERSION`) when the stored plan has this version or a later one
+   * @throws DependencyError when DynamoDB fails
+   */
+  async putPlan(plan: Plan, nowMs: number): Promise<number> {
+    const valid = parsePlan(plan);
+    try {
+      await this.send('store the plan', () =>
+        this.client.send(
+          new TransactWriteItemsCommand({
+            TransactItems: [
+              {
+                Put: {
+                  TableName: this.table,
+                  Item: {
+                    pk: { S: 'plans' },
+                    sk: { S: `plan#${valid.id}` },
+                    version: { N: String(valid.version) },
+                    body: { S: JSON.stringify(valid) },
+                    updatedAtMs: { N: String(nowMs) },
+                  },
+                  ConditionExpression: 'attribute_not_exists(pk) OR version < :version',
+                  ExpressionAttributeValues: { ':version': { N: String(valid.version) } },
+                },
+              },
+              this.bumpVersion(),
+            ],
+          }),
+        ),
+      );
+    } catch (error) {
+      if (error instanceof TransactionCanceledException && error.CancellationReasons?.[0]?.Code === 'ConditionalCheckFailed') {
+        throw new ConflictError('CONFLICT', `plan ${valid.id} already has version ${valid.version} or a later one`, { details: { reason: 'STALE_VERSION', planId: valid.id } });
+      }
+      throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not store the plan', { cause: error });
+    }
+    return this.readVersion();
+  }
+
+  /** Every stored plan, each parsed on its own (one bad plan never hides the others). @throws DependencyError */
+  async listPlans(): Promise<StoredPlan[]> {
+    const plans: StoredPlan[] = [];
+    let start: Item | undefined;
+    do {
+      const reply = await this.send('list the plans', () =>
+        this.client.send(
+          new QueryCommand({
+            TableName: this.table,
+            KeyConditionExpression: 'pk = :plans AND begins_with(sk, :prefix)',
+            ExpressionAttributeValues: { ':plans': { S: 'plans' }, ':prefix': { S: 'plan#' } },
+            ConsistentRead: true,
+            ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+          }),
+        ),
+      );
+      for (const item of reply.Items ?? []) plans.push(storedPlan(item));
+      start = reply.LastEvaluatedKey;
+    } while (start !== undefined);
+    return plans;
+  }
+
+  /**
+   * Creates an API key for a tenant and returns the plain key: the only time it
+   * exists outside the caller's hands. Only its sha256 is stored.
+   * @throws ValidationError for bad ids
+   * @throws ConflictError `CONFLICT` (reason `KEY_EXISTS`) when the tenant already has a key with this id
+   * @throws DependencyError when DynamoDB fails
+   */
+  async addKey(input: { tenant: string; keyId: string; planId: string; nowMs: number; key?: string }): Promise<{ key: string; version: number }> {
+    const tenant = parseTenantId(input.tenant);
+    const keyId = parseKeyId(input.keyId);
+    const planId = parsePlanId(input.planId);
+    const key = input.key ?? generateApiKey();
+    const hash = hashApiKey(key).toString('hex');
+    try {
+      await this.send('store the API key', () =>
+        this.client.send(
+          new TransactWriteItemsCommand({
+            TransactItems: [
+              {
+                Put: {
+                  TableName: this.table,
+                  Item: {
+                    pk: { S: `apikey#${hash}` },
+                    sk: { S: 'apikey' },
+                    tenant: { S: tenant },
+                    keyId: { S: keyId },
+                    planId: { S: planId },
+                    isRevoked: { BOOL: false },
+                    createdAtMs: { N: String(input.nowMs) },
+                  },
+                  ConditionExpression: 'attribute_not_exists(pk)',
+                },
+              },
+              {
+                Put: {
+                  TableName: this.table,
+                  Item: { pk: { S: `tenant#${tenant}` }, sk: { S: `apikey#${keyId}` }, hash: { S: hash } },
+                  ConditionExpression: 'attribute_not_exists(pk)',
+                },
+              },
+              this.bumpVersion(),
+            ],
+          }),
+        ),
+      );
+    } catch (error) {
+      if (error instanceof TransactionCanceledException) {
+        throw new ConflictError('CONFLICT', `tenant ${tenant} already has a key ${keyId} (or the key is not new)`, { details: { reason: 'KEY_EXISTS', tenant, keyId } });
+      }
+      throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not store the API key', { cause: error });
+    }
+    return { key, version: await this.readVersion() };
+  }
+
+  /**
+   * Revokes a tenant's key (it answers 401 `API_KEY_REVOKED` from then on). Revoking twice is harmless.
+   * @throws NotFoundError when the tenant has no such key
+   * @throws DependencyError when DynamoDB fails
+   */
+  async revokeKey(input: { tenant: string; keyId: string }): Promise<number> {
+    const tenant = parseTenantId(input.tenant);
+    const keyId = parseKeyId(input.keyId);
+    const index = await this.send('find the API key', () =>
+      this.client.send(new GetItemCommand({ TableName: this.table, Key: { pk: { S: `tenant#${tenant}` }, sk: { S: `apikey#${keyId}` } }, ConsistentRead: true })),
+    );
+    const hash = index.Item?.['hash']?.S;
+    if (hash === undefined) throw new NotFoundError(`tenant ${tenant} has no key ${keyId}`, { details: { tenant, keyId } });
+    try {
+      await this.send('revoke the API key', () =>
+        this.client.send(
+          new TransactWriteItemsCommand({
+            TransactItems: [
+              {
+                Update: {
+                  TableName: this.table,
+                  Key: { pk: { S: `apikey#${hash}` }, sk: { S: 'apikey' } },
+                  UpdateExpression: 'SET isRevoked = :yes',
+                  ConditionExpression: 'attribute_exists(pk) AND tenant = :tenant',
+                  ExpressionAttributeValues: { ':yes': { BOOL: true }, ':tenant': { S: tenant } },
+                },
+              },
+              this.bumpVersion(),
+            ],
+          }),
+        ),
+      );
+    } catch (error) {
+      if (error instanceof TransactionCanceledException) throw new NotFoundError(`tenant ${tenant} has no key ${keyId}`, { details: { tenant, keyId } });
+      throw error;
+    }
+    return this.readVersion();
+  }
+
+  /** The key record whose sha256 is `hash`, or undefined. @throws DependencyError */
+  async findKeyByHash(hash: Buffer): Promise<ApiKeyRecord | undefined> {
+    if (hash.length !== 32) return undefined;
+    const reply = await this.send('look up the API key', () =>
+      this.client.send(new GetItemCommand({ TableName: this.table, Key: { pk: { S: `apikey#${hash.toString('hex')}` }, sk: { S: 'apikey' } } })),
+    );
+    const item = reply.Item;
+    if (item === undefined) return undefined;
+    try {
+      return {
+        tenant: parseTenantId(item['tenant']?.S),
+        keyId: parseKeyId(item['keyId']?.S),
+        planId: parsePlanId(item['planId']?.S),
+        hash: Buffer.from(hash),
+        isRevoked: item['isRevoked']?.BOOL !== false,
+      };
+    } catch (error) {
+      // a damaged record never authenticates anyone
+      throw new DependencyError('DEPENDENCY_FAILED', 'an API key record in DynamoDB is damaged', { cause: error });
+    }
+  }
+}
+
+function storedPlan(item: Item): StoredPlan {
+  const planId = (item['sk']?.S ?? '').slice('plan#'.length);
+  const version = Number(item['version']?.N ?? 'NaN');
+  let body: unknown;
+  try {
+    body = JSON.parse(item['body']?.S ?? '');
+  } catch {
+    return { isValid: false, planId, version, problem: 'the stored body is not JSON' };
+  }
+  try {
+    const plan = parsePlan(body);
+    if (plan.id !== planId || plan.version !== version) {
+      return { isValid: false, planId, version, problem: `the body says plan ${plan.id} v${plan.version}, the item ${planId} v${version}` };
+    }
+    return { isValid: true, plan };
+  } catch (error) {
+    return { isValid: false, planId, version, problem: error instanceof Error ? error.message : String(error) };
+  }
+}
