@@ -428,22 +428,26 @@ function connectionSelection(
   return sum;
 }
 
+/** What a returned object's selected children cost (no closure per call: this runs for every returned item). */
+function childCost(node: FieldPlan, item: unknown, variables: Variables): number {
+  return node.children !== null && isRecord(item) ? actualSelection(node.children, item, variables) : 0;
+}
+
 function actualNode(node: FieldPlan | FragmentPlan, data: Record<string, unknown>, variables: Variables): number {
   if (node.kind === 'fragment') return actualSelection(node.selection, data, variables);
   if (!Object.prototype.hasOwnProperty.call(data, node.responseKey)) return 0;
   const value = data[node.responseKey];
   const { cost } = node;
-  const childOf = (item: unknown): number => (node.children !== null && isRecord(item) ? actualSelection(node.children, item, variables) : 0);
   switch (cost.sizing) {
     case 'none':
-      return Math.min(COST_CAP, cost.weight + childOf(value));
+      return Math.min(COST_CAP, cost.weight + childCost(node, value, variables));
     case 'sized-child':
     case 'list': {
       // Each returned item costs weight + its children (a null list costs nothing).
       const items: unknown[] = [];
       if (value !== null && value !== undefined) flatten(value, items);
       let sum = 0;
-      for (const item of items) sum = Math.min(COST_CAP, sum + cost.weight + childOf(item));
+      for (const item of items) sum = Math.min(COST_CAP, sum + cost.weight + childCost(node, item, variables));
       return sum;
     }
     case 'connection': {

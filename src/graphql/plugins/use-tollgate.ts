@@ -15,6 +15,7 @@ import {
   GraphQLError,
   getOperationAST,
   parse,
+  type DocumentNode,
   type ExecutionArgs,
   type ExecutionResult,
   type GraphQLSchema,
@@ -234,6 +235,20 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
     metrics?.decisions.inc({ kind, limit });
   };
 
+  /** graphql's parse with the token cap, its errors mapped to edge errors (one function for every request). */
+  const parseWithLimits = (source: string | Source, parseOptions?: ParseOptions): DocumentNode => {
+    try {
+      return parse(source, { ...parseOptions, maxTokens: limits.maxTokens });
+    } catch (error) {
+      if (!(error instanceof GraphQLError)) throw error;
+      const isTooLong = error.message.includes('tokens');
+      throw edgeError(isTooLong ? 'TOKEN_LIMIT_EXCEEDED' : 'GRAPHQL_PARSE_FAILED', error.message.replace(/^Syntax Error: /, ''), {
+        status: 400,
+        ...(isTooLong ? { extensions: { max: limits.maxTokens } } : {}),
+      });
+    }
+  };
+
   return {
     onSchemaChange: (payload) => {
       currentSchema = payload.schema as GraphQLSchema;
@@ -286,18 +301,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
     },
 
     onParse: ({ setParseFn }) => {
-      setParseFn((source: string | Source, parseOptions?: ParseOptions) => {
-        try {
-          return parse(source, { ...parseOptions, maxTokens: limits.maxTokens });
-        } catch (error) {
-          if (!(error instanceof GraphQLError)) throw error;
-          const isTooLong = error.message.includes('tokens');
-          throw edgeError(isTooLong ? 'TOKEN_LIMIT_EXCEEDED' : 'GRAPHQL_PARSE_FAILED', error.message.replace(/^Syntax Error: /, ''), {
-            status: 400,
-            ...(isTooLong ? { extensions: { max: limits.maxTokens } } : {}),
-          });
-        }
-      });
+      setParseFn(parseWithLimits);
     },
 
     onValidate: ({ addValidationRule }) => {
