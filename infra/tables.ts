@@ -10,6 +10,8 @@
 import {
   CreateTableCommand,
   DescribeTableCommand,
+  DescribeTimeToLiveCommand,
+  UpdateTimeToLiveCommand,
   ResourceInUseException,
   ResourceNotFoundException,
   type CreateTableCommandInput,
@@ -24,7 +26,12 @@ export const TABLES = {
   config: 'config',
   /** Deferred (202) jobs: status and stored results. */
   jobs: 'jobs',
+  /** First responses of requests sent with an Idempotency-Key (expire by the `expiresAt` TTL attribute). */
+  responses: 'responses',
 } as const;
+
+/** Tables whose items expire by DynamoDB TTL, and the attribute (epoch seconds) that says when. */
+const TTL_ATTRIBUTES: Partial<Record<LogicalTable, string>> = { responses: 'expiresAt' };
 
 export type LogicalTable = keyof typeof TABLES;
 
@@ -49,6 +56,7 @@ export function tableNames(prefix: string): Record<LogicalTable, string> {
     ledger: `${prefix}${TABLES.ledger}`,
     config: `${prefix}${TABLES.config}`,
     jobs: `${prefix}${TABLES.jobs}`,
+    responses: `${prefix}${TABLES.responses}`,
   };
 }
 
@@ -68,6 +76,14 @@ async function waitActive(client: DynamoDBClient, name: string, timeoutMs: numbe
   throw new Error(`table ${name} did not become ACTIVE within ${timeoutMs} ms`);
 }
 
+/** Turns DynamoDB TTL on for `attribute` unless it already is (readers still check the time themselves: TTL deletes late). */
+async function ensureTimeToLive(client: DynamoDBClient, table: string, attribute: string): Promise<void> {
+  const current = await client.send(new DescribeTimeToLiveCommand({ TableName: table }));
+  const description = current.TimeToLiveDescription;
+  if (description?.AttributeName === attribute && (description.TimeToLiveStatus === 'ENABLED' || description.TimeToLiveStatus === 'ENABLING')) return;
+  await client.send(new UpdateTimeToLiveCommand({ TableName: table, TimeToLiveSpecification: { AttributeName: attribute, Enabled: true } }));
+}
+
 /** Creates every tollgate table that is missing and waits until all are ACTIVE. */
 export async function ensureTables(client: DynamoDBClient, prefix: string): Promise<string[]> {
   const names = Object.values(tableNames(prefix));
@@ -84,6 +100,9 @@ export async function ensureTables(client: DynamoDBClient, prefix: string): Prom
       }
     }
     await waitActive(client, name, 30_000);
+  }
+  for (const [logical, attribute] of Object.entries(TTL_ATTRIBUTES)) {
+    await ensureTimeToLive(client, tableNames(prefix)[logical as LogicalTable], attribute);
   }
   return names;
 }

@@ -164,14 +164,6 @@ export function requestRecordKey(shard: ShardId, tenant: TenantId, requestId: Ev
 }
 
 /**
- * `{s:<shard>}:t:<tenant>:o:v1:<requestId>`: the stored response of a request sent with an
- * Idempotency-Key (replayed to the client's retries; on the tenant's own shard, never a part's).
- */
-export function idempotentResponseKey(shard: ShardId, tenant: TenantId, requestId: EventId): string {
-  return `${tag(shard)}:t:${tenant}:o:v1:${requestId}`;
-}
-
-/**
  * `{s:<shard>}:t:<tenant>[:u:<part>]:a:v1:<periodStartMs>`: cost admitted in a billing
  * period (read by the audit, which sums a whale tenant's parts).
  */
@@ -196,7 +188,6 @@ export const KEY_PATTERN = new RegExp(
       't:[a-z0-9][a-z0-9_-]{0,63}(:u:\\d{1,2})?(:k:[a-z0-9][a-z0-9_-]{0,63}|:i:([0-9a-f]{8}|[0-9a-f]{32}))?:b:v1:[a-z0-9][a-z0-9_-]{0,63}(:p:\\d{1,16})?',
       't:[a-z0-9][a-z0-9_-]{0,63}(:u:\\d{1,2})?:r:v1:[a-z0-9][a-z0-9._-]{0,127}',
       't:[a-z0-9][a-z0-9_-]{0,63}(:u:\\d{1,2})?:a:v1:\\d{1,16}',
-      't:[a-z0-9][a-z0-9_-]{0,63}:o:v1:[a-z0-9][a-z0-9._-]{0,127}',
     ].join('|') +
     ')$',
 );

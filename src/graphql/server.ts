@@ -15,7 +15,7 @@ import { createDynamoClient } from '../metering/index.js';
 import { DependencyError, createLogger, loadConfig, systemClock } from '../shared/index.js';
 import { DynamoJobStore, createJobsWorker, type JobSettings } from '../workflows/index.js';
 import { createApi } from './app.js';
-import { RedisResponseStore } from './idempotency/response-store.js';
+import { DynamoResponseStore } from './idempotency/response-store.js';
 import { createDemoSchema } from './demo/schema.js';
 import { DynamoConfigStore } from './config/dynamo-config-store.js';
 import { LiveConfig, announceConfigVersion } from './config/live-config.js';
@@ -180,7 +180,7 @@ async function main(): Promise<void> {
     deferrer,
     jobs: jobStore,
     metrics,
-    responses: new RedisResponseStore(redis, { shardCount: config.redis.shardCount }),
+    responses: new DynamoResponseStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
     ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...DEMO_ANONYMOUS } } : {}),
   });
 

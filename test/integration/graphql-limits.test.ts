@@ -6,6 +6,7 @@
  * keys or hostile ids, no resolver or event for a 429, TTL on every key).
  */
 import { randomBytes } from 'node:crypto';
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -19,8 +20,9 @@ import {
   usageStreamKey,
   type DeciderRedis,
 } from '../../src/decider/index.js';
-import { RedisResponseStore } from '../../src/graphql/index.js';
-import { parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
+import { DynamoResponseStore, responsesTableName } from '../../src/graphql/index.js';
+import { createDynamoClient } from '../../src/metering/index.js';
+import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import {
   CountingDecider,
   bodyOf,
@@ -238,10 +240,14 @@ describe('cost bypass attempts all fail', () => {
 });
 
 describe('idempotency', () => {
+  const dynamo = createDynamoClient({ endpoint: testStack().dynamodbEndpoint, region: testStack().dynamodbRegion });
+  const responses = new DynamoResponseStore(dynamo, { tablePrefix: testStack().tablePrefix });
+  afterAll(() => dynamo.destroy());
+
   /** An app whose Idempotency-Key retries get the first response back (the store `npm start` uses). */
   function replayingApp(limits: Parameters<typeof plan>[1]): { app: TestApp; tenant: string; key: string } {
     const tenant = uniqueTenant('g');
-    const built = testApp({ decider, plans: [plan('p', limits)], tollgate: { responses: new RedisResponseStore(redis, { shardCount: SHARDS }) } });
+    const built = testApp({ decider, plans: [plan('p', limits)], tollgate: { responses } });
     return { app: built, tenant, key: built.keyFor(tenant, 'p') };
   }
 
@@ -259,11 +265,15 @@ describe('idempotency', () => {
     expect(b).toEqual(a);
     expect(await bucketTokens(tenant)).toBe(993);
     expect((await tenantEvents(tenant)).filter((event) => event['type'] === 'usage.reserved.v1')).toHaveLength(1);
-    // and the kept response lives under the key builder's layout, for as long as the decider's record
-    const kept = (await tenantKeys(tenant)).filter((name) => name.includes(':o:v1:'));
-    expect(kept).toHaveLength(1);
-    expect(kept[0]).toMatch(KEY_PATTERN);
-    expect(await redis.pttl(kept[0] ?? '')).toBeGreaterThan(86_000_000);
+    // and the kept response is one DynamoDB item that expires with the decider's record (24 h), nothing in Redis
+    const kept = await dynamo.send(
+      new ScanCommand({ TableName: responsesTableName(testStack().tablePrefix), FilterExpression: 'begins_with(pk, :p)', ExpressionAttributeValues: { ':p': { S: `resp#${tenant}#` } } }),
+    );
+    expect(kept.Items).toHaveLength(1);
+    const expiresInS = Number(kept.Items?.[0]?.['expiresAt']?.N) - Date.now() / 1000;
+    expect(expiresInS).toBeGreaterThan(86_000);
+    expect(expiresInS).toBeLessThanOrEqual(86_401);
+    for (const name of await tenantKeys(tenant)) expect(name).toMatch(KEY_PATTERN);
     // the same key for a different operation is not a free replay
     const other = await api.post({ query: '{ products(first: 2) { nodes { id } } }' }, { key, headers: { 'Idempotency-Key': 'order-42' } });
     expect(other.status).toBe(200);
@@ -301,6 +311,20 @@ describe('idempotency', () => {
     const counted = (outcome: string): number => replays?.values.find((value) => value.labels['outcome'] === outcome)?.value ?? 0;
     expect(counted('replayed') + counted('unavailable')).toBe(20);
     expect(counted('replayed')).toBe(responses.filter((response) => response.status === 200).length);
+  });
+
+  it('keeps a response once, and reads it as gone from its expiry on (before DynamoDB TTL deletes it)', async () => {
+    const tenant = parseTenantId(uniqueTenant('g'));
+    const requestId = parseEventId('i-exp.0.abc');
+    const nowMs = Date.now();
+    expect(await responses.save({ tenant, requestId, result: { data: { a: 1 } }, ttlMs: 10_000, nowMs })).toBe('stored');
+    expect(await responses.save({ tenant, requestId, result: { data: { a: 2 } }, ttlMs: 10_000, nowMs })).toBe('exists');
+    expect(await responses.load({ tenant, requestId, nowMs: nowMs + 5_000 })).toMatchObject({ result: { data: { a: 1 } } });
+    expect(await responses.load({ tenant, requestId, nowMs: nowMs + 11_000 })).toBeUndefined();
+    // another tenant asking for the same request id finds nothing
+    expect(await responses.load({ tenant: parseTenantId(uniqueTenant('g')), requestId, nowMs })).toBeUndefined();
+    const big = new DynamoResponseStore(dynamo, { tablePrefix: testStack().tablePrefix, maxBytes: 100 });
+    expect(await big.save({ tenant, requestId: parseEventId('i-big.0.abc'), result: { data: { text: 'x'.repeat(200) } }, ttlMs: 10_000, nowMs })).toBe('too-large');
   });
 
   it('without a response store, a retry is a 409 with the first receipt: one decision, one charge', async () => {

@@ -8,14 +8,19 @@
  * (an unexpected error's message never becomes replayable text), then kept in
  * their JSON form and sent back verbatim.
  *
- * Redis layout: `{s:<shard>}:t:<tenant>:o:v1:<requestId>` (keys.ts) → JSON
- * `{"v":1,"at":<storedAtMs>,"r":{data?,errors?,extensions?}}`, written once
- * (`SET … NX PX`) with the same lifetime as the decider's request record, so
- * the response never outlives the decision it belongs to.
+ * Stored form: JSON `{"v":1,"at":<storedAtMs>,"r":{data?,errors?,extensions?}}`,
+ * written once, with the same lifetime as the decider's request record, so the
+ * response never outlives the decision it belongs to.
  */
 import { GraphQLError, type ExecutionResult, type GraphQLFormattedError } from 'graphql';
 import { maskError } from 'graphql-yoga';
-import { idempotentResponseKey, shardOf, type DeciderRedis } from '../../decider/index.js';
+import {
+  ConditionalCheckFailedException,
+  GetItemCommand,
+  PutItemCommand,
+  type AttributeValue,
+  type DynamoDBClient,
+} from '@aws-sdk/client-dynamodb';
 import { DependencyError, type EventId, type TenantId } from '../../shared/index.js';
 
 /** A response as the client first received it (JSON-safe). */
@@ -37,7 +42,7 @@ export type SaveOutcome = 'stored' | 'exists' | 'too-large';
 export interface ResponseStore {
   /** Keeps the first response; a second save for the same request changes nothing. */
   save(input: { tenant: TenantId; requestId: EventId; result: StoredResult; ttlMs: number; nowMs: number }): Promise<SaveOutcome>;
-  load(input: { tenant: TenantId; requestId: EventId }): Promise<StoredResponse | undefined>;
+  load(input: { tenant: TenantId; requestId: EventId; nowMs: number }): Promise<StoredResponse | undefined>;
 }
 
 /** The message yoga's error masking gives unexpected errors (the same the client saw). */
@@ -94,46 +99,75 @@ export function parseStoredResponse(raw: string): StoredResponse | undefined {
   return { result, storedAtMs: value['at'] };
 }
 
-export interface RedisResponseStoreOptions {
-  /** The decider's logical shard count (a response lives on its tenant's shard). */
-  shardCount: number;
-  /** Responses larger than this (UTF-8 bytes of JSON) are not kept; their retries get a 409. @default 262144 */
+/** Physical name of the responses table; must agree with infra/tables.ts. */
+export function responsesTableName(prefix: string): string {
+  return `${prefix}responses`;
+}
+
+export interface DynamoResponseStoreOptions {
+  tablePrefix: string;
+  /** Responses larger than this (UTF-8 bytes of JSON) are not kept; their retries get a 409. @default 262144 (DynamoDB items hold 400 KB) */
   maxBytes?: number;
 }
 
-/** Responses in the decider's Redis, beside the tenant's other keys. */
-export class RedisResponseStore implements ResponseStore {
+/**
+ * Responses in DynamoDB (table `<prefix>responses`), one item per request:
+ * pk `resp#<tenant>#<requestId>`, sk `response`, `body` (the JSON above),
+ * `storedAtMs`, `expiresAt` (epoch seconds: DynamoDB TTL deletes it some time
+ * after; reads treat it as gone from that second on). Written once
+ * (`attribute_not_exists`). Not in Redis: a day of kept responses is far more
+ * than the limiter's memory should hold.
+ */
+export class DynamoResponseStore implements ResponseStore {
+  private readonly table: string;
   private readonly maxBytes: number;
 
   constructor(
-    private readonly redis: DeciderRedis,
-    private readonly options: RedisResponseStoreOptions,
+    private readonly client: DynamoDBClient,
+    options: DynamoResponseStoreOptions,
   ) {
+    this.table = responsesTableName(options.tablePrefix);
     this.maxBytes = options.maxBytes ?? 262_144;
   }
 
-  /** @throws DependencyError `REDIS_UNAVAILABLE` when Redis does not answer */
+  /** @throws DependencyError `DYNAMODB_UNAVAILABLE` when DynamoDB does not answer */
   async save(input: { tenant: TenantId; requestId: EventId; result: StoredResult; ttlMs: number; nowMs: number }): Promise<SaveOutcome> {
     const value = JSON.stringify({ v: 1, at: input.nowMs, r: input.result });
     if (Buffer.byteLength(value, 'utf8') > this.maxBytes) return 'too-large';
-    const key = idempotentResponseKey(shardOf(input.tenant, this.options.shardCount), input.tenant, input.requestId);
     try {
-      const reply = await this.redis.set(key, value, 'PX', Math.max(1, Math.ceil(input.ttlMs)), 'NX');
-      return reply === 'OK' ? 'stored' : 'exists';
+      await this.client.send(
+        new PutItemCommand({
+          TableName: this.table,
+          Item: {
+            pk: { S: `resp#${input.tenant}#${input.requestId}` },
+            sk: { S: 'response' },
+            body: { S: value },
+            storedAtMs: { N: String(input.nowMs) },
+            expiresAt: { N: String(Math.ceil((input.nowMs + input.ttlMs) / 1000)) },
+          },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+      return 'stored';
     } catch (error) {
-      throw new DependencyError('REDIS_UNAVAILABLE', 'could not store the response of an idempotent request', { cause: error });
+      if (error instanceof ConditionalCheckFailedException) return 'exists';
+      throw new DependencyError('DYNAMODB_UNAVAILABLE', 'could not store the response of an idempotent request', { cause: error });
     }
   }
 
-  /** @throws DependencyError `REDIS_UNAVAILABLE` when Redis does not answer */
-  async load(input: { tenant: TenantId; requestId: EventId }): Promise<StoredResponse | undefined> {
-    const key = idempotentResponseKey(shardOf(input.tenant, this.options.shardCount), input.tenant, input.requestId);
-    let raw: string | null;
+  /** @throws DependencyError `DYNAMODB_UNAVAILABLE` when DynamoDB does not answer */
+  async load(input: { tenant: TenantId; requestId: EventId; nowMs: number }): Promise<StoredResponse | undefined> {
+    let item: Record<string, AttributeValue> | undefined;
     try {
-      raw = await this.redis.get(key);
+      const reply = await this.client.send(
+        new GetItemCommand({ TableName: this.table, Key: { pk: { S: `resp#${input.tenant}#${input.requestId}` }, sk: { S: 'response' } }, ConsistentRead: true }),
+      );
+      item = reply.Item;
     } catch (error) {
-      throw new DependencyError('REDIS_UNAVAILABLE', 'could not read the response of an idempotent request', { cause: error });
+      throw new DependencyError('DYNAMODB_UNAVAILABLE', 'could not read the response of an idempotent request', { cause: error });
     }
-    return raw === null ? undefined : parseStoredResponse(raw);
+    if (item === undefined) return undefined;
+    if (Number(item['expiresAt']?.N ?? '0') * 1000 <= input.nowMs) return undefined;
+    return parseStoredResponse(item['body']?.S ?? '');
   }
 }

@@ -182,7 +182,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
   const loadStoredResponse = async (tenant: TenantId, requestId: EventId): Promise<StoredResponse | undefined> => {
     if (responses === undefined) return undefined;
     try {
-      return await responses.load({ tenant, requestId });
+      return await responses.load({ tenant, requestId, nowMs: clock.nowMs() });
     } catch (error) {
       logger.warn({ tenant, requestId, code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'stored response unavailable');
       return undefined;
