@@ -61,6 +61,11 @@ export class DynamoConfigStore {
     }
   }
 
+  /** One transaction that also moves the config version; a cancellation is rethrown as is for the caller to name. */
+  private async transact(what: string, items: TransactWriteItem[]): Promise<void> {
+    await this.send(what, () => this.client.send(new TransactWriteItemsCommand({ TransactItems: [...items, this.bumpVersion()] })));
+  }
+
   /** The config version (0 before the first change). @throws DependencyError */
   async readVersion(): Promise<number> {
     const reply = await this.send('read the config version', () =>
@@ -80,34 +85,27 @@ export class DynamoConfigStore {
   async putPlan(plan: Plan, nowMs: number): Promise<number> {
     const valid = parsePlan(plan);
     try {
-      await this.send('store the plan', () =>
-        this.client.send(
-          new TransactWriteItemsCommand({
-            TransactItems: [
-              {
-                Put: {
-                  TableName: this.table,
-                  Item: {
-                    pk: { S: 'plans' },
-                    sk: { S: `plan#${valid.id}` },
-                    version: { N: String(valid.version) },
-                    body: { S: JSON.stringify(valid) },
-                    updatedAtMs: { N: String(nowMs) },
-                  },
-                  ConditionExpression: 'attribute_not_exists(pk) OR version < :version',
-                  ExpressionAttributeValues: { ':version': { N: String(valid.version) } },
-                },
-              },
-              this.bumpVersion(),
-            ],
-          }),
-        ),
-      );
+      await this.transact('store the plan', [
+        {
+          Put: {
+            TableName: this.table,
+            Item: {
+              pk: { S: 'plans' },
+              sk: { S: `plan#${valid.id}` },
+              version: { N: String(valid.version) },
+              body: { S: JSON.stringify(valid) },
+              updatedAtMs: { N: String(nowMs) },
+            },
+            ConditionExpression: 'attribute_not_exists(pk) OR version < :version',
+            ExpressionAttributeValues: { ':version': { N: String(valid.version) } },
+          },
+        },
+      ]);
     } catch (error) {
       if (error instanceof TransactionCanceledException && error.CancellationReasons?.[0]?.Code === 'ConditionalCheckFailed') {
         throw new ConflictError('CONFLICT', `plan ${valid.id} already has version ${valid.version} or a later one`, { details: { reason: 'STALE_VERSION', planId: valid.id } });
       }
-      throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not store the plan', { cause: error });
+      throw error instanceof DependencyError ? error : new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not store the plan', { cause: error });
     }
     return this.readVersion();
   }
@@ -148,42 +146,35 @@ export class DynamoConfigStore {
     const key = input.key ?? generateApiKey();
     const hash = hashApiKey(key).toString('hex');
     try {
-      await this.send('store the API key', () =>
-        this.client.send(
-          new TransactWriteItemsCommand({
-            TransactItems: [
-              {
-                Put: {
-                  TableName: this.table,
-                  Item: {
-                    pk: { S: `apikey#${hash}` },
-                    sk: { S: 'apikey' },
-                    tenant: { S: tenant },
-                    keyId: { S: keyId },
-                    planId: { S: planId },
-                    isRevoked: { BOOL: false },
-                    createdAtMs: { N: String(input.nowMs) },
-                  },
-                  ConditionExpression: 'attribute_not_exists(pk)',
-                },
-              },
-              {
-                Put: {
-                  TableName: this.table,
-                  Item: { pk: { S: `tenant#${tenant}` }, sk: { S: `apikey#${keyId}` }, hash: { S: hash } },
-                  ConditionExpression: 'attribute_not_exists(pk)',
-                },
-              },
-              this.bumpVersion(),
-            ],
-          }),
-        ),
-      );
+      await this.transact('store the API key', [
+        {
+          Put: {
+            TableName: this.table,
+            Item: {
+              pk: { S: `apikey#${hash}` },
+              sk: { S: 'apikey' },
+              tenant: { S: tenant },
+              keyId: { S: keyId },
+              planId: { S: planId },
+              isRevoked: { BOOL: false },
+              createdAtMs: { N: String(input.nowMs) },
+            },
+            ConditionExpression: 'attribute_not_exists(pk)',
+          },
+        },
+        {
+          Put: {
+            TableName: this.table,
+            Item: { pk: { S: `tenant#${tenant}` }, sk: { S: `apikey#${keyId}` }, hash: { S: hash } },
+            ConditionExpression: 'attribute_not_exists(pk)',
+          },
+        },
+      ]);
     } catch (error) {
       if (error instanceof TransactionCanceledException) {
         throw new ConflictError('CONFLICT', `tenant ${tenant} already has a key ${keyId} (or the key is not new)`, { details: { reason: 'KEY_EXISTS', tenant, keyId } });
       }
-      throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not store the API key', { cause: error });
+      throw error instanceof DependencyError ? error : new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not store the API key', { cause: error });
     }
     return { key, version: await this.readVersion() };
   }
@@ -202,24 +193,17 @@ export class DynamoConfigStore {
     const hash = index.Item?.['hash']?.S;
     if (hash === undefined) throw new NotFoundError(`tenant ${tenant} has no key ${keyId}`, { details: { tenant, keyId } });
     try {
-      await this.send('revoke the API key', () =>
-        this.client.send(
-          new TransactWriteItemsCommand({
-            TransactItems: [
-              {
-                Update: {
-                  TableName: this.table,
-                  Key: { pk: { S: `apikey#${hash}` }, sk: { S: 'apikey' } },
-                  UpdateExpression: 'SET isRevoked = :yes',
-                  ConditionExpression: 'attribute_exists(pk) AND tenant = :tenant',
-                  ExpressionAttributeValues: { ':yes': { BOOL: true }, ':tenant': { S: tenant } },
-                },
-              },
-              this.bumpVersion(),
-            ],
-          }),
-        ),
-      );
+      await this.transact('revoke the API key', [
+        {
+          Update: {
+            TableName: this.table,
+            Key: { pk: { S: `apikey#${hash}` }, sk: { S: 'apikey' } },
+            UpdateExpression: 'SET isRevoked = :yes',
+            ConditionExpression: 'attribute_exists(pk) AND tenant = :tenant',
+            ExpressionAttributeValues: { ':yes': { BOOL: true }, ':tenant': { S: tenant } },
+          },
+        },
+      ]);
     } catch (error) {
       if (error instanceof TransactionCanceledException) throw new NotFoundError(`tenant ${tenant} has no key ${keyId}`, { details: { tenant, keyId } });
       throw error;
