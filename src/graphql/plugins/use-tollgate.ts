@@ -235,6 +235,9 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
     metrics?.decisions.inc({ kind, limit });
   };
 
+  /** One validation rule object for every request (yoga caches validation per rule set and document). */
+  const staticRule = staticLimitsRule(limits);
+
   /** graphql's parse with the token cap, its errors mapped to edge errors (one function for every request). */
   const parseWithLimits = (source: string | Source, parseOptions?: ParseOptions): DocumentNode => {
     try {
@@ -305,7 +308,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
     },
 
     onValidate: ({ addValidationRule }) => {
-      addValidationRule(staticLimitsRule(limits));
+      addValidationRule(staticRule);
     },
 
     onContextBuilding: ({ context, extendContext }) => {
