@@ -9,6 +9,16 @@
  *   pk `tenant#<tenant>#period#<periodStartIso>`
  *   sk `entry#<eventId>`  eventId, kind, amount (integer units), operation, postedAtMs
  *   sk `balance`          amount (sum of entries), entries (count)
+ *
+ * Late credits (an event of an already finalized period P, credited to a later
+ * period Q), as the audit (`audit.ts`) counts them toward P. One transaction:
+ *   Q's partition: sk `entry#<eventId>` with `lateOf` = P's ISO start; Q's balance
+ *                  ADDs amount, entries and `lateAmount` (late credits Q holds for earlier periods)
+ *   P's partition: sk `late#<eventId>` (amount, `heldIn` = Q's ISO start); P's balance
+ *                  ADDs `lateCredited` (P's events credited elsewhere)
+ * so the amount that belongs to a period is `amount − lateAmount + lateCredited`,
+ * read from one balance item, and an in-flight event is found in the ledger under
+ * `entry#<id>` or `late#<id>` of its own period's partition.
  */
 import {
   ConditionalCheckFailedException,
