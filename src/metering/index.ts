@@ -6,3 +6,4 @@ export * from './keys.js';
 export * from './pump.js';
 export * from './model/audit.js';
 export * from './audit.js';
+export * from './audit-store.js';

@@ -155,3 +155,16 @@ export function addToSummary(summary: AuditSummary, input: { reports: readonly T
     samples,
   };
 }
+
+/** Merges two summaries (pages of one cycle). */
+export function mergeSummaries(a: AuditSummary, b: AuditSummary): AuditSummary {
+  return {
+    audited: a.audited + b.audited,
+    drifting: a.drifting + b.drifting,
+    absoluteDrift: a.absoluteDrift + b.absoluteDrift,
+    unsettled: a.unsettled + b.unsettled,
+    samples: [...a.samples, ...b.samples]
+      .sort((x, y) => Math.abs(y.drift) - Math.abs(x.drift) || y.duplicateEvents - x.duplicateEvents)
+      .slice(0, SAMPLE_LIMIT),
+  };
+}
