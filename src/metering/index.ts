@@ -7,3 +7,4 @@ export * from './pump.js';
 export * from './model/audit.js';
 export * from './audit.js';
 export * from './audit-store.js';
+export * from './lag.js';

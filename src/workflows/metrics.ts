@@ -1,10 +1,11 @@
 /**
  * Prometheus metrics of the worker process (the pump and the audit run here,
- * not in the API), served on `WORKER_METRICS_PORT` at `/metrics`. A registry
+ * not in the API; stream lag and audit drift are the API's, read from Redis and
+ * the stored report), served on `WORKER_METRICS_PORT` at `/metrics`. A registry
  * of its own; no label carries a tenant (bounded cardinality).
  */
 import { createServer, type Server } from 'node:http';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import type { AuditSummary, PumpBatchResult } from '../metering/index.js';
 
 export class WorkerMetrics {
@@ -13,20 +14,14 @@ export class WorkerMetrics {
   readonly meterEvents: Counter<'outcome'>;
   /** Pump batches that failed (retried by Temporal). */
   readonly meterBatchFailures: Counter;
-  /** The last audit cycle this worker completed. */
-  readonly auditDriftUnits: Gauge;
-  readonly auditDriftingPeriods: Gauge;
-  readonly auditUnsettledPeriods: Gauge;
-  readonly auditLastCycleSeconds: Gauge;
+  /** Audit cycles this worker completed, by result (clean, drift). Drift itself: the API's gauges, from the stored report. */
+  readonly auditCycles: Counter<'result'>;
 
   constructor() {
     const registers = [this.registry];
     this.meterEvents = new Counter({ name: 'tollgate_meter_events_total', help: 'Usage events reconciled into the ledger by the pump, by outcome', labelNames: ['outcome'], registers });
     this.meterBatchFailures = new Counter({ name: 'tollgate_meter_batch_failures_total', help: 'Pump batches that failed and were retried', registers });
-    this.auditDriftUnits = new Gauge({ name: 'tollgate_audit_drift_units', help: 'Sum of |admitted - ledgered - in flight| over all tenant-periods, last audit cycle', registers });
-    this.auditDriftingPeriods = new Gauge({ name: 'tollgate_audit_drifting_periods', help: 'Tenant-periods whose ledger disagrees with the admitted counter, last audit cycle', registers });
-    this.auditUnsettledPeriods = new Gauge({ name: 'tollgate_audit_unsettled_periods', help: 'Tenant-periods the last audit cycle could not compare (busy or backlog)', registers });
-    this.auditLastCycleSeconds = new Gauge({ name: 'tollgate_audit_last_cycle_timestamp_seconds', help: 'When the last audit cycle finished (unix seconds)', registers });
+    this.auditCycles = new Counter({ name: 'tollgate_audit_cycles_total', help: 'Audit cycles completed by this worker, by result', labelNames: ['result'], registers });
   }
 
   recordBatch(result: PumpBatchResult): void {
@@ -35,11 +30,8 @@ export class WorkerMetrics {
     this.meterEvents.inc({ outcome: 'dead_lettered' }, result.deadLettered);
   }
 
-  recordAudit(input: { summary: AuditSummary; finishedAtMs: number }): void {
-    this.auditDriftUnits.set(input.summary.absoluteDrift);
-    this.auditDriftingPeriods.set(input.summary.drifting);
-    this.auditUnsettledPeriods.set(input.summary.unsettled);
-    this.auditLastCycleSeconds.set(Math.floor(input.finishedAtMs / 1_000));
+  recordAudit(input: { summary: AuditSummary }): void {
+    this.auditCycles.inc({ result: input.summary.drifting > 0 ? 'drift' : 'clean' });
   }
 }
 
