@@ -272,7 +272,7 @@ export class DynamoLedgerStore implements LedgerStore {
   }
 
   private async readEntry(entry: LedgerEntry): Promise<AttributeMap | undefined> {
-    const reply = await this.client.send(
+    const reply = await this.read(
       new GetItemCommand({
         TableName: this.table,
         Key: { pk: { S: partitionKey(entry.tenant, entry.periodStart) }, sk: { S: `entry#${entry.eventId}` } },
@@ -282,10 +282,20 @@ export class DynamoLedgerStore implements LedgerStore {
     return reply.Item;
   }
 
+  /** A consistent read; any failure (throttling, 500, network) is a retryable DYNAMODB_UNAVAILABLE. */
+  private async read(command: GetItemCommand): Promise<{ Item?: AttributeMap | undefined }> {
+    try {
+      return await this.client.send(command);
+    } catch (error) {
+      throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not answer a ledger read', { cause: error });
+    }
+  }
+
   /**
    * @throws ValidationError for a malformed entry (nothing written)
    * @throws ConflictError `LEDGER_CONFLICT` when the event id holds different data
-   * @throws DependencyError `DYNAMODB_UNAVAILABLE` when DynamoDB fails (retry is safe)
+   * @throws DependencyError `DYNAMODB_UNAVAILABLE` when DynamoDB fails, throttles or cancels the
+   *   transaction for a conflict (retry is safe: a committed write is recognised as a duplicate)
    */
   async postEntry(entry: LedgerEntry): Promise<PostEntryResult> {
     validate(entry);
@@ -333,7 +343,7 @@ export class DynamoLedgerStore implements LedgerStore {
   }
 
   private async compareExisting(pk: string, entry: LedgerEntry): Promise<PostEntryResult> {
-    const existing = await this.client.send(
+    const existing = await this.read(
       new GetItemCommand({ TableName: this.table, Key: { pk: { S: pk }, sk: { S: `entry#${entry.eventId}` } }, ConsistentRead: true }),
     );
     const item = existing.Item;
@@ -351,7 +361,7 @@ export class DynamoLedgerStore implements LedgerStore {
   }
 
   async getBalance(input: { tenant: TenantId; periodStart: string }): Promise<LedgerBalance> {
-    const reply = await this.client.send(
+    const reply = await this.read(
       new GetItemCommand({
         TableName: this.table,
         Key: { pk: { S: partitionKey(input.tenant, input.periodStart) }, sk: { S: 'balance' } },
