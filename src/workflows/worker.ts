@@ -82,6 +82,16 @@ export async function createTollgateWorker(input: TollgateWorkerInput): Promise<
       clusterNodes: config.redis.clusterNodes,
       commandTimeoutMs: PUMP_REDIS_TIMEOUT_MS,
     });
+    // Activities fail (and Temporal retries them) while Redis is away; log the lost connection once per outage.
+    let isRedisErrorLogged = false;
+    redis.on('error', (error: Error) => {
+      if (isRedisErrorLogged) return;
+      isRedisErrorLogged = true;
+      input.logger.warn({ code: 'REDIS_UNAVAILABLE', err: error.message }, 'redis connection error; reconnecting');
+    });
+    redis.on('ready', () => {
+      isRedisErrorLogged = false;
+    });
     const pump = new UsagePump(redis, ledger, { batchSize: config.meter.batchSize, claimMinIdleMs: config.meter.claimMinIdleMs });
     const metrics = input.metrics ?? new WorkerMetrics();
     const auditor = new MeteringAuditor(redis, dynamo, { shardCount: config.redis.shardCount, tablePrefix: config.dynamodb.tablePrefix });

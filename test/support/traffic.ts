@@ -22,6 +22,8 @@ export class AdmittedRecord {
   readonly byPeriod = new Map<string, { amount: number; eventIds: string[] }>();
   admitted = 0;
   denied = 0;
+  /** Admitted requests whose first reply was lost: the retry was answered as a replay (charged once). */
+  replays = 0;
 
   add(input: { tenant: string; periodStartMs: number; amount: number; eventId: string }): void {
     const key = `${input.tenant}|${new Date(input.periodStartMs).toISOString()}`;
@@ -90,6 +92,7 @@ export async function runTraffic(options: TrafficOptions): Promise<void> {
       continue;
     }
     record.admitted += 1;
+    if (decision.isReplay) record.replays += 1;
     const periodStartMs = monthStartMs(decision.nowMs);
     record.add({ tenant, periodStartMs, amount: request.cost, eventId: request.requestId });
     if (random() < 0.8) {
