@@ -7,6 +7,8 @@
  * asserted, and its history replays deterministically.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,6 +23,7 @@ import { AdmittedRecord, monthStartMs, runTraffic } from '../support/traffic.js'
 import { seededRandom } from '../support/usage-events.js';
 
 const SHARDS = 8;
+const HISTORIES = new URL('../fixtures/histories/', import.meta.url);
 const stack = testStack();
 const redisUrl = `${stack.redisUrl.replace(/\/\d+$/, '')}/11`;
 const config = testConfig({ REDIS_URL: redisUrl, DECIDER_SHARDS: String(SHARDS) });
@@ -100,9 +103,19 @@ describe('audit/<scope> workflow', () => {
     expect(state.completedCycles).toBeGreaterThanOrEqual(2);
     expect((await handle.describe()).runId).not.toBe(firstRun);
 
-    // and its history replays deterministically
+    // and its history, and the recorded fixtures, replay deterministically
     const history = await handle.fetchHistory();
-    await Worker.runReplayHistory({ workflowsPath: workflowsPath() }, history, auditWorkflowId(scope));
+    // TOLLGATE_CAPTURE_HISTORIES=1 rewrites the fixture from this run
+    if (process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1') writeFileSync(new URL('audit-ledger.json', HISTORIES), `${historyToJSON(history)}\n`);
+    const fixtures = readdirSync(HISTORIES)
+      .filter((name) => /^audit-.*\.json$/.test(name))
+      .map((name) => ({ workflowId: name, history: JSON.parse(readFileSync(new URL(name, HISTORIES), 'utf8')) as unknown }));
+    expect(fixtures.length).toBeGreaterThanOrEqual(1);
+    const failures: string[] = [];
+    for await (const result of Worker.runReplayHistories({ workflowsPath: workflowsPath() }, [{ workflowId: auditWorkflowId(scope), history }, ...fixtures])) {
+      if (result.error !== undefined) failures.push(`${result.workflowId}: ${String(result.error)}`);
+    }
+    expect(failures).toEqual([]);
   });
 
   it('a terminated audit is started again by the next ensure (ALLOW_DUPLICATE), with a new run', async () => {
