@@ -239,7 +239,7 @@ export class MeteringAuditor {
       if (snapshot.isTruncated) return { kind: 'unsettled', tenant, periodStart, reason: 'backlog' };
       before.set(part, snapshot);
     }
-    const partsRead = [...before.entries()].filter(([part, snapshot]) => part === undefined || snapshot.counter !== 0).length;
+    const partsRead = [...before.values()].filter((snapshot) => snapshot.counter !== 0).length;
     const events = [...before.values()].flatMap((snapshot) => snapshot.events);
     const mine = inFlightOf({ events, tenant, billingPeriodStartMs: periodStartMs, ledgered: new Set() });
     if (mine.eventIds.length > this.options.maxInFlightEvents) return { kind: 'unsettled', tenant, periodStart, reason: 'backlog' };

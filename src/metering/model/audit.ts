@@ -68,7 +68,7 @@ export interface TenantPeriodAudit {
    * a producer appended one event twice, so the counter moved twice and the ledger once.
    */
   duplicateEvents: number;
-  /** Sub-shard parts read (1 for an unsplit tenant). */
+  /** Admitted counters found non-zero (1 for an unsplit tenant; a whale's parts; at least 1). */
   parts: number;
 }
 
