@@ -30,6 +30,7 @@ export function parseAuditScope(raw: string): string {
   return raw;
 }
 
+/** Where audit reports live (the config table); read by the API's metrics, written by the audit workflow. */
 export class DynamoAuditStore {
   private readonly table: string;
 

@@ -23,6 +23,10 @@
  * the ledger read at most `maxInFlightEvents` in-flight events; beyond
  * either the tenant-period is `unsettled` (a backlog) and audited next cycle.
  *
+ * An in-flight event whose id the ledger already holds counts as ledgered, so
+ * an event that reuses a ledgered id (a conflict the pump will dead-letter, or
+ * the same event appended twice) is drift as soon as it is appended.
+ *
  * Where drift comes from when it is real: a dead-lettered usage event (poison
  * or a ledger conflict: counted by the decider, never ledgered), a settle whose
  * refund exceeds the counter (settle.lua clamps the counter at 0 while the

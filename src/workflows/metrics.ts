@@ -8,6 +8,7 @@ import { createServer, type Server } from 'node:http';
 import { Counter, Registry } from 'prom-client';
 import type { AuditSummary, PumpBatchResult } from '../metering/index.js';
 
+/** The worker's metrics registry: what its pumps reconciled and its audit cycles. */
 export class WorkerMetrics {
   readonly registry = new Registry();
   /** Usage events the pump handled, by outcome: posted (ledgered now), duplicate (already ledgered), dead_lettered. */

@@ -23,6 +23,7 @@ import {
   MeteringAuditor,
   UsagePump,
   createDynamoClient,
+  deadLetterStreamKey,
   ledgerTableName,
   parseShard,
   type AuditOutcome,
@@ -32,7 +33,7 @@ import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock, typ
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig } from '../support/stack.js';
 import { AdmittedRecord, monthStartMs, runTraffic } from '../support/traffic.js';
-import { seededRandom } from '../support/usage-events.js';
+import { reservedEvent, seededRandom } from '../support/usage-events.js';
 
 const config = testConfig();
 // 16384 logical shards; this file only uses tenants whose shard is in 15000..15999 (no other test appends there).
@@ -214,6 +215,16 @@ describe('MeteringAuditor', () => {
     }
     const mine = outcomes.find((outcome) => outcome.kind === 'audited' && outcome.report.tenant === tenant);
     expect(mine).toMatchObject({ kind: 'audited', report: { drift: 7 } });
+
+    // when an admitted event (counter +5) reuses a ledgered event id with different data: the ledger will never take
+    // it (the pump dead-letters it as a conflict), and the audit says so at once, not only after the pump ran
+    const ledgered = record.byPeriod.get(`${tenant}|${new Date(periodStartMs).toISOString()}`)?.eventIds[0] ?? '';
+    await redis.incrby(admittedKey(shard, tenant, periodStartMs), 5);
+    await redis.xadd(usageStreamKey(shard), '*', ...reservedEvent({ requestId: ledgered, tenant, bp: periodStartMs, cost: 5, op: 'otherOperation' }).fields);
+    expect(await audited(tenant, periodStartMs)).toMatchObject({ drift: 12, inFlight: 0 });
+    await drain([shard]);
+    expect(await redis.xlen(deadLetterStreamKey(shard))).toBeGreaterThan(0);
+    expect(await audited(tenant, periodStartMs)).toMatchObject({ drift: 12, inFlight: 0 });
   });
 
   it('sums a whale tenant\'s sub-shard parts, each with its own stream', async () => {
