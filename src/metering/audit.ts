@@ -95,6 +95,7 @@ export interface AuditPageResult {
 }
 
 interface PartSnapshot {
+  stream: string;
   counter: number;
   entriesAdded: number;
   lastGeneratedId: string;
@@ -152,16 +153,16 @@ export class MeteringAuditor {
   }
 
   /**
-   * Audits one tenant and period. `parts`: the sub-shard parts to read; by default
-   * the unsplit counter and, when `isWhale`, every possible part (0..63).
+   * Audits one tenant and period: the unsplit counter and, when `isWhale`, every
+   * part (0..63) whose counter exists (a part that never admitted a unit has no
+   * counter and no event that moves anything).
    * @throws DependencyError when Redis or DynamoDB fails (nothing is written; retry is safe)
    */
   async auditTenantPeriod(input: { tenant: string; periodStartMs: number; isWhale?: boolean }): Promise<AuditOutcome> {
     const tenant = parseTenantId(input.tenant);
     const periodStart = new Date(input.periodStartMs).toISOString();
-    const parts: (number | undefined)[] = [undefined];
-    if (input.isWhale === true) for (let part = 0; part < MAX_SUB_SHARDS; part += 1) parts.push(part);
     try {
+      const parts: (number | undefined)[] = input.isWhale === true ? await this.existingParts(tenant, input.periodStartMs) : [undefined];
       for (let attempt = 0; attempt < this.options.snapshotAttempts; attempt += 1) {
         const outcome = await this.tryAudit({ tenant, periodStartMs: input.periodStartMs, periodStart, parts });
         if (outcome !== 'moved') return outcome;
@@ -171,6 +172,14 @@ export class MeteringAuditor {
       throw new DependencyError('REDIS_UNAVAILABLE', `audit of ${tenant} ${periodStart} failed`, { cause: error });
     }
     return { kind: 'unsettled', tenant, periodStart, reason: 'busy' };
+  }
+
+  /** The unsplit counter and the parts whose counter exists (one EXISTS per possible part, each in its own slot). */
+  private async existingParts(tenant: TenantId, periodStartMs: number): Promise<(number | undefined)[]> {
+    const candidates: (number | undefined)[] = [undefined, ...Array.from({ length: MAX_SUB_SHARDS }, (_, part) => part)];
+    const exists = await Promise.all(candidates.map((part) => this.redis.exists(this.partKeys(tenant, periodStartMs, part).counter)));
+    const parts = candidates.filter((_, index) => exists[index] === 1);
+    return parts.length === 0 ? [undefined] : parts;
   }
 
   /**
@@ -244,7 +253,10 @@ export class MeteringAuditor {
       before.set(part, snapshot);
     }
     const partsRead = [...before.values()].filter((snapshot) => snapshot.counter !== 0).length;
-    const events = [...before.values()].flatMap((snapshot) => snapshot.events);
+    // the unsplit counter and part 0 share a shard, hence a stream: count each stream entry once
+    const entries = new Map<string, InFlightEvent>();
+    for (const snapshot of before.values()) for (const event of snapshot.events) entries.set(`${snapshot.stream}/${event.id}`, event);
+    const events = [...entries.values()];
     const mine = inFlightOf({ events, tenant, billingPeriodStartMs: periodStartMs, ledgered: new Set() });
     if (mine.eventIds.length > this.options.maxInFlightEvents) return { kind: 'unsettled', tenant, periodStart, reason: 'backlog' };
     // 2. one consistent read of the ledger: the balance and the in-flight events it already holds
@@ -299,7 +311,7 @@ export class MeteringAuditor {
     if (infoError !== null) {
       // no stream (never written): nothing in flight
       if (length !== 0) throw new DependencyError('REDIS_UNAVAILABLE', `XINFO STREAM ${stream} failed`, { cause: infoError });
-      return { counter: counterValue, entriesAdded: 0, lastGeneratedId: '0-0', events: [], isTruncated: false };
+      return { stream, counter: counterValue, entriesAdded: 0, lastGeneratedId: '0-0', events: [], isTruncated: false };
     }
     const info = mapOf(infoRaw, 'XINFO STREAM');
     const entriesAdded = intOf(info.get('entries-added'), 'XINFO STREAM entries-added');
@@ -314,15 +326,15 @@ export class MeteringAuditor {
       lastDeliveredId = String(group.get('last-delivered-id'));
       if (pendingError !== null) throw new DependencyError('REDIS_UNAVAILABLE', `XPENDING ${stream} failed`, { cause: pendingError });
       if (!Array.isArray(pendingRaw)) throw new InvariantError('XPENDING: expected an array');
-      if (pendingRaw.length > max) return { counter: counterValue, entriesAdded, lastGeneratedId, events: [], isTruncated: true };
+      if (pendingRaw.length > max) return { stream, counter: counterValue, entriesAdded, lastGeneratedId, events: [], isTruncated: true };
       pendingIds = new Set(pendingRaw.map((item: unknown) => (Array.isArray(item) ? String(item[0]) : '')));
     } else if (pendingError !== null && redisErrorPrefix(pendingError) !== 'NOGROUP') {
       throw new DependencyError('REDIS_UNAVAILABLE', `XPENDING ${stream} failed`, { cause: pendingError });
     }
     const entries = entriesOf(rangeRaw, 'XRANGE');
-    if (entries.length > max) return { counter: counterValue, entriesAdded, lastGeneratedId, events: [], isTruncated: true };
+    if (entries.length > max) return { stream, counter: counterValue, entriesAdded, lastGeneratedId, events: [], isTruncated: true };
     const open = unacknowledged({ entries, pendingIds, lastDeliveredId });
-    return { counter: counterValue, entriesAdded, lastGeneratedId, events: usageEvents(open), isTruncated: false };
+    return { stream, counter: counterValue, entriesAdded, lastGeneratedId, events: usageEvents(open), isTruncated: false };
   }
 
   /** True when the part's counter changed or an event of this tenant-period may have been appended since the snapshot. */

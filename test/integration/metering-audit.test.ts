@@ -189,7 +189,7 @@ describe('MeteringAuditor', () => {
     // when everything is pumped
     await drain(tenants.map((tenant) => shardOf(parseTenantId(tenant), SHARDS)));
     for (const tenant of tenants) {
-      expect(await audited(tenant, periodStartMs)).toMatchObject({ admitted: expected(tenant), ledgered: expected(tenant), inFlight: 0, drift: 0 });
+      expect(await audited(tenant, periodStartMs)).toMatchObject({ admitted: expected(tenant), ledgered: expected(tenant), inFlight: 0, drift: 0, duplicateEvents: 0 });
     }
   });
 
@@ -235,18 +235,20 @@ describe('MeteringAuditor', () => {
     await runTraffic({ decider, tenants: [tenant], requests: 40, random: seededRandom(47), record, subShards: 4 });
     const periodStartMs = monthStartMs(Date.now());
     const expected = record.byPeriod.get(`${tenant}|${new Date(periodStartMs).toISOString()}`)?.amount;
+    // then before any pumping all of it is in flight, each stream entry counted once (part 0 shares the unsplit shard)
+    expect(await audited(tenant, periodStartMs, true)).toMatchObject({ admitted: expected, inFlight: expected, drift: 0, duplicateEvents: 0, parts: 4 });
     // when half is pumped (parts 0 and 1), then all
     const base = shardOf(tenant, SHARDS);
     await drain([base, base + 1]);
     const half = await audited(tenant, periodStartMs, true);
-    expect(half).toMatchObject({ admitted: expected, drift: 0 });
+    expect(half).toMatchObject({ admitted: expected, drift: 0, duplicateEvents: 0 });
     expect(half.parts).toBeGreaterThan(1);
     await drain([base + 2, base + 3]);
-    expect(await audited(tenant, periodStartMs, true)).toMatchObject({ admitted: expected, ledgered: expected, inFlight: 0, drift: 0 });
+    expect(await audited(tenant, periodStartMs, true)).toMatchObject({ admitted: expected, ledgered: expected, inFlight: 0, drift: 0, duplicateEvents: 0 });
     // and a page that found only a part key audits the whole tenant
     const page = await auditor().auditShard({ shard: base + 2, count: 100_000 });
     const mine = page.outcomes.find((outcome) => outcome.kind === 'audited' && outcome.report.tenant === tenant);
-    expect(mine).toMatchObject({ report: { admitted: expected, drift: 0 } });
+    expect(mine).toMatchObject({ report: { admitted: expected, drift: 0, duplicateEvents: 0 } });
   });
 
   it('counts a late credit toward its original period (ledger layout of late credits)', async () => {
@@ -275,8 +277,8 @@ describe('MeteringAuditor', () => {
     );
     await drain([shardOf(tenant, SHARDS)]);
     // then P is whole and Q holds nothing of its own
-    expect(await audited(tenant, periodStartMs)).toMatchObject({ admitted: expected + late, ledgered: expected + late, drift: 0 });
-    expect(await audited(tenant, Date.parse(q))).toMatchObject({ admitted: 0, ledgered: 0, drift: 0 });
+    expect(await audited(tenant, periodStartMs)).toMatchObject({ admitted: expected + late, ledgered: expected + late, drift: 0, duplicateEvents: 0 });
+    expect(await audited(tenant, Date.parse(q))).toMatchObject({ admitted: 0, ledgered: 0, drift: 0, duplicateEvents: 0 });
   });
 });
 
@@ -315,6 +317,6 @@ describe('MeteringAuditor under concurrent traffic and pumping', () => {
     expect(audits.length).toBeGreaterThan(1);
     expect(audits.filter((report) => report.drift !== 0)).toEqual([]);
     const expected = record.byPeriod.get(`${tenant}|${new Date(periodStartMs).toISOString()}`)?.amount;
-    expect(audits.at(-1)).toMatchObject({ admitted: expected, ledgered: expected, inFlight: 0, drift: 0 });
+    expect(audits.at(-1)).toMatchObject({ admitted: expected, ledgered: expected, inFlight: 0, drift: 0, duplicateEvents: 0 });
   });
 });
