@@ -76,7 +76,8 @@ async function main(): Promise<number> {
   const host = process.env['API_HOST'] ?? '127.0.0.1';
   const port = process.env['API_PORT'] ?? '4000';
   const taskQueue = process.env['TEMPORAL_TASK_QUEUE'] ?? 'tollgate';
-  const childEnv = { ...process.env, ...stack.env, API_HOST: host, API_PORT: port };
+  const workerMetricsPort = process.env['WORKER_METRICS_PORT'] ?? '9464';
+  const childEnv = { ...process.env, ...stack.env, API_HOST: host, API_PORT: port, WORKER_METRICS_PORT: workerMetricsPort };
   const tsx = ['--import', 'tsx'];
 
   const exitCode = new Promise<number>((resolveExit) => {
@@ -129,6 +130,7 @@ async function main(): Promise<number> {
   log(`ready in ${elapsed()}`);
   log(`  GraphQL API   http://${host}:${port}/graphql`);
   log(`  health        http://${host}:${port}/health   readiness http://${host}:${port}/ready`);
+  log(`  metrics       http://${host}:${port}/metrics (API, stream lag, audit drift)   http://${host}:${workerMetricsPort}/metrics (worker: pump)`);
   if (stack.temporalUiUrl !== undefined) log(`  Temporal UI   ${stack.temporalUiUrl}`);
   log(`  Redis         ${stack.redisUrl}`);
   log(`  Temporal      ${stack.temporalAddress} (namespace ${stack.temporalNamespace}, task queue ${taskQueue})`);

@@ -171,6 +171,41 @@ export function admittedKey(shard: ShardId, tenant: TenantId, periodStartMs: num
   return `${tag(shard)}:${tenantSegment(tenant, part)}:a:v1:${periodSegment(periodStartMs)}`;
 }
 
+/** A parsed admitted-counter key (see admittedKey). */
+export interface AdmittedKeyParts {
+  shard: ShardId;
+  tenant: TenantId;
+  periodStartMs: number;
+  /** The whale tenant's part, or undefined for an unsplit tenant. */
+  part: number | undefined;
+}
+
+const ADMITTED_KEY = /^\{s:(\d{1,5})\}:t:([a-z0-9][a-z0-9_-]{0,63})(?::u:(\d{1,2}))?:a:v1:(\d{1,16})$/;
+
+/** Parses a key built by admittedKey; undefined for any other key. */
+export function parseAdmittedKey(key: string): AdmittedKeyParts | undefined {
+  const match = ADMITTED_KEY.exec(key);
+  if (match === null) return undefined;
+  const [, shard = '', tenant = '', part, period = ''] = match;
+  const periodStartMs = Number(period);
+  if (!Number.isSafeInteger(periodStartMs)) return undefined;
+  return {
+    shard: Number(shard) as ShardId,
+    tenant: tenant as TenantId,
+    periodStartMs,
+    part: part === undefined ? undefined : Number(part),
+  };
+}
+
+/**
+ * A SCAN MATCH pattern of admitted-counter keys: of one shard (its hash tag), or of
+ * every shard. It also matches keys of a tenant id containing `:a:v1:`, which cannot
+ * exist (tenant ids have no `:`); callers still parse each key with parseAdmittedKey.
+ */
+export function admittedKeyPattern(shard?: ShardId): string {
+  return `${shard === undefined ? '{s:*}' : tag(shard)}:t:*:a:v1:*`;
+}
+
 function periodSegment(periodStartMs: number): string {
   if (!Number.isSafeInteger(periodStartMs) || periodStartMs < 0) {
     throw new ValidationError('INVALID_INPUT', `period start must be a non-negative integer ms, got ${periodStartMs}`);

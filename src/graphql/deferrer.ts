@@ -44,10 +44,13 @@ export interface Deferrer {
   /**
    * The job already recorded for this tenant and request id, if any. The plugin asks before deciding an
    * Idempotency-Key retry of a deferrable operation, so a retry of a deferred request is answered with its
-   * job and never admitted (and run) beside it.
-   * @throws DependencyError when the jobs cannot be read (the plugin then decides as usual)
+   * job and never admitted (and run) beside it. A recorded, unfinished job whose workflow is not running (its
+   * start failed, e.g. Temporal was down, or it was terminated) is submitted again from `resubmit` (the
+   * retried request: same Idempotency-Key, same operation), so the retry heals it.
+   * @throws DependencyError when the jobs cannot be read or Temporal cannot tell whether the job runs (the
+   *   plugin answers 503 `JOBS_UNAVAILABLE`: deciding could run the operation beside its job)
    */
-  find?(input: { tenant: TenantId; requestId: EventId }): Promise<DeferredJob | undefined>;
+  find?(input: { tenant: TenantId; requestId: EventId; resubmit?: Omit<DeferInput, 'limitId' | 'retryAfterMs'> }): Promise<DeferredJob | undefined>;
 }
 
 /** The job id of a deferred request: `j-` and 32 hex digits of sha256(tenant/requestId). */

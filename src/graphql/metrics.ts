@@ -4,10 +4,50 @@
  * Label values come from code and plan ids, never from client input.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { AuditReport, StreamLag } from '../metering/index.js';
 
 export type BreakerStateName = 'closed' | 'half-open' | 'open';
 
 const BREAKER_VALUE: Record<BreakerStateName, number> = { closed: 0, 'half-open': 1, open: 2 };
+
+/**
+ * A value fetched at most once per `ttlMs` (concurrent scrapes share one fetch);
+ * a failed fetch keeps the last value and is counted, so a scrape never fails
+ * and never costs more than one fetch per `ttlMs`.
+ */
+function cachedFetch<T>(fetch: () => Promise<T>, ttlMs: number, onFailure: () => void): () => Promise<T | undefined> {
+  let value: T | undefined;
+  let fetchedAtMs = -Infinity;
+  let inFlight: Promise<T | undefined> | undefined;
+  return () => {
+    if (performance.now() - fetchedAtMs < ttlMs) return Promise.resolve(value);
+    inFlight ??= fetch().then(
+      (fresh) => {
+        value = fresh;
+        fetchedAtMs = performance.now();
+        inFlight = undefined;
+        return fresh;
+      },
+      () => {
+        onFailure();
+        fetchedAtMs = performance.now();
+        inFlight = undefined;
+        return value;
+      },
+    );
+    return inFlight;
+  };
+}
+
+export interface TollgateMetricsOptions {
+  breakerState?: () => BreakerStateName;
+  /** The usage streams' lag (e.g. `readStreamLag` over every shard), read on scrape. */
+  streamLag?: () => Promise<StreamLag>;
+  /** The latest stored audit report, read on scrape. */
+  auditReport?: () => Promise<AuditReport | undefined>;
+  /** How long a scrape reuses the stream lag and audit report it read, ms. @default 5000 */
+  collectCacheMs?: number;
+}
 
 export class TollgateMetrics {
   readonly registry = new Registry();
@@ -23,7 +63,10 @@ export class TollgateMetrics {
   readonly settleFailures: Counter;
   readonly idempotentReplays: Counter<'outcome'>;
 
-  constructor(options: { breakerState?: () => BreakerStateName } = {}) {
+  /** Scrape-time reads (stream lag, audit report) that failed; the gauges kept their last values. */
+  readonly collectFailures: Counter<'source'>;
+
+  constructor(options: TollgateMetricsOptions = {}) {
     const registers = [this.registry];
     this.decisions = new Counter({ name: 'tollgate_decisions_total', help: 'Limit decisions by kind and deciding limit', labelNames: ['kind', 'limit'], registers });
     this.deciderLatency = new Histogram({
@@ -41,6 +84,43 @@ export class TollgateMetrics {
       labelNames: ['outcome'],
       registers,
     });
+    this.collectFailures = new Counter({ name: 'tollgate_metrics_collect_failures_total', help: 'Scrape-time reads that failed (the gauges kept their last values)', labelNames: ['source'], registers });
+    const cacheMs = options.collectCacheMs ?? 5_000;
+    if (options.streamLag !== undefined) {
+      const lag = cachedFetch(options.streamLag, cacheMs, () => this.collectFailures.inc({ source: 'stream_lag' }));
+      const lagGauge = (name: string, help: string, pick: (value: StreamLag) => number): void => {
+        new Gauge({
+          name,
+          help,
+          registers,
+          async collect() {
+            const value = await lag();
+            if (value !== undefined) this.set(pick(value));
+          },
+        });
+      };
+      lagGauge('tollgate_usage_stream_unacknowledged_entries', 'Stream lag: usage entries the pump has not acknowledged (pending + undelivered), all shards', (value) => value.unacknowledged);
+      lagGauge('tollgate_ledger_lag_seconds', 'Ledger lag: age of the oldest usage entry not yet acknowledged (so maybe not yet in the ledger), seconds', (value) => value.oldestUnacknowledgedAgeSeconds);
+      lagGauge('tollgate_usage_dead_letters', 'Usage entries in the dead-letter streams (never ledgered), all shards', (value) => value.deadLetters);
+    }
+    if (options.auditReport !== undefined) {
+      const report = cachedFetch(options.auditReport, cacheMs, () => this.collectFailures.inc({ source: 'audit_report' }));
+      const auditGauge = (name: string, help: string, pick: (value: AuditReport) => number): void => {
+        new Gauge({
+          name,
+          help,
+          registers,
+          async collect() {
+            const value = await report();
+            if (value !== undefined) this.set(pick(value));
+          },
+        });
+      };
+      auditGauge('tollgate_audit_drift_units', 'Sum of |admitted - ledgered - in flight| over all tenant-periods, last audit cycle', (value) => value.summary.absoluteDrift);
+      auditGauge('tollgate_audit_drifting_periods', 'Tenant-periods whose ledger disagrees with the admitted counter, last audit cycle', (value) => value.summary.drifting);
+      auditGauge('tollgate_audit_unsettled_periods', 'Tenant-periods the last audit cycle could not compare (busy or backlog)', (value) => value.summary.unsettled);
+      auditGauge('tollgate_audit_last_cycle_timestamp_seconds', 'When the last stored audit cycle finished (unix seconds)', (value) => Math.floor(value.finishedAtMs / 1_000));
+    }
     const breakerState = options.breakerState;
     new Gauge({
       name: 'tollgate_decider_breaker_state',

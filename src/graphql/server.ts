@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { FileSpool, ResilientDecider, assertNoEviction, createDeciderRedis, probeDecider } from '../decider/index.js';
-import { createDynamoClient } from '../metering/index.js';
+import { DynamoAuditStore, createDynamoClient, readStreamLag } from '../metering/index.js';
 import { DependencyError, createLogger, loadConfig, systemClock } from '../shared/index.js';
 import { DynamoJobStore, createJobsWorker, type JobSettings } from '../workflows/index.js';
 import { createApi } from './app.js';
@@ -106,7 +106,15 @@ async function main(): Promise<void> {
     spool: new FileSpool(resolve(config.redis.spoolPath)),
     waitForReplicas: config.redis.waitForReplicas,
   });
-  const metrics = new TollgateMetrics({ breakerState: () => decider.breaker.current });
+  // Stream lag is read from Redis on scrape (cached 5 s: at most 2 round trips per shard per 5 s);
+  // audit drift from the report the audit workflow stores (the pump and the audit run in the worker).
+  const auditStore = new DynamoAuditStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
+  const allShards = Array.from({ length: config.redis.shardCount }, (_, shard) => shard);
+  const metrics = new TollgateMetrics({
+    breakerState: () => decider.breaker.current,
+    streamLag: () => readStreamLag(redis, { shards: allShards }),
+    auditReport: () => auditStore.latest('all'),
+  });
   // Plans and API keys live in the config table and are followed live (announced on Redis, polled).
   // The demo's plans and one key per demo tenant are stored there unless API_DEMO_SEED=false; the keys
   // are shown once, in a file only this user can read, never in a log line, and reused across restarts.

@@ -33,3 +33,8 @@ export function createDynamoClient(options: DynamoConnectionOptions): DynamoDBCl
 export function ledgerTableName(prefix: string): string {
   return `${prefix}ledger`;
 }
+
+/** The config table (plans, keys, operational records such as the latest audit report). */
+export function configTableName(prefix: string): string {
+  return `${prefix}config`;
+}

@@ -4,3 +4,7 @@ export * from './model/usage-event.js';
 export * from './model/ledger-batch.js';
 export * from './keys.js';
 export * from './pump.js';
+export * from './model/audit.js';
+export * from './audit.js';
+export * from './audit-store.js';
+export * from './lag.js';

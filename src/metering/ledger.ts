@@ -9,6 +9,16 @@
  *   pk `tenant#<tenant>#period#<periodStartIso>`
  *   sk `entry#<eventId>`  eventId, kind, amount (integer units), operation, postedAtMs
  *   sk `balance`          amount (sum of entries), entries (count)
+ *
+ * Late credits (an event of an already finalized period P, credited to a later
+ * period Q), as the audit (`audit.ts`) counts them toward P. One transaction:
+ *   Q's partition: sk `entry#<eventId>` with `lateOf` = P's ISO start; Q's balance
+ *                  ADDs amount, entries and `lateAmount` (late credits Q holds for earlier periods)
+ *   P's partition: sk `late#<eventId>` (amount, `heldIn` = Q's ISO start); P's balance
+ *                  ADDs `lateCredited` (P's events credited elsewhere)
+ * so the amount that belongs to a period is `amount − lateAmount + lateCredited`,
+ * read from one balance item, and an in-flight event is found in the ledger under
+ * `entry#<id>` or `late#<id>` of its own period's partition.
  */
 import {
   ConditionalCheckFailedException,
@@ -273,7 +283,7 @@ export class DynamoLedgerStore implements LedgerStore {
   }
 
   private async readEntry(entry: LedgerEntry): Promise<AttributeMap | undefined> {
-    const reply = await this.client.send(
+    const reply = await this.read(
       new GetItemCommand({
         TableName: this.table,
         Key: { pk: { S: partitionKey(entry.tenant, entry.periodStart) }, sk: { S: `entry#${entry.eventId}` } },
@@ -283,10 +293,20 @@ export class DynamoLedgerStore implements LedgerStore {
     return reply.Item;
   }
 
+  /** A consistent read; any failure (throttling, 500, network) is a retryable DYNAMODB_UNAVAILABLE. */
+  private async read(command: GetItemCommand): Promise<{ Item?: AttributeMap | undefined }> {
+    try {
+      return await this.client.send(command);
+    } catch (error) {
+      throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not answer a ledger read', { cause: error });
+    }
+  }
+
   /**
    * @throws ValidationError for a malformed entry (nothing written)
    * @throws ConflictError `LEDGER_CONFLICT` when the event id holds different data
-   * @throws DependencyError `DYNAMODB_UNAVAILABLE` when DynamoDB fails (retry is safe)
+   * @throws DependencyError `DYNAMODB_UNAVAILABLE` when DynamoDB fails, throttles or cancels the
+   *   transaction for a conflict (retry is safe: a committed write is recognised as a duplicate)
    */
   async postEntry(entry: LedgerEntry): Promise<PostEntryResult> {
     validate(entry);
@@ -334,7 +354,7 @@ export class DynamoLedgerStore implements LedgerStore {
   }
 
   private async compareExisting(pk: string, entry: LedgerEntry): Promise<PostEntryResult> {
-    const existing = await this.client.send(
+    const existing = await this.read(
       new GetItemCommand({ TableName: this.table, Key: { pk: { S: pk }, sk: { S: `entry#${entry.eventId}` } }, ConsistentRead: true }),
     );
     const item = existing.Item;
@@ -352,7 +372,7 @@ export class DynamoLedgerStore implements LedgerStore {
   }
 
   async getBalance(input: { tenant: TenantId; periodStart: string }): Promise<LedgerBalance> {
-    const reply = await this.client.send(
+    const reply = await this.read(
       new GetItemCommand({
         TableName: this.table,
         Key: { pk: { S: partitionKey(input.tenant, input.periodStart) }, sk: { S: 'balance' } },

@@ -128,6 +128,27 @@ export const CONFIG_SCHEMA = z.object({
     .max(64)
     .default(4)
     .describe('Ledger transactions one pump batch sends at once (never two moving the same balance).'),
+  // the metering audit: `audit/all` workflow
+  AUDIT_ENABLED: z
+    .enum(['true', 'false'])
+    .default('true')
+    .describe('Whether the worker ensures the audit/all workflow runs (admitted counters vs the ledger, every AUDIT_INTERVAL_MS).'),
+  AUDIT_INTERVAL_MS: positiveInt
+    .default(300_000)
+    .describe('Wait between two audit cycles, ms (a cycle walks every admitted counter once).'),
+  AUDIT_SCAN_COUNT: positiveInt
+    .max(100_000)
+    .default(1_000)
+    .describe('SCAN COUNT of one audit page (keys Redis examines per page; one page is one activity).'),
+  AUDIT_PAGES_PER_RUN: positiveInt.default(200).describe('Audit pages a workflow run handles before it continues as new.'),
+  AUDIT_ACTIVITY_TIMEOUT_MS: positiveInt.default(120_000).describe('Start-to-close timeout of one audit page, ms.'),
+  WORKER_METRICS_PORT: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(65_535)
+    .default(0)
+    .describe('TCP port of the worker\'s Prometheus /metrics (pump counters); 0: not served.'),
   // deferred (202) jobs: `job/<tenant>/<jobId>` workflows
   JOBS_TASK_QUEUE: z
     .string()
@@ -178,6 +199,8 @@ export interface AppConfig {
     maxTransactItems: number;
     transactionsInFlight: number;
   };
+  audit: { isEnabled: boolean; intervalMs: number; scanCount: number; pagesPerRun: number; activityTimeoutMs: number };
+  worker: { metricsPort: number };
   /** Deferred (202) jobs. */
   jobs: { taskQueue: string; ttlMs: number; retryMinMs: number; retryMaxMs: number; maxQueuedPerTenant: number };
 }
@@ -215,6 +238,14 @@ function toAppConfig(raw: RawConfig): AppConfig {
       maxTransactItems: raw.METER_MAX_TRANSACT_ITEMS,
       transactionsInFlight: raw.METER_TRANSACTIONS_IN_FLIGHT,
     },
+    audit: {
+      isEnabled: raw.AUDIT_ENABLED === 'true',
+      intervalMs: raw.AUDIT_INTERVAL_MS,
+      scanCount: raw.AUDIT_SCAN_COUNT,
+      pagesPerRun: raw.AUDIT_PAGES_PER_RUN,
+      activityTimeoutMs: raw.AUDIT_ACTIVITY_TIMEOUT_MS,
+    },
+    worker: { metricsPort: raw.WORKER_METRICS_PORT },
     jobs: {
       taskQueue: raw.JOBS_TASK_QUEUE,
       ttlMs: raw.JOBS_TTL_MS,

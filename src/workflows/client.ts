@@ -3,15 +3,17 @@
  * id-reuse policy, so a retried start is a no-op rather than a second run.
  */
 import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client } from '@temporalio/client';
-import { ledgerPostWorkflowId, meterWorkflowId } from './ids.js';
+import { auditWorkflowId, ledgerPostWorkflowId, meterWorkflowId } from './ids.js';
 import type {
+  AuditSettings,
+  auditLedger,
   MeterSettings,
   PostLedgerEntriesInput,
   PostLedgerEntriesResult,
   meterShard,
   postLedgerEntries,
 } from './workflows/index.js';
-import { meterSettingsSignal } from './workflows/index.js';
+import { auditSettingsSignal, meterSettingsSignal } from './workflows/index.js';
 
 export interface PostLedgerBatchInput extends PostLedgerEntriesInput {
   tenant: string;
@@ -73,4 +75,32 @@ export async function ensureMeterWorkflows(client: Client, input: EnsureMeterWor
     for (let shard = queue.shift(); shard !== undefined; shard = queue.shift()) await startOne(shard);
   });
   await Promise.all(lanes);
+}
+
+export interface EnsureAuditWorkflowInput {
+  /** @default 'all' */
+  scope?: string;
+  taskQueue: string;
+  settings: AuditSettings;
+}
+
+/**
+ * Ensures the `audit/<scope>` workflow runs, with signal-with-start: a running
+ * audit is kept (its scan position and summary) and told the settings, adopted
+ * from its next run; one that ended (failed, terminated) is started again
+ * (ALLOW_DUPLICATE). Safe to call on every worker start and from several workers.
+ * @returns the run id of the (possibly already running) audit
+ */
+export async function ensureAuditWorkflow(client: Client, input: EnsureAuditWorkflowInput): Promise<string> {
+  const scope = input.scope ?? 'all';
+  const handle = await client.workflow.signalWithStart<typeof auditLedger, [AuditSettings]>('auditLedger', {
+    taskQueue: input.taskQueue,
+    workflowId: auditWorkflowId(scope),
+    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+    args: [{ scope, settings: input.settings }],
+    signal: auditSettingsSignal,
+    signalArgs: [input.settings],
+  });
+  return handle.signaledRunId;
 }

@@ -16,3 +16,9 @@ export function meterWorkflowId(shard: number): string {
   }
   return `meter/${shard}`;
 }
+
+/** `audit/<scope>`: the metering audit (one per scope, ever; `all` audits every shard). */
+export function auditWorkflowId(scope: string): string {
+  if (!/^[a-z0-9][a-z0-9_-]{0,63}$/.test(scope)) throw new ValidationError('INVALID_ID', `invalid audit scope ${JSON.stringify(scope.slice(0, 80))}`);
+  return `audit/${scope}`;
+}

@@ -5,3 +5,6 @@ export * from './job-store.js';
 export * from './jobs.js';
 export type { JobExecutor, JobExecution, JobExecutionInput, JobError, JobPolicy } from './activities/index.js';
 export type { DeferredJobInput, DeferredJobResult } from './workflows/index.js';
+export * from './metrics.js';
+export type { AuditSettings, AuditCycleState } from './workflows/index.js';
+export { auditStateQuery } from './workflows/index.js';

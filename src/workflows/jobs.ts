@@ -131,14 +131,16 @@ export async function submitDeferredJob(input: {
 
 /**
  * Whether the job's workflow is running. False when it does not exist or has closed (failed,
- * terminated, completed); unknown (Temporal unreachable) counts as running.
+ * terminated, completed).
+ * @throws DependencyError `TEMPORAL_UNAVAILABLE` when Temporal cannot tell (callers must not guess)
  */
 export async function isDeferredJobRunning(client: Client, input: { tenant: string; jobId: string }): Promise<boolean> {
   try {
     const description = await client.workflow.getHandle(jobWorkflowId(input)).describe();
     return description.status.name === 'RUNNING';
   } catch (error) {
-    return !(error instanceof WorkflowNotFoundError);
+    if (error instanceof WorkflowNotFoundError) return false;
+    throw new DependencyError('TEMPORAL_UNAVAILABLE', 'Temporal could not tell whether the deferred job runs', { cause: error });
   }
 }
 

@@ -13,10 +13,11 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { DependencyError, createLogger, loadConfig, type AppConfig, type Logger } from '../shared/index.js';
 import { connectDeciderRedis } from '../decider/index.js';
-import { DynamoLedgerStore, UsagePump, createDynamoClient, type PumpStage } from '../metering/index.js';
-import { createLedgerActivities, createMeteringActivities } from './activities/index.js';
-import { ensureMeterWorkflows } from './client.js';
-import type { MeterSettings } from './workflows/index.js';
+import { DynamoAuditStore, DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, type PumpStage } from '../metering/index.js';
+import { createAuditActivities, createLedgerActivities, createMeteringActivities } from './activities/index.js';
+import { ensureAuditWorkflow, ensureMeterWorkflows } from './client.js';
+import { WorkerMetrics, serveWorkerMetrics } from './metrics.js';
+import type { AuditSettings, MeterSettings } from './workflows/index.js';
 
 /** Per-command Redis timeout of the pump, ms: batches are not latency-critical, a stuck command is retried. */
 const PUMP_REDIS_TIMEOUT_MS = 5_000;
@@ -31,6 +32,16 @@ export function meterSettings(config: Pick<AppConfig, 'meter'>): MeterSettings {
   };
 }
 
+/** The audit workflow's settings from configuration. */
+export function auditSettings(config: Pick<AppConfig, 'audit'>): AuditSettings {
+  return {
+    intervalMs: config.audit.intervalMs,
+    scanCount: config.audit.scanCount,
+    pagesPerRun: config.audit.pagesPerRun,
+    activityTimeoutMs: config.audit.activityTimeoutMs,
+  };
+}
+
 /** Path of the workflow bundle's entry, next to this file (.ts in dev, .js when built). */
 export function workflowsPath(): string {
   const ts = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
@@ -41,6 +52,8 @@ export interface TollgateWorkerInput {
   config: Pick<AppConfig, 'temporal' | 'dynamodb' | 'redis' | 'meter'>;
   connection: NativeConnection;
   logger: Logger;
+  /** Where pump and audit metrics go. @default a fresh registry (not served) */
+  metrics?: WorkerMetrics;
   /** Overrides the task queue (tests use one per file). */
   taskQueue?: string;
   /** A prebuilt workflow bundle instead of bundling `workflowsPath()` (tests that restart workers often). */
@@ -70,7 +83,19 @@ export async function createTollgateWorker(input: TollgateWorkerInput): Promise<
       clusterNodes: config.redis.clusterNodes,
       commandTimeoutMs: PUMP_REDIS_TIMEOUT_MS,
     });
+    // Activities fail (and Temporal retries them) while Redis is away; log the lost connection once per outage.
+    let isRedisErrorLogged = false;
+    redis.on('error', (error: Error) => {
+      if (isRedisErrorLogged) return;
+      isRedisErrorLogged = true;
+      input.logger.warn({ code: 'REDIS_UNAVAILABLE', err: error.message }, 'redis connection error; reconnecting');
+    });
+    redis.on('ready', () => {
+      isRedisErrorLogged = false;
+    });
     const pump = new UsagePump(redis, ledger, { batchSize: config.meter.batchSize, claimMinIdleMs: config.meter.claimMinIdleMs });
+    const metrics = input.metrics ?? new WorkerMetrics();
+    const auditor = new MeteringAuditor(redis, dynamo, { shardCount: config.redis.shardCount, tablePrefix: config.dynamodb.tablePrefix });
     const worker = await Worker.create({
       connection: input.connection,
       namespace: config.temporal.namespace,
@@ -79,7 +104,20 @@ export async function createTollgateWorker(input: TollgateWorkerInput): Promise<
       ...input.workerOptions,
       activities: {
         ...createLedgerActivities({ ledger }),
-        ...createMeteringActivities({ pump, ...(input.onPumpStage === undefined ? {} : { onStage: input.onPumpStage }) }),
+        ...createMeteringActivities({
+          pump,
+          onBatch: (outcome) => {
+            if ('result' in outcome) metrics.recordBatch(outcome.result);
+            else metrics.meterBatchFailures.inc();
+          },
+          ...(input.onPumpStage === undefined ? {} : { onStage: input.onPumpStage }),
+        }),
+        ...createAuditActivities({
+          auditor,
+          store: new DynamoAuditStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+          logger: input.logger.child({ component: 'audit' }),
+          onCycle: (cycle) => metrics.recordAudit(cycle),
+        }),
       },
     });
     const client = redis;
@@ -117,22 +155,36 @@ async function main(): Promise<void> {
       cause: error,
     });
   }
-  const { worker, close } = await createTollgateWorker({ config, connection, logger });
+  const metrics = new WorkerMetrics();
+  const { worker, close } = await createTollgateWorker({ config, connection, logger, metrics });
   logger.info({ taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace }, 'worker polling');
   const running = worker.run();
+  let metricsServer: Awaited<ReturnType<typeof serveWorkerMetrics>> | undefined;
   try {
-    if (config.meter.isEnabled) {
+    if (config.worker.metricsPort !== 0) {
+      metricsServer = await serveWorkerMetrics({ registry: metrics.registry, host: config.api.host, port: config.worker.metricsPort });
+      logger.info({ url: `http://${config.api.host}:${config.worker.metricsPort}/metrics` }, 'worker metrics listening');
+    }
+    if (config.meter.isEnabled || config.audit.isEnabled) {
       const clientConnection = await Connection.connect({ address: config.temporal.address });
       try {
-        await startMeterPumps({ config, client: new Client({ connection: clientConnection, namespace: config.temporal.namespace }) });
+        const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
+        if (config.meter.isEnabled) {
+          await startMeterPumps({ config, client });
+          logger.info({ shards: config.redis.shardCount }, 'meter pumps running');
+        }
+        if (config.audit.isEnabled) {
+          await ensureAuditWorkflow(client, { taskQueue: config.temporal.taskQueue, settings: auditSettings(config) });
+          logger.info({ intervalMs: config.audit.intervalMs }, 'metering audit running');
+        }
       } finally {
         await clientConnection.close();
       }
-      logger.info({ shards: config.redis.shardCount }, 'meter pumps running');
     }
   } catch (error) {
     worker.shutdown();
     await running.catch(() => undefined);
+    metricsServer?.close();
     close();
     await connection.close();
     throw error;
@@ -140,6 +192,7 @@ async function main(): Promise<void> {
   try {
     await running;
   } finally {
+    metricsServer?.close();
     close();
     await connection.close();
   }

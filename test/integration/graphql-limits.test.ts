@@ -22,7 +22,7 @@ import {
 } from '../../src/decider/index.js';
 import { DynamoResponseStore, responsesTableName } from '../../src/graphql/index.js';
 import { createDynamoClient } from '../../src/metering/index.js';
-import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
+import { DependencyError, parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import {
   CountingDecider,
   bodyOf,
@@ -444,14 +444,29 @@ describe('soft, shadow and defer limits', () => {
 });
 
 describe('defer without a working deferrer', () => {
-  it('answers 429 with a Retry-After when the job cannot be recorded, and runs nothing', async () => {
-    const failing = { defer: () => Promise.reject(new Error('deferrer down')) };
+  it('answers 503 JOBS_UNAVAILABLE with a Retry-After when the job cannot be recorded or started, and runs nothing', async () => {
+    const failing = { defer: () => Promise.reject(new DependencyError('TEMPORAL_UNAVAILABLE', 'deferrer down')) };
     const api = testApp({ decider, plans: [plan('heavy', [slowBucket(10_000), quota('heavy', 100, { mode: 'defer' })])], deferrer: failing });
     const key = api.keyFor(uniqueTenant('df'), 'heavy');
     const response = await api.post({ query: 'mutation { exportOrdersReport { id } }' }, { key });
-    expect(response.status).toBe(429);
+    expect(response.status).toBe(503);
     expect(response.headers.get('Retry-After')).toMatch(/^\d+$/);
-    expect(codeOf(await bodyOf(response))).toBe('QUOTA_EXHAUSTED');
+    expect(codeOf(await bodyOf(response))).toBe('JOBS_UNAVAILABLE');
+    expect(api.store.resolverCalls).toBe(0);
+  });
+
+  it('answers 503 JOBS_UNAVAILABLE, without deciding, when an Idempotency-Key retry cannot learn whether its job exists', async () => {
+    const counting = new CountingDecider(decider);
+    const unknown = {
+      defer: () => Promise.reject(new Error('not reached')),
+      find: () => Promise.reject(new DependencyError('TEMPORAL_UNAVAILABLE', 'cannot tell')),
+    };
+    const api = testApp({ decider: counting, plans: [plan('heavy', [slowBucket(10_000), quota('heavy', 100, { mode: 'defer' })])], deferrer: unknown });
+    const key = api.keyFor(uniqueTenant('df'), 'heavy');
+    const response = await api.post({ query: 'mutation { exportOrdersReport { id } }' }, { key, headers: { 'Idempotency-Key': 'retry-1' } });
+    expect(response.status).toBe(503);
+    expect(codeOf(await bodyOf(response))).toBe('JOBS_UNAVAILABLE');
+    expect(counting.decides).toHaveLength(0);
     expect(api.store.resolverCalls).toBe(0);
   });
 });

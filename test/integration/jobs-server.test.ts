@@ -78,6 +78,11 @@ describe('the API process with deferred jobs', () => {
     expect(anonymous.status).toBe(401);
     expect(graphql.status).toBe(200);
     expect(await graphql.json()).toMatchObject({ data: { job: null } });
+    // and /metrics carries the metering gauges (stream and ledger lag read from Redis on scrape, the audit's drift)
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/^tollgate_usage_stream_unacknowledged_entries \d+$/m);
+    expect(metrics).toMatch(/^tollgate_ledger_lag_seconds \d+$/m);
+    expect(metrics).toContain('# TYPE tollgate_audit_drift_units gauge');
     // and SIGTERM stops it with exit code 0
     child.kill('SIGTERM');
     expect(await exited).toBe(0);

@@ -3,7 +3,7 @@
  * captured with `npm run test:capture-histories`) replay against today's
  * workflow code; a deliberately changed copy of the workflow must fail to.
  */
-import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,7 @@ import { quietTemporalRuntime } from '../support/temporal.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
 const WORKFLOWS_DIR = fileURLToPath(new URL('../../src/workflows/workflows/', import.meta.url));
+const SRC_DIR = fileURLToPath(new URL('../../src/', import.meta.url));
 
 function histories(): { workflowId: string; history: ReturnType<typeof historyFromJSON> }[] {
   // the pump's histories only (other workflows' fixtures live in the same folder)
@@ -44,9 +45,15 @@ describe('meter/<shard> replay', () => {
 
   it('fails to replay them against a changed workflow (a timer before the first batch): the check can fail', async () => {
     // given a copy of the workflows whose meterShard sleeps before its first batch
-    const dir = join(testStack().dataDir, `replay-negative-${randomBytes(4).toString('hex')}`, 'workflows');
+    // (the same layout as src/, with the pure model modules workflows may import)
+    const root = join(testStack().dataDir, `replay-negative-${randomBytes(4).toString('hex')}`, 'src');
+    const dir = join(root, 'workflows', 'workflows');
     mkdirSync(dir, { recursive: true });
     cpSync(WORKFLOWS_DIR, dir, { recursive: true });
+    for (const area of readdirSync(SRC_DIR)) {
+      const model = join(SRC_DIR, area, 'model');
+      if (existsSync(model)) cpSync(model, join(root, area, 'model'), { recursive: true });
+    }
     const file = join(dir, 'meter-shard.ts');
     const source = readFileSync(file, 'utf8');
     const anchor = '  setHandler(meterStateQuery, () => state);\n';

@@ -12,7 +12,9 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { usageStreamKey } from '../../src/decider/index.js';
 import { createDynamoClient, ledgerTableName, parseShard } from '../../src/metering/index.js';
-import { meterWorkflowId } from '../../src/workflows/index.js';
+import { freePort } from '../../infra/services.js';
+import { DynamoAuditStore } from '../../src/metering/index.js';
+import { auditWorkflowId, meterWorkflowId } from '../../src/workflows/index.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 import { appendEvents, expectedBalances, generateEvents, seededRandom } from '../support/usage-events.js';
@@ -36,13 +38,14 @@ afterAll(async () => {
   for (let shard = 0; shard < SHARDS; shard += 1) {
     await client.workflow.getHandle(meterWorkflowId(shard)).terminate('test over').catch(() => undefined);
   }
+  await client.workflow.getHandle(auditWorkflowId('all')).terminate('test over').catch(() => undefined);
   await temporal.close();
   redis.disconnect();
   dynamo.destroy();
 });
 
 describe('worker entry point', () => {
-  it('starts a pump per shard that ledgers the usage streams, and stops cleanly on SIGTERM', async () => {
+  it('starts a pump per shard that ledgers the usage streams and the audit, serves its metrics, and stops cleanly on SIGTERM', async () => {
     // given events on two of the four shards' streams
     const tenants = [uniqueTenant(), uniqueTenant()];
     const events = [1, 3].flatMap((shard) =>
@@ -51,6 +54,8 @@ describe('worker entry point', () => {
     await appendEvents(redis, usageStreamKey(parseShard(1)), events.filter((event) => event.eventId.startsWith('e1-')));
     await appendEvents(redis, usageStreamKey(parseShard(3)), events.filter((event) => event.eventId.startsWith('e3-')));
     // when the worker process starts
+    const metricsPort = await freePort();
+    const startedAtMs = Date.now();
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/workflows/worker.ts'], {
       cwd: REPO,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -67,6 +72,8 @@ describe('worker entry point', () => {
         DYNAMODB_REGION: stack.dynamodbRegion,
         DYNAMODB_TABLE_PREFIX: stack.tablePrefix,
         METER_IDLE_DELAY_MS: '100',
+        AUDIT_INTERVAL_MS: '200',
+        WORKER_METRICS_PORT: String(metricsPort),
         LOG_LEVEL: 'info',
       },
     });
@@ -93,6 +100,23 @@ describe('worker entry point', () => {
       expect(description.taskQueue).toBe(taskQueue);
     }
     expect(output).toContain('meter pumps running');
+    // and the audit runs on the same task queue and stores its reports (these synthetic events have no admitted counters)
+    const audit = await client.workflow.getHandle(auditWorkflowId('all')).describe();
+    expect(audit.status.name).toBe('RUNNING');
+    expect(audit.taskQueue).toBe(taskQueue);
+    const store = new DynamoAuditStore(dynamo, { tablePrefix: stack.tablePrefix });
+    let report = await store.latest('all');
+    while (report === undefined || report.finishedAtMs < startedAtMs) {
+      expect(child.exitCode, output).toBeNull();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      report = await store.latest('all');
+    }
+    expect(report.summary).toMatchObject({ drifting: 0, absoluteDrift: 0 });
+    // and /metrics counts every ledgered event once
+    const scrape = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const posted = Number(/tollgate_meter_events_total\{outcome="posted"\} (\d+)/.exec(scrape)?.[1]);
+    expect(posted).toBe(events.length);
+    expect(scrape).toMatch(/tollgate_audit_cycles_total\{result="clean"\} [1-9]/);
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
   });

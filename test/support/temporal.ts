@@ -1,6 +1,6 @@
 /**
- * Temporal test helpers: a quiet SDK runtime (errors only) so expected
- * activity failures do not flood the test output.
+ * Temporal test helpers: a quiet SDK runtime (errors only, core's native
+ * logs included) so expected failures do not flood the test output.
  */
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 
@@ -11,7 +11,8 @@ export function quietTemporalRuntime(): void {
   if (isInstalled) return;
   isInstalled = true;
   try {
-    Runtime.install({ logger: new DefaultLogger('ERROR') });
+    // core's own logs too: fault tests kill servers, and core warns about every retried call
+    Runtime.install({ logger: new DefaultLogger('ERROR'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } });
   } catch {
     // Already installed in this process by an earlier file: keep that one.
   }

@@ -392,10 +392,25 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
       if (costPlan.isDeferrable && state.idempotencyKey !== null && deferrer?.find !== undefined) {
         let known: Awaited<ReturnType<NonNullable<Deferrer['find']>>>;
         try {
-          known = await deferrer.find({ tenant: identity.tenant, requestId });
+          known = await deferrer.find({
+            tenant: identity.tenant,
+            requestId,
+            resubmit: {
+              tenant: identity.tenant,
+              keyId: identity.keyId,
+              planId: plan.id,
+              requestId,
+              operationName: costPlan.operationName,
+              query: context.params.query ?? '',
+              variables,
+              cost: requested,
+            },
+          });
         } catch (error) {
-          known = undefined;
-          logger.warn({ tenant: identity.tenant, requestId, code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'deferred job lookup failed; deciding');
+          // Not knowing whether the job exists (or runs), deciding could run the operation beside it: refuse, retryable.
+          logger.warn({ tenant: identity.tenant, requestId, code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'deferred job lookup failed');
+          setResultAndStopExecution(stop(refuse('JOBS_UNAVAILABLE', 'deferred jobs are unavailable; retry later with the same Idempotency-Key', 503, { headers: { 'Retry-After': '5' } })));
+          return;
         }
         if (known !== undefined) {
           const headers = { Location: `/jobs/${known.id}` };
@@ -487,17 +502,27 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
               retryAfterMs: decision.retryAfterMs,
             });
           } catch (error) {
-            // The job could not be recorded (the tenant's job queue is full, or a dependency failed):
-            // nothing runs later, so the client must retry itself.
-            if (error instanceof CapacityError) logger.warn({ tenant: identity.tenant, requestId, code: error.code }, 'deferred job queue full');
-            else logger.error({ tenant: identity.tenant, requestId, code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'deferrer failed');
+            // The job could not be recorded or started: nothing runs later, so the client must retry itself.
+            if (!(error instanceof CapacityError)) {
+              // a dependency failed (Temporal or DynamoDB down): 503, retry with the same Idempotency-Key (which
+              // starts a job recorded without its workflow); never a hang, Temporal calls have a deadline
+              logger.error({ tenant: identity.tenant, requestId, code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'deferrer failed');
+              setResultAndStopExecution(
+                stop(refuse('JOBS_UNAVAILABLE', `limit ${decision.limitId} is exhausted and deferred jobs are unavailable; retry later with the same Idempotency-Key`, 503, {
+                  headers: { 'Retry-After': '5' },
+                  extensions: { limitId: decision.limitId },
+                })),
+              );
+              return;
+            }
+            logger.warn({ tenant: identity.tenant, requestId, code: error.code }, 'deferred job queue full');
             const waitMs = decision.retryAfterMs ?? 1_000;
             const headers = { 'Retry-After': String(retryAfterSeconds(waitMs, { jitterRatio, random })) };
             Object.assign(state.headers, headers);
             setResultAndStopExecution(
               stop(refuse('QUOTA_EXHAUSTED', `limit ${decision.limitId} is exhausted and the operation could not be deferred`, 429, {
                 headers,
-                extensions: { retryAfterMs: waitMs, limitId: decision.limitId, ...(error instanceof CapacityError ? { reason: error.code } : {}) },
+                extensions: { retryAfterMs: waitMs, limitId: decision.limitId, reason: error.code },
               })),
             );
             return;

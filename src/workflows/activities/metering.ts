@@ -21,6 +21,8 @@ export interface MeteringActivityDeps {
   pump: UsagePump;
   /** Called at each stage of a batch, after the heartbeat (tests inject crashes here). */
   onStage?: (stage: PumpStage, shard: number) => void;
+  /** Called after each batch, done or failed (metrics). */
+  onBatch?: (outcome: { result: PumpBatchResult } | { error: unknown }) => void;
 }
 
 /** Activities of the `meter/<shard>` workflows. */
@@ -31,7 +33,7 @@ export function createMeteringActivities(deps: MeteringActivityDeps) {
       return asActivity(() => {
         const shard = parseShard(input.shard);
         heartbeat('start');
-        return deps.pump.pumpBatch({
+        const batch = deps.pump.pumpBatch({
           shard,
           claimCursor: input.claimCursor,
           onProgress: () => heartbeat('ledger'),
@@ -40,6 +42,11 @@ export function createMeteringActivities(deps: MeteringActivityDeps) {
             deps.onStage?.(stage, shard);
           },
         });
+        batch.then(
+          (result) => deps.onBatch?.({ result }),
+          (error: unknown) => deps.onBatch?.({ error }),
+        );
+        return batch;
       });
     },
   };

@@ -2,6 +2,10 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   KEY_PATTERN,
+  admittedKey,
+  admittedKeyPattern,
+  parseAdmittedKey,
+  requestRecordKey,
   bucketKey,
   eventMarkerKey,
   fnv1a32,
@@ -75,5 +79,23 @@ describe('key builders', () => {
         expect(a === b).toBe(t1 === t2 && l1 === l2);
       }),
     );
+  });
+});
+
+describe('admitted counter keys', () => {
+  it('parse back to the shard, tenant, period and part they were built from; no other key parses', () => {
+    fc.assert(
+      fc.property(idArb, fc.integer({ min: 0, max: 16_383 }), fc.integer({ min: 0, max: 2 ** 45 }), fc.option(fc.integer({ min: 0, max: 63 }), { nil: undefined }), (tenant, shard, periodStartMs, part) => {
+        const key = admittedKey(shard as ShardId, parseTenantId(tenant), periodStartMs, part);
+        expect(parseAdmittedKey(key)).toEqual({ shard, tenant, periodStartMs, part });
+        expect(parseAdmittedKey(requestRecordKey(shard as ShardId, parseTenantId(tenant), parseEventId('r1'), part))).toBeUndefined();
+        expect(parseAdmittedKey(usageStreamKey(shard as ShardId))).toBeUndefined();
+      }),
+    );
+  });
+
+  it('SCAN MATCH patterns: one shard\'s hash tag, or every shard', () => {
+    expect(admittedKeyPattern(17 as ShardId)).toBe('{s:17}:t:*:a:v1:*');
+    expect(admittedKeyPattern()).toBe('{s:*}:t:*:a:v1:*');
   });
 });

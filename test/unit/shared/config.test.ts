@@ -39,8 +39,17 @@ describe('loadConfig', () => {
         heartbeatTimeoutMs: 10_000,
         maxTransactItems: 100,
       },
+      audit: { isEnabled: true, intervalMs: 300_000, scanCount: 1_000, pagesPerRun: 200, activityTimeoutMs: 120_000 },
+      worker: { metricsPort: 0 },
       jobs: { taskQueue: 'tollgate-jobs', ttlMs: 86_400_000, retryMinMs: 1_000, retryMaxMs: 300_000, maxQueuedPerTenant: 100 },
     });
+  });
+
+  it('reads the audit and worker-metrics settings', () => {
+    const config = loadConfig({ ...REQUIRED, AUDIT_ENABLED: 'false', AUDIT_INTERVAL_MS: '60000', AUDIT_SCAN_COUNT: '50', WORKER_METRICS_PORT: '9464' });
+    expect(config.audit).toMatchObject({ isEnabled: false, intervalMs: 60_000, scanCount: 50 });
+    expect(config.worker).toEqual({ metricsPort: 9_464 });
+    expect(configError({ ...REQUIRED, AUDIT_SCAN_COUNT: '0' }).message.split('\n')[1]?.split(':')[0]).toBe('AUDIT_SCAN_COUNT');
   });
 
   it('reads the deferred-job settings, never letting the longest retry wait fall below the shortest', () => {
