@@ -282,8 +282,11 @@ describe('UsagePump.pumpBatch', () => {
           await new Promise((resolve) => setTimeout(resolve, 5));
         }
       }
-      // then both faults surfaced as retryable dependency errors, and the ledger holds each event once
-      expect(failures.map((error) => error instanceof DependencyError && error.code)).toEqual(['DYNAMODB_UNAVAILABLE', 'DYNAMODB_UNAVAILABLE']);
+      // then the faults surfaced as retryable dependency errors (one attempt or two: a batch's transactions run
+      // side by side, so both faults may land in the same attempt), and the ledger holds each event once
+      expect(failures.length).toBeGreaterThanOrEqual(1);
+      expect(failures.length).toBeLessThanOrEqual(2);
+      for (const error of failures) expect(error instanceof DependencyError && error.code).toBe('DYNAMODB_UNAVAILABLE');
       expect(sum(results, 'duplicates')).toBeGreaterThan(0);
       expect(sum(results, 'posted') + sum(results, 'duplicates')).toBe(events.length);
       await expectLedgerMatches(events);

@@ -19,7 +19,7 @@ describe('loadConfig', () => {
     const config = loadConfig(REQUIRED);
     expect(config).toEqual({
       log: { level: 'info' },
-      api: { host: '127.0.0.1', port: 4000, anonymous: 'reject', demoKeysFile: '.data/demo-keys.json' },
+      api: { host: '127.0.0.1', port: 4000, anonymous: 'reject', demoKeysFile: '.data/demo-keys.json', isDemoSeeded: true, configPollMs: 5_000 },
       redis: {
         url: 'redis://127.0.0.1:6390',
         clusterNodes: undefined,
@@ -38,6 +38,7 @@ describe('loadConfig', () => {
         activityTimeoutMs: 60_000,
         heartbeatTimeoutMs: 10_000,
         maxTransactItems: 100,
+        transactionsInFlight: 4,
       },
       audit: { isEnabled: true, intervalMs: 300_000, scanCount: 1_000, pagesPerRun: 200, activityTimeoutMs: 120_000 },
       worker: { metricsPort: 0 },
