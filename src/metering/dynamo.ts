@@ -33,3 +33,8 @@ export function createDynamoClient(options: DynamoConnectionOptions): DynamoDBCl
 export function ledgerTableName(prefix: string): string {
   return `${prefix}ledger`;
 }
+
+/** Physical name of the config table (accounts, plans, keys); must agree with infra/tables.ts. */
+export function configTableName(prefix: string): string {
+  return `${prefix}config`;
+}

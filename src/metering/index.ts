@@ -4,3 +4,6 @@ export * from './model/usage-event.js';
 export * from './model/ledger-batch.js';
 export * from './keys.js';
 export * from './pump.js';
+export * from './model/pricing.js';
+export * from './periods.js';
+export * from './accounts.js';

@@ -5,13 +5,32 @@
  * nothing; a post of different data under an existing event id is a
  * non-retryable LEDGER_CONFLICT. Corrections are new entries.
  *
- * Item layout (table `<prefix>ledger`):
+ * Item layout (table `<prefix>ledger`), one partition per tenant and period:
  *   pk `tenant#<tenant>#period#<periodStartIso>`
- *   sk `entry#<eventId>`  eventId, kind, amount (integer units), operation, postedAtMs
- *   sk `balance`          amount (sum of entries), entries (count)
+ *   sk `entry#<eventId>`   eventId, kind, amount (integer units), operation, postedAtMs, source?,
+ *                          lateOf? (ISO start of the period the event belongs to, when it was
+ *                          credited here because that period was already finalized)
+ *   sk `balance`           amount (sum of the partition's entries), entries (count),
+ *                          finalizedAtMs? + nextPeriodStart? (set once by the account workflow at
+ *                          the end of the grace window; see below)
+ *   sk `statement`         the period's statement (src/metering/periods.ts)
+ *   sk `warning#<limitId>#<percent>`  a threshold warning's delivery record (periods.ts)
+ *
+ * Late events. A period closes at its end; events for it are still accepted
+ * into it during a grace window; then it is finalized (`finalizedAtMs` on its
+ * balance). Every balance update is conditional on `attribute_not_exists
+ * (finalizedAtMs)`, so once finalized a partition takes no new entry: the
+ * entry is credited to the period named by the balance's `nextPeriodStart`
+ * instead (following further finalized periods), under the same event id,
+ * with `lateOf` = its original period. A retry walks the same path and finds
+ * the entry there: a duplicate, never counted twice.
+ *
+ * For the audit: the usage of period P is the sum of the entries in P's
+ * partition WITHOUT `lateOf`, plus the entries in later partitions whose
+ * `lateOf` = P. A partition's balance is what is billed in that period
+ * (its own entries plus late credits of earlier periods).
  */
 import {
-  ConditionalCheckFailedException,
   GetItemCommand,
   TransactWriteItemsCommand,
   TransactionCanceledException,
@@ -23,6 +42,7 @@ import {
 import {
   ConflictError,
   DependencyError,
+  InvariantError,
   ValidationError,
   type EventId,
   type TenantId,
@@ -46,12 +66,19 @@ export interface LedgerEntry {
   operation: string;
   /** Where the entry came from, e.g. `{s:3}:usage:v1/1700000000000-0` (informational, not compared). */
   source?: string;
+  /**
+   * Set by the ledger (never by callers) when the entry is credited to a later period because
+   * `periodStart`'s own period was finalized: that original period (ISO).
+   */
+  lateOf?: string;
 }
 
 /** Outcome of posting one entry. */
 export interface PostEntryResult {
   /** True when an identical entry was already there (a retry): nothing moved. */
   isDuplicate: boolean;
+  /** The period the entry is (now or already) credited to: its own, or a later one when its own was finalized. */
+  creditedPeriodStart: string;
 }
 
 /** The balance of one tenant and period. */
@@ -74,6 +101,10 @@ export interface PostEntriesResult {
   duplicates: number;
   /** Entries whose id holds different data: not written, nothing moved. */
   conflicts: LedgerConflict[];
+  /** Of `posted`, entries credited to a later period because theirs was finalized (`lateOf`). */
+  late: number;
+  /** Where each posted or duplicate entry is credited, by `<tenant>#<periodStart>#<eventId>` of the input entry. */
+  creditedTo: Map<string, string>;
 }
 
 export interface PostEntriesOptions {
@@ -100,7 +131,10 @@ function validate(entry: LedgerEntry): void {
   }
   if (!KIND.test(entry.kind)) throw new ValidationError('INVALID_INPUT', `invalid entry kind ${JSON.stringify(entry.kind)}`);
   if (entry.operation.length > 256) throw new ValidationError('INVALID_INPUT', 'operation is longer than 256 chars');
+  if (entry.lateOf !== undefined) throw new ValidationError('INVALID_INPUT', 'lateOf is set by the ledger, never by a caller');
 }
+
+const entryKey = (entry: { tenant: string; periodStart: string; eventId: string }): string => `${entry.tenant}#${entry.periodStart}#${entry.eventId}`;
 
 const partitionKey = (tenant: TenantId, periodStart: string): string => `tenant#${tenant}#period#${periodStart}`;
 
@@ -116,6 +150,7 @@ function entryItem(entry: LedgerEntry, postedAtMs: number): AttributeMap {
     operation: { S: entry.operation },
     postedAtMs: { N: String(postedAtMs) },
     ...(entry.source === undefined ? {} : { source: { S: entry.source } }),
+    ...(entry.lateOf === undefined ? {} : { lateOf: { S: entry.lateOf } }),
   };
 }
 
@@ -163,13 +198,13 @@ export class DynamoLedgerStore implements LedgerStore {
    *   already committed stay, and a retry of the whole batch is safe.
    */
   async postEntries(entries: readonly LedgerEntry[], options: PostEntriesOptions = {}): Promise<PostEntriesResult> {
-    const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [] };
+    const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [], late: 0, creditedTo: new Map() };
     const unique = new Map<string, LedgerEntry>();
     // identical copies of an entry in the same batch share its fate: duplicates if it posts, conflicts if it conflicts
     const copies = new Map<LedgerEntry, LedgerEntry[]>();
     for (const entry of entries) {
       validate(entry);
-      const key = `${partitionKey(entry.tenant, entry.periodStart)}/${entry.eventId}`;
+      const key = entryKey(entry);
       const seen = unique.get(key);
       if (seen === undefined) unique.set(key, entry);
       else if (seen.kind === entry.kind && seen.amount === entry.amount && seen.operation === entry.operation) {
@@ -180,7 +215,9 @@ export class DynamoLedgerStore implements LedgerStore {
       const outcome = await this.postTransaction(transaction, options);
       result.posted += outcome.posted;
       result.duplicates += outcome.duplicates;
+      result.late += outcome.late;
       result.conflicts.push(...outcome.conflicts);
+      for (const [key, period] of outcome.creditedTo) result.creditedTo.set(key, period);
     }
     const conflicted = new Map(result.conflicts.map((conflict) => [conflict.entry, conflict.reason]));
     for (const [first, sameCopies] of copies) {
@@ -194,19 +231,23 @@ export class DynamoLedgerStore implements LedgerStore {
   /**
    * One transaction; when some entries already exist it is cancelled as a
    * whole, those entries are classified (duplicate or conflict) and removed,
-   * and the rest is tried again. Each round removes at least one entry.
+   * and the rest is tried again. A group whose balance is finalized moves to
+   * the period its balance names next (late credit). Each round removes an
+   * entry or moves a group to a later period, so it ends.
    */
   private async postTransaction(chunks: BalanceChunk<LedgerEntry>[], options: PostEntriesOptions): Promise<PostEntriesResult> {
-    const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [] };
+    const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [], late: 0, creditedTo: new Map() };
+    // each live entry remembers the input entry it stands for (its period may move)
+    const origin = new Map<LedgerEntry, LedgerEntry>();
+    for (const chunk of chunks) for (const entry of chunk.entries) origin.set(entry, entry);
     let live = chunks.map((chunk) => ({ ...chunk, entries: [...chunk.entries] }));
-    for (;;) {
-      live = live
-        .filter((chunk) => chunk.entries.length > 0)
-        .map((chunk) => ({ ...chunk, amount: chunk.entries.reduce((sum, entry) => sum + entry.amount, 0) }));
+    for (let round = 0; ; round += 1) {
+      if (round > 1_000) throw new InvariantError('ledger transaction did not settle after 1000 rounds');
+      live = mergeChunks(live.filter((chunk) => chunk.entries.length > 0));
       if (live.length === 0) return result;
       const postedAtMs = Date.now();
       const items: TransactWriteItem[] = [];
-      const itemEntries: (LedgerEntry | undefined)[] = [];
+      const itemEntries: (LedgerEntry | BalanceChunk<LedgerEntry>)[] = [];
       for (const chunk of live) {
         for (const entry of chunk.entries) {
           items.push({
@@ -224,16 +265,25 @@ export class DynamoLedgerStore implements LedgerStore {
             TableName: this.table,
             Key: { pk: { S: partitionKey(chunk.tenant as TenantId, chunk.periodStart) }, sk: { S: 'balance' } },
             UpdateExpression: 'ADD amount :amount, entries :count',
+            // a finalized period takes no new entry (late events go to the next open period)
+            ConditionExpression: 'attribute_not_exists(finalizedAtMs)',
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
             ExpressionAttributeValues: { ':amount': { N: String(chunk.amount) }, ':count': { N: String(chunk.entries.length) } },
           },
         });
-        itemEntries.push(undefined);
+        itemEntries.push(chunk);
       }
       let reasons: CancellationReason[];
       try {
         await this.client.send(new TransactWriteItemsCommand({ TransactItems: items }));
         options.onTransaction?.();
-        result.posted += itemEntries.filter((entry) => entry !== undefined).length;
+        for (const chunk of live) {
+          for (const entry of chunk.entries) {
+            result.posted += 1;
+            if (entry.lateOf !== undefined) result.late += 1;
+            result.creditedTo.set(entryKey(origin.get(entry) ?? entry), entry.periodStart);
+          }
+        }
         return result;
       } catch (error) {
         if (!(error instanceof TransactionCanceledException)) {
@@ -243,22 +293,56 @@ export class DynamoLedgerStore implements LedgerStore {
       }
       options.onTransaction?.();
       const taken = new Set<LedgerEntry>();
+      const moved = new Map<BalanceChunk<LedgerEntry>, string>();
       for (const [index, reason] of reasons.entries()) {
-        const entry = itemEntries[index];
-        if (entry === undefined || reason.Code !== 'ConditionalCheckFailed') continue;
-        taken.add(entry);
-        const existing = reason.Item ?? (await this.readEntry(entry));
-        if (isSameEntry(existing, entry)) result.duplicates += 1;
-        else result.conflicts.push({ entry, reason: `ledger entry ${entry.eventId} already exists with different data` });
+        const item = itemEntries[index];
+        if (item === undefined || reason.Code !== 'ConditionalCheckFailed') continue;
+        if ('entries' in item) {
+          const next = reason.Item?.['nextPeriodStart']?.S ?? (await this.readBalanceItem(item))?.['nextPeriodStart']?.S;
+          if (next === undefined || !ISO_UTC.test(next) || next <= item.periodStart) {
+            throw new InvariantError(`finalized period ${item.periodStart} of ${item.tenant} names no later period`);
+          }
+          moved.set(item, next);
+          continue;
+        }
+        taken.add(item);
+        const existing = reason.Item ?? (await this.readEntry(item));
+        const input = origin.get(item) ?? item;
+        if (isSameEntry(existing, item)) {
+          result.duplicates += 1;
+          result.creditedTo.set(entryKey(input), item.periodStart);
+        } else result.conflicts.push({ entry: input, reason: `ledger entry ${item.eventId} already exists with different data` });
       }
-      if (taken.size === 0) {
+      if (taken.size === 0 && moved.size === 0) {
         // Cancelled for another reason (a concurrent transaction on the same balance, throttling): retry later.
         throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB cancelled the ledger transaction', {
           details: { reasons: reasons.map((reason) => reason.Code ?? 'None') },
         });
       }
-      live = live.map((chunk) => ({ ...chunk, entries: chunk.entries.filter((entry) => !taken.has(entry)) }));
+      live = live.map((chunk) => {
+        const entries = chunk.entries.filter((entry) => !taken.has(entry));
+        const next = moved.get(chunk);
+        if (next === undefined) return { ...chunk, entries };
+        // credit the entries to the next period, keeping where they belong
+        const late = entries.map((entry) => {
+          const copy: LedgerEntry = { ...entry, periodStart: next, lateOf: entry.lateOf ?? entry.periodStart };
+          origin.set(copy, origin.get(entry) ?? entry);
+          return copy;
+        });
+        return { ...chunk, periodStart: next, entries: late };
+      });
     }
+  }
+
+  private async readBalanceItem(chunk: { tenant: string; periodStart: string }): Promise<AttributeMap | undefined> {
+    const reply = await this.client.send(
+      new GetItemCommand({
+        TableName: this.table,
+        Key: { pk: { S: partitionKey(chunk.tenant as TenantId, chunk.periodStart) }, sk: { S: 'balance' } },
+        ConsistentRead: true,
+      }),
+    );
+    return reply.Item;
   }
 
   private async readEntry(entry: LedgerEntry): Promise<AttributeMap | undefined> {
@@ -273,71 +357,22 @@ export class DynamoLedgerStore implements LedgerStore {
   }
 
   /**
+   * Posts one entry (in its period, or the next open one when its period is finalized).
    * @throws ValidationError for a malformed entry (nothing written)
    * @throws ConflictError `LEDGER_CONFLICT` when the event id holds different data
    * @throws DependencyError `DYNAMODB_UNAVAILABLE` when DynamoDB fails (retry is safe)
    */
   async postEntry(entry: LedgerEntry): Promise<PostEntryResult> {
-    validate(entry);
-    const pk = partitionKey(entry.tenant, entry.periodStart);
-    try {
-      await this.client.send(
-        new TransactWriteItemsCommand({
-          TransactItems: [
-            {
-              Put: {
-                TableName: this.table,
-                Item: {
-                  pk: { S: pk },
-                  sk: { S: `entry#${entry.eventId}` },
-                  eventId: { S: entry.eventId },
-                  kind: { S: entry.kind },
-                  amount: { N: String(entry.amount) },
-                  operation: { S: entry.operation },
-                  postedAtMs: { N: String(Date.now()) },
-                },
-                ConditionExpression: 'attribute_not_exists(pk)',
-              },
-            },
-            {
-              Update: {
-                TableName: this.table,
-                Key: { pk: { S: pk }, sk: { S: 'balance' } },
-                UpdateExpression: 'ADD amount :amount, entries :one',
-                ExpressionAttributeValues: { ':amount': { N: String(entry.amount) }, ':one': { N: '1' } },
-              },
-            },
-          ],
-        }),
-      );
-      return { isDuplicate: false };
-    } catch (error) {
-      const isEntryTaken =
-        error instanceof TransactionCanceledException &&
-        error.CancellationReasons?.[0]?.Code === 'ConditionalCheckFailed';
-      if (!isEntryTaken && !(error instanceof ConditionalCheckFailedException)) {
-        throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not post the ledger entry', { cause: error });
-      }
-    }
-    return this.compareExisting(pk, entry);
-  }
-
-  private async compareExisting(pk: string, entry: LedgerEntry): Promise<PostEntryResult> {
-    const existing = await this.client.send(
-      new GetItemCommand({ TableName: this.table, Key: { pk: { S: pk }, sk: { S: `entry#${entry.eventId}` } }, ConsistentRead: true }),
-    );
-    const item = existing.Item;
-    const isIdentical =
-      item !== undefined &&
-      item['kind']?.S === entry.kind &&
-      item['amount']?.N === String(entry.amount) &&
-      item['operation']?.S === entry.operation;
-    if (!isIdentical) {
-      throw new ConflictError('LEDGER_CONFLICT', `ledger entry ${entry.eventId} already exists with different data`, {
+    const result = await this.postEntries([entry]);
+    const conflict = result.conflicts[0];
+    if (conflict !== undefined) {
+      throw new ConflictError('LEDGER_CONFLICT', conflict.reason, {
         details: { tenant: entry.tenant, periodStart: entry.periodStart, eventId: entry.eventId },
       });
     }
-    return { isDuplicate: true };
+    const credited = result.creditedTo.get(entryKey(entry));
+    if (credited === undefined) throw new InvariantError(`ledger entry ${entry.eventId} was neither posted nor found`);
+    return { isDuplicate: result.duplicates > 0, creditedPeriodStart: credited };
   }
 
   async getBalance(input: { tenant: TenantId; periodStart: string }): Promise<LedgerBalance> {
@@ -353,4 +388,16 @@ export class DynamoLedgerStore implements LedgerStore {
       entries: Number(reply.Item?.['entries']?.N ?? '0'),
     };
   }
+}
+
+/** Groups moved to a later period may meet a group already there: one balance update per item and transaction. */
+function mergeChunks(chunks: BalanceChunk<LedgerEntry>[]): BalanceChunk<LedgerEntry>[] {
+  const byBalance = new Map<string, BalanceChunk<LedgerEntry>>();
+  for (const chunk of chunks) {
+    const key = `${chunk.tenant}#${chunk.periodStart}`;
+    const seen = byBalance.get(key);
+    if (seen === undefined) byBalance.set(key, { ...chunk, entries: [...chunk.entries] });
+    else seen.entries.push(...chunk.entries);
+  }
+  return [...byBalance.values()].map((chunk) => ({ ...chunk, amount: chunk.entries.reduce((sum, entry) => sum + entry.amount, 0) }));
 }

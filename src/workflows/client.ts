@@ -3,15 +3,20 @@
  * id-reuse policy, so a retried start is a no-op rather than a second run.
  */
 import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client } from '@temporalio/client';
-import { ledgerPostWorkflowId, meterWorkflowId } from './ids.js';
+import type { CrossedThreshold, WarningSink } from '../metering/index.js';
+import { accountWorkflowId, ledgerPostWorkflowId, meterWorkflowId } from './ids.js';
 import type {
+  AccountTimings,
+  AccountWarningsPayload,
+  WarningRequest,
+  accountWorkflow,
   MeterSettings,
   PostLedgerEntriesInput,
   PostLedgerEntriesResult,
   meterShard,
   postLedgerEntries,
 } from './workflows/index.js';
-import { meterSettingsSignal } from './workflows/index.js';
+import { accountWarningsSignal, meterSettingsSignal } from './workflows/index.js';
 
 export interface PostLedgerBatchInput extends PostLedgerEntriesInput {
   tenant: string;
@@ -73,4 +78,57 @@ export async function ensureMeterWorkflows(client: Client, input: EnsureMeterWor
     for (let shard = queue.shift(); shard !== undefined; shard = queue.shift()) await startOne(shard);
   });
   await Promise.all(lanes);
+}
+
+export interface EnsureAccountWorkflowInput {
+  tenant: string;
+  taskQueue: string;
+  timings: AccountTimings;
+  /** Warnings to hand over with the start (none: just make sure it runs). */
+  warnings?: WarningRequest[];
+}
+
+/**
+ * Signals-with-start `account/<tenant>`: a running account workflow receives the
+ * warnings (USE_EXISTING: never a second run beside it); one that ended
+ * (failed, terminated) is started again (ALLOW_DUPLICATE) and picks its state
+ * up from DynamoDB. Safe to call from many pumps at once.
+ */
+export async function ensureAccountWorkflow(client: Client, input: EnsureAccountWorkflowInput): Promise<void> {
+  await client.workflow.signalWithStart<typeof accountWorkflow, [AccountWarningsPayload]>('accountWorkflow', {
+    taskQueue: input.taskQueue,
+    workflowId: accountWorkflowId(input.tenant),
+    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+    args: [{ tenant: input.tenant, timings: input.timings }],
+    signal: accountWarningsSignal,
+    signalArgs: [{ warnings: input.warnings ?? [] }],
+  });
+}
+
+/**
+ * The pump's `WarningSink` on Temporal: one signal-with-start of
+ * `account/<tenant>` per tenant of a batch, carrying its crossings.
+ */
+export class TemporalWarningSink implements WarningSink {
+  constructor(
+    private readonly client: Client,
+    private readonly options: { taskQueue: string; timings: AccountTimings; concurrency?: number },
+  ) {}
+
+  async notify(crossings: readonly CrossedThreshold[]): Promise<void> {
+    const byTenant = new Map<string, WarningRequest[]>();
+    for (const crossing of crossings) {
+      const list = byTenant.get(crossing.tenant) ?? [];
+      list.push({ periodStartMs: crossing.periodStartMs, limitId: crossing.limitId, percent: crossing.percent });
+      byTenant.set(crossing.tenant, list);
+    }
+    const queue = [...byTenant.entries()];
+    const lanes = Array.from({ length: Math.min(this.options.concurrency ?? 8, queue.length) }, async () => {
+      for (let item = queue.shift(); item !== undefined; item = queue.shift()) {
+        await ensureAccountWorkflow(this.client, { tenant: item[0], taskQueue: this.options.taskQueue, timings: this.options.timings, warnings: item[1] });
+      }
+    });
+    await Promise.all(lanes);
+  }
 }

@@ -3,6 +3,7 @@
  * the same business act finds the same workflow. Random ids are banned.
  */
 import { ValidationError, parseEventId, parseTenantId } from '../shared/index.js';
+import { parseJobId } from './job-store.js';
 
 /** `ledger-post/<tenant>/<batchId>`: one posting of a batch of ledger entries. */
 export function ledgerPostWorkflowId(input: { tenant: string; batchId: string }): string {
@@ -15,4 +16,14 @@ export function meterWorkflowId(shard: number): string {
     throw new ValidationError('INVALID_INPUT', `a shard is an integer in [0, 16384), got ${String(shard)}`);
   }
   return `meter/${shard}`;
+}
+
+/** `account/<tenant>`: the tenant's entity workflow (warnings, period close), one per tenant, ever. */
+export function accountWorkflowId(tenant: string): string {
+  return `account/${parseTenantId(tenant)}`;
+}
+
+/** `job/<tenant>/<jobId>`: one deferred request (the job id is derived from the tenant and request id). */
+export function jobWorkflowId(input: { tenant: string; jobId: string }): string {
+  return `job/${parseTenantId(input.tenant)}/${parseJobId(input.jobId)}`;
 }

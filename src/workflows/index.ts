@@ -5,3 +5,5 @@ export * from './job-store.js';
 export * from './jobs.js';
 export type { JobExecutor, JobExecution, JobExecutionInput, JobError, JobPolicy } from './activities/index.js';
 export type { DeferredJobInput, DeferredJobResult } from './workflows/index.js';
+export { accountTimings, startAccountWorkflows } from './worker.js';
+export type { AccountTimings, WarningRequest } from './workflows/index.js';

@@ -2,3 +2,4 @@ export * from './ledger.js';
 export { asActivity } from './errors.js';
 export * from './metering.js';
 export * from './jobs.js';
+export * from './account.js';

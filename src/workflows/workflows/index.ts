@@ -1,3 +1,4 @@
 export * from './post-ledger-entries.js';
 export * from './meter-shard.js';
 export * from './run-deferred-job.js';
+export * from './account.js';
