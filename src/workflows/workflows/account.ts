@@ -129,20 +129,26 @@ export async function accountWorkflow(input: AccountWorkflowInput): Promise<neve
 
   const carried = input.state;
   let period = carried?.period;
-  let sent = new Set(carried?.sent ?? []);
   let closed: ClosedPeriod[] = [...(carried?.closed ?? [])];
   const queue: WarningRequest[] = [...(carried?.queue ?? [])];
   const counters: AccountCounters = { ...INITIAL_COUNTERS, ...carried?.counters };
   counters.runs += 1;
-  // warnings of other periods handed to a delivery in this run (their DynamoDB record dedupes across runs)
-  const sentElsewhere = new Set<string>();
+  // `<periodStartMs>:<limitId>:<percent>` of every warning handed to a delivery in this run (any period);
+  // the open period's are carried to the next run, the others are deduped by their DynamoDB record
+  // (a run hands over only once its deliveries finished, so two deliveries of one warning never overlap)
+  const handled = new Set<string>(period === undefined ? [] : (carried?.sent ?? []).map((key) => `${period?.startMs}:${key}`));
   const inFlight = new Set<Promise<void>>();
 
   setHandler(accountWarningsSignal, (payload) => {
     counters.received += payload.warnings.length;
     queue.push(...payload.warnings);
   });
-  setHandler(accountStateQuery, () => ({ ...(period === undefined ? {} : { period }), sent: [...sent], closed, queue, counters, inFlight: inFlight.size }));
+  const sentInPeriod = (): string[] => {
+    if (period === undefined) return [];
+    const prefix = `${period.startMs}:`;
+    return [...handled].filter((key) => key.startsWith(prefix)).map((key) => key.slice(prefix.length));
+  };
+  setHandler(accountStateQuery, () => ({ ...(period === undefined ? {} : { period }), sent: sentInPeriod(), closed, queue, counters, inFlight: inFlight.size }));
 
   const deliver = (warning: WarningRequest): void => {
     const request: WarningInput = { tenant, periodStartMs: warning.periodStartMs, limitId: warning.limitId, percent: warning.percent };
@@ -163,15 +169,9 @@ export async function accountWorkflow(input: AccountWorkflowInput): Promise<neve
 
   const drainQueue = (): void => {
     for (let warning = queue.shift(); warning !== undefined; warning = queue.shift()) {
-      const key = `${warning.limitId}:${warning.percent}`;
-      if (period !== undefined && warning.periodStartMs === period.startMs) {
-        if (sent.has(key)) continue;
-        sent.add(key);
-      } else {
-        const elsewhere = `${warning.periodStartMs}:${key}`;
-        if (sentElsewhere.has(elsewhere)) continue;
-        sentElsewhere.add(elsewhere);
-      }
+      const key = `${warning.periodStartMs}:${warning.limitId}:${warning.percent}`;
+      if (handled.has(key)) continue;
+      handled.add(key);
       deliver(warning);
     }
   };
@@ -183,7 +183,7 @@ export async function accountWorkflow(input: AccountWorkflowInput): Promise<neve
     return continueAsNew<typeof accountWorkflow>({
       tenant,
       timings,
-      state: { ...(period === undefined ? {} : { period }), sent: [...sent], closed, queue: [...queue], counters },
+      state: { ...(period === undefined ? {} : { period }), sent: sentInPeriod(), closed, queue: [...queue], counters },
     });
   };
 
@@ -215,7 +215,6 @@ export async function accountWorkflow(input: AccountWorkflowInput): Promise<neve
       const nextPeriod = next.period === null ? undefined : { startMs: ending.endMs, endMs: Math.max(next.period.endMs, ending.endMs + 1) };
       closed = [...closed, { startMs: ending.startMs, endMs: ending.endMs, nextStartMs: ending.endMs, graceEndsAtMs: ending.endMs + timings.graceMs }];
       period = nextPeriod;
-      sent = new Set();
       return handOver();
     }
     if (workflowInfo().continueAsNewSuggested) return handOver();
