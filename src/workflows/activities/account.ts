@@ -103,6 +103,9 @@ export function signWebhook(input: { secret: string; timestampSeconds: number; b
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
+/** Wake signals in flight at once. */
+const WAKE_CONCURRENCY = 16;
+
 function parseWarning(input: WarningInput): { tenant: ReturnType<typeof parseTenantId>; periodStart: string; limitId: string; percent: number } {
   if (!Number.isSafeInteger(input.periodStartMs) || input.periodStartMs < 0) throw new ValidationError('INVALID_INPUT', 'periodStartMs must be epoch ms');
   if (!Number.isInteger(input.percent) || input.percent < 1 || input.percent > 1000) throw new ValidationError('INVALID_INPUT', 'percent must be 1..1000');
@@ -237,15 +240,19 @@ export function createAccountActivities(deps: AccountActivityDeps) {
         const tenant = parseTenantId(input.tenant);
         const queued = await deps.jobs.listQueued(tenant);
         let woken = 0;
-        for (const jobId of queued) {
-          try {
-            await deps.client.workflow.getHandle(jobWorkflowId({ tenant, jobId })).signal('wake');
-            woken += 1;
-          } catch (error) {
-            if (!(error instanceof WorkflowNotFoundError)) throw error;
+        // a few signals in flight at once: a tenant may have thousands of waiting jobs
+        const lanes = Array.from({ length: Math.min(WAKE_CONCURRENCY, queued.length) }, async () => {
+          for (let jobId = queued.shift(); jobId !== undefined; jobId = queued.shift()) {
+            try {
+              await deps.client.workflow.getHandle(jobWorkflowId({ tenant, jobId })).signal('wake');
+              woken += 1;
+            } catch (error) {
+              if (!(error instanceof WorkflowNotFoundError)) throw error;
+            }
+            if (woken % 50 === 0) heartbeat(woken);
           }
-          if (woken % 50 === 0) heartbeat(woken);
-        }
+        });
+        await Promise.all(lanes);
         return { woken };
       });
     },
