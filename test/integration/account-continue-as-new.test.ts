@@ -104,7 +104,7 @@ describe('account/<tenant> across forced continue-as-new', () => {
     expect(new Set(receiver.processed.map((request) => `${String(request.body['limitId'])}:${String(request.body['percent'])}`)).size).toBe(distinct.length);
     expect(state.counters.received).toBe(signals.length);
     expect(state.counters.deliveries).toBe(distinct.length);
-    expect(state.counters.runs).toBeGreaterThan(3);
+    expect(state.counters.runs).toBeGreaterThanOrEqual(3);
     for (const warning of distinct.filter((_, index) => index % 10 === 0)) {
       const record = await periods.getWarning({ tenant, periodStart: new Date(periodStartMs).toISOString(), limitId: warning.limitId, percent: warning.percent });
       expect(record?.status).toBe('delivered');

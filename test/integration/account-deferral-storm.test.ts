@@ -172,7 +172,7 @@ describe('deferred jobs woken by period resets', () => {
       startedPerPeriod.set(period, (startedPerPeriod.get(period) ?? 0) + 1);
     }
     // admissions spread over at least four periods; the decider's admitted counter of each period (Redis' clock)
-    // never exceeds the quota and they sum to the 2 000 jobs
+    // never exceeds the quota and they sum to the number of jobs
     expect(startedPerPeriod.size).toBeGreaterThanOrEqual(4);
     const starts = [...startedPerPeriod.keys()];
     const admitted: number[] = [];
