@@ -101,6 +101,16 @@ export const MAX_RECORD_TTL_MS = 400 * 86_400_000;
 /** How far the local clock may trail Redis when naming periods: periods are named from now − this. */
 export const PERIOD_SKEW_ALLOWANCE_MS = 60_000;
 
+/**
+ * How far back a spec's periods are named: the skew allowance, but at most half of a `second`
+ * period, so the named pair (current and next) still contains the local now (a 4-second period
+ * named 60 s back would always be stale). Clock skew tolerated either way: that amount.
+ */
+export function namingSkewMs(spec: PeriodSpec): number {
+  if (spec.unit !== 'second') return PERIOD_SKEW_ALLOWANCE_MS;
+  return Math.min(PERIOD_SKEW_ALLOWANCE_MS, Math.floor(((spec.lengthSeconds ?? 1) * 1000) / 2));
+}
+
 const OPERATION = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
 const MODE_CODE: Record<LimitMode, ModeCode> = { hard: MODE.hard, soft: MODE.soft, defer: MODE.defer, shadow: MODE.shadow };
@@ -239,11 +249,11 @@ function compilePlan(limits: LimitSpec[], subShards: number, part: number | unde
   return plan;
 }
 
-/** The period quota's definition for the periods named at `namingNowMs` (cached per period). */
-function periodDefinition(limit: PlanLimit, namingNowMs: number): NonNullable<PlanLimit['period']> {
+/** The period quota's definition for the periods named at `localNowMs` (less the spec's skew; cached per period). */
+function periodDefinition(limit: PlanLimit, localNowMs: number): NonNullable<PlanLimit['period']> {
   const alg = limit.spec.algorithm;
   if (alg.kind !== 'period-quota') throw new ValidationError('INVALID_INPUT', 'not a period quota');
-  const { current, next } = periodPairAt(alg.period, namingNowMs);
+  const { current, next } = periodPairAt(alg.period, localNowMs - namingSkewMs(alg.period));
   if (limit.period?.startMs !== current.startMs) {
     const mode = MODE_CODE[limit.spec.mode];
     const definition = definitionOf(ALG.periodQuota, mode, limit.p1, current.startMs, current.endMs, next.endMs, alg.thresholdsPercent, limit.spec.id);
@@ -291,8 +301,7 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
   const part = partOf(input.requestId, subShards);
   const plan = compilePlan(input.limits, subShards, part);
   const shard = shardOfPart(input.tenant, options.shardCount, part);
-  const namingNowMs = options.localNowMs - PERIOD_SKEW_ALLOWANCE_MS;
-  const { current: billing, next: billingNext } = periodPairAt(input.billingPeriod, namingNowMs);
+  const { current: billing, next: billingNext } = periodPairAt(input.billingPeriod, options.localNowMs - namingSkewMs(input.billingPeriod));
 
   const recordKey = requestRecordKey(shard, input.tenant, input.requestId, part);
   const keys = [
@@ -325,7 +334,7 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
     }
     const hard = asHard && limit.spec.mode === 'defer';
     if (limit.alg === ALG.periodQuota) {
-      const period = periodDefinition(limit, namingNowMs);
+      const period = periodDefinition(limit, options.localNowMs);
       keys.push(head + period.currentTail, head + period.nextTail);
       definitions.push(hard ? period.definitionAsHard : period.definition);
       signatures.push(hard ? period.signatureAsHard : period.signature);

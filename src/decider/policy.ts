@@ -5,7 +5,7 @@
  * problem at once; nothing reaches Redis unchecked.
  */
 import { ValidationError, parseLimitId, type LimitId } from '../shared/index.js';
-import { isValidTimeZone, type PeriodSpec } from './model/period.js';
+import { MAX_PERIOD_SECONDS, isValidTimeZone, type PeriodSpec } from './model/period.js';
 
 /** Who a limit counts for. `global` limits span tenants and are decided in a separate call (not built yet). */
 export type LimitScope = 'tenant' | 'apiKey' | 'ip';
@@ -58,7 +58,10 @@ function checkAlgorithm(problems: string[], where: string, alg: LimitAlgorithm):
       break;
     case 'period-quota':
       checkInt(problems, `${where}.limit`, alg.limit, 1, SAFE);
-      if (alg.period.unit !== 'day' && alg.period.unit !== 'month') problems.push(`${where}.period.unit must be day or month`);
+      if (alg.period.unit !== 'second' && alg.period.unit !== 'day' && alg.period.unit !== 'month') {
+        problems.push(`${where}.period.unit must be second, day or month`);
+      }
+      if (alg.period.unit === 'second') checkInt(problems, `${where}.period.lengthSeconds`, alg.period.lengthSeconds ?? 1, 1, MAX_PERIOD_SECONDS);
       checkInt(problems, `${where}.period.anchorDay`, alg.period.anchorDay, 1, 31);
       if (!isValidTimeZone(alg.period.timeZone)) problems.push(`${where}.period.timeZone is not an IANA zone: ${alg.period.timeZone}`);
       if (alg.thresholdsPercent.length > 8) problems.push(`${where}.thresholdsPercent has more than 8 entries`);

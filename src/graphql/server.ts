@@ -11,15 +11,15 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { FileSpool, ResilientDecider, assertNoEviction, createDeciderRedis, probeDecider } from '../decider/index.js';
-import { DynamoAuditStore, createDynamoClient, readStreamLag } from '../metering/index.js';
+import { DynamoAccountStore, DynamoAuditStore, createDynamoClient, readStreamLag } from '../metering/index.js';
 import { DependencyError, createLogger, loadConfig, systemClock } from '../shared/index.js';
-import { DynamoJobStore, createJobsWorker, type JobSettings } from '../workflows/index.js';
+import { DynamoJobStore, accountTimings, createJobsWorker, ensureAccountWorkflow, type JobSettings } from '../workflows/index.js';
 import { createApi } from './app.js';
 import { DynamoResponseStore } from './idempotency/response-store.js';
 import { createDemoSchema } from './demo/schema.js';
 import { DynamoConfigStore } from './config/dynamo-config-store.js';
 import { LiveConfig, announceConfigVersion } from './config/live-config.js';
-import { DEMO_ANONYMOUS, createDemoSetup, seedDemoConfig, type DemoKey } from './demo/seed.js';
+import { DEMO_ACCOUNTS, DEMO_ANONYMOUS, createDemoSetup, seedDemoConfig, type DemoKey } from './demo/seed.js';
 import { SchemaJobExecutor } from './jobs/executor.js';
 import { TemporalDeferrer } from './jobs/temporal-deferrer.js';
 import { TollgateMetrics } from './metrics.js';
@@ -173,6 +173,21 @@ async function main(): Promise<void> {
     logger.info({ taskQueue: config.jobs.taskQueue }, 'jobs worker polling');
   };
   await startJobsWorker();
+  // The demo tenants' accounts (billing period, price) and their account workflows
+  // (warnings, period close), unless API_DEMO_SEED=false. Best effort: the API serves without them.
+  if (config.account.isEnabled && config.api.isDemoSeeded) {
+    try {
+      const accounts = new DynamoAccountStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
+      for (const account of DEMO_ACCOUNTS) await accounts.put(account, Date.now());
+      const accountClient = new Client({ connection: temporal, namespace: config.temporal.namespace });
+      for (const account of DEMO_ACCOUNTS) {
+        await ensureAccountWorkflow(accountClient, { tenant: account.tenant, taskQueue: config.temporal.taskQueue, timings: accountTimings(config) });
+      }
+      logger.info({ tenants: DEMO_ACCOUNTS.map((account) => account.tenant) }, 'demo accounts stored, account workflows running');
+    } catch (error) {
+      logger.error({ err: error instanceof Error ? error.message : String(error) }, 'demo accounts could not be set up');
+    }
+  }
 
   const api = createApi({
     redis,

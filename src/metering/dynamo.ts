@@ -10,6 +10,12 @@ export interface DynamoConnectionOptions {
   region: string;
   /** SDK attempts per call, including the first. @default 3 */
   maxAttempts?: number;
+  /**
+   * Longest time one HTTP request may take, ms; past it the attempt fails with a TimeoutError and
+   * the SDK retries it. Without it a request whose response never comes hangs its caller (seen
+   * with DynamoDB Local under a storm: an activity stuck until its start-to-close timeout). @default 10000
+   */
+  requestTimeoutMs?: number;
 }
 
 function isLoopback(endpoint: string): boolean {
@@ -22,6 +28,7 @@ export function createDynamoClient(options: DynamoConnectionOptions): DynamoDBCl
   return new DynamoDBClient({
     region: options.region,
     maxAttempts: options.maxAttempts ?? 3,
+    requestHandler: { connectionTimeout: 3_000, requestTimeout: options.requestTimeoutMs ?? 10_000, throwOnRequestTimeout: true },
     ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
     ...(options.endpoint !== undefined && isLoopback(options.endpoint)
       ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }
@@ -34,7 +41,7 @@ export function ledgerTableName(prefix: string): string {
   return `${prefix}ledger`;
 }
 
-/** The config table (plans, keys, operational records such as the latest audit report). */
+/** Physical name of the config table (accounts, plans, keys, operational records such as the latest audit report); must agree with infra/tables.ts. */
 export function configTableName(prefix: string): string {
   return `${prefix}config`;
 }

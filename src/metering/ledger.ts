@@ -5,23 +5,37 @@
  * nothing; a post of different data under an existing event id is a
  * non-retryable LEDGER_CONFLICT. Corrections are new entries.
  *
- * Item layout (table `<prefix>ledger`):
+ * Item layout (table `<prefix>ledger`), one partition per tenant and period:
  *   pk `tenant#<tenant>#period#<periodStartIso>`
- *   sk `entry#<eventId>`  eventId, kind, amount (integer units), operation, postedAtMs
- *   sk `balance`          amount (sum of entries), entries (count)
+ *   sk `entry#<eventId>`   eventId, kind, amount (integer units), operation, postedAtMs, source?,
+ *                          lateOf? (ISO start of the period the event belongs to, when it was
+ *                          credited here because that period was already finalized)
+ *   sk `balance`           amount (sum of the partition's entries), entries (count),
+ *                          finalizedAtMs? + nextPeriodStart? (set once by the account workflow at
+ *                          the end of the grace window; see below)
+ *   sk `statement`         the period's statement (src/metering/periods.ts)
+ *   sk `warning#<limitId>#<percent>`  a threshold warning's delivery record (periods.ts)
  *
- * Late credits (an event of an already finalized period P, credited to a later
- * period Q), as the audit (`audit.ts`) counts them toward P. One transaction:
+ * Late events. A period closes at its end; events for it are still accepted
+ * into it during a grace window; then it is finalized (`finalizedAtMs` on its
+ * balance). Every balance update of a new entry is conditional on
+ * `attribute_not_exists(finalizedAtMs)`, so once finalized a partition takes
+ * no new entry: the entry is credited to the period named by the balance's
+ * `nextPeriodStart` instead (following further finalized periods), under the
+ * same event id. One transaction per late entry (an event of finalized period
+ * P credited to a later period Q):
  *   Q's partition: sk `entry#<eventId>` with `lateOf` = P's ISO start; Q's balance
  *                  ADDs amount, entries and `lateAmount` (late credits Q holds for earlier periods)
  *   P's partition: sk `late#<eventId>` (amount, `heldIn` = Q's ISO start); P's balance
- *                  ADDs `lateCredited` (P's events credited elsewhere)
- * so the amount that belongs to a period is `amount − lateAmount + lateCredited`,
- * read from one balance item, and an in-flight event is found in the ledger under
- * `entry#<id>` or `late#<id>` of its own period's partition.
+ *                  ADDs `lateCredited` (P's events credited elsewhere; allowed after finalization)
+ * so the usage that belongs to a period is `amount − lateAmount + lateCredited`,
+ * read from one balance item (the audit, `audit.ts`), and an in-flight event is
+ * found in the ledger under `entry#<id>` or `late#<id>` of its own period's
+ * partition. A retry walks the same path and finds both items: a duplicate,
+ * never counted twice. A partition's `amount` is what is billed in that period
+ * (its own entries plus late credits of earlier periods).
  */
 import {
-  ConditionalCheckFailedException,
   GetItemCommand,
   TransactWriteItemsCommand,
   TransactionCanceledException,
@@ -33,6 +47,7 @@ import {
 import {
   ConflictError,
   DependencyError,
+  InvariantError,
   ValidationError,
   type EventId,
   type TenantId,
@@ -56,12 +71,19 @@ export interface LedgerEntry {
   operation: string;
   /** Where the entry came from, e.g. `{s:3}:usage:v1/1700000000000-0` (informational, not compared). */
   source?: string;
+  /**
+   * Set by the ledger (never by callers) when the entry is credited to a later period because
+   * `periodStart`'s own period was finalized: that original period (ISO).
+   */
+  lateOf?: string;
 }
 
 /** Outcome of posting one entry. */
 export interface PostEntryResult {
   /** True when an identical entry was already there (a retry): nothing moved. */
   isDuplicate: boolean;
+  /** The period the entry is (now or already) credited to: its own, or a later one when its own was finalized. */
+  creditedPeriodStart: string;
 }
 
 /** The balance of one tenant and period. */
@@ -84,6 +106,10 @@ export interface PostEntriesResult {
   duplicates: number;
   /** Entries whose id holds different data: not written, nothing moved. */
   conflicts: LedgerConflict[];
+  /** Of `posted`, entries credited to a later period because theirs was finalized (`lateOf`). */
+  late: number;
+  /** Where each posted or duplicate entry is credited, by `<tenant>#<periodStart>#<eventId>` of the input entry. */
+  creditedTo: Map<string, string>;
 }
 
 export interface PostEntriesOptions {
@@ -110,7 +136,10 @@ function validate(entry: LedgerEntry): void {
   }
   if (!KIND.test(entry.kind)) throw new ValidationError('INVALID_INPUT', `invalid entry kind ${JSON.stringify(entry.kind)}`);
   if (entry.operation.length > 256) throw new ValidationError('INVALID_INPUT', 'operation is longer than 256 chars');
+  if (entry.lateOf !== undefined) throw new ValidationError('INVALID_INPUT', 'lateOf is set by the ledger, never by a caller');
 }
+
+const entryKey = (entry: { tenant: string; periodStart: string; eventId: string }): string => `${entry.tenant}#${entry.periodStart}#${entry.eventId}`;
 
 const partitionKey = (tenant: TenantId, periodStart: string): string => `tenant#${tenant}#period#${periodStart}`;
 
@@ -126,6 +155,7 @@ function entryItem(entry: LedgerEntry, postedAtMs: number): AttributeMap {
     operation: { S: entry.operation },
     postedAtMs: { N: String(postedAtMs) },
     ...(entry.source === undefined ? {} : { source: { S: entry.source } }),
+    ...(entry.lateOf === undefined ? {} : { lateOf: { S: entry.lateOf } }),
   };
 }
 
@@ -183,13 +213,13 @@ export class DynamoLedgerStore implements LedgerStore {
    *   already committed stay, and a retry of the whole batch is safe.
    */
   async postEntries(entries: readonly LedgerEntry[], options: PostEntriesOptions = {}): Promise<PostEntriesResult> {
-    const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [] };
+    const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [], late: 0, creditedTo: new Map() };
     const unique = new Map<string, LedgerEntry>();
     // identical copies of an entry in the same batch share its fate: duplicates if it posts, conflicts if it conflicts
     const copies = new Map<LedgerEntry, LedgerEntry[]>();
     for (const entry of entries) {
       validate(entry);
-      const key = `${partitionKey(entry.tenant, entry.periodStart)}/${entry.eventId}`;
+      const key = entryKey(entry);
       const seen = unique.get(key);
       if (seen === undefined) unique.set(key, entry);
       else if (seen.kind === entry.kind && seen.amount === entry.amount && seen.operation === entry.operation) {
@@ -197,12 +227,23 @@ export class DynamoLedgerStore implements LedgerStore {
       } else result.conflicts.push({ entry, reason: `event id ${entry.eventId} appears twice in the batch with different data` });
     }
     const transactions = planLedgerTransactions([...unique.values()], this.maxTransactItems);
+    const late: LateCredit[] = [];
     await runWithoutSharedBalances(transactions, this.transactionsInFlight, async (transaction) => {
-      const outcome = await this.postTransaction(transaction, options);
+      const outcome = await this.postTransaction(transaction, options, late);
       result.posted += outcome.posted;
       result.duplicates += outcome.duplicates;
       result.conflicts.push(...outcome.conflicts);
+      for (const [key, period] of outcome.creditedTo) result.creditedTo.set(key, period);
     });
+    // late credits (rare: events of finalized periods) go one by one, after the batch's own periods
+    for (const credit of late) {
+      const outcome = await this.postLate(credit, options);
+      result.posted += outcome.posted;
+      result.late += outcome.posted;
+      result.duplicates += outcome.duplicates;
+      result.conflicts.push(...outcome.conflicts);
+      for (const [key, period] of outcome.creditedTo) result.creditedTo.set(key, period);
+    }
     const conflicted = new Map(result.conflicts.map((conflict) => [conflict.entry, conflict.reason]));
     for (const [first, sameCopies] of copies) {
       const reason = conflicted.get(first);
@@ -215,19 +256,23 @@ export class DynamoLedgerStore implements LedgerStore {
   /**
    * One transaction; when some entries already exist it is cancelled as a
    * whole, those entries are classified (duplicate or conflict) and removed,
-   * and the rest is tried again. Each round removes at least one entry.
+   * and the rest is tried again. The entries of a group whose balance is
+   * finalized are handed back as late credits (`postLate`). Each round removes
+   * at least one entry, so it ends.
    */
-  private async postTransaction(chunks: BalanceChunk<LedgerEntry>[], options: PostEntriesOptions): Promise<PostEntriesResult> {
-    const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [] };
+  private async postTransaction(chunks: BalanceChunk<LedgerEntry>[], options: PostEntriesOptions, late: LateCredit[]): Promise<PostEntriesResult> {
+    const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [], late: 0, creditedTo: new Map() };
+    // each live entry remembers the input entry it stands for (its period may move)
+    const origin = new Map<LedgerEntry, LedgerEntry>();
+    for (const chunk of chunks) for (const entry of chunk.entries) origin.set(entry, entry);
     let live = chunks.map((chunk) => ({ ...chunk, entries: [...chunk.entries] }));
-    for (;;) {
-      live = live
-        .filter((chunk) => chunk.entries.length > 0)
-        .map((chunk) => ({ ...chunk, amount: chunk.entries.reduce((sum, entry) => sum + entry.amount, 0) }));
+    for (let round = 0; ; round += 1) {
+      if (round > 1_000) throw new InvariantError('ledger transaction did not settle after 1000 rounds');
+      live = mergeChunks(live.filter((chunk) => chunk.entries.length > 0));
       if (live.length === 0) return result;
       const postedAtMs = Date.now();
       const items: TransactWriteItem[] = [];
-      const itemEntries: (LedgerEntry | undefined)[] = [];
+      const itemEntries: (LedgerEntry | BalanceChunk<LedgerEntry>)[] = [];
       for (const chunk of live) {
         for (const entry of chunk.entries) {
           items.push({
@@ -245,16 +290,25 @@ export class DynamoLedgerStore implements LedgerStore {
             TableName: this.table,
             Key: { pk: { S: partitionKey(chunk.tenant as TenantId, chunk.periodStart) }, sk: { S: 'balance' } },
             UpdateExpression: 'ADD amount :amount, entries :count',
+            // a finalized period takes no new entry (late events go to the next open period)
+            ConditionExpression: 'attribute_not_exists(finalizedAtMs)',
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
             ExpressionAttributeValues: { ':amount': { N: String(chunk.amount) }, ':count': { N: String(chunk.entries.length) } },
           },
         });
-        itemEntries.push(undefined);
+        itemEntries.push(chunk);
       }
       let reasons: CancellationReason[];
       try {
         await this.client.send(new TransactWriteItemsCommand({ TransactItems: items }));
         options.onTransaction?.();
-        result.posted += itemEntries.filter((entry) => entry !== undefined).length;
+        for (const chunk of live) {
+          for (const entry of chunk.entries) {
+            result.posted += 1;
+            if (entry.lateOf !== undefined) result.late += 1;
+            result.creditedTo.set(entryKey(origin.get(entry) ?? entry), entry.periodStart);
+          }
+        }
         return result;
       } catch (error) {
         if (!(error instanceof TransactionCanceledException)) {
@@ -264,22 +318,133 @@ export class DynamoLedgerStore implements LedgerStore {
       }
       options.onTransaction?.();
       const taken = new Set<LedgerEntry>();
+      const moved = new Map<BalanceChunk<LedgerEntry>, string>();
       for (const [index, reason] of reasons.entries()) {
-        const entry = itemEntries[index];
-        if (entry === undefined || reason.Code !== 'ConditionalCheckFailed') continue;
-        taken.add(entry);
-        const existing = reason.Item ?? (await this.readEntry(entry));
-        if (isSameEntry(existing, entry)) result.duplicates += 1;
-        else result.conflicts.push({ entry, reason: `ledger entry ${entry.eventId} already exists with different data` });
+        const item = itemEntries[index];
+        if (item === undefined || reason.Code !== 'ConditionalCheckFailed') continue;
+        if ('entries' in item) {
+          const next = reason.Item?.['nextPeriodStart']?.S ?? (await this.readBalanceItem(item))?.['nextPeriodStart']?.S;
+          if (next === undefined || !ISO_UTC.test(next) || next <= item.periodStart) {
+            throw new InvariantError(`finalized period ${item.periodStart} of ${item.tenant} names no later period`);
+          }
+          moved.set(item, next);
+          continue;
+        }
+        taken.add(item);
+        const existing = reason.Item ?? (await this.readEntry(item));
+        const input = origin.get(item) ?? item;
+        if (isSameEntry(existing, item)) {
+          result.duplicates += 1;
+          result.creditedTo.set(entryKey(input), item.periodStart);
+        } else result.conflicts.push({ entry: input, reason: `ledger entry ${item.eventId} already exists with different data` });
       }
-      if (taken.size === 0) {
+      if (taken.size === 0 && moved.size === 0) {
         // Cancelled for another reason (a concurrent transaction on the same balance, throttling): retry later.
         throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB cancelled the ledger transaction', {
           details: { reasons: reasons.map((reason) => reason.Code ?? 'None') },
         });
       }
-      live = live.map((chunk) => ({ ...chunk, entries: chunk.entries.filter((entry) => !taken.has(entry)) }));
+      live = live.map((chunk) => {
+        const entries = chunk.entries.filter((entry) => !taken.has(entry));
+        const next = moved.get(chunk);
+        if (next === undefined) return { ...chunk, entries };
+        for (const entry of entries) late.push({ entry, originalPeriodStart: entry.periodStart, nextPeriodStart: next });
+        return { ...chunk, entries: [] };
+      });
     }
+  }
+
+  /**
+   * Credits one entry of a finalized period to the next open period (the
+   * layout in the file header): the entry and its balance move in the later
+   * period, the `late#` marker and `lateCredited` in the original one, all in
+   * one transaction. A later period that is itself finalized passes it on.
+   */
+  private async postLate(credit: LateCredit, options: PostEntriesOptions): Promise<PostEntriesResult> {
+    const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [], late: 0, creditedTo: new Map() };
+    const { entry: input, originalPeriodStart } = credit;
+    const original = partitionKey(input.tenant, originalPeriodStart);
+    let target = credit.nextPeriodStart;
+    for (let hop = 0; ; hop += 1) {
+      if (hop > 1_000) throw new InvariantError(`late entry ${input.eventId} found no open period after 1000 hops`);
+      if (!ISO_UTC.test(target) || target <= originalPeriodStart) {
+        throw new InvariantError(`finalized period ${originalPeriodStart} of ${input.tenant} names no later period`);
+      }
+      const entry: LedgerEntry = { ...input, periodStart: target, lateOf: originalPeriodStart };
+      const amount = { N: String(entry.amount) };
+      const items: TransactWriteItem[] = [
+        { Put: { TableName: this.table, Item: entryItem(entry, Date.now()), ConditionExpression: 'attribute_not_exists(pk)', ReturnValuesOnConditionCheckFailure: 'ALL_OLD' } },
+        {
+          Update: {
+            TableName: this.table,
+            Key: { pk: { S: partitionKey(entry.tenant, target) }, sk: { S: 'balance' } },
+            UpdateExpression: 'ADD amount :amount, entries :one, lateAmount :amount',
+            ConditionExpression: 'attribute_not_exists(finalizedAtMs)',
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+            ExpressionAttributeValues: { ':amount': amount, ':one': { N: '1' } },
+          },
+        },
+        {
+          Put: {
+            TableName: this.table,
+            Item: { pk: { S: original }, sk: { S: `late#${entry.eventId}` }, eventId: { S: entry.eventId }, amount, heldIn: { S: target } },
+            ConditionExpression: 'attribute_not_exists(pk)',
+          },
+        },
+        {
+          Update: {
+            TableName: this.table,
+            Key: { pk: { S: original }, sk: { S: 'balance' } },
+            UpdateExpression: 'ADD lateCredited :amount',
+            ExpressionAttributeValues: { ':amount': amount },
+          },
+        },
+      ];
+      let reasons: CancellationReason[];
+      try {
+        await this.client.send(new TransactWriteItemsCommand({ TransactItems: items }));
+        options.onTransaction?.();
+        result.posted = 1;
+        result.creditedTo.set(entryKey(input), target);
+        return result;
+      } catch (error) {
+        if (!(error instanceof TransactionCanceledException)) {
+          throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not post the late ledger entry', { cause: error });
+        }
+        reasons = error.CancellationReasons ?? [];
+      }
+      options.onTransaction?.();
+      const [entryReason, balanceReason, markerReason] = reasons;
+      if (entryReason?.Code === 'ConditionalCheckFailed' || markerReason?.Code === 'ConditionalCheckFailed') {
+        // credited before (a retry): the same data is a duplicate, different data a conflict
+        const existing = entryReason?.Item ?? (await this.readEntry(entry));
+        if (isSameEntry(existing, entry)) {
+          result.duplicates = 1;
+          result.creditedTo.set(entryKey(input), target);
+        } else result.conflicts.push({ entry: input, reason: `ledger entry ${entry.eventId} already exists with different data` });
+        return result;
+      }
+      if (balanceReason?.Code === 'ConditionalCheckFailed') {
+        const next = balanceReason.Item?.['nextPeriodStart']?.S ?? (await this.readBalanceItem({ tenant: entry.tenant, periodStart: target }))?.['nextPeriodStart']?.S;
+        if (next === undefined || next <= target) throw new InvariantError(`finalized period ${target} of ${entry.tenant} names no later period`);
+        target = next;
+        continue;
+      }
+      throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB cancelled the late ledger transaction', {
+        details: { reasons: reasons.map((reason) => reason.Code ?? 'None') },
+      });
+    }
+  }
+
+  private async readBalanceItem(chunk: { tenant: string; periodStart: string }): Promise<AttributeMap | undefined> {
+    const reply = await this.read(
+      new GetItemCommand({
+        TableName: this.table,
+        Key: { pk: { S: partitionKey(chunk.tenant as TenantId, chunk.periodStart) }, sk: { S: 'balance' } },
+        ConsistentRead: true,
+      }),
+    );
+    return reply.Item;
   }
 
   private async readEntry(entry: LedgerEntry): Promise<AttributeMap | undefined> {
@@ -293,6 +458,25 @@ export class DynamoLedgerStore implements LedgerStore {
     return reply.Item;
   }
 
+  /**
+   * Posts one entry (in its period, or the next open one when its period is finalized).
+   * @throws ValidationError for a malformed entry (nothing written)
+   * @throws ConflictError `LEDGER_CONFLICT` when the event id holds different data
+   * @throws DependencyError `DYNAMODB_UNAVAILABLE` when DynamoDB fails (retry is safe)
+   */
+  async postEntry(entry: LedgerEntry): Promise<PostEntryResult> {
+    const result = await this.postEntries([entry]);
+    const conflict = result.conflicts[0];
+    if (conflict !== undefined) {
+      throw new ConflictError('LEDGER_CONFLICT', conflict.reason, {
+        details: { tenant: entry.tenant, periodStart: entry.periodStart, eventId: entry.eventId },
+      });
+    }
+    const credited = result.creditedTo.get(entryKey(entry));
+    if (credited === undefined) throw new InvariantError(`ledger entry ${entry.eventId} was neither posted nor found`);
+    return { isDuplicate: result.duplicates > 0, creditedPeriodStart: credited };
+  }
+
   /** A consistent read; any failure (throttling, 500, network) is a retryable DYNAMODB_UNAVAILABLE. */
   private async read(command: GetItemCommand): Promise<{ Item?: AttributeMap | undefined }> {
     try {
@@ -300,75 +484,6 @@ export class DynamoLedgerStore implements LedgerStore {
     } catch (error) {
       throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not answer a ledger read', { cause: error });
     }
-  }
-
-  /**
-   * @throws ValidationError for a malformed entry (nothing written)
-   * @throws ConflictError `LEDGER_CONFLICT` when the event id holds different data
-   * @throws DependencyError `DYNAMODB_UNAVAILABLE` when DynamoDB fails, throttles or cancels the
-   *   transaction for a conflict (retry is safe: a committed write is recognised as a duplicate)
-   */
-  async postEntry(entry: LedgerEntry): Promise<PostEntryResult> {
-    validate(entry);
-    const pk = partitionKey(entry.tenant, entry.periodStart);
-    try {
-      await this.client.send(
-        new TransactWriteItemsCommand({
-          TransactItems: [
-            {
-              Put: {
-                TableName: this.table,
-                Item: {
-                  pk: { S: pk },
-                  sk: { S: `entry#${entry.eventId}` },
-                  eventId: { S: entry.eventId },
-                  kind: { S: entry.kind },
-                  amount: { N: String(entry.amount) },
-                  operation: { S: entry.operation },
-                  postedAtMs: { N: String(Date.now()) },
-                },
-                ConditionExpression: 'attribute_not_exists(pk)',
-              },
-            },
-            {
-              Update: {
-                TableName: this.table,
-                Key: { pk: { S: pk }, sk: { S: 'balance' } },
-                UpdateExpression: 'ADD amount :amount, entries :one',
-                ExpressionAttributeValues: { ':amount': { N: String(entry.amount) }, ':one': { N: '1' } },
-              },
-            },
-          ],
-        }),
-      );
-      return { isDuplicate: false };
-    } catch (error) {
-      const isEntryTaken =
-        error instanceof TransactionCanceledException &&
-        error.CancellationReasons?.[0]?.Code === 'ConditionalCheckFailed';
-      if (!isEntryTaken && !(error instanceof ConditionalCheckFailedException)) {
-        throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not post the ledger entry', { cause: error });
-      }
-    }
-    return this.compareExisting(pk, entry);
-  }
-
-  private async compareExisting(pk: string, entry: LedgerEntry): Promise<PostEntryResult> {
-    const existing = await this.read(
-      new GetItemCommand({ TableName: this.table, Key: { pk: { S: pk }, sk: { S: `entry#${entry.eventId}` } }, ConsistentRead: true }),
-    );
-    const item = existing.Item;
-    const isIdentical =
-      item !== undefined &&
-      item['kind']?.S === entry.kind &&
-      item['amount']?.N === String(entry.amount) &&
-      item['operation']?.S === entry.operation;
-    if (!isIdentical) {
-      throw new ConflictError('LEDGER_CONFLICT', `ledger entry ${entry.eventId} already exists with different data`, {
-        details: { tenant: entry.tenant, periodStart: entry.periodStart, eventId: entry.eventId },
-      });
-    }
-    return { isDuplicate: true };
   }
 
   async getBalance(input: { tenant: TenantId; periodStart: string }): Promise<LedgerBalance> {
@@ -384,4 +499,23 @@ export class DynamoLedgerStore implements LedgerStore {
       entries: Number(reply.Item?.['entries']?.N ?? '0'),
     };
   }
+}
+
+/** An entry of a finalized period, to be credited to a later one. */
+interface LateCredit {
+  entry: LedgerEntry;
+  originalPeriodStart: string;
+  nextPeriodStart: string;
+}
+
+/** Groups moved to a later period may meet a group already there: one balance update per item and transaction. */
+function mergeChunks(chunks: BalanceChunk<LedgerEntry>[]): BalanceChunk<LedgerEntry>[] {
+  const byBalance = new Map<string, BalanceChunk<LedgerEntry>>();
+  for (const chunk of chunks) {
+    const key = `${chunk.tenant}#${chunk.periodStart}`;
+    const seen = byBalance.get(key);
+    if (seen === undefined) byBalance.set(key, { ...chunk, entries: [...chunk.entries] });
+    else seen.entries.push(...chunk.entries);
+  }
+  return [...byBalance.values()].map((chunk) => ({ ...chunk, amount: chunk.entries.reduce((sum, entry) => sum + entry.amount, 0) }));
 }

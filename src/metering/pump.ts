@@ -7,19 +7,42 @@
  *      before a crash, never acknowledged); if none, XREADGROUP new ones.
  *   2. Parse each entry; post the good ones to the ledger (idempotent by
  *      event id, balances in the same transactions).         -> crash: entries stay pending, re-posting them moves nothing
- *   3. Dead-letter the poison ones and XACK them in one MULTI. -> atomic: never lost, never dead-lettered twice
- *   4. XACK the ledgered ones.                                 -> only after DynamoDB holds them
- *   5. XTRIM MINID below the oldest entry any group still needs.
+ *   3. Hand the quota thresholds the ledgered events crossed to the
+ *      WarningSink (the account workflows).                   -> crash: handed again after the retry; the sink dedupes
+ *   4. Dead-letter the poison ones and XACK them in one MULTI. -> atomic: never lost, never dead-lettered twice
+ *   5. XACK the ledgered ones.                                 -> only after DynamoDB and the sink hold them
+ *   6. XTRIM MINID below the oldest entry any group still needs.
  * The consumer group is the cursor of record; the workflow's cursor is only
  * where the reclaim scan continues.
  */
-import { DependencyError, InvariantError } from '../shared/index.js';
+import { DependencyError, InvariantError, type TenantId } from '../shared/index.js';
 import { redisErrorPrefix, usageStreamKey, type DeciderRedis, type ShardId } from '../decider/index.js';
 import { deadLetterStreamKey } from './keys.js';
 import type { LedgerEntry, LedgerStore } from './ledger.js';
-import { parseUsageEvent } from './model/usage-event.js';
+import { parseUsageEvent, type ThresholdCrossing } from './model/usage-event.js';
+
+/** A quota threshold crossed by one admitted request, in the billing period the request counts in. */
+export interface CrossedThreshold extends ThresholdCrossing {
+  tenant: TenantId;
+  /** Start of the billing period (`bp`), epoch ms. */
+  periodStartMs: number;
+  /** The usage event that crossed it. */
+  eventId: string;
+}
+
+/**
+ * Port: receives the thresholds crossed by a batch, after the ledger holds
+ * the batch and before it is acknowledged. A failure fails the batch (it is
+ * retried, nothing acknowledged), so the sink sees every crossing at least
+ * once and must dedupe (the account workflow does, per period, limit and percent).
+ */
+export interface WarningSink {
+  notify(crossings: readonly CrossedThreshold[]): Promise<void>;
+}
 
 export interface UsagePumpOptions {
+  /** Where crossed quota thresholds go (the account workflows). @default none: thresholds are dropped */
+  warningSink?: WarningSink;
   /** Consumer group on every usage stream. @default 'meter' */
   group?: string;
   /** Consumer name; one pump per shard, so one name. @default 'pump' */
@@ -30,10 +53,10 @@ export interface UsagePumpOptions {
   claimMinIdleMs?: number;
 }
 
-const DEFAULTS: Required<UsagePumpOptions> = { group: 'meter', consumer: 'pump', batchSize: 500, claimMinIdleMs: 60_000 };
+const DEFAULTS: Required<Omit<UsagePumpOptions, 'warningSink'>> = { group: 'meter', consumer: 'pump', batchSize: 500, claimMinIdleMs: 60_000 };
 
 /** Points between the effects of a batch (for heartbeats and fault injection in tests). */
-export type PumpStage = 'read' | 'ledger-written' | 'dead-lettered' | 'acked' | 'trimmed';
+export type PumpStage = 'read' | 'ledger-written' | 'warnings-handed' | 'dead-lettered' | 'acked' | 'trimmed';
 
 export interface PumpBatchInput {
   shard: ShardId;
@@ -62,6 +85,8 @@ export interface PumpBatchResult {
   trimmed: number;
   /** Highest stream id handled, or '' when none. */
   lastEntryId: string;
+  /** Threshold crossings handed to the warning sink (again after a retry). */
+  warnings: number;
 }
 
 /** Carries an error thrown by the caller's onStage hook past the pump's own error mapping. */
@@ -111,6 +136,7 @@ interface GoodEntry {
   id: string;
   fields: string[];
   entry: LedgerEntry;
+  crossings: CrossedThreshold[];
 }
 
 interface PoisonEntry {
@@ -147,6 +173,12 @@ function classify(stream: string, entries: readonly StreamEntry[]): { good: Good
         operation: event.operation,
         source: `${stream}/${id}`,
       },
+      crossings: event.warnings.map((warning) => ({
+        ...warning,
+        tenant: event.tenant,
+        periodStartMs: event.billingPeriodStartMs,
+        eventId: event.eventId,
+      })),
     });
   }
   return { good, poison, gone };
@@ -154,7 +186,8 @@ function classify(stream: string, entries: readonly StreamEntry[]): { good: Good
 
 /** Moves usage events from Redis Streams into the ledger. */
 export class UsagePump {
-  private readonly options: Required<UsagePumpOptions>;
+  private readonly options: Required<Omit<UsagePumpOptions, 'warningSink'>>;
+  private readonly warningSink: WarningSink | undefined;
   private readonly groupsReady = new Set<string>();
 
   constructor(
@@ -162,7 +195,9 @@ export class UsagePump {
     private readonly ledger: LedgerStore,
     options: UsagePumpOptions = {},
   ) {
-    this.options = { ...DEFAULTS, ...options };
+    const { warningSink, ...rest } = options;
+    this.options = { ...DEFAULTS, ...rest };
+    this.warningSink = warningSink;
   }
 
   /**
@@ -193,6 +228,7 @@ export class UsagePump {
       deadLettered: 0,
       acked: 0,
       trimmed: 0,
+      warnings: 0,
       lastEntryId: entries.reduce((last, entry) => (last === '' || compareIds(entry.id, last) > 0 ? entry.id : last), ''),
     };
     if (entries.length === 0) return result;
@@ -211,6 +247,16 @@ export class UsagePump {
     for (const conflict of posted.conflicts) {
       const item = good.find((candidate) => candidate.entry === conflict.entry);
       if (item !== undefined) poison.push({ id: item.id, fields: item.fields, reason: `ledger conflict: ${conflict.reason}` });
+    }
+    const crossings = good.filter((item) => !conflicted.has(item.entry)).flatMap((item) => item.crossings);
+    if (crossings.length > 0 && this.warningSink !== undefined) {
+      try {
+        await this.warningSink.notify(crossings);
+      } catch (error) {
+        throw new DependencyError('DEPENDENCY_FAILED', `the warning sink refused ${crossings.length} crossings of ${stream}`, { cause: error });
+      }
+      result.warnings = crossings.length;
+      reached(input, 'warnings-handed');
     }
     if (poison.length > 0) {
       await this.deadLetter(stream, input.shard, poison);

@@ -169,6 +169,34 @@ export const CONFIG_SCHEMA = z.object({
     .max(1_000_000)
     .default(100)
     .describe('Most unfinished deferred jobs one tenant may have; another deferral is answered 429.'),
+  // account workflows (`account/<tenant>`): warnings, period close, late events
+  ACCOUNT_ENABLED: z
+    .enum(['true', 'false'])
+    .default('true')
+    .describe('Whether the worker ensures an account/<tenant> workflow runs for every stored account at start, and the pump signals warnings to them (true/false).'),
+  ACCOUNT_LATE_GRACE_MS: positiveInt
+    .default(3_600_000)
+    .describe('Grace window after a period ends, ms: usage events of the closed period arriving within it still count in it (the statement is re-rated at its end); later ones are credited to the next open period.'),
+  ACCOUNT_ACTIVITY_TIMEOUT_MS: positiveInt
+    .default(60_000)
+    .describe('Start-to-close timeout of the account activities (load, close, finalize, wake jobs), ms.'),
+  ACCOUNT_WEBHOOK_TIMEOUT_MS: positiveInt
+    .max(300_000)
+    .default(10_000)
+    .describe('Timeout of one warning webhook POST, ms; a timeout counts as a failed attempt.'),
+  ACCOUNT_WEBHOOK_RETRY_INITIAL_MS: positiveInt
+    .default(1_000)
+    .describe('First backoff after a failed warning webhook (non-2xx, timeout), ms; it doubles per attempt.'),
+  ACCOUNT_WEBHOOK_RETRY_MAX_MS: positiveInt
+    .default(300_000)
+    .describe('Longest backoff between two warning webhook attempts, ms.'),
+  ACCOUNT_WEBHOOK_MAX_ATTEMPTS: positiveInt
+    .max(1_000)
+    .default(50)
+    .describe('Attempts of one warning webhook before it is given up (its record stays pending, it is never sent twice).'),
+  ACCOUNT_NO_ACCOUNT_RECHECK_MS: positiveInt
+    .default(3_600_000)
+    .describe('How often an account workflow of a tenant without stored settings looks for them again, ms.'),
 });
 
 type RawConfig = z.infer<typeof CONFIG_SCHEMA>;
@@ -203,6 +231,17 @@ export interface AppConfig {
   worker: { metricsPort: number };
   /** Deferred (202) jobs. */
   jobs: { taskQueue: string; ttlMs: number; retryMinMs: number; retryMaxMs: number; maxQueuedPerTenant: number };
+  /** Account workflows. */
+  account: {
+    isEnabled: boolean;
+    lateGraceMs: number;
+    activityTimeoutMs: number;
+    webhookTimeoutMs: number;
+    webhookRetryInitialMs: number;
+    webhookRetryMaxMs: number;
+    webhookMaxAttempts: number;
+    noAccountRecheckMs: number;
+  };
 }
 
 function toAppConfig(raw: RawConfig): AppConfig {
@@ -252,6 +291,16 @@ function toAppConfig(raw: RawConfig): AppConfig {
       retryMinMs: raw.JOBS_RETRY_MIN_MS,
       retryMaxMs: Math.max(raw.JOBS_RETRY_MIN_MS, raw.JOBS_RETRY_MAX_MS),
       maxQueuedPerTenant: raw.JOBS_MAX_QUEUED_PER_TENANT,
+    },
+    account: {
+      isEnabled: raw.ACCOUNT_ENABLED === 'true',
+      lateGraceMs: raw.ACCOUNT_LATE_GRACE_MS,
+      activityTimeoutMs: raw.ACCOUNT_ACTIVITY_TIMEOUT_MS,
+      webhookTimeoutMs: raw.ACCOUNT_WEBHOOK_TIMEOUT_MS,
+      webhookRetryInitialMs: raw.ACCOUNT_WEBHOOK_RETRY_INITIAL_MS,
+      webhookRetryMaxMs: Math.max(raw.ACCOUNT_WEBHOOK_RETRY_INITIAL_MS, raw.ACCOUNT_WEBHOOK_RETRY_MAX_MS),
+      webhookMaxAttempts: raw.ACCOUNT_WEBHOOK_MAX_ATTEMPTS,
+      noAccountRecheckMs: raw.ACCOUNT_NO_ACCOUNT_RECHECK_MS,
     },
   };
 }

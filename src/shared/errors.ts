@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'CONFIG_INVALID'
   | 'INVALID_ID'
   | 'INVALID_INPUT'
+  | 'ACCOUNT_INVALID'
   | 'NOT_FOUND'
   | 'LEDGER_CONFLICT'
   | 'CONFLICT'
@@ -43,7 +44,7 @@ export abstract class AppError extends Error {
 export class ValidationError extends AppError {
   readonly retryable = false;
   constructor(
-    readonly code: 'CONFIG_INVALID' | 'INVALID_ID' | 'INVALID_INPUT',
+    readonly code: 'CONFIG_INVALID' | 'INVALID_ID' | 'INVALID_INPUT' | 'ACCOUNT_INVALID',
     message: string,
     options?: AppErrorOptions,
   ) {
@@ -101,6 +102,7 @@ export const NON_RETRYABLE_CODES: readonly ErrorCode[] = [
   'CONFIG_INVALID',
   'INVALID_ID',
   'INVALID_INPUT',
+  'ACCOUNT_INVALID',
   'NOT_FOUND',
   'LEDGER_CONFLICT',
   'CONFLICT',

@@ -3,9 +3,14 @@
  * id-reuse policy, so a retried start is a no-op rather than a second run.
  */
 import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client } from '@temporalio/client';
-import { auditWorkflowId, ledgerPostWorkflowId, meterWorkflowId } from './ids.js';
+import type { CrossedThreshold, WarningSink } from '../metering/index.js';
+import { accountWorkflowId, auditWorkflowId, ledgerPostWorkflowId, meterWorkflowId } from './ids.js';
 import type {
+  AccountTimings,
+  AccountWarningsPayload,
   AuditSettings,
+  WarningRequest,
+  accountWorkflow,
   auditLedger,
   MeterSettings,
   PostLedgerEntriesInput,
@@ -13,7 +18,7 @@ import type {
   meterShard,
   postLedgerEntries,
 } from './workflows/index.js';
-import { auditSettingsSignal, meterSettingsSignal } from './workflows/index.js';
+import { accountWarningsSignal, auditSettingsSignal, meterSettingsSignal } from './workflows/index.js';
 
 export interface PostLedgerBatchInput extends PostLedgerEntriesInput {
   tenant: string;
@@ -103,4 +108,57 @@ export async function ensureAuditWorkflow(client: Client, input: EnsureAuditWork
     signalArgs: [input.settings],
   });
   return handle.signaledRunId;
+}
+
+export interface EnsureAccountWorkflowInput {
+  tenant: string;
+  taskQueue: string;
+  timings: AccountTimings;
+  /** Warnings to hand over with the start (none: just make sure it runs). */
+  warnings?: WarningRequest[];
+}
+
+/**
+ * Signals-with-start `account/<tenant>`: a running account workflow receives the
+ * warnings (USE_EXISTING: never a second run beside it); one that ended
+ * (failed, terminated) is started again (ALLOW_DUPLICATE) and picks its state
+ * up from DynamoDB. Safe to call from many pumps at once.
+ */
+export async function ensureAccountWorkflow(client: Client, input: EnsureAccountWorkflowInput): Promise<void> {
+  await client.workflow.signalWithStart<typeof accountWorkflow, [AccountWarningsPayload]>('accountWorkflow', {
+    taskQueue: input.taskQueue,
+    workflowId: accountWorkflowId(input.tenant),
+    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+    args: [{ tenant: input.tenant, timings: input.timings }],
+    signal: accountWarningsSignal,
+    signalArgs: [{ warnings: input.warnings ?? [] }],
+  });
+}
+
+/**
+ * The pump's `WarningSink` on Temporal: one signal-with-start of
+ * `account/<tenant>` per tenant of a batch, carrying its crossings.
+ */
+export class TemporalWarningSink implements WarningSink {
+  constructor(
+    private readonly client: Client,
+    private readonly options: { taskQueue: string; timings: AccountTimings; concurrency?: number },
+  ) {}
+
+  async notify(crossings: readonly CrossedThreshold[]): Promise<void> {
+    const byTenant = new Map<string, WarningRequest[]>();
+    for (const crossing of crossings) {
+      const list = byTenant.get(crossing.tenant) ?? [];
+      list.push({ periodStartMs: crossing.periodStartMs, limitId: crossing.limitId, percent: crossing.percent });
+      byTenant.set(crossing.tenant, list);
+    }
+    const queue = [...byTenant.entries()];
+    const lanes = Array.from({ length: Math.min(this.options.concurrency ?? 8, queue.length) }, async () => {
+      for (let item = queue.shift(); item !== undefined; item = queue.shift()) {
+        await ensureAccountWorkflow(this.client, { tenant: item[0], taskQueue: this.options.taskQueue, timings: this.options.timings, warnings: item[1] });
+      }
+    });
+    await Promise.all(lanes);
+  }
 }

@@ -3,6 +3,7 @@
  * the same business act finds the same workflow. Random ids are banned.
  */
 import { ValidationError, parseEventId, parseTenantId } from '../shared/index.js';
+import { parseJobId } from './job-store.js';
 
 /** `ledger-post/<tenant>/<batchId>`: one posting of a batch of ledger entries. */
 export function ledgerPostWorkflowId(input: { tenant: string; batchId: string }): string {
@@ -21,4 +22,14 @@ export function meterWorkflowId(shard: number): string {
 export function auditWorkflowId(scope: string): string {
   if (!/^[a-z0-9][a-z0-9_-]{0,63}$/.test(scope)) throw new ValidationError('INVALID_ID', `invalid audit scope ${JSON.stringify(scope.slice(0, 80))}`);
   return `audit/${scope}`;
+}
+
+/** `account/<tenant>`: the tenant's entity workflow (warnings, period close), one per tenant, ever. */
+export function accountWorkflowId(tenant: string): string {
+  return `account/${parseTenantId(tenant)}`;
+}
+
+/** `job/<tenant>/<jobId>`: one deferred request (the job id is derived from the tenant and request id). */
+export function jobWorkflowId(input: { tenant: string; jobId: string }): string {
+  return `job/${parseTenantId(input.tenant)}/${parseJobId(input.jobId)}`;
 }

@@ -8,3 +8,5 @@ export type { DeferredJobInput, DeferredJobResult } from './workflows/index.js';
 export * from './metrics.js';
 export type { AuditSettings, AuditCycleState } from './workflows/index.js';
 export { auditStateQuery } from './workflows/index.js';
+export { accountTimings, startAccountWorkflows } from './worker.js';
+export type { AccountTimings, WarningRequest } from './workflows/index.js';

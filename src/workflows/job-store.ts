@@ -16,6 +16,7 @@
 import {
   ConditionalCheckFailedException,
   GetItemCommand,
+  QueryCommand,
   TransactWriteItemsCommand,
   TransactionCanceledException,
   UpdateItemCommand,
@@ -201,6 +202,38 @@ export class DynamoJobStore {
       throw wrap(error, 'read the job');
     }
     return reply.Item === undefined ? undefined : decodeJob(reply.Item);
+  }
+
+  /**
+   * Ids of the tenant's jobs still waiting for admission (`queued`): the ones a
+   * quota reset wakes. Consistent reads, every page.
+   * @throws DependencyError `DYNAMODB_UNAVAILABLE`
+   */
+  async listQueued(tenant: TenantId): Promise<string[]> {
+    const ids: string[] = [];
+    let startKey: Record<string, AttributeValue> | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(
+          new QueryCommand({
+            TableName: this.table,
+            KeyConditionExpression: 'pk = :pk AND begins_with(sk, :job)',
+            FilterExpression: '#status = :queued',
+            ExpressionAttributeNames: { '#status': 'status' },
+            ExpressionAttributeValues: { ':pk': pkOf(tenant), ':job': { S: 'job#' }, ':queued': { S: 'queued' } },
+            ProjectionExpression: 'jobId',
+            ConsistentRead: true,
+            ...(startKey === undefined ? {} : { ExclusiveStartKey: startKey }),
+          }),
+        );
+      } catch (error) {
+        throw wrap(error, 'list the queued jobs');
+      }
+      for (const item of page.Items ?? []) if (item['jobId']?.S !== undefined) ids.push(item['jobId'].S);
+      startKey = page.LastEvaluatedKey;
+    } while (startKey !== undefined);
+    return ids;
   }
 
   /** The tenant's count of unfinished jobs (what the cap is checked against). */

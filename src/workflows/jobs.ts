@@ -19,12 +19,9 @@ import { DependencyError, parseEventId, parseKeyId, parsePlanId, parseTenantId, 
 import { createJobActivities, type JobActivityDeps } from './activities/index.js';
 import { parseJobId, type DynamoJobStore, type JobRecord } from './job-store.js';
 import { workflowsPath } from './worker.js';
+import { jobWorkflowId } from './ids.js';
 import type { DeferredJobInput, runDeferredJob } from './workflows/index.js';
 
-/** `job/<tenant>/<jobId>`: one deferred request (the job id is derived from the tenant and request id). */
-export function jobWorkflowId(input: { tenant: string; jobId: string }): string {
-  return `job/${parseTenantId(input.tenant)}/${parseJobId(input.jobId)}`;
-}
 
 /** Timing and capacity of deferred jobs (from configuration: `JOBS_*`). */
 export interface JobSettings {

@@ -13,11 +13,21 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { DependencyError, createLogger, loadConfig, type AppConfig, type Logger } from '../shared/index.js';
 import { connectDeciderRedis } from '../decider/index.js';
-import { DynamoAuditStore, DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, type PumpStage } from '../metering/index.js';
-import { createAuditActivities, createLedgerActivities, createMeteringActivities } from './activities/index.js';
-import { ensureAuditWorkflow, ensureMeterWorkflows } from './client.js';
+import {
+  DynamoAccountStore,
+  DynamoAuditStore,
+  DynamoLedgerStore,
+  DynamoPeriodStore,
+  MeteringAuditor,
+  UsagePump,
+  createDynamoClient,
+  type PumpStage,
+} from '../metering/index.js';
+import { createAccountActivities, createAuditActivities, createLedgerActivities, createMeteringActivities } from './activities/index.js';
+import { TemporalWarningSink, ensureAccountWorkflow, ensureAuditWorkflow, ensureMeterWorkflows } from './client.js';
+import { DynamoJobStore } from './job-store.js';
 import { WorkerMetrics, serveWorkerMetrics } from './metrics.js';
-import type { AuditSettings, MeterSettings } from './workflows/index.js';
+import type { AccountTimings, AuditSettings, MeterSettings } from './workflows/index.js';
 
 /** Per-command Redis timeout of the pump, ms: batches are not latency-critical, a stuck command is retried. */
 const PUMP_REDIS_TIMEOUT_MS = 5_000;
@@ -42,6 +52,21 @@ export function auditSettings(config: Pick<AppConfig, 'audit'>): AuditSettings {
   };
 }
 
+/** The account workflows' timings from configuration. */
+export function accountTimings(config: Pick<AppConfig, 'account'>): AccountTimings {
+  const { account } = config;
+  return {
+    graceMs: account.lateGraceMs,
+    activityTimeoutMs: account.activityTimeoutMs,
+    // one attempt: the POST plus the two record writes around it
+    deliveryTimeoutMs: account.webhookTimeoutMs + 5_000,
+    webhookRetryInitialMs: account.webhookRetryInitialMs,
+    webhookRetryMaxMs: account.webhookRetryMaxMs,
+    webhookMaxAttempts: account.webhookMaxAttempts,
+    noAccountRecheckMs: account.noAccountRecheckMs,
+  };
+}
+
 /** Path of the workflow bundle's entry, next to this file (.ts in dev, .js when built). */
 export function workflowsPath(): string {
   const ts = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
@@ -49,7 +74,7 @@ export function workflowsPath(): string {
 }
 
 export interface TollgateWorkerInput {
-  config: Pick<AppConfig, 'temporal' | 'dynamodb' | 'redis' | 'meter'>;
+  config: Pick<AppConfig, 'temporal' | 'dynamodb' | 'redis' | 'meter' | 'account'>;
   connection: NativeConnection;
   logger: Logger;
   /** Where pump and audit metrics go. @default a fresh registry (not served) */
@@ -60,6 +85,8 @@ export interface TollgateWorkerInput {
   workflowBundle?: { codePath: string };
   /** Called at each stage of every pump batch (tests inject crashes here). */
   onPumpStage?: (stage: PumpStage, shard: number) => void;
+  /** Called after a warning webhook accepted a POST, before its record says delivered (tests inject crashes here). */
+  onWebhookAccepted?: (idempotencyKey: string) => void;
   /** Worker tuning that tests shorten (e.g. how soon a dead worker's sticky tasks move on). */
   workerOptions?: Pick<WorkerOptions, 'stickyQueueScheduleToStartTimeout' | 'maxCachedWorkflows'>;
 }
@@ -93,13 +120,19 @@ export async function createTollgateWorker(input: TollgateWorkerInput): Promise<
     redis.on('ready', () => {
       isRedisErrorLogged = false;
     });
-    const pump = new UsagePump(redis, ledger, { batchSize: config.meter.batchSize, claimMinIdleMs: config.meter.claimMinIdleMs });
+    const taskQueue = input.taskQueue ?? config.temporal.taskQueue;
+    const client = new Client({ connection: input.connection, namespace: config.temporal.namespace });
+    const pump = new UsagePump(redis, ledger, {
+      batchSize: config.meter.batchSize,
+      claimMinIdleMs: config.meter.claimMinIdleMs,
+      ...(config.account.isEnabled ? { warningSink: new TemporalWarningSink(client, { taskQueue, timings: accountTimings(config) }) } : {}),
+    });
     const metrics = input.metrics ?? new WorkerMetrics();
     const auditor = new MeteringAuditor(redis, dynamo, { shardCount: config.redis.shardCount, tablePrefix: config.dynamodb.tablePrefix });
     const worker = await Worker.create({
       connection: input.connection,
       namespace: config.temporal.namespace,
-      taskQueue: input.taskQueue ?? config.temporal.taskQueue,
+      taskQueue,
       ...(input.workflowBundle === undefined ? { workflowsPath: workflowsPath() } : { workflowBundle: input.workflowBundle }),
       ...input.workerOptions,
       activities: {
@@ -118,13 +151,21 @@ export async function createTollgateWorker(input: TollgateWorkerInput): Promise<
           logger: input.logger.child({ component: 'audit' }),
           onCycle: (cycle) => metrics.recordAudit(cycle),
         }),
+        ...createAccountActivities({
+          accounts: new DynamoAccountStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+          periods: new DynamoPeriodStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+          jobs: new DynamoJobStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+          client,
+          webhookTimeoutMs: config.account.webhookTimeoutMs,
+          ...(input.onWebhookAccepted === undefined ? {} : { onWebhookAccepted: input.onWebhookAccepted }),
+        }),
       },
     });
-    const client = redis;
+    const redisClient = redis;
     return {
       worker,
       close: () => {
-        client.disconnect();
+        redisClient.disconnect();
         dynamo.destroy();
       },
     };
@@ -142,6 +183,21 @@ export async function startMeterPumps(input: { config: Pick<AppConfig, 'temporal
     taskQueue: input.taskQueue ?? input.config.temporal.taskQueue,
     settings: meterSettings(input.config),
   });
+}
+
+/** Ensures an `account/<tenant>` workflow runs for every tenant with stored settings. @returns how many */
+export async function startAccountWorkflows(input: { config: Pick<AppConfig, 'temporal' | 'dynamodb' | 'account'>; client: Client; taskQueue?: string }): Promise<number> {
+  const { config } = input;
+  const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
+  try {
+    const tenants = await new DynamoAccountStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }).listTenants();
+    for (const tenant of tenants) {
+      await ensureAccountWorkflow(input.client, { tenant, taskQueue: input.taskQueue ?? config.temporal.taskQueue, timings: accountTimings(config) });
+    }
+    return tenants.length;
+  } finally {
+    dynamo.destroy();
+  }
 }
 
 async function main(): Promise<void> {
@@ -165,7 +221,7 @@ async function main(): Promise<void> {
       metricsServer = await serveWorkerMetrics({ registry: metrics.registry, host: config.api.host, port: config.worker.metricsPort });
       logger.info({ url: `http://${config.api.host}:${config.worker.metricsPort}/metrics` }, 'worker metrics listening');
     }
-    if (config.meter.isEnabled || config.audit.isEnabled) {
+    if (config.meter.isEnabled || config.audit.isEnabled || config.account.isEnabled) {
       const clientConnection = await Connection.connect({ address: config.temporal.address });
       try {
         const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
@@ -176,6 +232,10 @@ async function main(): Promise<void> {
         if (config.audit.isEnabled) {
           await ensureAuditWorkflow(client, { taskQueue: config.temporal.taskQueue, settings: auditSettings(config) });
           logger.info({ intervalMs: config.audit.intervalMs }, 'metering audit running');
+        }
+        if (config.account.isEnabled) {
+          const accounts = await startAccountWorkflows({ config, client });
+          logger.info({ accounts }, 'account workflows running');
         }
       } finally {
         await clientConnection.close();

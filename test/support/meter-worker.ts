@@ -5,7 +5,9 @@
  *   TOLLGATE_TEST_WORKFLOW_BUNDLE   path of a prebuilt workflow bundle (saves bundling on every restart)
  *   TOLLGATE_TEST_CRASH_AT          a pump stage (e.g. `ledger-written`): the process SIGKILLs itself
  *                                   the first time any batch reaches it
- * Prints `ready` once the worker is created; `crash <stage> <shard>` just before a self-kill.
+ *   TOLLGATE_TEST_CRASH_ON_WEBHOOK  `1`: the process SIGKILLs itself when a warning webhook first accepted
+ *                                   a POST, before the warning's record says delivered (mid-send)
+ * Prints `ready` once the worker is created; `crash <stage> <shard>` (or `crash webhook <key>`) just before a self-kill.
  */
 import { NativeConnection } from '@temporalio/worker';
 import { createLogger, loadConfig } from '../../src/shared/index.js';
@@ -17,6 +19,7 @@ const taskQueue = process.env['TOLLGATE_TEST_TASK_QUEUE'];
 if (taskQueue === undefined) throw new Error('TOLLGATE_TEST_TASK_QUEUE is required');
 const bundlePath = process.env['TOLLGATE_TEST_WORKFLOW_BUNDLE'];
 const crashAt = process.env['TOLLGATE_TEST_CRASH_AT'];
+const shouldCrashOnWebhook = process.env['TOLLGATE_TEST_CRASH_ON_WEBHOOK'] === '1';
 
 quietTemporalRuntime();
 const connection = await NativeConnection.connect({ address: config.temporal.address });
@@ -28,6 +31,11 @@ const { worker, close } = await createTollgateWorker({
   ...(bundlePath === undefined ? {} : { workflowBundle: { codePath: bundlePath } }),
   // no workflow cache: a restarted worker never waits for a dead worker's sticky queue
   workerOptions: { maxCachedWorkflows: 0 },
+  onWebhookAccepted: (idempotencyKey) => {
+    if (!shouldCrashOnWebhook) return;
+    process.stdout.write(`crash webhook ${idempotencyKey}\n`);
+    process.kill(process.pid, 'SIGKILL');
+  },
   onPumpStage: (stage, shard) => {
     if (stage !== crashAt) return;
     process.stdout.write(`crash ${stage} ${shard}\n`);

@@ -3,12 +3,19 @@
  * I/O). A period is half-open [startMs, endMs): its boundary belongs to the
  * later period. A monthly period anchored on day d starts at local midnight
  * of day d (clamped to the month's last day) and ends at the next one.
+ * A `second` period (tests, demos of period closing) lasts `lengthSeconds`
+ * and is aligned to the Unix epoch; its zone and anchor do not apply.
  */
 
-export type PeriodUnit = 'day' | 'month';
+export type PeriodUnit = 'second' | 'day' | 'month';
+
+/** Longest `second` period, 1 day: anything longer is a `day` or `month` period. */
+export const MAX_PERIOD_SECONDS = 86_400;
 
 export interface PeriodSpec {
   unit: PeriodUnit;
+  /** `second` periods only: the length in seconds, 1..86400. @default 1 */
+  lengthSeconds?: number;
   /** Day of month a monthly period starts on, 1..31 (clamped to short months). Ignored for days. @default 1 */
   anchorDay: number;
   /** IANA zone, e.g. `Europe/Paris`. @default 'UTC' */
@@ -102,6 +109,11 @@ function anchoredDate(year: number, month: number, anchorDay: number): LocalPart
 
 /** The period containing `instantMs`. */
 export function periodAt(spec: PeriodSpec, instantMs: number): Period {
+  if (spec.unit === 'second') {
+    const lengthMs = (spec.lengthSeconds ?? 1) * 1000;
+    const startMs = Math.floor(instantMs / lengthMs) * lengthMs;
+    return { startMs, endMs: startMs + lengthMs };
+  }
   const local = localParts(instantMs, spec.timeZone);
   if (spec.unit === 'day') {
     const next = new Date(Date.UTC(local.year, local.month - 1, local.day + 1));
@@ -148,7 +160,7 @@ export function periodPairAt(spec: PeriodSpec, instantMs: number): PeriodPair {
   // by object first (specs are plan data, reused), then by value
   const byObject = pairBySpec.get(spec);
   if (byObject !== undefined && byObject.current.startMs <= instantMs && instantMs < byObject.current.endMs) return byObject;
-  const key = `${spec.unit}|${spec.anchorDay}|${spec.timeZone}`;
+  const key = `${spec.unit}|${spec.lengthSeconds ?? 1}|${spec.anchorDay}|${spec.timeZone}`;
   let pair = pairCache.get(key);
   if (pair === undefined || pair.current.startMs > instantMs || instantMs >= pair.current.endMs) {
     const current = periodAt(spec, instantMs);

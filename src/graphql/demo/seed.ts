@@ -6,8 +6,8 @@
  * key per demo tenant. Keys are generated at start and shown once.
  */
 import type { LimitSpec, PeriodSpec } from '../../decider/index.js';
-import { parseLimitId, parsePlanId } from '../../shared/index.js';
-import { ConflictError } from '../../shared/index.js';
+import type { AccountSettings } from '../../metering/index.js';
+import { ConflictError, parseLimitId, parsePlanId, parseTenantId } from '../../shared/index.js';
 import type { DynamoConfigStore } from '../config/dynamo-config-store.js';
 import { InMemoryDeferrer } from '../deferrer.js';
 import { hashApiKey } from '../identity/api-key.js';
@@ -123,3 +123,21 @@ export async function seedDemoConfig(store: DynamoConfigStore, previous: readonl
   }
   return keys;
 }
+
+/**
+ * Account settings of the demo tenants (written to the config table by the API at start): the
+ * plans' billing period, a price in micro-EUR, no webhook (warnings are recorded as `skipped`;
+ * set one with `DynamoAccountStore.put` to receive them).
+ */
+export const DEMO_ACCOUNTS: AccountSettings[] = [
+  {
+    tenant: parseTenantId('acme'),
+    billingPeriod: MONTH,
+    price: { currency: 'EUR', baseFeeMicros: 29_000_000, includedUnits: 1_000_000, tiers: [{ upToUnits: 2_000_000, unitPriceMicros: 20 }, { unitPriceMicros: 10 }] },
+  },
+  {
+    tenant: parseTenantId('globex'),
+    billingPeriod: MONTH,
+    price: { currency: 'EUR', baseFeeMicros: 499_000_000, includedUnits: 40_000_000, tiers: [{ unitPriceMicros: 8 }] },
+  },
+];

@@ -10,10 +10,17 @@
  *   usage.settled.v1   −refund  (refund = requested − actual, negative for an overrun)
  *   usage.degraded.v1  +cost
  */
-import { parseEventId, parseKeyId, parseTenantId, type EventId, type KeyId, type TenantId } from '../../shared/index.js';
+import { parseEventId, parseKeyId, parseLimitId, parseTenantId, type EventId, type KeyId, type LimitId, type TenantId } from '../../shared/index.js';
 
 export const USAGE_EVENT_TYPES = ['usage.reserved.v1', 'usage.settled.v1', 'usage.degraded.v1'] as const;
 export type UsageEventType = (typeof USAGE_EVENT_TYPES)[number];
+
+/** A quota threshold a reserved event crossed (the decider's `warn` field, `limitId:percent[,…]`). */
+export interface ThresholdCrossing {
+  limitId: LimitId;
+  /** Percent of the period quota, an integer 1..1000. */
+  percent: number;
+}
 
 /** A validated usage event, reduced to what the ledger records. */
 export interface UsageEvent {
@@ -31,6 +38,8 @@ export interface UsageEvent {
   timeMs: number;
   /** Signed cost units the event moves the balance by (a safe integer). */
   amount: number;
+  /** Quota thresholds this request crossed (empty for most events). */
+  warnings: ThresholdCrossing[];
 }
 
 export type ParsedUsageEvent = { isValid: true; event: UsageEvent } | { isValid: false; reason: string };
@@ -76,6 +85,29 @@ function id<T>(parse: (raw: unknown) => T, fields: ReadonlyMap<string, string>, 
   } catch {
     throw new PoisonField(`${name} is not a valid id: ${JSON.stringify(raw.slice(0, 80))}`);
   }
+}
+
+const PERCENT = /^[1-9][0-9]{0,3}$/;
+
+/** `limitId:percent[,limitId:percent]` (commas or spaces); absent: none. Anything else is poison. */
+function parseWarnings(raw: string | undefined): ThresholdCrossing[] {
+  if (raw === undefined) return [];
+  const items = raw.split(/[ ,]+/).filter((item) => item !== '');
+  if (items.length === 0 || items.length > 64) throw new PoisonField(`warn must name 1..64 thresholds: ${JSON.stringify(raw.slice(0, 80))}`);
+  return items.map((item) => {
+    const colon = item.lastIndexOf(':');
+    const percent = item.slice(colon + 1);
+    let limitId: LimitId;
+    try {
+      limitId = parseLimitId(item.slice(0, colon));
+    } catch {
+      throw new PoisonField(`warn item is not limitId:percent: ${JSON.stringify(item.slice(0, 80))}`);
+    }
+    if (colon < 1 || !PERCENT.test(percent) || Number(percent) > 1000) {
+      throw new PoisonField(`warn item is not limitId:percent: ${JSON.stringify(item.slice(0, 80))}`);
+    }
+    return { limitId, percent: Number(percent) };
+  });
 }
 
 function isUsageEventType(value: string): value is UsageEventType {
@@ -140,6 +172,7 @@ function parseFields(flat: readonly string[]): UsageEvent {
     periodStart: new Date(billingPeriodStartMs).toISOString(),
     timeMs,
     amount,
+    warnings: parseWarnings(fields.get('warn')),
   };
 }
 

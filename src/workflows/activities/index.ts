@@ -3,3 +3,4 @@ export { asActivity } from './errors.js';
 export * from './metering.js';
 export * from './jobs.js';
 export * from './audit.js';
+export * from './account.js';

@@ -2,3 +2,4 @@ export * from './post-ledger-entries.js';
 export * from './meter-shard.js';
 export * from './run-deferred-job.js';
 export * from './audit-ledger.js';
+export * from './account.js';

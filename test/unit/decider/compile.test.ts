@@ -7,6 +7,7 @@ import {
   bucketKey,
   compileBatch,
   compileRequest,
+  namingSkewMs,
   parseIpHex,
   periodPairAt,
   requestRecordKey,
@@ -142,3 +143,20 @@ describe('compileBatch', () => {
     expect(position).toBe(args.length);
   });
 });
+
+describe('short (second) periods', () => {
+  it('are named at most half a period back, so the named pair contains now', () => {
+    const spec = { unit: 'second', lengthSeconds: 4, anchorDay: 1, timeZone: 'UTC' } as const;
+    expect(namingSkewMs(spec)).toBe(2_000);
+    expect(namingSkewMs({ ...spec, lengthSeconds: 3_600 })).toBe(60_000);
+    expect(namingSkewMs(MONTH)).toBe(60_000);
+    fc.assert(
+      fc.property(fc.integer({ min: 1_700_000_000_000, max: 1_900_000_000_000 }), (nowMs) => {
+        const limits: LimitSpec[] = [{ id: parseLimitId('q'), scope: 'tenant', algorithm: { kind: 'period-quota', limit: 10, period: spec, thresholdsPercent: [] }, mode: 'hard', onDeciderDown: 'open' }];
+        const compiled = compileRequest(input(limits, 'acme', 'k1', '10.0.0.1', { billingPeriod: spec }), { shardCount: 16, localNowMs: nowMs });
+        expect(compiled.billingStartMs <= nowMs && nowMs < compiled.billingNextEndMs).toBe(true);
+      }),
+    );
+  });
+});
+

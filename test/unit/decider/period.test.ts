@@ -83,3 +83,25 @@ describe('isValidTimeZone', () => {
     expect(isValidTimeZone('')).toBe(false);
   });
 });
+
+describe('second periods (tests, demos)', () => {
+  it('are aligned to the epoch and half-open: the boundary belongs to the later period', () => {
+    const spec: PeriodSpec = { unit: 'second', lengthSeconds: 5, anchorDay: 1, timeZone: 'UTC' };
+    expect(periodAt(spec, 1_795_000_004_999)).toEqual({ startMs: 1_795_000_000_000, endMs: 1_795_000_005_000 });
+    expect(periodAt(spec, 1_795_000_005_000)).toEqual({ startMs: 1_795_000_005_000, endMs: 1_795_000_010_000 });
+    expect(nextPeriod(spec, periodAt(spec, 1_795_000_001_000))).toEqual({ startMs: 1_795_000_005_000, endMs: 1_795_000_010_000 });
+  });
+
+  it('contain their instant, tile time without gaps, and pair with the next one', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 86_400 }), fc.integer({ min: 0, max: 4_000_000_000_000 }), (lengthSeconds, instantMs) => {
+        const spec: PeriodSpec = { unit: 'second', lengthSeconds, anchorDay: 1, timeZone: 'UTC' };
+        const period = periodAt(spec, instantMs);
+        expect(period.startMs <= instantMs && instantMs < period.endMs).toBe(true);
+        expect(period.endMs - period.startMs).toBe(lengthSeconds * 1000);
+        expect(periodAt(spec, period.endMs).startMs).toBe(period.endMs);
+        expect(periodPairAt(spec, instantMs)).toEqual({ current: period, next: nextPeriod(spec, period) });
+      }),
+    );
+  });
+});

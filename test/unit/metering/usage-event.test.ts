@@ -36,6 +36,7 @@ describe('parseUsageEvent', () => {
         periodStart: '2026-11-01T00:00:00.000Z',
         timeMs: 1_795_000_000_000,
         amount: 42,
+        warnings: [],
       },
     });
   });
@@ -76,5 +77,17 @@ describe('parseUsageEvent', () => {
     expect(reasonOf(withField(fields, 'id', 'req-1'))).toBe('settled event id must be <requestId>.settled, got "req-1"');
     const reserved = reservedEvent({ requestId: 'req-1.settled', tenant: 'acme', bp: BP, cost: 1 }).fields;
     expect(reasonOf(reserved)).toBe('usage.reserved.v1 event id must not end with .settled');
+  });
+
+  it('reads the quota thresholds a request crossed from `warn`, and rejects a malformed one as poison', () => {
+    const fields = [...reservedEvent({ requestId: 'req-w', tenant: 'acme', bp: BP, cost: 1 }).fields, 'warn', 'month:80,day:100'];
+    const parsed = parseUsageEvent(fields);
+    expect(parsed.isValid && parsed.event.warnings).toEqual([
+      { limitId: 'month', percent: 80 },
+      { limitId: 'day', percent: 100 },
+    ]);
+    expect(reasonOf(withField(fields, 'warn', 'month:eighty'))).toBe('warn item is not limitId:percent: "month:eighty"');
+    expect(reasonOf(withField(fields, 'warn', 'Month:80'))).toBe('warn item is not limitId:percent: "Month:80"');
+    expect(reasonOf(withField(fields, 'warn', ''))).toBe('warn must name 1..64 thresholds: ""');
   });
 });

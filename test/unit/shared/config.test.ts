@@ -43,6 +43,16 @@ describe('loadConfig', () => {
       audit: { isEnabled: true, intervalMs: 300_000, scanCount: 1_000, pagesPerRun: 200, activityTimeoutMs: 120_000 },
       worker: { metricsPort: 0 },
       jobs: { taskQueue: 'tollgate-jobs', ttlMs: 86_400_000, retryMinMs: 1_000, retryMaxMs: 300_000, maxQueuedPerTenant: 100 },
+      account: {
+        isEnabled: true,
+        lateGraceMs: 3_600_000,
+        activityTimeoutMs: 60_000,
+        webhookTimeoutMs: 10_000,
+        webhookRetryInitialMs: 1_000,
+        webhookRetryMaxMs: 300_000,
+        webhookMaxAttempts: 50,
+        noAccountRecheckMs: 3_600_000,
+      },
     });
   });
 

@@ -1,0 +1,262 @@
+/**
+ * Activities of the `account/<tenant>` workflow. Each is idempotent under its
+ * business key:
+ * - `deliverWarning`: the record `warning#<limitId>#<percent>` of the period is
+ *   created (pending) before any POST and finished once (delivered/skipped); a
+ *   retry of a delivered warning sends nothing. Between a POST the receiver took
+ *   and the record's update (a crash), the retry POSTs again with the same
+ *   `Idempotency-Key`: receivers dedupe on it (documented webhook contract).
+ * - `closePeriod` / `finalizePeriod`: statements are versioned (1 at the close,
+ *   2 final) and never rewritten at the same version; finalization is set once.
+ * - `wakeWaitingJobs`: a wake signal is harmless to a job that is not waiting.
+ *
+ * The webhook secret is read here from the account store, never passed through
+ * workflow inputs or histories, and never logged.
+ */
+import { createHmac } from 'node:crypto';
+import { heartbeat } from '@temporalio/activity';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { periodAt, type Period } from '../../decider/index.js';
+import type { AccountStore, DynamoPeriodStore, WarningStatus } from '../../metering/index.js';
+import { DependencyError, ValidationError, parseLimitId, parseTenantId, systemClock, type Clock } from '../../shared/index.js';
+import { jobWorkflowId } from '../ids.js';
+import type { DynamoJobStore } from '../job-store.js';
+import { asActivity } from './errors.js';
+
+export interface AccountActivityDeps {
+  accounts: AccountStore;
+  periods: DynamoPeriodStore;
+  jobs: DynamoJobStore;
+  /** Signals the tenant's waiting jobs. */
+  client: Client;
+  /** Timeout of one webhook POST, ms. */
+  webhookTimeoutMs: number;
+  /** @default systemClock */
+  clock?: Clock;
+  /** Called after the webhook accepted a warning, before its record says delivered (tests inject crashes here). */
+  onWebhookAccepted?: (idempotencyKey: string) => void;
+}
+
+export interface LoadAccountPeriodInput {
+  tenant: string;
+  /** The instant whose period is wanted, epoch ms. */
+  atMs: number;
+}
+
+export interface LoadAccountPeriodResult {
+  /** False when the tenant has no stored settings (no period clock; warnings are recorded as skipped). */
+  hasAccount: boolean;
+  /** The billing period containing `atMs`, by the account's anchor and zone. */
+  period: Period | null;
+}
+
+export interface WarningInput {
+  tenant: string;
+  /** Start of the period the threshold was crossed in, epoch ms. */
+  periodStartMs: number;
+  limitId: string;
+  percent: number;
+}
+
+export interface DeliverWarningResult {
+  status: WarningStatus;
+  /** True when this call moved the record from pending (a POST accepted now, or skipped now). */
+  isFinishedNow: boolean;
+}
+
+export interface ClosePeriodInput {
+  tenant: string;
+  periodStartMs: number;
+  periodEndMs: number;
+}
+
+export interface FinalizePeriodInput extends ClosePeriodInput {
+  /** Where events of this period go once it is finalized. */
+  nextPeriodStartMs: number;
+}
+
+export interface StatementSummary {
+  version: number;
+  isFinal: boolean;
+  units: number;
+  entries: number;
+  lateUnits: number;
+  totalMicros: number;
+  currency: string;
+  /** False when the statement was already there (a replay): nothing changed. */
+  isWritten: boolean;
+}
+
+/** The Idempotency-Key of a warning: the same on every attempt, unique per tenant, period, limit and percent. */
+export function warningIdempotencyKey(input: WarningInput): string {
+  return `warning-${input.tenant}-${input.periodStartMs}-${input.limitId}-${input.percent}`;
+}
+
+/**
+ * The `Tollgate-Signature` header value: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+ * Receivers recompute it and reject stale timestamps.
+ */
+export function signWebhook(input: { secret: string; timestampSeconds: number; body: string }): string {
+  const digest = createHmac('sha256', input.secret).update(`${input.timestampSeconds}.${input.body}`).digest('hex');
+  return `t=${input.timestampSeconds},v1=${digest}`;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** Wake signals in flight at once. */
+const WAKE_CONCURRENCY = 16;
+
+function parseWarning(input: WarningInput): { tenant: ReturnType<typeof parseTenantId>; periodStart: string; limitId: string; percent: number } {
+  if (!Number.isSafeInteger(input.periodStartMs) || input.periodStartMs < 0) throw new ValidationError('INVALID_INPUT', 'periodStartMs must be epoch ms');
+  if (!Number.isInteger(input.percent) || input.percent < 1 || input.percent > 1000) throw new ValidationError('INVALID_INPUT', 'percent must be 1..1000');
+  return { tenant: parseTenantId(input.tenant), periodStart: iso(input.periodStartMs), limitId: parseLimitId(input.limitId), percent: input.percent };
+}
+
+function parsePeriod(input: ClosePeriodInput): void {
+  if (!Number.isSafeInteger(input.periodStartMs) || !Number.isSafeInteger(input.periodEndMs) || input.periodEndMs <= input.periodStartMs) {
+    throw new ValidationError('INVALID_INPUT', 'a period is [periodStartMs, periodEndMs) with start < end');
+  }
+}
+
+/** Activities of the `account/<tenant>` workflow. */
+export function createAccountActivities(deps: AccountActivityDeps) {
+  const clock = deps.clock ?? systemClock;
+
+  async function summarize(input: ClosePeriodInput & { version: number; isFinal: boolean }): Promise<StatementSummary> {
+    const tenant = parseTenantId(input.tenant);
+    const account = await deps.accounts.get(tenant);
+    if (account === undefined) throw new ValidationError('ACCOUNT_INVALID', `tenant ${tenant} has no account settings to price its statement`);
+    const { statement, isWritten } = await deps.periods.writeStatement({
+      tenant,
+      periodStart: iso(input.periodStartMs),
+      periodEnd: iso(input.periodEndMs),
+      version: input.version,
+      isFinal: input.isFinal,
+      price: account.price,
+      nowMs: clock.nowMs(),
+    });
+    return {
+      version: statement.version,
+      isFinal: statement.isFinal,
+      units: statement.usage.units,
+      entries: statement.usage.entries,
+      lateUnits: statement.usage.lateUnits,
+      totalMicros: statement.price.totalMicros,
+      currency: statement.price.currency,
+      isWritten,
+    };
+  }
+
+  return {
+    /** The account's billing period containing an instant (its settings may change between periods). */
+    async loadAccountPeriod(input: LoadAccountPeriodInput): Promise<LoadAccountPeriodResult> {
+      return asActivity(async () => {
+        const account = await deps.accounts.get(parseTenantId(input.tenant));
+        if (account === undefined) return { hasAccount: false, period: null };
+        return { hasAccount: true, period: periodAt(account.billingPeriod, input.atMs) };
+      });
+    },
+
+    /**
+     * Sends one threshold warning at most once per period (see the file header).
+     * @throws DependencyError `DEPENDENCY_FAILED` when the webhook answers non-2xx or times out (retried)
+     */
+    async deliverWarning(input: WarningInput): Promise<DeliverWarningResult> {
+      return asActivity(async () => {
+        const warning = parseWarning(input);
+        const idempotencyKey = warningIdempotencyKey(input);
+        const ref = { tenant: warning.tenant, periodStart: warning.periodStart, limitId: warning.limitId, percent: warning.percent };
+        const record = await deps.periods.beginWarning({ ...ref, idempotencyKey, nowMs: clock.nowMs() });
+        if (record.status !== 'pending') return { status: record.status, isFinishedNow: false };
+        const account = await deps.accounts.get(warning.tenant);
+        if (account?.webhookUrl === undefined || account.webhookSecret === undefined) {
+          const skipped = await deps.periods.finishWarning({ ...ref, status: 'skipped', nowMs: clock.nowMs() });
+          return { status: skipped.status, isFinishedNow: skipped.status === 'skipped' };
+        }
+        const body = JSON.stringify({
+          type: 'quota.threshold-crossed.v1',
+          id: idempotencyKey,
+          tenant: warning.tenant,
+          periodStart: warning.periodStart,
+          limitId: warning.limitId,
+          percent: warning.percent,
+        });
+        const signature = signWebhook({ secret: account.webhookSecret, timestampSeconds: Math.floor(clock.nowMs() / 1000), body });
+        let status: number;
+        try {
+          const response = await fetch(account.webhookUrl, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'idempotency-key': idempotencyKey, 'tollgate-signature': signature },
+            body,
+            redirect: 'manual',
+            signal: AbortSignal.timeout(deps.webhookTimeoutMs),
+          });
+          status = response.status;
+          await response.arrayBuffer().catch(() => undefined);
+        } catch (error) {
+          // the URL is not in the message: it may carry a token in its query
+          throw new DependencyError('DEPENDENCY_FAILED', `warning webhook of ${warning.tenant} did not answer`, { cause: error });
+        }
+        if (status < 200 || status > 299) {
+          throw new DependencyError('DEPENDENCY_FAILED', `warning webhook of ${warning.tenant} answered ${status}`, { details: { status } });
+        }
+        deps.onWebhookAccepted?.(idempotencyKey);
+        const delivered = await deps.periods.finishWarning({ ...ref, status: 'delivered', nowMs: clock.nowMs() });
+        return { status: delivered.status, isFinishedNow: delivered.status === 'delivered' };
+      });
+    },
+
+    /** Writes statement version 1 at the period end (a replay returns the one there). */
+    async closePeriod(input: ClosePeriodInput): Promise<StatementSummary> {
+      return asActivity(async () => {
+        parsePeriod(input);
+        return summarize({ ...input, version: 1, isFinal: false });
+      });
+    },
+
+    /**
+     * At the end of the grace window: finalizes the period (later events go to
+     * the next one), then re-rates it as the final statement (version 2).
+     * Finalizing first makes the final statement exact: nothing enters the
+     * partition after it.
+     */
+    async finalizePeriod(input: FinalizePeriodInput): Promise<StatementSummary & { finalizedAtMs: number }> {
+      return asActivity(async () => {
+        parsePeriod(input);
+        const tenant = parseTenantId(input.tenant);
+        const { finalizedAtMs } = await deps.periods.finalize({
+          tenant,
+          periodStart: iso(input.periodStartMs),
+          nextPeriodStart: iso(input.nextPeriodStartMs),
+          nowMs: clock.nowMs(),
+        });
+        return { ...(await summarize({ ...input, version: 2, isFinal: true })), finalizedAtMs };
+      });
+    },
+
+    /** Signals `wake` to each of the tenant's queued deferred jobs (a period quota was reset). */
+    async wakeWaitingJobs(input: { tenant: string }): Promise<{ woken: number }> {
+      return asActivity(async () => {
+        const tenant = parseTenantId(input.tenant);
+        const queued = await deps.jobs.listQueued(tenant);
+        let woken = 0;
+        // a few signals in flight at once: a tenant may have thousands of waiting jobs
+        const lanes = Array.from({ length: Math.min(WAKE_CONCURRENCY, queued.length) }, async () => {
+          for (let jobId = queued.shift(); jobId !== undefined; jobId = queued.shift()) {
+            try {
+              await deps.client.workflow.getHandle(jobWorkflowId({ tenant, jobId })).signal('wake');
+              woken += 1;
+            } catch (error) {
+              if (!(error instanceof WorkflowNotFoundError)) throw error;
+            }
+            if (woken % 50 === 0) heartbeat(woken);
+          }
+        });
+        await Promise.all(lanes);
+        return { woken };
+      });
+    },
+  };
+}
+
+export type AccountActivities = ReturnType<typeof createAccountActivities>;

@@ -1,0 +1,228 @@
+/**
+ * accountWorkflow (`account/<tenant>`): the tenant's entity workflow.
+ *
+ * - Warnings: the pump signals the quota thresholds requests crossed
+ *   (`accountWarningsSignal`, signal-with-start). Each (period, limit, percent)
+ *   is delivered once: deduped here for the current period (carried across
+ *   continue-as-new), and by the DynamoDB record of the warning for any period
+ *   (the source of truth: a delivered record is never sent again).
+ * - Period close: a durable timer until the end of the account's billing
+ *   period (anchor and zone); then statement version 1, then every queued
+ *   deferred job of the tenant is woken (period quotas reset by key: the new
+ *   period is a new Redis key, so there is nothing to reset and a replayed
+ *   close resets nothing twice). The workflow then continues as new in the
+ *   next period.
+ * - Grace: `graceMs` after the end, the closed period is finalized and re-rated
+ *   (statement version 2). Events arriving after it are credited by the ledger
+ *   to the next period (`lateOf`).
+ * - Continue-as-new at each period and when Temporal suggests it, after every
+ *   handler and delivery finished; warnings not yet handed to a delivery are
+ *   carried in the input, so no signal is lost.
+ */
+import {
+  ActivityFailure,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  log,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { AccountActivities, WarningInput } from '../activities/index.js';
+
+/** Timing of the account workflow, from configuration (`ACCOUNT_*`; tests use seconds). */
+export interface AccountTimings {
+  /** After a period ends, how long its late events still count in it, ms. */
+  graceMs: number;
+  /** Start-to-close timeout of load/close/finalize/wake, ms. */
+  activityTimeoutMs: number;
+  /** Start-to-close timeout of one delivery attempt (webhook timeout plus the record writes), ms. */
+  deliveryTimeoutMs: number;
+  webhookRetryInitialMs: number;
+  webhookRetryMaxMs: number;
+  webhookMaxAttempts: number;
+  /** Without stored settings, how often to look for them again, ms. */
+  noAccountRecheckMs: number;
+}
+
+/** A threshold crossing as signalled by the pump. */
+export interface WarningRequest {
+  periodStartMs: number;
+  limitId: string;
+  percent: number;
+}
+
+export interface ClosedPeriod {
+  startMs: number;
+  endMs: number;
+  nextStartMs: number;
+  /** When the grace window ends and the period is finalized, epoch ms. */
+  graceEndsAtMs: number;
+}
+
+/** What one run hands to the next (continue-as-new). */
+export interface AccountCarry {
+  /** The open period (absent before the settings are first read, or while the tenant has none). */
+  period?: { startMs: number; endMs: number };
+  /** `limitId:percent` of the warnings of the open period already handed to a delivery. */
+  sent: string[];
+  /** Closed periods waiting for the end of their grace window. */
+  closed: ClosedPeriod[];
+  /** Warnings signalled but not yet handed to a delivery. */
+  queue: WarningRequest[];
+  counters: AccountCounters;
+}
+
+export interface AccountCounters {
+  runs: number;
+  /** Warnings received by signal (including duplicates). */
+  received: number;
+  /** Deliveries started (one per new period/limit/percent in a run). */
+  deliveries: number;
+  /** Deliveries that moved a record from pending now (sent or skipped). */
+  finished: number;
+  closes: number;
+  finalizations: number;
+  woken: number;
+}
+
+export interface AccountWorkflowInput {
+  tenant: string;
+  timings: AccountTimings;
+  /** Carried over by continue-as-new; absent on the first start. */
+  state?: AccountCarry;
+}
+
+export interface AccountWarningsPayload {
+  warnings: WarningRequest[];
+}
+
+/** Threshold crossings from the pump (sent with signal-with-start). */
+export const accountWarningsSignal = defineSignal<[AccountWarningsPayload]>('accountWarnings');
+/** The workflow's carry and counters. */
+export const accountStateQuery = defineQuery<AccountCarry & { inFlight: number }>('accountState');
+
+const NON_RETRYABLE = ['INVALID_ID', 'INVALID_INPUT', 'ACCOUNT_INVALID', 'CONFIG_INVALID', 'NOT_FOUND', 'CONFLICT', 'INVARIANT_VIOLATED'];
+
+const INITIAL_COUNTERS: AccountCounters = { runs: 0, received: 0, deliveries: 0, finished: 0, closes: 0, finalizations: 0, woken: 0 };
+
+/** The account workflow (see the file header). */
+export async function accountWorkflow(input: AccountWorkflowInput): Promise<never> {
+  const { tenant, timings } = input;
+  const { loadAccountPeriod, closePeriod, finalizePeriod, wakeWaitingJobs } = proxyActivities<AccountActivities>({
+    startToCloseTimeout: timings.activityTimeoutMs,
+    retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
+  });
+  const { deliverWarning } = proxyActivities<AccountActivities>({
+    startToCloseTimeout: timings.deliveryTimeoutMs,
+    retry: {
+      initialInterval: timings.webhookRetryInitialMs,
+      backoffCoefficient: 2,
+      maximumInterval: timings.webhookRetryMaxMs,
+      maximumAttempts: timings.webhookMaxAttempts,
+      nonRetryableErrorTypes: NON_RETRYABLE,
+    },
+  });
+
+  const carried = input.state;
+  let period = carried?.period;
+  let closed: ClosedPeriod[] = [...(carried?.closed ?? [])];
+  const queue: WarningRequest[] = [...(carried?.queue ?? [])];
+  const counters: AccountCounters = { ...INITIAL_COUNTERS, ...carried?.counters };
+  counters.runs += 1;
+  // `<periodStartMs>:<limitId>:<percent>` of every warning handed to a delivery in this run (any period);
+  // the open period's are carried to the next run, the others are deduped by their DynamoDB record
+  // (a run hands over only once its deliveries finished, so two deliveries of one warning never overlap)
+  const handled = new Set<string>(period === undefined ? [] : (carried?.sent ?? []).map((key) => `${period?.startMs}:${key}`));
+  const inFlight = new Set<Promise<void>>();
+
+  setHandler(accountWarningsSignal, (payload) => {
+    counters.received += payload.warnings.length;
+    queue.push(...payload.warnings);
+  });
+  const sentInPeriod = (): string[] => {
+    if (period === undefined) return [];
+    const prefix = `${period.startMs}:`;
+    return [...handled].filter((key) => key.startsWith(prefix)).map((key) => key.slice(prefix.length));
+  };
+  setHandler(accountStateQuery, () => ({ ...(period === undefined ? {} : { period }), sent: sentInPeriod(), closed, queue, counters, inFlight: inFlight.size }));
+
+  const deliver = (warning: WarningRequest): void => {
+    const request: WarningInput = { tenant, periodStartMs: warning.periodStartMs, limitId: warning.limitId, percent: warning.percent };
+    counters.deliveries += 1;
+    const delivery = deliverWarning(request).then(
+      (result) => {
+        if (result.isFinishedNow) counters.finished += 1;
+      },
+      (error: unknown) => {
+        // retries exhausted or a non-retryable failure: the record stays pending; never sent twice
+        if (!(error instanceof ActivityFailure)) throw error;
+        log.error('warning delivery given up', { tenant, limitId: warning.limitId, percent: warning.percent, cause: error.cause?.message });
+      },
+    );
+    const tracked = delivery.finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+  };
+
+  const drainQueue = (): void => {
+    for (let warning = queue.shift(); warning !== undefined; warning = queue.shift()) {
+      const key = `${warning.periodStartMs}:${warning.limitId}:${warning.percent}`;
+      if (handled.has(key)) continue;
+      handled.add(key);
+      deliver(warning);
+    }
+  };
+
+  const handOver = async (): Promise<never> => {
+    drainQueue();
+    await condition(() => inFlight.size === 0 && allHandlersFinished());
+    // signals that arrived while deliveries finished are in `queue`: carried, never lost
+    return continueAsNew<typeof accountWorkflow>({
+      tenant,
+      timings,
+      state: { ...(period === undefined ? {} : { period }), sent: sentInPeriod(), closed, queue: [...queue], counters },
+    });
+  };
+
+  let recheckAtMs = 0;
+  for (;;) {
+    drainQueue();
+    const nowMs = Date.now();
+    if (period === undefined && nowMs >= recheckAtMs) {
+      const loaded = await loadAccountPeriod({ tenant, atMs: nowMs });
+      if (loaded.period === null) recheckAtMs = nowMs + timings.noAccountRecheckMs;
+      else period = loaded.period;
+      continue;
+    }
+    const due = closed.find((item) => Date.now() >= item.graceEndsAtMs);
+    if (due !== undefined) {
+      await finalizePeriod({ tenant, periodStartMs: due.startMs, periodEndMs: due.endMs, nextPeriodStartMs: due.nextStartMs });
+      counters.finalizations += 1;
+      closed = closed.filter((item) => item !== due);
+      continue;
+    }
+    if (period !== undefined && Date.now() >= period.endMs) {
+      const ending = period;
+      const next = await loadAccountPeriod({ tenant, atMs: ending.endMs });
+      await closePeriod({ tenant, periodStartMs: ending.startMs, periodEndMs: ending.endMs });
+      counters.closes += 1;
+      const { woken } = await wakeWaitingJobs({ tenant });
+      counters.woken += woken;
+      // the next period starts where this one ended (settings changed mid-period apply from here)
+      const nextPeriod = next.period === null ? undefined : { startMs: ending.endMs, endMs: Math.max(next.period.endMs, ending.endMs + 1) };
+      closed = [...closed, { startMs: ending.startMs, endMs: ending.endMs, nextStartMs: ending.endMs, graceEndsAtMs: ending.endMs + timings.graceMs }];
+      period = nextPeriod;
+      return handOver();
+    }
+    if (workflowInfo().continueAsNewSuggested) return handOver();
+    const deadlines = [
+      ...(period === undefined ? [recheckAtMs] : [period.endMs]),
+      ...closed.map((item) => item.graceEndsAtMs),
+    ];
+    const waitMs = Math.max(1, Math.min(...deadlines) - Date.now());
+    await condition(() => queue.length > 0 || workflowInfo().continueAsNewSuggested, waitMs);
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Determinism of account/<tenant>: histories of real runs
+ * (test/fixtures/histories/account-*.json, captured by account-period.test.ts
+ * and account-continue-as-new.test.ts with TOLLGATE_CAPTURE_HISTORIES=1) replay
+ * against today's workflow code; a changed copy of the workflow fails to.
+ */
+import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { Worker, type ReplayResult } from '@temporalio/worker';
+import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { workflowsPath } from '../../src/workflows/worker.js';
+import { testStack } from '../support/stack.js';
+import { quietTemporalRuntime } from '../support/temporal.js';
+
+const FIXTURES = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
+const WORKFLOWS_DIR = fileURLToPath(new URL('../../src/workflows/workflows/', import.meta.url));
+
+function histories(): { workflowId: string; history: ReturnType<typeof historyFromJSON> }[] {
+  return readdirSync(FIXTURES)
+    .filter((name) => name.startsWith('account-') && name.endsWith('.json'))
+    .sort()
+    .map((name) => ({ workflowId: name.replace(/\.json$/, ''), history: historyFromJSON(JSON.parse(readFileSync(join(FIXTURES, name), 'utf8'))) }));
+}
+
+async function replayAll(path: string): Promise<ReplayResult[]> {
+  const results: ReplayResult[] = [];
+  for await (const result of Worker.runReplayHistories({ workflowsPath: path, replayName: 'account-replay' }, histories())) results.push(result);
+  return results;
+}
+
+beforeAll(() => {
+  quietTemporalRuntime();
+});
+
+describe('account/<tenant> replay', () => {
+  it('replays every captured history against the current workflow code', async () => {
+    const results = await replayAll(workflowsPath());
+    expect(results.length).toBeGreaterThanOrEqual(2);
+    expect(results.map((result) => [result.workflowId, result.error?.message])).toEqual(results.map((result) => [result.workflowId, undefined]));
+  });
+
+  it('fails to replay them against a changed workflow (an extra activity before the first one): the check can fail', async () => {
+    // given a copy of the workflows whose accountWorkflow reads the settings twice at start
+    const dir = join(testStack().dataDir, `account-replay-negative-${randomBytes(4).toString('hex')}`, 'workflows');
+    mkdirSync(dir, { recursive: true });
+    cpSync(WORKFLOWS_DIR, dir, { recursive: true });
+    const file = join(dir, 'account.ts');
+    const source = readFileSync(file, 'utf8');
+    const anchor = '  let recheckAtMs = 0;\n';
+    expect(source).toContain(anchor);
+    writeFileSync(file, source.replace(anchor, `${anchor}  await loadAccountPeriod({ tenant, atMs: 0 });\n`));
+    // when
+    const results = await replayAll(join(dir, 'index.ts'));
+    // then every history fails as non-deterministic
+    expect(results.length).toBeGreaterThanOrEqual(2);
+    for (const result of results) expect(result.error?.name, result.workflowId).toBe('DeterminismViolationError');
+  });
+});
