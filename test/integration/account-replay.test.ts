@@ -4,19 +4,17 @@
  * and account-continue-as-new.test.ts with TOLLGATE_CAPTURE_HISTORIES=1) replay
  * against today's workflow code; a changed copy of the workflow fails to.
  */
-import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Worker, type ReplayResult } from '@temporalio/worker';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { workflowsPath } from '../../src/workflows/worker.js';
 import { testStack } from '../support/stack.js';
-import { quietTemporalRuntime } from '../support/temporal.js';
+import { copyWorkflowsForReplay, quietTemporalRuntime } from '../support/temporal.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
-const WORKFLOWS_DIR = fileURLToPath(new URL('../../src/workflows/workflows/', import.meta.url));
 
 function histories(): { workflowId: string; history: ReturnType<typeof historyFromJSON> }[] {
   return readdirSync(FIXTURES)
@@ -44,9 +42,7 @@ describe('account/<tenant> replay', () => {
 
   it('fails to replay them against a changed workflow (an extra activity before the first one): the check can fail', async () => {
     // given a copy of the workflows whose accountWorkflow reads the settings twice at start
-    const dir = join(testStack().dataDir, `account-replay-negative-${randomBytes(4).toString('hex')}`, 'workflows');
-    mkdirSync(dir, { recursive: true });
-    cpSync(WORKFLOWS_DIR, dir, { recursive: true });
+    const dir = copyWorkflowsForReplay(testStack().dataDir, 'account-replay-negative');
     const file = join(dir, 'account.ts');
     const source = readFileSync(file, 'utf8');
     const anchor = '  let recheckAtMs = 0;\n';

@@ -3,20 +3,17 @@
  * captured with `npm run test:capture-histories`) replay against today's
  * workflow code; a deliberately changed copy of the workflow must fail to.
  */
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Worker, type ReplayResult } from '@temporalio/worker';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { describe, expect, it, beforeAll } from 'vitest';
 import { workflowsPath } from '../../src/workflows/worker.js';
 import { testStack } from '../support/stack.js';
-import { quietTemporalRuntime } from '../support/temporal.js';
+import { copyWorkflowsForReplay, quietTemporalRuntime } from '../support/temporal.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
-const WORKFLOWS_DIR = fileURLToPath(new URL('../../src/workflows/workflows/', import.meta.url));
-const SRC_DIR = fileURLToPath(new URL('../../src/', import.meta.url));
 
 function histories(): { workflowId: string; history: ReturnType<typeof historyFromJSON> }[] {
   // the pump's histories only (other workflows' fixtures live in the same folder)
@@ -46,14 +43,7 @@ describe('meter/<shard> replay', () => {
   it('fails to replay them against a changed workflow (a timer before the first batch): the check can fail', async () => {
     // given a copy of the workflows whose meterShard sleeps before its first batch
     // (the same layout as src/, with the pure model modules workflows may import)
-    const root = join(testStack().dataDir, `replay-negative-${randomBytes(4).toString('hex')}`, 'src');
-    const dir = join(root, 'workflows', 'workflows');
-    mkdirSync(dir, { recursive: true });
-    cpSync(WORKFLOWS_DIR, dir, { recursive: true });
-    for (const area of readdirSync(SRC_DIR)) {
-      const model = join(SRC_DIR, area, 'model');
-      if (existsSync(model)) cpSync(model, join(root, area, 'model'), { recursive: true });
-    }
+    const dir = copyWorkflowsForReplay(testStack().dataDir, 'replay-negative');
     const file = join(dir, 'meter-shard.ts');
     const source = readFileSync(file, 'utf8');
     const anchor = '  setHandler(meterStateQuery, () => state);\n';
