@@ -17,9 +17,9 @@ import {
   type DecideInput,
   type LimitSpec,
 } from '../../src/decider/index.js';
-import { TransactWriteItemsCommand } from '@aws-sdk/client-dynamodb';
 import {
   DynamoLedgerStore,
+  DynamoPeriodStore,
   MeteringAuditor,
   UsagePump,
   createDynamoClient,
@@ -251,32 +251,27 @@ describe('MeteringAuditor', () => {
     expect(mine).toMatchObject({ report: { admitted: expected, drift: 0, duplicateEvents: 0 } });
   });
 
-  it('counts a late credit toward its original period (ledger layout of late credits)', async () => {
-    // given a pumped tenant, then one event of period P moved to period Q as a late credit, as documented in ledger.ts
+  it('counts a late credit toward its original period, as the ledger writes it once the period is finalized', async () => {
+    // given a pumped tenant whose period P is then finalized (the account workflow's act at the end of the grace)
     const decider = new RedisDecider(redis, { shardCount: SHARDS, clock: systemClock });
     const tenant = tenantInRange();
     const record = new AdmittedRecord();
     await runTraffic({ decider, tenants: [tenant], requests: 5, random: seededRandom(53), record });
+    await drain([shardOf(tenant, SHARDS)]);
     const periodStartMs = monthStartMs(Date.now());
     const p = new Date(periodStartMs).toISOString();
     const q = new Date(Date.UTC(new Date(periodStartMs).getUTCFullYear(), new Date(periodStartMs).getUTCMonth() + 1, 1)).toISOString();
     const expected = record.byPeriod.get(`${tenant}|${p}`)?.amount ?? 0;
-    const table = ledgerTableName(config.dynamodb.tablePrefix);
-    // a late event of P (admitted counter moved in P) that the ledger credited to Q
+    await new DynamoPeriodStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }).finalize({ tenant, periodStart: p, nextPeriodStart: q, nowMs: Date.now() });
+    // when a late event of P (the decider counted it in P) reaches the ledger, twice (a retry)
     const late = 13;
     await redis.incrby(admittedKey(shardOf(tenant, SHARDS), tenant, periodStartMs), late);
-    await dynamo.send(
-      new TransactWriteItemsCommand({
-        TransactItems: [
-          { Put: { TableName: table, Item: { pk: { S: `tenant#${tenant}#period#${q}` }, sk: { S: 'entry#late-1' }, eventId: { S: 'late-1' }, kind: { S: 'usage.reserved.v1' }, amount: { N: String(late) }, operation: { S: 'op' }, lateOf: { S: p } } } },
-          { Update: { TableName: table, Key: { pk: { S: `tenant#${tenant}#period#${q}` }, sk: { S: 'balance' } }, UpdateExpression: 'ADD amount :a, entries :one, lateAmount :a', ExpressionAttributeValues: { ':a': { N: String(late) }, ':one': { N: '1' } } } },
-          { Put: { TableName: table, Item: { pk: { S: `tenant#${tenant}#period#${p}` }, sk: { S: 'late#late-1' }, amount: { N: String(late) }, heldIn: { S: q } } } },
-          { Update: { TableName: table, Key: { pk: { S: `tenant#${tenant}#period#${p}` }, sk: { S: 'balance' } }, UpdateExpression: 'ADD lateCredited :a', ExpressionAttributeValues: { ':a': { N: String(late) } } } },
-        ],
-      }),
-    );
-    await drain([shardOf(tenant, SHARDS)]);
-    // then P is whole and Q holds nothing of its own
+    const ledger = new DynamoLedgerStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
+    const entry = { tenant, periodStart: p, eventId: parseEventId('late-1'), kind: 'usage.reserved.v1', amount: late, operation: 'op' };
+    expect(await ledger.postEntry(entry)).toEqual({ isDuplicate: false, creditedPeriodStart: q });
+    expect(await ledger.postEntry(entry)).toEqual({ isDuplicate: true, creditedPeriodStart: q });
+    // then it is billed in Q, yet the audit finds P whole and Q holding nothing of its own
+    expect(await ledger.getBalance({ tenant, periodStart: q })).toMatchObject({ amount: late, entries: 1 });
     expect(await audited(tenant, periodStartMs)).toMatchObject({ admitted: expected + late, ledgered: expected + late, drift: 0, duplicateEvents: 0 });
     expect(await audited(tenant, Date.parse(q))).toMatchObject({ admitted: 0, ledgered: 0, drift: 0, duplicateEvents: 0 });
   });
