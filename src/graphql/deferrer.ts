@@ -23,6 +23,8 @@ export interface DeferInput {
   /** The limit that deferred the operation and when it may fit (null: unknown). */
   limitId: LimitId;
   retryAfterMs: number | null;
+  /** Send the tenant's webhook a signed notice when the job finishes (`Tollgate-Notify: webhook`). @default false */
+  notifyOnFinish?: boolean;
 }
 
 export interface DeferredJob {

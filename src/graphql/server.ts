@@ -157,7 +157,13 @@ async function main(): Promise<void> {
         connection: workerConnection,
         namespace: config.temporal.namespace,
         taskQueue: config.jobs.taskQueue,
-        deps: { decider, store: jobStore, executor: jobExecutor },
+        deps: {
+          decider,
+          store: jobStore,
+          executor: jobExecutor,
+          accounts: new DynamoAccountStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+          webhookTimeoutMs: config.account.webhookTimeoutMs,
+        },
       });
     } catch (error) {
       await workerConnection?.close().catch(() => undefined);

@@ -175,7 +175,7 @@ export interface DynamoLedgerStoreOptions {
   maxTransactItems?: number;
   /**
    * Transactions of one batch sent at once. Two transactions that move the same
-   * balance never run together (they would conflict on DynamoDB). @default 4
+   * balance never run together (they would conflict on DynamoDB). @default 1
    */
   transactionsInFlight?: number;
 }
@@ -195,7 +195,7 @@ export class DynamoLedgerStore implements LedgerStore {
     if (!Number.isInteger(this.maxTransactItems) || this.maxTransactItems < 2 || this.maxTransactItems > MAX_TRANSACT_ITEMS) {
       throw new ValidationError('INVALID_INPUT', `maxTransactItems must be an integer in 2..${MAX_TRANSACT_ITEMS}`);
     }
-    this.transactionsInFlight = options.transactionsInFlight ?? 4;
+    this.transactionsInFlight = options.transactionsInFlight ?? 1;
     if (!Number.isInteger(this.transactionsInFlight) || this.transactionsInFlight < 1 || this.transactionsInFlight > 64) {
       throw new ValidationError('INVALID_INPUT', 'transactionsInFlight must be an integer in 1..64');
     }

@@ -126,8 +126,8 @@ export const CONFIG_SCHEMA = z.object({
     .describe('Operations per DynamoDB TransactWriteItems when the pump posts ledger entries (DynamoDB allows 100).'),
   METER_TRANSACTIONS_IN_FLIGHT: positiveInt
     .max(64)
-    .default(4)
-    .describe('Ledger transactions one pump batch sends at once (never two moving the same balance).'),
+    .default(1)
+    .describe('Ledger transactions one pump batch sends at once (never two moving the same balance). 1 is fastest on DynamoDB Local (measured); raise it for DynamoDB, where a transaction waits on the network.'),
   // the metering audit: `audit/all` workflow
   AUDIT_ENABLED: z
     .enum(['true', 'false'])

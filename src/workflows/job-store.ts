@@ -52,6 +52,10 @@ export interface JobRecord {
   finishedAtMs: number | null;
   /** When the job stops waiting for its limit and ends expired. */
   expiresAtMs: number;
+  /** Whether its tenant asked for a webhook when it finishes (`Tollgate-Notify: webhook`). */
+  isNotifyRequested: boolean;
+  /** The finish notice: delivered (a 2xx from the tenant's webhook) or skipped (no webhook configured); null before. */
+  notification: 'delivered' | 'skipped' | null;
 }
 
 export interface CreateJobInput {
@@ -65,6 +69,8 @@ export interface CreateJobInput {
   expiresAtMs: number;
   /** The tenant's cap on unfinished jobs. */
   maxOpenJobs: number;
+  /** Send a signed notice to the tenant's webhook when the job finishes. @default false */
+  isNotifyRequested?: boolean;
 }
 
 /** Physical name of the jobs table; must agree with infra/tables.ts. */
@@ -119,6 +125,8 @@ function decodeJob(item: Record<string, AttributeValue>): JobRecord {
     startedAtMs: numberOrNull(item['startedAtMs']),
     finishedAtMs: numberOrNull(item['finishedAtMs']),
     expiresAtMs: Number(item['expiresAtMs']?.N ?? '0'),
+    isNotifyRequested: item['isNotifyRequested']?.BOOL === true,
+    notification: item['notification']?.S === 'delivered' || item['notification']?.S === 'skipped' ? item['notification'].S : null,
   };
 }
 
@@ -154,6 +162,7 @@ export class DynamoJobStore {
       createdAtMs: { N: String(input.createdAtMs) },
       updatedAtMs: { N: String(input.createdAtMs) },
       expiresAtMs: { N: String(input.expiresAtMs) },
+      isNotifyRequested: { BOOL: input.isNotifyRequested === true },
       ...(input.operationName === null ? {} : { operationName: { S: input.operationName } }),
     };
     try {
@@ -304,6 +313,29 @@ export class DynamoJobStore {
    * already finished is left as it is.
    * @returns false when the job was already finished
    */
+  /**
+   * Records that the job's finish notice went out (or was skipped), once.
+   * @returns false when it was recorded before (a retry: nothing changes)
+   * @throws DependencyError when DynamoDB fails
+   */
+  async markNotified(input: { tenant: TenantId; jobId: string; notification: 'delivered' | 'skipped'; nowMs: number }): Promise<boolean> {
+    try {
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.table,
+          Key: jobKey(input.tenant, input.jobId),
+          UpdateExpression: 'SET notification = :notification, notifiedAtMs = :now',
+          ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(notification)',
+          ExpressionAttributeValues: { ':notification': { S: input.notification }, ':now': { N: String(input.nowMs) } },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw wrap(error, 'record the job notice');
+    }
+  }
+
   async finish(input: { tenant: TenantId; jobId: string; status: 'succeeded' | 'failed' | 'expired'; errorCode: string | null; nowMs: number }): Promise<boolean> {
     const jobUpdate = {
       TableName: this.table,

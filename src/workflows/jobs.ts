@@ -45,6 +45,8 @@ export interface SubmitJobInput {
   variables: Record<string, unknown>;
   cost: number;
   nowMs: number;
+  /** Send a signed notice to the tenant's webhook when the job finishes. @default false */
+  isNotifyRequested?: boolean;
 }
 
 /** The decider remembers a job's admission a day past its TTL, so every retry of the job is a replay. */
@@ -83,6 +85,7 @@ export async function submitDeferredJob(input: {
     createdAtMs: job.nowMs,
     expiresAtMs: job.nowMs + settings.ttlMs,
     maxOpenJobs: settings.maxQueuedPerTenant,
+    ...(job.isNotifyRequested === true ? { isNotifyRequested: true } : {}),
   });
   if (recorded.job.status !== 'queued' && recorded.job.status !== 'running') return recorded;
   // A resubmission runs with the settings the job was first recorded with.
@@ -102,6 +105,8 @@ export async function submitDeferredJob(input: {
     retryMinMs: settings.retryMinMs,
     retryMaxMs: settings.retryMaxMs,
     recordTtlMs: jobRecordTtlMs(recorded.job.expiresAtMs - submittedAtMs),
+    // as first recorded: a resubmission cannot turn the notice on or off
+    ...(recorded.job.isNotifyRequested ? { notifyOnFinish: true } : {}),
   };
   try {
     await input.client.workflow.start<typeof runDeferredJob>('runDeferredJob', {

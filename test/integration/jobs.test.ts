@@ -33,7 +33,7 @@ import {
   type ApiServer,
   type JobView,
 } from '../../src/graphql/index.js';
-import { createDynamoClient } from '../../src/metering/index.js';
+import { DynamoAccountStore, createDynamoClient } from '../../src/metering/index.js';
 import { InvariantError, createLogger, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import {
   DynamoJobStore,
@@ -48,6 +48,7 @@ import { workflowsPath } from '../../src/workflows/worker.js';
 import { bodyOf, codeOf, plan, slowBucket } from '../support/graphql.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
 
 const SHARDS = 16;
 const config = testConfig();
@@ -55,6 +56,9 @@ const logger = createLogger({ level: 'silent', name: 'test' });
 const taskQueue = `jobs-${randomBytes(4).toString('hex')}`;
 const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
 const jobStore = new DynamoJobStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
+const accounts = new DynamoAccountStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
+const WEBHOOK_SECRET = randomBytes(16).toString('hex');
+let receiver: WebhookReceiver;
 const store = new DemoStore();
 const plans = new InMemoryPlanStore();
 const keyStore = new InMemoryKeyStore();
@@ -96,12 +100,17 @@ beforeAll(async () => {
       decider,
       store: jobStore,
       executor: explodingOn('Explode', schemaExecutor),
+      accounts,
+      webhookTimeoutMs: 2_000,
     },
   });
   workerRun = worker.run();
+  // fails its first POST, so the notice is retried
+  receiver = await startWebhookReceiver({ secret: WEBHOOK_SECRET, failFirst: 1 });
 });
 
 afterAll(async () => {
+  await receiver.close();
   worker.shutdown();
   await workerRun;
   await env.teardown();
@@ -292,6 +301,45 @@ describe('a deferred operation', () => {
     expect(await usageEvents(tenant, 'usage.reserved.v1', stored?.requestId ?? '')).toEqual([]);
     expect(await burstTokens(tenant)).toBe(10_000 - EXPORT_COST);
     expect(await jobStore.openJobs(parseTenantId(tenant))).toBe(0);
+  });
+});
+
+describe('finish notices', () => {
+  it('sends the tenant a signed job.finished notice once when asked (Tollgate-Notify: webhook), and none when not', async () => {
+    // given a tenant with a webhook (whose first POST fails) and a spent defer limit that refills within seconds
+    const yoga = api();
+    const { tenant, key } = tenantWith(deferBucket(600, 2_000));
+    await accounts.put(
+      { tenant: parseTenantId(tenant), billingPeriod: { unit: 'month', anchorDay: 1, timeZone: 'UTC' }, webhookUrl: receiver.url, webhookSecret: WEBHOOK_SECRET, price: { currency: 'EUR', baseFeeMicros: 0, includedUnits: 0, tiers: [{ unitPriceMicros: 1 }] } },
+      Date.now(),
+    );
+    await exhaust(yoga, key);
+    // when one export asks for a notice and another does not
+    const asked = await post(yoga, key, { query: EXPORT }, { 'Idempotency-Key': 'notify-me', 'Tollgate-Notify': 'webhook' });
+    expect(asked.status).toBe(202);
+    const askedId = (await bodyOf(asked)).extensions?.job?.id ?? '';
+    const quiet = await post(yoga, key, { query: EXPORT }, { 'Idempotency-Key': 'no-notice' });
+    const quietId = (await bodyOf(quiet)).extensions?.job?.id ?? '';
+    expect(await waitForJob(yoga, key, askedId, ['succeeded', 'failed', 'expired'])).toMatchObject({ status: 'succeeded' });
+    expect(await waitForJob(yoga, key, quietId, ['succeeded', 'failed', 'expired'])).toMatchObject({ status: 'succeeded' });
+    await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: askedId })).result();
+    await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: quietId })).result();
+    // then exactly one notice was processed, for the job that asked, signed, after one failed attempt
+    const mine = receiver.processed.filter((notice) => notice.body['tenant'] === tenant);
+    expect(mine).toHaveLength(1);
+    expect(mine[0]).toMatchObject({ isSignatureValid: true, idempotencyKey: `job-${tenant}-${askedId}-finished`, body: { type: 'job.finished.v1', jobId: askedId, status: 'succeeded', actualCost: EXPORT_COST } });
+    expect(receiver.requests.filter((notice) => notice.body['tenant'] === tenant).length).toBeGreaterThanOrEqual(1);
+    // and the job records say so (a retry of the activity would send nothing)
+    expect(await jobStore.get(parseTenantId(tenant), askedId)).toMatchObject({ isNotifyRequested: true, notification: 'delivered' });
+    expect(await jobStore.get(parseTenantId(tenant), quietId)).toMatchObject({ isNotifyRequested: false, notification: null });
+  });
+
+  it('refuses a Tollgate-Notify header it does not know with 400, before any decision', async () => {
+    const yoga = api();
+    const { key } = tenantWith(deferBucket(600, 2_000));
+    const response = await post(yoga, key, { query: EXPORT }, { 'Tollgate-Notify': 'email' });
+    expect(response.status).toBe(400);
+    expect(codeOf(await bodyOf(response))).toBe('INVALID_HEADER');
   });
 });
 

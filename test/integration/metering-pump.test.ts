@@ -265,7 +265,7 @@ describe('UsagePump.pumpBatch', () => {
     const tenants = [uniqueTenant(), uniqueTenant(), uniqueTenant()];
     const events = generateEvents({ tenants, periods: [BP_OCT, BP_NOV], requests: 150, random: seededRandom(13), prefix: 'f' });
     await appendEvents(redis, stream, events);
-    const pump = new UsagePump(pumpRedis, new DynamoLedgerStore(faulty, { tablePrefix: config.dynamodb.tablePrefix, maxTransactItems: 20 }), {
+    const pump = new UsagePump(pumpRedis, new DynamoLedgerStore(faulty, { tablePrefix: config.dynamodb.tablePrefix, maxTransactItems: 20, transactionsInFlight: 4 }), {
       batchSize: 1_000,
       claimMinIdleMs: 1,
     });

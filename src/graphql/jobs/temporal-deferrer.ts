@@ -57,6 +57,7 @@ export class TemporalDeferrer implements Deferrer {
         variables: { ...input.variables },
         cost: input.cost,
         nowMs: this.clock.nowMs(),
+        ...(input.notifyOnFinish === true ? { isNotifyRequested: true } : {}),
       },
     }));
     const etaMs = job.status === 'queued' ? input.retryAfterMs : job.status === 'running' ? 0 : null;

@@ -127,6 +127,8 @@ interface RequestState {
   identity: Identity;
   plan: Plan;
   idempotencyKey: string | null;
+  /** `Tollgate-Notify: webhook`: a deferred job of this request notifies the tenant's webhook when it finishes. */
+  isNotifyRequested: boolean;
   batchIndex: WeakMap<object, number>;
   nextIndex: number;
   headers: Record<string, string>;
@@ -272,7 +274,19 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
       if (rawKey !== null && !IDEMPOTENCY_KEY.test(rawKey)) {
         throw refuse('INVALID_ID', 'Idempotency-Key must be 1-64 characters of a-z, 0-9, ".", "_", "-"', 400);
       }
-      const state: RequestState = { identity, plan, idempotencyKey: rawKey, batchIndex: new WeakMap(), nextIndex: 0, headers: {} };
+      const notify = request.headers.get('tollgate-notify');
+      if (notify !== null && notify.trim().toLowerCase() !== 'webhook') {
+        throw refuse('INVALID_HEADER', 'Tollgate-Notify accepts one value: webhook (a signed notice when a deferred job finishes)', 400);
+      }
+      const state: RequestState = {
+        identity,
+        plan,
+        idempotencyKey: rawKey,
+        isNotifyRequested: notify !== null,
+        batchIndex: new WeakMap(),
+        nextIndex: 0,
+        headers: {},
+      };
       requests.set(request, state);
       return {
         onRequestParseDone: ({ requestParserResult }) => {
@@ -404,6 +418,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
               query: context.params.query ?? '',
               variables,
               cost: requested,
+              ...(state.isNotifyRequested ? { notifyOnFinish: true } : {}),
             },
           });
         } catch (error) {
@@ -500,6 +515,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
               cost: requested,
               limitId: decision.limitId,
               retryAfterMs: decision.retryAfterMs,
+              ...(state.isNotifyRequested ? { notifyOnFinish: true } : {}),
             });
           } catch (error) {
             // The job could not be recorded or started: nothing runs later, so the client must retry itself.

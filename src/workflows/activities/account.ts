@@ -13,15 +13,15 @@
  * The webhook secret is read here from the account store, never passed through
  * workflow inputs or histories, and never logged.
  */
-import { createHmac } from 'node:crypto';
 import { heartbeat } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { periodAt, type Period } from '../../decider/index.js';
 import type { AccountStore, DynamoPeriodStore, WarningStatus } from '../../metering/index.js';
-import { DependencyError, ValidationError, parseLimitId, parseTenantId, systemClock, type Clock } from '../../shared/index.js';
+import { ValidationError, parseLimitId, parseTenantId, systemClock, type Clock } from '../../shared/index.js';
 import { jobWorkflowId } from '../ids.js';
 import type { DynamoJobStore } from '../job-store.js';
 import { asActivity } from './errors.js';
+import { postSignedWebhook } from './webhook.js';
 
 export interface AccountActivityDeps {
   accounts: AccountStore;
@@ -90,15 +90,6 @@ export interface StatementSummary {
 /** The Idempotency-Key of a warning: the same on every attempt, unique per tenant, period, limit and percent. */
 export function warningIdempotencyKey(input: WarningInput): string {
   return `warning-${input.tenant}-${input.periodStartMs}-${input.limitId}-${input.percent}`;
-}
-
-/**
- * The `Tollgate-Signature` header value: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
- * Receivers recompute it and reject stale timestamps.
- */
-export function signWebhook(input: { secret: string; timestampSeconds: number; body: string }): string {
-  const digest = createHmac('sha256', input.secret).update(`${input.timestampSeconds}.${input.body}`).digest('hex');
-  return `t=${input.timestampSeconds},v1=${digest}`;
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -181,25 +172,15 @@ export function createAccountActivities(deps: AccountActivityDeps) {
           limitId: warning.limitId,
           percent: warning.percent,
         });
-        const signature = signWebhook({ secret: account.webhookSecret, timestampSeconds: Math.floor(clock.nowMs() / 1000), body });
-        let status: number;
-        try {
-          const response = await fetch(account.webhookUrl, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', 'idempotency-key': idempotencyKey, 'tollgate-signature': signature },
-            body,
-            redirect: 'manual',
-            signal: AbortSignal.timeout(deps.webhookTimeoutMs),
-          });
-          status = response.status;
-          await response.arrayBuffer().catch(() => undefined);
-        } catch (error) {
-          // the URL is not in the message: it may carry a token in its query
-          throw new DependencyError('DEPENDENCY_FAILED', `warning webhook of ${warning.tenant} did not answer`, { cause: error });
-        }
-        if (status < 200 || status > 299) {
-          throw new DependencyError('DEPENDENCY_FAILED', `warning webhook of ${warning.tenant} answered ${status}`, { details: { status } });
-        }
+        await postSignedWebhook({
+          url: account.webhookUrl,
+          secret: account.webhookSecret,
+          idempotencyKey,
+          body,
+          timeoutMs: deps.webhookTimeoutMs,
+          clock,
+          what: `warning webhook of ${warning.tenant}`,
+        });
         deps.onWebhookAccepted?.(idempotencyKey);
         const delivered = await deps.periods.finishWarning({ ...ref, status: 'delivered', nowMs: clock.nowMs() });
         return { status: delivered.status, isFinishedNow: delivered.status === 'delivered' };

@@ -4,3 +4,4 @@ export * from './metering.js';
 export * from './jobs.js';
 export * from './audit.js';
 export * from './account.js';
+export * from './webhook.js';

@@ -11,9 +11,23 @@
  */
 import { Context } from '@temporalio/activity';
 import type { DecideInput, Decider, LimitSpec, PeriodSpec } from '../../decider/index.js';
-import { parseEventId, parseKeyId, parsePlanId, parseTenantId, systemClock, type Clock, type KeyId, type PlanId, type TenantId } from '../../shared/index.js';
+import type { AccountStore } from '../../metering/index.js';
+import {
+  InvariantError,
+  NotFoundError,
+  parseEventId,
+  parseKeyId,
+  parsePlanId,
+  parseTenantId,
+  systemClock,
+  type Clock,
+  type KeyId,
+  type PlanId,
+  type TenantId,
+} from '../../shared/index.js';
 import { MAX_RESULT_CHARS, parseJobId, type DynamoJobStore } from '../job-store.js';
 import { asActivity } from './errors.js';
+import { postSignedWebhook } from './webhook.js';
 
 /** The limits a job is decided against (the plan as it is now, not at submission). */
 export interface JobPolicy {
@@ -61,6 +75,10 @@ export interface JobActivityDeps {
   decider: Decider;
   store: DynamoJobStore;
   executor: JobExecutor;
+  /** Tenants' webhook settings, for finish notices. Without it a notice is recorded as skipped. */
+  accounts?: AccountStore;
+  /** Timeout of one webhook POST, ms. @default 10000 */
+  webhookTimeoutMs?: number;
   /** @default systemClock */
   clock?: Clock;
 }
@@ -229,6 +247,53 @@ export function createJobActivities(deps: JobActivityDeps) {
           nowMs: clock.nowMs(),
         });
         return { isChanged };
+      });
+    },
+
+    /**
+     * Sends the tenant's webhook a signed `job.finished.v1` notice of a finished
+     * job, once: the job record says when it went out (or that no webhook is
+     * configured), and a retry after that sends nothing. A crash between an
+     * accepted POST and the record sends it again with the same
+     * `Idempotency-Key` (receivers dedupe on it, as for warnings).
+     * @throws DependencyError `DEPENDENCY_FAILED` when the webhook answers non-2xx or times out (retried)
+     */
+    async notifyJobFinished(input: { tenant: string; jobId: string }): Promise<{ notification: 'delivered' | 'skipped' }> {
+      return asActivity(async () => {
+        const tenant = parseTenantId(input.tenant);
+        const jobId = parseJobId(input.jobId);
+        const job = await deps.store.get(tenant, jobId);
+        if (job === undefined) throw new NotFoundError(`job ${jobId} of ${tenant} does not exist`);
+        if (job.notification !== null) return { notification: job.notification };
+        if (job.status === 'queued' || job.status === 'running') throw new InvariantError(`job ${jobId} is not finished; no notice is sent`);
+        const account = await deps.accounts?.get(tenant);
+        if (account?.webhookUrl === undefined || account.webhookSecret === undefined) {
+          await deps.store.markNotified({ tenant, jobId, notification: 'skipped', nowMs: clock.nowMs() });
+          return { notification: 'skipped' };
+        }
+        const idempotencyKey = `job-${tenant}-${jobId}-finished`;
+        const body = JSON.stringify({
+          type: 'job.finished.v1',
+          id: idempotencyKey,
+          tenant,
+          jobId,
+          status: job.status,
+          actualCost: job.actualCost,
+          errorCode: job.errorCode,
+          finishedAtMs: job.finishedAtMs,
+          location: `/jobs/${jobId}`,
+        });
+        await postSignedWebhook({
+          url: account.webhookUrl,
+          secret: account.webhookSecret,
+          idempotencyKey,
+          body,
+          timeoutMs: deps.webhookTimeoutMs ?? 10_000,
+          clock,
+          what: `job webhook of ${tenant}`,
+        });
+        await deps.store.markNotified({ tenant, jobId, notification: 'delivered', nowMs: clock.nowMs() });
+        return { notification: 'delivered' };
       });
     },
   };

@@ -38,6 +38,13 @@ const { executeDeferredJob } = proxyActivities<JobActivities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE },
 });
 
+// The finish notice: the tenant's webhook may be down for a while; bounded retries, then the job stays finished
+// and the notice is logged as lost (its record keeps no `notification`).
+const { notifyJobFinished } = proxyActivities<JobActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE },
+});
+
 /** Wakes a waiting job now (a quota reset): it asks for admission again at once. */
 export const wakeSignal = defineSignal('wake');
 
@@ -63,6 +70,8 @@ export interface DeferredJobInput {
   attempts?: number;
   /** Consecutive refusals without a retry time (backoff exponent). @default 0 */
   blindWaits?: number;
+  /** Send the tenant's webhook a signed notice once the job is finished (`notifyJobFinished`). @default false */
+  notifyOnFinish?: boolean;
 }
 
 export interface DeferredJobResult {
@@ -82,6 +91,19 @@ export function nextWaitMs(input: { retryAfterMs: number | null; blindWaits: num
 
 /** The job workflow (see the file header). */
 export async function runDeferredJob(input: DeferredJobInput): Promise<DeferredJobResult> {
+  // Histories recorded before finish notices existed carry no notifyOnFinish, so they take no new step on replay.
+  const finish = async (result: DeferredJobResult): Promise<DeferredJobResult> => {
+    await finishDeferredJob({ jobId: input.jobId, tenant: input.tenant, status: result.status, errorCode: result.errorCode });
+    if (input.notifyOnFinish === true) {
+      try {
+        await notifyJobFinished({ jobId: input.jobId, tenant: input.tenant });
+      } catch (error) {
+        if (!(error instanceof ActivityFailure)) throw error;
+        log.error('deferred job finish notice not delivered', { jobId: input.jobId, cause: error.cause?.message });
+      }
+    }
+    return result;
+  };
   let isWoken = false;
   setHandler(wakeSignal, () => {
     isWoken = true;
@@ -100,8 +122,7 @@ export async function runDeferredJob(input: DeferredJobInput): Promise<DeferredJ
   let decidedAtMs: number;
   for (;;) {
     if (Date.now() >= deadlineMs) {
-      await finishDeferredJob({ jobId: input.jobId, tenant: input.tenant, status: 'expired', errorCode: 'JOB_EXPIRED' });
-      return { status: 'expired', attempts, actualCost: null, errorCode: 'JOB_EXPIRED' };
+      return finish({ status: 'expired', attempts, actualCost: null, errorCode: 'JOB_EXPIRED' });
     }
     isWoken = false;
     attempts += 1;
@@ -119,8 +140,7 @@ export async function runDeferredJob(input: DeferredJobInput): Promise<DeferredJ
       break;
     }
     if (admission.kind === 'never') {
-      await finishDeferredJob({ jobId: input.jobId, tenant: input.tenant, status: 'failed', errorCode: admission.errorCode });
-      return { status: 'failed', attempts, actualCost: null, errorCode: admission.errorCode };
+      return finish({ status: 'failed', attempts, actualCost: null, errorCode: admission.errorCode });
     }
     const waitMs = nextWaitMs({ retryAfterMs: admission.retryAfterMs, blindWaits, retryMinMs: input.retryMinMs, retryMaxMs: input.retryMaxMs });
     blindWaits = admission.retryAfterMs === null ? blindWaits + 1 : 0;
@@ -139,8 +159,7 @@ export async function runDeferredJob(input: DeferredJobInput): Promise<DeferredJ
     // (it was admitted and may have had effects), and its queue place is freed.
     if (!(error instanceof ActivityFailure)) throw error;
     log.error('deferred job execution failed', { jobId: input.jobId, cause: error.cause?.message });
-    await finishDeferredJob({ jobId: input.jobId, tenant: input.tenant, status: 'failed', errorCode: 'EXECUTION_FAILED' });
-    return { status: 'failed', attempts, actualCost: input.cost, errorCode: 'EXECUTION_FAILED' };
+    return finish({ status: 'failed', attempts, actualCost: input.cost, errorCode: 'EXECUTION_FAILED' });
   }
   try {
     await settleDeferredJob({ ...ref, cost: input.cost, recordTtlMs: input.recordTtlMs, actualCost: executed.actualCost, decidedAtMs });
@@ -149,6 +168,5 @@ export async function runDeferredJob(input: DeferredJobInput): Promise<DeferredJ
     if (!(error instanceof ActivityFailure)) throw error;
     log.error('deferred job settlement failed; the requested cost stays charged', { jobId: input.jobId, cause: error.cause?.message });
   }
-  await finishDeferredJob({ jobId: input.jobId, tenant: input.tenant, status: executed.status, errorCode: executed.errorCode });
-  return { status: executed.status, attempts, actualCost: executed.actualCost, errorCode: executed.errorCode };
+  return finish({ status: executed.status, attempts, actualCost: executed.actualCost, errorCode: executed.errorCode });
 }

@@ -38,7 +38,7 @@ describe('loadConfig', () => {
         activityTimeoutMs: 60_000,
         heartbeatTimeoutMs: 10_000,
         maxTransactItems: 100,
-        transactionsInFlight: 4,
+        transactionsInFlight: 1,
       },
       audit: { isEnabled: true, intervalMs: 300_000, scanCount: 1_000, pagesPerRun: 200, activityTimeoutMs: 120_000 },
       worker: { metricsPort: 0 },
