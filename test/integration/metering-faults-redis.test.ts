@@ -87,7 +87,14 @@ function tenantInRange(): TenantId {
 async function isDrained(): Promise<boolean> {
   for (const shard of shards) {
     const stream = usageStreamKey(parseShard(shard));
-    const [pending] = (await redis.xpending(stream, 'meter')) as [number];
+    let pending: number;
+    try {
+      [pending] = (await redis.xpending(stream, 'meter')) as [number];
+    } catch (error) {
+      // the pump has not created its group on this stream yet (its first batch creates it)
+      if (error instanceof Error && error.message.startsWith('NOGROUP')) return false;
+      throw error;
+    }
     const groups = (await redis.xinfo('GROUPS', stream)) as unknown[][];
     const group = groups[0] ?? [];
     const info = (await redis.xinfo('STREAM', stream)) as unknown[];
