@@ -86,6 +86,22 @@ describe('plans', () => {
     expect((await store.listPlans()).find((entry) => entry.isValid && entry.plan.id === id)).toMatchObject({ plan: { version: 2 } });
   });
 
+  it('take the version from DynamoDB, never from the announcement: a forged one cannot pin an instance', async () => {
+    // given a follower, and a stray message claiming a version far ahead
+    const follower = await live({ redis });
+    const before = follower.version();
+    await redis.publish('tollgate:config:v1', '999999');
+    // when a real change is announced afterwards
+    const id = uniquePlanId();
+    const version = await store.putPlan(burstPlan(id, 1, 3), Date.now());
+    await announceConfigVersion(redis, version);
+    await loaded(follower, version);
+    // then the follower is at the real version and serves the change
+    expect(follower.version()).toBe(version);
+    expect(version).toBeGreaterThan(before);
+    expect(follower.get(parsePlanId(id))).toBeDefined();
+  });
+
   it('reach an instance that missed the announcement by its poll', async () => {
     const poller = await live({ pollMs: 50 });
     const id = uniquePlanId();

@@ -87,9 +87,10 @@ export class LiveConfig implements PlanStore, KeyStore {
       subscriber.on('error', (error: unknown) => {
         this.options.logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'config subscriber error; the poll still runs');
       });
-      subscriber.on('message', (channel: string, message: string) => {
-        const version = Number(message);
-        if (channel === CONFIG_CHANNEL && Number.isSafeInteger(version) && version > this.loadedVersion) void this.follow(version);
+      // an announcement only says "look now": the version is read from DynamoDB, never taken from the message
+      // (a stray or forged message must not be able to pin an instance to a version that does not exist)
+      subscriber.on('message', (channel: string) => {
+        if (channel === CONFIG_CHANNEL) void this.check();
       });
       // waited for at most a second: a Redis that is down at start must not hold the API back (ioredis
       // subscribes once it connects, and the poll covers the gap)
@@ -168,9 +169,10 @@ export class LiveConfig implements PlanStore, KeyStore {
     if (version !== this.loadedVersion) await this.follow(version);
   }
 
-  /** Reloads up to `version`, one reload at a time (announcements that arrive meanwhile are folded in). */
+  /** Reloads at `version` (read from DynamoDB), one reload at a time (checks that land meanwhile are folded in). */
   private async follow(version: number): Promise<void> {
-    this.wanted = Math.max(this.wanted, version);
+    // the latest version read wins (a config table that was recreated may count from 0 again)
+    this.wanted = version;
     if (this.refreshing !== undefined) return this.refreshing;
     this.refreshing = (async () => {
       try {
@@ -212,7 +214,6 @@ export class LiveConfig implements PlanStore, KeyStore {
     this.problems = problems;
     // the version read before the plans: a change landing in between is loaded by the next check
     this.loadedVersion = Math.max(version, 0);
-    this.wanted = Math.max(this.wanted, this.loadedVersion);
     for (const listener of this.listeners) listener(this.loadedVersion);
   }
 }
