@@ -208,14 +208,23 @@ export function createJobActivities(deps: JobActivityDeps) {
         const ref = parseRef(input);
         const stored = await deps.store.get(ref.tenant, ref.jobId);
         if (stored !== undefined && stored.actualCost !== null) return { actualCost: stored.actualCost, ...outcomeOf(stored.result) };
-        const execution = await deps.executor.execute({
-          ...ref,
-          query: input.query,
-          variables: input.variables,
-          operationName: input.operationName,
-          cost: input.cost,
-        });
-        Context.current().heartbeat();
+        // a heartbeat every few seconds while the operation runs (the workflow's heartbeat timeout is 30 s)
+        const context = Context.current();
+        context.heartbeat();
+        const beating = setInterval(() => context.heartbeat(), 5_000);
+        let execution: Awaited<ReturnType<JobExecutor['execute']>>;
+        try {
+          execution = await deps.executor.execute({
+            ...ref,
+            query: input.query,
+            variables: input.variables,
+            operationName: input.operationName,
+            cost: input.cost,
+          });
+        } finally {
+          clearInterval(beating);
+        }
+        context.heartbeat();
         let result: unknown = execution.result;
         if (JSON.stringify(result).length > MAX_RESULT_CHARS) {
           result = { data: null, errors: [{ message: `the result is larger than ${MAX_RESULT_CHARS} characters and was not stored`, code: 'RESULT_TOO_LARGE' }] };

@@ -33,8 +33,11 @@ const { admitDeferredJob, settleDeferredJob, finishDeferredJob } = proxyActiviti
 });
 
 // The run itself: the operation may take a while; a few attempts (the stored result stops a re-run).
+// It heartbeats while it runs, so an attempt whose task never reached a worker's code (a poll answer lost
+// on the way) is retried after the heartbeat timeout, not after the whole start-to-close timeout.
 const { executeDeferredJob } = proxyActivities<JobActivities>({
   startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE },
 });
 
