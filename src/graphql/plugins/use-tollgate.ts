@@ -45,7 +45,7 @@ import { PricingError, type CostModelOptions } from '../cost/model.js';
 import { measureActualCost, type CostPlan } from '../cost/plan.js';
 import { Pricer } from '../cost/pricer.js';
 import { quoteOperation, type QuoteResult } from '../cost/quote.js';
-import type { Deferrer } from '../deferrer.js';
+import type { DeferInput, Deferrer } from '../deferrer.js';
 import { toExecutionResult, toStoredResult, type ResponseStore, type StoredResponse } from '../idempotency/response-store.js';
 import { ApiKeyIdentifier, type AnonymousPolicy, type Identity } from '../identity/identify.js';
 import type { KeyStore } from '../identity/key-store.js';
@@ -409,17 +409,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
           known = await deferrer.find({
             tenant: identity.tenant,
             requestId,
-            resubmit: {
-              tenant: identity.tenant,
-              keyId: identity.keyId,
-              planId: plan.id,
-              requestId,
-              operationName: costPlan.operationName,
-              query: context.params.query ?? '',
-              variables,
-              cost: requested,
-              ...(state.isNotifyRequested ? { notifyOnFinish: true } : {}),
-            },
+            resubmit: jobSubmission(state, requestId, costPlan, context.params.query ?? '', variables, requested),
           });
         } catch (error) {
           // Not knowing whether the job exists (or runs), deciding could run the operation beside it: refuse, retryable.
@@ -505,17 +495,9 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
           let job: Awaited<ReturnType<Deferrer['defer']>>;
           try {
             job = await deferrer.defer({
-              tenant: identity.tenant,
-              keyId: identity.keyId,
-              planId: plan.id,
-              requestId,
-              operationName: costPlan.operationName,
-              query: context.params.query ?? '',
-              variables,
-              cost: requested,
+              ...jobSubmission(state, requestId, costPlan, context.params.query ?? '', variables, requested),
               limitId: decision.limitId,
               retryAfterMs: decision.retryAfterMs,
-              ...(state.isNotifyRequested ? { notifyOnFinish: true } : {}),
             });
           } catch (error) {
             // The job could not be recorded or started: nothing runs later, so the client must retry itself.
@@ -656,6 +638,28 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
       // Headers yoga already took from an error's extensions stay as they are (setting them again can duplicate them on the wire).
       for (const [name, value] of Object.entries(state.headers)) if (!response.headers.has(name)) response.headers.set(name, value);
     },
+  };
+}
+
+/** What a deferred job of an operation is made of (for a defer, and for restarting one on a retry). */
+function jobSubmission(
+  state: RequestState,
+  requestId: EventId,
+  costPlan: CostPlan,
+  query: string,
+  variables: Record<string, unknown>,
+  cost: number,
+): Omit<DeferInput, 'limitId' | 'retryAfterMs'> {
+  return {
+    tenant: state.identity.tenant,
+    keyId: state.identity.keyId,
+    planId: state.plan.id,
+    requestId,
+    operationName: costPlan.operationName,
+    query,
+    variables,
+    cost,
+    ...(state.isNotifyRequested ? { notifyOnFinish: true } : {}),
   };
 }
 
