@@ -1,9 +1,10 @@
 /**
- * Opt-in (like a benchmark): `TOLLGATE_STORM_JOBS=2000 npx vitest run test/integration/account-deferral-storm.test.ts`
- * (~13 min on a shared 2-core machine). Not in `npm test`: on this machine an `executeDeferredJob` attempt
- * occasionally sits "started" on the worker without reaching the executor until its 5-minute start-to-close
- * timeout (seen once in 200 jobs, twice in 2 000; the retry then runs the job once), which outlasts any
- * deadline a suite run can afford. Open in the jobs area.
+ * The issue's storm: 2,000 deferred jobs. `npm test` runs it alone after the rest of the suite
+ * (infra/test.sh sets TOLLGATE_STORM_JOBS=2000; about 5 minutes on a quiet 2-core machine): beside the
+ * other files it overloads the one Temporal dev server and their timings. Without the variable it is
+ * skipped. An `executeDeferredJob` attempt whose task never reached the worker's code used to sit until
+ * its 5-minute start-to-close timeout; the run now heartbeats under a 30 s heartbeat timeout, so such an
+ * attempt is retried within seconds.
  *
  * A storm of deferred jobs against a per-period `defer` quota of a
  * quarter of them, with 4-second billing periods: the jobs wait for quota (their retry wait is
@@ -36,8 +37,7 @@ import { createTollgateWorker } from '../../src/workflows/worker.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 
-// the full storm is TOLLGATE_STORM_JOBS=2000; the suite runs a smaller one (the Temporal dev server on a
-// shared 2-core machine handles a few jobs per second, and a bigger storm slows every other test file)
+// set by infra/test.sh for its own run of this file (2000); unset: skipped in the main run
 const JOBS = Number(process.env['TOLLGATE_STORM_JOBS'] ?? 0);
 /** How long the storm may take: generous (past a hung attempt's 5-minute timeout), it is not a speed check. */
 const DEADLINE_MS = 420_000 + JOBS * 300;
