@@ -262,13 +262,13 @@ export class DynamoLedgerStore implements LedgerStore {
    */
   private async postTransaction(chunks: BalanceChunk<LedgerEntry>[], options: PostEntriesOptions, late: LateCredit[]): Promise<PostEntriesResult> {
     const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [], late: 0, creditedTo: new Map() };
-    // each live entry remembers the input entry it stands for (its period may move)
-    const origin = new Map<LedgerEntry, LedgerEntry>();
-    for (const chunk of chunks) for (const entry of chunk.entries) origin.set(entry, entry);
     let live = chunks.map((chunk) => ({ ...chunk, entries: [...chunk.entries] }));
     for (let round = 0; ; round += 1) {
       if (round > 1_000) throw new InvariantError('ledger transaction did not settle after 1000 rounds');
-      live = mergeChunks(live.filter((chunk) => chunk.entries.length > 0));
+      // entries found or moved are dropped; each balance still appears once (late entries leave the batch)
+      live = live
+        .filter((chunk) => chunk.entries.length > 0)
+        .map((chunk) => ({ ...chunk, amount: chunk.entries.reduce((sum, entry) => sum + entry.amount, 0) }));
       if (live.length === 0) return result;
       const postedAtMs = Date.now();
       const items: TransactWriteItem[] = [];
@@ -306,7 +306,7 @@ export class DynamoLedgerStore implements LedgerStore {
           for (const entry of chunk.entries) {
             result.posted += 1;
             if (entry.lateOf !== undefined) result.late += 1;
-            result.creditedTo.set(entryKey(origin.get(entry) ?? entry), entry.periodStart);
+            result.creditedTo.set(entryKey(entry), entry.periodStart);
           }
         }
         return result;
@@ -332,11 +332,10 @@ export class DynamoLedgerStore implements LedgerStore {
         }
         taken.add(item);
         const existing = reason.Item ?? (await this.readEntry(item));
-        const input = origin.get(item) ?? item;
         if (isSameEntry(existing, item)) {
           result.duplicates += 1;
-          result.creditedTo.set(entryKey(input), item.periodStart);
-        } else result.conflicts.push({ entry: input, reason: `ledger entry ${item.eventId} already exists with different data` });
+          result.creditedTo.set(entryKey(item), item.periodStart);
+        } else result.conflicts.push({ entry: item, reason: `ledger entry ${item.eventId} already exists with different data` });
       }
       if (taken.size === 0 && moved.size === 0) {
         // Cancelled for another reason (a concurrent transaction on the same balance, throttling): retry later.
@@ -508,14 +507,3 @@ interface LateCredit {
   nextPeriodStart: string;
 }
 
-/** Groups moved to a later period may meet a group already there: one balance update per item and transaction. */
-function mergeChunks(chunks: BalanceChunk<LedgerEntry>[]): BalanceChunk<LedgerEntry>[] {
-  const byBalance = new Map<string, BalanceChunk<LedgerEntry>>();
-  for (const chunk of chunks) {
-    const key = `${chunk.tenant}#${chunk.periodStart}`;
-    const seen = byBalance.get(key);
-    if (seen === undefined) byBalance.set(key, { ...chunk, entries: [...chunk.entries] });
-    else seen.entries.push(...chunk.entries);
-  }
-  return [...byBalance.values()].map((chunk) => ({ ...chunk, amount: chunk.entries.reduce((sum, entry) => sum + entry.amount, 0) }));
-}
