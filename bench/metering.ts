@@ -22,7 +22,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BatchWriteItemCommand, type WriteRequest } from '@aws-sdk/client-dynamodb';
+import { BatchWriteItemCommand, TransactWriteItemsCommand, type AttributeValue, type TransactWriteItem, type WriteRequest } from '@aws-sdk/client-dynamodb';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { Redis } from 'ioredis';
@@ -112,43 +112,67 @@ function idLess(a: string, b: string): boolean {
   return BigInt(aMs) < BigInt(bMs) || (aMs === bMs && BigInt(aSeq) < BigInt(bSeq));
 }
 
-/** Phase 1: BatchWriteItem of ledger-entry-shaped items, 25 per call, RAW_IN_FLIGHT calls in flight. */
-async function rawCeiling(endpoint: string, durationMs: number): Promise<{ itemsPerSecond: number; itemBytes: number; p50Ms: number; p99Ms: number }> {
+/** How a raw ceiling writes: `batch` = BatchWriteItem of 25 unconditional Puts; `transact` = TransactWriteItems of 100 conditional Puts. */
+type RawMode = 'batch' | 'transact';
+
+/** Items written by the raw ceilings so far: every raw item has its own key (no overwrite, no failed condition). */
+let rawItems = 0;
+
+interface RawCeiling {
+  itemsPerSecond: number;
+  itemBytes: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+/**
+ * Phases 1 and 5: ledger-entry-shaped items (distinct keys) written as fast as
+ * DynamoDB Local takes them, RAW_IN_FLIGHT calls in flight, either as
+ * BatchWriteItem (the issue's raw ceiling) or as TransactWriteItems of
+ * conditional Puts (what a transactional ledger can reach at most, with no
+ * balance, no stream and no Temporal).
+ */
+async function rawCeiling(endpoint: string, durationMs: number, mode: RawMode): Promise<RawCeiling> {
   const dynamo = localDynamoClient(endpoint);
   const table = ledgerTableName(TABLE_PREFIX);
-  let counter = 0;
-  const item = (n: number): WriteRequest => ({
-    PutRequest: {
-      Item: {
-        pk: { S: `tenant#bench-raw-${n % TENANTS}#period#2026-11-01T00:00:00.000Z` },
-        sk: { S: `entry#raw-${n}` },
-        eventId: { S: `raw-${n}` },
-        kind: { S: 'usage.reserved.v1' },
-        amount: { N: String(1 + (n % 50)) },
-        operation: { S: 'listProducts' },
-        postedAtMs: { N: String(Date.now()) },
-        source: { S: `{s:${SHARD_BASE}}:usage:v1/${Date.now()}-${n % 1000}` },
-      },
-    },
+  const item = (n: number): Record<string, AttributeValue> => ({
+    pk: { S: `tenant#bench-raw-${n % TENANTS}#period#2026-11-01T00:00:00.000Z` },
+    sk: { S: `entry#raw-${mode}-${n}` },
+    eventId: { S: `raw-${n}` },
+    kind: { S: 'usage.reserved.v1' },
+    amount: { N: String(1 + (n % 50)) },
+    operation: { S: 'listProducts' },
+    postedAtMs: { N: String(Date.now()) },
+    source: { S: `{s:${SHARD_BASE}}:usage:v1/${Date.now()}-${n % 1000}` },
   });
-  const sample = item(0).PutRequest?.Item ?? {};
-  const itemBytes = Object.entries(sample).reduce((sum, [name, value]) => sum + name.length + String(value.S ?? value.N ?? '').length, 0);
+  const itemBytes = Object.entries(item(0)).reduce((sum, [name, value]) => sum + name.length + String(value.S ?? value.N ?? '').length, 0);
+  const perCall = mode === 'batch' ? 25 : 100;
   const latencies: number[] = [];
   let items = 0;
+  const writeBatch = async (): Promise<void> => {
+    let requests: WriteRequest[] = Array.from({ length: perCall }, () => ({ PutRequest: { Item: item(rawItems++) } }));
+    while (requests.length > 0) {
+      const reply = await dynamo.send(new BatchWriteItemCommand({ RequestItems: { [table]: requests } }));
+      const unprocessed = reply.UnprocessedItems?.[table] ?? [];
+      items += requests.length - unprocessed.length;
+      requests = unprocessed;
+    }
+  };
+  const writeTransaction = async (): Promise<void> => {
+    const puts: TransactWriteItem[] = Array.from({ length: perCall }, () => ({
+      Put: { TableName: table, Item: item(rawItems++), ConditionExpression: 'attribute_not_exists(pk)' },
+    }));
+    await dynamo.send(new TransactWriteItemsCommand({ TransactItems: puts }));
+    items += perCall;
+  };
   try {
     const started = performance.now();
     const deadline = started + durationMs;
     await Promise.all(
       Array.from({ length: RAW_IN_FLIGHT }, async () => {
         while (performance.now() < deadline) {
-          let requests = Array.from({ length: 25 }, () => item(counter++));
           const t0 = performance.now();
-          while (requests.length > 0) {
-            const reply = await dynamo.send(new BatchWriteItemCommand({ RequestItems: { [table]: requests } }));
-            const unprocessed = reply.UnprocessedItems?.[table] ?? [];
-            items += requests.length - unprocessed.length;
-            requests = unprocessed;
-          }
+          await (mode === 'batch' ? writeBatch() : writeTransaction());
           latencies.push(performance.now() - t0);
         }
       }),
@@ -253,8 +277,9 @@ export async function benchMetering(opts: { redisPort?: number; durationMs: numb
     await redis.del(...streams);
 
     // 1. raw ceiling, after a warm-up of the JVM (DynamoDB Local is several times slower while it JITs)
-    await rawCeiling(endpoint, WARMUP_MS);
-    const rawBefore = await rawCeiling(endpoint, phaseMs);
+    await rawCeiling(endpoint, WARMUP_MS, 'batch');
+    const rawBefore = await rawCeiling(endpoint, phaseMs, 'batch');
+    const transactBefore = await rawCeiling(endpoint, phaseMs, 'transact');
 
     // 2. throughput through Temporal
     const config = loadConfig({
@@ -369,8 +394,10 @@ export async function benchMetering(opts: { redisPort?: number; durationMs: numb
     const parallel = await inProcess(redisUrl, endpoint, redis, PARALLEL_TRANSACTIONS);
     // the ceiling again, last: DynamoDB Local keeps speeding up as its JVM warms, so the higher of the two counts
     const rawFirst = rawBefore;
-    const rawAfter = await rawCeiling(endpoint, phaseMs);
+    const rawAfter = await rawCeiling(endpoint, phaseMs, 'batch');
     const raw = rawAfter.itemsPerSecond > rawFirst.itemsPerSecond ? rawAfter : rawFirst;
+    const transactAfter = await rawCeiling(endpoint, phaseMs, 'transact');
+    const transact = transactAfter.itemsPerSecond > transactBefore.itemsPerSecond ? transactAfter : transactBefore;
 
     const stageMs = direct.stages.read + direct.stages.ledger + direct.stages.ack + direct.stages.trim;
     const share = (ms: number): string => `${((100 * ms) / Math.max(1, stageMs)).toFixed(1)} %`;
@@ -380,6 +407,8 @@ export async function benchMetering(opts: { redisPort?: number; durationMs: numb
       { name: 'metering_lag_p99_s', value: lag.p99S, unit: 's', note: `open loop at ${opts.loadPerSecond}/s for ${phaseMs / 1000} s (${lag.sent} events); lag = acknowledged (after the ledger holds it) − appended, polled every ${POLL_MS} ms; p50 ${lag.p50S.toFixed(3)} s, max ${lag.maxS.toFixed(3)} s` },
       { name: 'metering_vs_dynamodb_raw_writes', value: throughput.perSecond / raw.itemsPerSecond, unit: 'ratio', note: `${throughput.perSecond.toFixed(0)} events/s vs BatchWriteItem ${raw.itemsPerSecond.toFixed(0)} items/s (25 per call, ${RAW_IN_FLIGHT} in flight, ~${raw.itemBytes} B items)` },
       { name: 'metering_dynamodb_raw_items_per_s', value: raw.itemsPerSecond, unit: '1/s', note: `the higher of two measurements, first and last in the run (${rawFirst.itemsPerSecond.toFixed(0)} and ${rawAfter.itemsPerSecond.toFixed(0)} items/s); BatchWriteItem p50 ${raw.p50Ms.toFixed(1)} ms, p99 ${raw.p99Ms.toFixed(1)} ms per call` },
+      { name: 'metering_dynamodb_transact_items_per_s', value: transact.itemsPerSecond, unit: '1/s', note: `TransactWriteItems of 100 conditional Puts of the same items, ${RAW_IN_FLIGHT} in flight: the most a transactional ledger can write here; higher of first and last (${transactBefore.itemsPerSecond.toFixed(0)} and ${transactAfter.itemsPerSecond.toFixed(0)} items/s); p50 ${transact.p50Ms.toFixed(1)} ms, p99 ${transact.p99Ms.toFixed(1)} ms per call` },
+      { name: 'metering_vs_dynamodb_transact_writes', value: throughput.perSecond / transact.itemsPerSecond, unit: 'ratio', note: `${throughput.perSecond.toFixed(0)} events/s vs ${transact.itemsPerSecond.toFixed(0)} transactional items/s (the transactional ceiling is ${(transact.itemsPerSecond / raw.itemsPerSecond).toFixed(2)}× the BatchWriteItem one)` },
       { name: 'metering_inprocess_events_per_s', value: direct.perSecond, unit: '1/s', note: `UsagePump.pumpBatch called directly (no Temporal), ${SHARDS} shards concurrently, ${INPROC_EVENTS} events, ${config.meter.transactionsInFlight} transactions per batch in flight` },
       { name: 'metering_parallel_transactions_gain', value: parallel.perSecond / direct.perSecond, unit: 'ratio', note: `in-process, ${PARALLEL_TRANSACTIONS} ledger transactions per batch in flight (${parallel.perSecond.toFixed(0)} events/s, measured after, on a warmer JVM) vs the default ${config.meter.transactionsInFlight} (${direct.perSecond.toFixed(0)} events/s)` },
     ];
@@ -392,7 +421,8 @@ export async function benchMetering(opts: { redisPort?: number; durationMs: numb
       '| what | value |',
       '| --- | ---: |',
       `| DynamoDB Local BatchWriteItem, ledger-entry-sized items, 25 per call, ${RAW_IN_FLIGHT} in flight (raw ceiling, higher of first and last in the run) | ${raw.itemsPerSecond.toFixed(0)} items/s (${rawFirst.itemsPerSecond.toFixed(0)} first, ${rawAfter.itemsPerSecond.toFixed(0)} last) |`,
-      `| pump through Temporal (${SHARDS} meter/<shard> workflows), ${PREFILL_EVENTS} pre-filled events | ${throughput.perSecond.toFixed(0)} events/s (${(throughput.perSecond / raw.itemsPerSecond).toFixed(2)}× raw) |`,
+      `| DynamoDB Local TransactWriteItems, the same items, 100 conditional Puts per call, ${RAW_IN_FLIGHT} in flight (transactional ceiling, higher of first and last) | ${transact.itemsPerSecond.toFixed(0)} items/s (${transactBefore.itemsPerSecond.toFixed(0)} first, ${transactAfter.itemsPerSecond.toFixed(0)} last; ${(transact.itemsPerSecond / raw.itemsPerSecond).toFixed(2)}× BatchWriteItem) |`,
+      `| pump through Temporal (${SHARDS} meter/<shard> workflows), ${PREFILL_EVENTS} pre-filled events | ${throughput.perSecond.toFixed(0)} events/s (${(throughput.perSecond / raw.itemsPerSecond).toFixed(2)}× raw, ${(throughput.perSecond / transact.itemsPerSecond).toFixed(2)}× transactional) |`,
       `| the same pump called in-process, no Temporal, ${INPROC_EVENTS} events, ${config.meter.transactionsInFlight} ledger transactions per batch in flight | ${direct.perSecond.toFixed(0)} events/s |`,
       `| the same, ${PARALLEL_TRANSACTIONS} ledger transactions per batch in flight (measured after) | ${parallel.perSecond.toFixed(0)} events/s |`,
       `| lag at ${opts.loadPerSecond}/s offered (${lag.sendRate.toFixed(0)}/s sent, ${lag.measured} of ${lag.sent} ledgered), p50 / p99 / max | ${lag.p50S.toFixed(3)} / ${lag.p99S.toFixed(3)} / ${lag.maxS.toFixed(3)} s |`,
@@ -406,6 +436,7 @@ export async function benchMetering(opts: { redisPort?: number; durationMs: numb
       `Targets: lag p99 ≤ 5 s at the offered load — ${lag.p99S <= 5 ? 'met' : 'missed'}; ≥ 0.5× the raw write ceiling — ${throughput.perSecond / raw.itemsPerSecond >= 0.5 ? 'met' : 'missed'}. ` +
         (meets ? 'Metering was not the bottleneck at this load. ' : '') +
         `A ledger entry costs a conditional Put plus a share of a balance Update inside TransactWriteItems (up to 100 items, ${config.meter.transactionsInFlight} calls at a time per shard, never two on one balance), against unconditional Puts for the ceiling. ` +
+        `The issue requires the balance to move in the same transaction as its entries, so the ledger can write no faster than DynamoDB Local's TransactWriteItems: ${transact.itemsPerSecond.toFixed(0)} items/s in this run, ${(transact.itemsPerSecond / raw.itemsPerSecond).toFixed(2)}× its BatchWriteItem ceiling, with nothing but conditional Puts in it; the pump reaches ${(throughput.perSecond / transact.itemsPerSecond).toFixed(2)}× that. ` +
         `Lag is measured to the acknowledgement, which follows the ledger write, and polled every ${POLL_MS} ms.`,
       '',
     ];
