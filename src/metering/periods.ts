@@ -7,10 +7,12 @@
  *                                     price (JSON PriceBreakdown), currency, totalMicros, isFinal,
  *                                     computedAtMs. Version 1 at the close, 2 (final) after the grace
  *                                     window; a write never lowers or repeats a version.
- *   sk `warning#<limitId>#<percent>`  status pending → delivered | skipped (no webhook), idempotencyKey,
- *                                     createdAtMs, finishedAtMs. Created with attribute_not_exists and
- *                                     finished only from pending, so a threshold is sent at most once per
- *                                     period and a delivered one is never sent again.
+ *   sk `warning#<limitId>#<percent>`  status pending → delivered | skipped (no webhook) | failed (the
+ *                                     workflow gave up: retries exhausted or a non-retryable error;
+ *                                     `failure` says why), idempotencyKey, createdAtMs, finishedAtMs.
+ *                                     Created with attribute_not_exists and finished only from pending,
+ *                                     so a threshold is sent at most once per period, a delivered one is
+ *                                     never sent again, and one given up on is not retried by a later run.
  *   balance: finalizedAtMs, nextPeriodStart set once (if_not_exists) by `finalize`: from then on the
  *   ledger credits events of this period to nextPeriodStart (late credits, `lateOf`).
  *
@@ -57,13 +59,21 @@ export interface Statement {
   computedAtMs: number;
 }
 
-export type WarningStatus = 'pending' | 'delivered' | 'skipped';
+export type WarningStatus = 'pending' | 'delivered' | 'skipped' | 'failed';
+
+/** The statuses a warning record ends in; it never changes again. */
+export type FinishedWarningStatus = Exclude<WarningStatus, 'pending'>;
+
+/** Longest `failure` text kept on a failed warning record. */
+const MAX_FAILURE_CHARS = 500;
 
 export interface WarningRecord {
   status: WarningStatus;
   idempotencyKey: string;
   createdAtMs: number;
   finishedAtMs: number | null;
+  /** Why the workflow gave up on it (status `failed` only). */
+  failure: string | null;
 }
 
 export interface WarningRef {
@@ -82,12 +92,15 @@ const wrap = (error: unknown, what: string): DependencyError =>
 
 function decodeWarning(item: AttributeMap): WarningRecord {
   const status = item['status']?.S;
-  if (status !== 'pending' && status !== 'delivered' && status !== 'skipped') throw new InvariantError(`warning record has status ${String(status)}`);
+  if (status !== 'pending' && status !== 'delivered' && status !== 'skipped' && status !== 'failed') {
+    throw new InvariantError(`warning record has status ${String(status)}`);
+  }
   return {
     status,
     idempotencyKey: item['idempotencyKey']?.S ?? '',
     createdAtMs: Number(item['createdAtMs']?.N ?? '0'),
     finishedAtMs: item['finishedAtMs']?.N === undefined ? null : Number(item['finishedAtMs'].N),
+    failure: item['failure']?.S ?? null,
   };
 }
 
@@ -290,7 +303,7 @@ export class DynamoPeriodStore {
    */
   async beginWarning(ref: WarningRef & { idempotencyKey: string; nowMs: number }): Promise<WarningRecord> {
     const key = { pk: partitionKey(ref.tenant, ref.periodStart), sk: { S: warningSk(ref) } };
-    const record: WarningRecord = { status: 'pending', idempotencyKey: ref.idempotencyKey, createdAtMs: ref.nowMs, finishedAtMs: null };
+    const record: WarningRecord = { status: 'pending', idempotencyKey: ref.idempotencyKey, createdAtMs: ref.nowMs, finishedAtMs: null, failure: null };
     try {
       await this.client.send(
         new PutItemCommand({
@@ -316,19 +329,25 @@ export class DynamoPeriodStore {
   }
 
   /**
-   * pending → delivered | skipped, once.
+   * pending → delivered | skipped | failed, once (`failure` is kept with failed only, cut to 500 chars).
    * @returns the record after the call (another status when it was already finished)
    */
-  async finishWarning(ref: WarningRef & { status: 'delivered' | 'skipped'; nowMs: number }): Promise<WarningRecord> {
+  async finishWarning(ref: WarningRef & { status: FinishedWarningStatus; nowMs: number; failure?: string }): Promise<WarningRecord> {
+    const failure = ref.status === 'failed' ? (ref.failure ?? 'unknown').slice(0, MAX_FAILURE_CHARS) : undefined;
     try {
       await this.client.send(
         new UpdateItemCommand({
           TableName: this.table,
           Key: { pk: partitionKey(ref.tenant, ref.periodStart), sk: { S: warningSk(ref) } },
-          UpdateExpression: 'SET #status = :status, finishedAtMs = :now',
+          UpdateExpression: failure === undefined ? 'SET #status = :status, finishedAtMs = :now' : 'SET #status = :status, finishedAtMs = :now, failure = :failure',
           ConditionExpression: '#status = :pending',
           ExpressionAttributeNames: { '#status': 'status' },
-          ExpressionAttributeValues: { ':status': { S: ref.status }, ':pending': { S: 'pending' }, ':now': { N: String(ref.nowMs) } },
+          ExpressionAttributeValues: {
+            ':status': { S: ref.status },
+            ':pending': { S: 'pending' },
+            ':now': { N: String(ref.nowMs) },
+            ...(failure === undefined ? {} : { ':failure': { S: failure } }),
+          },
         }),
       );
     } catch (error) {

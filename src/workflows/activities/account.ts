@@ -8,6 +8,8 @@
  *   `Idempotency-Key`: receivers dedupe on it (documented webhook contract).
  * - `closePeriod` / `finalizePeriod`: statements are versioned (1 at the close,
  *   2 final) and never rewritten at the same version; finalization is set once.
+ * - `abandonWarning`: pending → failed once, when the workflow gave up on a
+ *   delivery; a warning already delivered or skipped keeps its status.
  * - `wakeWaitingJobs`: a wake signal is harmless to a job that is not waiting.
  *
  * The webhook secret is read here from the account store, never passed through
@@ -184,6 +186,23 @@ export function createAccountActivities(deps: AccountActivityDeps) {
         deps.onWebhookAccepted?.(idempotencyKey);
         const delivered = await deps.periods.finishWarning({ ...ref, status: 'delivered', nowMs: clock.nowMs() });
         return { status: delivered.status, isFinishedNow: delivered.status === 'delivered' };
+      });
+    },
+
+    /**
+     * Records a warning the workflow gave up on (its delivery's retries ran out, or it failed for good):
+     * pending → failed with the reason, so an operator sees it and no later run sends it.
+     * @returns the record's status after the call (delivered/skipped when it had finished after all)
+     */
+    async abandonWarning(input: WarningInput & { failure: string }): Promise<{ status: WarningStatus }> {
+      return asActivity(async () => {
+        const warning = parseWarning(input);
+        const ref = { tenant: warning.tenant, periodStart: warning.periodStart, limitId: warning.limitId, percent: warning.percent };
+        const existing = await deps.periods.getWarning(ref);
+        // never recorded (its first attempt failed before the record was written): record it as failed now
+        if (existing === undefined) await deps.periods.beginWarning({ ...ref, idempotencyKey: warningIdempotencyKey(input), nowMs: clock.nowMs() });
+        const record = await deps.periods.finishWarning({ ...ref, status: 'failed', failure: input.failure, nowMs: clock.nowMs() });
+        return { status: record.status };
       });
     },
 

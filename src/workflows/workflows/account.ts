@@ -27,6 +27,7 @@ import {
   defineQuery,
   defineSignal,
   log,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -84,6 +85,8 @@ export interface AccountCounters {
   deliveries: number;
   /** Deliveries that moved a record from pending now (sent or skipped). */
   finished: number;
+  /** Deliveries given up on (retries exhausted or a non-retryable failure), recorded as failed. Absent in runs before it existed. */
+  failed?: number;
   closes: number;
   finalizations: number;
   woken: number;
@@ -112,7 +115,7 @@ const INITIAL_COUNTERS: AccountCounters = { runs: 0, received: 0, deliveries: 0,
 /** The account workflow (see the file header). */
 export async function accountWorkflow(input: AccountWorkflowInput): Promise<never> {
   const { tenant, timings } = input;
-  const { loadAccountPeriod, closePeriod, finalizePeriod, wakeWaitingJobs } = proxyActivities<AccountActivities>({
+  const { loadAccountPeriod, closePeriod, finalizePeriod, wakeWaitingJobs, abandonWarning } = proxyActivities<AccountActivities>({
     startToCloseTimeout: timings.activityTimeoutMs,
     retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
   });
@@ -157,10 +160,15 @@ export async function accountWorkflow(input: AccountWorkflowInput): Promise<neve
       (result) => {
         if (result.isFinishedNow) counters.finished += 1;
       },
-      (error: unknown) => {
-        // retries exhausted or a non-retryable failure: the record stays pending; never sent twice
+      async (error: unknown) => {
+        // retries exhausted or a non-retryable failure: never sent twice, and recorded as failed (runs
+        // recorded before that step existed left the record pending)
         if (!(error instanceof ActivityFailure)) throw error;
-        log.error('warning delivery given up', { tenant, limitId: warning.limitId, percent: warning.percent, cause: error.cause?.message });
+        const failure = error.cause?.message ?? error.message;
+        log.error('warning delivery given up', { tenant, limitId: warning.limitId, percent: warning.percent, cause: failure });
+        if (!patched('warning-failed-record')) return;
+        const { status } = await abandonWarning({ ...request, failure });
+        if (status === 'failed') counters.failed = (counters.failed ?? 0) + 1;
       },
     );
     const tracked = delivery.finally(() => inFlight.delete(tracked));
