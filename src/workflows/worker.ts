@@ -87,8 +87,8 @@ export interface TollgateWorkerInput {
   onPumpStage?: (stage: PumpStage, shard: number) => void;
   /** Called after a warning webhook accepted a POST, before its record says delivered (tests inject crashes here). */
   onWebhookAccepted?: (idempotencyKey: string) => void;
-  /** Worker tuning that tests shorten (e.g. how soon a dead worker's sticky tasks move on). */
-  workerOptions?: Pick<WorkerOptions, 'stickyQueueScheduleToStartTimeout' | 'maxCachedWorkflows'>;
+  /** Worker tuning that tests shorten (e.g. how soon a dead worker's sticky tasks move on), and the sinks of test interceptors. */
+  workerOptions?: Pick<WorkerOptions, 'stickyQueueScheduleToStartTimeout' | 'maxCachedWorkflows' | 'sinks'>;
 }
 
 /**

@@ -1,7 +1,9 @@
 /**
  * Exactly once under crashes: a pump worker in its own process is SIGKILLed
  * at seeded random moments and at named points (after the DynamoDB write,
- * before XACK; after reading; after dead-lettering; after XACK), restarted
+ * before XACK; after reading; after dead-lettering; after XACK; during a
+ * continue-as-new and inside a signal handler, before that workflow task's
+ * completion reached the server: test/support/crash-interceptors.ts), restarted
  * each time; at the end every tenant's balance per period is exactly the sum
  * of its events, no event is ledgered twice, and nothing is left pending.
  *
@@ -19,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { usageStreamKey } from '../../src/decider/index.js';
 import { createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
-import { meterStateQuery } from '../../src/workflows/workflows/index.js';
+import { meterSettingsSignal, meterStateQuery } from '../../src/workflows/workflows/index.js';
 import { workflowsPath } from '../../src/workflows/worker.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
@@ -34,7 +36,9 @@ const taskQueue = `meter-crash-${seed}`;
 // Shards 13000..13999 belong to this file.
 const shards = [0, 1, 2].map((index) => parseShard(13_000 + (seed % 300) * 3 + index));
 const RANDOM_KILLS = 20;
-const NAMED_KILLS = ['ledger-written', 'read', 'ledger-written', 'dead-lettered', 'acked', 'ledger-written'] as const;
+const SIGNAL_POINT = `signal:${meterSettingsSignal.name}`;
+const NAMED_KILLS = ['ledger-written', 'read', 'continue-as-new', 'ledger-written', SIGNAL_POINT, 'dead-lettered', 'acked', 'ledger-written'] as const;
+const SETTINGS = { idleDelayMs: 200, iterationsPerRun: 15, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
 
 const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
 let redis: Redis;
@@ -119,7 +123,11 @@ beforeAll(async () => {
   redis = new Redis(config.redis.url);
   temporal = await Connection.connect({ address: config.temporal.address });
   client = new Client({ connection: temporal, namespace: config.temporal.namespace });
-  const bundle = await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} } });
+  const bundle = await bundleWorkflowCode({
+    workflowsPath: workflowsPath(),
+    workflowInterceptorModules: [join(REPO, 'test/support/crash-interceptors.ts')],
+    logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} },
+  });
   const dir = join(stack.dataDir, 'metering-crash');
   mkdirSync(dir, { recursive: true });
   bundlePath = join(dir, `workflows-${seed}.js`);
@@ -137,7 +145,7 @@ afterAll(async () => {
 });
 
 describe('meter/<shard> pump under SIGKILL', () => {
-  it('ledgers every event exactly once across 26 crashes and restarts, dead-letters each poison event once, leaves nothing pending', async () => {
+  it('ledgers every event exactly once across 28 crashes and restarts (during a continue-as-new and inside a signal handler among them), dead-letters each poison event once, leaves nothing pending', async () => {
     // given a few thousand events of several tenants and periods on three shard streams, one poison event on each
     const tenants = [uniqueTenant(), uniqueTenant(), uniqueTenant(), uniqueTenant()];
     const periods = [Date.UTC(2026, 9, 1), Date.UTC(2026, 10, 1)];
@@ -150,18 +158,16 @@ describe('meter/<shard> pump under SIGKILL', () => {
       await appendEvents(redis, usageStreamKey(shard), poisoned);
       all.push(...events);
     }
-    await ensureMeterWorkflows(client, {
-      shards,
-      taskQueue,
-      settings: { idleDelayMs: 200, iterationsPerRun: 15, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 },
-      workflowTaskTimeoutMs: 2_000,
-    });
+    const ensurePumps = () => ensureMeterWorkflows(client, { shards, taskQueue, settings: SETTINGS, workflowTaskTimeoutMs: 2_000 });
+    await ensurePumps();
 
     // when the worker is killed at named points, then at seeded random moments, and restarted each time
     const reached: string[] = [];
     for (const stage of NAMED_KILLS) {
       const life = startWorker(stage);
       await life.ready;
+      // the settings signal reaches the running pumps while this life works (the handler runs in it)
+      if (stage === SIGNAL_POINT) await ensurePumps();
       const code = await Promise.race([life.exited, sleep(20_000).then(() => 'timeout' as const)]);
       if (code === 'timeout') {
         life.child.kill('SIGKILL');
@@ -184,6 +190,8 @@ describe('meter/<shard> pump under SIGKILL', () => {
     // then
     expect(reached).toContain('ledger-written');
     expect(reached).toContain('read');
+    expect(reached).toContain('continue-as-new');
+    expect(reached).toContain(SIGNAL_POINT);
     for (const [key, expected] of expectedBalances(all)) {
       const [tenant = '', periodStart = ''] = key.split('|');
       const partition = await readLedgerPartition(dynamo, { table: ledgerTableName(config.dynamodb.tablePrefix), tenant, periodStart });

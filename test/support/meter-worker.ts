@@ -4,7 +4,10 @@
  *   TOLLGATE_TEST_TASK_QUEUE        task queue to poll (required)
  *   TOLLGATE_TEST_WORKFLOW_BUNDLE   path of a prebuilt workflow bundle (saves bundling on every restart)
  *   TOLLGATE_TEST_CRASH_AT          a pump stage (e.g. `ledger-written`): the process SIGKILLs itself
- *                                   the first time any batch reaches it
+ *                                   the first time any batch reaches it; or a workflow point reported
+ *                                   by the interceptors of crash-interceptors.ts when the bundle has them
+ *                                   (`continue-as-new`, `signal:<name>`): killed before that workflow
+ *                                   task's completion reaches the server
  *   TOLLGATE_TEST_CRASH_ON_WEBHOOK  `1`: the process SIGKILLs itself when a warning webhook first accepted
  *                                   a POST, before the warning's record says delivered (mid-send)
  * Prints `ready` once the worker is created; `crash <stage> <shard>` (or `crash webhook <key>`) just before a self-kill.
@@ -30,7 +33,20 @@ const { worker, close } = await createTollgateWorker({
   taskQueue,
   ...(bundlePath === undefined ? {} : { workflowBundle: { codePath: bundlePath } }),
   // no workflow cache: a restarted worker never waits for a dead worker's sticky queue
-  workerOptions: { maxCachedWorkflows: 0 },
+  workerOptions: {
+    maxCachedWorkflows: 0,
+    sinks: {
+      crashPoints: {
+        reached: {
+          fn: (_info: unknown, point: string) => {
+            if (point !== crashAt) return;
+            process.stdout.write(`crash ${point}\n`);
+            process.kill(process.pid, 'SIGKILL');
+          },
+        },
+      },
+    },
+  },
   onWebhookAccepted: (idempotencyKey) => {
     if (!shouldCrashOnWebhook) return;
     process.stdout.write(`crash webhook ${idempotencyKey}\n`);
