@@ -15,11 +15,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startTemporal, stopProcess, type ManagedProcess } from '../../infra/services.js';
 import { periodAt } from '../../src/decider/index.js';
 import { DynamoAccountStore, DynamoPeriodStore, createDynamoClient } from '../../src/metering/index.js';
-import { createLogger, parseTenantId } from '../../src/shared/index.js';
+import { parseTenantId } from '../../src/shared/index.js';
 import { accountTimings, accountWorkflowId, ensureAccountWorkflow, type WarningRequest } from '../../src/workflows/index.js';
 import { accountStateQuery, type AccountCarry } from '../../src/workflows/workflows/index.js';
-import { createTollgateWorker } from '../../src/workflows/worker.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
+import { runInProcessWorker } from '../support/worker-process.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
 
@@ -48,13 +48,7 @@ beforeAll(async () => {
   });
   config = testConfig({ TEMPORAL_ADDRESS: `127.0.0.1:${port}`, TEMPORAL_NAMESPACE: 'default', ACCOUNT_WEBHOOK_TIMEOUT_MS: '5000' });
   env = await TestWorkflowEnvironment.createFromExistingServer({ address: config.temporal.address, namespace: config.temporal.namespace });
-  const { worker, close } = await createTollgateWorker({ config, connection: env.nativeConnection, logger: createLogger({ level: 'silent', name: 'test' }), taskQueue });
-  const running = worker.run();
-  stopWorker = async () => {
-    worker.shutdown();
-    await running;
-    close();
-  };
+  stopWorker = await runInProcessWorker({ config, connection: env.nativeConnection, taskQueue });
   receiver = await startWebhookReceiver({ secret: SECRET });
 }, 180_000);
 

@@ -23,7 +23,7 @@ import {
   type PriceSpec,
   type Statement,
 } from '../../src/metering/index.js';
-import { createLogger, parseEventId, parseTenantId } from '../../src/shared/index.js';
+import { parseEventId, parseTenantId } from '../../src/shared/index.js';
 import {
   DynamoJobStore,
   accountTimings,
@@ -34,8 +34,8 @@ import {
 import { createAccountActivities } from '../../src/workflows/activities/index.js';
 import { deferredJobId } from '../../src/graphql/index.js';
 import { accountStateQuery, type AccountCarry } from '../../src/workflows/workflows/index.js';
-import { createTollgateWorker } from '../../src/workflows/worker.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
+import { runInProcessWorker } from '../support/worker-process.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 
 const PERIOD_SECONDS = 6;
@@ -60,13 +60,7 @@ const started: string[] = [];
 beforeAll(async () => {
   quietTemporalRuntime();
   env = await TestWorkflowEnvironment.createFromExistingServer({ address: config.temporal.address, namespace: config.temporal.namespace });
-  const { worker, close } = await createTollgateWorker({ config, connection: env.nativeConnection, logger: createLogger({ level: 'silent', name: 'test' }), taskQueue });
-  const running = worker.run();
-  stopWorker = async () => {
-    worker.shutdown();
-    await running;
-    close();
-  };
+  stopWorker = await runInProcessWorker({ config, connection: env.nativeConnection, taskQueue });
 });
 
 afterAll(async () => {

@@ -11,12 +11,12 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { periodAt } from '../../src/decider/index.js';
 import { DynamoAccountStore, DynamoPeriodStore, createDynamoClient } from '../../src/metering/index.js';
-import { createLogger, parseTenantId } from '../../src/shared/index.js';
+import { parseTenantId } from '../../src/shared/index.js';
 import { DynamoJobStore, accountTimings, accountWorkflowId, ensureAccountWorkflow } from '../../src/workflows/index.js';
 import { createAccountActivities } from '../../src/workflows/activities/index.js';
 import { accountStateQuery } from '../../src/workflows/workflows/index.js';
-import { createTollgateWorker } from '../../src/workflows/worker.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
+import { runInProcessWorker } from '../support/worker-process.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
 
@@ -42,13 +42,7 @@ beforeAll(async () => {
   quietTemporalRuntime();
   receiver = await startWebhookReceiver({ secret: SECRET, failFirst: Number.MAX_SAFE_INTEGER });
   env = await TestWorkflowEnvironment.createFromExistingServer({ address: config.temporal.address, namespace: config.temporal.namespace });
-  const { worker, close } = await createTollgateWorker({ config, connection: env.nativeConnection, logger: createLogger({ level: 'silent', name: 'test' }), taskQueue });
-  const running = worker.run();
-  stopWorker = async () => {
-    worker.shutdown();
-    await running;
-    close();
-  };
+  stopWorker = await runInProcessWorker({ config, connection: env.nativeConnection, taskQueue });
 });
 
 afterAll(async () => {

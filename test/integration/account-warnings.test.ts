@@ -9,23 +9,18 @@
  * receiver (which dedupes by Idempotency-Key, like a real one), every request
  * is signed, and the DynamoDB records say delivered.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, connectDeciderRedis, periodAt, shardOf, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
 import { DynamoAccountStore, DynamoPeriodStore, createDynamoClient, parseShard } from '../../src/metering/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock, type TenantId } from '../../src/shared/index.js';
 import { accountWorkflowId, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
-import { workflowsPath } from '../../src/workflows/worker.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
+import { killWorkerProcesses, startWorkerProcess, writeWorkflowBundle, type WorkerLife } from '../support/worker-process.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
 
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const SHARDS = 16_384;
 const SECRET = 'storm-secret-0123456789abcdef';
 const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
@@ -40,63 +35,19 @@ let temporal: Connection;
 let client: Client;
 let bundlePath: string;
 let receiver: WebhookReceiver;
-const children = new Set<ChildProcess>();
 const workflows: string[] = [];
 
-interface Life {
-  child: ChildProcess;
-  ready: Promise<void>;
-  exited: Promise<number | null>;
-  crashed: () => string | undefined;
-}
-
-function startWorker(shouldCrashOnWebhook: boolean): Life {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'test/support/meter-worker.ts')], {
-    cwd: REPO,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      PATH: process.env['PATH'] ?? '',
-      HOME: process.env['HOME'] ?? '',
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-      REDIS_URL: stack.redisUrl,
-      TEMPORAL_ADDRESS: stack.temporalAddress,
-      TEMPORAL_NAMESPACE: stack.temporalNamespace,
-      DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
-      DYNAMODB_REGION: stack.dynamodbRegion,
-      DYNAMODB_TABLE_PREFIX: stack.tablePrefix,
-      LOG_LEVEL: 'silent',
-      METER_ENABLED: 'false',
-      METER_CLAIM_MIN_IDLE_MS: '1000',
-      ACCOUNT_WEBHOOK_TIMEOUT_MS: '2000',
-      ACCOUNT_WEBHOOK_RETRY_INITIAL_MS: '200',
-      ACCOUNT_WEBHOOK_RETRY_MAX_MS: '1000',
-      TOLLGATE_TEST_TASK_QUEUE: taskQueue,
-      TOLLGATE_TEST_WORKFLOW_BUNDLE: bundlePath,
-      ...(shouldCrashOnWebhook ? { TOLLGATE_TEST_CRASH_ON_WEBHOOK: '1' } : {}),
-    },
+function startWorker(shouldCrashOnWebhook: boolean): WorkerLife {
+  return startWorkerProcess({
+    METER_ENABLED: 'false',
+    METER_CLAIM_MIN_IDLE_MS: '1000',
+    ACCOUNT_WEBHOOK_TIMEOUT_MS: '2000',
+    ACCOUNT_WEBHOOK_RETRY_INITIAL_MS: '200',
+    ACCOUNT_WEBHOOK_RETRY_MAX_MS: '1000',
+    TOLLGATE_TEST_TASK_QUEUE: taskQueue,
+    TOLLGATE_TEST_WORKFLOW_BUNDLE: bundlePath,
+    ...(shouldCrashOnWebhook ? { TOLLGATE_TEST_CRASH_ON_WEBHOOK: '1' } : {}),
   });
-  children.add(child);
-  let output = '';
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => {
-    child.on('exit', (code) => {
-      children.delete(child);
-      resolve(code);
-    });
-  });
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('ready\n')) resolve();
-    });
-    void exited.then(() => {
-      if (!output.includes('ready\n')) reject(new Error(`worker exited before it was ready:\n${stderr}`));
-    });
-  });
-  return { child, ready, exited, crashed: () => /crash webhook (\S+)/.exec(output)?.[1] };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -114,16 +65,12 @@ beforeAll(async () => {
   redis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 5_000 });
   temporal = await Connection.connect({ address: config.temporal.address });
   client = new Client({ connection: temporal, namespace: config.temporal.namespace });
-  const bundle = await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} } });
-  const dir = join(stack.dataDir, 'account-warnings');
-  mkdirSync(dir, { recursive: true });
-  bundlePath = join(dir, `workflows-${randomBytes(4).toString('hex')}.js`);
-  writeFileSync(bundlePath, bundle.code);
+  bundlePath = await writeWorkflowBundle(join(stack.dataDir, 'account-warnings'));
   receiver = await startWebhookReceiver({ secret: SECRET, failFirst: 3 });
 });
 
 afterAll(async () => {
-  for (const child of children) child.kill('SIGKILL');
+  killWorkerProcesses();
   for (const id of workflows) await client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
   await temporal.close();
   await receiver.close();
@@ -178,7 +125,8 @@ describe('threshold warnings under a storm, webhook failures and a worker crash'
     await first.ready;
     const code = await Promise.race([first.exited, sleep(90_000).then(() => 'timeout' as const)]);
     expect(code).not.toBe('timeout');
-    const crashedOn = first.crashed();
+    const [crashPoint, crashedOn] = first.crashLine();
+    expect(crashPoint).toBe('webhook');
     expect(crashedOn).toBeDefined();
     const second = startWorker(false);
     await second.ready;

@@ -12,7 +12,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../infra/services.js';
-import { testStack } from '../support/stack.js';
+import { stackEnv } from '../support/stack.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-jobs-server-'));
@@ -34,7 +34,6 @@ async function until(what: string, check: () => boolean, deadlineMs = 60_000): P
 describe('the API process with deferred jobs', () => {
   it('polls the jobs queue, serves job status to the key\'s tenant, and stops cleanly on SIGTERM', async () => {
     // given the API started against the test stack
-    const stack = testStack();
     const port = await freePort();
     const keysFile = join(scratch, 'keys.json');
     child = spawn(process.execPath, ['--import', 'tsx', 'src/graphql/server.ts'], {
@@ -42,12 +41,7 @@ describe('the API process with deferred jobs', () => {
       env: {
         PATH: process.env['PATH'] ?? '',
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-        REDIS_URL: stack.redisUrl,
-        TEMPORAL_ADDRESS: stack.temporalAddress,
-        TEMPORAL_NAMESPACE: stack.temporalNamespace,
-        DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
-        DYNAMODB_REGION: stack.dynamodbRegion,
-        DYNAMODB_TABLE_PREFIX: stack.tablePrefix,
+        ...stackEnv(),
         API_PORT: String(port),
         API_DEMO_KEYS_FILE: keysFile,
         DECIDER_SPOOL_PATH: join(scratch, 'spool'),

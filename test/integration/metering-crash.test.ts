@@ -9,22 +9,19 @@
  *
  * Replay a failing run with TOLLGATE_CRASH_SEED=<the printed seed>.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomInt } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode } from '@temporalio/worker';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { usageStreamKey } from '../../src/decider/index.js';
 import { createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
 import { meterSettingsSignal, meterStateQuery } from '../../src/workflows/workflows/index.js';
-import { workflowsPath } from '../../src/workflows/worker.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
+import { killWorkerProcesses, startWorkerProcess, writeWorkflowBundle, type WorkerLife } from '../support/worker-process.js';
 import { appendEvents, expectedBalances, generateEvents, reservedEvent, seededRandom, type TestEvent } from '../support/usage-events.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -45,61 +42,17 @@ let redis: Redis;
 let temporal: Connection;
 let client: Client;
 let bundlePath: string;
-const children = new Set<ChildProcess>();
 
-interface Life {
-  child: ChildProcess;
-  ready: Promise<void>;
-  exited: Promise<number | null>;
-  crashed: () => string | undefined;
-}
-
-function startWorker(crashAt?: string): Life {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'test/support/meter-worker.ts')], {
-    cwd: REPO,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      PATH: process.env['PATH'] ?? '',
-      HOME: process.env['HOME'] ?? '',
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-      REDIS_URL: stack.redisUrl,
-      TEMPORAL_ADDRESS: stack.temporalAddress,
-      TEMPORAL_NAMESPACE: stack.temporalNamespace,
-      DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
-      DYNAMODB_REGION: stack.dynamodbRegion,
-      DYNAMODB_TABLE_PREFIX: stack.tablePrefix,
-      LOG_LEVEL: 'silent',
-      METER_ENABLED: 'false',
-      METER_BATCH_SIZE: '100',
-      METER_CLAIM_MIN_IDLE_MS: '1000',
-      METER_MAX_TRANSACT_ITEMS: '40',
-      TOLLGATE_TEST_TASK_QUEUE: taskQueue,
-      TOLLGATE_TEST_WORKFLOW_BUNDLE: bundlePath,
-      ...(crashAt === undefined ? {} : { TOLLGATE_TEST_CRASH_AT: crashAt }),
-    },
+function startWorker(crashAt?: string): WorkerLife {
+  return startWorkerProcess({
+    METER_ENABLED: 'false',
+    METER_BATCH_SIZE: '100',
+    METER_CLAIM_MIN_IDLE_MS: '1000',
+    METER_MAX_TRANSACT_ITEMS: '40',
+    TOLLGATE_TEST_TASK_QUEUE: taskQueue,
+    TOLLGATE_TEST_WORKFLOW_BUNDLE: bundlePath,
+    ...(crashAt === undefined ? {} : { TOLLGATE_TEST_CRASH_AT: crashAt }),
   });
-  children.add(child);
-  let output = '';
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => {
-    child.on('exit', (code) => {
-      children.delete(child);
-      resolve(code);
-    });
-  });
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('ready\n')) resolve();
-    });
-    void exited.then(() => {
-      if (!output.includes('ready\n')) reject(new Error(`worker exited before it was ready:\n${stderr}`));
-    });
-  });
-  return { child, ready, exited, crashed: () => /crash (\S+)/.exec(output)?.[1] };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -123,19 +76,11 @@ beforeAll(async () => {
   redis = new Redis(config.redis.url);
   temporal = await Connection.connect({ address: config.temporal.address });
   client = new Client({ connection: temporal, namespace: config.temporal.namespace });
-  const bundle = await bundleWorkflowCode({
-    workflowsPath: workflowsPath(),
-    workflowInterceptorModules: [join(REPO, 'test/support/crash-interceptors.ts')],
-    logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} },
-  });
-  const dir = join(stack.dataDir, 'metering-crash');
-  mkdirSync(dir, { recursive: true });
-  bundlePath = join(dir, `workflows-${seed}.js`);
-  writeFileSync(bundlePath, bundle.code);
+  bundlePath = await writeWorkflowBundle(join(stack.dataDir, 'metering-crash'), { interceptorModules: [join(REPO, 'test/support/crash-interceptors.ts')] });
 });
 
 afterAll(async () => {
-  for (const child of children) child.kill('SIGKILL');
+  killWorkerProcesses();
   for (const shard of shards) {
     await client.workflow.getHandle(meterWorkflowId(shard)).terminate('test over').catch(() => undefined);
   }

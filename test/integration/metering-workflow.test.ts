@@ -16,10 +16,9 @@ import { usageStreamKey } from '../../src/decider/index.js';
 import { createDynamoClient, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
 import { meterSettingsQuery, meterStateQuery, type MeterState } from '../../src/workflows/workflows/index.js';
-import { createTollgateWorker } from '../../src/workflows/worker.js';
-import { createLogger } from '../../src/shared/index.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
+import { runInProcessWorker } from '../support/worker-process.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { appendEvents, expectedBalances, generateEvents, seededRandom, type TestEvent } from '../support/usage-events.js';
 
@@ -39,18 +38,7 @@ beforeAll(async () => {
   quietTemporalRuntime();
   redis = new Redis(config.redis.url);
   env = await TestWorkflowEnvironment.createFromExistingServer({ address: config.temporal.address, namespace: config.temporal.namespace });
-  const { worker, close } = await createTollgateWorker({
-    config,
-    connection: env.nativeConnection,
-    logger: createLogger({ level: 'silent', name: 'test' }),
-    taskQueue,
-  });
-  const running = worker.run();
-  stopWorker = async () => {
-    worker.shutdown();
-    await running;
-    close();
-  };
+  stopWorker = await runInProcessWorker({ config, connection: env.nativeConnection, taskQueue });
 });
 
 afterAll(async () => {

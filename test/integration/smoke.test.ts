@@ -12,9 +12,9 @@ import { RedisDecider, appendUsage, createDeciderRedis, shardOf, usageStreamKey,
 import { DynamoLedgerStore, createDynamoClient } from '../../src/metering/index.js';
 import { createApi, createDemoSetup, type ApiDeps } from '../../src/graphql/index.js';
 import { postLedgerBatch } from '../../src/workflows/index.js';
-import { createTollgateWorker } from '../../src/workflows/worker.js';
 import { createLogger, parseEventId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
+import { runInProcessWorker } from '../support/worker-process.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 
 const config = testConfig();
@@ -63,13 +63,7 @@ describe('Temporal + DynamoDB: a workflow activity writes the ledger', () => {
       address: config.temporal.address,
       namespace: config.temporal.namespace,
     });
-    const { worker, close } = await createTollgateWorker({ config, connection: env.nativeConnection, logger, taskQueue });
-    const running = worker.run();
-    stopWorker = async () => {
-      worker.shutdown();
-      await running;
-      close();
-    };
+    stopWorker = await runInProcessWorker({ config, connection: env.nativeConnection, taskQueue });
   });
 
   afterAll(async () => {

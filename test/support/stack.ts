@@ -27,19 +27,22 @@ export function testStack(): TestStack {
   return inject('stack');
 }
 
-/** App config pointing at the test stack (as an entry point would load it). */
-export function testConfig(overrides: Record<string, string> = {}): AppConfig {
+/** The environment variables that point a tollgate process at the test stack. */
+export function stackEnv(): Record<string, string> {
   const stack = testStack();
-  return loadConfig({
+  return {
     REDIS_URL: stack.redisUrl,
     TEMPORAL_ADDRESS: stack.temporalAddress,
     TEMPORAL_NAMESPACE: stack.temporalNamespace,
     DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
     DYNAMODB_REGION: stack.dynamodbRegion,
     DYNAMODB_TABLE_PREFIX: stack.tablePrefix,
-    LOG_LEVEL: 'silent',
-    ...overrides,
-  });
+  };
+}
+
+/** App config pointing at the test stack (as an entry point would load it). */
+export function testConfig(overrides: Record<string, string> = {}): AppConfig {
+  return loadConfig({ ...stackEnv(), LOG_LEVEL: 'silent', ...overrides });
 }
 
 /** A fresh tenant id per test: tests isolate by their own ids, never by flushing. */
