@@ -5,8 +5,14 @@
  * (the record is the source of truth across runs). The Temporal dev server,
  * DynamoDB Local and a real local webhook receiver that answers 500 to
  * everything.
+ *
+ * TOLLGATE_CAPTURE_HISTORIES=1 also writes the run's history (with the patch
+ * marker of the failed-record step) to test/fixtures/histories/account-warning-failed.json,
+ * replayed by account-replay.test.ts.
  */
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { periodAt } from '../../src/decider/index.js';
@@ -106,5 +112,9 @@ describe('a warning whose delivery is given up', () => {
     await periods.beginWarning({ ...other, idempotencyKey: 'k', nowMs: 1 });
     await periods.finishWarning({ ...other, status: 'delivered', nowMs: 2 });
     expect(await activities.abandonWarning({ tenant, periodStartMs, limitId: 'month', percent: 100, failure: 'late' })).toEqual({ status: 'delivered' });
+
+    if (process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1') {
+      writeFileSync(new URL('../fixtures/histories/account-warning-failed.json', import.meta.url), historyToJSON(await handle.fetchHistory()));
+    }
   }, 120_000);
 });
