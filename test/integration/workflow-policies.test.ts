@@ -1,0 +1,87 @@
+/**
+ * The start policies of the long-lived workflows, asserted on the Temporal dev
+ * server: `meter/<shard>` and `account/<tenant>` are signal-with-started with
+ * USE_EXISTING (a second start joins the running run, never a second run beside
+ * it) and ALLOW_DUPLICATE (one that ended, e.g. terminated by an operator, is
+ * started again by the next ensure, as a new run). The workflows run on a task
+ * queue nobody polls: only the runs and their signals are looked at.
+ * (`audit/<scope>`: metering-audit-workflow.test.ts; `job/…`: jobs.test.ts.)
+ * Shards 8000..8999 belong to this file.
+ */
+import { randomBytes, randomInt } from 'node:crypto';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { accountTimings, accountWorkflowId, ensureAccountWorkflow, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import { testConfig, uniqueTenant } from '../support/stack.js';
+
+const config = testConfig();
+const taskQueue = `policies-nobody-${randomBytes(4).toString('hex')}`;
+let connection: Connection;
+let client: Client;
+const started: string[] = [];
+
+beforeAll(async () => {
+  connection = await Connection.connect({ address: config.temporal.address });
+  client = new Client({ connection, namespace: config.temporal.namespace });
+});
+
+afterAll(async () => {
+  for (const id of started) await client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
+  await connection.close();
+});
+
+async function runs(workflowId: string): Promise<{ runId: string; status: string }[]> {
+  const found: { runId: string; status: string }[] = [];
+  for await (const run of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) found.push({ runId: run.runId, status: run.status.name });
+  return found;
+}
+
+async function signalCount(handle: WorkflowHandle, name: string): Promise<number> {
+  const history = await handle.fetchHistory();
+  return (history.events ?? []).filter((event) => event.workflowExecutionSignaledEventAttributes?.signalName === name).length;
+}
+
+/** Ensures twice, terminates, ensures again; returns what each step saw. */
+async function exercise(workflowId: string, ensure: () => Promise<void>, signalName: string) {
+  started.push(workflowId);
+  await ensure();
+  const first = await client.workflow.getHandle(workflowId).describe();
+  await ensure();
+  const joined = await client.workflow.getHandle(workflowId).describe();
+  const signalsInFirst = await signalCount(client.workflow.getHandle(workflowId, first.runId), signalName);
+  await client.workflow.getHandle(workflowId).terminate('operator stop');
+  await ensure();
+  const restarted = await client.workflow.getHandle(workflowId).describe();
+  // visibility is eventually consistent: wait until both runs are listed
+  const deadline = Date.now() + 10_000;
+  let listed = await runs(workflowId);
+  while (listed.length < 2 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    listed = await runs(workflowId);
+  }
+  return { first, joined, signalsInFirst, restarted, listed };
+}
+
+describe('start policies of the long-lived workflows', () => {
+  it('meter/<shard>: a second ensure joins the running pump (one run, two signals); after a terminate the next ensure starts a new run', async () => {
+    const shard = 8_000 + randomInt(0, 1_000);
+    const settings = { idleDelayMs: 200, iterationsPerRun: 10, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
+    const seen = await exercise(meterWorkflowId(shard), () => ensureMeterWorkflows(client, { shards: [shard], taskQueue, settings }), 'meterSettings');
+    expect(seen.joined.runId).toBe(seen.first.runId);
+    expect(seen.signalsInFirst).toBe(2);
+    expect(seen.restarted.runId).not.toBe(seen.first.runId);
+    expect(seen.restarted.status.name).toBe('RUNNING');
+    expect(seen.listed.map((run) => run.status).sort()).toEqual(['RUNNING', 'TERMINATED']);
+  });
+
+  it('account/<tenant>: a second ensure joins the running account (one run, two signals); after a terminate the next ensure starts a new run', async () => {
+    const tenant = uniqueTenant('p');
+    const timings = accountTimings(config);
+    const seen = await exercise(accountWorkflowId(tenant), () => ensureAccountWorkflow(client, { tenant, taskQueue, timings }), 'accountWarnings');
+    expect(seen.joined.runId).toBe(seen.first.runId);
+    expect(seen.signalsInFirst).toBe(2);
+    expect(seen.restarted.runId).not.toBe(seen.first.runId);
+    expect(seen.restarted.status.name).toBe('RUNNING');
+    expect(seen.listed.map((run) => run.status).sort()).toEqual(['RUNNING', 'TERMINATED']);
+  });
+});
