@@ -43,6 +43,8 @@ export interface ApiDeps {
   responses?: ResponseStore;
   /** Deferred jobs' status: serves `GET /jobs/<id>` and the `job(id)` field. */
   jobs?: JobReader;
+  /** `GET /jobs/<id>` reads per second per API key in this process. @default 10 */
+  jobStatusPerSecond?: number;
   anonymous?: AnonymousPolicy;
   /** @default a fresh registry */
   metrics?: TollgateMetrics;
@@ -98,7 +100,7 @@ export function createApi(deps: ApiDeps): ApiServer {
         },
       }),
       useMetricsEndpoint({ registry: metrics.registry }),
-      ...(deps.jobs === undefined ? [] : [useJobStatus({ jobs: deps.jobs, keyStore: deps.keyStore, logger: deps.logger })]),
+      ...(deps.jobs === undefined ? [] : [useJobStatus({ jobs: deps.jobs, keyStore: deps.keyStore, logger: deps.logger, ...(deps.jobStatusPerSecond === undefined ? {} : { readsPerSecondPerKey: deps.jobStatusPerSecond }) })]),
       useTollgate({
         ...deps.tollgate,
         decider: deps.decider,

@@ -208,6 +208,7 @@ async function main(): Promise<void> {
     store: demo.store,
     deferrer,
     jobs: jobStore,
+    jobStatusPerSecond: config.api.jobStatusPerSecond,
     metrics,
     responses: new DynamoResponseStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
     ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...DEMO_ANONYMOUS } } : {}),

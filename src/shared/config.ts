@@ -51,6 +51,9 @@ export const CONFIG_SCHEMA = z.object({
   API_CONFIG_POLL_MS: positiveInt
     .default(5_000)
     .describe('How often an API instance reads the config version (plans and keys) in case an announcement on Redis was lost, ms.'),
+  API_JOB_STATUS_PER_SECOND: positiveInt
+    .default(10)
+    .describe('GET /jobs/<id> reads per second per API key on each API instance (burst twice that); more get 429 RATE_LIMITED. Finished jobs are served from memory.'),
   API_DEMO_KEYS_FILE: z
     .string()
     .min(1)
@@ -204,7 +207,7 @@ type RawConfig = z.infer<typeof CONFIG_SCHEMA>;
 /** Typed configuration, grouped into the slices each component takes. */
 export interface AppConfig {
   log: { level: LogLevel };
-  api: { host: string; port: number; anonymous: 'reject' | 'ip-plan'; demoKeysFile: string; isDemoSeeded: boolean; configPollMs: number };
+  api: { host: string; port: number; anonymous: 'reject' | 'ip-plan'; demoKeysFile: string; isDemoSeeded: boolean; configPollMs: number; jobStatusPerSecond: number };
   redis: {
     url: string;
     clusterNodes: { host: string; port: number }[] | undefined;
@@ -254,6 +257,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
       demoKeysFile: raw.API_DEMO_KEYS_FILE,
       isDemoSeeded: raw.API_DEMO_SEED === 'true',
       configPollMs: raw.API_CONFIG_POLL_MS,
+      jobStatusPerSecond: raw.API_JOB_STATUS_PER_SECOND,
     },
     redis: {
       url: raw.REDIS_URL,

@@ -46,6 +46,7 @@ describe('the API process with deferred jobs', () => {
         API_DEMO_KEYS_FILE: keysFile,
         DECIDER_SPOOL_PATH: join(scratch, 'spool'),
         JOBS_TASK_QUEUE: `jobs-server-${port}`,
+        API_JOB_STATUS_PER_SECOND: '2',
         LOG_LEVEL: 'info',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -72,6 +73,16 @@ describe('the API process with deferred jobs', () => {
     expect(anonymous.status).toBe(401);
     expect(graphql.status).toBe(200);
     expect(await graphql.json()).toMatchObject({ data: { job: null } });
+    // and rapid status polls with one key are limited (2/s, burst 4: one was taken above), another tenant's key is not
+    const polls = await Promise.all(Array.from({ length: 10 }, async () => fetch(`${base}/jobs/${unknownJob}`, { headers: { authorization: `Bearer ${acme}` } })));
+    const refused = polls.filter((response) => response.status === 429);
+    // at most the 3 tokens left plus what refills while they are sent (a second: 2 more, on a slow machine)
+    expect(refused.length).toBeGreaterThanOrEqual(5);
+    expect(refused.length + polls.filter((response) => response.status === 404).length).toBe(10);
+    expect(Number(refused[0]?.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(await refused[0]?.json()).toMatchObject({ error: { code: 'RATE_LIMITED' } });
+    const other = keys.find((entry) => entry.tenant !== 'acme')?.key ?? '';
+    expect((await fetch(`${base}/jobs/${unknownJob}`, { headers: { authorization: `Bearer ${other}` } })).status).toBe(404);
     // and /metrics carries the metering gauges (stream and ledger lag read from Redis on scrape, the audit's drift)
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metrics).toMatch(/^tollgate_usage_stream_unacknowledged_entries \d+$/m);

@@ -4,12 +4,15 @@
  * is looked up under that key's tenant only, so another tenant's job answers
  * 404 exactly like an unknown one. Anonymous callers get 401 (the anonymous
  * tenant is shared by every client address, so its jobs are not readable).
- * Answers in `onRequest`, before the GraphQL pipeline; not metered.
+ * Answers in `onRequest`, before the GraphQL pipeline; not metered, but
+ * limited per key in this process (429 `RATE_LIMITED` with Retry-After) and
+ * served from memory once the job is finished (`jobs/status-guard.ts`).
  */
 import type { Plugin } from 'graphql-yoga';
 import { DependencyError, systemClock, type Clock, type Logger } from '../../shared/index.js';
 import { ApiKeyIdentifier } from '../identity/identify.js';
 import type { KeyStore } from '../identity/key-store.js';
+import { FinishedJobCache, KeyRateLimiter } from '../jobs/status-guard.js';
 import { readJob, type JobReader } from '../jobs/status.js';
 
 export interface JobStatusOptions {
@@ -20,11 +23,18 @@ export interface JobStatusOptions {
   clock?: Clock;
   /** @default '/jobs/' */
   pathPrefix?: string;
+  /** Status reads per second per API key in this process (burst twice that). @default 10 */
+  readsPerSecondPerKey?: number;
+  /** How long a finished job is served from memory, ms. @default 300 000 */
+  finishedCacheTtlMs?: number;
 }
 
 export function useJobStatus(options: JobStatusOptions): Plugin {
   const prefix = options.pathPrefix ?? '/jobs/';
-  const identifier = new ApiKeyIdentifier({ keyStore: options.keyStore, clock: options.clock ?? systemClock });
+  const clock = options.clock ?? systemClock;
+  const identifier = new ApiKeyIdentifier({ keyStore: options.keyStore, clock });
+  const limiter = new KeyRateLimiter({ perSecond: options.readsPerSecondPerKey ?? 10, clock });
+  const finished = new FinishedJobCache({ clock, ...(options.finishedCacheTtlMs === undefined ? {} : { ttlMs: options.finishedCacheTtlMs }) });
   return {
     onRequest: async (payload) => {
       const { request, url, fetchAPI } = payload;
@@ -40,11 +50,26 @@ export function useJobStatus(options: JobStatusOptions): Plugin {
         json(identified.status, { error: { code: identified.code, message: identified.message } }, identified.status === 401 ? { 'WWW-Authenticate': 'Bearer realm="tollgate"' } : {});
         return;
       }
+      const { tenant, keyId } = identified.identity;
+      const allowance = limiter.take(`${tenant}\n${keyId}`);
+      if (!allowance.isAllowed) {
+        const retryAfterS = Math.max(1, Math.ceil(allowance.retryAfterMs / 1_000));
+        json(429, { error: { code: 'RATE_LIMITED', message: `too many job status reads with this key; retry in ${retryAfterS} s` } }, { 'Retry-After': String(retryAfterS) });
+        return;
+      }
       const id = url.pathname.slice(prefix.length);
+      const kept = finished.get(tenant, id);
+      if (kept !== undefined) {
+        json(200, { job: kept });
+        return;
+      }
       try {
-        const job = await readJob(options.jobs, identified.identity.tenant, id);
+        const job = await readJob(options.jobs, tenant, id);
         if (job === undefined) json(404, { error: { code: 'JOB_NOT_FOUND', message: 'no such job' } });
-        else json(200, { job });
+        else {
+          finished.offer(tenant, job);
+          json(200, { job });
+        }
       } catch (error) {
         if (!(error instanceof DependencyError)) throw error;
         options.logger.warn({ code: error.code }, 'job status unavailable');
