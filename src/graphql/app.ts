@@ -45,6 +45,8 @@ export interface ApiDeps {
   jobs?: JobReader;
   /** `GET /jobs/<id>` reads per second per API key in this process. @default 10 */
   jobStatusPerSecond?: number;
+  /** Unknown API keys per client address per second in this process, before uncached keys get 429. @default 5 */
+  unknownKeysPerSecond?: number;
   anonymous?: AnonymousPolicy;
   /** @default a fresh registry */
   metrics?: TollgateMetrics;
@@ -100,8 +102,16 @@ export function createApi(deps: ApiDeps): ApiServer {
         },
       }),
       useMetricsEndpoint({ registry: metrics.registry }),
-      ...(deps.jobs === undefined ? [] : [useJobStatus({ jobs: deps.jobs, keyStore: deps.keyStore, logger: deps.logger, ...(deps.jobStatusPerSecond === undefined ? {} : { readsPerSecondPerKey: deps.jobStatusPerSecond }) })]),
+      ...(deps.jobs === undefined ? [] : [useJobStatus({
+              jobs: deps.jobs,
+              keyStore: deps.keyStore,
+              logger: deps.logger,
+              ...(deps.jobStatusPerSecond === undefined ? {} : { readsPerSecondPerKey: deps.jobStatusPerSecond }),
+              ...(deps.unknownKeysPerSecond === undefined ? {} : { unknownKeysPerSecond: deps.unknownKeysPerSecond }),
+              ...(deps.tollgate?.clientIp === undefined ? {} : { clientIp: deps.tollgate.clientIp }),
+            })]),
       useTollgate({
+        ...(deps.unknownKeysPerSecond === undefined ? {} : { unknownKeysPerSecond: deps.unknownKeysPerSecond }),
         ...deps.tollgate,
         decider: deps.decider,
         keyStore: deps.keyStore,

@@ -209,6 +209,7 @@ async function main(): Promise<void> {
     deferrer,
     jobs: jobStore,
     jobStatusPerSecond: config.api.jobStatusPerSecond,
+    unknownKeysPerSecond: config.api.unknownKeysPerSecond,
     metrics,
     responses: new DynamoResponseStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
     ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...DEMO_ANONYMOUS } } : {}),

@@ -54,6 +54,9 @@ export const CONFIG_SCHEMA = z.object({
   API_JOB_STATUS_PER_SECOND: positiveInt
     .default(10)
     .describe('GET /jobs/<id> reads per second per API key on each API instance (burst twice that); more get 429 RATE_LIMITED. Finished jobs are served from memory.'),
+  API_UNKNOWN_KEYS_PER_SECOND: positiveInt
+    .default(5)
+    .describe('Unknown API keys one client address may present per second on each API instance (burst twice that); beyond it, keys not in the lookup cache get 429 TOO_MANY_UNKNOWN_KEYS without a key store read.'),
   API_DEMO_KEYS_FILE: z
     .string()
     .min(1)
@@ -207,7 +210,7 @@ type RawConfig = z.infer<typeof CONFIG_SCHEMA>;
 /** Typed configuration, grouped into the slices each component takes. */
 export interface AppConfig {
   log: { level: LogLevel };
-  api: { host: string; port: number; anonymous: 'reject' | 'ip-plan'; demoKeysFile: string; isDemoSeeded: boolean; configPollMs: number; jobStatusPerSecond: number };
+  api: { host: string; port: number; anonymous: 'reject' | 'ip-plan'; demoKeysFile: string; isDemoSeeded: boolean; configPollMs: number; jobStatusPerSecond: number; unknownKeysPerSecond: number };
   redis: {
     url: string;
     clusterNodes: { host: string; port: number }[] | undefined;
@@ -258,6 +261,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
       isDemoSeeded: raw.API_DEMO_SEED === 'true',
       configPollMs: raw.API_CONFIG_POLL_MS,
       jobStatusPerSecond: raw.API_JOB_STATUS_PER_SECOND,
+      unknownKeysPerSecond: raw.API_UNKNOWN_KEYS_PER_SECOND,
     },
     redis: {
       url: raw.REDIS_URL,

@@ -4,11 +4,16 @@
  * the configured per-IP plan or a 401. Lookups are cached for a short time and
  * the whole cache is dropped when the key store's version changes, so a
  * revocation takes effect on the next request. Unknown keys are cached too
- * (bounded), so a flood of junk keys does not reach the store.
+ * (bounded), so a flood of one junk key does not reach the store; a client
+ * address that presents more unknown keys than `unknownKeysPerSecond` (fresh
+ * random keys, which no cache can hold) gets 429 `TOO_MANY_UNKNOWN_KEYS` for
+ * keys not in the cache, without a store lookup, until its allowance refills.
+ * Keys already cached, valid or not, are answered as before.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { parseIpHex } from '../../decider/index.js';
 import { DependencyError, parseKeyId, parsePlanId, parseTenantId, type Clock, type KeyId, type PlanId, type TenantId } from '../../shared/index.js';
+import { KeyRateLimiter } from '../local-limiter.js';
 import { hashApiKey, isWellFormedApiKey, keyFingerprint } from './api-key.js';
 import type { ApiKeyRecord, KeyStore } from './key-store.js';
 
@@ -22,11 +27,18 @@ export interface Identity {
   clientIp: string | undefined;
 }
 
-export type IdentifyFailureCode = 'API_KEY_REQUIRED' | 'API_KEY_INVALID' | 'API_KEY_REVOKED' | 'INVALID_ID' | 'KEY_STORE_UNAVAILABLE';
+export type IdentifyFailureCode = 'API_KEY_REQUIRED' | 'API_KEY_INVALID' | 'API_KEY_REVOKED' | 'INVALID_ID' | 'KEY_STORE_UNAVAILABLE' | 'TOO_MANY_UNKNOWN_KEYS';
 
 export type IdentifyResult =
   | { isOk: true; identity: Identity }
-  | { isOk: false; code: IdentifyFailureCode; status: 400 | 401 | 503; message: string };
+  | {
+      isOk: false;
+      code: IdentifyFailureCode;
+      status: 400 | 401 | 429 | 503;
+      message: string;
+      /** When to try again (429 and 503), ms. */
+      retryAfterMs?: number;
+    };
 
 /** Anonymous traffic: refused, or metered under one tenant with a per-IP plan. */
 export type AnonymousPolicy = { kind: 'reject' } | { kind: 'ip-plan'; tenant: string; planId: string };
@@ -40,6 +52,8 @@ export interface IdentifierOptions {
   cacheTtlMs?: number;
   /** Most cached lookups (known and unknown keys). @default 10000 */
   maxCacheEntries?: number;
+  /** Unknown keys a client address may present per second (burst twice that) before uncached keys are refused. @default 5 */
+  unknownKeysPerSecond?: number;
 }
 
 interface CacheEntry {
@@ -50,9 +64,21 @@ interface CacheEntry {
 const BEARER = /^Bearer +(\S+) *$/i;
 const ANONYMOUS_KEY_ID = 'anonymous';
 
-function failure(code: IdentifyFailureCode, message: string): IdentifyResult {
-  return { isOk: false, code, status: code === 'INVALID_ID' ? 400 : code === 'KEY_STORE_UNAVAILABLE' ? 503 : 401, message };
+const STATUS: Record<IdentifyFailureCode, 400 | 401 | 429 | 503> = {
+  API_KEY_REQUIRED: 401,
+  API_KEY_INVALID: 401,
+  API_KEY_REVOKED: 401,
+  INVALID_ID: 400,
+  KEY_STORE_UNAVAILABLE: 503,
+  TOO_MANY_UNKNOWN_KEYS: 429,
+};
+
+function failure(code: IdentifyFailureCode, message: string, retryAfterMs?: number): IdentifyResult {
+  return { isOk: false, code, status: STATUS[code], message, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
 }
+
+/** The bucket of requests whose client address is unknown (they share one allowance). */
+const UNKNOWN_ADDRESS = 'unknown-address';
 
 export class ApiKeyIdentifier {
   private readonly cache = new Map<string, CacheEntry>();
@@ -60,6 +86,8 @@ export class ApiKeyIdentifier {
   private readonly anonymous: { tenant: TenantId; planId: PlanId; keyId: KeyId } | null;
   private readonly ttlMs: number;
   private readonly maxEntries: number;
+  /** Unknown keys per client address. */
+  private readonly unknownKeys: KeyRateLimiter;
 
   /** @throws ValidationError `INVALID_ID` for a bad anonymous tenant or plan id */
   constructor(private readonly options: IdentifierOptions) {
@@ -71,6 +99,7 @@ export class ApiKeyIdentifier {
     this.ttlMs = options.cacheTtlMs ?? 30_000;
     this.maxEntries = options.maxCacheEntries ?? 10_000;
     this.cacheVersion = options.keyStore.version();
+    this.unknownKeys = new KeyRateLimiter({ perSecond: options.unknownKeysPerSecond ?? 5, clock: options.clock });
   }
 
   /** Identifies a request from its Authorization header and client address. */
@@ -83,10 +112,14 @@ export class ApiKeyIdentifier {
     const hash = hashApiKey(token);
     let record: ApiKeyRecord | null;
     try {
-      record = await this.lookup(hash);
+      const found = await this.lookup(hash, clientIp ?? UNKNOWN_ADDRESS);
+      if (found !== null && 'retryAfterMs' in found) {
+        return failure('TOO_MANY_UNKNOWN_KEYS', 'too many unknown API keys from this address; retry later', found.retryAfterMs);
+      }
+      record = found;
     } catch (error) {
       // A key that was never seen cannot be checked while the key store is down: refuse it, retryably.
-      if (error instanceof DependencyError) return failure('KEY_STORE_UNAVAILABLE', 'API keys cannot be checked right now; retry later');
+      if (error instanceof DependencyError) return failure('KEY_STORE_UNAVAILABLE', 'API keys cannot be checked right now; retry later', 1_000);
       throw error;
     }
     // The store matched on the hash; compare again in constant time so no code
@@ -122,7 +155,11 @@ export class ApiKeyIdentifier {
     return { isOk: true, identity: { kind: 'anonymous', ...this.anonymous, keyFingerprint: null, clientIp } };
   }
 
-  private async lookup(hash: Buffer): Promise<ApiKeyRecord | null> {
+  /**
+   * The key's record (null: unknown), from the cache or the store; when it is
+   * not cached and `address` has used up its unknown keys, when to try again.
+   */
+  private async lookup(hash: Buffer, address: string): Promise<ApiKeyRecord | null | { retryAfterMs: number }> {
     const version = this.options.keyStore.version();
     if (version !== this.cacheVersion) {
       this.cache.clear();
@@ -132,7 +169,10 @@ export class ApiKeyIdentifier {
     const nowMs = this.options.clock.nowMs();
     const cached = this.cache.get(cacheKey);
     if (cached !== undefined && cached.expiresAtMs > nowMs) return cached.record;
+    const allowance = this.unknownKeys.check(address);
+    if (!allowance.isAllowed) return { retryAfterMs: allowance.retryAfterMs };
     const record = (await this.options.keyStore.findByHash(hash)) ?? null;
+    if (record === null) this.unknownKeys.take(address);
     // A version change during the lookup means the answer may be stale: do not cache it.
     if (this.options.keyStore.version() === version) {
       this.cache.delete(cacheKey);

@@ -1,7 +1,7 @@
 /**
  * What keeps `GET /jobs/<id>` cheap under polling (it is not metered: a
  * client waiting for its job should not pay for asking):
- * - `KeyRateLimiter`: a token bucket per API key in this process
+ * - a `KeyRateLimiter` (`../local-limiter.ts`): a token bucket per API key in this process
  *   (`API_JOB_STATUS_PER_SECOND`, burst twice that); a poll over it is
  *   answered 429 with Retry-After, without a DynamoDB read. Per instance: N
  *   instances allow N times the rate, which bounds DynamoDB reads per
@@ -12,58 +12,6 @@
  */
 import type { Clock } from '../../shared/index.js';
 import type { JobView } from './status.js';
-
-export interface KeyRateLimiterOptions {
-  /** Tokens added per second. */
-  perSecond: number;
-  /** Bucket size. @default 2 × perSecond */
-  burst?: number;
-  /** Most keys tracked; the least recently seen is dropped first. @default 100 000 */
-  maxKeys?: number;
-  clock: Clock;
-}
-
-export type RateCheck = { isAllowed: true } | { isAllowed: false; retryAfterMs: number };
-
-/** A token bucket per key (see the file header). */
-export class KeyRateLimiter {
-  private readonly buckets = new Map<string, { tokens: number; atMs: number }>();
-  private readonly burst: number;
-  private readonly maxKeys: number;
-
-  constructor(private readonly options: KeyRateLimiterOptions) {
-    if (!(options.perSecond > 0)) throw new RangeError('perSecond must be positive');
-    this.burst = options.burst ?? 2 * options.perSecond;
-    if (!(this.burst >= 1)) throw new RangeError('burst must be at least 1');
-    this.maxKeys = options.maxKeys ?? 100_000;
-  }
-
-  /** Takes one token of `key`'s bucket, or says how long until one is there. */
-  take(key: string): RateCheck {
-    const nowMs = this.options.clock.nowMs();
-    const seen = this.buckets.get(key);
-    // a clock that went back refills nothing
-    const elapsedMs = seen === undefined ? 0 : Math.max(0, nowMs - seen.atMs);
-    const tokens = seen === undefined ? this.burst : Math.min(this.burst, seen.tokens + (elapsedMs * this.options.perSecond) / 1_000);
-    // re-inserted on every call, so the map's order is least recently seen first
-    this.buckets.delete(key);
-    if (tokens < 1) {
-      this.buckets.set(key, { tokens, atMs: nowMs });
-      return { isAllowed: false, retryAfterMs: Math.ceil(((1 - tokens) * 1_000) / this.options.perSecond) };
-    }
-    this.buckets.set(key, { tokens: tokens - 1, atMs: nowMs });
-    if (this.buckets.size > this.maxKeys) {
-      const oldest = this.buckets.keys().next();
-      if (oldest.done !== true) this.buckets.delete(oldest.value);
-    }
-    return { isAllowed: true };
-  }
-
-  /** Keys tracked now. */
-  get size(): number {
-    return this.buckets.size;
-  }
-}
 
 const FINISHED: readonly JobView['status'][] = ['succeeded', 'failed', 'expired'];
 

@@ -12,8 +12,10 @@ import type { Plugin } from 'graphql-yoga';
 import { DependencyError, systemClock, type Clock, type Logger } from '../../shared/index.js';
 import { ApiKeyIdentifier } from '../identity/identify.js';
 import type { KeyStore } from '../identity/key-store.js';
-import { FinishedJobCache, KeyRateLimiter } from '../jobs/status-guard.js';
+import { FinishedJobCache } from '../jobs/status-guard.js';
+import { KeyRateLimiter } from '../local-limiter.js';
 import { readJob, type JobReader } from '../jobs/status.js';
+import { defaultClientIp } from './use-tollgate.js';
 
 export interface JobStatusOptions {
   jobs: JobReader;
@@ -27,17 +29,26 @@ export interface JobStatusOptions {
   readsPerSecondPerKey?: number;
   /** How long a finished job is served from memory, ms. @default 300 000 */
   finishedCacheTtlMs?: number;
+  /** The client's address (its allowance of unknown API keys). @default the socket's remote address */
+  clientIp?: (request: Request, serverContext: Record<string, unknown>) => string | undefined;
+  /** Unknown API keys a client address may present per second before uncached keys get 429. @default 5 */
+  unknownKeysPerSecond?: number;
 }
 
 export function useJobStatus(options: JobStatusOptions): Plugin {
   const prefix = options.pathPrefix ?? '/jobs/';
   const clock = options.clock ?? systemClock;
-  const identifier = new ApiKeyIdentifier({ keyStore: options.keyStore, clock });
+  const identifier = new ApiKeyIdentifier({
+    keyStore: options.keyStore,
+    clock,
+    ...(options.unknownKeysPerSecond === undefined ? {} : { unknownKeysPerSecond: options.unknownKeysPerSecond }),
+  });
+  const clientIpOf = options.clientIp ?? defaultClientIp;
   const limiter = new KeyRateLimiter({ perSecond: options.readsPerSecondPerKey ?? 10, clock });
   const finished = new FinishedJobCache({ clock, ...(options.finishedCacheTtlMs === undefined ? {} : { ttlMs: options.finishedCacheTtlMs }) });
   return {
     onRequest: async (payload) => {
-      const { request, url, fetchAPI } = payload;
+      const { request, url, fetchAPI, serverContext } = payload;
       if (!url.pathname.startsWith(prefix)) return;
       const json = (status: number, body: unknown, headers: Record<string, string> = {}): void =>
         payload.endResponse(new fetchAPI.Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } }));
@@ -45,9 +56,12 @@ export function useJobStatus(options: JobStatusOptions): Plugin {
         json(405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'use GET' } }, { Allow: 'GET' });
         return;
       }
-      const identified = await identifier.identify(request.headers.get('authorization'), undefined);
+      const identified = await identifier.identify(request.headers.get('authorization'), clientIpOf(request, serverContext));
       if (!identified.isOk) {
-        json(identified.status, { error: { code: identified.code, message: identified.message } }, identified.status === 401 ? { 'WWW-Authenticate': 'Bearer realm="tollgate"' } : {});
+        json(identified.status, { error: { code: identified.code, message: identified.message } }, {
+          ...(identified.status === 401 ? { 'WWW-Authenticate': 'Bearer realm="tollgate"' } : {}),
+          ...(identified.retryAfterMs === undefined ? {} : { 'Retry-After': String(Math.max(1, Math.ceil(identified.retryAfterMs / 1_000))) }),
+        });
         return;
       }
       const { tenant, keyId } = identified.identity;

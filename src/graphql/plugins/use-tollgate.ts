@@ -88,6 +88,8 @@ export interface TollgateOptions {
   cost?: CostModelOptions & { maxCachedDocuments?: number; minimumCost?: number };
   /** How long a key lookup is cached (the key store's version change drops it sooner), ms. @default 30000 */
   identityCacheTtlMs?: number;
+  /** Unknown API keys a client address may present per second in this instance before uncached keys get 429. @default 5 */
+  unknownKeysPerSecond?: number;
   /** The client's address (for anonymous per-IP plans). @default the socket's remote address */
   clientIp?: (request: Request, serverContext: Record<string, unknown>) => string | undefined;
   /** Up to this fraction of the wait is added at random to `Retry-After`. @default 0.2 */
@@ -137,7 +139,7 @@ interface RequestState {
 const IDEMPOTENCY_KEY = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const OPERATION_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
-function defaultClientIp(_request: Request, serverContext: Record<string, unknown>): string | undefined {
+export function defaultClientIp(_request: Request, serverContext: Record<string, unknown>): string | undefined {
   const req = serverContext['req'];
   if (typeof req !== 'object' || req === null) return undefined;
   const socket = (req as { socket?: { remoteAddress?: unknown } }).socket;
@@ -169,6 +171,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
     clock,
     ...(options.anonymous === undefined ? {} : { anonymous: options.anonymous }),
     ...(options.identityCacheTtlMs === undefined ? {} : { cacheTtlMs: options.identityCacheTtlMs }),
+    ...(options.unknownKeysPerSecond === undefined ? {} : { unknownKeysPerSecond: options.unknownKeysPerSecond }),
   });
   const requests = new WeakMap<Request, RequestState>();
   const pricers = new WeakMap<GraphQLSchema, Pricer>();
@@ -264,7 +267,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
       if (!identified.isOk) {
         throw refuse(identified.code, identified.message, identified.status, {
           ...(identified.status === 401 ? { headers: { 'WWW-Authenticate': 'Bearer realm="tollgate"' } } : {}),
-          ...(identified.status === 503 ? { headers: { 'Retry-After': '1' } } : {}),
+          ...(identified.retryAfterMs === undefined ? {} : { headers: { 'Retry-After': String(Math.max(1, Math.ceil(identified.retryAfterMs / 1_000))) } }),
         });
       }
       const { identity } = identified;

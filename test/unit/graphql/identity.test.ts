@@ -91,6 +91,37 @@ describe('ApiKeyIdentifier', () => {
     expect(store.lookups).toBe(4);
   });
 
+  it('refuses fresh unknown keys from an address past its allowance without a store read, and nothing else', async () => {
+    // given an identifier allowing 2 unknown keys per second per address (burst 4)
+    const inner = new InMemoryKeyStore();
+    const store = new CountingStore(inner);
+    const time = clock();
+    const { key } = inner.add({ tenant: 'acme', keyId: 'k1', planId: 'starter' });
+    const identifier = new ApiKeyIdentifier({ keyStore: store, clock: time, unknownKeysPerSecond: 2 });
+    const known = `Bearer ${key}`;
+    const cachedJunk = `Bearer ${generateApiKey()}`;
+    expect((await identifier.identify(known, '10.0.0.1')).isOk).toBe(true);
+    expect(await identifier.identify(cachedJunk, '10.0.0.1')).toMatchObject({ code: 'API_KEY_INVALID' });
+    // when the address presents fresh random keys
+    const answers = [];
+    for (let index = 0; index < 6; index += 1) answers.push(await identifier.identify(`Bearer ${generateApiKey()}`, '10.0.0.1'));
+    // then 3 more are looked up (the burst of 4, one spent above), the rest refused with a retry time, unread
+    expect(answers.map((answer) => (answer.isOk ? 'ok' : answer.code))).toEqual([
+      'API_KEY_INVALID', 'API_KEY_INVALID', 'API_KEY_INVALID', 'TOO_MANY_UNKNOWN_KEYS', 'TOO_MANY_UNKNOWN_KEYS', 'TOO_MANY_UNKNOWN_KEYS',
+    ]);
+    expect(answers[3]).toMatchObject({ status: 429, retryAfterMs: 500 });
+    expect(store.lookups).toBe(5);
+    // and cached keys from that address, valid or not, are answered as before; another address is not affected
+    expect((await identifier.identify(known, '10.0.0.1')).isOk).toBe(true);
+    expect(await identifier.identify(cachedJunk, '10.0.0.1')).toMatchObject({ code: 'API_KEY_INVALID' });
+    expect(await identifier.identify(`Bearer ${generateApiKey()}`, '10.0.0.2')).toMatchObject({ code: 'API_KEY_INVALID' });
+    // and a new valid key from the limited address waits for the allowance too, then works
+    const fresh = inner.add({ tenant: 'acme', keyId: 'k2', planId: 'starter' });
+    expect(await identifier.identify(`Bearer ${fresh.key}`, '10.0.0.1')).toMatchObject({ code: 'TOO_MANY_UNKNOWN_KEYS' });
+    time.advance(500);
+    expect(await identifier.identify(`Bearer ${fresh.key}`, '10.0.0.1')).toMatchObject({ isOk: true, identity: { keyId: 'k2' } });
+  });
+
   it('meters anonymous callers per address when configured, and refuses bad addresses', async () => {
     const { identifier } = setup({ kind: 'ip-plan', tenant: 'anonymous', planId: 'anon' });
     expect(await identifier.identify(null, '10.1.2.3')).toMatchObject({ isOk: true, identity: { kind: 'anonymous', tenant: 'anonymous', keyId: 'anonymous', clientIp: '10.1.2.3' } });

@@ -19,7 +19,7 @@ describe('loadConfig', () => {
     const config = loadConfig(REQUIRED);
     expect(config).toEqual({
       log: { level: 'info' },
-      api: { host: '127.0.0.1', port: 4000, anonymous: 'reject', demoKeysFile: '.data/demo-keys.json', isDemoSeeded: true, configPollMs: 5_000, jobStatusPerSecond: 10 },
+      api: { host: '127.0.0.1', port: 4000, anonymous: 'reject', demoKeysFile: '.data/demo-keys.json', isDemoSeeded: true, configPollMs: 5_000, jobStatusPerSecond: 10, unknownKeysPerSecond: 5 },
       redis: {
         url: 'redis://127.0.0.1:6390',
         clusterNodes: undefined,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { FinishedJobCache, KeyRateLimiter } from '../../../src/graphql/jobs/status-guard.js';
+import { FinishedJobCache } from '../../../src/graphql/jobs/status-guard.js';
+import { KeyRateLimiter } from '../../../src/graphql/local-limiter.js';
 import type { JobView } from '../../../src/graphql/jobs/status.js';
 
 function manualClock(startMs = 1_000_000) {
@@ -56,6 +57,19 @@ describe('KeyRateLimiter', () => {
     expect(limiter.take('a').isAllowed).toBe(false);
     expect(limiter.take('b').isAllowed).toBe(true);
     expect(limiter.size).toBe(2);
+  });
+
+  it('check() tells whether a token is there without taking it', () => {
+    const clock = manualClock();
+    const limiter = new KeyRateLimiter({ perSecond: 1, burst: 1, clock });
+    expect(limiter.check('a')).toEqual({ isAllowed: true });
+    expect(limiter.size).toBe(0);
+    expect(limiter.check('a')).toEqual({ isAllowed: true });
+    limiter.take('a');
+    expect(limiter.check('a')).toEqual({ isAllowed: false, retryAfterMs: 1_000 });
+    clock.advance(1_000);
+    expect(limiter.check('a')).toEqual({ isAllowed: true });
+    expect(limiter.take('a')).toEqual({ isAllowed: true });
   });
 
   it('refuses a rate that is not positive', () => {
