@@ -200,6 +200,9 @@ export const CONFIG_SCHEMA = z.object({
     .max(1_000)
     .default(50)
     .describe('Attempts of one warning webhook before it is given up (its record stays pending, it is never sent twice).'),
+  ACCOUNT_WAKE_MAX_JOBS: positiveInt
+    .default(1_000)
+    .describe('Most queued deferred jobs one period close wakes, oldest first; the rest wait for their own retry timer (at most JOBS_RETRY_MAX_MS).'),
   ACCOUNT_NO_ACCOUNT_RECHECK_MS: positiveInt
     .default(3_600_000)
     .describe('How often an account workflow of a tenant without stored settings looks for them again, ms.'),
@@ -247,6 +250,7 @@ export interface AppConfig {
     webhookRetryMaxMs: number;
     webhookMaxAttempts: number;
     noAccountRecheckMs: number;
+    wakeMaxJobs: number;
   };
 }
 
@@ -309,6 +313,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
       webhookRetryMaxMs: Math.max(raw.ACCOUNT_WEBHOOK_RETRY_INITIAL_MS, raw.ACCOUNT_WEBHOOK_RETRY_MAX_MS),
       webhookMaxAttempts: raw.ACCOUNT_WEBHOOK_MAX_ATTEMPTS,
       noAccountRecheckMs: raw.ACCOUNT_NO_ACCOUNT_RECHECK_MS,
+      wakeMaxJobs: raw.ACCOUNT_WAKE_MAX_JOBS,
     },
   };
 }

@@ -3,7 +3,9 @@
  *
  * Layout (one partition per tenant, so a job can only be read under its own tenant):
  * - `pk = tenant#<tenant>`, `sk = job#<jobId>`: the job (status, timestamps,
- *   requested and actual cost, the stored result as JSON, the error code).
+ *   requested and actual cost, the stored result as JSON, the error code, and
+ *   while it is unfinished its `submission`: what its workflow needs to be
+ *   started again by the account workflow's sweep when its client never retries).
  * - `pk = tenant#<tenant>`, `sk = queue`: `open`, the number of the tenant's
  *   unfinished jobs, bounded by the per-tenant cap.
  *
@@ -56,6 +58,27 @@ export interface JobRecord {
   isNotifyRequested: boolean;
   /** The finish notice: delivered (a 2xx from the tenant's webhook) or skipped (no webhook configured); null before. */
   notification: 'delivered' | 'skipped' | null;
+  /** What the job runs, kept until it finishes (null: finished, recorded before submissions were kept, or too large to keep). */
+  submission: JobSubmission | null;
+}
+
+/** What a job runs: enough to start its workflow again from the record alone. */
+export interface JobSubmission {
+  planId: string;
+  query: string;
+  variables: Record<string, unknown>;
+}
+
+/** Largest submission kept in a job record (JSON chars); with the result (MAX_RESULT_CHARS) the item stays under 400 KB. */
+export const MAX_SUBMISSION_CHARS = 32_000;
+
+/** What a restart of a job's workflow from its record did (`restartDeferredJob`). */
+export type RestartOutcome = 'started' | 'finished' | 'unknown' | 'no-submission' | 'completed';
+
+/** A queued job as the wake and the sweep see it. */
+export interface QueuedJob {
+  jobId: string;
+  createdAtMs: number;
 }
 
 export interface CreateJobInput {
@@ -71,6 +94,8 @@ export interface CreateJobInput {
   maxOpenJobs: number;
   /** Send a signed notice to the tenant's webhook when the job finishes. @default false */
   isNotifyRequested?: boolean;
+  /** What it runs, kept while it is unfinished when it fits MAX_SUBMISSION_CHARS (otherwise only its client's retry can restart it). */
+  submission?: JobSubmission;
 }
 
 /** Physical name of the jobs table; must agree with infra/tables.ts. */
@@ -127,7 +152,23 @@ function decodeJob(item: Record<string, AttributeValue>): JobRecord {
     expiresAtMs: Number(item['expiresAtMs']?.N ?? '0'),
     isNotifyRequested: item['isNotifyRequested']?.BOOL === true,
     notification: item['notification']?.S === 'delivered' || item['notification']?.S === 'skipped' ? item['notification'].S : null,
+    submission: decodeSubmission(item['submission']?.S),
   };
+}
+
+function decodeSubmission(json: string | undefined): JobSubmission | null {
+  if (json === undefined) return null;
+  const value = JSON.parse(json) as Partial<JobSubmission>;
+  if (typeof value.planId !== 'string' || typeof value.query !== 'string' || typeof value.variables !== 'object' || value.variables === null) {
+    throw new InvariantError('stored job submission is malformed');
+  }
+  return { planId: value.planId, query: value.query, variables: value.variables };
+}
+
+/** The submission as stored, or undefined when it is too large to keep. */
+export function encodeSubmission(submission: JobSubmission): string | undefined {
+  const json = JSON.stringify({ planId: submission.planId, query: submission.query, variables: submission.variables });
+  return json.length <= MAX_SUBMISSION_CHARS ? json : undefined;
 }
 
 const wrap = (error: unknown, what: string): DependencyError =>
@@ -151,6 +192,7 @@ export class DynamoJobStore {
    * @throws DependencyError `DYNAMODB_UNAVAILABLE` (a retry is safe)
    */
   async create(input: CreateJobInput): Promise<{ job: JobRecord; isNew: boolean }> {
+    const submission = input.submission === undefined ? undefined : encodeSubmission(input.submission);
     const item: Record<string, AttributeValue> = {
       ...jobKey(input.tenant, input.jobId),
       jobId: { S: input.jobId },
@@ -164,6 +206,7 @@ export class DynamoJobStore {
       expiresAtMs: { N: String(input.expiresAtMs) },
       isNotifyRequested: { BOOL: input.isNotifyRequested === true },
       ...(input.operationName === null ? {} : { operationName: { S: input.operationName } }),
+      ...(submission === undefined ? {} : { submission: { S: submission } }),
     };
     try {
       await this.client.send(
@@ -214,12 +257,12 @@ export class DynamoJobStore {
   }
 
   /**
-   * Ids of the tenant's jobs still waiting for admission (`queued`): the ones a
-   * quota reset wakes. Consistent reads, every page.
+   * The tenant's jobs still waiting for admission (`queued`), oldest first: the
+   * ones a quota reset wakes. Consistent reads, every page.
    * @throws DependencyError `DYNAMODB_UNAVAILABLE`
    */
-  async listQueued(tenant: TenantId): Promise<string[]> {
-    const ids: string[] = [];
+  async listQueued(tenant: TenantId): Promise<QueuedJob[]> {
+    const jobs: QueuedJob[] = [];
     let startKey: Record<string, AttributeValue> | undefined;
     do {
       let page;
@@ -231,7 +274,7 @@ export class DynamoJobStore {
             FilterExpression: '#status = :queued',
             ExpressionAttributeNames: { '#status': 'status' },
             ExpressionAttributeValues: { ':pk': pkOf(tenant), ':job': { S: 'job#' }, ':queued': { S: 'queued' } },
-            ProjectionExpression: 'jobId',
+            ProjectionExpression: 'jobId, createdAtMs',
             ConsistentRead: true,
             ...(startKey === undefined ? {} : { ExclusiveStartKey: startKey }),
           }),
@@ -239,10 +282,13 @@ export class DynamoJobStore {
       } catch (error) {
         throw wrap(error, 'list the queued jobs');
       }
-      for (const item of page.Items ?? []) if (item['jobId']?.S !== undefined) ids.push(item['jobId'].S);
+      for (const item of page.Items ?? []) {
+        const jobId = item['jobId']?.S;
+        if (jobId !== undefined) jobs.push({ jobId, createdAtMs: Number(item['createdAtMs']?.N ?? '0') });
+      }
       startKey = page.LastEvaluatedKey;
     } while (startKey !== undefined);
-    return ids;
+    return jobs.sort((a, b) => a.createdAtMs - b.createdAtMs || (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0));
   }
 
   /** The tenant's count of unfinished jobs (what the cap is checked against). */
@@ -309,11 +355,6 @@ export class DynamoJobStore {
   }
 
   /**
-   * Finishes the job and frees its place in the tenant's queue, once: a job
-   * already finished is left as it is.
-   * @returns false when the job was already finished
-   */
-  /**
    * Records that the job's finish notice went out (or was skipped), once.
    * @returns false when it was recorded before (a retry: nothing changes)
    * @throws DependencyError when DynamoDB fails
@@ -336,11 +377,17 @@ export class DynamoJobStore {
     }
   }
 
+  /**
+   * Finishes the job and frees its place in the tenant's queue, once: a job
+   * already finished is left as it is. Its submission is dropped (nothing
+   * restarts a finished job).
+   * @returns false when the job was already finished
+   */
   async finish(input: { tenant: TenantId; jobId: string; status: 'succeeded' | 'failed' | 'expired'; errorCode: string | null; nowMs: number }): Promise<boolean> {
     const jobUpdate = {
       TableName: this.table,
       Key: jobKey(input.tenant, input.jobId),
-      UpdateExpression: `SET #status = :status, updatedAtMs = :now, finishedAtMs = :now${input.errorCode === null ? '' : ', errorCode = :code'}`,
+      UpdateExpression: `SET #status = :status, updatedAtMs = :now, finishedAtMs = :now${input.errorCode === null ? '' : ', errorCode = :code'} REMOVE submission`,
       ConditionExpression: '#status IN (:queued, :running)',
       ExpressionAttributeNames: { '#status': 'status' },
       ExpressionAttributeValues: {

@@ -17,8 +17,8 @@ import { Worker, type NativeConnection } from '@temporalio/worker';
 import { MAX_RECORD_TTL_MS } from '../decider/index.js';
 import { DependencyError, parseEventId, parseKeyId, parsePlanId, parseTenantId, type TenantId } from '../shared/index.js';
 import { createJobActivities, type JobActivityDeps } from './activities/index.js';
-import { parseJobId, type DynamoJobStore, type JobRecord } from './job-store.js';
-import { workflowsPath } from './worker.js';
+import { parseJobId, type DynamoJobStore, type JobRecord, type JobSubmission, type RestartOutcome } from './job-store.js';
+import { workflowsPath } from './workflows-path.js';
 import { jobWorkflowId } from './ids.js';
 import type { DeferredJobInput, runDeferredJob } from './workflows/index.js';
 
@@ -59,7 +59,8 @@ export function jobRecordTtlMs(ttlMs: number): number {
  * workflow, or joins both when they exist: a resubmission of the same job id
  * (an Idempotency-Key retry, N concurrent requests) returns the same job and
  * starts nothing new. The workflow is started even when the record existed
- * (a crash between the two is healed by the next submit).
+ * (a crash between the two is healed by the next submit, or by the account
+ * workflow's sweep: `restartDeferredJob`).
  * @throws CapacityError `JOB_QUEUE_FULL` when the tenant's queue is full (nothing recorded)
  * @throws DependencyError `DYNAMODB_UNAVAILABLE` / `TEMPORAL_UNAVAILABLE`
  */
@@ -75,6 +76,7 @@ export async function submitDeferredJob(input: {
   parseKeyId(job.keyId);
   parsePlanId(job.planId);
   parseEventId(job.requestId);
+  const submission: JobSubmission = { planId: job.planId, query: job.query, variables: job.variables };
   const recorded = await input.store.create({
     jobId,
     tenant,
@@ -85,50 +87,85 @@ export async function submitDeferredJob(input: {
     createdAtMs: job.nowMs,
     expiresAtMs: job.nowMs + settings.ttlMs,
     maxOpenJobs: settings.maxQueuedPerTenant,
+    submission,
     ...(job.isNotifyRequested === true ? { isNotifyRequested: true } : {}),
   });
   if (recorded.job.status !== 'queued' && recorded.job.status !== 'running') return recorded;
-  // A resubmission runs with the settings the job was first recorded with.
-  const submittedAtMs = recorded.job.createdAtMs;
-  const workflowInput: DeferredJobInput = {
-    jobId,
-    tenant,
-    keyId: job.keyId,
-    planId: job.planId,
-    requestId: job.requestId,
-    operationName: job.operationName,
-    query: job.query,
-    variables: job.variables,
-    cost: job.cost,
+  const started = await startJobWorkflow(input.client, settings, jobWorkflowInput(recorded.job, submission, settings));
+  return started === 'completed' ? { job: (await input.store.get(tenant, jobId)) ?? recorded.job, isNew: false } : recorded;
+}
+
+/**
+ * The workflow input of a recorded job: as first recorded (a resubmission cannot
+ * change its TTL or turn the finish notice on or off), with this process's retry settings.
+ */
+function jobWorkflowInput(record: JobRecord, submission: JobSubmission, settings: JobSettings): DeferredJobInput {
+  const submittedAtMs = record.createdAtMs;
+  const ttlMs = record.expiresAtMs - submittedAtMs;
+  return {
+    jobId: record.jobId,
+    tenant: record.tenant,
+    keyId: record.keyId,
+    planId: submission.planId,
+    requestId: record.requestId,
+    operationName: record.operationName,
+    query: submission.query,
+    variables: submission.variables,
+    cost: record.cost,
     submittedAtMs,
-    ttlMs: recorded.job.expiresAtMs - submittedAtMs,
+    ttlMs,
     retryMinMs: settings.retryMinMs,
     retryMaxMs: settings.retryMaxMs,
-    recordTtlMs: jobRecordTtlMs(recorded.job.expiresAtMs - submittedAtMs),
-    // as first recorded: a resubmission cannot turn the notice on or off
-    ...(recorded.job.isNotifyRequested ? { notifyOnFinish: true } : {}),
+    recordTtlMs: jobRecordTtlMs(ttlMs),
+    ...(record.isNotifyRequested ? { notifyOnFinish: true } : {}),
   };
+}
+
+/**
+ * Starts `job/<tenant>/<jobId>`, or joins the running one.
+ * @returns `completed` when a run of this id already completed (it is never run again)
+ * @throws DependencyError `TEMPORAL_UNAVAILABLE`
+ */
+async function startJobWorkflow(client: Client, settings: JobSettings, workflowInput: DeferredJobInput): Promise<'started' | 'completed'> {
   try {
-    await input.client.workflow.start<typeof runDeferredJob>('runDeferredJob', {
+    await client.workflow.start<typeof runDeferredJob>('runDeferredJob', {
       taskQueue: settings.taskQueue,
-      workflowId: jobWorkflowId({ tenant, jobId }),
+      workflowId: jobWorkflowId({ tenant: workflowInput.tenant, jobId: workflowInput.jobId }),
       workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
       // A job whose workflow failed, timed out or was terminated while its record is unfinished is
-      // restarted by the next submit (its admission is a replay under the same request id, its stored
-      // result is kept). A completed workflow is never run again: its record is finished, so the submit
-      // returned above, and this policy refuses to reuse a completed id anyway.
+      // restarted by the next submit or sweep (its admission is a replay under the same request id, its
+      // stored result is kept). A completed workflow is never run again: its record is finished, so the
+      // submit returns before starting, and this policy refuses to reuse a completed id anyway.
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
       args: [workflowInput],
     });
+    return 'started';
   } catch (error) {
-    if (error instanceof WorkflowExecutionAlreadyStartedError) {
-      // It already ran to the end: report what it stored.
-      const stored = await input.store.get(tenant, jobId);
-      return { job: stored ?? recorded.job, isNew: false };
-    }
+    if (error instanceof WorkflowExecutionAlreadyStartedError) return 'completed';
     throw new DependencyError('TEMPORAL_UNAVAILABLE', 'Temporal did not start the deferred job', { cause: error });
   }
-  return recorded;
+}
+
+/**
+ * Starts the workflow of a recorded, unfinished job from its record alone, as a
+ * retry of its request would (the same id and policies: a running workflow is
+ * joined, a completed one never runs again, an admission already made is a
+ * replay): for jobs recorded while Temporal was unreachable whose client never
+ * came back. Records without a kept submission cannot be restarted.
+ * @throws DependencyError `DYNAMODB_UNAVAILABLE` / `TEMPORAL_UNAVAILABLE`
+ */
+export async function restartDeferredJob(input: {
+  client: Client;
+  store: DynamoJobStore;
+  settings: JobSettings;
+  tenant: string;
+  jobId: string;
+}): Promise<RestartOutcome> {
+  const record = await input.store.get(parseTenantId(input.tenant), parseJobId(input.jobId));
+  if (record === undefined) return 'unknown';
+  if (record.status !== 'queued' && record.status !== 'running') return 'finished';
+  if (record.submission === null) return 'no-submission';
+  return startJobWorkflow(input.client, input.settings, jobWorkflowInput(record, record.submission, input.settings));
 }
 
 /**

@@ -7,7 +7,6 @@
  * A failed start exits non-zero: a failed Worker.create would otherwise keep
  * the process alive without polling.
  */
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
@@ -26,6 +25,8 @@ import {
 import { createAccountActivities, createAuditActivities, createLedgerActivities, createMeteringActivities } from './activities/index.js';
 import { TemporalWarningSink, ensureAccountWorkflow, ensureAuditWorkflow, ensureMeterWorkflows } from './client.js';
 import { DynamoJobStore } from './job-store.js';
+import { restartDeferredJob } from './jobs.js';
+import { workflowsPath } from './workflows-path.js';
 import { WorkerMetrics, serveWorkerMetrics } from './metrics.js';
 import type { AccountTimings, AuditSettings, MeterSettings } from './workflows/index.js';
 
@@ -67,14 +68,10 @@ export function accountTimings(config: Pick<AppConfig, 'account'>): AccountTimin
   };
 }
 
-/** Path of the workflow bundle's entry, next to this file (.ts in dev, .js when built). */
-export function workflowsPath(): string {
-  const ts = fileURLToPath(new URL('./workflows/index.ts', import.meta.url));
-  return existsSync(ts) ? ts : fileURLToPath(new URL('./workflows/index.js', import.meta.url));
-}
+export { workflowsPath };
 
 export interface TollgateWorkerInput {
-  config: Pick<AppConfig, 'temporal' | 'dynamodb' | 'redis' | 'meter' | 'account'>;
+  config: Pick<AppConfig, 'temporal' | 'dynamodb' | 'redis' | 'meter' | 'account' | 'jobs'>;
   connection: NativeConnection;
   logger: Logger;
   /** Where pump and audit metrics go. @default a fresh registry (not served) */
@@ -128,6 +125,7 @@ export async function createTollgateWorker(input: TollgateWorkerInput): Promise<
       ...(config.account.isEnabled ? { warningSink: new TemporalWarningSink(client, { taskQueue, timings: accountTimings(config) }) } : {}),
     });
     const metrics = input.metrics ?? new WorkerMetrics();
+    const jobStore = new DynamoJobStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
     const auditor = new MeteringAuditor(redis, dynamo, { shardCount: config.redis.shardCount, tablePrefix: config.dynamodb.tablePrefix });
     const worker = await Worker.create({
       connection: input.connection,
@@ -154,9 +152,11 @@ export async function createTollgateWorker(input: TollgateWorkerInput): Promise<
         ...createAccountActivities({
           accounts: new DynamoAccountStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
           periods: new DynamoPeriodStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
-          jobs: new DynamoJobStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+          jobs: jobStore,
           client,
           webhookTimeoutMs: config.account.webhookTimeoutMs,
+          wakeMaxJobs: config.account.wakeMaxJobs,
+          restartJob: async ({ tenant, jobId }) => restartDeferredJob({ client, store: jobStore, settings: config.jobs, tenant, jobId }),
           ...(input.onWebhookAccepted === undefined ? {} : { onWebhookAccepted: input.onWebhookAccepted }),
         }),
       },

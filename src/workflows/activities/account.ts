@@ -10,7 +10,9 @@
  *   2 final) and never rewritten at the same version; finalization is set once.
  * - `abandonWarning`: pending → failed once, when the workflow gave up on a
  *   delivery; a warning already delivered or skipped keeps its status.
- * - `wakeWaitingJobs`: a wake signal is harmless to a job that is not waiting.
+ * - `wakeWaitingJobs`: a wake signal is harmless to a job that is not waiting;
+ *   a restart of a job whose workflow is gone is a start with the job's own id
+ *   and policies (a running one is joined, a completed one never runs again).
  *
  * The webhook secret is read here from the account store, never passed through
  * workflow inputs or histories, and never logged.
@@ -21,7 +23,7 @@ import { periodAt, type Period } from '../../decider/index.js';
 import type { AccountStore, DynamoPeriodStore, WarningStatus } from '../../metering/index.js';
 import { ValidationError, parseLimitId, parseTenantId, systemClock, type Clock } from '../../shared/index.js';
 import { jobWorkflowId } from '../ids.js';
-import type { DynamoJobStore } from '../job-store.js';
+import type { DynamoJobStore, RestartOutcome } from '../job-store.js';
 import { asActivity } from './errors.js';
 import { postSignedWebhook } from './webhook.js';
 
@@ -37,6 +39,27 @@ export interface AccountActivityDeps {
   clock?: Clock;
   /** Called after the webhook accepted a warning, before its record says delivered (tests inject crashes here). */
   onWebhookAccepted?: (idempotencyKey: string) => void;
+  /** Most queued jobs one wake signals, oldest first; the rest wait for their own retry timer. @default 1000 */
+  wakeMaxJobs?: number;
+  /**
+   * Starts the workflow of a queued job that has none from its record (`restartDeferredJob`); without it such
+   * jobs are only counted as stranded.
+   */
+  restartJob?: (input: { tenant: string; jobId: string }) => Promise<RestartOutcome>;
+}
+
+/** A queued job younger than this may have its workflow start still in flight: never restarted. */
+export const RESTART_GRACE_MS = 60_000;
+
+export interface WakeResult {
+  /** Jobs signalled. */
+  woken: number;
+  /** Queued jobs whose workflow was gone and was started again from their record. */
+  restarted: number;
+  /** Queued jobs whose workflow was gone and could not be started again (no kept submission, or a completed run). */
+  stranded: number;
+  /** Queued jobs left to their own retry timers (over `wakeMaxJobs`). */
+  skipped: number;
 }
 
 export interface LoadAccountPeriodInput {
@@ -234,26 +257,41 @@ export function createAccountActivities(deps: AccountActivityDeps) {
       });
     },
 
-    /** Signals `wake` to each of the tenant's queued deferred jobs (a period quota was reset). */
-    async wakeWaitingJobs(input: { tenant: string }): Promise<{ woken: number }> {
+    /**
+     * Signals `wake` to the tenant's queued deferred jobs (a period quota was reset), oldest first and at most
+     * `wakeMaxJobs`: the oldest get the fresh quota first, and a close costs at most that many signals and
+     * admission attempts. A queued job whose workflow is gone (recorded while Temporal was unreachable, its
+     * client never retried; or terminated) is started again from its record when it is older than a minute.
+     */
+    async wakeWaitingJobs(input: { tenant: string }): Promise<WakeResult> {
       return asActivity(async () => {
         const tenant = parseTenantId(input.tenant);
         const queued = await deps.jobs.listQueued(tenant);
-        let woken = 0;
-        // a few signals in flight at once: a tenant may have thousands of waiting jobs
-        const lanes = Array.from({ length: Math.min(WAKE_CONCURRENCY, queued.length) }, async () => {
-          for (let jobId = queued.shift(); jobId !== undefined; jobId = queued.shift()) {
+        const limit = deps.wakeMaxJobs ?? 1_000;
+        const chosen = queued.slice(0, limit);
+        const result: WakeResult = { woken: 0, restarted: 0, stranded: 0, skipped: queued.length - chosen.length };
+        const nowMs = clock.nowMs();
+        let done = 0;
+        // a few signals in flight at once, taken in order (oldest first)
+        const lanes = Array.from({ length: Math.min(WAKE_CONCURRENCY, chosen.length) }, async () => {
+          for (let job = chosen.shift(); job !== undefined; job = chosen.shift()) {
             try {
-              await deps.client.workflow.getHandle(jobWorkflowId({ tenant, jobId })).signal('wake');
-              woken += 1;
+              await deps.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: job.jobId })).signal('wake');
+              result.woken += 1;
             } catch (error) {
               if (!(error instanceof WorkflowNotFoundError)) throw error;
+              if (nowMs - job.createdAtMs >= RESTART_GRACE_MS) {
+                const outcome = deps.restartJob === undefined ? 'no-submission' : await deps.restartJob({ tenant, jobId: job.jobId });
+                if (outcome === 'started') result.restarted += 1;
+                else if (outcome === 'no-submission' || outcome === 'completed') result.stranded += 1;
+              }
             }
-            if (woken % 50 === 0) heartbeat(woken);
+            done += 1;
+            if (done % 50 === 0) heartbeat(done);
           }
         });
         await Promise.all(lanes);
-        return { woken };
+        return result;
       });
     },
   };

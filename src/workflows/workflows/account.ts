@@ -10,7 +10,9 @@
  *   period (anchor and zone); then statement version 1, then every queued
  *   deferred job of the tenant is woken (period quotas reset by key: the new
  *   period is a new Redis key, so there is nothing to reset and a replayed
- *   close resets nothing twice). The workflow then continues as new in the
+ *   close resets nothing twice). The wake is oldest first and bounded
+ *   (`ACCOUNT_WAKE_MAX_JOBS`); a queued job whose workflow is gone is started
+ *   again from its record (the sweep of jobs recorded while Temporal was down). The workflow then continues as new in the
  *   next period.
  * - Grace: `graceMs` after the end, the closed period is finalized and re-rated
  *   (statement version 2). Events arriving after it are credited by the ledger
@@ -90,6 +92,10 @@ export interface AccountCounters {
   closes: number;
   finalizations: number;
   woken: number;
+  /** Queued jobs whose workflow was gone, started again from their record at a close. Absent in runs before it existed. */
+  restarted?: number;
+  /** Queued jobs whose workflow was gone and could not be started again. Absent in runs before it existed. */
+  stranded?: number;
 }
 
 export interface AccountWorkflowInput {
@@ -217,8 +223,14 @@ export async function accountWorkflow(input: AccountWorkflowInput): Promise<neve
       const next = await loadAccountPeriod({ tenant, atMs: ending.endMs });
       await closePeriod({ tenant, periodStartMs: ending.startMs, periodEndMs: ending.endMs });
       counters.closes += 1;
-      const { woken } = await wakeWaitingJobs({ tenant });
-      counters.woken += woken;
+      const wake = await wakeWaitingJobs({ tenant });
+      counters.woken += wake.woken;
+      // results of activities recorded before these fields existed lack them
+      if ((wake.restarted ?? 0) > 0) counters.restarted = (counters.restarted ?? 0) + wake.restarted;
+      if ((wake.stranded ?? 0) > 0) {
+        counters.stranded = (counters.stranded ?? 0) + wake.stranded;
+        log.warn('queued jobs without a workflow could not be started again', { tenant, stranded: wake.stranded });
+      }
       // the next period starts where this one ended (settings changed mid-period apply from here)
       const nextPeriod = next.period === null ? undefined : { startMs: ending.endMs, endMs: Math.max(next.period.endMs, ending.endMs + 1) };
       closed = [...closed, { startMs: ending.startMs, endMs: ending.endMs, nextStartMs: ending.endMs, graceEndsAtMs: ending.endMs + timings.graceMs }];

@@ -52,6 +52,7 @@ describe('loadConfig', () => {
         webhookRetryMaxMs: 300_000,
         webhookMaxAttempts: 50,
         noAccountRecheckMs: 3_600_000,
+        wakeMaxJobs: 1_000,
       },
     });
   });
