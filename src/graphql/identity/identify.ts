@@ -8,7 +8,10 @@
  * address that presents more unknown keys than `unknownKeysPerSecond` (fresh
  * random keys, which no cache can hold) gets 429 `TOO_MANY_UNKNOWN_KEYS` for
  * keys not in the cache, without a store lookup, until its allowance refills.
- * Keys already cached, valid or not, are answered as before.
+ * Keys already cached, valid or not, are answered as before, and so are keys
+ * this instance has found valid before (remembered by hash, bounded): behind a
+ * proxy that hides client addresses, a flood of random keys delays only keys
+ * never seen here, not the ones in use.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { parseIpHex } from '../../decider/index.js';
@@ -77,6 +80,9 @@ function failure(code: IdentifyFailureCode, message: string, retryAfterMs?: numb
   return { isOk: false, code, status: STATUS[code], message, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
 }
 
+/** Most key hashes remembered as known to the store. */
+const MAX_KNOWN_HASHES = 100_000;
+
 /** The bucket of requests whose client address is unknown (they share one allowance). */
 const UNKNOWN_ADDRESS = 'unknown-address';
 
@@ -88,6 +94,8 @@ export class ApiKeyIdentifier {
   private readonly maxEntries: number;
   /** Unknown keys per client address. */
   private readonly unknownKeys: KeyRateLimiter;
+  /** Hashes (base64) of keys the store has returned a record for: never held back by `unknownKeys`. */
+  private readonly knownHashes = new Set<string>();
 
   /** @throws ValidationError `INVALID_ID` for a bad anonymous tenant or plan id */
   constructor(private readonly options: IdentifierOptions) {
@@ -155,6 +163,16 @@ export class ApiKeyIdentifier {
     return { isOk: true, identity: { kind: 'anonymous', ...this.anonymous, keyFingerprint: null, clientIp } };
   }
 
+  /** Remembers a key hash the store knows (at most 100 000, the least recently found dropped first). */
+  private rememberKnown(cacheKey: string): void {
+    this.knownHashes.delete(cacheKey);
+    this.knownHashes.add(cacheKey);
+    if (this.knownHashes.size > MAX_KNOWN_HASHES) {
+      const oldest = this.knownHashes.values().next();
+      if (oldest.done !== true) this.knownHashes.delete(oldest.value);
+    }
+  }
+
   /**
    * The key's record (null: unknown), from the cache or the store; when it is
    * not cached and `address` has used up its unknown keys, when to try again.
@@ -169,10 +187,13 @@ export class ApiKeyIdentifier {
     const nowMs = this.options.clock.nowMs();
     const cached = this.cache.get(cacheKey);
     if (cached !== undefined && cached.expiresAtMs > nowMs) return cached.record;
-    const allowance = this.unknownKeys.check(address);
-    if (!allowance.isAllowed) return { retryAfterMs: allowance.retryAfterMs };
+    if (!this.knownHashes.has(cacheKey)) {
+      const allowance = this.unknownKeys.check(address);
+      if (!allowance.isAllowed) return { retryAfterMs: allowance.retryAfterMs };
+    }
     const record = (await this.options.keyStore.findByHash(hash)) ?? null;
     if (record === null) this.unknownKeys.take(address);
+    else this.rememberKnown(cacheKey);
     // A version change during the lookup means the answer may be stale: do not cache it.
     if (this.options.keyStore.version() === version) {
       this.cache.delete(cacheKey);

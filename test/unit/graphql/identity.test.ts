@@ -115,8 +115,12 @@ describe('ApiKeyIdentifier', () => {
     expect((await identifier.identify(known, '10.0.0.1')).isOk).toBe(true);
     expect(await identifier.identify(cachedJunk, '10.0.0.1')).toMatchObject({ code: 'API_KEY_INVALID' });
     expect(await identifier.identify(`Bearer ${generateApiKey()}`, '10.0.0.2')).toMatchObject({ code: 'API_KEY_INVALID' });
-    // and a new valid key from the limited address waits for the allowance too, then works
+    // and after a config change (the lookup cache is dropped) a key found valid before is looked up at once,
+    // while a key never seen from the limited address waits for the allowance, then works
+    const lookupsBeforeChange = store.lookups;
     const fresh = inner.add({ tenant: 'acme', keyId: 'k2', planId: 'starter' });
+    expect((await identifier.identify(known, '10.0.0.1')).isOk).toBe(true);
+    expect(store.lookups).toBe(lookupsBeforeChange + 1);
     expect(await identifier.identify(`Bearer ${fresh.key}`, '10.0.0.1')).toMatchObject({ code: 'TOO_MANY_UNKNOWN_KEYS' });
     time.advance(500);
     expect(await identifier.identify(`Bearer ${fresh.key}`, '10.0.0.1')).toMatchObject({ isOk: true, identity: { keyId: 'k2' } });
