@@ -7,13 +7,13 @@
  *   continue-as-new), and by the DynamoDB record of the warning for any period
  *   (the source of truth: a delivered record is never sent again).
  * - Period close: a durable timer until the end of the account's billing
- *   period (anchor and zone); then statement version 1, then every queued
- *   deferred job of the tenant is woken (period quotas reset by key: the new
- *   period is a new Redis key, so there is nothing to reset and a replayed
- *   close resets nothing twice). The wake is oldest first and bounded
- *   (`ACCOUNT_WAKE_MAX_JOBS`); a queued job whose workflow is gone is started
- *   again from its record (the sweep of jobs recorded while Temporal was down). The workflow then continues as new in the
- *   next period.
+ *   period (anchor and zone); then statement version 1, then the tenant's
+ *   queued deferred jobs are woken, oldest first and at most
+ *   `ACCOUNT_WAKE_MAX_JOBS`; a queued job whose workflow is gone is started
+ *   again from its record (the sweep of jobs recorded while Temporal was
+ *   down). Period quotas are reset by key: the new period is a new Redis key,
+ *   so there is nothing to reset and a replayed close resets nothing twice.
+ *   The workflow then continues as new in the next period.
  * - Grace: `graceMs` after the end, the closed period is finalized and re-rated
  *   (statement version 2). Events arriving after it are credited by the ledger
  *   to the next period (`lateOf`).
