@@ -5,10 +5,12 @@
  * src/workflows). On-demand billing: no capacity to plan.
  *
  * Running this twice changes nothing; a table that exists with a different
- * key schema is an error (never silently reused).
+ * key schema is an error (never silently reused). A secondary index added
+ * here later is added to a table created before it (and waited for).
  */
 import {
   CreateTableCommand,
+  UpdateTableCommand,
   DescribeTableCommand,
   DescribeTimeToLiveCommand,
   UpdateTimeToLiveCommand,
@@ -35,18 +37,48 @@ const TTL_ATTRIBUTES: Partial<Record<LogicalTable, string>> = { responses: 'expi
 
 export type LogicalTable = keyof typeof TABLES;
 
-function definition(name: string): CreateTableCommandInput {
+interface SecondaryIndex {
+  name: string;
+  hash: { name: string; type: 'S' | 'N' };
+  range: { name: string; type: 'S' | 'N' };
+}
+
+/**
+ * Sparse global secondary indexes (keys only), by table. `jobs.open-jobs`: every
+ * unfinished job of every tenant, by shard and creation time (src/workflows/job-store.ts).
+ */
+const SECONDARY_INDEXES: Partial<Record<LogicalTable, SecondaryIndex[]>> = {
+  jobs: [{ name: 'open-jobs', hash: { name: 'openShard', type: 'S' }, range: { name: 'openSinceMs', type: 'N' } }],
+};
+
+const indexAttributes = (index: SecondaryIndex) => [
+  { AttributeName: index.hash.name, AttributeType: index.hash.type },
+  { AttributeName: index.range.name, AttributeType: index.range.type },
+];
+
+const indexDefinition = (index: SecondaryIndex) => ({
+  IndexName: index.name,
+  KeySchema: [
+    { AttributeName: index.hash.name, KeyType: 'HASH' as const },
+    { AttributeName: index.range.name, KeyType: 'RANGE' as const },
+  ],
+  Projection: { ProjectionType: 'KEYS_ONLY' as const },
+});
+
+function definition(name: string, indexes: SecondaryIndex[]): CreateTableCommandInput {
   return {
     TableName: name,
     BillingMode: 'PAY_PER_REQUEST',
     AttributeDefinitions: [
       { AttributeName: 'pk', AttributeType: 'S' },
       { AttributeName: 'sk', AttributeType: 'S' },
+      ...indexes.flatMap(indexAttributes),
     ],
     KeySchema: [
       { AttributeName: 'pk', KeyType: 'HASH' },
       { AttributeName: 'sk', KeyType: 'RANGE' },
     ],
+    ...(indexes.length === 0 ? {} : { GlobalSecondaryIndexes: indexes.map(indexDefinition) }),
   };
 }
 
@@ -76,6 +108,42 @@ async function waitActive(client: DynamoDBClient, name: string, timeoutMs: numbe
   throw new Error(`table ${name} did not become ACTIVE within ${timeoutMs} ms`);
 }
 
+/**
+ * Adds the secondary indexes a table created before them lacks, one at a time
+ * (DynamoDB allows one index creation per update), and waits until each is ACTIVE.
+ */
+async function ensureIndexes(client: DynamoDBClient, name: string, indexes: SecondaryIndex[], timeoutMs: number): Promise<void> {
+  for (const index of indexes) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const table = (await client.send(new DescribeTableCommand({ TableName: name }))).Table;
+      const existing = (table?.GlobalSecondaryIndexes ?? []).find((candidate) => candidate.IndexName === index.name);
+      if (existing === undefined) {
+        try {
+          await client.send(
+            new UpdateTableCommand({
+              TableName: name,
+              AttributeDefinitions: indexAttributes(index),
+              GlobalSecondaryIndexUpdates: [{ Create: indexDefinition(index) }],
+            }),
+          );
+        } catch (error) {
+          // another process is adding it (or the table is busy): look again
+          if (!(error instanceof ResourceInUseException)) throw error;
+        }
+      } else {
+        const keys = (existing.KeySchema ?? []).map((key) => `${key.AttributeName}:${key.KeyType}`).join(',');
+        if (keys !== `${index.hash.name}:HASH,${index.range.name}:RANGE`) {
+          throw new Error(`index ${index.name} of table ${name} exists with key schema ${keys}`);
+        }
+        if (existing.IndexStatus === undefined || existing.IndexStatus === 'ACTIVE') break;
+      }
+      if (Date.now() >= deadline) throw new Error(`index ${index.name} of table ${name} did not become ACTIVE within ${timeoutMs} ms`);
+      await new Promise((resolveWait) => setTimeout(resolveWait, 100));
+    }
+  }
+}
+
 /** Turns DynamoDB TTL on for `attribute` unless it already is (readers still check the time themselves: TTL deletes late). */
 async function ensureTimeToLive(client: DynamoDBClient, table: string, attribute: string): Promise<void> {
   const current = await client.send(new DescribeTimeToLiveCommand({ TableName: table }));
@@ -86,21 +154,24 @@ async function ensureTimeToLive(client: DynamoDBClient, table: string, attribute
 
 /** Creates every tollgate table that is missing and waits until all are ACTIVE. */
 export async function ensureTables(client: DynamoDBClient, prefix: string): Promise<string[]> {
-  const names = Object.values(tableNames(prefix));
-  for (const name of names) {
+  const physical = tableNames(prefix);
+  for (const [logical, name] of Object.entries(physical) as [LogicalTable, string][]) {
+    const indexes = SECONDARY_INDEXES[logical] ?? [];
     try {
       await client.send(new DescribeTableCommand({ TableName: name }));
     } catch (error) {
       if (!(error instanceof ResourceNotFoundException)) throw error;
       try {
-        await client.send(new CreateTableCommand(definition(name)));
+        await client.send(new CreateTableCommand(definition(name, indexes)));
       } catch (createError) {
         // A concurrent creator won the race: fine, the definition is the same.
         if (!(createError instanceof ResourceInUseException)) throw createError;
       }
     }
     await waitActive(client, name, 30_000);
+    await ensureIndexes(client, name, indexes, 120_000);
   }
+  const names = Object.values(physical);
   for (const [logical, attribute] of Object.entries(TTL_ATTRIBUTES)) {
     await ensureTimeToLive(client, tableNames(prefix)[logical as LogicalTable], attribute);
   }

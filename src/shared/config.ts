@@ -175,6 +175,18 @@ export const CONFIG_SCHEMA = z.object({
     .max(1_000_000)
     .default(100)
     .describe('Most unfinished deferred jobs one tenant may have; another deferral is answered 429.'),
+  // the sweep of unfinished deferred jobs: `jobs-sweep/all` workflow
+  JOBS_SWEEP_ENABLED: z
+    .enum(['true', 'false'])
+    .default('true')
+    .describe('Whether the worker ensures the jobs-sweep/all workflow runs: it restarts deferred jobs whose workflow is gone and ends those past their TTL that cannot be restarted (true/false).'),
+  JOBS_SWEEP_INTERVAL_MS: positiveInt.default(60_000).describe('Wait between two jobs sweep cycles, ms (a cycle walks every unfinished job of every tenant once).'),
+  JOBS_SWEEP_GRACE_MS: positiveInt
+    .default(60_000)
+    .describe('Age below which the sweep leaves an unfinished job alone, ms (its submit may still be starting its workflow).'),
+  JOBS_SWEEP_PAGE_SIZE: positiveInt.max(1_000).default(100).describe('Jobs one sweep page looks at (one page is one activity).'),
+  JOBS_SWEEP_PAGES_PER_RUN: positiveInt.default(200).describe('Sweep pages a workflow run handles before it continues as new.'),
+  JOBS_SWEEP_ACTIVITY_TIMEOUT_MS: positiveInt.default(120_000).describe('Start-to-close timeout of one sweep page, ms.'),
   // account workflows (`account/<tenant>`): warnings, period close, late events
   ACCOUNT_ENABLED: z
     .enum(['true', 'false'])
@@ -199,7 +211,7 @@ export const CONFIG_SCHEMA = z.object({
   ACCOUNT_WEBHOOK_MAX_ATTEMPTS: positiveInt
     .max(1_000)
     .default(50)
-    .describe('Attempts of one warning webhook before it is given up (its record stays pending, it is never sent twice).'),
+    .describe('Attempts of one warning webhook before it is given up (its record says failed, with the reason; it is never sent again).'),
   ACCOUNT_WAKE_MAX_JOBS: positiveInt
     .default(1_000)
     .describe('Most queued deferred jobs one period close wakes, oldest first; the rest wait for their own retry timer (at most JOBS_RETRY_MAX_MS).'),
@@ -240,6 +252,8 @@ export interface AppConfig {
   worker: { metricsPort: number };
   /** Deferred (202) jobs. */
   jobs: { taskQueue: string; ttlMs: number; retryMinMs: number; retryMaxMs: number; maxQueuedPerTenant: number };
+  /** The sweep of unfinished deferred jobs. */
+  jobSweep: { isEnabled: boolean; intervalMs: number; graceMs: number; pageSize: number; pagesPerRun: number; activityTimeoutMs: number };
   /** Account workflows. */
   account: {
     isEnabled: boolean;
@@ -303,6 +317,14 @@ function toAppConfig(raw: RawConfig): AppConfig {
       retryMinMs: raw.JOBS_RETRY_MIN_MS,
       retryMaxMs: Math.max(raw.JOBS_RETRY_MIN_MS, raw.JOBS_RETRY_MAX_MS),
       maxQueuedPerTenant: raw.JOBS_MAX_QUEUED_PER_TENANT,
+    },
+    jobSweep: {
+      isEnabled: raw.JOBS_SWEEP_ENABLED === 'true',
+      intervalMs: raw.JOBS_SWEEP_INTERVAL_MS,
+      graceMs: raw.JOBS_SWEEP_GRACE_MS,
+      pageSize: raw.JOBS_SWEEP_PAGE_SIZE,
+      pagesPerRun: raw.JOBS_SWEEP_PAGES_PER_RUN,
+      activityTimeoutMs: raw.JOBS_SWEEP_ACTIVITY_TIMEOUT_MS,
     },
     account: {
       isEnabled: raw.ACCOUNT_ENABLED === 'true',

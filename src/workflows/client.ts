@@ -3,22 +3,23 @@
  * id-reuse policy, so a retried start is a no-op rather than a second run.
  */
 import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client } from '@temporalio/client';
+import type { SignalDefinition } from '@temporalio/common';
 import type { CrossedThreshold, WarningSink } from '../metering/index.js';
-import { accountWorkflowId, auditWorkflowId, ledgerPostWorkflowId, meterWorkflowId } from './ids.js';
+import { accountWorkflowId, auditWorkflowId, jobSweepWorkflowId, ledgerPostWorkflowId, meterWorkflowId } from './ids.js';
 import type {
   AccountTimings,
   AccountWarningsPayload,
   AuditSettings,
+  JobSweepSettings,
   WarningRequest,
   accountWorkflow,
-  auditLedger,
   MeterSettings,
   PostLedgerEntriesInput,
   PostLedgerEntriesResult,
   meterShard,
   postLedgerEntries,
 } from './workflows/index.js';
-import { accountWarningsSignal, auditSettingsSignal, meterSettingsSignal } from './workflows/index.js';
+import { accountWarningsSignal, auditSettingsSignal, jobSweepSettingsSignal, meterSettingsSignal } from './workflows/index.js';
 
 export interface PostLedgerBatchInput extends PostLedgerEntriesInput {
   tenant: string;
@@ -90,24 +91,55 @@ export interface EnsureAuditWorkflowInput {
 }
 
 /**
- * Ensures the `audit/<scope>` workflow runs, with signal-with-start: a running
- * audit is kept (its scan position and summary) and told the settings, adopted
- * from its next run; one that ended (failed, terminated) is started again
- * (ALLOW_DUPLICATE). Safe to call on every worker start and from several workers.
+ * Signals-with-start a workflow that runs forever under a scope (the audit, the
+ * jobs sweep): a running one is kept (its position and counts) and told the
+ * settings, adopted from its next run (USE_EXISTING); one that ended (failed,
+ * terminated) is started again (ALLOW_DUPLICATE).
+ * @returns the run id of the (possibly already running) workflow
+ */
+async function ensureScopedWorkflow<S>(
+  client: Client,
+  input: { workflowType: string; workflowId: string; scope: string; taskQueue: string; settings: S; signal: SignalDefinition<[S]> },
+): Promise<string> {
+  const handle = await client.workflow.signalWithStart<(start: { scope: string; settings: S }) => Promise<never>, [S]>(input.workflowType, {
+    taskQueue: input.taskQueue,
+    workflowId: input.workflowId,
+    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+    args: [{ scope: input.scope, settings: input.settings }],
+    signal: input.signal,
+    signalArgs: [input.settings],
+  });
+  return handle.signaledRunId;
+}
+
+/**
+ * Ensures the `audit/<scope>` workflow (`auditLedger`) runs (see ensureScopedWorkflow).
+ * Safe to call on every worker start and from several workers.
  * @returns the run id of the (possibly already running) audit
  */
 export async function ensureAuditWorkflow(client: Client, input: EnsureAuditWorkflowInput): Promise<string> {
   const scope = input.scope ?? 'all';
-  const handle = await client.workflow.signalWithStart<typeof auditLedger, [AuditSettings]>('auditLedger', {
-    taskQueue: input.taskQueue,
-    workflowId: auditWorkflowId(scope),
-    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-    args: [{ scope, settings: input.settings }],
-    signal: auditSettingsSignal,
-    signalArgs: [input.settings],
-  });
-  return handle.signaledRunId;
+  const workflowId = auditWorkflowId(scope);
+  return ensureScopedWorkflow(client, { workflowType: 'auditLedger', workflowId, scope, taskQueue: input.taskQueue, settings: input.settings, signal: auditSettingsSignal });
+}
+
+export interface EnsureJobSweepWorkflowInput {
+  /** @default 'all' */
+  scope?: string;
+  taskQueue: string;
+  settings: JobSweepSettings;
+}
+
+/**
+ * Ensures the `jobs-sweep/<scope>` workflow (`sweepJobs`) runs (see ensureScopedWorkflow).
+ * Safe to call on every worker start and from several workers.
+ * @returns the run id of the (possibly already running) sweep
+ */
+export async function ensureJobSweepWorkflow(client: Client, input: EnsureJobSweepWorkflowInput): Promise<string> {
+  const scope = input.scope ?? 'all';
+  const workflowId = jobSweepWorkflowId(scope);
+  return ensureScopedWorkflow(client, { workflowType: 'sweepJobs', workflowId, scope, taskQueue: input.taskQueue, settings: input.settings, signal: jobSweepSettingsSignal });
 }
 
 export interface EnsureAccountWorkflowInput {

@@ -24,6 +24,12 @@ export function auditWorkflowId(scope: string): string {
   return `audit/${scope}`;
 }
 
+/** `jobs-sweep/<scope>`: the sweep of unfinished deferred jobs (one per scope, ever; `all` sweeps every tenant). */
+export function jobSweepWorkflowId(scope: string): string {
+  if (!/^[a-z0-9][a-z0-9_-]{0,63}$/.test(scope)) throw new ValidationError('INVALID_ID', `invalid jobs sweep scope ${JSON.stringify(scope.slice(0, 80))}`);
+  return `jobs-sweep/${scope}`;
+}
+
 /** `account/<tenant>`: the tenant's entity workflow (warnings, period close), one per tenant, ever. */
 export function accountWorkflowId(tenant: string): string {
   return `account/${parseTenantId(tenant)}`;

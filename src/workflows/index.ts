@@ -7,6 +7,8 @@ export type { JobExecutor, JobExecution, JobExecutionInput, JobError, JobPolicy 
 export type { DeferredJobInput, DeferredJobResult } from './workflows/index.js';
 export * from './metrics.js';
 export type { AuditSettings, AuditCycleState } from './workflows/index.js';
-export { auditStateQuery } from './workflows/index.js';
+export { auditStateQuery, jobSweepStateQuery } from './workflows/index.js';
+export type { JobSweepSettings, JobSweepState } from './workflows/index.js';
+export * from './model/sweep.js';
 export { accountTimings, startAccountWorkflows } from './worker.js';
 export type { AccountTimings, WarningRequest } from './workflows/index.js';

@@ -9,6 +9,12 @@
  * - `pk = tenant#<tenant>`, `sk = queue`: `open`, the number of the tenant's
  *   unfinished jobs, bounded by the per-tenant cap.
  *
+ * While a job is unfinished its item also carries `openShard` (`open#<0..15>`,
+ * from its id) and `openSinceMs` (its creation time): the keys of the sparse
+ * index `open-jobs`, which lists every unfinished job of every tenant, oldest
+ * first per shard, for the sweep (`sweepOpenJobs`). Finishing removes them, so
+ * the index only ever holds unfinished jobs; 16 shards spread its writes.
+ *
  * Every write is idempotent under the job id: recording a job is a conditional
  * put (`attribute_not_exists`) in the same transaction as the counter
  * increment, so N concurrent submits of one job count it once; a status change
@@ -25,6 +31,7 @@ import {
   type AttributeValue,
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
+import type { OpenJobsCursor } from './model/sweep.js';
 import { CapacityError, DependencyError, InvariantError, ValidationError, parseTenantId, type TenantId } from '../shared/index.js';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'expired';
@@ -75,11 +82,30 @@ export const MAX_SUBMISSION_CHARS = 32_000;
 /** What a restart of a job's workflow from its record did (`restartDeferredJob`). */
 export type RestartOutcome = 'started' | 'finished' | 'unknown' | 'no-submission' | 'completed';
 
-/** A queued job as the wake and the sweep see it. */
+/** A queued job as the wake sees it. */
 export interface QueuedJob {
   jobId: string;
   createdAtMs: number;
 }
+
+/** The sparse index of unfinished jobs (see the file header); must agree with infra/tables.ts. */
+export const OPEN_JOBS_INDEX = 'open-jobs';
+
+/** Partitions of the open-jobs index. */
+export const OPEN_JOB_SHARDS = 16;
+
+/** The open-jobs partition of a job: from the last hex digit of its (random-looking) id. */
+export function openJobShard(jobId: string): number {
+  return Number.parseInt(jobId.slice(-1), 16) % OPEN_JOB_SHARDS;
+}
+
+/** An unfinished job as the open-jobs index lists it. */
+export interface OpenJob {
+  tenant: TenantId;
+  jobId: string;
+  createdAtMs: number;
+}
+
 
 export interface CreateJobInput {
   jobId: string;
@@ -207,6 +233,8 @@ export class DynamoJobStore {
       isNotifyRequested: { BOOL: input.isNotifyRequested === true },
       ...(input.operationName === null ? {} : { operationName: { S: input.operationName } }),
       ...(submission === undefined ? {} : { submission: { S: submission } }),
+      openShard: { S: `open#${openJobShard(input.jobId)}` },
+      openSinceMs: { N: String(input.createdAtMs) },
     };
     try {
       await this.client.send(
@@ -289,6 +317,47 @@ export class DynamoJobStore {
       startKey = page.LastEvaluatedKey;
     } while (startKey !== undefined);
     return jobs.sort((a, b) => a.createdAtMs - b.createdAtMs || (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0));
+  }
+
+  /**
+   * One page of the unfinished jobs of every tenant in one open-jobs shard that were
+   * created before `beforeMs`, oldest first. The index is eventually consistent: a job
+   * may be listed a moment after it finished (callers read the job before acting).
+   * @throws DependencyError `DYNAMODB_UNAVAILABLE`
+   */
+  async listOpen(input: { shard: number; beforeMs: number; limit: number; after?: OpenJobsCursor }): Promise<{ jobs: OpenJob[]; next: OpenJobsCursor | null }> {
+    if (!Number.isInteger(input.shard) || input.shard < 0 || input.shard >= OPEN_JOB_SHARDS) {
+      throw new ValidationError('INVALID_INPUT', `an open-jobs shard is an integer in [0, ${OPEN_JOB_SHARDS}), got ${String(input.shard)}`);
+    }
+    const shardKey = `open#${input.shard}`;
+    let page;
+    try {
+      page = await this.client.send(
+        new QueryCommand({
+          TableName: this.table,
+          IndexName: OPEN_JOBS_INDEX,
+          KeyConditionExpression: 'openShard = :shard AND openSinceMs < :before',
+          ExpressionAttributeValues: { ':shard': { S: shardKey }, ':before': { N: String(input.beforeMs) } },
+          Limit: input.limit,
+          ...(input.after === undefined
+            ? {}
+            : { ExclusiveStartKey: { pk: { S: input.after.pk }, sk: { S: input.after.sk }, openShard: { S: shardKey }, openSinceMs: { N: String(input.after.openSinceMs) } } }),
+        }),
+      );
+    } catch (error) {
+      throw wrap(error, 'list the open jobs');
+    }
+    const jobs: OpenJob[] = [];
+    for (const item of page.Items ?? []) {
+      const pk = item['pk']?.S ?? '';
+      const sk = item['sk']?.S ?? '';
+      if (!pk.startsWith('tenant#') || !sk.startsWith('job#')) continue;
+      jobs.push({ tenant: parseTenantId(pk.slice('tenant#'.length)), jobId: sk.slice('job#'.length), createdAtMs: Number(item['openSinceMs']?.N ?? '0') });
+    }
+    const last = page.LastEvaluatedKey;
+    const next =
+      last === undefined ? null : { pk: last['pk']?.S ?? '', sk: last['sk']?.S ?? '', openSinceMs: Number(last['openSinceMs']?.N ?? '0') };
+    return { jobs, next };
   }
 
   /** The tenant's count of unfinished jobs (what the cap is checked against). */
@@ -387,7 +456,7 @@ export class DynamoJobStore {
     const jobUpdate = {
       TableName: this.table,
       Key: jobKey(input.tenant, input.jobId),
-      UpdateExpression: `SET #status = :status, updatedAtMs = :now, finishedAtMs = :now${input.errorCode === null ? '' : ', errorCode = :code'} REMOVE submission`,
+      UpdateExpression: `SET #status = :status, updatedAtMs = :now, finishedAtMs = :now${input.errorCode === null ? '' : ', errorCode = :code'} REMOVE submission, openShard, openSinceMs`,
       ConditionExpression: '#status IN (:queued, :running)',
       ExpressionAttributeNames: { '#status': 'status' },
       ExpressionAttributeValues: {

@@ -17,7 +17,16 @@ import { Worker, type NativeConnection } from '@temporalio/worker';
 import { MAX_RECORD_TTL_MS } from '../decider/index.js';
 import { DependencyError, parseEventId, parseKeyId, parsePlanId, parseTenantId, type TenantId } from '../shared/index.js';
 import { createJobActivities, type JobActivityDeps } from './activities/index.js';
-import { parseJobId, type DynamoJobStore, type JobRecord, type JobSubmission, type RestartOutcome } from './job-store.js';
+import {
+  OPEN_JOB_SHARDS,
+  parseJobId,
+  type DynamoJobStore,
+  type JobRecord,
+  type JobSubmission,
+  type OpenJob,
+  type RestartOutcome,
+} from './job-store.js';
+import { EMPTY_JOB_SWEEP_COUNTS, type JobSweepCounts, type JobSweepPosition } from './model/sweep.js';
 import { workflowsPath } from './workflows-path.js';
 import { jobWorkflowId } from './ids.js';
 import type { DeferredJobInput, runDeferredJob } from './workflows/index.js';
@@ -162,10 +171,80 @@ export async function restartDeferredJob(input: {
   jobId: string;
 }): Promise<RestartOutcome> {
   const record = await input.store.get(parseTenantId(input.tenant), parseJobId(input.jobId));
-  if (record === undefined) return 'unknown';
+  return record === undefined ? 'unknown' : restartFromRecord(input.client, input.settings, record);
+}
+
+async function restartFromRecord(client: Client, settings: JobSettings, record: JobRecord): Promise<RestartOutcome> {
   if (record.status !== 'queued' && record.status !== 'running') return 'finished';
   if (record.submission === null) return 'no-submission';
-  return startJobWorkflow(input.client, input.settings, jobWorkflowInput(record, record.submission, input.settings));
+  return startJobWorkflow(client, settings, jobWorkflowInput(record, record.submission, settings));
+}
+
+/** Jobs of one sweep page checked at once. */
+const SWEEP_CONCURRENCY = 8;
+
+/**
+ * One page of the sweep of unfinished jobs, across every tenant: the jobs of one
+ * open-jobs shard created more than `graceMs` ago (younger ones may still be in
+ * their submit), oldest first. A job whose workflow is not running is started
+ * again from its record, as a retry of its request would start it (past its TTL
+ * that run ends it expired, uncharged, and notifies). One that cannot be
+ * restarted (its submission was too large to keep, or it was recorded before
+ * submissions were kept) is finished once its TTL has passed, which frees its
+ * place in the tenant's queue. Shards with nothing to sweep are skipped within
+ * the page. Safe to repeat: every step is idempotent.
+ * @returns the page's counts and where the sweep continues (null: every shard is done)
+ * @throws DependencyError `DYNAMODB_UNAVAILABLE` / `TEMPORAL_UNAVAILABLE`
+ */
+export async function sweepOpenJobs(input: {
+  client: Client;
+  store: DynamoJobStore;
+  settings: JobSettings;
+  position: JobSweepPosition;
+  nowMs: number;
+  graceMs: number;
+  pageSize: number;
+  /** Called after each job (activities heartbeat here). */
+  onJob?: () => void;
+}): Promise<{ counts: JobSweepCounts; next: JobSweepPosition | null }> {
+  const { after } = input.position;
+  let { shard } = input.position;
+  const beforeMs = input.nowMs - input.graceMs;
+  let page = await input.store.listOpen({ shard, beforeMs, limit: input.pageSize, ...(after === null ? {} : { after }) });
+  // empty shards cost no page of their own: an idle cycle is one activity
+  while (page.jobs.length === 0 && page.next === null && shard + 1 < OPEN_JOB_SHARDS) {
+    shard += 1;
+    page = await input.store.listOpen({ shard, beforeMs, limit: input.pageSize });
+  }
+  const counts = { ...EMPTY_JOB_SWEEP_COUNTS, checked: page.jobs.length };
+  const queue = [...page.jobs];
+  const sweepOne = async (job: OpenJob): Promise<keyof JobSweepCounts> => {
+    if (await isDeferredJobRunning(input.client, job)) return 'running';
+    const record = await input.store.get(job.tenant, job.jobId);
+    if (record === undefined) return 'finished';
+    const outcome = await restartFromRecord(input.client, input.settings, record);
+    if (outcome === 'started') return 'restarted';
+    if (outcome === 'finished' || outcome === 'unknown') return 'finished';
+    if (outcome === 'completed' || input.nowMs < record.expiresAtMs) return 'stranded';
+    const isQueued = record.status === 'queued';
+    const isEnded = await input.store.finish({
+      tenant: record.tenant,
+      jobId: record.jobId,
+      status: isQueued ? 'expired' : 'failed',
+      errorCode: isQueued ? 'JOB_EXPIRED' : 'JOB_LOST',
+      nowMs: input.nowMs,
+    });
+    return isEnded ? 'ended' : 'finished';
+  };
+  const lanes = Array.from({ length: Math.min(SWEEP_CONCURRENCY, queue.length) }, async () => {
+    for (let job = queue.shift(); job !== undefined; job = queue.shift()) {
+      counts[await sweepOne(job)] += 1;
+      input.onJob?.();
+    }
+  });
+  await Promise.all(lanes);
+  if (page.next !== null) return { counts, next: { shard, after: page.next } };
+  return { counts, next: shard + 1 < OPEN_JOB_SHARDS ? { shard: shard + 1, after: null } : null };
 }
 
 /**

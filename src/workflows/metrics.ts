@@ -7,6 +7,7 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Registry } from 'prom-client';
 import type { AuditSummary, PumpBatchResult } from '../metering/index.js';
+import type { JobSweepCounts } from './model/sweep.js';
 
 /** The worker's metrics registry: what its pumps reconciled and its audit cycles. */
 export class WorkerMetrics {
@@ -17,18 +18,32 @@ export class WorkerMetrics {
   readonly meterBatchFailures: Counter;
   /** Audit cycles this worker completed, by result (clean, drift). Drift itself: the API's gauges, from the stored report. */
   readonly auditCycles: Counter<'result'>;
+  /** Unfinished deferred jobs the sweep looked at, by outcome (running, restarted, ended, finished, stranded). */
+  readonly jobsSwept: Counter<'outcome'>;
 
   constructor() {
     const registers = [this.registry];
     this.meterEvents = new Counter({ name: 'tollgate_meter_events_total', help: 'Usage events reconciled into the ledger by the pump, by outcome', labelNames: ['outcome'], registers });
     this.meterBatchFailures = new Counter({ name: 'tollgate_meter_batch_failures_total', help: 'Pump batches that failed and were retried', registers });
     this.auditCycles = new Counter({ name: 'tollgate_audit_cycles_total', help: 'Audit cycles completed by this worker, by result', labelNames: ['result'], registers });
+    this.jobsSwept = new Counter({
+      name: 'tollgate_jobs_swept_total',
+      help: 'Unfinished deferred jobs the jobs sweep looked at, by outcome',
+      labelNames: ['outcome'],
+      registers,
+    });
   }
 
   recordBatch(result: PumpBatchResult): void {
     this.meterEvents.inc({ outcome: 'posted' }, result.posted);
     this.meterEvents.inc({ outcome: 'duplicate' }, result.duplicates);
     this.meterEvents.inc({ outcome: 'dead_lettered' }, result.deadLettered);
+  }
+
+  recordJobSweep(counts: JobSweepCounts): void {
+    for (const outcome of ['running', 'restarted', 'ended', 'finished', 'stranded'] as const) {
+      if (counts[outcome] > 0) this.jobsSwept.inc({ outcome }, counts[outcome]);
+    }
   }
 
   recordAudit(input: { summary: AuditSummary }): void {

@@ -22,13 +22,19 @@ import {
   createDynamoClient,
   type PumpStage,
 } from '../metering/index.js';
-import { createAccountActivities, createAuditActivities, createLedgerActivities, createMeteringActivities } from './activities/index.js';
-import { TemporalWarningSink, ensureAccountWorkflow, ensureAuditWorkflow, ensureMeterWorkflows } from './client.js';
+import {
+  createAccountActivities,
+  createAuditActivities,
+  createJobSweepActivities,
+  createLedgerActivities,
+  createMeteringActivities,
+} from './activities/index.js';
+import { TemporalWarningSink, ensureAccountWorkflow, ensureAuditWorkflow, ensureJobSweepWorkflow, ensureMeterWorkflows } from './client.js';
 import { DynamoJobStore } from './job-store.js';
-import { restartDeferredJob } from './jobs.js';
+import { restartDeferredJob, sweepOpenJobs } from './jobs.js';
 import { workflowsPath } from './workflows-path.js';
 import { WorkerMetrics, serveWorkerMetrics } from './metrics.js';
-import type { AccountTimings, AuditSettings, MeterSettings } from './workflows/index.js';
+import type { AccountTimings, AuditSettings, JobSweepSettings, MeterSettings } from './workflows/index.js';
 
 /** Per-command Redis timeout of the pump, ms: batches are not latency-critical, a stuck command is retried. */
 const PUMP_REDIS_TIMEOUT_MS = 5_000;
@@ -50,6 +56,18 @@ export function auditSettings(config: Pick<AppConfig, 'audit'>): AuditSettings {
     scanCount: config.audit.scanCount,
     pagesPerRun: config.audit.pagesPerRun,
     activityTimeoutMs: config.audit.activityTimeoutMs,
+  };
+}
+
+/** The jobs sweep's settings from configuration. */
+export function jobSweepSettings(config: Pick<AppConfig, 'jobSweep'>): JobSweepSettings {
+  const { jobSweep } = config;
+  return {
+    intervalMs: jobSweep.intervalMs,
+    graceMs: jobSweep.graceMs,
+    pageSize: jobSweep.pageSize,
+    pagesPerRun: jobSweep.pagesPerRun,
+    activityTimeoutMs: jobSweep.activityTimeoutMs,
   };
 }
 
@@ -149,6 +167,12 @@ export async function createTollgateWorker(input: TollgateWorkerInput): Promise<
           logger: input.logger.child({ component: 'audit' }),
           onCycle: (cycle) => metrics.recordAudit(cycle),
         }),
+        ...createJobSweepActivities({
+          sweepPage: async (page) =>
+            sweepOpenJobs({ client, store: jobStore, settings: config.jobs, nowMs: Date.now(), ...page }),
+          logger: input.logger.child({ component: 'jobs-sweep' }),
+          onPage: (counts) => metrics.recordJobSweep(counts),
+        }),
         ...createAccountActivities({
           accounts: new DynamoAccountStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
           periods: new DynamoPeriodStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
@@ -221,7 +245,7 @@ async function main(): Promise<void> {
       metricsServer = await serveWorkerMetrics({ registry: metrics.registry, host: config.api.host, port: config.worker.metricsPort });
       logger.info({ url: `http://${config.api.host}:${config.worker.metricsPort}/metrics` }, 'worker metrics listening');
     }
-    if (config.meter.isEnabled || config.audit.isEnabled || config.account.isEnabled) {
+    if (config.meter.isEnabled || config.audit.isEnabled || config.account.isEnabled || config.jobSweep.isEnabled) {
       const clientConnection = await Connection.connect({ address: config.temporal.address });
       try {
         const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
@@ -232,6 +256,10 @@ async function main(): Promise<void> {
         if (config.audit.isEnabled) {
           await ensureAuditWorkflow(client, { taskQueue: config.temporal.taskQueue, settings: auditSettings(config) });
           logger.info({ intervalMs: config.audit.intervalMs }, 'metering audit running');
+        }
+        if (config.jobSweep.isEnabled) {
+          await ensureJobSweepWorkflow(client, { taskQueue: config.temporal.taskQueue, settings: jobSweepSettings(config) });
+          logger.info({ intervalMs: config.jobSweep.intervalMs }, 'jobs sweep running');
         }
         if (config.account.isEnabled) {
           const accounts = await startAccountWorkflows({ config, client });

@@ -17,6 +17,7 @@ import { parseEventId, parseTenantId, type TenantId } from '../../src/shared/ind
 import { DynamoJobStore, MAX_SUBMISSION_CHARS, jobWorkflowId, restartDeferredJob, type JobSettings } from '../../src/workflows/index.js';
 import { RESTART_GRACE_MS, createAccountActivities } from '../../src/workflows/activities/index.js';
 import type { DeferredJobInput } from '../../src/workflows/workflows/index.js';
+import { TEST_SUBMISSION, jobWorkflowState, recordTestJob } from '../support/jobs.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 
 const config = testConfig();
@@ -39,27 +40,12 @@ afterAll(async () => {
   dynamo.destroy();
 });
 
-const SUBMISSION = { planId: 'starter', query: 'mutation Export($n: Int) { exportReport(rows: $n) { id } }', variables: { n: 7 } };
+const SUBMISSION = TEST_SUBMISSION;
 
 /** Records a queued job created `ageMs` ago; with a workflow (on the unpolled queue) when asked. */
 async function recordJob(tenant: TenantId, name: string, options: { ageMs: number; hasWorkflow: boolean; hasSubmission?: boolean }): Promise<string> {
-  const jobId = deferredJobId(tenant, parseEventId(name));
-  const createdAtMs = Date.now() - options.ageMs;
-  await jobs.create({
-    jobId,
-    tenant,
-    keyId: 'k1',
-    requestId: name,
-    operationName: 'Export',
-    cost: 3,
-    createdAtMs,
-    expiresAtMs: createdAtMs + 3_600_000,
-    maxOpenJobs: 100,
-    ...(options.hasSubmission === false ? {} : { submission: SUBMISSION }),
-  });
-  const workflowId = jobWorkflowId({ tenant, jobId });
-  started.push(workflowId);
-  if (options.hasWorkflow) await client.workflow.start('runDeferredJob', { taskQueue: nobody, workflowId, args: [{}] });
+  const jobId = await recordTestJob({ store: jobs, client, taskQueue: nobody, tenant, name, ...options });
+  started.push(jobWorkflowId({ tenant, jobId }));
   return jobId;
 }
 
@@ -69,11 +55,7 @@ async function wakeSignals(tenant: string, jobId: string): Promise<number> {
 }
 
 async function workflowState(tenant: string, jobId: string): Promise<string> {
-  try {
-    return (await client.workflow.getHandle(jobWorkflowId({ tenant, jobId })).describe()).status.name;
-  } catch {
-    return 'NONE';
-  }
+  return jobWorkflowState(client, { tenant, jobId });
 }
 
 function activities(wakeMaxJobs: number) {

@@ -14,7 +14,7 @@ import { usageStreamKey } from '../../src/decider/index.js';
 import { createDynamoClient, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { freePort } from '../../infra/services.js';
 import { DynamoAuditStore } from '../../src/metering/index.js';
-import { auditWorkflowId, meterWorkflowId } from '../../src/workflows/index.js';
+import { auditWorkflowId, jobSweepStateQuery, jobSweepWorkflowId, meterWorkflowId } from '../../src/workflows/index.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 import { appendEvents, expectedBalances, generateEvents, seededRandom } from '../support/usage-events.js';
@@ -39,6 +39,7 @@ afterAll(async () => {
     await client.workflow.getHandle(meterWorkflowId(shard)).terminate('test over').catch(() => undefined);
   }
   await client.workflow.getHandle(auditWorkflowId('all')).terminate('test over').catch(() => undefined);
+  await client.workflow.getHandle(jobSweepWorkflowId('all')).terminate('test over').catch(() => undefined);
   await temporal.close();
   redis.disconnect();
   dynamo.destroy();
@@ -73,6 +74,9 @@ describe('worker entry point', () => {
         DYNAMODB_TABLE_PREFIX: stack.tablePrefix,
         METER_IDLE_DELAY_MS: '100',
         AUDIT_INTERVAL_MS: '200',
+        // the sweep runs, but over jobs created before 1970 only (none): other files' jobs share these tables
+        JOBS_SWEEP_INTERVAL_MS: '200',
+        JOBS_SWEEP_GRACE_MS: String(100 * 365 * 86_400_000),
         WORKER_METRICS_PORT: String(metricsPort),
         LOG_LEVEL: 'info',
       },
@@ -112,6 +116,14 @@ describe('worker entry point', () => {
       report = await store.latest('all');
     }
     expect(report.summary).toMatchObject({ drifting: 0, absoluteDrift: 0 });
+    // and the jobs sweep runs on the same task queue, cycle after cycle
+    const sweep = client.workflow.getHandle(jobSweepWorkflowId('all'));
+    expect((await sweep.describe()).taskQueue).toBe(taskQueue);
+    while ((await sweep.query(jobSweepStateQuery)).completedCycles < 2) {
+      expect(child.exitCode, output).toBeNull();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(output).toContain('jobs sweep running');
     // and /metrics counts every ledgered event once
     const scrape = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     const posted = Number(/tollgate_meter_events_total\{outcome="posted"\} (\d+)/.exec(scrape)?.[1]);

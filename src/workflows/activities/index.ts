@@ -5,3 +5,4 @@ export * from './jobs.js';
 export * from './audit.js';
 export * from './account.js';
 export * from './webhook.js';
+export * from './sweep.js';
