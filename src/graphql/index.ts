@@ -13,6 +13,7 @@ export * from './cost/quote.js';
 export * from './identity/api-key.js';
 export * from './identity/key-store.js';
 export * from './identity/identify.js';
+export * from './identity/client-address.js';
 export * from './plugins/use-tollgate.js';
 export * from './plugins/use-metrics-endpoint.js';
 export * from './demo/data.js';

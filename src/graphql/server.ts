@@ -12,7 +12,8 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { FileSpool, ResilientDecider, assertNoEviction, createDeciderRedis, probeDecider } from '../decider/index.js';
 import { DynamoAccountStore, DynamoAuditStore, createDynamoClient, readStreamLag } from '../metering/index.js';
-import { DependencyError, createLogger, loadConfig, systemClock } from '../shared/index.js';
+import { DependencyError, createLogger, loadConfig, parseTrustedProxies, systemClock } from '../shared/index.js';
+import { forwardedClientIp } from './identity/client-address.js';
 import { DynamoJobStore, accountTimings, createJobsWorker, ensureAccountWorkflow, type JobSettings } from '../workflows/index.js';
 import { createApi } from './app.js';
 import { DynamoResponseStore } from './idempotency/response-store.js';
@@ -195,6 +196,8 @@ async function main(): Promise<void> {
     }
   }
 
+  const trustedProxies = parseTrustedProxies(config.api.trustedProxies);
+  if (trustedProxies.entries.length > 0) logger.info({ trustedProxies: trustedProxies.entries }, 'client addresses taken from X-Forwarded-For behind these proxies');
   const api = createApi({
     redis,
     dynamo,
@@ -210,6 +213,7 @@ async function main(): Promise<void> {
     jobs: jobStore,
     jobStatusPerSecond: config.api.jobStatusPerSecond,
     unknownKeysPerSecond: config.api.unknownKeysPerSecond,
+    tollgate: { clientIp: forwardedClientIp(trustedProxies) },
     metrics,
     responses: new DynamoResponseStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
     ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...DEMO_ANONYMOUS } } : {}),

@@ -6,6 +6,7 @@
  * `npm start` and the test setup supply them for the embedded stack.
  */
 import { z } from 'zod';
+import { parseTrustedProxies } from './client-address.js';
 import { ValidationError } from './errors.js';
 import type { LogLevel } from './logger.js';
 
@@ -57,6 +58,17 @@ export const CONFIG_SCHEMA = z.object({
   API_UNKNOWN_KEYS_PER_SECOND: positiveInt
     .default(5)
     .describe('Unknown API keys one client address may present per second on each API instance (burst twice that); beyond it, keys not in the lookup cache get 429 TOO_MANY_UNKNOWN_KEYS without a key store read.'),
+  API_TRUSTED_PROXIES: z
+    .string()
+    .default('')
+    .superRefine((value, context) => {
+      try {
+        parseTrustedProxies(value);
+      } catch (error) {
+        context.addIssue({ code: 'custom', message: error instanceof Error ? error.message : String(error) });
+      }
+    })
+    .describe('Comma-separated addresses and CIDR ranges of the reverse proxies in front of the API (e.g. 10.0.0.0/8,127.0.0.1). A request from one of them is attributed to the right-most untrusted address of X-Forwarded-For; empty: the socket address, and X-Forwarded-For is ignored.'),
   API_DEMO_KEYS_FILE: z
     .string()
     .min(1)
@@ -225,7 +237,7 @@ type RawConfig = z.infer<typeof CONFIG_SCHEMA>;
 /** Typed configuration, grouped into the slices each component takes. */
 export interface AppConfig {
   log: { level: LogLevel };
-  api: { host: string; port: number; anonymous: 'reject' | 'ip-plan'; demoKeysFile: string; isDemoSeeded: boolean; configPollMs: number; jobStatusPerSecond: number; unknownKeysPerSecond: number };
+  api: { host: string; port: number; anonymous: 'reject' | 'ip-plan'; demoKeysFile: string; isDemoSeeded: boolean; configPollMs: number; jobStatusPerSecond: number; unknownKeysPerSecond: number; trustedProxies: string };
   redis: {
     url: string;
     clusterNodes: { host: string; port: number }[] | undefined;
@@ -280,6 +292,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
       configPollMs: raw.API_CONFIG_POLL_MS,
       jobStatusPerSecond: raw.API_JOB_STATUS_PER_SECOND,
       unknownKeysPerSecond: raw.API_UNKNOWN_KEYS_PER_SECOND,
+      trustedProxies: raw.API_TRUSTED_PROXIES,
     },
     redis: {
       url: raw.REDIS_URL,

@@ -3,3 +3,4 @@ export * from './ids.js';
 export * from './clock.js';
 export * from './config.js';
 export * from './logger.js';
+export * from './client-address.js';

@@ -8,7 +8,8 @@ import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, connectDeciderRedis, type DeciderRedis } from '../../src/decider/index.js';
-import { parseLimitId, systemClock } from '../../src/shared/index.js';
+import { forwardedClientIp } from '../../src/graphql/index.js';
+import { parseLimitId, parseTrustedProxies, systemClock } from '../../src/shared/index.js';
 import { CountingDecider, bodyOf, codeOf, plan, slowBucket, testApp, type TestApp } from '../support/graphql.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 
@@ -80,5 +81,55 @@ describe('over a real socket', () => {
     });
     expect(reply).toMatch(/^HTTP\/1\.1 400 /);
     expect(decider.decides.length).toBe(before);
+  });
+
+  it('ignores X-Forwarded-For from a peer that is no trusted proxy', async () => {
+    // given the server above, which trusts no proxy
+    const before = decider.decides.length;
+    // when a client writes another address in the header
+    await fetch(`${baseUrl}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': '203.0.113.99' }, body: COST_7 });
+    // then it is still metered by its socket address
+    expect(decider.decides.length).toBe(before + 1);
+    expect(decider.decides.at(-1)?.clientIp).toMatch(/^(::ffff:)?127\.0\.0\.1$/);
+  });
+
+  it('behind a trusted proxy meters each client by the right-most untrusted X-Forwarded-For hop, in buckets of their own', async () => {
+    // given a server that trusts the loopback proxy in front of it
+    const proxied = testApp({
+      decider,
+      plans: [plan('ip', [slowBucket(14, { id: parseLimitId('ip-burst'), scope: 'ip' })])],
+      anonymous: { kind: 'ip-plan', tenant: anonymousTenant, planId: 'ip' },
+      tollgate: { clientIp: forwardedClientIp(parseTrustedProxies('127.0.0.1')) },
+    });
+    const proxiedServer = createServer(proxied.yoga.requestListener);
+    await new Promise<void>((resolveListen) => proxiedServer.listen(0, '127.0.0.1', resolveListen));
+    const address = proxiedServer.address();
+    if (address === null || typeof address === 'string') throw new Error('no port');
+    const post = async (forwardedFor: string): Promise<{ status: number; clientIp: string | undefined }> => {
+      const response = await fetch(`http://127.0.0.1:${address.port}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-forwarded-for': forwardedFor },
+        body: COST_7,
+      });
+      await response.text();
+      return { status: response.status, clientIp: decider.decides.at(-1)?.clientIp };
+    };
+    try {
+      // when one client sends three requests (the third with a forged entry in front) and another one
+      const first = await post('203.0.113.7');
+      const second = await post('203.0.113.7, 127.0.0.1');
+      const forged = await post('198.51.100.1, 203.0.113.7');
+      const other = await post('203.0.113.8');
+      // then the first client's bucket (14 units: two requests of 7) is its own, the forged entry changes nothing,
+      // and the other client starts with a full bucket
+      expect([first, second, forged, other]).toEqual([
+        { status: 200, clientIp: '203.0.113.7' },
+        { status: 200, clientIp: '203.0.113.7' },
+        { status: 429, clientIp: '203.0.113.7' },
+        { status: 200, clientIp: '203.0.113.8' },
+      ]);
+    } finally {
+      await new Promise<void>((resolveClose) => proxiedServer.close(() => resolveClose()));
+    }
   });
 });

@@ -11,11 +11,11 @@
 import type { Plugin } from 'graphql-yoga';
 import { DependencyError, systemClock, type Clock, type Logger } from '../../shared/index.js';
 import { ApiKeyIdentifier } from '../identity/identify.js';
+import { socketClientIp } from '../identity/client-address.js';
 import type { KeyStore } from '../identity/key-store.js';
 import { FinishedJobCache } from '../jobs/status-guard.js';
 import { KeyRateLimiter } from '../local-limiter.js';
 import { readJob, type JobReader } from '../jobs/status.js';
-import { defaultClientIp } from './use-tollgate.js';
 
 export interface JobStatusOptions {
   jobs: JobReader;
@@ -43,7 +43,7 @@ export function useJobStatus(options: JobStatusOptions): Plugin {
     clock,
     ...(options.unknownKeysPerSecond === undefined ? {} : { unknownKeysPerSecond: options.unknownKeysPerSecond }),
   });
-  const clientIpOf = options.clientIp ?? defaultClientIp;
+  const clientIpOf = options.clientIp ?? socketClientIp;
   const limiter = new KeyRateLimiter({ perSecond: options.readsPerSecondPerKey ?? 10, clock });
   const finished = new FinishedJobCache({ clock, ...(options.finishedCacheTtlMs === undefined ? {} : { ttlMs: options.finishedCacheTtlMs }) });
   return {

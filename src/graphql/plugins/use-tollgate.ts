@@ -48,6 +48,7 @@ import { quoteOperation, type QuoteResult } from '../cost/quote.js';
 import type { DeferInput, Deferrer } from '../deferrer.js';
 import { toExecutionResult, toStoredResult, type ResponseStore, type StoredResponse } from '../idempotency/response-store.js';
 import { ApiKeyIdentifier, type AnonymousPolicy, type Identity } from '../identity/identify.js';
+import { socketClientIp } from '../identity/client-address.js';
 import type { KeyStore } from '../identity/key-store.js';
 import type { TollgateMetrics } from '../metrics.js';
 import type { Plan, PlanStore } from '../plans.js';
@@ -139,13 +140,6 @@ interface RequestState {
 const IDEMPOTENCY_KEY = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const OPERATION_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
-export function defaultClientIp(_request: Request, serverContext: Record<string, unknown>): string | undefined {
-  const req = serverContext['req'];
-  if (typeof req !== 'object' || req === null) return undefined;
-  const socket = (req as { socket?: { remoteAddress?: unknown } }).socket;
-  return typeof socket?.remoteAddress === 'string' ? socket.remoteAddress : undefined;
-}
-
 /** A short digest of what was asked, so an Idempotency-Key reused for another operation is a new request. */
 function requestFingerprint(query: string, operationName: string, variables: unknown): string {
   return createHash('sha256').update(`${operationName}\n${query}\n${JSON.stringify(variables ?? {})}`).digest('hex').slice(0, 16);
@@ -165,7 +159,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
   const limits = { ...STATIC_LIMIT_DEFAULTS, ...options.limits };
   const settleMode = options.settle ?? 'changed';
   const minimumCost = options.cost?.minimumCost ?? 1;
-  const clientIpOf = options.clientIp ?? defaultClientIp;
+  const clientIpOf = options.clientIp ?? socketClientIp;
   const identifier = new ApiKeyIdentifier({
     keyStore: options.keyStore,
     clock,

@@ -19,7 +19,7 @@ describe('loadConfig', () => {
     const config = loadConfig(REQUIRED);
     expect(config).toEqual({
       log: { level: 'info' },
-      api: { host: '127.0.0.1', port: 4000, anonymous: 'reject', demoKeysFile: '.data/demo-keys.json', isDemoSeeded: true, configPollMs: 5_000, jobStatusPerSecond: 10, unknownKeysPerSecond: 5 },
+      api: { host: '127.0.0.1', port: 4000, anonymous: 'reject', demoKeysFile: '.data/demo-keys.json', isDemoSeeded: true, configPollMs: 5_000, jobStatusPerSecond: 10, unknownKeysPerSecond: 5, trustedProxies: '' },
       redis: {
         url: 'redis://127.0.0.1:6390',
         clusterNodes: undefined,
@@ -69,6 +69,20 @@ describe('loadConfig', () => {
     const config = loadConfig({ ...REQUIRED, JOBS_TTL_MS: '1500', JOBS_RETRY_MIN_MS: '2000', JOBS_RETRY_MAX_MS: '500', JOBS_MAX_QUEUED_PER_TENANT: '3' });
     expect(config.jobs).toEqual({ taskQueue: 'tollgate-jobs', ttlMs: 1_500, retryMinMs: 2_000, retryMaxMs: 2_000, maxQueuedPerTenant: 3 });
     expect(configError({ ...REQUIRED, JOBS_MAX_QUEUED_PER_TENANT: '0' }).message.split('\n')[1]?.split(':')[0]).toBe('JOBS_MAX_QUEUED_PER_TENANT');
+  });
+
+  it('reads the trusted proxies and names an entry that is no address or range', () => {
+    expect(loadConfig({ ...REQUIRED, API_TRUSTED_PROXIES: '10.0.0.0/8, ::1' }).api.trustedProxies).toBe('10.0.0.0/8, ::1');
+    expect(configError({ ...REQUIRED, API_TRUSTED_PROXIES: '10.0.0.0/8,10.0.0.0/33' }).message).toBe(
+      'invalid configuration:\nAPI_TRUSTED_PROXIES: not an IP address or CIDR range: "10.0.0.0/33"',
+    );
+    expect(configError({ ...REQUIRED, API_TRUSTED_PROXIES: 'proxy.internal' }).message).toContain('"proxy.internal"');
+  });
+
+  it('reads the jobs sweep settings', () => {
+    const config = loadConfig({ ...REQUIRED, JOBS_SWEEP_ENABLED: 'false', JOBS_SWEEP_INTERVAL_MS: '5000', JOBS_SWEEP_PAGE_SIZE: '10' });
+    expect(config.jobSweep).toMatchObject({ isEnabled: false, intervalMs: 5_000, pageSize: 10, graceMs: 60_000 });
+    expect(configError({ ...REQUIRED, JOBS_SWEEP_PAGE_SIZE: '1001' }).message.split('\n')[1]?.split(':')[0]).toBe('JOBS_SWEEP_PAGE_SIZE');
   });
 
   it('names every missing production-critical variable at once', () => {
