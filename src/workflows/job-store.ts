@@ -106,7 +106,6 @@ export interface OpenJob {
   createdAtMs: number;
 }
 
-
 export interface CreateJobInput {
   jobId: string;
   tenant: TenantId;
