@@ -362,6 +362,67 @@ export interface RedisCluster {
   processes: ManagedProcess[];
 }
 
+/** Redis Cluster's node-to-node bus listens on the client port plus this. */
+export const CLUSTER_BUS_OFFSET = 10_000;
+
+/** The kernel's range for outgoing connections' local ports (Linux), or its usual default elsewhere. */
+function ephemeralPortRange(): { low: number; high: number } {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(low) && Number.isInteger(high)) return { low: low as number, high: high as number };
+  } catch {
+    // not Linux: fall through
+  }
+  return { low: 32_768, high: 60_999 };
+}
+
+/**
+ * `count` distinct ports for Redis Cluster nodes: each one and its bus port
+ * (port + 10000) free now, and both below the ephemeral range, so an outgoing
+ * connection cannot take the bus port between this check and the node's bind
+ * (ports from `freePort` are ephemeral ones, and their bus port often is too).
+ */
+export async function freeClusterPorts(count: number): Promise<number[]> {
+  const { low } = ephemeralPortRange();
+  const first = 10_000;
+  const last = Math.min(low, 65_536) - CLUSTER_BUS_OFFSET - 1;
+  if (last - first < count * 4) throw new InfraError('redis-cluster', `no room for ${count} cluster ports below the ephemeral range (${low})`);
+  const chosen: number[] = [];
+  for (let tries = 0; chosen.length < count; tries += 1) {
+    if (tries > count * 200) throw new InfraError('redis-cluster', `found no ${count} free port pairs in ${first}..${last}`);
+    const port = first + Math.floor(Math.random() * (last - first + 1));
+    if (chosen.includes(port) || chosen.includes(port + CLUSTER_BUS_OFFSET) || chosen.includes(port - CLUSTER_BUS_OFFSET)) continue;
+    if ((await isPortInUse(port)) || (await isPortInUse(port + CLUSTER_BUS_OFFSET))) continue;
+    chosen.push(port);
+  }
+  return chosen;
+}
+
+/**
+ * A local Redis Cluster on ports from `freeClusterPorts`; when a node cannot
+ * bind (another process took a port after the check), it tries again on new
+ * ports, up to `attempts` times.
+ */
+export async function startLocalRedisCluster(
+  input: Omit<RedisClusterInput, 'ports'> & {
+    nodes: number;
+    attempts?: number;
+    /** Where ports come from. @default freeClusterPorts */
+    pickPorts?: (count: number) => Promise<number[]>;
+  },
+): Promise<RedisCluster> {
+  const { nodes, attempts = 3, pickPorts = freeClusterPorts, ...cluster } = input;
+  for (let attempt = 1; ; attempt += 1) {
+    const ports = await pickPorts(nodes);
+    try {
+      return await startRedisCluster({ ...cluster, ports });
+    } catch (error) {
+      const taken = error instanceof InfraError && /Address already in use/.test(error.message);
+      if (!taken || attempt >= attempts) throw error;
+    }
+  }
+}
+
 /**
  * Starts a Redis Cluster of `ports.length` nodes (masters plus
  * `replicasPerMaster` replicas each) and waits until every node reports

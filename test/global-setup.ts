@@ -5,7 +5,7 @@
  * fails the whole run: integration tests never skip.
  */
 import type { TestProject } from 'vitest/node';
-import { freePort, startRedisCluster, stopProcess, type ManagedProcess } from '../infra/services.js';
+import { startLocalRedisCluster, stopProcess, type ManagedProcess } from '../infra/services.js';
 import { upStack, type Stack } from '../infra/stack.js';
 import type { TestStack } from './support/stack.js';
 
@@ -25,11 +25,10 @@ export async function setup(project: TestProject): Promise<void> {
     });
     log(`redis cluster: attached to ${external}`);
   } else {
-    const ports = await Promise.all([freePort(), freePort(), freePort()]);
-    const cluster = await startRedisCluster({ dataDir: stack.dataDir, ports });
+    const cluster = await startLocalRedisCluster({ dataDir: stack.dataDir, nodes: 3 });
     clusterProcesses = cluster.processes;
     clusterNodes = cluster.nodes;
-    log(`redis cluster: 3 masters on ${ports.join(', ')}`);
+    log(`redis cluster: 3 masters on ${cluster.nodes.map((node) => node.port).join(', ')}`);
   }
 
   const provided: TestStack = {

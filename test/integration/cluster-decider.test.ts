@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startRedisCluster, stopProcess, type RedisCluster } from '../../infra/services.js';
+import { startLocalRedisCluster, stopProcess, type RedisCluster } from '../../infra/services.js';
 import {
   RedisDecider,
   createDeciderRedis,
@@ -36,8 +36,7 @@ let client: DeciderRedis;
 let decider: RedisDecider;
 
 beforeAll(async () => {
-  const ports = await Promise.all(Array.from({ length: 6 }, () => freePort()));
-  cluster = await startRedisCluster({ dataDir: scratch, ports, replicasPerMaster: 1 });
+  cluster = await startLocalRedisCluster({ dataDir: scratch, nodes: 6, replicasPerMaster: 1 });
   client = createDeciderRedis({ url: 'redis://unused', clusterNodes: cluster.nodes, commandTimeoutMs: 2_000 });
   client.on('error', () => undefined);
   await client.connect();

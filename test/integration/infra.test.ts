@@ -5,7 +5,8 @@
  * hanging.
  */
 import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,11 +15,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   InfraError,
   REPO_ROOT,
+  CLUSTER_BUS_OFFSET,
+  freeClusterPorts,
   freePort,
   isAlive,
   localDynamoClient,
   reapStale,
   startDynamo,
+  startLocalRedisCluster,
   startRedis,
   startTemporal,
   stopProcess,
@@ -38,6 +42,43 @@ const started: ManagedProcess[] = [];
 afterAll(async () => {
   await Promise.all(started.map((proc) => stopProcess(proc)));
   rmSync(scratch, { recursive: true, force: true });
+});
+
+describe('Redis Cluster ports', () => {
+  it('picks node ports whose bus ports are free and below the ephemeral range', async () => {
+    // given the kernel's range for outgoing connections' ports
+    const [low = 32_768] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    // when ports for a 6-node cluster are picked
+    const ports = await freeClusterPorts(6);
+    // then they are distinct, and neither a port nor its bus port can be taken by an outgoing connection
+    expect(new Set([...ports, ...ports.map((port) => port + CLUSTER_BUS_OFFSET)]).size).toBe(12);
+    for (const port of ports) expect(port + CLUSTER_BUS_OFFSET).toBeLessThan(low);
+  });
+
+  it('starts the cluster on new ports when a bus port was taken after the check', async () => {
+    // given a first pick whose first node's bus port another process holds
+    const held = (await freeClusterPorts(1))[0] as number;
+    const holder: Server = createServer();
+    await new Promise<void>((resolveListen) => holder.listen(held + CLUSTER_BUS_OFFSET, '127.0.0.1', resolveListen));
+    const picks: number[][] = [];
+    const pickPorts = async (count: number): Promise<number[]> => {
+      const ports = picks.length === 0 ? [held, ...(await freeClusterPorts(count - 1))] : await freeClusterPorts(count);
+      picks.push(ports);
+      return ports;
+    };
+    try {
+      // when a local cluster is started with that picker
+      const cluster = await startLocalRedisCluster({ dataDir: join(scratch, 'cluster-retry'), nodes: 3, pickPorts });
+      started.push(...cluster.processes);
+      // then the first attempt failed on the bind and the second one runs on its own ports
+      expect(picks).toHaveLength(2);
+      expect(cluster.nodes.map((node) => node.port)).toEqual(picks[1]);
+      const { stdout } = await execFileAsync('redis-cli', ['-p', String(cluster.nodes[0]?.port), 'CLUSTER', 'INFO']);
+      expect(stdout).toContain('cluster_state:ok');
+    } finally {
+      await new Promise((resolveClose) => holder.close(resolveClose));
+    }
+  }, 60_000);
 });
 
 describe('Redis', () => {
