@@ -365,15 +365,15 @@ export interface RedisCluster {
 /** Redis Cluster's node-to-node bus listens on the client port plus this. */
 export const CLUSTER_BUS_OFFSET = 10_000;
 
-/** The kernel's range for outgoing connections' local ports (Linux), or its usual default elsewhere. */
-function ephemeralPortRange(): { low: number; high: number } {
+/** The lowest local port the kernel gives outgoing connections (Linux), or its usual default elsewhere. */
+function ephemeralPortLow(): number {
   try {
-    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-    if (Number.isInteger(low) && Number.isInteger(high)) return { low: low as number, high: high as number };
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (Number.isInteger(low)) return low;
   } catch {
     // not Linux: fall through
   }
-  return { low: 32_768, high: 60_999 };
+  return 32_768;
 }
 
 /**
@@ -383,9 +383,9 @@ function ephemeralPortRange(): { low: number; high: number } {
  * (ports from `freePort` are ephemeral ones, and their bus port often is too).
  */
 export async function freeClusterPorts(count: number): Promise<number[]> {
-  const { low } = ephemeralPortRange();
+  const low = ephemeralPortLow();
   const first = 10_000;
-  const last = Math.min(low, 65_536) - CLUSTER_BUS_OFFSET - 1;
+  const last = low - CLUSTER_BUS_OFFSET - 1;
   if (last - first < count * 4) throw new InfraError('redis-cluster', `no room for ${count} cluster ports below the ephemeral range (${low})`);
   const chosen: number[] = [];
   for (let tries = 0; chosen.length < count; tries += 1) {

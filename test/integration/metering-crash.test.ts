@@ -34,8 +34,8 @@ const taskQueue = `meter-crash-${seed}`;
 const shards = [0, 1, 2].map((index) => parseShard(13_000 + (seed % 300) * 3 + index));
 const RANDOM_KILLS = 20;
 const SIGNAL_POINT = `signal:${meterSettingsSignal.name}`;
-// Ordered so that each point still has work to stop in: the poison events sit in every shard's second batch,
-// and after a continue-as-new most events are ledgered (points after it only need the workflow to run).
+// Ordered so that each point still has work to stop in: the poison event sits a quarter into each shard's
+// ~1,050 events (its third batch of 100), and the points from continue-as-new on need only the workflow running.
 const NAMED_KILLS = ['ledger-written', 'dead-lettered', 'acked', 'read', 'ledger-written', 'continue-as-new', SIGNAL_POINT, 'ledger-written'] as const;
 const SETTINGS = { idleDelayMs: 200, iterationsPerRun: 15, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
 
