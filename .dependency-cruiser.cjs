@@ -1,5 +1,16 @@
 /**
- * Dependency rules of STYLE §1: graphql -> {workflows, metering, decider} -> shared.
+ * Dependency rules (STYLE §1, drawn in docs/architecture.md):
+ *
+ *   graphql  -> workflows, jobs, billing, metering, decider, shared   (the edge)
+ *   workflows -> jobs, billing, metering, decider, shared
+ *   jobs     -> decider, shared
+ *   billing  -> metering, decider, shared
+ *   metering -> decider, shared
+ *   decider  -> shared
+ *   shared   -> nothing
+ *
+ * Other folders are imported through their index.ts; only workflow code (the
+ * Temporal sandbox) reaches into another folder's pure `model/` directly.
  * Run by `npm test` (`depcruise src --config .dependency-cruiser.cjs`).
  */
 module.exports = {
@@ -20,10 +31,24 @@ module.exports = {
     },
     {
       name: 'metering-imports-shared-and-decider',
-      comment: 'src/metering may import src/shared and src/decider, never workflows or graphql.',
+      comment: 'src/metering imports only src/shared and src/decider.',
       severity: 'error',
       from: { path: '^src/metering/' },
-      to: { path: '^src/(workflows|graphql)/' },
+      to: { path: '^src/(?!shared/|decider/|metering/)' },
+    },
+    {
+      name: 'billing-imports-metering-decider-shared',
+      comment: 'src/billing (accounts, pricing, statements) imports only src/metering, src/decider and src/shared.',
+      severity: 'error',
+      from: { path: '^src/billing/' },
+      to: { path: '^src/(?!shared/|decider/|metering/|billing/)' },
+    },
+    {
+      name: 'jobs-imports-decider-shared',
+      comment: 'src/jobs (deferred jobs: record, store, ports, model) imports only src/decider and src/shared.',
+      severity: 'error',
+      from: { path: '^src/jobs/' },
+      to: { path: '^src/(?!shared/|decider/|jobs/)' },
     },
     {
       name: 'workflows-never-import-graphql',
@@ -52,11 +77,18 @@ module.exports = {
       name: 'import-folders-through-index',
       comment: 'Other folders import a folder through its index.ts, never a deep path (STYLE §1).',
       severity: 'error',
-      from: { path: '^src/([a-z]+)/' },
+      from: { path: '^src/([a-z]+)/', pathNot: '^src/workflows/workflows/' },
       to: {
         path: '^src/([a-z]+)/.+',
-        pathNot: ['^src/$1/', '^src/[a-z]+/index\\.ts$', '^src/[a-z]+/model/'],
+        pathNot: ['^src/$1/', '^src/[a-z]+/index\\.ts$'],
       },
+    },
+    {
+      name: 'workflow-code-imports-other-folders-model-only',
+      comment: 'Workflow code reaches another folder only through its pure model/ (the index would pull I/O into the sandbox).',
+      severity: 'error',
+      from: { path: '^src/workflows/workflows/' },
+      to: { path: '^src/(?!workflows/)[a-z]+/(?!model/)' },
     },
     {
       name: 'no-circular',

@@ -19,15 +19,7 @@ import { GraphQLError, type ExecutionArgs } from 'graphql';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { Redis } from 'ioredis';
 import { FileSpool, ResilientDecider, connectDeciderRedis } from '../src/decider/index.js';
-import {
-  CostModel,
-  DemoStore,
-  InMemoryKeyStore,
-  InMemoryPlanStore,
-  createDemoSchema,
-  engineCost,
-  useTollgate,
-} from '../src/graphql/index.js';
+import { CostModel, DemoStore, InMemoryKeyStore, InMemoryPlanStore, createDemoSchema, engineCost, useTollgate } from '../src/graphql/index.js';
 import { createLogger, parseLimitId, parsePlanId, systemClock } from '../src/shared/index.js';
 import { BENCH_API_KEY } from './graphql-shared.js';
 

@@ -33,7 +33,7 @@ import { DynamoLedgerStore, UsagePump, ledgerTableName, parseShard, type PumpSta
 import { createLogger, loadConfig } from '../src/shared/index.js';
 import { ensureMeterWorkflows, meterWorkflowId } from '../src/workflows/index.js';
 import { meterStateQuery, type MeterState } from '../src/workflows/workflows/index.js';
-import { createTollgateWorker } from '../src/workflows/worker.js';
+import { createTollgateWorker } from '../src/workflows/index.js';
 
 export interface Figure {
   name: string;

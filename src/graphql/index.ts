@@ -1,7 +1,6 @@
 export * from './app.js';
 export * from './readiness.js';
 export * from './plans.js';
-export * from './deferrer.js';
 export * from './metrics.js';
 export * from './responses.js';
 export * from './cost/model.js';
@@ -19,9 +18,7 @@ export * from './plugins/use-metrics-endpoint.js';
 export * from './demo/data.js';
 export * from './demo/schema.js';
 export * from './demo/seed.js';
-export * from './jobs/status.js';
 export * from './jobs/executor.js';
-export * from './jobs/temporal-deferrer.js';
 export * from './plugins/use-job-status.js';
 export * from './idempotency/response-store.js';
 export * from './config/dynamo-config-store.js';

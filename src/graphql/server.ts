@@ -11,10 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { FileSpool, ResilientDecider, assertNoEviction, createDeciderRedis, probeDecider } from '../decider/index.js';
-import { DynamoAccountStore, DynamoAuditStore, createDynamoClient, readStreamLag } from '../metering/index.js';
+import { DynamoAccountStore } from '../billing/index.js';
+import { DynamoAuditStore, createDynamoClient, readStreamLag } from '../metering/index.js';
 import { DependencyError, createLogger, loadConfig, parseTrustedProxies, systemClock } from '../shared/index.js';
 import { forwardedClientIp } from './identity/client-address.js';
-import { DynamoJobStore, accountTimings, createJobsWorker, ensureAccountWorkflow, type JobSettings } from '../workflows/index.js';
+import { DynamoJobStore, type JobSettings } from '../jobs/index.js';
+import { accountTimings, createJobsWorker, ensureAccountWorkflow } from '../workflows/index.js';
 import { createApi } from './app.js';
 import { DynamoResponseStore } from './idempotency/response-store.js';
 import { createDemoSchema } from './demo/schema.js';
@@ -22,7 +24,7 @@ import { DynamoConfigStore } from './config/dynamo-config-store.js';
 import { LiveConfig, announceConfigVersion } from './config/live-config.js';
 import { DEMO_ACCOUNTS, DEMO_ANONYMOUS, createDemoSetup, seedDemoConfig, type DemoKey } from './demo/seed.js';
 import { SchemaJobExecutor } from './jobs/executor.js';
-import { TemporalDeferrer } from './jobs/temporal-deferrer.js';
+import { TemporalDeferrer } from '../workflows/index.js';
 import { TollgateMetrics } from './metrics.js';
 
 /** The demo keys shown at the last start, if the file is there and readable (they are reused when still valid). */

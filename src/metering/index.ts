@@ -8,6 +8,3 @@ export * from './model/audit.js';
 export * from './audit.js';
 export * from './audit-store.js';
 export * from './lag.js';
-export * from './model/pricing.js';
-export * from './periods.js';
-export * from './accounts.js';

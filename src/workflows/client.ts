@@ -5,7 +5,7 @@
 import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client } from '@temporalio/client';
 import type { SignalDefinition } from '@temporalio/common';
 import type { CrossedThreshold, WarningSink } from '../metering/index.js';
-import { accountWorkflowId, auditWorkflowId, jobSweepWorkflowId, ledgerPostWorkflowId, meterWorkflowId } from './ids.js';
+import { accountWorkflowId, auditWorkflowId, jobSweepWorkflowId, meterWorkflowId } from './ids.js';
 import type {
   AccountTimings,
   AccountWarningsPayload,
@@ -14,35 +14,9 @@ import type {
   WarningRequest,
   accountWorkflow,
   MeterSettings,
-  PostLedgerEntriesInput,
-  PostLedgerEntriesResult,
   meterShard,
-  postLedgerEntries,
 } from './workflows/index.js';
 import { accountWarningsSignal, auditSettingsSignal, jobSweepSettingsSignal, meterSettingsSignal } from './workflows/index.js';
-
-export interface PostLedgerBatchInput extends PostLedgerEntriesInput {
-  tenant: string;
-  /** Business key of the batch (e.g. a correction id); the same key posts once. */
-  batchId: string;
-  taskQueue: string;
-}
-
-/**
- * Starts (or joins, if already running) the posting of a batch and waits for
- * its result. A completed batch with the same id is not run again: its id
- * cannot be reused, so the start fails with WorkflowExecutionAlreadyStartedError.
- */
-export async function postLedgerBatch(client: Client, input: PostLedgerBatchInput): Promise<PostLedgerEntriesResult> {
-  const handle = await client.workflow.start<typeof postLedgerEntries>('postLedgerEntries', {
-    taskQueue: input.taskQueue,
-    workflowId: ledgerPostWorkflowId({ tenant: input.tenant, batchId: input.batchId }),
-    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-    workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-    args: [{ entries: input.entries }],
-  });
-  return handle.result();
-}
 
 export interface EnsureMeterWorkflowsInput {
   /** The logical shards to pump, e.g. 0..DECIDER_SHARDS-1. */

@@ -2,13 +2,8 @@
  * Workflow ids, built only from business keys (STYLE §7): a retried start of
  * the same business act finds the same workflow. Random ids are banned.
  */
-import { ValidationError, parseEventId, parseTenantId } from '../shared/index.js';
-import { parseJobId } from './job-store.js';
-
-/** `ledger-post/<tenant>/<batchId>`: one posting of a batch of ledger entries. */
-export function ledgerPostWorkflowId(input: { tenant: string; batchId: string }): string {
-  return `ledger-post/${parseTenantId(input.tenant)}/${parseEventId(input.batchId)}`;
-}
+import { ValidationError, parseTenantId } from '../shared/index.js';
+import { parseJobId } from '../jobs/index.js';
 
 /** `meter/<shard>`: the usage pump of one logical shard (one per shard, ever). */
 export function meterWorkflowId(shard: number): string {

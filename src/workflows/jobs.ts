@@ -1,10 +1,8 @@
 /**
- * Deferred (202) jobs: submitting (record in DynamoDB, then start or join the
- * `job/<tenant>/<jobId>` workflow), waking, and the worker that runs them.
- *
- * The job worker polls its own task queue (`JOBS_TASK_QUEUE`) and is hosted by
- * the API process: jobs run in-process against the API's schema, which this
- * folder cannot import, so the process passes a `JobExecutor` in.
+ * Deferred (202) jobs on Temporal: submitting (record in DynamoDB, then start or
+ * join the `job/<tenant>/<jobId>` workflow), restarting from the record,
+ * sweeping the open-jobs index and waking. The worker that runs them is
+ * `createJobsWorker` (`workers.ts`).
  */
 import {
   WorkflowExecutionAlreadyStartedError,
@@ -13,35 +11,23 @@ import {
   WorkflowNotFoundError,
   type Client,
 } from '@temporalio/client';
-import { Worker, type NativeConnection } from '@temporalio/worker';
-import { MAX_RECORD_TTL_MS } from '../decider/index.js';
 import { DependencyError, parseEventId, parseKeyId, parsePlanId, parseTenantId, type TenantId } from '../shared/index.js';
-import { createJobActivities, type JobActivityDeps } from './activities/index.js';
 import {
+  EMPTY_JOB_SWEEP_COUNTS,
   OPEN_JOB_SHARDS,
+  jobRecordTtlMs,
   parseJobId,
   type DynamoJobStore,
   type JobRecord,
+  type JobSettings,
   type JobSubmission,
+  type JobSweepCounts,
+  type JobSweepPosition,
   type OpenJob,
   type RestartOutcome,
-} from './job-store.js';
-import { EMPTY_JOB_SWEEP_COUNTS, type JobSweepCounts, type JobSweepPosition } from './model/sweep.js';
-import { workflowsPath } from './workflows-path.js';
+} from '../jobs/index.js';
 import { jobWorkflowId } from './ids.js';
 import type { DeferredJobInput, runDeferredJob } from './workflows/index.js';
-
-
-/** Timing and capacity of deferred jobs (from configuration: `JOBS_*`). */
-export interface JobSettings {
-  taskQueue: string;
-  /** ms from submission until a job that was never admitted expires. */
-  ttlMs: number;
-  retryMinMs: number;
-  retryMaxMs: number;
-  /** Most unfinished jobs per tenant. */
-  maxQueuedPerTenant: number;
-}
 
 export interface SubmitJobInput {
   jobId: string;
@@ -56,11 +42,6 @@ export interface SubmitJobInput {
   nowMs: number;
   /** Send a signed notice to the tenant's webhook when the job finishes. @default false */
   isNotifyRequested?: boolean;
-}
-
-/** The decider remembers a job's admission a day past its TTL, so every retry of the job is a replay. */
-export function jobRecordTtlMs(ttlMs: number): number {
-  return Math.min(MAX_RECORD_TTL_MS, ttlMs + 86_400_000);
 }
 
 /**
@@ -274,24 +255,4 @@ export async function wakeDeferredJob(client: Client, input: { tenant: string; j
     if (error instanceof WorkflowNotFoundError) return false;
     throw error;
   }
-}
-
-export interface JobsWorkerInput {
-  connection: NativeConnection;
-  namespace: string;
-  taskQueue: string;
-  deps: JobActivityDeps;
-  /** A prebuilt workflow bundle instead of bundling `workflowsPath()`. */
-  workflowBundle?: { codePath: string };
-}
-
-/** Creates (but does not run) the worker of deferred jobs: every tollgate workflow, the job activities. */
-export async function createJobsWorker(input: JobsWorkerInput): Promise<Worker> {
-  return Worker.create({
-    connection: input.connection,
-    namespace: input.namespace,
-    taskQueue: input.taskQueue,
-    ...(input.workflowBundle === undefined ? { workflowsPath: workflowsPath() } : { workflowBundle: input.workflowBundle }),
-    activities: { ...createJobActivities(input.deps) },
-  });
 }

@@ -7,7 +7,7 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Registry } from 'prom-client';
 import type { AuditSummary, PumpBatchResult } from '../metering/index.js';
-import type { JobSweepCounts } from './model/sweep.js';
+import type { JobSweepCounts } from '../jobs/index.js';
 
 /** The worker's metrics registry: what its pumps reconciled and its audit cycles. */
 export class WorkerMetrics {

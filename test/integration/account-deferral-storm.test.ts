@@ -18,22 +18,14 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, admittedKey, connectDeciderRedis, periodAt, shardOf, type DeciderRedis, type LimitSpec, type PeriodSpec } from '../../src/decider/index.js';
-import { deferredJobId } from '../../src/graphql/index.js';
-import { DynamoAccountStore, createDynamoClient } from '../../src/metering/index.js';
+import { deferredJobId } from '../../src/jobs/index.js';
+import { DynamoAccountStore } from '../../src/billing/index.js';
+import { createDynamoClient } from '../../src/metering/index.js';
 import { createLogger, parseEventId, parseLimitId, parseTenantId, systemClock, type TenantId } from '../../src/shared/index.js';
-import {
-  DynamoJobStore,
-  accountTimings,
-  accountWorkflowId,
-  createJobsWorker,
-  ensureAccountWorkflow,
-  jobWorkflowId,
-  submitDeferredJob,
-  type JobExecutor,
-  type JobSettings,
-} from '../../src/workflows/index.js';
+import { DynamoJobStore, type JobExecutor, type JobSettings } from '../../src/jobs/index.js';
+import { accountTimings, accountWorkflowId, createJobsWorker, ensureAccountWorkflow, jobWorkflowId, submitDeferredJob } from '../../src/workflows/index.js';
 import { accountStateQuery, type AccountCarry } from '../../src/workflows/workflows/index.js';
-import { createTollgateWorker } from '../../src/workflows/worker.js';
+import { createTollgateWorker } from '../../src/workflows/index.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 

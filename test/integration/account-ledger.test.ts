@@ -6,15 +6,8 @@
  * records (pending → delivered once).
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  DynamoAccountStore,
-  DynamoLedgerStore,
-  DynamoPeriodStore,
-  createDynamoClient,
-  ledgerTableName,
-  type AccountSettings,
-  type LedgerEntry,
-} from '../../src/metering/index.js';
+import { DynamoAccountStore, DynamoPeriodStore, type AccountSettings } from '../../src/billing/index.js';
+import { DynamoLedgerStore, createDynamoClient, ledgerTableName, type LedgerEntry } from '../../src/metering/index.js';
 import { ValidationError, parseEventId, parseTenantId, type TenantId } from '../../src/shared/index.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';

@@ -15,24 +15,13 @@ import { writeFileSync } from 'node:fs';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  DynamoAccountStore,
-  DynamoLedgerStore,
-  DynamoPeriodStore,
-  createDynamoClient,
-  type PriceSpec,
-  type Statement,
-} from '../../src/metering/index.js';
+import { DynamoAccountStore, DynamoPeriodStore, type PriceSpec, type Statement } from '../../src/billing/index.js';
+import { DynamoLedgerStore, createDynamoClient } from '../../src/metering/index.js';
 import { parseEventId, parseTenantId } from '../../src/shared/index.js';
-import {
-  DynamoJobStore,
-  accountTimings,
-  accountWorkflowId,
-  ensureAccountWorkflow,
-  jobWorkflowId,
-} from '../../src/workflows/index.js';
+import { DynamoJobStore } from '../../src/jobs/index.js';
+import { accountTimings, accountWorkflowId, ensureAccountWorkflow, jobWorkflowId } from '../../src/workflows/index.js';
 import { createAccountActivities } from '../../src/workflows/activities/index.js';
-import { deferredJobId } from '../../src/graphql/index.js';
+import { deferredJobId } from '../../src/jobs/index.js';
 import { accountStateQuery, type AccountCarry } from '../../src/workflows/workflows/index.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { runInProcessWorker } from '../support/worker-process.js';

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker, type ReplayResult } from '@temporalio/worker';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { workflowsPath } from '../../src/workflows/worker.js';
+import { workflowsPath } from '../../src/workflows/index.js';
 import { testStack } from '../support/stack.js';
 import { copyWorkflowsForReplay, quietTemporalRuntime } from '../support/temporal.js';
 

@@ -18,7 +18,7 @@ import {
   type ExecuteJobResult,
   type JobAdmission,
 } from '../../src/workflows/activities/index.js';
-import { DynamoJobStore, type JobExecutor } from '../../src/workflows/index.js';
+import { DynamoJobStore, type JobExecutor } from '../../src/jobs/index.js';
 import { plan, slowBucket } from '../support/graphql.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 

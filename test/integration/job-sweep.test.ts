@@ -21,25 +21,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTables, tableNames } from '../../infra/tables.js';
 import { createDynamoClient } from '../../src/metering/index.js';
 import { createLogger, parseTenantId, type TenantId } from '../../src/shared/index.js';
-import {
-  DynamoJobStore,
-  EMPTY_JOB_SWEEP_COUNTS,
-  OPEN_JOB_SHARDS,
-  WorkerMetrics,
-  addJobSweepCounts,
-  ensureJobSweepWorkflow,
-  jobSweepStateQuery,
-  jobSweepWorkflowId,
-  jobWorkflowId,
-  openJobShard,
-  sweepOpenJobs,
-  type JobSettings,
-  type JobSweepCounts,
-  type JobSweepPosition,
-  type JobSweepSettings,
-} from '../../src/workflows/index.js';
+import { DynamoJobStore, EMPTY_JOB_SWEEP_COUNTS, OPEN_JOB_SHARDS, addJobSweepCounts, openJobShard, type JobSettings, type JobSweepCounts, type JobSweepPosition } from '../../src/jobs/index.js';
+import { WorkerMetrics, ensureJobSweepWorkflow, jobSweepStateQuery, jobSweepWorkflowId, jobWorkflowId, sweepOpenJobs, type JobSweepSettings } from '../../src/workflows/index.js';
 import type { DeferredJobInput } from '../../src/workflows/workflows/index.js';
-import { createTollgateWorker, workflowsPath } from '../../src/workflows/worker.js';
+import { createTollgateWorker, workflowsPath } from '../../src/workflows/index.js';
 import { TEST_SUBMISSION, jobWorkflowState, recordTestJob, type RecordTestJobInput } from '../support/jobs.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';

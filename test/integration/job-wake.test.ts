@@ -11,10 +11,12 @@
 import { randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deferredJobId } from '../../src/graphql/index.js';
-import { DynamoAccountStore, DynamoPeriodStore, createDynamoClient } from '../../src/metering/index.js';
+import { deferredJobId } from '../../src/jobs/index.js';
+import { DynamoAccountStore, DynamoPeriodStore } from '../../src/billing/index.js';
+import { createDynamoClient } from '../../src/metering/index.js';
 import { parseEventId, parseTenantId, type TenantId } from '../../src/shared/index.js';
-import { DynamoJobStore, MAX_SUBMISSION_CHARS, jobWorkflowId, restartDeferredJob, type JobSettings } from '../../src/workflows/index.js';
+import { DynamoJobStore, MAX_SUBMISSION_CHARS, type JobSettings } from '../../src/jobs/index.js';
+import { jobWorkflowId, restartDeferredJob } from '../../src/workflows/index.js';
 import { RESTART_GRACE_MS, createAccountActivities } from '../../src/workflows/activities/index.js';
 import type { DeferredJobInput } from '../../src/workflows/workflows/index.js';
 import { TEST_SUBMISSION, jobWorkflowState, recordTestJob } from '../support/jobs.js';

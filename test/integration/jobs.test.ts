@@ -22,29 +22,15 @@ import {
   type DeciderRedis,
   type LimitSpec,
 } from '../../src/decider/index.js';
-import {
-  DemoStore,
-  InMemoryKeyStore,
-  InMemoryPlanStore,
-  SchemaJobExecutor,
-  TemporalDeferrer,
-  createApi,
-  createDemoSchema,
-  type ApiServer,
-  type JobView,
-} from '../../src/graphql/index.js';
-import { DynamoAccountStore, createDynamoClient } from '../../src/metering/index.js';
+import { DemoStore, InMemoryKeyStore, InMemoryPlanStore, SchemaJobExecutor, createApi, createDemoSchema, type ApiServer } from '../../src/graphql/index.js';
+import { TemporalDeferrer } from '../../src/workflows/index.js';
+import { type JobView } from '../../src/jobs/index.js';
+import { DynamoAccountStore } from '../../src/billing/index.js';
+import { createDynamoClient } from '../../src/metering/index.js';
 import { InvariantError, createLogger, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
-import {
-  DynamoJobStore,
-  createJobsWorker,
-  jobWorkflowId,
-  wakeDeferredJob,
-  type DeferredJobResult,
-  type JobExecutor,
-  type JobSettings,
-} from '../../src/workflows/index.js';
-import { workflowsPath } from '../../src/workflows/worker.js';
+import { DynamoJobStore, type JobExecutor, type JobSettings } from '../../src/jobs/index.js';
+import { createJobsWorker, jobWorkflowId, wakeDeferredJob, type DeferredJobResult } from '../../src/workflows/index.js';
+import { workflowsPath } from '../../src/workflows/index.js';
 import { bodyOf, codeOf, plan, slowBucket } from '../support/graphql.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';

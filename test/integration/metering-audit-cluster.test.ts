@@ -5,16 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, createDeciderRedis, shardOf, shardOfPart, type DeciderRedis } from '../../src/decider/index.js';
-import {
-  DynamoLedgerStore,
-  MeteringAuditor,
-  UsagePump,
-  createDynamoClient,
-  parseShard,
-  readStreamLag,
-  type AuditOutcome,
-  type AuditScanPosition,
-} from '../../src/metering/index.js';
+import { DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, parseShard, readStreamLag, type AuditOutcome, type AuditScanPosition } from '../../src/metering/index.js';
 import { parseTenantId, systemClock } from '../../src/shared/index.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
 import { AdmittedRecord, monthStartMs, runTraffic } from '../support/traffic.js';

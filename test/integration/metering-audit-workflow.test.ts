@@ -13,21 +13,10 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, admittedKey, connectDeciderRedis, shardOf, type DeciderRedis } from '../../src/decider/index.js';
-import {
-  DynamoAuditStore,
-  DynamoLedgerStore,
-  EMPTY_AUDIT_SUMMARY,
-  MeteringAuditor,
-  UsagePump,
-  addToSummary,
-  createDynamoClient,
-  parseShard,
-  type AuditReport,
-  type AuditScanPosition,
-} from '../../src/metering/index.js';
+import { DynamoAuditStore, DynamoLedgerStore, EMPTY_AUDIT_SUMMARY, MeteringAuditor, UsagePump, addToSummary, createDynamoClient, parseShard, type AuditReport, type AuditScanPosition } from '../../src/metering/index.js';
 import { createLogger, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { auditStateQuery, auditWorkflowId, ensureAuditWorkflow, type AuditSettings } from '../../src/workflows/index.js';
-import { createTollgateWorker, workflowsPath } from '../../src/workflows/worker.js';
+import { createTollgateWorker, workflowsPath } from '../../src/workflows/index.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { AdmittedRecord, monthStartMs, runTraffic } from '../support/traffic.js';

@@ -17,18 +17,8 @@ import {
   type DecideInput,
   type LimitSpec,
 } from '../../src/decider/index.js';
-import {
-  DynamoLedgerStore,
-  DynamoPeriodStore,
-  MeteringAuditor,
-  UsagePump,
-  createDynamoClient,
-  deadLetterStreamKey,
-  ledgerTableName,
-  parseShard,
-  type AuditOutcome,
-  type TenantPeriodAudit,
-} from '../../src/metering/index.js';
+import { DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard, type AuditOutcome, type TenantPeriodAudit } from '../../src/metering/index.js';
+import { DynamoPeriodStore } from '../../src/billing/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock, type TenantId } from '../../src/shared/index.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig } from '../support/stack.js';

@@ -14,15 +14,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
-import {
-  DynamoLedgerStore,
-  MeteringAuditor,
-  UsagePump,
-  createDynamoClient,
-  deadLetterStreamKey,
-  ledgerTableName,
-  parseShard,
-} from '../../src/metering/index.js';
+import { DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { DependencyError, parseEventId, parseTenantId, systemClock, type TenantId } from '../../src/shared/index.js';
 import { injectDynamoFaults } from '../support/dynamo-faults.js';
 import { readLedgerPartition } from '../support/ledger.js';

@@ -22,7 +22,7 @@ import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type Decide
 import { MeteringAuditor, createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { createLogger, parseTenantId, systemClock, type TenantId } from '../../src/shared/index.js';
 import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
-import { createTollgateWorker } from '../../src/workflows/worker.js';
+import { createTollgateWorker } from '../../src/workflows/index.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';

@@ -8,16 +8,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDeciderRedis, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DependencyError } from '../../src/shared/index.js';
-import {
-  DynamoLedgerStore,
-  UsagePump,
-  createDynamoClient,
-  deadLetterStreamKey,
-  ledgerTableName,
-  parseShard,
-  type PumpBatchResult,
-  type PumpStage,
-} from '../../src/metering/index.js';
+import { DynamoLedgerStore, UsagePump, createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard, type PumpBatchResult, type PumpStage } from '../../src/metering/index.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import {

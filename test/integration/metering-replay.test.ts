@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker, type ReplayResult } from '@temporalio/worker';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { describe, expect, it, beforeAll } from 'vitest';
-import { workflowsPath } from '../../src/workflows/worker.js';
+import { workflowsPath } from '../../src/workflows/index.js';
 import { testStack } from '../support/stack.js';
 import { copyWorkflowsForReplay, quietTemporalRuntime } from '../support/temporal.js';
 

@@ -1,21 +1,16 @@
 /**
- * End to end, the parts talk: a Lua script appends to a Redis stream; a
- * Temporal workflow on the real dev server runs an activity that writes
- * DynamoDB Local; a graphql-yoga request answers through Redis.
+ * The parts talk: a Lua script appends to a Redis stream; the ledger writes
+ * DynamoDB Local exactly once; a graphql-yoga request answers through Redis.
+ * (Temporal workflows writing the ledger: metering-workflow.test.ts.)
  */
 import { randomBytes } from 'node:crypto';
 import { Connection } from '@temporalio/client';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, appendUsage, createDeciderRedis, shardOf, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DynamoLedgerStore, createDynamoClient } from '../../src/metering/index.js';
 import { createApi, createDemoSetup, type ApiDeps } from '../../src/graphql/index.js';
-import { postLedgerBatch } from '../../src/workflows/index.js';
 import { createLogger, parseEventId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
-import { runInProcessWorker } from '../support/worker-process.js';
-import { quietTemporalRuntime } from '../support/temporal.js';
 
 const config = testConfig();
 const logger = createLogger({ level: 'silent', name: 'test' });
@@ -50,65 +45,42 @@ describe('Redis: a Lua script appends to the shard stream', () => {
   });
 });
 
-describe('Temporal + DynamoDB: a workflow activity writes the ledger', () => {
-  let env: TestWorkflowEnvironment;
+describe('DynamoDB: the ledger posts each entry exactly once', () => {
   const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
   const ledger = new DynamoLedgerStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
-  const taskQueue = `smoke-${randomBytes(4).toString('hex')}`;
-  let stopWorker: () => Promise<void>;
 
-  beforeAll(async () => {
-    quietTemporalRuntime();
-    env = await TestWorkflowEnvironment.createFromExistingServer({
-      address: config.temporal.address,
-      namespace: config.temporal.namespace,
-    });
-    stopWorker = await runInProcessWorker({ config, connection: env.nativeConnection, taskQueue });
-  });
-
-  afterAll(async () => {
-    await stopWorker();
-    await env.teardown();
+  afterAll(() => {
     dynamo.destroy();
   });
 
-  it('posts each entry exactly once, even when the batch is posted again under a new id', async () => {
+  it('posts each entry exactly once, even when the same entries are posted again', async () => {
     // given
-    const tenant = uniqueTenant();
+    const tenant = parseTenantId(uniqueTenant());
     const periodStart = '2026-11-01T00:00:00.000Z';
     const entries = [
-      { tenant, periodStart, eventId: 'req.1', kind: 'usage.reserved.v1', amount: 40, operation: 'listProducts' },
-      { tenant, periodStart, eventId: 'req.2', kind: 'usage.reserved.v1', amount: 2, operation: 'getProduct' },
+      { tenant, periodStart, eventId: parseEventId('req.1'), kind: 'usage.reserved.v1', amount: 40, operation: 'listProducts' },
+      { tenant, periodStart, eventId: parseEventId('req.2'), kind: 'usage.reserved.v1', amount: 2, operation: 'getProduct' },
     ];
     // when
-    const first = await postLedgerBatch(env.client, { tenant, batchId: 'batch-a', entries, taskQueue });
-    const again = await postLedgerBatch(env.client, { tenant, batchId: 'batch-b', entries, taskQueue });
+    const first = await ledger.postEntries(entries);
+    const again = await ledger.postEntries(entries);
     // then
-    expect(first).toEqual({ posted: 2, duplicates: 0 });
-    expect(again).toEqual({ posted: 0, duplicates: 2 });
-    expect(await ledger.getBalance({ tenant: parseTenantId(tenant), periodStart })).toEqual({ amount: 42, entries: 2 });
+    expect([first.posted, first.duplicates, first.conflicts]).toEqual([2, 0, []]);
+    expect([again.posted, again.duplicates, again.conflicts]).toEqual([0, 2, []]);
+    expect(await ledger.getBalance({ tenant, periodStart })).toEqual({ amount: 42, entries: 2 });
   });
 
-  it('fails a conflicting entry without retrying and without moving the balance', async () => {
+  it('refuses a conflicting entry with LEDGER_CONFLICT without moving the balance', async () => {
     // given an entry already in the ledger
-    const tenant = uniqueTenant();
+    const tenant = parseTenantId(uniqueTenant());
     const periodStart = '2026-11-01T00:00:00.000Z';
-    const entry = { tenant, periodStart, eventId: 'req.1', kind: 'usage.reserved.v1', amount: 5, operation: 'op' };
-    await postLedgerBatch(env.client, { tenant, batchId: 'b1', entries: [entry], taskQueue });
+    const entry = { tenant, periodStart, eventId: parseEventId('req.1'), kind: 'usage.reserved.v1', amount: 5, operation: 'op' };
+    await ledger.postEntry(entry);
     // when different data is posted under the same event id
-    const conflicting = postLedgerBatch(env.client, {
-      tenant,
-      batchId: 'b2',
-      entries: [{ ...entry, amount: 6 }],
-      taskQueue,
-    });
-    // then the workflow fails with LEDGER_CONFLICT and the balance is unchanged
-    await expect(conflicting).rejects.toBeInstanceOf(WorkflowFailedError);
-    await conflicting.catch((error: WorkflowFailedError) => {
-      const cause = error.cause?.cause as { type?: string } | undefined;
-      expect(cause?.type).toBe('LEDGER_CONFLICT');
-    });
-    expect(await ledger.getBalance({ tenant: parseTenantId(tenant), periodStart })).toEqual({ amount: 5, entries: 1 });
+    const conflicting = ledger.postEntry({ ...entry, amount: 6 });
+    // then it fails with the non-retryable LEDGER_CONFLICT and the balance is unchanged
+    await expect(conflicting).rejects.toMatchObject({ code: 'LEDGER_CONFLICT', retryable: false });
+    expect(await ledger.getBalance({ tenant, periodStart })).toEqual({ amount: 5, entries: 1 });
   });
 });
 

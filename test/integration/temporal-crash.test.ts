@@ -24,22 +24,15 @@ import { NativeConnection, bundleWorkflowCode, type Worker } from '@temporalio/w
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startTemporal, stopProcess, type ManagedProcess } from '../../infra/services.js';
 import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
-import {
-  DemoStore,
-  InMemoryKeyStore,
-  InMemoryPlanStore,
-  SchemaJobExecutor,
-  TemporalDeferrer,
-  createApi,
-  createDemoSchema,
-  type ApiServer,
-  type JobView,
-} from '../../src/graphql/index.js';
+import { DemoStore, InMemoryKeyStore, InMemoryPlanStore, SchemaJobExecutor, createApi, createDemoSchema, type ApiServer } from '../../src/graphql/index.js';
+import { TemporalDeferrer } from '../../src/workflows/index.js';
+import { type JobView } from '../../src/jobs/index.js';
 import { createDynamoClient, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { createLogger, parseLimitId, parseTenantId, systemClock, type TenantId } from '../../src/shared/index.js';
-import { DynamoJobStore, createJobsWorker, ensureMeterWorkflows, meterWorkflowId, type JobExecutor } from '../../src/workflows/index.js';
+import { DynamoJobStore, type JobExecutor } from '../../src/jobs/index.js';
+import { createJobsWorker, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
 import { meterStateQuery } from '../../src/workflows/workflows/index.js';
-import { createTollgateWorker, workflowsPath } from '../../src/workflows/worker.js';
+import { createTollgateWorker, workflowsPath } from '../../src/workflows/index.js';
 import { bodyOf, codeOf, plan, slowBucket } from '../support/graphql.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';

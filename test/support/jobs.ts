@@ -4,9 +4,10 @@
  * a workflow on a task queue nobody polls when asked.
  */
 import type { Client } from '@temporalio/client';
-import { deferredJobId } from '../../src/graphql/index.js';
+import { deferredJobId } from '../../src/jobs/index.js';
 import { parseEventId, type TenantId } from '../../src/shared/index.js';
-import { jobWorkflowId, type DynamoJobStore } from '../../src/workflows/index.js';
+import { jobWorkflowId } from '../../src/workflows/index.js';
+import { type DynamoJobStore } from '../../src/jobs/index.js';
 
 export const TEST_SUBMISSION = { planId: 'starter', query: 'mutation Export($n: Int) { exportReport(rows: $n) { id } }', variables: { n: 7 } };
 

@@ -14,7 +14,7 @@
  */
 import { NativeConnection } from '@temporalio/worker';
 import { createLogger, loadConfig } from '../../src/shared/index.js';
-import { createTollgateWorker } from '../../src/workflows/worker.js';
+import { createTollgateWorker } from '../../src/workflows/index.js';
 import { quietTemporalRuntime } from './temporal.js';
 
 const config = loadConfig(process.env);

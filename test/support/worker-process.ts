@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode, type NativeConnection } from '@temporalio/worker';
 import { createLogger, type AppConfig } from '../../src/shared/index.js';
-import { createTollgateWorker, workflowsPath } from '../../src/workflows/worker.js';
+import { createTollgateWorker, workflowsPath } from '../../src/workflows/index.js';
 import { stackEnv } from './stack.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));

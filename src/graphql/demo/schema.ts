@@ -8,7 +8,7 @@
 import { GraphQLError, GraphQLScalarType, Kind, valueFromASTUntyped } from 'graphql';
 import { createSchema } from 'graphql-yoga';
 import { COST_DIRECTIVES_SDL } from '../cost/model.js';
-import { readJob, type JobReader } from '../jobs/status.js';
+import { readJob, type JobReader } from '../../jobs/index.js';
 import type { TollgateContext } from '../plugins/use-tollgate.js';
 import type { DemoStore, Order, Product } from './data.js';
 

@@ -6,10 +6,10 @@
  * key per demo tenant. Keys are generated at start and shown once.
  */
 import type { LimitSpec, PeriodSpec } from '../../decider/index.js';
-import type { AccountSettings } from '../../metering/index.js';
+import type { AccountSettings } from '../../billing/index.js';
 import { ConflictError, parseLimitId, parsePlanId, parseTenantId } from '../../shared/index.js';
 import type { DynamoConfigStore } from '../config/dynamo-config-store.js';
-import { InMemoryDeferrer } from '../deferrer.js';
+import { InMemoryDeferrer } from '../../jobs/index.js';
 import { hashApiKey } from '../identity/api-key.js';
 import { InMemoryKeyStore } from '../identity/key-store.js';
 import { InMemoryPlanStore, type Plan } from '../plans.js';

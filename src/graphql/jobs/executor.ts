@@ -7,7 +7,7 @@
  */
 import { GraphQLError, execute, parse, specifiedRules, validate, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { parseKeyId, parsePlanId, parseTenantId, type PlanId } from '../../shared/index.js';
-import type { JobError, JobExecution, JobExecutionInput, JobExecutor, JobPolicy } from '../../workflows/index.js';
+import type { JobError, JobExecution, JobExecutionInput, JobExecutor, JobPolicy } from '../../jobs/index.js';
 import { STATIC_LIMIT_DEFAULTS, staticLimitsRule, type StaticLimits } from '../cost/guards.js';
 import { PricingError, type CostModelOptions } from '../cost/model.js';
 import { measureActualCost } from '../cost/plan.js';

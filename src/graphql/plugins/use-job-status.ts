@@ -13,9 +13,9 @@ import { DependencyError, systemClock, type Clock, type Logger } from '../../sha
 import { ApiKeyIdentifier } from '../identity/identify.js';
 import { socketClientIp } from '../identity/client-address.js';
 import type { KeyStore } from '../identity/key-store.js';
-import { FinishedJobCache } from '../jobs/status-guard.js';
+import { FinishedJobCache } from '../../jobs/index.js';
 import { KeyRateLimiter } from '../local-limiter.js';
-import { readJob, type JobReader } from '../jobs/status.js';
+import { readJob, type JobReader } from '../../jobs/index.js';
 
 export interface JobStatusOptions {
   jobs: JobReader;

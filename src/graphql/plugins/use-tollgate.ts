@@ -45,7 +45,7 @@ import { PricingError, type CostModelOptions } from '../cost/model.js';
 import { measureActualCost, type CostPlan } from '../cost/plan.js';
 import { Pricer } from '../cost/pricer.js';
 import { quoteOperation, type QuoteResult } from '../cost/quote.js';
-import type { DeferInput, Deferrer } from '../deferrer.js';
+import type { DeferInput, Deferrer } from '../../jobs/index.js';
 import { toExecutionResult, toStoredResult, type ResponseStore, type StoredResponse } from '../idempotency/response-store.js';
 import { ApiKeyIdentifier, type AnonymousPolicy, type Identity } from '../identity/identify.js';
 import { socketClientIp } from '../identity/client-address.js';

@@ -20,10 +20,10 @@
 import { heartbeat } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { periodAt, type Period } from '../../decider/index.js';
-import type { AccountStore, DynamoPeriodStore, WarningStatus } from '../../metering/index.js';
+import type { AccountStore, DynamoPeriodStore, WarningStatus } from '../../billing/index.js';
 import { ValidationError, parseLimitId, parseTenantId, systemClock, type Clock } from '../../shared/index.js';
 import { jobWorkflowId } from '../ids.js';
-import type { DynamoJobStore, RestartOutcome } from '../job-store.js';
+import type { DynamoJobStore, RestartOutcome } from '../../jobs/index.js';
 import { asActivity } from './errors.js';
 import { postSignedWebhook } from './webhook.js';
 

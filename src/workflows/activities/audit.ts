@@ -4,15 +4,7 @@
  * number, so every activity is safe to retry.
  */
 import { heartbeat } from '@temporalio/activity';
-import {
-  EMPTY_AUDIT_SUMMARY,
-  addToSummary,
-  type AuditScanPosition,
-  type AuditSummary,
-  type DynamoAuditStore,
-  type MeteringAuditor,
-  type TenantPeriodAudit,
-} from '../../metering/index.js';
+import { EMPTY_AUDIT_SUMMARY, addToSummary, type AuditScanPosition, type AuditSummary, type DynamoAuditStore, type MeteringAuditor, type TenantPeriodAudit } from '../../metering/index.js';
 import type { Logger } from '../../shared/index.js';
 import { asActivity } from './errors.js';
 

@@ -1,4 +1,3 @@
-export * from './ledger.js';
 export { asActivity } from './errors.js';
 export * from './metering.js';
 export * from './jobs.js';

@@ -6,12 +6,12 @@
  * twice changes nothing.
  *
  * Running the operation needs the GraphQL schema, which lives at the edge
- * (`src/graphql`, which this folder never imports): it is behind the
+ * (`src/graphql`, which this folder never imports): it is behind the jobs'
  * `JobExecutor` port, implemented there.
  */
 import { Context } from '@temporalio/activity';
-import type { DecideInput, Decider, LimitSpec, PeriodSpec } from '../../decider/index.js';
-import type { AccountStore } from '../../metering/index.js';
+import type { DecideInput, Decider } from '../../decider/index.js';
+import type { AccountStore } from '../../billing/index.js';
 import {
   InvariantError,
   NotFoundError,
@@ -25,51 +25,9 @@ import {
   type PlanId,
   type TenantId,
 } from '../../shared/index.js';
-import { MAX_RESULT_CHARS, parseJobId, type DynamoJobStore } from '../job-store.js';
+import { MAX_RESULT_CHARS, parseJobId, type DynamoJobStore, type JobError, type JobExecutor, type JobPolicy } from '../../jobs/index.js';
 import { asActivity } from './errors.js';
 import { postSignedWebhook } from './webhook.js';
-
-/** The limits a job is decided against (the plan as it is now, not at submission). */
-export interface JobPolicy {
-  limits: LimitSpec[];
-  billingPeriod: PeriodSpec;
-  policyVersion: number;
-  /** Whale plans: the sub-shard count the plan splits its limits over. */
-  subShards?: number;
-}
-
-/** A GraphQL error as stored with a job: message and stable code only. */
-export interface JobError {
-  message: string;
-  code: string | null;
-}
-
-/** What a run returned, JSON-safe, and its measured cost. */
-export interface JobExecution {
-  result: { data: unknown; errors?: JobError[] };
-  /** Actual cost in integer units, measured from the result like the plugin does. */
-  actualCost: number;
-}
-
-/** Port: runs a job's operation in-process against the API's schema with the tenant's context. */
-export interface JobExecutor {
-  /** The policy of the job's plan; undefined when the plan no longer exists. */
-  policyOf(input: { tenant: TenantId; keyId: KeyId; planId: PlanId }): JobPolicy | undefined;
-  /** Runs the operation. Errors of the operation are part of the result, not thrown. */
-  execute(input: JobExecutionInput): Promise<JobExecution>;
-}
-
-/** What a job's operation runs with. */
-export interface JobExecutionInput {
-  tenant: TenantId;
-  keyId: KeyId;
-  planId: PlanId;
-  query: string;
-  variables: Record<string, unknown>;
-  operationName: string | null;
-  /** The requested cost: what is charged when the actual cost cannot be measured. */
-  cost: number;
-}
 
 export interface JobActivityDeps {
   decider: Decider;

@@ -6,7 +6,7 @@
  */
 import { heartbeat } from '@temporalio/activity';
 import type { Logger } from '../../shared/index.js';
-import type { JobSweepCounts, JobSweepPosition } from '../model/sweep.js';
+import type { JobSweepCounts, JobSweepPosition } from '../../jobs/index.js';
 import { asActivity } from './errors.js';
 
 export interface JobSweepPageInput {

@@ -1,4 +1,3 @@
-export * from './post-ledger-entries.js';
 export * from './meter-shard.js';
 export * from './run-deferred-job.js';
 export * from './audit-ledger.js';

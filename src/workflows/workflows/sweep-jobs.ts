@@ -12,7 +12,7 @@
  */
 import { continueAsNew, defineQuery, defineSignal, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { JobSweepActivities } from '../activities/index.js';
-import { EMPTY_JOB_SWEEP_COUNTS, addJobSweepCounts, type JobSweepCounts, type JobSweepPosition } from '../model/sweep.js';
+import { EMPTY_JOB_SWEEP_COUNTS, addJobSweepCounts, type JobSweepCounts, type JobSweepPosition } from '../../jobs/model/sweep.js';
 
 /** Timing and sizing of the sweep; from configuration (`JOBS_SWEEP_*`). */
 export interface JobSweepSettings {

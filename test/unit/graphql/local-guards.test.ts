@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { FinishedJobCache } from '../../../src/graphql/jobs/status-guard.js';
+import { FinishedJobCache } from '../../../src/jobs/index.js';
 import { KeyRateLimiter } from '../../../src/graphql/local-limiter.js';
-import type { JobView } from '../../../src/graphql/jobs/status.js';
+import type { JobView } from '../../../src/jobs/index.js';
 
 function manualClock(startMs = 1_000_000) {
   let nowMs = startMs;

@@ -1,17 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  EMPTY_AUDIT_SUMMARY,
-  SAMPLE_LIMIT,
-  addToSummary,
-  inFlightOf,
-  ledgeredFor,
-  mergeSummaries,
-  tenantPeriodAudit,
-  unacknowledged,
-  type InFlightEvent,
-  type TenantPeriodAudit,
-} from '../../../src/metering/index.js';
+import { EMPTY_AUDIT_SUMMARY, SAMPLE_LIMIT, addToSummary, inFlightOf, ledgeredFor, mergeSummaries, tenantPeriodAudit, unacknowledged, type InFlightEvent, type TenantPeriodAudit } from '../../../src/metering/index.js';
 
 const P = Date.UTC(2026, 10, 1);
 

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { priceProblems, priceUsage, type PriceSpec } from '../../../src/metering/index.js';
+import { priceProblems, priceUsage, type PriceSpec } from '../../../src/billing/index.js';
 
 const PRICE: PriceSpec = {
   currency: 'EUR',

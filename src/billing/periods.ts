@@ -1,6 +1,6 @@
 /**
  * What the account workflow keeps in a tenant's period partition of the
- * ledger table (layout in ledger.ts), beside the entries and the balance:
+ * ledger table (layout in src/metering/ledger.ts), beside the entries and the balance:
  *
  *   sk `statement`                    version, periodStart, periodEnd, units, entries, lateUnits,
  *                                     lateEntries, byOperation (JSON {op: units}), byKind (JSON),
@@ -29,7 +29,7 @@ import {
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
 import { DependencyError, InvariantError, ValidationError, parseLimitId, type TenantId } from '../shared/index.js';
-import { ledgerTableName } from './dynamo.js';
+import { ledgerTableName } from '../metering/index.js';
 import { priceUsage, type PriceBreakdown, type PriceSpec } from './model/pricing.js';
 
 type AttributeMap = Record<string, AttributeValue>;

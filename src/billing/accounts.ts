@@ -19,7 +19,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { MAX_PERIOD_SECONDS, isValidTimeZone, type PeriodSpec } from '../decider/index.js';
 import { DependencyError, InvariantError, ValidationError, parseTenantId, type TenantId } from '../shared/index.js';
-import { configTableName } from './dynamo.js';
+import { configTableName } from '../metering/index.js';
 import { priceProblems, type PriceSpec } from './model/pricing.js';
 
 export interface AccountSettings {

@@ -6,9 +6,9 @@
  * same job.
  */
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import { DependencyError, isAppError, systemClock, type Clock, type EventId, type TenantId } from '../../shared/index.js';
-import { isDeferredJobRunning, submitDeferredJob, type DynamoJobStore, type JobSettings } from '../../workflows/index.js';
-import { deferredJobId, type DeferInput, type DeferredJob, type Deferrer } from '../deferrer.js';
+import { DependencyError, isAppError, systemClock, type Clock, type EventId, type TenantId } from '../shared/index.js';
+import { deferredJobId, type DeferInput, type DeferredJob, type Deferrer, type DynamoJobStore, type JobSettings } from '../jobs/index.js';
+import { isDeferredJobRunning, submitDeferredJob } from './jobs.js';
 
 export interface TemporalDeferrerOptions {
   client: Client;

@@ -1,17 +1,11 @@
 /**
- * What keeps `GET /jobs/<id>` cheap under polling (it is not metered: a
- * client waiting for its job should not pay for asking):
- * - a `KeyRateLimiter` (`../local-limiter.ts`): a token bucket per API key in this process
- *   (`API_JOB_STATUS_PER_SECOND`, burst twice that); a poll over it is
- *   answered 429 with Retry-After, without a DynamoDB read. Per instance: N
- *   instances allow N times the rate, which bounds DynamoDB reads per
- *   instance, the point of it.
- * - `FinishedJobCache`: finished jobs never change again, so their view is
- *   kept for a while and served without a read; unfinished ones are always read.
- * Both are bounded in size (oldest entries go first). Pure apart from the clock.
- */
-import type { Clock } from '../../shared/index.js';
-import type { JobView } from './status.js';
+ * `FinishedJobCache` keeps `GET /jobs/<id>` cheap under polling: finished jobs
+ * never change again, so their view is kept for a while and served without a
+ * DynamoDB read; unfinished ones are always read. Bounded in size (oldest
+ * entries go first). Pure apart from the clock. (The per-key rate limit on the
+ * same route is the edge's `KeyRateLimiter`.)
+ */import type { Clock } from '../shared/index.js';
+import type { JobView } from './view.js';
 
 const FINISHED: readonly JobView['status'][] = ['succeeded', 'failed', 'expired'];
 

@@ -1,12 +1,58 @@
 /**
- * The `Deferrer` port: where a `@deferrable` operation goes when a `defer`
- * limit is hit (DESIGN §2, 202). The durable implementation is
- * `TemporalDeferrer` (`jobs/temporal-deferrer.ts`: a `job/<tenant>/<jobId>`
- * workflow); `InMemoryDeferrer` only records jobs in this process and runs
- * nothing, for unit tests.
+ * The ports of deferred jobs. The edge (`src/graphql`) implements `JobExecutor`
+ * (it owns the schema a job runs against); `src/workflows` implements `Deferrer`
+ * (a `job/<tenant>/<jobId>` workflow); `DynamoJobStore` implements `JobReader`.
  */
-import { createHash } from 'node:crypto';
+import type { LimitSpec, PeriodSpec } from '../decider/index.js';
 import type { EventId, KeyId, LimitId, PlanId, TenantId } from '../shared/index.js';
+import type { JobRecord, JobStatus } from './record.js';
+
+/** Port: reads a tenant's job (DynamoJobStore implements it). */
+export interface JobReader {
+  get(tenant: TenantId, jobId: string): Promise<JobRecord | undefined>;
+}
+
+/** The limits a job is decided against (the plan as it is now, not at submission). */
+export interface JobPolicy {
+  limits: LimitSpec[];
+  billingPeriod: PeriodSpec;
+  policyVersion: number;
+  /** Whale plans: the sub-shard count the plan splits its limits over. */
+  subShards?: number;
+}
+
+/** A GraphQL error as stored with a job: message and stable code only. */
+export interface JobError {
+  message: string;
+  code: string | null;
+}
+
+/** What a run returned, JSON-safe, and its measured cost. */
+export interface JobExecution {
+  result: { data: unknown; errors?: JobError[] };
+  /** Actual cost in integer units, measured from the result like the plugin does. */
+  actualCost: number;
+}
+
+/** Port: runs a job's operation in-process against the API's schema with the tenant's context. */
+export interface JobExecutor {
+  /** The policy of the job's plan; undefined when the plan no longer exists. */
+  policyOf(input: { tenant: TenantId; keyId: KeyId; planId: PlanId }): JobPolicy | undefined;
+  /** Runs the operation. Errors of the operation are part of the result, not thrown. */
+  execute(input: JobExecutionInput): Promise<JobExecution>;
+}
+
+/** What a job's operation runs with. */
+export interface JobExecutionInput {
+  tenant: TenantId;
+  keyId: KeyId;
+  planId: PlanId;
+  query: string;
+  variables: Record<string, unknown>;
+  operationName: string | null;
+  /** The requested cost: what is charged when the actual cost cannot be measured. */
+  cost: number;
+}
 
 export interface DeferInput {
   tenant: TenantId;
@@ -30,7 +76,7 @@ export interface DeferInput {
 export interface DeferredJob {
   /** Opaque, URL-safe, deterministic per (tenant, request id). */
   id: string;
-  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'expired';
+  status: JobStatus;
   /** Expected ms until it runs (null: unknown). */
   etaMs: number | null;
 }
@@ -53,27 +99,4 @@ export interface Deferrer {
    *   plugin answers 503 `JOBS_UNAVAILABLE`: deciding could run the operation beside its job)
    */
   find?(input: { tenant: TenantId; requestId: EventId; resubmit?: Omit<DeferInput, 'limitId' | 'retryAfterMs'> }): Promise<DeferredJob | undefined>;
-}
-
-/** The job id of a deferred request: `j-` and 32 hex digits of sha256(tenant/requestId). */
-export function deferredJobId(tenant: TenantId, requestId: EventId): string {
-  return `j-${createHash('sha256').update(`${tenant}/${requestId}`).digest('hex').slice(0, 32)}`;
-}
-
-/** In-memory and non-durable: jobs live in this process only and are never run. */
-export class InMemoryDeferrer implements Deferrer {
-  readonly jobs = new Map<string, { job: DeferredJob; input: DeferInput }>();
-
-  defer(input: DeferInput): Promise<DeferredJob> {
-    const id = deferredJobId(input.tenant, input.requestId);
-    const known = this.jobs.get(id);
-    if (known !== undefined) return Promise.resolve(known.job);
-    const job: DeferredJob = { id, status: 'queued', etaMs: input.retryAfterMs };
-    this.jobs.set(id, { job, input });
-    return Promise.resolve(job);
-  }
-
-  find(input: { tenant: TenantId; requestId: EventId }): Promise<DeferredJob | undefined> {
-    return Promise.resolve(this.jobs.get(deferredJobId(input.tenant, input.requestId))?.job);
-  }
 }

@@ -4,13 +4,9 @@
  * code. Jobs are read under the caller's own tenant only, so another tenant's
  * job id is simply not found. Pure apart from the `JobReader` port.
  */
-import type { TenantId } from '../../shared/index.js';
-import type { JobRecord } from '../../workflows/index.js';
-
-/** Port: reads a tenant's job (DynamoJobStore implements it). */
-export interface JobReader {
-  get(tenant: TenantId, jobId: string): Promise<JobRecord | undefined>;
-}
+import type { TenantId } from '../shared/index.js';
+import type { JobReader } from './ports.js';
+import { isJobId, type JobRecord } from './record.js';
 
 /** A job as shown to its tenant. Times are epoch ms; costs integer units. */
 export interface JobView {
@@ -29,11 +25,6 @@ export interface JobView {
   finishedAtMs: number | null;
   expiresAtMs: number;
 }
-
-const JOB_ID = /^j-[0-9a-f]{32}$/;
-
-/** True for a well-formed job id (anything else is not found, without a read). */
-export const isJobId = (raw: string): boolean => JOB_ID.test(raw);
 
 export function jobView(job: JobRecord): JobView {
   return {

@@ -1,0 +1,27 @@
+/** Billing: tenant accounts, pricing, statements and the period records of warnings. */
+export {
+  DynamoAccountStore,
+  accountProblems,
+  accountView,
+  validateAccount,
+  type AccountSettings,
+  type AccountStore,
+  type AccountView,
+} from './accounts.js';
+export {
+  DynamoPeriodStore,
+  type FinishedWarningStatus,
+  type PeriodUsage,
+  type Statement,
+  type WarningRecord,
+  type WarningRef,
+  type WarningStatus,
+} from './periods.js';
+export {
+  priceProblems,
+  priceUsage,
+  type PriceBreakdown,
+  type PriceSpec,
+  type PricedTier,
+  type PriceTier,
+} from './model/pricing.js';

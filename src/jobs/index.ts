@@ -1,0 +1,44 @@
+/** Deferred (202) jobs: the record and its store, the ports, the pure sweep model and the status view. */
+export {
+  FINISHED_JOB_STATUSES,
+  MAX_RESULT_CHARS,
+  MAX_SUBMISSION_CHARS,
+  OPEN_JOBS_INDEX,
+  OPEN_JOB_SHARDS,
+  decodeJob,
+  encodeSubmission,
+  isJobId,
+  jobsTableName,
+  openJobShard,
+  parseJobId,
+  type CreateJobInput,
+  type JobRecord,
+  type JobStatus,
+  type JobSubmission,
+  type OpenJob,
+  type QueuedJob,
+  type RestartOutcome,
+} from './record.js';
+export { DynamoJobStore } from './store.js';
+export type {
+  DeferInput,
+  DeferredJob,
+  Deferrer,
+  JobError,
+  JobExecution,
+  JobExecutionInput,
+  JobExecutor,
+  JobPolicy,
+  JobReader,
+} from './ports.js';
+export { InMemoryDeferrer, deferredJobId } from './deferrer.js';
+export { jobRecordTtlMs, type JobSettings } from './settings.js';
+export { jobView, readJob, type JobView } from './view.js';
+export { FinishedJobCache, type FinishedJobCacheOptions } from './finished-cache.js';
+export {
+  EMPTY_JOB_SWEEP_COUNTS,
+  addJobSweepCounts,
+  type JobSweepCounts,
+  type JobSweepPosition,
+  type OpenJobsCursor,
+} from './model/sweep.js';
