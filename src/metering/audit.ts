@@ -34,7 +34,7 @@
  * Redis restart without fsync), a lost stream entry (Redis `everysec` crash),
  * or a counter key that expired (400 days after its period end) before the audit.
  */
-import { TransactGetItemsCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Cluster, Redis } from 'ioredis';
 import { DependencyError, InvariantError, parseTenantId, type TenantId } from '../shared/index.js';
 import {
@@ -48,7 +48,7 @@ import {
   type DeciderRedis,
   type ShardId,
 } from '../decider/index.js';
-import { ledgerTableName } from './dynamo.js';
+import { AuditLedgerReader } from './audit-ledger-reader.js';
 import {
   inFlightOf,
   ledgeredFor,
@@ -141,15 +141,15 @@ function usageEvents(entries: readonly { id: string; fields: string[] }[]): InFl
 /** Compares the decider's admitted counters with the ledger. Read-only everywhere. */
 export class MeteringAuditor {
   private readonly options: Required<MeteringAuditorOptions>;
-  private readonly table: string;
+  private readonly ledger: AuditLedgerReader;
 
   constructor(
     private readonly redis: DeciderRedis,
-    private readonly dynamo: DynamoDBClient,
+    dynamo: DynamoDBClient,
     options: MeteringAuditorOptions,
   ) {
     this.options = { ...DEFAULTS, ...options };
-    this.table = ledgerTableName(options.tablePrefix);
+    this.ledger = new AuditLedgerReader(dynamo, { tablePrefix: options.tablePrefix });
   }
 
   /**
@@ -260,7 +260,7 @@ export class MeteringAuditor {
     const mine = inFlightOf({ events, tenant, billingPeriodStartMs: periodStartMs, ledgered: new Set() });
     if (mine.eventIds.length > this.options.maxInFlightEvents) return { kind: 'unsettled', tenant, periodStart, reason: 'backlog' };
     // 2. one consistent read of the ledger: the balance and the in-flight events it already holds
-    const ledger = await this.readLedger(tenant, periodStart, mine.eventIds);
+    const ledger = await this.ledger.snapshot({ tenant, periodStart, eventIds: mine.eventIds });
     if (ledger === undefined) return 'moved';
     // 3. nothing of this tenant-period moved meanwhile (else the ledger may hold what the snapshot lacks)
     for (const [part, snapshot] of before) {
@@ -363,74 +363,4 @@ export class MeteringAuditor {
     if (appended.length < added || appended.length > max) return true;
     return usageEvents(appended).some((event) => event.tenant === input.tenant && event.billingPeriodStartMs === input.periodStartMs);
   }
-
-  /**
-   * The balance and which of `eventIds` the ledger holds, as of one moment:
-   * one TransactGetItems when they fit, else held-ids, balance, held-ids again
-   * (entries and balance move in one transaction and entries are never removed,
-   * so when the second check finds nothing new, the balance counts exactly the
-   * first check's events). Undefined when an event was ledgered in between.
-   */
-  private async readLedger(tenant: TenantId, periodStart: string, eventIds: readonly string[]): Promise<LedgerSnapshot | undefined> {
-    const pk = { S: `tenant#${tenant}#period#${periodStart}` };
-    if (eventIds.length <= EVENTS_PER_READ - 1) {
-      const [balanceItem, ...rest] = await this.transactGet(tenant, periodStart, [{ pk, sk: { S: 'balance' } }, ...this.eventKeys(pk, eventIds)]);
-      return { balance: balanceOf(balanceItem), heldEventIds: heldOf(eventIds, rest) };
-    }
-    const first = await this.heldEventIds(tenant, periodStart, eventIds);
-    const [balanceItem] = await this.transactGet(tenant, periodStart, [{ pk, sk: { S: 'balance' } }]);
-    const second = await this.heldEventIds(tenant, periodStart, eventIds.filter((eventId) => !first.has(eventId)));
-    if (second.size > 0) return undefined;
-    return { balance: balanceOf(balanceItem), heldEventIds: first };
-  }
-
-  private eventKeys(pk: AttributeValue, eventIds: readonly string[]): Record<string, AttributeValue>[] {
-    return eventIds.flatMap((eventId) => [
-      { pk, sk: { S: `entry#${eventId}` } },
-      { pk, sk: { S: `late#${eventId}` } },
-    ]);
-  }
-
-  private async heldEventIds(tenant: TenantId, periodStart: string, eventIds: readonly string[]): Promise<Set<string>> {
-    const pk = { S: `tenant#${tenant}#period#${periodStart}` };
-    const held = new Set<string>();
-    for (let start = 0; start < eventIds.length; start += EVENTS_PER_READ) {
-      const chunk = eventIds.slice(start, start + EVENTS_PER_READ);
-      for (const eventId of heldOf(chunk, await this.transactGet(tenant, periodStart, this.eventKeys(pk, chunk)))) held.add(eventId);
-    }
-    return held;
-  }
-
-  private async transactGet(tenant: TenantId, periodStart: string, keys: Record<string, AttributeValue>[]): Promise<(AttributeMap | undefined)[]> {
-    try {
-      const reply = await this.dynamo.send(new TransactGetItemsCommand({ TransactItems: keys.map((Key) => ({ Get: { TableName: this.table, Key } })) }));
-      return (reply.Responses ?? []).map((response) => response.Item);
-    } catch (error) {
-      throw new DependencyError('DYNAMODB_UNAVAILABLE', `audit read of the ledger of ${tenant} ${periodStart} failed`, { cause: error });
-    }
-  }
-}
-
-type AttributeMap = Record<string, AttributeValue>;
-
-interface LedgerSnapshot {
-  balance: { amount: number; entries: number; lateAmount: number; lateCredited: number };
-  heldEventIds: Set<string>;
-}
-
-/** Events per TransactGetItems (100 items: two per event, `entry#` and `late#`). */
-const EVENTS_PER_READ = 50;
-
-function balanceOf(item: AttributeMap | undefined): LedgerSnapshot['balance'] {
-  const number = (name: string): number => Number(item?.[name]?.N ?? '0');
-  return { amount: number('amount'), entries: number('entries'), lateAmount: number('lateAmount'), lateCredited: number('lateCredited') };
-}
-
-/** The ids whose `entry#` or `late#` item came back (items in `eventKeys` order). */
-function heldOf(eventIds: readonly string[], items: readonly (AttributeMap | undefined)[]): Set<string> {
-  const held = new Set<string>();
-  eventIds.forEach((eventId, index) => {
-    if (items[2 * index] !== undefined || items[2 * index + 1] !== undefined) held.add(eventId);
-  });
-  return held;
 }

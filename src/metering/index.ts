@@ -1,5 +1,6 @@
 export * from './dynamo.js';
 export * from './ledger.js';
+export * from './ledger-items.js';
 export * from './model/usage-event.js';
 export * from './model/ledger-batch.js';
 export * from './keys.js';

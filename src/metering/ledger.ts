@@ -5,169 +5,36 @@
  * nothing; a post of different data under an existing event id is a
  * non-retryable LEDGER_CONFLICT. Corrections are new entries.
  *
- * Item layout (table `<prefix>ledger`), one partition per tenant and period:
- *   pk `tenant#<tenant>#period#<periodStartIso>`
- *   sk `entry#<eventId>`   eventId, kind, amount (integer units), operation, postedAtMs, source?,
- *                          lateOf? (ISO start of the period the event belongs to, when it was
- *                          credited here because that period was already finalized)
- *   sk `balance`           amount (sum of the partition's entries), entries (count),
- *                          finalizedAtMs? + nextPeriodStart? (set once by the account workflow at
- *                          the end of the grace window; see below)
- *   sk `statement`         the period's statement (src/metering/periods.ts)
- *   sk `warning#<limitId>#<percent>`  a threshold warning's delivery record (periods.ts)
- *
- * Late events. A period closes at its end; events for it are still accepted
- * into it during a grace window; then it is finalized (`finalizedAtMs` on its
- * balance). Every balance update of a new entry is conditional on
- * `attribute_not_exists(finalizedAtMs)`, so once finalized a partition takes
- * no new entry: the entry is credited to the period named by the balance's
- * `nextPeriodStart` instead (following further finalized periods), under the
- * same event id. One transaction per late entry (an event of finalized period
- * P credited to a later period Q):
- *   Q's partition: sk `entry#<eventId>` with `lateOf` = P's ISO start; Q's balance
- *                  ADDs amount, entries and `lateAmount` (late credits Q holds for earlier periods)
- *   P's partition: sk `late#<eventId>` (amount, `heldIn` = Q's ISO start); P's balance
- *                  ADDs `lateCredited` (P's events credited elsewhere; allowed after finalization)
- * so the usage that belongs to a period is `amount − lateAmount + lateCredited`,
- * read from one balance item (the audit, `audit.ts`), and an in-flight event is
- * found in the ledger under `entry#<id>` or `late#<id>` of its own period's
- * partition. A retry walks the same path and finds both items: a duplicate,
- * never counted twice. A partition's `amount` is what is billed in that period
- * (its own entries plus late credits of earlier periods).
+ * Item layout and late credits: ledger-items.ts.
  */
 import {
   GetItemCommand,
   TransactWriteItemsCommand,
   TransactionCanceledException,
-  type AttributeValue,
   type CancellationReason,
   type DynamoDBClient,
   type TransactWriteItem,
 } from '@aws-sdk/client-dynamodb';
-import {
-  ConflictError,
-  DependencyError,
-  InvariantError,
-  ValidationError,
-  type EventId,
-  type TenantId,
-} from '../shared/index.js';
+import { ConflictError, DependencyError, InvariantError, ValidationError, type TenantId } from '../shared/index.js';
 import { ledgerTableName } from './dynamo.js';
+import {
+  ISO_UTC,
+  MAX_TRANSACT_ITEMS,
+  entryItem,
+  entryKey,
+  isSameEntry,
+  partitionKey,
+  validateEntry,
+  type AttributeMap,
+  type LateCredit,
+  type LedgerBalance,
+  type LedgerEntry,
+  type LedgerStore,
+  type PostEntriesOptions,
+  type PostEntriesResult,
+  type PostEntryResult,
+} from './ledger-items.js';
 import { planLedgerTransactions, runWithoutSharedBalances, type BalanceChunk } from './model/ledger-batch.js';
-
-/** DynamoDB's limit of operations in one TransactWriteItems. */
-export const MAX_TRANSACT_ITEMS = 100;
-
-/** One ledger line: an admitted (positive) or refunded (negative) amount of cost units. */
-export interface LedgerEntry {
-  tenant: TenantId;
-  /** Start of the billing period, ISO-8601 UTC (`2026-11-01T00:00:00.000Z`); periods are [start, end). */
-  periodStart: string;
-  eventId: EventId;
-  /** What the entry records, e.g. `usage.reserved.v1`, `usage.settled.v1`, `correction.v1`. */
-  kind: string;
-  /** Cost units, a safe integer; negative for refunds and credits. */
-  amount: number;
-  operation: string;
-  /** Where the entry came from, e.g. `{s:3}:usage:v1/1700000000000-0` (informational, not compared). */
-  source?: string;
-  /**
-   * Set by the ledger (never by callers) when the entry is credited to a later period because
-   * `periodStart`'s own period was finalized: that original period (ISO).
-   */
-  lateOf?: string;
-}
-
-/** Outcome of posting one entry. */
-export interface PostEntryResult {
-  /** True when an identical entry was already there (a retry): nothing moved. */
-  isDuplicate: boolean;
-  /** The period the entry is (now or already) credited to: its own, or a later one when its own was finalized. */
-  creditedPeriodStart: string;
-}
-
-/** The balance of one tenant and period. */
-export interface LedgerBalance {
-  amount: number;
-  entries: number;
-}
-
-/** An entry that could not be posted because its event id holds different data. */
-export interface LedgerConflict {
-  entry: LedgerEntry;
-  reason: string;
-}
-
-/** Outcome of posting a batch of entries. */
-export interface PostEntriesResult {
-  /** Entries written now (each balance moved by them). */
-  posted: number;
-  /** Entries already there, identical (a replay): nothing moved. */
-  duplicates: number;
-  /** Entries whose id holds different data: not written, nothing moved. */
-  conflicts: LedgerConflict[];
-  /** Of `posted`, entries credited to a later period because theirs was finalized (`lateOf`). */
-  late: number;
-  /** Where each posted or duplicate entry is credited, by `<tenant>#<periodStart>#<eventId>` of the input entry. */
-  creditedTo: Map<string, string>;
-}
-
-export interface PostEntriesOptions {
-  /** Called after each committed or cancelled transaction (a long batch heartbeats with it). */
-  onTransaction?: () => void;
-}
-
-/** Port: where ledger entries live. */
-export interface LedgerStore {
-  postEntry(entry: LedgerEntry): Promise<PostEntryResult>;
-  postEntries(entries: readonly LedgerEntry[], options?: PostEntriesOptions): Promise<PostEntriesResult>;
-  getBalance(input: { tenant: TenantId; periodStart: string }): Promise<LedgerBalance>;
-}
-
-const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-const KIND = /^[a-z][a-z0-9.-]{0,63}$/;
-
-function validate(entry: LedgerEntry): void {
-  if (!ISO_UTC.test(entry.periodStart) || Number.isNaN(Date.parse(entry.periodStart))) {
-    throw new ValidationError('INVALID_INPUT', `periodStart must be ISO-8601 UTC with ms, got ${JSON.stringify(entry.periodStart)}`);
-  }
-  if (!Number.isSafeInteger(entry.amount)) {
-    throw new ValidationError('INVALID_INPUT', `amount must be a safe integer, got ${entry.amount}`);
-  }
-  if (!KIND.test(entry.kind)) throw new ValidationError('INVALID_INPUT', `invalid entry kind ${JSON.stringify(entry.kind)}`);
-  if (entry.operation.length > 256) throw new ValidationError('INVALID_INPUT', 'operation is longer than 256 chars');
-  if (entry.lateOf !== undefined) throw new ValidationError('INVALID_INPUT', 'lateOf is set by the ledger, never by a caller');
-}
-
-const entryKey = (entry: { tenant: string; periodStart: string; eventId: string }): string => `${entry.tenant}#${entry.periodStart}#${entry.eventId}`;
-
-const partitionKey = (tenant: TenantId, periodStart: string): string => `tenant#${tenant}#period#${periodStart}`;
-
-type AttributeMap = Record<string, AttributeValue>;
-
-function entryItem(entry: LedgerEntry, postedAtMs: number): AttributeMap {
-  return {
-    pk: { S: partitionKey(entry.tenant, entry.periodStart) },
-    sk: { S: `entry#${entry.eventId}` },
-    eventId: { S: entry.eventId },
-    kind: { S: entry.kind },
-    amount: { N: String(entry.amount) },
-    operation: { S: entry.operation },
-    postedAtMs: { N: String(postedAtMs) },
-    ...(entry.source === undefined ? {} : { source: { S: entry.source } }),
-    ...(entry.lateOf === undefined ? {} : { lateOf: { S: entry.lateOf } }),
-  };
-}
-
-/** Same event data (kind, amount, operation); when it was posted and from where do not count. */
-function isSameEntry(item: AttributeMap | undefined, entry: LedgerEntry): boolean {
-  return (
-    item !== undefined &&
-    item['kind']?.S === entry.kind &&
-    item['amount']?.N === String(entry.amount) &&
-    item['operation']?.S === entry.operation
-  );
-}
 
 export interface DynamoLedgerStoreOptions {
   tablePrefix: string;
@@ -218,7 +85,7 @@ export class DynamoLedgerStore implements LedgerStore {
     // identical copies of an entry in the same batch share its fate: duplicates if it posts, conflicts if it conflicts
     const copies = new Map<LedgerEntry, LedgerEntry[]>();
     for (const entry of entries) {
-      validate(entry);
+      validateEntry(entry);
       const key = entryKey(entry);
       const seen = unique.get(key);
       if (seen === undefined) unique.set(key, entry);
@@ -270,34 +137,7 @@ export class DynamoLedgerStore implements LedgerStore {
         .filter((chunk) => chunk.entries.length > 0)
         .map((chunk) => ({ ...chunk, amount: chunk.entries.reduce((sum, entry) => sum + entry.amount, 0) }));
       if (live.length === 0) return result;
-      const postedAtMs = Date.now();
-      const items: TransactWriteItem[] = [];
-      const itemEntries: (LedgerEntry | BalanceChunk<LedgerEntry>)[] = [];
-      for (const chunk of live) {
-        for (const entry of chunk.entries) {
-          items.push({
-            Put: {
-              TableName: this.table,
-              Item: entryItem(entry, postedAtMs),
-              ConditionExpression: 'attribute_not_exists(pk)',
-              ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-            },
-          });
-          itemEntries.push(entry);
-        }
-        items.push({
-          Update: {
-            TableName: this.table,
-            Key: { pk: { S: partitionKey(chunk.tenant as TenantId, chunk.periodStart) }, sk: { S: 'balance' } },
-            UpdateExpression: 'ADD amount :amount, entries :count',
-            // a finalized period takes no new entry (late events go to the next open period)
-            ConditionExpression: 'attribute_not_exists(finalizedAtMs)',
-            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-            ExpressionAttributeValues: { ':amount': { N: String(chunk.amount) }, ':count': { N: String(chunk.entries.length) } },
-          },
-        });
-        itemEntries.push(chunk);
-      }
+      const { items, itemEntries } = this.transactionItems(live);
       let reasons: CancellationReason[];
       try {
         await this.client.send(new TransactWriteItemsCommand({ TransactItems: items }));
@@ -317,26 +157,7 @@ export class DynamoLedgerStore implements LedgerStore {
         reasons = error.CancellationReasons ?? [];
       }
       options.onTransaction?.();
-      const taken = new Set<LedgerEntry>();
-      const moved = new Map<BalanceChunk<LedgerEntry>, string>();
-      for (const [index, reason] of reasons.entries()) {
-        const item = itemEntries[index];
-        if (item === undefined || reason.Code !== 'ConditionalCheckFailed') continue;
-        if ('entries' in item) {
-          const next = reason.Item?.['nextPeriodStart']?.S ?? (await this.readBalanceItem(item))?.['nextPeriodStart']?.S;
-          if (next === undefined || !ISO_UTC.test(next) || next <= item.periodStart) {
-            throw new InvariantError(`finalized period ${item.periodStart} of ${item.tenant} names no later period`);
-          }
-          moved.set(item, next);
-          continue;
-        }
-        taken.add(item);
-        const existing = reason.Item ?? (await this.readEntry(item));
-        if (isSameEntry(existing, item)) {
-          result.duplicates += 1;
-          result.creditedTo.set(entryKey(item), item.periodStart);
-        } else result.conflicts.push({ entry: item, reason: `ledger entry ${item.eventId} already exists with different data` });
-      }
+      const { taken, moved } = await this.classifyCancellation({ reasons, itemEntries, result });
       if (taken.size === 0 && moved.size === 0) {
         // Cancelled for another reason (a concurrent transaction on the same balance, throttling): retry later.
         throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB cancelled the ledger transaction', {
@@ -351,6 +172,76 @@ export class DynamoLedgerStore implements LedgerStore {
         return { ...chunk, entries: [] };
       });
     }
+  }
+
+  /** The transaction of the live chunks: each entry's conditional put, then its group's balance update. */
+  private transactionItems(live: BalanceChunk<LedgerEntry>[]): {
+    items: TransactWriteItem[];
+    itemEntries: (LedgerEntry | BalanceChunk<LedgerEntry>)[];
+  } {
+    const postedAtMs = Date.now();
+    const items: TransactWriteItem[] = [];
+    const itemEntries: (LedgerEntry | BalanceChunk<LedgerEntry>)[] = [];
+    for (const chunk of live) {
+      for (const entry of chunk.entries) {
+        items.push({
+          Put: {
+            TableName: this.table,
+            Item: entryItem(entry, postedAtMs),
+            ConditionExpression: 'attribute_not_exists(pk)',
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          },
+        });
+        itemEntries.push(entry);
+      }
+      items.push({
+        Update: {
+          TableName: this.table,
+          Key: { pk: { S: partitionKey(chunk.tenant as TenantId, chunk.periodStart) }, sk: { S: 'balance' } },
+          UpdateExpression: 'ADD amount :amount, entries :count',
+          // a finalized period takes no new entry (late events go to the next open period)
+          ConditionExpression: 'attribute_not_exists(finalizedAtMs)',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          ExpressionAttributeValues: { ':amount': { N: String(chunk.amount) }, ':count': { N: String(chunk.entries.length) } },
+        },
+      });
+      itemEntries.push(chunk);
+    }
+    return { items, itemEntries };
+  }
+
+  /**
+   * Reads why a transaction was cancelled: entries already there are taken out
+   * (counted in `result` as duplicates or conflicts), and groups whose balance
+   * is finalized are moved to the period their balance names.
+   */
+  private async classifyCancellation(input: {
+    reasons: CancellationReason[];
+    itemEntries: (LedgerEntry | BalanceChunk<LedgerEntry>)[];
+    result: PostEntriesResult;
+  }): Promise<{ taken: Set<LedgerEntry>; moved: Map<BalanceChunk<LedgerEntry>, string> }> {
+    const { reasons, itemEntries, result } = input;
+    const taken = new Set<LedgerEntry>();
+    const moved = new Map<BalanceChunk<LedgerEntry>, string>();
+    for (const [index, reason] of reasons.entries()) {
+      const item = itemEntries[index];
+      if (item === undefined || reason.Code !== 'ConditionalCheckFailed') continue;
+      if ('entries' in item) {
+        const next = reason.Item?.['nextPeriodStart']?.S ?? (await this.readBalanceItem(item))?.['nextPeriodStart']?.S;
+        if (next === undefined || !ISO_UTC.test(next) || next <= item.periodStart) {
+          throw new InvariantError(`finalized period ${item.periodStart} of ${item.tenant} names no later period`);
+        }
+        moved.set(item, next);
+        continue;
+      }
+      taken.add(item);
+      const existing = reason.Item ?? (await this.readEntry(item));
+      if (isSameEntry(existing, item)) {
+        result.duplicates += 1;
+        result.creditedTo.set(entryKey(item), item.periodStart);
+      } else result.conflicts.push({ entry: item, reason: `ledger entry ${item.eventId} already exists with different data` });
+    }
+    return { taken, moved };
   }
 
   /**
@@ -498,12 +389,5 @@ export class DynamoLedgerStore implements LedgerStore {
       entries: Number(reply.Item?.['entries']?.N ?? '0'),
     };
   }
-}
-
-/** An entry of a finalized period, to be credited to a later one. */
-interface LateCredit {
-  entry: LedgerEntry;
-  originalPeriodStart: string;
-  nextPeriodStart: string;
 }
 

@@ -18,7 +18,7 @@
 import { DependencyError, InvariantError, type TenantId } from '../shared/index.js';
 import { redisErrorPrefix, usageStreamKey, type DeciderRedis, type ShardId } from '../decider/index.js';
 import { deadLetterStreamKey } from './keys.js';
-import type { LedgerEntry, LedgerStore } from './ledger.js';
+import type { LedgerEntry, LedgerStore } from './ledger-items.js';
 import { parseUsageEvent, type ThresholdCrossing } from './model/usage-event.js';
 
 /** A quota threshold crossed by one admitted request, in the billing period the request counts in. */

@@ -6,10 +6,11 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { Client } from '@temporalio/client';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import type { AppConfig, Logger } from '../shared/index.js';
-import { connectDeciderRedis } from '../decider/index.js';
+import { connectDeciderRedis, type DeciderRedis } from '../decider/index.js';
 import { DynamoAuditStore, DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, type PumpStage } from '../metering/index.js';
 import { DynamoAccountStore, DynamoPeriodStore } from '../billing/index.js';
 import { DynamoJobStore } from '../jobs/index.js';
@@ -84,52 +85,14 @@ export async function createTollgateWorker(input: TollgateWorkerInput): Promise<
     });
     const taskQueue = input.taskQueue ?? config.temporal.taskQueue;
     const client = new Client({ connection: input.connection, namespace: config.temporal.namespace });
-    const pump = new UsagePump(redis, ledger, {
-      batchSize: config.meter.batchSize,
-      claimMinIdleMs: config.meter.claimMinIdleMs,
-      ...(config.account.isEnabled ? { warningSink: new TemporalWarningSink(client, { taskQueue, timings: accountTimings(config) }) } : {}),
-    });
     const metrics = input.metrics ?? new WorkerMetrics();
-    const jobStore = new DynamoJobStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
-    const auditor = new MeteringAuditor(redis, dynamo, { shardCount: config.redis.shardCount, tablePrefix: config.dynamodb.tablePrefix });
     const worker = await Worker.create({
       connection: input.connection,
       namespace: config.temporal.namespace,
       taskQueue,
       ...(input.workflowBundle === undefined ? { workflowsPath: workflowsPath() } : { workflowBundle: input.workflowBundle }),
       ...input.workerOptions,
-      activities: {
-        ...createMeteringActivities({
-          pump,
-          onBatch: (outcome) => {
-            if ('result' in outcome) metrics.recordBatch(outcome.result);
-            else metrics.meterBatchFailures.inc();
-          },
-          ...(input.onPumpStage === undefined ? {} : { onStage: input.onPumpStage }),
-        }),
-        ...createAuditActivities({
-          auditor,
-          store: new DynamoAuditStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
-          logger: input.logger.child({ component: 'audit' }),
-          onCycle: (cycle) => metrics.recordAudit(cycle),
-        }),
-        ...createJobSweepActivities({
-          sweepPage: async (page) =>
-            sweepOpenJobs({ client, store: jobStore, settings: config.jobs, nowMs: Date.now(), ...page }),
-          logger: input.logger.child({ component: 'jobs-sweep' }),
-          onPage: (counts) => metrics.recordJobSweep(counts),
-        }),
-        ...createAccountActivities({
-          accounts: new DynamoAccountStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
-          periods: new DynamoPeriodStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
-          jobs: jobStore,
-          client,
-          webhookTimeoutMs: config.account.webhookTimeoutMs,
-          wakeMaxJobs: config.account.wakeMaxJobs,
-          restartJob: async ({ tenant, jobId }) => restartDeferredJob({ client, store: jobStore, settings: config.jobs, tenant, jobId }),
-          ...(input.onWebhookAccepted === undefined ? {} : { onWebhookAccepted: input.onWebhookAccepted }),
-        }),
-      },
+      activities: tollgateActivities({ input, redis, dynamo, ledger, client, taskQueue, metrics }),
     });
     const redisClient = redis;
     return {
@@ -168,6 +131,59 @@ export async function startAccountWorkflows(input: { config: Pick<AppConfig, 'te
   } finally {
     dynamo.destroy();
   }
+}
+
+/** Every activity of the tollgate worker, over its connections. */
+function tollgateActivities(deps: {
+  input: TollgateWorkerInput;
+  redis: DeciderRedis;
+  dynamo: DynamoDBClient;
+  ledger: DynamoLedgerStore;
+  client: Client;
+  taskQueue: string;
+  metrics: WorkerMetrics;
+}) {
+  const { input, redis, dynamo, ledger, client, taskQueue, metrics } = deps;
+  const { config } = input;
+  const pump = new UsagePump(redis, ledger, {
+    batchSize: config.meter.batchSize,
+    claimMinIdleMs: config.meter.claimMinIdleMs,
+    ...(config.account.isEnabled ? { warningSink: new TemporalWarningSink(client, { taskQueue, timings: accountTimings(config) }) } : {}),
+  });
+  const jobStore = new DynamoJobStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
+  const auditor = new MeteringAuditor(redis, dynamo, { shardCount: config.redis.shardCount, tablePrefix: config.dynamodb.tablePrefix });
+  return {
+    ...createMeteringActivities({
+      pump,
+      onBatch: (outcome) => {
+        if ('result' in outcome) metrics.recordBatch(outcome.result);
+        else metrics.meterBatchFailures.inc();
+      },
+      ...(input.onPumpStage === undefined ? {} : { onStage: input.onPumpStage }),
+    }),
+    ...createAuditActivities({
+      auditor,
+      store: new DynamoAuditStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+      logger: input.logger.child({ component: 'audit' }),
+      onCycle: (cycle) => metrics.recordAudit(cycle),
+    }),
+    ...createJobSweepActivities({
+      sweepPage: async (page) =>
+        sweepOpenJobs({ client, store: jobStore, settings: config.jobs, nowMs: Date.now(), ...page }),
+      logger: input.logger.child({ component: 'jobs-sweep' }),
+      onPage: (counts) => metrics.recordJobSweep(counts),
+    }),
+    ...createAccountActivities({
+      accounts: new DynamoAccountStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+      periods: new DynamoPeriodStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+      jobs: jobStore,
+      client,
+      webhookTimeoutMs: config.account.webhookTimeoutMs,
+      wakeMaxJobs: config.account.wakeMaxJobs,
+      restartJob: async ({ tenant, jobId }) => restartDeferredJob({ client, store: jobStore, settings: config.jobs, tenant, jobId }),
+      ...(input.onWebhookAccepted === undefined ? {} : { onWebhookAccepted: input.onWebhookAccepted }),
+    }),
+  };
 }
 
 export interface JobsWorkerInput {

@@ -136,6 +136,11 @@ function parsePeriod(input: ClosePeriodInput): void {
 
 /** Activities of the `account/<tenant>` workflow. */
 export function createAccountActivities(deps: AccountActivityDeps) {
+  return { ...createPeriodActivities(deps), ...createWarningActivities(deps), ...createWakeActivities(deps) };
+}
+
+/** The period: which one an instant is in, its close (statement v1) and its finalization (v2). */
+function createPeriodActivities(deps: AccountActivityDeps) {
   const clock = deps.clock ?? systemClock;
 
   async function summarize(input: ClosePeriodInput & { version: number; isFinal: boolean }): Promise<StatementSummary> {
@@ -173,6 +178,40 @@ export function createAccountActivities(deps: AccountActivityDeps) {
       });
     },
 
+    /** Writes statement version 1 at the period end (a replay returns the one there). */
+    async closePeriod(input: ClosePeriodInput): Promise<StatementSummary> {
+      return asActivity(async () => {
+        parsePeriod(input);
+        return summarize({ ...input, version: 1, isFinal: false });
+      });
+    },
+
+    /**
+     * At the end of the grace window: finalizes the period (later events go to
+     * the next one), then re-rates it as the final statement (version 2).
+     * Finalizing first makes the final statement exact: nothing enters the
+     * partition after it.
+     */
+    async finalizePeriod(input: FinalizePeriodInput): Promise<StatementSummary & { finalizedAtMs: number }> {
+      return asActivity(async () => {
+        parsePeriod(input);
+        const tenant = parseTenantId(input.tenant);
+        const { finalizedAtMs } = await deps.periods.finalize({
+          tenant,
+          periodStart: iso(input.periodStartMs),
+          nextPeriodStart: iso(input.nextPeriodStartMs),
+          nowMs: clock.nowMs(),
+        });
+        return { ...(await summarize({ ...input, version: 2, isFinal: true })), finalizedAtMs };
+      });
+    },
+  };
+}
+
+/** Threshold warnings: delivered at most once per period, or recorded as given up. */
+function createWarningActivities(deps: AccountActivityDeps) {
+  const clock = deps.clock ?? systemClock;
+  return {
     /**
      * Sends one threshold warning at most once per period (see the file header).
      * @throws DependencyError `DEPENDENCY_FAILED` when the webhook answers non-2xx or times out (retried)
@@ -228,35 +267,13 @@ export function createAccountActivities(deps: AccountActivityDeps) {
         return { status: record.status };
       });
     },
+  };
+}
 
-    /** Writes statement version 1 at the period end (a replay returns the one there). */
-    async closePeriod(input: ClosePeriodInput): Promise<StatementSummary> {
-      return asActivity(async () => {
-        parsePeriod(input);
-        return summarize({ ...input, version: 1, isFinal: false });
-      });
-    },
-
-    /**
-     * At the end of the grace window: finalizes the period (later events go to
-     * the next one), then re-rates it as the final statement (version 2).
-     * Finalizing first makes the final statement exact: nothing enters the
-     * partition after it.
-     */
-    async finalizePeriod(input: FinalizePeriodInput): Promise<StatementSummary & { finalizedAtMs: number }> {
-      return asActivity(async () => {
-        parsePeriod(input);
-        const tenant = parseTenantId(input.tenant);
-        const { finalizedAtMs } = await deps.periods.finalize({
-          tenant,
-          periodStart: iso(input.periodStartMs),
-          nextPeriodStart: iso(input.nextPeriodStartMs),
-          nowMs: clock.nowMs(),
-        });
-        return { ...(await summarize({ ...input, version: 2, isFinal: true })), finalizedAtMs };
-      });
-    },
-
+/** Waking a tenant's queued deferred jobs when a period quota resets. */
+function createWakeActivities(deps: AccountActivityDeps) {
+  const clock = deps.clock ?? systemClock;
+  return {
     /**
      * Signals `wake` to the tenant's queued deferred jobs (a period quota was reset), oldest first and at most
      * `wakeMaxJobs`: the oldest get the fresh quota first, and a close costs at most that many signals and

@@ -10,7 +10,7 @@
  * `JobExecutor` port, implemented there.
  */
 import { Context } from '@temporalio/activity';
-import type { DecideInput, Decider } from '../../decider/index.js';
+import type { DecideInput, Decider, Decision } from '../../decider/index.js';
 import type { AccountStore } from '../../billing/index.js';
 import {
   InvariantError,
@@ -120,8 +120,28 @@ function jobDecideInput(
   };
 }
 
+/** What a decision means for a waiting job: run it now, wait (and when), or never (the job ends). */
+function admissionOf(decision: Decision): JobAdmission {
+  switch (decision.kind) {
+    case 'allowed':
+    case 'warned':
+      return { kind: 'admitted', decidedAtMs: decision.nowMs };
+    case 'degraded':
+      return decision.isAdmitted ? { kind: 'admitted', decidedAtMs: decision.nowMs } : { kind: 'wait', retryAfterMs: decision.retryAfterMs };
+    case 'denied':
+      return decision.retryAfterMs === null ? { kind: 'never', errorCode: 'COST_ABOVE_LIMIT' } : { kind: 'wait', retryAfterMs: decision.retryAfterMs };
+    case 'deferred':
+      return { kind: 'wait', retryAfterMs: decision.retryAfterMs };
+  }
+}
+
 /** Activities of the `job/<tenant>/<jobId>` workflow. */
 export function createJobActivities(deps: JobActivityDeps) {
+  return { ...createJobRunActivities(deps), ...createJobEndActivities(deps) };
+}
+
+/** Admission, the run and the settlement of a job. */
+function createJobRunActivities(deps: JobActivityDeps) {
   const clock = deps.clock ?? systemClock;
   return {
     /**
@@ -135,22 +155,7 @@ export function createJobActivities(deps: JobActivityDeps) {
         const policy = deps.executor.policyOf(ref);
         if (policy === undefined) return { kind: 'never', errorCode: 'PLAN_UNAVAILABLE' };
         const decision = await deps.decider.decide(jobDecideInput(ref, policy, input));
-        let admission: JobAdmission;
-        switch (decision.kind) {
-          case 'allowed':
-          case 'warned':
-            admission = { kind: 'admitted', decidedAtMs: decision.nowMs };
-            break;
-          case 'degraded':
-            admission = decision.isAdmitted ? { kind: 'admitted', decidedAtMs: decision.nowMs } : { kind: 'wait', retryAfterMs: decision.retryAfterMs };
-            break;
-          case 'denied':
-            admission = decision.retryAfterMs === null ? { kind: 'never', errorCode: 'COST_ABOVE_LIMIT' } : { kind: 'wait', retryAfterMs: decision.retryAfterMs };
-            break;
-          case 'deferred':
-            admission = { kind: 'wait', retryAfterMs: decision.retryAfterMs };
-            break;
-        }
+        const admission = admissionOf(decision);
         if (admission.kind === 'admitted') await deps.store.markRunning({ tenant: ref.tenant, jobId: ref.jobId, nowMs: clock.nowMs() });
         return admission;
       });
@@ -203,6 +208,13 @@ export function createJobActivities(deps: JobActivityDeps) {
       });
     },
 
+  };
+}
+
+/** The end of a job: its final status and its finish notice. */
+function createJobEndActivities(deps: JobActivityDeps) {
+  const clock = deps.clock ?? systemClock;
+  return {
     /** Writes the final status and frees the job's place in the tenant's queue (once). */
     async finishDeferredJob(input: FinishJobInput): Promise<{ isChanged: boolean }> {
       return asActivity(async () => {

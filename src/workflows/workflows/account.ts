@@ -118,10 +118,9 @@ const NON_RETRYABLE = ['INVALID_ID', 'INVALID_INPUT', 'ACCOUNT_INVALID', 'CONFIG
 
 const INITIAL_COUNTERS: AccountCounters = { runs: 0, received: 0, deliveries: 0, finished: 0, closes: 0, finalizations: 0, woken: 0 };
 
-/** The account workflow (see the file header). */
-export async function accountWorkflow(input: AccountWorkflowInput): Promise<never> {
-  const { tenant, timings } = input;
-  const { loadAccountPeriod, closePeriod, finalizePeriod, wakeWaitingJobs, abandonWarning } = proxyActivities<AccountActivities>({
+/** The activities of one run, with the retry policies of the account (short) and of a delivery (the webhook's). */
+function accountActivities(timings: AccountTimings) {
+  const account = proxyActivities<AccountActivities>({
     startToCloseTimeout: timings.activityTimeoutMs,
     retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
   });
@@ -135,114 +134,163 @@ export async function accountWorkflow(input: AccountWorkflowInput): Promise<neve
       nonRetryableErrorTypes: NON_RETRYABLE,
     },
   });
+  return { ...account, deliverWarning };
+}
 
+type Activities = ReturnType<typeof accountActivities>;
+
+/** The state of one run: what it carries over, and the deliveries it has in flight. */
+interface AccountRun {
+  tenant: string;
+  timings: AccountTimings;
+  period: { startMs: number; endMs: number } | undefined;
+  closed: ClosedPeriod[];
+  queue: WarningRequest[];
+  counters: AccountCounters;
+  /**
+   * `<periodStartMs>:<limitId>:<percent>` of every warning handed to a delivery in this run (any period);
+   * the open period's are carried to the next run, the others are deduped by their DynamoDB record
+   * (a run hands over only once its deliveries finished, so two deliveries of one warning never overlap)
+   */
+  handled: Set<string>;
+  inFlight: Set<Promise<void>>;
+}
+
+function startRun(input: AccountWorkflowInput): AccountRun {
   const carried = input.state;
-  let period = carried?.period;
-  let closed: ClosedPeriod[] = [...(carried?.closed ?? [])];
-  const queue: WarningRequest[] = [...(carried?.queue ?? [])];
+  const period = carried?.period;
   const counters: AccountCounters = { ...INITIAL_COUNTERS, ...carried?.counters };
   counters.runs += 1;
-  // `<periodStartMs>:<limitId>:<percent>` of every warning handed to a delivery in this run (any period);
-  // the open period's are carried to the next run, the others are deduped by their DynamoDB record
-  // (a run hands over only once its deliveries finished, so two deliveries of one warning never overlap)
-  const handled = new Set<string>(period === undefined ? [] : (carried?.sent ?? []).map((key) => `${period?.startMs}:${key}`));
-  const inFlight = new Set<Promise<void>>();
+  return {
+    tenant: input.tenant,
+    timings: input.timings,
+    period,
+    closed: [...(carried?.closed ?? [])],
+    queue: [...(carried?.queue ?? [])],
+    counters,
+    handled: new Set<string>(period === undefined ? [] : (carried?.sent ?? []).map((key) => `${period.startMs}:${key}`)),
+    inFlight: new Set<Promise<void>>(),
+  };
+}
+
+/** `limitId:percent` of the open period's warnings already handed to a delivery. */
+function sentInPeriod(run: AccountRun): string[] {
+  if (run.period === undefined) return [];
+  const prefix = `${run.period.startMs}:`;
+  return [...run.handled].filter((key) => key.startsWith(prefix)).map((key) => key.slice(prefix.length));
+}
+
+/** Starts one warning's delivery; a delivery given up on is recorded failed, never sent twice. */
+function deliver(run: AccountRun, activities: Activities, warning: WarningRequest): void {
+  const { tenant, counters } = run;
+  const request: WarningInput = { tenant, periodStartMs: warning.periodStartMs, limitId: warning.limitId, percent: warning.percent };
+  counters.deliveries += 1;
+  const delivery = activities.deliverWarning(request).then(
+    (result) => {
+      if (result.isFinishedNow) counters.finished += 1;
+    },
+    async (error: unknown) => {
+      // retries exhausted or a non-retryable failure: never sent twice, and recorded as failed (runs
+      // recorded before that step existed left the record pending)
+      if (!(error instanceof ActivityFailure)) throw error;
+      const failure = error.cause?.message ?? error.message;
+      log.error('warning delivery given up', { tenant, limitId: warning.limitId, percent: warning.percent, cause: failure });
+      if (!patched('warning-failed-record')) return;
+      const { status } = await activities.abandonWarning({ ...request, failure });
+      if (status === 'failed') counters.failed = (counters.failed ?? 0) + 1;
+    },
+  );
+  const tracked = delivery.finally(() => run.inFlight.delete(tracked));
+  run.inFlight.add(tracked);
+}
+
+/** Hands every queued warning not yet handled in this run to a delivery. */
+function drainQueue(run: AccountRun, activities: Activities): void {
+  for (let warning = run.queue.shift(); warning !== undefined; warning = run.queue.shift()) {
+    const key = `${warning.periodStartMs}:${warning.limitId}:${warning.percent}`;
+    if (run.handled.has(key)) continue;
+    run.handled.add(key);
+    deliver(run, activities, warning);
+  }
+}
+
+/** Waits for every delivery and handler, then continues as new with the carry. */
+async function handOver(run: AccountRun, activities: Activities): Promise<never> {
+  drainQueue(run, activities);
+  await condition(() => run.inFlight.size === 0 && allHandlersFinished());
+  // signals that arrived while deliveries finished are in `queue`: carried, never lost
+  const { period, closed, queue, counters } = run;
+  return continueAsNew<typeof accountWorkflow>({
+    tenant: run.tenant,
+    timings: run.timings,
+    state: { ...(period === undefined ? {} : { period }), sent: sentInPeriod(run), closed, queue: [...queue], counters },
+  });
+}
+
+/** Closes the ended period (statement v1), wakes the tenant's queued jobs, and opens the next period. */
+async function closeEndedPeriod(run: AccountRun, activities: Activities, ending: { startMs: number; endMs: number }): Promise<void> {
+  const { tenant, counters } = run;
+  const next = await activities.loadAccountPeriod({ tenant, atMs: ending.endMs });
+  await activities.closePeriod({ tenant, periodStartMs: ending.startMs, periodEndMs: ending.endMs });
+  counters.closes += 1;
+  const wake = await activities.wakeWaitingJobs({ tenant });
+  counters.woken += wake.woken;
+  // results of activities recorded before these fields existed lack them
+  if ((wake.restarted ?? 0) > 0) counters.restarted = (counters.restarted ?? 0) + wake.restarted;
+  if ((wake.stranded ?? 0) > 0) {
+    counters.stranded = (counters.stranded ?? 0) + wake.stranded;
+    log.warn('queued jobs without a workflow could not be started again', { tenant, stranded: wake.stranded });
+  }
+  // the next period starts where this one ended (settings changed mid-period apply from here)
+  const nextPeriod = next.period === null ? undefined : { startMs: ending.endMs, endMs: Math.max(next.period.endMs, ending.endMs + 1) };
+  run.closed = [...run.closed, { startMs: ending.startMs, endMs: ending.endMs, nextStartMs: ending.endMs, graceEndsAtMs: ending.endMs + run.timings.graceMs }];
+  run.period = nextPeriod;
+}
+
+/** The account workflow (see the file header). */
+export async function accountWorkflow(input: AccountWorkflowInput): Promise<never> {
+  const { tenant, timings } = input;
+  const activities = accountActivities(timings);
+  const run = startRun(input);
+  const { counters } = run;
 
   setHandler(accountWarningsSignal, (payload) => {
     counters.received += payload.warnings.length;
-    queue.push(...payload.warnings);
+    run.queue.push(...payload.warnings);
   });
-  const sentInPeriod = (): string[] => {
-    if (period === undefined) return [];
-    const prefix = `${period.startMs}:`;
-    return [...handled].filter((key) => key.startsWith(prefix)).map((key) => key.slice(prefix.length));
-  };
-  setHandler(accountStateQuery, () => ({ ...(period === undefined ? {} : { period }), sent: sentInPeriod(), closed, queue, counters, inFlight: inFlight.size }));
-
-  const deliver = (warning: WarningRequest): void => {
-    const request: WarningInput = { tenant, periodStartMs: warning.periodStartMs, limitId: warning.limitId, percent: warning.percent };
-    counters.deliveries += 1;
-    const delivery = deliverWarning(request).then(
-      (result) => {
-        if (result.isFinishedNow) counters.finished += 1;
-      },
-      async (error: unknown) => {
-        // retries exhausted or a non-retryable failure: never sent twice, and recorded as failed (runs
-        // recorded before that step existed left the record pending)
-        if (!(error instanceof ActivityFailure)) throw error;
-        const failure = error.cause?.message ?? error.message;
-        log.error('warning delivery given up', { tenant, limitId: warning.limitId, percent: warning.percent, cause: failure });
-        if (!patched('warning-failed-record')) return;
-        const { status } = await abandonWarning({ ...request, failure });
-        if (status === 'failed') counters.failed = (counters.failed ?? 0) + 1;
-      },
-    );
-    const tracked = delivery.finally(() => inFlight.delete(tracked));
-    inFlight.add(tracked);
-  };
-
-  const drainQueue = (): void => {
-    for (let warning = queue.shift(); warning !== undefined; warning = queue.shift()) {
-      const key = `${warning.periodStartMs}:${warning.limitId}:${warning.percent}`;
-      if (handled.has(key)) continue;
-      handled.add(key);
-      deliver(warning);
-    }
-  };
-
-  const handOver = async (): Promise<never> => {
-    drainQueue();
-    await condition(() => inFlight.size === 0 && allHandlersFinished());
-    // signals that arrived while deliveries finished are in `queue`: carried, never lost
-    return continueAsNew<typeof accountWorkflow>({
-      tenant,
-      timings,
-      state: { ...(period === undefined ? {} : { period }), sent: sentInPeriod(), closed, queue: [...queue], counters },
-    });
-  };
+  setHandler(accountStateQuery, () => ({
+    ...(run.period === undefined ? {} : { period: run.period }),
+    sent: sentInPeriod(run),
+    closed: run.closed,
+    queue: run.queue,
+    counters,
+    inFlight: run.inFlight.size,
+  }));
 
   let recheckAtMs = 0;
   for (;;) {
-    drainQueue();
+    drainQueue(run, activities);
     const nowMs = Date.now();
-    if (period === undefined && nowMs >= recheckAtMs) {
-      const loaded = await loadAccountPeriod({ tenant, atMs: nowMs });
+    if (run.period === undefined && nowMs >= recheckAtMs) {
+      const loaded = await activities.loadAccountPeriod({ tenant, atMs: nowMs });
       if (loaded.period === null) recheckAtMs = nowMs + timings.noAccountRecheckMs;
-      else period = loaded.period;
+      else run.period = loaded.period;
       continue;
     }
-    const due = closed.find((item) => Date.now() >= item.graceEndsAtMs);
+    const due = run.closed.find((item) => Date.now() >= item.graceEndsAtMs);
     if (due !== undefined) {
-      await finalizePeriod({ tenant, periodStartMs: due.startMs, periodEndMs: due.endMs, nextPeriodStartMs: due.nextStartMs });
+      await activities.finalizePeriod({ tenant, periodStartMs: due.startMs, periodEndMs: due.endMs, nextPeriodStartMs: due.nextStartMs });
       counters.finalizations += 1;
-      closed = closed.filter((item) => item !== due);
+      run.closed = run.closed.filter((item) => item !== due);
       continue;
     }
-    if (period !== undefined && Date.now() >= period.endMs) {
-      const ending = period;
-      const next = await loadAccountPeriod({ tenant, atMs: ending.endMs });
-      await closePeriod({ tenant, periodStartMs: ending.startMs, periodEndMs: ending.endMs });
-      counters.closes += 1;
-      const wake = await wakeWaitingJobs({ tenant });
-      counters.woken += wake.woken;
-      // results of activities recorded before these fields existed lack them
-      if ((wake.restarted ?? 0) > 0) counters.restarted = (counters.restarted ?? 0) + wake.restarted;
-      if ((wake.stranded ?? 0) > 0) {
-        counters.stranded = (counters.stranded ?? 0) + wake.stranded;
-        log.warn('queued jobs without a workflow could not be started again', { tenant, stranded: wake.stranded });
-      }
-      // the next period starts where this one ended (settings changed mid-period apply from here)
-      const nextPeriod = next.period === null ? undefined : { startMs: ending.endMs, endMs: Math.max(next.period.endMs, ending.endMs + 1) };
-      closed = [...closed, { startMs: ending.startMs, endMs: ending.endMs, nextStartMs: ending.endMs, graceEndsAtMs: ending.endMs + timings.graceMs }];
-      period = nextPeriod;
-      return handOver();
+    if (run.period !== undefined && Date.now() >= run.period.endMs) {
+      await closeEndedPeriod(run, activities, run.period);
+      return handOver(run, activities);
     }
-    if (workflowInfo().continueAsNewSuggested) return handOver();
-    const deadlines = [
-      ...(period === undefined ? [recheckAtMs] : [period.endMs]),
-      ...closed.map((item) => item.graceEndsAtMs),
-    ];
+    if (workflowInfo().continueAsNewSuggested) return handOver(run, activities);
+    const deadlines = [...(run.period === undefined ? [recheckAtMs] : [run.period.endMs]), ...run.closed.map((item) => item.graceEndsAtMs)];
     const waitMs = Math.max(1, Math.min(...deadlines) - Date.now());
-    await condition(() => queue.length > 0 || workflowInfo().continueAsNewSuggested, waitMs);
+    await condition(() => run.queue.length > 0 || workflowInfo().continueAsNewSuggested, waitMs);
   }
 }
