@@ -5,8 +5,6 @@ export {
   MAX_SUBMISSION_CHARS,
   OPEN_JOBS_INDEX,
   OPEN_JOB_SHARDS,
-  decodeJob,
-  encodeSubmission,
   isJobId,
   jobsTableName,
   openJobShard,

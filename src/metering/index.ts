@@ -1,11 +1,41 @@
-export * from './dynamo.js';
-export * from './ledger.js';
-export * from './ledger-items.js';
-export * from './model/usage-event.js';
-export * from './model/ledger-batch.js';
-export * from './keys.js';
-export * from './pump.js';
-export * from './model/audit.js';
-export * from './audit.js';
-export * from './audit-store.js';
-export * from './lag.js';
+/** Metering: usage events from the decider's streams into the DynamoDB ledger, exactly once, and the audit. */
+export { configTableName, createDynamoClient, ledgerTableName, type DynamoConnectionOptions } from './dynamo.js';
+export { DynamoLedgerStore, type DynamoLedgerStoreOptions } from './ledger.js';
+export {
+  MAX_TRANSACT_ITEMS,
+  type LedgerBalance,
+  type LedgerConflict,
+  type LedgerEntry,
+  type LedgerStore,
+  type PostEntriesOptions,
+  type PostEntriesResult,
+  type PostEntryResult,
+} from './ledger-items.js';
+export { parseUsageEvent, type ParsedUsageEvent, type UsageEvent } from './model/usage-event.js';
+export { planLedgerTransactions, runWithoutSharedBalances } from './model/ledger-batch.js';
+export { deadLetterStreamKey, parseShard } from './keys.js';
+export {
+  UsagePump,
+  type CrossedThreshold,
+  type PumpBatchInput,
+  type PumpBatchResult,
+  type PumpStage,
+  type UsagePumpOptions,
+  type WarningSink,
+} from './pump.js';
+export {
+  EMPTY_AUDIT_SUMMARY,
+  SAMPLE_LIMIT,
+  addToSummary,
+  inFlightOf,
+  ledgeredFor,
+  mergeSummaries,
+  tenantPeriodAudit,
+  unacknowledged,
+  type AuditSummary,
+  type InFlightEvent,
+  type TenantPeriodAudit,
+} from './model/audit.js';
+export { MeteringAuditor, type AuditOutcome, type AuditPageResult, type AuditScanPosition, type MeteringAuditorOptions } from './audit.js';
+export { DynamoAuditStore, type AuditReport } from './audit-store.js';
+export { readStreamLag, type ReadStreamLagInput, type StreamLag } from './lag.js';

@@ -1,12 +1,45 @@
-export * from './client.js';
-export * from './ids.js';
-export * from './jobs.js';
-export * from './temporal-deferrer.js';
-export type { DeferredJobInput, DeferredJobResult } from './workflows/index.js';
-export * from './metrics.js';
-export type { AuditSettings, AuditCycleState } from './workflows/index.js';
+/** Temporal wiring: starts of the fleet's workflows, deferred jobs on Temporal, worker assembly and settings. */
+export {
+  TemporalWarningSink,
+  ensureAccountWorkflow,
+  ensureAuditWorkflow,
+  ensureJobSweepWorkflow,
+  ensureMeterWorkflows,
+  type EnsureAccountWorkflowInput,
+  type EnsureAuditWorkflowInput,
+  type EnsureJobSweepWorkflowInput,
+  type EnsureMeterWorkflowsInput,
+} from './client.js';
+export { accountWorkflowId, auditWorkflowId, jobSweepWorkflowId, jobWorkflowId, meterWorkflowId } from './ids.js';
+export {
+  isDeferredJobRunning,
+  restartDeferredJob,
+  submitDeferredJob,
+  sweepOpenJobs,
+  wakeDeferredJob,
+  type SubmitJobInput,
+} from './jobs.js';
+export { TemporalDeferrer, type TemporalDeferrerOptions } from './temporal-deferrer.js';
+export { WorkerMetrics, serveWorkerMetrics } from './metrics.js';
+export { accountTimings, auditSettings, jobSweepSettings, meterSettings } from './settings.js';
+export {
+  createJobsWorker,
+  createTollgateWorker,
+  startAccountWorkflows,
+  startMeterPumps,
+  workflowsPath,
+  type JobsWorkerInput,
+  type TollgateWorkerInput,
+} from './workers.js';
 export { auditStateQuery, jobSweepStateQuery } from './workflows/index.js';
-export type { JobSweepSettings, JobSweepState } from './workflows/index.js';
-export type { AccountTimings, WarningRequest } from './workflows/index.js';
-export * from './settings.js';
-export * from './workers.js';
+export type {
+  AccountTimings,
+  AuditCycleState,
+  AuditSettings,
+  DeferredJobInput,
+  DeferredJobResult,
+  JobSweepSettings,
+  JobSweepState,
+  MeterSettings,
+  WarningRequest,
+} from './workflows/index.js';

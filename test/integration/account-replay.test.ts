@@ -47,7 +47,7 @@ describe('account/<tenant> replay', () => {
     const source = readFileSync(file, 'utf8');
     const anchor = '  let recheckAtMs = 0;\n';
     expect(source).toContain(anchor);
-    writeFileSync(file, source.replace(anchor, `${anchor}  await loadAccountPeriod({ tenant, atMs: 0 });\n`));
+    writeFileSync(file, source.replace(anchor, `${anchor}  await activities.account.loadAccountPeriod({ tenant, atMs: 0 });\n`));
     // when
     const results = await replayAll(join(dir, 'index.ts'));
     // then every history fails as non-deterministic

@@ -118,13 +118,14 @@ const NON_RETRYABLE = ['INVALID_ID', 'INVALID_INPUT', 'ACCOUNT_INVALID', 'CONFIG
 
 const INITIAL_COUNTERS: AccountCounters = { runs: 0, received: 0, deliveries: 0, finished: 0, closes: 0, finalizations: 0, woken: 0 };
 
-/** The activities of one run, with the retry policies of the account (short) and of a delivery (the webhook's). */
+/** The activities of one run: the account's (short retries) and a delivery's (the webhook's retry policy). */
 function accountActivities(timings: AccountTimings) {
   const account = proxyActivities<AccountActivities>({
     startToCloseTimeout: timings.activityTimeoutMs,
     retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
   });
-  const { deliverWarning } = proxyActivities<AccountActivities>({
+  // a separate proxy per retry policy (a proxy's activities are looked up by name: it cannot be spread)
+  const delivery = proxyActivities<AccountActivities>({
     startToCloseTimeout: timings.deliveryTimeoutMs,
     retry: {
       initialInterval: timings.webhookRetryInitialMs,
@@ -134,7 +135,7 @@ function accountActivities(timings: AccountTimings) {
       nonRetryableErrorTypes: NON_RETRYABLE,
     },
   });
-  return { ...account, deliverWarning };
+  return { account, delivery };
 }
 
 type Activities = ReturnType<typeof accountActivities>;
@@ -185,7 +186,7 @@ function deliver(run: AccountRun, activities: Activities, warning: WarningReques
   const { tenant, counters } = run;
   const request: WarningInput = { tenant, periodStartMs: warning.periodStartMs, limitId: warning.limitId, percent: warning.percent };
   counters.deliveries += 1;
-  const delivery = activities.deliverWarning(request).then(
+  const delivery = activities.delivery.deliverWarning(request).then(
     (result) => {
       if (result.isFinishedNow) counters.finished += 1;
     },
@@ -196,7 +197,7 @@ function deliver(run: AccountRun, activities: Activities, warning: WarningReques
       const failure = error.cause?.message ?? error.message;
       log.error('warning delivery given up', { tenant, limitId: warning.limitId, percent: warning.percent, cause: failure });
       if (!patched('warning-failed-record')) return;
-      const { status } = await activities.abandonWarning({ ...request, failure });
+      const { status } = await activities.account.abandonWarning({ ...request, failure });
       if (status === 'failed') counters.failed = (counters.failed ?? 0) + 1;
     },
   );
@@ -230,10 +231,10 @@ async function handOver(run: AccountRun, activities: Activities): Promise<never>
 /** Closes the ended period (statement v1), wakes the tenant's queued jobs, and opens the next period. */
 async function closeEndedPeriod(run: AccountRun, activities: Activities, ending: { startMs: number; endMs: number }): Promise<void> {
   const { tenant, counters } = run;
-  const next = await activities.loadAccountPeriod({ tenant, atMs: ending.endMs });
-  await activities.closePeriod({ tenant, periodStartMs: ending.startMs, periodEndMs: ending.endMs });
+  const next = await activities.account.loadAccountPeriod({ tenant, atMs: ending.endMs });
+  await activities.account.closePeriod({ tenant, periodStartMs: ending.startMs, periodEndMs: ending.endMs });
   counters.closes += 1;
-  const wake = await activities.wakeWaitingJobs({ tenant });
+  const wake = await activities.account.wakeWaitingJobs({ tenant });
   counters.woken += wake.woken;
   // results of activities recorded before these fields existed lack them
   if ((wake.restarted ?? 0) > 0) counters.restarted = (counters.restarted ?? 0) + wake.restarted;
@@ -272,14 +273,14 @@ export async function accountWorkflow(input: AccountWorkflowInput): Promise<neve
     drainQueue(run, activities);
     const nowMs = Date.now();
     if (run.period === undefined && nowMs >= recheckAtMs) {
-      const loaded = await activities.loadAccountPeriod({ tenant, atMs: nowMs });
+      const loaded = await activities.account.loadAccountPeriod({ tenant, atMs: nowMs });
       if (loaded.period === null) recheckAtMs = nowMs + timings.noAccountRecheckMs;
       else run.period = loaded.period;
       continue;
     }
     const due = run.closed.find((item) => Date.now() >= item.graceEndsAtMs);
     if (due !== undefined) {
-      await activities.finalizePeriod({ tenant, periodStartMs: due.startMs, periodEndMs: due.endMs, nextPeriodStartMs: due.nextStartMs });
+      await activities.account.finalizePeriod({ tenant, periodStartMs: due.startMs, periodEndMs: due.endMs, nextPeriodStartMs: due.nextStartMs });
       counters.finalizations += 1;
       run.closed = run.closed.filter((item) => item !== due);
       continue;
