@@ -23,7 +23,8 @@
 -- Errors:     "ERR_ARG <name>"
 -- Data:       v1, the layouts of decide.lua (msgpack bucket values). Refunds never lift a bucket above its capacity or a
 --             counter below 0; a refund to a window or period that has ended is dropped (it no
---             longer limits anything), an overrun is taken from the current one.
+--             longer limits anything), an overrun is taken from the current one. An admitted counter
+--             the overrun creates (the decision cost 0) gets decide.lua's TTL.
 
 local MAX = 9007199254740991
 local pos = 1
@@ -182,12 +183,20 @@ for i, lim in ipairs(parsed.limits) do
 end
 
 -- The admitted counter moves in the period the decision counted in (the audit's invariant).
+-- A decision of cost 0 created no counter: an overrun creates it, with decide.lua's TTL.
 if refund ~= 0 then
-  local admitted = decided_at >= parsed.billing_end and KEYS[4] or KEYS[3]
-  local current = tonumber(redis.call('GET', admitted) or '0')
+  local is_next = decided_at >= parsed.billing_end
+  local admitted = is_next and KEYS[4] or KEYS[3]
+  local stored_count = redis.call('GET', admitted)
+  local current = tonumber(stored_count or '0')
   local move = -refund
   if current + move < 0 then move = -current end
-  if move ~= 0 then redis.call('INCRBY', admitted, move) end
+  if move ~= 0 and stored_count then
+    redis.call('INCRBY', admitted, move)
+  elseif move ~= 0 then
+    local period_end = is_next and parsed.billing_next_end or parsed.billing_end
+    redis.call('SET', admitted, move, 'PX', (period_end - now) + 400 * 86400000)
+  end
 end
 
 local fields = parsed.fields
