@@ -15,58 +15,70 @@
 -- ARGV[5..]   field, value      pairs (>= 1 pair), strings; `time_ms` is added by the script
 -- Clock:      redis TIME (effects replication), never ARGV
 -- Returns:    {isNew 0|1, nowMs, streamId}   isNew = 0: already recorded (streamId of that entry, or "")
--- Errors:     "ERR_ARG <name>" when ARGV is malformed
+-- Errors:     "ERR_ARG <name> at <position>" when ARGV is malformed (nothing written)
 -- Data:       v1. The marker holds only the stream id.
 
-local ttl = tonumber(ARGV[1])
-if ttl == nil or ttl < 1000 or ttl ~= math.floor(ttl) then
-  return redis.error_reply('ERR_ARG dedupeTtlMs')
+local ARG_DEDUPE_TTL, ARG_ADMITTED_DELTA, ARG_ADMITTED_TTL, ARG_CHECK_RECORD, ARG_FIELDS = 1, 2, 3, 4, 5
+local KEY_STREAM, KEY_MARKER, KEY_RECORD, KEY_ADMITTED = 1, 2, 3, 4
+local CHECK_NONE, CHECK_DECISION, CHECK_SETTLEMENT = '0', 'd', 's'
+-- The request record (see decide.lua, settle.lua): the decision reply, then the settlement.
+local REPLY_STREAM_ID, SETTLED_STREAM_ID = 5, 2
+local IS_NEW, IS_RECORDED = 1, 0
+
+local MAX = 9007199254740991 -- 2^53 - 1: the largest integer a Lua number holds exactly
+local MIN_TTL_MS = 1000
+
+-- Validation raises 'ERR_ARG <name> at <index>'; the pcall around the parse replies it (a bug: ERR_SCRIPT).
+local function arg_fail(index, name) error('ERR_ARG ' .. name .. ' at ' .. index, 0) end
+local function arg_int(index, name, min, max)
+  local v = tonumber(ARGV[index])
+  if v == nil or v % 1 ~= 0 or v < min or v > max then arg_fail(index, name) end
+  return v
 end
-local delta = tonumber(ARGV[2])
-if delta == nil or delta ~= math.floor(delta) or math.abs(delta) > 9007199254740991 then
-  return redis.error_reply('ERR_ARG admittedDelta')
+
+-- Validates every argument before any write; answers them parsed.
+local function parse_args()
+  local parsed = {
+    dedupe_ttl = arg_int(ARG_DEDUPE_TTL, 'dedupeTtlMs', MIN_TTL_MS, MAX),
+    delta = arg_int(ARG_ADMITTED_DELTA, 'admittedDelta', -MAX, MAX),
+    admitted_ttl = arg_int(ARG_ADMITTED_TTL, 'admittedTtlMs', MIN_TTL_MS, MAX),
+    check_record = ARGV[ARG_CHECK_RECORD],
+  }
+  local check = parsed.check_record
+  if check ~= CHECK_NONE and check ~= CHECK_DECISION and check ~= CHECK_SETTLEMENT then
+    arg_fail(ARG_CHECK_RECORD, 'checkRecord')
+  end
+  local n_args = #ARGV - ARG_FIELDS + 1
+  if n_args < 2 or n_args % 2 ~= 0 then arg_fail(ARG_FIELDS, 'fields') end
+  return parsed
 end
-local admitted_ttl = tonumber(ARGV[3])
-if admitted_ttl == nil or admitted_ttl < 1000 or admitted_ttl ~= math.floor(admitted_ttl) then
-  return redis.error_reply('ERR_ARG admittedTtlMs')
-end
-local check_record = ARGV[4]
-if check_record ~= '0' and check_record ~= 'd' and check_record ~= 's' then
-  return redis.error_reply('ERR_ARG checkRecord')
-end
-local nargs = #ARGV - 4
-if nargs < 2 or nargs % 2 ~= 0 then
-  return redis.error_reply('ERR_ARG fields')
-end
+
+local ok, parsed = pcall(parse_args)
+if not ok then return redis.error_reply(tostring(parsed):find('^ERR_') and parsed or 'ERR_SCRIPT ' .. tostring(parsed)) end
 
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local seen = redis.call('GET', KEYS[2])
-if seen then
-  return {0, now_ms, seen}
-end
-if check_record ~= '0' then
-  local stored = redis.call('GET', KEYS[3])
+local seen = redis.call('GET', KEYS[KEY_MARKER])
+if seen then return { IS_RECORDED, now_ms, seen } end
+if parsed.check_record ~= CHECK_NONE then
+  local stored = redis.call('GET', KEYS[KEY_RECORD])
   if stored then
-    -- the record is msgpack: the decision reply (stream id 5th), then the settlement (2nd)
     local decision, settlement = cmsgpack.unpack(stored)
-    if check_record == 'd' then return {0, now_ms, decision[5]} end
-    if settlement then return {0, now_ms, settlement[2]} end
+    if parsed.check_record == CHECK_DECISION then return { IS_RECORDED, now_ms, decision[REPLY_STREAM_ID] } end
+    if settlement then return { IS_RECORDED, now_ms, settlement[SETTLED_STREAM_ID] } end
   end
 end
 
 local entry = {}
-for i = 5, #ARGV do
-  entry[#entry + 1] = ARGV[i]
-end
+for i = ARG_FIELDS, #ARGV do entry[#entry + 1] = ARGV[i] end
 entry[#entry + 1] = 'time_ms'
 entry[#entry + 1] = string.format('%d', now_ms)
 
-local id = redis.call('XADD', KEYS[1], '*', unpack(entry))
-redis.call('SET', KEYS[2], id, 'PX', ttl)
-if delta ~= 0 then
-  redis.call('INCRBY', KEYS[4], delta)
-  redis.call('PEXPIRE', KEYS[4], admitted_ttl)
+local id = redis.call('XADD', KEYS[KEY_STREAM], '*', unpack(entry))
+redis.call('SET', KEYS[KEY_MARKER], id, 'PX', parsed.dedupe_ttl)
+if parsed.delta ~= 0 then
+  redis.call('INCRBY', KEYS[KEY_ADMITTED], parsed.delta)
+  redis.call('PEXPIRE', KEYS[KEY_ADMITTED], parsed.admitted_ttl)
 end
-return {1, now_ms, id}
+return { IS_NEW, now_ms, id }

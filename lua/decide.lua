@@ -49,360 +49,352 @@
 --          The usage event: id, type, tenant, key, op, cost, pv, bp (billing period start ms), time_ms,
 --          and `warn` (limitId:percent,...) when the request crossed a quota threshold.
 
-local MAX = 9007199254740991
+-- ARGV and KEYS layout (header): the fields of a definition, and the arguments and keys of a
+-- request, as offsets from the first one; a request's limit keys follow KEY_LIMITS.
+local LAYOUT_VERSION = 2
+local ARG_VERSION, ARG_N_REQUESTS, ARG_N_DEFINITIONS, ARG_DEFINITIONS = 1, 2, 3, 4
+local DEF_ALG, DEF_MODE, DEF_P1, DEF_P2, DEF_P3, DEF_P4, DEF_N_THRESHOLDS = 0, 1, 2, 3, 4, 5, 6
+local REQ_ID, REQ_COST, REQ_BILLING_END, REQ_BILLING_NEXT_END, REQ_TENANT, REQ_KEY_ID = 0, 1, 2, 3, 4, 5
+local REQ_OPERATION, REQ_POLICY_VERSION, REQ_BILLING_START, REQ_RECORD_TTL, REQ_N_LIMITS = 6, 7, 8, 9, 10
+local KEY_STREAM, KEY_RECORD, KEY_ADMITTED, KEY_ADMITTED_NEXT, KEY_LIMITS = 0, 1, 2, 3, 4
+
+local ALG_TOKEN_BUCKET, ALG_FIXED_WINDOW, ALG_SLIDING_WINDOW, ALG_PERIOD_QUOTA, ALG_CONCURRENCY = 1, 2, 3, 4, 5
+local MODE_HARD, MODE_SOFT, MODE_DEFER, MODE_SHADOW = 1, 2, 3, 4
+local KIND_ALLOWED, KIND_WARNED, KIND_DEFERRED, KIND_DENIED = 0, 1, 2, 3
+local FLAG_EXCEEDED, FLAG_TOOK = 1, 2 -- bits of a limit's flags in the reply
+local RETRY_NEVER = -1 -- retryAfterMs of a cost above the whole limit: waiting cannot help
+local REPLY_STREAM_ID, REPLY_IS_REPLAY, REPLY_HEAD, REPLY_PER_LIMIT = 5, 6, 7, 5 -- reply layout (header)
+
+local MAX = 9007199254740991 -- 2^53 - 1: the largest integer a Lua number holds exactly
+local MAX_REQUESTS, MAX_DEFINITIONS, MAX_LIMITS, MAX_THRESHOLDS, MAX_PERCENT = 10000, 1024, 64, 8, 1000
+local MIN_RECORD_TTL_MS, DAY_MS = 1000, 86400000
+-- TTLs: a key outlives its value's use by TTL_SLACK_MS; counters are kept long past their period's end
+-- for the audit after the close (it reads quota counters, compares the admitted counter with the ledger).
+local TTL_SLACK_MS, QUOTA_KEEP_MS, ADMITTED_KEEP_MS = 1000, 40 * DAY_MS, 400 * DAY_MS
+
 local call, tonumber, floor, unpack = redis.call, tonumber, math.floor, unpack
 local mp_pack, mp_unpack = cmsgpack.pack, cmsgpack.unpack
 local ARGV, KEYS = ARGV, KEYS
 
-local function int(pos, min, max)
-  local v = tonumber(ARGV[pos])
-  if v == nil or v % 1 ~= 0 or v < min or v > max then return nil end
+-- Validation raises 'ERR_ARG <name> at <index>'; the pcall around the parse replies it (a bug: ERR_SCRIPT).
+local function arg_fail(index, name) error('ERR_ARG ' .. name .. ' at ' .. index, 0) end
+local function arg_int(index, name, min, max)
+  local v = tonumber(ARGV[index])
+  if v == nil or v % 1 ~= 0 or v < min or v > max then arg_fail(index, name) end
   return v
 end
-local function bad(name, pos) return redis.error_reply('ERR_ARG ' .. name .. ' at ' .. pos) end
-
-if ARGV[1] ~= '2' then return bad('version', 1) end
 
 local t = call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 local now_str = string.format('%d', now)
-local function stale() return redis.error_reply('ERR_STALE_PERIOD ' .. now_str) end
-
--- Pass 1: validate the whole batch before any write, so a malformed or stale
--- request can never leave earlier requests of the batch half-written.
-local n = int(2, 1, 10000)
-if not n then return bad('n', 2) end
-local nd = int(3, 0, 1024)
-if not nd then return bad('nDefinitions', 3) end
-
-local d_alg, d_mode, d_p1, d_p2, d_p3, d_p4, d_th, d_id = {}, {}, {}, {}, {}, {}, {}, {}
-local p = 4
-for d = 1, nd do
-  local alg, mode = int(p, 1, 5), int(p + 1, 1, 4)
-  local p1, p2, p3, p4 = int(p + 2, 0, MAX), int(p + 3, 0, MAX), int(p + 4, 0, MAX), int(p + 5, 0, MAX)
-  local nth = int(p + 6, 0, 8)
-  if not (alg and mode and p1 and p2 and p3 and p4 and nth) then return bad('definition ' .. d, p) end
-  if (alg == 1 and (p1 < 1 or p2 < 1 or p3 < 1)) or
-     ((alg == 2 or alg == 3 or alg == 5) and (p1 < 1 or p2 < 1)) or
-     (alg == 4 and (p1 < 1 or p3 <= p2 or p4 <= p3)) then
-    return bad('definition ' .. d, p)
-  end
-  if alg == 4 and (now < p2 or now >= p4) then return stale() end
-  local th = false
-  if nth > 0 then
-    th = {}
-    for k = 1, nth do
-      local v = int(p + 6 + k, 1, 1000)
-      if not v then return bad('threshold', p + 6 + k) end
-      th[k] = v
-    end
-  end
-  d_alg[d], d_mode[d], d_p1[d], d_p2[d], d_p3[d], d_p4[d], d_th[d] = alg, mode, p1, p2, p3, p4, th
-  p = p + 7 + nth
-  if nth > 0 then
-    -- the limit's id, named in the event when a threshold is crossed
-    if ARGV[p] == nil then return bad('limitId', p) end
-    d_id[d] = ARGV[p]
-    p = p + 1
-  end
-end
-
-local q_arg, q_key, q_cost, q_nl = {}, {}, {}, {}
-local kp = 1
-for q = 1, n do
-  -- inline checks (a Lua call per argument costs as much as the check)
-  local cost, billing_end, billing_next_end, billing_start, record_ttl, nl =
-    tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3]), tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9]),
-    tonumber(ARGV[p + 10])
-  if ARGV[p] == nil then return bad('requestId', p) end
-  if not cost or cost % 1 ~= 0 or cost < 0 or cost > MAX then return bad('cost', p + 1) end
-  if not billing_start or not billing_end or not billing_next_end or billing_end <= billing_start or billing_next_end <= billing_end then
-    return bad('billing', p + 2)
-  end
-  if ARGV[p + 4] == nil or ARGV[p + 5] == nil or ARGV[p + 6] == nil or ARGV[p + 7] == nil then return bad('event', p + 4) end
-  if not record_ttl or record_ttl % 1 ~= 0 or record_ttl < 1000 or record_ttl > MAX then return bad('recordTtlMs', p + 9) end
-  if not nl or nl % 1 ~= 0 or nl < 0 or nl > 64 then return bad('nLimits', p + 10) end
-  q_arg[q], q_key[q], q_cost[q], q_nl[q] = p, kp, cost, nl
-  kp = kp + 4
-  for i = 1, nl do
-    local d = d_alg[tonumber(ARGV[p + 10 + i])]
-    if not d then return bad('limit', p + 10 + i) end
-    kp = kp + (d == 4 and 2 or 1)
-  end
-  if now >= billing_next_end then return stale() end
-  p = p + 11 + nl
-end
-if kp - 1 ~= #KEYS then return bad('keys', kp) end
-if p - 1 ~= #ARGV then return bad('trailing', p) end
-
+local function fail_stale() error('ERR_STALE_PERIOD ' .. now_str, 0) end
 local function ceil_div(a, b) return floor((a + b - 1) / b) end
 
--- Pass 2: decide each request in order; each is all or nothing on its own.
--- Per-limit scratch arrays are reused across requests (no table per limit).
-local out = {}
-local warn_pair = { 'warn', false }
-local mk = {}
-local e_def, e_key, e_val, e_fits, e_retry, e_over, e_cross = {}, {}, {}, {}, {}, {}, {}
-local e_a, e_b, e_c, e_rem, e_reset = {}, {}, {}, {}, {}
+-- Definitions, by index d (no table per definition): p1..p4 as in the header, thresholds
+-- (a list of percents, or false) and the limit's id (only with thresholds).
+local d_alg, d_mode, d_p1, d_p2, d_p3, d_p4, d_th, d_id = {}, {}, {}, {}, {}, {}, {}, {}
+-- Requests, by index q: first argument, first key, cost, number of limits.
+local q_arg, q_key, q_cost, q_nl = {}, {}, {}, {}
 
-for q = 1, n do
-  local ap, k0, cost, nl = q_arg[q], q_key[q], q_cost[q], q_nl[q]
-
-  -- one read for the record, the admitted counter and every string-valued limit state
-  -- (a key known to be missing is created with SET .. PX: one call instead of INCRBY + PEXPIRE)
-  local billing_end = tonumber(ARGV[ap + 2])
-  local is_next = now >= billing_end
-  mk[1] = KEYS[k0 + 1]
-  mk[2] = is_next and KEYS[k0 + 3] or KEYS[k0 + 2]
-  local m, kk = 2, k0 + 4
-  for i = 1, nl do
-    local d = tonumber(ARGV[ap + 10 + i])
-    e_def[i] = d
-    local alg = d_alg[d]
-    if alg == 4 then
-      e_key[i] = now >= d_p3[d] and KEYS[kk + 1] or KEYS[kk]
-      kk = kk + 2
-    else
-      e_key[i] = KEYS[kk]
-      kk = kk + 1
-    end
-    if alg ~= 5 then
-      m = m + 1
-      mk[m] = e_key[i]
-      e_val[i] = m
-    end
+-- Reads definition d from ARGV[p]; answers the position after it.
+local function parse_definition(d, p)
+  local alg = arg_int(p + DEF_ALG, 'alg', ALG_TOKEN_BUCKET, ALG_CONCURRENCY)
+  local mode = arg_int(p + DEF_MODE, 'mode', MODE_HARD, MODE_SHADOW)
+  local p1, p2 = arg_int(p + DEF_P1, 'p1', 0, MAX), arg_int(p + DEF_P2, 'p2', 0, MAX)
+  local p3, p4 = arg_int(p + DEF_P3, 'p3', 0, MAX), arg_int(p + DEF_P4, 'p4', 0, MAX)
+  local nth = arg_int(p + DEF_N_THRESHOLDS, 'nThresholds', 0, MAX_THRESHOLDS)
+  -- a period quota's boundaries in order; every other parameter the algorithm uses positive
+  if p1 < 1 or (alg == ALG_PERIOD_QUOTA and (p3 <= p2 or p4 <= p3)) or
+     (alg ~= ALG_PERIOD_QUOTA and p2 < 1) or (alg == ALG_TOKEN_BUCKET and p3 < 1) then
+    arg_fail(p, 'definition ' .. d)
   end
-  local vals = call('MGET', unpack(mk, 1, m))
-
-  if vals[1] then
-    -- A retry of an admitted request: the first decision, flagged, nothing taken.
-    local first = mp_unpack(vals[1])
-    first[6] = 1
-    out[q] = first
-  else
-    local deny_idx, defer_idx, retry, is_warned = 0, 0, 0, false
-    for i = 1, nl do
-      local d = e_def[i]
-      local alg, p1 = d_alg[d], d_p1[d]
-      local fits, r_after, over, crossed, reset = true, 0, 0, 0, 0
-      if alg == 1 then
-        local rate, per = d_p2[d], d_p3[d]
-        local tokens, r = p1, 0
-        local v = vals[e_val[i]]
-        if v then
-          local tk, ts, rr = mp_unpack(v)
-          local elapsed = now - ts
-          if elapsed < 0 then elapsed = 0 end
-          local full_ms = ceil_div((p1 - tk) * per, rate) + per
-          if elapsed > full_ms then elapsed = full_ms end
-          local acc = elapsed * rate + rr
-          tokens = tk + floor(acc / per)
-          r = acc % per
-          if tokens >= p1 then tokens = p1; r = 0 end
-        end
-        e_a[i], e_b[i] = tokens, r
-        if cost > p1 then fits = false; r_after = -1
-        elseif cost > tokens then fits = false; r_after = ceil_div((cost - tokens) * per - r, rate) end
-        if cost > tokens then over = cost - tokens end
-      elseif alg == 2 then
-        local win = d_p2[d]
-        local w = floor(now / win)
-        local cnt = 0
-        local v = vals[e_val[i]]
-        if v then
-          local sw, sn = mp_unpack(v)
-          if sw == w then cnt = sn end
-        end
-        e_a[i], e_b[i] = w, cnt
-        reset = (w + 1) * win - now
-        if cost > p1 then fits = false; r_after = -1
-        elseif cnt + cost > p1 then fits = false; r_after = reset end
-        if cnt + cost > p1 then over = cnt + cost - p1; if over > cost then over = cost end end
-      elseif alg == 3 then
-        local win = d_p2[d]
-        local w = floor(now / win)
-        local e = now - w * win
-        local cur, prev = 0, 0
-        local v = vals[e_val[i]]
-        if v then
-          local sw, sc, sp = mp_unpack(v)
-          if sw == w then cur, prev = sc, sp
-          elseif sw == w - 1 then prev = sc end
-        end
-        e_a[i], e_b[i], e_c[i] = w, cur, prev
-        reset = win - e
-        local weighted = prev * (win - e) + (cur + cost) * win
-        if cost > p1 then fits = false; r_after = -1
-        elseif weighted > p1 * win then
-          fits = false
-          if cur + cost <= p1 then
-            -- prev > 0 here; wait until prev's weight has decayed enough in this window
-            r_after = win - floor((p1 - cur - cost) * win / prev) - e
-          else
-            -- only the next window can fit it, where today's count becomes `prev`
-            r_after = (win - e) + win - floor((p1 - cost) * win / cur)
-          end
-        end
-        local excess = weighted - p1 * win
-        if excess > 0 then over = ceil_div(excess, win); if over > cost then over = cost end end
-      elseif alg == 4 then
-        local v = vals[e_val[i]]
-        local used = tonumber(v or '0')
-        local period_end = now >= d_p3[d] and d_p4[d] or d_p3[d]
-        e_a[i], e_b[i], e_c[i] = used, period_end, v and 1 or 0
-        reset = period_end - now
-        if cost > p1 then fits = false; r_after = -1
-        elseif used + cost > p1 then fits = false; r_after = reset end
-        if used + cost > p1 then over = used + cost - p1; if over > cost then over = cost end end
-        local th = d_th[d]
-        if th then
-          for k = 1, #th do
-            local pct = th[k]
-            if used * 100 < pct * p1 and (used + cost) * 100 >= pct * p1 and pct > crossed then crossed = pct end
-          end
-        end
-      else
-        -- live leases only; expired ones are removed when a take writes the key
-        local held = call('ZCOUNT', e_key[i], '(' .. now_str, '+inf')
-        e_a[i] = held
-        if held + 1 > p1 then
-          fits = false
-          over = 1
-          local first = call('ZRANGEBYSCORE', e_key[i], '(' .. now_str, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-          r_after = tonumber(first[2]) - now
-        end
-      end
-      e_fits[i], e_retry[i], e_over[i], e_cross[i], e_reset[i] = fits, r_after, over, crossed, reset
-      local mode = d_mode[d]
-      if not fits then
-        if mode == 1 or mode == 3 then
-          if mode == 1 and deny_idx == 0 then deny_idx = i end
-          if mode == 3 and defer_idx == 0 then defer_idx = i end
-          if retry ~= -1 then
-            if r_after == -1 then retry = -1 elseif r_after > retry then retry = r_after end
-          end
-        elseif mode == 2 then
-          is_warned = true
-        end
-      end
-      if crossed > 0 and mode ~= 4 then is_warned = true end
-    end
-
-    local kind, idx = 0, 0
-    if deny_idx > 0 then kind, idx = 3, deny_idx
-    elseif defer_idx > 0 then kind, idx = 2, defer_idx
-    else
-      kind = is_warned and 1 or 0
-      retry = 0
-    end
-    local admitted = kind <= 1
-
-    for i = 1, nl do
-      local d = e_def[i]
-      local alg, p1 = d_alg[d], d_p1[d]
-      local rem
-      if admitted and (e_fits[i] or d_mode[d] ~= 4) then
-        -- take
-        if alg == 1 then
-          local rate, per = d_p2[d], d_p3[d]
-          local tokens = e_a[i] - cost
-          if tokens < 0 then tokens = 0 end
-          local r = e_b[i]
-          if tokens >= p1 then r = 0 end
-          local full = ceil_div((p1 - tokens) * per - r, rate)
-          if full < 1 then full = 1 end
-          call('SET', e_key[i], mp_pack(tokens, now, r), 'PX', full + 1000)
-          rem, e_reset[i] = tokens, full
-        elseif alg == 2 then
-          local cnt = e_b[i] + cost
-          call('SET', e_key[i], mp_pack(e_a[i], cnt), 'PX', e_reset[i] + 1000)
-          rem = p1 - cnt
-        elseif alg == 3 then
-          local win = d_p2[d]
-          local cur = e_b[i] + cost
-          call('SET', e_key[i], mp_pack(e_a[i], cur, e_c[i]), 'PX', e_reset[i] + win + 1000)
-          rem = floor((p1 * win - e_c[i] * e_reset[i] - cur * win) / win)
-        elseif alg == 4 then
-          local used = e_a[i]
-          if cost > 0 then
-            if e_c[i] == 1 then
-              used = call('INCRBY', e_key[i], cost)
-            else
-              -- kept a long while past the period end: the audit reads it after the close
-              call('SET', e_key[i], cost, 'PX', (e_b[i] - now) + 40 * 86400000)
-              used = cost
-            end
-          end
-          rem = p1 - used
-        else
-          local key = e_key[i]
-          call('ZREMRANGEBYSCORE', key, '-inf', now)
-          call('ZADD', key, now + d_p2[d], ARGV[ap])
-          local last = call('ZRANGE', key, -1, -1, 'WITHSCORES')
-          call('PEXPIREAT', key, tonumber(last[2]) + 1000)
-          rem = p1 - e_a[i] - 1
-          local first = call('ZRANGE', key, 0, 0, 'WITHSCORES')
-          e_reset[i] = tonumber(first[2]) - now
-        end
-      else
-        -- remaining as seen without a take (denied, deferred, or a shadow limit that would deny)
-        if alg == 1 then
-          rem = e_a[i]
-          e_reset[i] = ceil_div((p1 - e_a[i]) * d_p3[d] - e_b[i], d_p2[d])
-        elseif alg == 2 then rem = p1 - e_b[i]
-        elseif alg == 3 then
-          local win = d_p2[d]
-          rem = floor((p1 * win - e_c[i] * e_reset[i] - e_b[i] * win) / win)
-        elseif alg == 4 then rem = p1 - e_a[i]
-        else rem = p1 - e_a[i]
-        end
-      end
-      if rem < 0 then rem = 0 end
-      e_rem[i] = rem
-    end
-
-    local stream_id = ''
-    if admitted then
-      -- the billing period the request counts in (is_next): the admitted counter's and the event's `bp`
-      if cost > 0 then
-        if vals[2] then
-          call('INCRBY', mk[2], cost)
-        else
-          -- kept long past the period end: the audit compares it with the ledger after the close
-          local aend = is_next and tonumber(ARGV[ap + 3]) or billing_end
-          call('SET', mk[2], cost, 'PX', (aend - now) + 400 * 86400000)
-        end
-      end
-      -- thresholds this request crossed (not on shadow limits): `warn` = limitId:percent[,...]
-      local warn, nwarn = nil, 0
-      for i = 1, nl do
-        local d = e_def[i]
-        if e_cross[i] > 0 and d_mode[d] ~= 4 then
-          local item = d_id[d] .. ':' .. e_cross[i]
-          warn = warn and (warn .. ',' .. item) or item
-          nwarn = 2
-        end
-      end
-      warn_pair[2] = warn
-      stream_id = call('XADD', KEYS[k0], '*',
-        'id', ARGV[ap], 'type', 'usage.reserved.v1', 'tenant', ARGV[ap + 4], 'key', ARGV[ap + 5],
-        'op', ARGV[ap + 6], 'cost', ARGV[ap + 1], 'pv', ARGV[ap + 7],
-        'bp', is_next and ARGV[ap + 2] or ARGV[ap + 8], 'time_ms', now_str, unpack(warn_pair, 1, nwarn))
-    end
-
-    local reply = { kind, now, idx, retry, stream_id, 0, nl }
-    local rl = 7
-    for i = 1, nl do
-      local took = admitted and (e_fits[i] or d_mode[e_def[i]] ~= 4)
-      reply[rl + 1] = e_rem[i]
-      reply[rl + 2] = e_reset[i]
-      reply[rl + 3] = (e_fits[i] and 0 or 1) + (took and 2 or 0)
-      reply[rl + 4] = e_over[i]
-      reply[rl + 5] = e_cross[i]
-      rl = rl + 5
-    end
-    if admitted then call('SET', KEYS[k0 + 1], mp_pack(reply), 'PX', ARGV[ap + 9]) end
-    out[q] = reply
-  end
+  if alg == ALG_PERIOD_QUOTA and (now < p2 or now >= p4) then fail_stale() end
+  local th = nth > 0 and {}
+  for k = 1, nth do th[k] = arg_int(p + DEF_N_THRESHOLDS + k, 'threshold', 1, MAX_PERCENT) end
+  d_alg[d], d_mode[d], d_p1[d], d_p2[d], d_p3[d], d_p4[d], d_th[d] = alg, mode, p1, p2, p3, p4, th
+  p = p + DEF_N_THRESHOLDS + 1 + nth
+  if nth == 0 then return p end
+  d_id[d] = ARGV[p] or arg_fail(p, 'limitId') -- named in the event when a threshold is crossed
+  return p + 1
 end
+
+-- Reads request q from ARGV[p], its keys from KEYS[kp]; answers the positions after them.
+local function parse_request(q, p, kp)
+  if ARGV[p + REQ_ID] == nil then arg_fail(p + REQ_ID, 'requestId') end
+  local cost = arg_int(p + REQ_COST, 'cost', 0, MAX)
+  local billing_start = arg_int(p + REQ_BILLING_START, 'billingStartMs', 0, MAX)
+  local billing_end = arg_int(p + REQ_BILLING_END, 'billingEndMs', billing_start + 1, MAX)
+  local billing_next_end = arg_int(p + REQ_BILLING_NEXT_END, 'billingNextEndMs', billing_end + 1, MAX)
+  for at = p + REQ_TENANT, p + REQ_POLICY_VERSION do
+    if ARGV[at] == nil then arg_fail(at, 'event') end
+  end
+  arg_int(p + REQ_RECORD_TTL, 'recordTtlMs', MIN_RECORD_TTL_MS, MAX)
+  local nl = arg_int(p + REQ_N_LIMITS, 'nLimits', 0, MAX_LIMITS)
+  q_arg[q], q_key[q], q_cost[q], q_nl[q] = p, kp, cost, nl
+  kp = kp + KEY_LIMITS
+  for at = p + REQ_N_LIMITS + 1, p + REQ_N_LIMITS + nl do
+    local alg = d_alg[tonumber(ARGV[at])]
+    if not alg then arg_fail(at, 'limit') end
+    kp = kp + (alg == ALG_PERIOD_QUOTA and 2 or 1) -- a period quota has two keys: current, next
+  end
+  if now >= billing_next_end then fail_stale() end
+  return p + REQ_N_LIMITS + 1 + nl, kp
+end
+
+-- Pass 1: validate the whole batch before any write, so a malformed or stale request can
+-- never leave earlier requests of the batch half-written. Answers the number of requests.
+local function parse_batch()
+  arg_int(ARG_VERSION, 'version', LAYOUT_VERSION, LAYOUT_VERSION)
+  local n = arg_int(ARG_N_REQUESTS, 'n', 1, MAX_REQUESTS)
+  local nd = arg_int(ARG_N_DEFINITIONS, 'nDefinitions', 0, MAX_DEFINITIONS)
+  local p, kp = ARG_DEFINITIONS, 1
+  for d = 1, nd do p = parse_definition(d, p) end
+  for q = 1, n do p, kp = parse_request(q, p, kp) end
+  if kp - 1 ~= #KEYS then arg_fail(kp, 'keys') end
+  if p - 1 ~= #ARGV then arg_fail(p, 'trailing') end
+  return n
+end
+
+-- Scratch of the request being decided, by the limit's position i in it (reused across
+-- requests: no table per limit):
+--   e_def definition index   e_key state key in use (a period quota's current or next)
+--   e_val position of its value in the MGET reply (every algorithm but concurrency)
+--   e_fits cost fits   e_over overage   e_cross threshold crossed (percent or 0)
+--   e_rem remaining    e_reset resetMs  (as seen without a take, until a take sets them)
+--   e_a, e_b, e_c the state read: token bucket tokens, refill remainder; fixed window window, count;
+--     sliding window window, current, previous; period quota used, period end ms, 1 if the key
+--     exists else 0; concurrency live leases
+local e_def, e_key, e_val, e_fits, e_over, e_cross, e_rem, e_reset = {}, {}, {}, {}, {}, {}, {}, {}
+local e_a, e_b, e_c, mget_keys = {}, {}, {}, {}
+
+-- One read for the record, the admitted counter and every string-valued limit state (a key
+-- known to be missing is then created with SET .. PX: one call instead of INCRBY + PEXPIRE).
+local function read_state(q, is_next)
+  local ap, k0 = q_arg[q], q_key[q]
+  mget_keys[1] = KEYS[k0 + KEY_RECORD]
+  mget_keys[2] = KEYS[k0 + (is_next and KEY_ADMITTED_NEXT or KEY_ADMITTED)]
+  local m, kk = 2, k0 + KEY_LIMITS
+  for i = 1, q_nl[q] do
+    local d = tonumber(ARGV[ap + REQ_N_LIMITS + i])
+    local alg = d_alg[d]
+    e_def[i], e_val[i], e_cross[i] = d, false, 0
+    e_key[i] = (alg == ALG_PERIOD_QUOTA and now >= d_p3[d]) and KEYS[kk + 1] or KEYS[kk]
+    kk = kk + (alg == ALG_PERIOD_QUOTA and 2 or 1)
+    if alg ~= ALG_CONCURRENCY then
+      m = m + 1
+      mget_keys[m], e_val[i] = e_key[i], m
+    end
+  end
+  return call('MGET', unpack(mget_keys, 1, m))
+end
+
+-- `used` units of `limit`: fits, retryAfterMs (`wait_ms`; never above the limit), overage (<= cost).
+local function verdict(used, cost, limit, wait_ms)
+  local over = used + cost - limit
+  if over <= 0 then return true, 0, 0 end
+  return false, cost > limit and RETRY_NEVER or wait_ms, over < cost and over or cost
+end
+
+-- Checks, by algorithm: read limit i's state `v` (its MGET value) into e_a..e_c, e_rem,
+-- e_reset and e_cross, and answer fits, retryAfterMs, overage.
+local CHECK = {}
+CHECK[ALG_TOKEN_BUCKET] = function(i, cost, v)
+  local d = e_def[i]
+  local cap, rate, per = d_p1[d], d_p2[d], d_p3[d]
+  local tokens, r = cap, 0
+  if v then
+    local tk, ts, rr = mp_unpack(v)
+    -- refill for the time elapsed, at most the time to fill from empty (no overflow)
+    local elapsed = math.max(0, math.min(now - ts, ceil_div((cap - tk) * per, rate) + per))
+    local acc = elapsed * rate + rr
+    tokens, r = tk + floor(acc / per), acc % per
+    if tokens >= cap then tokens = cap; r = 0 end
+  end
+  e_a[i], e_b[i], e_rem[i], e_reset[i] = tokens, r, tokens, ceil_div((cap - tokens) * per - r, rate)
+  -- tokens < 0 after a settled overrun: the overage is then more than the cost
+  if cost <= tokens then return true, 0, 0 end
+  return false, cost > cap and RETRY_NEVER or ceil_div((cost - tokens) * per - r, rate), cost - tokens
+end
+
+CHECK[ALG_FIXED_WINDOW] = function(i, cost, v)
+  local d = e_def[i]
+  local limit, win = d_p1[d], d_p2[d]
+  local w, count = floor(now / win), 0
+  if v then
+    local sw, sn = mp_unpack(v)
+    if sw == w then count = sn end
+  end
+  e_a[i], e_b[i] = w, count
+  e_rem[i], e_reset[i] = limit - count, (w + 1) * win - now
+  return verdict(count, cost, limit, e_reset[i])
+end
+
+CHECK[ALG_SLIDING_WINDOW] = function(i, cost, v)
+  local d = e_def[i]
+  local limit, win = d_p1[d], d_p2[d]
+  local w, cur, prev = floor(now / win), 0, 0
+  local e = now - w * win -- ms elapsed in this window
+  if v then
+    local sw, sc, sp = mp_unpack(v)
+    if sw == w then cur, prev = sc, sp
+    elseif sw == w - 1 then prev = sc end
+  end
+  e_a[i], e_b[i], e_c[i] = w, cur, prev
+  e_rem[i], e_reset[i] = floor((limit * win - prev * (win - e) - cur * win) / win), win - e
+  -- in units × ms: the previous window's count weighs what is left of this window
+  local excess = prev * (win - e) + (cur + cost) * win - limit * win
+  if excess <= 0 then return true, 0, 0 end
+  local over = ceil_div(excess, win)
+  if cost > limit then return false, RETRY_NEVER, over < cost and over or cost end
+  if cur + cost <= limit then
+    -- prev > 0 here; wait until prev's weight has decayed enough in this window
+    return false, win - floor((limit - cur - cost) * win / prev) - e, over < cost and over or cost
+  end
+  -- only the next window can fit it, where today's count becomes `prev`
+  return false, (win - e) + win - floor((limit - cost) * win / cur), over < cost and over or cost
+end
+
+CHECK[ALG_PERIOD_QUOTA] = function(i, cost, v)
+  local d = e_def[i]
+  local limit, th = d_p1[d], d_th[d]
+  local used = tonumber(v or '0')
+  local period_end = now >= d_p3[d] and d_p4[d] or d_p3[d]
+  e_a[i], e_b[i], e_c[i] = used, period_end, v and 1 or 0
+  e_rem[i], e_reset[i] = limit - used, period_end - now
+  for k = 1, th and #th or 0 do
+    local pct = th[k]
+    if used * 100 < pct * limit and (used + cost) * 100 >= pct * limit and pct > e_cross[i] then e_cross[i] = pct end
+  end
+  return verdict(used, cost, limit, e_reset[i])
+end
+
+CHECK[ALG_CONCURRENCY] = function(i)
+  -- live leases only; expired ones are removed when a take writes the key
+  local held = call('ZCOUNT', e_key[i], '(' .. now_str, '+inf')
+  e_a[i], e_rem[i], e_reset[i] = held, d_p1[e_def[i]] - held, 0
+  if held < d_p1[e_def[i]] then return true, 0, 0 end
+  local first = call('ZRANGEBYSCORE', e_key[i], '(' .. now_str, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  return false, tonumber(first[2]) - now, 1
+end
+
+-- Checks every limit of request q; answers kind, limitIndex and retryAfterMs. The first
+-- hard limit that does not fit decides, else the first deferring one; retry is the longest wait.
+local function check_all(q, vals)
+  local deny_idx, defer_idx, retry, is_warned = 0, 0, 0, false
+  for i = 1, q_nl[q] do
+    local mode = d_mode[e_def[i]]
+    local fits, r_after, over = CHECK[d_alg[e_def[i]]](i, q_cost[q], vals[e_val[i]])
+    e_fits[i], e_over[i] = fits, over
+    if not fits and mode == MODE_HARD and deny_idx == 0 then deny_idx = i end
+    if not fits and mode == MODE_DEFER and defer_idx == 0 then defer_idx = i end
+    if not fits and (mode == MODE_HARD or mode == MODE_DEFER) and retry ~= RETRY_NEVER then
+      retry = (r_after == RETRY_NEVER or r_after > retry) and r_after or retry
+    end
+    if (not fits and mode == MODE_SOFT) or (e_cross[i] > 0 and mode ~= MODE_SHADOW) then is_warned = true end
+  end
+  if deny_idx > 0 then return KIND_DENIED, deny_idx, retry end
+  if defer_idx > 0 then return KIND_DEFERRED, defer_idx, retry end
+  return is_warned and KIND_WARNED or KIND_ALLOWED, 0, 0
+end
+
+-- Takes the cost from limit i: writes its new state with its TTL and answers remaining
+-- (setting e_reset where the take moves it).
+local function take(i, cost, request_id)
+  local d = e_def[i]
+  local alg, key, limit = d_alg[d], e_key[i], d_p1[d]
+  if alg == ALG_TOKEN_BUCKET then
+    local rate, per = d_p2[d], d_p3[d]
+    local tokens = math.max(0, e_a[i] - cost)
+    local r = tokens >= limit and 0 or e_b[i]
+    local full_ms = math.max(1, ceil_div((limit - tokens) * per - r, rate))
+    call('SET', key, mp_pack(tokens, now, r), 'PX', full_ms + TTL_SLACK_MS)
+    e_reset[i] = full_ms
+    return tokens
+  elseif alg == ALG_FIXED_WINDOW then
+    local count = e_b[i] + cost
+    call('SET', key, mp_pack(e_a[i], count), 'PX', e_reset[i] + TTL_SLACK_MS)
+    return limit - count
+  elseif alg == ALG_SLIDING_WINDOW then
+    local win, cur = d_p2[d], e_b[i] + cost
+    -- kept through the next window, which reads this one's count as `previous`
+    call('SET', key, mp_pack(e_a[i], cur, e_c[i]), 'PX', e_reset[i] + win + TTL_SLACK_MS)
+    return floor((limit * win - e_c[i] * e_reset[i] - cur * win) / win)
+  elseif alg == ALG_PERIOD_QUOTA then
+    if cost == 0 then return e_rem[i] end
+    if e_c[i] == 1 then return limit - call('INCRBY', key, cost) end
+    call('SET', key, cost, 'PX', (e_b[i] - now) + QUOTA_KEEP_MS)
+    return limit - cost
+  end
+  call('ZREMRANGEBYSCORE', key, '-inf', now)
+  call('ZADD', key, now + d_p2[d], request_id)
+  -- the set lives as long as its last lease; resetMs is when its first one ends
+  local last = call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  call('PEXPIREAT', key, tonumber(last[2]) + TTL_SLACK_MS)
+  e_reset[i] = tonumber(call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]) - now
+  return e_rem[i] - 1
+end
+
+-- Counts an admitted cost into the tenant's counter of the billing period it counts in.
+local function count_admitted(q, is_next, is_counted)
+  local cost, key = q_cost[q], mget_keys[2]
+  if cost == 0 then return end
+  if is_counted then return call('INCRBY', key, cost) end
+  local period_end = tonumber(ARGV[q_arg[q] + (is_next and REQ_BILLING_NEXT_END or REQ_BILLING_END)])
+  call('SET', key, cost, 'PX', (period_end - now) + ADMITTED_KEEP_MS)
+end
+
+-- Appends request q's usage event; `bp` names the billing period it counts in. Answers its id.
+local warn_pair = { 'warn', false }
+local function append_event(q, is_next)
+  local ap = q_arg[q]
+  -- thresholds this request crossed (not on shadow limits): `warn` = limitId:percent[,...]
+  local warn, n_warn = nil, 0
+  for i = 1, q_nl[q] do
+    if e_cross[i] > 0 and d_mode[e_def[i]] ~= MODE_SHADOW then
+      local item = d_id[e_def[i]] .. ':' .. e_cross[i]
+      warn, n_warn = warn and (warn .. ',' .. item) or item, 2
+    end
+  end
+  warn_pair[2] = warn
+  return call('XADD', KEYS[q_key[q] + KEY_STREAM], '*',
+    'id', ARGV[ap + REQ_ID], 'type', 'usage.reserved.v1', 'tenant', ARGV[ap + REQ_TENANT],
+    'key', ARGV[ap + REQ_KEY_ID], 'op', ARGV[ap + REQ_OPERATION], 'cost', ARGV[ap + REQ_COST],
+    'pv', ARGV[ap + REQ_POLICY_VERSION], 'bp', ARGV[ap + (is_next and REQ_BILLING_END or REQ_BILLING_START)],
+    'time_ms', now_str, unpack(warn_pair, 1, n_warn))
+end
+
+-- Pass 2: decides request q, all or nothing, and answers its reply.
+local function decide(q)
+  local ap, nl = q_arg[q], q_nl[q]
+  -- the billing period the request counts in: the admitted counter's and the event's `bp`
+  local is_next = now >= tonumber(ARGV[ap + REQ_BILLING_END])
+  local vals = read_state(q, is_next)
+  if vals[1] then
+    -- a retry of an admitted request: the first decision, flagged, nothing taken
+    local first = mp_unpack(vals[1])
+    first[REPLY_IS_REPLAY] = 1
+    return first
+  end
+  local kind, idx, retry = check_all(q, vals)
+  local is_admitted = kind == KIND_ALLOWED or kind == KIND_WARNED
+  local reply = { kind, now, idx, retry, '', 0, nl }
+  for i = 1, nl do
+    -- an admitted request takes from every limit, but from a shadow limit only when it fits
+    local took = is_admitted and (e_fits[i] or d_mode[e_def[i]] ~= MODE_SHADOW)
+    local rem = took and take(i, q_cost[q], ARGV[ap + REQ_ID]) or e_rem[i]
+    local at = REPLY_HEAD + (i - 1) * REPLY_PER_LIMIT
+    reply[at + 1], reply[at + 2], reply[at + 4], reply[at + 5] = rem < 0 and 0 or rem, e_reset[i], e_over[i], e_cross[i]
+    reply[at + 3] = (e_fits[i] and 0 or FLAG_EXCEEDED) + (took and FLAG_TOOK or 0)
+  end
+  if not is_admitted then return reply end
+  count_admitted(q, is_next, vals[2])
+  reply[REPLY_STREAM_ID] = append_event(q, is_next)
+  call('SET', KEYS[q_key[q] + KEY_RECORD], mp_pack(reply), 'PX', ARGV[ap + REQ_RECORD_TTL])
+  return reply
+end
+
+local ok, n = pcall(parse_batch)
+if not ok then return redis.error_reply(tostring(n):find('^ERR_') and n or 'ERR_SCRIPT ' .. tostring(n)) end
+local out = {}
+for q = 1, n do out[q] = decide(q) end
 return out

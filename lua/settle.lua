@@ -16,179 +16,214 @@
 -- ARGV[5]     billingEndMs   ARGV[6] billingNextEndMs   ARGV[7] billingStartMs   (as for decide.lua)
 -- ARGV[8]     nFields >= 1, ARGV[9] nLimits
 -- then        nFields (name, value) pairs of the settled event (the script adds refund, bp and time_ms),
---             then per limit: alg, mode, p1, p2, p3, p4, nThresholds, thresholds... (as for decide.lua)
+--             then per limit: alg, mode, p1, p2, p3, p4, nThresholds, thresholds..., limitId when
+--             nThresholds > 0 (as for decide.lua)
 -- Clock:      redis TIME
 -- Returns:    {status, nowMs, streamId, refund}  status 1 settled, 2 replay of an earlier settle,
 --             0 unknown request (never admitted, or its record expired): nothing changed
--- Errors:     "ERR_ARG <name>"
+-- Errors:     "ERR_ARG <name> at <position>" when ARGV or KEYS are malformed (nothing written)
 -- Data:       v1, the layouts of decide.lua (msgpack bucket values). Refunds never lift a bucket above its capacity or a
 --             counter below 0; a refund to a window or period that has ended is dropped (it no
---             longer limits anything), an overrun is taken from the current one.
+--             longer limits anything), an overrun is taken from the current one. An admitted counter
+--             the overrun creates (the decision cost 0) gets decide.lua's TTL.
 
-local MAX = 9007199254740991
-local pos = 1
-local function arg_int(name, min, max)
-  local v = tonumber(ARGV[pos])
-  if v == nil or v ~= math.floor(v) or v < min or v > max then
-    return nil, 'ERR_ARG ' .. name .. ' at ' .. pos
-  end
-  pos = pos + 1
+local LAYOUT_VERSION = 1
+local ARG_VERSION, ARG_REQUEST_ID, ARG_REQUESTED, ARG_ACTUAL = 1, 2, 3, 4
+local ARG_BILLING_END, ARG_BILLING_NEXT_END, ARG_BILLING_START, ARG_N_FIELDS, ARG_N_LIMITS, ARG_FIELDS = 5, 6, 7, 8, 9, 10
+-- a limit definition's fields, as offsets from its first argument (as in decide.lua)
+local DEF_ALG, DEF_MODE, DEF_P1, DEF_P2, DEF_P3, DEF_P4, DEF_N_THRESHOLDS = 0, 1, 2, 3, 4, 5, 6
+local KEY_STREAM, KEY_RECORD, KEY_ADMITTED, KEY_ADMITTED_NEXT, KEY_LIMITS = 1, 2, 3, 4, 5
+
+local ALG_TOKEN_BUCKET, ALG_FIXED_WINDOW, ALG_SLIDING_WINDOW, ALG_PERIOD_QUOTA, ALG_CONCURRENCY = 1, 2, 3, 4, 5
+local MODE_HARD, MODE_SHADOW = 1, 4
+local STATUS_UNKNOWN, STATUS_SETTLED, STATUS_REPLAY = 0, 1, 2
+-- The request record: decide.lua's reply (nowMs, nLimits, then per limit: remaining,
+-- resetMs, flags, overage, thresholdCrossed), then the settlement {nowMs, streamId, refund}.
+local REPLY_NOW, REPLY_N_LIMITS, REPLY_HEAD, REPLY_PER_LIMIT, LIMIT_FLAGS = 2, 7, 7, 5, 3
+local FLAG_TOOK = 2 -- the limit took the decided cost
+local SETTLED_NOW, SETTLED_STREAM_ID, SETTLED_REFUND = 1, 2, 3
+
+local MAX = 9007199254740991 -- 2^53 - 1: the largest integer a Lua number holds exactly
+local MAX_FIELDS, MAX_LIMITS, MAX_THRESHOLDS, MAX_PERCENT = 64, 64, 8, 1000
+local DAY_MS = 86400000
+-- TTLs as in decide.lua: a key outlives its value's use by TTL_SLACK_MS; counters are kept long past
+-- their period's end for the audit after the close.
+local TTL_SLACK_MS, QUOTA_KEEP_MS, ADMITTED_KEEP_MS = 1000, 40 * DAY_MS, 400 * DAY_MS
+
+-- Validation raises 'ERR_ARG <name> at <index>'; the pcall around the parse replies it (a bug: ERR_SCRIPT).
+local function arg_fail(index, name) error('ERR_ARG ' .. name .. ' at ' .. index, 0) end
+local function arg_int(index, name, min, max)
+  local v = tonumber(ARGV[index])
+  if v == nil or v % 1 ~= 0 or v < min or v > max then arg_fail(index, name) end
   return v
 end
 
 local function int_str(v) return string.format('%d', v) end
 local function ceil_div(a, b) return math.floor((a + b - 1) / b) end
 
-local parsed = {}
-local function need(name, min, max)
-  local v, err = arg_int(name, min, max)
-  if err then error({ err = err }) end
-  return v
+-- Reads limit i's definition from ARGV[p] and its keys from KEYS[kp]; answers the limit
+-- {alg, p1..p4, key, next_key} and the positions after them.
+local function parse_limit(i, p, kp)
+  local lim = {}
+  lim.alg = arg_int(p + DEF_ALG, 'alg', ALG_TOKEN_BUCKET, ALG_CONCURRENCY)
+  arg_int(p + DEF_MODE, 'mode', MODE_HARD, MODE_SHADOW)
+  lim.p1, lim.p2 = arg_int(p + DEF_P1, 'p1', 0, MAX), arg_int(p + DEF_P2, 'p2', 0, MAX)
+  lim.p3, lim.p4 = arg_int(p + DEF_P3, 'p3', 0, MAX), arg_int(p + DEF_P4, 'p4', 0, MAX)
+  local n_th = arg_int(p + DEF_N_THRESHOLDS, 'nThresholds', 0, MAX_THRESHOLDS)
+  for k = 1, n_th do arg_int(p + DEF_N_THRESHOLDS + k, 'threshold', 1, MAX_PERCENT) end
+  p = p + DEF_N_THRESHOLDS + 1 + n_th
+  if n_th > 0 then
+    if ARGV[p] == nil then arg_fail(p, 'limitId') end
+    p = p + 1
+  end
+  -- the parameters the refunds divide by
+  if (lim.alg == ALG_TOKEN_BUCKET and (lim.p1 < 1 or lim.p2 < 1 or lim.p3 < 1)) or
+     ((lim.alg == ALG_FIXED_WINDOW or lim.alg == ALG_SLIDING_WINDOW) and lim.p2 < 1) then
+    arg_fail(p, 'limit ' .. i)
+  end
+  lim.key = KEYS[kp]
+  if lim.alg ~= ALG_PERIOD_QUOTA then return lim, p, kp + 1 end
+  lim.next_key = KEYS[kp + 1]
+  return lim, p, kp + 2
 end
 
-local ok, failure = pcall(function()
-  need('version', 1, 1)
-  if ARGV[pos] == nil then error({ err = 'ERR_ARG requestId' }) end
-  parsed.request_id = ARGV[pos]; pos = pos + 1
-  parsed.requested = need('requested', 0, MAX)
-  parsed.actual = need('actual', 0, MAX)
-  parsed.billing_end = need('billingEndMs', 0, MAX)
-  parsed.billing_next_end = need('billingNextEndMs', 0, MAX)
-  parsed.billing_start = need('billingStartMs', 0, MAX)
-  local n_fields = need('nFields', 1, 64)
-  local n_limits = need('nLimits', 0, 64)
-  parsed.fields = {}
-  for i = 1, n_fields * 2 do
-    if ARGV[pos] == nil then error({ err = 'ERR_ARG field' }) end
-    parsed.fields[i] = ARGV[pos]; pos = pos + 1
+-- Validates every argument before any write; answers them parsed.
+local function parse_args()
+  arg_int(ARG_VERSION, 'version', LAYOUT_VERSION, LAYOUT_VERSION)
+  if ARGV[ARG_REQUEST_ID] == nil then arg_fail(ARG_REQUEST_ID, 'requestId') end
+  local parsed = {
+    request_id = ARGV[ARG_REQUEST_ID],
+    requested = arg_int(ARG_REQUESTED, 'requested', 0, MAX),
+    actual = arg_int(ARG_ACTUAL, 'actual', 0, MAX),
+    billing_end = arg_int(ARG_BILLING_END, 'billingEndMs', 0, MAX),
+    billing_next_end = arg_int(ARG_BILLING_NEXT_END, 'billingNextEndMs', 0, MAX),
+    billing_start = arg_int(ARG_BILLING_START, 'billingStartMs', 0, MAX),
+    fields = {},
+    limits = {},
+  }
+  local n_fields = arg_int(ARG_N_FIELDS, 'nFields', 1, MAX_FIELDS)
+  local n_limits = arg_int(ARG_N_LIMITS, 'nLimits', 0, MAX_LIMITS)
+  for f = 1, n_fields * 2 do
+    local at = ARG_FIELDS + f - 1
+    parsed.fields[f] = ARGV[at] or arg_fail(at, 'field')
   end
-  parsed.limits = {}
-  local key_pos = 5
-  for i = 1, n_limits do
-    local lim = {}
-    lim.alg = need('alg', 1, 5); lim.mode = need('mode', 1, 4)
-    lim.p1 = need('p1', 0, MAX); lim.p2 = need('p2', 0, MAX); lim.p3 = need('p3', 0, MAX); lim.p4 = need('p4', 0, MAX)
-    local n_th = need('nThresholds', 0, 8)
-    for _ = 1, n_th do need('threshold', 1, 1000) end
-    if n_th > 0 then
-      if ARGV[pos] == nil then error({ err = 'ERR_ARG limitId' }) end
-      pos = pos + 1
-    end
-    if lim.alg == 1 and (lim.p1 < 1 or lim.p2 < 1 or lim.p3 < 1) then error({ err = 'ERR_ARG limit ' .. i }) end
-    if (lim.alg == 2 or lim.alg == 3) and lim.p2 < 1 then error({ err = 'ERR_ARG limit ' .. i }) end
-    lim.key = KEYS[key_pos]; key_pos = key_pos + 1
-    if lim.alg == 4 then lim.next_key = KEYS[key_pos]; key_pos = key_pos + 1 end
-    parsed.limits[i] = lim
-  end
-  if key_pos - 1 ~= #KEYS then error({ err = 'ERR_ARG keys' }) end
-  if pos - 1 ~= #ARGV then error({ err = 'ERR_ARG trailing' }) end
-end)
-if not ok then
-  if type(failure) == 'table' and failure.err then return redis.error_reply(failure.err) end
-  return redis.error_reply('ERR_SCRIPT ' .. tostring(failure))
+  local p, kp = ARG_FIELDS + n_fields * 2, KEY_LIMITS
+  for i = 1, n_limits do parsed.limits[i], p, kp = parse_limit(i, p, kp) end
+  if kp - 1 ~= #KEYS then arg_fail(kp, 'keys') end
+  if p - 1 ~= #ARGV then arg_fail(p, 'trailing') end
+  return parsed
 end
+
+local ok, parsed = pcall(parse_args)
+if not ok then return redis.error_reply(tostring(parsed):find('^ERR_') and parsed or 'ERR_SCRIPT ' .. tostring(parsed)) end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local stored = redis.call('GET', KEYS[2])
-if not stored then return { 0, now, '', 0 } end
-local decision, settlement = cmsgpack.unpack(stored)
-if settlement then return { 2, settlement[1], settlement[2], settlement[3] } end
-
-local decided_at = decision[2]
-local decided_limits = decision[7]
-local refund = parsed.requested - parsed.actual
-
-for i, lim in ipairs(parsed.limits) do
-  local took = false
-  if decided_limits == #parsed.limits then
-    local flags = decision[7 + (i - 1) * 5 + 3]
-    took = flags >= 2
+-- Gives `refund` back to a token bucket (a negative refund takes the overrun), capped at capacity.
+local function settle_token_bucket(lim, refund)
+  local cap, rate, per = lim.p1, lim.p2, lim.p3
+  local st = redis.call('GET', lim.key)
+  local tokens, r = cap, 0
+  if st then
+    local ts
+    tokens, ts, r = cmsgpack.unpack(st)
+    -- refill for the time elapsed, at most the time to fill from empty (no overflow)
+    local elapsed = math.max(0, math.min(now - ts, ceil_div((cap - tokens) * per, rate) + per))
+    local acc = elapsed * rate + r
+    tokens, r = tokens + math.floor(acc / per), acc % per
+    if tokens >= cap then tokens = cap; r = 0 end
   end
-  if lim.alg == 5 then
-    -- a lease is released whatever the cost
-    redis.call('ZREM', lim.key, parsed.request_id)
-  end
-  if took and refund ~= 0 then
-    if lim.alg == 1 then
-      local cap, rate, per = lim.p1, lim.p2, lim.p3
-      local st = redis.call('GET', lim.key)
-      local tokens, r = cap, 0
-      if st then
-        local ts
-        tokens, ts, r = cmsgpack.unpack(st)
-        local elapsed = now - ts
-        if elapsed < 0 then elapsed = 0 end
-        local full_ms = ceil_div((cap - tokens) * per, rate) + per
-        if elapsed > full_ms then elapsed = full_ms end
-        local acc = elapsed * rate + r
-        tokens = tokens + math.floor(acc / per)
-        r = acc % per
-        if tokens >= cap then tokens = cap; r = 0 end
-      end
-      tokens = tokens + refund
-      if tokens >= cap then tokens = cap; r = 0 end
-      local full = ceil_div((cap - tokens) * per - r, rate)
-      if full < 1 then full = 1 end
-      redis.call('SET', lim.key, cmsgpack.pack(tokens, now, r), 'PX', full + 1000)
-    elseif lim.alg == 2 or lim.alg == 3 then
-      local win = lim.p2
-      local w_now = math.floor(now / win)
-      local w_then = math.floor(decided_at / win)
-      local st = redis.call('GET', lim.key)
-      local stored_w, count, prev
-      if st then stored_w, count, prev = cmsgpack.unpack(st) end
-      if refund > 0 then
-        if stored_w == w_then then
-          count = count - refund
-          if count < 0 then count = 0 end
-          redis.call('SET', lim.key, lim.alg == 2 and cmsgpack.pack(stored_w, count) or cmsgpack.pack(stored_w, count, prev), 'KEEPTTL')
-        elseif lim.alg == 3 and stored_w == w_then + 1 then
-          -- the decision's window is now the previous one of a sliding window
-          prev = prev - refund
-          if prev < 0 then prev = 0 end
-          redis.call('SET', lim.key, cmsgpack.pack(stored_w, count, prev), 'KEEPTTL')
-        end
-      else
-        local over = -refund
-        local reset = (w_now + 1) * win - now
-        if stored_w == w_now then
-          count = count + over
-        else
-          prev = (lim.alg == 3 and stored_w == w_now - 1) and count or 0
-          count = over
-        end
-        if lim.alg == 2 then
-          redis.call('SET', lim.key, cmsgpack.pack(w_now, count), 'PX', reset + 1000)
-        else
-          redis.call('SET', lim.key, cmsgpack.pack(w_now, count, prev), 'PX', reset + win + 1000)
-        end
-      end
-    elseif lim.alg == 4 then
-      local key_then = decided_at >= lim.p3 and lim.next_key or lim.key
-      if refund > 0 then
-        local used = tonumber(redis.call('GET', key_then) or '0')
-        local back = refund < used and refund or used
-        if back > 0 then redis.call('DECRBY', key_then, back) end
-      else
-        local key_now = now >= lim.p3 and lim.next_key or lim.key
-        redis.call('INCRBY', key_now, -refund)
-        local period_end = now >= lim.p3 and lim.p4 or lim.p3
-        redis.call('PEXPIRE', key_now, (period_end - now) + 40 * 86400000)
-      end
+  tokens = tokens + refund
+  if tokens >= cap then tokens = cap; r = 0 end
+  local full_ms = math.max(1, ceil_div((cap - tokens) * per - r, rate))
+  redis.call('SET', lim.key, cmsgpack.pack(tokens, now, r), 'PX', full_ms + TTL_SLACK_MS)
+end
+
+-- Gives a refund back to the window the decision counted in, if it still counts; takes an
+-- overrun from the current window.
+local function settle_window(lim, refund, decided_at)
+  local is_sliding, win = lim.alg == ALG_SLIDING_WINDOW, lim.p2
+  local w_now, w_then = math.floor(now / win), math.floor(decided_at / win)
+  local st = redis.call('GET', lim.key)
+  local stored_w, count, prev
+  if st then stored_w, count, prev = cmsgpack.unpack(st) end
+  if refund > 0 and stored_w == w_then then
+    count = math.max(0, count - refund)
+    local value = is_sliding and cmsgpack.pack(stored_w, count, prev) or cmsgpack.pack(stored_w, count)
+    redis.call('SET', lim.key, value, 'KEEPTTL')
+  elseif refund > 0 and is_sliding and stored_w == w_then + 1 then
+    -- the decision's window is now the previous one of a sliding window
+    redis.call('SET', lim.key, cmsgpack.pack(stored_w, count, math.max(0, prev - refund)), 'KEEPTTL')
+  elseif refund < 0 then
+    local reset = (w_now + 1) * win - now
+    if stored_w == w_now then
+      count = count - refund
+    else
+      prev = (is_sliding and stored_w == w_now - 1) and count or 0
+      count = -refund
+    end
+    if is_sliding then
+      -- kept through the next window, which reads this one's count as `previous`
+      redis.call('SET', lim.key, cmsgpack.pack(w_now, count, prev), 'PX', reset + win + TTL_SLACK_MS)
+    else
+      redis.call('SET', lim.key, cmsgpack.pack(w_now, count), 'PX', reset + TTL_SLACK_MS)
     end
   end
 end
 
--- The admitted counter moves in the period the decision counted in (the audit's invariant).
-if refund ~= 0 then
-  local admitted = decided_at >= parsed.billing_end and KEYS[4] or KEYS[3]
-  local current = tonumber(redis.call('GET', admitted) or '0')
-  local move = -refund
-  if current + move < 0 then move = -current end
-  if move ~= 0 then redis.call('INCRBY', admitted, move) end
+-- Gives a refund back to the period the decision counted in (never below 0); takes an
+-- overrun from the current period.
+local function settle_period_quota(lim, refund, decided_at)
+  if refund > 0 then
+    local key_then = decided_at >= lim.p3 and lim.next_key or lim.key
+    local used = tonumber(redis.call('GET', key_then) or '0')
+    local back = math.min(refund, used)
+    if back > 0 then redis.call('DECRBY', key_then, back) end
+    return
+  end
+  local key_now = now >= lim.p3 and lim.next_key or lim.key
+  redis.call('INCRBY', key_now, -refund)
+  local period_end = now >= lim.p3 and lim.p4 or lim.p3
+  redis.call('PEXPIRE', key_now, (period_end - now) + QUOTA_KEEP_MS)
 end
+
+-- Moves the admitted counter of the period the decision counted in by -refund, never
+-- below 0 (the audit's invariant). A decision of cost 0 created no counter: an overrun
+-- creates it, with the TTL decide.lua gives it.
+local function move_admitted(decided_at, refund)
+  local is_next = decided_at >= parsed.billing_end
+  local key = is_next and KEYS[KEY_ADMITTED_NEXT] or KEYS[KEY_ADMITTED]
+  local stored = redis.call('GET', key)
+  local move = math.max(-refund, -tonumber(stored or '0'))
+  if move == 0 then return end
+  if stored then return redis.call('INCRBY', key, move) end
+  local period_end = is_next and parsed.billing_next_end or parsed.billing_end
+  redis.call('SET', key, move, 'PX', (period_end - now) + ADMITTED_KEEP_MS)
+end
+
+local stored = redis.call('GET', KEYS[KEY_RECORD])
+if not stored then return { STATUS_UNKNOWN, now, '', 0 } end
+local decision, settlement = cmsgpack.unpack(stored)
+if settlement then
+  return { STATUS_REPLAY, settlement[SETTLED_NOW], settlement[SETTLED_STREAM_ID], settlement[SETTLED_REFUND] }
+end
+
+local decided_at = decision[REPLY_NOW]
+local refund = parsed.requested - parsed.actual
+for i, lim in ipairs(parsed.limits) do
+  -- a limit took the cost only if the decision saw the same limits
+  local flags = decision[REPLY_N_LIMITS] == #parsed.limits and decision[REPLY_HEAD + (i - 1) * REPLY_PER_LIMIT + LIMIT_FLAGS]
+  local took = flags and bit.band(flags, FLAG_TOOK) ~= 0
+  -- a lease is released whatever the cost
+  if lim.alg == ALG_CONCURRENCY then redis.call('ZREM', lim.key, parsed.request_id) end
+  if took and refund ~= 0 then
+    if lim.alg == ALG_TOKEN_BUCKET then settle_token_bucket(lim, refund)
+    elseif lim.alg == ALG_FIXED_WINDOW or lim.alg == ALG_SLIDING_WINDOW then settle_window(lim, refund, decided_at)
+    elseif lim.alg == ALG_PERIOD_QUOTA then settle_period_quota(lim, refund, decided_at) end
+  end
+end
+if refund ~= 0 then move_admitted(decided_at, refund) end
 
 local fields = parsed.fields
 fields[#fields + 1] = 'refund'
@@ -198,6 +233,6 @@ fields[#fields + 1] = 'bp'
 fields[#fields + 1] = int_str(decided_at >= parsed.billing_end and parsed.billing_end or parsed.billing_start)
 fields[#fields + 1] = 'time_ms'
 fields[#fields + 1] = int_str(now)
-local stream_id = redis.call('XADD', KEYS[1], '*', unpack(fields))
-redis.call('SET', KEYS[2], cmsgpack.pack(decision, { now, stream_id, refund }), 'KEEPTTL')
-return { 1, now, stream_id, refund }
+local stream_id = redis.call('XADD', KEYS[KEY_STREAM], '*', unpack(fields))
+redis.call('SET', KEYS[KEY_RECORD], cmsgpack.pack(decision, { now, stream_id, refund }), 'KEEPTTL')
+return { STATUS_SETTLED, now, stream_id, refund }
