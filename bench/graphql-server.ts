@@ -19,7 +19,8 @@ import { GraphQLError, type ExecutionArgs } from 'graphql';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { Redis } from 'ioredis';
 import { FileSpool, ResilientDecider, connectDeciderRedis } from '../src/decider/index.js';
-import { CostModel, DemoStore, InMemoryKeyStore, InMemoryPlanStore, createDemoSchema, engineCost, useTollgate } from '../src/graphql/index.js';
+import { CostModel, InMemoryKeyStore, InMemoryPlanStore, engineCost, useTollgate } from '../src/graphql/index.js';
+import { DemoStore, createDemoSchema } from '../src/graphql/demo/index.js';
 import { createLogger, parseLimitId, parsePlanId, systemClock } from '../src/shared/index.js';
 import { BENCH_API_KEY } from './graphql-shared.js';
 

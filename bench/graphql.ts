@@ -18,7 +18,8 @@ import { join } from 'node:path';
 import { parse } from 'graphql';
 import { Redis } from 'ioredis';
 import { REPO_ROOT, freePort } from '../infra/services.js';
-import { DemoStore, Pricer, createDemoSchema, engineCost } from '../src/graphql/index.js';
+import { Pricer, engineCost } from '../src/graphql/index.js';
+import { DemoStore, createDemoSchema } from '../src/graphql/demo/index.js';
 import { systemClock } from '../src/shared/index.js';
 import { BENCH_API_KEY, BENCH_QUERY, BENCH_VARIABLES } from './graphql-shared.js';
 

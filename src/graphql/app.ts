@@ -11,8 +11,7 @@ import { createYoga, useReadinessCheck, type YogaServerInstance } from 'graphql-
 import { probeDecider, type Decider, type DeciderRedis } from '../decider/index.js';
 import { ledgerTableName } from '../metering/index.js';
 import { systemClock, type Logger } from '../shared/index.js';
-import type { DemoStore } from './demo/data.js';
-import { createDemoSchema } from './demo/schema.js';
+import { createDemoSchema, type DemoStore } from './demo/index.js';
 import type { Deferrer } from '../jobs/index.js';
 import type { ResponseStore } from './idempotency/response-store.js';
 import type { AnonymousPolicy } from './identity/identify.js';

@@ -6,6 +6,7 @@ export * from './responses.js';
 export * from './cost/model.js';
 export * from './cost/estimators.js';
 export * from './cost/plan.js';
+export * from './cost/actual-cost.js';
 export * from './cost/pricer.js';
 export * from './cost/guards.js';
 export * from './cost/quote.js';

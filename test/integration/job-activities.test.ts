@@ -8,7 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
-import { DemoStore, InMemoryPlanStore, SchemaJobExecutor, createDemoSchema } from '../../src/graphql/index.js';
+import { InMemoryPlanStore, SchemaJobExecutor } from '../../src/graphql/index.js';
+import { DemoStore, createDemoSchema } from '../../src/graphql/demo/index.js';
 import { createDynamoClient } from '../../src/metering/index.js';
 import { CapacityError, parseLimitId, parseTenantId, systemClock, type TenantId } from '../../src/shared/index.js';
 import {

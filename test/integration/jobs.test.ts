@@ -22,7 +22,8 @@ import {
   type DeciderRedis,
   type LimitSpec,
 } from '../../src/decider/index.js';
-import { DemoStore, InMemoryKeyStore, InMemoryPlanStore, SchemaJobExecutor, createApi, createDemoSchema, type ApiServer } from '../../src/graphql/index.js';
+import { InMemoryKeyStore, InMemoryPlanStore, SchemaJobExecutor, createApi, type ApiServer } from '../../src/graphql/index.js';
+import { DemoStore, createDemoSchema } from '../../src/graphql/demo/index.js';
 import { TemporalDeferrer } from '../../src/workflows/index.js';
 import { type JobView } from '../../src/jobs/index.js';
 import { DynamoAccountStore } from '../../src/billing/index.js';

@@ -1,17 +1,17 @@
 /**
  * The cost formula of one operation, compiled once per document: a tree of the
- * selected fields with their cost parameters, where every slicing argument and
- * `@skip`/`@include` condition is resolved to a constant or a variable lookup.
- * Evaluating it with a request's variables walks that tree and does nothing
- * else (no AST visiting, no argument coercion, no directive reading), so a
- * repeated operation is priced in about a microsecond. Pure: no I/O.
+ * selected fields with their cost parameters (`plan-tree.ts`), where every
+ * slicing argument and `@skip`/`@include` condition is resolved to a constant
+ * or a variable lookup. Evaluating it with a request's variables walks that
+ * tree and does nothing else (no AST visiting, no argument coercion, no
+ * directive reading), so a repeated operation is priced in about a
+ * microsecond. Pure: no I/O.
  *
  * Semantics are exactly graphql-query-complexity's with `costDirectiveEstimator`
  * (sums over selections, the most expensive possible type for abstract types,
- * skip/include, fragments); `plan.prop.test.ts` checks that on random documents.
+ * skip/include, fragments); `cost.prop.test.ts` checks that on random documents.
  *
- * The same tree measures the actual cost from the result: every size is
- * replaced by the number of items the resolvers returned.
+ * The same tree measures the actual cost from the result (`actual-cost.ts`).
  */
 import {
   Kind,
@@ -38,130 +38,76 @@ import {
   typeFromAST,
   type DirectiveNode,
 } from 'graphql';
-import { COST_CAP, fieldCostOf, sliceSize, type CostModel, type FieldCost } from './model.js';
+import { COST_CAP, fieldCostOf, sliceSize, type CostModel } from './model.js';
+import {
+  isIncluded,
+  resolveRef,
+  type Condition,
+  type CostPlan,
+  type FieldPlan,
+  type FragmentPlan,
+  type PlanEntry,
+  type SelectionPlan,
+  type ValueRef,
+  type Variables,
+} from './plan-tree.js';
 
-/** A value known at compile time, or read from the variables. */
-type ValueRef =
-  | { kind: 'const'; value: unknown }
-  | {
-      kind: 'var';
-      name: string;
-      /** The variable's default (undefined: none). */
-      variableDefault: unknown;
-      hasVariableDefault: boolean;
-      /** The argument's default, used when the variable is not provided at all. */
-      argumentDefault: unknown;
-    };
+export type { CostPlan, FieldPlan, SelectionPlan } from './plan-tree.js';
 
-interface Condition {
-  /** true: `@include(if:)`; false: `@skip(if:)`. */
-  isInclude: boolean;
-  ref: ValueRef;
+/** What a compilation reads: the cost model (and its schema), the document, and the operation to compile. */
+interface CompilerInput {
+  model: CostModel;
+  document: DocumentNode;
+  operation: OperationDefinitionNode;
 }
 
-export interface FieldPlan {
-  kind: 'field';
-  responseKey: string;
-  fieldName: string;
-  cost: FieldCost;
-  slicing: { name: string; ref: ValueRef }[];
-  children: SelectionPlan | null;
+/** A reference's target: the input type to coerce a literal to, and the argument's default. */
+interface RefTarget {
+  type: GraphQLInputType;
+  argumentDefault: unknown;
 }
 
-interface FragmentPlan {
-  kind: 'fragment';
-  selection: SelectionPlan;
-}
-
-interface Entry {
-  typeNames: readonly string[];
-  conditions: Condition[];
-  node: FieldPlan | FragmentPlan;
-}
-
-export interface SelectionPlan {
-  entries: Entry[];
-  /** Every entry counts for the same single type: a plain sum. */
-  isSingleType: boolean;
-}
-
-/** A compiled operation. */
-export interface CostPlan {
-  operationType: 'query' | 'mutation' | 'subscription';
-  operationName: string | undefined;
-  root: SelectionPlan;
-  /** Every root field is `@deferrable` (and the operation is a mutation). */
-  isDeferrable: boolean;
-  /** The variables the formula reads (slicing arguments, skip/include). */
-  variableNames: readonly string[];
-}
-
-type Variables = Readonly<Record<string, unknown>>;
-
-function refOf(
-  value: ValueNode | undefined,
-  type: GraphQLInputType,
-  argumentDefault: unknown,
-  variableDefaults: Map<string, { hasDefault: boolean; value: unknown }>,
-  used: Set<string>,
-): ValueRef {
-  if (value === undefined) return { kind: 'const', value: argumentDefault };
-  if (value.kind === Kind.VARIABLE) {
-    const name = value.name.value;
-    used.add(name);
-    const definition = variableDefaults.get(name);
-    return {
-      kind: 'var',
-      name,
-      variableDefault: definition?.value,
-      hasVariableDefault: definition?.hasDefault ?? false,
-      argumentDefault,
-    };
-  }
-  return { kind: 'const', value: valueFromAST(value, type) };
-}
-
-function resolve(ref: ValueRef, variables: Variables): unknown {
-  if (ref.kind === 'const') return ref.value;
-  if (Object.prototype.hasOwnProperty.call(variables, ref.name)) return variables[ref.name];
-  if (ref.hasVariableDefault) return ref.variableDefault;
-  return ref.argumentDefault;
-}
-
-function isIncluded(conditions: Condition[], variables: Variables): boolean {
-  let include = true;
-  let skip = false;
-  for (const condition of conditions) {
-    const value = resolve(condition.ref, variables);
-    if (typeof value !== 'boolean') continue;
-    if (condition.isInclude) include = value;
-    else skip = value;
-  }
-  return include && !skip;
-}
-
+/** Compiles one operation; `used` collects the variables the formula reads. */
 class Compiler {
+  private readonly schema: GraphQLSchema;
+  private readonly model: CostModel;
   private readonly fragments = new Map<string, FragmentDefinitionNode>();
   readonly used = new Set<string>();
   private readonly variableDefaults = new Map<string, { hasDefault: boolean; value: unknown }>();
+  /** The named fragments being expanded: a cycle (which validation refuses) is cut, never followed. */
+  private readonly activeFragments = new Set<string>();
 
-  constructor(
-    private readonly schema: GraphQLSchema,
-    private readonly model: CostModel,
-    document: DocumentNode,
-    operation: OperationDefinitionNode,
-  ) {
+  constructor({ model, document, operation }: CompilerInput) {
+    this.model = model;
+    this.schema = model.schema;
     for (const definition of document.definitions) {
       if (definition.kind === Kind.FRAGMENT_DEFINITION) this.fragments.set(definition.name.value, definition);
     }
     for (const definition of operation.variableDefinitions ?? []) {
-      const type = typeFromAST(schema, definition.type) as GraphQLInputType | undefined;
+      const type = typeFromAST(this.schema, definition.type) as GraphQLInputType | undefined;
       const hasDefault = definition.defaultValue !== undefined;
       this.variableDefaults.set(definition.variable.name.value, {
         hasDefault,
         value: hasDefault && type !== undefined ? valueFromAST(definition.defaultValue, type) : undefined,
       });
     }
+  }
+
+  private ref(value: ValueNode | undefined, target: RefTarget): ValueRef {
+    if (value === undefined) return { kind: 'const', value: target.argumentDefault };
+    if (value.kind === Kind.VARIABLE) {
+      const name = value.name.value;
+      this.used.add(name);
+      const definition = this.variableDefaults.get(name);
+      return {
+        kind: 'var',
+        name,
+        variableDefault: definition?.value,
+        hasVariableDefault: definition?.hasDefault ?? false,
+        argumentDefault: target.argumentDefault,
+      };
+    }
+    return { kind: 'const', value: valueFromAST(value, target.type) };
   }
 
   private conditions(directives: readonly DirectiveNode[] | undefined): Condition[] {
@@ -171,8 +117,8 @@ class Compiler {
       if (name !== 'include' && name !== 'skip') continue;
       const argument = directive.arguments?.find((arg) => arg.name.value === 'if');
       if (argument === undefined) continue;
-      const ref = refOf(argument.value, this.schema.getDirective(name)?.args[0]?.type as GraphQLInputType, undefined, this.variableDefaults, this.used);
-      conditions.push({ isInclude: name === 'include', ref });
+      const type = this.schema.getDirective(name)?.args[0]?.type as GraphQLInputType;
+      conditions.push({ isInclude: name === 'include', ref: this.ref(argument.value, { type, argumentDefault: undefined }) });
     }
     return conditions;
   }
@@ -181,35 +127,35 @@ class Compiler {
     return isAbstractType(type) ? this.schema.getPossibleTypes(type).map((possible) => possible.name) : [type.name];
   }
 
-  selection(node: SelectionSetNode, type: GraphQLCompositeType, active: Set<string>): SelectionPlan {
-    const entries: Entry[] = [];
+  selection(node: SelectionSetNode, type: GraphQLCompositeType): SelectionPlan {
+    const entries: PlanEntry[] = [];
     const ownTypes = this.possibleTypeNames(type);
     const fields = isObjectType(type) || isInterfaceType(type) ? type.getFields() : {};
     for (const child of node.selections) {
       const conditions = this.conditions(child.directives);
       switch (child.kind) {
         case Kind.FIELD: {
-          const field = this.fieldDefinition(child, fields);
-          if (field === undefined) break;
-          entries.push({ typeNames: ownTypes, conditions, node: this.field(child, type, field, active) });
+          const definition = this.fieldDefinition(child, fields);
+          if (definition === undefined) break;
+          entries.push({ typeNames: ownTypes, conditions, node: this.field(child, { parent: type, definition }) });
           break;
         }
         case Kind.FRAGMENT_SPREAD: {
           const name = child.name.value;
           const fragment = this.fragments.get(name);
-          if (fragment === undefined || active.has(name)) break;
+          if (fragment === undefined || this.activeFragments.has(name)) break;
           const fragmentType = this.schema.getType(fragment.typeCondition.name.value);
           if (fragmentType === undefined || !isCompositeType(fragmentType)) break;
-          active.add(name);
-          const selection = this.selection(fragment.selectionSet, fragmentType, active);
-          active.delete(name);
+          this.activeFragments.add(name);
+          const selection = this.selection(fragment.selectionSet, fragmentType);
+          this.activeFragments.delete(name);
           entries.push({ typeNames: this.possibleTypeNames(fragmentType), conditions, node: { kind: 'fragment', selection } });
           break;
         }
         case Kind.INLINE_FRAGMENT: {
           const conditionType = child.typeCondition ? this.schema.getType(child.typeCondition.name.value) : type;
           if (conditionType === undefined || !isCompositeType(conditionType)) break;
-          const selection = this.selection(child.selectionSet, conditionType, active);
+          const selection = this.selection(child.selectionSet, conditionType);
           entries.push({ typeNames: this.possibleTypeNames(conditionType), conditions, node: { kind: 'fragment', selection } });
           break;
         }
@@ -234,7 +180,8 @@ class Compiler {
     }
   }
 
-  private field(node: FieldNode, parent: GraphQLCompositeType, field: GraphQLField<unknown, unknown>, active: Set<string>): FieldPlan {
+  private field(node: FieldNode, site: { parent: GraphQLCompositeType; definition: GraphQLField<unknown, unknown> }): FieldPlan {
+    const { parent, definition: field } = site;
     const cost = this.model.fieldCost(parent.name, field);
     const slicing: FieldPlan['slicing'] = [];
     if (cost.sizing === 'list' || cost.sizing === 'connection') {
@@ -242,11 +189,11 @@ class Compiler {
         const definition = field.args.find((arg) => arg.name === name);
         if (definition === undefined) continue;
         const argument = node.arguments?.find((arg) => arg.name.value === name);
-        slicing.push({ name, ref: refOf(argument?.value, definition.type, definition.defaultValue, this.variableDefaults, this.used) });
+        slicing.push({ name, ref: this.ref(argument?.value, { type: definition.type, argumentDefault: definition.defaultValue }) });
       }
     }
     const named = getNamedType(field.type);
-    const children = node.selectionSet && isCompositeType(named) ? this.selection(node.selectionSet, named, active) : null;
+    const children = node.selectionSet && isCompositeType(named) ? this.selection(node.selectionSet, named) : null;
     return { kind: 'field', responseKey: node.alias?.value ?? node.name.value, fieldName: node.name.value, cost, slicing, children };
   }
 }
@@ -264,8 +211,8 @@ export function compileCostPlan(model: CostModel, document: DocumentNode, operat
         ? schema.getMutationType()
         : schema.getSubscriptionType();
   if (rootType === null || rootType === undefined) throw new Error(`the schema has no ${operation.operation} type`);
-  const compiler = new Compiler(schema, model, document, operation);
-  const root = compiler.selection(operation.selectionSet, rootType, new Set());
+  const compiler = new Compiler({ model, document, operation });
+  const root = compiler.selection(operation.selectionSet, rootType);
   const rootFields = root.entries.flatMap((entry) => (entry.node.kind === 'field' ? [entry.node] : []));
   return {
     operationType: operation.operation,
@@ -277,13 +224,6 @@ export function compileCostPlan(model: CostModel, document: DocumentNode, operat
       root.entries.every((entry) => entry.node.kind === 'field' && entry.node.cost.isDeferrable),
     variableNames: [...compiler.used],
   };
-}
-
-function sizeOf(field: FieldPlan, variables: Variables, model: CostModel): number {
-  if (field.cost.sizing !== 'list' && field.cost.sizing !== 'connection') return 1;
-  const args: Record<string, unknown> = {};
-  for (const { name, ref } of field.slicing) args[name] = resolve(ref, variables);
-  return sliceSize(field.cost, args, model.options);
 }
 
 /** One line of a quote: a selected field and what it costs with its children. */
@@ -298,44 +238,59 @@ export interface CostLine {
   cost: number;
 }
 
-function evaluateSelection(
-  selection: SelectionPlan,
-  variables: Variables,
-  model: CostModel,
-  lines: CostLine[] | undefined,
-  path: string,
-): number {
-  if (selection.isSingleType) {
-    let sum = 0;
-    for (const entry of selection.entries) {
-      if (entry.conditions.length > 0 && !isIncluded(entry.conditions, variables)) continue;
-      sum += evaluateNode(entry.node, variables, model, lines, path);
-      if (sum > COST_CAP) sum = COST_CAP;
-    }
-    return sum > 0 ? sum : 0;
-  }
-  const perType = new Map<string, number>();
-  for (const entry of selection.entries) {
-    if (entry.conditions.length > 0 && !isIncluded(entry.conditions, variables)) continue;
-    const value = evaluateNode(entry.node, variables, model, lines, path);
-    for (const typeName of entry.typeNames) perType.set(typeName, Math.min(COST_CAP, (perType.get(typeName) ?? 0) + value));
-  }
-  let max = 0;
-  for (const value of perType.values()) if (value > max) max = value;
-  return max;
+/** What one evaluation reads, and where a quote collects its lines (none: only the total). */
+interface EvaluationInput {
+  variables: Variables;
+  model: CostModel;
+  lines: CostLine[] | undefined;
 }
 
-function evaluateNode(node: FieldPlan | FragmentPlan, variables: Variables, model: CostModel, lines: CostLine[] | undefined, path: string): number {
-  if (node.kind === 'fragment') return evaluateSelection(node.selection, variables, model, lines, path);
-  const size = sizeOf(node, variables, model);
-  const fieldPath = path === '' ? node.responseKey : `${path}.${node.responseKey}`;
-  const lineIndex = lines?.length ?? 0;
-  lines?.push({ path: fieldPath, coordinate: node.cost.coordinate, weight: node.cost.weight, size, cost: 0 });
-  const children = node.children === null ? 0 : evaluateSelection(node.children, variables, model, lines, fieldPath);
-  const cost = fieldCostOf(node.cost, size, children);
-  const line = lines?.[lineIndex];
-  if (line !== undefined) line.cost = cost;
-  return cost;
+/** One evaluation of a plan with one request's variables. */
+class Evaluation {
+  constructor(private readonly input: EvaluationInput) {}
+
+  selection(selection: SelectionPlan, path: string): number {
+    const { variables } = this.input;
+    if (selection.isSingleType) {
+      let sum = 0;
+      for (const entry of selection.entries) {
+        if (entry.conditions.length > 0 && !isIncluded(entry.conditions, variables)) continue;
+        sum += this.node(entry.node, path);
+        if (sum > COST_CAP) sum = COST_CAP;
+      }
+      return sum > 0 ? sum : 0;
+    }
+    const perType = new Map<string, number>();
+    for (const entry of selection.entries) {
+      if (entry.conditions.length > 0 && !isIncluded(entry.conditions, variables)) continue;
+      const value = this.node(entry.node, path);
+      for (const typeName of entry.typeNames) perType.set(typeName, Math.min(COST_CAP, (perType.get(typeName) ?? 0) + value));
+    }
+    let max = 0;
+    for (const value of perType.values()) if (value > max) max = value;
+    return max;
+  }
+
+  private node(node: FieldPlan | FragmentPlan, path: string): number {
+    if (node.kind === 'fragment') return this.selection(node.selection, path);
+    const { lines } = this.input;
+    const size = this.size(node);
+    const fieldPath = path === '' ? node.responseKey : `${path}.${node.responseKey}`;
+    const lineIndex = lines?.length ?? 0;
+    lines?.push({ path: fieldPath, coordinate: node.cost.coordinate, weight: node.cost.weight, size, cost: 0 });
+    const children = node.children === null ? 0 : this.selection(node.children, fieldPath);
+    const cost = fieldCostOf(node.cost, size, children);
+    const line = lines?.[lineIndex];
+    if (line !== undefined) line.cost = cost;
+    return cost;
+  }
+
+  private size(field: FieldPlan): number {
+    if (field.cost.sizing !== 'list' && field.cost.sizing !== 'connection') return 1;
+    const args: Record<string, unknown> = {};
+    for (const { name, ref } of field.slicing) args[name] = resolveRef(ref, this.input.variables);
+    return sliceSize(field.cost, args, this.input.model.options);
+  }
 }
 
 /**
@@ -343,7 +298,7 @@ function evaluateNode(node: FieldPlan | FragmentPlan, variables: Variables, mode
  * @throws PricingError for a bad slicing argument
  */
 export function evaluatePlan(plan: CostPlan, variables: Variables, model: CostModel): number {
-  return evaluateSelection(plan.root, variables, model, undefined, '');
+  return new Evaluation({ variables, model, lines: undefined }).selection(plan.root, '');
 }
 
 /**
@@ -352,119 +307,6 @@ export function evaluatePlan(plan: CostPlan, variables: Variables, model: CostMo
  */
 export function explainPlan(plan: CostPlan, variables: Variables, model: CostModel): { cost: number; lines: CostLine[] } {
   const lines: CostLine[] = [];
-  const cost = evaluateSelection(plan.root, variables, model, lines, '');
+  const cost = new Evaluation({ variables, model, lines }).selection(plan.root, '');
   return { cost, lines };
-}
-
-// ---- actual cost: the same tree over what the resolvers returned ----
-
-function flatten(value: unknown, out: unknown[]): void {
-  if (Array.isArray(value)) for (const item of value) flatten(item, out);
-  else out.push(value);
-}
-
-function actualSelection(selection: SelectionPlan, data: Record<string, unknown>, variables: Variables): number {
-  if (selection.isSingleType) {
-    let sum = 0;
-    for (const entry of selection.entries) {
-      if (entry.conditions.length > 0 && !isIncluded(entry.conditions, variables)) continue;
-      sum = Math.min(COST_CAP, sum + actualNode(entry.node, data, variables));
-    }
-    return sum;
-  }
-  const perType = new Map<string, number>();
-  for (const entry of selection.entries) {
-    if (entry.conditions.length > 0 && !isIncluded(entry.conditions, variables)) continue;
-    const value = actualNode(entry.node, data, variables);
-    for (const typeName of entry.typeNames) perType.set(typeName, Math.min(COST_CAP, (perType.get(typeName) ?? 0) + value));
-  }
-  let max = 0;
-  for (const value of perType.values()) if (value > max) max = value;
-  return max;
-}
-
-const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-
-/** The number of items a connection returned: the longest of its selected sized fields. */
-function connectionItems(selection: SelectionPlan, sized: ReadonlySet<string>, data: Record<string, unknown>, variables: Variables): number {
-  let items = 0;
-  for (const entry of selection.entries) {
-    if (entry.conditions.length > 0 && !isIncluded(entry.conditions, variables)) continue;
-    const node = entry.node;
-    if (node.kind === 'fragment') {
-      items = Math.max(items, connectionItems(node.selection, sized, data, variables));
-    } else if (sized.has(node.fieldName)) {
-      const value = data[node.responseKey];
-      if (Array.isArray(value)) {
-        const flat: unknown[] = [];
-        flatten(value, flat);
-        items = Math.max(items, flat.length);
-      }
-    }
-  }
-  return items;
-}
-
-/** A connection's selection: sized fields count each returned item, other fields once per item. */
-function connectionSelection(
-  selection: SelectionPlan,
-  sized: ReadonlySet<string>,
-  items: number,
-  data: Record<string, unknown>,
-  variables: Variables,
-): number {
-  let sum = 0;
-  for (const entry of selection.entries) {
-    if (entry.conditions.length > 0 && !isIncluded(entry.conditions, variables)) continue;
-    const node = entry.node;
-    const value =
-      node.kind === 'fragment'
-        ? connectionSelection(node.selection, sized, items, data, variables)
-        : sized.has(node.fieldName)
-          ? actualNode(node, data, variables)
-          : items * actualNode(node, data, variables);
-    sum = Math.min(COST_CAP, sum + value);
-  }
-  return sum;
-}
-
-/** What a returned object's selected children cost (no closure per call: this runs for every returned item). */
-function childCost(node: FieldPlan, item: unknown, variables: Variables): number {
-  return node.children !== null && isRecord(item) ? actualSelection(node.children, item, variables) : 0;
-}
-
-function actualNode(node: FieldPlan | FragmentPlan, data: Record<string, unknown>, variables: Variables): number {
-  if (node.kind === 'fragment') return actualSelection(node.selection, data, variables);
-  if (!Object.prototype.hasOwnProperty.call(data, node.responseKey)) return 0;
-  const value = data[node.responseKey];
-  const { cost } = node;
-  switch (cost.sizing) {
-    case 'none':
-      return Math.min(COST_CAP, cost.weight + childCost(node, value, variables));
-    case 'sized-child':
-    case 'list': {
-      // Each returned item costs weight + its children (a null list costs nothing).
-      const items: unknown[] = [];
-      if (value !== null && value !== undefined) flatten(value, items);
-      let sum = 0;
-      for (const item of items) sum = Math.min(COST_CAP, sum + cost.weight + childCost(node, item, variables));
-      return sum;
-    }
-    case 'connection': {
-      if (!isRecord(value) || node.children === null) return cost.weight;
-      const sized = new Set(cost.sizedFields);
-      const items = connectionItems(node.children, sized, value, variables);
-      return Math.min(COST_CAP, cost.weight + connectionSelection(node.children, sized, items, value, variables));
-    }
-  }
-}
-
-/**
- * The actual cost of an executed operation: the formula with each list's size
- * replaced by the number of items returned. Equals the requested cost when
- * every list returns exactly its requested size; lower when fewer came back.
- */
-export function measureActualCost(plan: CostPlan, data: unknown, variables: Variables): number {
-  if (!isRecord(data)) return 0;
-  return actualSelection(plan.root, data, variables);
 }

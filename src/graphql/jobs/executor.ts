@@ -10,7 +10,7 @@ import { parseKeyId, parsePlanId, parseTenantId, type PlanId } from '../../share
 import type { JobError, JobExecution, JobExecutionInput, JobExecutor, JobPolicy } from '../../jobs/index.js';
 import { STATIC_LIMIT_DEFAULTS, staticLimitsRule, type StaticLimits } from '../cost/guards.js';
 import { PricingError, type CostModelOptions } from '../cost/model.js';
-import { measureActualCost } from '../cost/plan.js';
+import { measureActualCost } from '../cost/actual-cost.js';
 import { Pricer } from '../cost/pricer.js';
 import { quoteOperation } from '../cost/quote.js';
 import type { Identity } from '../identity/identify.js';

@@ -42,7 +42,8 @@ import {
 } from '../../shared/index.js';
 import { STATIC_LIMIT_DEFAULTS, staticLimitsRule, type StaticLimits } from '../cost/guards.js';
 import { PricingError, type CostModelOptions } from '../cost/model.js';
-import { measureActualCost, type CostPlan } from '../cost/plan.js';
+import { measureActualCost } from '../cost/actual-cost.js';
+import type { CostPlan } from '../cost/plan.js';
 import { Pricer } from '../cost/pricer.js';
 import { quoteOperation, type QuoteResult } from '../cost/quote.js';
 import type { DeferInput, Deferrer } from '../../jobs/index.js';

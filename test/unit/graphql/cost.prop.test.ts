@@ -19,7 +19,8 @@ import {
   type GraphQLSchema,
 } from 'graphql';
 import { describe, expect, it } from 'vitest';
-import { DemoStore, Pricer, createDemoSchema, engineCost } from '../../../src/graphql/index.js';
+import { Pricer, engineCost } from '../../../src/graphql/index.js';
+import { DemoStore, createDemoSchema } from '../../../src/graphql/demo/index.js';
 
 const schema = createDemoSchema({ store: new DemoStore(), version: 't', deciderTimeMs: () => Promise.resolve(0), clock: { nowMs: () => 0 } });
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DemoStore, InMemoryPlanStore, SchemaJobExecutor, createDemoSchema } from '../../../src/graphql/index.js';
+import { InMemoryPlanStore, SchemaJobExecutor } from '../../../src/graphql/index.js';
+import { DemoStore, createDemoSchema } from '../../../src/graphql/demo/index.js';
 import { parseKeyId, parsePlanId, parseTenantId, systemClock } from '../../../src/shared/index.js';
 import { plan, slowBucket } from '../../support/graphql.js';
 

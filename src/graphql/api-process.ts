@@ -1,0 +1,286 @@
+/**
+ * The API process's steps, run in this order by its entry point `server.ts`:
+ * connect Redis, build the dependencies, start the deferred jobs' worker,
+ * listen, and stop on SIGINT/SIGTERM. Each step logs what an operator needs;
+ * none reads `process.env` (the entry point parses the config once).
+ */
+import type { Server } from 'node:http';
+import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { DynamoAccountStore } from '../billing/index.js';
+import { FileSpool, ResilientDecider, assertNoEviction, createDeciderRedis, probeDecider, type DeciderRedis } from '../decider/index.js';
+import { DynamoJobStore, type JobSettings } from '../jobs/index.js';
+import { DynamoAuditStore, createDynamoClient, readStreamLag } from '../metering/index.js';
+import { DependencyError, parseTrustedProxies, systemClock, type AppConfig, type Logger } from '../shared/index.js';
+import { TemporalDeferrer, createJobsWorker } from '../workflows/index.js';
+import { createApi, type ApiServer } from './app.js';
+import { DynamoConfigStore } from './config/dynamo-config-store.js';
+import { LiveConfig, announceConfigVersion } from './config/live-config.js';
+import { DEMO_ANONYMOUS, createDemoSchema, createDemoSetup, seedDemoKeys, type DemoSetup } from './demo/index.js';
+import { DynamoResponseStore } from './idempotency/response-store.js';
+import { forwardedClientIp } from './identity/client-address.js';
+import { SchemaJobExecutor } from './jobs/executor.js';
+import { TollgateMetrics } from './metrics.js';
+
+/** The parsed config and the process's logger: what every step reads. */
+export interface ApiProcessContext {
+  config: AppConfig;
+  logger: Logger;
+}
+
+/** Drops credentials from a Redis URL before it is logged. */
+function redactUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
+}
+
+/** The version in package.json (`src/graphql` runs from the repo, or from `dist/src/graphql` when built). */
+function packageVersion(): string {
+  for (const path of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'tollgate' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // try the next location
+    }
+  }
+  return '0.0.0';
+}
+
+/**
+ * Connects the decider's Redis and checks its eviction policy, at start and
+ * on every reconnection: an evicting Redis would hand out free quota and drop
+ * usage, so the process exits 1. An unreachable Redis does not stop the start
+ * (decisions degrade per policy and `/ready` reports it).
+ * @throws DependencyError when Redis answers but may evict keys
+ */
+export async function connectRedis({ config, logger }: ApiProcessContext): Promise<DeciderRedis> {
+  const redis = createDeciderRedis({
+    url: config.redis.url,
+    clusterNodes: config.redis.clusterNodes,
+    commandTimeoutMs: config.redis.commandTimeoutMs,
+  });
+  // Log a lost connection once, not once per reconnect attempt.
+  let isRedisErrorLogged = false;
+  redis.on('error', (error: Error) => {
+    if (isRedisErrorLogged) return;
+    isRedisErrorLogged = true;
+    logger.warn({ code: 'REDIS_UNAVAILABLE', err: error.message }, 'redis connection error; reconnecting');
+  });
+  redis.on('ready', () => {
+    isRedisErrorLogged = false;
+    assertNoEviction(redis).catch((error: unknown) => {
+      if (error instanceof DependencyError && error.code === 'DEPENDENCY_FAILED') {
+        logger.error({ code: error.code, err: error.message }, 'refusing to run against an evicting Redis');
+        process.exit(1);
+      }
+    });
+  });
+  try {
+    await redis.connect();
+    await assertNoEviction(redis);
+  } catch (error) {
+    if (error instanceof DependencyError) throw error;
+    logger.error({ code: 'REDIS_UNAVAILABLE', url: redactUrl(config.redis.url) }, 'redis unreachable at startup; serving degraded');
+  }
+  return redis;
+}
+
+/** Everything the API process runs on; each client is closed by `stopOnSignals`. */
+export interface ApiProcessDeps extends ApiProcessContext {
+  version: string;
+  redis: DeciderRedis;
+  dynamo: DynamoDBClient;
+  /** Lazy: connects on first use, so Temporal down at start does not stop the API. */
+  temporal: Connection;
+  decider: ResilientDecider;
+  metrics: TollgateMetrics;
+  liveConfig: LiveConfig;
+  jobStore: DynamoJobStore;
+  deferrer: TemporalDeferrer;
+  jobExecutor: SchemaJobExecutor;
+  demo: DemoSetup;
+}
+
+/**
+ * Builds the API's dependencies over a connected Redis: DynamoDB, Temporal,
+ * the decider, the metrics, the live config (seeding the demo's plans and keys
+ * unless `API_DEMO_SEED=false`) and the deferred jobs.
+ * @throws DependencyError when the config table cannot be read or seeded
+ */
+export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRedis }): Promise<ApiProcessDeps> {
+  const { config, logger, redis } = input;
+  const version = packageVersion();
+  const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
+  const temporal = Connection.lazy({ address: config.temporal.address });
+  const decider = new ResilientDecider(redis, {
+    shardCount: config.redis.shardCount,
+    clock: systemClock,
+    logger,
+    spool: new FileSpool(resolve(config.redis.spoolPath)),
+    waitForReplicas: config.redis.waitForReplicas,
+  });
+  // Stream lag is read from Redis on scrape (cached 5 s: at most 2 round trips per shard per 5 s);
+  // audit drift from the report the audit workflow stores (the pump and the audit run in the worker).
+  const auditStore = new DynamoAuditStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
+  const allShards = Array.from({ length: config.redis.shardCount }, (_, shard) => shard);
+  const metrics = new TollgateMetrics({
+    breakerState: () => decider.breaker.current,
+    streamLag: () => readStreamLag(redis, { shards: allShards }),
+    auditReport: () => auditStore.latest('all'),
+  });
+  // Plans and API keys live in the config table and are followed live (announced on Redis, polled).
+  const configStore = new DynamoConfigStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
+  const demo = createDemoSetup({ hasKeys: false });
+  if (config.api.isDemoSeeded) await seedDemoKeys({ store: configStore, keysFile: resolve(config.api.demoKeysFile), logger });
+  const liveConfig = new LiveConfig({ store: configStore, logger, redis, pollMs: config.api.configPollMs });
+  await liveConfig.start();
+  await announceConfigVersion(redis, liveConfig.version()).catch(() => undefined);
+  // Deferred (202) jobs: recorded in DynamoDB, run by `job/<tenant>/<jobId>` workflows whose
+  // activities this process hosts (they execute against this API's schema).
+  const jobStore = new DynamoJobStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
+  const jobSettings: JobSettings = { ...config.jobs };
+  const deferrer = new TemporalDeferrer({
+    client: new Client({ connection: temporal, namespace: config.temporal.namespace }),
+    store: jobStore,
+    settings: jobSettings,
+  });
+  const jobExecutor = new SchemaJobExecutor({
+    schema: createDemoSchema({ store: demo.store, version, deciderTimeMs: async () => (await probeDecider(redis)).nowMs, clock: systemClock, jobs: jobStore }),
+    plans: liveConfig,
+  });
+  return { config, logger, version, redis, dynamo, temporal, decider, metrics, liveConfig, jobStore, deferrer, jobExecutor, demo };
+}
+
+/**
+ * The worker hosting the deferred jobs' activities. Temporal down at start
+ * must not keep the API down: it serves (deferrals answer 429 while Temporal
+ * is unreachable, `/ready` reports it) and the worker is retried every 5 s
+ * until the process stops. A worker that stops while running exits the process 1.
+ */
+export class JobsWorker {
+  private isStopping = false;
+  private connection: NativeConnection | undefined;
+  private worker: Worker | undefined;
+  private running: Promise<void> = Promise.resolve();
+
+  constructor(private readonly deps: ApiProcessDeps) {}
+
+  /** Connects and starts polling; on failure logs and schedules another try (never throws). */
+  async start(): Promise<void> {
+    const { config, logger, dynamo } = this.deps;
+    let worker: Worker;
+    try {
+      this.connection = await NativeConnection.connect({ address: config.temporal.address });
+      worker = await createJobsWorker({
+        connection: this.connection,
+        namespace: config.temporal.namespace,
+        taskQueue: config.jobs.taskQueue,
+        deps: {
+          decider: this.deps.decider,
+          store: this.deps.jobStore,
+          executor: this.deps.jobExecutor,
+          accounts: new DynamoAccountStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+          webhookTimeoutMs: config.account.webhookTimeoutMs,
+        },
+      });
+    } catch (error) {
+      await this.connection?.close().catch(() => undefined);
+      this.connection = undefined;
+      logger.error({ code: 'TEMPORAL_UNAVAILABLE', err: error instanceof Error ? error.message : String(error) }, 'jobs worker could not start; retrying in 5 s');
+      if (!this.isStopping) setTimeout(() => void this.start(), 5_000).unref();
+      return;
+    }
+    this.worker = worker;
+    this.running = worker.run().catch((error: unknown) => {
+      logger.error({ code: 'TEMPORAL_UNAVAILABLE', err: error instanceof Error ? error.message : String(error) }, 'jobs worker stopped; exiting');
+      process.exit(1);
+    });
+    logger.info({ taskQueue: config.jobs.taskQueue }, 'jobs worker polling');
+  }
+
+  /** Schedules no further start attempt (one already scheduled still runs). */
+  stopRetrying(): void {
+    this.isStopping = true;
+  }
+
+  /** Stops polling; resolves once in-flight activities have finished (at once when it never ran). */
+  drain(): Promise<void> {
+    if (this.worker?.getState() === 'RUNNING') this.worker.shutdown();
+    return this.running;
+  }
+
+  /** Closes the worker's connection, if it has one. */
+  close(): Promise<void> | undefined {
+    return this.connection?.close();
+  }
+}
+
+/** The HTTP surface over the process's dependencies, with client addresses taken as `API_TRUSTED_PROXIES` says. */
+export function createProcessApi(deps: ApiProcessDeps): ApiServer {
+  const { config, logger } = deps;
+  const trustedProxies = parseTrustedProxies(config.api.trustedProxies);
+  if (trustedProxies.entries.length > 0) logger.info({ trustedProxies: trustedProxies.entries }, 'client addresses taken from X-Forwarded-For behind these proxies');
+  return createApi({
+    redis: deps.redis,
+    dynamo: deps.dynamo,
+    tablePrefix: config.dynamodb.tablePrefix,
+    temporal: deps.temporal,
+    logger,
+    version: deps.version,
+    decider: deps.decider,
+    keyStore: deps.liveConfig,
+    plans: deps.liveConfig,
+    store: deps.demo.store,
+    deferrer: deps.deferrer,
+    jobs: deps.jobStore,
+    jobStatusPerSecond: config.api.jobStatusPerSecond,
+    unknownKeysPerSecond: config.api.unknownKeysPerSecond,
+    tollgate: { clientIp: forwardedClientIp(trustedProxies) },
+    metrics: deps.metrics,
+    responses: new DynamoResponseStore(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+    ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...DEMO_ANONYMOUS } } : {}),
+  });
+}
+
+/**
+ * Listens on `API_HOST:API_PORT` and logs the GraphQL URL.
+ * @throws the server's error (e.g. EADDRINUSE) when it cannot listen
+ */
+export async function listen(server: Server, { config, logger }: ApiProcessContext): Promise<void> {
+  await new Promise<void>((resolveListen, reject) => {
+    server.once('error', reject);
+    server.listen(config.api.port, config.api.host, () => resolveListen());
+  });
+  logger.info({ url: `http://${config.api.host}:${config.api.port}/graphql` }, 'api listening');
+}
+
+/**
+ * On the first SIGINT or SIGTERM: stops accepting, lets in-flight requests and
+ * the jobs worker's activities finish, closes every client and exits 0; exits
+ * 0 after 10 s whatever is still running.
+ */
+export function stopOnSignals(input: { server: Server; deps: ApiProcessDeps; jobsWorker: JobsWorker }): void {
+  const { server, deps, jobsWorker } = input;
+  let isStopping = false;
+  const stop = (signal: string): void => {
+    if (isStopping) return;
+    isStopping = true;
+    jobsWorker.stopRetrying();
+    deps.logger.info({ signal }, 'api stopping');
+    server.close(() => {
+      void jobsWorker.drain().finally(() => {
+        deps.liveConfig.close();
+        deps.redis.disconnect();
+        deps.dynamo.destroy();
+        void Promise.allSettled([deps.temporal.close(), jobsWorker.close()]).finally(() => process.exit(0));
+      });
+    });
+    server.closeIdleConnections();
+    setTimeout(() => process.exit(0), 10_000).unref();
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
