@@ -1,6 +1,5 @@
 /**
- * The `Decider` port and its Redis implementation. A decision is a value
- * (STYLE §4): denial, deferral and warnings are kinds, never exceptions.
+ * The Redis implementation of the `Decider` port (`ports.ts`).
  *
  * Micro-batching: requests that arrive in the same event-loop turn, or while
  * earlier script calls are in flight, are sent together in the next call (no
@@ -16,97 +15,15 @@ import {
   type Clock,
   type LimitId,
 } from '../shared/index.js';
-import { compileBatch, compileRequest, compileSettle, type CompiledRequest, type DecideInput, type SettleInput } from './compile.js';
+import { compileRequest, type CompiledRequest } from './compile.js';
+import { compileBatch } from './decide-args.js';
 import type { RawDecision } from './model/limits.js';
 import { Cluster } from 'ioredis';
+import type { Admitted, DecideInput, Decider, Decision, LimitMode, LimitSpec, LimitState, SettleInput, Warning } from './ports.js';
 import type { DeciderRedis } from './redis.js';
 import { redisErrorPrefix, stalePeriodNowMs } from './redis-errors.js';
 import { decodeDecideBatch, decodeSettle, type SettleResult } from './replies.js';
-import type { LimitMode, LimitSpec, OnDeciderDown } from './policy.js';
-
-/** One limit's state after a decision. */
-export interface LimitState {
-  id: LimitId;
-  kind: LimitSpec['algorithm']['kind'];
-  mode: LimitMode;
-  /** Units (slots, for concurrency) left after this decision. */
-  remaining: number;
-  /** ms until the limit is fully restored (or its window/period ends). */
-  resetMs: number;
-  /** True when this request did not fit (for soft and shadow limits: would have been denied). */
-  isExceeded: boolean;
-  /** True when tokens were taken from this limit. */
-  hasTaken: boolean;
-  /** Units of this request beyond the limit (soft limits: billed as overage). */
-  overage: number;
-}
-
-export type Warning =
-  | { kind: 'soft-limit-exceeded'; limitId: LimitId; overage: number }
-  | { kind: 'threshold-crossed'; limitId: LimitId; percent: number };
-
-interface Admitted {
-  /** The usage event id (deterministic: the request id); the client's receipt. */
-  usageId: string;
-  /** Stream entry id of the usage event. */
-  streamId: string;
-  nowMs: number;
-  limits: LimitState[];
-  /** Shadow limits that would have denied this request. */
-  shadowDenials: LimitId[];
-  /** True when this is a retry of an already admitted request: nothing was taken again. */
-  isReplay: boolean;
-  /**
-   * With `waitForReplicas`: how many replicas acknowledged the decision's writes
-   * before the wait timed out (fewer than asked: a failover now could lose it).
-   */
-  replicasAcked?: number;
-}
-
-export type Decision =
-  | ({ kind: 'allowed' } & Admitted)
-  | ({ kind: 'warned'; warnings: Warning[] } & Admitted)
-  | { kind: 'deferred'; limitId: LimitId; retryAfterMs: number | null; nowMs: number; limits: LimitState[] }
-  | {
-      kind: 'denied';
-      limitId: LimitId;
-      /** Whether the denying limit is a period quota (QUOTA_EXHAUSTED) or a rate (RATE_LIMITED). */
-      isQuota: boolean;
-      /** ms until the request could fit; null when it never can (cost above the limit). */
-      retryAfterMs: number | null;
-      nowMs: number;
-      limits: LimitState[];
-    }
-  | {
-      kind: 'degraded';
-      /** The strictest `onDeciderDown` among the request's limits. */
-      policy: OnDeciderDown;
-      /** open: admitted and spooled; closed: refused (503); local: as the in-process backstop decided. */
-      isAdmitted: boolean;
-      /** The usage event id when admitted (spooled, billed on replay). */
-      usageId: string | null;
-      /** For refusals: when to retry (null: unknown). */
-      retryAfterMs: number | null;
-      /** Local clock (Redis was not reached). */
-      nowMs: number;
-      reason: DependencyError;
-    };
-
-/** Port: decides requests against their limits. */
-export interface Decider {
-  /**
-   * @throws ValidationError before any Redis call for bad input
-   * @throws DependencyError `REDIS_UNAVAILABLE` when Redis fails or times out
-   */
-  decide(input: DecideInput): Promise<Decision>;
-  /**
-   * Settles an admitted request with its actual cost: refunds or takes the
-   * difference, releases concurrency leases. Idempotent per request id.
-   * @throws ValidationError before any Redis call for bad input
-   * @throws DependencyError `REDIS_UNAVAILABLE` when Redis fails or times out
-   */
-  settle(input: SettleInput): Promise<SettleResult>;
-}
+import { compileSettle } from './settle-args.js';
 
 export interface RedisDeciderOptions {
   shardCount: number;

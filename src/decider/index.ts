@@ -1,16 +1,32 @@
-export * from './keys.js';
-export * from './replies.js';
-export * from './redis.js';
-export * from './scripts.js';
-export * from './usage-log.js';
-export * from './probe.js';
-export * from './policy.js';
-export * from './compile.js';
-export * from './decider.js';
-export * from './model/limits.js';
-export * from './model/period.js';
+/**
+ * The decider's public surface: the `Decider` port and its Redis
+ * implementations, the limit schema, key names other areas read (the usage
+ * stream, admitted counters), connection helpers and calendar periods.
+ * Internals (argument encoding, reply decoders, the pure model) are imported
+ * from their modules by the decider's own tests.
+ */
+export type { DecideInput, Decider, Decision, LimitSpec, LimitState, SettleInput, Warning } from './ports.js';
+export type { SettleResult } from './replies.js';
+export { RedisDecider } from './decider.js';
+export { ResilientDecider } from './resilient.js';
+export { FileSpool } from './spool.js';
+export { MAX_RECORD_TTL_MS } from './compile.js';
+export { integerIn, limitsSchema, parseLimits, periodSpecSchema, schemaProblems } from './policy.js';
+export { assertNoEviction, connectDeciderRedis, createDeciderRedis, type DeciderRedis } from './redis.js';
 export { redisErrorPrefix } from './redis-errors.js';
-export * from './breaker.js';
-export * from './spool.js';
-export * from './resilient.js';
-export * from './bucket-state.js';
+export { probeDecider } from './probe.js';
+export { appendUsage } from './usage-log.js';
+export {
+  MAX_SUB_SHARDS,
+  admittedKey,
+  admittedKeyPattern,
+  bucketKey,
+  deadLetterStreamKey,
+  parseAdmittedKey,
+  parseIpHex,
+  shardOf,
+  shardOfPart,
+  usageStreamKey,
+  type ShardId,
+} from './keys.js';
+export { MAX_PERIOD_SECONDS, isValidTimeZone, periodAt, periodPairAt, type Period, type PeriodSpec } from './model/period.js';

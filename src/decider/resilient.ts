@@ -19,11 +19,11 @@ import {
   type Logger,
 } from '../shared/index.js';
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from './breaker.js';
-import { compileRequest, type DecideInput, type SettleInput } from './compile.js';
-import { RedisDecider, type Decider, type Decision } from './decider.js';
+import { compileRequest } from './compile.js';
+import { RedisDecider } from './decider.js';
 import { decideModel, emptyModelState, type CompiledLimit, type ModelState } from './model/limits.js';
 import { periodAt } from './model/period.js';
-import type { OnDeciderDown } from './policy.js';
+import type { DecideInput, Decider, Decision, OnDeciderDown, SettleInput } from './ports.js';
 import type { DeciderRedis } from './redis.js';
 import type { SettleResult } from './replies.js';
 import type { FileSpool, ReplayResult } from './spool.js';

@@ -5,8 +5,16 @@
  * (DESIGN §4: plans are pushed to every instance).
  */
 import { z } from 'zod';
-import { MAX_SUB_SHARDS, isValidTimeZone, validateLimits, type LimitSpec, type PeriodSpec } from '../decider/index.js';
-import { ValidationError, parseLimitId, parsePlanId, type PlanId } from '../shared/index.js';
+import {
+  MAX_SUB_SHARDS,
+  integerIn,
+  limitsSchema,
+  periodSpecSchema,
+  schemaProblems,
+  type LimitSpec,
+  type PeriodSpec,
+} from '../decider/index.js';
+import { ValidationError, parsePlanId, type PlanId } from '../shared/index.js';
 
 export interface Plan {
   id: PlanId;
@@ -23,71 +31,50 @@ export interface Plan {
   subShards?: number;
 }
 
-const safeInt = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
-const periodSchema = z.strictObject({
-  unit: z.enum(['day', 'month']),
-  anchorDay: safeInt(1, 31),
-  timeZone: z.string().max(64).refine(isValidTimeZone, 'not an IANA time zone'),
-});
-const algorithmSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('token-bucket'), capacity: safeInt(1), refillAmount: safeInt(1), refillPeriodMs: safeInt(1) }),
-  z.strictObject({ kind: z.literal('fixed-window'), limit: safeInt(1), windowMs: safeInt(1) }),
-  z.strictObject({ kind: z.literal('sliding-window'), limit: safeInt(1), windowMs: safeInt(1) }),
-  z.strictObject({ kind: z.literal('period-quota'), limit: safeInt(1), period: periodSchema, thresholdsPercent: z.array(safeInt(1, 1000)).max(8) }),
-  z.strictObject({ kind: z.literal('concurrency'), slots: safeInt(1), leaseTtlMs: safeInt(1) }),
-]);
-const limitSchema = z.strictObject({
-  id: z.string().max(64),
-  scope: z.enum(['tenant', 'apiKey', 'ip']),
-  algorithm: algorithmSchema,
-  mode: z.enum(['hard', 'soft', 'defer', 'shadow']),
-  onDeciderDown: z.enum(['open', 'closed', 'local']),
-});
-/** The one schema of a plan as data (stored in DynamoDB, sent by the admin API, written in code). */
-const planSchema = z.strictObject({
-  id: z.string().max(64),
-  version: safeInt(1),
-  limits: z.array(limitSchema).max(64),
-  billingPeriod: periodSchema,
-  maxCostPerOperation: safeInt(1),
-  subShards: safeInt(1, MAX_SUB_SHARDS).optional(),
+const PLAN_PERIOD_UNIT = 'must be day or month in a plan (second periods are for tests and demos)';
+
+const planIdSchema = z.unknown().transform((raw, ctx): PlanId => {
+  try {
+    return parsePlanId(raw);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'is not a valid id' });
+    return z.NEVER;
+  }
 });
 
 /**
- * Parses and validates a plan from untrusted data (shape by the plan schema,
- * then the limits' own rules: ids, integer ranges, exact-arithmetic bounds).
- * @throws ValidationError `INVALID_INPUT` listing every problem
+ * A plan as data (stored in DynamoDB, sent by the admin API, written in code): the decider's
+ * limit and period schemas, plus what only a plan has. A plan's periods are days or months.
+ */
+const planSchema = z.strictObject({
+  id: planIdSchema,
+  version: integerIn(1, Number.MAX_SAFE_INTEGER),
+  limits: limitsSchema.superRefine((limits, ctx) => {
+    limits.forEach((limit, index) => {
+      if (limit.algorithm.kind === 'period-quota' && limit.algorithm.period.unit === 'second') {
+        ctx.addIssue({ code: 'custom', path: [index, 'algorithm', 'period', 'unit'], message: PLAN_PERIOD_UNIT });
+      }
+    });
+  }),
+  billingPeriod: periodSpecSchema.superRefine((period, ctx) => {
+    if (period.unit === 'second') ctx.addIssue({ code: 'custom', path: ['unit'], message: PLAN_PERIOD_UNIT });
+  }),
+  maxCostPerOperation: integerIn(1, Number.MAX_SAFE_INTEGER),
+  subShards: integerIn(1, MAX_SUB_SHARDS).exactOptional(),
+});
+
+/**
+ * Parses and validates a plan from untrusted data, by the plan schema (which holds the
+ * decider's limit schema: ids, integer ranges, exact-arithmetic bounds).
+ * @throws ValidationError `INVALID_INPUT`: `invalid plan:` then every problem, one per line (also in `details.problems`)
  */
 export function parsePlan(raw: unknown): Plan {
   const parsed = planSchema.safeParse(raw);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(plan)'}: ${issue.message}`);
+    const problems = schemaProblems(parsed.error, 'plan');
     throw new ValidationError('INVALID_INPUT', `invalid plan:\n${problems.join('\n')}`, { details: { problems } });
   }
-  const data = parsed.data;
-  let id: PlanId;
-  try {
-    id = parsePlanId(data.id);
-  } catch {
-    throw new ValidationError('INVALID_INPUT', `invalid plan: id ${JSON.stringify(data.id)} is not a valid id`);
-  }
-  const limits: LimitSpec[] = [];
-  for (const [index, limit] of data.limits.entries()) {
-    try {
-      limits.push({ ...limit, id: parseLimitId(limit.id) });
-    } catch {
-      throw new ValidationError('INVALID_INPUT', `invalid plan ${id}: limits[${index}].id is not a valid id`);
-    }
-  }
-  validateLimits(limits);
-  return {
-    id,
-    version: data.version,
-    limits,
-    billingPeriod: data.billingPeriod,
-    maxCostPerOperation: data.maxCostPerOperation,
-    ...(data.subShards === undefined ? {} : { subShards: data.subShards }),
-  };
+  return parsed.data;
 }
 
 /** Port: the current plans. */

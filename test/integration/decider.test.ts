@@ -9,26 +9,20 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   RedisDecider,
-  compileBatch,
-  compileSettle,
-  decodeSettle,
-  settleModel,
-  decodeBucketState,
-  decodeMsgpackIntegers,
-  compileRequest,
   connectDeciderRedis,
   createDeciderRedis,
-  decideModel,
-  decodeDecideBatch,
-  emptyModelState,
   shardOf,
   usageStreamKey,
   type DecideInput,
   type DeciderRedis,
   type LimitSpec,
-  type ModelRequest,
-  type RawDecision,
 } from '../../src/decider/index.js';
+import { decodeBucketState, decodeMsgpackIntegers } from '../../src/decider/bucket-state.js';
+import { compileRequest } from '../../src/decider/compile.js';
+import { compileBatch } from '../../src/decider/decide-args.js';
+import { decideModel, emptyModelState, settleModel, type ModelRequest, type RawDecision } from '../../src/decider/model/limits.js';
+import { decodeDecideBatch, decodeSettle } from '../../src/decider/replies.js';
+import { compileSettle } from '../../src/decider/settle-args.js';
 import {
   DependencyError,
   ValidationError,

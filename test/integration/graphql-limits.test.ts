@@ -10,16 +10,16 @@ import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  KEY_PATTERN,
   RedisDecider,
   bucketKey,
-  decodeBucketState,
-  compileRequest,
   connectDeciderRedis,
   shardOf,
   usageStreamKey,
   type DeciderRedis,
 } from '../../src/decider/index.js';
+import { decodeBucketState } from '../../src/decider/bucket-state.js';
+import { compileRequest } from '../../src/decider/compile.js';
+import { KEY_PATTERN } from '../../src/decider/keys.js';
 import { DynamoResponseStore, responsesTableName } from '../../src/graphql/index.js';
 import { createDynamoClient } from '../../src/metering/index.js';
 import { DependencyError, parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';

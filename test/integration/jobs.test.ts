@@ -16,12 +16,12 @@ import {
   RedisDecider,
   bucketKey,
   connectDeciderRedis,
-  decodeBucketState,
   shardOf,
   usageStreamKey,
   type DeciderRedis,
   type LimitSpec,
 } from '../../src/decider/index.js';
+import { decodeBucketState } from '../../src/decider/bucket-state.js';
 import { InMemoryKeyStore, InMemoryPlanStore, SchemaJobExecutor, createApi, type ApiServer } from '../../src/graphql/index.js';
 import { DemoStore, createDemoSchema } from '../../src/graphql/demo/index.js';
 import { TemporalDeferrer } from '../../src/workflows/index.js';

@@ -171,3 +171,16 @@ export function periodPairAt(spec: PeriodSpec, instantMs: number): PeriodPair {
   if (byObject !== pair) pairBySpec.set(spec, pair);
   return pair;
 }
+
+/** How far the local clock may trail Redis when naming periods: periods are named from now − this. */
+export const PERIOD_SKEW_ALLOWANCE_MS = 60_000;
+
+/**
+ * How far back a spec's periods are named: the skew allowance, but at most half of a `second`
+ * period, so the named pair (current and next) still contains the local now (a 4-second period
+ * named 60 s back would always be stale). Clock skew tolerated either way: that amount.
+ */
+export function namingSkewMs(spec: PeriodSpec): number {
+  if (spec.unit !== 'second') return PERIOD_SKEW_ALLOWANCE_MS;
+  return Math.min(PERIOD_SKEW_ALLOWANCE_MS, Math.floor(((spec.lengthSeconds ?? 1) * 1000) / 2));
+}

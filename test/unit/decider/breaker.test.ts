@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CircuitBreaker, type BreakerState } from '../../../src/decider/index.js';
+import { CircuitBreaker, type BreakerState } from '../../../src/decider/breaker.js';
 
 function setup(random = 0.5): { breaker: CircuitBreaker; clock: { now: number; nowMs: () => number }; states: BreakerState[] } {
   const clock = { now: 1_000_000, nowMs: () => clock.now };

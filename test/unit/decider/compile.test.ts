@@ -1,21 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  ALG,
-  MODE,
-  admittedKey,
-  bucketKey,
-  compileBatch,
-  compileRequest,
-  namingSkewMs,
-  parseIpHex,
-  periodPairAt,
-  requestRecordKey,
-  shardOf,
-  usageStreamKey,
-  type DecideInput,
-  type LimitSpec,
-} from '../../../src/decider/index.js';
+import { compileRequest } from '../../../src/decider/compile.js';
+import { compileBatch } from '../../../src/decider/decide-args.js';
+import { admittedKey, bucketKey, parseIpHex, requestRecordKey, shardOf, usageStreamKey } from '../../../src/decider/keys.js';
+import { ALG, MODE } from '../../../src/decider/model/limits.js';
+import { namingSkewMs, periodPairAt } from '../../../src/decider/model/period.js';
+import type { DecideInput, LimitSpec } from '../../../src/decider/ports.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId } from '../../../src/shared/index.js';
 
 const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;

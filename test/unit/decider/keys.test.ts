@@ -13,7 +13,7 @@ import {
   usageStreamKey,
   deadLetterStreamKey,
   type ShardId,
-} from '../../../src/decider/index.js';
+} from '../../../src/decider/keys.js';
 import { parseEventId, parseLimitId, parseTenantId } from '../../../src/shared/index.js';
 
 const idArb = fc.stringMatching(/^[a-z0-9][a-z0-9_-]{0,63}$/);

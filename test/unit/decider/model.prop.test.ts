@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ALG, MODE, decideModel, emptyModelState, parseIpHex, type CompiledLimit } from '../../../src/decider/index.js';
+import { parseIpHex } from '../../../src/decider/keys.js';
+import { ALG, MODE, decideModel, emptyModelState, type CompiledLimit } from '../../../src/decider/model/limits.js';
 
 const limit = (partial: Partial<CompiledLimit>): CompiledLimit => ({
   alg: ALG.tokenBucket, mode: MODE.hard, p1: 10, p2: 1, p3: 1000, p4: 0, thresholds: [], key: 'k', ...partial,

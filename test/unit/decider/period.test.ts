@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isValidTimeZone, nextPeriod, periodAt, periodPairAt, type PeriodSpec } from '../../../src/decider/index.js';
+import { isValidTimeZone, nextPeriod, periodAt, periodPairAt, type PeriodSpec } from '../../../src/decider/model/period.js';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const at = (text: string): number => Date.parse(text);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeAppendUsage, decodeClock, decodeDecideBatch } from '../../../src/decider/index.js';
+import { decodeAppendUsage, decodeClock, decodeDecideBatch } from '../../../src/decider/replies.js';
 import { InvariantError } from '../../../src/shared/index.js';
 
 describe('decodeAppendUsage', () => {

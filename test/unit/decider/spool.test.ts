@@ -2,7 +2,7 @@ import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FileSpool, type SpoolEntry } from '../../../src/decider/index.js';
+import { FileSpool, type SpoolEntry } from '../../../src/decider/spool.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-spool-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
