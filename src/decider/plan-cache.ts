@@ -71,8 +71,8 @@ export interface PlanSplit {
  */
 const plans = new WeakMap<LimitSpec[], Map<string, CompiledPlan>>();
 
-/** Part `part` of `subShards` of an integer amount: the parts sum to exactly `amount` (remainder to the first parts). */
-export function shareOf(amount: number, subShards: number, part: number | undefined): number {
+/** A part's share of an integer amount: the parts sum to exactly `amount` (remainder to the first parts). */
+export function shareOf(amount: number, { subShards, part }: PlanSplit): number {
   if (part === undefined) return amount;
   return Math.floor(amount / subShards) + (part < amount % subShards ? 1 : 0);
 }
@@ -89,7 +89,7 @@ function partParams(spec: LimitSpec, split: PlanSplit): [CompiledLimit['alg'], n
     if (part !== undefined && amount < subShards) {
       throw new ValidationError('INVALID_INPUT', `limit ${spec.id}: ${what} ${amount} cannot be divided over ${subShards} sub-shards`);
     }
-    return shareOf(amount, subShards, part);
+    return shareOf(amount, split);
   };
   const alg = spec.algorithm;
   switch (alg.kind) {

@@ -87,10 +87,10 @@ export class ResilientDecider implements Decider {
 
   async decide(input: DecideInput): Promise<Decision> {
     if (!this.breaker.allow()) {
-      return this.degrade(input, new DependencyError('REDIS_UNAVAILABLE', 'decider breaker is open'), false);
+      return this.degrade(input, { reason: new DependencyError('REDIS_UNAVAILABLE', 'decider breaker is open'), wasSent: false });
     }
     const outcome = await this.throughBreaker(() => this.inner.decide(input));
-    return outcome.isOk ? outcome.value : this.degrade(input, outcome.error, true);
+    return outcome.isOk ? outcome.value : this.degrade(input, { reason: outcome.error, wasSent: true });
   }
 
   async settle(input: SettleInput): Promise<SettleResult> {
@@ -163,10 +163,10 @@ export class ResilientDecider implements Decider {
   }
 
   /**
-   * @param wasSent whether the request reached Redis (it may have run there after
-   *   all); a refusal of such a request is spooled as a void
+   * Answers by the request's `onDeciderDown` policy. `wasSent`: whether the request reached
+   * Redis (it may have run there after all); a refusal of such a request is spooled as a void.
    */
-  private degrade(input: DecideInput, reason: DependencyError, wasSent: boolean): Decision {
+  private degrade(input: DecideInput, { reason, wasSent }: { reason: DependencyError; wasSent: boolean }): Decision {
     const policy = policyOf(input);
     const nowMs = this.options.clock.nowMs();
     const refuse = (retryAfterMs: number | null): Decision => {

@@ -12,6 +12,8 @@ export const ceilDiv = (a: number, b: number): number => Math.floor((a + b - 1) 
 
 /** What evaluating a limit found: the verdict, then the algorithm state read (kept for the take). */
 export interface Evaluation {
+  /** The limit evaluated. */
+  limit: CompiledLimit;
   fits: boolean;
   remaining: number;
   reset: number;
@@ -37,8 +39,9 @@ export interface EvaluationContext {
   cost: number;
 }
 
-function blank(key: string): Evaluation {
+function blank(limit: CompiledLimit, key = limit.key): Evaluation {
   return {
+    limit,
     fits: true, remaining: 0, reset: 0, retry: 0, overage: 0, crossed: 0,
     tokens: 0, r: 0, w: 0, n: 0, cur: 0, prev: 0, key, used: 0, periodEnd: 0, held: 0,
   };
@@ -56,7 +59,7 @@ function verdict(ev: Evaluation, check: { isAboveLimit: boolean; isOver: boolean
 }
 
 function evaluateTokenBucket(lim: CompiledLimit, { state, now, cost }: EvaluationContext): Evaluation {
-  const ev = blank(lim.key);
+  const ev = blank(lim);
   const [cap, rate, per] = [lim.p1, lim.p2, lim.p3];
   const stored = state.tb.get(lim.key);
   let tokens = cap;
@@ -83,7 +86,7 @@ function evaluateTokenBucket(lim: CompiledLimit, { state, now, cost }: Evaluatio
 }
 
 function evaluateFixedWindow(lim: CompiledLimit, { state, now, cost }: EvaluationContext): Evaluation {
-  const ev = blank(lim.key);
+  const ev = blank(lim);
   const [limit, win] = [lim.p1, lim.p2];
   const w = Math.floor(now / win);
   const stored = state.fw.get(lim.key);
@@ -97,7 +100,7 @@ function evaluateFixedWindow(lim: CompiledLimit, { state, now, cost }: Evaluatio
 }
 
 function evaluateSlidingWindow(lim: CompiledLimit, { state, now, cost }: EvaluationContext): Evaluation {
-  const ev = blank(lim.key);
+  const ev = blank(lim);
   const [limit, win] = [lim.p1, lim.p2];
   const w = Math.floor(now / win);
   const e = now - w * win;
@@ -132,7 +135,7 @@ function evaluatePeriodQuota(lim: CompiledLimit, { state, now, cost }: Evaluatio
   const [limit, , endMs, nextEnd] = [lim.p1, lim.p2, lim.p3, lim.p4];
   // a request at or after the named period's end counts in the next one
   const isNext = now >= endMs;
-  const ev = blank(isNext ? (lim.nextKey ?? '') : lim.key);
+  const ev = blank(lim, isNext ? (lim.nextKey ?? '') : lim.key);
   const used = state.counters.get(ev.key) ?? 0;
   ev.used = used;
   ev.periodEnd = isNext ? nextEnd : endMs;
@@ -146,7 +149,7 @@ function evaluatePeriodQuota(lim: CompiledLimit, { state, now, cost }: Evaluatio
 }
 
 function evaluateConcurrency(lim: CompiledLimit, { state, now }: EvaluationContext): Evaluation {
-  const ev = blank(lim.key);
+  const ev = blank(lim);
   const leases = state.leases.get(lim.key) ?? new Map<string, number>();
   const live = [...leases.values()].filter((expiry) => expiry > now).sort((a, b) => a - b);
   ev.held = live.length;
@@ -174,9 +177,10 @@ export function evaluate(lim: CompiledLimit, context: EvaluationContext): Evalua
   }
 }
 
-/** Takes the request's cost (a lease, for concurrency) from one limit and sets what remains. */
-export function take(lim: CompiledLimit, ev: Evaluation, request: EvaluationContext & { requestId: string }): void {
+/** Takes the request's cost (a lease, for concurrency) from the evaluated limit and sets what remains. */
+export function take(ev: Evaluation, request: EvaluationContext & { requestId: string }): void {
   const { state, now, cost } = request;
+  const lim = ev.limit;
   switch (lim.alg) {
     case ALG.tokenBucket: {
       const [cap, rate, per] = [lim.p1, lim.p2, lim.p3];
@@ -221,7 +225,8 @@ export function take(lim: CompiledLimit, ev: Evaluation, request: EvaluationCont
 }
 
 /** Sets what remains of a limit the request did not take from (denied, deferred, or a shadow limit it would exceed). */
-export function remainingWithoutTake(lim: CompiledLimit, ev: Evaluation): void {
+export function remainingWithoutTake(ev: Evaluation): void {
+  const lim = ev.limit;
   let value = 0;
   switch (lim.alg) {
     case ALG.tokenBucket:

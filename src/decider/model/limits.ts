@@ -67,8 +67,8 @@ export function decideModel(state: ModelState, request: ModelRequest, now: numbe
   const isAdmitted = kind <= 1;
   request.limits.forEach((lim, index) => {
     const ev = evs[index] as Evaluation;
-    if (isAdmitted && (lim.mode !== MODE.shadow || ev.fits)) take(lim, ev, context);
-    else remainingWithoutTake(lim, ev);
+    if (isAdmitted && (lim.mode !== MODE.shadow || ev.fits)) take(ev, context);
+    else remainingWithoutTake(ev);
   });
   const reply: RawDecision = {
     kind,

@@ -98,12 +98,12 @@ function daysInMonth(year: number, month: number): number {
   return new Date(Date.UTC(year, month, 0)).getUTCDate();
 }
 
-function addMonths(year: number, month: number, delta: number): { year: number; month: number } {
+function addMonths({ year, month }: { year: number; month: number }, delta: number): { year: number; month: number } {
   const index = year * 12 + (month - 1) + delta;
   return { year: Math.floor(index / 12), month: (index % 12) + 1 };
 }
 
-function anchoredDate(year: number, month: number, anchorDay: number): LocalParts {
+function anchoredDate({ year, month }: { year: number; month: number }, anchorDay: number): LocalParts {
   return { year, month, day: Math.min(anchorDay, daysInMonth(year, month)) };
 }
 
@@ -124,15 +124,13 @@ export function periodAt(spec: PeriodSpec, instantMs: number): Period {
     );
     return { startMs, endMs };
   }
-  let start = anchoredDate(local.year, local.month, spec.anchorDay);
+  let start = anchoredDate(local, spec.anchorDay);
   let startMs = localMidnight(start, spec.timeZone);
   if (instantMs < startMs) {
-    const previous = addMonths(local.year, local.month, -1);
-    start = anchoredDate(previous.year, previous.month, spec.anchorDay);
+    start = anchoredDate(addMonths(local, -1), spec.anchorDay);
     startMs = localMidnight(start, spec.timeZone);
   }
-  const following = addMonths(start.year, start.month, 1);
-  const endMs = localMidnight(anchoredDate(following.year, following.month, spec.anchorDay), spec.timeZone);
+  const endMs = localMidnight(anchoredDate(addMonths(start, 1), spec.anchorDay), spec.timeZone);
   return { startMs, endMs };
 }
 

@@ -23,7 +23,11 @@ function plan(): LimitSpec[] {
 const idArb = fc.stringMatching(/^[a-z0-9][a-z0-9_-]{0,20}$/);
 const ipArb = fc.oneof(fc.ipV4(), fc.ipV6().filter((ip) => !ip.includes('.')));
 
-function input(limits: LimitSpec[], tenant: string, key: string, ip: string, overrides: Partial<DecideInput> = {}): DecideInput {
+/** A request for `limits` from tenant `tenant`, API key `key` and address `ip`. */
+function input(
+  { limits, tenant, key, ip }: { limits: LimitSpec[]; tenant: string; key: string; ip: string },
+  overrides: Partial<DecideInput> = {},
+): DecideInput {
   return {
     tenant: parseTenantId(tenant),
     keyId: parseKeyId(key),
@@ -43,7 +47,7 @@ describe('compileRequest', () => {
     const limits = plan();
     fc.assert(
       fc.property(idArb, idArb, ipArb, fc.integer({ min: 1_600_000_000_000, max: 2_000_000_000_000 }), (tenantRaw, keyRaw, ip, nowMs) => {
-        const compiled = compileRequest(input(limits, tenantRaw, keyRaw, ip), { shardCount: 256, localNowMs: nowMs });
+        const compiled = compileRequest(input({ limits, tenant: tenantRaw, key: keyRaw, ip }), { shardCount: 256, localNowMs: nowMs });
         const tenant = parseTenantId(tenantRaw);
         const shard = shardOf(tenant, 256);
         const naming = nowMs - 60_000;
@@ -69,8 +73,8 @@ describe('compileRequest', () => {
   it('sends a defer limit as hard unless the operation is deferrable', () => {
     const limits = plan();
     const now = Date.UTC(2026, 10, 23, 12);
-    const plain = compileRequest(input(limits, 'acme', 'k1', '10.0.0.1'), { shardCount: 16, localNowMs: now });
-    const deferrable = compileRequest(input(limits, 'acme', 'k1', '10.0.0.1', { isDeferrable: true }), { shardCount: 16, localNowMs: now });
+    const plain = compileRequest(input({ limits, tenant: 'acme', key: 'k1', ip: '10.0.0.1' }), { shardCount: 16, localNowMs: now });
+    const deferrable = compileRequest(input({ limits, tenant: 'acme', key: 'k1', ip: '10.0.0.1' }, { isDeferrable: true }), { shardCount: 16, localNowMs: now });
     expect(plain.definitions[1]?.[1]).toBe(String(MODE.hard));
     expect(plain.model.limits[1]?.mode).toBe(MODE.hard);
     expect(deferrable.definitions[1]?.[1]).toBe(String(MODE.defer));
@@ -87,13 +91,13 @@ describe('compileRequest', () => {
     if (algorithm?.kind !== 'token-bucket') throw new Error('fixture');
     algorithm.capacity = 555;
     const now = Date.UTC(2026, 10, 23, 12);
-    compileRequest(input(a, 'acme', 'k1', '10.0.0.1'), { shardCount: 16, localNowMs: now });
-    const compiled = compileRequest(input(b, 'acme', 'k1', '10.0.0.1'), { shardCount: 16, localNowMs: now });
+    compileRequest(input({ limits: a, tenant: 'acme', key: 'k1', ip: '10.0.0.1' }), { shardCount: 16, localNowMs: now });
+    const compiled = compileRequest(input({ limits: b, tenant: 'acme', key: 'k1', ip: '10.0.0.1' }), { shardCount: 16, localNowMs: now });
     expect(compiled.definitions[0]?.[2]).toBe('555');
   });
 
   it('rejects a request whose ip-scoped limit has no address, naming the limit', () => {
-    const { clientIp: _address, ...withoutAddress } = input(plan(), 'acme', 'k1', '10.0.0.1');
+    const { clientIp: _address, ...withoutAddress } = input({ limits: plan(), tenant: 'acme', key: 'k1', ip: '10.0.0.1' });
     expect(() => compileRequest(withoutAddress, { shardCount: 16, localNowMs: Date.now() })).toThrow(/per-ip is ip-scoped/);
   });
 });
@@ -104,7 +108,7 @@ describe('compileBatch', () => {
     const now = Date.UTC(2026, 10, 23, 12);
     const requests = ['t1', 't2', 't3'].map((tenant, index) =>
       compileRequest(
-        input(limits, tenant, 'k1', '10.0.0.1', { requestId: parseEventId(`r${index}`), isDeferrable: index === 2, ...(index === 1 ? { recordTtlMs: 86_400_000 } : {}) }),
+        input({ limits, tenant, key: 'k1', ip: '10.0.0.1' }, { requestId: parseEventId(`r${index}`), isDeferrable: index === 2, ...(index === 1 ? { recordTtlMs: 86_400_000 } : {}) }),
         { shardCount: 16, localNowMs: now },
       ),
     );
@@ -143,7 +147,7 @@ describe('short (second) periods', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1_700_000_000_000, max: 1_900_000_000_000 }), (nowMs) => {
         const limits: LimitSpec[] = [{ id: parseLimitId('q'), scope: 'tenant', algorithm: { kind: 'period-quota', limit: 10, period: spec, thresholdsPercent: [] }, mode: 'hard', onDeciderDown: 'open' }];
-        const compiled = compileRequest(input(limits, 'acme', 'k1', '10.0.0.1', { billingPeriod: spec }), { shardCount: 16, localNowMs: nowMs });
+        const compiled = compileRequest(input({ limits, tenant: 'acme', key: 'k1', ip: '10.0.0.1' }, { billingPeriod: spec }), { shardCount: 16, localNowMs: nowMs });
         expect(compiled.billingStartMs <= nowMs && nowMs < compiled.billingNextEndMs).toBe(true);
       }),
     );
