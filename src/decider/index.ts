@@ -11,7 +11,7 @@ export { RedisDecider } from './decider.js';
 export { ResilientDecider } from './resilient.js';
 export { FileSpool } from './spool.js';
 export { MAX_RECORD_TTL_MS } from './compile.js';
-export { integerIn, limitsSchema, parseLimits, periodSpecSchema, schemaProblems } from './policy.js';
+export { integerIn, limitsSchema, periodSpecSchema, schemaProblems } from './policy.js';
 export { assertNoEviction, connectDeciderRedis, createDeciderRedis, type DeciderRedis } from './redis.js';
 export { redisErrorPrefix } from './redis-errors.js';
 export { probeDecider } from './probe.js';
