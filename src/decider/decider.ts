@@ -25,6 +25,7 @@ import { redisErrorPrefix, stalePeriodNowMs } from './redis-errors.js';
 import { decodeDecideBatch, decodeSettle, type SettleResult } from './replies.js';
 import { compileSettle } from './settle-args.js';
 
+/** Options of `RedisDecider`. */
 export interface RedisDeciderOptions {
   shardCount: number;
   clock: Clock;

@@ -8,7 +8,7 @@
  */
 import { ALG, type CompiledLimit, type ModelState } from './layout.js';
 
-export const ceilDiv = (a: number, b: number): number => Math.floor((a + b - 1) / b);
+const ceilDiv = (a: number, b: number): number => Math.floor((a + b - 1) / b);
 
 /** What evaluating a limit found: the verdict, then the algorithm state read (kept for the take). */
 export interface Evaluation {

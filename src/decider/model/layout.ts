@@ -11,7 +11,9 @@ export const ALG = { tokenBucket: 1, fixedWindow: 2, slidingWindow: 3, periodQuo
 /** Mode codes of decide.lua's limit definitions. */
 export const MODE = { hard: 1, soft: 2, defer: 3, shadow: 4 } as const;
 
+/** An algorithm code (1..5). */
 export type AlgCode = (typeof ALG)[keyof typeof ALG];
+/** A mode code (1..4). */
 export type ModeCode = (typeof MODE)[keyof typeof MODE];
 
 /** One limit as the script sees it: algorithm, mode, four integer parameters and thresholds. */
