@@ -8,11 +8,11 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   RedisDecider,
-  compileRequest,
   connectDeciderRedis,
   type DecideInput,
   type DeciderRedis,
 } from '../../src/decider/index.js';
+import { compileRequest } from '../../src/decider/compile.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 
