@@ -1,4 +1,4 @@
-/** Deferred (202) jobs: the record and its store, the ports, the pure sweep model and the status view. */
+/** Deferred (202) jobs: the record and its store, the ports, deferring an operation, the pure sweep model and the status view. */
 export {
   FINISHED_JOB_STATUSES,
   MAX_RESULT_CHARS,
@@ -30,6 +30,16 @@ export type {
   JobReader,
 } from './ports.js';
 export { InMemoryDeferrer, deferredJobId } from './deferrer.js';
+export {
+  deferOperation,
+  deferSubmission,
+  findRetriedJob,
+  type DeferFailureCode,
+  type DeferOutcome,
+  type DeferSubmission,
+  type DeferSubmissionInput,
+  type RetriedJobLookup,
+} from './deferral.js';
 export { jobRecordTtlMs, type JobSettings } from './settings.js';
 export { jobView, readJob, type JobView } from './view.js';
 export { FinishedJobCache, type FinishedJobCacheOptions } from './finished-cache.js';

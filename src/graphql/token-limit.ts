@@ -1,0 +1,83 @@
+/**
+ * The token cap on documents, checked while parsing. graphql-js's own
+ * `maxTokens` reports an overrun only as message text; here the lexer the
+ * parser reads from counts the tokens and throws our `TokenLimitError`, so the
+ * edge tells a flood from a syntax error by type. The count is graphql-js's:
+ * every token the parser takes, comments and the end of the document excluded,
+ * and the overrun is raised at the same token, so a syntax error earlier in
+ * the document still wins.
+ */
+import { GraphQLError, Lexer, Source, TokenKind, parse, type DocumentNode, type ParseOptions, type Token } from 'graphql';
+import { edgeError } from './responses.js';
+
+/** A document with more lexical tokens than allowed; the edge answers 400 `TOKEN_LIMIT_EXCEEDED`. */
+export class TokenLimitError extends Error {
+  readonly code = 'TOKEN_LIMIT_EXCEEDED';
+
+  constructor(readonly maxTokens: number) {
+    super(`the document has more than ${maxTokens} tokens`);
+    this.name = 'TokenLimitError';
+  }
+}
+
+/** A lexer that stops the parse at the first token past the cap. */
+class CountingLexer extends Lexer {
+  private taken = 0;
+
+  constructor(
+    source: Source,
+    private readonly maxTokens: number,
+  ) {
+    super(source);
+  }
+
+  override advance(): Token {
+    const token = super.advance();
+    if (token.kind !== TokenKind.EOF) {
+      this.taken += 1;
+      if (this.taken > this.maxTokens) throw new TokenLimitError(this.maxTokens);
+    }
+    return token;
+  }
+}
+
+/**
+ * graphql's `parse` with at most `maxTokens` lexical tokens.
+ * @throws TokenLimitError when the document has more
+ * @throws GraphQLError for a syntax error (before the cap is reached)
+ */
+export function parseWithTokenLimit(source: string | Source, options: { maxTokens: number; parseOptions?: ParseOptions }): DocumentNode {
+  const body = typeof source === 'string' ? new Source(source) : source;
+  // graphql's own cap stays off: it would report the overrun as text only
+  return parse(body, { ...options.parseOptions, maxLexicalTokens: undefined, maxTokens: undefined, lexer: new CountingLexer(body, options.maxTokens) });
+}
+
+/**
+ * Whether parsing `query` stops at the token cap. A document has no more tokens
+ * than characters, so a short one is never lexed. Any other parse failure is
+ * `false`: it is reported when the document is parsed for execution.
+ */
+export function exceedsTokenLimit(query: string, maxTokens: number): boolean {
+  if (query.length <= maxTokens) return false;
+  try {
+    parseWithTokenLimit(query, { maxTokens });
+    return false;
+  } catch (error) {
+    return error instanceof TokenLimitError;
+  }
+}
+
+/**
+ * The parse function of the edge: {@link parseWithTokenLimit} with its failures
+ * as 400 edge errors (`TOKEN_LIMIT_EXCEEDED` with `extensions.max`, or
+ * `GRAPHQL_PARSE_FAILED` without graphql's "Syntax Error: " prefix).
+ */
+export function parseAtEdge(source: string | Source, options: { maxTokens: number; parseOptions?: ParseOptions }): DocumentNode {
+  try {
+    return parseWithTokenLimit(source, options);
+  } catch (error) {
+    if (error instanceof TokenLimitError) throw edgeError('TOKEN_LIMIT_EXCEEDED', error.message, { status: 400, extensions: { max: error.maxTokens } });
+    if (error instanceof GraphQLError) throw edgeError('GRAPHQL_PARSE_FAILED', error.message.replace(/^Syntax Error: /, ''), { status: 400 });
+    throw error;
+  }
+}
