@@ -53,17 +53,18 @@ export function parseWithTokenLimit(source: string | Source, options: { maxToken
 }
 
 /**
- * Whether parsing `query` stops at the token cap. A document has no more tokens
- * than characters, so a short one is never lexed. Any other parse failure is
- * `false`: it is reported when the document is parsed for execution.
+ * The error parsing `query` stops with at the token cap, or undefined when it
+ * does not. A document has no more tokens than characters, so a short one is
+ * never lexed. Any other parse failure is undefined too: it is reported when
+ * the document is parsed for execution.
  */
-export function exceedsTokenLimit(query: string, maxTokens: number): boolean {
-  if (query.length <= maxTokens) return false;
+export function tokenLimitError(query: string, maxTokens: number): TokenLimitError | undefined {
+  if (query.length <= maxTokens) return undefined;
   try {
     parseWithTokenLimit(query, { maxTokens });
-    return false;
+    return undefined;
   } catch (error) {
-    return error instanceof TokenLimitError;
+    return error instanceof TokenLimitError ? error : undefined;
   }
 }
 

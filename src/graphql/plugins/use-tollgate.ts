@@ -30,7 +30,7 @@ import type { TollgateMetrics } from '../metrics.js';
 import { OperationGate } from '../operation-gate.js';
 import type { Plan, PlanStore } from '../plans.js';
 import { edgeError, type EdgeErrorCode } from '../responses.js';
-import { exceedsTokenLimit, parseAtEdge } from '../token-limit.js';
+import { parseAtEdge, tokenLimitError } from '../token-limit.js';
 
 /** Options of {@link useTollgate}. */
 export interface TollgateOptions {
@@ -148,9 +148,9 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
     onRequestParse: (payload) => openRequest(runtime, payload),
     onParams: ({ params, setResult }) => {
       // Refusing here (not in parse) keeps the 400 even for application/json clients, which yoga answers 200 for parse errors.
-      if (params.query === undefined || !exceedsTokenLimit(params.query, limits.maxTokens)) return;
-      const message = `the document has more than ${limits.maxTokens} tokens`;
-      setResult({ errors: [runtime.refuse({ code: 'TOKEN_LIMIT_EXCEEDED', message, status: 400, extensions: { max: limits.maxTokens } })] });
+      const flood = params.query === undefined ? undefined : tokenLimitError(params.query, limits.maxTokens);
+      if (flood === undefined) return;
+      setResult({ errors: [runtime.refuse({ code: flood.code, message: flood.message, status: 400, extensions: { max: flood.maxTokens } })] });
     },
     onParse: ({ setParseFn }) => {
       setParseFn(parseFn);

@@ -1,6 +1,6 @@
 import { GraphQLError, Source, parse } from 'graphql';
 import { describe, expect, it } from 'vitest';
-import { TokenLimitError, exceedsTokenLimit, parseAtEdge, parseWithTokenLimit } from '../../../src/graphql/token-limit.js';
+import { TokenLimitError, parseAtEdge, parseWithTokenLimit, tokenLimitError } from '../../../src/graphql/token-limit.js';
 
 /** `{ a a … a }` with `fields` fields: fields + 2 tokens. */
 const flat = (fields: number): string => `{ ${'a '.repeat(fields)}}`;
@@ -39,7 +39,7 @@ describe('the token cap', () => {
     // then it is a syntax error, not a flood
     expect(error).toBeInstanceOf(GraphQLError);
     expect(error).not.toBeInstanceOf(TokenLimitError);
-    expect(exceedsTokenLimit(broken, 100)).toBe(false);
+    expect(tokenLimitError(broken, 100)).toBeUndefined();
   });
 
   it('keeps its own cap when the caller passes graphql options of its own', () => {
@@ -48,11 +48,11 @@ describe('the token cap', () => {
   });
 
   it('tells a flood from a short or broken document without a parse error escaping', () => {
-    expect(exceedsTokenLimit(flat(9), 10)).toBe(true);
-    expect(exceedsTokenLimit(flat(8), 10)).toBe(false);
+    expect(tokenLimitError(flat(9), 10)).toMatchObject({ code: 'TOKEN_LIMIT_EXCEEDED', maxTokens: 10 });
+    expect(tokenLimitError(flat(8), 10)).toBeUndefined();
     // ten characters cannot hold eleven tokens: never lexed
-    expect(exceedsTokenLimit('{ a b c d}', 10)).toBe(false);
-    expect(exceedsTokenLimit(`{ ${'"'.repeat(20)}`, 10)).toBe(false);
+    expect(tokenLimitError('{ a b c d}', 10)).toBeUndefined();
+    expect(tokenLimitError(`{ ${'"'.repeat(20)}`, 10)).toBeUndefined();
   });
 
   it('answers at the edge with 400 and a stable code for floods and syntax errors alike', () => {
