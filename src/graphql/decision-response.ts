@@ -95,7 +95,12 @@ export function deniedResponse(input: { decision: Denied; requested: number; spe
 }
 
 /** 429 (local backstop) or 503 (fails closed) while the limiter is unavailable, with `Tollgate-Degraded`. */
-export function degradedRefusalResponse(input: { decision: Degraded; requested: number; specs: LimitSpec[]; retry: RetryJitter }): EdgeResponse {
+export function degradedRefusalResponse(input: {
+  decision: Degraded;
+  requested: number;
+  specs: LimitSpec[];
+  retry: RetryJitter;
+}): EdgeResponse {
   const { decision, requested, specs } = input;
   const waitMs = decision.retryAfterMs ?? 1_000;
   const headers = { 'Retry-After': String(retryAfterSeconds(waitMs, input.retry)), 'Tollgate-Degraded': decision.policy };
@@ -176,7 +181,12 @@ export function deferralResponse(input: {
   const { decision, outcome } = input;
   switch (outcome.kind) {
     case 'deferred':
-      return jobAcceptedResponse({ job: outcome.job, requested: input.requested, specs: input.specs, limits: { states: decision.limits, nowMs: decision.nowMs } });
+      return jobAcceptedResponse({
+        job: outcome.job,
+        requested: input.requested,
+        specs: input.specs,
+        limits: { states: decision.limits, nowMs: decision.nowMs },
+      });
     case 'unavailable':
       return jobsUnavailableResponse({ limitId: decision.limitId });
     case 'queue-full': {

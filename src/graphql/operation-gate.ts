@@ -72,8 +72,7 @@ export interface AdmittedOperation {
 
 /** `answered`: send `response` and run nothing. `admitted`: run it, adding `headers` to the response. */
 export type GateOutcome =
-  | { kind: 'answered'; response: EdgeResponse }
-  | { kind: 'admitted'; operation: AdmittedOperation; headers: Record<string, string> };
+  { kind: 'answered'; response: EdgeResponse } | { kind: 'admitted'; operation: AdmittedOperation; headers: Record<string, string> };
 
 const OPERATION_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
@@ -99,7 +98,13 @@ export class OperationGate {
     let requestId: EventId;
     try {
       const batchIndex = caller.batchIndex();
-      requestId = operationRequestId({ idempotencyKey: caller.idempotencyKey, batchIndex, query: priced.query, operationName: priced.operationName, variables: priced.variables });
+      requestId = operationRequestId({
+        idempotencyKey: caller.idempotencyKey,
+        batchIndex,
+        query: priced.query,
+        operationName: priced.operationName,
+        variables: priced.variables,
+      });
     } catch {
       return answered(refusal({ code: 'INVALID_ID', message: 'invalid Idempotency-Key', status: 400 }));
     }
@@ -128,7 +133,10 @@ export class OperationGate {
   }
 
   /** After execution: the actual cost, the settlement, and the result with `extensions.cost` (kept for retries when idempotent). */
-  async finish(operation: AdmittedOperation, result: ExecutionResult): Promise<{ result: ExecutionResult; headers: Record<string, string> }> {
+  async finish(
+    operation: AdmittedOperation,
+    result: ExecutionResult,
+  ): Promise<{ result: ExecutionResult; headers: Record<string, string> }> {
     const { minimumCost, metrics } = this.options;
     const { caller, requested, decision } = operation;
     const actual = Math.max(minimumCost, measureActualCost(operation.costPlan, result.data, operation.variables));
@@ -137,7 +145,8 @@ export class OperationGate {
     if (refund > 0) metrics?.costUnits.inc({ kind: 'refunded' }, refund);
     if (refund < 0) metrics?.costUnits.inc({ kind: 'overrun' }, -refund);
     const final = admittedResponse({ decision, result, requested, actual, refund, specs: caller.plan.limits });
-    if (caller.idempotencyKey !== null) await this.options.responses.save({ tenant: caller.identity.tenant, requestId: operation.requestId, result: final.result });
+    if (caller.idempotencyKey !== null)
+      await this.options.responses.save({ tenant: caller.identity.tenant, requestId: operation.requestId, result: final.result });
     return final;
   }
 
@@ -145,12 +154,15 @@ export class OperationGate {
     const { args, caller } = input;
     const operation = getOperationAST(args.document, args.operationName ?? undefined);
     const operationName = operation?.name?.value ?? 'anonymous';
-    if (!OPERATION_NAME.test(operationName)) return { response: refusal({ code: 'INVALID_ID', message: 'operation names are limited to 128 characters', status: 400 }) };
+    if (!OPERATION_NAME.test(operationName))
+      return { response: refusal({ code: 'INVALID_ID', message: 'operation names are limited to 128 characters', status: 400 }) };
     const variables = (args.variableValues ?? {}) as Record<string, unknown>;
     let requested: number;
     let costPlan: CostPlan;
     try {
-      const priced = this.options.pricerFor(args.schema).price({ document: args.document, operationName: args.operationName, variables, source: input.query });
+      const priced = this.options
+        .pricerFor(args.schema)
+        .price({ document: args.document, operationName: args.operationName, variables, source: input.query });
       requested = Math.max(this.options.minimumCost, priced.cost);
       costPlan = priced.plan;
     } catch (error) {
@@ -182,7 +194,10 @@ export class OperationGate {
       case 'known':
         return jobAcceptedResponse({ job: lookup.job, requested: input.priced.requested, specs: input.plan.limits });
       case 'unavailable':
-        logger.warn({ tenant: input.submission.tenant, requestId: input.submission.requestId, code: lookup.code }, 'deferred job lookup failed');
+        logger.warn(
+          { tenant: input.submission.tenant, requestId: input.submission.requestId, code: lookup.code },
+          'deferred job lookup failed',
+        );
         return jobsUnavailableResponse();
     }
   }
@@ -217,7 +232,14 @@ export class OperationGate {
       if (error instanceof ValidationError) return { response: refusal({ code: 'INVALID_ID', message: error.message, status: 400 }) };
       if (error instanceof DependencyError) {
         logger.warn({ code: error.code, tenant: identity.tenant }, 'decider unavailable');
-        return { response: refusal({ code: 'LIMITER_UNAVAILABLE', message: 'the limiter is unavailable; retry later', status: 503, headers: { 'Retry-After': '1' } }) };
+        return {
+          response: refusal({
+            code: 'LIMITER_UNAVAILABLE',
+            message: 'the limiter is unavailable; retry later',
+            status: 503,
+            headers: { 'Retry-After': '1' },
+          }),
+        };
       }
       throw error;
     }
@@ -226,7 +248,14 @@ export class OperationGate {
     const limit = decision.kind === 'denied' || decision.kind === 'deferred' ? decision.limitId : 'none';
     metrics?.decisions.inc({ kind, limit });
     logger.debug(
-      { tenant: identity.tenant, keyId: identity.keyId, key: identity.keyFingerprint, operation: input.operation, requested: input.cost, decision: decision.kind },
+      {
+        tenant: identity.tenant,
+        keyId: identity.keyId,
+        key: identity.keyFingerprint,
+        operation: input.operation,
+        requested: input.cost,
+        decision: decision.kind,
+      },
       'decided',
     );
     const isAdmitted = decision.kind === 'allowed' || decision.kind === 'warned' || (decision.kind === 'degraded' && decision.isAdmitted);
@@ -250,36 +279,69 @@ export class OperationGate {
     const admitted = (headers: Record<string, string>, admittedDecision: AdmittedDecision): GateOutcome => ({
       kind: 'admitted',
       headers,
-      operation: { caller, input: input.input, decision: admittedDecision, requestId: input.requestId, requested, costPlan: priced.costPlan, variables: priced.variables },
+      operation: {
+        caller,
+        input: input.input,
+        decision: admittedDecision,
+        requestId: input.requestId,
+        requested,
+        costPlan: priced.costPlan,
+        variables: priced.variables,
+      },
     });
     switch (decision.kind) {
       case 'denied':
         return answered(deniedResponse({ decision, requested, specs, retry }));
-      case 'deferred': {
-        const deferrer = this.options.deferrer;
-        if (deferrer === undefined) throw new InvariantError('a deferred decision without a deferrer');
-        const outcome = await deferOperation({ deferrer, submission: input.submission(), limitId: decision.limitId, retryAfterMs: decision.retryAfterMs });
-        const log = { tenant: caller.identity.tenant, requestId: input.requestId };
-        // The job could not be recorded or started: nothing runs later, so the client must retry itself
-        // (a dependency down: with the same Idempotency-Key, which starts a job recorded without its workflow).
-        if (outcome.kind === 'unavailable') logger.error({ ...log, code: outcome.code }, 'deferrer failed');
-        if (outcome.kind === 'queue-full') logger.warn({ ...log, code: outcome.code }, 'deferred job queue full');
-        return answered(deferralResponse({ decision, outcome, requested, specs, retry }));
-      }
+      case 'deferred':
+        return answered(await this.defer({ decision, caller, requested, requestId: input.requestId, submission: input.submission() }));
       case 'degraded':
         if (decision.isAdmitted) return admitted({ 'Tollgate-Degraded': decision.policy }, decision);
-        logger.warn({ tenant: caller.identity.tenant, policy: decision.policy, code: decision.reason.code }, 'decider unavailable; refused by policy');
+        logger.warn(
+          { tenant: caller.identity.tenant, policy: decision.policy, code: decision.reason.code },
+          'decider unavailable; refused by policy',
+        );
         return answered(degradedRefusalResponse({ decision, requested, specs, retry }));
       case 'allowed':
       case 'warned': {
         if (!decision.isReplay) return admitted({}, decision);
         // Same key, same request: the first decision stands and nothing is charged again; the first
         // response is sent again when it was kept. The operation never runs twice.
-        const replay = await this.options.responses.answer({ tenant: caller.identity.tenant, requestId: input.requestId, decision, requested, specs });
+        const replay = await this.options.responses.answer({
+          tenant: caller.identity.tenant,
+          requestId: input.requestId,
+          decision,
+          requested,
+          specs,
+        });
         metrics?.idempotentReplays.inc({ outcome: replay.outcome });
         return answered(replay);
       }
     }
+  }
+
+  /** Defers the operation; a failure to is answered (429 queue full, 503 jobs down) and logged. */
+  private async defer(input: {
+    decision: Extract<Decision, { kind: 'deferred' }>;
+    caller: OperationCaller;
+    requested: number;
+    requestId: EventId;
+    submission: DeferSubmission;
+  }): Promise<EdgeResponse> {
+    const { decision, requested } = input;
+    const { deferrer, logger, retry } = this.options;
+    if (deferrer === undefined) throw new InvariantError('a deferred decision without a deferrer');
+    const outcome = await deferOperation({
+      deferrer,
+      submission: input.submission,
+      limitId: decision.limitId,
+      retryAfterMs: decision.retryAfterMs,
+    });
+    const log = { tenant: input.caller.identity.tenant, requestId: input.requestId };
+    // The job could not be recorded or started: nothing runs later, so the client must retry itself
+    // (a dependency down: with the same Idempotency-Key, which starts a job recorded without its workflow).
+    if (outcome.kind === 'unavailable') logger.error({ ...log, code: outcome.code }, 'deferrer failed');
+    if (outcome.kind === 'queue-full') logger.warn({ ...log, code: outcome.code }, 'deferred job queue full');
+    return deferralResponse({ decision, outcome, requested, specs: input.caller.plan.limits, retry });
   }
 
   /** Settles the difference (and releases concurrency leases); the units refunded (negative: overrun), 0 when unknown. */

@@ -49,7 +49,12 @@ class CountingLexer extends Lexer {
 export function parseWithTokenLimit(source: string | Source, options: { maxTokens: number; parseOptions?: ParseOptions }): DocumentNode {
   const body = typeof source === 'string' ? new Source(source) : source;
   // graphql's own cap stays off: it would report the overrun as text only
-  return parse(body, { ...options.parseOptions, maxLexicalTokens: undefined, maxTokens: undefined, lexer: new CountingLexer(body, options.maxTokens) });
+  return parse(body, {
+    ...options.parseOptions,
+    maxLexicalTokens: undefined,
+    maxTokens: undefined,
+    lexer: new CountingLexer(body, options.maxTokens),
+  });
 }
 
 /**
@@ -77,8 +82,10 @@ export function parseAtEdge(source: string | Source, options: { maxTokens: numbe
   try {
     return parseWithTokenLimit(source, options);
   } catch (error) {
-    if (error instanceof TokenLimitError) throw edgeError('TOKEN_LIMIT_EXCEEDED', error.message, { status: 400, extensions: { max: error.maxTokens } });
-    if (error instanceof GraphQLError) throw edgeError('GRAPHQL_PARSE_FAILED', error.message.replace(/^Syntax Error: /, ''), { status: 400 });
+    if (error instanceof TokenLimitError)
+      throw edgeError('TOKEN_LIMIT_EXCEEDED', error.message, { status: 400, extensions: { max: error.maxTokens } });
+    if (error instanceof GraphQLError)
+      throw edgeError('GRAPHQL_PARSE_FAILED', error.message.replace(/^Syntax Error: /, ''), { status: 400 });
     throw error;
   }
 }

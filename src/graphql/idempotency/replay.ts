@@ -31,7 +31,12 @@ export function replayResponse(input: {
   const { decision, stored, requested, specs } = input;
   const limitHeaders = rateLimitHeaders(decision.limits, specs, decision.nowMs);
   if (stored !== undefined) {
-    return { result: toExecutionResult(stored.result), headers: { ...limitHeaders, 'Idempotent-Replayed': 'true' }, status: 200, outcome: 'replayed' };
+    return {
+      result: toExecutionResult(stored.result),
+      headers: { ...limitHeaders, 'Idempotent-Replayed': 'true' },
+      status: 200,
+      outcome: 'replayed',
+    };
   }
   const headers = { 'Retry-After': '1' };
   return {
@@ -89,7 +94,13 @@ export class IdempotentResponses {
   }
 
   /** Answers a replayed decision: loads the first response and maps it with {@link replayResponse}. */
-  async answer(input: { tenant: TenantId; requestId: EventId; decision: Admitted; requested: number; specs: LimitSpec[] }): Promise<EdgeResponse & { outcome: ReplayOutcome }> {
+  async answer(input: {
+    tenant: TenantId;
+    requestId: EventId;
+    decision: Admitted;
+    requested: number;
+    specs: LimitSpec[];
+  }): Promise<EdgeResponse & { outcome: ReplayOutcome }> {
     const stored = await this.load({ tenant: input.tenant, requestId: input.requestId });
     return replayResponse({ decision: input.decision, stored, requested: input.requested, specs: input.specs });
   }

@@ -121,8 +121,16 @@ interface Runtime {
   requests: WeakMap<Request, RequestState>;
   gate: OperationGate;
   pricerFor: (schema: GraphQLSchema) => Pricer;
+  /** The schema yoga serves (for `quote`); set by `onSchemaChange`. */
+  schema: GraphQLSchema | undefined;
   /** A refusal thrown or returned by a hook, counted in the refusals metric. */
-  refuse: (input: { code: EdgeErrorCode; message: string; status: number; headers?: Record<string, string>; extensions?: Record<string, unknown> }) => GraphQLError;
+  refuse: (input: {
+    code: EdgeErrorCode;
+    message: string;
+    status: number;
+    headers?: Record<string, string>;
+    extensions?: Record<string, unknown>;
+  }) => GraphQLError;
   /** Counts a refusal and adds the answer's headers to its request's response; the result to send. */
   send: (response: EdgeResponse, state?: RequestState) => ExecutionResult;
 }
@@ -136,21 +144,22 @@ interface Runtime {
 export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
   const runtime = createRuntime(options);
   const { limits } = runtime;
-  let currentSchema: GraphQLSchema | undefined;
   /** One validation rule object for every request (yoga caches validation per rule set and document). */
   const staticRule = staticLimitsRule(limits);
   const parseFn = (source: string | Source, parseOptions?: ParseOptions): DocumentNode =>
     parseAtEdge(source, { maxTokens: limits.maxTokens, ...(parseOptions === undefined ? {} : { parseOptions }) });
   return {
     onSchemaChange: (payload) => {
-      currentSchema = payload.schema as GraphQLSchema;
+      runtime.schema = payload.schema as GraphQLSchema;
     },
     onRequestParse: (payload) => openRequest(runtime, payload),
     onParams: ({ params, setResult }) => {
       // Refusing here (not in parse) keeps the 400 even for application/json clients, which yoga answers 200 for parse errors.
       const flood = params.query === undefined ? undefined : tokenLimitError(params.query, limits.maxTokens);
       if (flood === undefined) return;
-      setResult({ errors: [runtime.refuse({ code: flood.code, message: flood.message, status: 400, extensions: { max: flood.maxTokens } })] });
+      setResult({
+        errors: [runtime.refuse({ code: flood.code, message: flood.message, status: 400, extensions: { max: flood.maxTokens } })],
+      });
     },
     onParse: ({ setParseFn }) => {
       setParseFn(parseFn);
@@ -159,25 +168,17 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
       addValidationRule(staticRule);
     },
     onContextBuilding: ({ context, extendContext }) => {
-      const state = runtime.requests.get(context.request);
-      if (state === undefined) return;
-      const schemaOf = (): GraphQLSchema => {
-        if (currentSchema === undefined) throw new Error('useTollgate has not seen the schema yet');
-        return currentSchema;
-      };
-      extendContext({
-        tollgate: {
-          identity: state.identity,
-          plan: state.plan,
-          quote: (input) =>
-            quoteOperation({ pricer: runtime.pricerFor(schemaOf()), query: input.query, variables: input.variables ?? undefined, operationName: input.operationName ?? undefined, limits }),
-        },
-      });
+      const tollgate = tollgateContext(runtime, context.request);
+      if (tollgate !== undefined) extendContext({ tollgate });
     },
     onExecute: (payload) => executeOperation(runtime, payload),
     // Subscriptions are not metered yet: refuse them rather than serve them free.
     onSubscribe: ({ setResultAndStopExecution }) => {
-      setResultAndStopExecution({ errors: [runtime.refuse({ code: 'SUBSCRIPTIONS_NOT_METERED', message: 'subscriptions are not available on a metered API', status: 400 })] });
+      setResultAndStopExecution({
+        errors: [
+          runtime.refuse({ code: 'SUBSCRIPTIONS_NOT_METERED', message: 'subscriptions are not available on a metered API', status: 400 }),
+        ],
+      });
     },
     onResponse: ({ request, response }) => {
       const state = runtime.requests.get(request);
@@ -203,25 +204,19 @@ function createRuntime(options: TollgateOptions): Runtime {
     ...(options.identityCacheTtlMs === undefined ? {} : { cacheTtlMs: options.identityCacheTtlMs }),
     ...(options.unknownKeysPerSecond === undefined ? {} : { unknownKeysPerSecond: options.unknownKeysPerSecond }),
   });
-  const pricers = new WeakMap<GraphQLSchema, Pricer>();
-  const pricerFor = (schema: GraphQLSchema): Pricer => {
-    let pricer = pricers.get(schema);
-    if (pricer === undefined) {
-      pricer = new Pricer(schema, {
-        ...options.cost,
-        onEngineMismatch: (mismatch) => logger.error({ code: 'INVARIANT_VIOLATED', ...mismatch }, 'compiled cost formula disagrees with graphql-query-complexity; using the engine'),
-      });
-      pricers.set(schema, pricer);
-    }
-    return pricer;
-  };
+  const pricerFor = pricerCache(options);
   const gate = new OperationGate({
     decider: options.decider,
     ...(options.deferrer === undefined ? {} : { deferrer: options.deferrer }),
     logger,
     ...(metrics === undefined ? {} : { metrics }),
     pricerFor,
-    responses: new IdempotentResponses({ ...(options.responses === undefined ? {} : { store: options.responses }), logger, clock, ttlMs: idempotencyTtlMs }),
+    responses: new IdempotentResponses({
+      ...(options.responses === undefined ? {} : { store: options.responses }),
+      logger,
+      clock,
+      ttlMs: idempotencyTtlMs,
+    }),
     minimumCost: options.cost?.minimumCost ?? 1,
     retry: { jitterRatio: options.retryAfterJitterRatio ?? 0.2, random: options.random ?? Math.random },
     settle: options.settle ?? 'changed',
@@ -234,6 +229,7 @@ function createRuntime(options: TollgateOptions): Runtime {
     requests: new WeakMap(),
     gate,
     pricerFor,
+    schema: undefined,
     refuse: ({ code, message, ...rest }) => {
       metrics?.refusals.inc({ code });
       return edgeError(code, message, rest);
@@ -243,6 +239,48 @@ function createRuntime(options: TollgateOptions): Runtime {
       if (state !== undefined) Object.assign(state.headers, response.headers);
       return response.result;
     },
+  };
+}
+
+/** One pricer per schema (its compiled formulas are cached per document). */
+function pricerCache(options: TollgateOptions): (schema: GraphQLSchema) => Pricer {
+  const pricers = new WeakMap<GraphQLSchema, Pricer>();
+  return (schema: GraphQLSchema): Pricer => {
+    let pricer = pricers.get(schema);
+    if (pricer === undefined) {
+      pricer = new Pricer(schema, {
+        ...options.cost,
+        onEngineMismatch: (mismatch) =>
+          options.logger.error(
+            { code: 'INVARIANT_VIOLATED', ...mismatch },
+            'compiled cost formula disagrees with graphql-query-complexity; using the engine',
+          ),
+      });
+      pricers.set(schema, pricer);
+    }
+    return pricer;
+  };
+}
+
+/** What resolvers get as `context.tollgate`; undefined for a request that was not identified. */
+function tollgateContext(runtime: Runtime, request: Request): TollgateContext['tollgate'] {
+  const state = runtime.requests.get(request);
+  if (state === undefined) return undefined;
+  const schemaOf = (): GraphQLSchema => {
+    if (runtime.schema === undefined) throw new Error('useTollgate has not seen the schema yet');
+    return runtime.schema;
+  };
+  return {
+    identity: state.identity,
+    plan: state.plan,
+    quote: (input) =>
+      quoteOperation({
+        pricer: runtime.pricerFor(schemaOf()),
+        query: input.query,
+        variables: input.variables ?? undefined,
+        operationName: input.operationName ?? undefined,
+        limits: runtime.limits,
+      }),
   };
 }
 
@@ -257,7 +295,9 @@ async function openRequest(runtime: Runtime, { request, serverContext }: Request
       message: identified.message,
       status: identified.status,
       ...(identified.status === 401 ? { headers: { 'WWW-Authenticate': 'Bearer realm="tollgate"' } } : {}),
-      ...(identified.retryAfterMs === undefined ? {} : { headers: { 'Retry-After': String(Math.max(1, Math.ceil(identified.retryAfterMs / 1_000))) } }),
+      ...(identified.retryAfterMs === undefined
+        ? {}
+        : { headers: { 'Retry-After': String(Math.max(1, Math.ceil(identified.retryAfterMs / 1_000))) } }),
     });
   }
   const { identity } = identified;
@@ -269,9 +309,21 @@ async function openRequest(runtime: Runtime, { request, serverContext }: Request
   }
   const notify = request.headers.get('tollgate-notify');
   if (notify !== null && notify.trim().toLowerCase() !== 'webhook') {
-    throw refuse({ code: 'INVALID_HEADER', message: 'Tollgate-Notify accepts one value: webhook (a signed notice when a deferred job finishes)', status: 400 });
+    throw refuse({
+      code: 'INVALID_HEADER',
+      message: 'Tollgate-Notify accepts one value: webhook (a signed notice when a deferred job finishes)',
+      status: 400,
+    });
   }
-  const state: RequestState = { identity, plan, idempotencyKey: rawKey, isNotifyRequested: notify !== null, batchIndex: new WeakMap(), nextIndex: 0, headers: {} };
+  const state: RequestState = {
+    identity,
+    plan,
+    idempotencyKey: rawKey,
+    isNotifyRequested: notify !== null,
+    batchIndex: new WeakMap(),
+    nextIndex: 0,
+    headers: {},
+  };
   runtime.requests.set(request, state);
   return {
     onRequestParseDone: ({ requestParserResult }) => {
@@ -286,7 +338,10 @@ async function openRequest(runtime: Runtime, { request, serverContext }: Request
 }
 
 /** Runs one operation through the gate: answers it, or lets it run and then settles and reports. */
-async function executeOperation(runtime: Runtime, { args: untypedArgs, setResultAndStopExecution }: ExecutePayload): Promise<ExecuteHookResult> {
+async function executeOperation(
+  runtime: Runtime,
+  { args: untypedArgs, setResultAndStopExecution }: ExecutePayload,
+): Promise<ExecuteHookResult> {
   const args = untypedArgs as unknown as ExecutionArgs;
   const context = args.contextValue as YogaInitialContext & TollgateContext;
   const state = runtime.requests.get(context.request);

@@ -13,7 +13,13 @@ import {
 import { DependencyError, parseLimitId } from '../../../src/shared/index.js';
 
 const specs: LimitSpec[] = [
-  { id: parseLimitId('burst'), scope: 'apiKey', algorithm: { kind: 'token-bucket', capacity: 100, refillAmount: 10, refillPeriodMs: 1000 }, mode: 'hard', onDeciderDown: 'open' },
+  {
+    id: parseLimitId('burst'),
+    scope: 'apiKey',
+    algorithm: { kind: 'token-bucket', capacity: 100, refillAmount: 10, refillPeriodMs: 1000 },
+    mode: 'hard',
+    onDeciderDown: 'open',
+  },
 ];
 const state = (remaining: number): LimitState => ({
   id: parseLimitId('burst'),
@@ -52,21 +58,45 @@ describe('decision responses', () => {
   });
 
   it('names a spent quota, and an operation that can never fit gets no Retry-After', () => {
-    const quota = deniedResponse({ decision: { kind: 'denied', limitId, isQuota: true, retryAfterMs: 60_000, nowMs: NOW, limits: [state(0)] }, requested: 7, specs, retry });
+    const quota = deniedResponse({
+      decision: { kind: 'denied', limitId, isQuota: true, retryAfterMs: 60_000, nowMs: NOW, limits: [state(0)] },
+      requested: 7,
+      specs,
+      retry,
+    });
     expect(quota.refusal).toBe('QUOTA_EXHAUSTED');
     expect(errorOf(quota)?.message).toBe('quota burst is exhausted for this period');
-    const never = deniedResponse({ decision: { kind: 'denied', limitId, isQuota: false, retryAfterMs: null, nowMs: NOW, limits: [state(100)] }, requested: 500, specs, retry });
+    const never = deniedResponse({
+      decision: { kind: 'denied', limitId, isQuota: false, retryAfterMs: null, nowMs: NOW, limits: [state(100)] },
+      requested: 500,
+      specs,
+      retry,
+    });
     expect(errorOf(never)?.message).toBe('limit burst can never admit an operation costing 500');
     expect(never.headers).not.toHaveProperty('Retry-After');
   });
 
   it('refuses by policy while the limiter is down: 429 from the local backstop, 503 when failing closed', () => {
     const reason = new DependencyError('REDIS_UNAVAILABLE', 'timeout');
-    const local = degradedRefusalResponse({ decision: { kind: 'degraded', policy: 'local', isAdmitted: false, usageId: null, retryAfterMs: 400, nowMs: NOW, reason }, requested: 5, specs, retry });
+    const local = degradedRefusalResponse({
+      decision: { kind: 'degraded', policy: 'local', isAdmitted: false, usageId: null, retryAfterMs: 400, nowMs: NOW, reason },
+      requested: 5,
+      specs,
+      retry,
+    });
     expect(local).toMatchObject({ status: 429, refusal: 'RATE_LIMITED', headers: { 'Retry-After': '1', 'Tollgate-Degraded': 'local' } });
     expect(errorOf(local)?.extensions).toMatchObject({ retryAfterMs: 400, degraded: 'local' });
-    const closed = degradedRefusalResponse({ decision: { kind: 'degraded', policy: 'closed', isAdmitted: false, usageId: null, retryAfterMs: null, nowMs: NOW, reason }, requested: 5, specs, retry });
-    expect(closed).toMatchObject({ status: 503, refusal: 'LIMITER_UNAVAILABLE', headers: { 'Retry-After': '2', 'Tollgate-Degraded': 'closed' } });
+    const closed = degradedRefusalResponse({
+      decision: { kind: 'degraded', policy: 'closed', isAdmitted: false, usageId: null, retryAfterMs: null, nowMs: NOW, reason },
+      requested: 5,
+      specs,
+      retry,
+    });
+    expect(closed).toMatchObject({
+      status: 503,
+      refusal: 'LIMITER_UNAVAILABLE',
+      headers: { 'Retry-After': '2', 'Tollgate-Degraded': 'closed' },
+    });
     expect(errorOf(closed)?.extensions).toMatchObject({ retryAfterMs: 1_000 });
     expect(closed.result.extensions?.['cost']).toMatchObject({ degraded: 'closed', limits: [] });
   });
@@ -107,11 +137,25 @@ describe('decision responses', () => {
       shadowDenials: [],
       isReplay: false,
     };
-    const answer = admittedResponse({ decision, result: { data: { a: 1 }, extensions: { trace: 1 } }, requested: 10, actual: 4, refund: 6, specs });
+    const answer = admittedResponse({
+      decision,
+      result: { data: { a: 1 }, extensions: { trace: 1 } },
+      requested: 10,
+      actual: 4,
+      refund: 6,
+      specs,
+    });
     // then the 6 units are back in the limit, in extensions and headers alike
-    expect(answer.result).toMatchObject({ data: { a: 1 }, extensions: { trace: 1, cost: { requested: 10, actual: 4, refunded: 6, receipt: 'u-1', limits: [{ remaining: 26 }] } } });
+    expect(answer.result).toMatchObject({
+      data: { a: 1 },
+      extensions: { trace: 1, cost: { requested: 10, actual: 4, refunded: 6, receipt: 'u-1', limits: [{ remaining: 26 }] } },
+    });
     expect(answer.result.extensions?.['quota']).toEqual({ warnings: [{ kind: 'threshold-crossed', limitId: 'burst', percent: 80 }] });
-    expect(answer.headers).toEqual({ 'RateLimit-Policy': '"burst";q=100;w=10', RateLimit: '"burst";r=26;t=4', 'Tollgate-Quota-Warning': '"burst";percent=80' });
+    expect(answer.headers).toEqual({
+      'RateLimit-Policy': '"burst";q=100;w=10',
+      RateLimit: '"burst";r=26;t=4',
+      'Tollgate-Quota-Warning': '"burst";percent=80',
+    });
   });
 
   it('reports a degraded admission by its cost only: no limit state is known', () => {
@@ -132,6 +176,9 @@ describe('decision responses', () => {
     const response = refusal({ code: 'LIMITER_UNAVAILABLE', message: 'down', status: 503, headers: { 'Retry-After': '1' } });
     expect(response.headers).toEqual({});
     expect(response.result).not.toHaveProperty('extensions');
-    expect(errorOf(response)?.extensions).toEqual({ code: 'LIMITER_UNAVAILABLE', http: { status: 503, spec: false, headers: { 'Retry-After': '1' } } });
+    expect(errorOf(response)?.extensions).toEqual({
+      code: 'LIMITER_UNAVAILABLE',
+      http: { status: 503, spec: false, headers: { 'Retry-After': '1' } },
+    });
   });
 });

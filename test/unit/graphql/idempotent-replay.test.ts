@@ -7,10 +7,35 @@ import { toStoredResult, type ResponseStore, type StoredResponse } from '../../.
 import { DependencyError, parseEventId, parseLimitId, parseTenantId, type Logger } from '../../../src/shared/index.js';
 
 const specs: LimitSpec[] = [
-  { id: parseLimitId('burst'), scope: 'apiKey', algorithm: { kind: 'token-bucket', capacity: 100, refillAmount: 10, refillPeriodMs: 1000 }, mode: 'hard', onDeciderDown: 'open' },
+  {
+    id: parseLimitId('burst'),
+    scope: 'apiKey',
+    algorithm: { kind: 'token-bucket', capacity: 100, refillAmount: 10, refillPeriodMs: 1000 },
+    mode: 'hard',
+    onDeciderDown: 'open',
+  },
 ];
-const limits: LimitState[] = [{ id: parseLimitId('burst'), kind: 'token-bucket', mode: 'hard', remaining: 40, resetMs: 6_000, isExceeded: false, hasTaken: true, overage: 0 }];
-const replayed: Extract<Decision, { kind: 'allowed' }> = { kind: 'allowed', usageId: 'u-9', streamId: '1-0', nowMs: 0, limits, shadowDenials: [], isReplay: true };
+const limits: LimitState[] = [
+  {
+    id: parseLimitId('burst'),
+    kind: 'token-bucket',
+    mode: 'hard',
+    remaining: 40,
+    resetMs: 6_000,
+    isExceeded: false,
+    hasTaken: true,
+    overage: 0,
+  },
+];
+const replayed: Extract<Decision, { kind: 'allowed' }> = {
+  kind: 'allowed',
+  usageId: 'u-9',
+  streamId: '1-0',
+  nowMs: 0,
+  limits,
+  shadowDenials: [],
+  isReplay: true,
+};
 const tenant = parseTenantId('acme');
 const requestId = parseEventId('i-order-7.0.abc');
 
@@ -50,14 +75,21 @@ describe('Idempotency-Key replays', () => {
     expect(answer.outcome).toBe('replayed');
     expect(answer.refusal).toBeUndefined();
     expect(answer.result).toEqual({ data: { placeOrder: { id: 'o-1' } } });
-    expect(answer.headers).toEqual({ 'RateLimit-Policy': '"burst";q=100;w=10', RateLimit: '"burst";r=40;t=6', 'Idempotent-Replayed': 'true' });
+    expect(answer.headers).toEqual({
+      'RateLimit-Policy': '"burst";q=100;w=10',
+      RateLimit: '"burst";r=40;t=6',
+      'Idempotent-Replayed': 'true',
+    });
   });
 
   it('answers 409 while the first response is not kept, charging nothing again', () => {
     const answer = replayResponse({ decision: replayed, stored: undefined, requested: 7, specs });
     expect(answer).toMatchObject({ outcome: 'unavailable', status: 409, refusal: 'IDEMPOTENCY_KEY_REPLAYED' });
     expect(answer.headers).toMatchObject({ 'Retry-After': '1', RateLimit: '"burst";r=40;t=6' });
-    expect(answer.result.errors?.[0]?.extensions).toMatchObject({ code: 'IDEMPOTENCY_KEY_REPLAYED', http: { status: 409, headers: { 'Retry-After': '1' } } });
+    expect(answer.result.errors?.[0]?.extensions).toMatchObject({
+      code: 'IDEMPOTENCY_KEY_REPLAYED',
+      http: { status: 409, headers: { 'Retry-After': '1' } },
+    });
     expect(answer.result.extensions?.['cost']).toMatchObject({ requested: 7, actual: null, receipt: 'u-9', isReplay: true });
   });
 
@@ -73,7 +105,10 @@ describe('Idempotency-Key replays', () => {
     expect(answer.outcome).toBe('replayed');
     const sent = JSON.stringify(answer.result);
     expect(sent).not.toContain('ECONNREFUSED');
-    expect(JSON.parse(sent)).toMatchObject({ data: { a: 1 }, errors: [{ message: 'Unexpected error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
+    expect(JSON.parse(sent)).toMatchObject({
+      data: { a: 1 },
+      errors: [{ message: 'Unexpected error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } }],
+    });
     expect(store.saved.get(requestId)?.storedAtMs).toBe(1_000);
   });
 

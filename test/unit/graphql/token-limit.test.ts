@@ -43,7 +43,9 @@ describe('the token cap', () => {
   });
 
   it('keeps its own cap when the caller passes graphql options of its own', () => {
-    expect(() => parseWithTokenLimit(flat(9), { maxTokens: 10, parseOptions: { maxTokens: 1_000, noLocation: true } })).toThrow(TokenLimitError);
+    expect(() => parseWithTokenLimit(flat(9), { maxTokens: 10, parseOptions: { maxTokens: 1_000, noLocation: true } })).toThrow(
+      TokenLimitError,
+    );
     expect(parseWithTokenLimit(flat(8), { maxTokens: 10, parseOptions: { maxTokens: 2, noLocation: true } }).loc).toBeUndefined();
   });
 
@@ -58,8 +60,14 @@ describe('the token cap', () => {
   it('answers at the edge with 400 and a stable code for floods and syntax errors alike', () => {
     const flood = thrown(() => parseAtEdge(flat(9), { maxTokens: 10 }));
     expect(flood).toBeInstanceOf(GraphQLError);
-    expect(flood).toMatchObject({ message: 'the document has more than 10 tokens', extensions: { code: 'TOKEN_LIMIT_EXCEEDED', max: 10, http: { status: 400, spec: false } } });
+    expect(flood).toMatchObject({
+      message: 'the document has more than 10 tokens',
+      extensions: { code: 'TOKEN_LIMIT_EXCEEDED', max: 10, http: { status: 400, spec: false } },
+    });
     const syntax = thrown(() => parseAtEdge('{ a )', { maxTokens: 10 }));
-    expect(syntax).toMatchObject({ message: 'Expected Name, found ")".', extensions: { code: 'GRAPHQL_PARSE_FAILED', http: { status: 400, spec: false } } });
+    expect(syntax).toMatchObject({
+      message: 'Expected Name, found ")".',
+      extensions: { code: 'GRAPHQL_PARSE_FAILED', http: { status: 400, spec: false } },
+    });
   });
 });

@@ -1,6 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { InMemoryDeferrer, deferOperation, deferSubmission, findRetriedJob, type DeferInput, type DeferredJob, type Deferrer } from '../../../src/jobs/index.js';
-import { CapacityError, DependencyError, parseEventId, parseKeyId, parseLimitId, parsePlanId, parseTenantId, type EventId, type TenantId } from '../../../src/shared/index.js';
+import {
+  InMemoryDeferrer,
+  deferOperation,
+  deferSubmission,
+  findRetriedJob,
+  type DeferInput,
+  type DeferredJob,
+  type Deferrer,
+} from '../../../src/jobs/index.js';
+import {
+  CapacityError,
+  DependencyError,
+  parseEventId,
+  parseKeyId,
+  parseLimitId,
+  parsePlanId,
+  parseTenantId,
+  type EventId,
+  type TenantId,
+} from '../../../src/shared/index.js';
 
 const submission = (isNotifyRequested = false) =>
   deferSubmission({
@@ -24,7 +42,14 @@ const failing = (error: Error): Deferrer => ({
 describe('deferral', () => {
   it('asks for a webhook notice only when the request did', () => {
     expect(submission(false)).not.toHaveProperty('notifyOnFinish');
-    expect(submission(true)).toMatchObject({ notifyOnFinish: true, tenant: 'acme', planId: 'pro', cost: 40, operationName: 'Report', variables: { year: 2026 } });
+    expect(submission(true)).toMatchObject({
+      notifyOnFinish: true,
+      tenant: 'acme',
+      planId: 'pro',
+      cost: 40,
+      operationName: 'Report',
+      variables: { year: 2026 },
+    });
   });
 
   it('defers the submission with the deciding limit and its wait, once per request', async () => {
@@ -34,14 +59,20 @@ describe('deferral', () => {
     const first = await deferOperation({ deferrer, submission: submission(), limitId: parseLimitId('burst'), retryAfterMs: 1_500 });
     const second = await deferOperation({ deferrer, submission: submission(), limitId: parseLimitId('burst'), retryAfterMs: 9_000 });
     // then one job holds the first defer's limit and wait
-    expect(first).toEqual({ kind: 'deferred', job: { id: expect.stringMatching(/^j-[0-9a-f]{32}$/) as unknown, status: 'queued', etaMs: 1_500 } });
+    expect(first).toEqual({
+      kind: 'deferred',
+      job: { id: expect.stringMatching(/^j-[0-9a-f]{32}$/) as unknown, status: 'queued', etaMs: 1_500 },
+    });
     expect(second).toEqual(first);
     expect([...deferrer.jobs.values()].map((entry) => entry.input)).toEqual([{ ...submission(), limitId: 'burst', retryAfterMs: 1_500 }]);
   });
 
   it('tells a full queue from a deferrer that is down, by type', async () => {
     const args = { submission: submission(), limitId: parseLimitId('burst'), retryAfterMs: null };
-    expect(await deferOperation({ deferrer: failing(new CapacityError('the tenant has 100 unfinished jobs')), ...args })).toEqual({ kind: 'queue-full', code: 'JOB_QUEUE_FULL' });
+    expect(await deferOperation({ deferrer: failing(new CapacityError('the tenant has 100 unfinished jobs')), ...args })).toEqual({
+      kind: 'queue-full',
+      code: 'JOB_QUEUE_FULL',
+    });
     expect(await deferOperation({ deferrer: failing(new DependencyError('TEMPORAL_UNAVAILABLE', 'deadline exceeded')), ...args })).toEqual({
       kind: 'unavailable',
       code: 'TEMPORAL_UNAVAILABLE',
@@ -71,7 +102,9 @@ describe('deferral', () => {
   it('knows no job when the deferrer cannot look jobs up, and says so when the lookup fails', async () => {
     const withoutFind: Deferrer = { defer: () => Promise.reject(new Error('not called')) };
     expect(await findRetriedJob({ deferrer: withoutFind, submission: submission() })).toEqual({ kind: 'none' });
-    expect(await findRetriedJob({ deferrer: failing(new DependencyError('DYNAMODB_UNAVAILABLE', 'timeout')), submission: submission() })).toEqual({
+    expect(
+      await findRetriedJob({ deferrer: failing(new DependencyError('DYNAMODB_UNAVAILABLE', 'timeout')), submission: submission() }),
+    ).toEqual({
       kind: 'unavailable',
       code: 'DYNAMODB_UNAVAILABLE',
     });
