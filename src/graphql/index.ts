@@ -1,26 +1,36 @@
-export * from './app.js';
-export * from './readiness.js';
-export * from './plans.js';
-export * from './metrics.js';
-export * from './responses.js';
-export * from './cost/model.js';
-export * from './cost/estimators.js';
-export * from './cost/plan.js';
-export * from './cost/actual-cost.js';
-export * from './cost/pricer.js';
-export * from './cost/guards.js';
-export * from './cost/quote.js';
-export * from './identity/api-key.js';
-export * from './identity/key-store.js';
-export * from './identity/identify.js';
-export * from './identity/client-address.js';
-export * from './plugins/use-tollgate.js';
-export * from './plugins/use-metrics-endpoint.js';
-export * from './demo/data.js';
-export * from './demo/schema.js';
-export * from './demo/seed.js';
-export * from './jobs/executor.js';
-export * from './plugins/use-job-status.js';
-export * from './idempotency/response-store.js';
-export * from './config/dynamo-config-store.js';
-export * from './config/live-config.js';
+/**
+ * The GraphQL edge: the yoga app, the `useTollgate` plugin and its parts (identity, pricing, responses),
+ * plans and keys (live config), Idempotency-Key responses, the job executor. The demo API is not part of
+ * this surface: it lives in `./demo/index.ts`.
+ */
+export { createApi, type ApiDeps, type ApiServer } from './app.js';
+export { runReadiness, type ReadinessCheck, type ReadinessReport } from './readiness.js';
+export { InMemoryPlanStore, parsePlan, type Plan, type PlanStore } from './plans.js';
+export { TollgateMetrics, type TollgateMetricsOptions } from './metrics.js';
+export { applyRefund, costExtension, rateLimitHeaders, retryAfterSeconds, warningReports, type CostExtension } from './responses.js';
+export { TokenLimitError } from './token-limit.js';
+export { COST_DIRECTIVES_SDL, CostModel, PricingError, type CostModelOptions } from './cost/model.js';
+export { engineCost } from './cost/estimators.js';
+export { measureActualCost } from './cost/actual-cost.js';
+export { Pricer, type PriceInput, type PriceResult, type PricerOptions } from './cost/pricer.js';
+export { STATIC_LIMIT_DEFAULTS, checkStaticLimits, measureDocument, type StaticLimits } from './cost/guards.js';
+export { quoteOperation, type QuoteInput, type QuoteResult } from './cost/quote.js';
+export { generateApiKey, hashApiKey, isWellFormedApiKey } from './identity/api-key.js';
+export { InMemoryKeyStore, type ApiKeyRecord, type KeyStore } from './identity/key-store.js';
+export { ApiKeyIdentifier, type AnonymousPolicy, type IdentifierOptions, type Identity, type IdentifyResult } from './identity/identify.js';
+export { forwardedClientIp } from './identity/client-address.js';
+export { useTollgate, type TollgateContext, type TollgateOptions } from './plugins/use-tollgate.js';
+export { useMetricsEndpoint, type MetricsEndpointOptions } from './plugins/use-metrics-endpoint.js';
+export { useJobStatus, type JobStatusOptions } from './plugins/use-job-status.js';
+export { SchemaJobExecutor, type SchemaJobExecutorOptions } from './jobs/executor.js';
+export {
+  DynamoResponseStore,
+  parseStoredResponse,
+  responsesTableName,
+  toExecutionResult,
+  toStoredResult,
+  type DynamoResponseStoreOptions,
+  type ResponseStore,
+} from './idempotency/response-store.js';
+export { DynamoConfigStore, configTableName } from './config/dynamo-config-store.js';
+export { LiveConfig, announceConfigVersion, type LiveConfigOptions } from './config/live-config.js';
