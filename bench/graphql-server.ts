@@ -65,8 +65,20 @@ async function main(): Promise<void> {
         billingPeriod: MONTH,
         maxCostPerOperation: 10_000,
         limits: [
-          { id: parseLimitId('burst'), scope: 'apiKey', algorithm: { kind: 'token-bucket', capacity: 1_000_000_000, refillAmount: 1_000_000, refillPeriodMs: 1_000 }, mode: 'hard', onDeciderDown: 'open' },
-          { id: parseLimitId('month'), scope: 'tenant', algorithm: { kind: 'period-quota', limit: 1_000_000_000_000, period: MONTH, thresholdsPercent: [] }, mode: 'hard', onDeciderDown: 'open' },
+          {
+            id: parseLimitId('burst'),
+            scope: 'apiKey',
+            algorithm: { kind: 'token-bucket', capacity: 1_000_000_000, refillAmount: 1_000_000, refillPeriodMs: 1_000 },
+            mode: 'hard',
+            onDeciderDown: 'open',
+          },
+          {
+            id: parseLimitId('month'),
+            scope: 'tenant',
+            algorithm: { kind: 'period-quota', limit: 1_000_000_000_000, period: MONTH, thresholdsPercent: [] },
+            mode: 'hard',
+            onDeciderDown: 'open',
+          },
         ],
       },
     ]);

@@ -68,7 +68,11 @@ interface ModeResult {
 function buildServers(): string {
   const outDir = join(REPO_ROOT, '.data', 'bench-build');
   rmSync(outDir, { recursive: true, force: true });
-  execFileSync(process.execPath, [join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(REPO_ROOT, 'tsconfig.bench.json')], { cwd: REPO_ROOT, stdio: 'inherit' });
+  execFileSync(
+    process.execPath,
+    [join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(REPO_ROOT, 'tsconfig.bench.json')],
+    { cwd: REPO_ROOT, stdio: 'inherit' },
+  );
   cpSync(join(REPO_ROOT, 'lua'), join(outDir, 'lua'), { recursive: true });
   return join(outDir, 'bench', 'graphql-server.js');
 }
@@ -122,7 +126,14 @@ async function fixedRate(port: number, ratePerS: number, durationMs: number): Pr
     new Promise((resolveOne) => {
       const t0 = performance.now();
       const req = httpRequest(
-        { host: '127.0.0.1', port, path: '/graphql', method: 'POST', agent, headers: { ...HEADERS, 'content-length': Buffer.byteLength(BODY) } },
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/graphql',
+          method: 'POST',
+          agent,
+          headers: { ...HEADERS, 'content-length': Buffer.byteLength(BODY) },
+        },
         (res) => {
           res.resume();
           res.on('end', () => {
@@ -156,7 +167,14 @@ async function measure(mode: Mode, input: { redisPort: number; durationMs: numbe
     // warm up: JIT, caches, connections
     await autocannon({ url, method: 'POST', headers: HEADERS, body: BODY, connections: CONNECTIONS, duration: 2 });
     const cpuBefore = await serverCpuUs(port);
-    const result = await autocannon({ url, method: 'POST', headers: HEADERS, body: BODY, connections: CONNECTIONS, duration: Math.max(1, Math.round(input.durationMs / 1000)) });
+    const result = await autocannon({
+      url,
+      method: 'POST',
+      headers: HEADERS,
+      body: BODY,
+      connections: CONNECTIONS,
+      duration: Math.max(1, Math.round(input.durationMs / 1000)),
+    });
     const cpuAfter = await serverCpuUs(port);
     const fixed = input.fixedRatePerS === null ? null : await fixedRate(port, input.fixedRatePerS, Math.max(2_000, input.durationMs / 2));
     return {
@@ -187,19 +205,28 @@ function timeUs(fn: () => void, iterations: number): number {
 }
 
 /** Runs the whole GraphQL benchmark against the Redis on `redisPort` (it flushes that Redis between servers). */
-export async function benchGraphql(
-  opts: { redisPort: number; durationMs: number },
-): Promise<{ figures: Figure[]; lines: string[]; /** useTollgate's maximum admitted rate, req/s */ admittedPerSecond: number }> {
+export async function benchGraphql(opts: {
+  redisPort: number;
+  durationMs: number;
+}): Promise<{ figures: Figure[]; lines: string[]; /** useTollgate's maximum admitted rate, req/s */ admittedPerSecond: number }> {
   const admin = new Redis({ port: opts.redisPort });
   try {
     // pricing alone, in-process: the cached compiled formula vs graphql-query-complexity per request
-    const schema = createDemoSchema({ store: new DemoStore(), version: 'bench', deciderTimeMs: () => Promise.resolve(0), clock: systemClock });
+    const schema = createDemoSchema({
+      store: new DemoStore(),
+      version: 'bench',
+      deciderTimeMs: () => Promise.resolve(0),
+      clock: systemClock,
+    });
     const pricer = new Pricer(schema);
     const document = parse(BENCH_QUERY);
     const priceInput = { document, operationName: 'Catalog', variables: BENCH_VARIABLES, source: BENCH_QUERY };
     pricer.price(priceInput);
     const compiledUs = timeUs(() => void pricer.price(priceInput), 50_000);
-    const engineUs = timeUs(() => void engineCost({ model: pricer.model, document, variables: BENCH_VARIABLES, operationName: 'Catalog' }), 5_000);
+    const engineUs = timeUs(
+      () => void engineCost({ model: pricer.model, document, variables: BENCH_VARIABLES, operationName: 'Catalog' }),
+      5_000,
+    );
 
     // Two interleaved rounds, the better round of each server kept: on a shared
     // machine, background load shifts over minutes, and interleaving exposes

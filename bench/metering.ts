@@ -22,11 +22,25 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BatchWriteItemCommand, TransactWriteItemsCommand, type AttributeValue, type TransactWriteItem, type WriteRequest } from '@aws-sdk/client-dynamodb';
+import {
+  BatchWriteItemCommand,
+  TransactWriteItemsCommand,
+  type AttributeValue,
+  type TransactWriteItem,
+  type WriteRequest,
+} from '@aws-sdk/client-dynamodb';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { Redis } from 'ioredis';
-import { freePort, localDynamoClient, startDynamo, startRedis, startTemporal, stopProcess, type ManagedProcess } from '../infra/services.js';
+import {
+  freePort,
+  localDynamoClient,
+  startDynamo,
+  startRedis,
+  startTemporal,
+  stopProcess,
+  type ManagedProcess,
+} from '../infra/services.js';
 import { ensureTables } from '../infra/tables.js';
 import { connectDeciderRedis, usageStreamKey } from '../src/decider/index.js';
 import { DynamoLedgerStore, UsagePump, ledgerTableName, parseShard, type PumpStage } from '../src/metering/index.js';
@@ -68,8 +82,24 @@ function percentile(sorted: number[], p: number): number {
 /** A `usage.reserved.v1` event in the decider's exact stream format. */
 function eventFields(id: string, tenant: string, cost: number, timeMs: number): string[] {
   return [
-    'id', id, 'type', 'usage.reserved.v1', 'tenant', tenant, 'key', 'key-1', 'op', 'listProducts',
-    'cost', String(cost), 'pv', '3', 'bp', String(PERIOD_MS), 'time_ms', String(timeMs),
+    'id',
+    id,
+    'type',
+    'usage.reserved.v1',
+    'tenant',
+    tenant,
+    'key',
+    'key-1',
+    'op',
+    'listProducts',
+    'cost',
+    String(cost),
+    'pv',
+    '3',
+    'bp',
+    String(PERIOD_MS),
+    'time_ms',
+    String(timeMs),
   ];
 }
 
@@ -204,7 +234,9 @@ async function inProcess(
   await prefill(redis, `mi${transactionsInFlight}`, INPROC_EVENTS);
   const client = await connectDeciderRedis({ url: redisUrl, commandTimeoutMs: 5_000 });
   const dynamo = localDynamoClient(endpoint);
-  const pump = new UsagePump(client, new DynamoLedgerStore(dynamo, { tablePrefix: TABLE_PREFIX, transactionsInFlight }), { batchSize: BATCH_SIZE });
+  const pump = new UsagePump(client, new DynamoLedgerStore(dynamo, { tablePrefix: TABLE_PREFIX, transactionsInFlight }), {
+    batchSize: BATCH_SIZE,
+  });
   const stages: StageTimes = { read: 0, ledger: 0, ack: 0, trim: 0, batches: 0, events: 0 };
   let batchTotalMs = 0;
   try {
@@ -243,10 +275,15 @@ async function statesOf(client: Client): Promise<MeterState[]> {
   return Promise.all(shardIds.map((shard) => client.workflow.getHandle(meterWorkflowId(shard)).query(meterStateQuery)));
 }
 
-const totalPosted = (states: MeterState[]): number => states.reduce((sum, state) => sum + state.counters.posted + state.counters.duplicates, 0);
+const totalPosted = (states: MeterState[]): number =>
+  states.reduce((sum, state) => sum + state.counters.posted + state.counters.duplicates, 0);
 const totalBatches = (states: MeterState[]): number => states.reduce((sum, state) => sum + state.counters.batches, 0);
 
-export async function benchMetering(opts: { redisPort?: number; durationMs: number; loadPerSecond: number }): Promise<{ figures: Figure[]; lines: string[] }> {
+export async function benchMetering(opts: {
+  redisPort?: number;
+  durationMs: number;
+  loadPerSecond: number;
+}): Promise<{ figures: Figure[]; lines: string[] }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'tollgate-mbench-'));
   const started: ManagedProcess[] = [];
   const phaseMs = Math.max(2_000, opts.durationMs);
@@ -380,7 +417,11 @@ export async function benchMetering(opts: { redisPort?: number; durationMs: numb
         sendRate: appended.length / (phaseMs / 1000),
       };
     } finally {
-      for (const shard of shardIds) await client.workflow.getHandle(meterWorkflowId(shard)).terminate('bench over').catch(() => undefined);
+      for (const shard of shardIds)
+        await client.workflow
+          .getHandle(meterWorkflowId(shard))
+          .terminate('bench over')
+          .catch(() => undefined);
       worker.shutdown();
       await running;
       close();
@@ -403,14 +444,54 @@ export async function benchMetering(opts: { redisPort?: number; durationMs: numb
     const share = (ms: number): string => `${((100 * ms) / Math.max(1, stageMs)).toFixed(1)} %`;
     const perBatch = (ms: number): string => (ms / Math.max(1, direct.stages.batches)).toFixed(0);
     const figures: Figure[] = [
-      { name: 'metering_events_per_s', value: throughput.perSecond, unit: '1/s', note: `${PREFILL_EVENTS} events pre-filled over ${SHARDS} shard streams, drained by ${SHARDS} meter/<shard> workflows (batch ${BATCH_SIZE}, one in-process worker) into DynamoDB Local` },
-      { name: 'metering_lag_p99_s', value: lag.p99S, unit: 's', note: `open loop at ${opts.loadPerSecond}/s for ${phaseMs / 1000} s (${lag.sent} events); lag = acknowledged (after the ledger holds it) − appended, polled every ${POLL_MS} ms; p50 ${lag.p50S.toFixed(3)} s, max ${lag.maxS.toFixed(3)} s` },
-      { name: 'metering_vs_dynamodb_raw_writes', value: throughput.perSecond / raw.itemsPerSecond, unit: 'ratio', note: `${throughput.perSecond.toFixed(0)} events/s vs BatchWriteItem ${raw.itemsPerSecond.toFixed(0)} items/s (25 per call, ${RAW_IN_FLIGHT} in flight, ~${raw.itemBytes} B items)` },
-      { name: 'metering_dynamodb_raw_items_per_s', value: raw.itemsPerSecond, unit: '1/s', note: `the higher of two measurements, first and last in the run (${rawFirst.itemsPerSecond.toFixed(0)} and ${rawAfter.itemsPerSecond.toFixed(0)} items/s); BatchWriteItem p50 ${raw.p50Ms.toFixed(1)} ms, p99 ${raw.p99Ms.toFixed(1)} ms per call` },
-      { name: 'metering_dynamodb_transact_items_per_s', value: transact.itemsPerSecond, unit: '1/s', note: `TransactWriteItems of 100 conditional Puts of the same items, ${RAW_IN_FLIGHT} in flight: the most a transactional ledger can write here; higher of first and last (${transactBefore.itemsPerSecond.toFixed(0)} and ${transactAfter.itemsPerSecond.toFixed(0)} items/s); p50 ${transact.p50Ms.toFixed(1)} ms, p99 ${transact.p99Ms.toFixed(1)} ms per call` },
-      { name: 'metering_vs_dynamodb_transact_writes', value: throughput.perSecond / transact.itemsPerSecond, unit: 'ratio', note: `${throughput.perSecond.toFixed(0)} events/s vs ${transact.itemsPerSecond.toFixed(0)} transactional items/s (the transactional ceiling is ${(transact.itemsPerSecond / raw.itemsPerSecond).toFixed(2)}× the BatchWriteItem one)` },
-      { name: 'metering_inprocess_events_per_s', value: direct.perSecond, unit: '1/s', note: `UsagePump.pumpBatch called directly (no Temporal), ${SHARDS} shards concurrently, ${INPROC_EVENTS} events, ${config.meter.transactionsInFlight} transactions per batch in flight` },
-      { name: 'metering_parallel_transactions_gain', value: parallel.perSecond / direct.perSecond, unit: 'ratio', note: `in-process, ${PARALLEL_TRANSACTIONS} ledger transactions per batch in flight (${parallel.perSecond.toFixed(0)} events/s, measured after, on a warmer JVM) vs the default ${config.meter.transactionsInFlight} (${direct.perSecond.toFixed(0)} events/s)` },
+      {
+        name: 'metering_events_per_s',
+        value: throughput.perSecond,
+        unit: '1/s',
+        note: `${PREFILL_EVENTS} events pre-filled over ${SHARDS} shard streams, drained by ${SHARDS} meter/<shard> workflows (batch ${BATCH_SIZE}, one in-process worker) into DynamoDB Local`,
+      },
+      {
+        name: 'metering_lag_p99_s',
+        value: lag.p99S,
+        unit: 's',
+        note: `open loop at ${opts.loadPerSecond}/s for ${phaseMs / 1000} s (${lag.sent} events); lag = acknowledged (after the ledger holds it) − appended, polled every ${POLL_MS} ms; p50 ${lag.p50S.toFixed(3)} s, max ${lag.maxS.toFixed(3)} s`,
+      },
+      {
+        name: 'metering_vs_dynamodb_raw_writes',
+        value: throughput.perSecond / raw.itemsPerSecond,
+        unit: 'ratio',
+        note: `${throughput.perSecond.toFixed(0)} events/s vs BatchWriteItem ${raw.itemsPerSecond.toFixed(0)} items/s (25 per call, ${RAW_IN_FLIGHT} in flight, ~${raw.itemBytes} B items)`,
+      },
+      {
+        name: 'metering_dynamodb_raw_items_per_s',
+        value: raw.itemsPerSecond,
+        unit: '1/s',
+        note: `the higher of two measurements, first and last in the run (${rawFirst.itemsPerSecond.toFixed(0)} and ${rawAfter.itemsPerSecond.toFixed(0)} items/s); BatchWriteItem p50 ${raw.p50Ms.toFixed(1)} ms, p99 ${raw.p99Ms.toFixed(1)} ms per call`,
+      },
+      {
+        name: 'metering_dynamodb_transact_items_per_s',
+        value: transact.itemsPerSecond,
+        unit: '1/s',
+        note: `TransactWriteItems of 100 conditional Puts of the same items, ${RAW_IN_FLIGHT} in flight: the most a transactional ledger can write here; higher of first and last (${transactBefore.itemsPerSecond.toFixed(0)} and ${transactAfter.itemsPerSecond.toFixed(0)} items/s); p50 ${transact.p50Ms.toFixed(1)} ms, p99 ${transact.p99Ms.toFixed(1)} ms per call`,
+      },
+      {
+        name: 'metering_vs_dynamodb_transact_writes',
+        value: throughput.perSecond / transact.itemsPerSecond,
+        unit: 'ratio',
+        note: `${throughput.perSecond.toFixed(0)} events/s vs ${transact.itemsPerSecond.toFixed(0)} transactional items/s (the transactional ceiling is ${(transact.itemsPerSecond / raw.itemsPerSecond).toFixed(2)}× the BatchWriteItem one)`,
+      },
+      {
+        name: 'metering_inprocess_events_per_s',
+        value: direct.perSecond,
+        unit: '1/s',
+        note: `UsagePump.pumpBatch called directly (no Temporal), ${SHARDS} shards concurrently, ${INPROC_EVENTS} events, ${config.meter.transactionsInFlight} transactions per batch in flight`,
+      },
+      {
+        name: 'metering_parallel_transactions_gain',
+        value: parallel.perSecond / direct.perSecond,
+        unit: 'ratio',
+        note: `in-process, ${PARALLEL_TRANSACTIONS} ledger transactions per batch in flight (${parallel.perSecond.toFixed(0)} events/s, measured after, on a warmer JVM) vs the default ${config.meter.transactionsInFlight} (${direct.perSecond.toFixed(0)} events/s)`,
+      },
     ];
     const meets = lag.p99S <= 5 && throughput.perSecond / raw.itemsPerSecond >= 0.5;
     const lines = [

@@ -67,7 +67,9 @@ async function commandCosts(admin: Redis, operations: number): Promise<string[]>
   for (const match of stats.matchAll(/^cmdstat_([a-z|]+):calls=(\d+),usec=(\d+),usec_per_call=([\d.]+)/gm)) {
     const [, name = '', calls = '0', usec = '0', perCall = '0'] = match;
     if (name === 'config|resetstat' || name === 'info' || (name !== 'evalsha' && Number(calls) < operations / 100)) continue;
-    rows.push(`| ${name} | ${(Number(calls) / operations).toFixed(3)} | ${Number(perCall).toFixed(2)} | ${(Number(usec) / operations).toFixed(2)} |`);
+    rows.push(
+      `| ${name} | ${(Number(calls) / operations).toFixed(3)} | ${Number(perCall).toFixed(2)} | ${(Number(usec) / operations).toFixed(2)} |`,
+    );
   }
   return rows;
 }
@@ -174,8 +176,26 @@ function decideInput(i: number): DecideInput {
 async function redisBenchmark(port: number, sha: string, pipeline: number): Promise<number> {
   const { stdout } = await execFileAsync(
     'redis-benchmark',
-    ['-p', String(port), '-c', '50', '-n', '300000', '-P', String(pipeline), '-r', String(TENANTS), '--csv',
-      'EVALSHA', sha, '1', 'mtb:__rand_int__', '1000000', '1000', '3'],
+    [
+      '-p',
+      String(port),
+      '-c',
+      '50',
+      '-n',
+      '300000',
+      '-P',
+      String(pipeline),
+      '-r',
+      String(TENANTS),
+      '--csv',
+      'EVALSHA',
+      sha,
+      '1',
+      'mtb:__rand_int__',
+      '1000000',
+      '1000',
+      '3',
+    ],
     { maxBuffer: 16 * 1024 * 1024 },
   );
   const line = stdout.trim().split('\n').at(-1) ?? '';
@@ -221,10 +241,14 @@ async function main(): Promise<void> {
     const half = await openLoop(tollgate.perSecond / 2, decideOnce);
 
     // 5. memory per bucket key: MEMORY USAGE of token-bucket keys written above
-    const sample = tenantIds.slice(0, 2_000).map((tenant) =>
-      bucketKey({ shard: shardOf(tenant, SHARDS), tenant, limitId: parseLimitId('burst'), subject: { scope: 'apiKey', keyId } }),
+    const sample = tenantIds
+      .slice(0, 2_000)
+      .map((tenant) =>
+        bucketKey({ shard: shardOf(tenant, SHARDS), tenant, limitId: parseLimitId('burst'), subject: { scope: 'apiKey', keyId } }),
+      );
+    const sizes = (await Promise.all(sample.map((key) => admin.memory('USAGE', key)))).filter(
+      (size): size is number => typeof size === 'number',
     );
-    const sizes = (await Promise.all(sample.map((key) => admin.memory('USAGE', key)))).filter((size): size is number => typeof size === 'number');
     const bytesPerBucket = sizes.reduce((sum, size) => sum + size, 0) / sizes.length;
 
     // 6. durability: AOF fsync on every write, then WAIT for one replica (AOF everysec)
@@ -232,7 +256,12 @@ async function main(): Promise<void> {
     const always = await closedLoop(admin, decideOnce);
     await admin.config('SET', 'appendfsync', 'everysec');
     const replicaPort = await freePort();
-    const replicaProc = await startRedis({ dataDir, port: replicaPort, name: 'replica', extraArgs: ['--replicaof', '127.0.0.1', String(port)] });
+    const replicaProc = await startRedis({
+      dataDir,
+      port: replicaPort,
+      name: 'replica',
+      extraArgs: ['--replicaof', '127.0.0.1', String(port)],
+    });
     const replicaAdmin = new Redis({ port: replicaPort });
     let waited: LoadResult;
     try {
@@ -253,18 +282,67 @@ async function main(): Promise<void> {
     const graphql = await benchGraphql({ redisPort: port, durationMs: DURATION_MS });
 
     // 8. metering (issue: metering): its own Temporal and DynamoDB Local, this Redis, the GraphQL hot path's admitted rate as load
-    const metering = await benchMetering({ redisPort: port, durationMs: DURATION_MS, loadPerSecond: Math.max(100, Math.round(graphql.admittedPerSecond)) });
+    const metering = await benchMetering({
+      redisPort: port,
+      durationMs: DURATION_MS,
+      loadPerSecond: Math.max(100, Math.round(graphql.admittedPerSecond)),
+    });
 
     figures.push(
-      { name: 'decider_vs_rate_limiter_flexible', value: tollgate.perSecond / rlf.perSecond, unit: 'ratio', note: `${tollgate.perSecond.toFixed(0)} vs ${rlf.perSecond.toFixed(0)} decisions/s; tollgate checks 3 limits and appends the usage event, rate-limiter-flexible 1 limit and no event` },
-      { name: 'decider_vs_evalsha_ceiling', value: tollgate.perSecond / ceilingPipelined, unit: 'ratio', note: `ceiling: redis-benchmark EVALSHA of a minimal 1-key token bucket, 50 clients, pipeline 16: ${ceilingPipelined.toFixed(0)}/s (unpipelined ${ceilingPlain.toFixed(0)}/s)` },
-      { name: 'decider_p99_ms_half_load', value: half.p99Ms, unit: 'ms', note: `open loop at ${(tollgate.perSecond / 2).toFixed(0)}/s for ${DURATION_MS / 1000} s; p50 ${half.p50Ms.toFixed(3)} ms` },
-      { name: 'redis_bytes_per_bucket', value: bytesPerBucket, unit: 'bytes', note: `MEMORY USAGE averaged over ${sizes.length} token-bucket keys (key name, msgpack value of 3 integers, TTL)` },
-      { name: 'decider_decisions_per_s', value: tollgate.perSecond, unit: '1/s', note: `closed loop, ${IN_FLIGHT} in flight, ${TENANTS} tenants; p50 ${tollgate.p50Ms.toFixed(2)} ms, p99 ${tollgate.p99Ms.toFixed(2)} ms` },
-      { name: 'decider_redis_cpu_us_per_decision', value: tollgate.redisCpuUsPerOp, unit: 'µs', note: `rate-limiter-flexible: ${rlf.redisCpuUsPerOp.toFixed(2)} µs per consume` },
-      { name: 'decider_node_cpu_us_per_decision', value: tollgate.nodeCpuUsPerOp, unit: 'µs', note: `client side; rate-limiter-flexible: ${rlf.nodeCpuUsPerOp.toFixed(2)} µs per consume` },
-      { name: 'decider_fsync_always_ratio', value: always.perSecond / tollgate.perSecond, unit: 'ratio', note: `${always.perSecond.toFixed(0)} decisions/s with appendfsync always vs everysec` },
-      { name: 'decider_wait_replica_ratio', value: waited.perSecond / tollgate.perSecond, unit: 'ratio', note: `${waited.perSecond.toFixed(0)} decisions/s with WAIT 1 replica (everysec) vs without; p99 ${waited.p99Ms.toFixed(2)} ms` },
+      {
+        name: 'decider_vs_rate_limiter_flexible',
+        value: tollgate.perSecond / rlf.perSecond,
+        unit: 'ratio',
+        note: `${tollgate.perSecond.toFixed(0)} vs ${rlf.perSecond.toFixed(0)} decisions/s; tollgate checks 3 limits and appends the usage event, rate-limiter-flexible 1 limit and no event`,
+      },
+      {
+        name: 'decider_vs_evalsha_ceiling',
+        value: tollgate.perSecond / ceilingPipelined,
+        unit: 'ratio',
+        note: `ceiling: redis-benchmark EVALSHA of a minimal 1-key token bucket, 50 clients, pipeline 16: ${ceilingPipelined.toFixed(0)}/s (unpipelined ${ceilingPlain.toFixed(0)}/s)`,
+      },
+      {
+        name: 'decider_p99_ms_half_load',
+        value: half.p99Ms,
+        unit: 'ms',
+        note: `open loop at ${(tollgate.perSecond / 2).toFixed(0)}/s for ${DURATION_MS / 1000} s; p50 ${half.p50Ms.toFixed(3)} ms`,
+      },
+      {
+        name: 'redis_bytes_per_bucket',
+        value: bytesPerBucket,
+        unit: 'bytes',
+        note: `MEMORY USAGE averaged over ${sizes.length} token-bucket keys (key name, msgpack value of 3 integers, TTL)`,
+      },
+      {
+        name: 'decider_decisions_per_s',
+        value: tollgate.perSecond,
+        unit: '1/s',
+        note: `closed loop, ${IN_FLIGHT} in flight, ${TENANTS} tenants; p50 ${tollgate.p50Ms.toFixed(2)} ms, p99 ${tollgate.p99Ms.toFixed(2)} ms`,
+      },
+      {
+        name: 'decider_redis_cpu_us_per_decision',
+        value: tollgate.redisCpuUsPerOp,
+        unit: 'µs',
+        note: `rate-limiter-flexible: ${rlf.redisCpuUsPerOp.toFixed(2)} µs per consume`,
+      },
+      {
+        name: 'decider_node_cpu_us_per_decision',
+        value: tollgate.nodeCpuUsPerOp,
+        unit: 'µs',
+        note: `client side; rate-limiter-flexible: ${rlf.nodeCpuUsPerOp.toFixed(2)} µs per consume`,
+      },
+      {
+        name: 'decider_fsync_always_ratio',
+        value: always.perSecond / tollgate.perSecond,
+        unit: 'ratio',
+        note: `${always.perSecond.toFixed(0)} decisions/s with appendfsync always vs everysec`,
+      },
+      {
+        name: 'decider_wait_replica_ratio',
+        value: waited.perSecond / tollgate.perSecond,
+        unit: 'ratio',
+        note: `${waited.perSecond.toFixed(0)} decisions/s with WAIT 1 replica (everysec) vs without; p99 ${waited.p99Ms.toFixed(2)} ms`,
+      },
     );
 
     lines.push(

@@ -72,7 +72,13 @@ async function main(argv: string[]): Promise<number> {
       const component = argv[1];
       const file = join(dataDir, 'pids', `${component ?? ''}.pid`);
       if (component === undefined || !existsSync(file)) {
-        console.error(`usage: stop <name>; running: ${pidFiles(dataDir).map((entry) => entry.name).join(', ') || 'none'}`);
+        console.error(
+          `usage: stop <name>; running: ${
+            pidFiles(dataDir)
+              .map((entry) => entry.name)
+              .join(', ') || 'none'
+          }`,
+        );
         return 2;
       }
       await reapStale(file, EXPECTED_COMMAND[component] ?? (component.startsWith('redis') ? 'redis-server' : component));

@@ -41,8 +41,7 @@ export interface InstallPaths {
 
 /** Reads the install cache layout from the environment (same rules as infra/lib.sh). */
 export function installPaths(env: NodeJS.ProcessEnv = process.env): InstallPaths {
-  const cacheDir =
-    env['TOLLGATE_CACHE_DIR'] ?? join(env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'tollgate');
+  const cacheDir = env['TOLLGATE_CACHE_DIR'] ?? join(env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'tollgate');
   const temporalVersion = env['TEMPORAL_CLI_VERSION'] ?? '1.5.1';
   const dynamodbVersion = env['DYNAMODB_LOCAL_VERSION'] ?? '2.6.1';
   return {
@@ -230,10 +229,7 @@ async function waitReady(input: {
   let lastError = '';
   while (Date.now() < deadline) {
     if (input.proc !== undefined && !isAlive(input.proc.pid)) {
-      throw new InfraError(
-        input.component,
-        `exited during startup; last lines of ${input.proc.logFile}:\n${tailLog(input.proc.logFile)}`,
-      );
+      throw new InfraError(input.component, `exited during startup; last lines of ${input.proc.logFile}:\n${tailLog(input.proc.logFile)}`);
     }
     try {
       if (await input.check()) return;
@@ -312,16 +308,25 @@ async function requireRedisServer(): Promise<string> {
 
 function redisArgs(input: { port: number; dir: string; appendfsync: RedisFsync }): string[] {
   return [
-    '--bind', '127.0.0.1',
-    '--port', String(input.port),
-    '--dir', input.dir,
-    '--daemonize', 'no',
-    '--save', '',
-    '--appendonly', 'yes',
-    '--appendfsync', input.appendfsync,
+    '--bind',
+    '127.0.0.1',
+    '--port',
+    String(input.port),
+    '--dir',
+    input.dir,
+    '--daemonize',
+    'no',
+    '--save',
+    '',
+    '--appendonly',
+    'yes',
+    '--appendfsync',
+    input.appendfsync,
     // The decider refuses evicting policies: an evicted bucket is free quota.
-    '--maxmemory-policy', 'noeviction',
-    '--protected-mode', 'yes',
+    '--maxmemory-policy',
+    'noeviction',
+    '--protected-mode',
+    'yes',
   ];
 }
 
@@ -386,7 +391,8 @@ export async function freeClusterPorts(count: number): Promise<number[]> {
   const low = ephemeralPortLow();
   const first = 10_000;
   const last = low - CLUSTER_BUS_OFFSET - 1;
-  if (last - first < count * 4) throw new InfraError('redis-cluster', `no room for ${count} cluster ports below the ephemeral range (${low})`);
+  if (last - first < count * 4)
+    throw new InfraError('redis-cluster', `no room for ${count} cluster ports below the ephemeral range (${low})`);
   const chosen: number[] = [];
   for (let tries = 0; chosen.length < count; tries += 1) {
     if (tries > count * 200) throw new InfraError('redis-cluster', `found no ${count} free port pairs in ${first}..${last}`);
@@ -452,11 +458,15 @@ export async function startRedisCluster(input: RedisClusterInput): Promise<Redis
           command: bin,
           args: [
             ...redisArgs({ port, dir, appendfsync: 'everysec' }),
-            '--cluster-enabled', 'yes',
-            '--cluster-config-file', join(dir, 'nodes.conf'),
-            '--cluster-node-timeout', '2000',
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            join(dir, 'nodes.conf'),
+            '--cluster-node-timeout',
+            '2000',
             // replicas sync at once instead of waiting 5 s for more replicas to batch
-            '--repl-diskless-sync-delay', '0',
+            '--repl-diskless-sync-delay',
+            '0',
           ],
           dataDir: input.dataDir,
         }),
@@ -474,9 +484,11 @@ export async function startRedisCluster(input: RedisClusterInput): Promise<Redis
       });
     }
     await execFileAsync(redisCli, [
-      '--cluster', 'create',
+      '--cluster',
+      'create',
       ...input.ports.map((port) => `127.0.0.1:${port}`),
-      '--cluster-replicas', String(replicas),
+      '--cluster-replicas',
+      String(replicas),
       '--cluster-yes',
     ]);
     for (const [index, port] of input.ports.entries()) {
@@ -549,12 +561,18 @@ export async function startTemporal(input: TemporalStartInput): Promise<ManagedP
     }
   }
   const args = [
-    'server', 'start-dev',
-    '--ip', '127.0.0.1',
-    '--port', String(input.port),
-    '--http-port', String(input.httpPort),
-    '--namespace', namespace,
-    '--log-level', 'warn',
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(input.port),
+    '--http-port',
+    String(input.httpPort),
+    '--namespace',
+    namespace,
+    '--log-level',
+    'warn',
   ];
   if (input.uiPort === undefined) args.push('--headless');
   else args.push('--ui-port', String(input.uiPort));
@@ -620,11 +638,15 @@ export async function startDynamo(input: DynamoStartInput): Promise<ManagedProce
     throw new InfraError('dynamodb-local', `port ${input.port} is already in use; set TOLLGATE_DYNAMODB_PORT or DYNAMODB_ENDPOINT`);
   }
   const args = [
-    '-Xms64m', '-Xmx768m', '-XX:+UseSerialGC',
+    '-Xms64m',
+    '-Xmx768m',
+    '-XX:+UseSerialGC',
     `-Djava.library.path=${join(dynamodbHome, 'native')}`,
-    '-cp', join(dynamodbHome, 'lib', '*'),
+    '-cp',
+    join(dynamodbHome, 'lib', '*'),
     'com.amazonaws.services.dynamodbv2.local.main.ServerRunner',
-    '-port', String(input.port),
+    '-port',
+    String(input.port),
     // One database for every region and access key: the SDK's region is not a tenant boundary here.
     '-sharedDb',
     // Local test data only: no usage reporting to AWS.

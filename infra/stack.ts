@@ -101,8 +101,7 @@ export async function upStack(options: StackOptions, env: NodeJS.ProcessEnv = pr
   const started: ManagedProcess[] = [];
   if (options.reapOnExit ?? true) startReaper(dataDir);
 
-  const pick = async (name: string, devPort: number): Promise<number> =>
-    isTest ? freePort() : portFromEnv(env, name, devPort);
+  const pick = async (name: string, devPort: number): Promise<number> => (isTest ? freePort() : portFromEnv(env, name, devPort));
 
   const redisTask = async (): Promise<string> => {
     const external = env['REDIS_URL'];
@@ -172,9 +171,11 @@ export async function upStack(options: StackOptions, env: NodeJS.ProcessEnv = pr
         ? failures[0]?.reason
         : new InfraError('stack', failures.map((failure) => String(failure.reason)).join('\n'));
     }
-    const [redisUrl, temporalAddress, dynamodbEndpoint] = results.map((result) =>
-      result.status === 'fulfilled' ? result.value : '',
-    ) as [string, string, string];
+    const [redisUrl, temporalAddress, dynamodbEndpoint] = results.map((result) => (result.status === 'fulfilled' ? result.value : '')) as [
+      string,
+      string,
+      string,
+    ];
 
     const dynamo = localDynamoClient(dynamodbEndpoint, dynamodbRegion);
     try {

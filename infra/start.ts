@@ -118,10 +118,7 @@ async function main(): Promise<number> {
       env: childEnv,
     });
     apps.push(worker);
-    await Promise.all([
-      waitHttp(`http://${host}:${port}/ready`, api, 60_000),
-      waitWorkerPolling(stack, taskQueue, worker, 120_000),
-    ]);
+    await Promise.all([waitHttp(`http://${host}:${port}/ready`, api, 60_000), waitWorkerPolling(stack, taskQueue, worker, 120_000)]);
   } catch (error) {
     await stopAll('startup failed');
     throw error;
@@ -130,7 +127,9 @@ async function main(): Promise<number> {
   log(`ready in ${elapsed()}`);
   log(`  GraphQL API   http://${host}:${port}/graphql`);
   log(`  health        http://${host}:${port}/health   readiness http://${host}:${port}/ready`);
-  log(`  metrics       http://${host}:${port}/metrics (API, stream lag, audit drift)   http://${host}:${workerMetricsPort}/metrics (worker: pump)`);
+  log(
+    `  metrics       http://${host}:${port}/metrics (API, stream lag, audit drift)   http://${host}:${workerMetricsPort}/metrics (worker: pump)`,
+  );
   if (stack.temporalUiUrl !== undefined) log(`  Temporal UI   ${stack.temporalUiUrl}`);
   log(`  Redis         ${stack.redisUrl}`);
   log(`  Temporal      ${stack.temporalAddress} (namespace ${stack.temporalNamespace}, task queue ${taskQueue})`);

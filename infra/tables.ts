@@ -148,8 +148,14 @@ async function ensureIndexes(client: DynamoDBClient, name: string, indexes: Seco
 async function ensureTimeToLive(client: DynamoDBClient, table: string, attribute: string): Promise<void> {
   const current = await client.send(new DescribeTimeToLiveCommand({ TableName: table }));
   const description = current.TimeToLiveDescription;
-  if (description?.AttributeName === attribute && (description.TimeToLiveStatus === 'ENABLED' || description.TimeToLiveStatus === 'ENABLING')) return;
-  await client.send(new UpdateTimeToLiveCommand({ TableName: table, TimeToLiveSpecification: { AttributeName: attribute, Enabled: true } }));
+  if (
+    description?.AttributeName === attribute &&
+    (description.TimeToLiveStatus === 'ENABLED' || description.TimeToLiveStatus === 'ENABLING')
+  )
+    return;
+  await client.send(
+    new UpdateTimeToLiveCommand({ TableName: table, TimeToLiveSpecification: { AttributeName: attribute, Enabled: true } }),
+  );
 }
 
 /** Creates every tollgate table that is missing and waits until all are ACTIVE. */

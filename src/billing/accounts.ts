@@ -10,13 +10,7 @@
  * `AccountView` (what callers see) leaves it out. In production the table is
  * encrypted at rest; a KMS envelope is the next step (not built).
  */
-import {
-  GetItemCommand,
-  PutItemCommand,
-  ScanCommand,
-  type AttributeValue,
-  type DynamoDBClient,
-} from '@aws-sdk/client-dynamodb';
+import { GetItemCommand, PutItemCommand, ScanCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { MAX_PERIOD_SECONDS, isValidTimeZone, type PeriodSpec } from '../decider/index.js';
 import { DependencyError, InvariantError, ValidationError, parseTenantId, type TenantId } from '../shared/index.js';
 import { configTableName } from '../metering/index.js';
@@ -61,7 +55,8 @@ export function accountProblems(settings: AccountSettings): string[] {
     if (!Number.isInteger(period.anchorDay) || (period.anchorDay ?? 0) < 1 || (period.anchorDay ?? 0) > 31) {
       problems.push('billingPeriod.anchorDay must be an integer in 1..31');
     }
-    if (typeof period.timeZone !== 'string' || !isValidTimeZone(period.timeZone)) problems.push('billingPeriod.timeZone must be an IANA zone');
+    if (typeof period.timeZone !== 'string' || !isValidTimeZone(period.timeZone))
+      problems.push('billingPeriod.timeZone must be an IANA zone');
     const length = period.lengthSeconds ?? 1;
     if (period.unit === 'second' && (!Number.isInteger(length) || length < 1 || length > MAX_PERIOD_SECONDS)) {
       problems.push(`billingPeriod.lengthSeconds must be an integer in 1..${MAX_PERIOD_SECONDS}`);
@@ -76,14 +71,16 @@ export function accountProblems(settings: AccountSettings): string[] {
     }
     if (url !== undefined) {
       const isLoopback = url.hostname === 'localhost' || url.hostname.startsWith('127.') || url.hostname === '[::1]';
-      if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback)) problems.push('webhookUrl must use https (http only for loopback)');
+      if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback))
+        problems.push('webhookUrl must use https (http only for loopback)');
       if (url.username !== '' || url.password !== '') problems.push('webhookUrl must not carry credentials');
     }
     if (settings.webhookSecret === undefined || settings.webhookSecret.length < MIN_SECRET_CHARS) {
       problems.push(`webhookSecret of at least ${MIN_SECRET_CHARS} characters is required with a webhookUrl`);
     }
   }
-  if (settings.webhookSecret !== undefined && settings.webhookSecret.length > 256) problems.push('webhookSecret is longer than 256 characters');
+  if (settings.webhookSecret !== undefined && settings.webhookSecret.length > 256)
+    problems.push('webhookSecret is longer than 256 characters');
   if (typeof settings.price !== 'object' || settings.price === null) problems.push('price is required');
   else problems.push(...priceProblems(settings.price));
   return problems;

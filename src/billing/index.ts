@@ -17,11 +17,4 @@ export {
   type WarningRef,
   type WarningStatus,
 } from './periods.js';
-export {
-  priceProblems,
-  priceUsage,
-  type PriceBreakdown,
-  type PriceSpec,
-  type PricedTier,
-  type PriceTier,
-} from './model/pricing.js';
+export { priceProblems, priceUsage, type PriceBreakdown, type PriceSpec, type PricedTier, type PriceTier } from './model/pricing.js';

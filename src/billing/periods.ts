@@ -247,7 +247,11 @@ export class DynamoPeriodStore {
     let reply;
     try {
       reply = await this.client.send(
-        new GetItemCommand({ TableName: this.table, Key: { pk: partitionKey(input.tenant, input.periodStart), sk: { S: 'statement' } }, ConsistentRead: true }),
+        new GetItemCommand({
+          TableName: this.table,
+          Key: { pk: partitionKey(input.tenant, input.periodStart), sk: { S: 'statement' } },
+          ConsistentRead: true,
+        }),
       );
     } catch (error) {
       throw wrap(error, 'read the statement');
@@ -261,7 +265,12 @@ export class DynamoPeriodStore {
    * period stay.
    * @returns when the period was finalized (the first time)
    */
-  async finalize(input: { tenant: TenantId; periodStart: string; nextPeriodStart: string; nowMs: number }): Promise<{ finalizedAtMs: number }> {
+  async finalize(input: {
+    tenant: TenantId;
+    periodStart: string;
+    nextPeriodStart: string;
+    nowMs: number;
+  }): Promise<{ finalizedAtMs: number }> {
     if (!(input.nextPeriodStart > input.periodStart)) {
       throw new ValidationError('INVALID_INPUT', `nextPeriodStart ${input.nextPeriodStart} must follow ${input.periodStart}`);
     }
@@ -271,7 +280,8 @@ export class DynamoPeriodStore {
         new UpdateItemCommand({
           TableName: this.table,
           Key: { pk: partitionKey(input.tenant, input.periodStart), sk: { S: 'balance' } },
-          UpdateExpression: 'SET finalizedAtMs = if_not_exists(finalizedAtMs, :now), nextPeriodStart = if_not_exists(nextPeriodStart, :next)',
+          UpdateExpression:
+            'SET finalizedAtMs = if_not_exists(finalizedAtMs, :now), nextPeriodStart = if_not_exists(nextPeriodStart, :next)',
           ExpressionAttributeValues: { ':now': { N: String(input.nowMs) }, ':next': { S: input.nextPeriodStart } },
           ReturnValues: 'ALL_NEW',
         }),
@@ -287,7 +297,11 @@ export class DynamoPeriodStore {
     let reply;
     try {
       reply = await this.client.send(
-        new GetItemCommand({ TableName: this.table, Key: { pk: partitionKey(input.tenant, input.periodStart), sk: { S: 'balance' } }, ConsistentRead: true }),
+        new GetItemCommand({
+          TableName: this.table,
+          Key: { pk: partitionKey(input.tenant, input.periodStart), sk: { S: 'balance' } },
+          ConsistentRead: true,
+        }),
       );
     } catch (error) {
       throw wrap(error, 'read the balance');
@@ -303,7 +317,13 @@ export class DynamoPeriodStore {
    */
   async beginWarning(ref: WarningRef & { idempotencyKey: string; nowMs: number }): Promise<WarningRecord> {
     const key = { pk: partitionKey(ref.tenant, ref.periodStart), sk: { S: warningSk(ref) } };
-    const record: WarningRecord = { status: 'pending', idempotencyKey: ref.idempotencyKey, createdAtMs: ref.nowMs, finishedAtMs: null, failure: null };
+    const record: WarningRecord = {
+      status: 'pending',
+      idempotencyKey: ref.idempotencyKey,
+      createdAtMs: ref.nowMs,
+      finishedAtMs: null,
+      failure: null,
+    };
     try {
       await this.client.send(
         new PutItemCommand({
@@ -339,7 +359,10 @@ export class DynamoPeriodStore {
         new UpdateItemCommand({
           TableName: this.table,
           Key: { pk: partitionKey(ref.tenant, ref.periodStart), sk: { S: warningSk(ref) } },
-          UpdateExpression: failure === undefined ? 'SET #status = :status, finishedAtMs = :now' : 'SET #status = :status, finishedAtMs = :now, failure = :failure',
+          UpdateExpression:
+            failure === undefined
+              ? 'SET #status = :status, finishedAtMs = :now'
+              : 'SET #status = :status, finishedAtMs = :now, failure = :failure',
           ConditionExpression: '#status = :pending',
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: {
@@ -362,7 +385,11 @@ export class DynamoPeriodStore {
     let reply;
     try {
       reply = await this.client.send(
-        new GetItemCommand({ TableName: this.table, Key: { pk: partitionKey(ref.tenant, ref.periodStart), sk: { S: warningSk(ref) } }, ConsistentRead: true }),
+        new GetItemCommand({
+          TableName: this.table,
+          Key: { pk: partitionKey(ref.tenant, ref.periodStart), sk: { S: warningSk(ref) } },
+          ConsistentRead: true,
+        }),
       );
     } catch (error) {
       throw wrap(error, 'read the warning');

@@ -25,15 +25,32 @@ export function decodeMsgpackIntegers(bytes: Uint8Array): number[] {
       need(width);
       let value: number;
       switch (byte) {
-        case 0xcc: value = view.getUint8(at); break;
-        case 0xcd: value = view.getUint16(at); break;
-        case 0xce: value = view.getUint32(at); break;
-        case 0xcf: value = Number(view.getBigUint64(at)); break;
-        case 0xd0: value = view.getInt8(at); break;
-        case 0xd1: value = view.getInt16(at); break;
-        case 0xd2: value = view.getInt32(at); break;
-        case 0xd3: value = Number(view.getBigInt64(at)); break;
-        default: value = view.getFloat64(at);
+        case 0xcc:
+          value = view.getUint8(at);
+          break;
+        case 0xcd:
+          value = view.getUint16(at);
+          break;
+        case 0xce:
+          value = view.getUint32(at);
+          break;
+        case 0xcf:
+          value = Number(view.getBigUint64(at));
+          break;
+        case 0xd0:
+          value = view.getInt8(at);
+          break;
+        case 0xd1:
+          value = view.getInt16(at);
+          break;
+        case 0xd2:
+          value = view.getInt32(at);
+          break;
+        case 0xd3:
+          value = Number(view.getBigInt64(at));
+          break;
+        default:
+          value = view.getFloat64(at);
       }
       values.push(value);
       at += width;

@@ -7,16 +7,7 @@
  */
 import { ValidationError, type EventId, type LimitId } from '../shared/index.js';
 import { requestHeadArgs, type BatchMember } from './decide-args.js';
-import {
-  admittedKey,
-  bucketKeyHead,
-  parseIpHex,
-  partOf,
-  requestRecordKey,
-  shardOfPart,
-  usageStreamKey,
-  type ShardId,
-} from './keys.js';
+import { admittedKey, bucketKeyHead, parseIpHex, partOf, requestRecordKey, shardOfPart, usageStreamKey, type ShardId } from './keys.js';
 import { ALG, type CompiledLimit, type ModelRequest } from './model/limits.js';
 import { namingSkewMs, periodPairAt } from './model/period.js';
 import { compiledPlan, periodVariants, type CompiledPlan } from './plan-cache.js';
@@ -66,7 +57,10 @@ function checkRequest(input: DecideInput): void {
   if (!Number.isSafeInteger(input.policyVersion) || input.policyVersion < 0) {
     throw new ValidationError('INVALID_INPUT', `policyVersion must be a non-negative integer`);
   }
-  if (input.recordTtlMs !== undefined && (!Number.isSafeInteger(input.recordTtlMs) || input.recordTtlMs < 1_000 || input.recordTtlMs > MAX_RECORD_TTL_MS)) {
+  if (
+    input.recordTtlMs !== undefined &&
+    (!Number.isSafeInteger(input.recordTtlMs) || input.recordTtlMs < 1_000 || input.recordTtlMs > MAX_RECORD_TTL_MS)
+  ) {
     throw new ValidationError('INVALID_INPUT', `recordTtlMs must be an integer in 1000..${MAX_RECORD_TTL_MS}`);
   }
 }

@@ -22,7 +22,16 @@ export type LimitDefinition = Omit<CompiledLimit, 'key' | 'nextKey'>;
  */
 export function limitDefinitionArgs(limit: LimitDefinition, limitId: string): string[] {
   const { alg, mode, p1, p2, p3, p4, thresholds } = limit;
-  const definition = [String(alg), String(mode), String(p1), String(p2), String(p3), String(p4), String(thresholds.length), ...thresholds.map(String)];
+  const definition = [
+    String(alg),
+    String(mode),
+    String(p1),
+    String(p2),
+    String(p3),
+    String(p4),
+    String(thresholds.length),
+    ...thresholds.map(String),
+  ];
   if (thresholds.length > 0) definition.push(limitId);
   return definition;
 }

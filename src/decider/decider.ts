@@ -8,13 +8,7 @@
  * Redis work, not per-call round trips. A batch is one group: on a single
  * Redis every request (any shard), on Redis Cluster one shard (one slot).
  */
-import {
-  DependencyError,
-  InvariantError,
-  ValidationError,
-  type Clock,
-  type LimitId,
-} from '../shared/index.js';
+import { DependencyError, InvariantError, ValidationError, type Clock, type LimitId } from '../shared/index.js';
 import { compileRequest, type CompiledRequest } from './compile.js';
 import { compileBatch } from './decide-args.js';
 import type { RawDecision } from './model/limits.js';
@@ -102,8 +96,10 @@ export function toDecision(raw: RawDecision, compiled: CompiledRequest): Decisio
   const warnings: Warning[] = [];
   raw.limits.forEach((limit, index) => {
     const state = limits[index] as LimitState;
-    if (state.mode === 'soft' && state.isExceeded) warnings.push({ kind: 'soft-limit-exceeded', limitId: state.id, overage: limit.overage });
-    if (limit.crossed > 0 && state.mode !== 'shadow') warnings.push({ kind: 'threshold-crossed', limitId: state.id, percent: limit.crossed });
+    if (state.mode === 'soft' && state.isExceeded)
+      warnings.push({ kind: 'soft-limit-exceeded', limitId: state.id, overage: limit.overage });
+    if (limit.crossed > 0 && state.mode !== 'shadow')
+      warnings.push({ kind: 'threshold-crossed', limitId: state.id, percent: limit.crossed });
   });
   return { kind: 'warned', warnings, ...admitted };
 }
@@ -197,7 +193,11 @@ export class RedisDecider implements Decider {
       if (wait === undefined) {
         reply = await this.redis.tgDecide(keys.length, ...keys, ...args);
       } else {
-        const results = await this.redis.pipeline().tgDecide(keys.length, ...keys, ...args).wait(wait.replicas, wait.timeoutMs).exec();
+        const results = await this.redis
+          .pipeline()
+          .tgDecide(keys.length, ...keys, ...args)
+          .wait(wait.replicas, wait.timeoutMs)
+          .exec();
         const [decided, waited] = results ?? [];
         if (decided?.[0]) throw decided[0];
         reply = decided?.[1];
@@ -224,7 +224,8 @@ export class RedisDecider implements Decider {
     );
     const decisions = raws.map((raw, index) => toDecision(raw, (batch[index] as Pending).compiled));
     if (replicasAcked !== undefined) {
-      for (const decision of decisions) if (decision.kind === 'allowed' || decision.kind === 'warned') decision.replicasAcked = replicasAcked;
+      for (const decision of decisions)
+        if (decision.kind === 'allowed' || decision.kind === 'warned') decision.replicasAcked = replicasAcked;
     }
     return decisions;
   }

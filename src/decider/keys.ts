@@ -82,10 +82,7 @@ export function eventMarkerKey(shard: ShardId, eventId: EventId): string {
 }
 
 /** Whose bucket a limit key is: the tenant's, one API key's, or one client address's. */
-export type LimitSubject =
-  | { scope: 'tenant' }
-  | { scope: 'apiKey'; keyId: KeyId }
-  | { scope: 'ip'; ipHex: IpHex };
+export type LimitSubject = { scope: 'tenant' } | { scope: 'apiKey'; keyId: KeyId } | { scope: 'ip'; ipHex: IpHex };
 
 /** An IP address as lowercase hex of its bytes (v4: 8 chars, v6: 32), safe inside a key. */
 export type IpHex = string & { readonly __brand: 'IpHex' };
@@ -145,7 +142,10 @@ export function bucketKey(input: {
   /** A whale tenant's part (see partOf). */
   part?: number | undefined;
 }): string {
-  return bucketKeyHead(input.shard, input.tenant, input.subject ?? { scope: 'tenant' }, input.part) + bucketKeyTail(input.limitId, input.periodStartMs);
+  return (
+    bucketKeyHead(input.shard, input.tenant, input.subject ?? { scope: 'tenant' }, input.part) +
+    bucketKeyTail(input.limitId, input.periodStartMs)
+  );
 }
 
 /** The subject part of a bucket key, `{s:<shard>}:t:<tenant>[:u:<part>][:k:<keyId>|:i:<ipHex>]` (bucketKey = head + tail). */

@@ -96,10 +96,17 @@ function partParams(spec: LimitSpec, split: PlanSplit): [CompiledLimit['alg'], n
     case 'token-bucket': {
       // a part refills the whole amount over subShards × the period: exactly 1/subShards of the rate
       const params: [CompiledLimit['alg'], number, number, number, number] = [
-        ALG.tokenBucket, share(alg.capacity, 'capacity'), alg.refillAmount, alg.refillPeriodMs * (part === undefined ? 1 : subShards), 0,
+        ALG.tokenBucket,
+        share(alg.capacity, 'capacity'),
+        alg.refillAmount,
+        alg.refillPeriodMs * (part === undefined ? 1 : subShards),
+        0,
       ];
       if (params[1] * params[3] + params[3] * params[2] >= Number.MAX_SAFE_INTEGER) {
-        throw new ValidationError('INVALID_INPUT', `limit ${spec.id}: the refill period × ${subShards} sub-shards is too long for exact refill math`);
+        throw new ValidationError(
+          'INVALID_INPUT',
+          `limit ${spec.id}: the refill period × ${subShards} sub-shards is too long for exact refill math`,
+        );
       }
       return params;
     }
@@ -162,7 +169,14 @@ export function periodVariants(limit: PlanLimit, localNowMs: number): PeriodVari
   if (alg.kind !== 'period-quota') throw new ValidationError('INVALID_INPUT', 'not a period quota');
   const { current, next } = periodPairAt(alg.period, localNowMs - namingSkewMs(alg.period));
   if (limit.period?.startMs !== current.startMs) {
-    const base = { alg: ALG.periodQuota, p1: limit.p1, p2: current.startMs, p3: current.endMs, p4: next.endMs, thresholds: [...alg.thresholdsPercent] };
+    const base = {
+      alg: ALG.periodQuota,
+      p1: limit.p1,
+      p2: current.startMs,
+      p3: current.endMs,
+      p4: next.endMs,
+      thresholds: [...alg.thresholdsPercent],
+    };
     limit.period = {
       startMs: current.startMs,
       currentTail: bucketKeyTail(limit.spec.id, current.startMs),

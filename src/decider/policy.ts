@@ -137,7 +137,8 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.length === 1 ? `has an unknown field: ${issue.keys[0] ?? ''}` : `has unknown fields: ${issue.keys.join(', ')}`;
   }
-  if (issue.code === 'invalid_type') return `must be ${issue.expected === 'array' || issue.expected === 'object' ? 'an' : 'a'} ${issue.expected}`;
+  if (issue.code === 'invalid_type')
+    return `must be ${issue.expected === 'array' || issue.expected === 'object' ? 'an' : 'a'} ${issue.expected}`;
   return issue.message;
 }
 

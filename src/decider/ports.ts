@@ -95,8 +95,7 @@ export interface LimitState {
 
 /** Why an admitted request is `warned`. */
 export type Warning =
-  | { kind: 'soft-limit-exceeded'; limitId: LimitId; overage: number }
-  | { kind: 'threshold-crossed'; limitId: LimitId; percent: number };
+  { kind: 'soft-limit-exceeded'; limitId: LimitId; overage: number } | { kind: 'threshold-crossed'; limitId: LimitId; percent: number };
 
 /** What every admitted decision carries. */
 export interface Admitted {

@@ -12,12 +12,7 @@
  * the caller hears of it, and replayed into the stream, deduplicated, once
  * Redis answers again: degraded traffic is billed exactly once.
  */
-import {
-  DependencyError,
-  type Clock,
-  type EventId,
-  type Logger,
-} from '../shared/index.js';
+import { DependencyError, type Clock, type EventId, type Logger } from '../shared/index.js';
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from './breaker.js';
 import { compileRequest } from './compile.js';
 import { RedisDecider } from './decider.js';

@@ -14,14 +14,22 @@ export const SETTLE_LAYOUT_VERSION = 1;
 /** The settled event's (name, value) pairs: the fields every usage event has, then `requested` and `actual`. */
 function settledEventFields(input: SettleInput): string[] {
   return [
-    'id', `${input.requestId}.settled`,
-    'type', 'usage.settled.v1',
-    'tenant', input.tenant,
-    'key', input.keyId,
-    'op', input.operation,
-    'requested', String(input.cost),
-    'actual', String(input.actual),
-    'pv', String(input.policyVersion),
+    'id',
+    `${input.requestId}.settled`,
+    'type',
+    'usage.settled.v1',
+    'tenant',
+    input.tenant,
+    'key',
+    input.keyId,
+    'op',
+    input.operation,
+    'requested',
+    String(input.cost),
+    'actual',
+    String(input.actual),
+    'pv',
+    String(input.policyVersion),
   ];
 }
 

@@ -9,7 +9,18 @@
  * mid-replay leaves it to be replayed again; the dedupe makes that harmless. A
  * torn last line (a crash mid-write) is skipped: its request was never answered.
  */
-import { closeSync, existsSync, fdatasyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fdatasyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /** One spooled usage event (admitted or settled while degraded). */

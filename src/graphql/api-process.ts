@@ -148,7 +148,13 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
     settings: jobSettings,
   });
   const jobExecutor = new SchemaJobExecutor({
-    schema: createDemoSchema({ store: demo.store, version, deciderTimeMs: async () => (await probeDecider(redis)).nowMs, clock: systemClock, jobs: jobStore }),
+    schema: createDemoSchema({
+      store: demo.store,
+      version,
+      deciderTimeMs: async () => (await probeDecider(redis)).nowMs,
+      clock: systemClock,
+      jobs: jobStore,
+    }),
     plans: liveConfig,
   });
   return { config, logger, version, redis, dynamo, temporal, decider, metrics, liveConfig, jobStore, deferrer, jobExecutor, demo };
@@ -189,13 +195,19 @@ export class JobsWorker {
     } catch (error) {
       await this.connection?.close().catch(() => undefined);
       this.connection = undefined;
-      logger.error({ code: 'TEMPORAL_UNAVAILABLE', err: error instanceof Error ? error.message : String(error) }, 'jobs worker could not start; retrying in 5 s');
+      logger.error(
+        { code: 'TEMPORAL_UNAVAILABLE', err: error instanceof Error ? error.message : String(error) },
+        'jobs worker could not start; retrying in 5 s',
+      );
       if (!this.isStopping) setTimeout(() => void this.start(), 5_000).unref();
       return;
     }
     this.worker = worker;
     this.running = worker.run().catch((error: unknown) => {
-      logger.error({ code: 'TEMPORAL_UNAVAILABLE', err: error instanceof Error ? error.message : String(error) }, 'jobs worker stopped; exiting');
+      logger.error(
+        { code: 'TEMPORAL_UNAVAILABLE', err: error instanceof Error ? error.message : String(error) },
+        'jobs worker stopped; exiting',
+      );
       process.exit(1);
     });
     logger.info({ taskQueue: config.jobs.taskQueue }, 'jobs worker polling');
@@ -222,7 +234,8 @@ export class JobsWorker {
 export function createProcessApi(deps: ApiProcessDeps): ApiServer {
   const { config, logger } = deps;
   const trustedProxies = parseTrustedProxies(config.api.trustedProxies);
-  if (trustedProxies.entries.length > 0) logger.info({ trustedProxies: trustedProxies.entries }, 'client addresses taken from X-Forwarded-For behind these proxies');
+  if (trustedProxies.entries.length > 0)
+    logger.info({ trustedProxies: trustedProxies.entries }, 'client addresses taken from X-Forwarded-For behind these proxies');
   return createApi({
     redis: deps.redis,
     dynamo: deps.dynamo,

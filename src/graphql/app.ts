@@ -50,7 +50,9 @@ export interface ApiDeps {
   /** @default a fresh registry */
   metrics?: TollgateMetrics;
   /** Further `useTollgate` options (limits, cost model, client address, jitter). */
-  tollgate?: Partial<Omit<TollgateOptions, 'decider' | 'keyStore' | 'plans' | 'logger' | 'metrics' | 'deferrer' | 'anonymous' | 'responses'>>;
+  tollgate?: Partial<
+    Omit<TollgateOptions, 'decider' | 'keyStore' | 'plans' | 'logger' | 'metrics' | 'deferrer' | 'anonymous' | 'responses'>
+  >;
 }
 
 export type ApiServer = YogaServerInstance<object, TollgateContext>;
@@ -87,8 +89,7 @@ export function createApi(deps: ApiDeps): ApiServer {
               { name: 'redis', run: async () => void (await probeDecider(deps.redis)) },
               {
                 name: 'dynamodb',
-                run: async () =>
-                  void (await deps.dynamo.send(new DescribeTableCommand({ TableName: ledgerTableName(deps.tablePrefix) }))),
+                run: async () => void (await deps.dynamo.send(new DescribeTableCommand({ TableName: ledgerTableName(deps.tablePrefix) }))),
               },
               { name: 'temporal', run: async () => void (await deps.temporal.healthService.check({})) },
             ],
@@ -101,14 +102,18 @@ export function createApi(deps: ApiDeps): ApiServer {
         },
       }),
       useMetricsEndpoint({ registry: metrics.registry }),
-      ...(deps.jobs === undefined ? [] : [useJobStatus({
+      ...(deps.jobs === undefined
+        ? []
+        : [
+            useJobStatus({
               jobs: deps.jobs,
               keyStore: deps.keyStore,
               logger: deps.logger,
               ...(deps.jobStatusPerSecond === undefined ? {} : { readsPerSecondPerKey: deps.jobStatusPerSecond }),
               ...(deps.unknownKeysPerSecond === undefined ? {} : { unknownKeysPerSecond: deps.unknownKeysPerSecond }),
               ...(deps.tollgate?.clientIp === undefined ? {} : { clientIp: deps.tollgate.clientIp }),
-            })]),
+            }),
+          ]),
       useTollgate({
         ...(deps.unknownKeysPerSecond === undefined ? {} : { unknownKeysPerSecond: deps.unknownKeysPerSecond }),
         ...deps.tollgate,

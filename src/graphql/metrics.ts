@@ -68,15 +68,30 @@ export class TollgateMetrics {
 
   constructor(options: TollgateMetricsOptions = {}) {
     const registers = [this.registry];
-    this.decisions = new Counter({ name: 'tollgate_decisions_total', help: 'Limit decisions by kind and deciding limit', labelNames: ['kind', 'limit'], registers });
+    this.decisions = new Counter({
+      name: 'tollgate_decisions_total',
+      help: 'Limit decisions by kind and deciding limit',
+      labelNames: ['kind', 'limit'],
+      registers,
+    });
     this.deciderLatency = new Histogram({
       name: 'tollgate_decider_latency_seconds',
       help: 'Time from asking the decider to its decision',
       buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     });
-    this.refusals = new Counter({ name: 'tollgate_refusals_total', help: 'Requests refused before a decision, by error code', labelNames: ['code'], registers });
-    this.costUnits = new Counter({ name: 'tollgate_cost_units_total', help: 'Cost units requested, actual, refunded and overrun', labelNames: ['kind'], registers });
+    this.refusals = new Counter({
+      name: 'tollgate_refusals_total',
+      help: 'Requests refused before a decision, by error code',
+      labelNames: ['code'],
+      registers,
+    });
+    this.costUnits = new Counter({
+      name: 'tollgate_cost_units_total',
+      help: 'Cost units requested, actual, refunded and overrun',
+      labelNames: ['kind'],
+      registers,
+    });
     this.settleFailures = new Counter({ name: 'tollgate_settle_failures_total', help: 'Settlements that could not be applied', registers });
     this.idempotentReplays = new Counter({
       name: 'tollgate_idempotent_replays_total',
@@ -84,7 +99,27 @@ export class TollgateMetrics {
       labelNames: ['outcome'],
       registers,
     });
-    this.collectFailures = new Counter({ name: 'tollgate_metrics_collect_failures_total', help: 'Scrape-time reads that failed (the gauges kept their last values)', labelNames: ['source'], registers });
+    this.collectFailures = new Counter({
+      name: 'tollgate_metrics_collect_failures_total',
+      help: 'Scrape-time reads that failed (the gauges kept their last values)',
+      labelNames: ['source'],
+      registers,
+    });
+    this.registerScrapeGauges(options);
+    const breakerState = options.breakerState;
+    new Gauge({
+      name: 'tollgate_decider_breaker_state',
+      help: 'Decider circuit breaker: 0 closed, 1 half-open, 2 open',
+      registers,
+      collect() {
+        this.set(breakerState === undefined ? 0 : BREAKER_VALUE[breakerState()]);
+      },
+    });
+  }
+
+  /** Gauges read at scrape time (stream lag, the last audit report), each source cached for `collectCacheMs`. */
+  private registerScrapeGauges(options: TollgateMetricsOptions): void {
+    const registers = [this.registry];
     const cacheMs = options.collectCacheMs ?? 5_000;
     if (options.streamLag !== undefined) {
       const lag = cachedFetch(options.streamLag, cacheMs, () => this.collectFailures.inc({ source: 'stream_lag' }));
@@ -99,9 +134,21 @@ export class TollgateMetrics {
           },
         });
       };
-      lagGauge('tollgate_usage_stream_unacknowledged_entries', 'Stream lag: usage entries the pump has not acknowledged (pending + undelivered), all shards', (value) => value.unacknowledged);
-      lagGauge('tollgate_ledger_lag_seconds', 'Ledger lag: age of the oldest usage entry not yet acknowledged (so maybe not yet in the ledger), seconds', (value) => value.oldestUnacknowledgedAgeSeconds);
-      lagGauge('tollgate_usage_dead_letters', 'Usage entries in the dead-letter streams (never ledgered), all shards', (value) => value.deadLetters);
+      lagGauge(
+        'tollgate_usage_stream_unacknowledged_entries',
+        'Stream lag: usage entries the pump has not acknowledged (pending + undelivered), all shards',
+        (value) => value.unacknowledged,
+      );
+      lagGauge(
+        'tollgate_ledger_lag_seconds',
+        'Ledger lag: age of the oldest usage entry not yet acknowledged (so maybe not yet in the ledger), seconds',
+        (value) => value.oldestUnacknowledgedAgeSeconds,
+      );
+      lagGauge(
+        'tollgate_usage_dead_letters',
+        'Usage entries in the dead-letter streams (never ledgered), all shards',
+        (value) => value.deadLetters,
+      );
     }
     if (options.auditReport !== undefined) {
       const report = cachedFetch(options.auditReport, cacheMs, () => this.collectFailures.inc({ source: 'audit_report' }));
@@ -116,19 +163,24 @@ export class TollgateMetrics {
           },
         });
       };
-      auditGauge('tollgate_audit_drift_units', 'Sum of |admitted - ledgered - in flight| over all tenant-periods, last audit cycle', (value) => value.summary.absoluteDrift);
-      auditGauge('tollgate_audit_drifting_periods', 'Tenant-periods whose ledger disagrees with the admitted counter, last audit cycle', (value) => value.summary.drifting);
-      auditGauge('tollgate_audit_unsettled_periods', 'Tenant-periods the last audit cycle could not compare (busy or backlog)', (value) => value.summary.unsettled);
-      auditGauge('tollgate_audit_last_cycle_timestamp_seconds', 'When the last stored audit cycle finished (unix seconds)', (value) => Math.floor(value.finishedAtMs / 1_000));
+      auditGauge(
+        'tollgate_audit_drift_units',
+        'Sum of |admitted - ledgered - in flight| over all tenant-periods, last audit cycle',
+        (value) => value.summary.absoluteDrift,
+      );
+      auditGauge(
+        'tollgate_audit_drifting_periods',
+        'Tenant-periods whose ledger disagrees with the admitted counter, last audit cycle',
+        (value) => value.summary.drifting,
+      );
+      auditGauge(
+        'tollgate_audit_unsettled_periods',
+        'Tenant-periods the last audit cycle could not compare (busy or backlog)',
+        (value) => value.summary.unsettled,
+      );
+      auditGauge('tollgate_audit_last_cycle_timestamp_seconds', 'When the last stored audit cycle finished (unix seconds)', (value) =>
+        Math.floor(value.finishedAtMs / 1_000),
+      );
     }
-    const breakerState = options.breakerState;
-    new Gauge({
-      name: 'tollgate_decider_breaker_state',
-      help: 'Decider circuit breaker: 0 closed, 1 half-open, 2 open',
-      registers,
-      collect() {
-        this.set(breakerState === undefined ? 0 : BREAKER_VALUE[breakerState()]);
-      },
-    });
   }
 }

@@ -161,7 +161,9 @@ export function warningReports(warnings: Warning[]): { extension: Record<string,
   );
   const header = warnings
     .map((warning) =>
-      warning.kind === 'soft-limit-exceeded' ? `"${warning.limitId}";overage=${warning.overage}` : `"${warning.limitId}";percent=${warning.percent}`,
+      warning.kind === 'soft-limit-exceeded'
+        ? `"${warning.limitId}";overage=${warning.overage}`
+        : `"${warning.limitId}";percent=${warning.percent}`,
     )
     .join(', ');
   return { extension, header };

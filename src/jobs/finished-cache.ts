@@ -4,7 +4,7 @@
  * DynamoDB read; unfinished ones are always read. Bounded in size (oldest
  * entries go first). Pure apart from the clock. (The per-key rate limit on the
  * same route is the edge's `KeyRateLimiter`.)
- */import type { Clock } from '../shared/index.js';
+ */ import type { Clock } from '../shared/index.js';
 import type { JobView } from './view.js';
 
 const FINISHED: readonly JobView['status'][] = ['succeeded', 'failed', 'expired'];

@@ -98,5 +98,9 @@ export interface Deferrer {
    * @throws DependencyError when the jobs cannot be read or Temporal cannot tell whether the job runs (the
    *   plugin answers 503 `JOBS_UNAVAILABLE`: deciding could run the operation beside its job)
    */
-  find?(input: { tenant: TenantId; requestId: EventId; resubmit?: Omit<DeferInput, 'limitId' | 'retryAfterMs'> }): Promise<DeferredJob | undefined>;
+  find?(input: {
+    tenant: TenantId;
+    requestId: EventId;
+    resubmit?: Omit<DeferInput, 'limitId' | 'retryAfterMs'>;
+  }): Promise<DeferredJob | undefined>;
 }

@@ -153,7 +153,12 @@ export function decodeJob(item: Record<string, AttributeValue>): JobRecord {
 function decodeSubmission(json: string | undefined): JobSubmission | null {
   if (json === undefined) return null;
   const value = JSON.parse(json) as Partial<JobSubmission>;
-  if (typeof value.planId !== 'string' || typeof value.query !== 'string' || typeof value.variables !== 'object' || value.variables === null) {
+  if (
+    typeof value.planId !== 'string' ||
+    typeof value.query !== 'string' ||
+    typeof value.variables !== 'object' ||
+    value.variables === null
+  ) {
     throw new InvariantError('stored job submission is malformed');
   }
   return { planId: value.planId, query: value.query, variables: value.variables };

@@ -180,7 +180,12 @@ export class DynamoJobStore {
    * may be listed a moment after it finished (callers read the job before acting).
    * @throws DependencyError `DYNAMODB_UNAVAILABLE`
    */
-  async listOpen(input: { shard: number; beforeMs: number; limit: number; after?: OpenJobsCursor }): Promise<{ jobs: OpenJob[]; next: OpenJobsCursor | null }> {
+  async listOpen(input: {
+    shard: number;
+    beforeMs: number;
+    limit: number;
+    after?: OpenJobsCursor;
+  }): Promise<{ jobs: OpenJob[]; next: OpenJobsCursor | null }> {
     if (!Number.isInteger(input.shard) || input.shard < 0 || input.shard >= OPEN_JOB_SHARDS) {
       throw new ValidationError('INVALID_INPUT', `an open-jobs shard is an integer in [0, ${OPEN_JOB_SHARDS}), got ${String(input.shard)}`);
     }
@@ -196,7 +201,14 @@ export class DynamoJobStore {
           Limit: input.limit,
           ...(input.after === undefined
             ? {}
-            : { ExclusiveStartKey: { pk: { S: input.after.pk }, sk: { S: input.after.sk }, openShard: { S: shardKey }, openSinceMs: { N: String(input.after.openSinceMs) } } }),
+            : {
+                ExclusiveStartKey: {
+                  pk: { S: input.after.pk },
+                  sk: { S: input.after.sk },
+                  openShard: { S: shardKey },
+                  openSinceMs: { N: String(input.after.openSinceMs) },
+                },
+              }),
         }),
       );
     } catch (error) {
@@ -207,7 +219,11 @@ export class DynamoJobStore {
       const pk = item['pk']?.S ?? '';
       const sk = item['sk']?.S ?? '';
       if (!pk.startsWith('tenant#') || !sk.startsWith('job#')) continue;
-      jobs.push({ tenant: parseTenantId(pk.slice('tenant#'.length)), jobId: sk.slice('job#'.length), createdAtMs: Number(item['openSinceMs']?.N ?? '0') });
+      jobs.push({
+        tenant: parseTenantId(pk.slice('tenant#'.length)),
+        jobId: sk.slice('job#'.length),
+        createdAtMs: Number(item['openSinceMs']?.N ?? '0'),
+      });
     }
     const last = page.LastEvaluatedKey;
     const next =
@@ -253,7 +269,13 @@ export class DynamoJobStore {
    * Stores the run's result once. A second store (a retried activity whose
    * first attempt stored it) keeps the first and returns it.
    */
-  async storeResult(input: { tenant: TenantId; jobId: string; result: unknown; actualCost: number; nowMs: number }): Promise<{ result: unknown; actualCost: number }> {
+  async storeResult(input: {
+    tenant: TenantId;
+    jobId: string;
+    result: unknown;
+    actualCost: number;
+    nowMs: number;
+  }): Promise<{ result: unknown; actualCost: number }> {
     try {
       await this.client.send(
         new UpdateItemCommand({
@@ -307,7 +329,13 @@ export class DynamoJobStore {
    * restarts a finished job).
    * @returns false when the job was already finished
    */
-  async finish(input: { tenant: TenantId; jobId: string; status: 'succeeded' | 'failed' | 'expired'; errorCode: string | null; nowMs: number }): Promise<boolean> {
+  async finish(input: {
+    tenant: TenantId;
+    jobId: string;
+    status: 'succeeded' | 'failed' | 'expired';
+    errorCode: string | null;
+    nowMs: number;
+  }): Promise<boolean> {
     const jobUpdate = {
       TableName: this.table,
       Key: jobKey(input.tenant, input.jobId),

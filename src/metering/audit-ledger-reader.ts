@@ -39,12 +39,19 @@ export class AuditLedgerReader {
     const { tenant, periodStart, eventIds } = input;
     const pk = { S: partitionKey(tenant, periodStart) };
     if (eventIds.length <= EVENTS_PER_READ - 1) {
-      const [balanceItem, ...rest] = await this.transactGet(tenant, periodStart, [{ pk, sk: { S: 'balance' } }, ...this.eventKeys(pk, eventIds)]);
+      const [balanceItem, ...rest] = await this.transactGet(tenant, periodStart, [
+        { pk, sk: { S: 'balance' } },
+        ...this.eventKeys(pk, eventIds),
+      ]);
       return { balance: balanceOf(balanceItem), heldEventIds: heldOf(eventIds, rest) };
     }
     const first = await this.heldEventIds(tenant, periodStart, eventIds);
     const [balanceItem] = await this.transactGet(tenant, periodStart, [{ pk, sk: { S: 'balance' } }]);
-    const second = await this.heldEventIds(tenant, periodStart, eventIds.filter((eventId) => !first.has(eventId)));
+    const second = await this.heldEventIds(
+      tenant,
+      periodStart,
+      eventIds.filter((eventId) => !first.has(eventId)),
+    );
     if (second.size > 0) return undefined;
     return { balance: balanceOf(balanceItem), heldEventIds: first };
   }
@@ -66,9 +73,15 @@ export class AuditLedgerReader {
     return held;
   }
 
-  private async transactGet(tenant: TenantId, periodStart: string, keys: Record<string, AttributeValue>[]): Promise<(AttributeMap | undefined)[]> {
+  private async transactGet(
+    tenant: TenantId,
+    periodStart: string,
+    keys: Record<string, AttributeValue>[],
+  ): Promise<(AttributeMap | undefined)[]> {
     try {
-      const reply = await this.dynamo.send(new TransactGetItemsCommand({ TransactItems: keys.map((Key) => ({ Get: { TableName: this.table, Key } })) }));
+      const reply = await this.dynamo.send(
+        new TransactGetItemsCommand({ TransactItems: keys.map((Key) => ({ Get: { TableName: this.table, Key } })) }),
+      );
       return (reply.Responses ?? []).map((response) => response.Item);
     } catch (error) {
       throw new DependencyError('DYNAMODB_UNAVAILABLE', `audit read of the ledger of ${tenant} ${periodStart} failed`, { cause: error });

@@ -26,7 +26,8 @@ const SCOPE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
 /** Checks an audit scope name (part of a workflow id and an item key). @throws ValidationError `INVALID_ID` */
 export function parseAuditScope(raw: string): string {
-  if (!SCOPE.test(raw)) throw new ValidationError('INVALID_ID', `an audit scope matches ${SCOPE.source}, got ${JSON.stringify(raw.slice(0, 80))}`);
+  if (!SCOPE.test(raw))
+    throw new ValidationError('INVALID_ID', `an audit scope matches ${SCOPE.source}, got ${JSON.stringify(raw.slice(0, 80))}`);
   return raw;
 }
 

@@ -49,14 +49,7 @@ import {
   type ShardId,
 } from '../decider/index.js';
 import { AuditLedgerReader } from './audit-ledger-reader.js';
-import {
-  inFlightOf,
-  ledgeredFor,
-  tenantPeriodAudit,
-  unacknowledged,
-  type InFlightEvent,
-  type TenantPeriodAudit,
-} from './model/audit.js';
+import { inFlightOf, ledgeredFor, tenantPeriodAudit, unacknowledged, type InFlightEvent, type TenantPeriodAudit } from './model/audit.js';
 import { parseUsageEvent } from './model/usage-event.js';
 
 export interface MeteringAuditorOptions {
@@ -75,10 +68,8 @@ export interface MeteringAuditorOptions {
 
 const DEFAULTS = { group: 'meter', maxStreamEntries: 10_000, snapshotAttempts: 3, maxInFlightEvents: 2_000 };
 
-
 export type AuditOutcome =
-  | { kind: 'audited'; report: TenantPeriodAudit }
-  | { kind: 'unsettled'; tenant: string; periodStart: string; reason: 'busy' | 'backlog' };
+  { kind: 'audited'; report: TenantPeriodAudit } | { kind: 'unsettled'; tenant: string; periodStart: string; reason: 'busy' | 'backlog' };
 
 /** Where a scan of admitted-counter keys continues: a node (index of the masters, 0 on a single Redis) and its SCAN cursor. */
 export interface AuditScanPosition {
@@ -121,7 +112,8 @@ function intOf(raw: unknown, what: string): number {
 function entriesOf(raw: unknown, what: string): { id: string; fields: string[] }[] {
   if (!Array.isArray(raw)) throw new InvariantError(`${what}: expected entries`);
   return raw.map((item: unknown) => {
-    if (!Array.isArray(item) || typeof item[0] !== 'string' || !Array.isArray(item[1])) throw new InvariantError(`${what}: malformed entry`);
+    if (!Array.isArray(item) || typeof item[0] !== 'string' || !Array.isArray(item[1]))
+      throw new InvariantError(`${what}: malformed entry`);
     return { id: item[0], fields: (item[1] as unknown[]).map(String) };
   });
 }
@@ -133,7 +125,13 @@ function usageEvents(entries: readonly { id: string; fields: string[] }[]): InFl
     const parsed = parseUsageEvent(entry.fields);
     if (!parsed.isValid) continue;
     const { event } = parsed;
-    events.push({ id: entry.id, eventId: event.eventId, tenant: event.tenant, billingPeriodStartMs: event.billingPeriodStartMs, amount: event.amount });
+    events.push({
+      id: entry.id,
+      eventId: event.eventId,
+      tenant: event.tenant,
+      billingPeriodStartMs: event.billingPeriodStartMs,
+      amount: event.amount,
+    });
   }
   return events;
 }
@@ -223,7 +221,11 @@ export class MeteringAuditor {
       if (parsed === undefined) continue;
       const id = `${parsed.tenant}/${parsed.periodStartMs}`;
       const known = found.get(id);
-      found.set(id, { tenant: parsed.tenant, periodStartMs: parsed.periodStartMs, isWhale: (known?.isWhale ?? false) || parsed.part !== undefined });
+      found.set(id, {
+        tenant: parsed.tenant,
+        periodStartMs: parsed.periodStartMs,
+        isWhale: (known?.isWhale ?? false) || parsed.part !== undefined,
+      });
     }
     const outcomes: AuditOutcome[] = [];
     for (const item of found.values()) {
@@ -234,7 +236,8 @@ export class MeteringAuditor {
       }
       outcomes.push(outcome);
     }
-    const next = cursor !== '0' ? { node: position.node, cursor } : position.node + 1 < nodes.length ? { node: position.node + 1, cursor: '0' } : null;
+    const next =
+      cursor !== '0' ? { node: position.node, cursor } : position.node + 1 < nodes.length ? { node: position.node + 1, cursor: '0' } : null;
     return { outcomes, next, keysScanned: keys.length };
   }
 
@@ -301,10 +304,25 @@ export class MeteringAuditor {
       .xrange(stream, '-', '+', 'COUNT', max + 1)
       .exec();
     if (replies === null || replies.length !== 6) throw new DependencyError('REDIS_UNAVAILABLE', `audit snapshot of ${stream} was aborted`);
-    const [[counterError, counterRaw], [lenError, lenRaw], [infoError, infoRaw], [groupsError, groupsRaw], [pendingError, pendingRaw], [rangeError, rangeRaw]] =
-      replies as [[Error | null, unknown], [Error | null, unknown], [Error | null, unknown], [Error | null, unknown], [Error | null, unknown], [Error | null, unknown]];
+    const [
+      [counterError, counterRaw],
+      [lenError, lenRaw],
+      [infoError, infoRaw],
+      [groupsError, groupsRaw],
+      [pendingError, pendingRaw],
+      [rangeError, rangeRaw],
+    ] = replies as [
+      [Error | null, unknown],
+      [Error | null, unknown],
+      [Error | null, unknown],
+      [Error | null, unknown],
+      [Error | null, unknown],
+      [Error | null, unknown],
+    ];
     if (counterError !== null || lenError !== null || rangeError !== null) {
-      throw new DependencyError('REDIS_UNAVAILABLE', `audit snapshot of ${stream} failed`, { cause: counterError ?? lenError ?? rangeError });
+      throw new DependencyError('REDIS_UNAVAILABLE', `audit snapshot of ${stream} failed`, {
+        cause: counterError ?? lenError ?? rangeError,
+      });
     }
     const counterValue = counterRaw === null ? 0 : intOf(counterRaw, `admitted counter ${counter}`);
     const length = intOf(lenRaw, 'XLEN');
@@ -338,7 +356,12 @@ export class MeteringAuditor {
   }
 
   /** True when the part's counter changed or an event of this tenant-period may have been appended since the snapshot. */
-  private async hasMoved(input: { tenant: TenantId; periodStartMs: number; part: number | undefined; snapshot: PartSnapshot }): Promise<boolean> {
+  private async hasMoved(input: {
+    tenant: TenantId;
+    periodStartMs: number;
+    part: number | undefined;
+    snapshot: PartSnapshot;
+  }): Promise<boolean> {
     const { counter, stream } = this.partKeys(input.tenant, input.periodStartMs, input.part);
     const max = this.options.maxStreamEntries;
     const replies: MultiReply = await this.redis

@@ -48,17 +48,30 @@ interface ShardLag {
 
 async function shardLag(redis: DeciderRedis, shard: ShardId, group: string): Promise<ShardLag> {
   const stream = usageStreamKey(shard);
-  const replies = await redis.pipeline().xlen(stream).xlen(deadLetterStreamKey(shard)).xinfo('GROUPS', stream).xpending(stream, group).exec();
+  const replies = await redis
+    .pipeline()
+    .xlen(stream)
+    .xlen(deadLetterStreamKey(shard))
+    .xinfo('GROUPS', stream)
+    .xpending(stream, group)
+    .exec();
   if (replies === null) throw new DependencyError('REDIS_UNAVAILABLE', `lag of ${stream}: pipeline aborted`);
-  const [[lenError, lenRaw] = [null, 0], [deadError, deadRaw] = [null, 0], [groupsError, groupsRaw] = [null, null], [pendingError, pendingRaw] = [null, null]] = replies;
-  if (lenError !== null || deadError !== null) throw new DependencyError('REDIS_UNAVAILABLE', `lag of ${stream} failed`, { cause: lenError ?? deadError });
+  const [
+    [lenError, lenRaw] = [null, 0],
+    [deadError, deadRaw] = [null, 0],
+    [groupsError, groupsRaw] = [null, null],
+    [pendingError, pendingRaw] = [null, null],
+  ] = replies;
+  if (lenError !== null || deadError !== null)
+    throw new DependencyError('REDIS_UNAVAILABLE', `lag of ${stream} failed`, { cause: lenError ?? deadError });
   const length = Number(lenRaw);
   const deadLetters = Number(deadRaw);
   if (length === 0) return { unacknowledged: 0, oldestMs: undefined, deadLetters, exists: groupsError === null };
   const info = Array.isArray(groupsRaw) ? groupsRaw.map(mapOf).find((candidate) => candidate.get('name') === group) : undefined;
   if (info === undefined || pendingError !== null) {
     // no consumer group yet (the pump never ran on this shard): every entry waits
-    if (pendingError !== null && redisErrorPrefix(pendingError) !== 'NOGROUP') throw new DependencyError('REDIS_UNAVAILABLE', `XPENDING ${stream} failed`, { cause: pendingError });
+    if (pendingError !== null && redisErrorPrefix(pendingError) !== 'NOGROUP')
+      throw new DependencyError('REDIS_UNAVAILABLE', `XPENDING ${stream} failed`, { cause: pendingError });
     const first = await redis.xrange(stream, '-', '+', 'COUNT', 1);
     return { unacknowledged: length, oldestMs: first[0] === undefined ? undefined : idMs(first[0][0]), deadLetters, exists: true };
   }
@@ -70,7 +83,8 @@ async function shardLag(redis: DeciderRedis, shard: ShardId, group: string): Pro
   let firstUndelivered: string | undefined;
   if (typeof rawLag === 'number' && Number.isSafeInteger(rawLag) && rawLag >= 0) {
     undelivered = rawLag;
-    if (undelivered > 0 && oldestPending === undefined) firstUndelivered = (await redis.xrange(stream, `(${lastDelivered}`, '+', 'COUNT', 1))[0]?.[0];
+    if (undelivered > 0 && oldestPending === undefined)
+      firstUndelivered = (await redis.xrange(stream, `(${lastDelivered}`, '+', 'COUNT', 1))[0]?.[0];
   } else {
     // Redis could not tell (entries deleted mid-stream): count what follows the last delivered id, at most the stream's length
     const after = await redis.xrange(stream, `(${lastDelivered}`, '+', 'COUNT', length);
@@ -100,7 +114,10 @@ export async function readStreamLag(redis: DeciderRedis, input: ReadStreamLagInp
   }
   const time = await redis.time();
   const nowMs = Number(time[0]) * 1_000 + Math.floor(Number(time[1]) / 1_000);
-  const oldest = lags.reduce<number | undefined>((min, lag) => (lag.oldestMs === undefined ? min : min === undefined ? lag.oldestMs : Math.min(min, lag.oldestMs)), undefined);
+  const oldest = lags.reduce<number | undefined>(
+    (min, lag) => (lag.oldestMs === undefined ? min : min === undefined ? lag.oldestMs : Math.min(min, lag.oldestMs)),
+    undefined,
+  );
   return {
     unacknowledged: lags.reduce((sum, lag) => sum + lag.unacknowledged, 0),
     oldestUnacknowledgedAgeSeconds: oldest === undefined ? 0 : Math.max(0, Math.floor((nowMs - oldest) / 1_000)),

@@ -32,7 +32,7 @@
  * never counted twice. A partition's `amount` is what is billed in that period
  * (its own entries plus late credits of earlier periods).
  */
-import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import type { AttributeValue, TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import { ValidationError, type EventId, type TenantId } from '../shared/index.js';
 
 /** DynamoDB's limit of operations in one TransactWriteItems. */
@@ -120,7 +120,8 @@ export function validateEntry(entry: LedgerEntry): void {
 }
 
 /** Identity of an input entry in a batch result (`creditedTo`). */
-export const entryKey = (entry: { tenant: string; periodStart: string; eventId: string }): string => `${entry.tenant}#${entry.periodStart}#${entry.eventId}`;
+export const entryKey = (entry: { tenant: string; periodStart: string; eventId: string }): string =>
+  `${entry.tenant}#${entry.periodStart}#${entry.eventId}`;
 
 /** The partition of one tenant and period. */
 export const partitionKey = (tenant: TenantId, periodStart: string): string => `tenant#${tenant}#period#${periodStart}`;
@@ -157,4 +158,55 @@ export interface LateCredit {
   entry: LedgerEntry;
   originalPeriodStart: string;
   nextPeriodStart: string;
+}
+
+/**
+ * The one transaction of a late credit (layout in the header): in the later period `target`, the entry
+ * (with `lateOf`) and its balance (`lateAmount`), conditional on that period not being finalized; in the
+ * original partition, the `late#<eventId>` marker and `lateCredited`.
+ */
+export function lateCreditItems(input: {
+  table: string;
+  entry: LedgerEntry;
+  originalPartition: string;
+  target: string;
+}): TransactWriteItem[] {
+  const { entry, target } = input;
+  const original = input.originalPartition;
+  const amount = { N: String(entry.amount) };
+  return [
+    {
+      Put: {
+        TableName: input.table,
+        Item: entryItem(entry, Date.now()),
+        ConditionExpression: 'attribute_not_exists(pk)',
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+      },
+    },
+    {
+      Update: {
+        TableName: input.table,
+        Key: { pk: { S: partitionKey(entry.tenant, target) }, sk: { S: 'balance' } },
+        UpdateExpression: 'ADD amount :amount, entries :one, lateAmount :amount',
+        ConditionExpression: 'attribute_not_exists(finalizedAtMs)',
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        ExpressionAttributeValues: { ':amount': amount, ':one': { N: '1' } },
+      },
+    },
+    {
+      Put: {
+        TableName: input.table,
+        Item: { pk: { S: original }, sk: { S: `late#${entry.eventId}` }, eventId: { S: entry.eventId }, amount, heldIn: { S: target } },
+        ConditionExpression: 'attribute_not_exists(pk)',
+      },
+    },
+    {
+      Update: {
+        TableName: input.table,
+        Key: { pk: { S: original }, sk: { S: 'balance' } },
+        UpdateExpression: 'ADD lateCredited :amount',
+        ExpressionAttributeValues: { ':amount': amount },
+      },
+    },
+  ];
 }

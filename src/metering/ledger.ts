@@ -25,6 +25,7 @@ import {
   isSameEntry,
   partitionKey,
   validateEntry,
+  lateCreditItems,
   type AttributeMap,
   type LateCredit,
   type LedgerBalance,
@@ -127,7 +128,11 @@ export class DynamoLedgerStore implements LedgerStore {
    * finalized are handed back as late credits (`postLate`). Each round removes
    * at least one entry, so it ends.
    */
-  private async postTransaction(chunks: BalanceChunk<LedgerEntry>[], options: PostEntriesOptions, late: LateCredit[]): Promise<PostEntriesResult> {
+  private async postTransaction(
+    chunks: BalanceChunk<LedgerEntry>[],
+    options: PostEntriesOptions,
+    late: LateCredit[],
+  ): Promise<PostEntriesResult> {
     const result: PostEntriesResult = { posted: 0, duplicates: 0, conflicts: [], late: 0, creditedTo: new Map() };
     let live = chunks.map((chunk) => ({ ...chunk, entries: [...chunk.entries] }));
     for (let round = 0; ; round += 1) {
@@ -261,35 +266,7 @@ export class DynamoLedgerStore implements LedgerStore {
         throw new InvariantError(`finalized period ${originalPeriodStart} of ${input.tenant} names no later period`);
       }
       const entry: LedgerEntry = { ...input, periodStart: target, lateOf: originalPeriodStart };
-      const amount = { N: String(entry.amount) };
-      const items: TransactWriteItem[] = [
-        { Put: { TableName: this.table, Item: entryItem(entry, Date.now()), ConditionExpression: 'attribute_not_exists(pk)', ReturnValuesOnConditionCheckFailure: 'ALL_OLD' } },
-        {
-          Update: {
-            TableName: this.table,
-            Key: { pk: { S: partitionKey(entry.tenant, target) }, sk: { S: 'balance' } },
-            UpdateExpression: 'ADD amount :amount, entries :one, lateAmount :amount',
-            ConditionExpression: 'attribute_not_exists(finalizedAtMs)',
-            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-            ExpressionAttributeValues: { ':amount': amount, ':one': { N: '1' } },
-          },
-        },
-        {
-          Put: {
-            TableName: this.table,
-            Item: { pk: { S: original }, sk: { S: `late#${entry.eventId}` }, eventId: { S: entry.eventId }, amount, heldIn: { S: target } },
-            ConditionExpression: 'attribute_not_exists(pk)',
-          },
-        },
-        {
-          Update: {
-            TableName: this.table,
-            Key: { pk: { S: original }, sk: { S: 'balance' } },
-            UpdateExpression: 'ADD lateCredited :amount',
-            ExpressionAttributeValues: { ':amount': amount },
-          },
-        },
-      ];
+      const items = lateCreditItems({ table: this.table, entry, originalPartition: original, target });
       let reasons: CancellationReason[];
       try {
         await this.client.send(new TransactWriteItemsCommand({ TransactItems: items }));
@@ -315,8 +292,11 @@ export class DynamoLedgerStore implements LedgerStore {
         return result;
       }
       if (balanceReason?.Code === 'ConditionalCheckFailed') {
-        const next = balanceReason.Item?.['nextPeriodStart']?.S ?? (await this.readBalanceItem({ tenant: entry.tenant, periodStart: target }))?.['nextPeriodStart']?.S;
-        if (next === undefined || next <= target) throw new InvariantError(`finalized period ${target} of ${entry.tenant} names no later period`);
+        const next =
+          balanceReason.Item?.['nextPeriodStart']?.S ??
+          (await this.readBalanceItem({ tenant: entry.tenant, periodStart: target }))?.['nextPeriodStart']?.S;
+        if (next === undefined || next <= target)
+          throw new InvariantError(`finalized period ${target} of ${entry.tenant} names no later period`);
         target = next;
         continue;
       }
@@ -390,4 +370,3 @@ export class DynamoLedgerStore implements LedgerStore {
     };
   }
 }
-

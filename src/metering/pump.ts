@@ -53,7 +53,12 @@ export interface UsagePumpOptions {
   claimMinIdleMs?: number;
 }
 
-const DEFAULTS: Required<Omit<UsagePumpOptions, 'warningSink'>> = { group: 'meter', consumer: 'pump', batchSize: 500, claimMinIdleMs: 60_000 };
+const DEFAULTS: Required<Omit<UsagePumpOptions, 'warningSink'>> = {
+  group: 'meter',
+  consumer: 'pump',
+  batchSize: 500,
+  claimMinIdleMs: 60_000,
+};
 
 /** Points between the effects of a batch (for heartbeats and fault injection in tests). */
 export type PumpStage = 'read' | 'ledger-written' | 'warnings-handed' | 'dead-lettered' | 'acked' | 'trimmed';
@@ -253,7 +258,9 @@ export class UsagePump {
       try {
         await this.warningSink.notify(crossings);
       } catch (error) {
-        throw new DependencyError('DEPENDENCY_FAILED', `the warning sink refused ${crossings.length} crossings of ${stream}`, { cause: error });
+        throw new DependencyError('DEPENDENCY_FAILED', `the warning sink refused ${crossings.length} crossings of ${stream}`, {
+          cause: error,
+        });
       }
       result.warnings = crossings.length;
       reached(input, 'warnings-handed');
@@ -345,4 +352,3 @@ export class UsagePump {
     return Number(await this.redis.xtrim(stream, 'MINID', floor));
   }
 }
-

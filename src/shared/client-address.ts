@@ -39,7 +39,10 @@ export function normalizeAddress(raw: string): string | undefined {
 export function parseTrustedProxies(raw: string): TrustedProxies {
   const list = new BlockList();
   const entries: string[] = [];
-  for (const entry of raw.split(',').map((part) => part.trim()).filter((part) => part !== '')) {
+  for (const entry of raw
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part !== '')) {
     const [rawAddress = '', prefix, extra] = entry.split('/');
     const address = normalizeAddress(rawAddress);
     const family = address === undefined ? 0 : isIP(address);
@@ -65,8 +68,12 @@ export function parseTrustedProxies(raw: string): TrustedProxies {
  * The client address of a request that reached us from `peer` with these `X-Forwarded-For` values (see the file
  * header); undefined when the peer is unknown.
  */
-export function clientAddress(input: { peer: string | undefined; forwardedFor: string | null; trusted: TrustedProxies }): string | undefined {
-  const peer = input.peer === undefined ? undefined : normalizeAddress(input.peer) ?? input.peer;
+export function clientAddress(input: {
+  peer: string | undefined;
+  forwardedFor: string | null;
+  trusted: TrustedProxies;
+}): string | undefined {
+  const peer = input.peer === undefined ? undefined : (normalizeAddress(input.peer) ?? input.peer);
   if (peer === undefined || !input.trusted.has(peer) || input.forwardedFor === null) return peer;
   const hops = input.forwardedFor.split(',');
   let client = peer;

@@ -95,7 +95,14 @@ async function ensureScopedWorkflow<S>(
 export async function ensureAuditWorkflow(client: Client, input: EnsureAuditWorkflowInput): Promise<string> {
   const scope = input.scope ?? 'all';
   const workflowId = auditWorkflowId(scope);
-  return ensureScopedWorkflow(client, { workflowType: 'auditLedger', workflowId, scope, taskQueue: input.taskQueue, settings: input.settings, signal: auditSettingsSignal });
+  return ensureScopedWorkflow(client, {
+    workflowType: 'auditLedger',
+    workflowId,
+    scope,
+    taskQueue: input.taskQueue,
+    settings: input.settings,
+    signal: auditSettingsSignal,
+  });
 }
 
 export interface EnsureJobSweepWorkflowInput {
@@ -113,7 +120,14 @@ export interface EnsureJobSweepWorkflowInput {
 export async function ensureJobSweepWorkflow(client: Client, input: EnsureJobSweepWorkflowInput): Promise<string> {
   const scope = input.scope ?? 'all';
   const workflowId = jobSweepWorkflowId(scope);
-  return ensureScopedWorkflow(client, { workflowType: 'sweepJobs', workflowId, scope, taskQueue: input.taskQueue, settings: input.settings, signal: jobSweepSettingsSignal });
+  return ensureScopedWorkflow(client, {
+    workflowType: 'sweepJobs',
+    workflowId,
+    scope,
+    taskQueue: input.taskQueue,
+    settings: input.settings,
+    signal: jobSweepSettingsSignal,
+  });
 }
 
 export interface EnsureAccountWorkflowInput {
@@ -162,7 +176,12 @@ export class TemporalWarningSink implements WarningSink {
     const queue = [...byTenant.entries()];
     const lanes = Array.from({ length: Math.min(this.options.concurrency ?? 8, queue.length) }, async () => {
       for (let item = queue.shift(); item !== undefined; item = queue.shift()) {
-        await ensureAccountWorkflow(this.client, { tenant: item[0], taskQueue: this.options.taskQueue, timings: this.options.timings, warnings: item[1] });
+        await ensureAccountWorkflow(this.client, {
+          tenant: item[0],
+          taskQueue: this.options.taskQueue,
+          timings: this.options.timings,
+          warnings: item[1],
+        });
       }
     });
     await Promise.all(lanes);

@@ -15,13 +15,15 @@ export function meterWorkflowId(shard: number): string {
 
 /** `audit/<scope>`: the metering audit (one per scope, ever; `all` audits every shard). */
 export function auditWorkflowId(scope: string): string {
-  if (!/^[a-z0-9][a-z0-9_-]{0,63}$/.test(scope)) throw new ValidationError('INVALID_ID', `invalid audit scope ${JSON.stringify(scope.slice(0, 80))}`);
+  if (!/^[a-z0-9][a-z0-9_-]{0,63}$/.test(scope))
+    throw new ValidationError('INVALID_ID', `invalid audit scope ${JSON.stringify(scope.slice(0, 80))}`);
   return `audit/${scope}`;
 }
 
 /** `jobs-sweep/<scope>`: the sweep of unfinished deferred jobs (one per scope, ever; `all` sweeps every tenant). */
 export function jobSweepWorkflowId(scope: string): string {
-  if (!/^[a-z0-9][a-z0-9_-]{0,63}$/.test(scope)) throw new ValidationError('INVALID_ID', `invalid jobs sweep scope ${JSON.stringify(scope.slice(0, 80))}`);
+  if (!/^[a-z0-9][a-z0-9_-]{0,63}$/.test(scope))
+    throw new ValidationError('INVALID_ID', `invalid jobs sweep scope ${JSON.stringify(scope.slice(0, 80))}`);
   return `jobs-sweep/${scope}`;
 }
 

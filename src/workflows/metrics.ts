@@ -23,9 +23,23 @@ export class WorkerMetrics {
 
   constructor() {
     const registers = [this.registry];
-    this.meterEvents = new Counter({ name: 'tollgate_meter_events_total', help: 'Usage events reconciled into the ledger by the pump, by outcome', labelNames: ['outcome'], registers });
-    this.meterBatchFailures = new Counter({ name: 'tollgate_meter_batch_failures_total', help: 'Pump batches that failed and were retried', registers });
-    this.auditCycles = new Counter({ name: 'tollgate_audit_cycles_total', help: 'Audit cycles completed by this worker, by result', labelNames: ['result'], registers });
+    this.meterEvents = new Counter({
+      name: 'tollgate_meter_events_total',
+      help: 'Usage events reconciled into the ledger by the pump, by outcome',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.meterBatchFailures = new Counter({
+      name: 'tollgate_meter_batch_failures_total',
+      help: 'Pump batches that failed and were retried',
+      registers,
+    });
+    this.auditCycles = new Counter({
+      name: 'tollgate_audit_cycles_total',
+      help: 'Audit cycles completed by this worker, by result',
+      labelNames: ['result'],
+      registers,
+    });
     this.jobsSwept = new Counter({
       name: 'tollgate_jobs_swept_total',
       help: 'Unfinished deferred jobs the jobs sweep looked at, by outcome',

@@ -42,24 +42,26 @@ export class TemporalDeferrer implements Deferrer {
 
   private async submit(input: Omit<DeferInput, 'limitId' | 'retryAfterMs'> & { retryAfterMs: number | null }): Promise<DeferredJob> {
     const id = deferredJobId(input.tenant, input.requestId);
-    const { job } = await this.bounded(() => submitDeferredJob({
-      client: this.options.client,
-      store: this.options.store,
-      settings: this.options.settings,
-      job: {
-        jobId: id,
-        tenant: input.tenant,
-        keyId: input.keyId,
-        planId: input.planId,
-        requestId: input.requestId,
-        operationName: input.operationName ?? null,
-        query: input.query,
-        variables: { ...input.variables },
-        cost: input.cost,
-        nowMs: this.clock.nowMs(),
-        ...(input.notifyOnFinish === true ? { isNotifyRequested: true } : {}),
-      },
-    }));
+    const { job } = await this.bounded(() =>
+      submitDeferredJob({
+        client: this.options.client,
+        store: this.options.store,
+        settings: this.options.settings,
+        job: {
+          jobId: id,
+          tenant: input.tenant,
+          keyId: input.keyId,
+          planId: input.planId,
+          requestId: input.requestId,
+          operationName: input.operationName ?? null,
+          query: input.query,
+          variables: { ...input.variables },
+          cost: input.cost,
+          nowMs: this.clock.nowMs(),
+          ...(input.notifyOnFinish === true ? { isNotifyRequested: true } : {}),
+        },
+      }),
+    );
     const etaMs = job.status === 'queued' ? input.retryAfterMs : job.status === 'running' ? 0 : null;
     return { id, status: job.status, etaMs };
   }
@@ -69,7 +71,11 @@ export class TemporalDeferrer implements Deferrer {
    * workflow is not running (a crash between recording and starting it, or a terminated workflow)
    * is reported as unknown, so the retry is decided and, deferred again, restarts it.
    */
-  async find(input: { tenant: TenantId; requestId: EventId; resubmit?: Omit<DeferInput, 'limitId' | 'retryAfterMs'> }): Promise<DeferredJob | undefined> {
+  async find(input: {
+    tenant: TenantId;
+    requestId: EventId;
+    resubmit?: Omit<DeferInput, 'limitId' | 'retryAfterMs'>;
+  }): Promise<DeferredJob | undefined> {
     const id = deferredJobId(input.tenant, input.requestId);
     const job = await this.options.store.get(input.tenant, id);
     if (job === undefined) return undefined;

@@ -110,7 +110,11 @@ export async function createTollgateWorker(input: TollgateWorkerInput): Promise<
 }
 
 /** Ensures the pump workflow of every shard runs (see ensureMeterWorkflows). */
-export async function startMeterPumps(input: { config: Pick<AppConfig, 'temporal' | 'redis' | 'meter'>; client: Client; taskQueue?: string }): Promise<void> {
+export async function startMeterPumps(input: {
+  config: Pick<AppConfig, 'temporal' | 'redis' | 'meter'>;
+  client: Client;
+  taskQueue?: string;
+}): Promise<void> {
   await ensureMeterWorkflows(input.client, {
     shards: Array.from({ length: input.config.redis.shardCount }, (_, shard) => shard),
     taskQueue: input.taskQueue ?? input.config.temporal.taskQueue,
@@ -119,13 +123,21 @@ export async function startMeterPumps(input: { config: Pick<AppConfig, 'temporal
 }
 
 /** Ensures an `account/<tenant>` workflow runs for every tenant with stored settings. @returns how many */
-export async function startAccountWorkflows(input: { config: Pick<AppConfig, 'temporal' | 'dynamodb' | 'account'>; client: Client; taskQueue?: string }): Promise<number> {
+export async function startAccountWorkflows(input: {
+  config: Pick<AppConfig, 'temporal' | 'dynamodb' | 'account'>;
+  client: Client;
+  taskQueue?: string;
+}): Promise<number> {
   const { config } = input;
   const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
   try {
     const tenants = await new DynamoAccountStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }).listTenants();
     for (const tenant of tenants) {
-      await ensureAccountWorkflow(input.client, { tenant, taskQueue: input.taskQueue ?? config.temporal.taskQueue, timings: accountTimings(config) });
+      await ensureAccountWorkflow(input.client, {
+        tenant,
+        taskQueue: input.taskQueue ?? config.temporal.taskQueue,
+        timings: accountTimings(config),
+      });
     }
     return tenants.length;
   } finally {
@@ -168,8 +180,7 @@ function tollgateActivities(deps: {
       onCycle: (cycle) => metrics.recordAudit(cycle),
     }),
     ...createJobSweepActivities({
-      sweepPage: async (page) =>
-        sweepOpenJobs({ client, store: jobStore, settings: config.jobs, nowMs: Date.now(), ...page }),
+      sweepPage: async (page) => sweepOpenJobs({ client, store: jobStore, settings: config.jobs, nowMs: Date.now(), ...page }),
       logger: input.logger.child({ component: 'jobs-sweep' }),
       onPage: (counts) => metrics.recordJobSweep(counts),
     }),

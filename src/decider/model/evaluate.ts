@@ -42,8 +42,22 @@ export interface EvaluationContext {
 function blank(limit: CompiledLimit, key = limit.key): Evaluation {
   return {
     limit,
-    fits: true, remaining: 0, reset: 0, retry: 0, overage: 0, crossed: 0,
-    tokens: 0, r: 0, w: 0, n: 0, cur: 0, prev: 0, key, used: 0, periodEnd: 0, held: 0,
+    fits: true,
+    remaining: 0,
+    reset: 0,
+    retry: 0,
+    overage: 0,
+    crossed: 0,
+    tokens: 0,
+    r: 0,
+    w: 0,
+    n: 0,
+    cur: 0,
+    prev: 0,
+    key,
+    used: 0,
+    periodEnd: 0,
+    held: 0,
   };
 }
 

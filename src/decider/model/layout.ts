@@ -68,7 +68,16 @@ export interface RawSettlement {
 
 /** A model with no keys: an empty Redis. */
 export function emptyModelState(): ModelState {
-  return { tb: new Map(), fw: new Map(), sw: new Map(), counters: new Map(), leases: new Map(), records: new Map(), settlements: new Map(), events: 0 };
+  return {
+    tb: new Map(),
+    fw: new Map(),
+    sw: new Map(),
+    counters: new Map(),
+    leases: new Map(),
+    records: new Map(),
+    settlements: new Map(),
+    events: 0,
+  };
 }
 
 /** One request as the model takes it (the same values the script's arguments carry). */

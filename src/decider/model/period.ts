@@ -118,10 +118,7 @@ export function periodAt(spec: PeriodSpec, instantMs: number): Period {
   if (spec.unit === 'day') {
     const next = new Date(Date.UTC(local.year, local.month - 1, local.day + 1));
     const startMs = localMidnight(local, spec.timeZone);
-    const endMs = localMidnight(
-      { year: next.getUTCFullYear(), month: next.getUTCMonth() + 1, day: next.getUTCDate() },
-      spec.timeZone,
-    );
+    const endMs = localMidnight({ year: next.getUTCFullYear(), month: next.getUTCMonth() + 1, day: next.getUTCDate() }, spec.timeZone);
     return { startMs, endMs };
   }
   let start = anchoredDate(local, spec.anchorDay);

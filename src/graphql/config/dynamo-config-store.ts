@@ -49,7 +49,14 @@ export class DynamoConfigStore {
   }
 
   private bumpVersion(): TransactWriteItem {
-    return { Update: { TableName: this.table, Key: VERSION_KEY, UpdateExpression: 'ADD version :one', ExpressionAttributeValues: { ':one': { N: '1' } } } };
+    return {
+      Update: {
+        TableName: this.table,
+        Key: VERSION_KEY,
+        UpdateExpression: 'ADD version :one',
+        ExpressionAttributeValues: { ':one': { N: '1' } },
+      },
+    };
   }
 
   private async send<T>(what: string, call: () => Promise<T>): Promise<T> {
@@ -103,9 +110,13 @@ export class DynamoConfigStore {
       ]);
     } catch (error) {
       if (error instanceof TransactionCanceledException && error.CancellationReasons?.[0]?.Code === 'ConditionalCheckFailed') {
-        throw new ConflictError('CONFLICT', `plan ${valid.id} already has version ${valid.version} or a later one`, { details: { reason: 'STALE_VERSION', planId: valid.id } });
+        throw new ConflictError('CONFLICT', `plan ${valid.id} already has version ${valid.version} or a later one`, {
+          details: { reason: 'STALE_VERSION', planId: valid.id },
+        });
       }
-      throw error instanceof DependencyError ? error : new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not store the plan', { cause: error });
+      throw error instanceof DependencyError
+        ? error
+        : new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not store the plan', { cause: error });
     }
     return this.readVersion();
   }
@@ -139,7 +150,13 @@ export class DynamoConfigStore {
    * @throws ConflictError `CONFLICT` (reason `KEY_EXISTS`) when the tenant already has a key with this id
    * @throws DependencyError when DynamoDB fails
    */
-  async addKey(input: { tenant: string; keyId: string; planId: string; nowMs: number; key?: string }): Promise<{ key: string; version: number }> {
+  async addKey(input: {
+    tenant: string;
+    keyId: string;
+    planId: string;
+    nowMs: number;
+    key?: string;
+  }): Promise<{ key: string; version: number }> {
     const tenant = parseTenantId(input.tenant);
     const keyId = parseKeyId(input.keyId);
     const planId = parsePlanId(input.planId);
@@ -172,9 +189,13 @@ export class DynamoConfigStore {
       ]);
     } catch (error) {
       if (error instanceof TransactionCanceledException) {
-        throw new ConflictError('CONFLICT', `tenant ${tenant} already has a key ${keyId} (or the key is not new)`, { details: { reason: 'KEY_EXISTS', tenant, keyId } });
+        throw new ConflictError('CONFLICT', `tenant ${tenant} already has a key ${keyId} (or the key is not new)`, {
+          details: { reason: 'KEY_EXISTS', tenant, keyId },
+        });
       }
-      throw error instanceof DependencyError ? error : new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not store the API key', { cause: error });
+      throw error instanceof DependencyError
+        ? error
+        : new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not store the API key', { cause: error });
     }
     return { key, version: await this.readVersion() };
   }
@@ -188,7 +209,13 @@ export class DynamoConfigStore {
     const tenant = parseTenantId(input.tenant);
     const keyId = parseKeyId(input.keyId);
     const index = await this.send('find the API key', () =>
-      this.client.send(new GetItemCommand({ TableName: this.table, Key: { pk: { S: `tenant#${tenant}` }, sk: { S: `apikey#${keyId}` } }, ConsistentRead: true })),
+      this.client.send(
+        new GetItemCommand({
+          TableName: this.table,
+          Key: { pk: { S: `tenant#${tenant}` }, sk: { S: `apikey#${keyId}` } },
+          ConsistentRead: true,
+        }),
+      ),
     );
     const hash = index.Item?.['hash']?.S;
     if (hash === undefined) throw new NotFoundError(`tenant ${tenant} has no key ${keyId}`, { details: { tenant, keyId } });
@@ -205,7 +232,8 @@ export class DynamoConfigStore {
         },
       ]);
     } catch (error) {
-      if (error instanceof TransactionCanceledException) throw new NotFoundError(`tenant ${tenant} has no key ${keyId}`, { details: { tenant, keyId } });
+      if (error instanceof TransactionCanceledException)
+        throw new NotFoundError(`tenant ${tenant} has no key ${keyId}`, { details: { tenant, keyId } });
       throw error;
     }
     return this.readVersion();
@@ -215,7 +243,9 @@ export class DynamoConfigStore {
   async findKeyByHash(hash: Buffer): Promise<ApiKeyRecord | undefined> {
     if (hash.length !== 32) return undefined;
     const reply = await this.send('look up the API key', () =>
-      this.client.send(new GetItemCommand({ TableName: this.table, Key: { pk: { S: `apikey#${hash.toString('hex')}` }, sk: { S: 'apikey' } } })),
+      this.client.send(
+        new GetItemCommand({ TableName: this.table, Key: { pk: { S: `apikey#${hash.toString('hex')}` }, sk: { S: 'apikey' } } }),
+      ),
     );
     const item = reply.Item;
     if (item === undefined) return undefined;

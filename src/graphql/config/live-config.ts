@@ -85,7 +85,10 @@ export class LiveConfig implements PlanStore, KeyStore {
           : source.duplicate({ enableOfflineQueue: true, lazyConnect: false, maxRetriesPerRequest: null, autoResubscribe: true });
       this.subscriber = subscriber;
       subscriber.on('error', (error: unknown) => {
-        this.options.logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'config subscriber error; the poll still runs');
+        this.options.logger.warn(
+          { err: error instanceof Error ? error.message : String(error) },
+          'config subscriber error; the poll still runs',
+        );
       });
       // an announcement only says "look now": the version is read from DynamoDB, never taken from the message
       // (a stray or forged message must not be able to pin an instance to a version that does not exist)
@@ -97,7 +100,10 @@ export class LiveConfig implements PlanStore, KeyStore {
       const subscribed = subscriber.subscribe(CONFIG_CHANNEL).then(
         () => undefined,
         (error: unknown) => {
-          this.options.logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'config announcements unavailable; polling only');
+          this.options.logger.warn(
+            { err: error instanceof Error ? error.message : String(error) },
+            'config announcements unavailable; polling only',
+          );
         },
       );
       let timer: NodeJS.Timeout | undefined;
@@ -163,7 +169,10 @@ export class LiveConfig implements PlanStore, KeyStore {
     try {
       version = await this.options.store.readVersion();
     } catch (error) {
-      this.options.logger.warn({ code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'config version unreadable; serving the last loaded config');
+      this.options.logger.warn(
+        { code: error instanceof DependencyError ? error.code : 'UNKNOWN' },
+        'config version unreadable; serving the last loaded config',
+      );
       return;
     }
     if (version !== this.loadedVersion) await this.follow(version);
@@ -181,7 +190,10 @@ export class LiveConfig implements PlanStore, KeyStore {
           try {
             await this.reload(target);
           } catch (error) {
-            this.options.logger.warn({ code: error instanceof DependencyError ? error.code : 'UNKNOWN' }, 'config reload failed; serving the last loaded config');
+            this.options.logger.warn(
+              { code: error instanceof DependencyError ? error.code : 'UNKNOWN' },
+              'config reload failed; serving the last loaded config',
+            );
             return;
           }
         }
@@ -206,7 +218,13 @@ export class LiveConfig implements PlanStore, KeyStore {
       if (previous !== undefined) next.set(entry.planId, previous);
       problems.push({ planId: entry.planId, version: entry.version, problem: entry.problem, servedVersion: previous?.version ?? null });
       this.options.logger.error(
-        { code: 'CONFIG_INVALID', planId: entry.planId, version: entry.version, servedVersion: previous?.version ?? null, problem: entry.problem },
+        {
+          code: 'CONFIG_INVALID',
+          planId: entry.planId,
+          version: entry.version,
+          servedVersion: previous?.version ?? null,
+          problem: entry.problem,
+        },
         'stored plan does not validate; serving its last good version',
       );
     }

@@ -5,14 +5,7 @@
  * counts twice), memoised per fragment so a document built to explode when
  * expanded is measured in linear time. Pure: no I/O.
  */
-import {
-  GraphQLError,
-  Kind,
-  type DocumentNode,
-  type FragmentDefinitionNode,
-  type SelectionSetNode,
-  type ValidationRule,
-} from 'graphql';
+import { GraphQLError, Kind, type DocumentNode, type FragmentDefinitionNode, type SelectionSetNode, type ValidationRule } from 'graphql';
 
 export interface StaticLimits {
   /** Deepest field nesting, fragments expanded. @default 15 */
@@ -106,13 +99,28 @@ export function checkStaticLimits(document: DocumentNode, limits: Required<Stati
   for (const [name, shape] of measureDocument(document)) {
     const which = name === undefined ? 'the operation' : `operation ${name}`;
     if (shape.depth > limits.maxDepth) {
-      errors.push(guardError('DEPTH_LIMIT_EXCEEDED', `${which} is nested ${shape.depth} deep; the maximum is ${limits.maxDepth}`, { depth: shape.depth, max: limits.maxDepth }));
+      errors.push(
+        guardError('DEPTH_LIMIT_EXCEEDED', `${which} is nested ${shape.depth} deep; the maximum is ${limits.maxDepth}`, {
+          depth: shape.depth,
+          max: limits.maxDepth,
+        }),
+      );
     }
     if (shape.aliases > limits.maxAliases) {
-      errors.push(guardError('ALIAS_LIMIT_EXCEEDED', `${which} uses ${shape.aliases} aliases; the maximum is ${limits.maxAliases}`, { aliases: shape.aliases, max: limits.maxAliases }));
+      errors.push(
+        guardError('ALIAS_LIMIT_EXCEEDED', `${which} uses ${shape.aliases} aliases; the maximum is ${limits.maxAliases}`, {
+          aliases: shape.aliases,
+          max: limits.maxAliases,
+        }),
+      );
     }
     if (shape.nodes > limits.maxNodes) {
-      errors.push(guardError('NODE_LIMIT_EXCEEDED', `${which} selects ${shape.nodes} nodes; the maximum is ${limits.maxNodes}`, { nodes: shape.nodes, max: limits.maxNodes }));
+      errors.push(
+        guardError('NODE_LIMIT_EXCEEDED', `${which} selects ${shape.nodes} nodes; the maximum is ${limits.maxNodes}`, {
+          nodes: shape.nodes,
+          max: limits.maxNodes,
+        }),
+      );
     }
   }
   return errors;

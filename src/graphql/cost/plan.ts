@@ -163,11 +163,16 @@ class Compiler {
     }
     const first = entries[0]?.typeNames;
     const isSingleType =
-      first !== undefined && first.length === 1 && entries.every((entry) => entry.typeNames.length === 1 && entry.typeNames[0] === first[0]);
+      first !== undefined &&
+      first.length === 1 &&
+      entries.every((entry) => entry.typeNames.length === 1 && entry.typeNames[0] === first[0]);
     return { entries, isSingleType: isSingleType || entries.length === 0 };
   }
 
-  private fieldDefinition(node: FieldNode, fields: Record<string, GraphQLField<unknown, unknown>>): GraphQLField<unknown, unknown> | undefined {
+  private fieldDefinition(
+    node: FieldNode,
+    fields: Record<string, GraphQLField<unknown, unknown>>,
+  ): GraphQLField<unknown, unknown> | undefined {
     switch (node.name.value) {
       case SchemaMetaFieldDef.name:
         return SchemaMetaFieldDef;

@@ -109,7 +109,8 @@ export class Pricer {
     let priced = plans.get(key);
     if (priced === undefined) {
       const operation = getOperationAST(input.document, input.operationName ?? undefined);
-      if (operation === null || operation === undefined) throw new Error(`no operation ${key === '' ? '(anonymous)' : key} in the document`);
+      if (operation === null || operation === undefined)
+        throw new Error(`no operation ${key === '' ? '(anonymous)' : key} in the document`);
       priced = { plan: compileCostPlan(this.model, input.document, operation), isEngineOnly: false, isChecked: false };
       plans.set(key, priced);
     }

@@ -82,7 +82,12 @@ export class DemoStore {
         });
         this.reviews.set(
           id,
-          Array.from({ length: index % 6 }, (_, r) => ({ id: `${id}-r${r}`, productId: id, rating: 1 + ((index + r) % 5), body: `Review ${r} of ${id}` })),
+          Array.from({ length: index % 6 }, (_, r) => ({
+            id: `${id}-r${r}`,
+            productId: id,
+            rating: 1 + ((index + r) % 5),
+            body: `Review ${r} of ${id}`,
+          })),
         );
         index += 1;
       }
@@ -102,7 +107,9 @@ export class DemoStore {
   }
 
   productsIn(categoryId: string | null | undefined): Product[] {
-    return categoryId === null || categoryId === undefined ? this.products : this.products.filter((product) => product.categoryId === categoryId);
+    return categoryId === null || categoryId === undefined
+      ? this.products
+      : this.products.filter((product) => product.categoryId === categoryId);
   }
 
   ordersOf(tenant: string): Order[] {

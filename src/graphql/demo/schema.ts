@@ -124,8 +124,11 @@ function queryResolvers(deps: DemoSchemaDeps) {
       store.touch();
       return store.product(args.id) ?? store.category(args.id) ?? store.order(tollgateOf(context).identity.tenant, args.id) ?? null;
     },
-    quote: (_root: unknown, args: { query: string; variables?: Record<string, unknown> | null; operationName?: string | null }, context: Context) =>
-      tollgateOf(context).quote(args),
+    quote: (
+      _root: unknown,
+      args: { query: string; variables?: Record<string, unknown> | null; operationName?: string | null },
+      context: Context,
+    ) => tollgateOf(context).quote(args),
     job: async (_root: unknown, args: { id: string }, context: Context) => {
       const { identity } = tollgateOf(context);
       if (deps.jobs === undefined) throw new GraphQLError('deferred jobs are not available', { extensions: { code: 'JOBS_UNAVAILABLE' } });

@@ -30,9 +30,27 @@ export const DEMO_PLANS: Plan[] = [
     billingPeriod: MONTH,
     maxCostPerOperation: 5_000,
     limits: [
-      limit({ id: 'burst', scope: 'apiKey', algorithm: { kind: 'token-bucket', capacity: 2_000, refillAmount: 200, refillPeriodMs: 1_000 }, mode: 'hard', onDeciderDown: 'open' }),
-      limit({ id: 'month', scope: 'tenant', algorithm: { kind: 'period-quota', limit: 5_000_000, period: MONTH, thresholdsPercent: [80, 90, 100] }, mode: 'hard', onDeciderDown: 'open' }),
-      limit({ id: 'heavy-day', scope: 'tenant', algorithm: { kind: 'period-quota', limit: 200_000, period: DAY, thresholdsPercent: [] }, mode: 'defer', onDeciderDown: 'open' }),
+      limit({
+        id: 'burst',
+        scope: 'apiKey',
+        algorithm: { kind: 'token-bucket', capacity: 2_000, refillAmount: 200, refillPeriodMs: 1_000 },
+        mode: 'hard',
+        onDeciderDown: 'open',
+      }),
+      limit({
+        id: 'month',
+        scope: 'tenant',
+        algorithm: { kind: 'period-quota', limit: 5_000_000, period: MONTH, thresholdsPercent: [80, 90, 100] },
+        mode: 'hard',
+        onDeciderDown: 'open',
+      }),
+      limit({
+        id: 'heavy-day',
+        scope: 'tenant',
+        algorithm: { kind: 'period-quota', limit: 200_000, period: DAY, thresholdsPercent: [] },
+        mode: 'defer',
+        onDeciderDown: 'open',
+      }),
     ],
   },
   {
@@ -41,8 +59,20 @@ export const DEMO_PLANS: Plan[] = [
     billingPeriod: MONTH,
     maxCostPerOperation: 50_000,
     limits: [
-      limit({ id: 'burst', scope: 'apiKey', algorithm: { kind: 'token-bucket', capacity: 20_000, refillAmount: 2_000, refillPeriodMs: 1_000 }, mode: 'hard', onDeciderDown: 'local' }),
-      limit({ id: 'month', scope: 'tenant', algorithm: { kind: 'period-quota', limit: 50_000_000, period: MONTH, thresholdsPercent: [80, 100] }, mode: 'soft', onDeciderDown: 'open' }),
+      limit({
+        id: 'burst',
+        scope: 'apiKey',
+        algorithm: { kind: 'token-bucket', capacity: 20_000, refillAmount: 2_000, refillPeriodMs: 1_000 },
+        mode: 'hard',
+        onDeciderDown: 'local',
+      }),
+      limit({
+        id: 'month',
+        scope: 'tenant',
+        algorithm: { kind: 'period-quota', limit: 50_000_000, period: MONTH, thresholdsPercent: [80, 100] },
+        mode: 'soft',
+        onDeciderDown: 'open',
+      }),
     ],
   },
   {
@@ -51,7 +81,13 @@ export const DEMO_PLANS: Plan[] = [
     billingPeriod: MONTH,
     maxCostPerOperation: 500,
     limits: [
-      limit({ id: 'ip-burst', scope: 'ip', algorithm: { kind: 'token-bucket', capacity: 200, refillAmount: 20, refillPeriodMs: 1_000 }, mode: 'hard', onDeciderDown: 'local' }),
+      limit({
+        id: 'ip-burst',
+        scope: 'ip',
+        algorithm: { kind: 'token-bucket', capacity: 200, refillAmount: 20, refillPeriodMs: 1_000 },
+        mode: 'hard',
+        onDeciderDown: 'local',
+      }),
     ],
   },
 ];
@@ -133,7 +169,12 @@ export const DEMO_ACCOUNTS: AccountSettings[] = [
   {
     tenant: parseTenantId('acme'),
     billingPeriod: MONTH,
-    price: { currency: 'EUR', baseFeeMicros: 29_000_000, includedUnits: 1_000_000, tiers: [{ upToUnits: 2_000_000, unitPriceMicros: 20 }, { unitPriceMicros: 10 }] },
+    price: {
+      currency: 'EUR',
+      baseFeeMicros: 29_000_000,
+      includedUnits: 1_000_000,
+      tiers: [{ upToUnits: 2_000_000, unitPriceMicros: 20 }, { unitPriceMicros: 10 }],
+    },
   },
   {
     tenant: parseTenantId('globex'),

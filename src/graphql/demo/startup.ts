@@ -74,7 +74,11 @@ export async function setUpDemoAccounts({ config, dynamo, temporal, logger }: Se
     for (const account of DEMO_ACCOUNTS) await accounts.put(account, Date.now());
     const accountClient = new Client({ connection: temporal, namespace: config.temporal.namespace });
     for (const account of DEMO_ACCOUNTS) {
-      await ensureAccountWorkflow(accountClient, { tenant: account.tenant, taskQueue: config.temporal.taskQueue, timings: accountTimings(config) });
+      await ensureAccountWorkflow(accountClient, {
+        tenant: account.tenant,
+        taskQueue: config.temporal.taskQueue,
+        timings: accountTimings(config),
+      });
     }
     logger.info({ tenants: DEMO_ACCOUNTS.map((account) => account.tenant) }, 'demo accounts stored, account workflows running');
   } catch (error) {

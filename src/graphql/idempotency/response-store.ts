@@ -52,7 +52,9 @@ const UNEXPECTED = 'Unexpected error.';
 export function toStoredResult(result: ExecutionResult): StoredResult {
   return {
     ...(result.data === undefined ? {} : { data: result.data }),
-    ...(result.errors === undefined ? {} : { errors: result.errors.map((error) => (maskError(error, UNEXPECTED, false) as GraphQLError).toJSON()) }),
+    ...(result.errors === undefined
+      ? {}
+      : { errors: result.errors.map((error) => (maskError(error, UNEXPECTED, false) as GraphQLError).toJSON()) }),
     ...(result.extensions === undefined ? {} : { extensions: result.extensions }),
   };
 }
@@ -160,7 +162,11 @@ export class DynamoResponseStore implements ResponseStore {
     let item: Record<string, AttributeValue> | undefined;
     try {
       const reply = await this.client.send(
-        new GetItemCommand({ TableName: this.table, Key: { pk: { S: `resp#${input.tenant}#${input.requestId}` }, sk: { S: 'response' } }, ConsistentRead: true }),
+        new GetItemCommand({
+          TableName: this.table,
+          Key: { pk: { S: `resp#${input.tenant}#${input.requestId}` }, sk: { S: 'response' } },
+          ConsistentRead: true,
+        }),
       );
       item = reply.Item;
     } catch (error) {

@@ -14,7 +14,9 @@ export function socketClientIp(_request: Request, serverContext: Record<string, 
 }
 
 /** The plugins' `clientIp` option behind these trusted proxies (the socket's peer when there are none). */
-export function forwardedClientIp(trusted: TrustedProxies): (request: Request, serverContext: Record<string, unknown>) => string | undefined {
+export function forwardedClientIp(
+  trusted: TrustedProxies,
+): (request: Request, serverContext: Record<string, unknown>) => string | undefined {
   if (trusted.entries.length === 0) return socketClientIp;
   return (request, serverContext) =>
     clientAddress({ peer: socketClientIp(request, serverContext), forwardedFor: request.headers.get('x-forwarded-for'), trusted });

@@ -15,7 +15,16 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { parseIpHex } from '../../decider/index.js';
-import { DependencyError, parseKeyId, parsePlanId, parseTenantId, type Clock, type KeyId, type PlanId, type TenantId } from '../../shared/index.js';
+import {
+  DependencyError,
+  parseKeyId,
+  parsePlanId,
+  parseTenantId,
+  type Clock,
+  type KeyId,
+  type PlanId,
+  type TenantId,
+} from '../../shared/index.js';
 import { KeyRateLimiter } from '../local-limiter.js';
 import { hashApiKey, isWellFormedApiKey, keyFingerprint } from './api-key.js';
 import type { ApiKeyRecord, KeyStore } from './key-store.js';
@@ -30,7 +39,8 @@ export interface Identity {
   clientIp: string | undefined;
 }
 
-export type IdentifyFailureCode = 'API_KEY_REQUIRED' | 'API_KEY_INVALID' | 'API_KEY_REVOKED' | 'INVALID_ID' | 'KEY_STORE_UNAVAILABLE' | 'TOO_MANY_UNKNOWN_KEYS';
+export type IdentifyFailureCode =
+  'API_KEY_REQUIRED' | 'API_KEY_INVALID' | 'API_KEY_REVOKED' | 'INVALID_ID' | 'KEY_STORE_UNAVAILABLE' | 'TOO_MANY_UNKNOWN_KEYS';
 
 export type IdentifyResult =
   | { isOk: true; identity: Identity }
@@ -127,7 +137,8 @@ export class ApiKeyIdentifier {
       record = found;
     } catch (error) {
       // A key that was never seen cannot be checked while the key store is down: refuse it, retryably.
-      if (error instanceof DependencyError) return failure('KEY_STORE_UNAVAILABLE', 'API keys cannot be checked right now; retry later', 1_000);
+      if (error instanceof DependencyError)
+        return failure('KEY_STORE_UNAVAILABLE', 'API keys cannot be checked right now; retry later', 1_000);
       throw error;
     }
     // The store matched on the hash; compare again in constant time so no code

@@ -32,7 +32,8 @@ const MASKED_MESSAGE = 'Unexpected error.';
 function toJobError(error: GraphQLError): JobError {
   const code = error.extensions['code'];
   const original = error.originalError;
-  if (original !== undefined && original !== null && !(original instanceof GraphQLError)) return { message: MASKED_MESSAGE, code: 'INTERNAL_SERVER_ERROR' };
+  if (original !== undefined && original !== null && !(original instanceof GraphQLError))
+    return { message: MASKED_MESSAGE, code: 'INTERNAL_SERVER_ERROR' };
   return { message: error.message, code: typeof code === 'string' ? code : null };
 }
 
@@ -51,7 +52,12 @@ export class SchemaJobExecutor implements JobExecutor {
     const plan = this.options.plans.get(input.planId);
     return plan === undefined
       ? undefined
-      : { limits: plan.limits, billingPeriod: plan.billingPeriod, policyVersion: plan.version, ...(plan.subShards === undefined ? {} : { subShards: plan.subShards }) };
+      : {
+          limits: plan.limits,
+          billingPeriod: plan.billingPeriod,
+          policyVersion: plan.version,
+          ...(plan.subShards === undefined ? {} : { subShards: plan.subShards }),
+        };
   }
 
   async execute(input: JobExecutionInput): Promise<JobExecution> {
@@ -96,7 +102,12 @@ export class SchemaJobExecutor implements JobExecutor {
     });
     let actualCost: number;
     try {
-      const { plan: costPlan } = this.pricer.price({ document, operationName: input.operationName, variables: input.variables, source: input.query });
+      const { plan: costPlan } = this.pricer.price({
+        document,
+        operationName: input.operationName,
+        variables: input.variables,
+        source: input.query,
+      });
       actualCost = Math.max(this.minimumCost, measureActualCost(costPlan, result.data, input.variables));
     } catch (error) {
       // Priced at submission, so this cannot happen unless the schema changed: charge what was requested.

@@ -45,30 +45,45 @@ export function useJobStatus(options: JobStatusOptions): Plugin {
   });
   const clientIpOf = options.clientIp ?? socketClientIp;
   const limiter = new KeyRateLimiter({ perSecond: options.readsPerSecondPerKey ?? 10, clock });
-  const finished = new FinishedJobCache({ clock, ...(options.finishedCacheTtlMs === undefined ? {} : { ttlMs: options.finishedCacheTtlMs }) });
+  const finished = new FinishedJobCache({
+    clock,
+    ...(options.finishedCacheTtlMs === undefined ? {} : { ttlMs: options.finishedCacheTtlMs }),
+  });
   return {
     onRequest: async (payload) => {
       const { request, url, fetchAPI, serverContext } = payload;
       if (!url.pathname.startsWith(prefix)) return;
       const json = (status: number, body: unknown, headers: Record<string, string> = {}): void =>
-        payload.endResponse(new fetchAPI.Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } }));
+        payload.endResponse(
+          new fetchAPI.Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } }),
+        );
       if (request.method !== 'GET') {
         json(405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'use GET' } }, { Allow: 'GET' });
         return;
       }
       const identified = await identifier.identify(request.headers.get('authorization'), clientIpOf(request, serverContext));
       if (!identified.isOk) {
-        json(identified.status, { error: { code: identified.code, message: identified.message } }, {
-          ...(identified.status === 401 ? { 'WWW-Authenticate': 'Bearer realm="tollgate"' } : {}),
-          ...(identified.retryAfterMs === undefined ? {} : { 'Retry-After': String(Math.max(1, Math.ceil(identified.retryAfterMs / 1_000))) }),
-        });
+        json(
+          identified.status,
+          { error: { code: identified.code, message: identified.message } },
+          {
+            ...(identified.status === 401 ? { 'WWW-Authenticate': 'Bearer realm="tollgate"' } : {}),
+            ...(identified.retryAfterMs === undefined
+              ? {}
+              : { 'Retry-After': String(Math.max(1, Math.ceil(identified.retryAfterMs / 1_000))) }),
+          },
+        );
         return;
       }
       const { tenant, keyId } = identified.identity;
       const allowance = limiter.take(`${tenant}\n${keyId}`);
       if (!allowance.isAllowed) {
         const retryAfterS = Math.max(1, Math.ceil(allowance.retryAfterMs / 1_000));
-        json(429, { error: { code: 'RATE_LIMITED', message: `too many job status reads with this key; retry in ${retryAfterS} s` } }, { 'Retry-After': String(retryAfterS) });
+        json(
+          429,
+          { error: { code: 'RATE_LIMITED', message: `too many job status reads with this key; retry in ${retryAfterS} s` } },
+          { 'Retry-After': String(retryAfterS) },
+        );
         return;
       }
       const id = url.pathname.slice(prefix.length);

@@ -87,7 +87,7 @@ export async function runWithoutSharedBalances<E extends PlannableEntry>(
   await new Promise<void>((resolveAll) => {
     const startReady = (): void => {
       if (failure === undefined) {
-        for (let position = 0; position < waiting.length && running < inFlight; ) {
+        for (let position = 0; position < waiting.length && running < inFlight;) {
           const index = waiting[position] ?? 0;
           const balances = balancesOf[index] ?? [];
           if (balances.some((balance) => busy.has(balance))) {

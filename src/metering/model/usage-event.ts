@@ -10,7 +10,16 @@
  *   usage.settled.v1   −refund  (refund = requested − actual, negative for an overrun)
  *   usage.degraded.v1  +cost
  */
-import { parseEventId, parseKeyId, parseLimitId, parseTenantId, type EventId, type KeyId, type LimitId, type TenantId } from '../../shared/index.js';
+import {
+  parseEventId,
+  parseKeyId,
+  parseLimitId,
+  parseTenantId,
+  type EventId,
+  type KeyId,
+  type LimitId,
+  type TenantId,
+} from '../../shared/index.js';
 
 export const USAGE_EVENT_TYPES = ['usage.reserved.v1', 'usage.settled.v1', 'usage.degraded.v1'] as const;
 export type UsageEventType = (typeof USAGE_EVENT_TYPES)[number];
@@ -93,7 +102,8 @@ const PERCENT = /^[1-9][0-9]{0,3}$/;
 function parseWarnings(raw: string | undefined): ThresholdCrossing[] {
   if (raw === undefined) return [];
   const items = raw.split(/[ ,]+/).filter((item) => item !== '');
-  if (items.length === 0 || items.length > 64) throw new PoisonField(`warn must name 1..64 thresholds: ${JSON.stringify(raw.slice(0, 80))}`);
+  if (items.length === 0 || items.length > 64)
+    throw new PoisonField(`warn must name 1..64 thresholds: ${JSON.stringify(raw.slice(0, 80))}`);
   return items.map((item) => {
     const colon = item.lastIndexOf(':');
     const percent = item.slice(colon + 1);

@@ -122,10 +122,22 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 /** Wake signals in flight at once. */
 const WAKE_CONCURRENCY = 16;
 
-function parseWarning(input: WarningInput): { tenant: ReturnType<typeof parseTenantId>; periodStart: string; limitId: string; percent: number } {
-  if (!Number.isSafeInteger(input.periodStartMs) || input.periodStartMs < 0) throw new ValidationError('INVALID_INPUT', 'periodStartMs must be epoch ms');
-  if (!Number.isInteger(input.percent) || input.percent < 1 || input.percent > 1000) throw new ValidationError('INVALID_INPUT', 'percent must be 1..1000');
-  return { tenant: parseTenantId(input.tenant), periodStart: iso(input.periodStartMs), limitId: parseLimitId(input.limitId), percent: input.percent };
+function parseWarning(input: WarningInput): {
+  tenant: ReturnType<typeof parseTenantId>;
+  periodStart: string;
+  limitId: string;
+  percent: number;
+} {
+  if (!Number.isSafeInteger(input.periodStartMs) || input.periodStartMs < 0)
+    throw new ValidationError('INVALID_INPUT', 'periodStartMs must be epoch ms');
+  if (!Number.isInteger(input.percent) || input.percent < 1 || input.percent > 1000)
+    throw new ValidationError('INVALID_INPUT', 'percent must be 1..1000');
+  return {
+    tenant: parseTenantId(input.tenant),
+    periodStart: iso(input.periodStartMs),
+    limitId: parseLimitId(input.limitId),
+    percent: input.percent,
+  };
 }
 
 function parsePeriod(input: ClosePeriodInput): void {
@@ -146,7 +158,8 @@ function createPeriodActivities(deps: AccountActivityDeps) {
   async function summarize(input: ClosePeriodInput & { version: number; isFinal: boolean }): Promise<StatementSummary> {
     const tenant = parseTenantId(input.tenant);
     const account = await deps.accounts.get(tenant);
-    if (account === undefined) throw new ValidationError('ACCOUNT_INVALID', `tenant ${tenant} has no account settings to price its statement`);
+    if (account === undefined)
+      throw new ValidationError('ACCOUNT_INVALID', `tenant ${tenant} has no account settings to price its statement`);
     const { statement, isWritten } = await deps.periods.writeStatement({
       tenant,
       periodStart: iso(input.periodStartMs),
@@ -262,7 +275,8 @@ function createWarningActivities(deps: AccountActivityDeps) {
         const ref = { tenant: warning.tenant, periodStart: warning.periodStart, limitId: warning.limitId, percent: warning.percent };
         const existing = await deps.periods.getWarning(ref);
         // never recorded (its first attempt failed before the record was written): record it as failed now
-        if (existing === undefined) await deps.periods.beginWarning({ ...ref, idempotencyKey: warningIdempotencyKey(input), nowMs: clock.nowMs() });
+        if (existing === undefined)
+          await deps.periods.beginWarning({ ...ref, idempotencyKey: warningIdempotencyKey(input), nowMs: clock.nowMs() });
         const record = await deps.periods.finishWarning({ ...ref, status: 'failed', failure: input.failure, nowMs: clock.nowMs() });
         return { status: record.status };
       });

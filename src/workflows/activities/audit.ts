@@ -4,7 +4,15 @@
  * number, so every activity is safe to retry.
  */
 import { heartbeat } from '@temporalio/activity';
-import { EMPTY_AUDIT_SUMMARY, addToSummary, type AuditScanPosition, type AuditSummary, type DynamoAuditStore, type MeteringAuditor, type TenantPeriodAudit } from '../../metering/index.js';
+import {
+  EMPTY_AUDIT_SUMMARY,
+  addToSummary,
+  type AuditScanPosition,
+  type AuditSummary,
+  type DynamoAuditStore,
+  type MeteringAuditor,
+  type TenantPeriodAudit,
+} from '../../metering/index.js';
 import type { Logger } from '../../shared/index.js';
 import { asActivity } from './errors.js';
 
@@ -56,7 +64,8 @@ export function createAuditActivities(deps: AuditActivityDeps) {
         const page = await deps.auditor.auditPage({ position: input.position, count: input.scanCount });
         const reports = page.outcomes.flatMap((outcome) => (outcome.kind === 'audited' ? [outcome.report] : []));
         const summary = addToSummary(EMPTY_AUDIT_SUMMARY, { reports, unsettled: page.outcomes.length - reports.length });
-        for (const report of summary.samples) deps.logger.warn({ code: 'METERING_DRIFT', ...logged(report) }, 'metering drift: admitted counter and ledger disagree');
+        for (const report of summary.samples)
+          deps.logger.warn({ code: 'METERING_DRIFT', ...logged(report) }, 'metering drift: admitted counter and ledger disagree');
         return { summary, next: page.next, keysScanned: page.keysScanned };
       });
     },
@@ -67,7 +76,14 @@ export function createAuditActivities(deps: AuditActivityDeps) {
         const isStored = await deps.store.put(input);
         deps.onCycle?.({ summary: input.summary, finishedAtMs: input.finishedAtMs });
         const { summary } = input;
-        const line = { scope: input.scope, cycle: input.cycle, audited: summary.audited, drifting: summary.drifting, absoluteDrift: summary.absoluteDrift, unsettled: summary.unsettled };
+        const line = {
+          scope: input.scope,
+          cycle: input.cycle,
+          audited: summary.audited,
+          drifting: summary.drifting,
+          absoluteDrift: summary.absoluteDrift,
+          unsettled: summary.unsettled,
+        };
         if (summary.drifting > 0) deps.logger.error({ code: 'METERING_DRIFT', ...line }, 'audit cycle found drift');
         else deps.logger.info(line, 'audit cycle clean');
         return { isStored };

@@ -58,9 +58,7 @@ export interface AdmitJobInput extends JobRef {
 }
 
 export type JobAdmission =
-  | { kind: 'admitted'; decidedAtMs: number }
-  | { kind: 'wait'; retryAfterMs: number | null }
-  | { kind: 'never'; errorCode: string };
+  { kind: 'admitted'; decidedAtMs: number } | { kind: 'wait'; retryAfterMs: number | null } | { kind: 'never'; errorCode: string };
 
 export interface ExecuteJobInput extends JobRef {
   cost: number;
@@ -127,9 +125,13 @@ function admissionOf(decision: Decision): JobAdmission {
     case 'warned':
       return { kind: 'admitted', decidedAtMs: decision.nowMs };
     case 'degraded':
-      return decision.isAdmitted ? { kind: 'admitted', decidedAtMs: decision.nowMs } : { kind: 'wait', retryAfterMs: decision.retryAfterMs };
+      return decision.isAdmitted
+        ? { kind: 'admitted', decidedAtMs: decision.nowMs }
+        : { kind: 'wait', retryAfterMs: decision.retryAfterMs };
     case 'denied':
-      return decision.retryAfterMs === null ? { kind: 'never', errorCode: 'COST_ABOVE_LIMIT' } : { kind: 'wait', retryAfterMs: decision.retryAfterMs };
+      return decision.retryAfterMs === null
+        ? { kind: 'never', errorCode: 'COST_ABOVE_LIMIT' }
+        : { kind: 'wait', retryAfterMs: decision.retryAfterMs };
     case 'deferred':
       return { kind: 'wait', retryAfterMs: decision.retryAfterMs };
   }
@@ -190,9 +192,18 @@ function createJobRunActivities(deps: JobActivityDeps) {
         context.heartbeat();
         let result: unknown = execution.result;
         if (JSON.stringify(result).length > MAX_RESULT_CHARS) {
-          result = { data: null, errors: [{ message: `the result is larger than ${MAX_RESULT_CHARS} characters and was not stored`, code: 'RESULT_TOO_LARGE' }] };
+          result = {
+            data: null,
+            errors: [{ message: `the result is larger than ${MAX_RESULT_CHARS} characters and was not stored`, code: 'RESULT_TOO_LARGE' }],
+          };
         }
-        const kept = await deps.store.storeResult({ tenant: ref.tenant, jobId: ref.jobId, result, actualCost: execution.actualCost, nowMs: clock.nowMs() });
+        const kept = await deps.store.storeResult({
+          tenant: ref.tenant,
+          jobId: ref.jobId,
+          result,
+          actualCost: execution.actualCost,
+          nowMs: clock.nowMs(),
+        });
         return { actualCost: kept.actualCost, ...outcomeOf(kept.result) };
       });
     },
@@ -203,11 +214,14 @@ function createJobRunActivities(deps: JobActivityDeps) {
         const ref = parseRef(input);
         const policy = deps.executor.policyOf(ref);
         if (policy === undefined) return { status: 'unknown', refund: 0 };
-        const settled = await deps.decider.settle({ ...jobDecideInput(ref, policy, input), actual: input.actualCost, decidedAtMs: input.decidedAtMs });
+        const settled = await deps.decider.settle({
+          ...jobDecideInput(ref, policy, input),
+          actual: input.actualCost,
+          decidedAtMs: input.decidedAtMs,
+        });
         return { status: settled.status, refund: settled.refund };
       });
     },
-
   };
 }
 
@@ -244,7 +258,8 @@ function createJobEndActivities(deps: JobActivityDeps) {
         const job = await deps.store.get(tenant, jobId);
         if (job === undefined) throw new NotFoundError(`job ${jobId} of ${tenant} does not exist`);
         if (job.notification !== null) return { notification: job.notification };
-        if (job.status === 'queued' || job.status === 'running') throw new InvariantError(`job ${jobId} is not finished; no notice is sent`);
+        if (job.status === 'queued' || job.status === 'running')
+          throw new InvariantError(`job ${jobId} is not finished; no notice is sent`);
         const account = await deps.accounts?.get(tenant);
         if (account?.webhookUrl === undefined || account.webhookSecret === undefined) {
           await deps.store.markNotified({ tenant, jobId, notification: 'skipped', nowMs: clock.nowMs() });

@@ -41,7 +41,13 @@ export function createJobSweepActivities(deps: JobSweepActivityDeps) {
         const { counts } = result;
         if (counts.restarted > 0 || counts.ended > 0 || counts.stranded > 0) {
           deps.logger.warn(
-            { code: 'JOBS_SWEPT', shard: input.position.shard, restarted: counts.restarted, ended: counts.ended, stranded: counts.stranded },
+            {
+              code: 'JOBS_SWEPT',
+              shard: input.position.shard,
+              restarted: counts.restarted,
+              ended: counts.ended,
+              stranded: counts.stranded,
+            },
             'jobs sweep found unfinished jobs without a running workflow',
           );
         }

@@ -122,7 +122,12 @@ const INITIAL_COUNTERS: AccountCounters = { runs: 0, received: 0, deliveries: 0,
 function accountActivities(timings: AccountTimings) {
   const account = proxyActivities<AccountActivities>({
     startToCloseTimeout: timings.activityTimeoutMs,
-    retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
+    retry: {
+      initialInterval: '500 milliseconds',
+      backoffCoefficient: 2,
+      maximumInterval: '30 seconds',
+      nonRetryableErrorTypes: NON_RETRYABLE,
+    },
   });
   // a separate proxy per retry policy (a proxy's activities are looked up by name: it cannot be spread)
   const delivery = proxyActivities<AccountActivities>({
@@ -244,7 +249,10 @@ async function closeEndedPeriod(run: AccountRun, activities: Activities, ending:
   }
   // the next period starts where this one ended (settings changed mid-period apply from here)
   const nextPeriod = next.period === null ? undefined : { startMs: ending.endMs, endMs: Math.max(next.period.endMs, ending.endMs + 1) };
-  run.closed = [...run.closed, { startMs: ending.startMs, endMs: ending.endMs, nextStartMs: ending.endMs, graceEndsAtMs: ending.endMs + run.timings.graceMs }];
+  run.closed = [
+    ...run.closed,
+    { startMs: ending.startMs, endMs: ending.endMs, nextStartMs: ending.endMs, graceEndsAtMs: ending.endMs + run.timings.graceMs },
+  ];
   run.period = nextPeriod;
 }
 
@@ -280,7 +288,12 @@ export async function accountWorkflow(input: AccountWorkflowInput): Promise<neve
     }
     const due = run.closed.find((item) => Date.now() >= item.graceEndsAtMs);
     if (due !== undefined) {
-      await activities.account.finalizePeriod({ tenant, periodStartMs: due.startMs, periodEndMs: due.endMs, nextPeriodStartMs: due.nextStartMs });
+      await activities.account.finalizePeriod({
+        tenant,
+        periodStartMs: due.startMs,
+        periodEndMs: due.endMs,
+        nextPeriodStartMs: due.nextStartMs,
+      });
       counters.finalizations += 1;
       run.closed = run.closed.filter((item) => item !== due);
       continue;

@@ -46,7 +46,12 @@ export const auditStateQuery = defineQuery<AuditCycleState>('auditState');
 export const auditSettingsSignal = defineSignal<[AuditSettings]>('auditSettings');
 
 function isSameSettings(a: AuditSettings, b: AuditSettings): boolean {
-  return a.intervalMs === b.intervalMs && a.scanCount === b.scanCount && a.pagesPerRun === b.pagesPerRun && a.activityTimeoutMs === b.activityTimeoutMs;
+  return (
+    a.intervalMs === b.intervalMs &&
+    a.scanCount === b.scanCount &&
+    a.pagesPerRun === b.pagesPerRun &&
+    a.activityTimeoutMs === b.activityTimeoutMs
+  );
 }
 
 /** Audits the ledger against the admitted counters, cycle after cycle. */

@@ -29,7 +29,12 @@ const NON_RETRYABLE = ['INVALID_ID', 'INVALID_INPUT', 'CONFIG_INVALID', 'NOT_FOU
 // Decisions, settlements and DynamoDB writes: short, retried until they succeed (each is idempotent).
 const { admitDeferredJob, settleDeferredJob, finishDeferredJob } = proxyActivities<JobActivities>({
   startToCloseTimeout: '10 seconds',
-  retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
+  retry: {
+    initialInterval: '200 milliseconds',
+    backoffCoefficient: 2,
+    maximumInterval: '30 seconds',
+    nonRetryableErrorTypes: NON_RETRYABLE,
+  },
 });
 
 // The run itself: the operation may take a while; a few attempts (the stored result stops a re-run).
@@ -38,14 +43,26 @@ const { admitDeferredJob, settleDeferredJob, finishDeferredJob } = proxyActiviti
 const { executeDeferredJob } = proxyActivities<JobActivities>({
   startToCloseTimeout: '5 minutes',
   heartbeatTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE },
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '1 minute',
+    maximumAttempts: 5,
+    nonRetryableErrorTypes: NON_RETRYABLE,
+  },
 });
 
 // The finish notice: the tenant's webhook may be down for a while; bounded retries, then the job stays finished
 // and the notice is logged as lost (its record keeps no `notification`).
 const { notifyJobFinished } = proxyActivities<JobActivities>({
   startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE },
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '1 minute',
+    maximumAttempts: 10,
+    nonRetryableErrorTypes: NON_RETRYABLE,
+  },
 });
 
 /** Wakes a waiting job now (a quota reset): it asks for admission again at once. */
@@ -145,7 +162,12 @@ export async function runDeferredJob(input: DeferredJobInput): Promise<DeferredJ
     if (admission.kind === 'never') {
       return finish({ status: 'failed', attempts, actualCost: null, errorCode: admission.errorCode });
     }
-    const waitMs = nextWaitMs({ retryAfterMs: admission.retryAfterMs, blindWaits, retryMinMs: input.retryMinMs, retryMaxMs: input.retryMaxMs });
+    const waitMs = nextWaitMs({
+      retryAfterMs: admission.retryAfterMs,
+      blindWaits,
+      retryMinMs: input.retryMinMs,
+      retryMaxMs: input.retryMaxMs,
+    });
     blindWaits = admission.retryAfterMs === null ? blindWaits + 1 : 0;
     // Never sleep past the deadline: the job expires on time even with a long retry.
     await condition(() => isWoken, Math.max(1, Math.min(waitMs, deadlineMs - Date.now())));

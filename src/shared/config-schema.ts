@@ -1,0 +1,256 @@
+/**
+ * The one configuration schema: every environment variable, its default (for local development only) and a
+ * description. Production-critical endpoints (REDIS_URL, TEMPORAL_ADDRESS) have no default. `config.ts`
+ * parses the environment with it once and maps the result to typed slices.
+ */
+import { z } from 'zod';
+import { parseTrustedProxies } from './client-address.js';
+
+const port = z.coerce.number().int().min(1).max(65_535);
+const positiveInt = z.coerce.number().int().positive();
+
+const hostPortList = z.string().transform((raw, ctx) => {
+  const nodes: { host: string; port: number }[] = [];
+  for (const part of raw
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '')) {
+    const match = /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(part);
+    const portNumber = Number(match?.[2]);
+    if (match === null || match[1] === undefined || portNumber < 1 || portNumber > 65_535) {
+      ctx.addIssue({ code: 'custom', message: `'${part}' is not host:port` });
+      return z.NEVER;
+    }
+    nodes.push({ host: match[1], port: portNumber });
+  }
+  if (nodes.length === 0) {
+    ctx.addIssue({ code: 'custom', message: 'needs at least one host:port' });
+    return z.NEVER;
+  }
+  return nodes;
+});
+
+/** Every environment variable tollgate's processes read, with its meaning. */
+export const CONFIG_SCHEMA = z.object({
+  LOG_LEVEL: z
+    .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+    .default('info')
+    .describe('Minimum level of the JSON log lines written to stdout.'),
+  API_HOST: z.string().min(1).default('127.0.0.1').describe('Interface the GraphQL API listens on.'),
+  API_PORT: port.default(4000).describe('TCP port of the GraphQL API, /health, /ready and /metrics.'),
+  API_ANONYMOUS: z
+    .enum(['reject', 'ip-plan'])
+    .default('reject')
+    .describe('Requests without an API key: reject (401 API_KEY_REQUIRED) or meter them per client address under the anonymous plan.'),
+  API_DEMO_SEED: z
+    .enum(['true', 'false'])
+    .default('true')
+    .describe(
+      'Store the demo plans and one key per demo tenant in the config table at start (reusing the keys in API_DEMO_KEYS_FILE when they are still valid).',
+    ),
+  API_CONFIG_POLL_MS: positiveInt
+    .default(5_000)
+    .describe('How often an API instance reads the config version (plans and keys) in case an announcement on Redis was lost, ms.'),
+  API_JOB_STATUS_PER_SECOND: positiveInt
+    .default(10)
+    .describe(
+      'GET /jobs/<id> reads per second per API key on each API instance (burst twice that); more get 429 RATE_LIMITED. Finished jobs are served from memory.',
+    ),
+  API_UNKNOWN_KEYS_PER_SECOND: positiveInt
+    .default(5)
+    .describe(
+      'Unknown API keys one client address may present per second on each API instance (burst twice that); beyond it, keys not in the lookup cache get 429 TOO_MANY_UNKNOWN_KEYS without a key store read.',
+    ),
+  API_TRUSTED_PROXIES: z
+    .string()
+    .default('')
+    .superRefine((value, context) => {
+      try {
+        parseTrustedProxies(value);
+      } catch (error) {
+        context.addIssue({ code: 'custom', message: error instanceof Error ? error.message : String(error) });
+      }
+    })
+    .describe(
+      'Comma-separated addresses and CIDR ranges of the reverse proxies in front of the API (e.g. 10.0.0.0/8,127.0.0.1). A request from one of them is attributed to the right-most untrusted address of X-Forwarded-For; empty: the socket address, and X-Forwarded-For is ignored.',
+    ),
+  API_DEMO_KEYS_FILE: z
+    .string()
+    .min(1)
+    .default('.data/demo-keys.json')
+    .describe("Where the API writes the demo tenants' API keys it generates at start (mode 0600; keys are never logged)."),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
+    .describe('Redis for the decider (single node). Required; `npm start` sets it to the embedded Redis.'),
+  REDIS_CLUSTER_NODES: hostPortList
+    .optional()
+    .describe('Comma-separated host:port seeds of a Redis Cluster; when set, the decider uses the cluster instead of REDIS_URL.'),
+  DECIDER_TIMEOUT_MS: positiveInt
+    .max(10_000)
+    .default(50)
+    .describe('Per-command Redis timeout of the decider, in ms; past it the decision is degraded.'),
+  DECIDER_SPOOL_PATH: z
+    .string()
+    .min(1)
+    .default('.data/spool/decider.spool')
+    .describe('Local append-only file of usage admitted while Redis is unreachable, replayed when it is back.'),
+  DECIDER_SHARDS: positiveInt
+    .max(16_384)
+    .default(256)
+    .describe('Number of logical shards (hash tags) usage keys and streams are spread over. Fixed for the life of the data.'),
+  DECIDER_WAIT_REPLICAS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(16)
+    .default(0)
+    .describe(
+      'After each decision script, WAIT until this many replicas hold its writes (0: no WAIT; AOF fsync is the Redis setting appendfsync).',
+    ),
+  DECIDER_WAIT_TIMEOUT_MS: positiveInt
+    .max(10_000)
+    .default(20)
+    .describe(
+      'Longest WAIT for DECIDER_WAIT_REPLICAS, in ms; keep it below DECIDER_TIMEOUT_MS. A shortfall is reported, the decision stands.',
+    ),
+  TEMPORAL_ADDRESS: z
+    .string()
+    .regex(/^[A-Za-z0-9.[\]:-]+:\d{1,5}$/, 'must be host:port')
+    .describe('Temporal frontend gRPC address. Required; `npm start` sets it to the embedded dev server.'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default').describe('Temporal namespace of every tollgate workflow.'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default('tollgate').describe('Task queue the worker polls and clients start workflows on.'),
+  DYNAMODB_ENDPOINT: z
+    .url()
+    .optional()
+    .describe('DynamoDB endpoint URL. Unset means the AWS default for DYNAMODB_REGION; loopback endpoints use dummy credentials.'),
+  DYNAMODB_REGION: z.string().min(1).default('local').describe('AWS region of the DynamoDB tables.'),
+  DYNAMODB_TABLE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{0,64}$/, 'letters, digits, _ . - only')
+    .default('tollgate_')
+    .describe('Prefix of every table name (ledger, config, jobs).'),
+  METER_ENABLED: z
+    .enum(['true', 'false'])
+    .default('true')
+    .describe('Whether the worker ensures a meter/<shard> pump workflow runs for every shard at start (true/false).'),
+  METER_BATCH_SIZE: positiveInt.max(10_000).default(500).describe('Most usage entries one pump batch reads from a shard stream.'),
+  METER_CLAIM_MIN_IDLE_MS: positiveInt
+    .default(60_000)
+    .describe('A usage entry delivered but unacknowledged this long (ms) is reclaimed by the pump (a crashed batch).'),
+  METER_IDLE_DELAY_MS: positiveInt
+    .default(5_000)
+    .describe(
+      'How long a pump waits (durable timer, ms) after a batch that found nothing: the idle cost of 256 pumps on Temporal, and the worst-case ledger lag at idle.',
+    ),
+  METER_ITERATIONS_PER_RUN: positiveInt.default(200).describe('Batches a pump workflow runs before it continues as new.'),
+  METER_ACTIVITY_TIMEOUT_MS: positiveInt.default(60_000).describe('Start-to-close timeout of one pump batch, ms.'),
+  METER_HEARTBEAT_TIMEOUT_MS: positiveInt
+    .default(10_000)
+    .describe('Heartbeat timeout of one pump batch, ms: how soon a batch of a crashed worker is retried.'),
+  METER_MAX_TRANSACT_ITEMS: positiveInt
+    .min(2)
+    .max(100)
+    .default(100)
+    .describe('Operations per DynamoDB TransactWriteItems when the pump posts ledger entries (DynamoDB allows 100).'),
+  METER_TRANSACTIONS_IN_FLIGHT: positiveInt
+    .max(64)
+    .default(1)
+    .describe(
+      'Ledger transactions one pump batch sends at once (never two moving the same balance). 1 is fastest on DynamoDB Local (measured); raise it for DynamoDB, where a transaction waits on the network.',
+    ),
+  // the metering audit: `audit/all` workflow
+  AUDIT_ENABLED: z
+    .enum(['true', 'false'])
+    .default('true')
+    .describe('Whether the worker ensures the audit/all workflow runs (admitted counters vs the ledger, every AUDIT_INTERVAL_MS).'),
+  AUDIT_INTERVAL_MS: positiveInt
+    .default(300_000)
+    .describe('Wait between two audit cycles, ms (a cycle walks every admitted counter once).'),
+  AUDIT_SCAN_COUNT: positiveInt
+    .max(100_000)
+    .default(1_000)
+    .describe('SCAN COUNT of one audit page (keys Redis examines per page; one page is one activity).'),
+  AUDIT_PAGES_PER_RUN: positiveInt.default(200).describe('Audit pages a workflow run handles before it continues as new.'),
+  AUDIT_ACTIVITY_TIMEOUT_MS: positiveInt.default(120_000).describe('Start-to-close timeout of one audit page, ms.'),
+  WORKER_METRICS_PORT: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(65_535)
+    .default(0)
+    .describe("TCP port of the worker's Prometheus /metrics (pump counters); 0: not served."),
+  // deferred (202) jobs: `job/<tenant>/<jobId>` workflows
+  JOBS_TASK_QUEUE: z
+    .string()
+    .min(1)
+    .default('tollgate-jobs')
+    .describe('Task queue of deferred-job workflows; the API process polls it (jobs run in-process against its schema).'),
+  JOBS_TTL_MS: positiveInt
+    .max(400 * 86_400_000)
+    .default(86_400_000)
+    .describe('How long a deferred job may wait for its limit, in ms from submission; past it the job ends expired, uncharged.'),
+  JOBS_RETRY_MIN_MS: positiveInt
+    .default(1_000)
+    .describe(
+      'Shortest wait (ms) between two admission attempts of a deferred job; also the first backoff step when the limiter gives no retry time.',
+    ),
+  JOBS_RETRY_MAX_MS: positiveInt
+    .default(300_000)
+    .describe('Longest wait (ms) between two admission attempts of a deferred job (a quota reset also wakes jobs early).'),
+  JOBS_MAX_QUEUED_PER_TENANT: positiveInt
+    .max(1_000_000)
+    .default(100)
+    .describe('Most unfinished deferred jobs one tenant may have; another deferral is answered 429.'),
+  // the sweep of unfinished deferred jobs: `jobs-sweep/all` workflow
+  JOBS_SWEEP_ENABLED: z
+    .enum(['true', 'false'])
+    .default('true')
+    .describe(
+      'Whether the worker ensures the jobs-sweep/all workflow runs: it restarts deferred jobs whose workflow is gone and ends those past their TTL that cannot be restarted (true/false).',
+    ),
+  JOBS_SWEEP_INTERVAL_MS: positiveInt
+    .default(60_000)
+    .describe('Wait between two jobs sweep cycles, ms (a cycle walks every unfinished job of every tenant once).'),
+  JOBS_SWEEP_GRACE_MS: positiveInt
+    .default(60_000)
+    .describe('Age below which the sweep leaves an unfinished job alone, ms (its submit may still be starting its workflow).'),
+  JOBS_SWEEP_PAGE_SIZE: positiveInt.max(1_000).default(100).describe('Jobs one sweep page looks at (one page is one activity).'),
+  JOBS_SWEEP_PAGES_PER_RUN: positiveInt.default(200).describe('Sweep pages a workflow run handles before it continues as new.'),
+  JOBS_SWEEP_ACTIVITY_TIMEOUT_MS: positiveInt.default(120_000).describe('Start-to-close timeout of one sweep page, ms.'),
+  // account workflows (`account/<tenant>`): warnings, period close, late events
+  ACCOUNT_ENABLED: z
+    .enum(['true', 'false'])
+    .default('true')
+    .describe(
+      'Whether the worker ensures an account/<tenant> workflow runs for every stored account at start, and the pump signals warnings to them (true/false).',
+    ),
+  ACCOUNT_LATE_GRACE_MS: positiveInt
+    .default(3_600_000)
+    .describe(
+      'Grace window after a period ends, ms: usage events of the closed period arriving within it still count in it (the statement is re-rated at its end); later ones are credited to the next open period.',
+    ),
+  ACCOUNT_ACTIVITY_TIMEOUT_MS: positiveInt
+    .default(60_000)
+    .describe('Start-to-close timeout of the account activities (load, close, finalize, wake jobs), ms.'),
+  ACCOUNT_WEBHOOK_TIMEOUT_MS: positiveInt
+    .max(300_000)
+    .default(10_000)
+    .describe('Timeout of one warning webhook POST, ms; a timeout counts as a failed attempt.'),
+  ACCOUNT_WEBHOOK_RETRY_INITIAL_MS: positiveInt
+    .default(1_000)
+    .describe('First backoff after a failed warning webhook (non-2xx, timeout), ms; it doubles per attempt.'),
+  ACCOUNT_WEBHOOK_RETRY_MAX_MS: positiveInt.default(300_000).describe('Longest backoff between two warning webhook attempts, ms.'),
+  ACCOUNT_WEBHOOK_MAX_ATTEMPTS: positiveInt
+    .max(1_000)
+    .default(50)
+    .describe('Attempts of one warning webhook before it is given up (its record says failed, with the reason; it is never sent again).'),
+  ACCOUNT_WAKE_MAX_JOBS: positiveInt
+    .default(1_000)
+    .describe(
+      'Most queued deferred jobs one period close wakes, oldest first; the rest wait for their own retry timer (at most JOBS_RETRY_MAX_MS).',
+    ),
+  ACCOUNT_NO_ACCOUNT_RECHECK_MS: positiveInt
+    .default(3_600_000)
+    .describe('How often an account workflow of a tenant without stored settings looks for them again, ms.'),
+});
