@@ -17,6 +17,8 @@ export default defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     reporters: ['default'],
+    // global teardown (stopping the services) is a run-level setting
+    teardownTimeout: 60_000,
     projects: [
       {
         extends: true,
@@ -35,7 +37,6 @@ export default defineConfig({
           globalSetup: ['test/global-setup.ts'],
           testTimeout: 60_000,
           hookTimeout: 180_000,
-          teardownTimeout: 60_000,
         },
       },
     ],

@@ -16,13 +16,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, connectDeciderRedis, periodAt, shardOf, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
 import { DynamoAccountStore, DynamoPeriodStore } from '../../src/billing/index.js';
 import { createDynamoClient, parseShard } from '../../src/metering/index.js';
-import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock, type TenantId } from '../../src/shared/index.js';
+import { parseEventId, parseKeyId, parseLimitId, systemClock, type TenantId } from '../../src/shared/index.js';
 import { accountWorkflowId, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
-import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
+import { allocateShards, tenantInShards } from '../support/allocate.js';
+import { testConfig, testStack } from '../support/stack.js';
 import { killWorkerProcesses, startWorkerProcess, writeWorkflowBundle, type WorkerLife } from '../support/worker-process.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
 
 const SHARDS = 16_384;
+const range = allocateShards(256);
 const SECRET = 'storm-secret-0123456789abcdef';
 const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const config = testConfig();
@@ -53,14 +55,8 @@ function startWorker(shouldCrashOnWebhook: boolean): WorkerLife {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A fresh tenant whose shard (of 16 384) is in this file's range 16000..16999. */
-function tenantInRange(): TenantId {
-  for (;;) {
-    const tenant = parseTenantId(uniqueTenant('s'));
-    const shard = shardOf(tenant, SHARDS);
-    if (shard >= 16_000 && shard < 17_000) return tenant;
-  }
-}
+/** A fresh tenant whose shard (of 16 384) is in this file's range. */
+const tenantInRange = (): TenantId => tenantInShards(range, 's');
 
 beforeAll(async () => {
   redis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 5_000 });

@@ -2,7 +2,7 @@
  * The `audit/<scope>` workflow on the real stack: it walks the admitted
  * counters in SCAN pages (several pages and runs: continue-as-new), stores
  * each cycle's report in the config table and finds the drift we inject.
- * Runs on its own Redis database (db 11, 8 shards), so its SCAN sees only
+ * Runs on its own Redis database (from the test allocator, 8 shards), so its SCAN sees only
  * this file's keys. Its start policies (USE_EXISTING, ALLOW_DUPLICATE) are
  * asserted, and its history replays deterministically.
  */
@@ -17,15 +17,15 @@ import { DynamoAuditStore, DynamoLedgerStore, EMPTY_AUDIT_SUMMARY, MeteringAudit
 import { createLogger, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { auditStateQuery, auditWorkflowId, ensureAuditWorkflow, type AuditSettings } from '../../src/workflows/index.js';
 import { createTollgateWorker, workflowsPath } from '../../src/workflows/index.js';
-import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
+import { allocateRedisDb } from '../support/allocate.js';
+import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { AdmittedRecord, monthStartMs, runTraffic } from '../support/traffic.js';
 import { seededRandom } from '../support/usage-events.js';
 
 const SHARDS = 8;
 const HISTORIES = new URL('../fixtures/histories/', import.meta.url);
-const stack = testStack();
-const redisUrl = `${stack.redisUrl.replace(/\/\d+$/, '')}/11`;
+const { url: redisUrl } = allocateRedisDb();
 const config = testConfig({ REDIS_URL: redisUrl, DECIDER_SHARDS: String(SHARDS) });
 const taskQueue = `audit-${randomBytes(4).toString('hex')}`;
 const scope = `test-${randomBytes(4).toString('hex')}`;
@@ -81,7 +81,7 @@ describe('audit/<scope> workflow', () => {
         if (result.read === 0) break;
       }
     }
-    // (what db 11 held before this run, should the stack be reused: the counts below are relative to it)
+    // (what its database held before this run, should the stack be reused: the counts below are relative to it)
     const baseline = await (async () => {
       const auditor = new MeteringAuditor(redis, dynamo, { shardCount: SHARDS, tablePrefix: config.dynamodb.tablePrefix });
       let summary = EMPTY_AUDIT_SUMMARY;

@@ -1,7 +1,7 @@
 /**
  * `npm start` pumps: the real worker entry point (src/workflows/worker.ts)
  * ensures a meter/<shard> workflow for every shard and they ledger what the
- * streams hold. Runs on its own Redis database (db 9) with 4 shards, so it
+ * streams hold. Runs on its own Redis database (from the test allocator) with 4 shards, so it
  * never consumes the streams other tests write on db 0.
  */
 import { spawn } from 'node:child_process';
@@ -15,6 +15,7 @@ import { createDynamoClient, ledgerTableName, parseShard } from '../../src/meter
 import { freePort } from '../../infra/services.js';
 import { DynamoAuditStore } from '../../src/metering/index.js';
 import { auditWorkflowId, jobSweepStateQuery, jobSweepWorkflowId, meterWorkflowId } from '../../src/workflows/index.js';
+import { allocateRedisDb } from '../support/allocate.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 import { appendEvents, expectedBalances, generateEvents, seededRandom } from '../support/usage-events.js';
@@ -22,7 +23,7 @@ import { appendEvents, expectedBalances, generateEvents, seededRandom } from '..
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const stack = testStack();
 const SHARDS = 4;
-const redisUrl = `${stack.redisUrl.replace(/\/\d+$/, '')}/9`;
+const { url: redisUrl } = allocateRedisDb();
 const taskQueue = `worker-entry-${randomBytes(4).toString('hex')}`;
 const dynamo = createDynamoClient({ endpoint: stack.dynamodbEndpoint, region: stack.dynamodbRegion });
 let redis: Redis;

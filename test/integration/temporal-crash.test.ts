@@ -12,7 +12,7 @@
  *
  * A dedicated dev server (free ports, db file in a temp dir): the shared one
  * of the globalSetup is never killed. Workers run in-process and are
- * re-created when they stop. Shards 9000..9999 belong to this file.
+ * re-created when they stop. Its shards come from the test allocator.
  * Replay with TOLLGATE_FAULT_SEED=<seed>.
  */
 import { randomBytes, randomInt } from 'node:crypto';
@@ -34,6 +34,7 @@ import { DynamoJobStore, type JobExecutor } from '../../src/jobs/index.js';
 import { createJobsWorker, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
 import { meterStateQuery } from '../../src/workflows/workflows/index.js';
 import { createTollgateWorker, workflowsPath } from '../../src/workflows/index.js';
+import { allocateShards, tenantInShards } from '../support/allocate.js';
 import { bodyOf, codeOf, plan, slowBucket } from '../support/graphql.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
@@ -42,6 +43,7 @@ import { AdmittedRecord, runTraffic } from '../support/traffic.js';
 import { seededRandom } from '../support/usage-events.js';
 
 const SHARDS = 16_384;
+const range = allocateShards(256);
 const seed = Number(process.env['TOLLGATE_FAULT_SEED'] ?? randomInt(1, 2 ** 31));
 const random = seededRandom(seed);
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-temporal-crash-'));
@@ -127,13 +129,7 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 }, 60_000);
 
-function tenantInRange(): TenantId {
-  for (;;) {
-    const tenant = parseTenantId(`tc-${randomBytes(5).toString('hex')}`);
-    const shard = shardOf(tenant, SHARDS);
-    if (shard >= 9_000 && shard < 10_000) return tenant;
-  }
-}
+const tenantInRange = (): TenantId => tenantInShards(range, 'tc');
 
 async function isDrained(shards: readonly number[]): Promise<boolean> {
   for (const shard of shards) {

@@ -6,12 +6,13 @@
  * started again by the next ensure, as a new run). The workflows run on a task
  * queue nobody polls: only the runs and their signals are looked at.
  * (`audit/<scope>`: metering-audit-workflow.test.ts; `job/…`: jobs.test.ts.)
- * Shards 8000..8999 belong to this file.
+ * Its shard (a meter/<shard> id) comes from the test allocator.
  */
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accountTimings, accountWorkflowId, ensureAccountWorkflow, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import { allocateShards } from '../support/allocate.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 
 const config = testConfig();
@@ -64,7 +65,7 @@ async function exercise(workflowId: string, ensure: () => Promise<void>, signalN
 
 describe('start policies of the long-lived workflows', () => {
   it('meter/<shard>: a second ensure joins the running pump (one run, two signals); after a terminate the next ensure starts a new run', async () => {
-    const shard = 8_000 + randomInt(0, 1_000);
+    const shard = allocateShards(1).first;
     const settings = { idleDelayMs: 200, iterationsPerRun: 10, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
     const seen = await exercise(meterWorkflowId(shard), () => ensureMeterWorkflows(client, { shards: [shard], taskQueue, settings }), 'meterSettings');
     expect(seen.joined.runId).toBe(seen.first.runId);
