@@ -23,9 +23,9 @@ import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
 import { runInProcessWorker } from '../support/worker-process.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
+import { MONTH, sleep } from '../support/time.js';
 
 const SECRET = 'can-test-secret-0123456789';
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const shouldCapture = process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1';
 const taskQueue = `account-can-${randomBytes(4).toString('hex')}`;
 let config: ReturnType<typeof testConfig>;
@@ -60,8 +60,6 @@ afterAll(async () => {
   await receiver.close();
   dynamo.destroy();
 });
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('account/<tenant> across forced continue-as-new', () => {
   it('delivers each of 150 thresholds exactly once while signals arrive across many runs', async () => {

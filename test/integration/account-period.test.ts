@@ -26,6 +26,7 @@ import { accountStateQuery, type AccountCarry } from '../../src/workflows/workfl
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { runInProcessWorker } from '../support/worker-process.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
+import { sleep } from '../support/time.js';
 
 const PERIOD_SECONDS = 6;
 const config = testConfig({ ACCOUNT_LATE_GRACE_MS: '8000', ACCOUNT_ACTIVITY_TIMEOUT_MS: '15000' });
@@ -59,7 +60,6 @@ afterAll(async () => {
   dynamo.destroy();
 });
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const iso = (ms: number): string => new Date(ms).toISOString();
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, deadlineMs = 60_000): Promise<T> {

@@ -27,9 +27,9 @@ import { testConfig, uniqueTenant } from '../support/stack.js';
 import { runInProcessWorker } from '../support/worker-process.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
+import { MONTH, sleep } from '../support/time.js';
 
 const SECRET = 'failing-secret-0123456789abcdef';
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const ATTEMPTS = 3;
 const config = testConfig({
   ACCOUNT_WEBHOOK_TIMEOUT_MS: '2000',
@@ -60,8 +60,6 @@ afterAll(async () => {
   await receiver.close();
   dynamo.destroy();
 });
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('a warning whose delivery is given up', () => {
   it('is recorded failed with its reason after the configured attempts, and is never sent again', async () => {

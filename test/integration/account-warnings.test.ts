@@ -22,11 +22,11 @@ import { allocateShards, tenantInShards } from '../support/allocate.js';
 import { testConfig, testStack } from '../support/stack.js';
 import { killWorkerProcesses, startWorkerProcess, writeWorkflowBundle, type WorkerLife } from '../support/worker-process.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
+import { MONTH, sleep } from '../support/time.js';
 
 const SHARDS = 16_384;
 const range = allocateShards(256);
 const SECRET = 'storm-secret-0123456789abcdef';
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const config = testConfig();
 const stack = testStack();
 const taskQueue = `account-warnings-${randomBytes(4).toString('hex')}`;
@@ -52,8 +52,6 @@ function startWorker(shouldCrashOnWebhook: boolean): WorkerLife {
     ...(shouldCrashOnWebhook ? { TOLLGATE_TEST_CRASH_ON_WEBHOOK: '1' } : {}),
   });
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A fresh tenant whose shard (of 16 384) is in this file's range. */
 const tenantInRange = (): TenantId => tenantInShards(range, 's');

@@ -26,10 +26,10 @@ import {
 } from '../../src/decider/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { uniqueTenant } from '../support/stack.js';
+import { MONTH } from '../support/time.js';
 
 const execFileAsync = promisify(execFile);
 const SHARDS = 256;
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-cluster-'));
 let cluster: RedisCluster;
 let client: DeciderRedis;

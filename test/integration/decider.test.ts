@@ -33,9 +33,9 @@ import {
   systemClock,
 } from '../../src/shared/index.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
+import { MONTH } from '../support/time.js';
 
 const SHARDS = 64;
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 let redis: DeciderRedis;
 let decider: RedisDecider;
 

@@ -13,9 +13,9 @@ import { freePort, startRedis, stopProcess, type ManagedProcess } from '../../in
 import { RedisDecider, connectDeciderRedis, type DecideInput, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { uniqueTenant } from '../support/stack.js';
+import { MONTH } from '../support/time.js';
 
 const SHARDS = 16;
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-durability-'));
 let primary: ManagedProcess;
 let replica: ManagedProcess;

@@ -25,12 +25,12 @@ import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig } from '../support/stack.js';
 import { AdmittedRecord, monthStartMs, runTraffic } from '../support/traffic.js';
 import { reservedEvent, seededRandom } from '../support/usage-events.js';
+import { MONTH } from '../support/time.js';
 
 const config = testConfig();
 // 16384 logical shards; this file only uses tenants whose shard is in its allocated range (no other test appends there).
 const SHARDS = 16_384;
 const range = allocateShards(256);
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
 let redis: DeciderRedis;
 

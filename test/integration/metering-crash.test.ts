@@ -24,6 +24,7 @@ import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
 import { killWorkerProcesses, startWorkerProcess, writeWorkflowBundle, type WorkerLife } from '../support/worker-process.js';
 import { appendEvents, expectedBalances, generateEvents, reservedEvent, seededRandom, type TestEvent } from '../support/usage-events.js';
+import { sleep } from '../support/time.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const config = testConfig();
@@ -58,8 +59,6 @@ function startWorker(crashAt?: string): WorkerLife {
     ...(crashAt === undefined ? {} : { TOLLGATE_TEST_CRASH_AT: crashAt }),
   });
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function isDrained(): Promise<boolean> {
   for (const shard of shards) {

@@ -29,6 +29,7 @@ import { testConfig } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { AdmittedRecord, runTraffic } from '../support/traffic.js';
 import { seededRandom } from '../support/usage-events.js';
+import { sleep } from '../support/time.js';
 
 const SHARDS = 16_384;
 const range = allocateShards(256);
@@ -36,7 +37,6 @@ const seed = Number(process.env['TOLLGATE_FAULT_SEED'] ?? randomInt(1, 2 ** 31))
 const random = seededRandom(seed);
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-redis-crash-'));
 const taskQueue = `redis-crash-${randomBytes(4).toString('hex')}`;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 let port: number;
 let server: ManagedProcess;
 let redis: DeciderRedis;

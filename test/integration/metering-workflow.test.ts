@@ -22,6 +22,7 @@ import { testConfig, uniqueTenant } from '../support/stack.js';
 import { runInProcessWorker } from '../support/worker-process.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { appendEvents, expectedBalances, generateEvents, seededRandom, type TestEvent } from '../support/usage-events.js';
+import { sleep } from '../support/time.js';
 
 const config = testConfig({ METER_BATCH_SIZE: '50', METER_CLAIM_MIN_IDLE_MS: '1000' });
 const taskQueue = `meter-workflow-${randomInt(1, 2 ** 31)}`;
@@ -51,8 +52,6 @@ afterAll(async () => {
   redis.disconnect();
   dynamo.destroy();
 });
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function stateOf(shard: number): Promise<MeterState> {
   return env.client.workflow.getHandle(meterWorkflowId(shard)).query(meterStateQuery);

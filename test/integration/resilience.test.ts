@@ -28,9 +28,9 @@ import {
 } from '../../src/decider/index.js';
 import { createLogger, parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { uniqueTenant } from '../support/stack.js';
+import { MONTH } from '../support/time.js';
 
 const SHARDS = 16;
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-resilience-'));
 const logger = createLogger({ level: 'silent', name: 'test' });
 let port: number;

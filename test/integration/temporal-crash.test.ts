@@ -41,6 +41,7 @@ import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { AdmittedRecord, runTraffic } from '../support/traffic.js';
 import { seededRandom } from '../support/usage-events.js';
+import { sleep } from '../support/time.js';
 
 const SHARDS = 16_384;
 const range = allocateShards(256);
@@ -51,7 +52,6 @@ const config = testConfig();
 const logger = createLogger({ level: 'silent', name: 'test' });
 const meterQueue = `tc-meter-${randomBytes(4).toString('hex')}`;
 const jobsQueue = `tc-jobs-${randomBytes(4).toString('hex')}`;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
 const jobStore = new DynamoJobStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
 let ports: { port: number; httpPort: number };
