@@ -12,11 +12,9 @@
  * Job workflows run on a task queue nobody polls: only their starts are looked at.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { CreateTableCommand, DeleteTableCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { Client, Connection } from '@temporalio/client';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTables, tableNames } from '../../infra/tables.js';
 import { createDynamoClient } from '../../src/metering/index.js';
@@ -24,12 +22,12 @@ import { createLogger, parseTenantId, type TenantId } from '../../src/shared/ind
 import { DynamoJobStore, EMPTY_JOB_SWEEP_COUNTS, OPEN_JOB_SHARDS, addJobSweepCounts, openJobShard, type JobSettings, type JobSweepCounts, type JobSweepPosition } from '../../src/jobs/index.js';
 import { WorkerMetrics, ensureJobSweepWorkflow, jobSweepStateQuery, jobSweepWorkflowId, jobWorkflowId, sweepOpenJobs, type JobSweepSettings } from '../../src/workflows/index.js';
 import type { DeferredJobInput } from '../../src/workflows/workflows/index.js';
-import { createTollgateWorker, workflowsPath } from '../../src/workflows/index.js';
+import { createTollgateWorker } from '../../src/workflows/index.js';
+import { captureHistory, recordedHistories, replayFailures } from '../support/replay.js';
 import { TEST_SUBMISSION, jobWorkflowState, recordTestJob, type RecordTestJobInput } from '../support/jobs.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 
-const HISTORIES = new URL('../fixtures/histories/', import.meta.url);
 const prefix = `sweep_${randomBytes(4).toString('hex')}_`;
 const config = testConfig({ DYNAMODB_TABLE_PREFIX: prefix });
 const nobody = `job-sweep-nobody-${randomBytes(4).toString('hex')}`;
@@ -274,16 +272,10 @@ describe('jobs-sweep/<scope> workflow', () => {
       expect(events.at(-1)?.workflowExecutionContinuedAsNewEventAttributes).toBeTruthy();
       const history = await handle.fetchHistory();
       // TOLLGATE_CAPTURE_HISTORIES=1 rewrites the fixture from this run
-      if (process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1') writeFileSync(new URL('jobs-sweep.json', HISTORIES), `${historyToJSON(firstHistory)}\n`);
-      const fixtures = readdirSync(HISTORIES)
-        .filter((name) => /^jobs-sweep.*\.json$/.test(name))
-        .map((name) => ({ workflowId: name, history: JSON.parse(readFileSync(new URL(name, HISTORIES), 'utf8')) as unknown }));
+      captureHistory('jobs-sweep.json', firstHistory);
+      const fixtures = recordedHistories(/^jobs-sweep/);
       expect(fixtures.length).toBeGreaterThanOrEqual(1);
-      const failures: string[] = [];
-      for await (const result of Worker.runReplayHistories({ workflowsPath: workflowsPath() }, [{ workflowId: jobSweepWorkflowId(scope), history: firstHistory }, { workflowId: jobSweepWorkflowId(scope), history }, ...fixtures])) {
-        if (result.error !== undefined) failures.push(`${result.workflowId}: ${String(result.error)}`);
-      }
-      expect(failures).toEqual([]);
+      expect(await replayFailures([{ workflowId: jobSweepWorkflowId(scope), history: firstHistory }, { workflowId: jobSweepWorkflowId(scope), history }, ...fixtures])).toEqual([]);
 
       // when an operator terminates it, the next ensure starts a new run (ALLOW_DUPLICATE)
       const before = (await handle.describe()).runId;

@@ -7,10 +7,8 @@
  * asserts on elapsed time.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
+import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   RedisDecider,
@@ -31,7 +29,7 @@ import { createDynamoClient } from '../../src/metering/index.js';
 import { InvariantError, createLogger, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { DynamoJobStore, type JobExecutor, type JobSettings } from '../../src/jobs/index.js';
 import { createJobsWorker, jobWorkflowId, wakeDeferredJob, type DeferredJobResult } from '../../src/workflows/index.js';
-import { workflowsPath } from '../../src/workflows/index.js';
+import { captureHistory, recordedHistories, replayFailures } from '../support/replay.js';
 import { bodyOf, codeOf, plan, slowBucket } from '../support/graphql.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
@@ -56,7 +54,6 @@ let worker: Worker;
 let workerRun: Promise<void>;
 /** Workflow ids of jobs that finished in this file, replayed at the end (determinism). */
 const finishedWorkflows: { workflowId: string; fixture: string }[] = [];
-const HISTORIES = new URL('../fixtures/histories/', import.meta.url);
 
 const EXPORT = 'mutation Export { exportOrdersReport { id rowCount } }';
 const EXPORT_COST = 500;
@@ -564,17 +561,10 @@ describe('the job workflow is deterministic', () => {
       finishedWorkflows.map(async (entry) => ({ ...entry, history: await env.client.workflow.getHandle(entry.workflowId).fetchHistory() })),
     );
     // TOLLGATE_CAPTURE_HISTORIES=1 rewrites the fixtures from this run
-    if (process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1') {
-      for (const entry of histories) writeFileSync(new URL(entry.fixture, HISTORIES), `${historyToJSON(entry.history)}\n`);
-    }
-    const fixtures = readdirSync(HISTORIES)
-      .filter((name) => /^job-.*\.json$/.test(name))
-      .map((name) => ({ workflowId: name, history: JSON.parse(readFileSync(new URL(name, HISTORIES), 'utf8')) as unknown }));
+    for (const entry of histories) captureHistory(entry.fixture, entry.history);
+    const fixtures = recordedHistories(/^job-/);
     expect(fixtures.length).toBeGreaterThanOrEqual(3);
     // when every history is replayed against the current workflow code, then none fails
-    const results = Worker.runReplayHistories({ workflowsPath: workflowsPath() }, [...histories, ...fixtures]);
-    const failures: string[] = [];
-    for await (const result of results) if (result.error !== undefined) failures.push(`${result.workflowId}: ${String(result.error)}`);
-    expect(failures).toEqual([]);
+    expect(await replayFailures([...histories, ...fixtures])).toEqual([]);
   });
 });

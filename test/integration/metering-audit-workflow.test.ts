@@ -7,16 +7,15 @@
  * asserted, and its history replays deterministically.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
+import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, admittedKey, connectDeciderRedis, shardOf, type DeciderRedis } from '../../src/decider/index.js';
 import { DynamoAuditStore, DynamoLedgerStore, EMPTY_AUDIT_SUMMARY, MeteringAuditor, UsagePump, addToSummary, createDynamoClient, parseShard, type AuditReport, type AuditScanPosition } from '../../src/metering/index.js';
 import { createLogger, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { auditStateQuery, auditWorkflowId, ensureAuditWorkflow, type AuditSettings } from '../../src/workflows/index.js';
-import { createTollgateWorker, workflowsPath } from '../../src/workflows/index.js';
+import { createTollgateWorker } from '../../src/workflows/index.js';
+import { captureHistory, recordedHistories, replayFailures } from '../support/replay.js';
 import { allocateRedisDb } from '../support/allocate.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
@@ -24,7 +23,6 @@ import { AdmittedRecord, monthStartMs, runTraffic } from '../support/traffic.js'
 import { seededRandom } from '../support/usage-events.js';
 
 const SHARDS = 8;
-const HISTORIES = new URL('../fixtures/histories/', import.meta.url);
 const { url: redisUrl } = allocateRedisDb();
 const config = testConfig({ REDIS_URL: redisUrl, DECIDER_SHARDS: String(SHARDS) });
 const taskQueue = `audit-${randomBytes(4).toString('hex')}`;
@@ -118,16 +116,10 @@ describe('audit/<scope> workflow', () => {
     // and its history, and the recorded fixtures, replay deterministically
     const history = await handle.fetchHistory();
     // TOLLGATE_CAPTURE_HISTORIES=1 rewrites the fixture from this run
-    if (process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1') writeFileSync(new URL('audit-ledger.json', HISTORIES), `${historyToJSON(history)}\n`);
-    const fixtures = readdirSync(HISTORIES)
-      .filter((name) => /^audit-.*\.json$/.test(name))
-      .map((name) => ({ workflowId: name, history: JSON.parse(readFileSync(new URL(name, HISTORIES), 'utf8')) as unknown }));
+    captureHistory('audit-ledger.json', history);
+    const fixtures = recordedHistories(/^audit-/);
     expect(fixtures.length).toBeGreaterThanOrEqual(1);
-    const failures: string[] = [];
-    for await (const result of Worker.runReplayHistories({ workflowsPath: workflowsPath() }, [{ workflowId: auditWorkflowId(scope), history }, ...fixtures])) {
-      if (result.error !== undefined) failures.push(`${result.workflowId}: ${String(result.error)}`);
-    }
-    expect(failures).toEqual([]);
+    expect(await replayFailures([{ workflowId: auditWorkflowId(scope), history }, ...fixtures])).toEqual([]);
   });
 
   it('a terminated audit is started again by the next ensure (ALLOW_DUPLICATE), with a new run', async () => {

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { temporal } from '@temporalio/proto';
 import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker, type ReplayResult } from '@temporalio/worker';
-import { workflowsPath as currentWorkflowsPath } from '../../src/workflows/worker.js';
+import { workflowsPath as currentWorkflowsPath } from '../../src/workflows/index.js';
 
 type History = temporal.api.history.v1.IHistory;
 
