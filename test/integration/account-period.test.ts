@@ -23,6 +23,7 @@ import { accountTimings, accountWorkflowId, ensureAccountWorkflow, jobWorkflowId
 import { createAccountActivities } from '../../src/workflows/activities/index.js';
 import { deferredJobId } from '../../src/jobs/index.js';
 import { accountStateQuery, type AccountCarry } from '../../src/workflows/workflows/index.js';
+import { waitFor } from '../support/poll.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { runInProcessWorker } from '../support/worker-process.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
@@ -62,15 +63,7 @@ afterAll(async () => {
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, deadlineMs = 60_000): Promise<T> {
-  const end = Date.now() + deadlineMs;
-  while (Date.now() < end) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const until = waitFor;
 
 async function statementOf(tenant: string, periodStartMs: number, version: number): Promise<Statement | undefined> {
   const statement = await periods.getStatement({ tenant: parseTenantId(tenant), periodStart: iso(periodStartMs) });

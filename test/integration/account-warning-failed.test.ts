@@ -23,6 +23,7 @@ import { DynamoJobStore } from '../../src/jobs/index.js';
 import { accountTimings, accountWorkflowId, ensureAccountWorkflow } from '../../src/workflows/index.js';
 import { createAccountActivities } from '../../src/workflows/activities/index.js';
 import { accountStateQuery } from '../../src/workflows/workflows/index.js';
+import { waitFor } from '../support/poll.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { runInProcessWorker } from '../support/worker-process.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
@@ -73,8 +74,7 @@ describe('a warning whose delivery is given up', () => {
     // when the 80 % threshold is signalled to its account workflow
     started.push(accountWorkflowId(tenant));
     await ensureAccountWorkflow(env.client, { tenant, taskQueue, timings, warnings: [{ periodStartMs, limitId: 'month', percent: 80 }] });
-    const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline && (await periods.getWarning(ref))?.status !== 'failed') await sleep(100);
+    await waitFor('the warning to be recorded failed', async () => (await periods.getWarning(ref))?.status === 'failed');
 
     // then every attempt was POSTed (signed, one key), and the record says failed with the webhook's answer
     const record = await periods.getWarning(ref);

@@ -18,6 +18,7 @@ import { DynamoAccountStore, DynamoPeriodStore } from '../../src/billing/index.j
 import { createDynamoClient, parseShard } from '../../src/metering/index.js';
 import { parseEventId, parseKeyId, parseLimitId, systemClock, type TenantId } from '../../src/shared/index.js';
 import { accountWorkflowId, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import { waitFor } from '../support/poll.js';
 import { allocateShards, tenantInShards } from '../support/allocate.js';
 import { testConfig, testStack } from '../support/stack.js';
 import { killWorkerProcesses, startWorkerProcess, writeWorkflowBundle, type WorkerLife } from '../support/worker-process.js';
@@ -128,8 +129,10 @@ describe('threshold warnings under a storm, webhook failures and a worker crash'
     const periodStart = new Date(periodAt(MONTH, Date.now()).startMs).toISOString();
     const records = async (): Promise<(string | undefined)[]> =>
       Promise.all([80, 100].map(async (percent) => (await periods.getWarning({ tenant, periodStart, limitId: 'month', percent }))?.status));
-    const deadline = Date.now() + 90_000;
-    while (Date.now() < deadline && (receiver.processed.length < 2 || (await records()).some((status) => status !== 'delivered'))) await sleep(250);
+    await waitFor('both warnings processed and recorded delivered', async () => receiver.processed.length >= 2 && (await records()).every((status) => status === 'delivered'), {
+      timeoutMs: 90_000,
+      intervalMs: 250,
+    });
 
     // then each threshold was processed once, every attempt was signed and carried the threshold's key
     const keys = [`warning-${tenant}-${Date.parse(periodStart)}-month-80`, `warning-${tenant}-${Date.parse(periodStart)}-month-100`];

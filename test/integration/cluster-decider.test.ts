@@ -25,6 +25,7 @@ import {
   type LimitSpec,
 } from '../../src/decider/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
+import { waitFor } from '../support/poll.js';
 import { uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
 
@@ -235,12 +236,14 @@ describe('decider on Redis Cluster', () => {
     expect(results.filter((decision) => decision.kind === 'allowed' || decision.kind === 'warned')).toHaveLength(4 * 20);
     for (const tenant of tenants) expect(await eventCount(tenant)).toBe(20);
     // (the old master may claim the slot for a moment until it learns of the failover)
-    const deadline = Date.now() + 10_000;
-    let owner = await nodeFor(usageStreamKey(shardOf(parseTenantId(first), SHARDS))).catch(() => undefined);
-    while (owner?.port !== promotedPort && Date.now() < deadline) {
-      await new Promise((resolveWait) => setTimeout(resolveWait, 100));
-      owner = await nodeFor(usageStreamKey(shardOf(parseTenantId(first), SHARDS))).catch(() => undefined);
-    }
-    expect(owner?.port).toBe(promotedPort);
+    const owner = await waitFor(
+      'the promoted replica to own the slot',
+      async () => {
+        const found = await nodeFor(usageStreamKey(shardOf(parseTenantId(first), SHARDS))).catch(() => undefined);
+        return found?.port === promotedPort && found;
+      },
+      { timeoutMs: 10_000 },
+    );
+    expect(owner.port).toBe(promotedPort);
   }, 180_000);
 });

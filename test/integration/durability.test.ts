@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedis, stopProcess, type ManagedProcess } from '../../infra/services.js';
 import { RedisDecider, connectDeciderRedis, type DecideInput, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
+import { waitFor } from '../support/poll.js';
 import { uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
 
@@ -27,11 +28,7 @@ beforeAll(async () => {
   primary = await startRedis({ dataDir: scratch, port: primaryPort, name: 'primary' });
   replica = await startRedis({ dataDir: scratch, port: replicaPort, name: 'replica', extraArgs: ['--replicaof', '127.0.0.1', String(primaryPort)] });
   replicaAdmin = new Redis({ port: replicaPort });
-  const deadline = Date.now() + 20_000;
-  while (!(await replicaAdmin.info('replication')).includes('master_link_status:up')) {
-    if (Date.now() > deadline) throw new Error('replica did not sync');
-    await new Promise((resolveWait) => setTimeout(resolveWait, 50));
-  }
+  await waitFor('the replica to sync', async () => (await replicaAdmin.info('replication')).includes('master_link_status:up'), { timeoutMs: 20_000, intervalMs: 50 });
   client = await connectDeciderRedis({ url: `redis://127.0.0.1:${primaryPort}`, commandTimeoutMs: 2_000 });
 }, 60_000);
 

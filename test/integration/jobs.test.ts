@@ -29,6 +29,7 @@ import { createDynamoClient } from '../../src/metering/index.js';
 import { InvariantError, createLogger, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { DynamoJobStore, type JobExecutor, type JobSettings } from '../../src/jobs/index.js';
 import { createJobsWorker, jobWorkflowId, wakeDeferredJob, type DeferredJobResult } from '../../src/workflows/index.js';
+import { waitFor } from '../support/poll.js';
 import { captureHistory, recordedHistories, replayFailures } from '../support/replay.js';
 import { bodyOf, codeOf, plan, slowBucket } from '../support/graphql.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
@@ -158,17 +159,19 @@ async function getJob(yoga: ApiServer, key: string | null, path: string): Promis
 
 /** Polls `GET /jobs/<id>` until the job is in one of `statuses`; fails with the last status at the deadline. */
 async function waitForJob(yoga: ApiServer, key: string, id: string, statuses: string[], deadlineMs = 45_000): Promise<JobView> {
-  const until = Date.now() + deadlineMs;
   let last: JobView | undefined;
-  while (Date.now() < until) {
-    const response = await getJob(yoga, key, `/jobs/${id}`);
-    if (response.status === 200) {
+  return waitFor(
+    `job ${id} to reach ${statuses.join('/')}`,
+    async () => {
+      const response = await getJob(yoga, key, `/jobs/${id}`);
+      if (response.status !== 200) return undefined;
       last = ((await response.json()) as { job: JobView }).job;
-      if (statuses.includes(last.status)) return last;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`job ${id} did not reach ${statuses.join('/')} in time (last: ${last?.status ?? 'unreadable'})`);
+      return statuses.includes(last.status) && last;
+    },
+    { timeoutMs: deadlineMs },
+  ).catch((error: unknown) => {
+    throw new Error(`job ${id} did not reach ${statuses.join('/')} in time (last: ${last?.status ?? 'unreadable'})`, { cause: error });
+  });
 }
 
 /** Units left in the tenant's `burst` bucket (10 000 at start, refills 1 per hour). */

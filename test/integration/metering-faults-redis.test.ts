@@ -23,6 +23,7 @@ import { MeteringAuditor, createDynamoClient, deadLetterStreamKey, ledgerTableNa
 import { createLogger, systemClock, type TenantId } from '../../src/shared/index.js';
 import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
 import { createTollgateWorker } from '../../src/workflows/index.js';
+import { waitFor } from '../support/poll.js';
 import { allocateShards, tenantInShards } from '../support/allocate.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig } from '../support/stack.js';
@@ -146,10 +147,7 @@ describe('metering across Redis crashes (AOF, appendfsync always)', () => {
       },
     });
     await Promise.all(restarts);
-    for (let deadline = Date.now() + 60_000; !(await isDrained()); ) {
-      if (Date.now() > deadline) throw new Error('the pumps did not drain the streams within 60 s');
-      await sleep(200);
-    }
+    await waitFor('the pumps to drain the streams', isDrained, { timeoutMs: 60_000, intervalMs: 200 });
 
     // then Redis really restarted, twice
     expect(new Set(pids).size).toBe(3);

@@ -34,6 +34,7 @@ import { DynamoJobStore, type JobExecutor } from '../../src/jobs/index.js';
 import { createJobsWorker, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
 import { meterStateQuery } from '../../src/workflows/workflows/index.js';
 import { createTollgateWorker, workflowsPath } from '../../src/workflows/index.js';
+import { waitFor } from '../support/poll.js';
 import { allocateShards, tenantInShards } from '../support/allocate.js';
 import { bodyOf, codeOf, plan, slowBucket } from '../support/graphql.js';
 import { readLedgerPartition } from '../support/ledger.js';
@@ -183,10 +184,7 @@ describe('the Temporal server killed during reconciliation', () => {
       },
     });
     await restarted;
-    for (let deadline = Date.now() + 120_000; !(await isDrained(shards)); ) {
-      if (Date.now() > deadline) throw new Error('the pumps did not drain the streams within 120 s of the restart');
-      await sleep(250);
-    }
+    await waitFor('the pumps to drain the streams after the restart', () => isDrained(shards), { timeoutMs: 120_000, intervalMs: 250 });
 
     // then the decider answered every request (the hot path never needed Temporal)
     expect(record.admitted).toBe(260);
@@ -230,13 +228,16 @@ describe('the Temporal server killed during a burst of deferrals', () => {
   }
 
   async function waitForJob(yoga: ApiServer, key: string, id: string): Promise<JobView> {
-    for (let deadline = Date.now() + 120_000; Date.now() < deadline; await sleep(150)) {
-      const response = await yoga.fetch(`http://tollgate.test/jobs/${id}`, { headers: { authorization: `Bearer ${key}` } });
-      if (response.status !== 200) continue;
-      const job = ((await response.json()) as { job: JobView }).job;
-      if (job.status === 'succeeded' || job.status === 'failed' || job.status === 'expired') return job;
-    }
-    throw new Error(`job ${id} did not finish`);
+    return waitFor(
+      `job ${id} to finish`,
+      async () => {
+        const response = await yoga.fetch(`http://tollgate.test/jobs/${id}`, { headers: { authorization: `Bearer ${key}` } });
+        if (response.status !== 200) return undefined;
+        const job = ((await response.json()) as { job: JobView }).job;
+        return (job.status === 'succeeded' || job.status === 'failed' || job.status === 'expired') && job;
+      },
+      { timeoutMs: 120_000, intervalMs: 150 },
+    );
   }
 
   it('keeps answering, refuses deferrals with 503 JOBS_UNAVAILABLE while it is down, and runs every job exactly once after', async () => {

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accountTimings, accountWorkflowId, ensureAccountWorkflow, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import { waitFor } from '../support/poll.js';
 import { allocateShards } from '../support/allocate.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 
@@ -54,12 +55,14 @@ async function exercise(workflowId: string, ensure: () => Promise<void>, signalN
   await ensure();
   const restarted = await client.workflow.getHandle(workflowId).describe();
   // visibility is eventually consistent: wait until both runs are listed
-  const deadline = Date.now() + 10_000;
-  let listed = await runs(workflowId);
-  while (listed.length < 2 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    listed = await runs(workflowId);
-  }
+  const listed = await waitFor(
+    'both runs to be listed',
+    async () => {
+      const found = await runs(workflowId);
+      return found.length >= 2 && found;
+    },
+    { timeoutMs: 10_000, intervalMs: 200 },
+  );
   return { first, joined, signalsInFirst, restarted, listed };
 }
 
