@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedis, stopProcess, type ManagedProcess } from '../../infra/services.js';
-import { RedisDecider, connectDeciderRedis, type DecideInput, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
+import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type DecideInput, type Decision, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { waitFor } from '../support/poll.js';
 import { uniqueTenant } from '../support/stack.js';
@@ -70,16 +70,37 @@ describe('waitForReplicas', () => {
   });
 
   it('a paused replica costs at most the wait timeout and never changes the decision', async () => {
-    const decider = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock, waitForReplicas: { replicas: 1, timeoutMs: 150 } });
+    // given a decider that waits 150 ms for one replica, and the replica paused
+    const timeoutMs = 150;
+    const decider = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock, waitForReplicas: { replicas: 1, timeoutMs } });
     const tenant = uniqueTenant('dur');
     process.kill(replica.pid, 'SIGSTOP');
-    let decision;
-    try {
-      decision = await decider.decide(request(tenant));
-    } finally {
+    let isResumed = false;
+    const resume = (): void => {
+      if (isResumed) return;
+      isResumed = true;
       process.kill(replica.pid, 'SIGCONT');
+    };
+    // (a wait its timeout did not end would end only when the replica acknowledges: the replica comes back after
+    // 40 × the timeout, and a decision still waiting then would report its acknowledgement)
+    const backstop = setTimeout(resume, 40 * timeoutMs);
+    let decision: Decision | undefined;
+    let wasPausedThroughout: boolean;
+    try {
+      // when it decides
+      decision = await decider.decide(request(tenant));
+      wasPausedThroughout = !isResumed;
+    } finally {
+      clearTimeout(backstop);
+      resume();
     }
+    // then the wait ended by its timeout, with no replica acknowledged, while the replica was still paused
+    expect(wasPausedThroughout).toBe(true);
     expect(decision).toMatchObject({ kind: 'allowed', replicasAcked: 0 });
+    // and the decision stands: its usage event is on the primary
+    const streamId = decision?.kind === 'allowed' ? decision.streamId : 'none';
+    const [entry] = await client.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), streamId, streamId);
+    expect(entry?.[1]).toContain(tenant);
   });
 
   it('reports nothing when not asked to wait', async () => {
