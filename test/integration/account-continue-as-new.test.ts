@@ -19,6 +19,7 @@ import { createDynamoClient } from '../../src/metering/index.js';
 import { parseTenantId } from '../../src/shared/index.js';
 import { accountTimings, accountWorkflowId, ensureAccountWorkflow, type WarningRequest } from '../../src/workflows/index.js';
 import { accountStateQuery, type AccountCarry } from '../../src/workflows/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
 import { waitFor } from '../support/poll.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
 import { runInProcessWorker } from '../support/worker-process.js';
@@ -58,8 +59,7 @@ afterAll(async () => {
   await stopWorker();
   await env.teardown();
   await stopProcess(temporal);
-  await receiver.close();
-  dynamo.destroy();
+  await closeAll(receiver, dynamo);
 });
 
 describe('account/<tenant> across forced continue-as-new', () => {

@@ -23,6 +23,7 @@ import { accountTimings, accountWorkflowId, ensureAccountWorkflow, jobWorkflowId
 import { createAccountActivities } from '../../src/workflows/activities/index.js';
 import { deferredJobId } from '../../src/jobs/index.js';
 import { accountStateQuery, type AccountCarry } from '../../src/workflows/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
 import { waitFor } from '../support/poll.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { runInProcessWorker } from '../support/worker-process.js';
@@ -57,8 +58,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const id of started) await env.client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
   await stopWorker();
-  await env.teardown();
-  dynamo.destroy();
+  await closeAll(env, dynamo);
 });
 
 const iso = (ms: number): string => new Date(ms).toISOString();

@@ -5,10 +5,11 @@
  * leaves the batch pending, and the retry hands the same crossings again.
  */
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { connectDeciderRedis, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DependencyError, parseTenantId } from '../../src/shared/index.js';
 import { DynamoLedgerStore, UsagePump, createDynamoClient, parseShard, type CrossedThreshold, type WarningSink } from '../../src/metering/index.js';
+import { closeAfterAll } from '../support/teardown.js';
 import { allocateShards } from '../support/allocate.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { appendEvents, reservedEvent } from '../support/usage-events.js';
@@ -25,11 +26,7 @@ beforeAll(async () => {
   pumpRedis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 5_000 });
 });
 
-afterAll(() => {
-  redis.disconnect();
-  pumpRedis.disconnect();
-  dynamo.destroy();
-});
+closeAfterAll(() => [redis, pumpRedis, dynamo]);
 
 describe('UsagePump with a WarningSink', () => {
   it('hands the crossed thresholds over after the ledger write and before XACK; a refused hand-over is retried whole', async () => {

@@ -23,6 +23,7 @@ import { DynamoJobStore } from '../../src/jobs/index.js';
 import { accountTimings, accountWorkflowId, ensureAccountWorkflow } from '../../src/workflows/index.js';
 import { createAccountActivities } from '../../src/workflows/activities/index.js';
 import { accountStateQuery } from '../../src/workflows/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
 import { waitFor } from '../support/poll.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { runInProcessWorker } from '../support/worker-process.js';
@@ -57,9 +58,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const id of started) await env.client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
   await stopWorker();
-  await env.teardown();
-  await receiver.close();
-  dynamo.destroy();
+  await closeAll(env, receiver, dynamo);
 });
 
 describe('a warning whose delivery is given up', () => {

@@ -18,6 +18,7 @@ import { DynamoAccountStore, DynamoPeriodStore } from '../../src/billing/index.j
 import { createDynamoClient, parseShard } from '../../src/metering/index.js';
 import { parseEventId, parseKeyId, parseLimitId, systemClock, type TenantId } from '../../src/shared/index.js';
 import { accountWorkflowId, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
 import { waitFor } from '../support/poll.js';
 import { allocateShards, tenantInShards } from '../support/allocate.js';
 import { testConfig, testStack } from '../support/stack.js';
@@ -68,10 +69,7 @@ beforeAll(async () => {
 afterAll(async () => {
   killWorkerProcesses();
   for (const id of workflows) await client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
-  await temporal.close();
-  await receiver.close();
-  redis.disconnect();
-  dynamo.destroy();
+  await closeAll(temporal, receiver, redis, dynamo);
 });
 
 describe('threshold warnings under a storm, webhook failures and a worker crash', () => {

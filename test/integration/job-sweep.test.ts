@@ -23,6 +23,7 @@ import { DynamoJobStore, EMPTY_JOB_SWEEP_COUNTS, OPEN_JOB_SHARDS, addJobSweepCou
 import { WorkerMetrics, ensureJobSweepWorkflow, jobSweepStateQuery, jobSweepWorkflowId, jobWorkflowId, sweepOpenJobs, type JobSweepSettings } from '../../src/workflows/index.js';
 import type { DeferredJobInput } from '../../src/workflows/workflows/index.js';
 import { createTollgateWorker } from '../../src/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
 import { captureHistory, recordedHistories, replayFailures } from '../support/replay.js';
 import { TEST_SUBMISSION, jobWorkflowState, recordTestJob, type RecordTestJobInput } from '../support/jobs.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
@@ -52,7 +53,7 @@ afterAll(async () => {
   for await (const execution of client.workflow.list({ query: `TaskQueue = '${nobody}' AND ExecutionStatus = 'Running'` })) await client.workflow.getHandle(execution.workflowId).terminate('test over').catch(() => undefined);
   await connection.close();
   for (const table of dropped) await dynamo.send(new DeleteTableCommand({ TableName: table })).catch(() => undefined);
-  dynamo.destroy();
+  await closeAll(dynamo);
 });
 
 const SUBMISSION = TEST_SUBMISSION;

@@ -29,6 +29,7 @@ import { createDynamoClient } from '../../src/metering/index.js';
 import { InvariantError, createLogger, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { DynamoJobStore, type JobExecutor, type JobSettings } from '../../src/jobs/index.js';
 import { createJobsWorker, jobWorkflowId, wakeDeferredJob, type DeferredJobResult } from '../../src/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
 import { waitFor } from '../support/poll.js';
 import { captureHistory, recordedHistories, replayFailures } from '../support/replay.js';
 import { bodyOf, codeOf, plan, slowBucket } from '../support/graphql.js';
@@ -98,9 +99,7 @@ afterAll(async () => {
   await receiver.close();
   worker.shutdown();
   await workerRun;
-  await env.teardown();
-  redis.disconnect();
-  dynamo.destroy();
+  await closeAll(env, redis, dynamo);
 });
 
 /** The API as the server builds it, with a TemporalDeferrer of the given settings. */

@@ -7,10 +7,11 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { connectDeciderRedis, createDeciderRedis, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DynamoLedgerStore, UsagePump, createDynamoClient, deadLetterStreamKey, parseShard } from '../../src/metering/index.js';
 import { createMeteringActivities, type PumpUsageBatchInput } from '../../src/workflows/activities/index.js';
+import { closeAfterAll } from '../support/teardown.js';
 import { allocateShards } from '../support/allocate.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
 import { appendEvents, generateEvents, reservedEvent, seededRandom } from '../support/usage-events.js';
@@ -32,12 +33,7 @@ beforeAll(async () => {
   await cluster.connect();
 });
 
-afterAll(() => {
-  redis.disconnect();
-  pumpRedis.disconnect();
-  cluster.disconnect();
-  dynamo.destroy();
-});
+closeAfterAll(() => [redis, pumpRedis, cluster, dynamo]);
 
 describe('pumpUsageBatch activity', () => {
   it('heartbeats at every stage and after each ledger transaction, and returns the batch counts', async () => {

@@ -15,6 +15,7 @@ import { DynamoAuditStore, DynamoLedgerStore, EMPTY_AUDIT_SUMMARY, MeteringAudit
 import { createLogger, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { auditStateQuery, auditWorkflowId, ensureAuditWorkflow, type AuditSettings } from '../../src/workflows/index.js';
 import { createTollgateWorker } from '../../src/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
 import { captureHistory, recordedHistories, replayFailures } from '../support/replay.js';
 import { allocateRedisDb } from '../support/allocate.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
@@ -51,9 +52,7 @@ afterAll(async () => {
   worker.shutdown();
   await workerRun;
   closeWorker();
-  await env.teardown();
-  redis.disconnect();
-  dynamo.destroy();
+  await closeAll(env, redis, dynamo);
 });
 
 async function reportAfter(startedAfterMs: number): Promise<AuditReport> {

@@ -6,7 +6,7 @@
  * what the scripts really write, not a hand-built copy.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   RedisDecider,
   admittedKey,
@@ -20,6 +20,7 @@ import {
 import { DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard, type AuditOutcome, type TenantPeriodAudit } from '../../src/metering/index.js';
 import { DynamoPeriodStore } from '../../src/billing/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock, type TenantId } from '../../src/shared/index.js';
+import { closeAfterAll } from '../support/teardown.js';
 import { allocateShards, tenantInShards } from '../support/allocate.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig } from '../support/stack.js';
@@ -38,10 +39,7 @@ beforeAll(async () => {
   redis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 5_000 });
 });
 
-afterAll(() => {
-  redis.disconnect();
-  dynamo.destroy();
-});
+closeAfterAll(() => [redis, dynamo]);
 
 /** A fresh tenant whose shard, and the `parts - 1` after it (a whale's sub-shards), are this file's. */
 const tenantInRange = (parts = 1): TenantId => tenantInShards(range, 'audit', parts);

@@ -19,6 +19,7 @@ import { usageStreamKey } from '../../src/decider/index.js';
 import { createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
 import { meterSettingsSignal, meterStateQuery } from '../../src/workflows/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
 import { allocateShards } from '../support/allocate.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
@@ -87,9 +88,7 @@ afterAll(async () => {
   for (const shard of shards) {
     await client.workflow.getHandle(meterWorkflowId(shard)).terminate('test over').catch(() => undefined);
   }
-  await temporal.close();
-  redis.disconnect();
-  dynamo.destroy();
+  await closeAll(temporal, redis, dynamo);
 });
 
 describe('meter/<shard> pump under SIGKILL', () => {

@@ -12,10 +12,11 @@
  * Its shards come from the test allocator. Replay with TOLLGATE_FAULT_SEED=<seed>.
  */
 import { randomInt } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { DependencyError, parseEventId, systemClock, type TenantId } from '../../src/shared/index.js';
+import { closeAfterAll } from '../support/teardown.js';
 import { allocateShards, tenantInShards } from '../support/allocate.js';
 import { injectDynamoFaults } from '../support/dynamo-faults.js';
 import { readLedgerPartition } from '../support/ledger.js';
@@ -38,11 +39,7 @@ beforeAll(async () => {
   redis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 5_000 });
 });
 
-afterAll(() => {
-  redis.disconnect();
-  clean.destroy();
-  faulty.destroy();
-});
+closeAfterAll(() => [redis, clean, faulty]);
 
 const tenantInRange = (): TenantId => tenantInShards(range, 'ddbf');
 

@@ -4,10 +4,11 @@
  */
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { connectDeciderRedis, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DependencyError } from '../../src/shared/index.js';
 import { DynamoLedgerStore, UsagePump, createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard, type PumpBatchResult, type PumpStage } from '../../src/metering/index.js';
+import { closeAfterAll } from '../support/teardown.js';
 import { allocateShards } from '../support/allocate.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { readLedgerPartition } from '../support/ledger.js';
@@ -39,11 +40,7 @@ beforeAll(async () => {
   pumpRedis = await connectDeciderRedis({ url: config.redis.url, clusterNodes: undefined, commandTimeoutMs: 5_000 });
 });
 
-afterAll(() => {
-  redis.disconnect();
-  pumpRedis.disconnect();
-  dynamo.destroy();
-});
+closeAfterAll(() => [redis, pumpRedis, dynamo]);
 
 class CrashAt extends Error {}
 

@@ -15,6 +15,7 @@ import { createDynamoClient, ledgerTableName, parseShard } from '../../src/meter
 import { freePort } from '../../infra/services.js';
 import { DynamoAuditStore } from '../../src/metering/index.js';
 import { auditWorkflowId, jobSweepStateQuery, jobSweepWorkflowId, meterWorkflowId } from '../../src/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
 import { waitFor } from '../support/poll.js';
 import { allocateRedisDb } from '../support/allocate.js';
 import { readLedgerPartition } from '../support/ledger.js';
@@ -42,9 +43,7 @@ afterAll(async () => {
   }
   await client.workflow.getHandle(auditWorkflowId('all')).terminate('test over').catch(() => undefined);
   await client.workflow.getHandle(jobSweepWorkflowId('all')).terminate('test over').catch(() => undefined);
-  await temporal.close();
-  redis.disconnect();
-  dynamo.destroy();
+  await closeAll(temporal, redis, dynamo);
 });
 
 describe('worker entry point', () => {

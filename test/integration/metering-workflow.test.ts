@@ -16,6 +16,7 @@ import { usageStreamKey } from '../../src/decider/index.js';
 import { createDynamoClient, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
 import { meterSettingsQuery, meterStateQuery, type MeterState } from '../../src/workflows/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
 import { allocateShards } from '../support/allocate.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
@@ -48,9 +49,7 @@ afterAll(async () => {
     await env.client.workflow.getHandle(meterWorkflowId(shard)).terminate('test over').catch(() => undefined);
   }
   await stopWorker();
-  await env.teardown();
-  redis.disconnect();
-  dynamo.destroy();
+  await closeAll(env, redis, dynamo);
 });
 
 async function stateOf(shard: number): Promise<MeterState> {

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accountTimings, accountWorkflowId, ensureAccountWorkflow, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
 import { waitFor } from '../support/poll.js';
 import { allocateShards } from '../support/allocate.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
@@ -29,7 +30,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const id of started) await client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
-  await connection.close();
+  await closeAll(connection);
 });
 
 async function runs(workflowId: string): Promise<{ runId: string; status: string }[]> {
