@@ -26,6 +26,7 @@ import {
 } from '../../src/decider/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { waitFor } from '../support/poll.js';
+import { closeAll } from '../support/teardown.js';
 import { uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
 
@@ -45,7 +46,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  client.disconnect();
+  await closeAll(client);
   await Promise.all(cluster.processes.map((proc) => stopProcess(proc)));
   rmSync(scratch, { recursive: true, force: true });
 });

@@ -32,6 +32,7 @@ import {
   parseTenantId,
   systemClock,
 } from '../../src/shared/index.js';
+import { closeAfterAll } from '../support/teardown.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
 
@@ -44,9 +45,7 @@ beforeAll(async () => {
   decider = new RedisDecider(redis, { shardCount: SHARDS, clock: systemClock });
 });
 
-afterAll(() => {
-  redis.disconnect();
-});
+closeAfterAll(() => [redis]);
 
 const requestId = (): ReturnType<typeof parseEventId> => parseEventId(`r-${randomBytes(6).toString('hex')}`);
 

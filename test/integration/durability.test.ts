@@ -13,6 +13,7 @@ import { freePort, startRedis, stopProcess, type ManagedProcess } from '../../in
 import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type DecideInput, type Decision, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { waitFor } from '../support/poll.js';
+import { closeAll } from '../support/teardown.js';
 import { uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
 
@@ -21,6 +22,8 @@ const scratch = mkdtempSync(join(tmpdir(), 'tollgate-durability-'));
 let primary: ManagedProcess;
 let replica: ManagedProcess;
 let client: DeciderRedis;
+/** A client whose command timeout (60 s) is far above any wait here: only WAIT's own timeout can end a wait. */
+let patient: DeciderRedis;
 let replicaAdmin: Redis;
 
 beforeAll(async () => {
@@ -30,11 +33,11 @@ beforeAll(async () => {
   replicaAdmin = new Redis({ port: replicaPort });
   await waitFor('the replica to sync', async () => (await replicaAdmin.info('replication')).includes('master_link_status:up'), { timeoutMs: 20_000, intervalMs: 50 });
   client = await connectDeciderRedis({ url: `redis://127.0.0.1:${primaryPort}`, commandTimeoutMs: 2_000 });
+  patient = await connectDeciderRedis({ url: `redis://127.0.0.1:${primaryPort}`, commandTimeoutMs: 60_000 });
 }, 60_000);
 
 afterAll(async () => {
-  client.disconnect();
-  replicaAdmin.disconnect();
+  await closeAll(client, patient, replicaAdmin);
   await Promise.all([stopProcess(replica), stopProcess(primary)]);
   rmSync(scratch, { recursive: true, force: true });
 });
@@ -70,9 +73,10 @@ describe('waitForReplicas', () => {
   });
 
   it('a paused replica costs at most the wait timeout and never changes the decision', async () => {
-    // given a decider that waits 150 ms for one replica, and the replica paused
+    // given a decider that waits 150 ms for one replica, on a client whose command timeout cannot end the wait first,
+    // and the replica paused
     const timeoutMs = 150;
-    const decider = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock, waitForReplicas: { replicas: 1, timeoutMs } });
+    const decider = new RedisDecider(patient, { shardCount: SHARDS, clock: systemClock, waitForReplicas: { replicas: 1, timeoutMs } });
     const tenant = uniqueTenant('dur');
     process.kill(replica.pid, 'SIGSTOP');
     let isResumed = false;

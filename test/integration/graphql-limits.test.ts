@@ -23,6 +23,7 @@ import { KEY_PATTERN } from '../../src/decider/keys.js';
 import { DynamoResponseStore, responsesTableName } from '../../src/graphql/index.js';
 import { createDynamoClient } from '../../src/metering/index.js';
 import { DependencyError, parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
+import { closeAfterAll } from '../support/teardown.js';
 import {
   CountingDecider,
   bodyOf,
@@ -44,9 +45,7 @@ beforeAll(async () => {
   decider = new CountingDecider(new RedisDecider(redis, { shardCount: SHARDS, clock: systemClock }));
 });
 
-afterAll(() => {
-  redis.disconnect();
-});
+closeAfterAll(() => [redis]);
 
 /** Units left in a tenant's key's token bucket, straight from Redis. */
 async function bucketTokens(tenant: string, keyId = 'k1', limitId = 'burst'): Promise<number> {

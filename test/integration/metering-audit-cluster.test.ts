@@ -3,10 +3,11 @@
  * snapshot MULTIs stay in one slot (the shard's hash tag), the SCAN walks
  * every master in turn, and a whale tenant's parts on different nodes are summed.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, createDeciderRedis, shardOf, shardOfPart, type DeciderRedis } from '../../src/decider/index.js';
 import { DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, parseShard, readStreamLag, type AuditOutcome, type AuditScanPosition } from '../../src/metering/index.js';
 import { parseTenantId, systemClock } from '../../src/shared/index.js';
+import { closeAfterAll } from '../support/teardown.js';
 import { allocateShards, tenantInShards } from '../support/allocate.js';
 import { testConfig, testStack } from '../support/stack.js';
 import { AdmittedRecord, monthStartMs, runTraffic } from '../support/traffic.js';
@@ -23,10 +24,7 @@ beforeAll(async () => {
   await cluster.connect();
 });
 
-afterAll(() => {
-  cluster.disconnect();
-  dynamo.destroy();
-});
+closeAfterAll(() => [cluster, dynamo]);
 
 /** A fresh tenant whose shard, and the `parts - 1` after it, are this file's (from the test allocator). */
 const tenantInRange = (prefix: string, parts = 1): string => tenantInShards(range, prefix, parts);
