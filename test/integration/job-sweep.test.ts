@@ -23,6 +23,7 @@ import { DynamoJobStore, EMPTY_JOB_SWEEP_COUNTS, OPEN_JOB_SHARDS, addJobSweepCou
 import { WorkerMetrics, ensureJobSweepWorkflow, jobSweepStateQuery, jobSweepWorkflowId, jobWorkflowId, sweepOpenJobs, type JobSweepSettings } from '../../src/workflows/index.js';
 import type { DeferredJobInput } from '../../src/workflows/workflows/index.js';
 import { createTollgateWorker } from '../../src/workflows/index.js';
+import { waitFor } from '../support/poll.js';
 import { closeAll } from '../support/teardown.js';
 import { captureHistory, recordedHistories, replayFailures } from '../support/replay.js';
 import { TEST_SUBMISSION, jobWorkflowState, recordTestJob, type RecordTestJobInput } from '../support/jobs.js';
@@ -248,16 +249,17 @@ describe('jobs-sweep/<scope> workflow', () => {
       const secondRun = await ensureJobSweepWorkflow(client, { scope, taskQueue: workerQueue, settings: sweepSettings });
       expect(secondRun).toBe(firstRun);
       // then every orphan is started again
-      for (const jobId of orphans) {
-        while ((await workflowState(tenant, jobId)) !== 'RUNNING') await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      for (const jobId of orphans) await waitFor(`orphan ${jobId} running`, async () => (await workflowState(tenant, jobId)) === 'RUNNING');
       // and the sweep goes on, cycle after cycle, in new runs (4 pages per run)
       const handle = client.workflow.getHandle(jobSweepWorkflowId(scope));
-      let state = await handle.query(jobSweepStateQuery);
-      while (state.completedCycles < 3) {
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        state = await handle.query(jobSweepStateQuery);
-      }
+      const state = await waitFor(
+        'three sweep cycles',
+        async () => {
+          const current = await handle.query(jobSweepStateQuery);
+          return current.completedCycles >= 3 && current;
+        },
+        { intervalMs: 200 },
+      );
       expect((await handle.describe()).runId).not.toBe(firstRun);
       expect(state.last?.restarted).toBe(0);
       expect(state.last?.running).toBeGreaterThanOrEqual(3);

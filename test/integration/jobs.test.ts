@@ -391,14 +391,16 @@ describe('a job whose workflow was lost', () => {
     expect(retry.response.status).toBe(202);
     expect(retry.id).toBe(id);
     expect((await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: id })).describe()).status.name).toBe('RUNNING');
-    const until = Date.now() + 45_000;
-    let job: JobView | undefined;
-    while (job?.status !== 'succeeded' && Date.now() < until) {
-      await wakeDeferredJob(env.client, { tenant, jobId: id });
-      job = await waitForJob(yoga, key, id, ['queued', 'running', 'succeeded', 'failed', 'expired']);
-      if (job.status !== 'succeeded') await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    expect(job?.status).toBe('succeeded');
+    const job = await waitFor(
+      `job ${id} woken and succeeded`,
+      async () => {
+        await wakeDeferredJob(env.client, { tenant, jobId: id });
+        const seen = await waitForJob(yoga, key, id, ['queued', 'running', 'succeeded', 'failed', 'expired']);
+        return seen.status === 'succeeded' && seen;
+      },
+      { timeoutMs: 45_000, intervalMs: 200 },
+    );
+    expect(job.status).toBe('succeeded');
     expect(store.resolverCalls - callsAtDefer).toBe(1);
     expect(await usageEvents(tenant, 'usage.reserved.v1', (await jobStore.get(parseTenantId(tenant), id))?.requestId ?? '')).toHaveLength(1);
     expect(await jobStore.openJobs(parseTenantId(tenant))).toBe(0);
@@ -416,14 +418,14 @@ describe('a job while no API process polls its queue', () => {
     expect(response.status).toBe(202);
     const callsAtDefer = store.resolverCalls;
     // when the limit has long had room and a worker comes back (polling for the job, at least until it has run)
-    const probeUntil = Date.now() + 30_000;
-    let hasRoom = false;
-    while (!hasRoom && Date.now() < probeUntil) {
-      const probe = await bodyOf(await post(yoga, key, { query: '{ me { tenant } }' }));
-      hasRoom = (probe.extensions?.cost?.limits.find((limit) => limit.id === 'heavy')?.remaining ?? 0) >= EXPORT_COST;
-      if (!hasRoom) await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    expect(hasRoom).toBe(true);
+    await waitFor(
+      'room for the export in the heavy limit',
+      async () => {
+        const probe = await bodyOf(await post(yoga, key, { query: '{ me { tenant } }' }));
+        return (probe.extensions?.cost?.limits.find((limit) => limit.id === 'heavy')?.remaining ?? 0) >= EXPORT_COST;
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
     expect((await jobStore.get(parseTenantId(tenant), id))?.status).toBe('queued');
     const restarted = await createJobsWorker({
       connection: env.nativeConnection,
@@ -537,18 +539,19 @@ describe('waking a job', () => {
     const { response, id } = await deferExport(yoga, key, 'wake-me');
     expect(response.status).toBe(202);
     // when it is woken (repeatedly, as a quota reset would) until it has run
-    const until = Date.now() + 45_000;
-    let job: JobView | undefined;
-    while (Date.now() < until) {
-      // (false once the job has finished between two polls)
-      await wakeDeferredJob(env.client, { tenant, jobId: id });
-      const reply = await getJob(yoga, key, `/jobs/${id}`);
-      job = ((await reply.json()) as { job: JobView }).job;
-      if (job.status === 'succeeded') break;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    const job = await waitFor(
+      `job ${id} woken and succeeded`,
+      async () => {
+        // (false once the job has finished between two polls)
+        await wakeDeferredJob(env.client, { tenant, jobId: id });
+        const reply = await getJob(yoga, key, `/jobs/${id}`);
+        const seen = ((await reply.json()) as { job: JobView }).job;
+        return seen.status === 'succeeded' && seen;
+      },
+      { timeoutMs: 45_000, intervalMs: 200 },
+    );
     // then it ran long before its next scheduled attempt
-    expect(job?.status).toBe('succeeded');
+    expect(job.status).toBe('succeeded');
     await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: id })).result();
     expect(await wakeDeferredJob(env.client, { tenant, jobId: id })).toBe(false);
     finishedWorkflows.push({ workflowId: jobWorkflowId({ tenant, jobId: id }), fixture: 'job-woken.json' });
