@@ -2,15 +2,27 @@
  * Starts the real services once per test run (through infra/), or attaches to
  * the ones the environment names, and hands their endpoints to test files via
  * `inject('stack')`. An unreachable or missing service throws here, which
- * fails the whole run: integration tests never skip.
+ * fails the whole run: integration tests never skip. It also sets up the
+ * allocator of shards and Redis databases (`inject('allocations')`,
+ * test/support/allocate.ts).
  */
+import { randomBytes, randomInt } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startLocalRedisCluster, stopProcess, type ManagedProcess } from '../infra/services.js';
 import { upStack, type Stack } from '../infra/stack.js';
+import { LOGICAL_SHARDS, initAllocations, type AllocationPools } from './support/allocate.js';
 import type { TestStack } from './support/stack.js';
+
+/** Shards below this are for files with a small shard count (16, 256) on database 0; the rest are allocated. */
+const ALLOCATED_SHARDS_FROM = 1_024;
+/** Redis's default number of databases. */
+const REDIS_DATABASES = 16;
 
 let stack: Stack | undefined;
 let clusterProcesses: ManagedProcess[] = [];
+let allocationsDir: string | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
   const log = (line: string): void => console.log(`[global-setup] ${line}`);
@@ -42,9 +54,21 @@ export async function setup(project: TestProject): Promise<void> {
     dataDir: stack.dataDir,
   };
   project.provide('stack', provided);
+
+  const sharedDb = Number(/\/(\d+)$/.exec(stack.redisUrl)?.[1] ?? '0');
+  const pools: AllocationPools = {
+    dir: join(stack.dataDir, `allocations-${process.pid}-${randomBytes(4).toString('hex')}`),
+    shards: { first: ALLOCATED_SHARDS_FROM, end: LOGICAL_SHARDS },
+    redisDbs: Array.from({ length: REDIS_DATABASES }, (_, db) => db).filter((db) => db !== sharedDb),
+  };
+  allocationsDir = pools.dir;
+  // a random start per run: an attached Redis that outlives runs still gives each file fresh streams
+  initAllocations(pools, randomInt(pools.shards.first, pools.shards.end));
+  project.provide('allocations', pools);
 }
 
 export async function teardown(): Promise<void> {
   await Promise.all(clusterProcesses.map((proc) => stopProcess(proc)));
   await stack?.stop();
+  if (allocationsDir !== undefined) rmSync(allocationsDir, { recursive: true, force: true });
 }

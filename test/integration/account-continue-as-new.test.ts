@@ -19,13 +19,15 @@ import { createDynamoClient } from '../../src/metering/index.js';
 import { parseTenantId } from '../../src/shared/index.js';
 import { accountTimings, accountWorkflowId, ensureAccountWorkflow, type WarningRequest } from '../../src/workflows/index.js';
 import { accountStateQuery, type AccountCarry } from '../../src/workflows/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
+import { waitFor } from '../support/poll.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
 import { runInProcessWorker } from '../support/worker-process.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
+import { MONTH, sleep } from '../support/time.js';
 
 const SECRET = 'can-test-secret-0123456789';
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const shouldCapture = process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1';
 const taskQueue = `account-can-${randomBytes(4).toString('hex')}`;
 let config: ReturnType<typeof testConfig>;
@@ -57,11 +59,8 @@ afterAll(async () => {
   await stopWorker();
   await env.teardown();
   await stopProcess(temporal);
-  await receiver.close();
-  dynamo.destroy();
+  await closeAll(receiver, dynamo);
 });
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('account/<tenant> across forced continue-as-new', () => {
   it('delivers each of 150 thresholds exactly once while signals arrive across many runs', async () => {
@@ -84,12 +83,14 @@ describe('account/<tenant> across forced continue-as-new', () => {
       await sleep(400);
     }
     const handle = env.client.workflow.getHandle(accountWorkflowId(tenant));
-    const deadline = Date.now() + 120_000;
-    let state: AccountCarry & { inFlight: number } = await handle.query(accountStateQuery);
-    while (Date.now() < deadline && !(receiver.processed.length >= distinct.length && state.queue.length === 0 && state.inFlight === 0)) {
-      await sleep(250);
-      state = await handle.query(accountStateQuery);
-    }
+    const state: AccountCarry & { inFlight: number } = await waitFor(
+      'every delivery processed and the account idle',
+      async () => {
+        const current = await handle.query(accountStateQuery);
+        return receiver.processed.length >= distinct.length && current.queue.length === 0 && current.inFlight === 0 && current;
+      },
+      { timeoutMs: 120_000, intervalMs: 250 },
+    );
 
     // then every threshold was POSTed once, signed, and recorded delivered; every signal was received
     expect(receiver.processed.length).toBe(distinct.length);

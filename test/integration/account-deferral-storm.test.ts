@@ -28,6 +28,7 @@ import { accountStateQuery, type AccountCarry } from '../../src/workflows/workfl
 import { createTollgateWorker } from '../../src/workflows/index.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
+import { sleep } from '../support/time.js';
 
 // set by infra/test.sh for its own run of this file (2000); unset: skipped in the main run
 const JOBS = Number(process.env['TOLLGATE_STORM_JOBS'] ?? 0);
@@ -90,8 +91,7 @@ describe.runIf(JOBS > 0)('deferred jobs woken by period resets', () => {
     dynamo.destroy();
   });
 
-  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
+  
   it('runs each deferred job exactly once across several periods, never more than the quota per period', async () => {
     // given an account on 4-second periods and its workflow
     await accounts.put({ tenant, billingPeriod: PERIOD, price: { currency: 'EUR', baseFeeMicros: 0, includedUnits: 0, tiers: [{ unitPriceMicros: 1 }] } }, Date.now());

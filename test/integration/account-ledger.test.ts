@@ -5,10 +5,11 @@
  * to the next open period with `lateOf`, a retry stays a duplicate), warning
  * records (pending → delivered once).
  */
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DynamoAccountStore, DynamoPeriodStore, type AccountSettings } from '../../src/billing/index.js';
 import { DynamoLedgerStore, createDynamoClient, ledgerTableName, type LedgerEntry } from '../../src/metering/index.js';
 import { ValidationError, parseEventId, parseTenantId, type TenantId } from '../../src/shared/index.js';
+import { closeAfterAll } from '../support/teardown.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 
@@ -19,9 +20,7 @@ const periods = new DynamoPeriodStore(dynamo, { tablePrefix: config.dynamodb.tab
 const accounts = new DynamoAccountStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
 const table = ledgerTableName(config.dynamodb.tablePrefix);
 
-afterAll(() => {
-  dynamo.destroy();
-});
+closeAfterAll(() => [dynamo]);
 
 const P1 = '2026-10-01T00:00:00.000Z';
 const P2 = '2026-11-01T00:00:00.000Z';

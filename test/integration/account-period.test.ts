@@ -23,9 +23,12 @@ import { accountTimings, accountWorkflowId, ensureAccountWorkflow, jobWorkflowId
 import { createAccountActivities } from '../../src/workflows/activities/index.js';
 import { deferredJobId } from '../../src/jobs/index.js';
 import { accountStateQuery, type AccountCarry } from '../../src/workflows/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
+import { waitFor } from '../support/poll.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { runInProcessWorker } from '../support/worker-process.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
+import { sleep } from '../support/time.js';
 
 const PERIOD_SECONDS = 6;
 const config = testConfig({ ACCOUNT_LATE_GRACE_MS: '8000', ACCOUNT_ACTIVITY_TIMEOUT_MS: '15000' });
@@ -55,22 +58,12 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const id of started) await env.client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
   await stopWorker();
-  await env.teardown();
-  dynamo.destroy();
+  await closeAll(env, dynamo);
 });
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const iso = (ms: number): string => new Date(ms).toISOString();
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, deadlineMs = 60_000): Promise<T> {
-  const end = Date.now() + deadlineMs;
-  while (Date.now() < end) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const until = waitFor;
 
 async function statementOf(tenant: string, periodStartMs: number, version: number): Promise<Statement | undefined> {
   const statement = await periods.getStatement({ tenant: parseTenantId(tenant), periodStart: iso(periodStartMs) });

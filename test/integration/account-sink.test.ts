@@ -4,12 +4,13 @@
  * the ledger holds the batch and before it is acknowledged; a sink failure
  * leaves the batch pending, and the retry hands the same crossings again.
  */
-import { randomInt } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { connectDeciderRedis, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DependencyError, parseTenantId } from '../../src/shared/index.js';
 import { DynamoLedgerStore, UsagePump, createDynamoClient, parseShard, type CrossedThreshold, type WarningSink } from '../../src/metering/index.js';
+import { closeAfterAll } from '../support/teardown.js';
+import { allocateShards } from '../support/allocate.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { appendEvents, reservedEvent } from '../support/usage-events.js';
 
@@ -25,16 +26,12 @@ beforeAll(async () => {
   pumpRedis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 5_000 });
 });
 
-afterAll(() => {
-  redis.disconnect();
-  pumpRedis.disconnect();
-  dynamo.destroy();
-});
+closeAfterAll(() => [redis, pumpRedis, dynamo]);
 
 describe('UsagePump with a WarningSink', () => {
   it('hands the crossed thresholds over after the ledger write and before XACK; a refused hand-over is retried whole', async () => {
-    // given three events on a shard of this file's range (11000..11999), two of which crossed thresholds
-    const shard = parseShard(11_000 + randomInt(0, 1_000));
+    // given three events on a shard of this file's own, two of which crossed thresholds
+    const shard = parseShard(allocateShards(1).first);
     const stream = usageStreamKey(shard);
     const tenant = uniqueTenant('k');
     const plain = reservedEvent({ requestId: 'k-1', tenant, bp: BP, cost: 5 });

@@ -23,13 +23,15 @@ import { DynamoJobStore } from '../../src/jobs/index.js';
 import { accountTimings, accountWorkflowId, ensureAccountWorkflow } from '../../src/workflows/index.js';
 import { createAccountActivities } from '../../src/workflows/activities/index.js';
 import { accountStateQuery } from '../../src/workflows/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
+import { waitFor } from '../support/poll.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { runInProcessWorker } from '../support/worker-process.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
+import { MONTH, sleep } from '../support/time.js';
 
 const SECRET = 'failing-secret-0123456789abcdef';
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const ATTEMPTS = 3;
 const config = testConfig({
   ACCOUNT_WEBHOOK_TIMEOUT_MS: '2000',
@@ -56,12 +58,8 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const id of started) await env.client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
   await stopWorker();
-  await env.teardown();
-  await receiver.close();
-  dynamo.destroy();
+  await closeAll(env, receiver, dynamo);
 });
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('a warning whose delivery is given up', () => {
   it('is recorded failed with its reason after the configured attempts, and is never sent again', async () => {
@@ -75,8 +73,7 @@ describe('a warning whose delivery is given up', () => {
     // when the 80 % threshold is signalled to its account workflow
     started.push(accountWorkflowId(tenant));
     await ensureAccountWorkflow(env.client, { tenant, taskQueue, timings, warnings: [{ periodStartMs, limitId: 'month', percent: 80 }] });
-    const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline && (await periods.getWarning(ref))?.status !== 'failed') await sleep(100);
+    await waitFor('the warning to be recorded failed', async () => (await periods.getWarning(ref))?.status === 'failed');
 
     // then every attempt was POSTed (signed, one key), and the record says failed with the webhook's answer
     const record = await periods.getWarning(ref);

@@ -16,15 +16,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, connectDeciderRedis, periodAt, shardOf, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
 import { DynamoAccountStore, DynamoPeriodStore } from '../../src/billing/index.js';
 import { createDynamoClient, parseShard } from '../../src/metering/index.js';
-import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock, type TenantId } from '../../src/shared/index.js';
+import { parseEventId, parseKeyId, parseLimitId, systemClock, type TenantId } from '../../src/shared/index.js';
 import { accountWorkflowId, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
-import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
+import { closeAll } from '../support/teardown.js';
+import { waitFor } from '../support/poll.js';
+import { allocateShards, tenantInShards } from '../support/allocate.js';
+import { testConfig, testStack } from '../support/stack.js';
 import { killWorkerProcesses, startWorkerProcess, writeWorkflowBundle, type WorkerLife } from '../support/worker-process.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
+import { MONTH, sleep } from '../support/time.js';
 
 const SHARDS = 16_384;
+const range = allocateShards(256);
 const SECRET = 'storm-secret-0123456789abcdef';
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const config = testConfig();
 const stack = testStack();
 const taskQueue = `account-warnings-${randomBytes(4).toString('hex')}`;
@@ -51,16 +55,8 @@ function startWorker(shouldCrashOnWebhook: boolean): WorkerLife {
   });
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A fresh tenant whose shard (of 16 384) is in this file's range 16000..16999. */
-function tenantInRange(): TenantId {
-  for (;;) {
-    const tenant = parseTenantId(uniqueTenant('s'));
-    const shard = shardOf(tenant, SHARDS);
-    if (shard >= 16_000 && shard < 17_000) return tenant;
-  }
-}
+/** A fresh tenant whose shard (of 16 384) is in this file's range. */
+const tenantInRange = (): TenantId => tenantInShards(range, 's');
 
 beforeAll(async () => {
   redis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 5_000 });
@@ -73,10 +69,7 @@ beforeAll(async () => {
 afterAll(async () => {
   killWorkerProcesses();
   for (const id of workflows) await client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
-  await temporal.close();
-  await receiver.close();
-  redis.disconnect();
-  dynamo.destroy();
+  await closeAll(temporal, receiver, redis, dynamo);
 });
 
 describe('threshold warnings under a storm, webhook failures and a worker crash', () => {
@@ -134,8 +127,10 @@ describe('threshold warnings under a storm, webhook failures and a worker crash'
     const periodStart = new Date(periodAt(MONTH, Date.now()).startMs).toISOString();
     const records = async (): Promise<(string | undefined)[]> =>
       Promise.all([80, 100].map(async (percent) => (await periods.getWarning({ tenant, periodStart, limitId: 'month', percent }))?.status));
-    const deadline = Date.now() + 90_000;
-    while (Date.now() < deadline && (receiver.processed.length < 2 || (await records()).some((status) => status !== 'delivered'))) await sleep(250);
+    await waitFor('both warnings processed and recorded delivered', async () => receiver.processed.length >= 2 && (await records()).every((status) => status === 'delivered'), {
+      timeoutMs: 90_000,
+      intervalMs: 250,
+    });
 
     // then each threshold was processed once, every attempt was signed and carried the threshold's key
     const keys = [`warning-${tenant}-${Date.parse(periodStart)}-month-80`, `warning-${tenant}-${Date.parse(periodStart)}-month-100`];

@@ -4,7 +4,7 @@
  * hash tag, so no CROSSSLOT error can occur.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   appendUsage,
   assertNoEviction,
@@ -15,6 +15,7 @@ import {
   type DeciderRedis,
 } from '../../src/decider/index.js';
 import { parseEventId, parseTenantId } from '../../src/shared/index.js';
+import { closeAfterAll } from '../support/teardown.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 
 let cluster: DeciderRedis;
@@ -24,9 +25,7 @@ beforeAll(async () => {
   await cluster.connect();
 });
 
-afterAll(() => {
-  cluster.disconnect();
-});
+closeAfterAll(() => [cluster]);
 
 describe('Redis Cluster', () => {
   it('appends usage for tenants on every master without CROSSSLOT', async () => {

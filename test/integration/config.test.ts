@@ -11,6 +11,7 @@ import { DynamoConfigStore, LiveConfig, announceConfigVersion, configTableName, 
 import { seedDemoConfig } from '../../src/graphql/demo/index.js';
 import { createDynamoClient } from '../../src/metering/index.js';
 import { ConflictError, NotFoundError, ValidationError, createLogger, parsePlanId, systemClock } from '../../src/shared/index.js';
+import { closeAll } from '../support/teardown.js';
 import { bodyOf, codeOf, plan, slowBucket, testApp } from '../support/graphql.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 
@@ -27,10 +28,9 @@ beforeAll(async () => {
   store = new DynamoConfigStore(dynamo, { tablePrefix: stack.tablePrefix });
 });
 
-afterAll(() => {
+afterAll(async () => {
   for (const live of opened) live.close();
-  redis.disconnect();
-  dynamo.destroy();
+  await closeAll(redis, dynamo);
 });
 
 async function live(options: { redis?: DeciderRedis; pollMs?: number; store?: DynamoConfigStore } = {}): Promise<LiveConfig> {

@@ -10,16 +10,20 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedis, stopProcess, type ManagedProcess } from '../../infra/services.js';
-import { RedisDecider, connectDeciderRedis, type DecideInput, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
+import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type DecideInput, type Decision, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
+import { waitFor } from '../support/poll.js';
+import { closeAll } from '../support/teardown.js';
 import { uniqueTenant } from '../support/stack.js';
+import { MONTH } from '../support/time.js';
 
 const SHARDS = 16;
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-durability-'));
 let primary: ManagedProcess;
 let replica: ManagedProcess;
 let client: DeciderRedis;
+/** A client whose command timeout (60 s) is far above any wait here: only WAIT's own timeout can end a wait. */
+let patient: DeciderRedis;
 let replicaAdmin: Redis;
 
 beforeAll(async () => {
@@ -27,17 +31,13 @@ beforeAll(async () => {
   primary = await startRedis({ dataDir: scratch, port: primaryPort, name: 'primary' });
   replica = await startRedis({ dataDir: scratch, port: replicaPort, name: 'replica', extraArgs: ['--replicaof', '127.0.0.1', String(primaryPort)] });
   replicaAdmin = new Redis({ port: replicaPort });
-  const deadline = Date.now() + 20_000;
-  while (!(await replicaAdmin.info('replication')).includes('master_link_status:up')) {
-    if (Date.now() > deadline) throw new Error('replica did not sync');
-    await new Promise((resolveWait) => setTimeout(resolveWait, 50));
-  }
+  await waitFor('the replica to sync', async () => (await replicaAdmin.info('replication')).includes('master_link_status:up'), { timeoutMs: 20_000, intervalMs: 50 });
   client = await connectDeciderRedis({ url: `redis://127.0.0.1:${primaryPort}`, commandTimeoutMs: 2_000 });
+  patient = await connectDeciderRedis({ url: `redis://127.0.0.1:${primaryPort}`, commandTimeoutMs: 60_000 });
 }, 60_000);
 
 afterAll(async () => {
-  client.disconnect();
-  replicaAdmin.disconnect();
+  await closeAll(client, patient, replicaAdmin);
   await Promise.all([stopProcess(replica), stopProcess(primary)]);
   rmSync(scratch, { recursive: true, force: true });
 });
@@ -73,16 +73,38 @@ describe('waitForReplicas', () => {
   });
 
   it('a paused replica costs at most the wait timeout and never changes the decision', async () => {
-    const decider = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock, waitForReplicas: { replicas: 1, timeoutMs: 150 } });
+    // given a decider that waits 150 ms for one replica, on a client whose command timeout cannot end the wait first,
+    // and the replica paused
+    const timeoutMs = 150;
+    const decider = new RedisDecider(patient, { shardCount: SHARDS, clock: systemClock, waitForReplicas: { replicas: 1, timeoutMs } });
     const tenant = uniqueTenant('dur');
     process.kill(replica.pid, 'SIGSTOP');
-    let decision;
-    try {
-      decision = await decider.decide(request(tenant));
-    } finally {
+    let isResumed = false;
+    const resume = (): void => {
+      if (isResumed) return;
+      isResumed = true;
       process.kill(replica.pid, 'SIGCONT');
+    };
+    // (a wait its timeout did not end would end only when the replica acknowledges: the replica comes back after
+    // 40 × the timeout, and a decision still waiting then would report its acknowledgement)
+    const backstop = setTimeout(resume, 40 * timeoutMs);
+    let decision: Decision | undefined;
+    let wasPausedThroughout: boolean;
+    try {
+      // when it decides
+      decision = await decider.decide(request(tenant));
+      wasPausedThroughout = !isResumed;
+    } finally {
+      clearTimeout(backstop);
+      resume();
     }
+    // then the wait ended by its timeout, with no replica acknowledged, while the replica was still paused
+    expect(wasPausedThroughout).toBe(true);
     expect(decision).toMatchObject({ kind: 'allowed', replicasAcked: 0 });
+    // and the decision stands: its usage event is on the primary
+    const streamId = decision?.kind === 'allowed' ? decision.streamId : 'none';
+    const [entry] = await client.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), streamId, streamId);
+    expect(entry?.[1]).toContain(tenant);
   });
 
   it('reports nothing when not asked to wait', async () => {

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedis, stopProcess, type ManagedProcess } from '../../infra/services.js';
 import { FileSpool, ResilientDecider, createDeciderRedis, type DeciderRedis } from '../../src/decider/index.js';
 import { createLogger, systemClock } from '../../src/shared/index.js';
+import { waitFor } from '../support/poll.js';
 import { bodyOf, codeOf, plan, slowBucket, testApp } from '../support/graphql.js';
 import { uniqueTenant } from '../support/stack.js';
 
@@ -104,17 +105,15 @@ describe('decider down', () => {
     expect(refused.errors?.[0]?.extensions?.['degraded']).toBe('local');
 
     // and once Redis answers again, decisions are normal (the breaker probes after its cooldown)
-    const deadline = Date.now() + 15_000;
-    let recovered: Response | undefined;
-    while (Date.now() < deadline) {
-      const response = await api.post({ query: COST_7 }, { key: openKey });
-      if (response.headers.get('Tollgate-Degraded') === null) {
-        recovered = response;
-        break;
-      }
-      await new Promise((resolveWait) => setTimeout(resolveWait, 50));
-    }
-    expect(recovered?.status).toBe(200);
-    expect((await bodyOf(recovered as Response)).extensions?.cost?.degraded).toBeUndefined();
+    const recovered = await waitFor(
+      'a decision that is not degraded',
+      async () => {
+        const response = await api.post({ query: COST_7 }, { key: openKey });
+        return response.headers.get('Tollgate-Degraded') === null && response;
+      },
+      { timeoutMs: 15_000, intervalMs: 50 },
+    );
+    expect(recovered.status).toBe(200);
+    expect((await bodyOf(recovered)).extensions?.cost?.degraded).toBeUndefined();
   });
 });

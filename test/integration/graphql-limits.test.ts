@@ -23,6 +23,7 @@ import { KEY_PATTERN } from '../../src/decider/keys.js';
 import { DynamoResponseStore, responsesTableName } from '../../src/graphql/index.js';
 import { createDynamoClient } from '../../src/metering/index.js';
 import { DependencyError, parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
+import { closeAfterAll } from '../support/teardown.js';
 import {
   CountingDecider,
   bodyOf,
@@ -44,9 +45,7 @@ beforeAll(async () => {
   decider = new CountingDecider(new RedisDecider(redis, { shardCount: SHARDS, clock: systemClock }));
 });
 
-afterAll(() => {
-  redis.disconnect();
-});
+closeAfterAll(() => [redis]);
 
 /** Units left in a tenant's key's token bucket, straight from Redis. */
 async function bucketTokens(tenant: string, keyId = 'k1', limitId = 'burst'): Promise<number> {
@@ -62,11 +61,20 @@ async function bucketTokens(tenant: string, keyId = 'k1', limitId = 'burst'): Pr
   return decoded.kind === 'token-bucket' ? decoded.tokens : Number.NaN;
 }
 
+/** Every event of the tenant's shard stream, whoever's, after the entry id `after` (exclusive) when given. */
+async function shardEvents(tenant: string, after?: string): Promise<Record<string, string>[]> {
+  const entries = await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), after === undefined ? '-' : `(${after}`, '+');
+  return entries.map(([, fields]) => Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]])) as Record<string, string>);
+}
+
+/** The id of the last entry of the tenant's shard stream (`0-0` when it is empty). */
+async function lastEventId(tenant: string): Promise<string> {
+  const [last] = await redis.xrevrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '+', '-', 'COUNT', 1);
+  return last?.[0] ?? '0-0';
+}
+
 async function tenantEvents(tenant: string): Promise<Record<string, string>[]> {
-  const entries = await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+');
-  return entries
-    .map(([, fields]) => Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]])) as Record<string, string>)
-    .filter((event) => event['tenant'] === tenant);
+  return (await shardEvents(tenant)).filter((event) => event['tenant'] === tenant);
 }
 
 async function tenantKeys(tenant: string): Promise<string[]> {
@@ -372,13 +380,21 @@ describe('identity', () => {
     const [keyA, keyB] = [api.keyFor(tenantA, 'p'), api.keyFor(tenantB, 'p')];
     await api.post({ query: 'mutation { placeOrder(items: [{ productId: "p-0001", quantity: 1 }]) { id } }' }, { key: keyB });
     const before = await bucketTokens(tenantB);
+    const usageOfB = (await tenantEvents(tenantB)).length;
+    expect(usageOfB).toBeGreaterThan(0);
+    const [lastOfA, lastOfB] = [await lastEventId(tenantA), await lastEventId(tenantB)];
     // when A spends and reads
     const body = await bodyOf(await api.post({ query: `{ me { tenant } orders(first: 5) { nodes { id } } ${COST_7.slice(1, -1)} }` }, { key: keyA }));
     // then A saw only A, and B's buckets did not move
     expect(body.data).toMatchObject({ me: { tenant: tenantA }, orders: { nodes: [] } });
     expect(await bucketTokens(tenantB)).toBe(before);
     expect(decider.decides.at(-1)?.tenant).toBe(tenantA);
-    expect((await tenantEvents(tenantB)).every((event) => event['tenant'] === tenantB)).toBe(true);
+    // and of every event appended since, on A's shard and on B's (other files write there too), A's request made
+    // A's reserved and settled events and none is B's: B's usage is what it was
+    const appended = [...(await shardEvents(tenantA, lastOfA)), ...(shardOf(parseTenantId(tenantA), SHARDS) === shardOf(parseTenantId(tenantB), SHARDS) ? [] : await shardEvents(tenantB, lastOfB))];
+    expect(appended.filter((event) => event['tenant'] === tenantA).map((event) => event['type']).sort()).toEqual(['usage.reserved.v1', 'usage.settled.v1']);
+    expect(appended.filter((event) => event['tenant'] === tenantB)).toEqual([]);
+    expect((await tenantEvents(tenantB)).length).toBe(usageOfB);
   });
 });
 
@@ -557,8 +573,10 @@ describe('the limiter cannot be worn down cheaply', () => {
     const longName = await api.post({ query: `query ${'Q'.repeat(300)} { me { tenant } }` }, { key });
     expect(longName.status).toBe(400);
     expect(codeOf(await bodyOf(longName))).toBe('INVALID_ID');
+    // a hostile name the document does not hold selects no operation: refused before pricing, with yoga's code
     const unknownOperation = await api.post({ query: 'query A { me { tenant } }', operationName: 'A}:{\r\nEVAL' }, { key });
-    expect(unknownOperation.status).toBeGreaterThanOrEqual(400);
+    expect(unknownOperation.status).toBe(400);
+    expect(codeOf(await bodyOf(unknownOperation))).toBe('OPERATION_RESOLUTION_FAILURE');
     expect(decider.decides.length).toBe(before);
     // hostile tenant and key ids cannot even be stored
     expect(() => api.keyStore.add({ tenant: 'victim}:{s:1}', keyId: 'k', planId: 'p' })).toThrow(expect.objectContaining({ code: 'INVALID_ID' }));

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, connectDeciderRedis, type DeciderRedis } from '../../src/decider/index.js';
 import { forwardedClientIp } from '../../src/graphql/index.js';
 import { parseLimitId, parseTrustedProxies, systemClock } from '../../src/shared/index.js';
+import { closeAll } from '../support/teardown.js';
 import { CountingDecider, bodyOf, codeOf, plan, slowBucket, testApp, type TestApp } from '../support/graphql.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 
@@ -37,7 +38,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await new Promise<void>((resolveClose) => server.close(() => resolveClose()));
-  redis.disconnect();
+  await closeAll(redis);
 });
 
 const COST_7 = JSON.stringify({ query: '{ products(first: 6) { nodes { id } } }' });

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
 import { InMemoryPlanStore, SchemaJobExecutor } from '../../src/graphql/index.js';
 import { DemoStore, createDemoSchema } from '../../src/graphql/demo/index.js';
@@ -20,6 +20,7 @@ import {
   type JobAdmission,
 } from '../../src/workflows/activities/index.js';
 import { DynamoJobStore, type JobExecutor } from '../../src/jobs/index.js';
+import { closeAfterAll } from '../support/teardown.js';
 import { plan, slowBucket } from '../support/graphql.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 
@@ -33,10 +34,7 @@ beforeAll(async () => {
   redis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 5_000 });
 });
 
-afterAll(() => {
-  redis.disconnect();
-  dynamo.destroy();
-});
+closeAfterAll(() => [redis, dynamo]);
 
 const jobId = (): string => `j-${randomBytes(16).toString('hex')}`;
 

@@ -12,11 +12,9 @@
  * Job workflows run on a task queue nobody polls: only their starts are looked at.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { CreateTableCommand, DeleteTableCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { Client, Connection } from '@temporalio/client';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTables, tableNames } from '../../infra/tables.js';
 import { createDynamoClient } from '../../src/metering/index.js';
@@ -24,12 +22,14 @@ import { createLogger, parseTenantId, type TenantId } from '../../src/shared/ind
 import { DynamoJobStore, EMPTY_JOB_SWEEP_COUNTS, OPEN_JOB_SHARDS, addJobSweepCounts, openJobShard, type JobSettings, type JobSweepCounts, type JobSweepPosition } from '../../src/jobs/index.js';
 import { WorkerMetrics, ensureJobSweepWorkflow, jobSweepStateQuery, jobSweepWorkflowId, jobWorkflowId, sweepOpenJobs, type JobSweepSettings } from '../../src/workflows/index.js';
 import type { DeferredJobInput } from '../../src/workflows/workflows/index.js';
-import { createTollgateWorker, workflowsPath } from '../../src/workflows/index.js';
+import { createTollgateWorker } from '../../src/workflows/index.js';
+import { waitFor } from '../support/poll.js';
+import { closeAll } from '../support/teardown.js';
+import { captureHistory, recordedHistories, replayFailures } from '../support/replay.js';
 import { TEST_SUBMISSION, jobWorkflowState, recordTestJob, type RecordTestJobInput } from '../support/jobs.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 
-const HISTORIES = new URL('../fixtures/histories/', import.meta.url);
 const prefix = `sweep_${randomBytes(4).toString('hex')}_`;
 const config = testConfig({ DYNAMODB_TABLE_PREFIX: prefix });
 const nobody = `job-sweep-nobody-${randomBytes(4).toString('hex')}`;
@@ -54,7 +54,7 @@ afterAll(async () => {
   for await (const execution of client.workflow.list({ query: `TaskQueue = '${nobody}' AND ExecutionStatus = 'Running'` })) await client.workflow.getHandle(execution.workflowId).terminate('test over').catch(() => undefined);
   await connection.close();
   for (const table of dropped) await dynamo.send(new DeleteTableCommand({ TableName: table })).catch(() => undefined);
-  dynamo.destroy();
+  await closeAll(dynamo);
 });
 
 const SUBMISSION = TEST_SUBMISSION;
@@ -249,16 +249,17 @@ describe('jobs-sweep/<scope> workflow', () => {
       const secondRun = await ensureJobSweepWorkflow(client, { scope, taskQueue: workerQueue, settings: sweepSettings });
       expect(secondRun).toBe(firstRun);
       // then every orphan is started again
-      for (const jobId of orphans) {
-        while ((await workflowState(tenant, jobId)) !== 'RUNNING') await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      for (const jobId of orphans) await waitFor(`orphan ${jobId} running`, async () => (await workflowState(tenant, jobId)) === 'RUNNING');
       // and the sweep goes on, cycle after cycle, in new runs (4 pages per run)
       const handle = client.workflow.getHandle(jobSweepWorkflowId(scope));
-      let state = await handle.query(jobSweepStateQuery);
-      while (state.completedCycles < 3) {
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        state = await handle.query(jobSweepStateQuery);
-      }
+      const state = await waitFor(
+        'three sweep cycles',
+        async () => {
+          const current = await handle.query(jobSweepStateQuery);
+          return current.completedCycles >= 3 && current;
+        },
+        { intervalMs: 200 },
+      );
       expect((await handle.describe()).runId).not.toBe(firstRun);
       expect(state.last?.restarted).toBe(0);
       expect(state.last?.running).toBeGreaterThanOrEqual(3);
@@ -274,16 +275,10 @@ describe('jobs-sweep/<scope> workflow', () => {
       expect(events.at(-1)?.workflowExecutionContinuedAsNewEventAttributes).toBeTruthy();
       const history = await handle.fetchHistory();
       // TOLLGATE_CAPTURE_HISTORIES=1 rewrites the fixture from this run
-      if (process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1') writeFileSync(new URL('jobs-sweep.json', HISTORIES), `${historyToJSON(firstHistory)}\n`);
-      const fixtures = readdirSync(HISTORIES)
-        .filter((name) => /^jobs-sweep.*\.json$/.test(name))
-        .map((name) => ({ workflowId: name, history: JSON.parse(readFileSync(new URL(name, HISTORIES), 'utf8')) as unknown }));
+      captureHistory('jobs-sweep.json', firstHistory);
+      const fixtures = recordedHistories(/^jobs-sweep/);
       expect(fixtures.length).toBeGreaterThanOrEqual(1);
-      const failures: string[] = [];
-      for await (const result of Worker.runReplayHistories({ workflowsPath: workflowsPath() }, [{ workflowId: jobSweepWorkflowId(scope), history: firstHistory }, { workflowId: jobSweepWorkflowId(scope), history }, ...fixtures])) {
-        if (result.error !== undefined) failures.push(`${result.workflowId}: ${String(result.error)}`);
-      }
-      expect(failures).toEqual([]);
+      expect(await replayFailures([{ workflowId: jobSweepWorkflowId(scope), history: firstHistory }, { workflowId: jobSweepWorkflowId(scope), history }, ...fixtures])).toEqual([]);
 
       // when an operator terminates it, the next ensure starts a new run (ALLOW_DUPLICATE)
       const before = (await handle.describe()).runId;

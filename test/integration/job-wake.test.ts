@@ -19,6 +19,7 @@ import { DynamoJobStore, MAX_SUBMISSION_CHARS, type JobSettings } from '../../sr
 import { jobWorkflowId, restartDeferredJob } from '../../src/workflows/index.js';
 import { RESTART_GRACE_MS, createAccountActivities } from '../../src/workflows/activities/index.js';
 import type { DeferredJobInput } from '../../src/workflows/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
 import { TEST_SUBMISSION, jobWorkflowState, recordTestJob } from '../support/jobs.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 
@@ -38,8 +39,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const id of started) await client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
-  await connection.close();
-  dynamo.destroy();
+  await closeAll(connection, dynamo);
 });
 
 const SUBMISSION = TEST_SUBMISSION;

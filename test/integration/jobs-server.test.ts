@@ -12,6 +12,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../infra/services.js';
+import { waitFor } from '../support/poll.js';
 import { stackEnv } from '../support/stack.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -23,13 +24,6 @@ afterAll(() => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-async function until(what: string, check: () => boolean, deadlineMs = 60_000): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 describe('the API process with deferred jobs', () => {
   it('polls the jobs queue, serves job status to the key\'s tenant, and stops cleanly on SIGTERM', async () => {
@@ -54,7 +48,7 @@ describe('the API process with deferred jobs', () => {
     let stdout = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     const exited = new Promise<number | null>((resolveExit) => child?.on('exit', resolveExit));
-    await until('the API to listen with the jobs worker polling', () => stdout.includes('jobs worker polling') && stdout.includes('api listening'));
+    await waitFor('the API to listen with the jobs worker polling', () => stdout.includes('jobs worker polling') && stdout.includes('api listening'));
     const keys = JSON.parse(readFileSync(keysFile, 'utf8')) as { tenant: string; key: string }[];
     const acme = keys.find((entry) => entry.tenant === 'acme')?.key ?? '';
     const base = `http://127.0.0.1:${port}`;

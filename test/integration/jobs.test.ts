@@ -7,10 +7,8 @@
  * asserts on elapsed time.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
+import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   RedisDecider,
@@ -31,7 +29,9 @@ import { createDynamoClient } from '../../src/metering/index.js';
 import { InvariantError, createLogger, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { DynamoJobStore, type JobExecutor, type JobSettings } from '../../src/jobs/index.js';
 import { createJobsWorker, jobWorkflowId, wakeDeferredJob, type DeferredJobResult } from '../../src/workflows/index.js';
-import { workflowsPath } from '../../src/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
+import { waitFor } from '../support/poll.js';
+import { captureHistory, recordedHistories, replayFailures } from '../support/replay.js';
 import { bodyOf, codeOf, plan, slowBucket } from '../support/graphql.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
@@ -56,7 +56,6 @@ let worker: Worker;
 let workerRun: Promise<void>;
 /** Workflow ids of jobs that finished in this file, replayed at the end (determinism). */
 const finishedWorkflows: { workflowId: string; fixture: string }[] = [];
-const HISTORIES = new URL('../fixtures/histories/', import.meta.url);
 
 const EXPORT = 'mutation Export { exportOrdersReport { id rowCount } }';
 const EXPORT_COST = 500;
@@ -100,9 +99,7 @@ afterAll(async () => {
   await receiver.close();
   worker.shutdown();
   await workerRun;
-  await env.teardown();
-  redis.disconnect();
-  dynamo.destroy();
+  await closeAll(env, redis, dynamo);
 });
 
 /** The API as the server builds it, with a TemporalDeferrer of the given settings. */
@@ -161,17 +158,19 @@ async function getJob(yoga: ApiServer, key: string | null, path: string): Promis
 
 /** Polls `GET /jobs/<id>` until the job is in one of `statuses`; fails with the last status at the deadline. */
 async function waitForJob(yoga: ApiServer, key: string, id: string, statuses: string[], deadlineMs = 45_000): Promise<JobView> {
-  const until = Date.now() + deadlineMs;
   let last: JobView | undefined;
-  while (Date.now() < until) {
-    const response = await getJob(yoga, key, `/jobs/${id}`);
-    if (response.status === 200) {
+  return waitFor(
+    `job ${id} to reach ${statuses.join('/')}`,
+    async () => {
+      const response = await getJob(yoga, key, `/jobs/${id}`);
+      if (response.status !== 200) return undefined;
       last = ((await response.json()) as { job: JobView }).job;
-      if (statuses.includes(last.status)) return last;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`job ${id} did not reach ${statuses.join('/')} in time (last: ${last?.status ?? 'unreadable'})`);
+      return statuses.includes(last.status) && last;
+    },
+    { timeoutMs: deadlineMs },
+  ).catch((error: unknown) => {
+    throw new Error(`job ${id} did not reach ${statuses.join('/')} in time (last: ${last?.status ?? 'unreadable'})`, { cause: error });
+  });
 }
 
 /** Units left in the tenant's `burst` bucket (10 000 at start, refills 1 per hour). */
@@ -392,14 +391,16 @@ describe('a job whose workflow was lost', () => {
     expect(retry.response.status).toBe(202);
     expect(retry.id).toBe(id);
     expect((await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: id })).describe()).status.name).toBe('RUNNING');
-    const until = Date.now() + 45_000;
-    let job: JobView | undefined;
-    while (job?.status !== 'succeeded' && Date.now() < until) {
-      await wakeDeferredJob(env.client, { tenant, jobId: id });
-      job = await waitForJob(yoga, key, id, ['queued', 'running', 'succeeded', 'failed', 'expired']);
-      if (job.status !== 'succeeded') await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    expect(job?.status).toBe('succeeded');
+    const job = await waitFor(
+      `job ${id} woken and succeeded`,
+      async () => {
+        await wakeDeferredJob(env.client, { tenant, jobId: id });
+        const seen = await waitForJob(yoga, key, id, ['queued', 'running', 'succeeded', 'failed', 'expired']);
+        return seen.status === 'succeeded' && seen;
+      },
+      { timeoutMs: 45_000, intervalMs: 200 },
+    );
+    expect(job.status).toBe('succeeded');
     expect(store.resolverCalls - callsAtDefer).toBe(1);
     expect(await usageEvents(tenant, 'usage.reserved.v1', (await jobStore.get(parseTenantId(tenant), id))?.requestId ?? '')).toHaveLength(1);
     expect(await jobStore.openJobs(parseTenantId(tenant))).toBe(0);
@@ -417,14 +418,14 @@ describe('a job while no API process polls its queue', () => {
     expect(response.status).toBe(202);
     const callsAtDefer = store.resolverCalls;
     // when the limit has long had room and a worker comes back (polling for the job, at least until it has run)
-    const probeUntil = Date.now() + 30_000;
-    let hasRoom = false;
-    while (!hasRoom && Date.now() < probeUntil) {
-      const probe = await bodyOf(await post(yoga, key, { query: '{ me { tenant } }' }));
-      hasRoom = (probe.extensions?.cost?.limits.find((limit) => limit.id === 'heavy')?.remaining ?? 0) >= EXPORT_COST;
-      if (!hasRoom) await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    expect(hasRoom).toBe(true);
+    await waitFor(
+      'room for the export in the heavy limit',
+      async () => {
+        const probe = await bodyOf(await post(yoga, key, { query: '{ me { tenant } }' }));
+        return (probe.extensions?.cost?.limits.find((limit) => limit.id === 'heavy')?.remaining ?? 0) >= EXPORT_COST;
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
     expect((await jobStore.get(parseTenantId(tenant), id))?.status).toBe('queued');
     const restarted = await createJobsWorker({
       connection: env.nativeConnection,
@@ -538,18 +539,19 @@ describe('waking a job', () => {
     const { response, id } = await deferExport(yoga, key, 'wake-me');
     expect(response.status).toBe(202);
     // when it is woken (repeatedly, as a quota reset would) until it has run
-    const until = Date.now() + 45_000;
-    let job: JobView | undefined;
-    while (Date.now() < until) {
-      // (false once the job has finished between two polls)
-      await wakeDeferredJob(env.client, { tenant, jobId: id });
-      const reply = await getJob(yoga, key, `/jobs/${id}`);
-      job = ((await reply.json()) as { job: JobView }).job;
-      if (job.status === 'succeeded') break;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    const job = await waitFor(
+      `job ${id} woken and succeeded`,
+      async () => {
+        // (false once the job has finished between two polls)
+        await wakeDeferredJob(env.client, { tenant, jobId: id });
+        const reply = await getJob(yoga, key, `/jobs/${id}`);
+        const seen = ((await reply.json()) as { job: JobView }).job;
+        return seen.status === 'succeeded' && seen;
+      },
+      { timeoutMs: 45_000, intervalMs: 200 },
+    );
     // then it ran long before its next scheduled attempt
-    expect(job?.status).toBe('succeeded');
+    expect(job.status).toBe('succeeded');
     await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: id })).result();
     expect(await wakeDeferredJob(env.client, { tenant, jobId: id })).toBe(false);
     finishedWorkflows.push({ workflowId: jobWorkflowId({ tenant, jobId: id }), fixture: 'job-woken.json' });
@@ -564,17 +566,10 @@ describe('the job workflow is deterministic', () => {
       finishedWorkflows.map(async (entry) => ({ ...entry, history: await env.client.workflow.getHandle(entry.workflowId).fetchHistory() })),
     );
     // TOLLGATE_CAPTURE_HISTORIES=1 rewrites the fixtures from this run
-    if (process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1') {
-      for (const entry of histories) writeFileSync(new URL(entry.fixture, HISTORIES), `${historyToJSON(entry.history)}\n`);
-    }
-    const fixtures = readdirSync(HISTORIES)
-      .filter((name) => /^job-.*\.json$/.test(name))
-      .map((name) => ({ workflowId: name, history: JSON.parse(readFileSync(new URL(name, HISTORIES), 'utf8')) as unknown }));
+    for (const entry of histories) captureHistory(entry.fixture, entry.history);
+    const fixtures = recordedHistories(/^job-/);
     expect(fixtures.length).toBeGreaterThanOrEqual(3);
     // when every history is replayed against the current workflow code, then none fails
-    const results = Worker.runReplayHistories({ workflowsPath: workflowsPath() }, [...histories, ...fixtures]);
-    const failures: string[] = [];
-    for await (const result of results) if (result.error !== undefined) failures.push(`${result.workflowId}: ${String(result.error)}`);
-    expect(failures).toEqual([]);
+    expect(await replayFailures([...histories, ...fixtures])).toEqual([]);
   });
 });

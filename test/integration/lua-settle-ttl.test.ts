@@ -5,7 +5,7 @@
  * the billing period the decision counted in.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   RedisDecider,
   connectDeciderRedis,
@@ -15,10 +15,11 @@ import {
 import { compileRequest } from '../../src/decider/compile.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
+import { closeAfterAll } from '../support/teardown.js';
+import { MONTH } from '../support/time.js';
 
 const SHARDS = 64;
 const DAY_MS = 86_400_000;
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 let redis: DeciderRedis;
 let decider: RedisDecider;
 
@@ -27,9 +28,7 @@ beforeAll(async () => {
   decider = new RedisDecider(redis, { shardCount: SHARDS, clock: systemClock });
 });
 
-afterAll(() => {
-  redis.disconnect();
-});
+closeAfterAll(() => [redis]);
 
 function request(tenant: string, cost: number): DecideInput {
   return {

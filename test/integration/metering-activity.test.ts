@@ -3,15 +3,16 @@
  * the test Redis Cluster: the dead-letter MULTI spans the usage stream and the
  * dead-letter stream, which must share a slot.
  */
-import { randomInt } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { connectDeciderRedis, createDeciderRedis, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DynamoLedgerStore, UsagePump, createDynamoClient, deadLetterStreamKey, parseShard } from '../../src/metering/index.js';
 import { createMeteringActivities, type PumpUsageBatchInput } from '../../src/workflows/activities/index.js';
+import { closeAfterAll } from '../support/teardown.js';
+import { allocateShards } from '../support/allocate.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
 import { appendEvents, generateEvents, reservedEvent, seededRandom } from '../support/usage-events.js';
 
@@ -19,7 +20,8 @@ const config = testConfig();
 const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
 const ledger = new DynamoLedgerStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix, maxTransactItems: 10 });
 const BP = Date.UTC(2026, 10, 1);
-// Shards 15000..15999 are the audit test's on the single Redis; this file uses 12900..12999 there and any shard on the cluster.
+// Its shards, on the single Redis and on the cluster, come from the test allocator.
+const range = allocateShards(2);
 let redis: Redis;
 let pumpRedis: DeciderRedis;
 let cluster: DeciderRedis;
@@ -31,17 +33,12 @@ beforeAll(async () => {
   await cluster.connect();
 });
 
-afterAll(() => {
-  redis.disconnect();
-  pumpRedis.disconnect();
-  cluster.disconnect();
-  dynamo.destroy();
-});
+closeAfterAll(() => [redis, pumpRedis, cluster, dynamo]);
 
 describe('pumpUsageBatch activity', () => {
   it('heartbeats at every stage and after each ledger transaction, and returns the batch counts', async () => {
     // given 30 events (some settled) on a fresh shard, posted 10 items per transaction
-    const shard = parseShard(12_900 + randomInt(0, 100));
+    const shard = parseShard(range.at(0));
     const events = generateEvents({ tenants: [uniqueTenant()], periods: [BP], requests: 20, random: seededRandom(2), prefix: 'h' });
     await appendEvents(redis, usageStreamKey(shard), events);
     const activities = createMeteringActivities({ pump: new UsagePump(pumpRedis, ledger) });
@@ -69,7 +66,7 @@ describe('pumpUsageBatch activity', () => {
 describe('UsagePump on Redis Cluster', () => {
   it('ledgers good events and dead-letters a poison one atomically with its XACK on a cluster (one slot per shard)', async () => {
     // given
-    const shard = parseShard(randomInt(0, 16_384));
+    const shard = parseShard(range.at(1));
     const stream = usageStreamKey(shard);
     const tenant = uniqueTenant();
     const good = [1, 2, 3].map((index) => reservedEvent({ requestId: `k${index}`, tenant, bp: BP, cost: index }));

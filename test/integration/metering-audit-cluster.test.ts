@@ -3,15 +3,18 @@
  * snapshot MULTIs stay in one slot (the shard's hash tag), the SCAN walks
  * every master in turn, and a whale tenant's parts on different nodes are summed.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, createDeciderRedis, shardOf, shardOfPart, type DeciderRedis } from '../../src/decider/index.js';
 import { DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, parseShard, readStreamLag, type AuditOutcome, type AuditScanPosition } from '../../src/metering/index.js';
 import { parseTenantId, systemClock } from '../../src/shared/index.js';
-import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
+import { closeAfterAll } from '../support/teardown.js';
+import { allocateShards, tenantInShards } from '../support/allocate.js';
+import { testConfig, testStack } from '../support/stack.js';
 import { AdmittedRecord, monthStartMs, runTraffic } from '../support/traffic.js';
 import { seededRandom } from '../support/usage-events.js';
 
 const SHARDS = 16_384;
+const range = allocateShards(256);
 const config = testConfig();
 const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
 let cluster: DeciderRedis;
@@ -21,19 +24,10 @@ beforeAll(async () => {
   await cluster.connect();
 });
 
-afterAll(() => {
-  cluster.disconnect();
-  dynamo.destroy();
-});
+closeAfterAll(() => [cluster, dynamo]);
 
-/** Shards 16100..16299 belong to this file (other cluster tests use low shard numbers). */
-function tenantInRange(prefix: string): string {
-  for (;;) {
-    const tenant = uniqueTenant(prefix);
-    const shard = shardOf(parseTenantId(tenant), SHARDS);
-    if (shard >= 16_100 && shard < 16_300) return tenant;
-  }
-}
+/** A fresh tenant whose shard, and the `parts - 1` after it, are this file's (from the test allocator). */
+const tenantInRange = (prefix: string, parts = 1): string => tenantInShards(range, prefix, parts);
 
 async function auditEverything(auditor: MeteringAuditor): Promise<{ outcomes: AuditOutcome[]; nodes: Set<number> }> {
   const outcomes: AuditOutcome[] = [];
@@ -52,7 +46,7 @@ describe('audit on Redis Cluster', () => {
     // given six tenants and one whale (3 parts) with traffic through the decider on the cluster
     const decider = new RedisDecider(cluster, { shardCount: SHARDS, clock: systemClock });
     const tenants = Array.from({ length: 6 }, () => tenantInRange('cl'));
-    const whale = tenantInRange('whale');
+    const whale = tenantInRange('whale', 3);
     const record = new AdmittedRecord();
     await runTraffic({ decider, tenants, requests: 60, random: seededRandom(71), record });
     await runTraffic({ decider, tenants: [whale], requests: 30, random: seededRandom(73), record, subShards: 3 });
@@ -85,9 +79,13 @@ describe('audit on Redis Cluster', () => {
     }
     // then every tenant is ledgered, nothing in flight, no drift, and the lag is 0 on those shards
     const after = await auditEverything(auditor);
+    expect(after.nodes).toEqual(new Set([0, 1, 2]));
     for (const tenant of [...tenants, whale]) {
-      for (const outcome of mine(after.outcomes, tenant)) expect(outcome).toMatchObject({ report: { admitted: expected(tenant), ledgered: expected(tenant), inFlight: 0, drift: 0, duplicateEvents: 0 } });
+      const found = mine(after.outcomes, tenant);
+      expect(found.length, tenant).toBeGreaterThan(0);
+      for (const outcome of found) expect(outcome).toMatchObject({ report: { admitted: expected(tenant), ledgered: expected(tenant), inFlight: 0, drift: 0, duplicateEvents: 0 } });
     }
+    expect(mine(after.outcomes, whale)[0]).toMatchObject({ report: { parts: 3 } });
     expect(await readStreamLag(cluster, { shards: [...shards] })).toMatchObject({ unacknowledged: 0, oldestUnacknowledgedAgeSeconds: 0 });
   });
 });

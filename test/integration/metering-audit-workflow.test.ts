@@ -2,30 +2,29 @@
  * The `audit/<scope>` workflow on the real stack: it walks the admitted
  * counters in SCAN pages (several pages and runs: continue-as-new), stores
  * each cycle's report in the config table and finds the drift we inject.
- * Runs on its own Redis database (db 11, 8 shards), so its SCAN sees only
+ * Runs on its own Redis database (from the test allocator, 8 shards), so its SCAN sees only
  * this file's keys. Its start policies (USE_EXISTING, ALLOW_DUPLICATE) are
  * asserted, and its history replays deterministically.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
+import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, admittedKey, connectDeciderRedis, shardOf, type DeciderRedis } from '../../src/decider/index.js';
 import { DynamoAuditStore, DynamoLedgerStore, EMPTY_AUDIT_SUMMARY, MeteringAuditor, UsagePump, addToSummary, createDynamoClient, parseShard, type AuditReport, type AuditScanPosition } from '../../src/metering/index.js';
 import { createLogger, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { auditStateQuery, auditWorkflowId, ensureAuditWorkflow, type AuditSettings } from '../../src/workflows/index.js';
-import { createTollgateWorker, workflowsPath } from '../../src/workflows/index.js';
-import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
+import { createTollgateWorker } from '../../src/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
+import { captureHistory, recordedHistories, replayFailures } from '../support/replay.js';
+import { allocateRedisDb } from '../support/allocate.js';
+import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { AdmittedRecord, monthStartMs, runTraffic } from '../support/traffic.js';
 import { seededRandom } from '../support/usage-events.js';
 
 const SHARDS = 8;
-const HISTORIES = new URL('../fixtures/histories/', import.meta.url);
-const stack = testStack();
-const redisUrl = `${stack.redisUrl.replace(/\/\d+$/, '')}/11`;
+const { url: redisUrl } = allocateRedisDb();
 const config = testConfig({ REDIS_URL: redisUrl, DECIDER_SHARDS: String(SHARDS) });
 const taskQueue = `audit-${randomBytes(4).toString('hex')}`;
 const scope = `test-${randomBytes(4).toString('hex')}`;
@@ -53,9 +52,7 @@ afterAll(async () => {
   worker.shutdown();
   await workerRun;
   closeWorker();
-  await env.teardown();
-  redis.disconnect();
-  dynamo.destroy();
+  await closeAll(env, redis, dynamo);
 });
 
 async function reportAfter(startedAfterMs: number): Promise<AuditReport> {
@@ -81,7 +78,7 @@ describe('audit/<scope> workflow', () => {
         if (result.read === 0) break;
       }
     }
-    // (what db 11 held before this run, should the stack be reused: the counts below are relative to it)
+    // (what its database held before this run, should the stack be reused: the counts below are relative to it)
     const baseline = await (async () => {
       const auditor = new MeteringAuditor(redis, dynamo, { shardCount: SHARDS, tablePrefix: config.dynamodb.tablePrefix });
       let summary = EMPTY_AUDIT_SUMMARY;
@@ -118,16 +115,10 @@ describe('audit/<scope> workflow', () => {
     // and its history, and the recorded fixtures, replay deterministically
     const history = await handle.fetchHistory();
     // TOLLGATE_CAPTURE_HISTORIES=1 rewrites the fixture from this run
-    if (process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1') writeFileSync(new URL('audit-ledger.json', HISTORIES), `${historyToJSON(history)}\n`);
-    const fixtures = readdirSync(HISTORIES)
-      .filter((name) => /^audit-.*\.json$/.test(name))
-      .map((name) => ({ workflowId: name, history: JSON.parse(readFileSync(new URL(name, HISTORIES), 'utf8')) as unknown }));
+    captureHistory('audit-ledger.json', history);
+    const fixtures = recordedHistories(/^audit-/);
     expect(fixtures.length).toBeGreaterThanOrEqual(1);
-    const failures: string[] = [];
-    for await (const result of Worker.runReplayHistories({ workflowsPath: workflowsPath() }, [{ workflowId: auditWorkflowId(scope), history }, ...fixtures])) {
-      if (result.error !== undefined) failures.push(`${result.workflowId}: ${String(result.error)}`);
-    }
-    expect(failures).toEqual([]);
+    expect(await replayFailures([{ workflowId: auditWorkflowId(scope), history }, ...fixtures])).toEqual([]);
   });
 
   it('a terminated audit is started again by the next ensure (ALLOW_DUPLICATE), with a new run', async () => {

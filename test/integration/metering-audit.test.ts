@@ -6,7 +6,7 @@
  * what the scripts really write, not a hand-built copy.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   RedisDecider,
   admittedKey,
@@ -20,15 +20,18 @@ import {
 import { DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard, type AuditOutcome, type TenantPeriodAudit } from '../../src/metering/index.js';
 import { DynamoPeriodStore } from '../../src/billing/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock, type TenantId } from '../../src/shared/index.js';
+import { closeAfterAll } from '../support/teardown.js';
+import { allocateShards, tenantInShards } from '../support/allocate.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig } from '../support/stack.js';
 import { AdmittedRecord, monthStartMs, runTraffic } from '../support/traffic.js';
 import { reservedEvent, seededRandom } from '../support/usage-events.js';
+import { MONTH } from '../support/time.js';
 
 const config = testConfig();
-// 16384 logical shards; this file only uses tenants whose shard is in 15000..15999 (no other test appends there).
+// 16384 logical shards; this file only uses tenants whose shard is in its allocated range (no other test appends there).
 const SHARDS = 16_384;
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
+const range = allocateShards(256);
 const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
 let redis: DeciderRedis;
 
@@ -36,18 +39,10 @@ beforeAll(async () => {
   redis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 5_000 });
 });
 
-afterAll(() => {
-  redis.disconnect();
-  dynamo.destroy();
-});
+closeAfterAll(() => [redis, dynamo]);
 
-function tenantInRange(): TenantId {
-  for (;;) {
-    const tenant = parseTenantId(`audit-${randomBytes(5).toString('hex')}`);
-    const shard = shardOf(tenant, SHARDS);
-    if (shard >= 15_000 && shard < 16_000) return tenant;
-  }
-}
+/** A fresh tenant whose shard, and the `parts - 1` after it (a whale's sub-shards), are this file's. */
+const tenantInRange = (parts = 1): TenantId => tenantInShards(range, 'audit', parts);
 
 const quota = (limit: number): LimitSpec => ({
   id: parseLimitId('month'),
@@ -220,7 +215,7 @@ describe('MeteringAuditor', () => {
   it('sums a whale tenant\'s sub-shard parts, each with its own stream', async () => {
     // given a tenant split over 4 parts (consecutive shards)
     const decider = new RedisDecider(redis, { shardCount: SHARDS, clock: systemClock });
-    const tenant = tenantInRange();
+    const tenant = tenantInRange(4);
     const record = new AdmittedRecord();
     await runTraffic({ decider, tenants: [tenant], requests: 40, random: seededRandom(47), record, subShards: 4 });
     const periodStartMs = monthStartMs(Date.now());

@@ -19,10 +19,13 @@ import { usageStreamKey } from '../../src/decider/index.js';
 import { createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
 import { meterSettingsSignal, meterStateQuery } from '../../src/workflows/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
+import { allocateShards } from '../support/allocate.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
 import { killWorkerProcesses, startWorkerProcess, writeWorkflowBundle, type WorkerLife } from '../support/worker-process.js';
 import { appendEvents, expectedBalances, generateEvents, reservedEvent, seededRandom, type TestEvent } from '../support/usage-events.js';
+import { sleep } from '../support/time.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const config = testConfig();
@@ -30,8 +33,9 @@ const stack = testStack();
 const seed = Number(process.env['TOLLGATE_CRASH_SEED'] ?? randomInt(1, 2 ** 31));
 const random = seededRandom(seed);
 const taskQueue = `meter-crash-${seed}`;
-// Shards 13000..13999 belong to this file.
-const shards = [0, 1, 2].map((index) => parseShard(13_000 + (seed % 300) * 3 + index));
+// Shards of this file's own, from the test allocator.
+const range = allocateShards(3);
+const shards = [0, 1, 2].map((index) => parseShard(range.at(index)));
 const RANDOM_KILLS = 20;
 const SIGNAL_POINT = `signal:${meterSettingsSignal.name}`;
 // Ordered so that each point still has work to stop in: the poison event sits a quarter into each shard's
@@ -56,8 +60,6 @@ function startWorker(crashAt?: string): WorkerLife {
     ...(crashAt === undefined ? {} : { TOLLGATE_TEST_CRASH_AT: crashAt }),
   });
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function isDrained(): Promise<boolean> {
   for (const shard of shards) {
@@ -86,9 +88,7 @@ afterAll(async () => {
   for (const shard of shards) {
     await client.workflow.getHandle(meterWorkflowId(shard)).terminate('test over').catch(() => undefined);
   }
-  await temporal.close();
-  redis.disconnect();
-  dynamo.destroy();
+  await closeAll(temporal, redis, dynamo);
 });
 
 describe('meter/<shard> pump under SIGKILL', () => {

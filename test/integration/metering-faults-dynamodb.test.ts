@@ -9,13 +9,15 @@
  * must recognise what was committed; the ledger must end equal to the
  * client's own record of admitted usage, with no duplicate and nothing pending.
  *
- * Shards 11000..11999 belong to this file. Replay with TOLLGATE_FAULT_SEED=<seed>.
+ * Its shards come from the test allocator. Replay with TOLLGATE_FAULT_SEED=<seed>.
  */
-import { randomBytes, randomInt } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomInt } from 'node:crypto';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard } from '../../src/metering/index.js';
-import { DependencyError, parseEventId, parseTenantId, systemClock, type TenantId } from '../../src/shared/index.js';
+import { DependencyError, parseEventId, systemClock, type TenantId } from '../../src/shared/index.js';
+import { closeAfterAll } from '../support/teardown.js';
+import { allocateShards, tenantInShards } from '../support/allocate.js';
 import { injectDynamoFaults } from '../support/dynamo-faults.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig } from '../support/stack.js';
@@ -23,6 +25,7 @@ import { AdmittedRecord, runTraffic } from '../support/traffic.js';
 import { seededRandom } from '../support/usage-events.js';
 
 const SHARDS = 16_384;
+const range = allocateShards(256);
 const config = testConfig();
 const seed = Number(process.env['TOLLGATE_FAULT_SEED'] ?? randomInt(1, 2 ** 31));
 const random = seededRandom(seed);
@@ -36,19 +39,9 @@ beforeAll(async () => {
   redis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 5_000 });
 });
 
-afterAll(() => {
-  redis.disconnect();
-  clean.destroy();
-  faulty.destroy();
-});
+closeAfterAll(() => [redis, clean, faulty]);
 
-function tenantInRange(): TenantId {
-  for (;;) {
-    const tenant = parseTenantId(`ddbf-${randomBytes(5).toString('hex')}`);
-    const shard = shardOf(tenant, SHARDS);
-    if (shard >= 11_000 && shard < 12_000) return tenant;
-  }
-}
+const tenantInRange = (): TenantId => tenantInShards(range, 'ddbf');
 
 describe('metering under DynamoDB throttling and transaction conflicts', () => {
   it(`ledgers every admitted unit exactly once through retried batches (seed ${seed})`, async () => {

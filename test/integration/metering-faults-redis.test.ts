@@ -8,7 +8,7 @@
  * once, nothing pending, and the audit finds no drift: the admitted counters,
  * streams, consumer group and request records all came back from the AOF.
  *
- * Shards 10000..10999 belong to this file. Replay with TOLLGATE_FAULT_SEED=<seed>.
+ * Its shards (meter/<shard> ids on the shared Temporal) come from the test allocator. Replay with TOLLGATE_FAULT_SEED=<seed>.
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,21 +20,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedis, stopProcess, type ManagedProcess } from '../../infra/services.js';
 import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { MeteringAuditor, createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard } from '../../src/metering/index.js';
-import { createLogger, parseTenantId, systemClock, type TenantId } from '../../src/shared/index.js';
+import { createLogger, systemClock, type TenantId } from '../../src/shared/index.js';
 import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
 import { createTollgateWorker } from '../../src/workflows/index.js';
+import { waitFor } from '../support/poll.js';
+import { allocateShards, tenantInShards } from '../support/allocate.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { AdmittedRecord, runTraffic } from '../support/traffic.js';
 import { seededRandom } from '../support/usage-events.js';
+import { sleep } from '../support/time.js';
 
 const SHARDS = 16_384;
+const range = allocateShards(256);
 const seed = Number(process.env['TOLLGATE_FAULT_SEED'] ?? randomInt(1, 2 ** 31));
 const random = seededRandom(seed);
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-redis-crash-'));
 const taskQueue = `redis-crash-${randomBytes(4).toString('hex')}`;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 let port: number;
 let server: ManagedProcess;
 let redis: DeciderRedis;
@@ -76,13 +79,7 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-function tenantInRange(): TenantId {
-  for (;;) {
-    const tenant = parseTenantId(`rc-${randomBytes(5).toString('hex')}`);
-    const shard = shardOf(tenant, SHARDS);
-    if (shard >= 10_000 && shard < 11_000) return tenant;
-  }
-}
+const tenantInRange = (): TenantId => tenantInShards(range, 'rc');
 
 async function isDrained(): Promise<boolean> {
   for (const shard of shards) {
@@ -150,10 +147,7 @@ describe('metering across Redis crashes (AOF, appendfsync always)', () => {
       },
     });
     await Promise.all(restarts);
-    for (let deadline = Date.now() + 60_000; !(await isDrained()); ) {
-      if (Date.now() > deadline) throw new Error('the pumps did not drain the streams within 60 s');
-      await sleep(200);
-    }
+    await waitFor('the pumps to drain the streams', isDrained, { timeoutMs: 60_000, intervalMs: 200 });
 
     // then Redis really restarted, twice
     expect(new Set(pids).size).toBe(3);

@@ -1,18 +1,20 @@
 /**
  * `/metrics` of the API for metering (DESIGN §8): stream lag and ledger lag
  * read from the real usage streams on scrape (cached), dead letters, and the
- * audit's drift from the stored report. Runs on Redis database 12 (4 shards).
+ * audit's drift from the stored report. Runs on a Redis database of its own (4 shards).
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { connectDeciderRedis, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DynamoAuditStore, DynamoLedgerStore, UsagePump, createDynamoClient, parseShard, readStreamLag } from '../../src/metering/index.js';
 import { TollgateMetrics } from '../../src/graphql/index.js';
+import { closeAfterAll } from '../support/teardown.js';
+import { allocateRedisDb } from '../support/allocate.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 import { generateEvents, reservedEvent, seededRandom } from '../support/usage-events.js';
 
 const stack = testStack();
-const redisUrl = `${stack.redisUrl.replace(/\/\d+$/, '')}/12`;
+const { url: redisUrl } = allocateRedisDb();
 const SHARDS = [0, 1, 2, 3];
 const dynamo = createDynamoClient({ endpoint: stack.dynamodbEndpoint, region: stack.dynamodbRegion });
 let redis: DeciderRedis;
@@ -21,10 +23,7 @@ beforeAll(async () => {
   redis = await connectDeciderRedis({ url: redisUrl, commandTimeoutMs: 5_000 });
 });
 
-afterAll(() => {
-  redis.disconnect();
-  dynamo.destroy();
-});
+closeAfterAll(() => [redis, dynamo]);
 
 function gauge(text: string, name: string): number {
   const match = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);

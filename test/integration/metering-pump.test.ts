@@ -2,13 +2,14 @@
  * The pump's batch against real Redis and DynamoDB Local (no Temporal here:
  * the workflow around it is tested in metering-workflow and metering-crash).
  */
-import { randomInt } from 'node:crypto';
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { connectDeciderRedis, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DependencyError } from '../../src/shared/index.js';
 import { DynamoLedgerStore, UsagePump, createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard, type PumpBatchResult, type PumpStage } from '../../src/metering/index.js';
+import { closeAfterAll } from '../support/teardown.js';
+import { allocateShards } from '../support/allocate.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import {
@@ -29,20 +30,17 @@ const BP_OCT = Date.UTC(2026, 9, 1);
 const BP_NOV = Date.UTC(2026, 10, 1);
 let redis: Redis;
 let pumpRedis: DeciderRedis;
-// Shards 12000..12999 belong to this file: no other test appends there.
-let nextShard = 12_000 + randomInt(0, 100) * 9;
-const freshShard = () => parseShard(nextShard++);
+// Shards of this file's own (the test allocator's): no other test appends there; one fresh shard per test.
+const range = allocateShards(16);
+let nextShard = 0;
+const freshShard = () => parseShard(range.at(nextShard++));
 
 beforeAll(async () => {
   redis = new Redis(config.redis.url);
   pumpRedis = await connectDeciderRedis({ url: config.redis.url, clusterNodes: undefined, commandTimeoutMs: 5_000 });
 });
 
-afterAll(() => {
-  redis.disconnect();
-  pumpRedis.disconnect();
-  dynamo.destroy();
-});
+closeAfterAll(() => [redis, pumpRedis, dynamo]);
 
 class CrashAt extends Error {}
 

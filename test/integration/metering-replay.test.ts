@@ -3,31 +3,15 @@
  * captured with `npm run test:capture-histories`) replay against today's
  * workflow code; a deliberately changed copy of the workflow must fail to.
  */
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Worker, type ReplayResult } from '@temporalio/worker';
-import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { describe, expect, it, beforeAll } from 'vitest';
-import { workflowsPath } from '../../src/workflows/index.js';
+import { recordedHistories, replayHistories } from '../support/replay.js';
 import { testStack } from '../support/stack.js';
 import { copyWorkflowsForReplay, quietTemporalRuntime } from '../support/temporal.js';
 
-const FIXTURES = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
-
-function histories(): { workflowId: string; history: ReturnType<typeof historyFromJSON> }[] {
-  // the pump's histories only (other workflows' fixtures live in the same folder)
-  return readdirSync(FIXTURES)
-    .filter((name) => name.startsWith('meter-shard') && name.endsWith('.json'))
-    .sort()
-    .map((name) => ({ workflowId: name.replace(/\.json$/, ''), history: historyFromJSON(JSON.parse(readFileSync(join(FIXTURES, name), 'utf8'))) }));
-}
-
-async function replayAll(path: string): Promise<ReplayResult[]> {
-  const results: ReplayResult[] = [];
-  for await (const result of Worker.runReplayHistories({ workflowsPath: path, replayName: 'meter-replay' }, histories())) results.push(result);
-  return results;
-}
+// the pump's histories only (other workflows' fixtures live in the same folder)
+const replayAll = (path?: string) => replayHistories(recordedHistories(/^meter-shard/), path);
 
 beforeAll(() => {
   quietTemporalRuntime();
@@ -35,7 +19,7 @@ beforeAll(() => {
 
 describe('meter/<shard> replay', () => {
   it('replays every captured history against the current workflow code', async () => {
-    const results = await replayAll(workflowsPath());
+    const results = await replayAll();
     expect(results.length).toBeGreaterThanOrEqual(2);
     expect(results.map((result) => [result.workflowId, result.error?.message])).toEqual(results.map((result) => [result.workflowId, undefined]));
   });

@@ -1,7 +1,7 @@
 /**
  * `npm start` pumps: the real worker entry point (src/workflows/worker.ts)
  * ensures a meter/<shard> workflow for every shard and they ledger what the
- * streams hold. Runs on its own Redis database (db 9) with 4 shards, so it
+ * streams hold. Runs on its own Redis database (from the test allocator) with 4 shards, so it
  * never consumes the streams other tests write on db 0.
  */
 import { spawn } from 'node:child_process';
@@ -15,6 +15,9 @@ import { createDynamoClient, ledgerTableName, parseShard } from '../../src/meter
 import { freePort } from '../../infra/services.js';
 import { DynamoAuditStore } from '../../src/metering/index.js';
 import { auditWorkflowId, jobSweepStateQuery, jobSweepWorkflowId, meterWorkflowId } from '../../src/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
+import { waitFor } from '../support/poll.js';
+import { allocateRedisDb } from '../support/allocate.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 import { appendEvents, expectedBalances, generateEvents, seededRandom } from '../support/usage-events.js';
@@ -22,7 +25,7 @@ import { appendEvents, expectedBalances, generateEvents, seededRandom } from '..
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const stack = testStack();
 const SHARDS = 4;
-const redisUrl = `${stack.redisUrl.replace(/\/\d+$/, '')}/9`;
+const { url: redisUrl } = allocateRedisDb();
 const taskQueue = `worker-entry-${randomBytes(4).toString('hex')}`;
 const dynamo = createDynamoClient({ endpoint: stack.dynamodbEndpoint, region: stack.dynamodbRegion });
 let redis: Redis;
@@ -40,9 +43,7 @@ afterAll(async () => {
   }
   await client.workflow.getHandle(auditWorkflowId('all')).terminate('test over').catch(() => undefined);
   await client.workflow.getHandle(jobSweepWorkflowId('all')).terminate('test over').catch(() => undefined);
-  await temporal.close();
-  redis.disconnect();
-  dynamo.destroy();
+  await closeAll(temporal, redis, dynamo);
 });
 
 describe('worker entry point', () => {
@@ -89,12 +90,11 @@ describe('worker entry point', () => {
     const table = ledgerTableName(stack.tablePrefix);
     for (const [key, expected] of expectedBalances(events)) {
       const [tenant = '', periodStart = ''] = key.split('|');
-      let partition = await readLedgerPartition(dynamo, { table, tenant, periodStart });
-      while (partition.balance?.entries !== expected.entries) {
+      const partition = await waitFor(`${key} ledgered`, async () => {
         expect(child.exitCode, output).toBeNull();
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        partition = await readLedgerPartition(dynamo, { table, tenant, periodStart });
-      }
+        const found = await readLedgerPartition(dynamo, { table, tenant, periodStart });
+        return found.balance?.entries === expected.entries && found;
+      }, { intervalMs: 200 });
       expect(partition.balance, key).toEqual(expected);
     }
     const client = new Client({ connection: temporal, namespace: stack.temporalNamespace });
@@ -109,20 +109,19 @@ describe('worker entry point', () => {
     expect(audit.status.name).toBe('RUNNING');
     expect(audit.taskQueue).toBe(taskQueue);
     const store = new DynamoAuditStore(dynamo, { tablePrefix: stack.tablePrefix });
-    let report = await store.latest('all');
-    while (report === undefined || report.finishedAtMs < startedAtMs) {
+    const report = await waitFor('an audit report of this run', async () => {
       expect(child.exitCode, output).toBeNull();
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      report = await store.latest('all');
-    }
+      const found = await store.latest('all');
+      return found !== undefined && found.finishedAtMs >= startedAtMs && found;
+    }, { intervalMs: 200 });
     expect(report.summary).toMatchObject({ drifting: 0, absoluteDrift: 0 });
     // and the jobs sweep runs on the same task queue, cycle after cycle
     const sweep = client.workflow.getHandle(jobSweepWorkflowId('all'));
     expect((await sweep.describe()).taskQueue).toBe(taskQueue);
-    while ((await sweep.query(jobSweepStateQuery)).completedCycles < 2) {
+    await waitFor('two sweep cycles', async () => {
       expect(child.exitCode, output).toBeNull();
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+      return (await sweep.query(jobSweepStateQuery)).completedCycles >= 2;
+    }, { intervalMs: 200 });
     expect(output).toContain('jobs sweep running');
     // and /metrics counts every ledgered event once
     const scrape = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();

@@ -16,17 +16,20 @@ import { usageStreamKey } from '../../src/decider/index.js';
 import { createDynamoClient, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
 import { meterSettingsQuery, meterStateQuery, type MeterState } from '../../src/workflows/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
+import { allocateShards } from '../support/allocate.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { runInProcessWorker } from '../support/worker-process.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { appendEvents, expectedBalances, generateEvents, seededRandom, type TestEvent } from '../support/usage-events.js';
+import { sleep } from '../support/time.js';
 
 const config = testConfig({ METER_BATCH_SIZE: '50', METER_CLAIM_MIN_IDLE_MS: '1000' });
 const taskQueue = `meter-workflow-${randomInt(1, 2 ** 31)}`;
-// Shards 14000..14999 belong to this file.
-const base = 14_000 + randomInt(0, 300) * 2;
-const shards = [parseShard(base), parseShard(base + 1)];
+// Shards of this file's own, from the test allocator.
+const range = allocateShards(2);
+const shards = [parseShard(range.at(0)), parseShard(range.at(1))];
 const settings = { idleDelayMs: 100, iterationsPerRun: 4, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 5_000 };
 const shouldCapture = process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1';
 const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
@@ -46,12 +49,8 @@ afterAll(async () => {
     await env.client.workflow.getHandle(meterWorkflowId(shard)).terminate('test over').catch(() => undefined);
   }
   await stopWorker();
-  await env.teardown();
-  redis.disconnect();
-  dynamo.destroy();
+  await closeAll(env, redis, dynamo);
 });
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function stateOf(shard: number): Promise<MeterState> {
   return env.client.workflow.getHandle(meterWorkflowId(shard)).query(meterStateQuery);

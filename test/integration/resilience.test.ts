@@ -27,10 +27,11 @@ import {
   type LimitSpec,
 } from '../../src/decider/index.js';
 import { createLogger, parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
+import { waitFor } from '../support/poll.js';
 import { uniqueTenant } from '../support/stack.js';
+import { MONTH } from '../support/time.js';
 
 const SHARDS = 16;
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-resilience-'));
 const logger = createLogger({ level: 'silent', name: 'test' });
 let port: number;
@@ -106,13 +107,7 @@ async function admitted(tenant: string): Promise<number> {
   return Number((await admin.get(admittedKey(shardOf(parseTenantId(tenant), SHARDS), parseTenantId(tenant), start))) ?? '0');
 }
 
-async function waitUntil(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolveWait) => setTimeout(resolveWait, 25));
-  }
-}
+const waitUntil = (check: () => Promise<boolean>, timeoutMs = 10_000): Promise<true> => waitFor('the condition', check, { timeoutMs, intervalMs: 25 });
 
 describe('Redis paused (SIGSTOP)', () => {
   it('fail-open answers and spools, fail-closed refuses, the backstop bounds what passes; the spool replays once', async () => {

@@ -11,6 +11,7 @@ import { DynamoLedgerStore, createDynamoClient } from '../../src/metering/index.
 import { createApi, type ApiDeps } from '../../src/graphql/index.js';
 import { createDemoSetup } from '../../src/graphql/demo/index.js';
 import { createLogger, parseEventId, parseTenantId, systemClock } from '../../src/shared/index.js';
+import { closeAfterAll } from '../support/teardown.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 
 const config = testConfig();
@@ -22,9 +23,7 @@ beforeAll(async () => {
   await redis.connect();
 });
 
-afterAll(() => {
-  redis.disconnect();
-});
+closeAfterAll(() => [redis]);
 
 describe('Redis: a Lua script appends to the shard stream', () => {
   it('appends once per event id, stamped with Redis TIME', async () => {

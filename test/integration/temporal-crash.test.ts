@@ -12,7 +12,7 @@
  *
  * A dedicated dev server (free ports, db file in a temp dir): the shared one
  * of the globalSetup is never killed. Workers run in-process and are
- * re-created when they stop. Shards 9000..9999 belong to this file.
+ * re-created when they stop. Its shards come from the test allocator.
  * Replay with TOLLGATE_FAULT_SEED=<seed>.
  */
 import { randomBytes, randomInt } from 'node:crypto';
@@ -34,14 +34,18 @@ import { DynamoJobStore, type JobExecutor } from '../../src/jobs/index.js';
 import { createJobsWorker, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
 import { meterStateQuery } from '../../src/workflows/workflows/index.js';
 import { createTollgateWorker, workflowsPath } from '../../src/workflows/index.js';
+import { waitFor } from '../support/poll.js';
+import { allocateShards, tenantInShards } from '../support/allocate.js';
 import { bodyOf, codeOf, plan, slowBucket } from '../support/graphql.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { AdmittedRecord, runTraffic } from '../support/traffic.js';
 import { seededRandom } from '../support/usage-events.js';
+import { sleep } from '../support/time.js';
 
 const SHARDS = 16_384;
+const range = allocateShards(256);
 const seed = Number(process.env['TOLLGATE_FAULT_SEED'] ?? randomInt(1, 2 ** 31));
 const random = seededRandom(seed);
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-temporal-crash-'));
@@ -49,7 +53,6 @@ const config = testConfig();
 const logger = createLogger({ level: 'silent', name: 'test' });
 const meterQueue = `tc-meter-${randomBytes(4).toString('hex')}`;
 const jobsQueue = `tc-jobs-${randomBytes(4).toString('hex')}`;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
 const jobStore = new DynamoJobStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
 let ports: { port: number; httpPort: number };
@@ -127,13 +130,7 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 }, 60_000);
 
-function tenantInRange(): TenantId {
-  for (;;) {
-    const tenant = parseTenantId(`tc-${randomBytes(5).toString('hex')}`);
-    const shard = shardOf(tenant, SHARDS);
-    if (shard >= 9_000 && shard < 10_000) return tenant;
-  }
-}
+const tenantInRange = (): TenantId => tenantInShards(range, 'tc');
 
 async function isDrained(shards: readonly number[]): Promise<boolean> {
   for (const shard of shards) {
@@ -187,10 +184,7 @@ describe('the Temporal server killed during reconciliation', () => {
       },
     });
     await restarted;
-    for (let deadline = Date.now() + 120_000; !(await isDrained(shards)); ) {
-      if (Date.now() > deadline) throw new Error('the pumps did not drain the streams within 120 s of the restart');
-      await sleep(250);
-    }
+    await waitFor('the pumps to drain the streams after the restart', () => isDrained(shards), { timeoutMs: 120_000, intervalMs: 250 });
 
     // then the decider answered every request (the hot path never needed Temporal)
     expect(record.admitted).toBe(260);
@@ -234,13 +228,16 @@ describe('the Temporal server killed during a burst of deferrals', () => {
   }
 
   async function waitForJob(yoga: ApiServer, key: string, id: string): Promise<JobView> {
-    for (let deadline = Date.now() + 120_000; Date.now() < deadline; await sleep(150)) {
-      const response = await yoga.fetch(`http://tollgate.test/jobs/${id}`, { headers: { authorization: `Bearer ${key}` } });
-      if (response.status !== 200) continue;
-      const job = ((await response.json()) as { job: JobView }).job;
-      if (job.status === 'succeeded' || job.status === 'failed' || job.status === 'expired') return job;
-    }
-    throw new Error(`job ${id} did not finish`);
+    return waitFor(
+      `job ${id} to finish`,
+      async () => {
+        const response = await yoga.fetch(`http://tollgate.test/jobs/${id}`, { headers: { authorization: `Bearer ${key}` } });
+        if (response.status !== 200) return undefined;
+        const job = ((await response.json()) as { job: JobView }).job;
+        return (job.status === 'succeeded' || job.status === 'failed' || job.status === 'expired') && job;
+      },
+      { timeoutMs: 120_000, intervalMs: 150 },
+    );
   }
 
   it('keeps answering, refuses deferrals with 503 JOBS_UNAVAILABLE while it is down, and runs every job exactly once after', async () => {

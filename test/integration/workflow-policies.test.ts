@@ -6,12 +6,15 @@
  * started again by the next ensure, as a new run). The workflows run on a task
  * queue nobody polls: only the runs and their signals are looked at.
  * (`audit/<scope>`: metering-audit-workflow.test.ts; `job/…`: jobs.test.ts.)
- * Shards 8000..8999 belong to this file.
+ * Its shard (a meter/<shard> id) comes from the test allocator.
  */
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accountTimings, accountWorkflowId, ensureAccountWorkflow, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import { closeAll } from '../support/teardown.js';
+import { waitFor } from '../support/poll.js';
+import { allocateShards } from '../support/allocate.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 
 const config = testConfig();
@@ -27,7 +30,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const id of started) await client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
-  await connection.close();
+  await closeAll(connection);
 });
 
 async function runs(workflowId: string): Promise<{ runId: string; status: string }[]> {
@@ -53,18 +56,20 @@ async function exercise(workflowId: string, ensure: () => Promise<void>, signalN
   await ensure();
   const restarted = await client.workflow.getHandle(workflowId).describe();
   // visibility is eventually consistent: wait until both runs are listed
-  const deadline = Date.now() + 10_000;
-  let listed = await runs(workflowId);
-  while (listed.length < 2 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    listed = await runs(workflowId);
-  }
+  const listed = await waitFor(
+    'both runs to be listed',
+    async () => {
+      const found = await runs(workflowId);
+      return found.length >= 2 && found;
+    },
+    { timeoutMs: 10_000, intervalMs: 200 },
+  );
   return { first, joined, signalsInFirst, restarted, listed };
 }
 
 describe('start policies of the long-lived workflows', () => {
   it('meter/<shard>: a second ensure joins the running pump (one run, two signals); after a terminate the next ensure starts a new run', async () => {
-    const shard = 8_000 + randomInt(0, 1_000);
+    const shard = allocateShards(1).first;
     const settings = { idleDelayMs: 200, iterationsPerRun: 10, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
     const seen = await exercise(meterWorkflowId(shard), () => ensureMeterWorkflows(client, { shards: [shard], taskQueue, settings }), 'meterSettings');
     expect(seen.joined.runId).toBe(seen.first.runId);

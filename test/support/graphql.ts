@@ -9,6 +9,7 @@ import { InMemoryKeyStore, InMemoryPlanStore, TollgateMetrics, useMetricsEndpoin
 import { DemoStore, createDemoSchema } from '../../src/graphql/demo/index.js';
 import { InMemoryDeferrer, type Deferrer } from '../../src/jobs/index.js';
 import { createLogger, parseLimitId, parsePlanId, systemClock } from '../../src/shared/index.js';
+import { MONTH } from './time.js';
 
 export class CountingDecider implements Decider {
   decides: DecideInput[] = [];
@@ -24,7 +25,7 @@ export class CountingDecider implements Decider {
   }
 }
 
-export const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
+export { MONTH };
 
 /** A token bucket that refills 1 unit per hour: nothing refills during a test. */
 export function slowBucket(capacity: number, extra: Partial<LimitSpec> = {}): LimitSpec {

@@ -7,7 +7,9 @@ import { randomBytes } from 'node:crypto';
 import type { DecideInput, Decider, LimitSpec } from '../../src/decider/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId } from '../../src/shared/index.js';
 
-export const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
+import { MONTH, monthStartMs } from './time.js';
+
+export { MONTH, monthStartMs } from './time.js';
 
 export const monthQuota = (limit: number): LimitSpec => ({
   id: parseLimitId('month'),
@@ -34,11 +36,6 @@ export class AdmittedRecord {
   }
 }
 
-/** Start of the UTC calendar month holding `nowMs`. */
-export function monthStartMs(nowMs: number): number {
-  const date = new Date(nowMs);
-  return Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1);
-}
 
 export interface TrafficOptions {
   decider: Decider;

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { applyRefund, costExtension, rateLimitHeaders, retryAfterSeconds, warningReports } from '../../../src/graphql/index.js';
 import type { LimitSpec, LimitState } from '../../../src/decider/index.js';
 import { parseLimitId } from '../../../src/shared/index.js';
+import { MONTH } from '../../support/time.js';
 
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const specs: LimitSpec[] = [
   { id: parseLimitId('burst'), scope: 'apiKey', algorithm: { kind: 'token-bucket', capacity: 1000, refillAmount: 50, refillPeriodMs: 1000 }, mode: 'hard', onDeciderDown: 'open' },
   { id: parseLimitId('month'), scope: 'tenant', algorithm: { kind: 'period-quota', limit: 5_000_000, period: MONTH, thresholdsPercent: [80] }, mode: 'soft', onDeciderDown: 'open' },
