@@ -45,7 +45,7 @@ interface SecondaryIndex {
 
 /**
  * Sparse global secondary indexes (keys only), by table. `jobs.open-jobs`: every
- * unfinished job of every tenant, by shard and creation time (src/workflows/job-store.ts).
+ * unfinished job of every tenant, by shard and creation time (src/jobs/store.ts).
  */
 const SECONDARY_INDEXES: Partial<Record<LogicalTable, SecondaryIndex[]>> = {
   jobs: [{ name: 'open-jobs', hash: { name: 'openShard', type: 'S' }, range: { name: 'openSinceMs', type: 'N' } }],

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# npm test: install what is missing, then type check, lint, dependency rules,
+# npm test: install what is missing, then type check, format check, lint, dependency rules,
 # and the vitest suite (unit + integration against real services, which the
 # vitest globalSetup starts or attaches to).
 set -euo pipefail
@@ -11,6 +11,8 @@ bash infra/install.sh
 step() { printf '\n[test] %s\n' "$*"; }
 step "type check (tsc --noEmit)"
 npx --no-install tsc -p tsconfig.json --noEmit
+step "format (prettier --check)"
+npx --no-install prettier --check . || { echo "[test] code is not formatted: run 'npm run format'" >&2; exit 1; }
 step "lint (eslint)"
 npx --no-install eslint --max-warnings 0 .
 step "dependency rules (dependency-cruiser)"

@@ -1,6 +1,6 @@
 /**
  * What the account workflow keeps in a tenant's period partition of the
- * ledger table (layout in src/metering/ledger.ts), beside the entries and the balance:
+ * ledger table (layout in src/metering/ledger-items.ts), beside the entries and the balance:
  *
  *   sk `statement`                    version, periodStart, periodEnd, units, entries, lateUnits,
  *                                     lateEntries, byOperation (JSON {op: units}), byKind (JSON),

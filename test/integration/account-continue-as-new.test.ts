@@ -66,10 +66,20 @@ describe('account/<tenant> across forced continue-as-new', () => {
   it('delivers each of 150 thresholds exactly once while signals arrive across many runs', async () => {
     // given an account with a webhook and 150 distinct thresholds of the current period, each to be signalled 3 times
     const tenant = parseTenantId(uniqueTenant('n'));
-    await accounts.put({ tenant, billingPeriod: MONTH, webhookUrl: receiver.url, webhookSecret: SECRET, price: { currency: 'EUR', baseFeeMicros: 0, includedUnits: 0, tiers: [{ unitPriceMicros: 1 }] } }, Date.now());
+    await accounts.put(
+      {
+        tenant,
+        billingPeriod: MONTH,
+        webhookUrl: receiver.url,
+        webhookSecret: SECRET,
+        price: { currency: 'EUR', baseFeeMicros: 0, includedUnits: 0, tiers: [{ unitPriceMicros: 1 }] },
+      },
+      Date.now(),
+    );
     const periodStartMs = periodAt(MONTH, Date.now()).startMs;
     const distinct: WarningRequest[] = [];
-    for (let limit = 0; limit < 15; limit += 1) for (let percent = 10; percent <= 100; percent += 10) distinct.push({ periodStartMs, limitId: `l${limit}`, percent });
+    for (let limit = 0; limit < 15; limit += 1)
+      for (let percent = 10; percent <= 100; percent += 10) distinct.push({ periodStartMs, limitId: `l${limit}`, percent });
     const signals = [...distinct, ...distinct, ...distinct].sort(() => Math.random() - 0.5);
 
     // when they arrive in bursts of concurrent signal-with-starts (as pumps of several shards would send them)
@@ -77,7 +87,9 @@ describe('account/<tenant> across forced continue-as-new', () => {
     for (let start = 0; start < signals.length; start += 30) {
       const burst = signals.slice(start, start + 30);
       await Promise.all(
-        Array.from({ length: 6 }, (_, lane) => ensureAccountWorkflow(env.client, { tenant, taskQueue, timings, warnings: burst.filter((_, index) => index % 6 === lane) })),
+        Array.from({ length: 6 }, (_, lane) =>
+          ensureAccountWorkflow(env.client, { tenant, taskQueue, timings, warnings: burst.filter((_, index) => index % 6 === lane) }),
+        ),
       );
       // spread over time, so runs end (history over 60 events) while later bursts arrive
       await sleep(400);
@@ -97,18 +109,27 @@ describe('account/<tenant> across forced continue-as-new', () => {
     expect(receiver.requests.length).toBe(distinct.length);
     expect([...receiver.accepted.values()].every((count) => count === 1)).toBe(true);
     expect(receiver.requests.every((request) => request.isSignatureValid)).toBe(true);
-    expect(new Set(receiver.processed.map((request) => `${String(request.body['limitId'])}:${String(request.body['percent'])}`)).size).toBe(distinct.length);
+    expect(new Set(receiver.processed.map((request) => `${String(request.body['limitId'])}:${String(request.body['percent'])}`)).size).toBe(
+      distinct.length,
+    );
     expect(state.counters.received).toBe(signals.length);
     expect(state.counters.deliveries).toBe(distinct.length);
     expect(state.counters.runs).toBeGreaterThanOrEqual(3);
     for (const warning of distinct.filter((_, index) => index % 10 === 0)) {
-      const record = await periods.getWarning({ tenant, periodStart: new Date(periodStartMs).toISOString(), limitId: warning.limitId, percent: warning.percent });
+      const record = await periods.getWarning({
+        tenant,
+        periodStart: new Date(periodStartMs).toISOString(),
+        limitId: warning.limitId,
+        percent: warning.percent,
+      });
       expect(record?.status).toBe('delivered');
     }
     console.log(`[account-continue-as-new] ${signals.length} signals, ${distinct.length} deliveries over ${state.counters.runs} runs`);
 
     if (shouldCapture) {
-      for await (const run of env.client.workflow.list({ query: `WorkflowId = '${accountWorkflowId(tenant)}' AND ExecutionStatus = 'ContinuedAsNew'` })) {
+      for await (const run of env.client.workflow.list({
+        query: `WorkflowId = '${accountWorkflowId(tenant)}' AND ExecutionStatus = 'ContinuedAsNew'`,
+      })) {
         const json = historyToJSON(await env.client.workflow.getHandle(run.workflowId, run.runId).fetchHistory());
         if (json.includes('deliverWarning') && json.includes('accountWarnings')) {
           writeFileSync(new URL('../fixtures/histories/account-warnings.json', import.meta.url), json);

@@ -25,7 +25,12 @@ closeAfterAll(() => [dynamo]);
 const P1 = '2026-10-01T00:00:00.000Z';
 const P2 = '2026-11-01T00:00:00.000Z';
 const P3 = '2026-12-01T00:00:00.000Z';
-const PRICE = { currency: 'EUR', baseFeeMicros: 1_000_000, includedUnits: 100, tiers: [{ upToUnits: 50, unitPriceMicros: 300 }, { unitPriceMicros: 100 }] };
+const PRICE = {
+  currency: 'EUR',
+  baseFeeMicros: 1_000_000,
+  includedUnits: 100,
+  tiers: [{ upToUnits: 50, unitPriceMicros: 300 }, { unitPriceMicros: 100 }],
+};
 
 function entry(tenant: TenantId, id: string, amount: number, periodStart = P1, operation = 'listProducts'): LedgerEntry {
   return { tenant, periodStart, eventId: parseEventId(id), kind: 'usage.reserved.v1', amount, operation };
@@ -45,7 +50,13 @@ describe('account settings', () => {
     expect(await accounts.get(tenant)).toEqual(settings);
     expect(await accounts.listTenants()).toContain(tenant);
 
-    const bad = { ...settings, billingPeriod: { unit: 'week', anchorDay: 0, timeZone: 'Mars/Base' }, webhookUrl: 'http://hooks.example.com/x', webhookSecret: 'short', price: { ...PRICE, currency: 'eur' } };
+    const bad = {
+      ...settings,
+      billingPeriod: { unit: 'week', anchorDay: 0, timeZone: 'Mars/Base' },
+      webhookUrl: 'http://hooks.example.com/x',
+      webhookSecret: 'short',
+      price: { ...PRICE, currency: 'eur' },
+    };
     const error = await accounts.put(bad as unknown as AccountSettings, 2).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ValidationError);
     expect((error as ValidationError).code).toBe('ACCOUNT_INVALID');
@@ -63,11 +74,31 @@ describe('statements, finalization and late events', () => {
   it('prices the period from its entries, accepts events until finalized, then credits them to the next period once', async () => {
     // given a period with entries of two operations
     const tenant = parseTenantId(uniqueTenant('l'));
-    await ledger.postEntries([entry(tenant, 'e1', 100), entry(tenant, 'e2', 40, P1, 'exportOrders'), { ...entry(tenant, 'e1.settled', -10), kind: 'usage.settled.v1' }]);
+    await ledger.postEntries([
+      entry(tenant, 'e1', 100),
+      entry(tenant, 'e2', 40, P1, 'exportOrders'),
+      { ...entry(tenant, 'e1.settled', -10), kind: 'usage.settled.v1' },
+    ]);
 
     // when the period closes (statement v1), and a replayed close runs again
-    const closed = await periods.writeStatement({ tenant, periodStart: P1, periodEnd: P2, version: 1, isFinal: false, price: PRICE, nowMs: 10 });
-    const replayed = await periods.writeStatement({ tenant, periodStart: P1, periodEnd: P2, version: 1, isFinal: false, price: PRICE, nowMs: 99 });
+    const closed = await periods.writeStatement({
+      tenant,
+      periodStart: P1,
+      periodEnd: P2,
+      version: 1,
+      isFinal: false,
+      price: PRICE,
+      nowMs: 10,
+    });
+    const replayed = await periods.writeStatement({
+      tenant,
+      periodStart: P1,
+      periodEnd: P2,
+      version: 1,
+      isFinal: false,
+      price: PRICE,
+      nowMs: 99,
+    });
 
     // then totals are the ledger's, priced: 130 units = 100 included + 30 at 300 micros
     expect(closed.isWritten).toBe(true);
@@ -87,7 +118,15 @@ describe('statements, finalization and late events', () => {
     expect(await ledger.postEntry(entry(tenant, 'e3', 70))).toEqual({ isDuplicate: false, creditedPeriodStart: P1 });
     // and the period is finalized and re-rated
     await periods.finalize({ tenant, periodStart: P1, nextPeriodStart: P2, nowMs: 20 });
-    const final = await periods.writeStatement({ tenant, periodStart: P1, periodEnd: P2, version: 2, isFinal: true, price: PRICE, nowMs: 21 });
+    const final = await periods.writeStatement({
+      tenant,
+      periodStart: P1,
+      periodEnd: P2,
+      version: 2,
+      isFinal: true,
+      price: PRICE,
+      nowMs: 21,
+    });
     // then the final statement counts it: 200 units = 100 included + 50 at 300 + 50 at 100
     expect(final.statement).toMatchObject({ version: 2, isFinal: true, usage: { units: 200, entries: 4 } });
     expect(final.statement.price.totalMicros).toBe(1_000_000 + 50 * 300 + 50 * 100);

@@ -56,7 +56,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const id of started) await env.client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
+  for (const id of started)
+    await env.client.workflow
+      .getHandle(id)
+      .terminate('test over')
+      .catch(() => undefined);
   await stopWorker();
   await closeAll(env, dynamo);
 });
@@ -73,7 +77,17 @@ async function statementOf(tenant: string, periodStartMs: number, version: numbe
 /** Records a queued job and starts its workflow on a task queue nobody polls: it stays waiting, signals land in its history. */
 async function queuedJob(tenant: string, requestId: string): Promise<string> {
   const jobId = deferredJobId(parseTenantId(tenant), parseEventId(requestId));
-  await jobs.create({ jobId, tenant: parseTenantId(tenant), keyId: 'k1', requestId, operationName: 'Export', cost: 1, createdAtMs: Date.now(), expiresAtMs: Date.now() + 600_000, maxOpenJobs: 10 });
+  await jobs.create({
+    jobId,
+    tenant: parseTenantId(tenant),
+    keyId: 'k1',
+    requestId,
+    operationName: 'Export',
+    cost: 1,
+    createdAtMs: Date.now(),
+    expiresAtMs: Date.now() + 600_000,
+    maxOpenJobs: 10,
+  });
   const workflowId = jobWorkflowId({ tenant, jobId });
   await env.client.workflow.start('runDeferredJob', { taskQueue: `${taskQueue}-nobody`, workflowId, args: [{}] });
   started.push(workflowId);
@@ -89,10 +103,23 @@ describe('account/<tenant> period close', () => {
   it('closes each period at its end with a priced statement equal to the ledger, wakes queued jobs, re-rates late events in the grace window, then credits them to the next period', async () => {
     // given an account with 6-second periods, two queued deferred jobs and a finished one
     const tenant = parseTenantId(uniqueTenant('c'));
-    await accounts.put({ tenant, billingPeriod: { unit: 'second', lengthSeconds: PERIOD_SECONDS, anchorDay: 1, timeZone: 'UTC' }, price: PRICE }, Date.now());
+    await accounts.put(
+      { tenant, billingPeriod: { unit: 'second', lengthSeconds: PERIOD_SECONDS, anchorDay: 1, timeZone: 'UTC' }, price: PRICE },
+      Date.now(),
+    );
     const waiting = [await queuedJob(tenant, 'req-a'), await queuedJob(tenant, 'req-b')];
     const finishedJob = deferredJobId(tenant, parseEventId('req-c'));
-    await jobs.create({ jobId: finishedJob, tenant, keyId: 'k1', requestId: 'req-c', operationName: null, cost: 1, createdAtMs: 1, expiresAtMs: 2, maxOpenJobs: 10 });
+    await jobs.create({
+      jobId: finishedJob,
+      tenant,
+      keyId: 'k1',
+      requestId: 'req-c',
+      operationName: null,
+      cost: 1,
+      createdAtMs: 1,
+      expiresAtMs: 2,
+      maxOpenJobs: 10,
+    });
     await jobs.finish({ tenant, jobId: finishedJob, status: 'expired', errorCode: 'JOB_EXPIRED', nowMs: 3 });
 
     // when the account workflow starts (twice: the second joins)
@@ -110,12 +137,20 @@ describe('account/<tenant> period close', () => {
       { id: 'u3', amount: 300, operation: 'listProducts' },
     ];
     for (const item of usage) {
-      await ledger.postEntry({ tenant, periodStart: iso(next.startMs), eventId: parseEventId(item.id), kind: 'usage.reserved.v1', amount: item.amount, operation: item.operation });
+      await ledger.postEntry({
+        tenant,
+        periodStart: iso(next.startMs),
+        eventId: parseEventId(item.id),
+        kind: 'usage.reserved.v1',
+        amount: item.amount,
+        operation: item.operation,
+      });
     }
 
     // then the first period is closed and the queued jobs (only those) are woken
     await until('the first close', () => statementOf(tenant, first.startMs, 1));
-    for (const workflowId of waiting) await until(`wake of ${workflowId}`, async () => ((await wakeSignals(workflowId)) >= 1 ? true : undefined));
+    for (const workflowId of waiting)
+      await until(`wake of ${workflowId}`, async () => ((await wakeSignals(workflowId)) >= 1 ? true : undefined));
     // and the workflow continued as new into the next period
     const afterFirst = await until('the next run', async () => {
       const state: AccountCarry = await handle.query(accountStateQuery);
@@ -134,7 +169,14 @@ describe('account/<tenant> period close', () => {
     expect(closed.price).toMatchObject({ units: 1_800, overageUnits: 800, totalMicros: 5_000_000 + 500 * 400 + 300 * 250 });
 
     // when an event of the closed period arrives within the grace window
-    const graceEntry = { tenant, periodStart: iso(next.startMs), eventId: parseEventId('u4'), kind: 'usage.reserved.v1', amount: 200, operation: 'listProducts' };
+    const graceEntry = {
+      tenant,
+      periodStart: iso(next.startMs),
+      eventId: parseEventId('u4'),
+      kind: 'usage.reserved.v1',
+      amount: 200,
+      operation: 'listProducts',
+    };
     expect(await ledger.postEntry(graceEntry)).toEqual({ isDuplicate: false, creditedPeriodStart: iso(next.startMs) });
     // then at the end of the grace window the period is finalized and re-rated (version 2)
     const final = await until('the final statement', () => statementOf(tenant, next.startMs, 2));
@@ -156,7 +198,12 @@ describe('account/<tenant> period close', () => {
     // when the close and the finalization are replayed (a retried activity), then nothing changes
     const activities = createAccountActivities({ accounts, periods, jobs, client: env.client, webhookTimeoutMs: 1_000 });
     const replayedClose = await activities.closePeriod({ tenant, periodStartMs: next.startMs, periodEndMs: next.endMs });
-    const replayedFinal = await activities.finalizePeriod({ tenant, periodStartMs: next.startMs, periodEndMs: next.endMs, nextPeriodStartMs: next.endMs });
+    const replayedFinal = await activities.finalizePeriod({
+      tenant,
+      periodStartMs: next.startMs,
+      periodEndMs: next.endMs,
+      nextPeriodStartMs: next.endMs,
+    });
     expect(replayedClose).toMatchObject({ version: 2, units: 2_000, isWritten: false });
     expect(replayedFinal).toMatchObject({ version: 2, units: 2_000, isWritten: false });
     expect(await statementOf(tenant, next.startMs, 2)).toEqual(final);
@@ -166,13 +213,20 @@ describe('account/<tenant> period close', () => {
 
     if (shouldCapture) {
       const wanted = new Map<string, (activities: string[]) => boolean>([
-        ['account-period-close', (names) => names.includes('closePeriod') && names.includes('wakeWaitingJobs') && !names.includes('finalizePeriod')],
+        [
+          'account-period-close',
+          (names) => names.includes('closePeriod') && names.includes('wakeWaitingJobs') && !names.includes('finalizePeriod'),
+        ],
         ['account-finalize', (names) => names.includes('finalizePeriod') && names.includes('closePeriod')],
       ]);
       for (let attempt = 0; attempt < 100 && wanted.size > 0; attempt += 1) {
-        for await (const run of env.client.workflow.list({ query: `WorkflowId = '${accountWorkflowId(tenant)}' AND ExecutionStatus = 'ContinuedAsNew'` })) {
+        for await (const run of env.client.workflow.list({
+          query: `WorkflowId = '${accountWorkflowId(tenant)}' AND ExecutionStatus = 'ContinuedAsNew'`,
+        })) {
           const json = historyToJSON(await env.client.workflow.getHandle(run.workflowId, run.runId).fetchHistory());
-          const names = (JSON.parse(json) as { events: { activityTaskScheduledEventAttributes?: { activityType?: { name?: string } } }[] }).events
+          const names = (
+            JSON.parse(json) as { events: { activityTaskScheduledEventAttributes?: { activityType?: { name?: string } } }[] }
+          ).events
             .map((event) => event.activityTaskScheduledEventAttributes?.activityType?.name)
             .filter((name): name is string => name !== undefined);
           for (const [name, matches] of wanted) {

@@ -8,7 +8,14 @@ import { Redis } from 'ioredis';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { connectDeciderRedis, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DependencyError, parseTenantId } from '../../src/shared/index.js';
-import { DynamoLedgerStore, UsagePump, createDynamoClient, parseShard, type CrossedThreshold, type WarningSink } from '../../src/metering/index.js';
+import {
+  DynamoLedgerStore,
+  UsagePump,
+  createDynamoClient,
+  parseShard,
+  type CrossedThreshold,
+  type WarningSink,
+} from '../../src/metering/index.js';
 import { closeAfterAll } from '../support/teardown.js';
 import { allocateShards } from '../support/allocate.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
@@ -62,7 +69,10 @@ describe('UsagePump with a WarningSink', () => {
     expect((failure as DependencyError).code).toBe('DEPENDENCY_FAILED');
     expect(pendingAtHandOver).toBe(3);
     expect(((await redis.xpending(stream, 'meter')) as [number])[0]).toBe(3);
-    expect(await ledger.getBalance({ tenant: parseTenantId(tenant), periodStart: new Date(BP).toISOString() })).toEqual({ amount: 15, entries: 3 });
+    expect(await ledger.getBalance({ tenant: parseTenantId(tenant), periodStart: new Date(BP).toISOString() })).toEqual({
+      amount: 15,
+      entries: 3,
+    });
 
     // when the batch is retried (reclaimed) and the sink takes it
     isRefusing = false;

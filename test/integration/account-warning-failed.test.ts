@@ -56,7 +56,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const id of started) await env.client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
+  for (const id of started)
+    await env.client.workflow
+      .getHandle(id)
+      .terminate('test over')
+      .catch(() => undefined);
   await stopWorker();
   await closeAll(env, receiver, dynamo);
 });
@@ -65,7 +69,16 @@ describe('a warning whose delivery is given up', () => {
   it('is recorded failed with its reason after the configured attempts, and is never sent again', async () => {
     // given a tenant whose webhook answers 500 to every request
     const tenant = parseTenantId(uniqueTenant('f'));
-    await accounts.put({ tenant, billingPeriod: MONTH, webhookUrl: receiver.url, webhookSecret: SECRET, price: { currency: 'EUR', baseFeeMicros: 0, includedUnits: 0, tiers: [{ unitPriceMicros: 1 }] } }, Date.now());
+    await accounts.put(
+      {
+        tenant,
+        billingPeriod: MONTH,
+        webhookUrl: receiver.url,
+        webhookSecret: SECRET,
+        price: { currency: 'EUR', baseFeeMicros: 0, includedUnits: 0, tiers: [{ unitPriceMicros: 1 }] },
+      },
+      Date.now(),
+    );
     const periodStartMs = periodAt(MONTH, Date.now()).startMs;
     const ref = { tenant, periodStart: new Date(periodStartMs).toISOString(), limitId: 'month', percent: 80 };
     const timings = accountTimings(config);
@@ -110,10 +123,15 @@ describe('a warning whose delivery is given up', () => {
     const other = { ...ref, percent: 100 };
     await periods.beginWarning({ ...other, idempotencyKey: 'k', nowMs: 1 });
     await periods.finishWarning({ ...other, status: 'delivered', nowMs: 2 });
-    expect(await activities.abandonWarning({ tenant, periodStartMs, limitId: 'month', percent: 100, failure: 'late' })).toEqual({ status: 'delivered' });
+    expect(await activities.abandonWarning({ tenant, periodStartMs, limitId: 'month', percent: 100, failure: 'late' })).toEqual({
+      status: 'delivered',
+    });
 
     if (process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1') {
-      writeFileSync(new URL('../fixtures/histories/account-warning-failed.json', import.meta.url), historyToJSON(await handle.fetchHistory()));
+      writeFileSync(
+        new URL('../fixtures/histories/account-warning-failed.json', import.meta.url),
+        historyToJSON(await handle.fetchHistory()),
+      );
     }
   }, 120_000);
 });

@@ -68,7 +68,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   killWorkerProcesses();
-  for (const id of workflows) await client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
+  for (const id of workflows)
+    await client.workflow
+      .getHandle(id)
+      .terminate('test over')
+      .catch(() => undefined);
   await closeAll(temporal, receiver, redis, dynamo);
 });
 
@@ -77,7 +81,16 @@ describe('threshold warnings under a storm, webhook failures and a worker crash'
     // given a tenant with a webhook and a 900-unit monthly quota warning at 80 % and 100 %
     const tenant = tenantInRange();
     const shard = parseShard(shardOf(tenant, SHARDS));
-    await accounts.put({ tenant, billingPeriod: MONTH, webhookUrl: receiver.url, webhookSecret: SECRET, price: { currency: 'EUR', baseFeeMicros: 0, includedUnits: 0, tiers: [{ unitPriceMicros: 1 }] } }, Date.now());
+    await accounts.put(
+      {
+        tenant,
+        billingPeriod: MONTH,
+        webhookUrl: receiver.url,
+        webhookSecret: SECRET,
+        price: { currency: 'EUR', baseFeeMicros: 0, includedUnits: 0, tiers: [{ unitPriceMicros: 1 }] },
+      },
+      Date.now(),
+    );
     const quota: LimitSpec = {
       id: parseLimitId('month'),
       scope: 'tenant',
@@ -105,7 +118,9 @@ describe('threshold warnings under a storm, webhook failures and a worker crash'
     const admitted = decisions.filter((decision) => decision.kind === 'allowed' || decision.kind === 'warned').length;
     const crossings = decisions.flatMap((decision) => (decision.kind === 'warned' ? decision.warnings : []));
     expect(admitted).toBe(900);
-    expect(crossings.map((warning) => (warning.kind === 'threshold-crossed' ? warning.percent : 0)).sort((a, b) => a - b)).toEqual([80, 100]);
+    expect(crossings.map((warning) => (warning.kind === 'threshold-crossed' ? warning.percent : 0)).sort((a, b) => a - b)).toEqual([
+      80, 100,
+    ]);
 
     // and the pump runs in a worker that dies right after the webhook first accepts a warning, then in a fresh one
     await ensureMeterWorkflows(client, {
@@ -127,10 +142,14 @@ describe('threshold warnings under a storm, webhook failures and a worker crash'
     const periodStart = new Date(periodAt(MONTH, Date.now()).startMs).toISOString();
     const records = async (): Promise<(string | undefined)[]> =>
       Promise.all([80, 100].map(async (percent) => (await periods.getWarning({ tenant, periodStart, limitId: 'month', percent }))?.status));
-    await waitFor('both warnings processed and recorded delivered', async () => receiver.processed.length >= 2 && (await records()).every((status) => status === 'delivered'), {
-      timeoutMs: 90_000,
-      intervalMs: 250,
-    });
+    await waitFor(
+      'both warnings processed and recorded delivered',
+      async () => receiver.processed.length >= 2 && (await records()).every((status) => status === 'delivered'),
+      {
+        timeoutMs: 90_000,
+        intervalMs: 250,
+      },
+    );
 
     // then each threshold was processed once, every attempt was signed and carried the threshold's key
     const keys = [`warning-${tenant}-${Date.parse(periodStart)}-month-80`, `warning-${tenant}-${Date.parse(periodStart)}-month-100`];

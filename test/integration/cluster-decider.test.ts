@@ -157,7 +157,10 @@ describe('decider on Redis Cluster', () => {
       await direct.connect();
       try {
         const entries = await direct.xrange(stream, '-', '+');
-        expect(entries.filter(([, fields]) => fields[fields.indexOf('tenant') + 1] === tenant), tenant).toHaveLength(1);
+        expect(
+          entries.filter(([, fields]) => fields[fields.indexOf('tenant') + 1] === tenant),
+          tenant,
+        ).toHaveLength(1);
       } finally {
         direct.disconnect();
       }
@@ -167,7 +170,11 @@ describe('decider on Redis Cluster', () => {
   });
 
   it('WAITs on the master that ran the script: the replica of each master acknowledges', async () => {
-    const waiting = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock, waitForReplicas: { replicas: 1, timeoutMs: 2_000 } });
+    const waiting = new RedisDecider(client, {
+      shardCount: SHARDS,
+      clock: systemClock,
+      waitForReplicas: { replicas: 1, timeoutMs: 2_000 },
+    });
     const tenants = Array.from({ length: 40 }, () => uniqueTenant());
     const decisions = await Promise.all(tenants.map((tenant) => waiting.decide(input(tenant, 100))));
     // a WAIT sent to another node would count that node's replicas for nothing written there: 0 or an error
@@ -198,11 +205,22 @@ describe('decider on Redis Cluster', () => {
     })();
     // when 30 requests per tenant run while every slot of that master moves away
     const { results } = await load(tenants, 30, 60, async () => {
-      await execFileAsync('redis-cli', [
-        '--cluster', 'reshard', `${source.host}:${source.port}`,
-        '--cluster-from', source.id, '--cluster-to', target,
-        '--cluster-slots', '16384', '--cluster-yes',
-      ], { maxBuffer: 64 * 1024 * 1024 });
+      await execFileAsync(
+        'redis-cli',
+        [
+          '--cluster',
+          'reshard',
+          `${source.host}:${source.port}`,
+          '--cluster-from',
+          source.id,
+          '--cluster-to',
+          target,
+          '--cluster-slots',
+          '16384',
+          '--cluster-yes',
+        ],
+        { maxBuffer: 64 * 1024 * 1024 },
+      );
     });
     // then each tenant got exactly 20 admissions and 20 events, and the slots did move
     expect(results.filter((decision) => decision.kind === 'allowed' || decision.kind === 'warned')).toHaveLength(4 * 20);
@@ -221,37 +239,43 @@ describe('decider on Redis Cluster', () => {
     }
     // when its replica takes over in the middle of the load (150 requests per tenant, paced)
     let promotedPort = 0;
-    const { results, errors } = await load(tenants, 150, 60, async () => {
-      await new Promise((resolveWait) => setTimeout(resolveWait, 100));
-      for (const node of cluster.nodes) {
-        const direct = new Redis({ host: node.host, port: node.port });
-        try {
-          const replication = String(await direct.info('replication'));
-          if (replication.includes('role:slave') && replication.includes(`master_port:${master.port}`)) {
-            // A manual failover gives up after 5 s if the master does not answer in
-            // time; ask again (up to 4 times) until the replica is promoted.
-            const deadline = Date.now() + 25_000;
-            let askedAt = 0;
-            while (!String(await direct.info('replication')).includes('role:master')) {
-              if (Date.now() > deadline) {
-                const log = readFileSync(join(scratch, 'logs', `redis-cluster-${node.port}.log`), 'utf8');
-                throw new Error(`replica ${node.port} was not promoted:\n${log.split('\n').slice(-12).join('\n')}`);
+    const { results, errors } = await load(
+      tenants,
+      150,
+      60,
+      async () => {
+        await new Promise((resolveWait) => setTimeout(resolveWait, 100));
+        for (const node of cluster.nodes) {
+          const direct = new Redis({ host: node.host, port: node.port });
+          try {
+            const replication = String(await direct.info('replication'));
+            if (replication.includes('role:slave') && replication.includes(`master_port:${master.port}`)) {
+              // A manual failover gives up after 5 s if the master does not answer in
+              // time; ask again (up to 4 times) until the replica is promoted.
+              const deadline = Date.now() + 25_000;
+              let askedAt = 0;
+              while (!String(await direct.info('replication')).includes('role:master')) {
+                if (Date.now() > deadline) {
+                  const log = readFileSync(join(scratch, 'logs', `redis-cluster-${node.port}.log`), 'utf8');
+                  throw new Error(`replica ${node.port} was not promoted:\n${log.split('\n').slice(-12).join('\n')}`);
+                }
+                if (Date.now() - askedAt > 6_000) {
+                  await direct.call('CLUSTER', 'FAILOVER');
+                  askedAt = Date.now();
+                }
+                await new Promise((resolveWait) => setTimeout(resolveWait, 20));
               }
-              if (Date.now() - askedAt > 6_000) {
-                await direct.call('CLUSTER', 'FAILOVER');
-                askedAt = Date.now();
-              }
-              await new Promise((resolveWait) => setTimeout(resolveWait, 20));
+              promotedPort = node.port;
+              return;
             }
-            promotedPort = node.port;
-            return;
+          } finally {
+            direct.disconnect();
           }
-        } finally {
-          direct.disconnect();
         }
-      }
-      throw new Error('no replica of the master');
-    }, 10);
+        throw new Error('no replica of the master');
+      },
+      10,
+    );
     console.log(`failover: ${errors.length} failed attempts, e.g. ${errors.slice(0, 3).join(' | ')}`);
     // then the counts are exact and the slot has a new master
     expect(results.filter((decision) => decision.kind === 'allowed' || decision.kind === 'warned')).toHaveLength(4 * 20);

@@ -7,7 +7,15 @@
 import { PutItemCommand, ScanCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, connectDeciderRedis, type DeciderRedis } from '../../src/decider/index.js';
-import { DynamoConfigStore, LiveConfig, announceConfigVersion, configTableName, hashApiKey, parsePlan, type Plan } from '../../src/graphql/index.js';
+import {
+  DynamoConfigStore,
+  LiveConfig,
+  announceConfigVersion,
+  configTableName,
+  hashApiKey,
+  parsePlan,
+  type Plan,
+} from '../../src/graphql/index.js';
 import { seedDemoConfig } from '../../src/graphql/demo/index.js';
 import { createDynamoClient } from '../../src/metering/index.js';
 import { ConflictError, NotFoundError, ValidationError, createLogger, parsePlanId, systemClock } from '../../src/shared/index.js';
@@ -34,7 +42,12 @@ afterAll(async () => {
 });
 
 async function live(options: { redis?: DeciderRedis; pollMs?: number; store?: DynamoConfigStore } = {}): Promise<LiveConfig> {
-  const config = new LiveConfig({ store: options.store ?? store, logger, pollMs: options.pollMs ?? 60_000, ...(options.redis === undefined ? {} : { redis: options.redis }) });
+  const config = new LiveConfig({
+    store: options.store ?? store,
+    logger,
+    pollMs: options.pollMs ?? 60_000,
+    ...(options.redis === undefined ? {} : { redis: options.redis }),
+  });
   opened.push(config);
   await config.start();
   return config;
@@ -106,7 +119,9 @@ describe('plans', () => {
     const id = uniquePlanId();
     const bad = { ...burstPlan(id, 1, 10), maxCostPerOperation: 0 };
     await expect(store.putPlan(bad, Date.now())).rejects.toBeInstanceOf(ValidationError);
-    expect(() => parsePlan({ ...burstPlan(id, 1, 10), limits: [{ ...slowBucket(10), algorithm: { kind: 'token-bucket', capacity: -1 } }] })).toThrow(ValidationError);
+    expect(() =>
+      parsePlan({ ...burstPlan(id, 1, 10), limits: [{ ...slowBucket(10), algorithm: { kind: 'token-bucket', capacity: -1 } }] }),
+    ).toThrow(ValidationError);
     expect(() => parsePlan({ ...burstPlan(id, 1, 10), surprise: true })).toThrow(ValidationError);
     expect((await store.listPlans()).some((entry) => (entry.isValid ? entry.plan.id : entry.planId) === id)).toBe(false);
   });
@@ -122,7 +137,12 @@ describe('plans', () => {
     await dynamo.send(
       new PutItemCommand({
         TableName: configTableName(testStack().tablePrefix),
-        Item: { pk: { S: 'plans' }, sk: { S: `plan#${id}` }, version: { N: '2' }, body: { S: JSON.stringify({ ...burstPlan(id, 2, 100), maxCostPerOperation: -5 }) } },
+        Item: {
+          pk: { S: 'plans' },
+          sk: { S: `plan#${id}` },
+          version: { N: '2' },
+          body: { S: JSON.stringify({ ...burstPlan(id, 2, 100), maxCostPerOperation: -5 }) },
+        },
       }),
     );
     const other = uniquePlanId();
@@ -150,7 +170,9 @@ describe('API keys', () => {
     expect(await store.findKeyByHash(hashApiKey(key))).toMatchObject({ isRevoked: true });
     // another tenant cannot revoke it by naming the same key id; unknown keys are a clear NotFound
     await expect(store.revokeKey({ tenant: uniqueTenant('c'), keyId: 'k1' })).rejects.toBeInstanceOf(NotFoundError);
-    await expect(store.addKey({ tenant: 'Bad Tenant', keyId: 'k1', planId: 'p', nowMs: Date.now() })).rejects.toBeInstanceOf(ValidationError);
+    await expect(store.addKey({ tenant: 'Bad Tenant', keyId: 'k1', planId: 'p', nowMs: Date.now() })).rejects.toBeInstanceOf(
+      ValidationError,
+    );
   });
 
   it('the demo seed keeps still-valid keys across restarts and replaces revoked or unknown ones', async () => {
@@ -169,7 +191,9 @@ describe('API keys', () => {
     expect(await store.findKeyByHash(hashApiKey(newAcme?.key ?? ''))).toMatchObject({ tenant: 'acme', isRevoked: false });
     expect(third.find((key) => key.tenant === 'globex')).toEqual(first.find((key) => key.tenant === 'globex'));
     // and the demo plans are stored
-    expect((await store.listPlans()).filter((entry) => entry.isValid && ['starter', 'pro', 'anonymous'].includes(entry.plan.id))).toHaveLength(3);
+    expect(
+      (await store.listPlans()).filter((entry) => entry.isValid && ['starter', 'pro', 'anonymous'].includes(entry.plan.id)),
+    ).toHaveLength(3);
   });
 
   it('end to end: a new plan version and a revocation take effect on a running API without a restart', async () => {

@@ -214,34 +214,85 @@ type Op =
 function limitSets(): LimitSpec[][] {
   const id = parseLimitId;
   return [
-    [{ id: id('tb'), scope: 'tenant', algorithm: { kind: 'token-bucket', capacity: 20, refillAmount: 3, refillPeriodMs: 7 }, mode: 'hard', onDeciderDown: 'open' }],
-    [{ id: id('fw'), scope: 'tenant', algorithm: { kind: 'fixed-window', limit: 15, windowMs: 23 }, mode: 'hard', onDeciderDown: 'open' }],
-    [{ id: id('sw'), scope: 'tenant', algorithm: { kind: 'sliding-window', limit: 17, windowMs: 19 }, mode: 'hard', onDeciderDown: 'open' }],
     [
-      { id: id('pq'), scope: 'tenant', algorithm: { kind: 'period-quota', limit: 60, period: MONTH, thresholdsPercent: [50, 80, 100] }, mode: 'soft', onDeciderDown: 'open' },
-      { id: id('cc'), scope: 'apiKey', algorithm: { kind: 'concurrency', slots: 3, leaseTtlMs: 11 }, mode: 'hard', onDeciderDown: 'open' },
-      // slow enough that refunds and overruns stay visible for the rest of a sequence
-      { id: id('tbslow'), scope: 'tenant', algorithm: { kind: 'token-bucket', capacity: 70, refillAmount: 1, refillPeriodMs: 5_000 }, mode: 'hard', onDeciderDown: 'open' },
+      {
+        id: id('tb'),
+        scope: 'tenant',
+        algorithm: { kind: 'token-bucket', capacity: 20, refillAmount: 3, refillPeriodMs: 7 },
+        mode: 'hard',
+        onDeciderDown: 'open',
+      },
+    ],
+    [{ id: id('fw'), scope: 'tenant', algorithm: { kind: 'fixed-window', limit: 15, windowMs: 23 }, mode: 'hard', onDeciderDown: 'open' }],
+    [
+      {
+        id: id('sw'),
+        scope: 'tenant',
+        algorithm: { kind: 'sliding-window', limit: 17, windowMs: 19 },
+        mode: 'hard',
+        onDeciderDown: 'open',
+      },
     ],
     [
-      { id: id('tb2'), scope: 'apiKey', algorithm: { kind: 'token-bucket', capacity: 9, refillAmount: 1, refillPeriodMs: 3 }, mode: 'shadow', onDeciderDown: 'open' },
+      {
+        id: id('pq'),
+        scope: 'tenant',
+        algorithm: { kind: 'period-quota', limit: 60, period: MONTH, thresholdsPercent: [50, 80, 100] },
+        mode: 'soft',
+        onDeciderDown: 'open',
+      },
+      { id: id('cc'), scope: 'apiKey', algorithm: { kind: 'concurrency', slots: 3, leaseTtlMs: 11 }, mode: 'hard', onDeciderDown: 'open' },
+      // slow enough that refunds and overruns stay visible for the rest of a sequence
+      {
+        id: id('tbslow'),
+        scope: 'tenant',
+        algorithm: { kind: 'token-bucket', capacity: 70, refillAmount: 1, refillPeriodMs: 5_000 },
+        mode: 'hard',
+        onDeciderDown: 'open',
+      },
+    ],
+    [
+      {
+        id: id('tb2'),
+        scope: 'apiKey',
+        algorithm: { kind: 'token-bucket', capacity: 9, refillAmount: 1, refillPeriodMs: 3 },
+        mode: 'shadow',
+        onDeciderDown: 'open',
+      },
       { id: id('fw2'), scope: 'tenant', algorithm: { kind: 'fixed-window', limit: 12, windowMs: 13 }, mode: 'soft', onDeciderDown: 'open' },
-      { id: id('sw2'), scope: 'tenant', algorithm: { kind: 'sliding-window', limit: 30, windowMs: 29 }, mode: 'defer', onDeciderDown: 'open' },
+      {
+        id: id('sw2'),
+        scope: 'tenant',
+        algorithm: { kind: 'sliding-window', limit: 30, windowMs: 29 },
+        mode: 'defer',
+        onDeciderDown: 'open',
+      },
     ],
   ];
 }
 
 const sleepArb = fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 12 }));
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 3, arbitrary: fc.record({
-    kind: fc.constant('decide' as const),
-    limitSet: fc.nat(4),
-    cost: fc.oneof(fc.integer({ min: 0, max: 8 }), fc.integer({ min: 9, max: 35 })),
-    reuse: fc.boolean(),
-    sleepMs: sleepArb,
-  }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant('decide' as const),
+      limitSet: fc.nat(4),
+      cost: fc.oneof(fc.integer({ min: 0, max: 8 }), fc.integer({ min: 9, max: 35 })),
+      reuse: fc.boolean(),
+      sleepMs: sleepArb,
+    }),
+  },
   // settle one of the requests so far (admitted or not, again or not) with an actual cost below or above it
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('settle' as const), pick: fc.nat(), actual: fc.integer({ min: 0, max: 40 }), sleepMs: sleepArb }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('settle' as const),
+      pick: fc.nat(),
+      actual: fc.integer({ min: 0, max: 40 }),
+      sleepMs: sleepArb,
+    }),
+  },
 );
 
 interface Mutation {
@@ -262,13 +313,17 @@ async function runSequence(ops: Op[], mutation: Mutation): Promise<string | unde
     if (op.kind === 'settle') {
       const request = sent[op.pick % Math.max(1, sent.length)];
       if (request === undefined) continue;
-      const decidedAt = state.records.get(compileRequest(request, { shardCount: SHARDS, localNowMs: Date.now() }).model.recordKey)?.nowMs ?? Date.now();
+      const decidedAt =
+        state.records.get(compileRequest(request, { shardCount: SHARDS, localNowMs: Date.now() }).model.recordKey)?.nowMs ?? Date.now();
       const { keys, args } = compileSettle({ ...request, actual: op.actual, decidedAtMs: decidedAt }, { shardCount: SHARDS });
       const lua = decodeSettle(await redis.tgSettle(keys.length, ...keys, ...args));
       const compiled = compileRequest(request, { shardCount: SHARDS, localNowMs: decidedAt });
       const expected = settleModel(state, mutation.mutate(compiled.model), op.actual, lua.nowMs);
       const statusOf = { settled: 1, replay: 2, unknown: 0 } as const;
-      const [a, b] = [JSON.stringify({ status: statusOf[lua.status], refund: lua.refund }), JSON.stringify({ status: expected.status, refund: expected.refund })];
+      const [a, b] = [
+        JSON.stringify({ status: statusOf[lua.status], refund: lua.refund }),
+        JSON.stringify({ status: expected.status, refund: expected.refund }),
+      ];
       if (a !== b) return `op ${index} ${JSON.stringify(op)}:\n lua   ${a}\n model ${b}`;
       continue;
     }
@@ -351,7 +406,13 @@ describe('settle', () => {
     // both events name the billing period the decision counted in
     const billingStart = String(compiled.billingStartMs);
     expect(entry?.[1]).toEqual(expect.arrayContaining(['bp', billingStart]));
-    const [reserved] = await redis.xrange(usageStreamKey(compiled.shard), decision.kind === 'allowed' ? decision.streamId : '-', '+', 'COUNT', 1);
+    const [reserved] = await redis.xrange(
+      usageStreamKey(compiled.shard),
+      decision.kind === 'allowed' ? decision.streamId : '-',
+      '+',
+      'COUNT',
+      1,
+    );
     expect(reserved?.[1]).toEqual(expect.arrayContaining(['type', 'usage.reserved.v1', 'cost', '50', 'bp', billingStart]));
   });
 
@@ -385,7 +446,30 @@ describe('settle', () => {
 
 describe('bucket state decoding', () => {
   it('reads every integer width Redis cmsgpack writes, exactly', async () => {
-    const values = [0, 1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, 1_763_900_000_123, 2 ** 53 - 1, -1, -32, -33, -128, -129, -32_768, -32_769, -(2 ** 31), -(2 ** 31) - 1, -(2 ** 53) + 1];
+    const values = [
+      0,
+      1,
+      127,
+      128,
+      255,
+      256,
+      65_535,
+      65_536,
+      2 ** 32 - 1,
+      2 ** 32,
+      1_763_900_000_123,
+      2 ** 53 - 1,
+      -1,
+      -32,
+      -33,
+      -128,
+      -129,
+      -32_768,
+      -32_769,
+      -(2 ** 31),
+      -(2 ** 31) - 1,
+      -(2 ** 53) + 1,
+    ];
     const packed = (await redis.callBuffer(
       'EVAL',
       'local t = {} for i = 1, #ARGV do t[i] = tonumber(ARGV[i]) end return cmsgpack.pack(unpack(t))',
@@ -405,7 +489,8 @@ describe('whale tenants split over sub-shards', () => {
     const cost = 3;
     // when far more requests than fit arrive at once: 30 for each part (a part is chosen by the request id), so every
     // part is saturated (30 × 3 > 16) and the lower bound applies
-    const partOfRequest = (request: DecideInput): number => compileRequest(request, { shardCount: SHARDS, localNowMs: Date.now() }).part as number;
+    const partOfRequest = (request: DecideInput): number =>
+      compileRequest(request, { shardCount: SHARDS, localNowMs: Date.now() }).part as number;
     const requests: DecideInput[] = [];
     const drawn = new Map<number, number>();
     while (requests.length < 120) {
@@ -421,7 +506,10 @@ describe('whale tenants split over sub-shards', () => {
     const perPart = new Map<number, number>();
     for (const request of requests) perPart.set(partOfRequest(request), (perPart.get(partOfRequest(request)) ?? 0) + 1);
     const shares = [16, 16, 15, 15];
-    const expected = [...perPart.entries()].reduce((sum, [part, arrived]) => sum + Math.min(arrived, Math.floor((shares[part] as number) / cost)), 0);
+    const expected = [...perPart.entries()].reduce(
+      (sum, [part, arrived]) => sum + Math.min(arrived, Math.floor((shares[part] as number) / cost)),
+      0,
+    );
     expect(admittedRequests).toHaveLength(expected);
     // never over the tenant's limit, and (every part saturated here) at most 4 × 2 units under it
     const admittedCost = admittedRequests.length * cost;
@@ -473,11 +561,41 @@ describe('key lifetimes', () => {
     const tenant = uniqueTenant('ttl');
     const id = parseLimitId;
     const limits: LimitSpec[] = [
-      { id: id('tb'), scope: 'apiKey', algorithm: { kind: 'token-bucket', capacity: 50, refillAmount: 1, refillPeriodMs: 1_000 }, mode: 'hard', onDeciderDown: 'open' },
-      { id: id('fw'), scope: 'tenant', algorithm: { kind: 'fixed-window', limit: 50, windowMs: 60_000 }, mode: 'hard', onDeciderDown: 'open' },
-      { id: id('sw'), scope: 'tenant', algorithm: { kind: 'sliding-window', limit: 50, windowMs: 60_000 }, mode: 'hard', onDeciderDown: 'open' },
-      { id: id('pq'), scope: 'tenant', algorithm: { kind: 'period-quota', limit: 500, period: MONTH, thresholdsPercent: [] }, mode: 'hard', onDeciderDown: 'open' },
-      { id: id('cc'), scope: 'tenant', algorithm: { kind: 'concurrency', slots: 5, leaseTtlMs: 30_000 }, mode: 'hard', onDeciderDown: 'open' },
+      {
+        id: id('tb'),
+        scope: 'apiKey',
+        algorithm: { kind: 'token-bucket', capacity: 50, refillAmount: 1, refillPeriodMs: 1_000 },
+        mode: 'hard',
+        onDeciderDown: 'open',
+      },
+      {
+        id: id('fw'),
+        scope: 'tenant',
+        algorithm: { kind: 'fixed-window', limit: 50, windowMs: 60_000 },
+        mode: 'hard',
+        onDeciderDown: 'open',
+      },
+      {
+        id: id('sw'),
+        scope: 'tenant',
+        algorithm: { kind: 'sliding-window', limit: 50, windowMs: 60_000 },
+        mode: 'hard',
+        onDeciderDown: 'open',
+      },
+      {
+        id: id('pq'),
+        scope: 'tenant',
+        algorithm: { kind: 'period-quota', limit: 500, period: MONTH, thresholdsPercent: [] },
+        mode: 'hard',
+        onDeciderDown: 'open',
+      },
+      {
+        id: id('cc'),
+        scope: 'tenant',
+        algorithm: { kind: 'concurrency', slots: 5, leaseTtlMs: 30_000 },
+        mode: 'hard',
+        onDeciderDown: 'open',
+      },
     ];
     // admitted requests, a settle with an overrun and one with a refund
     const first = input(tenant, limits, 3);

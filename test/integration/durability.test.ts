@@ -10,7 +10,16 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedis, stopProcess, type ManagedProcess } from '../../infra/services.js';
-import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type DecideInput, type Decision, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
+import {
+  RedisDecider,
+  connectDeciderRedis,
+  shardOf,
+  usageStreamKey,
+  type DecideInput,
+  type Decision,
+  type DeciderRedis,
+  type LimitSpec,
+} from '../../src/decider/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { waitFor } from '../support/poll.js';
 import { closeAll } from '../support/teardown.js';
@@ -29,9 +38,17 @@ let replicaAdmin: Redis;
 beforeAll(async () => {
   const [primaryPort, replicaPort] = [await freePort(), await freePort()];
   primary = await startRedis({ dataDir: scratch, port: primaryPort, name: 'primary' });
-  replica = await startRedis({ dataDir: scratch, port: replicaPort, name: 'replica', extraArgs: ['--replicaof', '127.0.0.1', String(primaryPort)] });
+  replica = await startRedis({
+    dataDir: scratch,
+    port: replicaPort,
+    name: 'replica',
+    extraArgs: ['--replicaof', '127.0.0.1', String(primaryPort)],
+  });
   replicaAdmin = new Redis({ port: replicaPort });
-  await waitFor('the replica to sync', async () => (await replicaAdmin.info('replication')).includes('master_link_status:up'), { timeoutMs: 20_000, intervalMs: 50 });
+  await waitFor('the replica to sync', async () => (await replicaAdmin.info('replication')).includes('master_link_status:up'), {
+    timeoutMs: 20_000,
+    intervalMs: 50,
+  });
   client = await connectDeciderRedis({ url: `redis://127.0.0.1:${primaryPort}`, commandTimeoutMs: 2_000 });
   patient = await connectDeciderRedis({ url: `redis://127.0.0.1:${primaryPort}`, commandTimeoutMs: 60_000 });
 }, 60_000);
@@ -43,7 +60,13 @@ afterAll(async () => {
 });
 
 const limits: LimitSpec[] = [
-  { id: parseLimitId('month'), scope: 'tenant', algorithm: { kind: 'period-quota', limit: 1_000, period: MONTH, thresholdsPercent: [] }, mode: 'hard', onDeciderDown: 'open' },
+  {
+    id: parseLimitId('month'),
+    scope: 'tenant',
+    algorithm: { kind: 'period-quota', limit: 1_000, period: MONTH, thresholdsPercent: [] },
+    mode: 'hard',
+    onDeciderDown: 'open',
+  },
 ];
 
 function request(tenant: string): DecideInput {
@@ -61,7 +84,11 @@ function request(tenant: string): DecideInput {
 
 describe('waitForReplicas', () => {
   it('reports the replica that acknowledged, and the replica holds the usage event', async () => {
-    const decider = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock, waitForReplicas: { replicas: 1, timeoutMs: 1_000 } });
+    const decider = new RedisDecider(client, {
+      shardCount: SHARDS,
+      clock: systemClock,
+      waitForReplicas: { replicas: 1, timeoutMs: 1_000 },
+    });
     const tenant = uniqueTenant('dur');
     const decisions = await Promise.all(Array.from({ length: 20 }, () => decider.decide(request(tenant))));
     expect(decisions.every((decision) => decision.kind === 'allowed' && decision.replicasAcked === 1)).toBe(true);

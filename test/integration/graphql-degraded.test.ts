@@ -96,10 +96,18 @@ describe('decider down', () => {
       expect(response.headers.get('Tollgate-Degraded')).toBe('open');
       const body = await bodyOf(response);
       expect(body.data).toMatchObject({ products: { nodes: expect.any(Array) as unknown } });
-      expect(body.extensions?.cost).toMatchObject({ requested: 7, actual: 7, degraded: 'open', receipt: expect.stringMatching(/^r-/) as unknown });
+      expect(body.extensions?.cost).toMatchObject({
+        requested: 7,
+        actual: 7,
+        degraded: 'open',
+        receipt: expect.stringMatching(/^r-/) as unknown,
+      });
     }
     // the local backstop admits exactly what its bucket holds
-    expect(local.map((response) => response.status)).toEqual([...Array.from({ length: 14 }, () => 200), ...Array.from({ length: 6 }, () => 429)]);
+    expect(local.map((response) => response.status)).toEqual([
+      ...Array.from({ length: 14 }, () => 200),
+      ...Array.from({ length: 6 }, () => 429),
+    ]);
     const refused = await bodyOf(local[19] as Response);
     expect(codeOf(refused)).toBe('RATE_LIMITED');
     expect(refused.errors?.[0]?.extensions?.['degraded']).toBe('local');

@@ -9,14 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  RedisDecider,
-  bucketKey,
-  connectDeciderRedis,
-  shardOf,
-  usageStreamKey,
-  type DeciderRedis,
-} from '../../src/decider/index.js';
+import { RedisDecider, bucketKey, connectDeciderRedis, shardOf, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { decodeBucketState } from '../../src/decider/bucket-state.js';
 import { compileRequest } from '../../src/decider/compile.js';
 import { KEY_PATTERN } from '../../src/decider/keys.js';
@@ -24,16 +17,7 @@ import { DynamoResponseStore, responsesTableName } from '../../src/graphql/index
 import { createDynamoClient } from '../../src/metering/index.js';
 import { DependencyError, parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { closeAfterAll } from '../support/teardown.js';
-import {
-  CountingDecider,
-  bodyOf,
-  codeOf,
-  plan,
-  quota,
-  slowBucket,
-  testApp,
-  type TestApp,
-} from '../support/graphql.js';
+import { CountingDecider, bodyOf, codeOf, plan, quota, slowBucket, testApp, type TestApp } from '../support/graphql.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 
 const SHARDS = 16;
@@ -64,7 +48,10 @@ async function bucketTokens(tenant: string, keyId = 'k1', limitId = 'burst'): Pr
 /** Every event of the tenant's shard stream, whoever's, after the entry id `after` (exclusive) when given. */
 async function shardEvents(tenant: string, after?: string): Promise<Record<string, string>[]> {
   const entries = await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), after === undefined ? '-' : `(${after}`, '+');
-  return entries.map(([, fields]) => Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]])) as Record<string, string>);
+  return entries.map(
+    ([, fields]) =>
+      Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]])) as Record<string, string>,
+  );
 }
 
 /** The id of the last entry of the tenant's shard stream (`0-0` when it is empty). */
@@ -141,9 +128,16 @@ describe('exactness', () => {
     // every admitted response reports a distinct remaining 93, 86, ..., 2, in the header and the body
     const remaining = ok.map(({ response, body }) => {
       const fromBody = body?.extensions?.cost?.limits[0]?.remaining;
-      expect(response.headers.get('RateLimit')).toBe(`"burst";r=${fromBody};t=${Math.ceil((body?.extensions?.cost?.limits[0]?.resetMs ?? 0) / 1000)}`);
+      expect(response.headers.get('RateLimit')).toBe(
+        `"burst";r=${fromBody};t=${Math.ceil((body?.extensions?.cost?.limits[0]?.resetMs ?? 0) / 1000)}`,
+      );
       expect(response.headers.get('RateLimit-Policy')).toBe('"burst";q=100;w=360000');
-      expect(body?.extensions?.cost).toMatchObject({ requested: 7, actual: 7, refunded: 0, throttleStatus: { maximumAvailable: 100, currentlyAvailable: fromBody } });
+      expect(body?.extensions?.cost).toMatchObject({
+        requested: 7,
+        actual: 7,
+        refunded: 0,
+        throttleStatus: { maximumAvailable: 100, currentlyAvailable: fromBody },
+      });
       return fromBody;
     });
     expect(remaining.sort((a, b) => (b ?? 0) - (a ?? 0))).toEqual(Array.from({ length: 14 }, (_, i) => 100 - 7 * (i + 1)));
@@ -165,7 +159,9 @@ describe('actual cost', () => {
     // given
     const { app: api, tenant, key } = app([slowBucket(1_000)]);
     // when the rare category (3 products) is asked for 50
-    const body = await bodyOf(await api.post({ query: '{ products(first: 50, category: "c-rare") { edges { node { name } } } }' }, { key }));
+    const body = await bodyOf(
+      await api.post({ query: '{ products(first: 50, category: "c-rare") { edges { node { name } } } }' }, { key }),
+    );
     // then 101 were reserved, 7 charged, 94 refunded, and the bucket shows it
     expect(body.extensions?.cost).toMatchObject({ requested: 101, actual: 7, refunded: 94, throttleStatus: { currentlyAvailable: 993 } });
     expect(await bucketTokens(tenant)).toBe(993);
@@ -175,7 +171,9 @@ describe('actual cost', () => {
 
   it('prices first from the variables', async () => {
     const { app: api, key } = app([slowBucket(1_000)]);
-    const body = await bodyOf(await api.post({ query: 'query Q($n: Int) { products(first: $n) { nodes { id } } }', variables: { n: 40 } }, { key }));
+    const body = await bodyOf(
+      await api.post({ query: 'query Q($n: Int) { products(first: $n) { nodes { id } } }', variables: { n: 40 } }, { key }),
+    );
     expect(body.extensions?.cost).toMatchObject({ requested: 41, actual: 41 });
   });
 });
@@ -191,22 +189,46 @@ describe('cost bypass attempts all fail', () => {
   };
 
   it.each([
-    ['a negative first beside an expensive sibling', { query: '{ a: products(first: -1000000) { nodes { id } } b: products(first: 1000) { nodes { id } } }' }, 'INVALID_SLICING_ARGUMENT'],
+    [
+      'a negative first beside an expensive sibling',
+      { query: '{ a: products(first: -1000000) { nodes { id } } b: products(first: 1000) { nodes { id } } }' },
+      'INVALID_SLICING_ARGUMENT',
+    ],
     ['a huge first', { query: '{ products(first: 2147483647) { nodes { id } } }' }, 'INVALID_SLICING_ARGUMENT'],
-    ['a huge first in a variable', { query: 'query Q($n: Int) { products(first: $n) { nodes { id } } }', variables: { n: 100_000 } }, 'INVALID_SLICING_ARGUMENT'],
-    ['alias amplification past the maximum', { query: `{ ${Array.from({ length: 6 }, (_, i) => `a${i}: products(first: 1000) { nodes { id } }`).join(' ')} }` }, 'COST_EXCEEDS_MAXIMUM'],
-    ['nested lists past the maximum', { query: '{ products(first: 100) { nodes { related(first: 100) { id } } } }' }, 'COST_EXCEEDS_MAXIMUM'],
+    [
+      'a huge first in a variable',
+      { query: 'query Q($n: Int) { products(first: $n) { nodes { id } } }', variables: { n: 100_000 } },
+      'INVALID_SLICING_ARGUMENT',
+    ],
+    [
+      'alias amplification past the maximum',
+      { query: `{ ${Array.from({ length: 6 }, (_, i) => `a${i}: products(first: 1000) { nodes { id } }`).join(' ')} }` },
+      'COST_EXCEEDS_MAXIMUM',
+    ],
+    [
+      'nested lists past the maximum',
+      { query: '{ products(first: 100) { nodes { related(first: 100) { id } } } }' },
+      'COST_EXCEEDS_MAXIMUM',
+    ],
     ['an alias flood', { query: `{ ${Array.from({ length: 40 }, (_, i) => `a${i}: me { tenant }`).join(' ')} }` }, 'ALIAS_LIMIT_EXCEEDED'],
-    ['deep nesting', { query: `{ product(id: "p-0001") { ${'related(first: 1) { '.repeat(20)}id${' }'.repeat(20)} } }` }, 'DEPTH_LIMIT_EXCEEDED'],
+    [
+      'deep nesting',
+      { query: `{ product(id: "p-0001") { ${'related(first: 1) { '.repeat(20)}id${' }'.repeat(20)} } }` },
+      'DEPTH_LIMIT_EXCEEDED',
+    ],
     ['a token flood', { query: `{ ${'__typename '.repeat(6_000)} }` }, 'TOKEN_LIMIT_EXCEEDED'],
     [
       'fragments that explode when expanded',
-      { query: `${Array.from({ length: 30 }, (_, i) => `fragment F${i} on Product { ...F${i + 1} ...F${i + 1} }`).join(' ')} fragment F30 on Product { id } { product(id: "x") { ...F0 } }` },
+      {
+        query: `${Array.from({ length: 30 }, (_, i) => `fragment F${i} on Product { ...F${i + 1} ...F${i + 1} }`).join(' ')} fragment F30 on Product { id } { product(id: "x") { ...F0 } }`,
+      },
       'NODE_LIMIT_EXCEEDED',
     ],
     [
       'an introspection flood',
-      { query: `{ ${Array.from({ length: 3 }, (_, i) => `s${i}: __schema { types { fields { type { fields { type { name } } } } } }`).join(' ')} }` },
+      {
+        query: `{ ${Array.from({ length: 3 }, (_, i) => `s${i}: __schema { types { fields { type { fields { type { name } } } } } }`).join(' ')} }`,
+      },
       'COST_EXCEEDS_MAXIMUM',
     ],
   ])('%s → 400 before the decider', async (_name, body, code) => {
@@ -216,14 +238,18 @@ describe('cost bypass attempts all fail', () => {
   it('a fragment cycle is refused by validation before the decider', async () => {
     const { app: api, key } = app([slowBucket(1_000)]);
     const before = decider.decides.length;
-    const response = await api.post({ query: 'fragment A on Product { ...B } fragment B on Product { ...A } { product(id: "x") { ...A } }' }, { key });
+    const response = await api.post(
+      { query: 'fragment A on Product { ...B } fragment B on Product { ...A } { product(id: "x") { ...A } }' },
+      { key },
+    );
     expect(codeOf(await bodyOf(response))).toBe('GRAPHQL_VALIDATION_FAILED');
     expect(decider.decides.length).toBe(before);
   });
 
   it('prices a fragment spread at every use', async () => {
     const { app: api, key } = app([slowBucket(1_000)]);
-    const query = 'fragment P on ProductConnection { nodes { reviews(first: 5) { rating } } } { a: products(first: 10) { ...P } b: products(first: 10) { ...P } }';
+    const query =
+      'fragment P on ProductConnection { nodes { reviews(first: 5) { rating } } } { a: products(first: 10) { ...P } b: products(first: 10) { ...P } }';
     const body = await bodyOf(await api.post({ query }, { key }));
     expect(body.extensions?.cost?.requested).toBe(2 * (1 + 10 * (1 + 5)));
   });
@@ -241,7 +267,10 @@ describe('cost bypass attempts all fail', () => {
     expect(decider.decides.length - before).toBe(3);
     expect(await bucketTokens(tenant)).toBe(1_000 - 17);
     // and a batch above the limit is refused whole
-    const tooMany = await api.post(Array.from({ length: 11 }, () => ({ query: COST_7 })), { key });
+    const tooMany = await api.post(
+      Array.from({ length: 11 }, () => ({ query: COST_7 })),
+      { key },
+    );
     expect(tooMany.status).toBe(413);
     expect(codeOf(await bodyOf(tooMany))).toBe('BATCH_LIMIT_EXCEEDED');
   });
@@ -275,7 +304,11 @@ describe('idempotency', () => {
     expect((await tenantEvents(tenant)).filter((event) => event['type'] === 'usage.reserved.v1')).toHaveLength(1);
     // and the kept response is one DynamoDB item that expires with the decider's record (24 h), nothing in Redis
     const kept = await dynamo.send(
-      new ScanCommand({ TableName: responsesTableName(testStack().tablePrefix), FilterExpression: 'begins_with(pk, :p)', ExpressionAttributeValues: { ':p': { S: `resp#${tenant}#` } } }),
+      new ScanCommand({
+        TableName: responsesTableName(testStack().tablePrefix),
+        FilterExpression: 'begins_with(pk, :p)',
+        ExpressionAttributeValues: { ':p': { S: `resp#${tenant}#` } },
+      }),
     );
     expect(kept.Items).toHaveLength(1);
     const expiresInS = Number(kept.Items?.[0]?.['expiresAt']?.N) - Date.now() / 1000;
@@ -293,7 +326,10 @@ describe('idempotency', () => {
     // given 20 concurrent placeOrder requests with one Idempotency-Key
     const { app: api, tenant, key } = replayingApp([slowBucket(1_000)]);
     const productId = api.store.products[0]?.id ?? '';
-    const body = { query: 'mutation Buy($items: [OrderItemInput!]!) { placeOrder(items: $items) { id } }', variables: { items: [{ productId, quantity: 1 }] } };
+    const body = {
+      query: 'mutation Buy($items: [OrderItemInput!]!) { placeOrder(items: $items) { id } }',
+      variables: { items: [{ productId, quantity: 1 }] },
+    };
     const responses = await Promise.all(Array.from({ length: 20 }, () => api.post(body, { key, headers: { 'Idempotency-Key': 'buy-1' } })));
     // then exactly one order exists and one charge was taken
     expect(api.store.ordersOf(tenant)).toHaveLength(1);
@@ -332,7 +368,9 @@ describe('idempotency', () => {
     // another tenant asking for the same request id finds nothing
     expect(await responses.load({ tenant: parseTenantId(uniqueTenant('g')), requestId, nowMs })).toBeUndefined();
     const big = new DynamoResponseStore(dynamo, { tablePrefix: testStack().tablePrefix, maxBytes: 100 });
-    expect(await big.save({ tenant, requestId: parseEventId('i-big.0.abc'), result: { data: { text: 'x'.repeat(200) } }, ttlMs: 10_000, nowMs })).toBe('too-large');
+    expect(
+      await big.save({ tenant, requestId: parseEventId('i-big.0.abc'), result: { data: { text: 'x'.repeat(200) } }, ttlMs: 10_000, nowMs }),
+    ).toBe('too-large');
   });
 
   it('without a response store, a retry is a 409 with the first receipt: one decision, one charge', async () => {
@@ -384,15 +422,25 @@ describe('identity', () => {
     expect(usageOfB).toBeGreaterThan(0);
     const [lastOfA, lastOfB] = [await lastEventId(tenantA), await lastEventId(tenantB)];
     // when A spends and reads
-    const body = await bodyOf(await api.post({ query: `{ me { tenant } orders(first: 5) { nodes { id } } ${COST_7.slice(1, -1)} }` }, { key: keyA }));
+    const body = await bodyOf(
+      await api.post({ query: `{ me { tenant } orders(first: 5) { nodes { id } } ${COST_7.slice(1, -1)} }` }, { key: keyA }),
+    );
     // then A saw only A, and B's buckets did not move
     expect(body.data).toMatchObject({ me: { tenant: tenantA }, orders: { nodes: [] } });
     expect(await bucketTokens(tenantB)).toBe(before);
     expect(decider.decides.at(-1)?.tenant).toBe(tenantA);
     // and of every event appended since, on A's shard and on B's (other files write there too), A's request made
     // A's reserved and settled events and none is B's: B's usage is what it was
-    const appended = [...(await shardEvents(tenantA, lastOfA)), ...(shardOf(parseTenantId(tenantA), SHARDS) === shardOf(parseTenantId(tenantB), SHARDS) ? [] : await shardEvents(tenantB, lastOfB))];
-    expect(appended.filter((event) => event['tenant'] === tenantA).map((event) => event['type']).sort()).toEqual(['usage.reserved.v1', 'usage.settled.v1']);
+    const appended = [
+      ...(await shardEvents(tenantA, lastOfA)),
+      ...(shardOf(parseTenantId(tenantA), SHARDS) === shardOf(parseTenantId(tenantB), SHARDS) ? [] : await shardEvents(tenantB, lastOfB)),
+    ];
+    expect(
+      appended
+        .filter((event) => event['tenant'] === tenantA)
+        .map((event) => event['type'])
+        .sort(),
+    ).toEqual(['usage.reserved.v1', 'usage.settled.v1']);
     expect(appended.filter((event) => event['tenant'] === tenantB)).toEqual([]);
     expect((await tenantEvents(tenantB)).length).toBe(usageOfB);
   });
@@ -434,7 +482,11 @@ describe('soft, shadow and defer limits', () => {
       expect(response.headers.get('RateLimit-Policy')).toBe('"burst";q=1000;w=3600000');
       bodies.push(await bodyOf(response));
     }
-    expect(bodies.map((body) => body.extensions?.cost?.limits.find((limit) => limit.id === 'probe')?.isExceeded)).toEqual([false, true, true]);
+    expect(bodies.map((body) => body.extensions?.cost?.limits.find((limit) => limit.id === 'probe')?.isExceeded)).toEqual([
+      false,
+      true,
+      true,
+    ]);
   });
 
   it('defer: a @deferrable mutation past a defer limit is answered 202 with a job; other operations get 429', async () => {
@@ -444,7 +496,10 @@ describe('soft, shadow and defer limits', () => {
     const key = api.keyFor(tenant, 'heavy');
     const first = await api.post({ query: 'mutation { exportOrdersReport { id } }' }, { key });
     expect(first.status).toBe(200);
-    const deferred = await api.post({ query: 'mutation Export { exportOrdersReport { id } }' }, { key, headers: { 'Idempotency-Key': 'export-1' } });
+    const deferred = await api.post(
+      { query: 'mutation Export { exportOrdersReport { id } }' },
+      { key, headers: { 'Idempotency-Key': 'export-1' } },
+    );
     expect(deferred.status).toBe(202);
     const body = await bodyOf(deferred);
     expect(body.data).toBeNull();
@@ -462,7 +517,11 @@ describe('soft, shadow and defer limits', () => {
 describe('defer without a working deferrer', () => {
   it('answers 503 JOBS_UNAVAILABLE with a Retry-After when the job cannot be recorded or started, and runs nothing', async () => {
     const failing = { defer: () => Promise.reject(new DependencyError('TEMPORAL_UNAVAILABLE', 'deferrer down')) };
-    const api = testApp({ decider, plans: [plan('heavy', [slowBucket(10_000), quota('heavy', 100, { mode: 'defer' })])], deferrer: failing });
+    const api = testApp({
+      decider,
+      plans: [plan('heavy', [slowBucket(10_000), quota('heavy', 100, { mode: 'defer' })])],
+      deferrer: failing,
+    });
     const key = api.keyFor(uniqueTenant('df'), 'heavy');
     const response = await api.post({ query: 'mutation { exportOrdersReport { id } }' }, { key });
     expect(response.status).toBe(503);
@@ -477,9 +536,16 @@ describe('defer without a working deferrer', () => {
       defer: () => Promise.reject(new Error('not reached')),
       find: () => Promise.reject(new DependencyError('TEMPORAL_UNAVAILABLE', 'cannot tell')),
     };
-    const api = testApp({ decider: counting, plans: [plan('heavy', [slowBucket(10_000), quota('heavy', 100, { mode: 'defer' })])], deferrer: unknown });
+    const api = testApp({
+      decider: counting,
+      plans: [plan('heavy', [slowBucket(10_000), quota('heavy', 100, { mode: 'defer' })])],
+      deferrer: unknown,
+    });
     const key = api.keyFor(uniqueTenant('df'), 'heavy');
-    const response = await api.post({ query: 'mutation { exportOrdersReport { id } }' }, { key, headers: { 'Idempotency-Key': 'retry-1' } });
+    const response = await api.post(
+      { query: 'mutation { exportOrdersReport { id } }' },
+      { key, headers: { 'Idempotency-Key': 'retry-1' } },
+    );
     expect(response.status).toBe(503);
     expect(codeOf(await bodyOf(response))).toBe('JOBS_UNAVAILABLE');
     expect(counting.decides).toHaveLength(0);
@@ -499,7 +565,16 @@ describe('quote', () => {
         { key },
       ),
     );
-    expect(body.data).toMatchObject({ quote: { cost: 501, lines: [{ path: 'products', size: 500, cost: 501 }, { path: 'products.nodes', size: 1, cost: 1 }, { path: 'products.nodes.name', size: 1, cost: 0 }] } });
+    expect(body.data).toMatchObject({
+      quote: {
+        cost: 501,
+        lines: [
+          { path: 'products', size: 500, cost: 501 },
+          { path: 'products.nodes', size: 1, cost: 1 },
+          { path: 'products.nodes.name', size: 1, cost: 0 },
+        ],
+      },
+    });
     // only the quote field itself (1 unit) was charged
     expect(body.extensions?.cost?.requested).toBe(1);
     expect(await bucketTokens(tenant)).toBe(999);
@@ -510,7 +585,9 @@ describe('the limiter cannot be worn down cheaply', () => {
   it('unknown keys reach neither the decider nor Redis', async () => {
     const { app: api } = app([slowBucket(1_000)]);
     const before = decider.decides.length;
-    const responses = await Promise.all(Array.from({ length: 30 }, () => api.post({ query: COST_7 }, { key: `tg_${randomBytes(32).toString('base64url')}` })));
+    const responses = await Promise.all(
+      Array.from({ length: 30 }, () => api.post({ query: COST_7 }, { key: `tg_${randomBytes(32).toString('base64url')}` })),
+    );
     expect(responses.every((response) => response.status === 401)).toBe(true);
     expect(decider.decides.length).toBe(before);
   });
@@ -551,7 +628,11 @@ describe('the limiter cannot be worn down cheaply', () => {
   it('hostile identifiers are refused with 400 INVALID_ID before any Redis call, and every key stays in the key pattern', async () => {
     const { app: api, tenant, key } = app([slowBucket(1_000_000)]);
     const hostile = fc.oneof(
-      fc.string({ unit: fc.constantFrom('{', '}', ':', ' ', '*', '?', '[', ']', 'A', 'é', '"', "'", '\\', 'a', '0') , minLength: 1, maxLength: 80 }),
+      fc.string({
+        unit: fc.constantFrom('{', '}', ':', ' ', '*', '?', '[', ']', 'A', 'é', '"', "'", '\\', 'a', '0'),
+        minLength: 1,
+        maxLength: 80,
+      }),
       fc.constant('x'.repeat(64 * 1024)),
       fc.constant("redis.call('FLUSHALL') --"),
       fc.constant('{s:1}:t:victim:b:v1:burst'),
@@ -579,7 +660,9 @@ describe('the limiter cannot be worn down cheaply', () => {
     expect(codeOf(await bodyOf(unknownOperation))).toBe('OPERATION_RESOLUTION_FAILURE');
     expect(decider.decides.length).toBe(before);
     // hostile tenant and key ids cannot even be stored
-    expect(() => api.keyStore.add({ tenant: 'victim}:{s:1}', keyId: 'k', planId: 'p' })).toThrow(expect.objectContaining({ code: 'INVALID_ID' }));
+    expect(() => api.keyStore.add({ tenant: 'victim}:{s:1}', keyId: 'k', planId: 'p' })).toThrow(
+      expect.objectContaining({ code: 'INVALID_ID' }),
+    );
     expect(() => api.keyStore.add({ tenant, keyId: 'k\r\n:1', planId: 'p' })).toThrow(expect.objectContaining({ code: 'INVALID_ID' }));
     // a valid request afterwards writes only well-formed keys
     expect((await api.post({ query: COST_7 }, { key, headers: { 'Idempotency-Key': 'fine.key-1' } })).status).toBe(200);

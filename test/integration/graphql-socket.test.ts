@@ -58,7 +58,11 @@ describe('over a real socket', () => {
 
   it('serves a keyed request, /health and /metrics on the same socket', async () => {
     const key = api.keyFor(uniqueTenant('s'), 'keyed');
-    const response = await fetch(`${baseUrl}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: COST_7 });
+    const response = await fetch(`${baseUrl}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: COST_7,
+    });
     expect(response.status).toBe(200);
     expect(response.headers.get('ratelimit-policy')).toBe('"burst";q=1000;w=3600000');
     expect((await fetch(`${baseUrl}/health`)).status).toBe(200);
@@ -71,7 +75,16 @@ describe('over a real socket', () => {
   ])('refuses a header with %s before the decider', async (_name, header) => {
     const before = decider.decides.length;
     const port = new URL(baseUrl).port;
-    const raw = [`POST /graphql HTTP/1.1`, `Host: 127.0.0.1:${port}`, 'Content-Type: application/json', header, `Content-Length: ${Buffer.byteLength(COST_7)}`, 'Connection: close', '', COST_7].join('\r\n');
+    const raw = [
+      `POST /graphql HTTP/1.1`,
+      `Host: 127.0.0.1:${port}`,
+      'Content-Type: application/json',
+      header,
+      `Content-Length: ${Buffer.byteLength(COST_7)}`,
+      'Connection: close',
+      '',
+      COST_7,
+    ].join('\r\n');
     const reply = await new Promise<string>((resolveReply, reject) => {
       const socket = connect(Number(port), '127.0.0.1');
       let data = '';
@@ -88,7 +101,11 @@ describe('over a real socket', () => {
     // given the server above, which trusts no proxy
     const before = decider.decides.length;
     // when a client writes another address in the header
-    await fetch(`${baseUrl}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': '203.0.113.99' }, body: COST_7 });
+    await fetch(`${baseUrl}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': '203.0.113.99' },
+      body: COST_7,
+    });
     // then it is still metered by its socket address
     expect(decider.decides.length).toBe(before + 1);
     expect(decider.decides.at(-1)?.clientIp).toMatch(/^(::ffff:)?127\.0\.0\.1$/);

@@ -133,7 +133,11 @@ describe('Redis', () => {
 });
 
 describe('missing or unreachable components', () => {
-  const emptyCache = { cacheDir: join(scratch, 'empty'), temporalBin: join(scratch, 'empty', 'temporal'), dynamodbHome: join(scratch, 'empty', 'ddb') };
+  const emptyCache = {
+    cacheDir: join(scratch, 'empty'),
+    temporalBin: join(scratch, 'empty', 'temporal'),
+    dynamodbHome: join(scratch, 'empty', 'ddb'),
+  };
 
   it('names the Temporal CLI and its install script when it is not installed', async () => {
     const start = startTemporal({ dataDir: scratch, port: await freePort(), httpPort: await freePort(), paths: emptyCache });
@@ -260,6 +264,8 @@ describe('DynamoDB tables', () => {
         KeySchema: [{ AttributeName: 'id', KeyType: 'HASH' }],
       }),
     );
-    await expect(ensureTables(client, prefix)).rejects.toThrow(`table ${prefix}ledger exists with key schema id:HASH, expected pk:HASH,sk:RANGE`);
+    await expect(ensureTables(client, prefix)).rejects.toThrow(
+      `table ${prefix}ledger exists with key schema id:HASH, expected pk:HASH,sk:RANGE`,
+    );
   });
 });

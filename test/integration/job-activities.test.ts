@@ -39,7 +39,17 @@ closeAfterAll(() => [redis, dynamo]);
 const jobId = (): string => `j-${randomBytes(16).toString('hex')}`;
 
 function newJob(tenant: TenantId, id = jobId(), maxOpenJobs = 10) {
-  return { jobId: id, tenant, keyId: 'k1', requestId: `i-${id}`, operationName: 'Export', cost: 500, createdAtMs: 1_000, expiresAtMs: 61_000, maxOpenJobs };
+  return {
+    jobId: id,
+    tenant,
+    keyId: 'k1',
+    requestId: `i-${id}`,
+    operationName: 'Export',
+    cost: 500,
+    createdAtMs: 1_000,
+    expiresAtMs: 61_000,
+    maxOpenJobs,
+  };
 }
 
 describe('DynamoJobStore', () => {
@@ -72,7 +82,12 @@ describe('DynamoJobStore', () => {
     expect(await jobs.finish({ tenant, jobId: input.jobId, status: 'failed', errorCode: 'X', nowMs: 3_000 })).toBe(true);
     expect(await jobs.finish({ tenant, jobId: input.jobId, status: 'succeeded', errorCode: null, nowMs: 4_000 })).toBe(false);
     expect(await jobs.markRunning({ tenant, jobId: input.jobId, nowMs: 5_000 })).toBe(false);
-    expect(await jobs.get(tenant, input.jobId)).toMatchObject({ status: 'failed', errorCode: 'X', startedAtMs: 2_000, finishedAtMs: 3_000 });
+    expect(await jobs.get(tenant, input.jobId)).toMatchObject({
+      status: 'failed',
+      errorCode: 'X',
+      startedAtMs: 2_000,
+      finishedAtMs: 3_000,
+    });
     expect(await jobs.openJobs(tenant)).toBe(0);
   });
 
@@ -127,10 +142,15 @@ describe('job activities', () => {
     plans.set(plan(planId, [slowBucket(10_000), heavy(heavyCapacity)]));
     const id = jobId();
     await jobs.create({ ...newJob(tenant, id), requestId: `i-${id}` });
-    const activities = createJobActivities({ decider: new RedisDecider(redis, { shardCount: SHARDS, clock: systemClock }), store: jobs, executor });
+    const activities = createJobActivities({
+      decider: new RedisDecider(redis, { shardCount: SHARDS, clock: systemClock }),
+      store: jobs,
+      executor,
+    });
     const ref = { jobId: id, tenant, keyId: 'k1', planId, requestId: `i-${id}`, operationName: 'Export' };
     const admit = (input: AdmitJobInput): Promise<JobAdmission> => env.run((arg: AdmitJobInput) => activities.admitDeferredJob(arg), input);
-    const execute = (input: ExecuteJobInput): Promise<ExecuteJobResult> => env.run((arg: ExecuteJobInput) => activities.executeDeferredJob(arg), input);
+    const execute = (input: ExecuteJobInput): Promise<ExecuteJobResult> =>
+      env.run((arg: ExecuteJobInput) => activities.executeDeferredJob(arg), input);
     /** Another job of the same tenant and plan. */
     const another = async () => {
       const other = jobId();

@@ -19,8 +19,25 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTables, tableNames } from '../../infra/tables.js';
 import { createDynamoClient } from '../../src/metering/index.js';
 import { createLogger, parseTenantId, type TenantId } from '../../src/shared/index.js';
-import { DynamoJobStore, EMPTY_JOB_SWEEP_COUNTS, OPEN_JOB_SHARDS, addJobSweepCounts, openJobShard, type JobSettings, type JobSweepCounts, type JobSweepPosition } from '../../src/jobs/index.js';
-import { WorkerMetrics, ensureJobSweepWorkflow, jobSweepStateQuery, jobSweepWorkflowId, jobWorkflowId, sweepOpenJobs, type JobSweepSettings } from '../../src/workflows/index.js';
+import {
+  DynamoJobStore,
+  EMPTY_JOB_SWEEP_COUNTS,
+  OPEN_JOB_SHARDS,
+  addJobSweepCounts,
+  openJobShard,
+  type JobSettings,
+  type JobSweepCounts,
+  type JobSweepPosition,
+} from '../../src/jobs/index.js';
+import {
+  WorkerMetrics,
+  ensureJobSweepWorkflow,
+  jobSweepStateQuery,
+  jobSweepWorkflowId,
+  jobWorkflowId,
+  sweepOpenJobs,
+  type JobSweepSettings,
+} from '../../src/workflows/index.js';
 import type { DeferredJobInput } from '../../src/workflows/workflows/index.js';
 import { createTollgateWorker } from '../../src/workflows/index.js';
 import { waitFor } from '../support/poll.js';
@@ -51,7 +68,11 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for await (const execution of client.workflow.list({ query: `TaskQueue = '${nobody}' AND ExecutionStatus = 'Running'` })) await client.workflow.getHandle(execution.workflowId).terminate('test over').catch(() => undefined);
+  for await (const execution of client.workflow.list({ query: `TaskQueue = '${nobody}' AND ExecutionStatus = 'Running'` }))
+    await client.workflow
+      .getHandle(execution.workflowId)
+      .terminate('test over')
+      .catch(() => undefined);
   await connection.close();
   for (const table of dropped) await dynamo.send(new DeleteTableCommand({ TableName: table })).catch(() => undefined);
   await closeAll(dynamo);
@@ -60,7 +81,11 @@ afterAll(async () => {
 const SUBMISSION = TEST_SUBMISSION;
 
 /** Records a job created `ageMs` ago, as a submit whose workflow start failed leaves it (a workflow on the unpolled queue when asked). */
-async function recordJob(tenant: TenantId, name: string, options: Omit<RecordTestJobInput, 'store' | 'client' | 'taskQueue' | 'tenant' | 'name'> & { store?: DynamoJobStore }): Promise<string> {
+async function recordJob(
+  tenant: TenantId,
+  name: string,
+  options: Omit<RecordTestJobInput, 'store' | 'client' | 'taskQueue' | 'tenant' | 'name'> & { store?: DynamoJobStore },
+): Promise<string> {
   return recordTestJob({ store: jobs, client, taskQueue: nobody, tenant, name, ...options });
 }
 
@@ -78,7 +103,7 @@ async function startedInput(tenant: string, jobId: string): Promise<DeferredJobI
 async function sweepAll(pageSize: number): Promise<{ counts: JobSweepCounts; pages: number }> {
   let counts = EMPTY_JOB_SWEEP_COUNTS;
   let pages = 0;
-  for (let position: JobSweepPosition | null = { shard: 0, after: null }; position !== null; ) {
+  for (let position: JobSweepPosition | null = { shard: 0, after: null }; position !== null;) {
     const page = await sweepOpenJobs({ client, store: jobs, settings, position, nowMs: Date.now(), graceMs: GRACE_MS, pageSize });
     counts = addJobSweepCounts(counts, page.counts);
     pages += 1;
@@ -91,7 +116,7 @@ async function sweepAll(pageSize: number): Promise<{ counts: JobSweepCounts; pag
 async function listedOpen(store: DynamoJobStore = jobs): Promise<string[]> {
   const ids: string[] = [];
   for (let shard = 0; shard < OPEN_JOB_SHARDS; shard += 1) {
-    for (let after = undefined as Parameters<DynamoJobStore['listOpen']>[0]['after']; ; ) {
+    for (let after = undefined as Parameters<DynamoJobStore['listOpen']>[0]['after']; ;) {
       const page = await store.listOpen({ shard, beforeMs: Date.now() + 1, limit: 50, ...(after === undefined ? {} : { after }) });
       ids.push(...page.jobs.map((job) => `${job.tenant}/${job.jobId}`));
       if (page.next === null) break;
@@ -116,7 +141,9 @@ describe('the open-jobs index', () => {
     const page = await jobs.listOpen({ shard: openJobShard(queued), beforeMs: Date.now(), limit: 100 });
     expect(page.jobs).toContainEqual({ tenant: a, jobId: queued, createdAtMs: expect.any(Number) as number });
     // and a bad shard is refused
-    await expect(jobs.listOpen({ shard: OPEN_JOB_SHARDS, beforeMs: Date.now(), limit: 1 })).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+    await expect(jobs.listOpen({ shard: OPEN_JOB_SHARDS, beforeMs: Date.now(), limit: 1 })).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+    });
   });
 
   it('is added to a jobs table created before it, with the unfinished jobs already in it', async () => {
@@ -146,7 +173,9 @@ describe('the open-jobs index', () => {
     await ensureTables(dynamo, legacyPrefix);
     // then the table has the index, active, and it lists the job
     const described = await dynamo.send(new DescribeTableCommand({ TableName: table }));
-    expect(described.Table?.GlobalSecondaryIndexes?.map((index) => [index.IndexName, index.IndexStatus])).toEqual([['open-jobs', 'ACTIVE']]);
+    expect(described.Table?.GlobalSecondaryIndexes?.map((index) => [index.IndexName, index.IndexStatus])).toEqual([
+      ['open-jobs', 'ACTIVE'],
+    ]);
     expect(await listedOpen(legacy)).toEqual([`${tenant}/${jobId}`]);
   }, 120_000);
 });
@@ -203,7 +232,11 @@ describe('a sweep of the unfinished jobs', () => {
     expect(second.counts.running).toBe(first.counts.running + 1);
     expect(second.counts.checked).toBe(first.counts.checked - 2);
     const history = await client.workflow.getHandle(jobWorkflowId({ tenant: a, jobId: orphan })).fetchHistory();
-    expect(history.events?.filter((event) => event.workflowExecutionStartedEventAttributes !== undefined && event.workflowExecutionStartedEventAttributes !== null)).toHaveLength(1);
+    expect(
+      history.events?.filter(
+        (event) => event.workflowExecutionStartedEventAttributes !== undefined && event.workflowExecutionStartedEventAttributes !== null,
+      ),
+    ).toHaveLength(1);
   });
 
   it('pages through many orphans of many tenants and starts each exactly once', async () => {
@@ -243,7 +276,11 @@ describe('jobs-sweep/<scope> workflow', () => {
     try {
       // given three orphans
       const tenant = parseTenantId(uniqueTenant('s'));
-      const orphans = [await recordJob(tenant, 'wf-0', { ageMs: GRACE_MS * 2 }), await recordJob(tenant, 'wf-1', { ageMs: GRACE_MS * 2 }), await recordJob(tenant, 'wf-2', { ageMs: GRACE_MS * 2 })];
+      const orphans = [
+        await recordJob(tenant, 'wf-0', { ageMs: GRACE_MS * 2 }),
+        await recordJob(tenant, 'wf-1', { ageMs: GRACE_MS * 2 }),
+        await recordJob(tenant, 'wf-2', { ageMs: GRACE_MS * 2 }),
+      ];
       // when the sweep is ensured, twice (the second joins the first)
       const firstRun = await ensureJobSweepWorkflow(client, { scope, taskQueue: workerQueue, settings: sweepSettings });
       const secondRun = await ensureJobSweepWorkflow(client, { scope, taskQueue: workerQueue, settings: sweepSettings });
@@ -278,7 +315,13 @@ describe('jobs-sweep/<scope> workflow', () => {
       captureHistory('jobs-sweep.json', firstHistory);
       const fixtures = recordedHistories(/^jobs-sweep/);
       expect(fixtures.length).toBeGreaterThanOrEqual(1);
-      expect(await replayFailures([{ workflowId: jobSweepWorkflowId(scope), history: firstHistory }, { workflowId: jobSweepWorkflowId(scope), history }, ...fixtures])).toEqual([]);
+      expect(
+        await replayFailures([
+          { workflowId: jobSweepWorkflowId(scope), history: firstHistory },
+          { workflowId: jobSweepWorkflowId(scope), history },
+          ...fixtures,
+        ]),
+      ).toEqual([]);
 
       // when an operator terminates it, the next ensure starts a new run (ALLOW_DUPLICATE)
       const before = (await handle.describe()).runId;
@@ -287,7 +330,10 @@ describe('jobs-sweep/<scope> workflow', () => {
       expect(after).not.toBe(before);
       expect((await handle.describe()).status.name).toBe('RUNNING');
     } finally {
-      await client.workflow.getHandle(jobSweepWorkflowId(scope)).terminate('test over').catch(() => undefined);
+      await client.workflow
+        .getHandle(jobSweepWorkflowId(scope))
+        .terminate('test over')
+        .catch(() => undefined);
       created.worker.shutdown();
       await running;
       created.close();

@@ -38,14 +38,22 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const id of started) await client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
+  for (const id of started)
+    await client.workflow
+      .getHandle(id)
+      .terminate('test over')
+      .catch(() => undefined);
   await closeAll(connection, dynamo);
 });
 
 const SUBMISSION = TEST_SUBMISSION;
 
 /** Records a queued job created `ageMs` ago; with a workflow (on the unpolled queue) when asked. */
-async function recordJob(tenant: TenantId, name: string, options: { ageMs: number; hasWorkflow: boolean; hasSubmission?: boolean }): Promise<string> {
+async function recordJob(
+  tenant: TenantId,
+  name: string,
+  options: { ageMs: number; hasWorkflow: boolean; hasSubmission?: boolean },
+): Promise<string> {
   const jobId = await recordTestJob({ store: jobs, client, taskQueue: nobody, tenant, name, ...options });
   started.push(jobWorkflowId({ tenant, jobId }));
   return jobId;
@@ -134,7 +142,9 @@ describe('the wake at a period close', () => {
     // when the next close comes: the restarted job is now only signalled, a second start never happens
     const again = await activities(100).wakeWaitingJobs({ tenant });
     expect(again).toEqual({ woken: 2, restarted: 0, stranded: 1, skipped: 0 });
-    expect((await client.workflow.getHandle(jobWorkflowId({ tenant, jobId: orphan })).fetchHistory()).events?.[0]?.eventId?.toString()).toBe('1');
+    expect(
+      (await client.workflow.getHandle(jobWorkflowId({ tenant, jobId: orphan })).fetchHistory()).events?.[0]?.eventId?.toString(),
+    ).toBe('1');
     expect(await wakeSignals(tenant, orphan)).toBe(1);
   });
 
@@ -149,7 +159,15 @@ describe('the wake at a period close', () => {
 
     const big = deferredJobId(tenant, parseEventId('big'));
     await jobs.create({
-      jobId: big, tenant, keyId: 'k1', requestId: 'big', operationName: null, cost: 1, createdAtMs: 1, expiresAtMs: 2, maxOpenJobs: 100,
+      jobId: big,
+      tenant,
+      keyId: 'k1',
+      requestId: 'big',
+      operationName: null,
+      cost: 1,
+      createdAtMs: 1,
+      expiresAtMs: 2,
+      maxOpenJobs: 100,
       submission: { ...SUBMISSION, variables: { blob: 'x'.repeat(MAX_SUBMISSION_CHARS) } },
     });
     expect((await jobs.get(tenant, big))?.submission).toBeNull();

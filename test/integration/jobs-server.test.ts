@@ -24,9 +24,8 @@ afterAll(() => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-
 describe('the API process with deferred jobs', () => {
-  it('polls the jobs queue, serves job status to the key\'s tenant, and stops cleanly on SIGTERM', async () => {
+  it("polls the jobs queue, serves job status to the key's tenant, and stops cleanly on SIGTERM", async () => {
     // given the API started against the test stack
     const port = await freePort();
     const keysFile = join(scratch, 'keys.json');
@@ -48,7 +47,10 @@ describe('the API process with deferred jobs', () => {
     let stdout = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     const exited = new Promise<number | null>((resolveExit) => child?.on('exit', resolveExit));
-    await waitFor('the API to listen with the jobs worker polling', () => stdout.includes('jobs worker polling') && stdout.includes('api listening'));
+    await waitFor(
+      'the API to listen with the jobs worker polling',
+      () => stdout.includes('jobs worker polling') && stdout.includes('api listening'),
+    );
     const keys = JSON.parse(readFileSync(keysFile, 'utf8')) as { tenant: string; key: string }[];
     const acme = keys.find((entry) => entry.tenant === 'acme')?.key ?? '';
     const base = `http://127.0.0.1:${port}`;
@@ -68,7 +70,9 @@ describe('the API process with deferred jobs', () => {
     expect(graphql.status).toBe(200);
     expect(await graphql.json()).toMatchObject({ data: { job: null } });
     // and rapid status polls with one key are limited (2/s, burst 4: one was taken above), another tenant's key is not
-    const polls = await Promise.all(Array.from({ length: 10 }, async () => fetch(`${base}/jobs/${unknownJob}`, { headers: { authorization: `Bearer ${acme}` } })));
+    const polls = await Promise.all(
+      Array.from({ length: 10 }, async () => fetch(`${base}/jobs/${unknownJob}`, { headers: { authorization: `Bearer ${acme}` } })),
+    );
     const refused = polls.filter((response) => response.status === 429);
     // at most the 3 tokens left plus what refills while they are sent (a second: 2 more, on a slow machine)
     expect(refused.length).toBeGreaterThanOrEqual(5);

@@ -191,7 +191,13 @@ async function burstTokens(tenant: string): Promise<number> {
 async function usageEvents(tenant: string, type: string, id: string): Promise<Record<string, string>[]> {
   const entries = await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+');
   return entries
-    .map(([, fields]) => Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]])) as Record<string, string>)
+    .map(
+      ([, fields]) =>
+        Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]])) as Record<
+          string,
+          string
+        >,
+    )
     .filter((event) => event['tenant'] === tenant && event['type'] === type && event['id'] === id);
 }
 
@@ -224,12 +230,19 @@ describe('a deferred operation', () => {
     expect(response.headers.get('Location')).toBe(`/jobs/${id}`);
     // and once the limit frees up it succeeds with the operation's result
     const job = await waitForJob(yoga, key, id, ['succeeded', 'failed', 'expired']);
-    expect(job).toMatchObject({ id, status: 'succeeded', operationName: 'Export', requestedCost: EXPORT_COST, actualCost: EXPORT_COST, errorCode: null });
+    expect(job).toMatchObject({
+      id,
+      status: 'succeeded',
+      operationName: 'Export',
+      requestedCost: EXPORT_COST,
+      actualCost: EXPORT_COST,
+      errorCode: null,
+    });
     expect(job.result).toEqual({ data: { exportOrdersReport: { id: expect.stringMatching(/^x-\d+$/) as unknown, rowCount: 0 } } });
     expect(job.startedAtMs).not.toBeNull();
     expect(job.finishedAtMs).not.toBeNull();
     // ran once, charged once: one resolver call, one usage.reserved event, the burst bucket moved by two exports
-    const workflow = await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: id })).result() as DeferredJobResult;
+    const workflow = (await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: id })).result()) as DeferredJobResult;
     expect(workflow).toMatchObject({ status: 'succeeded', actualCost: EXPORT_COST });
     finishedWorkflows.push({ workflowId: jobWorkflowId({ tenant, jobId: id }), fixture: 'job-succeeded.json' });
     expect(store.resolverCalls - callsAtDefer).toBe(1);
@@ -238,7 +251,9 @@ describe('a deferred operation', () => {
     expect(await burstTokens(tenant)).toBe(10_000 - 2 * EXPORT_COST);
     expect(await jobStore.openJobs(parseTenantId(tenant))).toBe(0);
     // and the GraphQL job(id) field shows the same job to its tenant
-    const viaGraphQL = await bodyOf(await post(yoga, key, { query: 'query J($id: ID!) { job(id: $id) { id status actualCost result } }', variables: { id } }));
+    const viaGraphQL = await bodyOf(
+      await post(yoga, key, { query: 'query J($id: ID!) { job(id: $id) { id status actualCost result } }', variables: { id } }),
+    );
     expect(viaGraphQL.data?.['job']).toEqual({ id, status: 'succeeded', actualCost: EXPORT_COST, result: job.result });
   });
 
@@ -277,7 +292,7 @@ describe('a deferred operation', () => {
     // then it expires
     const job = await waitForJob(yoga, key, id, ['succeeded', 'failed', 'expired']);
     expect(job).toMatchObject({ status: 'expired', errorCode: 'JOB_EXPIRED', actualCost: null, result: null, startedAtMs: null });
-    const workflow = await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: id })).result() as DeferredJobResult;
+    const workflow = (await env.client.workflow.getHandle(jobWorkflowId({ tenant, jobId: id })).result()) as DeferredJobResult;
     expect(workflow.status).toBe('expired');
     finishedWorkflows.push({ workflowId: jobWorkflowId({ tenant, jobId: id }), fixture: 'job-expired.json' });
     expect(workflow.attempts).toBeGreaterThan(0);
@@ -296,7 +311,13 @@ describe('finish notices', () => {
     const yoga = api();
     const { tenant, key } = tenantWith(deferBucket(600, 2_000));
     await accounts.put(
-      { tenant: parseTenantId(tenant), billingPeriod: { unit: 'month', anchorDay: 1, timeZone: 'UTC' }, webhookUrl: receiver.url, webhookSecret: WEBHOOK_SECRET, price: { currency: 'EUR', baseFeeMicros: 0, includedUnits: 0, tiers: [{ unitPriceMicros: 1 }] } },
+      {
+        tenant: parseTenantId(tenant),
+        billingPeriod: { unit: 'month', anchorDay: 1, timeZone: 'UTC' },
+        webhookUrl: receiver.url,
+        webhookSecret: WEBHOOK_SECRET,
+        price: { currency: 'EUR', baseFeeMicros: 0, includedUnits: 0, tiers: [{ unitPriceMicros: 1 }] },
+      },
       Date.now(),
     );
     await exhaust(yoga, key);
@@ -313,7 +334,11 @@ describe('finish notices', () => {
     // then exactly one notice was processed, for the job that asked, signed, after one failed attempt
     const mine = receiver.processed.filter((notice) => notice.body['tenant'] === tenant);
     expect(mine).toHaveLength(1);
-    expect(mine[0]).toMatchObject({ isSignatureValid: true, idempotencyKey: `job-${tenant}-${askedId}-finished`, body: { type: 'job.finished.v1', jobId: askedId, status: 'succeeded', actualCost: EXPORT_COST } });
+    expect(mine[0]).toMatchObject({
+      isSignatureValid: true,
+      idempotencyKey: `job-${tenant}-${askedId}-finished`,
+      body: { type: 'job.finished.v1', jobId: askedId, status: 'succeeded', actualCost: EXPORT_COST },
+    });
     expect(receiver.requests.filter((notice) => notice.body['tenant'] === tenant).length).toBeGreaterThanOrEqual(1);
     // and the job records say so (a retry of the activity would send nothing)
     expect(await jobStore.get(parseTenantId(tenant), askedId)).toMatchObject({ isNotifyRequested: true, notification: 'delivered' });
@@ -402,7 +427,9 @@ describe('a job whose workflow was lost', () => {
     );
     expect(job.status).toBe('succeeded');
     expect(store.resolverCalls - callsAtDefer).toBe(1);
-    expect(await usageEvents(tenant, 'usage.reserved.v1', (await jobStore.get(parseTenantId(tenant), id))?.requestId ?? '')).toHaveLength(1);
+    expect(await usageEvents(tenant, 'usage.reserved.v1', (await jobStore.get(parseTenantId(tenant), id))?.requestId ?? '')).toHaveLength(
+      1,
+    );
     expect(await jobStore.openJobs(parseTenantId(tenant))).toBe(0);
   });
 });
@@ -443,7 +470,9 @@ describe('a job while no API process polls its queue', () => {
       await running;
     }
     expect(store.resolverCalls - callsAtDefer).toBe(1);
-    expect(await usageEvents(tenant, 'usage.reserved.v1', (await jobStore.get(parseTenantId(tenant), id))?.requestId ?? '')).toHaveLength(1);
+    expect(await usageEvents(tenant, 'usage.reserved.v1', (await jobStore.get(parseTenantId(tenant), id))?.requestId ?? '')).toHaveLength(
+      1,
+    );
   });
 });
 
@@ -469,7 +498,7 @@ describe('a job whose run fails for good', () => {
 });
 
 describe('job status', () => {
-  it('is visible to the job\'s tenant only: another tenant gets 404 (as for an unknown id) and null from job(id)', async () => {
+  it("is visible to the job's tenant only: another tenant gets 404 (as for an unknown id) and null from job(id)", async () => {
     // given a job of tenant A, and tenant B
     const yoga = api({ ttlMs: 1_000 });
     const a = tenantWith(deferBucket(1, 3_600_000));
@@ -489,7 +518,9 @@ describe('job status', () => {
     expect(unknown.status).toBe(404);
     expect(await other.json()).toEqual(await unknown.json());
     expect(anonymous.status).toBe(401);
-    const viaGraphQL = await bodyOf(await post(yoga, b.key, { query: 'query J($id: ID!) { job(id: $id) { id status } }', variables: { id } }));
+    const viaGraphQL = await bodyOf(
+      await post(yoga, b.key, { query: 'query J($id: ID!) { job(id: $id) { id status } }', variables: { id } }),
+    );
     expect(viaGraphQL.errors).toBeUndefined();
     expect(viaGraphQL.data?.['job']).toBeNull();
     await waitForJob(yoga, a.key, id, ['expired']);

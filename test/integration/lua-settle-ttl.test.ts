@@ -6,12 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import {
-  RedisDecider,
-  connectDeciderRedis,
-  type DecideInput,
-  type DeciderRedis,
-} from '../../src/decider/index.js';
+import { RedisDecider, connectDeciderRedis, type DecideInput, type DeciderRedis } from '../../src/decider/index.js';
 import { compileRequest } from '../../src/decider/compile.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { testStack, uniqueTenant } from '../support/stack.js';

@@ -57,7 +57,9 @@ describe('pumpUsageBatch activity', () => {
     const activities = createMeteringActivities({ pump: new UsagePump(pumpRedis, ledger) });
     // (an error-level logger: the expected failure is not logged as a warning)
     const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
-    const failure = await env.run((input: PumpUsageBatchInput) => activities.pumpUsageBatch(input), { shard: -1, claimCursor: '0-0' }).catch((error: unknown) => error);
+    const failure = await env
+      .run((input: PumpUsageBatchInput) => activities.pumpUsageBatch(input), { shard: -1, claimCursor: '0-0' })
+      .catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(ApplicationFailure);
     expect(failure).toMatchObject({ type: 'INVALID_INPUT', nonRetryable: true });
   });

@@ -5,7 +5,16 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, createDeciderRedis, shardOf, shardOfPart, type DeciderRedis } from '../../src/decider/index.js';
-import { DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, parseShard, readStreamLag, type AuditOutcome, type AuditScanPosition } from '../../src/metering/index.js';
+import {
+  DynamoLedgerStore,
+  MeteringAuditor,
+  UsagePump,
+  createDynamoClient,
+  parseShard,
+  readStreamLag,
+  type AuditOutcome,
+  type AuditScanPosition,
+} from '../../src/metering/index.js';
 import { parseTenantId, systemClock } from '../../src/shared/index.js';
 import { closeAfterAll } from '../support/teardown.js';
 import { allocateShards, tenantInShards } from '../support/allocate.js';
@@ -32,7 +41,7 @@ const tenantInRange = (prefix: string, parts = 1): string => tenantInShards(rang
 async function auditEverything(auditor: MeteringAuditor): Promise<{ outcomes: AuditOutcome[]; nodes: Set<number> }> {
   const outcomes: AuditOutcome[] = [];
   const nodes = new Set<number>();
-  for (let position: AuditScanPosition | null = { node: 0, cursor: '0' }; position !== null; ) {
+  for (let position: AuditScanPosition | null = { node: 0, cursor: '0' }; position !== null;) {
     nodes.add(position.node);
     const page = await auditor.auditPage({ position, count: 500 });
     outcomes.push(...page.outcomes);
@@ -54,7 +63,9 @@ describe('audit on Redis Cluster', () => {
     const expected = (tenant: string): number | undefined => record.byPeriod.get(`${tenant}|${periodStart}`)?.amount;
     const auditor = new MeteringAuditor(cluster, dynamo, { shardCount: SHARDS, tablePrefix: config.dynamodb.tablePrefix });
     const mine = (outcomes: AuditOutcome[], tenant: string) =>
-      outcomes.filter((outcome) => outcome.kind === 'audited' && outcome.report.tenant === tenant && outcome.report.periodStart === periodStart);
+      outcomes.filter(
+        (outcome) => outcome.kind === 'audited' && outcome.report.tenant === tenant && outcome.report.periodStart === periodStart,
+      );
 
     // when audited with nothing pumped: the scan visits all three masters
     const before = await auditEverything(auditor);
@@ -63,15 +74,19 @@ describe('audit on Redis Cluster', () => {
     for (const tenant of [...tenants, whale]) {
       const found = mine(before.outcomes, tenant);
       expect(found.length, tenant).toBeGreaterThan(0);
-      for (const outcome of found) expect(outcome).toMatchObject({ report: { admitted: expected(tenant), inFlight: expected(tenant), drift: 0, duplicateEvents: 0 } });
+      for (const outcome of found)
+        expect(outcome).toMatchObject({ report: { admitted: expected(tenant), inFlight: expected(tenant), drift: 0, duplicateEvents: 0 } });
     }
     expect(mine(before.outcomes, whale)[0]).toMatchObject({ report: { parts: 3 } });
 
     // when every shard involved is pumped
-    const shards = new Set([...tenants.map((tenant) => shardOf(parseTenantId(tenant), SHARDS)), ...[0, 1, 2].map((part) => shardOfPart(parseTenantId(whale), SHARDS, part))]);
+    const shards = new Set([
+      ...tenants.map((tenant) => shardOf(parseTenantId(tenant), SHARDS)),
+      ...[0, 1, 2].map((part) => shardOfPart(parseTenantId(whale), SHARDS, part)),
+    ]);
     const pump = new UsagePump(cluster, new DynamoLedgerStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }), { batchSize: 50 });
     for (const shard of shards) {
-      for (let cursor = '0-0'; ; ) {
+      for (let cursor = '0-0'; ;) {
         const result = await pump.pumpBatch({ shard: parseShard(shard), claimCursor: cursor });
         cursor = result.claimCursor;
         if (result.read === 0) break;
@@ -83,7 +98,10 @@ describe('audit on Redis Cluster', () => {
     for (const tenant of [...tenants, whale]) {
       const found = mine(after.outcomes, tenant);
       expect(found.length, tenant).toBeGreaterThan(0);
-      for (const outcome of found) expect(outcome).toMatchObject({ report: { admitted: expected(tenant), ledgered: expected(tenant), inFlight: 0, drift: 0, duplicateEvents: 0 } });
+      for (const outcome of found)
+        expect(outcome).toMatchObject({
+          report: { admitted: expected(tenant), ledgered: expected(tenant), inFlight: 0, drift: 0, duplicateEvents: 0 },
+        });
     }
     expect(mine(after.outcomes, whale)[0]).toMatchObject({ report: { parts: 3 } });
     expect(await readStreamLag(cluster, { shards: [...shards] })).toMatchObject({ unacknowledged: 0, oldestUnacknowledgedAgeSeconds: 0 });

@@ -11,7 +11,18 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, admittedKey, connectDeciderRedis, shardOf, type DeciderRedis } from '../../src/decider/index.js';
-import { DynamoAuditStore, DynamoLedgerStore, EMPTY_AUDIT_SUMMARY, MeteringAuditor, UsagePump, addToSummary, createDynamoClient, parseShard, type AuditReport, type AuditScanPosition } from '../../src/metering/index.js';
+import {
+  DynamoAuditStore,
+  DynamoLedgerStore,
+  EMPTY_AUDIT_SUMMARY,
+  MeteringAuditor,
+  UsagePump,
+  addToSummary,
+  createDynamoClient,
+  parseShard,
+  type AuditReport,
+  type AuditScanPosition,
+} from '../../src/metering/index.js';
 import { createLogger, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { auditStateQuery, auditWorkflowId, ensureAuditWorkflow, type AuditSettings } from '../../src/workflows/index.js';
 import { createTollgateWorker } from '../../src/workflows/index.js';
@@ -41,14 +52,22 @@ beforeAll(async () => {
   quietTemporalRuntime();
   redis = await connectDeciderRedis({ url: redisUrl, commandTimeoutMs: 5_000 });
   env = await TestWorkflowEnvironment.createFromExistingServer({ address: config.temporal.address, namespace: config.temporal.namespace });
-  const created = await createTollgateWorker({ config, connection: env.nativeConnection, logger: createLogger({ level: 'silent', name: 'test' }), taskQueue });
+  const created = await createTollgateWorker({
+    config,
+    connection: env.nativeConnection,
+    logger: createLogger({ level: 'silent', name: 'test' }),
+    taskQueue,
+  });
   worker = created.worker;
   closeWorker = created.close;
   workerRun = worker.run();
 });
 
 afterAll(async () => {
-  await env.client.workflow.getHandle(auditWorkflowId(scope)).terminate('test over').catch(() => undefined);
+  await env.client.workflow
+    .getHandle(auditWorkflowId(scope))
+    .terminate('test over')
+    .catch(() => undefined);
   worker.shutdown();
   await workerRun;
   closeWorker();
@@ -72,7 +91,7 @@ describe('audit/<scope> workflow', () => {
     await runTraffic({ decider, tenants, requests: 30, random: seededRandom(61), record });
     const pump = new UsagePump(redis, new DynamoLedgerStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }));
     for (let shard = 0; shard < SHARDS; shard += 1) {
-      for (let cursor = '0-0'; ; ) {
+      for (let cursor = '0-0'; ;) {
         const result = await pump.pumpBatch({ shard: parseShard(shard), claimCursor: cursor });
         cursor = result.claimCursor;
         if (result.read === 0) break;
@@ -82,9 +101,11 @@ describe('audit/<scope> workflow', () => {
     const baseline = await (async () => {
       const auditor = new MeteringAuditor(redis, dynamo, { shardCount: SHARDS, tablePrefix: config.dynamodb.tablePrefix });
       let summary = EMPTY_AUDIT_SUMMARY;
-      for (let position: AuditScanPosition | null = { node: 0, cursor: '0' }; position !== null; ) {
+      for (let position: AuditScanPosition | null = { node: 0, cursor: '0' }; position !== null;) {
         const page = await auditor.auditPage({ position, count: 1_000 });
-        const reports = page.outcomes.flatMap((outcome) => (outcome.kind === 'audited' && !tenants.includes(outcome.report.tenant) ? [outcome.report] : []));
+        const reports = page.outcomes.flatMap((outcome) =>
+          outcome.kind === 'audited' && !tenants.includes(outcome.report.tenant) ? [outcome.report] : [],
+        );
         summary = addToSummary(summary, { reports, unsettled: 0 });
         position = page.next;
       }
@@ -96,7 +117,12 @@ describe('audit/<scope> workflow', () => {
     expect(secondRun).toBe(firstRun);
     // then a clean cycle
     const clean = await reportAfter(0);
-    expect(clean.summary).toMatchObject({ audited: baseline.audited + 3, drifting: baseline.drifting, absoluteDrift: baseline.absoluteDrift, unsettled: 0 });
+    expect(clean.summary).toMatchObject({
+      audited: baseline.audited + 3,
+      drifting: baseline.drifting,
+      absoluteDrift: baseline.absoluteDrift,
+      unsettled: 0,
+    });
 
     // when one tenant's counter moves by 7 units no event carries
     const drifting = parseTenantId(tenants[1] ?? '');
@@ -104,7 +130,11 @@ describe('audit/<scope> workflow', () => {
     const injectedAtMs = Date.now();
     // then the next full cycle reports it, with the tenant in its samples
     const found = await reportAfter(injectedAtMs);
-    expect(found.summary).toMatchObject({ audited: baseline.audited + 3, drifting: baseline.drifting + 1, absoluteDrift: baseline.absoluteDrift + 7 });
+    expect(found.summary).toMatchObject({
+      audited: baseline.audited + 3,
+      drifting: baseline.drifting + 1,
+      absoluteDrift: baseline.absoluteDrift + 7,
+    });
     expect(found.summary.samples).toContainEqual(expect.objectContaining({ tenant: drifting, drift: 7 }));
     // and it paged and continued as new on the way (2 keys per page, 3 pages per run)
     const handle = env.client.workflow.getHandle(auditWorkflowId(scope));

@@ -17,7 +17,17 @@ import {
   type DecideInput,
   type LimitSpec,
 } from '../../src/decider/index.js';
-import { DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard, type AuditOutcome, type TenantPeriodAudit } from '../../src/metering/index.js';
+import {
+  DynamoLedgerStore,
+  MeteringAuditor,
+  UsagePump,
+  createDynamoClient,
+  deadLetterStreamKey,
+  ledgerTableName,
+  parseShard,
+  type AuditOutcome,
+  type TenantPeriodAudit,
+} from '../../src/metering/index.js';
 import { DynamoPeriodStore } from '../../src/billing/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock, type TenantId } from '../../src/shared/index.js';
 import { closeAfterAll } from '../support/teardown.js';
@@ -93,7 +103,7 @@ describe('ledger == admitted counter', () => {
     const pump = new UsagePump(redis, ledger, { batchSize: 100 });
     for (const tenant of tenants) {
       const shard = parseShard(shardOf(tenant, SHARDS));
-      for (let cursor = '0-0'; ; ) {
+      for (let cursor = '0-0'; ;) {
         const result = await pump.pumpBatch({ shard, claimCursor: cursor });
         expect(result.deadLettered).toBe(0);
         cursor = result.claimCursor;
@@ -118,14 +128,15 @@ describe('ledger == admitted counter', () => {
 });
 
 describe('MeteringAuditor', () => {
-  const auditor = (): MeteringAuditor => new MeteringAuditor(redis, dynamo, { shardCount: SHARDS, tablePrefix: config.dynamodb.tablePrefix });
+  const auditor = (): MeteringAuditor =>
+    new MeteringAuditor(redis, dynamo, { shardCount: SHARDS, tablePrefix: config.dynamodb.tablePrefix });
   const ledger = (): DynamoLedgerStore => new DynamoLedgerStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix, maxTransactItems: 20 });
 
   async function drain(shards: Iterable<number>): Promise<void> {
     const pump = new UsagePump(redis, ledger(), { batchSize: 50 });
     for (const raw of new Set(shards)) {
       const shard = parseShard(raw);
-      for (let cursor = '0-0'; ; ) {
+      for (let cursor = '0-0'; ;) {
         const result = await pump.pumpBatch({ shard, claimCursor: cursor });
         cursor = result.claimCursor;
         if (result.read === 0) break;
@@ -150,7 +161,13 @@ describe('MeteringAuditor', () => {
 
     // then everything is in flight
     for (const tenant of tenants) {
-      expect(await audited(tenant, periodStartMs)).toMatchObject({ admitted: expected(tenant), ledgered: 0, inFlight: expected(tenant), drift: 0, duplicateEvents: 0 });
+      expect(await audited(tenant, periodStartMs)).toMatchObject({
+        admitted: expected(tenant),
+        ledgered: 0,
+        inFlight: expected(tenant),
+        drift: 0,
+        duplicateEvents: 0,
+      });
     }
 
     // when a batch is ledgered but its entries stay pending (the pump stops before XACK)
@@ -174,7 +191,13 @@ describe('MeteringAuditor', () => {
     // when everything is pumped
     await drain(tenants.map((tenant) => shardOf(parseTenantId(tenant), SHARDS)));
     for (const tenant of tenants) {
-      expect(await audited(tenant, periodStartMs)).toMatchObject({ admitted: expected(tenant), ledgered: expected(tenant), inFlight: 0, drift: 0, duplicateEvents: 0 });
+      expect(await audited(tenant, periodStartMs)).toMatchObject({
+        admitted: expected(tenant),
+        ledgered: expected(tenant),
+        inFlight: 0,
+        drift: 0,
+        duplicateEvents: 0,
+      });
     }
   });
 
@@ -193,7 +216,7 @@ describe('MeteringAuditor', () => {
     expect(await audited(tenant, periodStartMs)).toMatchObject({ drift: 7, inFlight: 0 });
     // and the shard page reports it among its outcomes
     const outcomes: AuditOutcome[] = [];
-    for (let cursor: string | undefined = '0'; cursor !== undefined; ) {
+    for (let cursor: string | undefined = '0'; cursor !== undefined;) {
       const page = await auditor().auditShard({ shard, cursor, count: 1_000 });
       outcomes.push(...page.outcomes);
       cursor = page.next === null ? undefined : page.next.cursor;
@@ -205,14 +228,18 @@ describe('MeteringAuditor', () => {
     // it (the pump dead-letters it as a conflict), and the audit says so at once, not only after the pump ran
     const ledgered = record.byPeriod.get(`${tenant}|${new Date(periodStartMs).toISOString()}`)?.eventIds[0] ?? '';
     await redis.incrby(admittedKey(shard, tenant, periodStartMs), 5);
-    await redis.xadd(usageStreamKey(shard), '*', ...reservedEvent({ requestId: ledgered, tenant, bp: periodStartMs, cost: 5, op: 'otherOperation' }).fields);
+    await redis.xadd(
+      usageStreamKey(shard),
+      '*',
+      ...reservedEvent({ requestId: ledgered, tenant, bp: periodStartMs, cost: 5, op: 'otherOperation' }).fields,
+    );
     expect(await audited(tenant, periodStartMs)).toMatchObject({ drift: 12, inFlight: 0 });
     await drain([shard]);
     expect(await redis.xlen(deadLetterStreamKey(shard))).toBeGreaterThan(0);
     expect(await audited(tenant, periodStartMs)).toMatchObject({ drift: 12, inFlight: 0 });
   });
 
-  it('sums a whale tenant\'s sub-shard parts, each with its own stream', async () => {
+  it("sums a whale tenant's sub-shard parts, each with its own stream", async () => {
     // given a tenant split over 4 parts (consecutive shards)
     const decider = new RedisDecider(redis, { shardCount: SHARDS, clock: systemClock });
     const tenant = tenantInRange(4);
@@ -221,7 +248,13 @@ describe('MeteringAuditor', () => {
     const periodStartMs = monthStartMs(Date.now());
     const expected = record.byPeriod.get(`${tenant}|${new Date(periodStartMs).toISOString()}`)?.amount;
     // then before any pumping all of it is in flight, each stream entry counted once (part 0 shares the unsplit shard)
-    expect(await audited(tenant, periodStartMs, true)).toMatchObject({ admitted: expected, inFlight: expected, drift: 0, duplicateEvents: 0, parts: 4 });
+    expect(await audited(tenant, periodStartMs, true)).toMatchObject({
+      admitted: expected,
+      inFlight: expected,
+      drift: 0,
+      duplicateEvents: 0,
+      parts: 4,
+    });
     // when half is pumped (parts 0 and 1), then all
     const base = shardOf(tenant, SHARDS);
     await drain([base, base + 1]);
@@ -229,7 +262,13 @@ describe('MeteringAuditor', () => {
     expect(half).toMatchObject({ admitted: expected, drift: 0, duplicateEvents: 0 });
     expect(half.parts).toBeGreaterThan(1);
     await drain([base + 2, base + 3]);
-    expect(await audited(tenant, periodStartMs, true)).toMatchObject({ admitted: expected, ledgered: expected, inFlight: 0, drift: 0, duplicateEvents: 0 });
+    expect(await audited(tenant, periodStartMs, true)).toMatchObject({
+      admitted: expected,
+      ledgered: expected,
+      inFlight: 0,
+      drift: 0,
+      duplicateEvents: 0,
+    });
     // and a page that found only a part key audits the whole tenant
     const page = await auditor().auditShard({ shard: base + 2, count: 100_000 });
     const mine = page.outcomes.find((outcome) => outcome.kind === 'audited' && outcome.report.tenant === tenant);
@@ -247,7 +286,12 @@ describe('MeteringAuditor', () => {
     const p = new Date(periodStartMs).toISOString();
     const q = new Date(Date.UTC(new Date(periodStartMs).getUTCFullYear(), new Date(periodStartMs).getUTCMonth() + 1, 1)).toISOString();
     const expected = record.byPeriod.get(`${tenant}|${p}`)?.amount ?? 0;
-    await new DynamoPeriodStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }).finalize({ tenant, periodStart: p, nextPeriodStart: q, nowMs: Date.now() });
+    await new DynamoPeriodStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }).finalize({
+      tenant,
+      periodStart: p,
+      nextPeriodStart: q,
+      nowMs: Date.now(),
+    });
     // when a late event of P (the decider counted it in P) reaches the ledger, twice (a retry)
     const late = 13;
     await redis.incrby(admittedKey(shardOf(tenant, SHARDS), tenant, periodStartMs), late);
@@ -257,7 +301,12 @@ describe('MeteringAuditor', () => {
     expect(await ledger.postEntry(entry)).toEqual({ isDuplicate: true, creditedPeriodStart: q });
     // then it is billed in Q, yet the audit finds P whole and Q holding nothing of its own
     expect(await ledger.getBalance({ tenant, periodStart: q })).toMatchObject({ amount: late, entries: 1 });
-    expect(await audited(tenant, periodStartMs)).toMatchObject({ admitted: expected + late, ledgered: expected + late, drift: 0, duplicateEvents: 0 });
+    expect(await audited(tenant, periodStartMs)).toMatchObject({
+      admitted: expected + late,
+      ledgered: expected + late,
+      drift: 0,
+      duplicateEvents: 0,
+    });
     expect(await audited(tenant, Date.parse(q))).toMatchObject({ admitted: 0, ledgered: 0, drift: 0, duplicateEvents: 0 });
   });
 });
@@ -269,17 +318,26 @@ describe('MeteringAuditor under concurrent traffic and pumping', () => {
     const decider = new RedisDecider(redis, { shardCount: SHARDS, clock: systemClock });
     const tenant = tenantInRange();
     const shard = parseShard(shardOf(tenant, SHARDS));
-    const pump = new UsagePump(redis, new DynamoLedgerStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix, maxTransactItems: 10 }), { batchSize: 7 });
+    const pump = new UsagePump(redis, new DynamoLedgerStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix, maxTransactItems: 10 }), {
+      batchSize: 7,
+    });
     const record = new AdmittedRecord();
     let isTrafficDone = false;
-    const traffic = runTraffic({ decider, tenants: [tenant], requests: 150, random: seededRandom(59), record, between: async (index) => {
+    const traffic = runTraffic({
+      decider,
+      tenants: [tenant],
+      requests: 150,
+      random: seededRandom(59),
+      record,
+      between: async (index) => {
         // bursts of 10 requests with short pauses: the audit sees the tenant both moving and still
         if (index % 10 === 9) await new Promise((resolve) => setTimeout(resolve, 30));
-      } }).finally(() => {
+      },
+    }).finally(() => {
       isTrafficDone = true;
     });
     const pumping = (async () => {
-      for (let cursor = '0-0'; ; ) {
+      for (let cursor = '0-0'; ;) {
         const result = await pump.pumpBatch({ shard, claimCursor: cursor });
         cursor = result.claimCursor;
         if (result.read === 0 && isTrafficDone) return;

@@ -40,7 +40,16 @@ const RANDOM_KILLS = 20;
 const SIGNAL_POINT = `signal:${meterSettingsSignal.name}`;
 // Ordered so that each point still has work to stop in: the poison event sits a quarter into each shard's
 // ~1,050 events (its third batch of 100), and the points from continue-as-new on need only the workflow running.
-const NAMED_KILLS = ['ledger-written', 'dead-lettered', 'acked', 'read', 'ledger-written', 'continue-as-new', SIGNAL_POINT, 'ledger-written'] as const;
+const NAMED_KILLS = [
+  'ledger-written',
+  'dead-lettered',
+  'acked',
+  'read',
+  'ledger-written',
+  'continue-as-new',
+  SIGNAL_POINT,
+  'ledger-written',
+] as const;
 const SETTINGS = { idleDelayMs: 200, iterationsPerRun: 15, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
 
 const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
@@ -80,13 +89,18 @@ beforeAll(async () => {
   redis = new Redis(config.redis.url);
   temporal = await Connection.connect({ address: config.temporal.address });
   client = new Client({ connection: temporal, namespace: config.temporal.namespace });
-  bundlePath = await writeWorkflowBundle(join(stack.dataDir, 'metering-crash'), { interceptorModules: [join(REPO, 'test/support/crash-interceptors.ts')] });
+  bundlePath = await writeWorkflowBundle(join(stack.dataDir, 'metering-crash'), {
+    interceptorModules: [join(REPO, 'test/support/crash-interceptors.ts')],
+  });
 });
 
 afterAll(async () => {
   killWorkerProcesses();
   for (const shard of shards) {
-    await client.workflow.getHandle(meterWorkflowId(shard)).terminate('test over').catch(() => undefined);
+    await client.workflow
+      .getHandle(meterWorkflowId(shard))
+      .terminate('test over')
+      .catch(() => undefined);
   }
   await closeAll(temporal, redis, dynamo);
 });
@@ -101,7 +115,9 @@ describe('meter/<shard> pump under SIGKILL', () => {
       const events = generateEvents({ tenants, periods, requests: 600, random, prefix: `s${shard}` });
       const poisoned: { fields: string[] }[] = [...events];
       const bad = reservedEvent({ requestId: `s${shard}-poison`, tenant: tenants[0] ?? '', bp: periods[0] ?? 0, cost: 1 });
-      poisoned.splice(Math.floor(events.length / 4), 0, { fields: bad.fields.map((value) => (value === 'usage.reserved.v1' ? 'usage.unknown.v1' : value)) });
+      poisoned.splice(Math.floor(events.length / 4), 0, {
+        fields: bad.fields.map((value) => (value === 'usage.reserved.v1' ? 'usage.unknown.v1' : value)),
+      });
       await appendEvents(redis, usageStreamKey(shard), poisoned);
       all.push(...events);
     }
@@ -135,7 +151,8 @@ describe('meter/<shard> pump under SIGKILL', () => {
     while (!(await isDrained())) await sleep(250);
 
     // then
-    for (const point of ['ledger-written', 'dead-lettered', 'acked', 'read', 'continue-as-new', SIGNAL_POINT]) expect(reached).toContain(point);
+    for (const point of ['ledger-written', 'dead-lettered', 'acked', 'read', 'continue-as-new', SIGNAL_POINT])
+      expect(reached).toContain(point);
     for (const [key, expected] of expectedBalances(all)) {
       const [tenant = '', periodStart = ''] = key.split('|');
       const partition = await readLedgerPartition(dynamo, { table: ledgerTableName(config.dynamodb.tablePrefix), tenant, periodStart });
@@ -152,7 +169,8 @@ describe('meter/<shard> pump under SIGKILL', () => {
     }
     // the crashes after the DynamoDB write really made later batches re-post entries (as duplicates)
     let duplicates = 0;
-    for (const shard of shards) duplicates += (await client.workflow.getHandle(meterWorkflowId(shard)).query(meterStateQuery)).counters.duplicates;
+    for (const shard of shards)
+      duplicates += (await client.workflow.getHandle(meterWorkflowId(shard)).query(meterStateQuery)).counters.duplicates;
     expect(duplicates).toBeGreaterThan(0);
     console.log(`[metering-crash] named crash points reached: ${reached.join(', ')}; entries re-posted as duplicates: ${duplicates}`);
     last.child.kill('SIGTERM');

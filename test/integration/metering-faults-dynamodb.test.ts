@@ -14,7 +14,15 @@
 import { randomInt } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
-import { DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard } from '../../src/metering/index.js';
+import {
+  DynamoLedgerStore,
+  MeteringAuditor,
+  UsagePump,
+  createDynamoClient,
+  deadLetterStreamKey,
+  ledgerTableName,
+  parseShard,
+} from '../../src/metering/index.js';
 import { DependencyError, parseEventId, systemClock, type TenantId } from '../../src/shared/index.js';
 import { closeAfterAll } from '../support/teardown.js';
 import { allocateShards, tenantInShards } from '../support/allocate.js';
@@ -88,7 +96,9 @@ describe('metering under DynamoDB throttling and transaction conflicts', () => {
       }
     }
     faults.enabled = false;
-    console.log(`[metering-faults-dynamodb] injected before ${JSON.stringify(faults.before)}, after ${JSON.stringify(faults.after)}; failed batches ${JSON.stringify(Object.fromEntries(failures))}; duplicates ${duplicates}`);
+    console.log(
+      `[metering-faults-dynamodb] injected before ${JSON.stringify(faults.before)}, after ${JSON.stringify(faults.after)}; failed batches ${JSON.stringify(Object.fromEntries(failures))}; duplicates ${duplicates}`,
+    );
 
     // then the faults happened, on both sides of the write
     const sum = (counts: Record<string, number>): number => Object.values(counts).reduce((a, b) => a + b, 0);
@@ -114,14 +124,22 @@ describe('metering under DynamoDB throttling and transaction conflicts', () => {
     const auditor = new MeteringAuditor(redis, clean, { shardCount: SHARDS, tablePrefix: config.dynamodb.tablePrefix });
     for (const key of record.byPeriod.keys()) {
       const [tenant = '', periodStart = ''] = key.split('|');
-      expect(await auditor.auditTenantPeriod({ tenant, periodStartMs: Date.parse(periodStart) })).toMatchObject({ kind: 'audited', report: { drift: 0, inFlight: 0 } });
+      expect(await auditor.auditTenantPeriod({ tenant, periodStartMs: Date.parse(periodStart) })).toMatchObject({
+        kind: 'audited',
+        report: { drift: 0, inFlight: 0 },
+      });
     }
   });
 
   it('postEntry (one entry per transaction) retried through the same faults posts each entry once', async () => {
     // given a faulty client
     const single = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
-    const faults = injectDynamoFaults(single, { random, commands: ['TransactWriteItemsCommand', 'GetItemCommand'], beforeRate: 0.3, afterRate: 0.2 });
+    const faults = injectDynamoFaults(single, {
+      random,
+      commands: ['TransactWriteItemsCommand', 'GetItemCommand'],
+      beforeRate: 0.3,
+      afterRate: 0.2,
+    });
     const ledger = new DynamoLedgerStore(single, { tablePrefix: config.dynamodb.tablePrefix });
     const tenant = tenantInRange();
     const periodStart = '2026-11-01T00:00:00.000Z';
@@ -134,7 +152,14 @@ describe('metering under DynamoDB throttling and transaction conflicts', () => {
         total += amount;
         for (;;) {
           try {
-            const result = await ledger.postEntry({ tenant, periodStart, eventId: parseEventId(`single-${index}`), kind: 'usage.reserved.v1', amount, operation: 'op' });
+            const result = await ledger.postEntry({
+              tenant,
+              periodStart,
+              eventId: parseEventId(`single-${index}`),
+              kind: 'usage.reserved.v1',
+              amount,
+              operation: 'op',
+            });
             if (result.isDuplicate) duplicates += 1;
             break;
           } catch (error) {

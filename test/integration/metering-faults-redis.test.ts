@@ -59,7 +59,12 @@ beforeAll(async () => {
   redis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 2_000 });
   redis.on('error', () => undefined); // refused connections while Redis is down are expected here
   env = await TestWorkflowEnvironment.createFromExistingServer({ address: config.temporal.address, namespace: config.temporal.namespace });
-  const created = await createTollgateWorker({ config, connection: env.nativeConnection, logger: createLogger({ level: 'silent', name: 'test' }), taskQueue });
+  const created = await createTollgateWorker({
+    config,
+    connection: env.nativeConnection,
+    logger: createLogger({ level: 'silent', name: 'test' }),
+    taskQueue,
+  });
   worker = created.worker;
   closeWorker = created.close;
   workerRun = worker.run();
@@ -68,7 +73,11 @@ beforeAll(async () => {
 let shards: number[] = [];
 
 afterAll(async () => {
-  for (const shard of shards) await env.client.workflow.getHandle(meterWorkflowId(shard)).terminate('test over').catch(() => undefined);
+  for (const shard of shards)
+    await env.client.workflow
+      .getHandle(meterWorkflowId(shard))
+      .terminate('test over')
+      .catch(() => undefined);
   worker.shutdown();
   await workerRun;
   closeWorker();
@@ -151,7 +160,9 @@ describe('metering across Redis crashes (AOF, appendfsync always)', () => {
 
     // then Redis really restarted, twice
     expect(new Set(pids).size).toBe(3);
-    console.log(`[metering-faults-redis] crashed before requests ${[...crashAt].join(', ')}; ${errors} calls retried; ${record.admitted} admitted, ${record.replays} of them answered as replays (first reply lost)`);
+    console.log(
+      `[metering-faults-redis] crashed before requests ${[...crashAt].join(', ')}; ${errors} calls retried; ${record.admitted} admitted, ${record.replays} of them answered as replays (first reply lost)`,
+    );
     // and the ledger is exactly the client's record, each event once
     const table = ledgerTableName(config.dynamodb.tablePrefix);
     for (const [key, expected] of record.byPeriod) {

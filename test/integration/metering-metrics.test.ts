@@ -40,7 +40,9 @@ describe('metering metrics on /metrics', () => {
     const first = events.slice(0, 40);
     for (const [index, event] of first.entries()) await redis.xadd(usageStreamKey(parseShard(1)), `${pastMs}-${index}`, ...event.fields);
     for (const event of events.slice(40)) await redis.xadd(usageStreamKey(parseShard(2)), '*', ...event.fields);
-    const poison = reservedEvent({ requestId: 'poison-1', tenant: tenants[0] ?? '', bp: Date.UTC(2026, 10, 1), cost: 1 }).fields.map((value) => (value === 'usage.reserved.v1' ? 'usage.bogus.v1' : value));
+    const poison = reservedEvent({ requestId: 'poison-1', tenant: tenants[0] ?? '', bp: Date.UTC(2026, 10, 1), cost: 1 }).fields.map(
+      (value) => (value === 'usage.reserved.v1' ? 'usage.bogus.v1' : value),
+    );
     await redis.xadd(usageStreamKey(parseShard(2)), '*', ...poison);
     let reads = 0;
     const metrics = new TollgateMetrics({
@@ -61,18 +63,25 @@ describe('metering metrics on /metrics', () => {
     // when a batch is delivered but not acknowledged (pending), the lag still counts it
     const pump = new UsagePump(redis, new DynamoLedgerStore(dynamo, { tablePrefix: stack.tablePrefix }), { batchSize: 10 });
     await expect(
-      pump.pumpBatch({ shard: parseShard(1), claimCursor: '0-0', onStage: (stage) => {
-        if (stage === 'read') throw new Error('crash after read');
-      } }),
+      pump.pumpBatch({
+        shard: parseShard(1),
+        claimCursor: '0-0',
+        onStage: (stage) => {
+          if (stage === 'read') throw new Error('crash after read');
+        },
+      }),
     ).rejects.toThrow('crash after read');
     const pending = await metrics.registry.metrics();
     expect(gauge(pending, 'tollgate_usage_stream_unacknowledged_entries')).toBe(events.length + 1);
     expect(gauge(pending, 'tollgate_ledger_lag_seconds')).toBeGreaterThanOrEqual(120);
 
     // when everything is pumped (the crashed batch reclaimed)
-    const drainer = new UsagePump(redis, new DynamoLedgerStore(dynamo, { tablePrefix: stack.tablePrefix }), { batchSize: 10, claimMinIdleMs: 1 });
+    const drainer = new UsagePump(redis, new DynamoLedgerStore(dynamo, { tablePrefix: stack.tablePrefix }), {
+      batchSize: 10,
+      claimMinIdleMs: 1,
+    });
     for (const shard of [1, 2]) {
-      for (let cursor = '0-0'; ; ) {
+      for (let cursor = '0-0'; ;) {
         const result = await drainer.pumpBatch({ shard: parseShard(shard), claimCursor: cursor });
         cursor = result.claimCursor;
         if (result.read === 0) break;
@@ -88,7 +97,13 @@ describe('metering metrics on /metrics', () => {
     // given a stored audit report
     const scope = `m-${randomBytes(4).toString('hex')}`;
     const store = new DynamoAuditStore(dynamo, { tablePrefix: stack.tablePrefix });
-    await store.put({ scope, cycle: 3, startedAtMs: 1_800_000_000_000, finishedAtMs: 1_800_000_060_000, summary: { audited: 12, drifting: 2, absoluteDrift: 19, unsettled: 1, samples: [] } });
+    await store.put({
+      scope,
+      cycle: 3,
+      startedAtMs: 1_800_000_000_000,
+      finishedAtMs: 1_800_000_060_000,
+      summary: { audited: 12, drifting: 2, absoluteDrift: 19, unsettled: 1, samples: [] },
+    });
     let reads = 0;
     const metrics = new TollgateMetrics({
       streamLag: () => {
@@ -108,6 +123,14 @@ describe('metering metrics on /metrics', () => {
     expect(gauge(text, 'tollgate_audit_unsettled_periods')).toBe(1);
     expect(gauge(text, 'tollgate_audit_last_cycle_timestamp_seconds')).toBe(1_800_000_060);
     // and an older cycle never replaces it
-    expect(await store.put({ scope, cycle: 9, startedAtMs: 1_700_000_000_000, finishedAtMs: 1_700_000_060_000, summary: { audited: 0, drifting: 0, absoluteDrift: 0, unsettled: 0, samples: [] } })).toBe(false);
+    expect(
+      await store.put({
+        scope,
+        cycle: 9,
+        startedAtMs: 1_700_000_000_000,
+        finishedAtMs: 1_700_000_060_000,
+        summary: { audited: 0, drifting: 0, absoluteDrift: 0, unsettled: 0, samples: [] },
+      }),
+    ).toBe(false);
   });
 });

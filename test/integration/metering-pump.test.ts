@@ -7,7 +7,16 @@ import { Redis } from 'ioredis';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { connectDeciderRedis, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DependencyError } from '../../src/shared/index.js';
-import { DynamoLedgerStore, UsagePump, createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard, type PumpBatchResult, type PumpStage } from '../../src/metering/index.js';
+import {
+  DynamoLedgerStore,
+  UsagePump,
+  createDynamoClient,
+  deadLetterStreamKey,
+  ledgerTableName,
+  parseShard,
+  type PumpBatchResult,
+  type PumpStage,
+} from '../../src/metering/index.js';
 import { closeAfterAll } from '../support/teardown.js';
 import { allocateShards } from '../support/allocate.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
@@ -153,7 +162,13 @@ describe('UsagePump.pumpBatch', () => {
     await appendEvents(redis, stream, first);
     const pump = new UsagePump(pumpRedis, ledger, { batchSize: 10, claimMinIdleMs: 3_600_000 });
     await expect(
-      pump.pumpBatch({ shard, claimCursor: '0-0', onStage: (stage) => { if (stage === 'ledger-written') throw new CrashAt(stage); } }),
+      pump.pumpBatch({
+        shard,
+        claimCursor: '0-0',
+        onStage: (stage) => {
+          if (stage === 'ledger-written') throw new CrashAt(stage);
+        },
+      }),
     ).rejects.toBeInstanceOf(CrashAt);
     await appendEvents(redis, stream, later);
     // when the next batch handles the later events and trims
@@ -169,13 +184,28 @@ describe('UsagePump.pumpBatch', () => {
     const shard = freshShard();
     const stream = usageStreamKey(shard);
     const tenants = [uniqueTenant(), uniqueTenant(), uniqueTenant()];
-    const good = generateEvents({ tenants, periods: [BP_OCT, BP_NOV], requests: 1_100, random: seededRandom(3), prefix: 'd' }).slice(0, 2_000);
+    const good = generateEvents({ tenants, periods: [BP_OCT, BP_NOV], requests: 1_100, random: seededRandom(3), prefix: 'd' }).slice(
+      0,
+      2_000,
+    );
     const poison = [
       { fields: ['id', 'x1', 'type', 'usage.exploded.v1', 'tenant', tenants[0] ?? '', 'cost', '1'] },
-      { fields: reservedEvent({ requestId: 'x2', tenant: tenants[0] ?? '', bp: BP_NOV, cost: 1 }).fields.map((value) => (value === '1' ? '1.5' : value)) },
+      {
+        fields: reservedEvent({ requestId: 'x2', tenant: tenants[0] ?? '', bp: BP_NOV, cost: 1 }).fields.map((value) =>
+          value === '1' ? '1.5' : value,
+        ),
+      },
       { fields: reservedEvent({ requestId: 'x3', tenant: 'Not A Tenant', bp: BP_NOV, cost: 1 }).fields },
-      { fields: settledEvent({ requestId: 'x4', tenant: tenants[1] ?? '', bp: BP_NOV, requested: 5, actual: 1 }).fields.map((value) => (value === '4' ? '3' : value)) },
-      { fields: reservedEvent({ requestId: 'x5', tenant: tenants[2] ?? '', bp: BP_NOV, cost: 9 }).fields.map((value) => (value === '9' ? '9007199254740993' : value)) },
+      {
+        fields: settledEvent({ requestId: 'x4', tenant: tenants[1] ?? '', bp: BP_NOV, requested: 5, actual: 1 }).fields.map((value) =>
+          value === '4' ? '3' : value,
+        ),
+      },
+      {
+        fields: reservedEvent({ requestId: 'x5', tenant: tenants[2] ?? '', bp: BP_NOV, cost: 9 }).fields.map((value) =>
+          value === '9' ? '9007199254740993' : value,
+        ),
+      },
     ];
     const mixed: { fields: string[] }[] = [...good];
     poison.forEach((item, index) => mixed.splice(300 + index * 350, 0, item));
@@ -195,7 +225,9 @@ describe('UsagePump.pumpBatch', () => {
       'refund 3 is not requested 5 - actual 1',
       'cost is not an integer string in [0, 2^53): "9007199254740993"',
     ]);
-    expect(dead.map(([, fields]) => JSON.parse(fields[fields.indexOf('fields') + 1] ?? '[]') as string[])).toEqual(poison.map((item) => item.fields));
+    expect(dead.map(([, fields]) => JSON.parse(fields[fields.indexOf('fields') + 1] ?? '[]') as string[])).toEqual(
+      poison.map((item) => item.fields),
+    );
     await expectLedgerMatches(good);
     expect(await pendingCount(stream)).toBe(0);
   });
@@ -254,10 +286,14 @@ describe('UsagePump.pumpBatch', () => {
     const tenants = [uniqueTenant(), uniqueTenant(), uniqueTenant()];
     const events = generateEvents({ tenants, periods: [BP_OCT, BP_NOV], requests: 150, random: seededRandom(13), prefix: 'f' });
     await appendEvents(redis, stream, events);
-    const pump = new UsagePump(pumpRedis, new DynamoLedgerStore(faulty, { tablePrefix: config.dynamodb.tablePrefix, maxTransactItems: 20, transactionsInFlight: 4 }), {
-      batchSize: 1_000,
-      claimMinIdleMs: 1,
-    });
+    const pump = new UsagePump(
+      pumpRedis,
+      new DynamoLedgerStore(faulty, { tablePrefix: config.dynamodb.tablePrefix, maxTransactItems: 20, transactionsInFlight: 4 }),
+      {
+        batchSize: 1_000,
+        claimMinIdleMs: 1,
+      },
+    );
     try {
       // when the batch fails twice and is retried (reclaiming its pending entries) until it goes through
       const failures: unknown[] = [];

@@ -21,7 +21,9 @@ describe('meter/<shard> replay', () => {
   it('replays every captured history against the current workflow code', async () => {
     const results = await replayAll();
     expect(results.length).toBeGreaterThanOrEqual(2);
-    expect(results.map((result) => [result.workflowId, result.error?.message])).toEqual(results.map((result) => [result.workflowId, undefined]));
+    expect(results.map((result) => [result.workflowId, result.error?.message])).toEqual(
+      results.map((result) => [result.workflowId, undefined]),
+    );
   });
 
   it('fails to replay them against a changed workflow (a timer before the first batch): the check can fail', async () => {

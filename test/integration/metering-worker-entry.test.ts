@@ -39,10 +39,19 @@ beforeAll(async () => {
 afterAll(async () => {
   const client = new Client({ connection: temporal, namespace: stack.temporalNamespace });
   for (let shard = 0; shard < SHARDS; shard += 1) {
-    await client.workflow.getHandle(meterWorkflowId(shard)).terminate('test over').catch(() => undefined);
+    await client.workflow
+      .getHandle(meterWorkflowId(shard))
+      .terminate('test over')
+      .catch(() => undefined);
   }
-  await client.workflow.getHandle(auditWorkflowId('all')).terminate('test over').catch(() => undefined);
-  await client.workflow.getHandle(jobSweepWorkflowId('all')).terminate('test over').catch(() => undefined);
+  await client.workflow
+    .getHandle(auditWorkflowId('all'))
+    .terminate('test over')
+    .catch(() => undefined);
+  await client.workflow
+    .getHandle(jobSweepWorkflowId('all'))
+    .terminate('test over')
+    .catch(() => undefined);
   await closeAll(temporal, redis, dynamo);
 });
 
@@ -53,8 +62,16 @@ describe('worker entry point', () => {
     const events = [1, 3].flatMap((shard) =>
       generateEvents({ tenants, periods: [Date.UTC(2026, 10, 1)], requests: 60, random: seededRandom(shard), prefix: `e${shard}` }),
     );
-    await appendEvents(redis, usageStreamKey(parseShard(1)), events.filter((event) => event.eventId.startsWith('e1-')));
-    await appendEvents(redis, usageStreamKey(parseShard(3)), events.filter((event) => event.eventId.startsWith('e3-')));
+    await appendEvents(
+      redis,
+      usageStreamKey(parseShard(1)),
+      events.filter((event) => event.eventId.startsWith('e1-')),
+    );
+    await appendEvents(
+      redis,
+      usageStreamKey(parseShard(3)),
+      events.filter((event) => event.eventId.startsWith('e3-')),
+    );
     // when the worker process starts
     const metricsPort = await freePort();
     const startedAtMs = Date.now();
@@ -90,11 +107,15 @@ describe('worker entry point', () => {
     const table = ledgerTableName(stack.tablePrefix);
     for (const [key, expected] of expectedBalances(events)) {
       const [tenant = '', periodStart = ''] = key.split('|');
-      const partition = await waitFor(`${key} ledgered`, async () => {
-        expect(child.exitCode, output).toBeNull();
-        const found = await readLedgerPartition(dynamo, { table, tenant, periodStart });
-        return found.balance?.entries === expected.entries && found;
-      }, { intervalMs: 200 });
+      const partition = await waitFor(
+        `${key} ledgered`,
+        async () => {
+          expect(child.exitCode, output).toBeNull();
+          const found = await readLedgerPartition(dynamo, { table, tenant, periodStart });
+          return found.balance?.entries === expected.entries && found;
+        },
+        { intervalMs: 200 },
+      );
       expect(partition.balance, key).toEqual(expected);
     }
     const client = new Client({ connection: temporal, namespace: stack.temporalNamespace });
@@ -109,19 +130,27 @@ describe('worker entry point', () => {
     expect(audit.status.name).toBe('RUNNING');
     expect(audit.taskQueue).toBe(taskQueue);
     const store = new DynamoAuditStore(dynamo, { tablePrefix: stack.tablePrefix });
-    const report = await waitFor('an audit report of this run', async () => {
-      expect(child.exitCode, output).toBeNull();
-      const found = await store.latest('all');
-      return found !== undefined && found.finishedAtMs >= startedAtMs && found;
-    }, { intervalMs: 200 });
+    const report = await waitFor(
+      'an audit report of this run',
+      async () => {
+        expect(child.exitCode, output).toBeNull();
+        const found = await store.latest('all');
+        return found !== undefined && found.finishedAtMs >= startedAtMs && found;
+      },
+      { intervalMs: 200 },
+    );
     expect(report.summary).toMatchObject({ drifting: 0, absoluteDrift: 0 });
     // and the jobs sweep runs on the same task queue, cycle after cycle
     const sweep = client.workflow.getHandle(jobSweepWorkflowId('all'));
     expect((await sweep.describe()).taskQueue).toBe(taskQueue);
-    await waitFor('two sweep cycles', async () => {
-      expect(child.exitCode, output).toBeNull();
-      return (await sweep.query(jobSweepStateQuery)).completedCycles >= 2;
-    }, { intervalMs: 200 });
+    await waitFor(
+      'two sweep cycles',
+      async () => {
+        expect(child.exitCode, output).toBeNull();
+        return (await sweep.query(jobSweepStateQuery)).completedCycles >= 2;
+      },
+      { intervalMs: 200 },
+    );
     expect(output).toContain('jobs sweep running');
     // and /metrics counts every ledgered event once
     const scrape = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();

@@ -46,7 +46,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const shard of shards) {
-    await env.client.workflow.getHandle(meterWorkflowId(shard)).terminate('test over').catch(() => undefined);
+    await env.client.workflow
+      .getHandle(meterWorkflowId(shard))
+      .terminate('test over')
+      .catch(() => undefined);
   }
   await stopWorker();
   await closeAll(env, redis, dynamo);

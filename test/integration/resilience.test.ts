@@ -76,7 +76,10 @@ function request(tenant: string, limits: LimitSpec[], cost = 3): DecideInput {
   };
 }
 
-function resilient(name: string, options: { instances?: number } = {}): { decider: ResilientDecider; spool: FileSpool; client: DeciderRedis } {
+function resilient(
+  name: string,
+  options: { instances?: number } = {},
+): { decider: ResilientDecider; spool: FileSpool; client: DeciderRedis } {
   const client = createDeciderRedis({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 250, connectTimeoutMs: 500 });
   client.on('error', () => undefined);
   const spool = new FileSpool(join(scratch, `${name}.spool`));
@@ -107,7 +110,8 @@ async function admitted(tenant: string): Promise<number> {
   return Number((await admin.get(admittedKey(shardOf(parseTenantId(tenant), SHARDS), parseTenantId(tenant), start))) ?? '0');
 }
 
-const waitUntil = (check: () => Promise<boolean>, timeoutMs = 10_000): Promise<true> => waitFor('the condition', check, { timeoutMs, intervalMs: 25 });
+const waitUntil = (check: () => Promise<boolean>, timeoutMs = 10_000): Promise<true> =>
+  waitFor('the condition', check, { timeoutMs, intervalMs: 25 });
 
 describe('Redis paused (SIGSTOP)', () => {
   it('fail-open answers and spools, fail-closed refuses, the backstop bounds what passes; the spool replays once', async () => {

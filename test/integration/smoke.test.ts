@@ -102,7 +102,15 @@ describe('GraphQL: a yoga request answers', () => {
   });
 
   it('answers a query through the decider clock and reports ready', async () => {
-    const api = createApi({ redis, dynamo, tablePrefix: config.dynamodb.tablePrefix, temporal, logger, version: 'test', ...demoDeps(redis) });
+    const api = createApi({
+      redis,
+      dynamo,
+      tablePrefix: config.dynamodb.tablePrefix,
+      temporal,
+      logger,
+      version: 'test',
+      ...demoDeps(redis),
+    });
     const response = await api.fetch('http://tollgate.test/graphql', {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${demo.keys[0]?.key ?? ''}` },
@@ -125,7 +133,15 @@ describe('GraphQL: a yoga request answers', () => {
     // given a Redis client pointed at a port where nothing listens
     const deadRedis = createDeciderRedis({ url: 'redis://127.0.0.1:1', commandTimeoutMs: 100, connectTimeoutMs: 100 });
     deadRedis.on('error', () => undefined);
-    const api = createApi({ redis: deadRedis, dynamo, tablePrefix: config.dynamodb.tablePrefix, temporal, logger, version: 't', ...demoDeps(deadRedis) });
+    const api = createApi({
+      redis: deadRedis,
+      dynamo,
+      tablePrefix: config.dynamodb.tablePrefix,
+      temporal,
+      logger,
+      version: 't',
+      ...demoDeps(deadRedis),
+    });
     // when
     const ready = await api.fetch('http://tollgate.test/ready');
     // then

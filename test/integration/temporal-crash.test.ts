@@ -116,7 +116,10 @@ beforeAll(async () => {
   connection = await Connection.connect({ address });
   client = new Client({ connection, namespace: 'default' });
   redis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 5_000 });
-  const bundle = await bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} } });
+  const bundle = await bundleWorkflowCode({
+    workflowsPath: workflowsPath(),
+    logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} },
+  });
   bundlePath = join(scratch, 'workflows.js');
   writeFileSync(bundlePath, bundle.code);
 }, 180_000);
@@ -151,7 +154,14 @@ describe('the Temporal server killed during reconciliation', () => {
     const tenants = [tenantInRange(), tenantInRange(), tenantInRange()];
     const shards = [...new Set(tenants.map((tenant) => shardOf(tenant, SHARDS)))];
     const pumpWorker = new Supervisor((native) =>
-      createTollgateWorker({ config, connection: native, logger, taskQueue: meterQueue, workflowBundle: { codePath: bundlePath }, workerOptions: { maxCachedWorkflows: 0 } }),
+      createTollgateWorker({
+        config,
+        connection: native,
+        logger,
+        taskQueue: meterQueue,
+        workflowBundle: { codePath: bundlePath },
+        workerOptions: { maxCachedWorkflows: 0 },
+      }),
     );
     supervisors.push(pumpWorker);
     await ensureMeterWorkflows(client, {
@@ -202,7 +212,9 @@ describe('the Temporal server killed during reconciliation', () => {
       expect((await handle.describe()).status.name).toBe('RUNNING');
       expect((await handle.query(meterStateQuery)).counters.read).toBeGreaterThan(0);
     }
-    console.log(`[temporal-crash] killed before request ${killAt}, restarted before ${restartAt}; pump worker re-created ${pumpWorker.restarts} times`);
+    console.log(
+      `[temporal-crash] killed before request ${killAt}, restarted before ${restartAt}; pump worker re-created ${pumpWorker.restarts} times`,
+    );
   }, 300_000);
 });
 
@@ -309,7 +321,9 @@ describe('the Temporal server killed during a burst of deferrals', () => {
     }
     // and a burst of new deferrals, and a retry of an accepted one, get a clear 503 with a code and a Retry-After
     const during = ['during-1', 'during-2', 'during-3', 'during-4'];
-    const refused = await Promise.all([...during, 'before-1'].map((idempotencyKey) => post(yoga, key, { query: EXPORT }, { 'Idempotency-Key': idempotencyKey })));
+    const refused = await Promise.all(
+      [...during, 'before-1'].map((idempotencyKey) => post(yoga, key, { query: EXPORT }, { 'Idempotency-Key': idempotencyKey })),
+    );
     for (const response of refused) {
       expect(response.status).toBe(503);
       expect(response.headers.get('Retry-After')).toMatch(/^\d+$/);
@@ -320,7 +334,7 @@ describe('the Temporal server killed during a burst of deferrals', () => {
     temporal = await startOwnTemporal();
     for (const idempotencyKey of during) {
       let response = await post(yoga, key, { query: EXPORT }, { 'Idempotency-Key': idempotencyKey });
-      for (let deadline = Date.now() + 30_000; response.status === 503 && Date.now() < deadline; ) {
+      for (let deadline = Date.now() + 30_000; response.status === 503 && Date.now() < deadline;) {
         await sleep(250);
         response = await post(yoga, key, { query: EXPORT }, { 'Idempotency-Key': idempotencyKey });
       }

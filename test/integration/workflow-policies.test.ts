@@ -11,7 +11,13 @@
 import { randomBytes } from 'node:crypto';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { accountTimings, accountWorkflowId, ensureAccountWorkflow, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import {
+  accountTimings,
+  accountWorkflowId,
+  ensureAccountWorkflow,
+  ensureMeterWorkflows,
+  meterWorkflowId,
+} from '../../src/workflows/index.js';
 import { closeAll } from '../support/teardown.js';
 import { waitFor } from '../support/poll.js';
 import { allocateShards } from '../support/allocate.js';
@@ -29,13 +35,18 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const id of started) await client.workflow.getHandle(id).terminate('test over').catch(() => undefined);
+  for (const id of started)
+    await client.workflow
+      .getHandle(id)
+      .terminate('test over')
+      .catch(() => undefined);
   await closeAll(connection);
 });
 
 async function runs(workflowId: string): Promise<{ runId: string; status: string }[]> {
   const found: { runId: string; status: string }[] = [];
-  for await (const run of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) found.push({ runId: run.runId, status: run.status.name });
+  for await (const run of client.workflow.list({ query: `WorkflowId = '${workflowId}'` }))
+    found.push({ runId: run.runId, status: run.status.name });
   return found;
 }
 
@@ -71,7 +82,11 @@ describe('start policies of the long-lived workflows', () => {
   it('meter/<shard>: a second ensure joins the running pump (one run, two signals); after a terminate the next ensure starts a new run', async () => {
     const shard = allocateShards(1).first;
     const settings = { idleDelayMs: 200, iterationsPerRun: 10, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
-    const seen = await exercise(meterWorkflowId(shard), () => ensureMeterWorkflows(client, { shards: [shard], taskQueue, settings }), 'meterSettings');
+    const seen = await exercise(
+      meterWorkflowId(shard),
+      () => ensureMeterWorkflows(client, { shards: [shard], taskQueue, settings }),
+      'meterSettings',
+    );
     expect(seen.joined.runId).toBe(seen.first.runId);
     expect(seen.signalsInFirst).toBe(2);
     expect(seen.restarted.runId).not.toBe(seen.first.runId);
@@ -82,7 +97,11 @@ describe('start policies of the long-lived workflows', () => {
   it('account/<tenant>: a second ensure joins the running account (one run, two signals); after a terminate the next ensure starts a new run', async () => {
     const tenant = uniqueTenant('p');
     const timings = accountTimings(config);
-    const seen = await exercise(accountWorkflowId(tenant), () => ensureAccountWorkflow(client, { tenant, taskQueue, timings }), 'accountWarnings');
+    const seen = await exercise(
+      accountWorkflowId(tenant),
+      () => ensureAccountWorkflow(client, { tenant, taskQueue, timings }),
+      'accountWarnings',
+    );
     expect(seen.joined.runId).toBe(seen.first.runId);
     expect(seen.signalsInFirst).toBe(2);
     expect(seen.restarted.runId).not.toBe(seen.first.runId);

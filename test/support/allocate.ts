@@ -77,13 +77,14 @@ function pause(ms: number): void {
 /** Runs `change` on the state under the lock and writes back what it returns. */
 function withState<T>(pools: AllocationPools, change: (state: AllocationState) => { state: AllocationState; result: T }): T {
   const lock = join(pools.dir, 'lock');
-  for (const deadline = Date.now() + LOCK_WAIT_MS; ; ) {
+  for (const deadline = Date.now() + LOCK_WAIT_MS; ;) {
     try {
       mkdirSync(lock);
       break;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      if (Date.now() > deadline) throw new Error(`the test allocator's lock ${lock} is still held after ${LOCK_WAIT_MS} ms`, { cause: error });
+      if (Date.now() > deadline)
+        throw new Error(`the test allocator's lock ${lock} is still held after ${LOCK_WAIT_MS} ms`, { cause: error });
       pause(5);
     }
   }
@@ -104,7 +105,11 @@ function withState<T>(pools: AllocationPools, change: (state: AllocationState) =
  * never wraps: when it does not fit before the pool's end, the tail is skipped.
  * @throws when the pool cannot hold the range
  */
-export function takeShards(state: AllocationState, pool: { first: number; end: number }, count: number): { state: AllocationState; result: ShardRange } {
+export function takeShards(
+  state: AllocationState,
+  pool: { first: number; end: number },
+  count: number,
+): { state: AllocationState; result: ShardRange } {
   if (!Number.isInteger(count) || count < 1) throw new Error(`a shard range holds at least one shard, got ${count}`);
   let { nextShard, usedShards } = state;
   if (nextShard + count > pool.end) {

@@ -8,7 +8,14 @@
  * handler that ran, or the continue-as-new command the workflow issued.
  * Never called on replay (the default `callDuringReplay: false`).
  */
-import { proxySinks, type ContinueAsNewInput, type Next, type SignalInput, type Sinks, type WorkflowInterceptors } from '@temporalio/workflow';
+import {
+  proxySinks,
+  type ContinueAsNewInput,
+  type Next,
+  type SignalInput,
+  type Sinks,
+  type WorkflowInterceptors,
+} from '@temporalio/workflow';
 
 export interface CrashSinks extends Sinks {
   crashPoints: {
@@ -22,7 +29,10 @@ const { crashPoints } = proxySinks<CrashSinks>();
 export const interceptors = (): WorkflowInterceptors => ({
   inbound: [
     {
-      async handleSignal(input: SignalInput, next: Next<NonNullable<WorkflowInterceptors['inbound']>[number], 'handleSignal'>): Promise<void> {
+      async handleSignal(
+        input: SignalInput,
+        next: Next<NonNullable<WorkflowInterceptors['inbound']>[number], 'handleSignal'>,
+      ): Promise<void> {
         crashPoints.reached(`signal:${input.signalName}`);
         return next(input);
       },
@@ -30,7 +40,10 @@ export const interceptors = (): WorkflowInterceptors => ({
   ],
   outbound: [
     {
-      async continueAsNew(input: ContinueAsNewInput, next: Next<NonNullable<WorkflowInterceptors['outbound']>[number], 'continueAsNew'>): Promise<never> {
+      async continueAsNew(
+        input: ContinueAsNewInput,
+        next: Next<NonNullable<WorkflowInterceptors['outbound']>[number], 'continueAsNew'>,
+      ): Promise<never> {
         crashPoints.reached('continue-as-new');
         return next(input);
       },

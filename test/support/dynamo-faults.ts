@@ -54,7 +54,11 @@ function faultError(kind: DynamoFault, items: number): Error {
     case 'transaction-canceled-conflict': {
       // DynamoDB's shape: one reason per item, `TransactionConflict` on the contended ones, `None` elsewhere
       const reasons = Array.from({ length: Math.max(1, items) }, (_, index) => ({ Code: index === 0 ? 'TransactionConflict' : 'None' }));
-      return new TransactionCanceledException({ message: `Transaction cancelled, please refer cancellation reasons for specific reasons [${reasons.map((r) => r.Code).join(', ')}]`, $metadata, CancellationReasons: reasons });
+      return new TransactionCanceledException({
+        message: `Transaction cancelled, please refer cancellation reasons for specific reasons [${reasons.map((r) => r.Code).join(', ')}]`,
+        $metadata,
+        CancellationReasons: reasons,
+      });
     }
     case 'internal':
       return new InternalServerError({ message, $metadata: { httpStatusCode: 500 } });

@@ -9,7 +9,11 @@ import { parseEventId, type TenantId } from '../../src/shared/index.js';
 import { jobWorkflowId } from '../../src/workflows/index.js';
 import { type DynamoJobStore } from '../../src/jobs/index.js';
 
-export const TEST_SUBMISSION = { planId: 'starter', query: 'mutation Export($n: Int) { exportReport(rows: $n) { id } }', variables: { n: 7 } };
+export const TEST_SUBMISSION = {
+  planId: 'starter',
+  query: 'mutation Export($n: Int) { exportReport(rows: $n) { id } }',
+  variables: { n: 7 },
+};
 
 export interface RecordTestJobInput {
   store: DynamoJobStore;
@@ -47,7 +51,11 @@ export async function recordTestJob(input: RecordTestJobInput): Promise<string> 
     ...(input.hasSubmission === false ? {} : { submission: TEST_SUBMISSION }),
   });
   if (input.hasWorkflow === true) {
-    await input.client.workflow.start('runDeferredJob', { taskQueue: input.taskQueue, workflowId: jobWorkflowId({ tenant, jobId }), args: [{}] });
+    await input.client.workflow.start('runDeferredJob', {
+      taskQueue: input.taskQueue,
+      workflowId: jobWorkflowId({ tenant, jobId }),
+      args: [{}],
+    });
   }
   return jobId;
 }

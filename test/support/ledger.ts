@@ -12,7 +12,10 @@ export interface LedgerPartition {
 }
 
 /** Every item of one tenant and period (consistent reads, all pages). */
-export async function readLedgerPartition(client: DynamoDBClient, input: { table: string; tenant: string; periodStart: string }): Promise<LedgerPartition> {
+export async function readLedgerPartition(
+  client: DynamoDBClient,
+  input: { table: string; tenant: string; periodStart: string },
+): Promise<LedgerPartition> {
   const result: LedgerPartition = { balance: undefined, entryIds: [], entrySum: 0 };
   let startKey: Record<string, AttributeValue> | undefined;
   do {

@@ -31,7 +31,10 @@ export function recordedHistories(pattern: RegExp): HistoryToReplay[] {
   return readdirSync(HISTORIES_DIR)
     .filter((name) => name.endsWith('.json') && pattern.test(name))
     .sort()
-    .map((name) => ({ workflowId: name.replace(/\.json$/, ''), history: historyFromJSON(JSON.parse(readFileSync(join(HISTORIES_DIR, name), 'utf8'))) }));
+    .map((name) => ({
+      workflowId: name.replace(/\.json$/, ''),
+      history: historyFromJSON(JSON.parse(readFileSync(join(HISTORIES_DIR, name), 'utf8'))),
+    }));
 }
 
 /** Writes `history` as the fixture `fixture` (a file name in HISTORIES_DIR) when the run captures histories. @returns whether it wrote */
@@ -42,7 +45,10 @@ export function captureHistory(fixture: string, history: History): boolean {
 }
 
 /** Replays every history, in order, against the workflows at `workflowsPath` (today's code unless given). */
-export async function replayHistories(histories: readonly HistoryToReplay[], workflowsPath = currentWorkflowsPath()): Promise<ReplayResult[]> {
+export async function replayHistories(
+  histories: readonly HistoryToReplay[],
+  workflowsPath = currentWorkflowsPath(),
+): Promise<ReplayResult[]> {
   const results: ReplayResult[] = [];
   for await (const result of Worker.runReplayHistories({ workflowsPath, replayName: 'tollgate-replay' }, histories)) results.push(result);
   return results;

@@ -36,7 +36,6 @@ export class AdmittedRecord {
   }
 }
 
-
 export interface TrafficOptions {
   decider: Decider;
   tenants: readonly string[];

@@ -22,8 +22,24 @@ const BASE_TIME_MS = 1_795_000_000_000;
 export function reservedEvent(input: { requestId: string; tenant: string; bp: number; cost: number; op?: string }): TestEvent {
   return {
     fields: [
-      'id', input.requestId, 'type', 'usage.reserved.v1', 'tenant', input.tenant, 'key', 'key-1', 'op', input.op ?? 'listProducts',
-      'cost', String(input.cost), 'pv', '3', 'bp', String(input.bp), 'time_ms', String(BASE_TIME_MS),
+      'id',
+      input.requestId,
+      'type',
+      'usage.reserved.v1',
+      'tenant',
+      input.tenant,
+      'key',
+      'key-1',
+      'op',
+      input.op ?? 'listProducts',
+      'cost',
+      String(input.cost),
+      'pv',
+      '3',
+      'bp',
+      String(input.bp),
+      'time_ms',
+      String(BASE_TIME_MS),
     ],
     tenant: input.tenant,
     bp: input.bp,
@@ -36,9 +52,28 @@ export function settledEvent(input: { requestId: string; tenant: string; bp: num
   const refund = input.requested - input.actual;
   return {
     fields: [
-      'id', `${input.requestId}.settled`, 'type', 'usage.settled.v1', 'tenant', input.tenant, 'key', 'key-1', 'op', 'listProducts',
-      'requested', String(input.requested), 'actual', String(input.actual), 'pv', '3', 'refund', String(refund),
-      'bp', String(input.bp), 'time_ms', String(BASE_TIME_MS + 5),
+      'id',
+      `${input.requestId}.settled`,
+      'type',
+      'usage.settled.v1',
+      'tenant',
+      input.tenant,
+      'key',
+      'key-1',
+      'op',
+      'listProducts',
+      'requested',
+      String(input.requested),
+      'actual',
+      String(input.actual),
+      'pv',
+      '3',
+      'refund',
+      String(refund),
+      'bp',
+      String(input.bp),
+      'time_ms',
+      String(BASE_TIME_MS + 5),
     ],
     tenant: input.tenant,
     bp: input.bp,
@@ -50,8 +85,24 @@ export function settledEvent(input: { requestId: string; tenant: string; bp: num
 export function degradedEvent(input: { requestId: string; tenant: string; bp: number; cost: number }): TestEvent {
   return {
     fields: [
-      'tenant', input.tenant, 'key', 'key-1', 'op', 'getProduct', 'pv', '3', 'bp', String(input.bp),
-      'type', 'usage.degraded.v1', 'cost', String(input.cost), 'id', input.requestId, 'time_ms', String(BASE_TIME_MS + 9),
+      'tenant',
+      input.tenant,
+      'key',
+      'key-1',
+      'op',
+      'getProduct',
+      'pv',
+      '3',
+      'bp',
+      String(input.bp),
+      'type',
+      'usage.degraded.v1',
+      'cost',
+      String(input.cost),
+      'id',
+      input.requestId,
+      'time_ms',
+      String(BASE_TIME_MS + 9),
     ],
     tenant: input.tenant,
     bp: input.bp,
@@ -76,7 +127,13 @@ export function seededRandom(seed: number): () => number {
  * A mix of requests for the given tenants and periods: each request reserves,
  * most settle (some refund, some overrun), a few are degraded admissions.
  */
-export function generateEvents(input: { tenants: string[]; periods: number[]; requests: number; random: () => number; prefix: string }): TestEvent[] {
+export function generateEvents(input: {
+  tenants: string[];
+  periods: number[];
+  requests: number;
+  random: () => number;
+  prefix: string;
+}): TestEvent[] {
   const events: TestEvent[] = [];
   const pick = <T>(items: T[]): T => items[Math.floor(input.random() * items.length)] as T;
   for (let index = 0; index < input.requests; index += 1) {

@@ -98,7 +98,11 @@ export async function writeWorkflowBundle(dir: string, options: { interceptorMod
 }
 
 /** Runs a tollgate worker in this process on `taskQueue`. @returns its stop */
-export async function runInProcessWorker(input: { config: AppConfig; connection: NativeConnection; taskQueue: string }): Promise<() => Promise<void>> {
+export async function runInProcessWorker(input: {
+  config: AppConfig;
+  connection: NativeConnection;
+  taskQueue: string;
+}): Promise<() => Promise<void>> {
   const { worker, close } = await createTollgateWorker({
     config: input.config,
     connection: input.connection,

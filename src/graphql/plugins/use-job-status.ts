@@ -6,7 +6,7 @@
  * tenant is shared by every client address, so its jobs are not readable).
  * Answers in `onRequest`, before the GraphQL pipeline; not metered, but
  * limited per key in this process (429 `RATE_LIMITED` with Retry-After) and
- * served from memory once the job is finished (`jobs/status-guard.ts`).
+ * served from memory once the job is finished (`src/jobs/finished-cache.ts`).
  */
 import type { Plugin } from 'graphql-yoga';
 import { DependencyError, systemClock, type Clock, type Logger } from '../../shared/index.js';

@@ -107,7 +107,7 @@ export function inFlightOf(input: {
  * The ledger amount that belongs to a period: its partition's balance, minus
  * late credits it holds for earlier periods (`lateAmount`), plus late credits
  * of this period held in a later partition (`lateCredited`). See the ledger
- * item layout in `ledger.ts`.
+ * item layout in `ledger-items.ts`.
  */
 export function ledgeredFor(balance: { amount: number; lateAmount: number; lateCredited: number }): number {
   return balance.amount - balance.lateAmount + balance.lateCredited;

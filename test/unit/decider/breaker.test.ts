@@ -4,7 +4,11 @@ import { CircuitBreaker, type BreakerState } from '../../../src/decider/breaker.
 
 function setup(random = 0.5): { breaker: CircuitBreaker; clock: { now: number; nowMs: () => number }; states: BreakerState[] } {
   const clock = { now: 1_000_000, nowMs: () => clock.now };
-  const breaker = new CircuitBreaker(clock, { failureThreshold: 3, latencyBudgetMs: 25, slowThreshold: 2, cooldownMs: 1_000 }, () => random);
+  const breaker = new CircuitBreaker(
+    clock,
+    { failureThreshold: 3, latencyBudgetMs: 25, slowThreshold: 2, cooldownMs: 1_000 },
+    () => random,
+  );
   const states: BreakerState[] = [];
   breaker.onChange((state) => states.push(state));
   return { breaker, clock, states };

@@ -13,15 +13,42 @@ const DAY_PARIS = { unit: 'day', anchorDay: 1, timeZone: 'Europe/Paris' } as con
 
 function plan(): LimitSpec[] {
   return [
-    { id: parseLimitId('burst'), scope: 'apiKey', algorithm: { kind: 'token-bucket', capacity: 100, refillAmount: 10, refillPeriodMs: 1_000 }, mode: 'hard', onDeciderDown: 'open' },
-    { id: parseLimitId('per-ip'), scope: 'ip', algorithm: { kind: 'fixed-window', limit: 50, windowMs: 60_000 }, mode: 'defer', onDeciderDown: 'closed' },
-    { id: parseLimitId('day'), scope: 'tenant', algorithm: { kind: 'period-quota', limit: 1_000, period: DAY_PARIS, thresholdsPercent: [80, 100] }, mode: 'soft', onDeciderDown: 'local' },
-    { id: parseLimitId('inflight'), scope: 'tenant', algorithm: { kind: 'concurrency', slots: 4, leaseTtlMs: 30_000 }, mode: 'shadow', onDeciderDown: 'open' },
+    {
+      id: parseLimitId('burst'),
+      scope: 'apiKey',
+      algorithm: { kind: 'token-bucket', capacity: 100, refillAmount: 10, refillPeriodMs: 1_000 },
+      mode: 'hard',
+      onDeciderDown: 'open',
+    },
+    {
+      id: parseLimitId('per-ip'),
+      scope: 'ip',
+      algorithm: { kind: 'fixed-window', limit: 50, windowMs: 60_000 },
+      mode: 'defer',
+      onDeciderDown: 'closed',
+    },
+    {
+      id: parseLimitId('day'),
+      scope: 'tenant',
+      algorithm: { kind: 'period-quota', limit: 1_000, period: DAY_PARIS, thresholdsPercent: [80, 100] },
+      mode: 'soft',
+      onDeciderDown: 'local',
+    },
+    {
+      id: parseLimitId('inflight'),
+      scope: 'tenant',
+      algorithm: { kind: 'concurrency', slots: 4, leaseTtlMs: 30_000 },
+      mode: 'shadow',
+      onDeciderDown: 'open',
+    },
   ];
 }
 
 const idArb = fc.stringMatching(/^[a-z0-9][a-z0-9_-]{0,20}$/);
-const ipArb = fc.oneof(fc.ipV4(), fc.ipV6().filter((ip) => !ip.includes('.')));
+const ipArb = fc.oneof(
+  fc.ipV4(),
+  fc.ipV6().filter((ip) => !ip.includes('.')),
+);
 
 /** A request for `limits` from tenant `tenant`, API key `key` and address `ip`. */
 function input(
@@ -64,8 +91,20 @@ describe('compileRequest', () => {
           bucketKey({ shard, tenant, limitId: parseLimitId('day'), periodStartMs: day.next.startMs }),
           bucketKey({ shard, tenant, limitId: parseLimitId('inflight') }),
         ]);
-        expect(compiled.model.limits.map((limit) => limit.key)).toEqual([compiled.keys[4], compiled.keys[5], compiled.keys[6], compiled.keys[8]]);
-        expect(compiled.model.limits[2]).toMatchObject({ alg: ALG.periodQuota, p1: 1_000, p2: day.current.startMs, p3: day.current.endMs, p4: day.next.endMs, thresholds: [80, 100] });
+        expect(compiled.model.limits.map((limit) => limit.key)).toEqual([
+          compiled.keys[4],
+          compiled.keys[5],
+          compiled.keys[6],
+          compiled.keys[8],
+        ]);
+        expect(compiled.model.limits[2]).toMatchObject({
+          alg: ALG.periodQuota,
+          p1: 1_000,
+          p2: day.current.startMs,
+          p3: day.current.endMs,
+          p4: day.next.endMs,
+          thresholds: [80, 100],
+        });
       }),
     );
   });
@@ -74,7 +113,10 @@ describe('compileRequest', () => {
     const limits = plan();
     const now = Date.UTC(2026, 10, 23, 12);
     const plain = compileRequest(input({ limits, tenant: 'acme', key: 'k1', ip: '10.0.0.1' }), { shardCount: 16, localNowMs: now });
-    const deferrable = compileRequest(input({ limits, tenant: 'acme', key: 'k1', ip: '10.0.0.1' }, { isDeferrable: true }), { shardCount: 16, localNowMs: now });
+    const deferrable = compileRequest(input({ limits, tenant: 'acme', key: 'k1', ip: '10.0.0.1' }, { isDeferrable: true }), {
+      shardCount: 16,
+      localNowMs: now,
+    });
     expect(plain.definitions[1]?.[1]).toBe(String(MODE.hard));
     expect(plain.model.limits[1]?.mode).toBe(MODE.hard);
     expect(deferrable.definitions[1]?.[1]).toBe(String(MODE.defer));
@@ -108,7 +150,10 @@ describe('compileBatch', () => {
     const now = Date.UTC(2026, 10, 23, 12);
     const requests = ['t1', 't2', 't3'].map((tenant, index) =>
       compileRequest(
-        input({ limits, tenant, key: 'k1', ip: '10.0.0.1' }, { requestId: parseEventId(`r${index}`), isDeferrable: index === 2, ...(index === 1 ? { recordTtlMs: 86_400_000 } : {}) }),
+        input(
+          { limits, tenant, key: 'k1', ip: '10.0.0.1' },
+          { requestId: parseEventId(`r${index}`), isDeferrable: index === 2, ...(index === 1 ? { recordTtlMs: 86_400_000 } : {}) },
+        ),
         { shardCount: 16, localNowMs: now },
       ),
     );
@@ -146,11 +191,21 @@ describe('short (second) periods', () => {
     expect(namingSkewMs(MONTH)).toBe(60_000);
     fc.assert(
       fc.property(fc.integer({ min: 1_700_000_000_000, max: 1_900_000_000_000 }), (nowMs) => {
-        const limits: LimitSpec[] = [{ id: parseLimitId('q'), scope: 'tenant', algorithm: { kind: 'period-quota', limit: 10, period: spec, thresholdsPercent: [] }, mode: 'hard', onDeciderDown: 'open' }];
-        const compiled = compileRequest(input({ limits, tenant: 'acme', key: 'k1', ip: '10.0.0.1' }, { billingPeriod: spec }), { shardCount: 16, localNowMs: nowMs });
+        const limits: LimitSpec[] = [
+          {
+            id: parseLimitId('q'),
+            scope: 'tenant',
+            algorithm: { kind: 'period-quota', limit: 10, period: spec, thresholdsPercent: [] },
+            mode: 'hard',
+            onDeciderDown: 'open',
+          },
+        ];
+        const compiled = compileRequest(input({ limits, tenant: 'acme', key: 'k1', ip: '10.0.0.1' }, { billingPeriod: spec }), {
+          shardCount: 16,
+          localNowMs: nowMs,
+        });
         expect(compiled.billingStartMs <= nowMs && nowMs < compiled.billingNextEndMs).toBe(true);
       }),
     );
   });
 });
-

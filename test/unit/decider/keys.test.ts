@@ -59,13 +59,13 @@ describe('key builders', () => {
   it('build the DESIGN §5 layout with the shard hash tag', () => {
     const shard = 17 as ShardId;
     expect(usageStreamKey(shard)).toBe('{s:17}:usage:v1');
-    expect(bucketKey({ shard, tenant: parseTenantId('acme'), limitId: parseLimitId('burst') })).toBe(
-      '{s:17}:t:acme:b:v1:burst',
-    );
+    expect(bucketKey({ shard, tenant: parseTenantId('acme'), limitId: parseLimitId('burst') })).toBe('{s:17}:t:acme:b:v1:burst');
     expect(eventMarkerKey(shard, parseEventId('req.1'))).toBe('{s:17}:e:v1:req.1');
     expect(deadLetterStreamKey(shard)).toBe('{s:17}:dead:v1');
     expect(KEY_PATTERN.test(deadLetterStreamKey(shard))).toBe(true);
-    expect(bucketKey({ shard, tenant: parseTenantId('acme'), limitId: parseLimitId('burst'), part: 3 })).toBe('{s:17}:t:acme:u:3:b:v1:burst');
+    expect(bucketKey({ shard, tenant: parseTenantId('acme'), limitId: parseLimitId('burst'), part: 3 })).toBe(
+      '{s:17}:t:acme:u:3:b:v1:burst',
+    );
     expect(KEY_PATTERN.test(bucketKey({ shard, tenant: parseTenantId('acme'), limitId: parseLimitId('burst'), part: 3 }))).toBe(true);
   });
 
@@ -85,16 +85,22 @@ describe('key builders', () => {
 describe('admitted counter keys', () => {
   it('parse back to the shard, tenant, period and part they were built from; no other key parses', () => {
     fc.assert(
-      fc.property(idArb, fc.integer({ min: 0, max: 16_383 }), fc.integer({ min: 0, max: 2 ** 45 }), fc.option(fc.integer({ min: 0, max: 63 }), { nil: undefined }), (tenant, shard, periodStartMs, part) => {
-        const key = admittedKey(shard as ShardId, parseTenantId(tenant), periodStartMs, part);
-        expect(parseAdmittedKey(key)).toEqual({ shard, tenant, periodStartMs, part });
-        expect(parseAdmittedKey(requestRecordKey(shard as ShardId, parseTenantId(tenant), parseEventId('r1'), part))).toBeUndefined();
-        expect(parseAdmittedKey(usageStreamKey(shard as ShardId))).toBeUndefined();
-      }),
+      fc.property(
+        idArb,
+        fc.integer({ min: 0, max: 16_383 }),
+        fc.integer({ min: 0, max: 2 ** 45 }),
+        fc.option(fc.integer({ min: 0, max: 63 }), { nil: undefined }),
+        (tenant, shard, periodStartMs, part) => {
+          const key = admittedKey(shard as ShardId, parseTenantId(tenant), periodStartMs, part);
+          expect(parseAdmittedKey(key)).toEqual({ shard, tenant, periodStartMs, part });
+          expect(parseAdmittedKey(requestRecordKey(shard as ShardId, parseTenantId(tenant), parseEventId('r1'), part))).toBeUndefined();
+          expect(parseAdmittedKey(usageStreamKey(shard as ShardId))).toBeUndefined();
+        },
+      ),
     );
   });
 
-  it('SCAN MATCH patterns: one shard\'s hash tag, or every shard', () => {
+  it("SCAN MATCH patterns: one shard's hash tag, or every shard", () => {
     expect(admittedKeyPattern(17 as ShardId)).toBe('{s:17}:t:*:a:v1:*');
     expect(admittedKeyPattern()).toBe('{s:*}:t:*:a:v1:*');
   });

@@ -4,7 +4,15 @@ import { parseIpHex } from '../../../src/decider/keys.js';
 import { ALG, MODE, decideModel, emptyModelState, type CompiledLimit } from '../../../src/decider/model/limits.js';
 
 const limit = (partial: Partial<CompiledLimit>): CompiledLimit => ({
-  alg: ALG.tokenBucket, mode: MODE.hard, p1: 10, p2: 1, p3: 1000, p4: 0, thresholds: [], key: 'k', ...partial,
+  alg: ALG.tokenBucket,
+  mode: MODE.hard,
+  p1: 10,
+  p2: 1,
+  p3: 1000,
+  p4: 0,
+  thresholds: [],
+  key: 'k',
+  ...partial,
 });
 
 /** Random request times (non-decreasing) and costs. */
@@ -28,17 +36,23 @@ function run(lim: CompiledLimit, traffic: { gapMs: number; cost: number }[]): { 
 describe('token bucket model', () => {
   it('never admits more than capacity plus what refilled over any span', () => {
     fc.assert(
-      fc.property(trafficArb, fc.integer({ min: 1, max: 20 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 40 }), (traffic, cap, rate, per) => {
-        const admitted = run(limit({ p1: cap, p2: rate, p3: per }), traffic);
-        for (let i = 0; i < admitted.length; i += 1) {
-          let sum = 0;
-          for (let j = i; j < admitted.length; j += 1) {
-            sum += (admitted[j] as { cost: number }).cost;
-            const span = (admitted[j] as { now: number }).now - (admitted[i] as { now: number }).now;
-            expect(sum).toBeLessThanOrEqual(cap + Math.floor((span * rate) / per));
+      fc.property(
+        trafficArb,
+        fc.integer({ min: 1, max: 20 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 40 }),
+        (traffic, cap, rate, per) => {
+          const admitted = run(limit({ p1: cap, p2: rate, p3: per }), traffic);
+          for (let i = 0; i < admitted.length; i += 1) {
+            let sum = 0;
+            for (let j = i; j < admitted.length; j += 1) {
+              sum += (admitted[j] as { cost: number }).cost;
+              const span = (admitted[j] as { now: number }).now - (admitted[i] as { now: number }).now;
+              expect(sum).toBeLessThanOrEqual(cap + Math.floor((span * rate) / per));
+            }
           }
-        }
-      }),
+        },
+      ),
     );
   });
 
@@ -62,7 +76,8 @@ describe('window models', () => {
       fc.property(trafficArb, fc.integer({ min: 1, max: 30 }), fc.integer({ min: 1, max: 100 }), (traffic, max, windowMs) => {
         const admitted = run(limit({ alg: ALG.fixedWindow, p1: max, p2: windowMs }), traffic);
         const perWindow = new Map<number, number>();
-        for (const { now, cost } of admitted) perWindow.set(Math.floor(now / windowMs), (perWindow.get(Math.floor(now / windowMs)) ?? 0) + cost);
+        for (const { now, cost } of admitted)
+          perWindow.set(Math.floor(now / windowMs), (perWindow.get(Math.floor(now / windowMs)) ?? 0) + cost);
         for (const total of perWindow.values()) expect(total).toBeLessThanOrEqual(max);
       }),
     );
@@ -73,7 +88,8 @@ describe('window models', () => {
       fc.property(trafficArb, fc.integer({ min: 1, max: 30 }), fc.integer({ min: 1, max: 100 }), (traffic, max, windowMs) => {
         const admitted = run(limit({ alg: ALG.slidingWindow, p1: max, p2: windowMs }), traffic);
         const perWindow = new Map<number, number>();
-        for (const { now, cost } of admitted) perWindow.set(Math.floor(now / windowMs), (perWindow.get(Math.floor(now / windowMs)) ?? 0) + cost);
+        for (const { now, cost } of admitted)
+          perWindow.set(Math.floor(now / windowMs), (perWindow.get(Math.floor(now / windowMs)) ?? 0) + cost);
         for (const total of perWindow.values()) expect(total).toBeLessThanOrEqual(max);
       }),
     );

@@ -69,7 +69,13 @@ describe('periodAt', () => {
 describe('periodPairAt', () => {
   it('gives what periodAt and nextPeriod give, also when instants cross a boundary in either direction', () => {
     const spec: PeriodSpec = { unit: 'day', anchorDay: 1, timeZone: 'Europe/Paris' };
-    for (const instant of ['2026-03-28T22:59:59.999Z', '2026-03-28T23:00:00Z', '2026-03-29T21:59:59.999Z', '2026-03-29T22:00:00Z', '2026-03-28T12:00:00Z']) {
+    for (const instant of [
+      '2026-03-28T22:59:59.999Z',
+      '2026-03-28T23:00:00Z',
+      '2026-03-29T21:59:59.999Z',
+      '2026-03-29T22:00:00Z',
+      '2026-03-28T12:00:00Z',
+    ]) {
       const current = periodAt(spec, at(instant));
       expect(periodPairAt(spec, at(instant))).toEqual({ current, next: nextPeriod(spec, current) });
     }

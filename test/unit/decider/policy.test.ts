@@ -90,7 +90,12 @@ describe('limit policies', () => {
 
   it('checks limits built in code with the same schema', () => {
     // given a limit whose refill math would not be exact in the script
-    const limits = [{ ...(fixture('valid.json') as LimitSpec[])[0], algorithm: { kind: 'token-bucket', capacity: 2 ** 52, refillAmount: 1, refillPeriodMs: 2 } }];
+    const limits = [
+      {
+        ...(fixture('valid.json') as LimitSpec[])[0],
+        algorithm: { kind: 'token-bucket', capacity: 2 ** 52, refillAmount: 1, refillPeriodMs: 2 },
+      },
+    ];
     // then it is refused before anything reaches Redis
     expect(() => validateLimits(limits as LimitSpec[])).toThrow(
       'invalid limits:\nlimits[0].algorithm must keep capacity × refillPeriodMs + refillPeriodMs × refillAmount below 2^53',

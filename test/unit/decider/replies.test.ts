@@ -39,13 +39,24 @@ describe('decodeDecideBatch', () => {
   it('decodes one array per request, limits in order', () => {
     const [first, second] = decodeDecideBatch([allowed, denied], [2, 1]);
     expect(first).toEqual({
-      kind: 0, nowMs: 1_763_900_000_000, limitIndex: 0, retryAfterMs: 0, streamId: '1763900000000-0', isReplay: false,
+      kind: 0,
+      nowMs: 1_763_900_000_000,
+      limitIndex: 0,
+      retryAfterMs: 0,
+      streamId: '1763900000000-0',
+      isReplay: false,
       limits: [
         { remaining: 90, resetMs: 1_000, flags: 2, overage: 0, crossed: 0 },
         { remaining: 4, resetMs: 5_000, flags: 2, overage: 0, crossed: 80 },
       ],
     });
-    expect(second).toMatchObject({ kind: 3, limitIndex: 1, retryAfterMs: 250, streamId: '', limits: [{ remaining: 0, flags: 1, overage: 3 }] });
+    expect(second).toMatchObject({
+      kind: 3,
+      limitIndex: 1,
+      retryAfterMs: 250,
+      streamId: '',
+      limits: [{ remaining: 0, flags: 1, overage: 3 }],
+    });
   });
 
   it('accepts a replay decided under another plan (another limit count), and nothing else with a wrong count', () => {

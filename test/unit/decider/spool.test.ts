@@ -47,7 +47,9 @@ describe('FileSpool', () => {
     spool.append(entry('e1'));
     spool.append(entry('e2'));
     await expect(
-      spool.replay((spooled) => (spooled.kind === 'event' && spooled.eventId === 'e2' ? Promise.reject(new Error('down')) : Promise.resolve('appended'))),
+      spool.replay((spooled) =>
+        spooled.kind === 'event' && spooled.eventId === 'e2' ? Promise.reject(new Error('down')) : Promise.resolve('appended'),
+      ),
     ).rejects.toThrow('down');
     expect(spool.size).toBe(2);
     const again: string[] = [];

@@ -22,7 +22,12 @@ import { describe, expect, it } from 'vitest';
 import { Pricer, engineCost } from '../../../src/graphql/index.js';
 import { DemoStore, createDemoSchema } from '../../../src/graphql/demo/index.js';
 
-const schema = createDemoSchema({ store: new DemoStore(), version: 't', deciderTimeMs: () => Promise.resolve(0), clock: { nowMs: () => 0 } });
+const schema = createDemoSchema({
+  store: new DemoStore(),
+  version: 't',
+  deciderTimeMs: () => Promise.resolve(0),
+  clock: { nowMs: () => 0 },
+});
 
 /** mulberry32: a small deterministic PRNG driven by the property's seed. */
 function prng(seed: number): () => number {

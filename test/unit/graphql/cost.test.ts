@@ -5,10 +5,24 @@
  */
 import { GraphQLError, parse } from 'graphql';
 import { describe, expect, it } from 'vitest';
-import { PricingError, Pricer, STATIC_LIMIT_DEFAULTS, checkStaticLimits, engineCost, measureActualCost, measureDocument, quoteOperation } from '../../../src/graphql/index.js';
+import {
+  PricingError,
+  Pricer,
+  STATIC_LIMIT_DEFAULTS,
+  checkStaticLimits,
+  engineCost,
+  measureActualCost,
+  measureDocument,
+  quoteOperation,
+} from '../../../src/graphql/index.js';
 import { DemoStore, createDemoSchema } from '../../../src/graphql/demo/index.js';
 
-const schema = createDemoSchema({ store: new DemoStore(), version: 't', deciderTimeMs: () => Promise.resolve(0), clock: { nowMs: () => 0 } });
+const schema = createDemoSchema({
+  store: new DemoStore(),
+  version: 't',
+  deciderTimeMs: () => Promise.resolve(0),
+  clock: { nowMs: () => 0 },
+});
 
 function price(query: string, variables: Record<string, unknown> = {}, operationName?: string): number {
   const pricer = new Pricer(schema);
@@ -51,9 +65,11 @@ describe('pricing', () => {
 
   it('prices every alias: aliasing multiplies the cost, it does not hide it', () => {
     const one = price('{ products(first: 100) { nodes { id } } }');
-    expect(price('{ a: products(first: 100) { nodes { id } } b: products(first: 100) { nodes { id } } c: products(first: 100) { nodes { id } } }')).toBe(
-      3 * one,
-    );
+    expect(
+      price(
+        '{ a: products(first: 100) { nodes { id } } b: products(first: 100) { nodes { id } } c: products(first: 100) { nodes { id } } }',
+      ),
+    ).toBe(3 * one);
   });
 
   it('prices a fragment at each spread', () => {
@@ -80,7 +96,9 @@ describe('pricing', () => {
     expect(price('mutation { exportOrdersReport { id } }')).toBe(500);
     const pricer = new Pricer(schema);
     expect(pricer.plan({ document: parse('mutation { exportOrdersReport { id } }') }).plan.isDeferrable).toBe(true);
-    expect(pricer.plan({ document: parse('mutation { exportOrdersReport { id } cancelOrder(id: "x") { id } }') }).plan.isDeferrable).toBe(false);
+    expect(pricer.plan({ document: parse('mutation { exportOrdersReport { id } cancelOrder(id: "x") { id } }') }).plan.isDeferrable).toBe(
+      false,
+    );
   });
 
   it('prices only the named operation of a multi-operation document', () => {
@@ -104,7 +122,11 @@ describe('pricing', () => {
 
 describe('bypass attempts are refused', () => {
   it.each([
-    ['a negative first beside an expensive sibling', '{ a: products(first: -1000000) { nodes { id } } b: products(first: 1000) { nodes { id } } }', {}],
+    [
+      'a negative first beside an expensive sibling',
+      '{ a: products(first: -1000000) { nodes { id } } b: products(first: 1000) { nodes { id } } }',
+      {},
+    ],
     ['a huge first', '{ products(first: 2147483647) { nodes { id } } }', {}],
     ['a huge first in a variable', 'query Q($n: Int) { products(first: $n) { nodes { id } } }', { n: 1_000_001 }],
     ['a negative first in a variable', 'query Q($n: Int) { products(first: $n) { nodes { id } } }', { n: -1 }],
@@ -127,7 +149,9 @@ describe('actual cost', () => {
 
   it('counts what came back: 3 of 50 requested', () => {
     const plan = planOf('{ products(first: 50) { edges { node { name } } pageInfo { hasNextPage } } }');
-    const data = { products: { edges: [{ node: { name: 'a' } }, { node: { name: 'b' } }, { node: { name: 'c' } }], pageInfo: { hasNextPage: false } } };
+    const data = {
+      products: { edges: [{ node: { name: 'a' } }, { node: { name: 'b' } }, { node: { name: 'c' } }], pageInfo: { hasNextPage: false } },
+    };
     expect(measureActualCost(plan, data, {})).toBe(1 + 3 * 2);
   });
 

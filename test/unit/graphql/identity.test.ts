@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { ApiKeyIdentifier, InMemoryKeyStore, generateApiKey, hashApiKey, isWellFormedApiKey, type ApiKeyRecord, type KeyStore } from '../../../src/graphql/index.js';
+import {
+  ApiKeyIdentifier,
+  InMemoryKeyStore,
+  generateApiKey,
+  hashApiKey,
+  isWellFormedApiKey,
+  type ApiKeyRecord,
+  type KeyStore,
+} from '../../../src/graphql/index.js';
 import { parseKeyId, parsePlanId, parseTenantId, type Clock } from '../../../src/shared/index.js';
 
 const clock = (): Clock & { advance(ms: number): void } => {
@@ -27,7 +35,8 @@ describe('API keys', () => {
     expect(isWellFormedApiKey(key)).toBe(true);
     expect(hashApiKey(key)).toHaveLength(32);
     expect(hashApiKey(key).equals(hashApiKey(key))).toBe(true);
-    for (const junk of ['tg_short', 'xx_' + 'a'.repeat(43), `tg_${'a'.repeat(40)}{}`, `tg_${'a'.repeat(200)}`]) expect(isWellFormedApiKey(junk)).toBe(false);
+    for (const junk of ['tg_short', 'xx_' + 'a'.repeat(43), `tg_${'a'.repeat(40)}{}`, `tg_${'a'.repeat(200)}`])
+      expect(isWellFormedApiKey(junk)).toBe(false);
   });
 });
 
@@ -37,7 +46,12 @@ describe('ApiKeyIdentifier', () => {
     const store = new CountingStore(inner);
     const time = clock();
     const { key } = inner.add({ tenant: 'acme', keyId: 'k1', planId: 'starter' });
-    const identifier = new ApiKeyIdentifier({ keyStore: store, clock: time, cacheTtlMs: 1_000, ...(anonymous === undefined ? {} : { anonymous }) });
+    const identifier = new ApiKeyIdentifier({
+      keyStore: store,
+      clock: time,
+      cacheTtlMs: 1_000,
+      ...(anonymous === undefined ? {} : { anonymous }),
+    });
     return { inner, store, time, key, identifier };
   };
 
@@ -99,7 +113,12 @@ describe('ApiKeyIdentifier', () => {
     for (let index = 0; index < 6; index += 1) answers.push(await identifier.identify(`Bearer ${generateApiKey()}`, '10.0.0.1'));
     // then 3 more are looked up (the burst of 4, one spent above), the rest refused with a retry time, unread
     expect(answers.map((answer) => (answer.isOk ? 'ok' : answer.code))).toEqual([
-      'API_KEY_INVALID', 'API_KEY_INVALID', 'API_KEY_INVALID', 'TOO_MANY_UNKNOWN_KEYS', 'TOO_MANY_UNKNOWN_KEYS', 'TOO_MANY_UNKNOWN_KEYS',
+      'API_KEY_INVALID',
+      'API_KEY_INVALID',
+      'API_KEY_INVALID',
+      'TOO_MANY_UNKNOWN_KEYS',
+      'TOO_MANY_UNKNOWN_KEYS',
+      'TOO_MANY_UNKNOWN_KEYS',
     ]);
     expect(answers[3]).toMatchObject({ status: 429, retryAfterMs: 500 });
     expect(store.lookups).toBe(5);
@@ -120,7 +139,10 @@ describe('ApiKeyIdentifier', () => {
 
   it('meters anonymous callers per address when configured, and refuses bad addresses', async () => {
     const { identifier } = setup({ kind: 'ip-plan', tenant: 'anonymous', planId: 'anon' });
-    expect(await identifier.identify(null, '10.1.2.3')).toMatchObject({ isOk: true, identity: { kind: 'anonymous', tenant: 'anonymous', keyId: 'anonymous', clientIp: '10.1.2.3' } });
+    expect(await identifier.identify(null, '10.1.2.3')).toMatchObject({
+      isOk: true,
+      identity: { kind: 'anonymous', tenant: 'anonymous', keyId: 'anonymous', clientIp: '10.1.2.3' },
+    });
     expect(await identifier.identify(null, undefined)).toMatchObject({ isOk: false, code: 'API_KEY_REQUIRED' });
     expect(await identifier.identify(null, 'not-an-ip}:{')).toMatchObject({ isOk: false, code: 'INVALID_ID', status: 400 });
   });
@@ -129,7 +151,13 @@ describe('ApiKeyIdentifier', () => {
     const key = generateApiKey();
     const hostile: KeyStore = {
       findByHash: (hash) =>
-        Promise.resolve({ keyId: 'k}:{1' as ReturnType<typeof parseKeyId>, tenant: parseTenantId('acme'), planId: parsePlanId('p'), hash, isRevoked: false }),
+        Promise.resolve({
+          keyId: 'k}:{1' as ReturnType<typeof parseKeyId>,
+          tenant: parseTenantId('acme'),
+          planId: parsePlanId('p'),
+          hash,
+          isRevoked: false,
+        }),
       version: () => 1,
     };
     const identifier = new ApiKeyIdentifier({ keyStore: hostile, clock: clock() });
@@ -139,7 +167,8 @@ describe('ApiKeyIdentifier', () => {
   it('refuses a record whose hash does not match (constant-time re-check)', async () => {
     const other = hashApiKey(generateApiKey());
     const lying: KeyStore = {
-      findByHash: () => Promise.resolve({ keyId: parseKeyId('k'), tenant: parseTenantId('acme'), planId: parsePlanId('p'), hash: other, isRevoked: false }),
+      findByHash: () =>
+        Promise.resolve({ keyId: parseKeyId('k'), tenant: parseTenantId('acme'), planId: parsePlanId('p'), hash: other, isRevoked: false }),
       version: () => 1,
     };
     const identifier = new ApiKeyIdentifier({ keyStore: lying, clock: clock() });

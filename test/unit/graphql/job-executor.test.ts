@@ -21,8 +21,8 @@ const job = (tenant: string, query: string, extra: { cost?: number; planId?: str
   cost: extra.cost ?? 100,
 });
 
-describe('SchemaJobExecutor (a deferred job\'s run)', () => {
-  it('runs with the job tenant\'s own context', async () => {
+describe("SchemaJobExecutor (a deferred job's run)", () => {
+  it("runs with the job tenant's own context", async () => {
     const run = await executor().execute(job('acme', '{ me { tenant keyId plan } }'));
     expect(run.result).toEqual({ data: { me: { tenant: 'acme', keyId: 'k1', plan: 'basic' } } });
   });
@@ -35,7 +35,7 @@ describe('SchemaJobExecutor (a deferred job\'s run)', () => {
     expect(empty.actualCost).toBe(1);
   });
 
-  it('keeps tenants apart: an order placed by one job is not seen by another tenant\'s job', async () => {
+  it("keeps tenants apart: an order placed by one job is not seen by another tenant's job", async () => {
     const subject = executor();
     await subject.execute(job('acme', 'mutation { placeOrder(items: [{ productId: "p-0001", quantity: 1 }]) { id } }'));
     const own = await subject.execute(job('acme', '{ orders(first: 5) { totalCount } }'));

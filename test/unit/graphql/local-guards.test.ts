@@ -10,8 +10,18 @@ function manualClock(startMs = 1_000_000) {
 
 function view(id: string, status: JobView['status']): JobView {
   return {
-    id, status, operationName: 'Export', requestedCost: 5, actualCost: null, result: null, errorCode: null,
-    createdAtMs: 1, updatedAtMs: 2, startedAtMs: null, finishedAtMs: null, expiresAtMs: 3,
+    id,
+    status,
+    operationName: 'Export',
+    requestedCost: 5,
+    actualCost: null,
+    result: null,
+    errorCode: null,
+    createdAtMs: 1,
+    updatedAtMs: 2,
+    startedAtMs: null,
+    finishedAtMs: null,
+    expiresAtMs: 3,
   };
 }
 

@@ -5,13 +5,31 @@ import { parseStoredResponse, toExecutionResult, toStoredResult } from '../../..
 describe('stored responses of idempotent requests', () => {
   it('keeps expected errors as sent and masks unexpected ones, so nothing internal becomes replayable', () => {
     // given a result with a deliberate error (with an HTTP status) and an unexpected one from a resolver
-    const expected = new GraphQLError('order o-9 does not exist', { path: ['cancelOrder'], extensions: { code: 'NOT_FOUND', http: { status: 404 } } });
-    const unexpected = new GraphQLError('connect ECONNREFUSED 10.0.0.7:5432', { path: ['orders'], originalError: new Error('connect ECONNREFUSED 10.0.0.7:5432') });
-    const stored = toStoredResult({ data: { cancelOrder: null, orders: null }, errors: [expected, unexpected], extensions: { cost: { requested: 3 } } });
+    const expected = new GraphQLError('order o-9 does not exist', {
+      path: ['cancelOrder'],
+      extensions: { code: 'NOT_FOUND', http: { status: 404 } },
+    });
+    const unexpected = new GraphQLError('connect ECONNREFUSED 10.0.0.7:5432', {
+      path: ['orders'],
+      originalError: new Error('connect ECONNREFUSED 10.0.0.7:5432'),
+    });
+    const stored = toStoredResult({
+      data: { cancelOrder: null, orders: null },
+      errors: [expected, unexpected],
+      extensions: { cost: { requested: 3 } },
+    });
     // then the stored form is the client's: the unexpected message is gone
     expect(JSON.stringify(stored)).not.toContain('ECONNREFUSED');
-    expect(stored.errors?.[0]).toMatchObject({ message: 'order o-9 does not exist', path: ['cancelOrder'], extensions: { code: 'NOT_FOUND' } });
-    expect(stored.errors?.[1]).toMatchObject({ message: 'Unexpected error.', path: ['orders'], extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+    expect(stored.errors?.[0]).toMatchObject({
+      message: 'order o-9 does not exist',
+      path: ['cancelOrder'],
+      extensions: { code: 'NOT_FOUND' },
+    });
+    expect(stored.errors?.[1]).toMatchObject({
+      message: 'Unexpected error.',
+      path: ['orders'],
+      extensions: { code: 'INTERNAL_SERVER_ERROR' },
+    });
   });
 
   it('replays to exactly the stored JSON, errors included', () => {
@@ -29,7 +47,15 @@ describe('stored responses of idempotent requests', () => {
 
   it('reads anything but its own layout as absent, never as a response', () => {
     expect(parseStoredResponse('{"v":1,"at":5,"r":{"data":{"a":1}}}')).toEqual({ result: { data: { a: 1 } }, storedAtMs: 5 });
-    for (const raw of ['', 'not json', '[]', '{"v":2,"at":5,"r":{}}', '{"v":1,"r":{}}', '{"v":1,"at":5,"r":{"errors":{}}}', '{"v":1,"at":5,"r":[]}']) {
+    for (const raw of [
+      '',
+      'not json',
+      '[]',
+      '{"v":2,"at":5,"r":{}}',
+      '{"v":1,"r":{}}',
+      '{"v":1,"at":5,"r":{"errors":{}}}',
+      '{"v":1,"at":5,"r":[]}',
+    ]) {
       expect(parseStoredResponse(raw)).toBeUndefined();
     }
   });

@@ -5,9 +5,27 @@ import { parseLimitId } from '../../../src/shared/index.js';
 import { MONTH } from '../../support/time.js';
 
 const specs: LimitSpec[] = [
-  { id: parseLimitId('burst'), scope: 'apiKey', algorithm: { kind: 'token-bucket', capacity: 1000, refillAmount: 50, refillPeriodMs: 1000 }, mode: 'hard', onDeciderDown: 'open' },
-  { id: parseLimitId('month'), scope: 'tenant', algorithm: { kind: 'period-quota', limit: 5_000_000, period: MONTH, thresholdsPercent: [80] }, mode: 'soft', onDeciderDown: 'open' },
-  { id: parseLimitId('probe'), scope: 'tenant', algorithm: { kind: 'fixed-window', limit: 10, windowMs: 60_000 }, mode: 'shadow', onDeciderDown: 'open' },
+  {
+    id: parseLimitId('burst'),
+    scope: 'apiKey',
+    algorithm: { kind: 'token-bucket', capacity: 1000, refillAmount: 50, refillPeriodMs: 1000 },
+    mode: 'hard',
+    onDeciderDown: 'open',
+  },
+  {
+    id: parseLimitId('month'),
+    scope: 'tenant',
+    algorithm: { kind: 'period-quota', limit: 5_000_000, period: MONTH, thresholdsPercent: [80] },
+    mode: 'soft',
+    onDeciderDown: 'open',
+  },
+  {
+    id: parseLimitId('probe'),
+    scope: 'tenant',
+    algorithm: { kind: 'fixed-window', limit: 10, windowMs: 60_000 },
+    mode: 'shadow',
+    onDeciderDown: 'open',
+  },
 ];
 const state = (id: string, remaining: number, resetMs: number, extra: Partial<LimitState> = {}): LimitState => ({
   id: parseLimitId(id),
@@ -20,7 +38,11 @@ const state = (id: string, remaining: number, resetMs: number, extra: Partial<Li
   overage: 0,
   ...extra,
 });
-const states = [state('burst', 740, 5_200), state('month', 4_000_000, 86_400_000 * 3 + 1, { mode: 'soft' }), state('probe', 0, 1_000, { mode: 'shadow', isExceeded: true, hasTaken: false })];
+const states = [
+  state('burst', 740, 5_200),
+  state('month', 4_000_000, 86_400_000 * 3 + 1, { mode: 'soft' }),
+  state('probe', 0, 1_000, { mode: 'shadow', isExceeded: true, hasTaken: false }),
+];
 // 2026-11-15T00:00:00Z: November has 30 days
 const NOW = Date.UTC(2026, 10, 15);
 

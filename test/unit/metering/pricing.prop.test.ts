@@ -6,11 +6,7 @@ const PRICE: PriceSpec = {
   currency: 'EUR',
   baseFeeMicros: 10_000_000,
   includedUnits: 1_000,
-  tiers: [
-    { upToUnits: 500, unitPriceMicros: 2_000 },
-    { upToUnits: 2_500, unitPriceMicros: 1_500 },
-    { unitPriceMicros: 1_000 },
-  ],
+  tiers: [{ upToUnits: 500, unitPriceMicros: 2_000 }, { upToUnits: 2_500, unitPriceMicros: 1_500 }, { unitPriceMicros: 1_000 }],
 };
 
 describe('priceUsage', () => {
@@ -39,14 +35,21 @@ describe('priceUsage', () => {
 
   it('names every problem of an invalid price', () => {
     expect(
-      priceProblems({ currency: 'eur', baseFeeMicros: -1, includedUnits: 1.5, tiers: [{ upToUnits: 10, unitPriceMicros: 1 }, { upToUnits: 5, unitPriceMicros: 1 }, { unitPriceMicros: 1 }] }),
+      priceProblems({
+        currency: 'eur',
+        baseFeeMicros: -1,
+        includedUnits: 1.5,
+        tiers: [{ upToUnits: 10, unitPriceMicros: 1 }, { upToUnits: 5, unitPriceMicros: 1 }, { unitPriceMicros: 1 }],
+      }),
     ).toEqual([
       'price.currency must be an ISO 4217 code (3 capital letters)',
       'price.baseFeeMicros must be a safe integer >= 0',
       'price.includedUnits must be a safe integer >= 0',
       "price.tiers[1].upToUnits must be an integer above the previous tier's (10)",
     ]);
-    expect(priceProblems({ ...PRICE, tiers: [{ upToUnits: 3, unitPriceMicros: 1 }] })).toEqual(['price.tiers[0] is the last tier and must have no upToUnits']);
+    expect(priceProblems({ ...PRICE, tiers: [{ upToUnits: 3, unitPriceMicros: 1 }] })).toEqual([
+      'price.tiers[0] is the last tier and must have no upToUnits',
+    ]);
     expect(() => priceUsage({ ...PRICE, tiers: [] }, 1)).toThrow(RangeError);
   });
 
@@ -63,7 +66,10 @@ describe('priceUsage', () => {
         currency: 'EUR',
         baseFeeMicros,
         includedUnits,
-        tiers: [...sorted.map((upToUnits, i) => ({ upToUnits, unitPriceMicros: unitPrices[i] ?? 0 })), { unitPriceMicros: unitPrices[5] ?? 0 }],
+        tiers: [
+          ...sorted.map((upToUnits, i) => ({ upToUnits, unitPriceMicros: unitPrices[i] ?? 0 })),
+          { unitPriceMicros: unitPrices[5] ?? 0 },
+        ],
       };
     });
 
@@ -81,10 +87,15 @@ describe('priceUsage', () => {
 
   it('property: with one flat tier the price is base fee + overage × unit price', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 1e6 }), fc.integer({ min: 0, max: 1e6 }), fc.integer({ min: 0, max: 1e5 }), (included, units, unit) => {
-        const price: PriceSpec = { currency: 'EUR', baseFeeMicros: 3, includedUnits: included, tiers: [{ unitPriceMicros: unit }] };
-        expect(priceUsage(price, units).totalMicros).toBe(3 + Math.max(0, units - included) * unit);
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 1e6 }),
+        fc.integer({ min: 0, max: 1e6 }),
+        fc.integer({ min: 0, max: 1e5 }),
+        (included, units, unit) => {
+          const price: PriceSpec = { currency: 'EUR', baseFeeMicros: 3, includedUnits: included, tiers: [{ unitPriceMicros: unit }] };
+          expect(priceUsage(price, units).totalMicros).toBe(3 + Math.max(0, units - included) * unit);
+        },
+      ),
     );
   });
 });

@@ -58,7 +58,11 @@ describe('parseUsageEvent', () => {
     ['an unknown type', (f: string[]) => withField(f, 'type', 'usage.bogus.v1'), 'unknown type "usage.bogus.v1"'],
     ['a missing cost', (f: string[]) => withField(f, 'cost', undefined), 'missing field cost'],
     ['a float cost', (f: string[]) => withField(f, 'cost', '1.5'), 'cost is not an integer string in [0, 2^53): "1.5"'],
-    ['a cost of 2^53', (f: string[]) => withField(f, 'cost', '9007199254740992'), 'cost is not an integer string in [0, 2^53): "9007199254740992"'],
+    [
+      'a cost of 2^53',
+      (f: string[]) => withField(f, 'cost', '9007199254740992'),
+      'cost is not an integer string in [0, 2^53): "9007199254740992"',
+    ],
     ['a leading zero', (f: string[]) => withField(f, 'bp', '01'), 'bp is not an integer string in [0, 2^53): "01"'],
     ['an exponent', (f: string[]) => withField(f, 'cost', '1e3'), 'cost is not an integer string in [0, 2^53): "1e3"'],
     ['a negative cost', (f: string[]) => withField(f, 'cost', '-4'), 'cost is not an integer string in [0, 2^53): "-4"'],

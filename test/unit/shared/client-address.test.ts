@@ -11,7 +11,9 @@ describe('parseTrustedProxies', () => {
   });
 
   it.each(['10.0.0.0/33', '10.0.0.0/8/1', 'example.com', '10.0.0.0/x', '::/129', '1.2.3'])('refuses %s with a clear error', (entry) => {
-    expect(() => parseTrustedProxies(`127.0.0.1,${entry}`)).toThrow(expect.objectContaining({ code: 'INVALID_INPUT', message: expect.stringContaining(entry) as string }));
+    expect(() => parseTrustedProxies(`127.0.0.1,${entry}`)).toThrow(
+      expect.objectContaining({ code: 'INVALID_INPUT', message: expect.stringContaining(entry) as string }),
+    );
   });
 });
 

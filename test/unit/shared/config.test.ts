@@ -19,7 +19,17 @@ describe('loadConfig', () => {
     const config = loadConfig(REQUIRED);
     expect(config).toEqual({
       log: { level: 'info' },
-      api: { host: '127.0.0.1', port: 4000, anonymous: 'reject', demoKeysFile: '.data/demo-keys.json', isDemoSeeded: true, configPollMs: 5_000, jobStatusPerSecond: 10, unknownKeysPerSecond: 5, trustedProxies: '' },
+      api: {
+        host: '127.0.0.1',
+        port: 4000,
+        anonymous: 'reject',
+        demoKeysFile: '.data/demo-keys.json',
+        isDemoSeeded: true,
+        configPollMs: 5_000,
+        jobStatusPerSecond: 10,
+        unknownKeysPerSecond: 5,
+        trustedProxies: '',
+      },
       redis: {
         url: 'redis://127.0.0.1:6390',
         clusterNodes: undefined,
@@ -59,16 +69,36 @@ describe('loadConfig', () => {
   });
 
   it('reads the audit and worker-metrics settings', () => {
-    const config = loadConfig({ ...REQUIRED, AUDIT_ENABLED: 'false', AUDIT_INTERVAL_MS: '60000', AUDIT_SCAN_COUNT: '50', WORKER_METRICS_PORT: '9464' });
+    const config = loadConfig({
+      ...REQUIRED,
+      AUDIT_ENABLED: 'false',
+      AUDIT_INTERVAL_MS: '60000',
+      AUDIT_SCAN_COUNT: '50',
+      WORKER_METRICS_PORT: '9464',
+    });
     expect(config.audit).toMatchObject({ isEnabled: false, intervalMs: 60_000, scanCount: 50 });
     expect(config.worker).toEqual({ metricsPort: 9_464 });
-    expect(configError({ ...REQUIRED, AUDIT_SCAN_COUNT: '0' }).message.split('\n')[1]?.split(':')[0]).toBe('AUDIT_SCAN_COUNT');
+    expect(
+      configError({ ...REQUIRED, AUDIT_SCAN_COUNT: '0' })
+        .message.split('\n')[1]
+        ?.split(':')[0],
+    ).toBe('AUDIT_SCAN_COUNT');
   });
 
   it('reads the deferred-job settings, never letting the longest retry wait fall below the shortest', () => {
-    const config = loadConfig({ ...REQUIRED, JOBS_TTL_MS: '1500', JOBS_RETRY_MIN_MS: '2000', JOBS_RETRY_MAX_MS: '500', JOBS_MAX_QUEUED_PER_TENANT: '3' });
+    const config = loadConfig({
+      ...REQUIRED,
+      JOBS_TTL_MS: '1500',
+      JOBS_RETRY_MIN_MS: '2000',
+      JOBS_RETRY_MAX_MS: '500',
+      JOBS_MAX_QUEUED_PER_TENANT: '3',
+    });
     expect(config.jobs).toEqual({ taskQueue: 'tollgate-jobs', ttlMs: 1_500, retryMinMs: 2_000, retryMaxMs: 2_000, maxQueuedPerTenant: 3 });
-    expect(configError({ ...REQUIRED, JOBS_MAX_QUEUED_PER_TENANT: '0' }).message.split('\n')[1]?.split(':')[0]).toBe('JOBS_MAX_QUEUED_PER_TENANT');
+    expect(
+      configError({ ...REQUIRED, JOBS_MAX_QUEUED_PER_TENANT: '0' })
+        .message.split('\n')[1]
+        ?.split(':')[0],
+    ).toBe('JOBS_MAX_QUEUED_PER_TENANT');
   });
 
   it('reads the trusted proxies and names an entry that is no address or range', () => {
@@ -82,7 +112,11 @@ describe('loadConfig', () => {
   it('reads the jobs sweep settings', () => {
     const config = loadConfig({ ...REQUIRED, JOBS_SWEEP_ENABLED: 'false', JOBS_SWEEP_INTERVAL_MS: '5000', JOBS_SWEEP_PAGE_SIZE: '10' });
     expect(config.jobSweep).toMatchObject({ isEnabled: false, intervalMs: 5_000, pageSize: 10, graceMs: 60_000 });
-    expect(configError({ ...REQUIRED, JOBS_SWEEP_PAGE_SIZE: '1001' }).message.split('\n')[1]?.split(':')[0]).toBe('JOBS_SWEEP_PAGE_SIZE');
+    expect(
+      configError({ ...REQUIRED, JOBS_SWEEP_PAGE_SIZE: '1001' })
+        .message.split('\n')[1]
+        ?.split(':')[0],
+    ).toBe('JOBS_SWEEP_PAGE_SIZE');
   });
 
   it('names every missing production-critical variable at once', () => {
@@ -97,11 +131,12 @@ describe('loadConfig', () => {
 
   it('rejects malformed values with the variable name', () => {
     const error = configError({ ...REQUIRED, API_PORT: '70000', REDIS_URL: 'http://x', DECIDER_TIMEOUT_MS: '-1' });
-    expect(error.message.split('\n').slice(1).map((line) => line.split(':')[0])).toEqual([
-      'API_PORT',
-      'REDIS_URL',
-      'DECIDER_TIMEOUT_MS',
-    ]);
+    expect(
+      error.message
+        .split('\n')
+        .slice(1)
+        .map((line) => line.split(':')[0]),
+    ).toEqual(['API_PORT', 'REDIS_URL', 'DECIDER_TIMEOUT_MS']);
   });
 
   it('parses Redis Cluster seeds and rejects a seed that is not host:port', () => {

@@ -10,7 +10,14 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { allocateShardsFrom, initAllocations, takeShards, type AllocationPools, type AllocationState, type ShardRange } from '../../support/allocate.js';
+import {
+  allocateShardsFrom,
+  initAllocations,
+  takeShards,
+  type AllocationPools,
+  type AllocationState,
+  type ShardRange,
+} from '../../support/allocate.js';
 
 const run = promisify(execFile);
 const root = mkdtempSync(join(tmpdir(), 'tollgate-allocate-'));
@@ -55,7 +62,8 @@ describe('takeShards', () => {
             expect(range.first).toBeGreaterThanOrEqual(pool.first);
             expect(range.end).toBeLessThanOrEqual(pool.end);
             expect(range.count).toBe(counts[index]);
-            for (const other of ranges.slice(index + 1)) expect(overlaps(range, other), `${range.first}..${range.end} and ${other.first}..${other.end}`).toBe(false);
+            for (const other of ranges.slice(index + 1))
+              expect(overlaps(range, other), `${range.first}..${range.end} and ${other.first}..${other.end}`).toBe(false);
           }
         },
       ),
@@ -95,7 +103,9 @@ describe('allocateShardsFrom', () => {
       for (let i = 0; i < 25; i += 1) firsts.push(allocateShardsFrom(pools, 3).first);
       console.log(JSON.stringify(firsts));`;
     const outputs = await Promise.all(
-      [0, 1, 2, 3].map(() => run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, JSON.stringify(pools)], { cwd: process.cwd() })),
+      [0, 1, 2, 3].map(() =>
+        run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, JSON.stringify(pools)], { cwd: process.cwd() }),
+      ),
     );
     // then the 100 ranges are disjoint and tile the pool exactly
     const firsts = outputs.flatMap(({ stdout }) => JSON.parse(stdout) as number[]).sort((a, b) => a - b);

@@ -33,7 +33,7 @@ describe('waitFor', () => {
     expect(probes).toBe(1);
   });
 
-  it('passes a probe\'s own error through at once', async () => {
+  it("passes a probe's own error through at once", async () => {
     let probes = 0;
     const failure = waitFor('a child that stays up', () => {
       probes += 1;

@@ -8,7 +8,7 @@ describe('nextWaitMs (a deferred job between two admission attempts)', () => {
     expect(nextWaitMs({ ...BOUNDS, retryAfterMs: 2_500, blindWaits: 0 })).toBe(2_500);
   });
 
-  it('clamps the limiter\'s wait to the configured minimum and maximum', () => {
+  it("clamps the limiter's wait to the configured minimum and maximum", () => {
     expect(nextWaitMs({ ...BOUNDS, retryAfterMs: 3, blindWaits: 0 })).toBe(1_000);
     expect(nextWaitMs({ ...BOUNDS, retryAfterMs: 86_400_000, blindWaits: 0 })).toBe(60_000);
   });
