@@ -8,6 +8,7 @@
  *   metering -> decider, shared
  *   decider  -> shared
  *   shared   -> nothing
+ *   package  -> graphql, decider, workflows, shared   (the published entries; never the demo)
  *
  * Other folders are imported through their index.ts; only workflow code (the
  * Temporal sandbox) reaches into another folder's pure `model/` directly.
@@ -89,6 +90,20 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/workflows/workflows/' },
       to: { path: '^src/(?!workflows/)[a-z]+/(?!model/)' },
+    },
+    {
+      name: 'package-is-the-outside',
+      comment: 'src/package (the published entries) is imported by nothing in src/.',
+      severity: 'error',
+      from: { path: '^src/(?!package/)' },
+      to: { path: '^src/package/' },
+    },
+    {
+      name: 'package-never-reaches-the-demo',
+      comment: 'The demo API and the app serving it are not part of the published surface.',
+      severity: 'error',
+      from: { path: '^src/package/' },
+      to: { path: '^src/graphql/(demo/|app\\.ts$|api-process\\.ts$|server\\.ts$)', reachable: true },
     },
     {
       name: 'no-circular',

@@ -1,9 +1,8 @@
 /**
- * The GraphQL edge: the yoga app, the `useTollgate` plugin and its parts (identity, pricing, responses),
- * plans and keys (live config), Idempotency-Key responses, the job executor. The demo API is not part of
- * this surface: it lives in `./demo/index.ts`.
+ * The GraphQL edge: the `useTollgate` plugin and its parts (identity, pricing, responses), plans and keys
+ * (live config), Idempotency-Key responses, the job executor. The demo API (`./demo/index.ts`) and the app
+ * that serves it (`./app.ts`, `createApi`) are not part of this surface.
  */
-export { createApi, type ApiDeps, type ApiServer } from './app.js';
 export { runReadiness, type ReadinessCheck, type ReadinessReport } from './readiness.js';
 export { InMemoryPlanStore, parsePlan, type Plan, type PlanStore } from './plans.js';
 export { TollgateMetrics, type TollgateMetricsOptions } from './metrics.js';

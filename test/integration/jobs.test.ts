@@ -20,7 +20,8 @@ import {
   type LimitSpec,
 } from '../../src/decider/index.js';
 import { decodeBucketState } from '../../src/decider/bucket-state.js';
-import { InMemoryKeyStore, InMemoryPlanStore, SchemaJobExecutor, createApi, type ApiServer } from '../../src/graphql/index.js';
+import { InMemoryKeyStore, InMemoryPlanStore, SchemaJobExecutor } from '../../src/graphql/index.js';
+import { createApi, type ApiServer } from '../../src/graphql/app.js';
 import { DemoStore, createDemoSchema } from '../../src/graphql/demo/index.js';
 import { TemporalDeferrer } from '../../src/workflows/index.js';
 import { type JobView } from '../../src/jobs/index.js';

@@ -8,7 +8,7 @@ import { Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, appendUsage, createDeciderRedis, shardOf, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DynamoLedgerStore, createDynamoClient } from '../../src/metering/index.js';
-import { createApi, type ApiDeps } from '../../src/graphql/index.js';
+import { createApi, type ApiDeps } from '../../src/graphql/app.js';
 import { createDemoSetup } from '../../src/graphql/demo/index.js';
 import { createLogger, parseEventId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { closeAfterAll } from '../support/teardown.js';

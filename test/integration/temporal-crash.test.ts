@@ -24,7 +24,8 @@ import { NativeConnection, bundleWorkflowCode, type Worker } from '@temporalio/w
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startTemporal, stopProcess, type ManagedProcess } from '../../infra/services.js';
 import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
-import { InMemoryKeyStore, InMemoryPlanStore, SchemaJobExecutor, createApi, type ApiServer } from '../../src/graphql/index.js';
+import { InMemoryKeyStore, InMemoryPlanStore, SchemaJobExecutor } from '../../src/graphql/index.js';
+import { createApi, type ApiServer } from '../../src/graphql/app.js';
 import { DemoStore, createDemoSchema } from '../../src/graphql/demo/index.js';
 import { TemporalDeferrer } from '../../src/workflows/index.js';
 import { type JobView } from '../../src/jobs/index.js';
