@@ -7,7 +7,15 @@
 import { PutItemCommand, ScanCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, connectDeciderRedis, type DeciderRedis } from '../../src/decider/index.js';
-import { DynamoConfigStore, LiveConfig, announceConfigVersion, configTableName, hashApiKey, parsePlan, type Plan } from '../../src/graphql/index.js';
+import {
+  DynamoConfigStore,
+  LiveConfig,
+  announceConfigVersion,
+  configTableName,
+  hashApiKey,
+  parsePlan,
+  type Plan,
+} from '../../src/graphql/index.js';
 import { seedDemoConfig } from '../../src/graphql/demo/index.js';
 import { createDynamoClient } from '../../src/metering/index.js';
 import { ConflictError, NotFoundError, ValidationError, createLogger, parsePlanId, systemClock } from '../../src/shared/index.js';

@@ -5,7 +5,19 @@
  */
 import { createYoga } from 'graphql-yoga';
 import type { DecideInput, Decider, Decision, LimitSpec, SettleInput, SettleResult } from '../../src/decider/index.js';
-import { InMemoryKeyStore, InMemoryPlanStore, TollgateMetrics, useMetricsEndpoint, useTollgate, type AnonymousPolicy, type KeyStore, type Plan, type PlanStore, type TollgateContext, type TollgateOptions } from '../../src/graphql/index.js';
+import {
+  InMemoryKeyStore,
+  InMemoryPlanStore,
+  TollgateMetrics,
+  useMetricsEndpoint,
+  useTollgate,
+  type AnonymousPolicy,
+  type KeyStore,
+  type Plan,
+  type PlanStore,
+  type TollgateContext,
+  type TollgateOptions,
+} from '../../src/graphql/index.js';
 import { DemoStore, createDemoSchema } from '../../src/graphql/demo/index.js';
 import { InMemoryDeferrer, type Deferrer } from '../../src/jobs/index.js';
 import { createLogger, parseLimitId, parsePlanId, systemClock } from '../../src/shared/index.js';

@@ -5,7 +5,16 @@
  */
 import { GraphQLError, parse } from 'graphql';
 import { describe, expect, it } from 'vitest';
-import { PricingError, Pricer, STATIC_LIMIT_DEFAULTS, checkStaticLimits, engineCost, measureActualCost, measureDocument, quoteOperation } from '../../../src/graphql/index.js';
+import {
+  PricingError,
+  Pricer,
+  STATIC_LIMIT_DEFAULTS,
+  checkStaticLimits,
+  engineCost,
+  measureActualCost,
+  measureDocument,
+  quoteOperation,
+} from '../../../src/graphql/index.js';
 import { DemoStore, createDemoSchema } from '../../../src/graphql/demo/index.js';
 
 const schema = createDemoSchema({

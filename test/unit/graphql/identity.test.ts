@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { ApiKeyIdentifier, InMemoryKeyStore, generateApiKey, hashApiKey, isWellFormedApiKey, type ApiKeyRecord, type KeyStore } from '../../../src/graphql/index.js';
+import {
+  ApiKeyIdentifier,
+  InMemoryKeyStore,
+  generateApiKey,
+  hashApiKey,
+  isWellFormedApiKey,
+  type ApiKeyRecord,
+  type KeyStore,
+} from '../../../src/graphql/index.js';
 import { parseKeyId, parsePlanId, parseTenantId, type Clock } from '../../../src/shared/index.js';
 
 const clock = (): Clock & { advance(ms: number): void } => {
