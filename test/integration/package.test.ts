@@ -1,9 +1,10 @@
 /**
  * The package as someone else installs it: built (JS and type declarations),
- * packed with `npm pack`, installed into an empty project, and used there by
- * a yoga server of that project's own schema with `useTollgate` in front,
- * over a real socket against the test stack's Redis. The type declarations
- * are checked by compiling a TypeScript file of that project.
+ * packed with `npm pack`, installed into an empty project, and used there: a
+ * yoga server of that project's own schema with `useTollgate` in front (over a
+ * real socket, against the test stack's Redis), and a worker of that project
+ * (`tollgate/metering`) pumping its usage into the DynamoDB ledger. The type
+ * declarations are checked by compiling a TypeScript file of that project.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, cpSync, mkdirSync } from 'node:fs';
@@ -12,12 +13,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { testConfig, uniqueTenant } from '../support/stack.js';
+import { Client, Connection } from '@temporalio/client';
+import { DynamoLedgerStore, createDynamoClient } from '../../src/metering/index.js';
+import { meterWorkflowId } from '../../src/workflows/index.js';
+import { LOGICAL_SHARDS, allocateShards, tenantInShards } from '../support/allocate.js';
+import { waitFor } from '../support/poll.js';
+import { closeAll } from '../support/teardown.js';
+import { stackEnv, testConfig, testStack } from '../support/stack.js';
+import { monthStartMs } from '../support/time.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const require = createRequire(import.meta.url);
 const versionOf = (name: string): string => (require(`${name}/package.json`) as { version: string }).version;
 const config = testConfig();
+const stack = testStack();
+// the tenant's shard is this file's own: its pump and stream are touched by nothing else
+const shards = allocateShards(1);
+const tenant = tenantInShards(shards, 'pkg');
 
 function run(command: string, args: string[], cwd: string): string {
   const result = spawnSync(command, args, {
@@ -52,7 +64,8 @@ const schema = createSchema({
   typeDefs: COST_DIRECTIVES_SDL + \`
     type Book { title: String! }
     type Query { books(first: Int!): [Book!]! @listSize(slicingArguments: ["first"]) }\`,
-  resolvers: { Query: { books: (_, { first }) => Array.from({ length: first }, (_, i) => ({ title: 'book ' + i })) } },
+  // at most 8 books however many are asked for: a request for 10 is charged 10 and refunded 2
+  resolvers: { Query: { books: (_, { first }) => Array.from({ length: Math.min(first, 8) }, (_, i) => ({ title: 'book ' + i })) } },
 });
 const logger = createLogger({ level: 'silent', name: 'consumer' });
 const yoga = createYoga({ schema, plugins: [useTollgate({ decider, keyStore, plans, logger })] });
@@ -62,6 +75,28 @@ process.on('SIGTERM', () => { server.close(); redis.disconnect(); });
 `;
 
 /** A TypeScript file of the consumer: compiles only if the declarations are shipped and resolve by subpath. */
+/** The consumer's worker: \`tollgate/metering\` pumps the tenant's shard of the usage stream into the ledger. */
+const WORKER = `
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import { createLogger, createTollgateWorker, ensureMeterWorkflows, loadConfig, meterSettings } from 'tollgate/metering';
+
+const config = loadConfig(process.env);
+const logger = createLogger({ level: 'warn', name: 'consumer-worker' });
+const connection = await NativeConnection.connect({ address: config.temporal.address });
+const { worker, close } = await createTollgateWorker({ config, connection, logger });
+const running = worker.run();
+const clientConnection = await Connection.connect({ address: config.temporal.address });
+const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
+await ensureMeterWorkflows(client, { shards: [Number(process.env.SHARD)], taskQueue: config.temporal.taskQueue, settings: meterSettings(config) });
+console.log('pumping');
+process.on('SIGTERM', () => worker.shutdown());
+await running;
+close();
+await clientConnection.close();
+await connection.close();
+`;
+
 const TYPED = `
 import type { Decider, LimitSpec } from 'tollgate/decider';
 import { useTollgate, type TollgateOptions } from 'tollgate/yoga';
@@ -75,7 +110,10 @@ export type Worker = TollgateWorkerInput['taskQueue'];
 describe('the package, installed into an empty project', () => {
   let dir: string;
   let server: ChildProcess | undefined;
+  let worker: ChildProcess | undefined;
   let endpoint: { port: number; key: string };
+  const taskQueue = `package-${tenant}`;
+  const dynamo = createDynamoClient({ endpoint: stack.dynamodbEndpoint, region: stack.dynamodbRegion });
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tollgate-package-'));
@@ -109,23 +147,42 @@ describe('the package, installed into an empty project', () => {
       consumer,
     );
     writeFileSync(join(consumer, 'server.mjs'), SERVER);
+    writeFileSync(join(consumer, 'worker.mjs'), WORKER);
     writeFileSync(join(consumer, 'typed.ts'), TYPED);
-    const child = spawn(process.execPath, ['server.mjs'], {
-      cwd: consumer,
-      env: { ...process.env, REDIS_URL: config.redis.url, SHARDS: String(config.redis.shardCount), TENANT: uniqueTenant('pkg') },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    server = child;
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    endpoint = await new Promise((resolve, reject) => {
-      child.stdout?.once('data', (chunk: Buffer) => resolve(JSON.parse(chunk.toString()) as { port: number; key: string }));
-      child.once('exit', (code) => reject(new Error(`the consumer's server exited (${code}): ${stderr}`)));
-    });
+    const env = {
+      ...process.env,
+      ...stackEnv(),
+      DECIDER_SHARDS: String(LOGICAL_SHARDS),
+      TEMPORAL_TASK_QUEUE: taskQueue,
+      METER_IDLE_DELAY_MS: '100',
+    };
+    const started = (script: string, env: NodeJS.ProcessEnv): { child: ChildProcess; firstLine: Promise<string> } => {
+      const child = spawn(process.execPath, [script], { cwd: consumer, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const firstLine = new Promise<string>((resolve, reject) => {
+        child.stdout?.once('data', (chunk: Buffer) => resolve(chunk.toString()));
+        child.once('exit', (code) => reject(new Error(`the consumer's ${script} exited (${code}): ${stderr}`)));
+      });
+      return { child, firstLine };
+    };
+    const api = started('server.mjs', { ...env, REDIS_URL: config.redis.url, SHARDS: String(LOGICAL_SHARDS), TENANT: tenant });
+    server = api.child;
+    endpoint = JSON.parse(await api.firstLine) as { port: number; key: string };
+    const pump = started('worker.mjs', { ...env, SHARD: String(shards.first) });
+    worker = pump.child;
+    expect(await pump.firstLine).toContain('pumping');
   }, 300_000);
 
-  afterAll(() => {
+  afterAll(async () => {
     server?.kill('SIGTERM');
+    worker?.kill('SIGTERM');
+    const temporal = await Connection.connect({ address: stack.temporalAddress });
+    await new Client({ connection: temporal, namespace: stack.temporalNamespace }).workflow
+      .getHandle(meterWorkflowId(shards.first))
+      .terminate('test over')
+      .catch(() => undefined);
+    await closeAll(temporal, dynamo);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -148,30 +205,42 @@ describe('the package, installed into an empty project', () => {
     expect(Object.keys(manifest.peerDependencies).sort()).toEqual(['graphql', 'graphql-yoga']);
   });
 
-  it("limits the project's own schema: cost in extensions, RateLimit headers, then 429 when the quota is spent", async () => {
+  it("limits the project's own schema, refunds what it did not return, and its usage reaches the ledger through tollgate/metering", async () => {
     const ask = (): Promise<Response> =>
       fetch(`http://127.0.0.1:${endpoint.port}/graphql`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${endpoint.key}` },
         body: JSON.stringify({ query: '{ books(first: 10) { title } }' }),
       });
-    // when a client spends 10 units at a time of a 25-unit monthly quota
+    // when a client asks for 10 books at a time (8 exist) against a 25-unit monthly quota
     const first = await ask();
     const second = await ask();
     const third = await ask();
-    // then two are served and charged, and the third is refused without running
-    expect(first.status).toBe(200);
-    expect(first.headers.get('ratelimit')).toMatch(/^"monthly";r=15;t=\d+$/);
-    const body = (await first.json()) as { data: { books: unknown[] }; extensions: { cost: { requested: number } } };
-    expect(body.data.books).toHaveLength(10);
-    expect(body.extensions.cost.requested).toBe(10);
-    expect(second.status).toBe(200);
-    expect(second.headers.get('ratelimit')).toMatch(/^"monthly";r=5;t=\d+$/);
+    // then each of the first two reserves 10, is charged the 8 it returned and refunded 2 (25 - 8 - 8 = 9 left)
+    for (const response of [first, second]) {
+      expect(response.status).toBe(200);
+      expect(response.headers.get('ratelimit-policy')).toMatch(/^"monthly";q=25;w=\d+$/);
+      const body = (await response.json()) as {
+        data: { books: unknown[] };
+        extensions: { cost: { requested: number; actual: number; refunded: number } };
+      };
+      expect(body.data.books).toHaveLength(8);
+      expect(body.extensions.cost).toMatchObject({ requested: 10, actual: 8, refunded: 2 });
+    }
+    // and the third (10 > 9) is refused without running
     expect(third.status).toBe(429);
     expect(Number(third.headers.get('retry-after'))).toBeGreaterThan(0);
     const refused = (await third.json()) as { data?: unknown; errors: { extensions: { code: string } }[] };
     expect(refused.errors[0]?.extensions.code).toBe('QUOTA_EXHAUSTED');
     expect(refused.data).toBeUndefined();
+    // and the consumer's worker ledgers exactly what was charged: 8 + 8
+    const ledger = new DynamoLedgerStore(dynamo, { tablePrefix: stack.tablePrefix });
+    const periodStart = new Date(monthStartMs(Date.now())).toISOString();
+    const balance = await waitFor('the usage of the two admitted requests in the ledger', async () => {
+      const read = await ledger.getBalance({ tenant, periodStart });
+      return read.amount === 16 ? read : undefined;
+    });
+    expect(balance.amount).toBe(16);
   });
 
   it('type-checks a TypeScript file of the project against the shipped declarations', () => {
