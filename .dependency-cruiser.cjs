@@ -8,7 +8,8 @@
  *   metering -> decider, shared
  *   decider  -> shared
  *   shared   -> nothing
- *   package  -> graphql, decider, workflows, shared   (the published entries; never the demo)
+ *   gateway  -> graphql, decider, shared               (tollgate in front of an upstream)
+ *   package  -> graphql, gateway, decider, workflows, shared   (the published entries; never the demo)
  *
  * Other folders are imported through their index.ts; only workflow code (the
  * Temporal sandbox) reaches into another folder's pure `model/` directly.
@@ -90,6 +91,13 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/workflows/workflows/' },
       to: { path: '^src/(?!workflows/)[a-z]+/(?!model/)' },
+    },
+    {
+      name: 'gateway-is-an-edge',
+      comment: 'src/gateway (tollgate in front of an upstream) is imported only by the published entries.',
+      severity: 'error',
+      from: { path: '^src/(?!gateway/|package/)' },
+      to: { path: '^src/gateway/' },
     },
     {
       name: 'package-is-the-outside',

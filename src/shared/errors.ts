@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'REDIS_UNAVAILABLE'
   | 'TEMPORAL_UNAVAILABLE'
   | 'DYNAMODB_UNAVAILABLE'
+  | 'UPSTREAM_UNAVAILABLE'
   | 'DEPENDENCY_FAILED'
   | 'INVARIANT_VIOLATED'
   | 'JOB_QUEUE_FULL';
@@ -70,11 +71,11 @@ export class ConflictError extends AppError {
   }
 }
 
-/** A dependency (Redis, Temporal, DynamoDB) failed or timed out; a retry may help. */
+/** A dependency (Redis, Temporal, DynamoDB, a gateway's upstream) failed or timed out; a retry may help. */
 export class DependencyError extends AppError {
   readonly retryable = true;
   constructor(
-    readonly code: 'REDIS_UNAVAILABLE' | 'TEMPORAL_UNAVAILABLE' | 'DYNAMODB_UNAVAILABLE' | 'DEPENDENCY_FAILED',
+    readonly code: 'REDIS_UNAVAILABLE' | 'TEMPORAL_UNAVAILABLE' | 'DYNAMODB_UNAVAILABLE' | 'UPSTREAM_UNAVAILABLE' | 'DEPENDENCY_FAILED',
     message: string,
     options?: AppErrorOptions,
   ) {

@@ -1,0 +1,110 @@
+/**
+ * Gateway mode: a yoga server whose schema is the upstream's and whose
+ * execution forwards each admitted operation to the upstream, with every
+ * tollgate behaviour in front (`useTollgate`: identity, guards, pricing, the
+ * decision, 429/202/warnings, the actual cost measured on the upstream's
+ * response, settlement, usage events). Costs come from the IBM cost
+ * directives in the upstream's SDL.
+ */
+import {
+  Kind,
+  buildClientSchema,
+  buildSchema,
+  getIntrospectionQuery,
+  parse,
+  type ExecutionArgs,
+  type GraphQLSchema,
+  type IntrospectionQuery,
+} from 'graphql';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { COST_DIRECTIVES_SDL, useTollgate, type TollgateContext, type TollgateOptions } from '../graphql/index.js';
+import { DependencyError, ValidationError } from '../shared/index.js';
+import { Upstream, type UpstreamOptions } from './upstream.js';
+
+export interface GatewayOptions {
+  /** The upstream's schema, with its cost directives (`upstreamSchemaFromSdl`). */
+  schema: GraphQLSchema;
+  upstream: UpstreamOptions;
+  /** Everything `useTollgate` takes: the decider, keys, plans, logger, and the rest of its options. */
+  tollgate: TollgateOptions;
+  /** Request headers that carry the caller's tenant and key ids upstream (none unless named). */
+  identityHeaders?: { tenant?: string; keyId?: string };
+}
+
+export type GatewayServer = YogaServerInstance<object, TollgateContext>;
+
+/**
+ * The upstream's schema from its SDL. The cost directives are declared when the
+ * SDL does not declare them itself.
+ * @throws ValidationError `INVALID_INPUT` when the SDL does not parse or does not build a schema
+ */
+export function upstreamSchemaFromSdl(sdl: string): GraphQLSchema {
+  try {
+    const declaresCost = parse(sdl).definitions.some(
+      (definition) => definition.kind === Kind.DIRECTIVE_DEFINITION && definition.name.value === 'cost',
+    );
+    return buildSchema(declaresCost ? sdl : `${COST_DIRECTIVES_SDL}\n${sdl}`);
+  } catch (error) {
+    throw new ValidationError(
+      'INVALID_INPUT',
+      `the upstream schema does not build: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+}
+
+/**
+ * The upstream's schema by introspection. Introspection does not carry directive
+ * uses, so every field is priced by the cost model's defaults.
+ * @throws DependencyError `UPSTREAM_UNAVAILABLE` when the upstream does not answer the introspection query
+ */
+export async function introspectUpstream(options: UpstreamOptions): Promise<GraphQLSchema> {
+  const result = await new Upstream(options).forward({
+    document: parse(getIntrospectionQuery()),
+    variables: undefined,
+    operationName: undefined,
+    request: undefined,
+  });
+  if (result.data === undefined || result.data === null) {
+    throw new DependencyError(
+      'UPSTREAM_UNAVAILABLE',
+      `introspection of ${options.url} failed: ${result.errors?.[0]?.message ?? 'no data'}`,
+    );
+  }
+  return buildClientSchema(result.data as unknown as IntrospectionQuery);
+}
+
+/** Replaces execution by a forward to the upstream (after `useTollgate` admitted the operation). */
+function useUpstream(upstream: Upstream, identityHeaders: GatewayOptions['identityHeaders']): Plugin<TollgateContext> {
+  return {
+    onExecute({ setExecuteFn }) {
+      setExecuteFn(async (raw) => {
+        const args = raw as ExecutionArgs;
+        const context = args.contextValue as TollgateContext & { request?: Request };
+        const identity = context.tollgate?.identity;
+        const headers: Record<string, string> = {};
+        if (identity !== undefined && identityHeaders?.tenant !== undefined) headers[identityHeaders.tenant] = identity.tenant;
+        if (identity !== undefined && identityHeaders?.keyId !== undefined) headers[identityHeaders.keyId] = identity.keyId;
+        return upstream.forward({
+          document: args.document,
+          variables: args.variableValues ?? undefined,
+          operationName: args.operationName ?? undefined,
+          request: context.request,
+          headers,
+        });
+      });
+    },
+  };
+}
+
+/** The gateway's yoga server: `/graphql` in front of the upstream, `/health`. */
+export function createGateway(options: GatewayOptions): GatewayServer {
+  const upstream = new Upstream(options.upstream);
+  return createYoga<object, TollgateContext>({
+    schema: options.schema,
+    graphqlEndpoint: '/graphql',
+    healthCheckEndpoint: '/health',
+    landingPage: false,
+    maskedErrors: true,
+    plugins: [useTollgate(options.tollgate), useUpstream(upstream, options.identityHeaders)],
+  });
+}

@@ -1,0 +1,117 @@
+/**
+ * Forwarding an admitted operation to the upstream GraphQL server: one POST of
+ * the printed document, its variables and operation name, with only the
+ * request headers the operator allows (the tollgate API key never, unless
+ * allowed by name). A failure of the upstream is a GraphQL error with a stable
+ * code and status, never a masked "Unexpected error": a timeout is 504
+ * `UPSTREAM_TIMEOUT`, a refused or reset connection 502 `UPSTREAM_UNAVAILABLE`,
+ * a 5xx or a body that is not a GraphQL response 502 `UPSTREAM_FAILED`. The
+ * plugin then measures the actual cost on what came back (nothing: the
+ * operation's minimum), so a failed operation is charged at most its minimum.
+ */
+import { print, type DocumentNode, type ExecutionResult } from 'graphql';
+import { createGraphQLError } from 'graphql-yoga';
+
+/** Stable codes of upstream failures. */
+export type UpstreamErrorCode = 'UPSTREAM_TIMEOUT' | 'UPSTREAM_UNAVAILABLE' | 'UPSTREAM_FAILED';
+
+export interface UpstreamOptions {
+  /** The upstream's GraphQL endpoint (http or https). */
+  url: string;
+  /** How long one forwarded operation may take, ms. @default 10000 */
+  timeoutMs?: number;
+  /** Request headers passed upstream, by lower-case name. @default ['accept-language'] */
+  forwardHeaders?: readonly string[];
+  /** @default globalThis.fetch */
+  fetch?: typeof fetch;
+}
+
+/** One operation to forward. */
+export interface ForwardInput {
+  document: DocumentNode;
+  variables: Readonly<Record<string, unknown>> | undefined;
+  operationName: string | undefined;
+  /** The client's request (its headers are filtered by `forwardHeaders`). */
+  request: Request | undefined;
+  /** Extra headers for the upstream (e.g. the tenant and key ids, under names the operator chose). */
+  headers?: Record<string, string>;
+}
+
+const DEFAULT_FORWARD_HEADERS = ['accept-language'];
+
+function upstreamError(code: UpstreamErrorCode, message: string): ExecutionResult {
+  const status = code === 'UPSTREAM_TIMEOUT' ? 504 : 502;
+  return { errors: [createGraphQLError(message, { extensions: { code, http: { status, spec: false } } })] };
+}
+
+/** Whether a parsed body is a GraphQL response (`data` and/or `errors`). */
+function isExecutionResult(body: unknown): body is ExecutionResult {
+  if (typeof body !== 'object' || body === null) return false;
+  const shaped = body as { data?: unknown; errors?: unknown };
+  return ('data' in shaped && (shaped.data === null || typeof shaped.data === 'object')) || Array.isArray(shaped.errors);
+}
+
+/** Forwards operations to one upstream (see the file header). */
+export class Upstream {
+  private readonly timeoutMs: number;
+  private readonly forwardHeaders: readonly string[];
+  private readonly fetch: typeof fetch;
+  /** Printed documents: a document is printed once, however often it is sent. */
+  private readonly printed = new WeakMap<DocumentNode, string>();
+
+  constructor(private readonly options: UpstreamOptions) {
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.forwardHeaders = (options.forwardHeaders ?? DEFAULT_FORWARD_HEADERS).map((name) => name.toLowerCase());
+    this.fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  /** The upstream's result, or a result carrying one upstream error (never throws). */
+  async forward(input: ForwardInput): Promise<ExecutionResult> {
+    let response: Response;
+    try {
+      response = await this.fetch(this.options.url, {
+        method: 'POST',
+        headers: this.headersFor(input),
+        body: JSON.stringify({ query: this.print(input.document), variables: input.variables ?? {}, operationName: input.operationName }),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (error) {
+      return error instanceof DOMException && error.name === 'TimeoutError'
+        ? upstreamError('UPSTREAM_TIMEOUT', `the upstream did not answer within ${this.timeoutMs} ms`)
+        : upstreamError('UPSTREAM_UNAVAILABLE', 'the upstream could not be reached');
+    }
+    if (response.status >= 500) {
+      await response.body?.cancel();
+      return upstreamError('UPSTREAM_FAILED', `the upstream answered ${response.status}`);
+    }
+    let body: unknown;
+    try {
+      body = await response.json();
+    } catch (error) {
+      return error instanceof DOMException && error.name === 'TimeoutError'
+        ? upstreamError('UPSTREAM_TIMEOUT', `the upstream did not answer within ${this.timeoutMs} ms`)
+        : upstreamError('UPSTREAM_FAILED', 'the upstream answered something that is not JSON');
+    }
+    return isExecutionResult(body)
+      ? body
+      : upstreamError('UPSTREAM_FAILED', 'the upstream answered something that is not a GraphQL response');
+  }
+
+  private print(document: DocumentNode): string {
+    let text = this.printed.get(document);
+    if (text === undefined) {
+      text = print(document);
+      this.printed.set(document, text);
+    }
+    return text;
+  }
+
+  private headersFor(input: ForwardInput): Record<string, string> {
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+    for (const name of this.forwardHeaders) {
+      const value = input.request?.headers.get(name);
+      if (value !== null && value !== undefined) headers[name] = value;
+    }
+    return { ...headers, ...input.headers };
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * Gateway mode over real sockets: a client → the tollgate gateway → an
+ * upstream yoga server of another schema (not the demo), against the test
+ * stack's Redis. The upstream counts what reaches it, and can be made slow,
+ * failing (500) or gone.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createSchema, createYoga } from 'graphql-yoga';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RedisDecider, connectDeciderRedis, type DeciderRedis } from '../../src/decider/index.js';
+import { createGateway, upstreamSchemaFromSdl } from '../../src/gateway/index.js';
+import { COST_DIRECTIVES_SDL, InMemoryKeyStore, InMemoryPlanStore, parsePlan } from '../../src/graphql/index.js';
+import { createLogger, systemClock } from '../../src/shared/index.js';
+import { testConfig, uniqueTenant } from '../support/stack.js';
+import { sleep } from '../support/time.js';
+
+const config = testConfig();
+
+/** The upstream's own SDL: at most 8 books exist, each costs 1, its author 2 more. */
+const UPSTREAM_SDL = `${COST_DIRECTIVES_SDL}
+  type Author { name: String! }
+  type Book { title: String!  author: Author! @cost(weight: 2) }
+  type Query { books(first: Int!): [Book!]! @listSize(slicingArguments: ["first"]) }`;
+
+type Mode = 'ok' | 'slow' | 'fail';
+
+interface UpstreamState {
+  mode: Mode;
+  /** Requests the upstream received, with the headers it saw. */
+  seen: { headers: Record<string, string> }[];
+}
+
+async function listen(server: Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+}
+
+function startUpstream(state: UpstreamState): Server {
+  const yoga = createYoga({
+    schema: createSchema({
+      typeDefs: UPSTREAM_SDL,
+      resolvers: {
+        Query: {
+          books: (_: unknown, { first }: { first: number }) =>
+            Array.from({ length: Math.min(first, 8) }, (_, index) => ({ title: `book ${index}`, author: { name: `author ${index}` } })),
+        },
+      },
+    }),
+    logging: false,
+  });
+  return createServer((request, response) => {
+    state.seen.push({ headers: Object.fromEntries(Object.entries(request.headers).map(([name, value]) => [name, String(value)])) });
+    if (state.mode === 'fail') {
+      response.writeHead(500).end('boom');
+      return;
+    }
+    const delay = state.mode === 'slow' ? sleep(2_000) : Promise.resolve();
+    void delay.then(() => yoga(request, response));
+  });
+}
+
+describe('the gateway in front of an upstream GraphQL server', () => {
+  const state: UpstreamState = { mode: 'ok', seen: [] };
+  const upstream = startUpstream(state);
+  let redis: DeciderRedis;
+  let gateway: Server;
+  let gatewayUrl: string;
+  let upstreamUrl: string;
+  const keyStore = new InMemoryKeyStore();
+  const month = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
+  const plans = new InMemoryPlanStore([
+    parsePlan({
+      id: 'gold',
+      version: 1,
+      billingPeriod: month,
+      maxCostPerOperation: 1_000,
+      limits: [
+        {
+          id: 'monthly',
+          scope: 'tenant',
+          mode: 'hard',
+          onDeciderDown: 'closed',
+          algorithm: { kind: 'period-quota', limit: 30, period: month, thresholdsPercent: [] },
+        },
+      ],
+    }),
+  ]);
+
+  beforeAll(async () => {
+    upstreamUrl = `http://127.0.0.1:${await listen(upstream)}/graphql`;
+    redis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 2_000 });
+    const yoga = createGateway({
+      schema: upstreamSchemaFromSdl(UPSTREAM_SDL),
+      upstream: { url: upstreamUrl, timeoutMs: 500, forwardHeaders: ['x-trace-id'] },
+      identityHeaders: { tenant: 'x-tenant-id' },
+      tollgate: {
+        decider: new RedisDecider(redis, { shardCount: config.redis.shardCount, clock: systemClock }),
+        keyStore,
+        plans,
+        logger: createLogger({ level: 'silent', name: 'gateway-test' }),
+        random: () => 0.5,
+      },
+    });
+    gateway = createServer((request, response) => void yoga(request, response));
+    gatewayUrl = `http://127.0.0.1:${await listen(gateway)}/graphql`;
+  });
+
+  afterAll(async () => {
+    await new Promise((resolve) => gateway.close(resolve));
+    await new Promise((resolve) => upstream.close(resolve));
+    redis.disconnect();
+  });
+
+  const ask = (key: string, query: string, headers: Record<string, string> = {}): Promise<Response> =>
+    fetch(gatewayUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, ...headers },
+      body: JSON.stringify({ query }),
+    });
+
+  it("forwards an admitted operation, prices it by the upstream's directives and refunds what the upstream did not return", async () => {
+    // given
+    const tenant = uniqueTenant('gw');
+    const { key } = keyStore.add({ tenant, keyId: 'k1', planId: 'gold' });
+    state.seen = [];
+    // when a client asks for 10 books with their authors (8 exist): 10 × (1 + 2) reserved
+    const response = await ask(key, '{ books(first: 10) { title author { name } } }', { 'x-trace-id': 't-1', cookie: 'secret=1' });
+    // then the upstream's data comes back, charged for the 8 it returned
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { data: { books: unknown[] }; extensions: { cost: Record<string, number> } };
+    expect(body.data.books).toHaveLength(8);
+    expect(body.extensions.cost).toMatchObject({ requested: 30, actual: 24, refunded: 6 });
+    expect(response.headers.get('ratelimit-policy')).toMatch(/^"monthly";q=30;w=\d+$/);
+    // and the upstream saw the allowed header and the caller's tenant, never the API key or the cookie
+    expect(state.seen).toHaveLength(1);
+    expect(state.seen[0]?.headers).toMatchObject({ 'x-trace-id': 't-1', 'x-tenant-id': tenant });
+    expect(state.seen[0]?.headers['authorization']).toBeUndefined();
+    expect(state.seen[0]?.headers['cookie']).toBeUndefined();
+  });
+
+  it('admits exactly floor(limit / cost) of a parallel burst, and the refused never reach the upstream', async () => {
+    // given a fresh tenant with 30 units and operations of 5 (5 books exist of 5 asked: no refund)
+    const tenant = uniqueTenant('gw');
+    const { key } = keyStore.add({ tenant, keyId: 'k1', planId: 'gold' });
+    state.seen = [];
+    // when 20 arrive at once
+    const responses = await Promise.all(Array.from({ length: 20 }, () => ask(key, '{ books(first: 5) { title } }')));
+    // then 6 are served and forwarded, 14 refused with 429 QUOTA_EXHAUSTED
+    const statuses = responses.map((response) => response.status);
+    expect(statuses.filter((status) => status === 200)).toHaveLength(6);
+    expect(statuses.filter((status) => status === 429)).toHaveLength(14);
+    const refused = await Promise.all(
+      responses
+        .filter((response) => response.status === 429)
+        .map(async (response) => (await response.json()) as { errors: { extensions: { code: string } }[] }),
+    );
+    expect(new Set(refused.map((body) => body.errors[0]?.extensions.code))).toEqual(new Set(['QUOTA_EXHAUSTED']));
+    expect(state.seen).toHaveLength(6);
+  });
+
+  it.each([
+    ['fail', 502, 'UPSTREAM_FAILED'],
+    ['slow', 504, 'UPSTREAM_TIMEOUT'],
+  ] as const)('answers an upstream that is %s with %i %s and charges only the minimum', async (mode, status, code) => {
+    // given
+    const tenant = uniqueTenant('gw');
+    const { key } = keyStore.add({ tenant, keyId: 'k1', planId: 'gold' });
+    state.mode = mode;
+    // when
+    const failed = await ask(key, '{ books(first: 5) { title } }');
+    state.mode = 'ok';
+    // then the client gets the upstream error with its code and status
+    expect(failed.status).toBe(status);
+    const body = (await failed.json()) as { data?: unknown; errors: { extensions: { code: string } }[] };
+    expect(body.errors[0]?.extensions.code).toBe(code);
+    // and of the 5 reserved only the minimum (1) stays charged: the next 5-unit request leaves 30 - 1 - 5
+    const next = await ask(key, '{ books(first: 5) { title } }');
+    expect(next.status).toBe(200);
+    expect(next.headers.get('ratelimit')).toMatch(/^"monthly";r=24;t=\d+$/);
+  });
+
+  it('answers an upstream that is gone with 502 UPSTREAM_UNAVAILABLE', async () => {
+    // given a gateway whose upstream port has nothing listening
+    const closed = createServer();
+    const port = await listen(closed);
+    await new Promise((resolve) => closed.close(resolve));
+    const tenant = uniqueTenant('gw');
+    const { key } = keyStore.add({ tenant, keyId: 'k1', planId: 'gold' });
+    const yoga = createGateway({
+      schema: upstreamSchemaFromSdl(UPSTREAM_SDL),
+      upstream: { url: `http://127.0.0.1:${port}/graphql` },
+      tollgate: {
+        decider: new RedisDecider(redis, { shardCount: config.redis.shardCount, clock: systemClock }),
+        keyStore,
+        plans,
+        logger: createLogger({ level: 'silent', name: 'gateway-test' }),
+      },
+    });
+    // when
+    const response = await yoga.fetch('http://gateway.test/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify({ query: '{ books(first: 5) { title } }' }),
+    });
+    // then
+    expect(response.status).toBe(502);
+    const body = (await response.json()) as { errors: { extensions: { code: string } }[] };
+    expect(body.errors[0]?.extensions.code).toBe('UPSTREAM_UNAVAILABLE');
+  });
+});
