@@ -6,10 +6,12 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { ApolloServer } from '@apollo/server';
+import { startStandaloneServer } from '@apollo/server/standalone';
 import { createSchema, createYoga } from 'graphql-yoga';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, connectDeciderRedis, type DeciderRedis } from '../../src/decider/index.js';
-import { createGateway, upstreamSchemaFromSdl } from '../../src/gateway/index.js';
+import { applyCostFile, createGateway, introspectUpstream, parseCostFile, upstreamSchemaFromSdl } from '../../src/gateway/index.js';
 import { COST_DIRECTIVES_SDL, InMemoryKeyStore, InMemoryPlanStore, parsePlan } from '../../src/graphql/index.js';
 import { createLogger, systemClock } from '../../src/shared/index.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
@@ -207,5 +209,102 @@ describe('the gateway in front of an upstream GraphQL server', () => {
     expect(response.status).toBe(502);
     const body = (await response.json()) as { errors: { extensions: { code: string } }[] };
     expect(body.errors[0]?.extensions.code).toBe('UPSTREAM_UNAVAILABLE');
+  });
+});
+
+describe('the gateway in front of an Apollo Server it prices only by a cost file', () => {
+  let apollo: ApolloServer;
+  let redis: DeciderRedis;
+  let upstreamUrl: string;
+  let received = 0;
+  const keyStore = new InMemoryKeyStore();
+  const month = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
+  const plans = new InMemoryPlanStore([
+    parsePlan({
+      id: 'silver',
+      version: 1,
+      billingPeriod: month,
+      maxCostPerOperation: 1_000,
+      limits: [
+        {
+          id: 'monthly',
+          scope: 'tenant',
+          mode: 'hard',
+          onDeciderDown: 'closed',
+          algorithm: { kind: 'period-quota', limit: 100, period: month, thresholdsPercent: [] },
+        },
+      ],
+    }),
+  ]);
+
+  beforeAll(async () => {
+    // an upstream whose SDL has no cost directives at all
+    apollo = new ApolloServer({
+      typeDefs: `type Author { name: String! }
+        type Book { title: String!  author: Author! }
+        type Query { books(first: Int!): [Book!]! }`,
+      resolvers: {
+        Query: {
+          books: (_: unknown, { first }: { first: number }) => {
+            received += 1;
+            return Array.from({ length: first }, (_, index) => ({ title: `book ${index}`, author: { name: `author ${index}` } }));
+          },
+        },
+      },
+    });
+    const { url } = await startStandaloneServer(apollo, { listen: { port: 0, host: '127.0.0.1' } });
+    upstreamUrl = url;
+    redis = await connectDeciderRedis({ url: config.redis.url, commandTimeoutMs: 2_000 });
+  });
+
+  afterAll(async () => {
+    await apollo.stop();
+    redis.disconnect();
+  });
+
+  it('introspects the upstream, applies the cost file, and admits exactly floor(limit / cost) of a parallel burst', async () => {
+    // given the upstream's schema by introspection, priced by a cost file: a book 1 + its author 4
+    const introspected = await introspectUpstream({ url: upstreamUrl });
+    const schema = applyCostFile(
+      introspected,
+      parseCostFile('Query.books: { listSize: { slicingArguments: [first] } }\nBook.author: { weight: 4 }\n', introspected),
+    );
+    const yoga = createGateway({
+      schema,
+      upstream: { url: upstreamUrl },
+      tollgate: {
+        decider: new RedisDecider(redis, { shardCount: config.redis.shardCount, clock: systemClock }),
+        keyStore,
+        plans,
+        logger: createLogger({ level: 'silent', name: 'gateway-test' }),
+      },
+    });
+    const gateway = createServer((request, response) => void yoga(request, response));
+    const url = `http://127.0.0.1:${await listen(gateway)}/graphql`;
+    const tenant = uniqueTenant('gw');
+    const { key } = keyStore.add({ tenant, keyId: 'k1', planId: 'silver' });
+    received = 0;
+    try {
+      // when 12 clients ask at once for 3 books with their authors: 3 × (1 + 4) = 15 units each, of 100
+      const responses = await Promise.all(
+        Array.from({ length: 12 }, () =>
+          fetch(url, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+            body: JSON.stringify({ query: '{ books(first: 3) { title author { name } } }' }),
+          }),
+        ),
+      );
+      // then 6 are served from the upstream, priced as the cost file says, and 6 refused before reaching it
+      const served = responses.filter((response) => response.status === 200);
+      expect(served).toHaveLength(6);
+      expect(responses.filter((response) => response.status === 429)).toHaveLength(6);
+      const body = (await served[0]?.json()) as { data: { books: unknown[] }; extensions: { cost: Record<string, number> } };
+      expect(body.data.books).toHaveLength(3);
+      expect(body.extensions.cost).toMatchObject({ requested: 15, actual: 15, refunded: 0 });
+      expect(received).toBe(6);
+    } finally {
+      await new Promise((resolve) => gateway.close(resolve));
+    }
   });
 });
