@@ -7,16 +7,18 @@
  * directives in the upstream's SDL.
  */
 import {
+  DirectiveLocation,
+  GraphQLSchema,
   Kind,
   buildClientSchema,
+  findBreakingChanges,
   buildSchema,
   getIntrospectionQuery,
   parse,
   type ExecutionArgs,
-  type GraphQLSchema,
   type IntrospectionQuery,
 } from 'graphql';
-import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, useReadinessCheck, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { COST_DIRECTIVES_SDL, useTollgate, type TollgateContext, type TollgateOptions } from '../graphql/index.js';
 import { DependencyError, ValidationError } from '../shared/index.js';
 import { Upstream, type UpstreamOptions } from './upstream.js';
@@ -73,6 +75,51 @@ export async function introspectUpstream(options: UpstreamOptions): Promise<Grap
   return buildClientSchema(result.data as unknown as IntrospectionQuery);
 }
 
+const EXECUTABLE_LOCATIONS = new Set<string>([
+  DirectiveLocation.QUERY,
+  DirectiveLocation.MUTATION,
+  DirectiveLocation.SUBSCRIPTION,
+  DirectiveLocation.FIELD,
+  DirectiveLocation.FRAGMENT_DEFINITION,
+  DirectiveLocation.FRAGMENT_SPREAD,
+  DirectiveLocation.INLINE_FRAGMENT,
+  DirectiveLocation.VARIABLE_DEFINITION,
+]);
+
+/** The schema as a client's operation sees it: type-system directives (the cost directives among them) dropped. */
+function operationFacing(schema: GraphQLSchema): GraphQLSchema {
+  const config = schema.toConfig();
+  return new GraphQLSchema({
+    ...config,
+    directives: config.directives.filter((directive) => directive.locations.some((location) => EXECUTABLE_LOCATIONS.has(location))),
+  });
+}
+
+/** How the upstream's live schema compares with the one the gateway prices and validates with. */
+export type UpstreamSchemaCheck =
+  | { isReady: true }
+  | { isReady: false; code: 'UPSTREAM_UNAVAILABLE'; message: string }
+  | { isReady: false; code: 'UPSTREAM_SCHEMA_DRIFT'; changes: string[] };
+
+/**
+ * Introspects the upstream and lists what it no longer serves of the gateway's schema (graphql-js's breaking
+ * changes: removed types and fields, changed argument or field types). Additions are not drift: the gateway
+ * simply does not expose them until its schema is updated; nor are type-system directives (the upstream need
+ * not declare the cost directives the gateway prices with).
+ */
+export async function checkUpstreamSchema(schema: GraphQLSchema, upstream: UpstreamOptions): Promise<UpstreamSchemaCheck> {
+  let live: GraphQLSchema;
+  try {
+    live = await introspectUpstream(upstream);
+  } catch (error) {
+    return { isReady: false, code: 'UPSTREAM_UNAVAILABLE', message: error instanceof Error ? error.message : String(error) };
+  }
+  const changes = findBreakingChanges(operationFacing(schema), operationFacing(live)).map(
+    (change) => `${change.type}: ${change.description}`,
+  );
+  return changes.length === 0 ? { isReady: true } : { isReady: false, code: 'UPSTREAM_SCHEMA_DRIFT', changes };
+}
+
 /** Replaces execution by a forward to the upstream (after `useTollgate` admitted the operation). */
 function useUpstream(upstream: Upstream, identityHeaders: GatewayOptions['identityHeaders']): Plugin<TollgateContext> {
   return {
@@ -96,7 +143,10 @@ function useUpstream(upstream: Upstream, identityHeaders: GatewayOptions['identi
   };
 }
 
-/** The gateway's yoga server: `/graphql` in front of the upstream, `/health`. */
+/**
+ * The gateway's yoga server: `/graphql` in front of the upstream, `/health`, and `/ready`, which answers 503
+ * with the reason while the upstream is unreachable or no longer serves the gateway's schema.
+ */
 export function createGateway(options: GatewayOptions): GatewayServer {
   const upstream = new Upstream(options.upstream);
   return createYoga<object, TollgateContext>({
@@ -105,6 +155,19 @@ export function createGateway(options: GatewayOptions): GatewayServer {
     healthCheckEndpoint: '/health',
     landingPage: false,
     maskedErrors: true,
-    plugins: [useTollgate(options.tollgate), useUpstream(upstream, options.identityHeaders)],
+    plugins: [
+      useReadinessCheck({
+        endpoint: '/ready',
+        check: async ({ fetchAPI }) => {
+          const check = await checkUpstreamSchema(options.schema, options.upstream);
+          return new fetchAPI.Response(JSON.stringify(check), {
+            status: check.isReady ? 200 : 503,
+            headers: { 'content-type': 'application/json' },
+          });
+        },
+      }),
+      useTollgate(options.tollgate),
+      useUpstream(upstream, options.identityHeaders),
+    ],
   });
 }

@@ -25,7 +25,11 @@ const UPSTREAM_SDL = `${COST_DIRECTIVES_SDL}
   type Book { title: String!  author: Author! @cost(weight: 2) }
   type Query { books(first: Int!): [Book!]! @listSize(slicingArguments: ["first"]) }`;
 
-type Mode = 'ok' | 'slow' | 'fail';
+type Mode = 'ok' | 'slow' | 'fail' | 'drifted';
+
+/** What the upstream serves after a deploy the gateway was not told about: Book.author is gone. */
+const DRIFTED_SDL = `type Book { title: String! }
+  type Query { books(first: Int!): [Book!]! }`;
 
 interface UpstreamState {
   mode: Mode;
@@ -51,6 +55,10 @@ function startUpstream(state: UpstreamState): Server {
     }),
     logging: false,
   });
+  const drifted = createYoga({
+    schema: createSchema({ typeDefs: DRIFTED_SDL, resolvers: { Query: { books: () => [] } } }),
+    logging: false,
+  });
   return createServer((request, response) => {
     state.seen.push({ headers: Object.fromEntries(Object.entries(request.headers).map(([name, value]) => [name, String(value)])) });
     if (state.mode === 'fail') {
@@ -58,7 +66,7 @@ function startUpstream(state: UpstreamState): Server {
       return;
     }
     const delay = state.mode === 'slow' ? sleep(2_000) : Promise.resolve();
-    void delay.then(() => yoga(request, response));
+    void delay.then(() => (state.mode === 'drifted' ? drifted(request, response) : yoga(request, response)));
   });
 }
 
@@ -182,6 +190,21 @@ describe('the gateway in front of an upstream GraphQL server', () => {
     expect(next.headers.get('ratelimit')).toMatch(/^"monthly";r=24;t=\d+$/);
   });
 
+  it("is ready while the upstream serves its schema, and says what drifted when the upstream's schema changes", async () => {
+    // given the upstream serving the SDL the gateway was built from
+    const ready = await fetch(gatewayUrl.replace('/graphql', '/ready'));
+    expect(ready.status).toBe(200);
+    // when the upstream is deployed without Book.author
+    state.mode = 'drifted';
+    const drifted = await fetch(gatewayUrl.replace('/graphql', '/ready'));
+    state.mode = 'ok';
+    // then /ready reports the drift and names the missing field
+    expect(drifted.status).toBe(503);
+    const body = (await drifted.json()) as { code: string; changes: string[] };
+    expect(body.code).toBe('UPSTREAM_SCHEMA_DRIFT');
+    expect(body.changes).toEqual(['TYPE_REMOVED: Author was removed.', 'FIELD_REMOVED: Book.author was removed.']);
+  });
+
   it('answers an upstream that is gone with 502 UPSTREAM_UNAVAILABLE', async () => {
     // given a gateway whose upstream port has nothing listening
     const closed = createServer();
@@ -209,6 +232,10 @@ describe('the gateway in front of an upstream GraphQL server', () => {
     expect(response.status).toBe(502);
     const body = (await response.json()) as { errors: { extensions: { code: string } }[] };
     expect(body.errors[0]?.extensions.code).toBe('UPSTREAM_UNAVAILABLE');
+    // and /ready says so
+    const ready = await yoga.fetch('http://gateway.test/ready');
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toMatchObject({ isReady: false, code: 'UPSTREAM_UNAVAILABLE' });
   });
 });
 
