@@ -16,6 +16,7 @@ import { DynamoJobStore, type JobSettings } from '../jobs/index.js';
 import { DynamoAuditStore, createDynamoClient, readStreamLag } from '../metering/index.js';
 import { DependencyError, parseTrustedProxies, systemClock, type AppConfig, type Logger } from '../shared/index.js';
 import { TemporalDeferrer, createJobsWorker } from '../workflows/index.js';
+import { Admission } from './admission.js';
 import { createApi, type ApiServer } from './app.js';
 import { DynamoConfigStore } from './config/dynamo-config-store.js';
 import { LiveConfig, announceConfigVersion } from './config/live-config.js';
@@ -130,6 +131,7 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
     breakerState: () => decider.breaker.current,
     streamLag: () => readStreamLag(redis, { shards: allShards }),
     auditReport: () => auditStore.latest('all'),
+    isProcessObserved: true,
   });
   // Plans and API keys live in the config table and are followed live (announced on Redis, polled).
   const configStore = new DynamoConfigStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
@@ -251,7 +253,7 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
     jobs: deps.jobStore,
     jobStatusPerSecond: config.api.jobStatusPerSecond,
     unknownKeysPerSecond: config.api.unknownKeysPerSecond,
-    tollgate: { clientIp: forwardedClientIp(trustedProxies) },
+    tollgate: { clientIp: forwardedClientIp(trustedProxies), admission: new Admission(config.api.inFlight) },
     metrics: deps.metrics,
     responses: new DynamoResponseStore(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
     ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...DEMO_ANONYMOUS } } : {}),

@@ -3,6 +3,8 @@
  * (live config), Idempotency-Key responses, the job executor. The demo API (`./demo/index.ts`) and the app
  * that serves it (`./app.ts`, `createApi`) are not part of this surface.
  */
+export { Admission, CRITICALITIES, type AdmissionLease, type Criticality, type InFlightBounds } from './admission.js';
+export { limitRequestBodies, type BodyLimitOptions, type BodyLimitedHandlers } from './body-limit.js';
 export { runReadiness, type ReadinessCheck, type ReadinessReport } from './readiness.js';
 export { InMemoryPlanStore, parsePlan, type Plan, type PlanStore } from './plans.js';
 export { TollgateMetrics, type TollgateMetricsOptions } from './metrics.js';

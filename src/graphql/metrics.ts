@@ -3,7 +3,8 @@
  * prom-client's global default, so two apps in one process do not collide).
  * Label values come from code and plan ids, never from client input.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AuditReport, StreamLag } from '../metering/index.js';
 
 export type BreakerStateName = 'closed' | 'half-open' | 'open';
@@ -47,6 +48,11 @@ export interface TollgateMetricsOptions {
   auditReport?: () => Promise<AuditReport | undefined>;
   /** How long a scrape reuses the stream lag and audit report it read, ms. @default 5000 */
   collectCacheMs?: number;
+  /**
+   * Observe this process: event-loop lag (`tollgate_event_loop_lag_seconds`) and prom-client's
+   * process metrics (`process_resident_memory_bytes`, …). One registry per process should. @default false
+   */
+  isProcessObserved?: boolean;
 }
 
 export class TollgateMetrics {
@@ -65,6 +71,8 @@ export class TollgateMetrics {
 
   /** Scrape-time reads (stream lag, audit report) that failed; the gauges kept their last values. */
   readonly collectFailures: Counter<'source'>;
+  /** Requests shed by admission control (503 OVERLOADED), by their plan's criticality. */
+  readonly shed: Counter<'criticality'>;
 
   constructor(options: TollgateMetricsOptions = {}) {
     const registers = [this.registry];
@@ -105,7 +113,14 @@ export class TollgateMetrics {
       labelNames: ['source'],
       registers,
     });
+    this.shed = new Counter({
+      name: 'tollgate_shed_total',
+      help: 'Requests shed by admission control (503 OVERLOADED) before pricing and the decider, by criticality',
+      labelNames: ['criticality'],
+      registers,
+    });
     this.registerScrapeGauges(options);
+    if (options.isProcessObserved === true) this.observeProcess();
     const breakerState = options.breakerState;
     new Gauge({
       name: 'tollgate_decider_breaker_state',
@@ -115,6 +130,30 @@ export class TollgateMetrics {
         this.set(breakerState === undefined ? 0 : BREAKER_VALUE[breakerState()]);
       },
     });
+  }
+
+  /**
+   * Event-loop lag since the previous scrape (perf_hooks, 10 ms resolution) by quantile, and the
+   * process metrics. A busy loop delays every Redis reply (STACK gotcha 12): read this before blaming Redis.
+   */
+  private observeProcess(): void {
+    const resolutionMs = 10;
+    const delay = monitorEventLoopDelay({ resolution: resolutionMs });
+    delay.enable();
+    // the histogram holds whole timer intervals: the lag is what exceeds the resolution
+    const lagSeconds = (nanoseconds: number): number => Math.max(0, nanoseconds - resolutionMs * 1e6) / 1e9;
+    new Gauge({
+      name: 'tollgate_event_loop_lag_seconds',
+      help: 'Event-loop delay since the previous scrape, by quantile (0.5, 0.99, 1 = max), seconds',
+      labelNames: ['quantile'],
+      registers: [this.registry],
+      collect() {
+        for (const quantile of [0.5, 0.99]) this.set({ quantile: String(quantile) }, lagSeconds(delay.percentile(quantile * 100)));
+        this.set({ quantile: '1' }, lagSeconds(delay.max));
+        delay.reset();
+      },
+    });
+    collectDefaultMetrics({ register: this.registry });
   }
 
   /** Gauges read at scrape time (stream lag, the last audit report), each source cached for `collectCacheMs`. */

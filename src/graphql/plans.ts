@@ -15,6 +15,7 @@ import {
   type PeriodSpec,
 } from '../decider/index.js';
 import { ValidationError, parsePlanId, type PlanId } from '../shared/index.js';
+import { CRITICALITIES, type Criticality } from './admission.js';
 
 export interface Plan {
   id: PlanId;
@@ -29,6 +30,11 @@ export interface Plan {
    * logical shard (bounds in the README). @default 1 (not split)
    */
   subShards?: number;
+  /**
+   * How readily this plan's requests are shed when the instance is overloaded (`sheddable` first,
+   * `critical` last; see `admission.ts`). @default 'default'
+   */
+  criticality?: Criticality;
 }
 
 const PLAN_PERIOD_UNIT = 'must be day or month in a plan (second periods are for tests and demos)';
@@ -61,6 +67,7 @@ const planSchema = z.strictObject({
   }),
   maxCostPerOperation: integerIn(1, Number.MAX_SAFE_INTEGER),
   subShards: integerIn(1, MAX_SUB_SHARDS).exactOptional(),
+  criticality: z.enum(CRITICALITIES).exactOptional(),
 });
 
 /**

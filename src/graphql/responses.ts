@@ -200,7 +200,9 @@ export type EdgeErrorCode =
   | 'JOBS_UNAVAILABLE'
   | 'IDEMPOTENCY_KEY_REPLAYED'
   | 'SUBSCRIPTIONS_NOT_METERED'
-  | 'UNIDENTIFIED';
+  | 'UNIDENTIFIED'
+  | 'REQUEST_TOO_LARGE'
+  | 'OVERLOADED';
 
 /** A GraphQL error with a stable code and HTTP status (and headers), as yoga maps them. */
 export function edgeError(

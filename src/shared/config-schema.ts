@@ -61,6 +61,30 @@ export const CONFIG_SCHEMA = z.object({
     .describe(
       'Unknown API keys one client address may present per second on each API instance (burst twice that); beyond it, keys not in the lookup cache get 429 TOO_MANY_UNKNOWN_KEYS without a key store read.',
     ),
+  API_MAX_BODY_BYTES: positiveInt
+    .max(16_777_216)
+    .default(65_536)
+    .describe(
+      'Largest request body the API reads, bytes; a larger one is refused with 413 REQUEST_TOO_LARGE before it is parsed (Content-Length checked first, a chunked body counted while read) and its connection closed. The default holds a document at the token cap and a deferred job submission (32,000 chars) twice over.',
+    ),
+  API_MAX_IN_FLIGHT: positiveInt
+    .max(100_000)
+    .default(128)
+    .describe(
+      'GraphQL requests one API instance works on at once (admitted, not yet answered); beyond it even critical requests are shed with 503 OVERLOADED and Retry-After, before pricing and the decider. At ~0.33 ms of CPU per request (BENCHMARKS.md), 128 queued requests wait at most ~40 ms, under DECIDER_TIMEOUT_MS.',
+    ),
+  API_IN_FLIGHT_DEFAULT_PERCENT: positiveInt
+    .max(100)
+    .default(75)
+    .describe(
+      "Share of API_MAX_IN_FLIGHT (percent, rounded down, at least 1) above which requests of plans with criticality 'default' are shed.",
+    ),
+  API_IN_FLIGHT_SHEDDABLE_PERCENT: positiveInt
+    .max(100)
+    .default(50)
+    .describe(
+      "Share of API_MAX_IN_FLIGHT (percent, rounded down, at least 1) above which requests of plans with criticality 'sheddable' are shed (a value above API_IN_FLIGHT_DEFAULT_PERCENT acts as it).",
+    ),
   API_TRUSTED_PROXIES: z
     .string()
     .default('')

@@ -27,6 +27,9 @@ export interface AppConfig {
     jobStatusPerSecond: number;
     unknownKeysPerSecond: number;
     trustedProxies: string;
+    maxBodyBytes: number;
+    /** Requests in flight above which each criticality is shed (sheddable ≤ default ≤ critical). */
+    inFlight: { critical: number; default: number; sheddable: number };
   };
   redis: {
     url: string;
@@ -70,6 +73,14 @@ export interface AppConfig {
   };
 }
 
+/** The in-flight bound of each criticality: a share of the critical one, at least 1, sheddable never above default. */
+function inFlightBounds(raw: RawConfig): AppConfig['api']['inFlight'] {
+  const critical = raw.API_MAX_IN_FLIGHT;
+  const share = (percent: number): number => Math.max(1, Math.floor((critical * percent) / 100));
+  const defaultBound = share(raw.API_IN_FLIGHT_DEFAULT_PERCENT);
+  return { critical, default: defaultBound, sheddable: Math.min(defaultBound, share(raw.API_IN_FLIGHT_SHEDDABLE_PERCENT)) };
+}
+
 function toAppConfig(raw: RawConfig): AppConfig {
   return {
     log: { level: raw.LOG_LEVEL },
@@ -83,6 +94,8 @@ function toAppConfig(raw: RawConfig): AppConfig {
       jobStatusPerSecond: raw.API_JOB_STATUS_PER_SECOND,
       unknownKeysPerSecond: raw.API_UNKNOWN_KEYS_PER_SECOND,
       trustedProxies: raw.API_TRUSTED_PROXIES,
+      maxBodyBytes: raw.API_MAX_BODY_BYTES,
+      inFlight: inFlightBounds(raw),
     },
     redis: {
       url: raw.REDIS_URL,

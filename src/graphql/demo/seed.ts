@@ -2,8 +2,8 @@
  * The demo's plans and keys, for `npm start` and tests: three plans (a
  * starter plan with a burst bucket, a monthly quota with warning thresholds
  * and a daily `defer` limit for heavy work; a pro plan whose monthly quota is
- * soft; an anonymous per-IP plan that falls back to a local backstop), and one
- * key per demo tenant. Keys are generated at start and shown once.
+ * soft; an anonymous per-IP plan that falls back to a local backstop; shed
+ * under overload anonymous first, pro last), and one key per demo tenant. Keys are generated at start and shown once.
  */
 import type { LimitSpec, PeriodSpec } from '../../decider/index.js';
 import type { AccountSettings } from '../../billing/index.js';
@@ -26,7 +26,8 @@ export const DEMO_ANONYMOUS = { tenant: 'anonymous', planId: 'anonymous' } as co
 export const DEMO_PLANS: Plan[] = [
   {
     id: parsePlanId('starter'),
-    version: 1,
+    version: 2,
+    criticality: 'default',
     billingPeriod: MONTH,
     maxCostPerOperation: 5_000,
     limits: [
@@ -55,7 +56,8 @@ export const DEMO_PLANS: Plan[] = [
   },
   {
     id: parsePlanId('pro'),
-    version: 1,
+    version: 2,
+    criticality: 'critical',
     billingPeriod: MONTH,
     maxCostPerOperation: 50_000,
     limits: [
@@ -77,7 +79,8 @@ export const DEMO_PLANS: Plan[] = [
   },
   {
     id: parsePlanId(DEMO_ANONYMOUS.planId),
-    version: 1,
+    version: 2,
+    criticality: 'sheddable',
     billingPeriod: MONTH,
     maxCostPerOperation: 500,
     limits: [

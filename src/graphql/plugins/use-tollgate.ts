@@ -15,6 +15,7 @@ import type { Plugin, YogaInitialContext } from 'graphql-yoga';
 import type { Decider } from '../../decider/index.js';
 import type { Deferrer } from '../../jobs/index.js';
 import { ValidationError, systemClock, type Clock, type Logger } from '../../shared/index.js';
+import { admitRequest, type Admission, type AdmissionLease } from '../admission.js';
 import { STATIC_LIMIT_DEFAULTS, staticLimitsRule, type StaticLimits } from '../cost/guards.js';
 import type { CostModelOptions } from '../cost/model.js';
 import { Pricer } from '../cost/pricer.js';
@@ -83,6 +84,11 @@ export interface TollgateOptions {
   responses?: ResponseStore;
   /** How long an Idempotency-Key is honoured: the decider's request record and the stored response, ms. @default 86400000 (24 h) */
   idempotencyTtlMs?: number;
+  /**
+   * The instance's in-flight bound: an identified request beyond its plan's criticality bound is shed
+   * (503 `OVERLOADED`, `Retry-After`) before parsing. @default none: every request is admitted
+   */
+  admission?: Admission;
 }
 
 /** What the plugin adds to the GraphQL context (read by resolvers such as `me` and `quote`). */
@@ -105,6 +111,8 @@ interface RequestState {
   batchIndex: WeakMap<object, number>;
   nextIndex: number;
   headers: Record<string, string>;
+  /** The request's in-flight slot, released with its response. */
+  lease: AdmissionLease | undefined;
 }
 
 type Hooks = Plugin<TollgateContext>;
@@ -183,6 +191,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
     onResponse: ({ request, response }) => {
       const state = runtime.requests.get(request);
       if (state === undefined) return;
+      state.lease?.release();
       // Headers yoga already took from an error's extensions stay as they are (setting them again can duplicate them on the wire).
       for (const [name, value] of Object.entries(state.headers)) if (!response.headers.has(name)) response.headers.set(name, value);
     },
@@ -323,6 +332,7 @@ async function openRequest(runtime: Runtime, { request, serverContext }: Request
     batchIndex: new WeakMap(),
     nextIndex: 0,
     headers: {},
+    lease: admitRequest({ ...options, criticality: plan.criticality, serverContext, refuse }),
   };
   runtime.requests.set(request, state);
   return {

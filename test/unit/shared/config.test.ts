@@ -29,6 +29,8 @@ describe('loadConfig', () => {
         jobStatusPerSecond: 10,
         unknownKeysPerSecond: 5,
         trustedProxies: '',
+        maxBodyBytes: 65_536,
+        inFlight: { critical: 128, default: 96, sheddable: 64 },
       },
       redis: {
         url: 'redis://127.0.0.1:6390',
