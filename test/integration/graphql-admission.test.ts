@@ -114,14 +114,16 @@ describe('admission control in useTollgate', () => {
     const std = app.keyFor(uniqueTenant('std'), 'std');
     const vip = app.keyFor(uniqueTenant('vip'), 'vip');
     decider.close();
-    // when one request of each class is admitted (one after the other, each waiting in the decider)
+    // when, class by class from sheddable to critical, one request is admitted (and waits in the decider) and
+    // a second one of the same class follows
     const held: Promise<Response>[] = [];
+    const shed: Response[] = [];
     for (const key of [bulk, std, vip]) {
       held.push(app.post(ME, { key }));
       await waitFor(`decision ${held.length} to be asked for`, () => decider.asked.length === held.length);
+      shed.push(await app.post(ME, { key }));
     }
-    // then, with 3 in flight, every class is shed with 503 OVERLOADED and Retry-After, before the decider
-    const shed = await Promise.all([bulk, std, vip].map(async (key) => await app.post(ME, { key })));
+    // then each second one is shed, at 1, 2 and 3 in flight, with 503 OVERLOADED and Retry-After, before the decider
     expect(shed.map((response) => response.status)).toEqual([503, 503, 503]);
     expect(shed.map((response) => response.headers.get('retry-after'))).toEqual(['1', '1', '1']);
     expect(codeOf(await bodyOf(shed[0] as Response))).toBe('OVERLOADED');
