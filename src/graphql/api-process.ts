@@ -103,6 +103,8 @@ export interface ApiProcessDeps extends ApiProcessContext {
   deferrer: TemporalDeferrer;
   jobExecutor: SchemaJobExecutor;
   demo: DemoSetup;
+  /** The in-flight bound of this instance (`API_MAX_IN_FLIGHT`, by criticality). */
+  admission: Admission;
 }
 
 /**
@@ -127,7 +129,9 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
   // audit drift from the report the audit workflow stores (the pump and the audit run in the worker).
   const auditStore = new DynamoAuditStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
   const allShards = Array.from({ length: config.redis.shardCount }, (_, shard) => shard);
+  const admission = new Admission(config.api.inFlight);
   const metrics = new TollgateMetrics({
+    inFlight: () => admission.current,
     breakerState: () => decider.breaker.current,
     streamLag: () => readStreamLag(redis, { shards: allShards }),
     auditReport: () => auditStore.latest('all'),
@@ -159,7 +163,22 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
     }),
     plans: liveConfig,
   });
-  return { config, logger, version, redis, dynamo, temporal, decider, metrics, liveConfig, jobStore, deferrer, jobExecutor, demo };
+  return {
+    config,
+    logger,
+    version,
+    redis,
+    dynamo,
+    temporal,
+    decider,
+    metrics,
+    liveConfig,
+    jobStore,
+    deferrer,
+    jobExecutor,
+    demo,
+    admission,
+  };
 }
 
 /**
@@ -253,7 +272,7 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
     jobs: deps.jobStore,
     jobStatusPerSecond: config.api.jobStatusPerSecond,
     unknownKeysPerSecond: config.api.unknownKeysPerSecond,
-    tollgate: { clientIp: forwardedClientIp(trustedProxies), admission: new Admission(config.api.inFlight) },
+    tollgate: { clientIp: forwardedClientIp(trustedProxies), admission: deps.admission },
     metrics: deps.metrics,
     responses: new DynamoResponseStore(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
     ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...DEMO_ANONYMOUS } } : {}),

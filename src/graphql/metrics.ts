@@ -48,6 +48,8 @@ export interface TollgateMetricsOptions {
   auditReport?: () => Promise<AuditReport | undefined>;
   /** How long a scrape reuses the stream lag and audit report it read, ms. @default 5000 */
   collectCacheMs?: number;
+  /** Requests admitted and not yet answered (the admission control's count), read on scrape. */
+  inFlight?: () => number;
   /**
    * Observe this process: event-loop lag (`tollgate_event_loop_lag_seconds`) and prom-client's
    * process metrics (`process_resident_memory_bytes`, …). One registry per process should. @default false
@@ -120,6 +122,17 @@ export class TollgateMetrics {
       registers,
     });
     this.registerScrapeGauges(options);
+    const inFlight = options.inFlight;
+    if (inFlight !== undefined) {
+      new Gauge({
+        name: 'tollgate_in_flight_requests',
+        help: 'GraphQL requests admitted by admission control and not yet answered',
+        registers,
+        collect() {
+          this.set(inFlight());
+        },
+      });
+    }
     if (options.isProcessObserved === true) this.observeProcess();
     const breakerState = options.breakerState;
     new Gauge({

@@ -275,6 +275,8 @@ describe('admission control', () => {
       expect(sample(after, shedMetric) - sample(before, shedMetric)).toBe(countBy(shed, criticality));
     }
     expect(after).toMatch(/^tollgate_event_loop_lag_seconds\{quantile="0\.99"\} [0-9.e-]+$/m);
+    // (no slot outlives its request)
+    expect(after).toContain('\ntollgate_in_flight_requests 0\n');
     // and every slot was given back: four sheddable requests at once are admitted again
     const again = await Promise.all(Array.from({ length: BOUNDS.sheddable }, async () => askMe('sheddable')));
     expect(again.map((answer) => answer.status)).toEqual([200, 200, 200, 200]);
