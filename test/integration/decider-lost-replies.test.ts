@@ -2,7 +2,7 @@
  * A lost reply is one failure event, retried once on a fresh connection with
  * the same request ids (issue 14, DESIGN §8a): behind a proxy that lets every
  * script run and then resets the connection instead of forwarding one reply
- * chunk in 50, 1,000 decisions from 5 concurrent callers degrade at most 1 %,
+ * chunk in 50, 1,000 decisions from 4 concurrent callers degrade at most 1 %,
  * every admitted request is charged exactly once, and none is mistaken for a
  * client's retry.
  */
@@ -103,11 +103,11 @@ describe('replies lost after the script ran', () => {
     });
     const tenant = uniqueTenant('lost');
     proxy.dropEvery(50);
-    // when 5 callers make 200 decisions each, one after another (small batches: many replies)
+    // when 4 callers make 250 decisions each, one after another (small batches: many replies)
     const decided: { input: DecideInput; decision: Decision }[] = [];
     await Promise.all(
-      Array.from({ length: 5 }, async () => {
-        for (let i = 0; i < 200; i += 1) {
+      Array.from({ length: 4 }, async () => {
+        for (let i = 0; i < 250; i += 1) {
           const input = request(tenant);
           decided.push({ input, decision: await decider.decide(input) });
         }
@@ -115,9 +115,9 @@ describe('replies lost after the script ran', () => {
     );
     proxy.dropEvery(0);
     // then replies were lost, yet at most 1 % of the decisions degraded and the breaker stayed closed
-    expect(proxy.dropped()).toBeGreaterThanOrEqual(3);
     const degraded = decided.filter(({ decision }) => decision.kind === 'degraded');
     expect(degraded.length).toBeLessThanOrEqual(10);
+    expect(proxy.dropped()).toBeGreaterThanOrEqual(3);
     expect(decider.breaker.current).toBe('closed');
     // and every admitted request is its own first decision (never a client's retry) with exactly one usage event
     const allowed = decided.filter(({ decision }) => decision.kind === 'allowed');
