@@ -243,7 +243,8 @@ export class RedisDecider implements Decider {
    */
   private freshConnection(): Promise<void> {
     const redis = this.redis;
-    if (redis instanceof Cluster || redis.status === 'ready') return Promise.resolve();
+    // `ready` with a dead socket: the connection was cut and ioredis has not seen it close yet
+    if (redis instanceof Cluster || (redis.status === 'ready' && redis.stream.writable)) return Promise.resolve();
     if (redis.status === 'end') {
       this.options.onCall?.({ kind: 'failed', cause: 'unreachable' });
       return Promise.reject(new DependencyError('REDIS_UNAVAILABLE', 'the Redis connection was closed'));

@@ -43,7 +43,8 @@ export interface ResilientDeciderOptions {
   /** See RedisDeciderOptions.waitForReplicas. */
   waitForReplicas?: { replicas: number; timeoutMs: number } | undefined;
   /**
-   * A call fails once Redis has had `redisShareMs` of it (idle event-loop time; time this process is busy does not
+   * A call fails once Redis has had `redisShareMs` of it (and, unless `breaker.latencyBudgetMs` says otherwise, is
+   * slow past half of it) (idle event-loop time; time this process is busy does not
    * count) or after `maxWaitMs` of wall-clock time (RedisDeciderOptions.timeoutMs, maxWaitMs). Undefined: only the
    * connection's command timeout applies.
    */
@@ -86,7 +87,12 @@ export class ResilientDecider implements Decider {
         else this.breaker.failure();
       },
     });
-    this.breaker = new CircuitBreaker(options.clock, options.breaker ?? {}, options.random ?? Math.random);
+    // Without its own latency budget, a call is slow when Redis took over half its share.
+    const breaker = {
+      ...(options.timeouts === undefined ? {} : { latencyBudgetMs: options.timeouts.redisShareMs / 2 }),
+      ...options.breaker,
+    };
+    this.breaker = new CircuitBreaker(options.clock, breaker, options.random ?? Math.random);
     this.breaker.onChange((state: BreakerState) => {
       options.logger.warn({ breaker: state }, 'decider breaker changed state');
       if (state === 'closed' && options.spool.size > 0) void this.replaySpool().catch(() => undefined);

@@ -90,7 +90,7 @@ export const CONFIG_SCHEMA = z.object({
     .max(10_000)
     .default(50)
     .describe(
-      "Redis' share of one decider call, in ms: the call fails (its decisions degrade) once the event loop has waited this long for the reply with nothing else to do; time the API spends busy with other work does not count.",
+      "Redis' share of one decider call, in ms: the call fails (its decisions degrade) once the event loop has waited this long for the reply with nothing else to do; time the API spends busy with other work does not count. A call over half of it is slow (5 slow calls in a row open the breaker).",
     ),
   DECIDER_MAX_WAIT_MS: positiveInt
     .max(60_000)

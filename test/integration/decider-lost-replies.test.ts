@@ -25,6 +25,7 @@ import {
   type DeciderRedis,
 } from '../../src/decider/index.js';
 import { createLogger, parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
+import { metricSum, startApiServer, storeTenantPlan } from '../support/api-server.js';
 import { startLossyProxy, type LossyProxy } from '../support/lossy-proxy.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 import { closeAll } from '../support/teardown.js';
@@ -36,6 +37,7 @@ const scratch = mkdtempSync(join(tmpdir(), 'tollgate-lost-replies-'));
 let admin: DeciderRedis;
 let proxy: LossyProxy;
 let viaProxy: DeciderRedis;
+let proxiedUrl: string;
 let spool: FileSpool;
 
 beforeAll(async () => {
@@ -44,6 +46,7 @@ beforeAll(async () => {
   proxy = await startLossyProxy(Number(stackUrl.port));
   const proxied = new URL(stackUrl.toString());
   proxied.port = String(proxy.port);
+  proxiedUrl = proxied.toString();
   // as the API connects: a wall-clock cap on every command, Redis' share given to the decider
   viaProxy = createDeciderRedis({ url: proxied.toString(), commandTimeoutMs: 1_000 });
   viaProxy.on('error', () => undefined);
@@ -77,9 +80,9 @@ function request(tenant: string): DecideInput {
   };
 }
 
-/** Reserved usage events of `tenant` in its shard's stream, counted by request id. */
-async function reservedByRequest(tenant: string): Promise<Map<string, number>> {
-  const entries = await admin.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+');
+/** Reserved usage events of `tenant` in its shard's stream (of `shards`), counted by request id. */
+async function reservedByRequest(tenant: string, shards = SHARDS): Promise<Map<string, number>> {
+  const entries = await admin.xrange(usageStreamKey(shardOf(parseTenantId(tenant), shards)), '-', '+');
   const counts = new Map<string, number>();
   for (const [, fields] of entries) {
     const record: Record<string, string> = {};
@@ -132,5 +135,62 @@ describe('replies lost after the script ran', () => {
       admittedKey(shardOf(parseTenantId(tenant), SHARDS), parseTenantId(tenant), periodAt(MONTH, Date.now()).startMs),
     );
     expect(Number(counter)).toBe(COST * allowed.length);
+  });
+});
+
+describe('replies lost between the API process and Redis', () => {
+  it('degrades at most 1 % of 1,000 requests over HTTP and charges each admitted request once', async () => {
+    // given the API process as `npm start` runs it, its Redis behind the proxy, and a fail-closed tenant
+    const { tenant, key } = await storeTenantPlan([
+      {
+        id: parseLimitId('burst'),
+        scope: 'tenant',
+        algorithm: { kind: 'token-bucket', capacity: 1_000_000, refillAmount: 1, refillPeriodMs: 3_600_000 },
+        mode: 'hard',
+        onDeciderDown: 'closed',
+      },
+    ]);
+    // Redis' share (and with it the breaker's latency budget, half of it) is raised from 50 ms: the proxy runs in
+    // this test process, which the 2-core test machine deschedules for tens of ms under load, and such a stall is
+    // a slow network as far as the API can tell
+    const api = await startApiServer({ scratch, env: { REDIS_URL: proxiedUrl, DECIDER_TIMEOUT_MS: '250' } });
+    try {
+      const post = async (): Promise<{ status: number; receipt: unknown }> => {
+        const response = await fetch(`${api.baseUrl}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+          body: JSON.stringify({ query: '{ products(first: 6) { nodes { id } } }' }),
+        });
+        const body = (await response.json()) as { extensions?: { cost?: { receipt?: unknown } } };
+        return { status: response.status, receipt: body.extensions?.cost?.receipt };
+      };
+      expect((await post()).status).toBe(200);
+      const droppedBefore = proxy.dropped();
+      proxy.dropEvery(50);
+      // when 8 clients send 125 requests each, one after another
+      const answers = (
+        await Promise.all(
+          Array.from({ length: 8 }, async () => {
+            const mine: { status: number; receipt: unknown }[] = [];
+            for (let i = 0; i < 125; i += 1) mine.push(await post());
+            return mine;
+          }),
+        )
+      ).flat();
+      proxy.dropEvery(0);
+      // then replies were lost, at most 1 % was degraded (503 by the policy), and the rest admitted
+      const degraded = await metricSum(api.baseUrl, 'tollgate_decisions_total', /kind="degraded/);
+      expect(degraded).toBeLessThanOrEqual(10);
+      expect(proxy.dropped() - droppedBefore).toBeGreaterThanOrEqual(3);
+      const admitted = answers.filter((answer) => answer.status === 200);
+      expect(answers.filter((answer) => answer.status === 503)).toHaveLength(degraded);
+      expect(admitted).toHaveLength(1_000 - degraded);
+      // and each admitted request has exactly one usage event; nothing else was charged but refusals that ran
+      const reserved = await reservedByRequest(tenant, 256);
+      for (const { receipt } of admitted) expect(reserved.get(String(receipt)), String(receipt)).toBe(1);
+      expect(reserved.size).toBeLessThanOrEqual(1 + admitted.length + degraded);
+    } finally {
+      await api.stop();
+    }
   });
 });

@@ -32,9 +32,20 @@ export interface ApiServer {
 
 /**
  * Spawns the API with the test stack's env plus `env`, its spool and keys file under `scratch`, no demo seed;
- * resolves once it listens.
+ * resolves once it listens. The port is free when chosen but the API listens only after its jobs worker starts
+ * (seconds on 2 cores), so a port taken meanwhile (EADDRINUSE) is retried with another, twice.
  */
 export async function startApiServer(input: { scratch: string; env?: Record<string, string> }): Promise<ApiServer> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await spawnApiServer(input);
+    } catch (error) {
+      if (attempt === 3 || !(error instanceof Error) || !error.message.includes('EADDRINUSE')) throw error;
+    }
+  }
+}
+
+async function spawnApiServer(input: { scratch: string; env?: Record<string, string> }): Promise<ApiServer> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/graphql/server.ts'], {
     cwd: REPO_ROOT,
