@@ -1,7 +1,12 @@
 /**
- * Circuit breaker in front of Redis. Opens after `failureThreshold`
- * consecutive failures or `slowThreshold` consecutive calls over the latency
- * budget; after a cooldown with U(0, 0.2·cooldown) jitter (so a fleet does not
+ * Circuit breaker in front of Redis. It opens on evidence that Redis (or the
+ * network to it) is failing, never because this process is busy: after
+ * `failureThreshold` consecutive failure events (a call that timed out on
+ * Redis' share of time, Redis unreachable, or one lost connection however many
+ * calls were in flight on it) or `slowThreshold` consecutive calls whose Redis
+ * share (idle event-loop time while waiting, `loop-time.ts`) is over the
+ * latency budget. The caller reports once per call, never once per request of
+ * a batch. After a cooldown with U(0, 0.2·cooldown) jitter (so a fleet does not
  * probe in lockstep) it lets exactly one probe through; the probe's outcome
  * closes or re-opens it. While open, decisions degrade at once instead of
  * waiting for a timeout.
@@ -13,7 +18,7 @@ export type BreakerState = 'closed' | 'open' | 'half-open';
 export interface BreakerOptions {
   /** @default 5 */
   failureThreshold?: number;
-  /** A call slower than this counts toward opening, in ms. @default 25 */
+  /** A call whose Redis share is over this counts toward opening, in ms. @default 25 */
   latencyBudgetMs?: number;
   /** @default 5 */
   slowThreshold?: number;
@@ -59,7 +64,8 @@ export class CircuitBreaker {
     return false;
   }
 
-  success(latencyMs: number): void {
+  /** Redis answered a call; `redisMs`: Redis' share of its time (not the time this process was busy). */
+  success(redisMs: number): void {
     if (this.state === 'half-open') {
       this.isProbing = false;
       this.failures = 0;
@@ -68,7 +74,7 @@ export class CircuitBreaker {
       return;
     }
     this.failures = 0;
-    this.slow = latencyMs > this.options.latencyBudgetMs ? this.slow + 1 : 0;
+    this.slow = redisMs > this.options.latencyBudgetMs ? this.slow + 1 : 0;
     if (this.slow >= this.options.slowThreshold) this.trip();
   }
 
@@ -77,6 +83,7 @@ export class CircuitBreaker {
     if (this.state === 'half-open') this.isProbing = false;
   }
 
+  /** One failure event: a timed-out call, Redis unreachable, or one lost connection. */
   failure(): void {
     if (this.state === 'half-open') {
       this.isProbing = false;

@@ -13,9 +13,10 @@ import { compileRequest, type CompiledRequest } from './compile.js';
 import { compileBatch } from './decide-args.js';
 import type { RawDecision } from './model/limits.js';
 import { Cluster } from 'ioredis';
+import { RedisCallTimeout, timeCall, type CallTiming, type DeadlineOptions } from './loop-time.js';
 import type { Admitted, DecideInput, Decider, Decision, LimitMode, LimitSpec, LimitState, SettleInput, Warning } from './ports.js';
 import type { DeciderRedis } from './redis.js';
-import { redisErrorPrefix, stalePeriodNowMs } from './redis-errors.js';
+import { isLostConnection, isNotConnected, isReplyError, redisErrorPrefix, stalePeriodNowMs } from './redis-errors.js';
 import { decodeDecideBatch, decodeSettle, type SettleResult } from './replies.js';
 import { compileSettle } from './settle-args.js';
 
@@ -48,9 +49,31 @@ export interface RedisDeciderOptions {
    * @default undefined (no WAIT)
    */
   waitForReplicas?: { replicas: number; timeoutMs: number } | undefined;
+  /**
+   * Redis' share of one call, ms: the call fails (`REDIS_UNAVAILABLE`) once the event loop has
+   * been idle this long without its reply. Time this process spends busy does not count
+   * (`loop-time.ts`). Undefined: only the connection's own command timeout applies.
+   * @default undefined
+   */
+  timeoutMs?: number | undefined;
+  /** With `timeoutMs`: a call fails after this much wall-clock time however busy the process is, ms. @default 1000 */
+  maxWaitMs?: number;
+  /** Told how each script call went (one event per call, one per lost connection): a breaker's input. */
+  onCall?: (outcome: CallOutcome) => void;
 }
 
-const DEFAULTS = { recordTtlMs: 900_000, maxBatchSize: 64, maxInFlightBatches: 2, waitForReplicas: undefined };
+/**
+ * How one call to Redis went. `answered`: Redis replied (even with an error reply), taking
+ * `timing.redisMs` of idle loop time. `failed`: a timeout of Redis' share, a connection lost with
+ * calls in flight (reported once for all of them), or Redis not reachable.
+ */
+export type CallOutcome =
+  { kind: 'answered'; timing: CallTiming } | { kind: 'failed'; cause: 'timeout' | 'lost-connection' | 'unreachable' };
+
+const DEFAULTS = { recordTtlMs: 900_000, maxBatchSize: 64, maxInFlightBatches: 2, waitForReplicas: undefined, maxWaitMs: 1_000 };
+
+/** How long a call waits for a fresh connection after losing one, without `timeoutMs`, ms. */
+const RECONNECT_WAIT_MS = 1_000;
 
 interface Pending {
   input: DecideInput;
@@ -106,11 +129,18 @@ export function toDecision(raw: RawDecision, compiled: CompiledRequest): Decisio
 
 /** Decider on Redis (single node or cluster): one EVALSHA per shard batch. */
 export class RedisDecider implements Decider {
-  private readonly options: Required<Omit<RedisDeciderOptions, 'waitForReplicas'>> & Pick<RedisDeciderOptions, 'waitForReplicas'>;
+  private readonly options: Required<Omit<RedisDeciderOptions, 'waitForReplicas' | 'timeoutMs' | 'onCall'>> &
+    Pick<RedisDeciderOptions, 'waitForReplicas' | 'timeoutMs' | 'onCall'>;
   private readonly queues = new Map<number, Pending[]>();
   private readonly inFlight = new Map<number, number>();
   private readonly scheduled = new Set<number>();
   private readonly isCluster: boolean;
+  private readonly deadline: DeadlineOptions | undefined;
+  /** Bumped when a lost connection is first seen: the calls lost with it count as one event. */
+  private connectionGeneration = 0;
+  private reconnecting: Promise<void> | undefined;
+  /** Redis' clock minus the local clock, a lower bound from the latest fresh reply (ms). */
+  private redisOffsetMs: number | undefined;
 
   constructor(
     private readonly redis: DeciderRedis,
@@ -118,6 +148,7 @@ export class RedisDecider implements Decider {
   ) {
     this.options = { ...DEFAULTS, ...options };
     this.isCluster = redis instanceof Cluster;
+    this.deadline = options.timeoutMs === undefined ? undefined : { timeoutMs: options.timeoutMs, maxWaitMs: this.options.maxWaitMs };
   }
 
   decide(input: DecideInput): Promise<Decision> {
@@ -149,15 +180,92 @@ export class RedisDecider implements Decider {
 
   async settle(input: SettleInput): Promise<SettleResult> {
     const { keys, args } = compileSettle(input, { shardCount: this.options.shardCount });
-    let reply: unknown;
-    try {
-      reply = await this.redis.tgSettle(keys.length, ...keys, ...args);
-    } catch (error) {
-      const prefix = redisErrorPrefix(error);
-      if (prefix === 'ERR_ARG' || prefix === 'ERR_SCRIPT') throw new InvariantError('settle.lua rejected its arguments', { cause: error });
-      throw new DependencyError('REDIS_UNAVAILABLE', 'Redis did not settle', { cause: error });
-    }
+    // settle.lua answers a second settle with the first: a call lost with its connection is retried once
+    const reply = await this.withRetry(
+      () => this.call(() => this.redis.tgSettle(keys.length, ...keys, ...args)),
+      (error) => {
+        const prefix = redisErrorPrefix(error);
+        if (prefix === 'ERR_ARG' || prefix === 'ERR_SCRIPT')
+          return new InvariantError('settle.lua rejected its arguments', { cause: error });
+        return new DependencyError('REDIS_UNAVAILABLE', 'Redis did not settle', { cause: error });
+      },
+    );
     return decodeSettle(reply);
+  }
+
+  /**
+   * One call to Redis, timed by Redis' share (`timeoutMs` of idle loop time) and reported to
+   * `onCall`. A lost connection is reported once for every call in flight on it.
+   */
+  private async call<T>(send: () => Promise<T>): Promise<T> {
+    const generation = this.connectionGeneration;
+    try {
+      const { value, timing } = await timeCall(send, this.deadline);
+      this.options.onCall?.({ kind: 'answered', timing });
+      return value;
+    } catch (error) {
+      if (isReplyError(error)) this.options.onCall?.({ kind: 'answered', timing: { redisMs: 0, wallMs: 0 } });
+      else if (error instanceof RedisCallTimeout) this.options.onCall?.({ kind: 'failed', cause: 'timeout' });
+      // never sent for want of a connection: `withRetry` waits for one and reports how that went
+      else if (!isLostConnection(error) && !isNotConnected(error)) this.options.onCall?.({ kind: 'failed', cause: 'unreachable' });
+      else if (generation === this.connectionGeneration) {
+        this.connectionGeneration += 1;
+        this.options.onCall?.({ kind: 'failed', cause: 'lost-connection' });
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Runs `attempt`; when its connection was lost with the call in flight (Redis may or may not
+   * have run it), or was being re-established so the call was never sent, waits for a fresh
+   * connection and runs it once more. Errors are mapped by `toError`.
+   */
+  private async withRetry<T>(attempt: () => Promise<T>, toError: (error: unknown) => Error): Promise<T> {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (!isLostConnection(error) && !isNotConnected(error)) throw toError(error);
+    }
+    await this.freshConnection();
+    try {
+      return await attempt();
+    } catch (error) {
+      if (isNotConnected(error)) this.options.onCall?.({ kind: 'failed', cause: 'unreachable' });
+      throw toError(error);
+    }
+  }
+
+  /**
+   * Resolves once the connection is ready again (ioredis reconnects by itself), within Redis'
+   * share of time like a call; on Redis Cluster at once (the retry finds its node's connection).
+   * @throws DependencyError `REDIS_UNAVAILABLE` when no connection comes back in time
+   */
+  private freshConnection(): Promise<void> {
+    const redis = this.redis;
+    // `ready` with a dead socket: the connection was cut and ioredis has not seen it close yet
+    if (redis instanceof Cluster || (redis.status === 'ready' && redis.stream.writable)) return Promise.resolve();
+    if (redis.status === 'end') {
+      this.options.onCall?.({ kind: 'failed', cause: 'unreachable' });
+      return Promise.reject(new DependencyError('REDIS_UNAVAILABLE', 'the Redis connection was closed'));
+    }
+    this.reconnecting ??= (async () => {
+      let onReady: () => void = () => undefined;
+      const ready = new Promise<void>((resolve) => {
+        onReady = resolve;
+        redis.once('ready', onReady);
+      });
+      try {
+        await timeCall(() => ready, this.deadline ?? { timeoutMs: RECONNECT_WAIT_MS, maxWaitMs: RECONNECT_WAIT_MS });
+      } catch (error) {
+        this.options.onCall?.({ kind: 'failed', cause: 'unreachable' });
+        throw new DependencyError('REDIS_UNAVAILABLE', 'no fresh connection to Redis in time', { cause: error });
+      } finally {
+        redis.off('ready', onReady);
+        this.reconnecting = undefined;
+      }
+    })();
+    return this.reconnecting;
   }
 
   private async flush(group: number): Promise<void> {
@@ -181,18 +289,57 @@ export class RedisDecider implements Decider {
     }
   }
 
-  private async run(batch: Pending[], isRetry = false): Promise<Decision[]> {
+  private async run(batch: Pending[]): Promise<Decision[]> {
+    const firstSentMs = this.options.clock.nowMs();
+    let attempts = 0;
+    const { reply, replicasAcked } = await this.withRetry(
+      () => {
+        attempts += 1;
+        return this.send(batch);
+      },
+      (error) => decideError(error),
+    );
+    const raws = decodeDecideBatch(
+      reply,
+      batch.map((pending) => pending.compiled.limitIds.length),
+    );
+    const decisions = raws.map((raw, index) => toDecision(raw, (batch[index] as Pending).compiled));
+    const fresh = decisions.find((decision) => !('isReplay' in decision) || !decision.isReplay);
+    if (fresh !== undefined && 'nowMs' in fresh) this.redisOffsetMs = fresh.nowMs - this.options.clock.nowMs();
+    if (attempts > 1) this.unmarkOwnReplays(decisions, firstSentMs);
+    if (replicasAcked !== undefined) {
+      for (const decision of decisions)
+        if (decision.kind === 'allowed' || decision.kind === 'warned') decision.replicasAcked = replicasAcked;
+    }
+    return decisions;
+  }
+
+  /**
+   * After a retry, a replayed decision made by the lost first attempt is this request's first
+   * decision, not a client's retry (the edge would answer it 409). It is told apart by Redis' time:
+   * made at or after the first send, i.e. at Redis time >= firstSentMs + offset, where the offset is
+   * a lower bound of Redis' clock minus ours. A client's retry of an id admitted within that bound's
+   * slack (a few ms) before the lost call is taken as this request's own decision too.
+   */
+  private unmarkOwnReplays(decisions: Decision[], firstSentMs: number): void {
+    const thresholdMs = firstSentMs + (this.redisOffsetMs ?? Number.NEGATIVE_INFINITY);
+    for (const decision of decisions) {
+      if ((decision.kind === 'allowed' || decision.kind === 'warned') && decision.isReplay && decision.nowMs >= thresholdMs)
+        decision.isReplay = false;
+    }
+  }
+
+  /** One script call (and its WAIT); a stale-period answer renames the periods from Redis' clock and calls once more. */
+  private async send(batch: Pending[], isStaleRetry = false): Promise<{ reply: unknown; replicasAcked: number | undefined }> {
     const { keys, args } = compileBatch(
       batch.map((pending) => pending.compiled),
       this.options.recordTtlMs,
     );
-    let reply: unknown;
-    let replicasAcked: number | undefined;
     try {
       const wait = this.options.waitForReplicas;
-      if (wait === undefined) {
-        reply = await this.redis.tgDecide(keys.length, ...keys, ...args);
-      } else {
+      if (wait === undefined)
+        return { reply: await this.call(() => this.redis.tgDecide(keys.length, ...keys, ...args)), replicasAcked: undefined };
+      return await this.call(async () => {
         const results = await this.redis
           .pipeline()
           .tgDecide(keys.length, ...keys, ...args)
@@ -200,33 +347,26 @@ export class RedisDecider implements Decider {
           .exec();
         const [decided, waited] = results ?? [];
         if (decided?.[0]) throw decided[0];
-        reply = decided?.[1];
-        replicasAcked = typeof waited?.[1] === 'number' ? waited[1] : 0;
-      }
+        return { reply: decided?.[1], replicasAcked: typeof waited?.[1] === 'number' ? waited[1] : 0 };
+      });
     } catch (error) {
-      const prefix = redisErrorPrefix(error);
       const redisNowMs = stalePeriodNowMs(error);
-      if (redisNowMs !== undefined && !isRetry) {
-        // The local clock named the wrong periods: rename them from Redis' clock, once.
-        for (const pending of batch) {
-          pending.compiled = compileRequest(pending.input, { shardCount: this.options.shardCount, localNowMs: redisNowMs });
-        }
-        return this.run(batch, true);
+      if (redisNowMs === undefined || isStaleRetry) throw error;
+      // The local clock named the wrong periods: rename them from Redis' clock, once.
+      for (const pending of batch) {
+        pending.compiled = compileRequest(pending.input, { shardCount: this.options.shardCount, localNowMs: redisNowMs });
       }
-      if (prefix === 'ERR_ARG' || prefix === 'ERR_SCRIPT' || prefix === 'ERR_STALE_PERIOD') {
-        throw new InvariantError('decide.lua rejected its arguments', { cause: error });
-      }
-      throw new DependencyError('REDIS_UNAVAILABLE', 'Redis did not decide', { cause: error });
+      return this.send(batch, true);
     }
-    const raws = decodeDecideBatch(
-      reply,
-      batch.map((pending) => pending.compiled.limitIds.length),
-    );
-    const decisions = raws.map((raw, index) => toDecision(raw, (batch[index] as Pending).compiled));
-    if (replicasAcked !== undefined) {
-      for (const decision of decisions)
-        if (decision.kind === 'allowed' || decision.kind === 'warned') decision.replicasAcked = replicasAcked;
-    }
-    return decisions;
   }
+}
+
+/** The decider's error for a failed decide call: a script that rejected its arguments is a bug, anything else Redis'. */
+function decideError(error: unknown): Error {
+  const prefix = redisErrorPrefix(error);
+  if (prefix === 'ERR_ARG' || prefix === 'ERR_SCRIPT' || prefix === 'ERR_STALE_PERIOD') {
+    return new InvariantError('decide.lua rejected its arguments', { cause: error });
+  }
+  if (error instanceof RedisCallTimeout) return error;
+  return new DependencyError('REDIS_UNAVAILABLE', 'Redis did not decide', { cause: error });
 }

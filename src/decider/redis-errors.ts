@@ -21,3 +21,22 @@ export function stalePeriodNowMs(error: unknown): number | undefined {
   const nowMs = Number(/^ERR_STALE_PERIOD (\d+)/.exec((error as Error).message)?.[1]);
   return Number.isSafeInteger(nowMs) ? nowMs : undefined;
 }
+
+/**
+ * True when a command was sent and its connection closed before the reply (ioredis flushes every
+ * command in flight on that socket at once, STACK gotcha 13): Redis may or may not have run it.
+ */
+export function isLostConnection(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  return error.name === 'MaxRetriesPerRequestError' || error.message === 'Connection is closed.';
+}
+
+/** True when Redis itself answered with an error reply (it is reachable; the command was wrong). */
+export function isReplyError(error: unknown): boolean {
+  return error instanceof Error && error.name === 'ReplyError';
+}
+
+/** True when a command was refused before it was sent because the connection is not ready (no offline queue). */
+export function isNotConnected(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith("Stream isn't writeable");
+}

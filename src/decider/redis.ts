@@ -37,7 +37,8 @@ export function createDeciderRedis(options: RedisConnectionOptions): DeciderRedi
     options.clusterNodes === undefined
       ? new Redis(options.url, {
           ...common,
-          retryStrategy: (attempt: number) => Math.min(50 * 2 ** Math.min(attempt, 6), 2_000),
+          // the first reconnection at once: a lost reply's batch is retried on it (RedisDecider)
+          retryStrategy: (attempt: number) => (attempt === 1 ? 0 : Math.min(50 * 2 ** Math.min(attempt, 6), 2_000)),
         })
       : new Cluster(options.clusterNodes, {
           enableOfflineQueue: false,

@@ -15,7 +15,7 @@
 import { DependencyError, type Clock, type EventId, type Logger } from '../shared/index.js';
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from './breaker.js';
 import { compileRequest } from './compile.js';
-import { RedisDecider } from './decider.js';
+import { RedisDecider, type CallOutcome } from './decider.js';
 import { decideModel, emptyModelState, type CompiledLimit, type ModelState } from './model/limits.js';
 import { periodAt } from './model/period.js';
 import type { DecideInput, Decider, Decision, OnDeciderDown, SettleInput } from './ports.js';
@@ -42,6 +42,13 @@ export interface ResilientDeciderOptions {
   recordTtlMs?: number;
   /** See RedisDeciderOptions.waitForReplicas. */
   waitForReplicas?: { replicas: number; timeoutMs: number } | undefined;
+  /**
+   * A call fails once Redis has had `redisShareMs` of it (and, unless `breaker.latencyBudgetMs` says otherwise, is
+   * slow past half of it) (idle event-loop time; time this process is busy does not
+   * count) or after `maxWaitMs` of wall-clock time (RedisDeciderOptions.timeoutMs, maxWaitMs). Undefined: only the
+   * connection's command timeout applies.
+   */
+  timeouts?: { redisShareMs: number; maxWaitMs: number } | undefined;
   random?: () => number;
 }
 
@@ -72,8 +79,20 @@ export class ResilientDecider implements Decider {
       clock: options.clock,
       ...(options.recordTtlMs === undefined ? {} : { recordTtlMs: options.recordTtlMs }),
       waitForReplicas: options.waitForReplicas,
+      timeoutMs: options.timeouts?.redisShareMs,
+      ...(options.timeouts === undefined ? {} : { maxWaitMs: options.timeouts.maxWaitMs }),
+      // The breaker hears of Redis once per call (and once per lost connection), never once per request.
+      onCall: (outcome: CallOutcome) => {
+        if (outcome.kind === 'answered') this.breaker.success(outcome.timing.redisMs);
+        else this.breaker.failure();
+      },
     });
-    this.breaker = new CircuitBreaker(options.clock, options.breaker ?? {}, options.random ?? Math.random);
+    // Without its own latency budget, a call is slow when Redis took over half its share.
+    const breaker = {
+      ...(options.timeouts === undefined ? {} : { latencyBudgetMs: options.timeouts.redisShareMs / 2 }),
+      ...options.breaker,
+    };
+    this.breaker = new CircuitBreaker(options.clock, breaker, options.random ?? Math.random);
     this.breaker.onChange((state: BreakerState) => {
       options.logger.warn({ breaker: state }, 'decider breaker changed state');
       if (state === 'closed' && options.spool.size > 0) void this.replaySpool().catch(() => undefined);
@@ -84,14 +103,14 @@ export class ResilientDecider implements Decider {
     if (!this.breaker.allow()) {
       return this.degrade(input, { reason: new DependencyError('REDIS_UNAVAILABLE', 'decider breaker is open'), wasSent: false });
     }
-    const outcome = await this.throughBreaker(() => this.inner.decide(input));
+    const outcome = await this.withoutThrowing(() => this.inner.decide(input));
     return outcome.isOk ? outcome.value : this.degrade(input, { reason: outcome.error, wasSent: true });
   }
 
   async settle(input: SettleInput): Promise<SettleResult> {
     const key = `${input.tenant}/${input.requestId}`;
     if (!this.degradedRequests.has(key) && this.breaker.allow()) {
-      const outcome = await this.throughBreaker(() => this.inner.settle(input));
+      const outcome = await this.withoutThrowing(() => this.inner.settle(input));
       if (outcome.isOk) return outcome.value;
     }
     this.degradedRequests.delete(key);
@@ -107,19 +126,18 @@ export class ResilientDecider implements Decider {
     return { status: 'settled', nowMs: this.options.clock.nowMs(), streamId: '', refund };
   }
 
-  /** Runs an allowed call, telling the breaker how it went; dependency failures become values. */
-  private async throughBreaker<T>(call: () => Promise<T>): Promise<{ isOk: true; value: T } | { isOk: false; error: DependencyError }> {
-    const startedAt = performance.now();
+  /**
+   * Runs a call the breaker allowed; dependency failures become values. The breaker itself hears
+   * from the inner decider (`onCall`); a call that never reached Redis frees its probe slot.
+   */
+  private async withoutThrowing<T>(call: () => Promise<T>): Promise<{ isOk: true; value: T } | { isOk: false; error: DependencyError }> {
     try {
-      const value = await call();
-      this.breaker.success(performance.now() - startedAt);
-      return { isOk: true, value };
+      return { isOk: true, value: await call() };
     } catch (error) {
       if (!(error instanceof DependencyError)) {
         this.breaker.abandon();
         throw error;
       }
-      this.breaker.failure();
       return { isOk: false, error };
     }
   }

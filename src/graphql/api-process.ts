@@ -124,6 +124,7 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
     logger,
     spool: new FileSpool(resolve(config.redis.spoolPath)),
     waitForReplicas: config.redis.waitForReplicas,
+    timeouts: { redisShareMs: config.redis.deciderTimeoutMs, maxWaitMs: config.redis.commandTimeoutMs },
   });
   // Stream lag is read from Redis on scrape (cached 5 s: at most 2 round trips per shard per 5 s);
   // audit drift from the report the audit workflow stores (the pump and the audit run in the worker).

@@ -113,7 +113,15 @@ export const CONFIG_SCHEMA = z.object({
   DECIDER_TIMEOUT_MS: positiveInt
     .max(10_000)
     .default(50)
-    .describe('Per-command Redis timeout of the decider, in ms; past it the decision is degraded.'),
+    .describe(
+      "Redis' share of one decider call, in ms: the call fails (its decisions degrade) once the event loop has waited this long for the reply with nothing else to do; time the API spends busy with other work does not count. A call over half of it is slow (5 slow calls in a row open the breaker).",
+    ),
+  DECIDER_MAX_WAIT_MS: positiveInt
+    .max(60_000)
+    .default(1_000)
+    .describe(
+      "Wall-clock cap of every command on the decider's Redis connection, in ms, however busy the API is (past it a decision degrades); keep it above DECIDER_TIMEOUT_MS.",
+    ),
   DECIDER_SPOOL_PATH: z
     .string()
     .min(1)

@@ -34,7 +34,10 @@ export interface AppConfig {
   redis: {
     url: string;
     clusterNodes: { host: string; port: number }[] | undefined;
+    /** Wall-clock timeout of every command on the decider's connection (DECIDER_MAX_WAIT_MS). */
     commandTimeoutMs: number;
+    /** Redis' share of a decider call, not counting time the process is busy (DECIDER_TIMEOUT_MS). */
+    deciderTimeoutMs: number;
     shardCount: number;
     /** WAIT for replicas after each decision (undefined: no WAIT). */
     waitForReplicas: { replicas: number; timeoutMs: number } | undefined;
@@ -100,7 +103,8 @@ function toAppConfig(raw: RawConfig): AppConfig {
     redis: {
       url: raw.REDIS_URL,
       clusterNodes: raw.REDIS_CLUSTER_NODES,
-      commandTimeoutMs: raw.DECIDER_TIMEOUT_MS,
+      commandTimeoutMs: raw.DECIDER_MAX_WAIT_MS,
+      deciderTimeoutMs: raw.DECIDER_TIMEOUT_MS,
       shardCount: raw.DECIDER_SHARDS,
       waitForReplicas:
         raw.DECIDER_WAIT_REPLICAS === 0 ? undefined : { replicas: raw.DECIDER_WAIT_REPLICAS, timeoutMs: raw.DECIDER_WAIT_TIMEOUT_MS },

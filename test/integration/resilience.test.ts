@@ -132,8 +132,10 @@ describe('Redis paused (SIGSTOP)', () => {
     try {
       // a fail-closed request reaches the paused Redis and times out: refused
       closed = await decider.decide(request(closedTenant, [limit('open'), limit('closed', 1_000_000, 'sensitive')]));
-      // fail-open requests time out too, which opens the breaker
-      openDecisions = await Promise.all(Array.from({ length: 10 }, () => decider.decide(request(tenant, [limit('open')]))));
+      // fail-open requests time out too, which opens the breaker: it counts failed calls (2 more
+      // after the fail-closed one), not requests, so they are sent one after another
+      openDecisions = [];
+      for (let i = 0; i < 10; i += 1) openDecisions.push(await decider.decide(request(tenant, [limit('open')])));
       // with the breaker open, a backstop of capacity 100 / 2 instances = 50 units: 30 requests of 3 → 16 pass
       local = await Promise.all(Array.from({ length: 30 }, () => decider.decide(request(backstopTenant, [limit('local', 100)]))));
     } finally {

@@ -35,7 +35,8 @@ describe('loadConfig', () => {
       redis: {
         url: 'redis://127.0.0.1:6390',
         clusterNodes: undefined,
-        commandTimeoutMs: 50,
+        commandTimeoutMs: 1_000,
+        deciderTimeoutMs: 50,
         shardCount: 256,
         spoolPath: '.data/spool/decider.spool',
       },
