@@ -2,8 +2,10 @@
  * A busy API process is not a sick Redis (issue 14, DESIGN §8a): the API as
  * `npm start` runs it, Redis healthy and idle, one client firing bursts of 50,
  * 200 and 1,000 concurrent requests, each on its own socket. No decision
- * degrades (the breaker never opens), and the limit holds: exactly its
- * capacity is admitted, the rest denied.
+ * degrades (the breaker never opens); every request is either decided by
+ * Redis or shed by admission control (503 OVERLOADED, counted in
+ * `tollgate_shed_total`), and the limit holds: of the decided ones, exactly
+ * its capacity is admitted, the rest denied.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -51,19 +53,28 @@ describe('bursts from one client against the API process (Redis healthy)', () =>
     [50, 0],
     [200, 1],
     [1_000, 2],
-  ])('a burst of %i concurrent requests degrades nothing and admits exactly the capacity', async (count, tenantIndex) => {
-    const server = api as ApiServer;
-    const { key } = tenants[tenantIndex] as { key: string };
-    // when one client sends the burst at once
-    const statuses = await burst({ baseUrl: server.baseUrl, key, body: COST_7, count });
-    // then no decision was degraded and the breaker is closed
-    expect(await metricSum(server.baseUrl, 'tollgate_decisions_total', /kind="degraded/)).toBe(0);
-    expect(await metricSum(server.baseUrl, 'tollgate_decider_breaker_state')).toBe(0);
-    // and the limit held exactly: its capacity admitted, the rest denied, nothing refused as unavailable
-    const admitted = Math.min(count, CAPACITY_REQUESTS);
-    expect({ 200: statuses.filter((status) => status === 200).length, 429: statuses.filter((status) => status === 429).length }).toEqual({
-      200: admitted,
-      429: count - admitted,
-    });
-  });
+  ])(
+    'a burst of %i concurrent requests degrades nothing, sheds only by admission control and admits exactly the capacity',
+    async (count, tenantIndex) => {
+      const server = api as ApiServer;
+      const { key } = tenants[tenantIndex] as { key: string };
+      const shedBefore = await metricSum(server.baseUrl, 'tollgate_shed_total');
+      // when one client sends the burst at once
+      const statuses = await burst({ baseUrl: server.baseUrl, key, body: COST_7, count });
+      // then no decision was degraded and the breaker is closed
+      expect(await metricSum(server.baseUrl, 'tollgate_decisions_total', /kind="degraded/)).toBe(0);
+      expect(await metricSum(server.baseUrl, 'tollgate_decider_breaker_state')).toBe(0);
+      // and every 503 is a request shed before the decider (OVERLOADED), none refused as unavailable
+      const shed = (await metricSum(server.baseUrl, 'tollgate_shed_total')) - shedBefore;
+      const count503 = statuses.filter((status) => status === 503).length;
+      expect(count503).toBe(shed);
+      // and the limit held exactly over the decided ones: its capacity admitted, the rest denied
+      const admitted = Math.min(count - shed, CAPACITY_REQUESTS);
+      expect({
+        200: statuses.filter((status) => status === 200).length,
+        429: statuses.filter((status) => status === 429).length,
+        503: count503,
+      }).toEqual({ 200: admitted, 429: count - shed - admitted, 503: shed });
+    },
+  );
 });

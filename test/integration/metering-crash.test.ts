@@ -25,6 +25,7 @@ import { readLedgerPartition } from '../support/ledger.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
 import { killWorkerProcesses, startWorkerProcess, writeWorkflowBundle, type WorkerLife } from '../support/worker-process.js';
 import { appendEvents, expectedBalances, generateEvents, reservedEvent, seededRandom, type TestEvent } from '../support/usage-events.js';
+import { waitFor } from '../support/poll.js';
 import { sleep } from '../support/time.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -168,9 +169,18 @@ describe('meter/<shard> pump under SIGKILL', () => {
       expect(dead.map(([, fields]) => fields[fields.indexOf('reason') + 1])).toEqual(['unknown type "usage.unknown.v1"']);
     }
     // the crashes after the DynamoDB write really made later batches re-post entries (as duplicates)
+    // (a query fails while the pump's workflow task is failed, e.g. timed out in a killed life, until the live
+    // worker has run it again: each query is retried until it answers)
     let duplicates = 0;
-    for (const shard of shards)
-      duplicates += (await client.workflow.getHandle(meterWorkflowId(shard)).query(meterStateQuery)).counters.duplicates;
+    for (const shard of shards) {
+      const state = await waitFor(`meter/${shard} answering its state query`, () =>
+        client.workflow
+          .getHandle(meterWorkflowId(shard))
+          .query(meterStateQuery)
+          .catch(() => undefined),
+      );
+      duplicates += state.counters.duplicates;
+    }
     expect(duplicates).toBeGreaterThan(0);
     console.log(`[metering-crash] named crash points reached: ${reached.join(', ')}; entries re-posted as duplicates: ${duplicates}`);
     last.child.kill('SIGTERM');
