@@ -121,7 +121,8 @@ describe('meter/<shard> pump under SIGKILL', () => {
       await appendEvents(redis, usageStreamKey(shard), poisoned);
       all.push(...events);
     }
-    const ensurePumps = () => ensureMeterWorkflows(client, { shards, taskQueue, settings: SETTINGS, workflowTaskTimeoutMs: 2_000 });
+    const ensurePumps = (settings = SETTINGS) =>
+      ensureMeterWorkflows(client, { shards, taskQueue, settings, workflowTaskTimeoutMs: 2_000 });
     await ensurePumps();
 
     // when the worker is killed at named points, then at seeded random moments, and restarted each time
@@ -129,8 +130,9 @@ describe('meter/<shard> pump under SIGKILL', () => {
     for (const stage of NAMED_KILLS) {
       const life = startWorker(stage);
       await life.ready;
-      // the settings signal reaches the running pumps while this life works (the handler runs in it)
-      if (stage === SIGNAL_POINT) await ensurePumps();
+      // a settings signal reaches the running pumps while this life works (the handler runs in it); an ensure signals
+      // only pumps whose settings differ, so this one changes them
+      if (stage === SIGNAL_POINT) await ensurePumps({ ...SETTINGS, idleDelayMs: SETTINGS.idleDelayMs + 50 });
       const code = await Promise.race([life.exited, sleep(20_000).then(() => 'timeout' as const)]);
       if (code === 'timeout') {
         life.child.kill('SIGKILL');
