@@ -126,8 +126,8 @@ export async function createTollgateWorker(input: TollgateWorkerInput): Promise<
 /**
  * Worker sizing for its fleet (issue 19): every pump stays cached, a pump
  * waiting on an idle stream holds an activity slot without starving the
- * others, and few workflow tasks run at once so that a cold worker replaying
- * the whole fleet finishes each task it took well inside the task timeout.
+ * others; workflow task slots stay moderate so that a cold worker replaying
+ * the whole fleet (bounded runs) finishes each task it took well inside the task timeout.
  */
 function fleetSizing(
   worker: AppConfig['worker'],
@@ -138,7 +138,7 @@ function fleetSizing(
   return {
     maxCachedWorkflows: worker.maxCachedWorkflows,
     maxConcurrentWorkflowTaskExecutions: worker.workflowTaskSlots,
-    maxConcurrentWorkflowTaskPolls: Math.max(2, Math.min(10, Math.floor(worker.workflowTaskSlots / 2))),
+    maxConcurrentWorkflowTaskPolls: Math.min(10, worker.workflowTaskSlots),
     maxConcurrentActivityTaskExecutions: worker.activitySlots,
   };
 }

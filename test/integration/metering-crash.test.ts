@@ -50,7 +50,8 @@ const NAMED_KILLS = [
   SIGNAL_POINT,
   'ledger-written',
 ] as const;
-const SETTINGS = { idleDelayMs: 200, iterationsPerRun: 15, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
+// idle waits short (300 ms): an idle pump still reaches its continue-as-new (15 batches) within one life
+const SETTINGS = { idleDelayMs: 200, idleWaitMs: 300, iterationsPerRun: 15, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
 
 const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
 let redis: Redis;
