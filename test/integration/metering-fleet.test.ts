@@ -6,8 +6,9 @@
  * - Under steady traffic no pump run grows past METER_MAX_RUN_EVENTS (+ one
  *   batch); a worker start writes nothing into the running pumps' histories;
  *   after a graceful stop and a backlog, a cold start of the real worker entry
- *   point (src/workflows/worker.ts) drains the backlog without a single workflow
- *   task timing out.
+ *   point (src/workflows/worker.ts) drains the backlog, and no workflow task it
+ *   took times out (the hand-overs from the stopped workers' sticky queues are
+ *   counted and printed), and it reports /ready with no lag and no stall.
  * - Crash loop: the worker (test/support/meter-worker.ts, which ensures the
  *   fleet at every start like the real one) is SIGKILLed at seeded random
  *   moments while traffic flows; after the last restart the lag returns to 0,
