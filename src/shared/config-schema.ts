@@ -172,10 +172,20 @@ export const CONFIG_SCHEMA = z.object({
     .describe('A usage entry delivered but unacknowledged this long (ms) is reclaimed by the pump (a crashed batch).'),
   METER_IDLE_DELAY_MS: positiveInt
     .default(5_000)
+    .describe('How often (ms) a pump polls an idle stream inside its waiting activity: the worst-case ledger lag at idle.'),
+  METER_IDLE_WAIT_MS: positiveInt
+    .default(30_000)
     .describe(
-      'How long a pump waits (durable timer, ms) after a batch that found nothing: the idle cost of 256 pumps on Temporal, and the worst-case ledger lag at idle.',
+      'How long (ms) one pump activity waits for entries on an idle stream before it returns (at most half of METER_ACTIVITY_TIMEOUT_MS): an idle pump adds one activity (~6 history events) per wait.',
     ),
   METER_ITERATIONS_PER_RUN: positiveInt.default(200).describe('Batches a pump workflow runs before it continues as new.'),
+  METER_MAX_RUN_EVENTS: positiveInt
+    .min(50)
+    .default(400)
+    .describe(
+      'History events after which a pump run continues as new: bounds what a cold worker replays per pump (a run ends within ~10 events of it).',
+    ),
+  METER_MAX_RUN_BYTES: positiveInt.min(16_384).default(262_144).describe('History bytes after which a pump run continues as new.'),
   METER_ACTIVITY_TIMEOUT_MS: positiveInt.default(60_000).describe('Start-to-close timeout of one pump batch, ms.'),
   METER_HEARTBEAT_TIMEOUT_MS: positiveInt
     .default(10_000)
@@ -212,6 +222,28 @@ export const CONFIG_SCHEMA = z.object({
     .max(65_535)
     .default(0)
     .describe("TCP port of the worker's Prometheus /metrics (pump counters); 0: not served."),
+  WORKER_MAX_CACHED_WORKFLOWS: positiveInt
+    .optional()
+    .describe(
+      'Workflows the worker keeps in its cache (a cached one needs no replay). Unset: DECIDER_SHARDS + 128 (every pump, the audit, the sweep, accounts).',
+    ),
+  WORKER_WORKFLOW_TASK_SLOTS: positiveInt
+    .min(2)
+    .max(1_000)
+    .default(40)
+    .describe(
+      'Workflow tasks the worker runs at once (10 pollers at most). With bounded pump runs a cold replay takes milliseconds, so 40 finish well inside the 10 s task timeout; fewer starve a busy fleet of workflow task throughput (measured).',
+    ),
+  WORKER_STALL_AFTER_MS: positiveInt
+    .default(120_000)
+    .describe(
+      "The worker's tollgate_meter_fleet_stalled is 1 when usage entries waited this long (ms) and no pump batch of the worker handled one for as long.",
+    ),
+  WORKER_ACTIVITY_SLOTS: positiveInt
+    .optional()
+    .describe(
+      'Activities the worker runs at once. Unset: DECIDER_SHARDS + 64 (each pump holds one while it waits on an idle stream, plus audit, sweep and account activities).',
+    ),
   // deferred (202) jobs: `job/<tenant>/<jobId>` workflows
   JOBS_TASK_QUEUE: z
     .string()

@@ -50,14 +50,18 @@ export interface AppConfig {
     batchSize: number;
     claimMinIdleMs: number;
     idleDelayMs: number;
+    idleWaitMs: number;
     iterationsPerRun: number;
+    maxRunEvents: number;
+    maxRunBytes: number;
     activityTimeoutMs: number;
     heartbeatTimeoutMs: number;
     maxTransactItems: number;
     transactionsInFlight: number;
   };
   audit: { isEnabled: boolean; intervalMs: number; scanCount: number; pagesPerRun: number; activityTimeoutMs: number };
-  worker: { metricsPort: number };
+  /** The worker process: its metrics port and how it is sized to its fleet. */
+  worker: { metricsPort: number; maxCachedWorkflows: number; workflowTaskSlots: number; activitySlots: number; stallAfterMs: number };
   /** Deferred (202) jobs. */
   jobs: { taskQueue: string; ttlMs: number; retryMinMs: number; retryMaxMs: number; maxQueuedPerTenant: number };
   /** The sweep of unfinished deferred jobs. */
@@ -82,6 +86,17 @@ function inFlightBounds(raw: RawConfig): AppConfig['api']['inFlight'] {
   const share = (percent: number): number => Math.max(1, Math.floor((critical * percent) / 100));
   const defaultBound = share(raw.API_IN_FLIGHT_DEFAULT_PERCENT);
   return { critical, default: defaultBound, sheddable: Math.min(defaultBound, share(raw.API_IN_FLIGHT_SHEDDABLE_PERCENT)) };
+}
+
+/** The worker slice: its cache and activity slots follow the shard count unless set (every pump cached, each holding a slot). */
+function workerConfig(raw: RawConfig): AppConfig['worker'] {
+  return {
+    metricsPort: raw.WORKER_METRICS_PORT,
+    maxCachedWorkflows: raw.WORKER_MAX_CACHED_WORKFLOWS ?? raw.DECIDER_SHARDS + 128,
+    workflowTaskSlots: raw.WORKER_WORKFLOW_TASK_SLOTS,
+    activitySlots: raw.WORKER_ACTIVITY_SLOTS ?? raw.DECIDER_SHARDS + 64,
+    stallAfterMs: raw.WORKER_STALL_AFTER_MS,
+  };
 }
 
 function toAppConfig(raw: RawConfig): AppConfig {
@@ -117,7 +132,10 @@ function toAppConfig(raw: RawConfig): AppConfig {
       batchSize: raw.METER_BATCH_SIZE,
       claimMinIdleMs: raw.METER_CLAIM_MIN_IDLE_MS,
       idleDelayMs: raw.METER_IDLE_DELAY_MS,
+      idleWaitMs: raw.METER_IDLE_WAIT_MS,
       iterationsPerRun: raw.METER_ITERATIONS_PER_RUN,
+      maxRunEvents: raw.METER_MAX_RUN_EVENTS,
+      maxRunBytes: raw.METER_MAX_RUN_BYTES,
       activityTimeoutMs: raw.METER_ACTIVITY_TIMEOUT_MS,
       heartbeatTimeoutMs: raw.METER_HEARTBEAT_TIMEOUT_MS,
       maxTransactItems: raw.METER_MAX_TRANSACT_ITEMS,
@@ -130,7 +148,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
       pagesPerRun: raw.AUDIT_PAGES_PER_RUN,
       activityTimeoutMs: raw.AUDIT_ACTIVITY_TIMEOUT_MS,
     },
-    worker: { metricsPort: raw.WORKER_METRICS_PORT },
+    worker: workerConfig(raw),
     jobs: {
       taskQueue: raw.JOBS_TASK_QUEUE,
       ttlMs: raw.JOBS_TTL_MS,

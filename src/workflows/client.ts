@@ -3,7 +3,7 @@
  * id-reuse policy, so a retried start is a no-op rather than a second run.
  */
 import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client } from '@temporalio/client';
-import type { SignalDefinition } from '@temporalio/common';
+import { arrayFromPayloads, type SignalDefinition } from '@temporalio/common';
 import type { CrossedThreshold, WarningSink } from '../metering/index.js';
 import { accountWorkflowId, auditWorkflowId, jobSweepWorkflowId, meterWorkflowId } from './ids.js';
 import type {
@@ -30,31 +30,62 @@ export interface EnsureMeterWorkflowsInput {
 }
 
 /**
- * Ensures a `meter/<shard>` pump runs for every shard, with signal-with-start:
- * a running pump is kept (its cursor and counters) and told the settings, which
- * it adopts from its next run when they differ; one that ended (failed,
- * terminated) is started again (ALLOW_DUPLICATE). Safe to call on every worker
- * start and from several workers at once.
- * @throws whatever the Temporal client throws when the server refuses a start
+ * Ensures a `meter/<shard>` pump runs for every shard without writing into the
+ * running ones' histories (issue 19: a signal per pump per worker start grew
+ * every history and made a cold worker's replays time out). A plain start with
+ * USE_EXISTING starts a pump only where none runs (ALLOW_DUPLICATE: one that
+ * ended starts again) and leaves a running one alone; the settings its current
+ * run started with are read from that run's first history event (no worker
+ * involved), and only a pump whose settings differ is signalled; it adopts them
+ * from its next run. Safe to call on every worker start and from several
+ * workers at once.
+ * @returns how many pumps were told new settings
+ * @throws whatever the Temporal client throws when the server refuses a start or a read
  */
-export async function ensureMeterWorkflows(client: Client, input: EnsureMeterWorkflowsInput): Promise<void> {
+export async function ensureMeterWorkflows(client: Client, input: EnsureMeterWorkflowsInput): Promise<{ signalled: number }> {
   const queue = [...input.shards];
-  const startOne = async (shard: number): Promise<void> => {
-    await client.workflow.signalWithStart<typeof meterShard, [MeterSettings]>('meterShard', {
+  let signalled = 0;
+  const ensureOne = async (shard: number): Promise<void> => {
+    const workflowId = meterWorkflowId(shard);
+    const handle = await client.workflow.start<typeof meterShard>('meterShard', {
       taskQueue: input.taskQueue,
-      workflowId: meterWorkflowId(shard),
+      workflowId,
       workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
       args: [{ shard, settings: input.settings }],
-      signal: meterSettingsSignal,
-      signalArgs: [input.settings],
       ...(input.workflowTaskTimeoutMs === undefined ? {} : { workflowTaskTimeout: input.workflowTaskTimeoutMs }),
     });
+    const running = await currentRunInput(client, workflowId);
+    if (running !== undefined && 'settings' in running && isSameJson(running.settings, input.settings)) return;
+    await handle.signal(meterSettingsSignal, input.settings);
+    signalled += 1;
   };
   const lanes = Array.from({ length: Math.min(input.concurrency ?? 16, queue.length) }, async () => {
-    for (let shard = queue.shift(); shard !== undefined; shard = queue.shift()) await startOne(shard);
+    for (let shard = queue.shift(); shard !== undefined; shard = queue.shift()) await ensureOne(shard);
   });
   await Promise.all(lanes);
+  return { signalled };
+}
+
+/** The input the workflow's current run started with (its first history event), or undefined when unreadable. */
+async function currentRunInput(client: Client, workflowId: string): Promise<object | undefined> {
+  const page = await client.workflowService.getWorkflowExecutionHistory({
+    namespace: client.options.namespace,
+    execution: { workflowId },
+    maximumPageSize: 1,
+  });
+  const payloads = page.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads;
+  const [first] = arrayFromPayloads(client.options.loadedDataConverter.payloadConverter, payloads);
+  return typeof first === 'object' && first !== null ? first : undefined;
+}
+
+/** Equality of two JSON-safe values, key order ignored. */
+function isSameJson(a: unknown, b: unknown): boolean {
+  if (typeof a !== 'object' || a === null || typeof b !== 'object' || b === null) return a === b;
+  const aKeys = Object.keys(a).filter((key) => (a as Record<string, unknown>)[key] !== undefined);
+  const bKeys = Object.keys(b).filter((key) => (b as Record<string, unknown>)[key] !== undefined);
+  if (aKeys.length !== bKeys.length) return false;
+  return aKeys.every((key) => isSameJson((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]));
 }
 
 export interface EnsureAuditWorkflowInput {

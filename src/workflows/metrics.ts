@@ -5,9 +5,31 @@
  * of its own; no label carries a tenant (bounded cardinality).
  */
 import { createServer, type Server } from 'node:http';
-import { Counter, Registry } from 'prom-client';
-import type { AuditSummary, PumpBatchResult } from '../metering/index.js';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { AuditSummary, PumpBatchResult, StreamLag } from '../metering/index.js';
 import type { JobSweepCounts } from '../jobs/index.js';
+
+/**
+ * Whether the pump fleet makes no progress: entries wait in the streams longer
+ * than `stallAfterSeconds` and no batch of this worker handled an entry for as
+ * long (a livelocked or starved worker, a dependency down). An idle fleet
+ * (nothing unacknowledged) and a busy one that drains are not stalled.
+ */
+export function isFleetStalled(input: {
+  unacknowledged: number;
+  oldestUnacknowledgedAgeSeconds: number;
+  secondsSinceProgress: number;
+  stallAfterSeconds: number;
+}): boolean {
+  return (
+    input.unacknowledged > 0 &&
+    input.oldestUnacknowledgedAgeSeconds >= input.stallAfterSeconds &&
+    input.secondsSinceProgress >= input.stallAfterSeconds
+  );
+}
+
+/** How long a fleet's stream lag is read once for every gauge of one scrape, ms. */
+const LAG_CACHE_MS = 1_000;
 
 /** The worker's metrics registry: what its pumps reconciled and its audit cycles. */
 export class WorkerMetrics {
@@ -20,8 +42,15 @@ export class WorkerMetrics {
   readonly auditCycles: Counter<'result'>;
   /** Unfinished deferred jobs the sweep looked at, by outcome (running, restarted, ended, finished, stranded). */
   readonly jobsSwept: Counter<'outcome'>;
+  private readonly nowMs: () => number;
+  private lastProgressMs: number;
+  private fleet: { readLag: () => Promise<StreamLag>; stallAfterSeconds: number } | undefined;
+  private lag: { atMs: number; value: Promise<StreamLag> } | undefined;
 
-  constructor() {
+  /** @param options.nowMs the clock of the progress and lag gauges (tests) @default Date.now */
+  constructor(options: { nowMs?: () => number } = {}) {
+    this.nowMs = options.nowMs ?? Date.now;
+    this.lastProgressMs = this.nowMs();
     const registers = [this.registry];
     this.meterEvents = new Counter({
       name: 'tollgate_meter_events_total',
@@ -46,9 +75,57 @@ export class WorkerMetrics {
       labelNames: ['outcome'],
       registers,
     });
+    this.registerFleetGauges(registers);
+  }
+
+  /** Gauges of the pump fleet's health; the lag ones read Redis on scrape once `watchFleet` was called. */
+  private registerFleetGauges(registers: Registry[]): void {
+    const secondsSinceProgress = (): number => Math.floor((this.nowMs() - this.lastProgressMs) / 1_000);
+    new Gauge({
+      name: 'tollgate_meter_seconds_since_progress',
+      help: 'Seconds since a pump batch of this worker last handled an entry (since the worker started when none has)',
+      registers,
+      collect() {
+        this.set(secondsSinceProgress());
+      },
+    });
+    const withLag = (set: (lag: StreamLag, stallAfterSeconds: number) => void) => async (): Promise<void> => {
+      if (this.fleet === undefined) return;
+      try {
+        set(await this.readLag(this.fleet.readLag), this.fleet.stallAfterSeconds);
+      } catch {
+        // Redis unreachable: the gauges keep their last values; the batch failures counter tells the rest
+      }
+    };
+    const unacknowledged = new Gauge({
+      name: 'tollgate_meter_unacknowledged_entries',
+      help: "Usage entries of this worker's shards not yet acknowledged by a pump (pending and undelivered)",
+      registers,
+      collect: withLag((lag) => unacknowledged.set(lag.unacknowledged)),
+    });
+    const stalled = new Gauge({
+      name: 'tollgate_meter_fleet_stalled',
+      help: '1 when entries waited longer than WORKER_STALL_AFTER_MS and no batch of this worker handled one for as long',
+      registers,
+      collect: withLag((lag, stallAfterSeconds) =>
+        stalled.set(isFleetStalled({ ...lag, secondsSinceProgress: secondsSinceProgress(), stallAfterSeconds }) ? 1 : 0),
+      ),
+    });
+  }
+
+  /** Reads the fleet's lag from Redis on scrape (once per scrape for every gauge). */
+  watchFleet(input: { readLag: () => Promise<StreamLag>; stallAfterMs: number }): void {
+    this.fleet = { readLag: input.readLag, stallAfterSeconds: Math.ceil(input.stallAfterMs / 1_000) };
+  }
+
+  private readLag(read: () => Promise<StreamLag>): Promise<StreamLag> {
+    const nowMs = this.nowMs();
+    if (this.lag === undefined || nowMs - this.lag.atMs > LAG_CACHE_MS) this.lag = { atMs: nowMs, value: read() };
+    return this.lag.value;
   }
 
   recordBatch(result: PumpBatchResult): void {
+    if (result.read > 0) this.lastProgressMs = this.nowMs();
     this.meterEvents.inc({ outcome: 'posted' }, result.posted);
     this.meterEvents.inc({ outcome: 'duplicate' }, result.duplicates);
     this.meterEvents.inc({ outcome: 'dead_lettered' }, result.deadLettered);
@@ -65,9 +142,22 @@ export class WorkerMetrics {
   }
 }
 
-/** Serves `GET /metrics` from the registry; resolves once listening. */
-export async function serveWorkerMetrics(input: { registry: Registry; host: string; port: number }): Promise<Server> {
+/**
+ * Serves `GET /metrics` from the registry and `GET /ready` (200 once `isReady`
+ * says so: the worker polls and its fleet is ensured; 503 before); resolves once listening.
+ */
+export async function serveWorkerMetrics(input: {
+  registry: Registry;
+  host: string;
+  port: number;
+  isReady?: () => boolean;
+}): Promise<Server> {
   const server = createServer((request, response) => {
+    if (request.method === 'GET' && request.url === '/ready') {
+      const isReady = input.isReady?.() ?? true;
+      response.writeHead(isReady ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: isReady }));
+      return;
+    }
     if (request.method !== 'GET' || request.url !== '/metrics') {
       response.writeHead(404).end();
       return;

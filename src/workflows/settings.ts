@@ -12,6 +12,9 @@ export function meterSettings(config: Pick<AppConfig, 'meter'>): MeterSettings {
     iterationsPerRun: config.meter.iterationsPerRun,
     activityTimeoutMs: config.meter.activityTimeoutMs,
     heartbeatTimeoutMs: config.meter.heartbeatTimeoutMs,
+    idleWaitMs: config.meter.idleWaitMs,
+    maxRunEvents: config.meter.maxRunEvents,
+    maxRunBytes: config.meter.maxRunBytes,
   };
 }
 

@@ -32,10 +32,17 @@ async function main(): Promise<void> {
   const { worker, close } = await createTollgateWorker({ config, connection, logger, metrics });
   logger.info({ taskQueue: config.temporal.taskQueue, namespace: config.temporal.namespace }, 'worker polling');
   const running = worker.run();
+  // ready: polling, and the long-running workflows this worker ensures are ensured
+  let isFleetEnsured = false;
   let metricsServer: Awaited<ReturnType<typeof serveWorkerMetrics>> | undefined;
   try {
     if (config.worker.metricsPort !== 0) {
-      metricsServer = await serveWorkerMetrics({ registry: metrics.registry, host: config.api.host, port: config.worker.metricsPort });
+      metricsServer = await serveWorkerMetrics({
+        registry: metrics.registry,
+        host: config.api.host,
+        port: config.worker.metricsPort,
+        isReady: () => isFleetEnsured && worker.getState() === 'RUNNING',
+      });
       logger.info({ url: `http://${config.api.host}:${config.worker.metricsPort}/metrics` }, 'worker metrics listening');
     }
     if (config.meter.isEnabled || config.audit.isEnabled || config.account.isEnabled || config.jobSweep.isEnabled) {
@@ -43,8 +50,8 @@ async function main(): Promise<void> {
       try {
         const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
         if (config.meter.isEnabled) {
-          await startMeterPumps({ config, client });
-          logger.info({ shards: config.redis.shardCount }, 'meter pumps running');
+          const { signalled } = await startMeterPumps({ config, client });
+          logger.info({ shards: config.redis.shardCount, signalled }, 'meter pumps running');
         }
         if (config.audit.isEnabled) {
           await ensureAuditWorkflow(client, { taskQueue: config.temporal.taskQueue, settings: auditSettings(config) });
@@ -62,6 +69,7 @@ async function main(): Promise<void> {
         await clientConnection.close();
       }
     }
+    isFleetEnsured = true;
   } catch (error) {
     worker.shutdown();
     await running.catch(() => undefined);

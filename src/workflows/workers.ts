@@ -11,7 +11,15 @@ import { Client } from '@temporalio/client';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import type { AppConfig, Logger } from '../shared/index.js';
 import { connectDeciderRedis, type DeciderRedis } from '../decider/index.js';
-import { DynamoAuditStore, DynamoLedgerStore, MeteringAuditor, UsagePump, createDynamoClient, type PumpStage } from '../metering/index.js';
+import {
+  DynamoAuditStore,
+  DynamoLedgerStore,
+  MeteringAuditor,
+  UsagePump,
+  createDynamoClient,
+  readStreamLag,
+  type PumpStage,
+} from '../metering/index.js';
 import { DynamoAccountStore, DynamoPeriodStore } from '../billing/index.js';
 import { DynamoJobStore } from '../jobs/index.js';
 import {
@@ -37,7 +45,7 @@ export function workflowsPath(): string {
 }
 
 export interface TollgateWorkerInput {
-  config: Pick<AppConfig, 'temporal' | 'dynamodb' | 'redis' | 'meter' | 'account' | 'jobs'>;
+  config: Pick<AppConfig, 'temporal' | 'dynamodb' | 'redis' | 'meter' | 'account' | 'jobs' | 'worker'>;
   connection: NativeConnection;
   logger: Logger;
   /** Where pump and audit metrics go. @default a fresh registry (not served) */
@@ -86,11 +94,17 @@ export async function createTollgateWorker(input: TollgateWorkerInput): Promise<
     const taskQueue = input.taskQueue ?? config.temporal.taskQueue;
     const client = new Client({ connection: input.connection, namespace: config.temporal.namespace });
     const metrics = input.metrics ?? new WorkerMetrics();
+    if (config.meter.isEnabled) {
+      const pumpRedis = redis;
+      const shards = Array.from({ length: config.redis.shardCount }, (_, shard) => shard);
+      metrics.watchFleet({ readLag: () => readStreamLag(pumpRedis, { shards }), stallAfterMs: config.worker.stallAfterMs });
+    }
     const worker = await Worker.create({
       connection: input.connection,
       namespace: config.temporal.namespace,
       taskQueue,
       ...(input.workflowBundle === undefined ? { workflowsPath: workflowsPath() } : { workflowBundle: input.workflowBundle }),
+      ...fleetSizing(config.worker),
       ...input.workerOptions,
       activities: tollgateActivities({ input, redis, dynamo, ledger, client, taskQueue, metrics }),
     });
@@ -109,13 +123,33 @@ export async function createTollgateWorker(input: TollgateWorkerInput): Promise<
   }
 }
 
+/**
+ * Worker sizing for its fleet (issue 19): every pump stays cached, a pump
+ * waiting on an idle stream holds an activity slot without starving the
+ * others; workflow task slots stay moderate so that a cold worker replaying
+ * the whole fleet (bounded runs) finishes each task it took well inside the task timeout.
+ */
+function fleetSizing(
+  worker: AppConfig['worker'],
+): Pick<
+  WorkerOptions,
+  'maxCachedWorkflows' | 'maxConcurrentWorkflowTaskExecutions' | 'maxConcurrentWorkflowTaskPolls' | 'maxConcurrentActivityTaskExecutions'
+> {
+  return {
+    maxCachedWorkflows: worker.maxCachedWorkflows,
+    maxConcurrentWorkflowTaskExecutions: worker.workflowTaskSlots,
+    maxConcurrentWorkflowTaskPolls: Math.min(10, worker.workflowTaskSlots),
+    maxConcurrentActivityTaskExecutions: worker.activitySlots,
+  };
+}
+
 /** Ensures the pump workflow of every shard runs (see ensureMeterWorkflows). */
 export async function startMeterPumps(input: {
   config: Pick<AppConfig, 'temporal' | 'redis' | 'meter'>;
   client: Client;
   taskQueue?: string;
-}): Promise<void> {
-  await ensureMeterWorkflows(input.client, {
+}): Promise<{ signalled: number }> {
+  return ensureMeterWorkflows(input.client, {
     shards: Array.from({ length: input.config.redis.shardCount }, (_, shard) => shard),
     taskQueue: input.taskQueue ?? input.config.temporal.taskQueue,
     settings: meterSettings(input.config),

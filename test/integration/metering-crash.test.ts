@@ -51,7 +51,8 @@ const NAMED_KILLS = [
   SIGNAL_POINT,
   'ledger-written',
 ] as const;
-const SETTINGS = { idleDelayMs: 200, iterationsPerRun: 15, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
+// idle waits short (300 ms): an idle pump still reaches its continue-as-new (15 batches) within one life
+const SETTINGS = { idleDelayMs: 200, idleWaitMs: 300, iterationsPerRun: 15, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
 
 const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
 let redis: Redis;
@@ -122,7 +123,8 @@ describe('meter/<shard> pump under SIGKILL', () => {
       await appendEvents(redis, usageStreamKey(shard), poisoned);
       all.push(...events);
     }
-    const ensurePumps = () => ensureMeterWorkflows(client, { shards, taskQueue, settings: SETTINGS, workflowTaskTimeoutMs: 2_000 });
+    const ensurePumps = (settings = SETTINGS) =>
+      ensureMeterWorkflows(client, { shards, taskQueue, settings, workflowTaskTimeoutMs: 2_000 });
     await ensurePumps();
 
     // when the worker is killed at named points, then at seeded random moments, and restarted each time
@@ -130,8 +132,9 @@ describe('meter/<shard> pump under SIGKILL', () => {
     for (const stage of NAMED_KILLS) {
       const life = startWorker(stage);
       await life.ready;
-      // the settings signal reaches the running pumps while this life works (the handler runs in it)
-      if (stage === SIGNAL_POINT) await ensurePumps();
+      // a settings signal reaches the running pumps while this life works (the handler runs in it); an ensure signals
+      // only pumps whose settings differ, so this one changes them
+      if (stage === SIGNAL_POINT) await ensurePumps({ ...SETTINGS, idleDelayMs: SETTINGS.idleDelayMs + 50 });
       const code = await Promise.race([life.exited, sleep(20_000).then(() => 'timeout' as const)]);
       if (code === 'timeout') {
         life.child.kill('SIGKILL');

@@ -30,7 +30,7 @@ const taskQueue = `meter-workflow-${randomInt(1, 2 ** 31)}`;
 // Shards of this file's own, from the test allocator.
 const range = allocateShards(2);
 const shards = [parseShard(range.at(0)), parseShard(range.at(1))];
-const settings = { idleDelayMs: 100, iterationsPerRun: 4, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 5_000 };
+const settings = { idleDelayMs: 100, idleWaitMs: 1_000, iterationsPerRun: 4, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 5_000 };
 const shouldCapture = process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1';
 const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
 let env: TestWorkflowEnvironment;
@@ -54,6 +54,21 @@ afterAll(async () => {
   await stopWorker();
   await closeAll(env, redis, dynamo);
 });
+
+/** An event of a history as JSON (only what the capture looks at). */
+interface HistoryEvent {
+  eventType: string;
+  activityTaskCompletedEventAttributes?: { result?: { payloads?: { data?: string }[] } };
+}
+
+/** What each completed batch of a run read (its activity results, decoded). */
+function batchReads(events: readonly HistoryEvent[]): number[] {
+  return events.flatMap((event) => {
+    const data = event.activityTaskCompletedEventAttributes?.result?.payloads?.[0]?.data;
+    if (data === undefined) return [];
+    return [(JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { read: number }).read];
+  });
+}
 
 async function stateOf(shard: number): Promise<MeterState> {
   return env.client.workflow.getHandle(meterWorkflowId(shard)).query(meterStateQuery);
@@ -100,12 +115,13 @@ describe('meter/<shard> workflows', () => {
     }
 
     if (shouldCapture) {
-      // a busy run (batches with data), an idle run (timers, state carried over) and one that got new settings
-      const wanted = new Map<string, (events: string[]) => boolean>([
-        ['busy', (events) => events.includes('EVENT_TYPE_ACTIVITY_TASK_COMPLETED') && !events.includes('EVENT_TYPE_TIMER_FIRED')],
-        ['idle', (events) => events.includes('EVENT_TYPE_TIMER_FIRED')],
-        // a settings signal in the middle of a run (not the one that comes with the start)
-        ['signalled', (events) => events.lastIndexOf('EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED') > 2],
+      // a busy run (batches with data), an idle run (only waits that found nothing, state carried over) and one that
+      // got new settings; the runs before the bounded-runs patch stay as meter-shard-v1-*.json
+      const wanted = new Map<string, (events: HistoryEvent[]) => boolean>([
+        ['busy', (events) => batchReads(events).some((read) => read > 0)],
+        ['idle', (events) => batchReads(events).length > 0 && batchReads(events).every((read) => read === 0)],
+        // a settings signal in the middle of a run (not one that comes with a start)
+        ['signalled', (events) => events.findLastIndex((event) => event.eventType === 'EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED') > 2],
       ]);
       // visibility is eventually consistent, and idle runs come after the drain: look until both are there
       for (let attempt = 0; attempt < 100 && wanted.size > 0; attempt += 1) {
@@ -115,9 +131,9 @@ describe('meter/<shard> workflows', () => {
         for await (const run of runs) {
           const history = await env.client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
           const json = historyToJSON(history);
-          const types = (JSON.parse(json) as { events: { eventType: string }[] }).events.map((event) => event.eventType);
+          const events = (JSON.parse(json) as { events: HistoryEvent[] }).events;
           for (const [name, matches] of wanted) {
-            if (!matches(types)) continue;
+            if (!matches(events)) continue;
             writeFileSync(new URL(`../fixtures/histories/meter-shard-${name}.json`, import.meta.url), json);
             wanted.delete(name);
             break; // one fixture per run

@@ -1,8 +1,8 @@
 /**
  * The start policies of the long-lived workflows, asserted on the Temporal dev
- * server: `meter/<shard>` and `account/<tenant>` are signal-with-started with
- * USE_EXISTING (a second start joins the running run, never a second run beside
- * it) and ALLOW_DUPLICATE (one that ended, e.g. terminated by an operator, is
+ * server: `meter/<shard>` is started and `account/<tenant>` signal-with-started
+ * with USE_EXISTING (a second start joins the running run, never a second run
+ * beside it; the pump's gets no signal unless its settings changed) and ALLOW_DUPLICATE (one that ended, e.g. terminated by an operator, is
  * started again by the next ensure, as a new run). The workflows run on a task
  * queue nobody polls: only the runs and their signals are looked at.
  * (`audit/<scope>`: metering-audit-workflow.test.ts; `job/…`: jobs.test.ts.)
@@ -56,7 +56,7 @@ async function signalCount(handle: WorkflowHandle, name: string): Promise<number
 }
 
 /** Ensures twice, terminates, ensures again; returns what each step saw. */
-async function exercise(workflowId: string, ensure: () => Promise<void>, signalName: string) {
+async function exercise(workflowId: string, ensure: () => Promise<unknown>, signalName: string) {
   started.push(workflowId);
   await ensure();
   const first = await client.workflow.getHandle(workflowId).describe();
@@ -79,7 +79,7 @@ async function exercise(workflowId: string, ensure: () => Promise<void>, signalN
 }
 
 describe('start policies of the long-lived workflows', () => {
-  it('meter/<shard>: a second ensure joins the running pump (one run, two signals); after a terminate the next ensure starts a new run', async () => {
+  it('meter/<shard>: a second ensure joins the running pump (one run, no signal: nothing written into it); after a terminate the next ensure starts a new run', async () => {
     const shard = allocateShards(1).first;
     const settings = { idleDelayMs: 200, iterationsPerRun: 10, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
     const seen = await exercise(
@@ -88,10 +88,27 @@ describe('start policies of the long-lived workflows', () => {
       'meterSettings',
     );
     expect(seen.joined.runId).toBe(seen.first.runId);
-    expect(seen.signalsInFirst).toBe(2);
+    expect(seen.signalsInFirst).toBe(0);
     expect(seen.restarted.runId).not.toBe(seen.first.runId);
     expect(seen.restarted.status.name).toBe('RUNNING');
     expect(seen.listed.map((run) => run.status).sort()).toEqual(['RUNNING', 'TERMINATED']);
+  });
+
+  it('meter/<shard>: an ensure with different settings signals the running pump once; the same settings again signal nothing', async () => {
+    // given a running pump (on a queue nobody polls)
+    const shard = allocateShards(1).first;
+    const workflowId = meterWorkflowId(shard);
+    started.push(workflowId);
+    const settings = { idleDelayMs: 200, iterationsPerRun: 10, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
+    const first = await ensureMeterWorkflows(client, { shards: [shard], taskQueue, settings });
+    // when ensured with changed settings, twice
+    const changed = { ...settings, idleDelayMs: 300 };
+    const second = await ensureMeterWorkflows(client, { shards: [shard], taskQueue, settings: changed });
+    // then only the first of them signals (the run never started, so its input still holds the old settings: a third
+    // ensure with the changed settings signals again; with the original ones it does not)
+    const third = await ensureMeterWorkflows(client, { shards: [shard], taskQueue, settings });
+    expect([first.signalled, second.signalled, third.signalled]).toEqual([0, 1, 0]);
+    expect(await signalCount(client.workflow.getHandle(workflowId), 'meterSettings')).toBe(1);
   });
 
   it('account/<tenant>: a second ensure joins the running account (one run, two signals); after a terminate the next ensure starts a new run', async () => {

@@ -10,11 +10,16 @@
  *                                   task's completion reaches the server
  *   TOLLGATE_TEST_CRASH_ON_WEBHOOK  `1`: the process SIGKILLs itself when a warning webhook first accepted
  *                                   a POST, before the warning's record says delivered (mid-send)
+ *   TOLLGATE_TEST_KEEP_CACHE        `1`: keep the configured workflow cache (WORKER_MAX_CACHED_WORKFLOWS),
+ *                                   as the real worker does; otherwise none
+ *   TOLLGATE_TEST_START_PUMPS       `1`: once polling, ensure the pump of every shard (DECIDER_SHARDS) on the
+ *                                   task queue, as the real worker's start does; prints `pumps ensured`
  * Prints `ready` once the worker is created; `crash <stage> <shard>` (or `crash webhook <key>`) just before a self-kill.
  */
 import { NativeConnection } from '@temporalio/worker';
 import { createLogger, loadConfig } from '../../src/shared/index.js';
-import { createTollgateWorker } from '../../src/workflows/index.js';
+import { Client } from '@temporalio/client';
+import { createTollgateWorker, startMeterPumps } from '../../src/workflows/index.js';
 import { quietTemporalRuntime } from './temporal.js';
 
 const config = loadConfig(process.env);
@@ -23,6 +28,8 @@ if (taskQueue === undefined) throw new Error('TOLLGATE_TEST_TASK_QUEUE is requir
 const bundlePath = process.env['TOLLGATE_TEST_WORKFLOW_BUNDLE'];
 const crashAt = process.env['TOLLGATE_TEST_CRASH_AT'];
 const shouldCrashOnWebhook = process.env['TOLLGATE_TEST_CRASH_ON_WEBHOOK'] === '1';
+const shouldKeepCache = process.env['TOLLGATE_TEST_KEEP_CACHE'] === '1';
+const shouldStartPumps = process.env['TOLLGATE_TEST_START_PUMPS'] === '1';
 
 quietTemporalRuntime();
 const connection = await NativeConnection.connect({ address: config.temporal.address });
@@ -32,9 +39,9 @@ const { worker, close } = await createTollgateWorker({
   logger: createLogger({ level: 'silent', name: 'test-worker' }),
   taskQueue,
   ...(bundlePath === undefined ? {} : { workflowBundle: { codePath: bundlePath } }),
-  // no workflow cache: a restarted worker never waits for a dead worker's sticky queue
+  // no workflow cache (unless kept): a restarted worker never waits for a dead worker's sticky queue
   workerOptions: {
-    maxCachedWorkflows: 0,
+    ...(shouldKeepCache ? {} : { maxCachedWorkflows: 0 }),
     sinks: {
       crashPoints: {
         reached: {
@@ -59,8 +66,13 @@ const { worker, close } = await createTollgateWorker({
   },
 });
 process.stdout.write('ready\n');
+const running = worker.run();
+if (shouldStartPumps) {
+  await startMeterPumps({ config, client: new Client({ connection, namespace: config.temporal.namespace }), taskQueue });
+  process.stdout.write('pumps ensured\n');
+}
 try {
-  await worker.run();
+  await running;
 } finally {
   close();
   await connection.close();

@@ -1,14 +1,21 @@
 /**
  * meterShard (`meter/<shard>`): the usage pump of one logical shard. It loops
  * one activity, `pumpUsageBatch`, which moves a batch from the shard's usage
- * stream into the ledger exactly once; when the stream is idle it waits
- * `idleDelayMs` on a durable timer. It keeps only a cursor and counters, and
- * continues as new every `iterationsPerRun` batches or when Temporal suggests
- * it, so its history stays small. It never completes on its own. New settings
- * arrive by `meterSettingsSignal` (sent with every start) and apply from the
- * next run, which begins after the batch in progress.
+ * stream into the ledger exactly once. It keeps only a cursor and counters and
+ * never completes on its own. New settings arrive by `meterSettingsSignal`
+ * (sent only when a start finds different ones) and apply from the next run,
+ * which begins after the batch in progress.
+ *
+ * Bounded runs (patch `meter-bounded-runs`, issue 19): a cold worker replays
+ * every pump's current run at once, so a run stays short whatever the traffic
+ * or the number of worker restarts. An idle stream is waited for inside the
+ * activity (it polls for up to `idleWaitMs`, heartbeating), not on a durable
+ * timer per poll: an idle pump adds one activity (~6 events) per wait. A run
+ * continues as new at `maxRunEvents` events or `maxRunBytes` bytes of history,
+ * after `iterationsPerRun` batches, or when Temporal suggests it. Runs started
+ * before the patch keep their timers and limits until they continue as new.
  */
-import { continueAsNew, defineQuery, defineSignal, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, defineQuery, defineSignal, patched, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { MeteringActivities, PumpUsageBatchResult } from '../activities/index.js';
 
 /** Timing and sizing of the pump; from configuration (tests use small values). */
@@ -21,7 +28,19 @@ export interface MeterSettings {
   activityTimeoutMs: number;
   /** Heartbeat timeout of one batch, ms (how fast a crashed worker's batch is retried). */
   heartbeatTimeoutMs: number;
+  /** How long one activity waits for entries on an idle stream, polling every `idleDelayMs`. @default 30000 (bounded runs only) */
+  idleWaitMs?: number;
+  /** History events after which a run continues as new. @default 400 (bounded runs only) */
+  maxRunEvents?: number;
+  /** History bytes after which a run continues as new. @default 262144 (bounded runs only) */
+  maxRunBytes?: number;
 }
+
+/** Defaults of the bounded-run settings, for inputs written before they existed. */
+export const METER_RUN_DEFAULTS = { idleWaitMs: 30_000, maxRunEvents: 400, maxRunBytes: 256 * 1024 } as const;
+
+/** The change id of bounded runs (long-polling activity, continue-as-new by history length and size). */
+export const METER_BOUNDED_RUNS_PATCH = 'meter-bounded-runs';
 
 /** Totals since the pump first started (carried across continue-as-new). */
 export interface MeterCounters {
@@ -61,7 +80,10 @@ function isSameSettings(a: MeterSettings, b: MeterSettings): boolean {
     a.idleDelayMs === b.idleDelayMs &&
     a.iterationsPerRun === b.iterationsPerRun &&
     a.activityTimeoutMs === b.activityTimeoutMs &&
-    a.heartbeatTimeoutMs === b.heartbeatTimeoutMs
+    a.heartbeatTimeoutMs === b.heartbeatTimeoutMs &&
+    a.idleWaitMs === b.idleWaitMs &&
+    a.maxRunEvents === b.maxRunEvents &&
+    a.maxRunBytes === b.maxRunBytes
   );
 }
 
@@ -88,6 +110,16 @@ function advance(state: MeterState, batch: PumpUsageBatchResult): MeterState {
   };
 }
 
+/** Whether the run has grown enough to continue as new (bounded runs). */
+function isRunFull(settings: MeterSettings): boolean {
+  const info = workflowInfo();
+  return (
+    info.continueAsNewSuggested ||
+    info.historyLength >= (settings.maxRunEvents ?? METER_RUN_DEFAULTS.maxRunEvents) ||
+    info.historySize >= (settings.maxRunBytes ?? METER_RUN_DEFAULTS.maxRunBytes)
+  );
+}
+
 /** Pumps the shard's usage stream into the ledger, forever. */
 export async function meterShard(input: MeterShardInput): Promise<never> {
   const { settings } = input;
@@ -109,9 +141,17 @@ export async function meterShard(input: MeterShardInput): Promise<never> {
   setHandler(meterSettingsSignal, (update) => {
     nextSettings = isSameSettings(update, settings) ? undefined : update;
   });
+  const isBounded = patched(METER_BOUNDED_RUNS_PATCH);
+  const idleWait = isBounded ? { idleWaitMs: settings.idleWaitMs ?? METER_RUN_DEFAULTS.idleWaitMs, idlePollMs: settings.idleDelayMs } : {};
   for (let iteration = 0; iteration < settings.iterationsPerRun; iteration += 1) {
-    const batch = await pumpUsageBatch({ shard: input.shard, claimCursor: state.claimCursor });
+    const batch = await pumpUsageBatch({ shard: input.shard, claimCursor: state.claimCursor, ...idleWait });
     state = advance(state, batch);
+    if (isBounded) {
+      if (nextSettings !== undefined || isRunFull(settings)) break;
+      // an activity that did not wait (a worker without the long poll, during a rolling deploy) must not spin
+      if (batch.read === 0 && batch.hasWaited !== true) await sleep(settings.idleDelayMs);
+      continue;
+    }
     if (nextSettings !== undefined || workflowInfo().continueAsNewSuggested) break;
     if (batch.read === 0) await sleep(settings.idleDelayMs);
   }

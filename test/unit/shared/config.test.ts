@@ -47,14 +47,17 @@ describe('loadConfig', () => {
         batchSize: 500,
         claimMinIdleMs: 60_000,
         idleDelayMs: 5_000,
+        idleWaitMs: 30_000,
         iterationsPerRun: 200,
+        maxRunEvents: 400,
+        maxRunBytes: 262_144,
         activityTimeoutMs: 60_000,
         heartbeatTimeoutMs: 10_000,
         maxTransactItems: 100,
         transactionsInFlight: 1,
       },
       audit: { isEnabled: true, intervalMs: 300_000, scanCount: 1_000, pagesPerRun: 200, activityTimeoutMs: 120_000 },
-      worker: { metricsPort: 0 },
+      worker: { metricsPort: 0, maxCachedWorkflows: 384, workflowTaskSlots: 40, activitySlots: 320, stallAfterMs: 120_000 },
       jobs: { taskQueue: 'tollgate-jobs', ttlMs: 86_400_000, retryMinMs: 1_000, retryMaxMs: 300_000, maxQueuedPerTenant: 100 },
       jobSweep: { isEnabled: true, intervalMs: 60_000, graceMs: 60_000, pageSize: 100, pagesPerRun: 200, activityTimeoutMs: 120_000 },
       account: {
@@ -80,7 +83,19 @@ describe('loadConfig', () => {
       WORKER_METRICS_PORT: '9464',
     });
     expect(config.audit).toMatchObject({ isEnabled: false, intervalMs: 60_000, scanCount: 50 });
-    expect(config.worker).toEqual({ metricsPort: 9_464 });
+    expect(config.worker).toEqual({
+      metricsPort: 9_464,
+      maxCachedWorkflows: 256 + 128,
+      workflowTaskSlots: 40,
+      activitySlots: 256 + 64,
+      stallAfterMs: 120_000,
+    });
+    // the worker's cache and activity slots follow the shard count unless set
+    expect(loadConfig({ ...REQUIRED, DECIDER_SHARDS: '1024' }).worker).toMatchObject({ maxCachedWorkflows: 1_152, activitySlots: 1_088 });
+    expect(loadConfig({ ...REQUIRED, WORKER_MAX_CACHED_WORKFLOWS: '50', WORKER_ACTIVITY_SLOTS: '70' }).worker).toMatchObject({
+      maxCachedWorkflows: 50,
+      activitySlots: 70,
+    });
     expect(
       configError({ ...REQUIRED, AUDIT_SCAN_COUNT: '0' })
         .message.split('\n')[1]
