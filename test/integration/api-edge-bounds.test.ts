@@ -8,20 +8,16 @@
  *   default, globex on pro: critical) with 503 `OVERLOADED` and Retry-After,
  *   before pricing and the decider.
  */
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../infra/services.js';
+import { startApiServer, type ApiServer } from '../support/api-server.js';
 import { startHoldingProxy, type HoldingProxy } from '../support/holding-proxy.js';
 import { waitFor } from '../support/poll.js';
-import { stackEnv, testStack } from '../support/stack.js';
+import { testStack } from '../support/stack.js';
 
-const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-edge-bounds-'));
 const MAX_BODY_BYTES = 65_536;
 const MIB = 1_048_576;
@@ -30,7 +26,7 @@ const BOUNDS = { critical: 8, default: 6, sheddable: 4 } as const;
 
 type Criticality = keyof typeof BOUNDS;
 
-let child: ChildProcessByStdio<null, Readable, Readable> | undefined;
+let api: ApiServer | undefined;
 let proxy: HoldingProxy | undefined;
 let base = '';
 let port = 0;
@@ -43,46 +39,30 @@ beforeAll(async () => {
   const viaProxy = new URL(redis);
   viaProxy.hostname = '127.0.0.1';
   viaProxy.port = String(proxy.port);
-  port = await freePort();
-  const keysFile = join(scratch, 'keys.json');
-  child = spawn(process.execPath, ['--import', 'tsx', 'src/graphql/server.ts'], {
-    cwd: REPO_ROOT,
+  api = await startApiServer({
+    scratch,
     env: {
-      PATH: process.env['PATH'] ?? '',
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-      ...stackEnv(),
       REDIS_URL: viaProxy.toString(),
-      API_PORT: String(port),
-      API_DEMO_KEYS_FILE: keysFile,
+      API_DEMO_SEED: 'true',
       API_ANONYMOUS: 'ip-plan',
       API_MAX_IN_FLIGHT: String(BOUNDS.critical),
       API_IN_FLIGHT_DEFAULT_PERCENT: '75',
       API_IN_FLIGHT_SHEDDABLE_PERCENT: '50',
       // held commands wait for the proxy, never time out into a degraded decision
       DECIDER_TIMEOUT_MS: '10000',
-      DECIDER_SPOOL_PATH: join(scratch, 'spool'),
-      JOBS_TASK_QUEUE: `edge-bounds-${port}`,
       ACCOUNT_ENABLED: 'false',
-      LOG_LEVEL: 'info',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let stdout = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  await waitFor('the API to listen', () => stdout.includes('api listening'), { timeoutMs: 90_000 });
-  const demoKeys = JSON.parse(readFileSync(keysFile, 'utf8')) as { tenant: string; key: string }[];
+  const demoKeys = JSON.parse(readFileSync(join(scratch, 'keys.json'), 'utf8')) as { tenant: string; key: string }[];
   const keyOf = (tenant: string): string => demoKeys.find((entry) => entry.tenant === tenant)?.key ?? '';
   keys = { critical: keyOf('globex'), default: keyOf('acme'), sheddable: null };
-  base = `http://127.0.0.1:${port}`;
+  base = api.baseUrl;
+  port = Number(new URL(api.baseUrl).port);
 }, 120_000);
 
 afterAll(async () => {
   proxy?.release();
-  if (child !== undefined && child.exitCode === null) {
-    const exited = new Promise((resolveExit) => child?.once('exit', resolveExit));
-    child.kill('SIGTERM');
-    await exited;
-  }
+  await api?.stop();
   await proxy?.close();
   rmSync(scratch, { recursive: true, force: true });
 });

@@ -12,7 +12,7 @@ import { createSchema, createYoga } from 'graphql-yoga';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, connectDeciderRedis, type DeciderRedis } from '../../src/decider/index.js';
 import { applyCostFile, createGateway, introspectUpstream, parseCostFile, upstreamSchemaFromSdl } from '../../src/gateway/index.js';
-import { COST_DIRECTIVES_SDL, InMemoryKeyStore, InMemoryPlanStore, parsePlan } from '../../src/graphql/index.js';
+import { COST_DIRECTIVES_SDL, InMemoryKeyStore, InMemoryPlanStore, parsePlan, type Plan } from '../../src/graphql/index.js';
 import { createLogger, systemClock } from '../../src/shared/index.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { sleep } from '../support/time.js';
@@ -24,6 +24,26 @@ const UPSTREAM_SDL = `${COST_DIRECTIVES_SDL}
   type Author { name: String! }
   type Book { title: String!  author: Author! @cost(weight: 2) }
   type Query { books(first: Int!): [Book!]! @listSize(slicingArguments: ["first"]) }`;
+
+/** A plan with one monthly tenant quota of `limit` units, refused (not admitted) while the decider is down. */
+function monthlyQuotaPlan(id: string, limit: number): Plan {
+  const month = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
+  return parsePlan({
+    id,
+    version: 1,
+    billingPeriod: month,
+    maxCostPerOperation: 1_000,
+    limits: [
+      {
+        id: 'monthly',
+        scope: 'tenant',
+        mode: 'hard',
+        onDeciderDown: 'closed',
+        algorithm: { kind: 'period-quota', limit, period: month, thresholdsPercent: [] },
+      },
+    ],
+  });
+}
 
 type Mode = 'ok' | 'slow' | 'fail' | 'drifted';
 
@@ -78,24 +98,7 @@ describe('the gateway in front of an upstream GraphQL server', () => {
   let gatewayUrl: string;
   let upstreamUrl: string;
   const keyStore = new InMemoryKeyStore();
-  const month = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
-  const plans = new InMemoryPlanStore([
-    parsePlan({
-      id: 'gold',
-      version: 1,
-      billingPeriod: month,
-      maxCostPerOperation: 1_000,
-      limits: [
-        {
-          id: 'monthly',
-          scope: 'tenant',
-          mode: 'hard',
-          onDeciderDown: 'closed',
-          algorithm: { kind: 'period-quota', limit: 30, period: month, thresholdsPercent: [] },
-        },
-      ],
-    }),
-  ]);
+  const plans = new InMemoryPlanStore([monthlyQuotaPlan('gold', 30)]);
 
   beforeAll(async () => {
     upstreamUrl = `http://127.0.0.1:${await listen(upstream)}/graphql`;
@@ -245,24 +248,7 @@ describe('the gateway in front of an Apollo Server it prices only by a cost file
   let upstreamUrl: string;
   let received = 0;
   const keyStore = new InMemoryKeyStore();
-  const month = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
-  const plans = new InMemoryPlanStore([
-    parsePlan({
-      id: 'silver',
-      version: 1,
-      billingPeriod: month,
-      maxCostPerOperation: 1_000,
-      limits: [
-        {
-          id: 'monthly',
-          scope: 'tenant',
-          mode: 'hard',
-          onDeciderDown: 'closed',
-          algorithm: { kind: 'period-quota', limit: 100, period: month, thresholdsPercent: [] },
-        },
-      ],
-    }),
-  ]);
+  const plans = new InMemoryPlanStore([monthlyQuotaPlan('silver', 100)]);
 
   beforeAll(async () => {
     // an upstream whose SDL has no cost directives at all
