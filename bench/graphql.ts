@@ -292,6 +292,12 @@ export async function benchGraphql(opts: {
       `Pricing the repeated operation: ${compiledUs.toFixed(2)} µs with the cached compiled formula, ${engineUs.toFixed(1)} µs with graphql-query-complexity.`,
       '',
     ];
+    figures.push({
+      name: 'graphql_admitted_per_second',
+      value: results.tollgate.perSecond,
+      unit: 'req/s',
+      note: 'useTollgate server, admitted requests/s at its maximum (the metering section uses it as its load)',
+    });
     return { figures, lines, admittedPerSecond: results.tollgate.perSecond };
   } finally {
     admin.disconnect();

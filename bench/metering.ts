@@ -49,12 +49,9 @@ import { ensureMeterWorkflows, meterWorkflowId } from '../src/workflows/index.js
 import { meterStateQuery, type MeterState } from '../src/workflows/workflows/index.js';
 import { createTollgateWorker } from '../src/workflows/index.js';
 
-export interface Figure {
-  name: string;
-  value: number;
-  unit: string;
-  note: string;
-}
+import type { Figure } from './graphql.js';
+
+export type { Figure };
 
 const SHARD_BASE = 16_300;
 const SHARDS = 8;

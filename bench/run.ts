@@ -23,7 +23,7 @@ import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { REPO_ROOT, freePort, startRedis, stopProcess } from '../infra/services.js';
 import { RedisDecider, bucketKey, connectDeciderRedis, shardOf, type DecideInput, type LimitSpec } from '../src/decider/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../src/shared/index.js';
-import { benchGraphql } from './graphql.js';
+import { benchGraphql, type Figure } from './graphql.js';
 import { benchMetering } from './metering.js';
 
 const execFileAsync = promisify(execFile);
@@ -31,13 +31,6 @@ const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 8_000);
 const IN_FLIGHT = 256;
 const TENANTS = 100_000;
 const SHARDS = 256;
-
-interface Figure {
-  name: string;
-  value: number;
-  unit: string;
-  note: string;
-}
 
 interface LoadResult {
   count: number;
@@ -202,181 +195,238 @@ async function redisBenchmark(port: number, sha: string, pipeline: number): Prom
   return Number(line.split(',')[1]?.replaceAll('"', ''));
 }
 
+/** What every section gets: the one Redis of this run (flushed before each section) and the phase length. */
+export interface BenchContext {
+  redisPort: number;
+  admin: Redis;
+  durationMs: number;
+  /** Figures already measured in this run (earlier sections), or read from the last results.json when a section runs alone. */
+  earlier: ReadonlyMap<string, number>;
+}
+
+export interface BenchSection {
+  lines: string[];
+  figures: Figure[];
+}
+
+/**
+ * The sections, in run order. `BENCH_ONLY=name[,name]` runs just those: their figures and lines replace the
+ * same section's in `bench/results.json`, every other section's stay as last measured (each keeps its own date).
+ */
+const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection> }[] = [
+  { name: 'decider', run: benchDecider },
+  { name: 'graphql', run: async (ctx) => benchGraphql({ redisPort: ctx.redisPort, durationMs: ctx.durationMs }) },
+  {
+    name: 'metering',
+    // metering (issue: metering): its own Temporal and DynamoDB Local, this Redis, the GraphQL hot path's admitted rate as load
+    run: async (ctx) =>
+      benchMetering({
+        redisPort: ctx.redisPort,
+        durationMs: ctx.durationMs,
+        loadPerSecond: Math.max(100, Math.round(ctx.earlier.get('graphql_admitted_per_second') ?? 1_000)),
+      }),
+  },
+];
+
+interface StoredSection extends BenchSection {
+  date: string;
+}
+
+interface Results {
+  date: string;
+  machine: string;
+  versions: string;
+  figures: Figure[];
+  sections?: Record<string, StoredSection>;
+}
+
+function readResults(): Results | undefined {
+  try {
+    return JSON.parse(readFileSync(join(REPO_ROOT, 'bench', 'results.json'), 'utf8')) as Results;
+  } catch {
+    return undefined;
+  }
+}
+
+async function benchDecider(ctx: BenchContext): Promise<BenchSection> {
+  const { admin, redisPort: port } = ctx;
+  const figures: Figure[] = [];
+  const lines: string[] = [];
+  const redisVersion = /redis_version:(\S+)/.exec(await admin.info('server'))?.[1] ?? '?';
+
+  // 1. the ceiling: a minimal token bucket by redis-benchmark (pipelined and not)
+  const sha = String(await admin.script('LOAD', readFileSync(join(REPO_ROOT, 'bench', 'minimal-token-bucket.lua'), 'utf8')));
+  const ceilingPipelined = await redisBenchmark(port, sha, 16);
+  const ceilingPlain = await redisBenchmark(port, sha, 1);
+  await admin.flushall();
+
+  // 2. rate-limiter-flexible: 1 limit, no event
+  const rlfClient = new Redis({ port, enableOfflineQueue: false });
+  await new Promise((resolveReady) => rlfClient.once('ready', resolveReady));
+  const limiter = new RateLimiterRedis({ storeClient: rlfClient, points: 1_000_000, duration: 1, keyPrefix: 'rlf' });
+  const rlf = await closedLoop(admin, (i) => limiter.consume(`t${(i * 7919) % TENANTS}`, 3));
+  rlfClient.disconnect();
+  await admin.flushall();
+
+  // 3. tollgate: 3 limits + usage event, micro-batched per shard
+  const client = await connectDeciderRedis({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 5_000 });
+  const decider = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock });
+  const decideOnce = async (i: number): Promise<void> => {
+    const decision = await decider.decide(decideInput(i));
+    if (decision.kind !== 'allowed') throw new Error(`unexpected ${decision.kind}`);
+  };
+  await admin.config('RESETSTAT');
+  const tollgate = await closedLoop(admin, decideOnce);
+  const costRows = await commandCosts(admin, tollgate.count);
+
+  // 4. p99 at half the maximum rate (open loop)
+  const half = await openLoop(tollgate.perSecond / 2, decideOnce);
+
+  // 5. memory per bucket key: MEMORY USAGE of token-bucket keys written above
+  const sample = tenantIds
+    .slice(0, 2_000)
+    .map((tenant) =>
+      bucketKey({ shard: shardOf(tenant, SHARDS), tenant, limitId: parseLimitId('burst'), subject: { scope: 'apiKey', keyId } }),
+    );
+  const sizes = (await Promise.all(sample.map((key) => admin.memory('USAGE', key)))).filter(
+    (size): size is number => typeof size === 'number',
+  );
+  const bytesPerBucket = sizes.reduce((sum, size) => sum + size, 0) / sizes.length;
+
+  // 6. durability: AOF fsync on every write, then WAIT for one replica (AOF everysec)
+  await admin.config('SET', 'appendfsync', 'always');
+  const always = await closedLoop(admin, decideOnce);
+  await admin.config('SET', 'appendfsync', 'everysec');
+  const replicaPort = await freePort();
+  const replicaDir = mkdtempSync(join(tmpdir(), 'tollgate-bench-replica-'));
+  const replicaProc = await startRedis({
+    dataDir: replicaDir,
+    port: replicaPort,
+    name: 'replica',
+    extraArgs: ['--replicaof', '127.0.0.1', String(port)],
+  });
+  const replicaAdmin = new Redis({ port: replicaPort });
+  let waited: LoadResult;
+  try {
+    while (!(await replicaAdmin.info('replication')).includes('master_link_status:up')) await new Promise((wait) => setTimeout(wait, 50));
+    const waiting = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock, waitForReplicas: { replicas: 1, timeoutMs: 50 } });
+    waited = await closedLoop(admin, async (i) => {
+      const decision = await waiting.decide(decideInput(i));
+      if (decision.kind !== 'allowed' || decision.replicasAcked !== 1) throw new Error('replica did not acknowledge');
+    });
+  } finally {
+    replicaAdmin.disconnect();
+    await stopProcess(replicaProc);
+    rmSync(replicaDir, { recursive: true, force: true });
+  }
+  client.disconnect();
+
+  figures.push(
+    {
+      name: 'decider_vs_rate_limiter_flexible',
+      value: tollgate.perSecond / rlf.perSecond,
+      unit: 'ratio',
+      note: `${tollgate.perSecond.toFixed(0)} vs ${rlf.perSecond.toFixed(0)} decisions/s; tollgate checks 3 limits and appends the usage event, rate-limiter-flexible 1 limit and no event`,
+    },
+    {
+      name: 'decider_vs_evalsha_ceiling',
+      value: tollgate.perSecond / ceilingPipelined,
+      unit: 'ratio',
+      note: `ceiling: redis-benchmark EVALSHA of a minimal 1-key token bucket, 50 clients, pipeline 16: ${ceilingPipelined.toFixed(0)}/s (unpipelined ${ceilingPlain.toFixed(0)}/s)`,
+    },
+    {
+      name: 'decider_p99_ms_half_load',
+      value: half.p99Ms,
+      unit: 'ms',
+      note: `open loop at ${(tollgate.perSecond / 2).toFixed(0)}/s for ${DURATION_MS / 1000} s; p50 ${half.p50Ms.toFixed(3)} ms`,
+    },
+    {
+      name: 'redis_bytes_per_bucket',
+      value: bytesPerBucket,
+      unit: 'bytes',
+      note: `MEMORY USAGE averaged over ${sizes.length} token-bucket keys (key name, msgpack value of 3 integers, TTL)`,
+    },
+    {
+      name: 'decider_decisions_per_s',
+      value: tollgate.perSecond,
+      unit: '1/s',
+      note: `closed loop, ${IN_FLIGHT} in flight, ${TENANTS} tenants; p50 ${tollgate.p50Ms.toFixed(2)} ms, p99 ${tollgate.p99Ms.toFixed(2)} ms`,
+    },
+    {
+      name: 'decider_redis_cpu_us_per_decision',
+      value: tollgate.redisCpuUsPerOp,
+      unit: 'µs',
+      note: `rate-limiter-flexible: ${rlf.redisCpuUsPerOp.toFixed(2)} µs per consume`,
+    },
+    {
+      name: 'decider_node_cpu_us_per_decision',
+      value: tollgate.nodeCpuUsPerOp,
+      unit: 'µs',
+      note: `client side; rate-limiter-flexible: ${rlf.nodeCpuUsPerOp.toFixed(2)} µs per consume`,
+    },
+    {
+      name: 'decider_fsync_always_ratio',
+      value: always.perSecond / tollgate.perSecond,
+      unit: 'ratio',
+      note: `${always.perSecond.toFixed(0)} decisions/s with appendfsync always vs everysec`,
+    },
+    {
+      name: 'decider_wait_replica_ratio',
+      value: waited.perSecond / tollgate.perSecond,
+      unit: 'ratio',
+      note: `${waited.perSecond.toFixed(0)} decisions/s with WAIT 1 replica (everysec) vs without; p99 ${waited.p99Ms.toFixed(2)} ms`,
+    },
+  );
+
+  lines.push(
+    '## Decider',
+    '',
+    `One Node process, ${IN_FLIGHT} in flight, ${TENANTS} random tenants, ${DURATION_MS / 1000} s per phase, one Redis ${redisVersion} (AOF everysec) on loopback, client and Redis sharing ${cpus().length} cores.`,
+    '',
+    '| what | decisions/s | p50 ms | p99 ms | Redis CPU µs/op |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    `| tollgate decide: 3 limits + usage event (micro-batched) | ${tollgate.perSecond.toFixed(0)} | ${tollgate.p50Ms.toFixed(2)} | ${tollgate.p99Ms.toFixed(2)} | ${tollgate.redisCpuUsPerOp.toFixed(2)} |`,
+    `| rate-limiter-flexible consume: 1 limit, no event | ${rlf.perSecond.toFixed(0)} | ${rlf.p50Ms.toFixed(2)} | ${rlf.p99Ms.toFixed(2)} | ${rlf.redisCpuUsPerOp.toFixed(2)} |`,
+    `| redis-benchmark EVALSHA minimal token bucket, pipeline 16 (ceiling) | ${ceilingPipelined.toFixed(0)} | | | |`,
+    `| redis-benchmark EVALSHA minimal token bucket, no pipeline | ${ceilingPlain.toFixed(0)} | | | |`,
+    `| tollgate decide, appendfsync always | ${always.perSecond.toFixed(0)} | ${always.p50Ms.toFixed(2)} | ${always.p99Ms.toFixed(2)} | ${always.redisCpuUsPerOp.toFixed(2)} |`,
+    `| tollgate decide, everysec + WAIT 1 replica | ${waited.perSecond.toFixed(0)} | ${waited.p50Ms.toFixed(2)} | ${waited.p99Ms.toFixed(2)} | ${waited.redisCpuUsPerOp.toFixed(2)} |`,
+    '',
+    `Client CPU per operation (this Node process): tollgate ${tollgate.nodeCpuUsPerOp.toFixed(1)} µs per decision, rate-limiter-flexible ${rlf.nodeCpuUsPerOp.toFixed(1)} µs per consume.`,
+    '',
+    'Where Redis time goes in the tollgate phase (`INFO commandstats`; commands run by the script are counted on their own',
+    'and inside `evalsha`, whose time includes them):',
+    '',
+    '| command | calls per decision | µs per call | µs per decision |',
+    '| --- | ---: | ---: | ---: |',
+    ...costRows,
+    '',
+    `At half the maximum rate (${(tollgate.perSecond / 2).toFixed(0)}/s, open loop): p50 ${half.p50Ms.toFixed(3)} ms, p99 ${half.p99Ms.toFixed(3)} ms.`,
+    `Redis memory per token-bucket key: ${bytesPerBucket.toFixed(0)} bytes (MEMORY USAGE).`,
+    '',
+  );
+  return { lines, figures };
+}
+
 async function main(): Promise<void> {
+  const only = (process.env['BENCH_ONLY'] ?? '').split(',').filter((name) => name !== '');
+  for (const name of only) if (!SECTIONS.some((section) => section.name === name)) throw new Error(`BENCH_ONLY: no section ${name}`);
+  const previous = readResults();
+  const stored: Record<string, StoredSection> = only.length > 0 ? { ...(previous?.sections ?? {}) } : {};
+  const earlier = new Map<string, number>((previous?.figures ?? []).map((figure) => [figure.name, figure.value]));
   const dataDir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'));
   const port = await freePort();
   const redisProc = await startRedis({ dataDir, port, appendfsync: 'everysec' });
   const admin = new Redis({ port });
-  const figures: Figure[] = [];
-  const lines: string[] = [];
   try {
-    const redisVersion = /redis_version:(\S+)/.exec(await admin.info('server'))?.[1] ?? '?';
-
-    // 1. the ceiling: a minimal token bucket by redis-benchmark (pipelined and not)
-    const sha = String(await admin.script('LOAD', readFileSync(join(REPO_ROOT, 'bench', 'minimal-token-bucket.lua'), 'utf8')));
-    const ceilingPipelined = await redisBenchmark(port, sha, 16);
-    const ceilingPlain = await redisBenchmark(port, sha, 1);
-    await admin.flushall();
-
-    // 2. rate-limiter-flexible: 1 limit, no event
-    const rlfClient = new Redis({ port, enableOfflineQueue: false });
-    await new Promise((resolveReady) => rlfClient.once('ready', resolveReady));
-    const limiter = new RateLimiterRedis({ storeClient: rlfClient, points: 1_000_000, duration: 1, keyPrefix: 'rlf' });
-    const rlf = await closedLoop(admin, (i) => limiter.consume(`t${(i * 7919) % TENANTS}`, 3));
-    rlfClient.disconnect();
-    await admin.flushall();
-
-    // 3. tollgate: 3 limits + usage event, micro-batched per shard
-    const client = await connectDeciderRedis({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 5_000 });
-    const decider = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock });
-    const decideOnce = async (i: number): Promise<void> => {
-      const decision = await decider.decide(decideInput(i));
-      if (decision.kind !== 'allowed') throw new Error(`unexpected ${decision.kind}`);
-    };
-    await admin.config('RESETSTAT');
-    const tollgate = await closedLoop(admin, decideOnce);
-    const costRows = await commandCosts(admin, tollgate.count);
-
-    // 4. p99 at half the maximum rate (open loop)
-    const half = await openLoop(tollgate.perSecond / 2, decideOnce);
-
-    // 5. memory per bucket key: MEMORY USAGE of token-bucket keys written above
-    const sample = tenantIds
-      .slice(0, 2_000)
-      .map((tenant) =>
-        bucketKey({ shard: shardOf(tenant, SHARDS), tenant, limitId: parseLimitId('burst'), subject: { scope: 'apiKey', keyId } }),
-      );
-    const sizes = (await Promise.all(sample.map((key) => admin.memory('USAGE', key)))).filter(
-      (size): size is number => typeof size === 'number',
-    );
-    const bytesPerBucket = sizes.reduce((sum, size) => sum + size, 0) / sizes.length;
-
-    // 6. durability: AOF fsync on every write, then WAIT for one replica (AOF everysec)
-    await admin.config('SET', 'appendfsync', 'always');
-    const always = await closedLoop(admin, decideOnce);
-    await admin.config('SET', 'appendfsync', 'everysec');
-    const replicaPort = await freePort();
-    const replicaProc = await startRedis({
-      dataDir,
-      port: replicaPort,
-      name: 'replica',
-      extraArgs: ['--replicaof', '127.0.0.1', String(port)],
-    });
-    const replicaAdmin = new Redis({ port: replicaPort });
-    let waited: LoadResult;
-    try {
-      while (!(await replicaAdmin.info('replication')).includes('master_link_status:up')) await new Promise((wait) => setTimeout(wait, 50));
-      const waiting = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock, waitForReplicas: { replicas: 1, timeoutMs: 50 } });
-      waited = await closedLoop(admin, async (i) => {
-        const decision = await waiting.decide(decideInput(i));
-        if (decision.kind !== 'allowed' || decision.replicasAcked !== 1) throw new Error('replica did not acknowledge');
-      });
-    } finally {
-      replicaAdmin.disconnect();
-      await stopProcess(replicaProc);
+    for (const section of SECTIONS) {
+      if (only.length > 0 && !only.includes(section.name)) continue;
+      await admin.flushall();
+      console.log(`bench: ${section.name}`);
+      const result = await section.run({ redisPort: port, admin, durationMs: DURATION_MS, earlier });
+      for (const figure of result.figures) earlier.set(figure.name, figure.value);
+      stored[section.name] = { date: new Date().toISOString(), lines: result.lines, figures: result.figures };
     }
-    client.disconnect();
-
-    // 7. the GraphQL hot path (issue: GraphQL API), servers in their own processes on this Redis
-    await admin.flushall();
-    const graphql = await benchGraphql({ redisPort: port, durationMs: DURATION_MS });
-
-    // 8. metering (issue: metering): its own Temporal and DynamoDB Local, this Redis, the GraphQL hot path's admitted rate as load
-    const metering = await benchMetering({
-      redisPort: port,
-      durationMs: DURATION_MS,
-      loadPerSecond: Math.max(100, Math.round(graphql.admittedPerSecond)),
-    });
-
-    figures.push(
-      {
-        name: 'decider_vs_rate_limiter_flexible',
-        value: tollgate.perSecond / rlf.perSecond,
-        unit: 'ratio',
-        note: `${tollgate.perSecond.toFixed(0)} vs ${rlf.perSecond.toFixed(0)} decisions/s; tollgate checks 3 limits and appends the usage event, rate-limiter-flexible 1 limit and no event`,
-      },
-      {
-        name: 'decider_vs_evalsha_ceiling',
-        value: tollgate.perSecond / ceilingPipelined,
-        unit: 'ratio',
-        note: `ceiling: redis-benchmark EVALSHA of a minimal 1-key token bucket, 50 clients, pipeline 16: ${ceilingPipelined.toFixed(0)}/s (unpipelined ${ceilingPlain.toFixed(0)}/s)`,
-      },
-      {
-        name: 'decider_p99_ms_half_load',
-        value: half.p99Ms,
-        unit: 'ms',
-        note: `open loop at ${(tollgate.perSecond / 2).toFixed(0)}/s for ${DURATION_MS / 1000} s; p50 ${half.p50Ms.toFixed(3)} ms`,
-      },
-      {
-        name: 'redis_bytes_per_bucket',
-        value: bytesPerBucket,
-        unit: 'bytes',
-        note: `MEMORY USAGE averaged over ${sizes.length} token-bucket keys (key name, msgpack value of 3 integers, TTL)`,
-      },
-      {
-        name: 'decider_decisions_per_s',
-        value: tollgate.perSecond,
-        unit: '1/s',
-        note: `closed loop, ${IN_FLIGHT} in flight, ${TENANTS} tenants; p50 ${tollgate.p50Ms.toFixed(2)} ms, p99 ${tollgate.p99Ms.toFixed(2)} ms`,
-      },
-      {
-        name: 'decider_redis_cpu_us_per_decision',
-        value: tollgate.redisCpuUsPerOp,
-        unit: 'µs',
-        note: `rate-limiter-flexible: ${rlf.redisCpuUsPerOp.toFixed(2)} µs per consume`,
-      },
-      {
-        name: 'decider_node_cpu_us_per_decision',
-        value: tollgate.nodeCpuUsPerOp,
-        unit: 'µs',
-        note: `client side; rate-limiter-flexible: ${rlf.nodeCpuUsPerOp.toFixed(2)} µs per consume`,
-      },
-      {
-        name: 'decider_fsync_always_ratio',
-        value: always.perSecond / tollgate.perSecond,
-        unit: 'ratio',
-        note: `${always.perSecond.toFixed(0)} decisions/s with appendfsync always vs everysec`,
-      },
-      {
-        name: 'decider_wait_replica_ratio',
-        value: waited.perSecond / tollgate.perSecond,
-        unit: 'ratio',
-        note: `${waited.perSecond.toFixed(0)} decisions/s with WAIT 1 replica (everysec) vs without; p99 ${waited.p99Ms.toFixed(2)} ms`,
-      },
-    );
-
-    lines.push(
-      '## Decider',
-      '',
-      `One Node process, ${IN_FLIGHT} in flight, ${TENANTS} random tenants, ${DURATION_MS / 1000} s per phase, one Redis ${redisVersion} (AOF everysec) on loopback, client and Redis sharing ${cpus().length} cores.`,
-      '',
-      '| what | decisions/s | p50 ms | p99 ms | Redis CPU µs/op |',
-      '| --- | ---: | ---: | ---: | ---: |',
-      `| tollgate decide: 3 limits + usage event (micro-batched) | ${tollgate.perSecond.toFixed(0)} | ${tollgate.p50Ms.toFixed(2)} | ${tollgate.p99Ms.toFixed(2)} | ${tollgate.redisCpuUsPerOp.toFixed(2)} |`,
-      `| rate-limiter-flexible consume: 1 limit, no event | ${rlf.perSecond.toFixed(0)} | ${rlf.p50Ms.toFixed(2)} | ${rlf.p99Ms.toFixed(2)} | ${rlf.redisCpuUsPerOp.toFixed(2)} |`,
-      `| redis-benchmark EVALSHA minimal token bucket, pipeline 16 (ceiling) | ${ceilingPipelined.toFixed(0)} | | | |`,
-      `| redis-benchmark EVALSHA minimal token bucket, no pipeline | ${ceilingPlain.toFixed(0)} | | | |`,
-      `| tollgate decide, appendfsync always | ${always.perSecond.toFixed(0)} | ${always.p50Ms.toFixed(2)} | ${always.p99Ms.toFixed(2)} | ${always.redisCpuUsPerOp.toFixed(2)} |`,
-      `| tollgate decide, everysec + WAIT 1 replica | ${waited.perSecond.toFixed(0)} | ${waited.p50Ms.toFixed(2)} | ${waited.p99Ms.toFixed(2)} | ${waited.redisCpuUsPerOp.toFixed(2)} |`,
-      '',
-      `Client CPU per operation (this Node process): tollgate ${tollgate.nodeCpuUsPerOp.toFixed(1)} µs per decision, rate-limiter-flexible ${rlf.nodeCpuUsPerOp.toFixed(1)} µs per consume.`,
-      '',
-      'Where Redis time goes in the tollgate phase (`INFO commandstats`; commands run by the script are counted on their own',
-      'and inside `evalsha`, whose time includes them):',
-      '',
-      '| command | calls per decision | µs per call | µs per decision |',
-      '| --- | ---: | ---: | ---: |',
-      ...costRows,
-      '',
-      `At half the maximum rate (${(tollgate.perSecond / 2).toFixed(0)}/s, open loop): p50 ${half.p50Ms.toFixed(3)} ms, p99 ${half.p99Ms.toFixed(3)} ms.`,
-      `Redis memory per token-bucket key: ${bytesPerBucket.toFixed(0)} bytes (MEMORY USAGE).`,
-      '',
-      ...graphql.lines,
-      '',
-      ...metering.lines,
-      '',
-    );
-    figures.push(...graphql.figures, ...metering.figures);
   } finally {
     admin.disconnect();
     await stopProcess(redisProc);
@@ -388,16 +438,28 @@ async function main(): Promise<void> {
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`;
   const date = new Date().toISOString();
   const versions = `Node ${process.versions.node}, ioredis ${pkg('ioredis')}, rate-limiter-flexible ${pkg('rate-limiter-flexible')}`;
-  writeFileSync(join(REPO_ROOT, 'bench', 'results.json'), `${JSON.stringify({ date, machine, versions, figures }, null, 2)}\n`);
+  const ordered = SECTIONS.map((section) => [section.name, stored[section.name]] as const).filter(
+    (entry): entry is readonly [string, StoredSection] => entry[1] !== undefined,
+  );
+  const figures = ordered.flatMap(([, section]) => section.figures);
+  const results: Results = { date, machine, versions, figures, sections: Object.fromEntries(ordered) };
+  writeFileSync(join(REPO_ROOT, 'bench', 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   writeFileSync(
     join(REPO_ROOT, 'BENCHMARKS.md'),
     [
       '# Benchmarks',
       '',
-      `Measured by \`npm run bench\` on ${date} — ${machine}; ${versions}. The machine is shared and noisy: compare`,
+      `Measured by \`npm run bench\` — ${machine}; ${versions}. Each section below gives the date it was measured`,
+      '(`BENCH_ONLY=section npm run bench` measures one section again). The machine is shared and noisy: compare',
       'ratios measured side by side in one run, not absolute numbers across runs.',
       '',
-      ...lines,
+      ...ordered.flatMap(([name, section]) => [
+        `<!-- section ${name}, measured ${section.date} -->`,
+        `_Measured ${section.date}._`,
+        '',
+        ...section.lines,
+        '',
+      ]),
       '## Figures (`bench/results.json`)',
       '',
       '| name | value | unit | note |',
