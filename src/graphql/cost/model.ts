@@ -44,7 +44,7 @@ export const COST_DIRECTIVES_SDL = /* GraphQL */ `
     assumedSize: Int
     slicingArguments: [String!]
     sizedFields: [String!]
-    requireOneSlicingArgument: Boolean = false
+    requireOneSlicingArgument: Boolean = true
   ) on FIELD_DEFINITION
   "A mutation that may be answered 202 and run later when a defer limit is hit."
   directive @deferrable on FIELD_DEFINITION
@@ -63,7 +63,7 @@ const LIST_SIZE_DIRECTIVE = new GraphQLDirective({
     assumedSize: { type: GraphQLInt },
     slicingArguments: { type: new GraphQLList(new GraphQLNonNull(GraphQLString)) },
     sizedFields: { type: new GraphQLList(new GraphQLNonNull(GraphQLString)) },
-    requireOneSlicingArgument: { type: GraphQLBoolean, defaultValue: false },
+    requireOneSlicingArgument: { type: GraphQLBoolean, defaultValue: true },
   },
 });
 
@@ -112,7 +112,7 @@ export const COST_MODEL_DEFAULTS: Required<CostModelOptions> = {
 /** Why an operation cannot be priced; mapped to a 400 at the edge. */
 export class PricingError extends Error {
   constructor(
-    readonly code: 'INVALID_SLICING_ARGUMENT' | 'SLICING_ARGUMENT_REQUIRED' | 'COST_EXCEEDS_MAXIMUM',
+    readonly code: 'INVALID_SLICING_ARGUMENT' | 'SLICING_ARGUMENT_REQUIRED' | 'COST_SLICING_ARGUMENTS' | 'COST_EXCEEDS_MAXIMUM',
     message: string,
     readonly details: Record<string, unknown> = {},
   ) {
@@ -140,12 +140,22 @@ export function fieldCostOf(cost: FieldCost, size: number, children: number): nu
 }
 
 /**
- * The size of a list or connection from its coerced argument values.
+ * The size of a list or connection from its coerced argument values (IBM cost spec §8.2, §8.4): the one slicing
+ * argument given (an argument default counts as given; null does not), the largest when several are allowed,
+ * else `assumedSize`, else the default list size.
  * @throws PricingError `INVALID_SLICING_ARGUMENT` for a value that is not an integer in 0..maxSlicingValue,
- *   `SLICING_ARGUMENT_REQUIRED` when one is required and none is given
+ *   `COST_SLICING_ARGUMENTS` when `requireOneSlicingArgument` and more than one is given,
+ *   `SLICING_ARGUMENT_REQUIRED` when `requireOneSlicingArgument` and none is given
  */
-export function sliceSize(cost: FieldCost, args: Readonly<Record<string, unknown>>, options: Required<CostModelOptions>): number {
+export function sliceSize(
+  cost: FieldCost,
+  args: Readonly<Record<string, unknown>>,
+  options: Required<CostModelOptions>,
+  /** The field's response path, dotted (`a.b.c`), for the error. */
+  path?: string,
+): number {
   let size: number | undefined;
+  const given: string[] = [];
   for (const name of cost.slicingArguments) {
     const value = args[name];
     if (value === undefined || value === null) continue;
@@ -156,12 +166,21 @@ export function sliceSize(cost: FieldCost, args: Readonly<Record<string, unknown
         { coordinate: cost.coordinate, argument: name, max: options.maxSlicingValue },
       );
     }
+    given.push(name);
     size = size === undefined ? value : Math.max(size, value);
+  }
+  if (cost.requireOneSlicingArgument && given.length > 1) {
+    throw new PricingError(
+      'COST_SLICING_ARGUMENTS',
+      `${cost.coordinate} takes exactly one of ${cost.slicingArguments.join(', ')}; got ${given.join(' and ')}`,
+      { coordinate: cost.coordinate, arguments: given, ...(path === undefined ? {} : { path: path.split('.') }) },
+    );
   }
   if (size !== undefined) return size;
   if (cost.requireOneSlicingArgument) {
     throw new PricingError('SLICING_ARGUMENT_REQUIRED', `${cost.coordinate} needs one of: ${cost.slicingArguments.join(', ')}`, {
       coordinate: cost.coordinate,
+      ...(path === undefined ? {} : { path: path.split('.') }),
     });
   }
   return cost.assumedSize ?? options.defaultListSize;
@@ -242,7 +261,8 @@ export class CostModel {
       slicingArguments,
       assumedSize: typeof assumed === 'number' ? assumed : null,
       sizedFields,
-      requireOneSlicingArgument: listSize?.['requireOneSlicingArgument'] === true,
+      // ignored without slicing arguments (§8.4)
+      requireOneSlicingArgument: slicingArguments.length > 0 && listSize?.['requireOneSlicingArgument'] !== false,
       isDeferrable,
     };
   }

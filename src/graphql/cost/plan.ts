@@ -279,8 +279,8 @@ class Evaluation {
   private node(node: FieldPlan | FragmentPlan, path: string): number {
     if (node.kind === 'fragment') return this.selection(node.selection, path);
     const { lines } = this.input;
-    const size = this.size(node);
     const fieldPath = path === '' ? node.responseKey : `${path}.${node.responseKey}`;
+    const size = this.size(node, fieldPath);
     const lineIndex = lines?.length ?? 0;
     lines?.push({ path: fieldPath, coordinate: node.cost.coordinate, weight: node.cost.weight, size, cost: 0 });
     const children = node.children === null ? 0 : this.selection(node.children, fieldPath);
@@ -290,11 +290,11 @@ class Evaluation {
     return cost;
   }
 
-  private size(field: FieldPlan): number {
+  private size(field: FieldPlan, path: string): number {
     if (field.cost.sizing !== 'list' && field.cost.sizing !== 'connection') return 1;
     const args: Record<string, unknown> = {};
     for (const { name, ref } of field.slicing) args[name] = resolveRef(ref, this.input.variables);
-    return sliceSize(field.cost, args, this.input.model.options);
+    return sliceSize(field.cost, args, this.input.model.options, path);
   }
 }
 
