@@ -9,10 +9,16 @@ import { fieldCostOf, sliceSize, type CostModel } from './model.js';
 
 /** An estimator that prices every field by the cost directives (see `model.ts`). */
 export function costDirectiveEstimator(model: CostModel): ComplexityEstimator {
-  return ({ type, field, args, childComplexity }) => {
+  return ({ type, field, node, args, childComplexity }) => {
     const cost = model.fieldCost(type.name, field);
     const size = cost.sizing === 'list' || cost.sizing === 'connection' ? sliceSize(cost, args, model.options) : 1;
-    return fieldCostOf(cost, size, childComplexity);
+    let argumentsCost = 0;
+    for (const argument of cost.arguments) {
+      // only the arguments written in the query cost (a default alone costs nothing)
+      if (node.arguments?.some((given) => given.name.value === argument.name) === true)
+        argumentsCost += argument.price(args[argument.name]);
+    }
+    return fieldCostOf(cost, size, childComplexity, argumentsCost);
   };
 }
 

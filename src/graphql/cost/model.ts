@@ -8,8 +8,9 @@
  * - `connection` (`@listSize(sizedFields: …)`): `weight + size × children`
  * - `sized-child` (a field named in its connection's `sizedFields`): `weight + children`
  *   (the connection already multiplied it)
- * where `size` is the largest slicing argument given, else `assumedSize`, else the
- * default list size; and `children` is the cost of the selection set (for
+ * plus what the field's written arguments cost, once per field (`arguments.ts`; the total is never negative),
+ * where `size` is the one slicing argument given (two are refused unless `requireOneSlicingArgument: false`,
+ * then the largest), else `assumedSize`, else the default list size; and `children` is the cost of the selection set (for
  * abstract types, the most expensive possible type, as graphql-query-complexity
  * computes it). Weights: `@cost` on the field, else `@cost` on its type, else
  * the mutation base for mutation root fields, else 1 for objects and 0 for leaves.
@@ -34,11 +35,14 @@ import {
   type GraphQLNamedType,
   type GraphQLSchema,
 } from 'graphql';
+import { InputCosts, type ArgumentCost, type WeightOf } from './arguments.js';
 
 /** SDL of the directives the cost model reads; add it to your type definitions. */
 export const COST_DIRECTIVES_SDL = /* GraphQL */ `
-  "Cost of a field (or of every field returning this type), in integer units."
-  directive @cost(weight: Int!) on FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ENUM | SCALAR
+  "Cost of a field (or of every field returning this type, or of an argument or input field when given), in integer units."
+  directive @cost(
+    weight: Int!
+  ) on FIELD_DEFINITION | ARGUMENT_DEFINITION | INPUT_FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ENUM | SCALAR
   "Size of a list or connection: a slicing argument (first/last), else assumedSize."
   directive @listSize(
     assumedSize: Int
@@ -86,6 +90,8 @@ export interface FieldCost {
   requireOneSlicingArgument: boolean;
   /** `@deferrable`: may be answered 202 when a defer limit is hit. */
   isDeferrable: boolean;
+  /** The arguments whose values cost something (`@cost` on arguments and input fields; see `arguments.ts`). */
+  arguments: readonly ArgumentCost[];
 }
 
 export interface CostModelOptions {
@@ -99,6 +105,8 @@ export interface CostModelOptions {
   scalarWeight?: number;
   /** Largest accepted slicing argument value (first/last). @default 1000 */
   maxSlicingValue?: number;
+  /** Weight of an input object given in an argument, without `@cost` (the IBM spec and Apollo Router: 1). @default 0 */
+  inputObjectWeight?: number;
 }
 
 export const COST_MODEL_DEFAULTS: Required<CostModelOptions> = {
@@ -107,6 +115,7 @@ export const COST_MODEL_DEFAULTS: Required<CostModelOptions> = {
   objectWeight: 1,
   scalarWeight: 0,
   maxSlicingValue: 1_000,
+  inputObjectWeight: 0,
 };
 
 /** Why an operation cannot be priced; mapped to a 400 at the edge. */
@@ -126,17 +135,25 @@ export const COST_CAP = Number.MAX_SAFE_INTEGER;
 
 const saturate = (value: number): number => (value > COST_CAP ? COST_CAP : value);
 
-/** Combines a field's weight, size and children cost per its sizing (see the module comment). */
-export function fieldCostOf(cost: FieldCost, size: number, children: number): number {
+/**
+ * Combines a field's weight, size, children cost and arguments cost per its sizing (see the module comment); the
+ * arguments are added once per field (not per item) and the total is never negative (IBM cost spec §5.3.2.2).
+ */
+export function fieldCostOf(cost: FieldCost, size: number, children: number, argumentsCost = 0): number {
+  let own: number;
   switch (cost.sizing) {
     case 'none':
     case 'sized-child':
-      return saturate(cost.weight + children);
+      own = saturate(cost.weight + children);
+      break;
     case 'list':
-      return saturate(size * saturate(cost.weight + children));
+      own = saturate(size * saturate(cost.weight + children));
+      break;
     case 'connection':
-      return saturate(cost.weight + saturate(size * children));
+      own = saturate(cost.weight + saturate(size * children));
+      break;
   }
+  return argumentsCost === 0 ? own : Math.max(0, saturate(own + argumentsCost));
 }
 
 /**
@@ -192,6 +209,13 @@ function typeWeight(type: GraphQLNamedType): number | undefined {
   return typeof values?.['weight'] === 'number' ? values['weight'] : undefined;
 }
 
+/** The `@cost(weight:)` of an argument or input field (any integer: a negative one lowers its field's cost). */
+const argumentWeight: WeightOf = (definition) => {
+  if (definition.astNode === undefined || definition.astNode === null) return undefined;
+  const values = getDirectiveValues(COST_DIRECTIVE, definition.astNode);
+  return typeof values?.['weight'] === 'number' ? values['weight'] : undefined;
+};
+
 function checkWeight(coordinate: string, weight: number): number {
   if (!Number.isSafeInteger(weight) || weight < 0) throw new Error(`@cost(weight:) of ${coordinate} must be a non-negative integer`);
   return weight;
@@ -203,12 +227,14 @@ export class CostModel {
   private readonly costs = new WeakMap<GraphQLField<unknown, unknown>, FieldCost>();
   /** `Type.field` of every field named in some connection's `sizedFields`. */
   private readonly sizedChildren = new Set<string>();
+  private readonly inputCosts: InputCosts;
 
   constructor(
     readonly schema: GraphQLSchema,
     options: CostModelOptions = {},
   ) {
     this.options = { ...COST_MODEL_DEFAULTS, ...options };
+    this.inputCosts = new InputCosts(argumentWeight, this.options.inputObjectWeight);
     for (const type of Object.values(schema.getTypeMap())) {
       if (!isObjectType(type) && !isInterfaceType(type)) continue;
       for (const field of Object.values(type.getFields())) {
@@ -264,6 +290,7 @@ export class CostModel {
       // ignored without slicing arguments (§8.4)
       requireOneSlicingArgument: slicingArguments.length > 0 && listSize?.['requireOneSlicingArgument'] !== false,
       isDeferrable,
+      arguments: this.inputCosts.argumentsOf(field.args),
     };
   }
 }

@@ -40,6 +40,7 @@ import {
 } from 'graphql';
 import { COST_CAP, fieldCostOf, sliceSize, type CostModel } from './model.js';
 import {
+  argumentsCostOf,
   isIncluded,
   resolveRef,
   type Condition,
@@ -197,9 +198,27 @@ class Compiler {
         slicing.push({ name, ref: this.ref(argument?.value, { type: definition.type, argumentDefault: definition.defaultValue }) });
       }
     }
+    const costedArguments: FieldPlan['arguments'] = [];
+    for (const argumentCost of cost.arguments) {
+      const argument = node.arguments?.find((arg) => arg.name.value === argumentCost.name);
+      const definition = field.args.find((arg) => arg.name === argumentCost.name);
+      if (argument === undefined || definition === undefined) continue;
+      costedArguments.push({
+        cost: argumentCost,
+        ref: this.ref(argument.value, { type: definition.type, argumentDefault: definition.defaultValue }),
+      });
+    }
     const named = getNamedType(field.type);
     const children = node.selectionSet && isCompositeType(named) ? this.selection(node.selectionSet, named) : null;
-    return { kind: 'field', responseKey: node.alias?.value ?? node.name.value, fieldName: node.name.value, cost, slicing, children };
+    return {
+      kind: 'field',
+      responseKey: node.alias?.value ?? node.name.value,
+      fieldName: node.name.value,
+      cost,
+      slicing,
+      arguments: costedArguments,
+      children,
+    };
   }
 }
 
@@ -284,7 +303,8 @@ class Evaluation {
     const lineIndex = lines?.length ?? 0;
     lines?.push({ path: fieldPath, coordinate: node.cost.coordinate, weight: node.cost.weight, size, cost: 0 });
     const children = node.children === null ? 0 : this.selection(node.children, fieldPath);
-    const cost = fieldCostOf(node.cost, size, children);
+    const argumentsCost = node.arguments.length === 0 ? 0 : argumentsCostOf(node, this.input.variables);
+    const cost = fieldCostOf(node.cost, size, children, argumentsCost);
     const line = lines?.[lineIndex];
     if (line !== undefined) line.cost = cost;
     return cost;
