@@ -48,7 +48,7 @@ export class InputCosts {
 
   private mayCost(type: GraphQLInputType): boolean {
     const nullable = getNullableType(type);
-    if (isListType(nullable)) return this.mayCost(nullable.ofType as GraphQLInputType);
+    if (isListType(nullable)) return this.mayCost(nullable.ofType);
     if (!isInputObjectType(nullable)) return false;
     if (this.inputObjectWeight !== 0) return true;
     const known = this.mayCostByType.get(nullable.name);
@@ -63,7 +63,7 @@ export class InputCosts {
     if (value === null || value === undefined) return 0;
     const nullable = getNullableType(type);
     if (isListType(nullable)) {
-      const itemType = nullable.ofType as GraphQLInputType;
+      const itemType = nullable.ofType;
       // a single value where a list is expected is coerced to a list of one
       if (!Array.isArray(value)) return this.valueCost(weight, itemType, value);
       let sum = 0;
