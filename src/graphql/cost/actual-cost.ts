@@ -134,5 +134,7 @@ class ActualCostWalk {
  */
 export function measureActualCost(plan: CostPlan, data: unknown, variables: Variables): number {
   if (!isRecord(data)) return 0;
-  return new ActualCostWalk(variables).selection(plan.root, data);
+  const cost = new ActualCostWalk(variables).selection(plan.root, data);
+  // the operation's base (a mutation's) is paid once the operation ran
+  return plan.baseCost === 0 ? cost : Math.min(COST_CAP, cost + plan.baseCost);
 }

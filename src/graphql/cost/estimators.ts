@@ -4,7 +4,7 @@
  * test and a check on each newly compiled document hold the two together.
  */
 import { getComplexity, type ComplexityEstimator } from 'graphql-query-complexity';
-import type { DocumentNode } from 'graphql';
+import { OperationTypeNode, getOperationAST, type DocumentNode } from 'graphql';
 import { fieldCostOf, sliceSize, type CostModel } from './model.js';
 
 /** An estimator that prices every field by the cost directives (see `model.ts`). */
@@ -34,12 +34,17 @@ export function engineCost(input: {
   operationName: string | undefined;
   maxQueryNodes?: number;
 }): number {
-  return getComplexity({
-    schema: input.model.schema,
-    query: input.document,
-    variables: { ...(input.variables ?? {}) },
-    estimators: [costDirectiveEstimator(input.model)],
-    ...(input.operationName === undefined ? {} : { operationName: input.operationName }),
-    maxQueryNodes: input.maxQueryNodes ?? 100_000,
-  });
+  const operation = getOperationAST(input.document, input.operationName);
+  const base = operation?.operation === OperationTypeNode.MUTATION ? input.model.options.mutationOperationWeight : 0;
+  return (
+    base +
+    getComplexity({
+      schema: input.model.schema,
+      query: input.document,
+      variables: { ...(input.variables ?? {}) },
+      estimators: [costDirectiveEstimator(input.model)],
+      ...(input.operationName === undefined ? {} : { operationName: input.operationName }),
+      maxQueryNodes: input.maxQueryNodes ?? 100_000,
+    })
+  );
 }

@@ -97,8 +97,10 @@ export interface FieldCost {
 export interface CostModelOptions {
   /** Size of a list with no slicing argument and no `assumedSize`. @default 10 */
   defaultListSize?: number;
-  /** Weight of a mutation root field without `@cost`. @default 10 */
-  mutationWeight?: number;
+  /** Weight of a mutation root field without `@cost`; null: its type's default, as Apollo Router. @default 10 */
+  mutationWeight?: number | null;
+  /** Added once to every mutation operation (Apollo Router and Hive Gateway: 10, with `mutationWeight: null`). @default 0 */
+  mutationOperationWeight?: number;
   /** Weight of a field returning an object, interface or union, without `@cost`. @default 1 */
   objectWeight?: number;
   /** Weight of a field returning a scalar or enum, without `@cost`. @default 0 */
@@ -112,6 +114,7 @@ export interface CostModelOptions {
 export const COST_MODEL_DEFAULTS: Required<CostModelOptions> = {
   defaultListSize: 10,
   mutationWeight: 10,
+  mutationOperationWeight: 0,
   objectWeight: 1,
   scalarWeight: 0,
   maxSlicingValue: 1_000,
@@ -269,7 +272,8 @@ export class CostModel {
     else {
       const fromType = typeWeight(named);
       if (fromType !== undefined) weight = fromType;
-      else if (this.schema.getMutationType()?.name === parentName) weight = this.options.mutationWeight;
+      else if (this.options.mutationWeight !== null && this.schema.getMutationType()?.name === parentName)
+        weight = this.options.mutationWeight;
       else weight = isCompositeType(named) ? this.options.objectWeight : this.options.scalarWeight;
     }
     checkWeight(coordinate, weight);

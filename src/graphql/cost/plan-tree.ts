@@ -70,6 +70,8 @@ export interface CostPlan {
   root: SelectionPlan;
   /** Every root field is `@deferrable` (and the operation is a mutation). */
   isDeferrable: boolean;
+  /** Added once to the operation's cost (`mutationOperationWeight` for a mutation; else 0). */
+  baseCost: number;
   /** The variables the formula reads (slicing arguments, skip/include). */
   variableNames: readonly string[];
 }

@@ -246,6 +246,7 @@ export function compileCostPlan(model: CostModel, document: DocumentNode, operat
       operation.operation === OperationTypeNode.MUTATION &&
       rootFields.length > 0 &&
       root.entries.every((entry) => entry.node.kind === 'field' && entry.node.cost.isDeferrable),
+    baseCost: operation.operation === OperationTypeNode.MUTATION ? model.options.mutationOperationWeight : 0,
     variableNames: [...compiler.used],
   };
 }
@@ -323,7 +324,12 @@ class Evaluation {
  * @throws PricingError for a bad slicing argument
  */
 export function evaluatePlan(plan: CostPlan, variables: Variables, model: CostModel): number {
-  return new Evaluation({ variables, model, lines: undefined }).selection(plan.root, '');
+  return withBase(plan, new Evaluation({ variables, model, lines: undefined }).selection(plan.root, ''));
+}
+
+/** An operation's cost with its base (`mutationOperationWeight`), saturating. */
+export function withBase(plan: CostPlan, cost: number): number {
+  return plan.baseCost === 0 ? cost : Math.min(COST_CAP, cost + plan.baseCost);
 }
 
 /**
@@ -332,6 +338,6 @@ export function evaluatePlan(plan: CostPlan, variables: Variables, model: CostMo
  */
 export function explainPlan(plan: CostPlan, variables: Variables, model: CostModel): { cost: number; lines: CostLine[] } {
   const lines: CostLine[] = [];
-  const cost = new Evaluation({ variables, model, lines }).selection(plan.root, '');
+  const cost = withBase(plan, new Evaluation({ variables, model, lines }).selection(plan.root, ''));
   return { cost, lines };
 }
