@@ -175,7 +175,7 @@ export function sliceSize(
   path?: string,
 ): number {
   let size: number | undefined;
-  const given: string[] = [];
+  let givenCount = 0;
   for (const name of cost.slicingArguments) {
     const value = args[name];
     if (value === undefined || value === null) continue;
@@ -186,10 +186,11 @@ export function sliceSize(
         { coordinate: cost.coordinate, argument: name, max: options.maxSlicingValue },
       );
     }
-    given.push(name);
+    givenCount += 1;
     size = size === undefined ? value : Math.max(size, value);
   }
-  if (cost.requireOneSlicingArgument && given.length > 1) {
+  if (cost.requireOneSlicingArgument && givenCount > 1) {
+    const given = cost.slicingArguments.filter((name) => args[name] !== undefined && args[name] !== null);
     throw new PricingError(
       'COST_SLICING_ARGUMENTS',
       `${cost.coordinate} takes exactly one of ${cost.slicingArguments.join(', ')}; got ${given.join(' and ')}`,
