@@ -90,6 +90,7 @@ export class SchemaJobExecutor implements JobExecutor {
             variables: quote.variables ?? undefined,
             operationName: quote.operationName ?? undefined,
             limits: this.limits,
+            minimumCost: this.minimumCost,
           }),
       },
     };
