@@ -11,7 +11,7 @@ export { RedisDecider } from './decider.js';
 export { ResilientDecider } from './resilient.js';
 export { FileSpool } from './spool.js';
 export { MAX_RECORD_TTL_MS } from './compile.js';
-export { integerIn, limitsSchema, periodSpecSchema, schemaProblems } from './policy.js';
+export { integerIn, limitsInTenantCalendar, limitsSchema, periodSpecSchema, schemaProblems } from './policy.js';
 export { assertNoEviction, connectDeciderRedis, createDeciderRedis, type DeciderRedis } from './redis.js';
 export { redisErrorPrefix } from './redis-errors.js';
 export { probeDecider } from './probe.js';
@@ -29,4 +29,4 @@ export {
   usageStreamKey,
   type ShardId,
 } from './keys.js';
-export { MAX_PERIOD_SECONDS, isValidTimeZone, periodAt, periodPairAt, type Period, type PeriodSpec } from './model/period.js';
+export { MAX_PERIOD_SECONDS, inTenantCalendar, isValidTimeZone, periodAt, periodPairAt, type Period, type PeriodSpec } from './model/period.js';

@@ -8,6 +8,8 @@
  *   `plans` / `plan#<planId>`     version (N, the plan's own), body (S: the plan as JSON), updatedAtMs
  *   `apikey#<sha256 hex>` / `apikey`   tenant, keyId, planId, isRevoked (BOOL), createdAtMs
  *   `tenant#<tenant>` / `apikey#<keyId>`   hash (S: sha256 hex): finds a key to revoke by its id
+ *   `tenant#<tenant>` / `account`  the tenant's account (src/billing/accounts.ts; its put moves the version too):
+ *                                  its billing period is the tenant's calendar (`listAccountPeriods`)
  *
  * The plain key is never stored: it is returned once by `addKey`.
  */
@@ -22,6 +24,9 @@ import {
   type TransactWriteItem,
 } from '@aws-sdk/client-dynamodb';
 import { ConflictError, DependencyError, NotFoundError, parseKeyId, parsePlanId, parseTenantId } from '../../shared/index.js';
+import { DynamoAccountStore } from '../../billing/index.js';
+import type { PeriodSpec } from '../../decider/index.js';
+import type { PlanId, TenantId } from '../../shared/index.js';
 import { generateApiKey, hashApiKey } from '../identity/api-key.js';
 import type { ApiKeyRecord } from '../identity/key-store.js';
 import { parsePlan, type Plan } from '../plans.js';
@@ -40,12 +45,44 @@ const VERSION_KEY = { pk: { S: 'config' }, sk: { S: 'version' } };
 
 export class DynamoConfigStore {
   private readonly table: string;
+  private readonly accounts: DynamoAccountStore;
 
   constructor(
     private readonly client: DynamoDBClient,
     options: { tablePrefix: string },
   ) {
     this.table = configTableName(options.tablePrefix);
+    this.accounts = new DynamoAccountStore(client, options);
+  }
+
+  /** Every account's billing period, by tenant; `invalid` names accounts whose stored period does not validate. @throws DependencyError */
+  async listAccountPeriods(): Promise<{ periods: Map<TenantId, PeriodSpec>; invalid: TenantId[] }> {
+    return this.accounts.listBillingPeriods();
+  }
+
+  /** The plan ids of a tenant's keys (revoked ones too: a key can be restored). @throws DependencyError */
+  async tenantPlanIds(tenant: TenantId): Promise<PlanId[]> {
+    const planIds = new Set<PlanId>();
+    let start: Item | undefined;
+    do {
+      const reply = await this.send('list the keys of a tenant', () =>
+        this.client.send(
+          new QueryCommand({
+            TableName: this.table,
+            KeyConditionExpression: 'pk = :tenant AND begins_with(sk, :prefix)',
+            ExpressionAttributeValues: { ':tenant': { S: `tenant#${tenant}` }, ':prefix': { S: 'apikey#' } },
+            ConsistentRead: true,
+            ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+          }),
+        ),
+      );
+      for (const item of reply.Items ?? []) {
+        const record = await this.findKeyByHash(Buffer.from(item['hash']?.S ?? '', 'hex'));
+        if (record !== undefined) planIds.add(record.planId);
+      }
+      start = reply.LastEvaluatedKey;
+    } while (start !== undefined);
+    return [...planIds];
   }
 
   private bumpVersion(): TransactWriteItem {
