@@ -15,7 +15,7 @@ export { integerIn, limitsInTenantCalendar, limitsSchema, periodSpecSchema, sche
 export { assertNoEviction, connectDeciderRedis, createDeciderRedis, type DeciderRedis } from './redis.js';
 export { redisErrorPrefix } from './redis-errors.js';
 export { probeDecider } from './probe.js';
-export { appendUsage } from './usage-log.js';
+export { ADMITTED_TTL_MS, appendUsage } from './usage-log.js';
 export {
   MAX_SUB_SHARDS,
   admittedKey,
