@@ -55,7 +55,8 @@ function periodProblems(billingPeriod: PeriodSpec | undefined): string[] {
   if (!Number.isInteger(period.anchorDay) || (period.anchorDay ?? 0) < 1 || (period.anchorDay ?? 0) > 31) {
     problems.push('billingPeriod.anchorDay must be an integer in 1..31');
   }
-  if (typeof period.timeZone !== 'string' || !isValidTimeZone(period.timeZone)) problems.push('billingPeriod.timeZone must be an IANA zone');
+  if (typeof period.timeZone !== 'string' || !isValidTimeZone(period.timeZone))
+    problems.push('billingPeriod.timeZone must be an IANA zone');
   const length = period.lengthSeconds ?? 1;
   if (period.unit === 'second' && (!Number.isInteger(length) || length < 1 || length > MAX_PERIOD_SECONDS)) {
     problems.push(`billingPeriod.lengthSeconds must be an integer in 1..${MAX_PERIOD_SECONDS}`);

@@ -29,4 +29,12 @@ export {
   usageStreamKey,
   type ShardId,
 } from './keys.js';
-export { MAX_PERIOD_SECONDS, inTenantCalendar, isValidTimeZone, periodAt, periodPairAt, type Period, type PeriodSpec } from './model/period.js';
+export {
+  MAX_PERIOD_SECONDS,
+  inTenantCalendar,
+  isValidTimeZone,
+  periodAt,
+  periodPairAt,
+  type Period,
+  type PeriodSpec,
+} from './model/period.js';

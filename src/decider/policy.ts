@@ -192,7 +192,7 @@ export function limitsInTenantCalendar(limits: LimitSpec[], tenantPeriod: Period
     return { ...limit, algorithm: { ...limit.algorithm, period } };
   });
   const result = isChanged ? moved : limits;
-  if (byCalendar === undefined) inCalendar.set(limits, (byCalendar = new Map()));
+  if (byCalendar === undefined) inCalendar.set(limits, (byCalendar = new Map<string, LimitSpec[]>()));
   if (byCalendar.size >= MAX_CALENDARS_PER_LIMITS) byCalendar.clear();
   byCalendar.set(key, result);
   return result;

@@ -118,7 +118,7 @@ export function planForTenant(plan: Plan, tenantPeriod: PeriodSpec | undefined):
   const limits = limitsInTenantCalendar(plan.limits, tenantPeriod);
   const isSame = limits === plan.limits && periodKey(plan.billingPeriod) === key;
   const tenantPlan: Plan = isSame ? plan : { ...plan, limits, billingPeriod: { ...tenantPeriod } };
-  if (byPeriod === undefined) tenantPlans.set(plan, (byPeriod = new Map()));
+  if (byPeriod === undefined) tenantPlans.set(plan, (byPeriod = new Map<string, Plan>()));
   if (byPeriod.size >= MAX_TENANT_PLANS_PER_PLAN) byPeriod.clear();
   byPeriod.set(key, tenantPlan);
   return tenantPlan;

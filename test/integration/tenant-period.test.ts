@@ -49,10 +49,17 @@ const tenants = [
 const planId = `p-${uniqueTenant('cal')}`;
 let api: ApiServer | undefined;
 
-const settingsOf = (tenant: string, period: PeriodSpec): AccountSettings => ({ tenant: parseTenantId(tenant), billingPeriod: period, price: PRICE });
+const settingsOf = (tenant: string, period: PeriodSpec): AccountSettings => ({
+  tenant: parseTenantId(tenant),
+  billingPeriod: period,
+  price: PRICE,
+});
 
 beforeAll(async () => {
-  await store.putPlan({ id: parsePlanId(planId), version: 1, limits: [QUOTA], billingPeriod: MONTH, maxCostPerOperation: 10_000 }, Date.now());
+  await store.putPlan(
+    { id: parsePlanId(planId), version: 1, limits: [QUOTA], billingPeriod: MONTH, maxCostPerOperation: 10_000 },
+    Date.now(),
+  );
   for (const entry of tenants) {
     entry.key = (await store.addKey({ tenant: entry.tenant, keyId: 'k1', planId, nowMs: Date.now() })).key;
     await putAccountSettings({ accounts, config: store, settings: settingsOf(entry.tenant, entry.period), nowMs: Date.now() });

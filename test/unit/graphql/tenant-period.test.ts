@@ -77,12 +77,12 @@ function named(tenant: typeof A, plan: Plan, nowMs: number): { quota: string; ad
   const shard = shardOf(tenant, SHARDS);
   const current = (spec: PeriodSpec): number => periodAt(spec, nowMs - 60_000).startMs;
   // the keys hold the period start: which period start does the decider use?
-  const monthlyStart = [PLAN.billingPeriod, NEW_YORK_5TH, PARIS_20TH, plan.billingPeriod].map(current).find((start) =>
-    quotaKey('monthly').endsWith(bucketKeyTail(parseLimitId('monthly'), start)),
-  );
-  const admittedStart = [PLAN.billingPeriod, NEW_YORK_5TH, PARIS_20TH, plan.billingPeriod].map(current).find((start) =>
-    compiled.keys.includes(admittedKey(shard, tenant, start)),
-  );
+  const monthlyStart = [PLAN.billingPeriod, NEW_YORK_5TH, PARIS_20TH, plan.billingPeriod]
+    .map(current)
+    .find((start) => quotaKey('monthly').endsWith(bucketKeyTail(parseLimitId('monthly'), start)));
+  const admittedStart = [PLAN.billingPeriod, NEW_YORK_5TH, PARIS_20TH, plan.billingPeriod]
+    .map(current)
+    .find((start) => compiled.keys.includes(admittedKey(shard, tenant, start)));
   const dayStarts = ['UTC', 'America/New_York', 'Europe/Paris'].map((timeZone) => current({ unit: 'day', anchorDay: 1, timeZone }));
   const dailyStart = dayStarts.find((start) => quotaKey('daily').endsWith(bucketKeyTail(parseLimitId('daily'), start)));
   return {
