@@ -3,8 +3,8 @@
  * API as `npm start` runs it: two tenants on ONE plan, with accounts anchored on different days in
  * different zones, see their monthly quota reset at their own period end (the `RateLimit` header's `t`)
  * and have their usage counted in their own billing period (the admitted counter the audit and the
- * statements read); a change of the account reaches the running API; an account whose billing unit
- * differs from its plan's is refused with the reason.
+ * statements read); an account created while the API runs reaches it; an account whose billing unit
+ * differs from its plan's, or a change of an existing account's period, is refused with the reason.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -123,13 +123,19 @@ describe('two tenants on one plan, each in its own calendar', () => {
     expect(Math.abs(a! - b!)).toBeGreaterThan(DAY_MS / 1000);
   });
 
-  it('a changed account reaches the running API: the quota then resets at the new period end', async () => {
-    const entry = tenants[0]!;
-    const moved: PeriodSpec = { unit: 'month', anchorDay: anchorIn(20), timeZone: 'Europe/Paris' };
-    await putAccountSettings({ accounts, config: store, settings: settingsOf(entry.tenant, moved), nowMs: Date.now() });
-    await waitFor('the API to decide in the new calendar', async () => {
-      const [reset] = await resetsOf(entry.key, 1);
-      return Math.abs(reset! - secondsToEnd(moved)) < 300;
+  it('an account created while the API runs reaches it: the quota then resets at the account period end, not the plan', async () => {
+    // given a tenant on the same plan without an account: the plan's periods (the 1st, UTC)
+    const tenant = uniqueTenant('cal-c');
+    const { key } = await store.addKey({ tenant, keyId: 'k1', planId, nowMs: Date.now() });
+    const [before] = await resetsOf(key, 1);
+    expect(Math.abs(before! - secondsToEnd(MONTH))).toBeLessThan(300);
+    // when its account is created
+    const period: PeriodSpec = { unit: 'month', anchorDay: anchorIn(20), timeZone: 'Europe/Paris' };
+    await putAccountSettings({ accounts, config: store, settings: settingsOf(tenant, period), nowMs: Date.now() });
+    // then the running API decides its requests in the account's calendar
+    await waitFor('the API to decide in the account calendar', async () => {
+      const [reset] = await resetsOf(key, 1);
+      return Math.abs(reset! - secondsToEnd(period)) < 300;
     });
   });
 
@@ -143,7 +149,29 @@ describe('two tenants on one plan, each in its own calendar', () => {
     }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ValidationError);
     expect((error as ValidationError).code).toBe('ACCOUNT_INVALID');
-    expect((error as ValidationError).details).toEqual({ problems: [`billingPeriod.unit is day but plan ${planId} (v1) bills by month`] });
+    expect((error as ValidationError).details).toEqual({
+      problems: [
+        `billingPeriod.unit is day but plan ${planId} (v1) bills by month`,
+        `billingPeriod cannot change once the account exists (it is month, anchor day ${entry.period.anchorDay}, Asia/Tokyo): ` +
+          'usage of the open period would be counted where no statement reads it',
+      ],
+    });
     expect((await accounts.get(parseTenantId(entry.tenant)))?.billingPeriod).toEqual(entry.period);
+    // and a change of the anchor of an existing account is refused (its open period would go unbilled); its price may change
+    const moved = await putAccountSettings({
+      accounts,
+      config: store,
+      settings: settingsOf(entry.tenant, { ...entry.period, anchorDay: (entry.period.anchorDay % 28) + 1 }),
+      nowMs: Date.now(),
+    }).catch((caught: unknown) => caught);
+    expect((moved as ValidationError).details).toEqual({
+      problems: [
+        `billingPeriod cannot change once the account exists (it is month, anchor day ${entry.period.anchorDay}, Asia/Tokyo): ` +
+          'usage of the open period would be counted where no statement reads it',
+      ],
+    });
+    const repriced = { ...settingsOf(entry.tenant, entry.period), price: { ...PRICE, baseFeeMicros: 1_000 } };
+    await putAccountSettings({ accounts, config: store, settings: repriced, nowMs: Date.now() });
+    expect((await accounts.get(parseTenantId(entry.tenant)))?.price.baseFeeMicros).toBe(1_000);
   });
 });
