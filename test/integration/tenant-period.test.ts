@@ -170,6 +170,25 @@ describe('two tenants on one plan, each in its own calendar', () => {
           'usage of the open period would be counted where no statement reads it',
       ],
     });
+    // and a key of a daily plan for this monthly account is refused too
+    const dailyPlan = `${planId}-daily`;
+    await store.putPlan(
+      {
+        id: parsePlanId(dailyPlan),
+        version: 1,
+        limits: [QUOTA],
+        billingPeriod: { unit: 'day', anchorDay: 1, timeZone: 'UTC' },
+        maxCostPerOperation: 10_000,
+      },
+      Date.now(),
+    );
+    const keyError = await store
+      .addKey({ tenant: entry.tenant, keyId: 'k2', planId: dailyPlan, nowMs: Date.now() })
+      .catch((caught: unknown) => caught);
+    expect((keyError as ValidationError).code).toBe('ACCOUNT_INVALID');
+    expect((keyError as ValidationError).details).toEqual({
+      problems: [`billingPeriod.unit is month but plan ${dailyPlan} (v1) bills by day`],
+    });
     const repriced = { ...settingsOf(entry.tenant, entry.period), price: { ...PRICE, baseFeeMicros: 1_000 } };
     await putAccountSettings({ accounts, config: store, settings: repriced, nowMs: Date.now() });
     expect((await accounts.get(parseTenantId(entry.tenant)))?.price.baseFeeMicros).toBe(1_000);
