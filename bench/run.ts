@@ -25,6 +25,7 @@ import { RedisDecider, bucketKey, connectDeciderRedis, shardOf, type DecideInput
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../src/shared/index.js';
 import { benchGraphql, type Figure } from './graphql.js';
 import { benchMetering } from './metering.js';
+import { benchSpool } from './spool.js';
 
 const execFileAsync = promisify(execFile);
 const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 8_000);
@@ -226,6 +227,7 @@ const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection
         loadPerSecond: Math.max(100, Math.round(ctx.earlier.get('graphql_admitted_per_second') ?? 1_000)),
       }),
   },
+  { name: 'spool', run: benchSpool },
 ];
 
 interface StoredSection extends BenchSection {
