@@ -29,7 +29,7 @@ import { socketClientIp } from '../identity/client-address.js';
 import type { KeyStore } from '../identity/key-store.js';
 import type { TollgateMetrics } from '../metrics.js';
 import { OperationGate } from '../operation-gate.js';
-import type { Plan, PlanStore } from '../plans.js';
+import { tenantPlanOf, type Plan, type PlanStore } from '../plans.js';
 import { edgeError, type EdgeErrorCode } from '../responses.js';
 import { parseAtEdge, tokenLimitError } from '../token-limit.js';
 
@@ -316,7 +316,8 @@ async function openRequest(runtime: Runtime, { request, serverContext }: Request
     });
   }
   const { identity } = identified;
-  const plan = options.plans.get(identity.planId);
+  // the plan in the tenant's own calendar (its account's billing period): one source of truth for its periods
+  const plan = tenantPlanOf(options.plans, identity.planId, identity.tenant);
   if (plan === undefined) throw refuse({ code: 'PLAN_UNAVAILABLE', message: 'no plan is configured for this API key', status: 403 });
   const rawKey = request.headers.get('idempotency-key');
   if (rawKey !== null && !isIdempotencyKey(rawKey)) {
