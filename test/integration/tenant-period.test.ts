@@ -193,4 +193,37 @@ describe('two tenants on one plan, each in its own calendar', () => {
     await putAccountSettings({ accounts, config: store, settings: repriced, nowMs: Date.now() });
     expect((await accounts.get(parseTenantId(entry.tenant)))?.price.baseFeeMicros).toBe(1_000);
   });
+
+  it('refuses a new version of a plan that changes its billing unit under the accounts of its key holders, and names them', async () => {
+    // when the plan both tenants hold keys of is changed to bill by day
+    const daily = { unit: 'day', anchorDay: 1, timeZone: 'UTC' } as PeriodSpec;
+    const error = await store
+      .putPlan({ id: parsePlanId(planId), version: 2, limits: [QUOTA], billingPeriod: daily, maxCostPerOperation: 10_000 }, Date.now())
+      .catch((caught: unknown) => caught);
+    // then it is refused with one problem per account, and version 1 stays
+    expect((error as ValidationError).code).toBe('INVALID_INPUT');
+    const problems = ((error as ValidationError).details as { problems: string[] }).problems;
+    // (the two tenants above, and the one an earlier test gave a key of this plan and an account)
+    expect(problems).toEqual(
+      expect.arrayContaining(
+        tenants.map((entry) => `account of ${entry.tenant}: billingPeriod.unit is month but plan ${planId} (v2) bills by day`),
+      ),
+    );
+    for (const problem of problems)
+      expect(problem).toMatch(new RegExp(`^account of [^:]+: billingPeriod.unit is month but plan ${planId} \\(v2\\) bills by day$`));
+    const stored = (await store.listPlans()).find((plan) => plan.isValid && plan.plan.id === planId);
+    expect(stored?.isValid === true && stored.plan.version).toBe(1);
+    // and a plan no account holds may change its unit
+    const unheld = `${planId}-unheld`;
+    await store.putPlan(
+      { id: parsePlanId(unheld), version: 1, limits: [QUOTA], billingPeriod: MONTH, maxCostPerOperation: 10_000 },
+      Date.now(),
+    );
+    await store.putPlan(
+      { id: parsePlanId(unheld), version: 2, limits: [QUOTA], billingPeriod: daily, maxCostPerOperation: 10_000 },
+      Date.now(),
+    );
+    const changed = (await store.listPlans()).find((plan) => plan.isValid && plan.plan.id === unheld);
+    expect(changed?.isValid === true && changed.plan.billingPeriod.unit).toBe('day');
+  });
 });

@@ -159,6 +159,7 @@ export class DynamoConfigStore {
    */
   async putPlan(plan: Plan, nowMs: number): Promise<number> {
     const valid = parsePlan(plan);
+    await this.checkAccountsAgree(valid);
     try {
       await this.transact('store the plan', [
         {
@@ -187,6 +188,27 @@ export class DynamoConfigStore {
         : new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not store the plan', { cause: error });
     }
     return this.readVersion();
+  }
+
+  /**
+   * A plan whose billing unit changes must still agree with the account of every tenant holding one of its keys
+   * (else that tenant's statements would read partitions its quotas never counted in). Checked only when the unit
+   * changes; an account or key written concurrently is caught by their own checks.
+   * @throws ValidationError `INVALID_INPUT` naming each tenant that disagrees
+   */
+  private async checkAccountsAgree(plan: Plan): Promise<void> {
+    const previous = (await this.listPlans()).find((stored) => stored.isValid && stored.plan.id === plan.id);
+    if (previous?.isValid !== true || previous.plan.billingPeriod.unit === plan.billingPeriod.unit) return;
+    const problems: string[] = [];
+    for (const [tenant, period] of (await this.listAccountPeriods()).periods) {
+      if (!(await this.tenantPlanIds(tenant)).includes(plan.id)) continue;
+      problems.push(...accountPlanProblems(period, [plan]).map((problem) => `account of ${tenant}: ${problem}`));
+    }
+    if (problems.length > 0) {
+      throw new ValidationError('INVALID_INPUT', `plan ${plan.id} cannot change its billing unit:\n${problems.join('\n')}`, {
+        details: { problems },
+      });
+    }
   }
 
   /** Every stored plan, each parsed on its own (one bad plan never hides the others). @throws DependencyError */
