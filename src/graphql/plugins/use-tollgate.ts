@@ -82,6 +82,12 @@ export interface TollgateOptions {
    * `IDEMPOTENCY_KEY_REPLAYED` (still one decision and one charge).
    */
   responses?: ResponseStore;
+  /**
+   * Whether an executed operation keeps the whole cost reserved for it instead of being settled to the
+   * actual cost measured on its result (gateway mode: an upstream failure, when the operator charges
+   * failures as reserved). @default never: every operation is settled to its actual cost
+   */
+  keepsReservation?: (result: ExecutionResult) => boolean;
   /** How long an Idempotency-Key is honoured: the decider's request record and the stored response, ms. @default 86400000 (24 h) */
   idempotencyTtlMs?: number;
   /**
@@ -227,6 +233,7 @@ function createRuntime(options: TollgateOptions): Runtime {
       ttlMs: idempotencyTtlMs,
     }),
     minimumCost: options.cost?.minimumCost ?? 1,
+    ...(options.keepsReservation === undefined ? {} : { keepsReservation: options.keepsReservation }),
     retry: { jitterRatio: options.retryAfterJitterRatio ?? 0.2, random: options.random ?? Math.random },
     settle: options.settle ?? 'changed',
     idempotencyTtlMs,
