@@ -185,7 +185,7 @@ function forwarder(
  */
 function useForwardableOnly(): Plugin<TollgateContext> {
   const unsupported = (message: string, node: ASTNode): GraphQLError =>
-    createGraphQLError(message, { nodes: [node], extensions: { code: 'UNSUPPORTED_OPERATION', http: { status: 400 } } });
+    createGraphQLError(message, { nodes: [node], extensions: { code: 'UNSUPPORTED_OPERATION', http: { status: 400, spec: false } } });
   const rule = (context: ValidationContext): ASTVisitor => ({
     OperationDefinition(node) {
       if (node.operation === OperationTypeNode.SUBSCRIPTION)
