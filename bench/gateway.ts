@@ -12,6 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { Agent, request as httpRequest } from 'node:http';
 import { createRequire } from 'node:module';
+import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { REPO_ROOT, freePort } from '../infra/services.js';
@@ -43,6 +44,7 @@ function buildServer(): string {
     [join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(REPO_ROOT, 'tsconfig.bench.json')],
     { cwd: REPO_ROOT, stdio: 'inherit' },
   );
+  cpSync(join(REPO_ROOT, 'lua'), join(REPO_ROOT, '.data', 'bench-build', 'lua'), { recursive: true });
   return join(REPO_ROOT, '.data', 'bench-build', 'bench', 'gateway-server.js');
 }
 
@@ -151,13 +153,19 @@ async function closedLoop(port: number, durationMs: number): Promise<Run> {
 /** The gateway section: tollgate's gateway against a plain forwarding gateway, in front of the same upstream. */
 export async function benchGateway(input: { redisPort: number; durationMs: number }): Promise<{ lines: string[]; figures: Figure[] }> {
   const entry = buildServer();
-  const upstream = await startServer(entry, 'upstream', ['0']);
-  const upstreamUrl = `http://127.0.0.1:${upstream.port}/graphql`;
-  const servers: Record<'proxy' | 'tollgate', { child: ChildProcess; port: number }> = {
-    proxy: await startServer(entry, 'proxy', ['0', upstreamUrl]),
-    tollgate: await startServer(entry, 'tollgate', [String(input.redisPort), upstreamUrl]),
+  const started: ChildProcess[] = [];
+  const start = async (mode: Mode, args: string[]): Promise<{ child: ChildProcess; port: number }> => {
+    const server = await startServer(entry, mode, args);
+    started.push(server.child);
+    return server;
   };
   try {
+    const upstream = await start('upstream', ['0']);
+    const upstreamUrl = `http://127.0.0.1:${upstream.port}/graphql`;
+    const servers = {
+      proxy: await start('proxy', ['0', upstreamUrl]),
+      tollgate: await start('tollgate', [String(input.redisPort), upstreamUrl]),
+    };
     const best: Partial<Record<'proxy' | 'tollgate', Run>> = {};
     for (let round = 0; round < ROUNDS; round += 1) {
       for (const mode of ['proxy', 'tollgate'] as const) {
@@ -206,7 +214,6 @@ export async function benchGateway(input: { redisPort: number; durationMs: numbe
       ],
     };
   } finally {
-    await Promise.all([stopServer(servers.proxy.child), stopServer(servers.tollgate.child)]);
-    await stopServer(upstream.child);
+    await Promise.all(started.map((child) => stopServer(child)));
   }
 }
