@@ -26,6 +26,7 @@ import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } fr
 import { benchGraphql, type Figure } from './graphql.js';
 import { benchGateway } from './gateway.js';
 import { benchMetering } from './metering.js';
+import { benchSpool } from './spool.js';
 
 const execFileAsync = promisify(execFile);
 const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 8_000);
@@ -229,6 +230,7 @@ const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection
         loadPerSecond: Math.max(100, Math.round(ctx.earlier.get('graphql_admitted_per_second') ?? 1_000)),
       }),
   },
+  { name: 'spool', run: benchSpool },
 ];
 
 interface StoredSection extends BenchSection {

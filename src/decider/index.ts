@@ -8,8 +8,9 @@
 export type { DecideInput, Decider, Decision, LimitSpec, LimitState, SettleInput, Warning } from './ports.js';
 export type { SettleResult } from './replies.js';
 export { RedisDecider } from './decider.js';
-export { ResilientDecider } from './resilient.js';
+export { ResilientDecider, type SpoolReport } from './resilient.js';
 export { FileSpool } from './spool.js';
+export { InstanceRegistry } from './instances.js';
 export { MAX_RECORD_TTL_MS } from './compile.js';
 export { integerIn, limitsSchema, periodSpecSchema, schemaProblems } from './policy.js';
 export { assertNoEviction, connectDeciderRedis, createDeciderRedis, type DeciderRedis } from './redis.js';

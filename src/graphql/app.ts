@@ -34,6 +34,8 @@ export interface ApiDeps {
   version: string;
   /** Per-dependency budget of /ready, in ms. @default 1000 */
   readinessTimeoutMs?: number;
+  /** Checks /ready runs besides Redis, DynamoDB and Temporal, and detail it reports (the spool). */
+  readiness?: { checks?: ReadinessCheck[]; detail?: () => Record<string, unknown> };
   decider: Decider;
   keyStore: KeyStore;
   plans: PlanStore;
@@ -107,9 +109,11 @@ export function createApi(deps: ApiDeps): ApiServer {
                 run: async () => void (await deps.dynamo.send(new DescribeTableCommand({ TableName: ledgerTableName(deps.tablePrefix) }))),
               },
               { name: 'temporal', run: async () => void (await deps.temporal.healthService.check({})) },
+              ...(deps.readiness?.checks ?? []),
               ...(deps.surface?.readiness ?? []),
             ],
             readinessTimeoutMs,
+            deps.readiness?.detail,
           );
           return new fetchAPI.Response(JSON.stringify(report), {
             status: report.isReady ? 200 : 503,
