@@ -163,9 +163,9 @@ export class ResilientDecider implements Decider {
    * Writes one entry to the spool; when the spool cannot be written the entry is lost: logged (at most once a
    * second, with the running totals) and counted, never thrown at the caller, whose decision stands.
    */
-  private spoolOrCount(entry: SpoolEntry, units: number): void {
+  private async spoolOrCount(entry: SpoolEntry, units: number): Promise<void> {
     try {
-      this.options.spool.append(entry);
+      await this.options.spool.appendDurably(entry);
     } catch (error) {
       this.lost.entries += 1;
       this.lost.units += units;
@@ -201,7 +201,7 @@ export class ResilientDecider implements Decider {
     this.degradedRequests.delete(key);
     // The refund cannot reach Redis' buckets now; billing stays exact through the spool.
     const refund = input.cost - input.actual;
-    this.spoolEvent(input, {
+    await this.spoolEvent(input, {
       eventId: `${input.requestId}.settled`,
       recordedAs: 'settlement',
       admittedDelta: -refund,
@@ -264,11 +264,11 @@ export class ResilientDecider implements Decider {
    * Answers by the request's `onDeciderDown` policy. `wasSent`: whether the request reached
    * Redis (it may have run there after all); a refusal of such a request is spooled as a void.
    */
-  private degrade(input: DecideInput, { reason, wasSent }: { reason: DependencyError; wasSent: boolean }): Decision {
+  private async degrade(input: DecideInput, { reason, wasSent }: { reason: DependencyError; wasSent: boolean }): Promise<Decision> {
     const policy = policyOf(input);
     const nowMs = this.options.clock.nowMs();
-    const refuse = (retryAfterMs: number | null): Decision => {
-      if (wasSent) this.spoolOrCount({ kind: 'void', input: { ...input }, decidedAtMs: nowMs }, 0);
+    const refuse = async (retryAfterMs: number | null): Promise<Decision> => {
+      if (wasSent) await this.spoolOrCount({ kind: 'void', input: { ...input }, decidedAtMs: nowMs }, 0);
       return { kind: 'degraded', policy, isAdmitted: false, usageId: null, retryAfterMs, nowMs, reason };
     };
     if (policy === 'closed') return refuse(null);
@@ -288,7 +288,8 @@ export class ResilientDecider implements Decider {
       const raw = decideModel(this.backstop, { ...model, limits: scaled }, nowMs);
       if (raw.kind > 1) return refuse(raw.retryAfterMs === -1 ? null : raw.retryAfterMs);
     }
-    this.spoolEvent(input, {
+    // the backstop took its tokens above, synchronously (no other decision between); the entry is on disk before the answer
+    await this.spoolEvent(input, {
       eventId: input.requestId,
       recordedAs: 'decision',
       admittedDelta: input.cost,
@@ -312,9 +313,9 @@ export class ResilientDecider implements Decider {
       periodAtMs: number;
       fields: Record<string, string>;
     },
-  ): void {
+  ): Promise<void> {
     const periodStartMs = periodAt(input.billingPeriod, event.periodAtMs).startMs;
-    this.spoolOrCount(
+    return this.spoolOrCount(
       {
         kind: 'event',
         tenant: input.tenant,

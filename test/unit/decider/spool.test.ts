@@ -124,4 +124,38 @@ describe('FileSpool', () => {
     expect(() => spool.append(entry('e2'))).toThrow();
     spool.close();
   });
+
+  it('commits the entries of one event-loop turn together: each resolves only once it is in the file, all in order', async () => {
+    const path = join(dir, 'group.spool');
+    const spool = new FileSpool(path);
+    const ids = Array.from({ length: 200 }, (_, i) => `g${i}`);
+    const linesAtResolve: number[] = [];
+    await Promise.all(
+      ids.map((id) =>
+        spool.appendDurably(entry(id)).then(() => linesAtResolve.push(readFileSync(path, 'utf8').split('\n').filter(Boolean).length)),
+      ),
+    );
+    // every entry was in the file when its promise resolved, and the file holds them in order
+    expect(Math.min(...linesAtResolve)).toBe(200);
+    const written = readFileSync(path, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => (JSON.parse(line) as { eventId: string }).eventId);
+    expect(written).toEqual(ids);
+    expect(spool.size).toBe(200);
+    // a later turn's entries are a batch of their own, appended after
+    await spool.appendDurably(entry('late'));
+    expect(spool.size).toBe(201);
+    spool.close();
+  });
+
+  it('rejects every entry of a batch the disk refused, and counts none of them', async () => {
+    const folder = mkdtempSync(join(dir, 'gone-batch-'));
+    const spool = new FileSpool(join(folder, 'g.spool'));
+    rmSync(folder, { recursive: true, force: true });
+    const outcomes = await Promise.allSettled(['b1', 'b2', 'b3'].map((id) => spool.appendDurably(entry(id))));
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(spool.size).toBe(0);
+    spool.close();
+  });
 });
