@@ -83,9 +83,8 @@ export interface TollgateOptions {
    */
   responses?: ResponseStore;
   /**
-   * Whether an executed operation keeps the whole cost reserved for it instead of being settled to the
-   * actual cost measured on its result (gateway mode: an upstream failure, when the operator charges
-   * failures as reserved). @default never: every operation is settled to its actual cost
+   * Whether an executed operation keeps its whole reservation instead of being settled to the actual cost
+   * measured on its result (gateway mode: an upstream failure charged as reserved). @default never
    */
   keepsReservation?: (result: ExecutionResult) => boolean;
   /** How long an Idempotency-Key is honoured: the decider's request record and the stored response, ms. @default 86400000 (24 h) */
