@@ -9,7 +9,9 @@
  *   decider  -> shared
  *   shared   -> nothing
  *   gateway  -> graphql, decider, shared               (tollgate in front of an upstream)
+ *   graphql/surface.ts -> gateway                       (the API process serves the demo or, in gateway mode, an upstream)
  *   package  -> graphql, gateway, decider, workflows, shared   (the published entries; never the demo)
+ *   cli      -> gateway, shared, graphql/server.ts      (the `tollgate` command; nothing imports it)
  *
  * Other folders are imported through their index.ts; only workflow code (the
  * Temporal sandbox) reaches into another folder's pure `model/` directly.
@@ -79,7 +81,7 @@ module.exports = {
       name: 'import-folders-through-index',
       comment: 'Other folders import a folder through its index.ts, never a deep path (STYLE §1).',
       severity: 'error',
-      from: { path: '^src/([a-z]+)/', pathNot: '^src/workflows/workflows/' },
+      from: { path: '^src/([a-z]+)/', pathNot: ['^src/workflows/workflows/', '^src/cli/'] },
       to: {
         path: '^src/([a-z]+)/.+',
         pathNot: ['^src/$1/', '^src/[a-z]+/index\\.ts$'],
@@ -94,10 +96,25 @@ module.exports = {
     },
     {
       name: 'gateway-is-an-edge',
-      comment: 'src/gateway (tollgate in front of an upstream) is imported only by the published entries.',
+      comment:
+        'src/gateway (tollgate in front of an upstream) is imported only by the published entries, the CLI, and the one file of the API process that chooses what it serves (src/graphql/surface.ts: the demo, or an upstream in gateway mode). The gateway is built on the edge (useTollgate); the process is the edge plus a surface, so it reaches the gateway through that single file rather than every graphql file.',
       severity: 'error',
-      from: { path: '^src/(?!gateway/|package/)' },
+      from: { path: '^src/(?!gateway/|package/|cli/)', pathNot: '^src/graphql/surface\\.ts$' },
       to: { path: '^src/gateway/' },
+    },
+    {
+      name: 'cli-is-the-outside',
+      comment: 'src/cli (the `tollgate` command) is imported by nothing in src/.',
+      severity: 'error',
+      from: { path: '^src/(?!cli/)' },
+      to: { path: '^src/cli/' },
+    },
+    {
+      name: 'cli-imports-indexes-and-the-api-entry',
+      comment: 'The CLI imports folders through their index.ts, and the API process through its entry (src/graphql/server.ts).',
+      severity: 'error',
+      from: { path: '^src/cli/' },
+      to: { path: '^src/(?!cli/)[a-z]+/.+', pathNot: ['^src/[a-z]+/index\\.ts$', '^src/graphql/server\\.ts$'] },
     },
     {
       name: 'package-is-the-outside',

@@ -24,6 +24,7 @@ import { REPO_ROOT, freePort, startRedis, stopProcess } from '../infra/services.
 import { RedisDecider, bucketKey, connectDeciderRedis, shardOf, type DecideInput, type LimitSpec } from '../src/decider/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../src/shared/index.js';
 import { benchGraphql, type Figure } from './graphql.js';
+import { benchGateway } from './gateway.js';
 import { benchMetering } from './metering.js';
 import { benchSpool } from './spool.js';
 
@@ -217,6 +218,8 @@ export interface BenchSection {
 const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection> }[] = [
   { name: 'decider', run: benchDecider },
   { name: 'graphql', run: async (ctx) => benchGraphql({ redisPort: ctx.redisPort, durationMs: ctx.durationMs }) },
+  // the gateway (issue 20): tollgate's gateway vs a plain forwarding yoga gateway, same upstream, this Redis
+  { name: 'gateway', run: async (ctx) => benchGateway({ redisPort: ctx.redisPort, durationMs: ctx.durationMs }) },
   {
     name: 'metering',
     // metering (issue: metering): its own Temporal and DynamoDB Local, this Redis, the GraphQL hot path's admitted rate as load

@@ -1,6 +1,7 @@
 /**
  * `npm start`: brings up the embedded stack (or attaches to the endpoints the
- * environment names), then the API and the worker, prints the URLs, and on
+ * environment names), then the API (serving the demo, or with `TOLLGATE_UPSTREAM`
+ * set, gateway mode in front of that upstream) and the worker, prints the URLs, and on
  * Ctrl-C (SIGINT) or SIGTERM stops everything it started: the API and the
  * worker first (they drain), then the services. If the API or the worker dies,
  * everything else is stopped too and the exit code is non-zero.
@@ -79,6 +80,7 @@ async function main(): Promise<number> {
   const workerMetricsPort = process.env['WORKER_METRICS_PORT'] ?? '9464';
   const childEnv = { ...process.env, ...stack.env, API_HOST: host, API_PORT: port, WORKER_METRICS_PORT: workerMetricsPort };
   const tsx = ['--import', 'tsx'];
+  const upstream = process.env['TOLLGATE_UPSTREAM'] === '' ? undefined : process.env['TOLLGATE_UPSTREAM'];
 
   const exitCode = new Promise<number>((resolveExit) => {
     for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
@@ -118,14 +120,22 @@ async function main(): Promise<number> {
       env: childEnv,
     });
     apps.push(worker);
-    await Promise.all([waitHttp(`http://${host}:${port}/ready`, api, 60_000), waitWorkerPolling(stack, taskQueue, worker, 120_000)]);
+    // gateway mode: /ready also asks the upstream, which need not be up for the gateway to start (it says so)
+    const probe = upstream === undefined ? 'ready' : 'health';
+    await Promise.all([waitHttp(`http://${host}:${port}/${probe}`, api, 60_000), waitWorkerPolling(stack, taskQueue, worker, 120_000)]);
   } catch (error) {
     await stopAll('startup failed');
     throw error;
   }
 
   log(`ready in ${elapsed()}`);
-  log(`  GraphQL API   http://${host}:${port}/graphql`);
+  if (upstream === undefined) log(`  GraphQL API   http://${host}:${port}/graphql (the demo schema)`);
+  else {
+    log(`  GraphQL API   http://${host}:${port}/graphql: gateway mode, forwarding to ${upstream.replace(/\/\/[^@/]*@/, '//***@')}`);
+    log(
+      `                schema ${process.env['TOLLGATE_UPSTREAM_SCHEMA'] ?? 'introspected'}, costs ${process.env['TOLLGATE_COSTS'] ?? 'none'}`,
+    );
+  }
   log(`  health        http://${host}:${port}/health   readiness http://${host}:${port}/ready`);
   log(
     `  metrics       http://${host}:${port}/metrics (API, stream lag, audit drift)   http://${host}:${workerMetricsPort}/metrics (worker: pump)`,

@@ -21,6 +21,8 @@ import {
   isInterfaceType,
   isListType,
   isObjectType,
+  isSpecifiedDirective,
+  isSpecifiedScalarType,
   parse,
   print,
   printSchema,
@@ -130,10 +132,28 @@ function withDirectives(existing: readonly ConstDirectiveNode[] | undefined, add
   return [...(existing ?? []).filter((directive) => !names.has(directive.name.value)), ...added];
 }
 
+/**
+ * The schema as SDL with the directives applied in it: from its AST when it was built from SDL (`printSchema`
+ * drops applied directives, so an upstream's own `@cost`/`@listSize` would be lost), else printed (an
+ * introspected schema carries no applied directives to lose).
+ */
+function schemaSdl(schema: GraphQLSchema): string {
+  const types = Object.values(schema.getTypeMap()).filter((type) => !type.name.startsWith('__') && !isSpecifiedScalarType(type));
+  const directives = schema.getDirectives().filter((directive) => !isSpecifiedDirective(directive));
+  const nodes = [
+    ...(schema.astNode === undefined || schema.astNode === null ? [] : [schema.astNode]),
+    ...directives.map((directive) => directive.astNode),
+    ...types.flatMap((type) => [type.astNode, ...type.extensionASTNodes]),
+  ];
+  if (nodes.some((node) => node === undefined || node === null)) return printSchema(schema);
+  return nodes.map((node) => print(node as NonNullable<(typeof nodes)[number]>)).join('\n\n');
+}
+
 /** The schema with the cost file's directives written in (the cost directives declared if missing). */
 export function applyCostFile(schema: GraphQLSchema, costs: CostFile): GraphQLSchema {
   const declared = schema.getDirective('cost') !== undefined;
-  const document = parse(declared ? printSchema(schema) : `${COST_DIRECTIVES_SDL}\n${printSchema(schema)}`);
+  const sdl = schemaSdl(schema);
+  const document = parse(declared ? sdl : `${COST_DIRECTIVES_SDL}\n${sdl}`);
   const definitions = document.definitions.map((definition): DefinitionNode => {
     if (definition.kind !== Kind.OBJECT_TYPE_DEFINITION && definition.kind !== Kind.INTERFACE_TYPE_DEFINITION) return definition;
     const typeName = definition.name.value;

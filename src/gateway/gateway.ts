@@ -10,6 +10,12 @@ import {
   DirectiveLocation,
   GraphQLSchema,
   Kind,
+  OperationTypeNode,
+  type ASTNode,
+  type ASTVisitor,
+  type ExecutionResult,
+  type GraphQLError,
+  type ValidationContext,
   buildClientSchema,
   findBreakingChanges,
   buildSchema,
@@ -18,7 +24,7 @@ import {
   type ExecutionArgs,
   type IntrospectionQuery,
 } from 'graphql';
-import { createYoga, useReadinessCheck, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { createGraphQLError, createYoga, useReadinessCheck, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { COST_DIRECTIVES_SDL, useTollgate, type TollgateContext, type TollgateOptions } from '../graphql/index.js';
 import { DependencyError, ValidationError } from '../shared/index.js';
 import { Upstream, type UpstreamOptions } from './upstream.js';
@@ -31,6 +37,13 @@ export interface GatewayOptions {
   tollgate: TollgateOptions;
   /** Request headers that carry the caller's tenant and key ids upstream (none unless named). */
   identityHeaders?: { tenant?: string; keyId?: string };
+  /**
+   * What an operation the upstream failed (timeout, unreachable, 5xx) is charged: its minimum cost, or the
+   * whole cost reserved before forwarding. @default 'minimum'
+   */
+  failureCharge?: 'minimum' | 'reserved';
+  /** How long `/ready` reuses its last check of the upstream's schema, ms. @default 5000 */
+  readyCacheMs?: number;
 }
 
 export type GatewayServer = YogaServerInstance<object, TollgateContext>;
@@ -120,26 +133,103 @@ export async function checkUpstreamSchema(schema: GraphQLSchema, upstream: Upstr
   return changes.length === 0 ? { isReady: true } : { isReady: false, code: 'UPSTREAM_SCHEMA_DRIFT', changes };
 }
 
+/** Upstream failures (`Upstream.forward`'s codes): nothing or nothing usable came back. */
+const UPSTREAM_FAILURES = new Set<string>(['UPSTREAM_TIMEOUT', 'UPSTREAM_UNAVAILABLE', 'UPSTREAM_FAILED']);
+
+/** Whether a result is an upstream failure rather than the upstream's own answer. */
+export function isUpstreamFailure(result: ExecutionResult): boolean {
+  return result.errors?.some((error) => UPSTREAM_FAILURES.has(String(error.extensions?.['code']))) ?? false;
+}
+
+/**
+ * The last check of the upstream's schema, reused for `ttlMs` (a burst of `/ready` calls makes one
+ * introspection; calls while one runs share it).
+ */
+export function cachedUpstreamCheck(
+  check: () => Promise<UpstreamSchemaCheck>,
+  ttlMs: number,
+  nowMs: () => number = () => performance.now(),
+): () => Promise<UpstreamSchemaCheck> {
+  let last: { atMs: number; result: Promise<UpstreamSchemaCheck> } | undefined;
+  return () => {
+    const now = nowMs();
+    if (last === undefined || now - last.atMs >= ttlMs) last = { atMs: now, result: check() };
+    return last.result;
+  };
+}
+
+/** Forwards one admitted operation to the upstream, with the caller's ids under the operator's header names. */
+function forwarder(
+  upstream: Upstream,
+  identityHeaders: GatewayOptions['identityHeaders'],
+): (args: ExecutionArgs) => Promise<ExecutionResult> {
+  return (args) => {
+    const context = args.contextValue as TollgateContext & { request?: Request };
+    const identity = context.tollgate?.identity;
+    const headers: Record<string, string> = {};
+    if (identity !== undefined && identityHeaders?.tenant !== undefined) headers[identityHeaders.tenant] = identity.tenant;
+    if (identity !== undefined && identityHeaders?.keyId !== undefined) headers[identityHeaders.keyId] = identity.keyId;
+    return upstream.forward({
+      document: args.document,
+      variables: args.variableValues ?? undefined,
+      operationName: args.operationName ?? undefined,
+      request: context.request,
+      headers,
+    });
+  };
+}
+
+/**
+ * Refuses what the gateway does not forward: subscriptions and `@defer`/`@stream` (incremental delivery).
+ * 400 `UNSUPPORTED_OPERATION`, before any pricing or decision.
+ */
+function useForwardableOnly(): Plugin<TollgateContext> {
+  const unsupported = (message: string, node: ASTNode): GraphQLError =>
+    createGraphQLError(message, { nodes: [node], extensions: { code: 'UNSUPPORTED_OPERATION', http: { status: 400, spec: false } } });
+  const rule = (context: ValidationContext): ASTVisitor => ({
+    OperationDefinition(node) {
+      if (node.operation === OperationTypeNode.SUBSCRIPTION)
+        context.reportError(unsupported('the gateway does not forward subscriptions', node));
+    },
+    Directive(node) {
+      if (node.name.value === 'defer' || node.name.value === 'stream')
+        context.reportError(unsupported(`the gateway does not forward @${node.name.value} (incremental delivery)`, node));
+    },
+  });
+  return { onValidate: ({ addValidationRule }) => addValidationRule(rule) };
+}
+
 /** Replaces execution by a forward to the upstream (after `useTollgate` admitted the operation). */
-function useUpstream(upstream: Upstream, identityHeaders: GatewayOptions['identityHeaders']): Plugin<TollgateContext> {
+function useUpstream(forward: (args: ExecutionArgs) => Promise<ExecutionResult>): Plugin<TollgateContext> {
   return {
     onExecute({ setExecuteFn }) {
-      setExecuteFn(async (raw) => {
-        const args = raw as ExecutionArgs;
-        const context = args.contextValue as TollgateContext & { request?: Request };
-        const identity = context.tollgate?.identity;
-        const headers: Record<string, string> = {};
-        if (identity !== undefined && identityHeaders?.tenant !== undefined) headers[identityHeaders.tenant] = identity.tenant;
-        if (identity !== undefined && identityHeaders?.keyId !== undefined) headers[identityHeaders.keyId] = identity.keyId;
-        return upstream.forward({
-          document: args.document,
-          variables: args.variableValues ?? undefined,
-          operationName: args.operationName ?? undefined,
-          request: context.request,
-          headers,
-        });
-      });
+      setExecuteFn(forward);
     },
+  };
+}
+
+/** What a server needs to serve the upstream with tollgate in front (`createGateway`, or the API process in gateway mode). */
+export interface GatewayParts {
+  schema: GraphQLSchema;
+  /** After `useTollgate`: refuse what is not forwarded, forward the rest. */
+  plugins: Plugin<TollgateContext>[];
+  /** `useTollgate`'s `keepsReservation` when failures are charged as reserved. */
+  keepsReservation: ((result: ExecutionResult) => boolean) | undefined;
+  /** The upstream schema check, cached `readyCacheMs`. */
+  checkUpstream: () => Promise<UpstreamSchemaCheck>;
+  /** Executes an operation by forwarding it (deferred jobs run through it too). */
+  execute: (args: ExecutionArgs) => Promise<ExecutionResult>;
+}
+
+/** The parts of a gateway over `options` (see {@link GatewayParts}). */
+export function gatewayParts(options: Omit<GatewayOptions, 'tollgate'>): GatewayParts {
+  const execute = forwarder(new Upstream(options.upstream), options.identityHeaders);
+  return {
+    schema: options.schema,
+    plugins: [useForwardableOnly(), useUpstream(execute)],
+    keepsReservation: options.failureCharge === 'reserved' ? isUpstreamFailure : undefined,
+    checkUpstream: cachedUpstreamCheck(() => checkUpstreamSchema(options.schema, options.upstream), options.readyCacheMs ?? 5_000),
+    execute,
   };
 }
 
@@ -148,7 +238,7 @@ function useUpstream(upstream: Upstream, identityHeaders: GatewayOptions['identi
  * with the reason while the upstream is unreachable or no longer serves the gateway's schema.
  */
 export function createGateway(options: GatewayOptions): GatewayServer {
-  const upstream = new Upstream(options.upstream);
+  const parts = gatewayParts(options);
   return createYoga<object, TollgateContext>({
     schema: options.schema,
     graphqlEndpoint: '/graphql',
@@ -159,15 +249,18 @@ export function createGateway(options: GatewayOptions): GatewayServer {
       useReadinessCheck({
         endpoint: '/ready',
         check: async ({ fetchAPI }) => {
-          const check = await checkUpstreamSchema(options.schema, options.upstream);
+          const check = await parts.checkUpstream();
           return new fetchAPI.Response(JSON.stringify(check), {
             status: check.isReady ? 200 : 503,
             headers: { 'content-type': 'application/json' },
           });
         },
       }),
-      useTollgate(options.tollgate),
-      useUpstream(upstream, options.identityHeaders),
+      useTollgate({
+        ...(parts.keepsReservation === undefined ? {} : { keepsReservation: parts.keepsReservation }),
+        ...options.tollgate,
+      }),
+      ...parts.plugins,
     ],
   });
 }

@@ -26,6 +26,7 @@ import { DynamoResponseStore } from './idempotency/response-store.js';
 import { forwardedClientIp } from './identity/client-address.js';
 import { SchemaJobExecutor } from './jobs/executor.js';
 import { TollgateMetrics } from './metrics.js';
+import type { ProcessSurface } from './surface.js';
 
 /** The parsed config and the process's logger: what every step reads. */
 export interface ApiProcessContext {
@@ -108,6 +109,8 @@ export interface ApiProcessDeps extends ApiProcessContext {
   demo: DemoSetup;
   /** The in-flight bound of this instance (`API_MAX_IN_FLIGHT`, by criticality). */
   admission: Admission;
+  /** What `/graphql` serves: the demo, or an upstream in gateway mode (`surface.ts`). */
+  surface: ProcessSurface;
 }
 
 /**
@@ -116,8 +119,8 @@ export interface ApiProcessDeps extends ApiProcessContext {
  * unless `API_DEMO_SEED=false`) and the deferred jobs.
  * @throws DependencyError when the config table cannot be read or seeded
  */
-export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRedis }): Promise<ApiProcessDeps> {
-  const { config, logger, redis } = input;
+export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRedis; surface: ProcessSurface }): Promise<ApiProcessDeps> {
+  const { config, logger, redis, surface } = input;
   const version = packageVersion();
   const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
   const temporal = Connection.lazy({ address: config.temporal.address });
@@ -153,13 +156,17 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
     settings: jobSettings,
   });
   const jobExecutor = new SchemaJobExecutor({
-    schema: createDemoSchema({
-      store: demo.store,
-      version,
-      deciderTimeMs: async () => (await probeDecider(redis)).nowMs,
-      clock: systemClock,
-      jobs: jobStore,
-    }),
+    ...(surface.kind === 'gateway'
+      ? surface.jobs
+      : {
+          schema: createDemoSchema({
+            store: demo.store,
+            version,
+            deciderTimeMs: async () => (await probeDecider(redis)).nowMs,
+            clock: systemClock,
+            jobs: jobStore,
+          }),
+        }),
     plans: liveConfig,
   });
   return {
@@ -178,6 +185,7 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
     jobExecutor,
     demo,
     admission,
+    surface,
   };
 }
 
@@ -274,7 +282,12 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
     jobs: deps.jobStore,
     jobStatusPerSecond: config.api.jobStatusPerSecond,
     unknownKeysPerSecond: config.api.unknownKeysPerSecond,
-    tollgate: { clientIp: forwardedClientIp(trustedProxies), admission: deps.admission },
+    tollgate: {
+      clientIp: forwardedClientIp(trustedProxies),
+      admission: deps.admission,
+      ...(deps.surface.kind === 'gateway' ? deps.surface.tollgate : {}),
+    },
+    ...(deps.surface.kind === 'gateway' ? { surface: deps.surface.api } : {}),
     metrics: deps.metrics,
     responses: new DynamoResponseStore(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
     ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...DEMO_ANONYMOUS } } : {}),

@@ -7,7 +7,8 @@
  */
 import { DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Connection } from '@temporalio/client';
-import { createYoga, useReadinessCheck, type YogaServerInstance } from 'graphql-yoga';
+import type { GraphQLSchema } from 'graphql';
+import { createYoga, useReadinessCheck, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { probeDecider, type Decider, type DeciderRedis } from '../decider/index.js';
 import { ledgerTableName } from '../metering/index.js';
 import { systemClock, type Logger } from '../shared/index.js';
@@ -51,10 +52,22 @@ export interface ApiDeps {
   anonymous?: AnonymousPolicy;
   /** @default a fresh registry */
   metrics?: TollgateMetrics;
+  /** The schema served and how it executes. @default the demo schema */
+  surface?: ApiSurface;
   /** Further `useTollgate` options (limits, cost model, client address, jitter). */
   tollgate?: Partial<
     Omit<TollgateOptions, 'decider' | 'keyStore' | 'plans' | 'logger' | 'metrics' | 'deferrer' | 'anonymous' | 'responses'>
   >;
+}
+
+/**
+ * What `/graphql` serves when it is not the demo (gateway mode): a schema, the plugins that execute it (run
+ * after `useTollgate`), and further `/ready` checks.
+ */
+export interface ApiSurface {
+  schema: GraphQLSchema;
+  plugins: Plugin<TollgateContext>[];
+  readiness: ReadinessCheck[];
 }
 
 export type ApiServer = YogaServerInstance<object, TollgateContext>;
@@ -64,13 +77,15 @@ export function createApi(deps: ApiDeps): ApiServer {
   const readinessTimeoutMs = deps.readinessTimeoutMs ?? 1_000;
   const metrics = deps.metrics ?? new TollgateMetrics();
   return createYoga<object, TollgateContext>({
-    schema: createDemoSchema({
-      store: deps.store,
-      version: deps.version,
-      deciderTimeMs: async () => (await probeDecider(deps.redis)).nowMs,
-      clock: deps.tollgate?.clock ?? systemClock,
-      ...(deps.jobs === undefined ? {} : { jobs: deps.jobs }),
-    }),
+    schema:
+      deps.surface?.schema ??
+      createDemoSchema({
+        store: deps.store,
+        version: deps.version,
+        deciderTimeMs: async () => (await probeDecider(deps.redis)).nowMs,
+        clock: deps.tollgate?.clock ?? systemClock,
+        ...(deps.jobs === undefined ? {} : { jobs: deps.jobs }),
+      }),
     graphqlEndpoint: '/graphql',
     healthCheckEndpoint: '/health',
     landingPage: false,
@@ -95,6 +110,7 @@ export function createApi(deps: ApiDeps): ApiServer {
               },
               { name: 'temporal', run: async () => void (await deps.temporal.healthService.check({})) },
               ...(deps.readiness?.checks ?? []),
+              ...(deps.surface?.readiness ?? []),
             ],
             readinessTimeoutMs,
             deps.readiness?.detail,
@@ -130,6 +146,7 @@ export function createApi(deps: ApiDeps): ApiServer {
         ...(deps.anonymous === undefined ? {} : { anonymous: deps.anonymous }),
         ...(deps.responses === undefined ? {} : { responses: deps.responses }),
       }),
+      ...(deps.surface?.plugins ?? []),
     ],
   });
 }

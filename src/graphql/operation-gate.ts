@@ -42,6 +42,8 @@ export interface OperationGateOptions {
   responses: IdempotentResponses;
   /** The least any operation costs, units. */
   minimumCost: number;
+  /** See `TollgateOptions.keepsReservation`. */
+  keepsReservation?: (result: ExecutionResult) => boolean;
   retry: RetryJitter;
   /** `changed`: settle only when something moves (see `TollgateOptions.settle`). */
   settle: 'changed' | 'always';
@@ -139,7 +141,10 @@ export class OperationGate {
   ): Promise<{ result: ExecutionResult; headers: Record<string, string> }> {
     const { minimumCost, metrics } = this.options;
     const { caller, requested, decision } = operation;
-    const actual = Math.max(minimumCost, measureActualCost(operation.costPlan, result.data, operation.variables));
+    const actual =
+      this.options.keepsReservation?.(result) === true
+        ? requested
+        : Math.max(minimumCost, measureActualCost(operation.costPlan, result.data, operation.variables));
     const refund = await this.settle(operation, actual);
     metrics?.costUnits.inc({ kind: 'actual' }, actual);
     if (refund > 0) metrics?.costUnits.inc({ kind: 'refunded' }, refund);

@@ -14,6 +14,8 @@ export interface CheckResult {
   latencyMs: number;
   /** Our error code, `TIMEOUT`, or `UNAVAILABLE` for foreign errors. */
   code?: string;
+  /** What the check found wrong, when its error lists it (`changes`: e.g. an upstream's schema drift). */
+  changes?: string[];
 }
 
 export interface ReadinessReport {
@@ -24,6 +26,11 @@ export interface ReadinessReport {
 }
 
 const TIMED_OUT = Symbol('timed out');
+
+function errorChanges(error: unknown): { changes?: string[] } {
+  if (typeof error !== 'object' || error === null || !('changes' in error) || !Array.isArray(error.changes)) return {};
+  return { changes: error.changes.filter((change): change is string => typeof change === 'string') };
+}
 
 function errorCode(error: unknown): string {
   if (typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string') return error.code;
@@ -43,7 +50,7 @@ async function runOne(check: ReadinessCheck, timeoutMs: number): Promise<CheckRe
     ]);
     return outcome === TIMED_OUT ? { isOk: false, latencyMs: latency(), code: 'TIMEOUT' } : { isOk: true, latencyMs: latency() };
   } catch (error) {
-    return { isOk: false, latencyMs: latency(), code: errorCode(error) };
+    return { isOk: false, latencyMs: latency(), code: errorCode(error), ...errorChanges(error) };
   } finally {
     clearTimeout(timer);
   }

@@ -1,7 +1,7 @@
 /**
- * The API process, an entry point that exports nothing:
- * `node --import tsx src/graphql/server.ts` (or the built
- * `dist/src/graphql/server.js`). Reads config once, refuses a Redis that may
+ * The API process, an entry point: `node --import tsx src/graphql/server.ts`
+ * (or the built `dist/src/graphql/server.js`), or `tollgate gateway`, which
+ * runs {@link runApiProcess} with its flags as variables. Reads config once, refuses a Redis that may
  * evict keys, serves HTTP (request bodies capped at `API_MAX_BODY_BYTES`), and
  * on SIGINT/SIGTERM stops accepting, drains, and closes its clients. Its steps are in `api-process.ts`.
  *
@@ -13,12 +13,19 @@ import { createLogger, loadConfig } from '../shared/index.js';
 import { JobsWorker, buildApiDeps, connectRedis, createProcessApi, listen, stopOnSignals } from './api-process.js';
 import { limitRequestBodies } from './body-limit.js';
 import { setUpDemoAccounts } from './demo/index.js';
+import { chooseSurface } from './surface.js';
 
-async function main(): Promise<void> {
-  const config = loadConfig(process.env);
+/**
+ * Runs the API process over `env` until a signal stops it.
+ * @throws ValidationError `CONFIG_INVALID` (every problem listed) or the error of the step that failed
+ */
+export async function runApiProcess(env: Record<string, string | undefined>): Promise<void> {
+  const config = loadConfig(env);
   const logger = createLogger({ level: config.log.level, name: 'tollgate-api' });
+  // the demo, or an upstream in gateway mode (its schema and cost file validated before anything connects)
+  const surface = await chooseSurface({ config, logger });
   const redis = await connectRedis({ config, logger });
-  const deps = await buildApiDeps({ config, logger, redis });
+  const deps = await buildApiDeps({ config, logger, redis, surface });
   const jobsWorker = new JobsWorker(deps);
   await jobsWorker.start();
   // The demo tenants' accounts and account workflows, unless API_DEMO_SEED=false (best effort).
@@ -37,7 +44,7 @@ async function main(): Promise<void> {
 
 const isEntryPoint = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1];
 if (isEntryPoint) {
-  main().catch((error: unknown) => {
+  runApiProcess(process.env).catch((error: unknown) => {
     console.error(`tollgate-api: failed to start: ${error instanceof Error ? error.message : String(error)}`);
     process.exit(1);
   });

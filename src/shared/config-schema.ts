@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { parseTrustedProxies } from './client-address.js';
+import { GATEWAY_CONFIG_FIELDS } from './config-schema-gateway.js';
 
 const port = z.coerce.number().int().min(1).max(65_535);
 const positiveInt = z.coerce.number().int().positive();
@@ -103,6 +104,7 @@ export const CONFIG_SCHEMA = z.object({
     .min(1)
     .default('.data/demo-keys.json')
     .describe("Where the API writes the demo tenants' API keys it generates at start (mode 0600; keys are never logged)."),
+  ...GATEWAY_CONFIG_FIELDS,
   REDIS_URL: z
     .string()
     .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')

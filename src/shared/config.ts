@@ -31,6 +31,8 @@ export interface AppConfig {
     /** Requests in flight above which each criticality is shed (sheddable ≤ default ≤ critical). */
     inFlight: { critical: number; default: number; sheddable: number };
   };
+  /** Gateway mode (TOLLGATE_UPSTREAM set): the upstream the API forwards admitted operations to; undefined serves the demo. */
+  gateway: GatewayConfig | undefined;
   redis: {
     url: string;
     clusterNodes: { host: string; port: number }[] | undefined;
@@ -83,6 +85,40 @@ export interface AppConfig {
     wakeMaxJobs: number;
   };
 }
+
+/** Gateway mode: the upstream, where its schema and costs come from, what is forwarded, and how failures are charged. */
+export interface GatewayConfig {
+  upstreamUrl: string;
+  /** The pinned SDL file; undefined: introspected at start. */
+  schemaFile: string | undefined;
+  costsFile: string | undefined;
+  timeoutMs: number;
+  failureCharge: 'minimum' | 'reserved';
+  forwardHeaders: string[];
+  identityHeaders: { tenant?: string; keyId?: string };
+  readyCacheMs: number;
+}
+
+/** The gateway slice, or undefined without TOLLGATE_UPSTREAM. */
+function gatewayConfig(raw: RawConfig): GatewayConfig | undefined {
+  if (raw.TOLLGATE_UPSTREAM === undefined) return undefined;
+  return {
+    upstreamUrl: raw.TOLLGATE_UPSTREAM,
+    schemaFile: raw.TOLLGATE_UPSTREAM_SCHEMA,
+    costsFile: raw.TOLLGATE_COSTS,
+    timeoutMs: raw.TOLLGATE_UPSTREAM_TIMEOUT_MS,
+    failureCharge: raw.TOLLGATE_UPSTREAM_FAILURE_CHARGE,
+    forwardHeaders: raw.TOLLGATE_FORWARD_HEADERS,
+    identityHeaders: {
+      ...(raw.TOLLGATE_TENANT_HEADER === undefined ? {} : { tenant: raw.TOLLGATE_TENANT_HEADER }),
+      ...(raw.TOLLGATE_KEY_ID_HEADER === undefined ? {} : { keyId: raw.TOLLGATE_KEY_ID_HEADER }),
+    },
+    readyCacheMs: raw.TOLLGATE_READY_CACHE_MS,
+  };
+}
+
+/** Variables that mean something only in gateway mode: set without TOLLGATE_UPSTREAM they are a mistake. */
+const GATEWAY_ONLY = ['TOLLGATE_UPSTREAM_SCHEMA', 'TOLLGATE_COSTS', 'TOLLGATE_TENANT_HEADER', 'TOLLGATE_KEY_ID_HEADER'] as const;
 
 /** The in-flight bound of each criticality: a share of the critical one, at least 1, sheddable never above default. */
 function inFlightBounds(raw: RawConfig): AppConfig['api']['inFlight'] {
@@ -138,6 +174,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
       maxBodyBytes: raw.API_MAX_BODY_BYTES,
       inFlight: inFlightBounds(raw),
     },
+    gateway: gatewayConfig(raw),
     redis: redisConfig(raw),
     temporal: { address: raw.TEMPORAL_ADDRESS, namespace: raw.TEMPORAL_NAMESPACE, taskQueue: raw.TEMPORAL_TASK_QUEUE },
     dynamodb: { endpoint: raw.DYNAMODB_ENDPOINT, region: raw.DYNAMODB_REGION, tablePrefix: raw.DYNAMODB_TABLE_PREFIX },
@@ -212,6 +249,11 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
     throw new ValidationError('CONFIG_INVALID', `invalid configuration:\n${problems.join('\n')}`, {
       details: { problems },
     });
+  }
+  const strays = GATEWAY_ONLY.filter((name) => relevant[name] !== undefined && relevant['TOLLGATE_UPSTREAM'] === undefined);
+  if (strays.length > 0) {
+    const problems = strays.map((name) => `${name}: only meaningful with TOLLGATE_UPSTREAM (gateway mode), which is not set`);
+    throw new ValidationError('CONFIG_INVALID', `invalid configuration:\n${problems.join('\n')}`, { details: { problems } });
   }
   return toAppConfig(result.data);
 }

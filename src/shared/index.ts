@@ -25,6 +25,6 @@ export {
   type TenantId,
 } from './ids.js';
 export { systemClock, type Clock } from './clock.js';
-export { CONFIG_SCHEMA, describeConfig, loadConfig, type AppConfig } from './config.js';
+export { CONFIG_SCHEMA, describeConfig, loadConfig, type AppConfig, type GatewayConfig } from './config.js';
 export { createLogger, type LogLevel, type Logger } from './logger.js';
 export { clientAddress, normalizeAddress, parseTrustedProxies, type TrustedProxies } from './client-address.js';

@@ -107,6 +107,8 @@ describe('the gateway in front of an upstream GraphQL server', () => {
       schema: upstreamSchemaFromSdl(UPSTREAM_SDL),
       upstream: { url: upstreamUrl, timeoutMs: 500, forwardHeaders: ['x-trace-id'] },
       identityHeaders: { tenant: 'x-tenant-id' },
+      // every /ready call checks the upstream afresh (the drift test changes it between two calls)
+      readyCacheMs: 0,
       tollgate: {
         decider: new RedisDecider(redis, { shardCount: config.redis.shardCount, clock: systemClock }),
         keyStore,
@@ -191,6 +193,61 @@ describe('the gateway in front of an upstream GraphQL server', () => {
     const next = await ask(key, '{ books(first: 5) { title } }');
     expect(next.status).toBe(200);
     expect(next.headers.get('ratelimit')).toMatch(/^"monthly";r=24;t=\d+$/);
+  });
+
+  it('charges a failed upstream the whole reservation when the operator says so', async () => {
+    // given a gateway whose failures are charged as reserved
+    const tenant = uniqueTenant('gw');
+    const { key } = keyStore.add({ tenant, keyId: 'k1', planId: 'gold' });
+    const reserved = createGateway({
+      schema: upstreamSchemaFromSdl(UPSTREAM_SDL),
+      upstream: { url: upstreamUrl },
+      failureCharge: 'reserved',
+      tollgate: {
+        decider: new RedisDecider(redis, { shardCount: config.redis.shardCount, clock: systemClock }),
+        keyStore,
+        plans,
+        logger: createLogger({ level: 'silent', name: 'gateway-test' }),
+      },
+    });
+    const send = (query: string): Promise<Response> =>
+      Promise.resolve(
+        reserved.fetch('http://gateway.test/graphql', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+          body: JSON.stringify({ query }),
+        }),
+      );
+    // when the upstream answers 500 to an operation of 5
+    state.mode = 'fail';
+    const failed = await send('{ books(first: 5) { title } }');
+    state.mode = 'ok';
+    // then the client gets 502 UPSTREAM_FAILED, and all 5 stay charged: 30 - 5 - 5 left after the next one
+    expect(failed.status).toBe(502);
+    const body = (await failed.json()) as { errors: { extensions: { code: string } }[]; extensions: { cost: Record<string, number> } };
+    expect(body.errors[0]?.extensions.code).toBe('UPSTREAM_FAILED');
+    expect(body.extensions.cost).toMatchObject({ requested: 5, actual: 5, refunded: 0 });
+    const next = await send('{ books(first: 5) { title } }');
+    expect(next.status).toBe(200);
+    expect(next.headers.get('ratelimit')).toMatch(/^"monthly";r=20;t=\d+$/);
+  });
+
+  it.each([
+    ['a subscription', 'subscription { bookAdded { title } }'],
+    ['@defer', '{ books(first: 2) { title ... @defer { author { name } } } }'],
+    ['@stream', '{ books(first: 2) @stream { title } }'],
+  ])('refuses %s with 400 UNSUPPORTED_OPERATION before pricing it, and forwards nothing', async (_what, query) => {
+    // given
+    const tenant = uniqueTenant('gw');
+    const { key } = keyStore.add({ tenant, keyId: 'k1', planId: 'gold' });
+    state.seen = [];
+    // when
+    const response = await ask(key, query);
+    // then
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { errors: { extensions?: { code?: string } }[] };
+    expect(body.errors.map((error) => error.extensions?.code)).toContain('UNSUPPORTED_OPERATION');
+    expect(state.seen).toHaveLength(0);
   });
 
   it("is ready while the upstream serves its schema, and says what drifted when the upstream's schema changes", async () => {

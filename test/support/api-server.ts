@@ -35,7 +35,7 @@ export interface ApiServer {
  * resolves once it listens. The port is free when chosen but the API listens only after its jobs worker starts
  * (seconds on 2 cores), so a port taken meanwhile (EADDRINUSE) is retried with another, twice.
  */
-export async function startApiServer(input: { scratch: string; env?: Record<string, string> }): Promise<ApiServer> {
+export async function startApiServer(input: ApiServerInput): Promise<ApiServer> {
   for (let attempt = 1; ; attempt += 1) {
     try {
       return await spawnApiServer(input);
@@ -45,9 +45,17 @@ export async function startApiServer(input: { scratch: string; env?: Record<stri
   }
 }
 
-async function spawnApiServer(input: { scratch: string; env?: Record<string, string> }): Promise<ApiServer> {
+/** What to spawn: the API entry by default, or `command` (e.g. the `tollgate gateway` CLI) with the same env. */
+export interface ApiServerInput {
+  scratch: string;
+  env?: Record<string, string>;
+  /** Node arguments of the process. @default ['--import', 'tsx', 'src/graphql/server.ts'] */
+  command?: string[];
+}
+
+async function spawnApiServer(input: ApiServerInput): Promise<ApiServer> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/graphql/server.ts'], {
+  const child = spawn(process.execPath, input.command ?? ['--import', 'tsx', 'src/graphql/server.ts'], {
     cwd: REPO_ROOT,
     env: {
       PATH: process.env['PATH'] ?? '',
@@ -86,13 +94,15 @@ async function spawnApiServer(input: { scratch: string; env?: Record<string, str
   };
 }
 
-/** Stores a plan of `limits` (monthly billing) and one key for a fresh tenant in the stack's config table. */
-export async function storeTenantPlan(limits: LimitSpec[]): Promise<{ tenant: string; key: string }> {
+/** Stores a plan of `limits` (monthly billing) and one key for `tenant` (default a fresh one) in the stack's config table. */
+export async function storeTenantPlan(
+  limits: LimitSpec[],
+  tenant: string = uniqueTenant('burst'),
+): Promise<{ tenant: string; key: string }> {
   const stack = testStack();
   const dynamo = createDynamoClient({ endpoint: stack.dynamodbEndpoint, region: stack.dynamodbRegion });
   try {
     const store = new DynamoConfigStore(dynamo, { tablePrefix: stack.tablePrefix });
-    const tenant = uniqueTenant('burst');
     const planId = `p-${tenant}`;
     await store.putPlan({ id: parsePlanId(planId), version: 1, limits, billingPeriod: MONTH, maxCostPerOperation: 10_000 }, Date.now());
     const { key } = await store.addKey({ tenant, keyId: 'k1', planId, nowMs: Date.now() });
@@ -107,9 +117,19 @@ export async function storeTenantPlan(limits: LimitSpec[]): Promise<{ tenant: st
  * request is concurrent on the wire), and answers their status codes in order.
  */
 export function burst(input: { baseUrl: string; key: string; body: string; count: number }): Promise<number[]> {
+  return burstResponses(input).then((responses) => responses.map((response) => response.status));
+}
+
+/** As {@link burst}, with each response's body. */
+export function burstResponses(input: {
+  baseUrl: string;
+  key: string;
+  body: string;
+  count: number;
+}): Promise<{ status: number; body: string }[]> {
   const url = new URL('/graphql', input.baseUrl);
-  const one = (): Promise<number> =>
-    new Promise((resolveStatus, reject) => {
+  const one = (): Promise<{ status: number; body: string }> =>
+    new Promise((resolveResponse, reject) => {
       const req = httpRequest(
         url,
         {
@@ -122,8 +142,9 @@ export function burst(input: { baseUrl: string; key: string; body: string; count
           },
         },
         (response) => {
-          response.resume();
-          response.on('end', () => resolveStatus(response.statusCode ?? 0));
+          let body = '';
+          response.on('data', (chunk: Buffer) => (body += chunk.toString()));
+          response.on('end', () => resolveResponse({ status: response.statusCode ?? 0, body }));
         },
       );
       req.on('error', reject);

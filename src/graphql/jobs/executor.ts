@@ -5,7 +5,16 @@
  * from what came back exactly as `useTollgate` does (`measureActualCost` over
  * the compiled cost plan, at least `minimumCost`).
  */
-import { GraphQLError, execute, parse, specifiedRules, validate, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import {
+  GraphQLError,
+  execute,
+  parse,
+  specifiedRules,
+  validate,
+  type ExecutionArgs,
+  type ExecutionResult,
+  type GraphQLSchema,
+} from 'graphql';
 import { parseKeyId, parsePlanId, parseTenantId, type PlanId, type TenantId } from '../../shared/index.js';
 import type { JobError, JobExecution, JobExecutionInput, JobExecutor, JobPolicy } from '../../jobs/index.js';
 import { STATIC_LIMIT_DEFAULTS, staticLimitsRule, type StaticLimits } from '../cost/guards.js';
@@ -24,6 +33,8 @@ export interface SchemaJobExecutorOptions {
   cost?: CostModelOptions & { minimumCost?: number };
   /** @default STATIC_LIMIT_DEFAULTS */
   limits?: StaticLimits;
+  /** How an operation is executed (gateway mode: forwarded to the upstream). @default graphql-js `execute` over `schema` */
+  execute?: (args: ExecutionArgs) => Promise<ExecutionResult>;
 }
 
 const MASKED_MESSAGE = 'Unexpected error.';
@@ -94,7 +105,7 @@ export class SchemaJobExecutor implements JobExecutor {
           }),
       },
     };
-    const result: ExecutionResult = await execute({
+    const result: ExecutionResult = await (this.options.execute ?? execute)({
       schema: this.options.schema,
       document,
       variableValues: input.variables,

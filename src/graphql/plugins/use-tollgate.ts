@@ -82,6 +82,11 @@ export interface TollgateOptions {
    * `IDEMPOTENCY_KEY_REPLAYED` (still one decision and one charge).
    */
   responses?: ResponseStore;
+  /**
+   * Whether an executed operation keeps its whole reservation instead of being settled to the actual cost
+   * measured on its result (gateway mode: an upstream failure charged as reserved). @default never
+   */
+  keepsReservation?: (result: ExecutionResult) => boolean;
   /** How long an Idempotency-Key is honoured: the decider's request record and the stored response, ms. @default 86400000 (24 h) */
   idempotencyTtlMs?: number;
   /**
@@ -229,6 +234,7 @@ function createRuntime(options: TollgateOptions): Runtime {
       ttlMs: idempotencyTtlMs,
     }),
     minimumCost: minimumCostOf(options),
+    ...(options.keepsReservation === undefined ? {} : { keepsReservation: options.keepsReservation }),
     retry: { jitterRatio: options.retryAfterJitterRatio ?? 0.2, random: options.random ?? Math.random },
     settle: options.settle ?? 'changed',
     idempotencyTtlMs,

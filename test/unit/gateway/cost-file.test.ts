@@ -1,6 +1,6 @@
 import { buildSchema } from 'graphql';
 import { describe, expect, it } from 'vitest';
-import { applyCostFile, parseCostFile } from '../../../src/gateway/index.js';
+import { applyCostFile, parseCostFile, upstreamSchemaFromSdl } from '../../../src/gateway/index.js';
 import { Pricer, quoteOperation } from '../../../src/graphql/index.js';
 
 /** A schema with no cost directives at all, as introspection gives it. */
@@ -36,6 +36,19 @@ Book.title:
     expect(costOf(schema, '{ books { title } }')).toBe(50 * (1 + 2));
     // and the unannotated schema prices the same query by the defaults only (10 items of 1)
     expect(costOf(applyCostFile(plain, new Map()), '{ books(first: 10) { title author { name } } }')).toBe(10 * (1 + 1));
+  });
+
+  it("keeps the upstream SDL's own cost directives where the cost file says nothing", () => {
+    // given a pinned SDL that prices books by their slicing argument, and a cost file that prices only an author
+    const annotated = upstreamSchemaFromSdl(`
+      type Author { name: String! }
+      type Book { title: String!  author: Author! }
+      type Query { books(first: Int!): [Book!]! @listSize(slicingArguments: ["first"]) @cost(weight: 2) }`);
+    // when
+    const schema = applyCostFile(annotated, parseCostFile('Book.author: { weight: 4 }\n', annotated));
+    // then 3 books are 3 books (not the default list size of 10), each of weight 2 (the SDL's @cost) plus its author 4
+    expect(costOf(schema, '{ books(first: 3) { title author { name } } }')).toBe(3 * (2 + 4));
+    expect(costOf(schema, '{ books(first: 3) { title } }')).toBe(3 * 2);
   });
 
   it('lists every problem with its coordinate, and refuses the file whole', () => {

@@ -191,3 +191,46 @@ describe('describeConfig', () => {
     }
   });
 });
+
+describe('loadConfig in gateway mode', () => {
+  it('serves the demo without TOLLGATE_UPSTREAM, and reads the gateway slice with it', () => {
+    expect(loadConfig(REQUIRED).gateway).toBeUndefined();
+    const config = loadConfig({
+      ...REQUIRED,
+      TOLLGATE_UPSTREAM: 'https://api.example.com/graphql',
+      TOLLGATE_UPSTREAM_SCHEMA: 'schema.graphql',
+      TOLLGATE_FORWARD_HEADERS: 'Accept-Language, X-Trace-Id',
+      TOLLGATE_TENANT_HEADER: 'X-Tenant-Id',
+      TOLLGATE_UPSTREAM_FAILURE_CHARGE: 'reserved',
+    });
+    expect(config.gateway).toEqual({
+      upstreamUrl: 'https://api.example.com/graphql',
+      schemaFile: 'schema.graphql',
+      costsFile: undefined,
+      timeoutMs: 10_000,
+      failureCharge: 'reserved',
+      forwardHeaders: ['accept-language', 'x-trace-id'],
+      identityHeaders: { tenant: 'x-tenant-id' },
+      readyCacheMs: 5_000,
+    });
+  });
+
+  it('names every bad gateway variable', () => {
+    const error = configError({
+      ...REQUIRED,
+      TOLLGATE_UPSTREAM: 'ftp://api.example.com',
+      TOLLGATE_UPSTREAM_FAILURE_CHARGE: 'double',
+      TOLLGATE_FORWARD_HEADERS: 'x-ok, bad header',
+      TOLLGATE_KEY_ID_HEADER: 'x:key',
+    });
+    expect(error.message).toContain('TOLLGATE_UPSTREAM: must be an http:// or https:// URL');
+    expect(error.message).toContain('TOLLGATE_UPSTREAM_FAILURE_CHARGE');
+    expect(error.message).toContain("TOLLGATE_FORWARD_HEADERS: 'bad header' is not an HTTP header name");
+    expect(error.message).toContain('TOLLGATE_KEY_ID_HEADER: must be an HTTP header name');
+  });
+
+  it('refuses gateway settings without an upstream rather than ignoring them', () => {
+    const error = configError({ ...REQUIRED, TOLLGATE_COSTS: 'costs.yaml' });
+    expect(error.message).toContain('TOLLGATE_COSTS: only meaningful with TOLLGATE_UPSTREAM');
+  });
+});

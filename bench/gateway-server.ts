@@ -1,0 +1,108 @@
+/**
+ * One server of `bench/gateway.ts`, in a process of its own:
+ *   node bench/gateway-server.js <mode> <port> <redisPort> [<upstreamUrl>]
+ * - `upstream`: the upstream, a plain yoga server of its own schema (no limits);
+ * - `proxy`: a yoga gateway with the upstream's schema forwarding every operation to it, without limits
+ *   (the same forwarding code as tollgate's gateway: the difference is tollgate in front);
+ * - `tollgate`: `createGateway` with tollgate in front (ResilientDecider on Redis, 2 limits).
+ * Prints `ready` when listening; GET /cpu answers the process CPU time in µs.
+ */
+import { mkdtempSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createSchema, createYoga, type Plugin } from 'graphql-yoga';
+import { FileSpool, ResilientDecider, connectDeciderRedis } from '../src/decider/index.js';
+import { createGateway, gatewayParts, upstreamSchemaFromSdl } from '../src/gateway/index.js';
+import { COST_DIRECTIVES_SDL, InMemoryKeyStore, InMemoryPlanStore } from '../src/graphql/index.js';
+import { createLogger, parseLimitId, parsePlanId, systemClock } from '../src/shared/index.js';
+import { BENCH_API_KEY } from './graphql-shared.js';
+import { GATEWAY_SDL } from './gateway-shared.js';
+
+const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
+
+async function tollgate(redisPort: string, upstreamUrl: string): Promise<ReturnType<typeof createGateway>> {
+  const logger = createLogger({ level: 'silent', name: 'bench' });
+  const redis = await connectDeciderRedis({ url: `redis://127.0.0.1:${redisPort}`, commandTimeoutMs: 1_000 });
+  const decider = new ResilientDecider(redis, {
+    shardCount: 256,
+    clock: systemClock,
+    logger,
+    spool: new FileSpool(join(mkdtempSync(join(tmpdir(), 'tollgate-bench-spool-')), 'bench.spool')),
+    breaker: { latencyBudgetMs: 1_000 },
+  });
+  const keyStore = new InMemoryKeyStore();
+  keyStore.add({ tenant: 'bench', keyId: 'k1', planId: 'bench', key: BENCH_API_KEY });
+  const plans = new InMemoryPlanStore([
+    {
+      id: parsePlanId('bench'),
+      version: 1,
+      billingPeriod: MONTH,
+      maxCostPerOperation: 10_000,
+      limits: [
+        {
+          id: parseLimitId('burst'),
+          scope: 'apiKey',
+          algorithm: { kind: 'token-bucket', capacity: 1_000_000_000, refillAmount: 1_000_000, refillPeriodMs: 1_000 },
+          mode: 'hard',
+          onDeciderDown: 'open',
+        },
+        {
+          id: parseLimitId('month'),
+          scope: 'tenant',
+          algorithm: { kind: 'period-quota', limit: 1_000_000_000_000, period: MONTH, thresholdsPercent: [] },
+          mode: 'hard',
+          onDeciderDown: 'open',
+        },
+      ],
+    },
+  ]);
+  return createGateway({
+    schema: upstreamSchemaFromSdl(GATEWAY_SDL),
+    upstream: { url: upstreamUrl },
+    tollgate: { decider, keyStore, plans, logger },
+  });
+}
+
+async function main(): Promise<void> {
+  const [mode = 'upstream', portText = '0', redisPort = '6379', upstreamUrl = ''] = process.argv.slice(2);
+  let handler: (request: IncomingMessage, response: ServerResponse) => void;
+  if (mode === 'tollgate') {
+    const yoga = await tollgate(redisPort, upstreamUrl);
+    handler = (request, response) => void yoga.requestListener(request, response);
+  } else {
+    const schema =
+      mode === 'proxy'
+        ? upstreamSchemaFromSdl(GATEWAY_SDL)
+        : createSchema({
+            typeDefs: [COST_DIRECTIVES_SDL, GATEWAY_SDL],
+            resolvers: {
+              Query: {
+                books: (_: unknown, { first }: { first: number }) =>
+                  Array.from({ length: first }, (_, index) => ({ title: `book ${index}`, author: { name: `author ${index}` } })),
+              },
+            },
+          });
+    const plugins = (mode === 'proxy' ? gatewayParts({ schema, upstream: { url: upstreamUrl } }).plugins : []) as Plugin[];
+    const yoga = createYoga({ schema, plugins, logging: false, landingPage: false, maskedErrors: true });
+    handler = (request, response) => void yoga.requestListener(request, response);
+  }
+  const server = createServer((request, response) => {
+    if (request.url === '/cpu') {
+      const usage = process.cpuUsage();
+      response.end(String(usage.user + usage.system));
+      return;
+    }
+    handler(request, response);
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolveListen) => server.listen(Number(portText), '127.0.0.1', resolveListen));
+  process.stdout.write('ready\n');
+  process.on('SIGTERM', () => server.close(() => process.exit(0)));
+  process.on('SIGINT', () => process.exit(0));
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,219 @@
+/**
+ * The gateway benchmark (issue 20): one upstream (a plain yoga server in its
+ * own process) and one query, served through
+ * - `proxy`: a yoga gateway forwarding to the upstream without limits (the same forwarding code);
+ * - `tollgate`: tollgate's gateway (identity, pricing, a real Redis decision, settlement, usage event).
+ * Each gateway in its own process, driven by autocannon closed-loop for
+ * throughput (interleaved rounds, the better kept), then by an open-loop
+ * client at a fixed rate both sustain for p99. Figures: `gateway_vs_plain_proxy`
+ * (throughput ratio, target ≥ 0.9) and `gateway_added_p99_ms` (target ≤ 2).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { Agent, request as httpRequest } from 'node:http';
+import { createRequire } from 'node:module';
+import { cpSync } from 'node:fs';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { REPO_ROOT, freePort } from '../infra/services.js';
+import type { Figure } from './graphql.js';
+import { BENCH_API_KEY } from './graphql-shared.js';
+import { GATEWAY_QUERY } from './gateway-shared.js';
+
+type Mode = 'upstream' | 'proxy' | 'tollgate';
+
+interface AutocannonResult {
+  requests: { average: number; total: number };
+  latency: { p50: number; p99: number };
+  non2xx: number;
+  errors: number;
+}
+type Autocannon = (options: Record<string, unknown>) => Promise<AutocannonResult>;
+const require = createRequire(import.meta.url);
+const autocannon = require('autocannon') as Autocannon;
+
+const BODY = JSON.stringify({ query: GATEWAY_QUERY });
+const HEADERS = { 'content-type': 'application/json', authorization: `Bearer ${BENCH_API_KEY}` };
+const CONNECTIONS = 16;
+const ROUNDS = 2;
+
+/** Compiles the servers (tsconfig.bench.json), as production runs them. */
+function buildServer(): string {
+  execFileSync(
+    process.execPath,
+    [join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(REPO_ROOT, 'tsconfig.bench.json')],
+    { cwd: REPO_ROOT, stdio: 'inherit' },
+  );
+  cpSync(join(REPO_ROOT, 'lua'), join(REPO_ROOT, '.data', 'bench-build', 'lua'), { recursive: true });
+  return join(REPO_ROOT, '.data', 'bench-build', 'bench', 'gateway-server.js');
+}
+
+async function startServer(entry: string, mode: Mode, args: string[]): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [entry, mode, String(port), ...args], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, NODE_ENV: 'production' },
+  });
+  let seen = '';
+  await new Promise<void>((resolveReady, reject) => {
+    child.stdout?.on('data', (chunk: Buffer) => {
+      seen += chunk.toString('utf8');
+      if (seen.includes('ready')) resolveReady();
+    });
+    child.once('exit', (code) => reject(new Error(`bench gateway server ${mode} exited with ${String(code)}`)));
+  });
+  return { child, port };
+}
+
+async function stopServer(child: ChildProcess): Promise<void> {
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  await exited;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+/** Open loop: one request every 1/rate s whatever the answers do, keep-alive sockets, µs timers. */
+async function openLoopP99(
+  port: number,
+  ratePerS: number,
+  durationMs: number,
+): Promise<{ p50Ms: number; p99Ms: number; failures: number }> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  const latencies: number[] = [];
+  const pending: Promise<void>[] = [];
+  let failures = 0;
+  const started = performance.now();
+  let sent = 0;
+  const one = (): Promise<void> =>
+    new Promise((resolveOne) => {
+      const t0 = performance.now();
+      const req = httpRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/graphql',
+          method: 'POST',
+          agent,
+          headers: { ...HEADERS, 'content-length': Buffer.byteLength(BODY) },
+        },
+        (res) => {
+          if (res.statusCode !== 200) failures += 1;
+          res.resume();
+          res.on('end', () => {
+            latencies.push(performance.now() - t0);
+            resolveOne();
+          });
+        },
+      );
+      req.on('error', () => {
+        failures += 1;
+        resolveOne();
+      });
+      req.end(BODY);
+    });
+  while (performance.now() - started < durationMs) {
+    const due = Math.floor(((performance.now() - started) / 1000) * ratePerS);
+    while (sent < due) {
+      pending.push(one());
+      sent += 1;
+    }
+    await new Promise((resolveTick) => setImmediate(resolveTick));
+  }
+  await Promise.all(pending);
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return { p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), failures };
+}
+
+interface Run {
+  perSecond: number;
+  p99Ms: number;
+  failures: number;
+}
+
+async function closedLoop(port: number, durationMs: number): Promise<Run> {
+  const url = `http://127.0.0.1:${port}/graphql`;
+  await autocannon({ url, method: 'POST', headers: HEADERS, body: BODY, connections: CONNECTIONS, duration: 2 });
+  const result = await autocannon({
+    url,
+    method: 'POST',
+    headers: HEADERS,
+    body: BODY,
+    connections: CONNECTIONS,
+    duration: Math.max(1, Math.round(durationMs / 1000)),
+  });
+  return { perSecond: result.requests.average, p99Ms: result.latency.p99, failures: result.non2xx + result.errors };
+}
+
+/** The gateway section: tollgate's gateway against a plain forwarding gateway, in front of the same upstream. */
+export async function benchGateway(input: { redisPort: number; durationMs: number }): Promise<{ lines: string[]; figures: Figure[] }> {
+  const entry = buildServer();
+  const started: ChildProcess[] = [];
+  const start = async (mode: Mode, args: string[]): Promise<{ child: ChildProcess; port: number }> => {
+    const server = await startServer(entry, mode, args);
+    started.push(server.child);
+    return server;
+  };
+  try {
+    const upstream = await start('upstream', ['0']);
+    const upstreamUrl = `http://127.0.0.1:${upstream.port}/graphql`;
+    const servers = {
+      proxy: await start('proxy', ['0', upstreamUrl]),
+      tollgate: await start('tollgate', [String(input.redisPort), upstreamUrl]),
+    };
+    const best: Partial<Record<'proxy' | 'tollgate', Run>> = {};
+    for (let round = 0; round < ROUNDS; round += 1) {
+      for (const mode of ['proxy', 'tollgate'] as const) {
+        const run = await closedLoop(servers[mode].port, input.durationMs);
+        if (run.failures > 0) throw new Error(`${mode}: ${run.failures} failed requests`);
+        if (best[mode] === undefined || run.perSecond > (best[mode]?.perSecond ?? 0)) best[mode] = run;
+      }
+    }
+    const proxy = best.proxy as Run;
+    const tollgate = best.tollgate as Run;
+    const rate = Math.round(Math.min(proxy.perSecond, tollgate.perSecond) / 4);
+    const fixedMs = Math.max(2_000, input.durationMs / 2);
+    const proxyFixed = await openLoopP99(servers.proxy.port, rate, fixedMs);
+    const tollgateFixed = await openLoopP99(servers.tollgate.port, rate, fixedMs);
+    const ratio = tollgate.perSecond / proxy.perSecond;
+    const addedP99 = tollgateFixed.p99Ms - proxyFixed.p99Ms;
+    const note = `query ${GATEWAY_QUERY} (30 units, nothing to settle), ${CONNECTIONS} connections`;
+    return {
+      figures: [
+        {
+          name: 'gateway_vs_plain_proxy',
+          value: ratio,
+          unit: 'ratio',
+          note: `tollgate gateway req/s ÷ plain forwarding yoga req/s; ${note}; target ≥ 0.9`,
+        },
+        {
+          name: 'gateway_added_p99_ms',
+          value: addedP99,
+          unit: 'ms',
+          note: `p99 at ${rate} req/s open loop, tollgate − plain proxy; target ≤ 2`,
+        },
+        { name: 'gateway_per_second', value: tollgate.perSecond, unit: 'req/s', note: `tollgate gateway, closed loop; ${note}` },
+      ],
+      lines: [
+        '## Gateway',
+        '',
+        `One upstream (plain yoga, its own process) and one query (\`${GATEWAY_QUERY}\`, 30 units, every list full so nothing to settle); each gateway in its own Node process (compiled), autocannon with ${CONNECTIONS} connections for ${Math.round(input.durationMs / 1000)} s after a 2 s warm-up, ${ROUNDS} interleaved rounds (the better kept); then ${rate} req/s open loop for ${Math.round(fixedMs / 1000)} s. Upstream, gateways, Redis and the load generator share the same 2 cores. tollgate's gateway here is \`createGateway\` over Redis (in-memory keys and plans), not the whole API process (no DynamoDB/Temporal needed on the request path).`,
+        '',
+        '| gateway | req/s | p99 closed loop (ms) | p50 / p99 at fixed rate (ms) |',
+        '| --- | ---: | ---: | ---: |',
+        `| plain yoga proxy (no limits) | ${proxy.perSecond.toFixed(0)} | ${proxy.p99Ms.toFixed(1)} | ${proxyFixed.p50Ms.toFixed(2)} / ${proxyFixed.p99Ms.toFixed(2)} |`,
+        `| tollgate gateway | ${tollgate.perSecond.toFixed(0)} | ${tollgate.p99Ms.toFixed(1)} | ${tollgateFixed.p50Ms.toFixed(2)} / ${tollgateFixed.p99Ms.toFixed(2)} |`,
+        '',
+        `gateway_vs_plain_proxy **${ratio.toFixed(3)}** (target ≥ 0.9); gateway_added_p99_ms **${addedP99.toFixed(2)}** (target ≤ 2).`,
+        '',
+      ],
+    };
+  } finally {
+    await Promise.all(started.map((child) => stopServer(child)));
+  }
+}
