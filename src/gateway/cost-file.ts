@@ -6,7 +6,9 @@
  *
  *   Query.books:                 # a field: its weight and list size
  *     weight: 1
- *     listSize: { slicingArguments: [first], assumedSize: 50 }
+ *     listSize: { slicingArguments: [first] }   # a request must give first (requireOneSlicingArgument)
+ *   Query.shelves:               # a list priced at 50 when its slicing argument is left out
+ *     listSize: { slicingArguments: [first], assumedSize: 50, requireOneSlicingArgument: false }
  *   Author:                      # a type: the weight of every field returning it
  *     weight: 3
  *
