@@ -24,6 +24,7 @@ import { REPO_ROOT, freePort, startRedis, stopProcess } from '../infra/services.
 import { RedisDecider, bucketKey, connectDeciderRedis, shardOf, type DecideInput, type LimitSpec } from '../src/decider/index.js';
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../src/shared/index.js';
 import { benchGraphql, type Figure } from './graphql.js';
+import { benchFleet } from './fleet.js';
 import { benchMetering } from './metering.js';
 
 const execFileAsync = promisify(execFile);
@@ -226,6 +227,8 @@ const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection
         loadPerSecond: Math.max(100, Math.round(ctx.earlier.get('graphql_admitted_per_second') ?? 1_000)),
       }),
   },
+  // fleet (issue 19): 256 pumps run by the spawned worker entry point; its own Temporal and DynamoDB Local, this Redis
+  { name: 'fleet', run: async (ctx) => benchFleet({ redisPort: ctx.redisPort }) },
 ];
 
 interface StoredSection extends BenchSection {
