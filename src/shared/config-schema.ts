@@ -241,7 +241,7 @@ export const CONFIG_SCHEMA = z.object({
     ),
   WORKER_STICKY_TIMEOUT_MS: positiveInt
     .min(1_000)
-    .default(3_000)
+    .default(10_000)
     .describe(
       "How long (ms) a workflow task waits on the worker's sticky queue before any worker may take it (replaying the history): after a worker dies, how long its pumps wait.",
     ),

@@ -25,7 +25,7 @@ import { allocateRedisDb } from '../support/allocate.js';
 import { readLedgerPartition } from '../support/ledger.js';
 import { stackEnv, testStack, uniqueTenant } from '../support/stack.js';
 import { killWorkerProcesses, startWorkerProcess, writeWorkflowBundle } from '../support/worker-process.js';
-import { gauge, pumpRunsSince, scrape, startEntryPoint, timeoutsSince } from '../support/fleet.js';
+import { describeTimeouts, gauge, pumpRunsSince, scrape, startEntryPoint, timeoutsSince } from '../support/fleet.js';
 import { expectedBalances, generateEvents, seededRandom, type TestEvent } from '../support/usage-events.js';
 
 const SHARDS = 1_024;
@@ -152,7 +152,7 @@ describe('a cold worker start with 1,024 pumps', () => {
     const timeouts = timeoutsSince(runs, coldStartMs);
     console.log(
       `[metering-fleet-cold] cold start of ${SHARDS} pumps: backlog of ${SHARDS * BACKLOG_PER_SHARD} drained ${drainedMs} ms after ` +
-        `the process started; ${runs.length} runs open since; workflow task timeouts since: ${timeouts.length}`,
+        `the process started; ${runs.length} runs open since; workflow task timeouts since: ${describeTimeouts(timeouts)}`,
     );
     expect(timeouts).toEqual([]);
     // and it is ready, nothing waiting, no stall

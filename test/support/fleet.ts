@@ -13,6 +13,8 @@ const REPO = fileURLToPath(new URL('../..', import.meta.url));
 
 /** temporal.api.enums.v1.TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE: a workflow task a worker took but did not finish in time. */
 export const START_TO_CLOSE = 1;
+/** TIMEOUT_TYPE_SCHEDULE_TO_START: a task left on a sticky queue no worker polled in time, handed to the shared queue. */
+export const SCHEDULE_TO_START = 2;
 
 export interface EntryPoint {
   child: ChildProcess;
@@ -118,4 +120,13 @@ export async function pumpRunsSince(client: Client, sinceMs: number, concurrency
 /** The workflow task timeouts of `runs` recorded at or after `sinceMs`. */
 export function timeoutsSince(runs: readonly RunFacts[], sinceMs: number): WorkflowTaskTimeout[] {
   return runs.flatMap((run) => run.timeouts.filter((timeout) => timeout.atMs >= sinceMs));
+}
+
+/** `N (x start-to-close, y schedule-to-start; by worker: pid@host k, ...)` for a log line. */
+export function describeTimeouts(timeouts: readonly WorkflowTaskTimeout[]): string {
+  const byType = (type: number): number => timeouts.filter((timeout) => timeout.type === type).length;
+  const byWorker = new Map<string, number>();
+  for (const timeout of timeouts) byWorker.set(timeout.identity || 'none', (byWorker.get(timeout.identity || 'none') ?? 0) + 1);
+  const workers = [...byWorker].map(([identity, count]) => `${identity} ${count}`).join(', ');
+  return `${timeouts.length} (${byType(START_TO_CLOSE)} start-to-close, ${byType(SCHEDULE_TO_START)} schedule-to-start; by worker: ${workers || '-'})`;
 }

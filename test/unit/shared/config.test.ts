@@ -63,7 +63,7 @@ describe('loadConfig', () => {
         workflowTaskSlots: 40,
         activitySlots: 320,
         stallAfterMs: 120_000,
-        stickyTimeoutMs: 3_000,
+        stickyTimeoutMs: 10_000,
       },
       jobs: { taskQueue: 'tollgate-jobs', ttlMs: 86_400_000, retryMinMs: 1_000, retryMaxMs: 300_000, maxQueuedPerTenant: 100 },
       jobSweep: { isEnabled: true, intervalMs: 60_000, graceMs: 60_000, pageSize: 100, pagesPerRun: 200, activityTimeoutMs: 120_000 },
@@ -96,7 +96,7 @@ describe('loadConfig', () => {
       workflowTaskSlots: 40,
       activitySlots: 256 + 64,
       stallAfterMs: 120_000,
-      stickyTimeoutMs: 3_000,
+      stickyTimeoutMs: 10_000,
     });
     // the worker's cache and activity slots follow the shard count unless set
     expect(loadConfig({ ...REQUIRED, DECIDER_SHARDS: '1024' }).worker).toMatchObject({ maxCachedWorkflows: 1_152, activitySlots: 1_088 });
