@@ -184,6 +184,8 @@ describe('the metering fleet at 256 shards', () => {
     });
     // a second worker start ensures the fleet again: it must write nothing into the running pumps
     const second = startMeterWorker({ isCaching: false });
+    // a failure mid-test must not leave these lives pumping into the next test
+    onTestFinished(() => void [warm, second].map((life) => life.child.kill('SIGKILL')));
     await second.ready;
     await waitFor(
       'some runs to continue as new by length',
@@ -218,6 +220,7 @@ describe('the metering fleet at 256 shards', () => {
       TEMPORAL_TASK_QUEUE: taskQueue,
       WORKER_METRICS_PORT: String(metricsPort),
     });
+    onTestFinished(() => void child.kill('SIGKILL'));
 
     // then the backlog drains, and not one workflow task of any pump timed out since
     await waitFor(
