@@ -5,7 +5,7 @@
  *
  * - Under steady traffic no pump run grows past METER_MAX_RUN_EVENTS (+ one
  *   batch); a worker start writes nothing into the running pumps' histories;
- *   after the workers stopped and a backlog built up, a cold start of the real
+ *   after the workers stopped (longer than the sticky timeout) and a backlog built up, a cold start of the real
  *   worker entry point (src/workflows/worker.ts) drains the backlog without a
  *   single workflow task timing out, and reports /ready with no lag and no stall.
  * - Crash loop: the worker (test/support/meter-worker.ts, which ensures the
@@ -49,6 +49,8 @@ const MAX_RUN_EVENTS = 60;
 /** One batch (activity scheduled/started/completed, workflow task scheduled/started/completed) and a signal or two. */
 const RUN_EVENTS_SLACK = 10;
 const CRASHES = 30;
+/** WORKER_STICKY_TIMEOUT_MS's default, which every life here runs with. */
+const STICKY_TIMEOUT_MS = 10_000;
 /** A life is killed this long after it polls, plus up to KILL_SPREAD_MS (seeded). */
 const KILL_MIN_MS = 200;
 const KILL_SPREAD_MS = 2_500;
@@ -175,7 +177,7 @@ afterAll(async () => {
 describe('the metering fleet at 256 shards', () => {
   it('keeps every run short under steady traffic, and a cold start of the worker entry point drains a backlog without a workflow task timeout', async () => {
     // given 256 pumps pumping steady traffic (a worker that ensured them at its start)
-    const warm = startMeterWorker({ isCaching: false });
+    const warm = startMeterWorker({ isCaching: true });
     await warm.ready;
     const traffic = repeatUntilStopped((tick) => appendTraffic({ shards: 8, perShard: 2, label: `steady${tick}` }), 100);
     onTestFinished(() => traffic.stop());
@@ -183,7 +185,7 @@ describe('the metering fleet at 256 shards', () => {
       intervalMs: 500,
     });
     // a second worker start ensures the fleet again: it must write nothing into the running pumps
-    const second = startMeterWorker({ isCaching: false });
+    const second = startMeterWorker({ isCaching: true });
     // a failure mid-test must not leave these lives pumping into the next test
     onTestFinished(() => void [warm, second].map((life) => life.child.kill('SIGKILL')));
     await second.ready;
@@ -193,7 +195,7 @@ describe('the metering fleet at 256 shards', () => {
         const count = await client.workflow.count(`WorkflowType = 'meterShard' AND ExecutionStatus = 'ContinuedAsNew'`);
         return count.count >= SHARDS / 8;
       },
-      { timeoutMs: 180_000, intervalMs: 1_000 },
+      { timeoutMs: 300_000, intervalMs: 1_000 },
     );
     await traffic.stop();
     const steady = await pumpRunsSince(client, 0);
@@ -205,13 +207,15 @@ describe('the metering fleet at 256 shards', () => {
     expect(largest).toBeLessThanOrEqual(MAX_RUN_EVENTS + RUN_EVENTS_SLACK);
     expect(steady.reduce((sum, run) => sum + run.signals, 0)).toBe(0);
 
-    // when both workers stop (gracefully: no task is left on a stopped worker's sticky queue, they kept none), a
-    // backlog builds up, and the real worker entry point starts cold: it replays all 256 pumps at once
+    // when both workers stop, a backlog builds up while no worker runs (longer than the sticky timeout: the tasks left
+    // on the stopped workers' sticky queues are handed to the shared queue meanwhile), and the real worker entry
+    // point starts cold: it replays all 256 pumps at once
     for (const life of [warm, second]) {
       life.child.kill('SIGTERM');
       expect(await life.exited).toBe(0);
     }
     await appendTraffic({ shards: SHARDS, perShard: 20, label: 'backlog' });
+    await sleep(STICKY_TIMEOUT_MS + 5_000);
     const backlog = (await lag()).unacknowledged;
     const metricsPort = await freePort();
     const coldStartMs = Date.now();
