@@ -26,6 +26,7 @@ import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } fr
 import { benchGraphql, type Figure } from './graphql.js';
 import { benchFleet } from './fleet.js';
 import { benchMetering } from './metering.js';
+import { benchSpool } from './spool.js';
 
 const execFileAsync = promisify(execFile);
 const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 8_000);
@@ -229,6 +230,7 @@ const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection
   },
   // fleet (issue 19): 256 pumps run by the spawned worker entry point; its own Temporal and DynamoDB Local, this Redis
   { name: 'fleet', run: async (ctx) => benchFleet({ redisPort: ctx.redisPort }) },
+  { name: 'spool', run: benchSpool },
 ];
 
 interface StoredSection extends BenchSection {

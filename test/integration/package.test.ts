@@ -197,7 +197,7 @@ describe('the package, installed into an empty project', () => {
       'yoga.d.ts',
       'yoga.js',
     ]);
-    expect(files('dist/lua').sort()).toEqual(['append-usage.lua', 'clock.lua', 'decide.lua', 'settle.lua']);
+    expect(files('dist/lua').sort()).toEqual(['append-usage.lua', 'clock.lua', 'decide.lua', 'instances.lua', 'settle.lua']);
     const graphql = files('dist/src/graphql');
     expect(graphql).toContain('plugins/use-tollgate.js');
     expect(graphql.filter((name) => name.startsWith('demo') || /^(app|api-process|server)\./.test(name))).toEqual([]);
