@@ -268,6 +268,12 @@ export const CONFIG_SCHEMA = z.object({
     .describe(
       "The worker's tollgate_meter_fleet_stalled is 1 when usage entries waited this long (ms) and no pump batch of the worker handled one for as long.",
     ),
+  WORKER_STICKY_TIMEOUT_MS: positiveInt
+    .min(1_000)
+    .default(10_000)
+    .describe(
+      "How long (ms) a workflow task waits on the worker's sticky queue before any worker may take it (replaying the history): after a worker dies, how long its pumps wait.",
+    ),
   WORKER_ACTIVITY_SLOTS: positiveInt
     .optional()
     .describe(

@@ -67,7 +67,14 @@ export interface AppConfig {
   };
   audit: { isEnabled: boolean; intervalMs: number; scanCount: number; pagesPerRun: number; activityTimeoutMs: number };
   /** The worker process: its metrics port and how it is sized to its fleet. */
-  worker: { metricsPort: number; maxCachedWorkflows: number; workflowTaskSlots: number; activitySlots: number; stallAfterMs: number };
+  worker: {
+    metricsPort: number;
+    maxCachedWorkflows: number;
+    workflowTaskSlots: number;
+    activitySlots: number;
+    stallAfterMs: number;
+    stickyTimeoutMs: number;
+  };
   /** Deferred (202) jobs. */
   jobs: { taskQueue: string; ttlMs: number; retryMinMs: number; retryMaxMs: number; maxQueuedPerTenant: number };
   /** The sweep of unfinished deferred jobs. */
@@ -136,6 +143,7 @@ function workerConfig(raw: RawConfig): AppConfig['worker'] {
     workflowTaskSlots: raw.WORKER_WORKFLOW_TASK_SLOTS,
     activitySlots: raw.WORKER_ACTIVITY_SLOTS ?? raw.DECIDER_SHARDS + 64,
     stallAfterMs: raw.WORKER_STALL_AFTER_MS,
+    stickyTimeoutMs: raw.WORKER_STICKY_TIMEOUT_MS,
   };
 }
 

@@ -21,7 +21,7 @@ export {
 } from './jobs.js';
 export { TemporalDeferrer, type TemporalDeferrerOptions } from './temporal-deferrer.js';
 export { routeTemporalLogs } from './temporal-logging.js';
-export { WorkerMetrics, isFleetStalled, serveWorkerMetrics } from './metrics.js';
+export { WorkerMetrics, isFleetStalled, serveWorkerMetrics, type FleetHealth, type Readiness } from './metrics.js';
 export { accountTimings, auditSettings, jobSweepSettings, meterSettings } from './settings.js';
 export {
   createJobsWorker,

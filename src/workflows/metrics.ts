@@ -28,6 +28,17 @@ export function isFleetStalled(input: {
   );
 }
 
+/** The pump fleet's health (`WorkerMetrics.fleetHealth`); the figures are absent when the lag could not be read. */
+export interface FleetHealth {
+  isStalled: boolean;
+  unacknowledged?: number;
+  oldestUnacknowledgedAgeSeconds?: number;
+  secondsSinceProgress?: number;
+}
+
+/** What `/ready` answers: ready, or not with a stable reason code and the figures behind it. */
+export type Readiness = { isReady: true } | { isReady: false; reason: string; details?: Record<string, number> };
+
 /** How long a fleet's stream lag is read once for every gauge of one scrape, ms. */
 const LAG_CACHE_MS = 1_000;
 
@@ -124,6 +135,24 @@ export class WorkerMetrics {
     return this.lag.value;
   }
 
+  /**
+   * The fleet's health as `/ready` reports it: stalled (see isFleetStalled) with the figures that say so.
+   * Unknown (not stalled) when no fleet is watched or Redis cannot be read.
+   */
+  async fleetHealth(): Promise<FleetHealth> {
+    if (this.fleet === undefined) return { isStalled: false };
+    const secondsSinceProgress = Math.floor((this.nowMs() - this.lastProgressMs) / 1_000);
+    let lag: StreamLag;
+    try {
+      lag = await this.readLag(this.fleet.readLag);
+    } catch {
+      return { isStalled: false };
+    }
+    const { unacknowledged, oldestUnacknowledgedAgeSeconds } = lag;
+    const figures = { unacknowledged, oldestUnacknowledgedAgeSeconds, secondsSinceProgress };
+    return { isStalled: isFleetStalled({ ...figures, stallAfterSeconds: this.fleet.stallAfterSeconds }), ...figures };
+  }
+
   recordBatch(result: PumpBatchResult): void {
     if (result.read > 0) this.lastProgressMs = this.nowMs();
     this.meterEvents.inc({ outcome: 'posted' }, result.posted);
@@ -143,19 +172,25 @@ export class WorkerMetrics {
 }
 
 /**
- * Serves `GET /metrics` from the registry and `GET /ready` (200 once `isReady`
- * says so: the worker polls and its fleet is ensured; 503 before); resolves once listening.
+ * Serves `GET /metrics` from the registry and `GET /ready`: 200 `{ ready: true }` once `readiness` says so (the
+ * worker polls, its fleet is ensured and not stalled), otherwise 503 `{ ready: false, reason, ...details }`;
+ * resolves once listening.
  */
 export async function serveWorkerMetrics(input: {
   registry: Registry;
   host: string;
   port: number;
-  isReady?: () => boolean;
+  readiness?: () => Promise<Readiness>;
 }): Promise<Server> {
   const server = createServer((request, response) => {
     if (request.method === 'GET' && request.url === '/ready') {
-      const isReady = input.isReady?.() ?? true;
-      response.writeHead(isReady ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: isReady }));
+      (input.readiness?.() ?? Promise.resolve<Readiness>({ isReady: true })).then(
+        (readiness) => {
+          const body = readiness.isReady ? { ready: true } : { ready: false, reason: readiness.reason, ...readiness.details };
+          response.writeHead(readiness.isReady ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+        },
+        () => response.writeHead(500).end(),
+      );
       return;
     }
     if (request.method !== 'GET' || request.url !== '/metrics') {

@@ -13,7 +13,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { DependencyError, createLogger, loadConfig } from '../shared/index.js';
 import { ensureAuditWorkflow, ensureJobSweepWorkflow } from './client.js';
-import { WorkerMetrics, serveWorkerMetrics } from './metrics.js';
+import { WorkerMetrics, serveWorkerMetrics, type Readiness } from './metrics.js';
 import { auditSettings, jobSweepSettings } from './settings.js';
 import { createTollgateWorker, startAccountWorkflows, startMeterPumps } from './workers.js';
 import { routeTemporalLogs } from './temporal-logging.js';
@@ -43,7 +43,13 @@ async function main(): Promise<void> {
         registry: metrics.registry,
         host: config.api.host,
         port: config.worker.metricsPort,
-        isReady: () => isFleetEnsured && worker.getState() === 'RUNNING',
+        readiness: async (): Promise<Readiness> => {
+          if (!isFleetEnsured) return { isReady: false, reason: 'STARTING' };
+          const state = worker.getState();
+          if (state !== 'RUNNING') return { isReady: false, reason: `WORKER_${state}` };
+          const { isStalled, ...details } = await metrics.fleetHealth();
+          return isStalled ? { isReady: false, reason: 'METER_FLEET_STALLED', details } : { isReady: true };
+        },
       });
       logger.info({ url: `http://${config.api.host}:${config.worker.metricsPort}/metrics` }, 'worker metrics listening');
     }

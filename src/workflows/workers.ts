@@ -133,9 +133,14 @@ function fleetSizing(
   worker: AppConfig['worker'],
 ): Pick<
   WorkerOptions,
-  'maxCachedWorkflows' | 'maxConcurrentWorkflowTaskExecutions' | 'maxConcurrentWorkflowTaskPolls' | 'maxConcurrentActivityTaskExecutions'
+  | 'maxCachedWorkflows'
+  | 'maxConcurrentWorkflowTaskExecutions'
+  | 'maxConcurrentWorkflowTaskPolls'
+  | 'maxConcurrentActivityTaskExecutions'
+  | 'stickyQueueScheduleToStartTimeout'
 > {
   return {
+    stickyQueueScheduleToStartTimeout: worker.stickyTimeoutMs,
     maxCachedWorkflows: worker.maxCachedWorkflows,
     maxConcurrentWorkflowTaskExecutions: worker.workflowTaskSlots,
     maxConcurrentWorkflowTaskPolls: Math.min(10, worker.workflowTaskSlots),

@@ -59,7 +59,14 @@ describe('loadConfig', () => {
         transactionsInFlight: 1,
       },
       audit: { isEnabled: true, intervalMs: 300_000, scanCount: 1_000, pagesPerRun: 200, activityTimeoutMs: 120_000 },
-      worker: { metricsPort: 0, maxCachedWorkflows: 384, workflowTaskSlots: 40, activitySlots: 320, stallAfterMs: 120_000 },
+      worker: {
+        metricsPort: 0,
+        maxCachedWorkflows: 384,
+        workflowTaskSlots: 40,
+        activitySlots: 320,
+        stallAfterMs: 120_000,
+        stickyTimeoutMs: 10_000,
+      },
       jobs: { taskQueue: 'tollgate-jobs', ttlMs: 86_400_000, retryMinMs: 1_000, retryMaxMs: 300_000, maxQueuedPerTenant: 100 },
       jobSweep: { isEnabled: true, intervalMs: 60_000, graceMs: 60_000, pageSize: 100, pagesPerRun: 200, activityTimeoutMs: 120_000 },
       account: {
@@ -91,6 +98,7 @@ describe('loadConfig', () => {
       workflowTaskSlots: 40,
       activitySlots: 256 + 64,
       stallAfterMs: 120_000,
+      stickyTimeoutMs: 10_000,
     });
     // the worker's cache and activity slots follow the shard count unless set
     expect(loadConfig({ ...REQUIRED, DECIDER_SHARDS: '1024' }).worker).toMatchObject({ maxCachedWorkflows: 1_152, activitySlots: 1_088 });

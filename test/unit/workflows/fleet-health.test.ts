@@ -3,7 +3,7 @@
  * (`tollgate_meter_fleet_stalled`), and the gauges a scrape reads.
  */
 import { describe, expect, it } from 'vitest';
-import { WorkerMetrics, isFleetStalled } from '../../../src/workflows/index.js';
+import { WorkerMetrics, isFleetStalled, serveWorkerMetrics, type Readiness } from '../../../src/workflows/index.js';
 
 const STALL = { stallAfterSeconds: 60 };
 
@@ -71,5 +71,63 @@ describe('WorkerMetrics fleet gauges', () => {
     expect(gauge(progressing, 'tollgate_meter_fleet_stalled')).toBe(0);
     expect(gauge(progressing, 'tollgate_meter_seconds_since_progress')).toBe(0);
     expect(reads).toBe(2);
+  });
+});
+
+describe('WorkerMetrics.fleetHealth and /ready', () => {
+  it('says stalled with the figures behind it, and /ready answers 503 with the reason, then 200 once a batch progressed', async () => {
+    // given a fleet with 7 entries waiting 2 minutes, a minute after the worker started, threshold 60 s
+    let nowMs = 1_000_000;
+    const metrics = new WorkerMetrics({ nowMs: () => nowMs });
+    metrics.watchFleet({
+      readLag: () => Promise.resolve({ unacknowledged: 7, oldestUnacknowledgedAgeSeconds: 120, deadLetters: 0, streams: 4 }),
+      stallAfterMs: 60_000,
+    });
+    nowMs += 60_000;
+    const readiness = async (): Promise<Readiness> => {
+      const { isStalled, ...details } = await metrics.fleetHealth();
+      return isStalled ? { isReady: false, reason: 'METER_FLEET_STALLED', details } : { isReady: true };
+    };
+    const server = await serveWorkerMetrics({ registry: metrics.registry, host: '127.0.0.1', port: 0, readiness });
+    try {
+      const address = server.address();
+      if (address === null || typeof address === 'string') throw new Error('no port');
+      // when /ready is asked
+      const stalled = await fetch(`http://127.0.0.1:${address.port}/ready`);
+      // then
+      expect(stalled.status).toBe(503);
+      expect(await stalled.json()).toEqual({
+        ready: false,
+        reason: 'METER_FLEET_STALLED',
+        unacknowledged: 7,
+        oldestUnacknowledgedAgeSeconds: 120,
+        secondsSinceProgress: 60,
+      });
+      // when a batch handles entries
+      metrics.recordBatch({
+        claimCursor: '0-0',
+        read: 1,
+        reclaimed: 0,
+        posted: 1,
+        duplicates: 0,
+        deadLettered: 0,
+        acked: 1,
+        trimmed: 0,
+        lastEntryId: '1-0',
+        warnings: 0,
+      });
+      const ready = await fetch(`http://127.0.0.1:${address.port}/ready`);
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toEqual({ ready: true });
+    } finally {
+      server.close();
+    }
+  });
+
+  it('is not stalled when no fleet is watched or its lag cannot be read', async () => {
+    const metrics = new WorkerMetrics({ nowMs: () => 0 });
+    expect(await metrics.fleetHealth()).toEqual({ isStalled: false });
+    metrics.watchFleet({ readLag: () => Promise.reject(new Error('redis down')), stallAfterMs: 1_000 });
+    expect(await metrics.fleetHealth()).toEqual({ isStalled: false });
   });
 });
