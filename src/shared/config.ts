@@ -30,6 +30,8 @@ export interface AppConfig {
     maxBodyBytes: number;
     /** Requests in flight above which each criticality is shed (sheddable ≤ default ≤ critical). */
     inFlight: { critical: number; default: number; sheddable: number };
+    /** The deferral lane: deferrals (record + Temporal start) run at once, and how many more may wait. */
+    deferralLane: { maxInFlight: number; maxQueued: number };
   };
   redis: {
     url: string;
@@ -114,6 +116,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
       trustedProxies: raw.API_TRUSTED_PROXIES,
       maxBodyBytes: raw.API_MAX_BODY_BYTES,
       inFlight: inFlightBounds(raw),
+      deferralLane: { maxInFlight: raw.API_MAX_DEFERRALS_IN_FLIGHT, maxQueued: raw.API_MAX_DEFERRALS_QUEUED },
     },
     redis: {
       url: raw.REDIS_URL,
