@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../infra/services.js';
 import type { LimitSpec } from '../../src/decider/index.js';
-import { DynamoConfigStore } from '../../src/graphql/index.js';
+import { DynamoConfigStore, type Criticality } from '../../src/graphql/index.js';
 import { createDynamoClient } from '../../src/metering/index.js';
 import { parsePlanId } from '../../src/shared/index.js';
 import { waitFor } from './poll.js';
@@ -86,15 +86,19 @@ async function spawnApiServer(input: { scratch: string; env?: Record<string, str
   };
 }
 
-/** Stores a plan of `limits` (monthly billing) and one key for a fresh tenant in the stack's config table. */
-export async function storeTenantPlan(limits: LimitSpec[]): Promise<{ tenant: string; key: string }> {
+/** Stores a plan of `limits` (monthly billing, `criticality` when given) and one key for a fresh tenant in the stack's config table. */
+export async function storeTenantPlan(
+  limits: LimitSpec[],
+  options: { criticality?: Criticality } = {},
+): Promise<{ tenant: string; key: string }> {
   const stack = testStack();
   const dynamo = createDynamoClient({ endpoint: stack.dynamodbEndpoint, region: stack.dynamodbRegion });
   try {
     const store = new DynamoConfigStore(dynamo, { tablePrefix: stack.tablePrefix });
     const tenant = uniqueTenant('burst');
     const planId = `p-${tenant}`;
-    await store.putPlan({ id: parsePlanId(planId), version: 1, limits, billingPeriod: MONTH, maxCostPerOperation: 10_000 }, Date.now());
+    const plan = { id: parsePlanId(planId), version: 1, limits, billingPeriod: MONTH, maxCostPerOperation: 10_000 };
+    await store.putPlan(options.criticality === undefined ? plan : { ...plan, criticality: options.criticality }, Date.now());
     const { key } = await store.addKey({ tenant, keyId: 'k1', planId, nowMs: Date.now() });
     return { tenant, key };
   } finally {
