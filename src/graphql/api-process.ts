@@ -15,7 +15,7 @@ import { FileSpool, ResilientDecider, assertNoEviction, createDeciderRedis, prob
 import { DeferralLane, DynamoJobStore, type JobSettings } from '../jobs/index.js';
 import { DynamoAuditStore, createDynamoClient, readStreamLag } from '../metering/index.js';
 import { DependencyError, parseTrustedProxies, systemClock, type AppConfig, type Logger } from '../shared/index.js';
-import { TemporalDeferrer, createJobsWorker } from '../workflows/index.js';
+import { TemporalDeferrer, createJobsWorker, routeTemporalLogs } from '../workflows/index.js';
 import { Admission } from './admission.js';
 import { createApi, type ApiServer } from './app.js';
 import { DynamoConfigStore } from './config/dynamo-config-store.js';
@@ -206,6 +206,7 @@ export class JobsWorker {
   async start(): Promise<void> {
     const { config, logger, dynamo } = this.deps;
     let worker: Worker;
+    routeTemporalLogs(logger);
     try {
       this.connection = await NativeConnection.connect({ address: config.temporal.address });
       worker = await createJobsWorker({

@@ -20,6 +20,7 @@ export {
   type SubmitJobInput,
 } from './jobs.js';
 export { TemporalDeferrer, type TemporalDeferrerOptions } from './temporal-deferrer.js';
+export { routeTemporalLogs } from './temporal-logging.js';
 export { WorkerMetrics, isFleetStalled, serveWorkerMetrics } from './metrics.js';
 export { accountTimings, auditSettings, jobSweepSettings, meterSettings } from './settings.js';
 export {

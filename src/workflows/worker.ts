@@ -16,10 +16,12 @@ import { ensureAuditWorkflow, ensureJobSweepWorkflow } from './client.js';
 import { WorkerMetrics, serveWorkerMetrics } from './metrics.js';
 import { auditSettings, jobSweepSettings } from './settings.js';
 import { createTollgateWorker, startAccountWorkflows, startMeterPumps } from './workers.js';
+import { routeTemporalLogs } from './temporal-logging.js';
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = createLogger({ level: config.log.level, name: 'tollgate-worker' });
+  routeTemporalLogs(logger);
   let connection: NativeConnection;
   try {
     connection = await NativeConnection.connect({ address: config.temporal.address });
