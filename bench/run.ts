@@ -26,6 +26,7 @@ import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } fr
 import { benchGraphql, type Figure } from './graphql.js';
 import { benchMetering } from './metering.js';
 import { benchOverload } from './overload.js';
+import { benchSpool } from './spool.js';
 
 const execFileAsync = promisify(execFile);
 const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 8_000);
@@ -227,6 +228,7 @@ const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection
         loadPerSecond: Math.max(100, Math.round(ctx.earlier.get('graphql_admitted_per_second') ?? 1_000)),
       }),
   },
+  { name: 'spool', run: benchSpool },
   // overload (issue 14): the API process itself, on this Redis and DynamoDB Local of its own
   { name: 'overload', run: async (ctx) => benchOverload({ redisPort: ctx.redisPort, durationMs: ctx.durationMs }) },
 ];

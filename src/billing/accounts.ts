@@ -5,12 +5,17 @@
  *   pk `tenant#<tenant>`, sk `account`: billingPeriod (JSON PeriodSpec, the same model the
  *   decider's plans use), webhookUrl?, webhookSecret?, price (JSON PriceSpec), updatedAtMs.
  *
+ * The billing period is the tenant's one source of truth for its periods: the API decides every
+ * request in it (its period quotas take its anchor day and zone, src/graphql/plans.ts), so a put moves
+ * the config version (pk `config`, sk `version`) in the same transaction, and every API instance
+ * reloads the periods (`listBillingPeriods`).
+ *
  * The webhook secret signs warning webhooks (HMAC-SHA256). It is never logged,
  * never part of a workflow's input or history (activities read it here), and
  * `AccountView` (what callers see) leaves it out. In production the table is
  * encrypted at rest; a KMS envelope is the next step (not built).
  */
-import { GetItemCommand, PutItemCommand, ScanCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetItemCommand, ScanCommand, TransactWriteItemsCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { MAX_PERIOD_SECONDS, isValidTimeZone, type PeriodSpec } from '../decider/index.js';
 import { DependencyError, InvariantError, ValidationError, parseTenantId, type TenantId } from '../shared/index.js';
 import { configTableName } from '../metering/index.js';
@@ -40,6 +45,25 @@ export interface AccountStore {
 
 const MIN_SECRET_CHARS = 16;
 
+/** Every problem of a billing period (empty when valid). */
+function periodProblems(billingPeriod: PeriodSpec | undefined): string[] {
+  const problems: string[] = [];
+  const period = billingPeriod as Partial<PeriodSpec> | undefined;
+  if (period === undefined || !['second', 'day', 'month'].includes(String(period.unit))) {
+    return ['billingPeriod.unit must be second, day or month'];
+  }
+  if (!Number.isInteger(period.anchorDay) || (period.anchorDay ?? 0) < 1 || (period.anchorDay ?? 0) > 31) {
+    problems.push('billingPeriod.anchorDay must be an integer in 1..31');
+  }
+  if (typeof period.timeZone !== 'string' || !isValidTimeZone(period.timeZone))
+    problems.push('billingPeriod.timeZone must be an IANA zone');
+  const length = period.lengthSeconds ?? 1;
+  if (period.unit === 'second' && (!Number.isInteger(length) || length < 1 || length > MAX_PERIOD_SECONDS)) {
+    problems.push(`billingPeriod.lengthSeconds must be an integer in 1..${MAX_PERIOD_SECONDS}`);
+  }
+  return problems;
+}
+
 /** Every problem of a settings object (empty when valid). */
 export function accountProblems(settings: AccountSettings): string[] {
   const problems: string[] = [];
@@ -48,20 +72,7 @@ export function accountProblems(settings: AccountSettings): string[] {
   } catch {
     problems.push('tenant is not a tenant id');
   }
-  const period = settings.billingPeriod as Partial<PeriodSpec> | undefined;
-  if (period === undefined || !['second', 'day', 'month'].includes(String(period.unit))) {
-    problems.push('billingPeriod.unit must be second, day or month');
-  } else {
-    if (!Number.isInteger(period.anchorDay) || (period.anchorDay ?? 0) < 1 || (period.anchorDay ?? 0) > 31) {
-      problems.push('billingPeriod.anchorDay must be an integer in 1..31');
-    }
-    if (typeof period.timeZone !== 'string' || !isValidTimeZone(period.timeZone))
-      problems.push('billingPeriod.timeZone must be an IANA zone');
-    const length = period.lengthSeconds ?? 1;
-    if (period.unit === 'second' && (!Number.isInteger(length) || length < 1 || length > MAX_PERIOD_SECONDS)) {
-      problems.push(`billingPeriod.lengthSeconds must be an integer in 1..${MAX_PERIOD_SECONDS}`);
-    }
-  }
+  problems.push(...periodProblems(settings.billingPeriod));
   if (settings.webhookUrl !== undefined) {
     let url: URL | undefined;
     try {
@@ -152,19 +163,30 @@ export class DynamoAccountStore implements AccountStore {
    */
   async put(settings: AccountSettings, nowMs: number): Promise<void> {
     validateAccount(settings);
+    const item: Record<string, AttributeValue> = {
+      ...keyOf(settings.tenant),
+      tenant: { S: settings.tenant },
+      billingPeriod: { S: JSON.stringify(settings.billingPeriod) },
+      price: { S: JSON.stringify(settings.price) },
+      updatedAtMs: { N: String(nowMs) },
+      ...(settings.webhookUrl === undefined ? {} : { webhookUrl: { S: settings.webhookUrl } }),
+      ...(settings.webhookSecret === undefined ? {} : { webhookSecret: { S: settings.webhookSecret } }),
+    };
     try {
+      // the config version moves with the account: API instances reload the tenant's billing period
       await this.client.send(
-        new PutItemCommand({
-          TableName: this.table,
-          Item: {
-            ...keyOf(settings.tenant),
-            tenant: { S: settings.tenant },
-            billingPeriod: { S: JSON.stringify(settings.billingPeriod) },
-            price: { S: JSON.stringify(settings.price) },
-            updatedAtMs: { N: String(nowMs) },
-            ...(settings.webhookUrl === undefined ? {} : { webhookUrl: { S: settings.webhookUrl } }),
-            ...(settings.webhookSecret === undefined ? {} : { webhookSecret: { S: settings.webhookSecret } }),
-          },
+        new TransactWriteItemsCommand({
+          TransactItems: [
+            { Put: { TableName: this.table, Item: item } },
+            {
+              Update: {
+                TableName: this.table,
+                Key: { pk: { S: 'config' }, sk: { S: 'version' } },
+                UpdateExpression: 'ADD version :one',
+                ExpressionAttributeValues: { ':one': { N: '1' } },
+              },
+            },
+          ],
         }),
       );
     } catch (error) {
@@ -174,7 +196,33 @@ export class DynamoAccountStore implements AccountStore {
 
   /** Every tenant with an account: a paginated Scan filtered on `sk = account` (fine for the config table's size). */
   async listTenants(): Promise<TenantId[]> {
-    const tenants: TenantId[] = [];
+    return [...(await this.scanAccounts('tenant')).keys()];
+  }
+
+  /**
+   * Every account's billing period, by tenant (what the API decides requests in). A stored period that
+   * does not validate is left out and named in `invalid` (the tenant then gets its plan's periods).
+   * @throws DependencyError `DYNAMODB_UNAVAILABLE`
+   */
+  async listBillingPeriods(): Promise<{ periods: Map<TenantId, PeriodSpec>; invalid: TenantId[] }> {
+    const periods = new Map<TenantId, PeriodSpec>();
+    const invalid: TenantId[] = [];
+    for (const [tenant, item] of await this.scanAccounts('tenant, billingPeriod')) {
+      let period: PeriodSpec | undefined;
+      try {
+        period = JSON.parse(item['billingPeriod']?.S ?? 'null') as PeriodSpec;
+      } catch {
+        period = undefined;
+      }
+      const problems = period === undefined || period === null ? ['missing'] : periodProblems(period);
+      if (problems.length === 0 && period !== undefined) periods.set(tenant, period);
+      else invalid.push(tenant);
+    }
+    return { periods, invalid };
+  }
+
+  private async scanAccounts(projection: string): Promise<Map<TenantId, Record<string, AttributeValue>>> {
+    const tenants = new Map<TenantId, Record<string, AttributeValue>>();
     let startKey: Record<string, AttributeValue> | undefined;
     do {
       let page;
@@ -184,7 +232,7 @@ export class DynamoAccountStore implements AccountStore {
             TableName: this.table,
             FilterExpression: 'sk = :account',
             ExpressionAttributeValues: { ':account': { S: 'account' } },
-            ProjectionExpression: 'tenant',
+            ProjectionExpression: projection,
             ConsistentRead: true,
             ...(startKey === undefined ? {} : { ExclusiveStartKey: startKey }),
           }),
@@ -192,7 +240,7 @@ export class DynamoAccountStore implements AccountStore {
       } catch (error) {
         throw wrap(error, 'list the accounts');
       }
-      for (const item of page.Items ?? []) tenants.push(parseTenantId(item['tenant']?.S));
+      for (const item of page.Items ?? []) tenants.set(parseTenantId(item['tenant']?.S), item);
       startKey = page.LastEvaluatedKey;
     } while (startKey !== undefined);
     return tenants;

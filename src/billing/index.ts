@@ -18,3 +18,4 @@ export {
   type WarningStatus,
 } from './periods.js';
 export { priceProblems, priceUsage, type PriceBreakdown, type PriceSpec, type PricedTier, type PriceTier } from './model/pricing.js';
+export { applyCorrection, type CorrectionDeps, type CorrectionInput, type CorrectionResult } from './corrections.js';

@@ -8,14 +8,15 @@
 export type { DecideInput, Decider, Decision, LimitSpec, LimitState, SettleInput, Warning } from './ports.js';
 export type { SettleResult } from './replies.js';
 export { RedisDecider } from './decider.js';
-export { ResilientDecider } from './resilient.js';
+export { ResilientDecider, type SpoolReport } from './resilient.js';
 export { FileSpool } from './spool.js';
+export { InstanceRegistry } from './instances.js';
 export { MAX_RECORD_TTL_MS } from './compile.js';
-export { integerIn, limitsSchema, periodSpecSchema, schemaProblems } from './policy.js';
+export { integerIn, limitsInTenantCalendar, limitsSchema, periodSpecSchema, schemaProblems } from './policy.js';
 export { assertNoEviction, connectDeciderRedis, createDeciderRedis, type DeciderRedis } from './redis.js';
 export { redisErrorPrefix } from './redis-errors.js';
 export { probeDecider } from './probe.js';
-export { appendUsage } from './usage-log.js';
+export { ADMITTED_TTL_MS, appendUsage } from './usage-log.js';
 export {
   MAX_SUB_SHARDS,
   admittedKey,
@@ -29,4 +30,12 @@ export {
   usageStreamKey,
   type ShardId,
 } from './keys.js';
-export { MAX_PERIOD_SECONDS, isValidTimeZone, periodAt, periodPairAt, type Period, type PeriodSpec } from './model/period.js';
+export {
+  MAX_PERIOD_SECONDS,
+  inTenantCalendar,
+  isValidTimeZone,
+  periodAt,
+  periodPairAt,
+  type Period,
+  type PeriodSpec,
+} from './model/period.js';

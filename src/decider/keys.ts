@@ -71,6 +71,18 @@ export function usageStreamKey(shard: ShardId): string {
   return `${tag(shard)}:usage:v1`;
 }
 
+/** A deployment's name (the API instances that share limits): the tenant id alphabet. */
+const DEPLOYMENT = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/**
+ * `{i:<deployment>}:instances:v1`: the live API instances of a deployment (zset: instance id → last heartbeat, ms).
+ * @throws ValidationError when `deployment` is not a lower-case name of at most 64 characters
+ */
+export function instancesKey(deployment: string): string {
+  if (!DEPLOYMENT.test(deployment)) throw new ValidationError('INVALID_INPUT', `deployment name ${JSON.stringify(deployment)} is invalid`);
+  return `{i:${deployment}}:instances:v1`;
+}
+
 /** `{s:<shard>}:dead:v1`: usage entries the metering pump could not ledger, with the reason (same slot as the stream). */
 export function deadLetterStreamKey(shard: ShardId): string {
   return `${tag(shard)}:dead:v1`;

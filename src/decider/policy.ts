@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { ValidationError, parseLimitId, type LimitId } from '../shared/index.js';
-import { MAX_PERIOD_SECONDS, isValidTimeZone, type PeriodSpec } from './model/period.js';
+import { MAX_PERIOD_SECONDS, inTenantCalendar, isValidTimeZone, type PeriodSpec } from './model/period.js';
 import type { LimitAlgorithm, LimitSpec } from './ports.js';
 
 const SAFE = Number.MAX_SAFE_INTEGER;
@@ -167,4 +167,33 @@ export function parseLimits(raw: unknown): LimitSpec[] {
  */
 export function validateLimits(limits: LimitSpec[]): void {
   parseLimits(limits);
+}
+
+/** Calendars remembered per limits array (a plan's limits are reused; each tenant calendar is built once). */
+const MAX_CALENDARS_PER_LIMITS = 1_000;
+const inCalendar = new WeakMap<readonly LimitSpec[], Map<string, LimitSpec[]>>();
+
+/**
+ * The limits with every period quota in the tenant's calendar (`inTenantCalendar`: the quota's unit, the
+ * tenant's anchor day and zone). The same array when no quota changes, and the same array for the same
+ * limits and calendar on every call (the decider's compiled-plan cache keys off the array).
+ */
+export function limitsInTenantCalendar(limits: LimitSpec[], tenantPeriod: PeriodSpec): LimitSpec[] {
+  const key = `${tenantPeriod.anchorDay}|${tenantPeriod.timeZone}`;
+  let byCalendar = inCalendar.get(limits);
+  const known = byCalendar?.get(key);
+  if (known !== undefined) return known;
+  let isChanged = false;
+  const moved = limits.map((limit) => {
+    if (limit.algorithm.kind !== 'period-quota') return limit;
+    const period = inTenantCalendar(limit.algorithm.period, tenantPeriod);
+    if (period === limit.algorithm.period) return limit;
+    isChanged = true;
+    return { ...limit, algorithm: { ...limit.algorithm, period } };
+  });
+  const result = isChanged ? moved : limits;
+  if (byCalendar === undefined) inCalendar.set(limits, (byCalendar = new Map<string, LimitSpec[]>()));
+  if (byCalendar.size >= MAX_CALENDARS_PER_LIMITS) byCalendar.clear();
+  byCalendar.set(key, result);
+  return result;
 }

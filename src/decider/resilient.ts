@@ -10,22 +10,29 @@
  * - `open`: admitted.
  * Every degraded admission (and its settlement) is written to the spool before
  * the caller hears of it, and replayed into the stream, deduplicated, once
- * Redis answers again: degraded traffic is billed exactly once.
+ * Redis answers again: degraded traffic is billed exactly once. Replay runs
+ * when the breaker closes and, once `startReplays` is called, at once (a
+ * restarted process's spool) and every `everyMs` while entries wait. A spool
+ * that cannot be written (its disk gone or full) loses the entry: the decision
+ * stands, the loss is logged as an error and counted (`spoolStats().lost`).
  */
 import { DependencyError, type Clock, type EventId, type Logger } from '../shared/index.js';
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from './breaker.js';
 import { compileRequest } from './compile.js';
 import { RedisDecider, type CallOutcome } from './decider.js';
-import { decideModel, emptyModelState, type CompiledLimit, type ModelState } from './model/limits.js';
+import { ALG, decideModel, emptyModelState, type CompiledLimit, type ModelState } from './model/limits.js';
 import { periodAt } from './model/period.js';
 import type { DecideInput, Decider, Decision, OnDeciderDown, SettleInput } from './ports.js';
 import type { DeciderRedis } from './redis.js';
 import type { SettleResult } from './replies.js';
-import type { FileSpool, ReplayResult } from './spool.js';
+import type { FileSpool, ReplayResult, SpoolEntry } from './spool.js';
 import { appendUsage } from './usage-log.js';
 
 export interface BackstopOptions {
-  /** Healthy API instances sharing the limits; each backstop gets limit / instances. @default () => 1 */
+  /**
+   * Healthy API instances sharing the limits; each backstop gets limit / instances (a token bucket's refill rate
+   * too). @default () => 1
+   */
   instances?: () => number;
   /** Hard ceiling on any backstop limit's capacity, in units. @default 1000 */
   ceilingUnits?: number;
@@ -53,6 +60,18 @@ export interface ResilientDeciderOptions {
 }
 
 const MAX_TRACKED_DEGRADED = 100_000;
+/** Spool write failures are logged at most once per this many ms (each is counted). */
+const LOST_LOG_EVERY_MS = 1_000;
+
+/** The spool as `/metrics` and `/ready` show it. */
+export interface SpoolReport {
+  entries: number;
+  /** Age of the oldest waiting entry, seconds (0 when none waits). */
+  oldestAgeSeconds: number;
+  isWritable: boolean;
+  /** Entries, and admitted units among them, that could not be spooled since start: never billed. */
+  lost: { entries: number; units: number };
+}
 
 const STRICTNESS: Record<OnDeciderDown, number> = { open: 0, local: 1, closed: 2 };
 
@@ -69,6 +88,8 @@ export class ResilientDecider implements Decider {
   /** Requests admitted while degraded whose settlement is still to come (bounded, oldest dropped). */
   private readonly degradedRequests = new Set<string>();
   private replaying: Promise<ReplayResult> | undefined;
+  private replayTimer: NodeJS.Timeout | undefined;
+  private readonly lost = { entries: 0, units: 0, loggedAtMs: -Infinity };
 
   constructor(
     private readonly redis: DeciderRedis,
@@ -95,8 +116,72 @@ export class ResilientDecider implements Decider {
     this.breaker = new CircuitBreaker(options.clock, breaker, options.random ?? Math.random);
     this.breaker.onChange((state: BreakerState) => {
       options.logger.warn({ breaker: state }, 'decider breaker changed state');
-      if (state === 'closed' && options.spool.size > 0) void this.replaySpool().catch(() => undefined);
+      if (state === 'closed') this.replayIfWaiting();
     });
+  }
+
+  /**
+   * Replays what the spool holds now (a restarted process's degraded usage) and then every `everyMs` while entries
+   * wait and the connection to Redis is up. A replay that fails (Redis still down) keeps every entry not applied for the
+   * next one. Idempotent; the timer does not keep the process alive.
+   */
+  startReplays({ everyMs }: { everyMs: number }): void {
+    this.replayIfWaiting();
+    this.replayTimer ??= setInterval(() => this.replayIfWaiting(), everyMs);
+    this.replayTimer.unref();
+  }
+
+  stopReplays(): void {
+    clearInterval(this.replayTimer);
+    this.replayTimer = undefined;
+  }
+
+  /** What waits in the spool, and what could not be spooled. */
+  spoolStats(): SpoolReport {
+    const { entries, oldestAtMs } = this.options.spool.stats;
+    return {
+      entries,
+      oldestAgeSeconds: oldestAtMs === undefined ? 0 : Math.max(0, Math.round((Date.now() - oldestAtMs) / 1_000)),
+      isWritable: this.options.spool.isWritable(),
+      lost: { entries: this.lost.entries, units: this.lost.units },
+    };
+  }
+
+  private replayIfWaiting(): void {
+    // Not the breaker's state: with no traffic an open breaker never probes, and the spool would wait for a request.
+    // A connection not ready fails the first entry at once (no offline queue), so an attempt during an outage is cheap.
+    if (this.options.spool.size === 0 || this.redis.status !== 'ready') return;
+    this.replaySpool().catch((error: unknown) => {
+      this.options.logger.warn(
+        { code: 'SPOOL_REPLAY_FAILED', waiting: this.options.spool.size, err: error instanceof Error ? error.message : String(error) },
+        'spool replay stopped; the rest waits for the next one',
+      );
+    });
+  }
+
+  /**
+   * Writes one entry to the spool; when the spool cannot be written the entry is lost: logged (at most once a
+   * second, with the running totals) and counted, never thrown at the caller, whose decision stands.
+   */
+  private async spoolOrCount(entry: SpoolEntry, units: number): Promise<void> {
+    try {
+      await this.options.spool.appendDurably(entry);
+    } catch (error) {
+      this.lost.entries += 1;
+      this.lost.units += units;
+      const nowMs = Date.now();
+      if (nowMs - this.lost.loggedAtMs < LOST_LOG_EVERY_MS) return;
+      this.lost.loggedAtMs = nowMs;
+      this.options.logger.error(
+        {
+          code: 'SPOOL_UNAVAILABLE',
+          lostEntries: this.lost.entries,
+          lostUnits: this.lost.units,
+          err: error instanceof Error ? error.message : String(error),
+        },
+        'degraded usage could not be spooled: these units will never be billed',
+      );
+    }
   }
 
   async decide(input: DecideInput): Promise<Decision> {
@@ -116,7 +201,7 @@ export class ResilientDecider implements Decider {
     this.degradedRequests.delete(key);
     // The refund cannot reach Redis' buckets now; billing stays exact through the spool.
     const refund = input.cost - input.actual;
-    this.spoolEvent(input, {
+    await this.spoolEvent(input, {
       eventId: `${input.requestId}.settled`,
       recordedAs: 'settlement',
       admittedDelta: -refund,
@@ -179,11 +264,11 @@ export class ResilientDecider implements Decider {
    * Answers by the request's `onDeciderDown` policy. `wasSent`: whether the request reached
    * Redis (it may have run there after all); a refusal of such a request is spooled as a void.
    */
-  private degrade(input: DecideInput, { reason, wasSent }: { reason: DependencyError; wasSent: boolean }): Decision {
+  private async degrade(input: DecideInput, { reason, wasSent }: { reason: DependencyError; wasSent: boolean }): Promise<Decision> {
     const policy = policyOf(input);
     const nowMs = this.options.clock.nowMs();
-    const refuse = (retryAfterMs: number | null): Decision => {
-      if (wasSent) this.options.spool.append({ kind: 'void', input: { ...input }, decidedAtMs: nowMs });
+    const refuse = async (retryAfterMs: number | null): Promise<Decision> => {
+      if (wasSent) await this.spoolOrCount({ kind: 'void', input: { ...input }, decidedAtMs: nowMs }, 0);
       return { kind: 'degraded', policy, isAdmitted: false, usageId: null, retryAfterMs, nowMs, reason };
     };
     if (policy === 'closed') return refuse(null);
@@ -197,11 +282,14 @@ export class ResilientDecider implements Decider {
         // hard in the backstop whatever the mode: it exists to bound what passes
         mode: 1,
         p1: Math.max(1, Math.min(ceiling, Math.floor(limit.p1 / divisor))),
+        // a token bucket refills at rate / instances too (its refill period stretched, exact in integers)
+        ...(limit.alg === ALG.tokenBucket ? { p3: Math.min(Number.MAX_SAFE_INTEGER, limit.p3 * divisor) } : {}),
       }));
       const raw = decideModel(this.backstop, { ...model, limits: scaled }, nowMs);
       if (raw.kind > 1) return refuse(raw.retryAfterMs === -1 ? null : raw.retryAfterMs);
     }
-    this.spoolEvent(input, {
+    // the backstop took its tokens above, synchronously (no other decision between); the entry is on disk before the answer
+    await this.spoolEvent(input, {
       eventId: input.requestId,
       recordedAs: 'decision',
       admittedDelta: input.cost,
@@ -225,25 +313,29 @@ export class ResilientDecider implements Decider {
       periodAtMs: number;
       fields: Record<string, string>;
     },
-  ): void {
+  ): Promise<void> {
     const periodStartMs = periodAt(input.billingPeriod, event.periodAtMs).startMs;
-    this.options.spool.append({
-      kind: 'event',
-      tenant: input.tenant,
-      eventId: event.eventId,
-      requestId: input.requestId,
-      recordedAs: event.recordedAs,
-      periodStartMs,
-      admittedDelta: event.admittedDelta,
-      ...(input.subShards === undefined || input.subShards === 1 ? {} : { subShards: input.subShards }),
-      fields: {
+    return this.spoolOrCount(
+      {
+        kind: 'event',
         tenant: input.tenant,
-        key: input.keyId,
-        op: input.operation,
-        pv: String(input.policyVersion),
-        bp: String(periodStartMs),
-        ...event.fields,
+        eventId: event.eventId,
+        requestId: input.requestId,
+        recordedAs: event.recordedAs,
+        periodStartMs,
+        admittedDelta: event.admittedDelta,
+        ...(input.subShards === undefined || input.subShards === 1 ? {} : { subShards: input.subShards }),
+        fields: {
+          tenant: input.tenant,
+          key: input.keyId,
+          op: input.operation,
+          pv: String(input.policyVersion),
+          bp: String(periodStartMs),
+          ...event.fields,
+        },
       },
-    });
+      // a lost refund over-bills; only admitted units count as lost (unbilled)
+      Math.max(0, event.admittedDelta),
+    );
   }
 }

@@ -14,6 +14,7 @@ declare module 'ioredis' {
     /** Variable key count: `tgDecide(numberOfKeys, ...keys, ...args)`. */
     tgDecide(numberOfKeys: number, ...keysAndArgs: string[]): Result<unknown, Context>;
     tgSettle(numberOfKeys: number, ...keysAndArgs: string[]): Result<unknown, Context>;
+    tgHeartbeat(...keysAndArgs: (string | number)[]): Result<unknown, Context>;
   }
 }
 
@@ -23,6 +24,7 @@ export const SCRIPTS = {
   tgClock: { file: 'clock.lua', numberOfKeys: 0 },
   tgDecide: { file: 'decide.lua', numberOfKeys: undefined },
   tgSettle: { file: 'settle.lua', numberOfKeys: undefined },
+  tgHeartbeat: { file: 'instances.lua', numberOfKeys: 1 },
 } as const;
 
 /** The folder holding the Lua sources (`<repo>/lua`, or `dist/lua` after a build). */

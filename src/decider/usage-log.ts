@@ -30,6 +30,8 @@ export interface AppendUsageInput {
   admitted?: { periodStartMs: number; delta: number };
   /** A whale tenant's sub-shard count when the request was decided: its part follows from the request id. @default 1 */
   subShards?: number;
+  /** How long a retried append of this event id is recognised, ms (at least 1000). @default EVENT_DEDUPE_TTL_MS */
+  dedupeTtlMs?: number;
 }
 
 /**
@@ -41,7 +43,7 @@ export async function appendUsage(client: DeciderRedis, input: AppendUsageInput)
   const part = partOf(requestId, input.subShards ?? 1);
   const shard = shardOfPart(input.tenant, input.shardCount, part);
   const args: string[] = [
-    String(EVENT_DEDUPE_TTL_MS),
+    String(input.dedupeTtlMs ?? EVENT_DEDUPE_TTL_MS),
     String(input.admitted?.delta ?? 0),
     String(ADMITTED_TTL_MS),
     input.recorded === undefined ? '0' : input.recorded.as === 'decision' ? 'd' : 's',

@@ -11,13 +11,14 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { DynamoAccountStore } from '../billing/index.js';
-import { FileSpool, ResilientDecider, assertNoEviction, createDeciderRedis, probeDecider, type DeciderRedis } from '../decider/index.js';
+import { type ResilientDecider, assertNoEviction, createDeciderRedis, probeDecider, type DeciderRedis } from '../decider/index.js';
 import { DeferralLane, DynamoJobStore, type JobSettings } from '../jobs/index.js';
 import { DynamoAuditStore, createDynamoClient, readStreamLag } from '../metering/index.js';
 import { DependencyError, parseTrustedProxies, systemClock, type AppConfig, type Logger } from '../shared/index.js';
 import { TemporalDeferrer, createJobsWorker, routeTemporalLogs } from '../workflows/index.js';
 import { Admission } from './admission.js';
 import { createApi, type ApiServer } from './app.js';
+import { startDegradedMode, type DegradedMode } from './degraded-mode.js';
 import { DynamoConfigStore } from './config/dynamo-config-store.js';
 import { LiveConfig, announceConfigVersion } from './config/live-config.js';
 import { DEMO_ANONYMOUS, createDemoSchema, createDemoSetup, seedDemoKeys, type DemoSetup } from './demo/index.js';
@@ -97,6 +98,8 @@ export interface ApiProcessDeps extends ApiProcessContext {
   /** Lazy: connects on first use, so Temporal down at start does not stop the API. */
   temporal: Connection;
   decider: ResilientDecider;
+  /** The spool's replays, the backstop's instance count, and what /metrics and /ready show of them. */
+  degraded: DegradedMode;
   metrics: TollgateMetrics;
   liveConfig: LiveConfig;
   jobStore: DynamoJobStore;
@@ -119,14 +122,8 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
   const version = packageVersion();
   const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
   const temporal = Connection.lazy({ address: config.temporal.address });
-  const decider = new ResilientDecider(redis, {
-    shardCount: config.redis.shardCount,
-    clock: systemClock,
-    logger,
-    spool: new FileSpool(resolve(config.redis.spoolPath)),
-    waitForReplicas: config.redis.waitForReplicas,
-    timeouts: { redisShareMs: config.redis.deciderTimeoutMs, maxWaitMs: config.redis.commandTimeoutMs },
-  });
+  const degraded = await startDegradedMode({ config, logger, redis });
+  const { decider } = degraded;
   // Stream lag is read from Redis on scrape (cached 5 s: at most 2 round trips per shard per 5 s);
   // audit drift from the report the audit workflow stores (the pump and the audit run in the worker).
   const auditStore = new DynamoAuditStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
@@ -149,6 +146,7 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
     inFlight: () => admission.current,
     deferralLane: () => deferrer.state(),
     breakerState: () => decider.breaker.current,
+    degraded: degraded.gauges,
     streamLag: () => readStreamLag(redis, { shards: allShards }),
     auditReport: () => auditStore.latest('all'),
     isProcessObserved: true,
@@ -178,6 +176,7 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
     dynamo,
     temporal,
     decider,
+    degraded,
     metrics,
     liveConfig,
     jobStore,
@@ -273,6 +272,7 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
     logger,
     version: deps.version,
     decider: deps.decider,
+    readiness: deps.degraded.readiness,
     keyStore: deps.liveConfig,
     plans: deps.liveConfig,
     store: deps.demo.store,
@@ -315,7 +315,7 @@ export function stopOnSignals(input: { server: Server; deps: ApiProcessDeps; job
     server.close(() => {
       void jobsWorker.drain().finally(() => {
         deps.liveConfig.close();
-        deps.redis.disconnect();
+        void deps.degraded.stop().finally(() => deps.redis.disconnect());
         deps.dynamo.destroy();
         void Promise.allSettled([deps.temporal.close(), jobsWorker.close()]).finally(() => process.exit(0));
       });

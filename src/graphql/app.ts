@@ -22,7 +22,7 @@ import type { PlanStore } from './plans.js';
 import { useJobStatus } from './plugins/use-job-status.js';
 import { useMetricsEndpoint } from './plugins/use-metrics-endpoint.js';
 import { useTollgate, type TollgateContext, type TollgateOptions } from './plugins/use-tollgate.js';
-import { runReadiness } from './readiness.js';
+import { runReadiness, type ReadinessCheck } from './readiness.js';
 
 export interface ApiDeps {
   redis: DeciderRedis;
@@ -33,6 +33,8 @@ export interface ApiDeps {
   version: string;
   /** Per-dependency budget of /ready, in ms. @default 1000 */
   readinessTimeoutMs?: number;
+  /** Checks /ready runs besides Redis, DynamoDB and Temporal, and detail it reports (the spool). */
+  readiness?: { checks?: ReadinessCheck[]; detail?: () => Record<string, unknown> };
   decider: Decider;
   keyStore: KeyStore;
   plans: PlanStore;
@@ -92,8 +94,10 @@ export function createApi(deps: ApiDeps): ApiServer {
                 run: async () => void (await deps.dynamo.send(new DescribeTableCommand({ TableName: ledgerTableName(deps.tablePrefix) }))),
               },
               { name: 'temporal', run: async () => void (await deps.temporal.healthService.check({})) },
+              ...(deps.readiness?.checks ?? []),
             ],
             readinessTimeoutMs,
+            deps.readiness?.detail,
           );
           return new fetchAPI.Response(JSON.stringify(report), {
             status: report.isReady ? 200 : 503,

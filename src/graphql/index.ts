@@ -6,7 +6,7 @@
 export { Admission, CRITICALITIES, type AdmissionLease, type Criticality, type InFlightBounds } from './admission.js';
 export { limitRequestBodies, type BodyLimitOptions, type BodyLimitedHandlers } from './body-limit.js';
 export { runReadiness, type ReadinessCheck, type ReadinessReport } from './readiness.js';
-export { InMemoryPlanStore, parsePlan, type Plan, type PlanStore } from './plans.js';
+export { InMemoryPlanStore, accountPlanProblems, parsePlan, planForTenant, tenantPlanOf, type Plan, type PlanStore } from './plans.js';
 export { TollgateMetrics, type TollgateMetricsOptions } from './metrics.js';
 export { applyRefund, costExtension, rateLimitHeaders, retryAfterSeconds, warningReports, type CostExtension } from './responses.js';
 export { TokenLimitError } from './token-limit.js';
@@ -34,4 +34,5 @@ export {
   type ResponseStore,
 } from './idempotency/response-store.js';
 export { DynamoConfigStore, configTableName } from './config/dynamo-config-store.js';
+export { putAccountSettings } from './config/account-settings.js';
 export { LiveConfig, announceConfigVersion, type LiveConfigOptions } from './config/live-config.js';

@@ -41,8 +41,16 @@ function cachedFetch<T>(fetch: () => Promise<T>, ttlMs: number, onFailure: () =>
   };
 }
 
+/** The degraded-mode spool and backstop as a scrape sees them (`ResilientDecider.spoolStats`, the instance count). */
+export interface DegradedModeGauges {
+  spool: () => { entries: number; oldestAgeSeconds: number; isWritable: boolean; lost: { entries: number; units: number } };
+  /** The instance count the local backstop divides limits by now. */
+  instances?: () => number;
+}
+
 export interface TollgateMetricsOptions {
   breakerState?: () => BreakerStateName;
+  degraded?: DegradedModeGauges;
   /** The usage streams' lag (e.g. `readStreamLag` over every shard), read on scrape. */
   streamLag?: () => Promise<StreamLag>;
   /** The latest stored audit report, read on scrape. */
@@ -140,6 +148,7 @@ export class TollgateMetrics {
       });
     }
     if (options.deferralLane !== undefined) this.observeDeferralLane(options.deferralLane);
+    if (options.degraded !== undefined) this.registerDegradedGauges(options.degraded);
     if (options.isProcessObserved === true) this.observeProcess();
     const breakerState = options.breakerState;
     new Gauge({
@@ -150,6 +159,48 @@ export class TollgateMetrics {
         this.set(breakerState === undefined ? 0 : BREAKER_VALUE[breakerState()]);
       },
     });
+  }
+
+  /** The spool (entries, age, writable, lost units) and the backstop's instance count, read on scrape. */
+  private registerDegradedGauges(degraded: DegradedModeGauges): void {
+    const registers = [this.registry];
+    const gauge = (name: string, help: string, read: () => number): void => {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read());
+        },
+      });
+    };
+    gauge(
+      'tollgate_spool_entries',
+      'Degraded-mode usage entries in the local spool, waiting to be replayed into Redis',
+      () => degraded.spool().entries,
+    );
+    gauge(
+      'tollgate_spool_oldest_age_seconds',
+      'Age of the oldest entry waiting in the spool, seconds (0: empty)',
+      () => degraded.spool().oldestAgeSeconds,
+    );
+    gauge('tollgate_spool_writable', 'Whether the spool folder can be written (0: degraded admissions are lost)', () =>
+      degraded.spool().isWritable ? 1 : 0,
+    );
+    gauge(
+      'tollgate_spool_lost_units',
+      'Degraded admitted units that could not be spooled since start: never billed',
+      () => degraded.spool().lost.units,
+    );
+    gauge(
+      'tollgate_spool_lost_entries',
+      'Spool entries (admissions, refunds, voids) that could not be written since start',
+      () => degraded.spool().lost.entries,
+    );
+    const instances = degraded.instances;
+    if (instances !== undefined) {
+      gauge('tollgate_decider_instances', 'Live API instances the local backstop divides each limit by (last count read)', instances);
+    }
   }
 
   /**

@@ -3,6 +3,13 @@
  * period, and the per-operation cost maximum. The `PlanStore` port is read on
  * every request, so implementations keep a validated in-memory snapshot
  * (DESIGN §4: plans are pushed to every instance).
+ *
+ * The tenant's period: one source of truth, the account's billing period (unit, anchor day, zone). A
+ * request is decided with `planForTenant`: the account's period is its billing period, and every period
+ * quota of the plan keeps its unit but takes the account's anchor day and zone, so two tenants on one
+ * plan reset on their own days, and the decider's admitted counters name the periods the account
+ * workflow closes. A tenant without an account gets the plan's own periods (its defaults). An account
+ * whose unit differs from its plans' billing unit is refused (`accountPlanProblems`).
  */
 import { z } from 'zod';
 import {
@@ -11,10 +18,11 @@ import {
   limitsSchema,
   periodSpecSchema,
   schemaProblems,
+  limitsInTenantCalendar,
   type LimitSpec,
   type PeriodSpec,
 } from '../decider/index.js';
-import { ValidationError, parsePlanId, type PlanId } from '../shared/index.js';
+import { ValidationError, parsePlanId, type PlanId, type TenantId } from '../shared/index.js';
 import { CRITICALITIES, type Criticality } from './admission.js';
 
 export interface Plan {
@@ -84,9 +92,59 @@ export function parsePlan(raw: unknown): Plan {
   return parsed.data;
 }
 
-/** Port: the current plans. */
+/** Port: the current plans, and the billing periods of the tenants with an account. */
 export interface PlanStore {
   get(planId: PlanId): Plan | undefined;
+  /** The tenant's billing period (its account's), or undefined without an account (the plan's periods apply). */
+  tenantPeriod?(tenant: TenantId): PeriodSpec | undefined;
+}
+
+const MAX_TENANT_PLANS_PER_PLAN = 10_000;
+const tenantPlans = new WeakMap<Plan, Map<string, Plan>>();
+
+const periodKey = (period: PeriodSpec): string => `${period.unit}|${period.lengthSeconds ?? 1}|${period.anchorDay}|${period.timeZone}`;
+
+/**
+ * The plan as it applies to a tenant whose billing period is `tenantPeriod` (see the file header): the
+ * plan itself without one. The same object for the same plan and period on every call (the decider's
+ * caches key off the limits array and the period object).
+ */
+export function planForTenant(plan: Plan, tenantPeriod: PeriodSpec | undefined): Plan {
+  if (tenantPeriod === undefined) return plan;
+  const key = periodKey(tenantPeriod);
+  let byPeriod = tenantPlans.get(plan);
+  const known = byPeriod?.get(key);
+  if (known !== undefined) return known;
+  const limits = limitsInTenantCalendar(plan.limits, tenantPeriod);
+  const isSame = limits === plan.limits && periodKey(plan.billingPeriod) === key;
+  const tenantPlan: Plan = isSame ? plan : { ...plan, limits, billingPeriod: { ...tenantPeriod } };
+  if (byPeriod === undefined) tenantPlans.set(plan, (byPeriod = new Map<string, Plan>()));
+  if (byPeriod.size >= MAX_TENANT_PLANS_PER_PLAN) byPeriod.clear();
+  byPeriod.set(key, tenantPlan);
+  return tenantPlan;
+}
+
+/** The plan of `planId` as it applies to `tenant` (`planForTenant`), or undefined when there is no such plan. */
+export function tenantPlanOf(store: PlanStore, planId: PlanId, tenant: TenantId): Plan | undefined {
+  const plan = store.get(planId);
+  return plan === undefined ? undefined : planForTenant(plan, store.tenantPeriod?.(tenant));
+}
+
+/**
+ * Why an account's billing period cannot go with the plans of its tenant's keys (empty when it can): the
+ * plan says the unit of the billing period (month, day), the account its anchor day and zone; an account
+ * of another unit would close periods the decider never counted in.
+ */
+export function accountPlanProblems(billingPeriod: PeriodSpec, plans: readonly Plan[]): string[] {
+  const problems: string[] = [];
+  for (const plan of plans) {
+    if (plan.billingPeriod.unit !== billingPeriod.unit) {
+      problems.push(
+        `billingPeriod.unit is ${billingPeriod.unit} but plan ${plan.id} (v${plan.version}) bills by ${plan.billingPeriod.unit}`,
+      );
+    }
+  }
+  return problems;
 }
 
 /**
@@ -95,6 +153,7 @@ export interface PlanStore {
  */
 export class InMemoryPlanStore implements PlanStore {
   private readonly plans = new Map<string, Plan>();
+  private readonly periods = new Map<string, PeriodSpec>();
 
   constructor(plans: Plan[] = []) {
     for (const plan of plans) this.set(plan);
@@ -107,5 +166,15 @@ export class InMemoryPlanStore implements PlanStore {
 
   get(planId: PlanId): Plan | undefined {
     return this.plans.get(planId);
+  }
+
+  /** Sets (or, with undefined, removes) a tenant's billing period, as its account says. */
+  setTenantPeriod(tenant: TenantId, period: PeriodSpec | undefined): void {
+    if (period === undefined) this.periods.delete(tenant);
+    else this.periods.set(tenant, period);
+  }
+
+  tenantPeriod(tenant: TenantId): PeriodSpec | undefined {
+    return this.periods.get(tenant);
   }
 }

@@ -19,6 +19,8 @@ export interface CheckResult {
 export interface ReadinessReport {
   isReady: boolean;
   checks: Record<string, CheckResult>;
+  /** What an operator should see besides the checks (e.g. the spool's size and age); never decides readiness. */
+  detail?: Record<string, unknown>;
 }
 
 const TIMED_OUT = Symbol('timed out');
@@ -47,10 +49,15 @@ async function runOne(check: ReadinessCheck, timeoutMs: number): Promise<CheckRe
   }
 }
 
-/** Runs every check in parallel, each within `timeoutMs`. */
-export async function runReadiness(checks: ReadinessCheck[], timeoutMs: number): Promise<ReadinessReport> {
+/** Runs every check in parallel, each within `timeoutMs`; `detail` (read after the checks) is reported as is. */
+export async function runReadiness(
+  checks: ReadinessCheck[],
+  timeoutMs: number,
+  detail?: () => Record<string, unknown>,
+): Promise<ReadinessReport> {
   const results = await Promise.all(checks.map((check) => runOne(check, timeoutMs)));
   const report: ReadinessReport = { isReady: results.every((result) => result.isOk), checks: {} };
+  if (detail !== undefined) report.detail = detail();
   results.forEach((result, index) => {
     const name = checks[index]?.name;
     if (name !== undefined) report.checks[name] = result;

@@ -11,7 +11,7 @@ export {
   type PostEntriesResult,
   type PostEntryResult,
 } from './ledger-items.js';
-export { parseUsageEvent, type ParsedUsageEvent, type UsageEvent } from './model/usage-event.js';
+export { correctionTextProblem, parseUsageEvent, type ParsedUsageEvent, type UsageEvent } from './model/usage-event.js';
 export { planLedgerTransactions, runWithoutSharedBalances } from './model/ledger-batch.js';
 export { deadLetterStreamKey, parseShard } from './keys.js';
 export {

@@ -5,7 +5,7 @@
  * Item layout (table `<prefix>ledger`), one partition per tenant and period:
  *   pk `tenant#<tenant>#period#<periodStartIso>`
  *   sk `entry#<eventId>`   eventId, kind, amount (integer units), operation, postedAtMs, source?,
- *                          lateOf? (ISO start of the period the event belongs to, when it was
+ *                          reason? + author? (`correction.v1` entries), lateOf? (ISO start of the period the event belongs to, when it was
  *                          credited here because that period was already finalized)
  *   sk `balance`           amount (sum of the partition's entries), entries (count),
  *                          finalizedAtMs? + nextPeriodStart? (set once by the account workflow at
@@ -51,6 +51,9 @@ export interface LedgerEntry {
   operation: string;
   /** Where the entry came from, e.g. `{s:3}:usage:v1/1700000000000-0` (informational, not compared). */
   source?: string;
+  /** `correction.v1` entries: why, and who made it (informational, not compared). */
+  reason?: string;
+  author?: string;
   /**
    * Set by the ledger (never by callers) when the entry is credited to a later period because
    * `periodStart`'s own period was finalized: that original period (ISO).
@@ -116,6 +119,9 @@ export function validateEntry(entry: LedgerEntry): void {
   }
   if (!KIND.test(entry.kind)) throw new ValidationError('INVALID_INPUT', `invalid entry kind ${JSON.stringify(entry.kind)}`);
   if (entry.operation.length > 256) throw new ValidationError('INVALID_INPUT', 'operation is longer than 256 chars');
+  if ((entry.reason?.length ?? 0) > 1_000 || (entry.author?.length ?? 0) > 256) {
+    throw new ValidationError('INVALID_INPUT', 'reason or author is too long');
+  }
   if (entry.lateOf !== undefined) throw new ValidationError('INVALID_INPUT', 'lateOf is set by the ledger, never by a caller');
 }
 
@@ -139,6 +145,8 @@ export function entryItem(entry: LedgerEntry, postedAtMs: number): AttributeMap 
     operation: { S: entry.operation },
     postedAtMs: { N: String(postedAtMs) },
     ...(entry.source === undefined ? {} : { source: { S: entry.source } }),
+    ...(entry.reason === undefined ? {} : { reason: { S: entry.reason } }),
+    ...(entry.author === undefined ? {} : { author: { S: entry.author } }),
     ...(entry.lateOf === undefined ? {} : { lateOf: { S: entry.lateOf } }),
   };
 }

@@ -141,7 +141,34 @@ export const CONFIG_SCHEMA = z.object({
     .string()
     .min(1)
     .default('.data/spool/decider.spool')
-    .describe('Local append-only file of usage admitted while Redis is unreachable, replayed when it is back.'),
+    .describe(
+      'Local append-only file of usage admitted while Redis is unreachable, replayed when it is back, at start and every DECIDER_SPOOL_REPLAY_MS while it holds entries. One per API instance: an instance refuses to start on a spool another live process holds.',
+    ),
+  DECIDER_SPOOL_REPLAY_MS: positiveInt
+    .min(100)
+    .max(3_600_000)
+    .default(5_000)
+    .describe(
+      'How often an API instance retries replaying a non-empty spool into Redis (also done at start and when the breaker closes), ms.',
+    ),
+  DECIDER_DEPLOYMENT: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, 'must be a lower-case name of at most 64 characters')
+    .default('api')
+    .describe('Name of the API deployment whose instances share the limits: they count each other by heartbeats on Redis.'),
+  DECIDER_INSTANCES_HEARTBEAT_MS: positiveInt
+    .min(50)
+    .max(600_000)
+    .default(2_000)
+    .describe(
+      'How often an API instance heartbeats and reads the count of live instances (silent for 3 heartbeats: not counted), ms. The local backstop divides each limit by the last count read.',
+    ),
+  DECIDER_BACKSTOP_MIN_INSTANCES: positiveInt
+    .max(10_000)
+    .default(1)
+    .describe(
+      'Floor of the instance count the local backstop divides limits by, and the count of an instance started while Redis is unreachable that never read one: set it to the fewest instances the deployment runs.',
+    ),
   DECIDER_SHARDS: positiveInt
     .max(16_384)
     .default(256)

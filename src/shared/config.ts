@@ -44,6 +44,10 @@ export interface AppConfig {
     /** WAIT for replicas after each decision (undefined: no WAIT). */
     waitForReplicas: { replicas: number; timeoutMs: number } | undefined;
     spoolPath: string;
+    /** How often a non-empty spool is replayed (DECIDER_SPOOL_REPLAY_MS). */
+    spoolReplayMs: number;
+    /** The live instance count the backstop divides by (DECIDER_DEPLOYMENT, …_HEARTBEAT_MS, DECIDER_BACKSTOP_MIN_INSTANCES). */
+    instances: { deployment: string; heartbeatMs: number; floor: number };
   };
   temporal: { address: string; namespace: string; taskQueue: string };
   dynamodb: { endpoint: string | undefined; region: string; tablePrefix: string };
@@ -101,6 +105,25 @@ function workerConfig(raw: RawConfig): AppConfig['worker'] {
   };
 }
 
+function redisConfig(raw: RawConfig): AppConfig['redis'] {
+  return {
+    url: raw.REDIS_URL,
+    clusterNodes: raw.REDIS_CLUSTER_NODES,
+    commandTimeoutMs: raw.DECIDER_MAX_WAIT_MS,
+    deciderTimeoutMs: raw.DECIDER_TIMEOUT_MS,
+    shardCount: raw.DECIDER_SHARDS,
+    waitForReplicas:
+      raw.DECIDER_WAIT_REPLICAS === 0 ? undefined : { replicas: raw.DECIDER_WAIT_REPLICAS, timeoutMs: raw.DECIDER_WAIT_TIMEOUT_MS },
+    spoolPath: raw.DECIDER_SPOOL_PATH,
+    spoolReplayMs: raw.DECIDER_SPOOL_REPLAY_MS,
+    instances: {
+      deployment: raw.DECIDER_DEPLOYMENT,
+      heartbeatMs: raw.DECIDER_INSTANCES_HEARTBEAT_MS,
+      floor: raw.DECIDER_BACKSTOP_MIN_INSTANCES,
+    },
+  };
+}
+
 function toAppConfig(raw: RawConfig): AppConfig {
   return {
     log: { level: raw.LOG_LEVEL },
@@ -118,16 +141,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
       inFlight: inFlightBounds(raw),
       deferralLane: { maxInFlight: raw.API_MAX_DEFERRALS_IN_FLIGHT, maxQueued: raw.API_MAX_DEFERRALS_QUEUED },
     },
-    redis: {
-      url: raw.REDIS_URL,
-      clusterNodes: raw.REDIS_CLUSTER_NODES,
-      commandTimeoutMs: raw.DECIDER_MAX_WAIT_MS,
-      deciderTimeoutMs: raw.DECIDER_TIMEOUT_MS,
-      shardCount: raw.DECIDER_SHARDS,
-      waitForReplicas:
-        raw.DECIDER_WAIT_REPLICAS === 0 ? undefined : { replicas: raw.DECIDER_WAIT_REPLICAS, timeoutMs: raw.DECIDER_WAIT_TIMEOUT_MS },
-      spoolPath: raw.DECIDER_SPOOL_PATH,
-    },
+    redis: redisConfig(raw),
     temporal: { address: raw.TEMPORAL_ADDRESS, namespace: raw.TEMPORAL_NAMESPACE, taskQueue: raw.TEMPORAL_TASK_QUEUE },
     dynamodb: { endpoint: raw.DYNAMODB_ENDPOINT, region: raw.DYNAMODB_REGION, tablePrefix: raw.DYNAMODB_TABLE_PREFIX },
     meter: {

@@ -179,3 +179,14 @@ export function namingSkewMs(spec: PeriodSpec): number {
   if (spec.unit !== 'second') return PERIOD_SKEW_ALLOWANCE_MS;
   return Math.min(PERIOD_SKEW_ALLOWANCE_MS, Math.floor(((spec.lengthSeconds ?? 1) * 1000) / 2));
 }
+
+/**
+ * A plan's period in a tenant's calendar: the plan says the unit (and a `second` period's length), the
+ * tenant's billing period says the anchor day and the zone (one source of truth for both, DESIGN §4). The
+ * same object when nothing changes, so caches keyed by spec object keep working.
+ */
+export function inTenantCalendar(planPeriod: PeriodSpec, tenantPeriod: PeriodSpec): PeriodSpec {
+  if (planPeriod.unit === 'second') return planPeriod;
+  if (planPeriod.anchorDay === tenantPeriod.anchorDay && planPeriod.timeZone === tenantPeriod.timeZone) return planPeriod;
+  return { ...planPeriod, anchorDay: tenantPeriod.anchorDay, timeZone: tenantPeriod.timeZone };
+}

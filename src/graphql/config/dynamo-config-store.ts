@@ -8,6 +8,8 @@
  *   `plans` / `plan#<planId>`     version (N, the plan's own), body (S: the plan as JSON), updatedAtMs
  *   `apikey#<sha256 hex>` / `apikey`   tenant, keyId, planId, isRevoked (BOOL), createdAtMs
  *   `tenant#<tenant>` / `apikey#<keyId>`   hash (S: sha256 hex): finds a key to revoke by its id
+ *   `tenant#<tenant>` / `account`  the tenant's account (src/billing/accounts.ts; its put moves the version too):
+ *                                  its billing period is the tenant's calendar (`listAccountPeriods`)
  *
  * The plain key is never stored: it is returned once by `addKey`.
  */
@@ -21,10 +23,21 @@ import {
   type DynamoDBClient,
   type TransactWriteItem,
 } from '@aws-sdk/client-dynamodb';
-import { ConflictError, DependencyError, NotFoundError, parseKeyId, parsePlanId, parseTenantId } from '../../shared/index.js';
+import {
+  ConflictError,
+  DependencyError,
+  NotFoundError,
+  ValidationError,
+  parseKeyId,
+  parsePlanId,
+  parseTenantId,
+} from '../../shared/index.js';
+import { DynamoAccountStore } from '../../billing/index.js';
+import type { PeriodSpec } from '../../decider/index.js';
+import type { PlanId, TenantId } from '../../shared/index.js';
 import { generateApiKey, hashApiKey } from '../identity/api-key.js';
 import type { ApiKeyRecord } from '../identity/key-store.js';
-import { parsePlan, type Plan } from '../plans.js';
+import { accountPlanProblems, parsePlan, type Plan } from '../plans.js';
 
 /** Physical name of the config table; must agree with infra/tables.ts. */
 export function configTableName(prefix: string): string {
@@ -40,12 +53,67 @@ const VERSION_KEY = { pk: { S: 'config' }, sk: { S: 'version' } };
 
 export class DynamoConfigStore {
   private readonly table: string;
+  private readonly accounts: DynamoAccountStore;
 
   constructor(
     private readonly client: DynamoDBClient,
     options: { tablePrefix: string },
   ) {
     this.table = configTableName(options.tablePrefix);
+    this.accounts = new DynamoAccountStore(client, options);
+  }
+
+  /** Every account's billing period, by tenant; `invalid` names accounts whose stored period does not validate. @throws DependencyError */
+  async listAccountPeriods(): Promise<{ periods: Map<TenantId, PeriodSpec>; invalid: TenantId[] }> {
+    return this.accounts.listBillingPeriods();
+  }
+
+  /** A key's plan must bill by its tenant's account unit (`accountPlanProblems`); a plan not stored yet is not checked. */
+  private async checkAccountAgrees(tenant: TenantId, planId: PlanId): Promise<void> {
+    const account = await this.accounts.get(tenant);
+    if (account === undefined) return;
+    const reply = await this.send('read the plan', () =>
+      this.client.send(
+        new GetItemCommand({ TableName: this.table, Key: { pk: { S: 'plans' }, sk: { S: `plan#${planId}` } }, ConsistentRead: true }),
+      ),
+    );
+    const stored = reply.Item === undefined ? undefined : storedPlan(reply.Item);
+    if (stored?.isValid !== true) return;
+    const problems = accountPlanProblems(account.billingPeriod, [stored.plan]);
+    if (problems.length > 0) {
+      throw new ValidationError(
+        'ACCOUNT_INVALID',
+        `the account of ${tenant} cannot take a key of plan ${planId}:\n${problems.join('\n')}`,
+        {
+          details: { problems },
+        },
+      );
+    }
+  }
+
+  /** The plan ids of a tenant's keys (revoked ones too: a key can be restored). @throws DependencyError */
+  async tenantPlanIds(tenant: TenantId): Promise<PlanId[]> {
+    const planIds = new Set<PlanId>();
+    let start: Item | undefined;
+    do {
+      const reply = await this.send('list the keys of a tenant', () =>
+        this.client.send(
+          new QueryCommand({
+            TableName: this.table,
+            KeyConditionExpression: 'pk = :tenant AND begins_with(sk, :prefix)',
+            ExpressionAttributeValues: { ':tenant': { S: `tenant#${tenant}` }, ':prefix': { S: 'apikey#' } },
+            ConsistentRead: true,
+            ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+          }),
+        ),
+      );
+      for (const item of reply.Items ?? []) {
+        const record = await this.findKeyByHash(Buffer.from(item['hash']?.S ?? '', 'hex'));
+        if (record !== undefined) planIds.add(record.planId);
+      }
+      start = reply.LastEvaluatedKey;
+    } while (start !== undefined);
+    return [...planIds];
   }
 
   private bumpVersion(): TransactWriteItem {
@@ -146,7 +214,7 @@ export class DynamoConfigStore {
   /**
    * Creates an API key for a tenant and returns the plain key: the only time it
    * exists outside the caller's hands. Only its sha256 is stored.
-   * @throws ValidationError for bad ids
+   * @throws ValidationError for bad ids; `ACCOUNT_INVALID` when the tenant's account bills by another unit than the plan
    * @throws ConflictError `CONFLICT` (reason `KEY_EXISTS`) when the tenant already has a key with this id
    * @throws DependencyError when DynamoDB fails
    */
@@ -160,6 +228,7 @@ export class DynamoConfigStore {
     const tenant = parseTenantId(input.tenant);
     const keyId = parseKeyId(input.keyId);
     const planId = parsePlanId(input.planId);
+    await this.checkAccountAgrees(tenant, planId);
     const key = input.key ?? generateApiKey();
     const hash = hashApiKey(key).toString('hex');
     try {

@@ -7,13 +7,17 @@
  * validates keeps its previous version, and DynamoDB being down changes
  * nothing until it answers again.
  *
+ * Tenants' billing periods (their accounts') are loaded with the plans: a request is decided in its
+ * tenant's calendar (`planForTenant`). An account's put moves the config version too.
+ *
  * Keys are looked up one by one (by sha256, through the identity cache, which
  * is dropped whenever the version moves); the records seen are remembered so
  * known keys keep working while DynamoDB is down.
  */
 import { Cluster } from 'ioredis';
 import type { DeciderRedis } from '../../decider/index.js';
-import { DependencyError, type Logger, type PlanId } from '../../shared/index.js';
+import type { PeriodSpec } from '../../decider/index.js';
+import { DependencyError, type Logger, type PlanId, type TenantId } from '../../shared/index.js';
 import type { ApiKeyRecord, KeyStore } from '../identity/key-store.js';
 import type { Plan, PlanStore } from '../plans.js';
 import type { DynamoConfigStore } from './dynamo-config-store.js';
@@ -52,6 +56,7 @@ export interface PlanProblem {
 
 export class LiveConfig implements PlanStore, KeyStore {
   private plans = new Map<string, Plan>();
+  private periods = new Map<string, PeriodSpec>();
   private problems: PlanProblem[] = [];
   private loadedVersion = -1;
   private readonly remembered = new Map<string, ApiKeyRecord>();
@@ -129,6 +134,11 @@ export class LiveConfig implements PlanStore, KeyStore {
     return this.plans.get(planId);
   }
 
+  /** The tenant's billing period, as its account says (undefined without an account: its plans' periods apply). */
+  tenantPeriod(tenant: TenantId): PeriodSpec | undefined {
+    return this.periods.get(tenant);
+  }
+
   /** The config version loaded (caches of key lookups key off it). */
   version(): number {
     return this.loadedVersion;
@@ -204,9 +214,16 @@ export class LiveConfig implements PlanStore, KeyStore {
     return this.refreshing;
   }
 
-  /** Loads every plan; keeps the previous copy of any that does not validate. @throws DependencyError */
+  /** Loads every plan and account period; keeps the previous copy of any that does not validate. @throws DependencyError */
   private async reload(version: number): Promise<void> {
     const stored = await this.options.store.listPlans();
+    const accounts = await this.options.store.listAccountPeriods();
+    const periods = new Map<string, PeriodSpec>(accounts.periods);
+    for (const tenant of accounts.invalid) {
+      const previous = this.periods.get(tenant);
+      if (previous !== undefined) periods.set(tenant, previous);
+      this.options.logger.error({ code: 'CONFIG_INVALID', tenant }, 'stored account period does not validate; serving its last good one');
+    }
     const next = new Map<string, Plan>();
     const problems: PlanProblem[] = [];
     for (const entry of stored) {
@@ -229,6 +246,7 @@ export class LiveConfig implements PlanStore, KeyStore {
       );
     }
     this.plans = next;
+    this.periods = periods;
     this.problems = problems;
     // the version read before the plans: a change landing in between is loaded by the next check
     this.loadedVersion = Math.max(version, 0);

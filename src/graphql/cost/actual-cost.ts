@@ -4,7 +4,15 @@
  * replaced by the number of items that came back. Pure: no I/O.
  */
 import { COST_CAP } from './model.js';
-import { isIncluded, type CostPlan, type FieldPlan, type FragmentPlan, type SelectionPlan, type Variables } from './plan-tree.js';
+import {
+  argumentsCostOf,
+  isIncluded,
+  type CostPlan,
+  type FieldPlan,
+  type FragmentPlan,
+  type SelectionPlan,
+  type Variables,
+} from './plan-tree.js';
 
 /** A returned connection: its sized fields, its object in the result, and how many items it returned. */
 interface ConnectionScope {
@@ -47,6 +55,12 @@ class ActualCostWalk {
   node(node: FieldPlan | FragmentPlan, data: Record<string, unknown>): number {
     if (node.kind === 'fragment') return this.selection(node.selection, data);
     if (!Object.prototype.hasOwnProperty.call(data, node.responseKey)) return 0;
+    const own = this.returned(node, data);
+    // the arguments of a returned field cost once, as in the requested cost (never below 0)
+    return node.arguments.length === 0 ? own : Math.max(0, Math.min(COST_CAP, own + argumentsCostOf(node, this.variables)));
+  }
+
+  private returned(node: FieldPlan, data: Record<string, unknown>): number {
     const value = data[node.responseKey];
     const { cost } = node;
     switch (cost.sizing) {
@@ -120,5 +134,7 @@ class ActualCostWalk {
  */
 export function measureActualCost(plan: CostPlan, data: unknown, variables: Variables): number {
   if (!isRecord(data)) return 0;
-  return new ActualCostWalk(variables).selection(plan.root, data);
+  const cost = new ActualCostWalk(variables).selection(plan.root, data);
+  // the operation's base (a mutation's) is paid once the operation ran
+  return plan.baseCost === 0 ? cost : Math.min(COST_CAP, cost + plan.baseCost);
 }

@@ -4,15 +4,21 @@
  * test and a check on each newly compiled document hold the two together.
  */
 import { getComplexity, type ComplexityEstimator } from 'graphql-query-complexity';
-import type { DocumentNode } from 'graphql';
+import { OperationTypeNode, getOperationAST, type DocumentNode } from 'graphql';
 import { fieldCostOf, sliceSize, type CostModel } from './model.js';
 
 /** An estimator that prices every field by the cost directives (see `model.ts`). */
 export function costDirectiveEstimator(model: CostModel): ComplexityEstimator {
-  return ({ type, field, args, childComplexity }) => {
+  return ({ type, field, node, args, childComplexity }) => {
     const cost = model.fieldCost(type.name, field);
     const size = cost.sizing === 'list' || cost.sizing === 'connection' ? sliceSize(cost, args, model.options) : 1;
-    return fieldCostOf(cost, size, childComplexity);
+    let argumentsCost = 0;
+    for (const argument of cost.arguments) {
+      // only the arguments written in the query cost (a default alone costs nothing)
+      if (node.arguments?.some((given) => given.name.value === argument.name) === true)
+        argumentsCost += argument.price(args[argument.name]);
+    }
+    return fieldCostOf(cost, size, childComplexity, argumentsCost);
   };
 }
 
@@ -28,12 +34,17 @@ export function engineCost(input: {
   operationName: string | undefined;
   maxQueryNodes?: number;
 }): number {
-  return getComplexity({
-    schema: input.model.schema,
-    query: input.document,
-    variables: { ...(input.variables ?? {}) },
-    estimators: [costDirectiveEstimator(input.model)],
-    ...(input.operationName === undefined ? {} : { operationName: input.operationName }),
-    maxQueryNodes: input.maxQueryNodes ?? 100_000,
-  });
+  const operation = getOperationAST(input.document, input.operationName);
+  const base = operation?.operation === OperationTypeNode.MUTATION ? input.model.options.mutationOperationWeight : 0;
+  return (
+    base +
+    getComplexity({
+      schema: input.model.schema,
+      query: input.document,
+      variables: { ...(input.variables ?? {}) },
+      estimators: [costDirectiveEstimator(input.model)],
+      ...(input.operationName === undefined ? {} : { operationName: input.operationName }),
+      maxQueryNodes: input.maxQueryNodes ?? 100_000,
+    })
+  );
 }

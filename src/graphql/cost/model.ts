@@ -8,8 +8,9 @@
  * - `connection` (`@listSize(sizedFields: …)`): `weight + size × children`
  * - `sized-child` (a field named in its connection's `sizedFields`): `weight + children`
  *   (the connection already multiplied it)
- * where `size` is the largest slicing argument given, else `assumedSize`, else the
- * default list size; and `children` is the cost of the selection set (for
+ * plus what the field's written arguments cost, once per field (`arguments.ts`; the total is never negative),
+ * where `size` is the one slicing argument given (two are refused unless `requireOneSlicingArgument: false`,
+ * then the largest), else `assumedSize`, else the default list size; and `children` is the cost of the selection set (for
  * abstract types, the most expensive possible type, as graphql-query-complexity
  * computes it). Weights: `@cost` on the field, else `@cost` on its type, else
  * the mutation base for mutation root fields, else 1 for objects and 0 for leaves.
@@ -34,17 +35,20 @@ import {
   type GraphQLNamedType,
   type GraphQLSchema,
 } from 'graphql';
+import { InputCosts, type ArgumentCost, type WeightOf } from './arguments.js';
 
 /** SDL of the directives the cost model reads; add it to your type definitions. */
 export const COST_DIRECTIVES_SDL = /* GraphQL */ `
-  "Cost of a field (or of every field returning this type), in integer units."
-  directive @cost(weight: Int!) on FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ENUM | SCALAR
+  "Cost of a field (or of every field returning this type, or of an argument or input field when given), in integer units."
+  directive @cost(
+    weight: Int!
+  ) on FIELD_DEFINITION | ARGUMENT_DEFINITION | INPUT_FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ENUM | SCALAR
   "Size of a list or connection: a slicing argument (first/last), else assumedSize."
   directive @listSize(
     assumedSize: Int
     slicingArguments: [String!]
     sizedFields: [String!]
-    requireOneSlicingArgument: Boolean = false
+    requireOneSlicingArgument: Boolean = true
   ) on FIELD_DEFINITION
   "A mutation that may be answered 202 and run later when a defer limit is hit."
   directive @deferrable on FIELD_DEFINITION
@@ -63,7 +67,7 @@ const LIST_SIZE_DIRECTIVE = new GraphQLDirective({
     assumedSize: { type: GraphQLInt },
     slicingArguments: { type: new GraphQLList(new GraphQLNonNull(GraphQLString)) },
     sizedFields: { type: new GraphQLList(new GraphQLNonNull(GraphQLString)) },
-    requireOneSlicingArgument: { type: GraphQLBoolean, defaultValue: false },
+    requireOneSlicingArgument: { type: GraphQLBoolean, defaultValue: true },
   },
 });
 
@@ -86,33 +90,41 @@ export interface FieldCost {
   requireOneSlicingArgument: boolean;
   /** `@deferrable`: may be answered 202 when a defer limit is hit. */
   isDeferrable: boolean;
+  /** The arguments whose values cost something (`@cost` on arguments and input fields; see `arguments.ts`). */
+  arguments: readonly ArgumentCost[];
 }
 
 export interface CostModelOptions {
   /** Size of a list with no slicing argument and no `assumedSize`. @default 10 */
   defaultListSize?: number;
-  /** Weight of a mutation root field without `@cost`. @default 10 */
-  mutationWeight?: number;
+  /** Weight of a mutation root field without `@cost`; null: its type's default, as Apollo Router. @default 10 */
+  mutationWeight?: number | null;
+  /** Added once to every mutation operation (Apollo Router and Hive Gateway: 10, with `mutationWeight: null`). @default 0 */
+  mutationOperationWeight?: number;
   /** Weight of a field returning an object, interface or union, without `@cost`. @default 1 */
   objectWeight?: number;
   /** Weight of a field returning a scalar or enum, without `@cost`. @default 0 */
   scalarWeight?: number;
   /** Largest accepted slicing argument value (first/last). @default 1000 */
   maxSlicingValue?: number;
+  /** Weight of an input object given in an argument, without `@cost` (the IBM spec and Apollo Router: 1). @default 0 */
+  inputObjectWeight?: number;
 }
 
 export const COST_MODEL_DEFAULTS: Required<CostModelOptions> = {
   defaultListSize: 10,
   mutationWeight: 10,
+  mutationOperationWeight: 0,
   objectWeight: 1,
   scalarWeight: 0,
   maxSlicingValue: 1_000,
+  inputObjectWeight: 0,
 };
 
 /** Why an operation cannot be priced; mapped to a 400 at the edge. */
 export class PricingError extends Error {
   constructor(
-    readonly code: 'INVALID_SLICING_ARGUMENT' | 'SLICING_ARGUMENT_REQUIRED' | 'COST_EXCEEDS_MAXIMUM',
+    readonly code: 'INVALID_SLICING_ARGUMENT' | 'SLICING_ARGUMENT_REQUIRED' | 'COST_SLICING_ARGUMENTS' | 'COST_EXCEEDS_MAXIMUM',
     message: string,
     readonly details: Record<string, unknown> = {},
   ) {
@@ -126,26 +138,44 @@ export const COST_CAP = Number.MAX_SAFE_INTEGER;
 
 const saturate = (value: number): number => (value > COST_CAP ? COST_CAP : value);
 
-/** Combines a field's weight, size and children cost per its sizing (see the module comment). */
-export function fieldCostOf(cost: FieldCost, size: number, children: number): number {
+/**
+ * Combines a field's weight, size, children cost and arguments cost per its sizing (see the module comment); the
+ * arguments are added once per field (not per item) and the total is never negative (IBM cost spec §5.3.2.2).
+ */
+export function fieldCostOf(cost: FieldCost, size: number, children: number, argumentsCost = 0): number {
+  let own: number;
   switch (cost.sizing) {
     case 'none':
     case 'sized-child':
-      return saturate(cost.weight + children);
+      own = saturate(cost.weight + children);
+      break;
     case 'list':
-      return saturate(size * saturate(cost.weight + children));
+      own = saturate(size * saturate(cost.weight + children));
+      break;
     case 'connection':
-      return saturate(cost.weight + saturate(size * children));
+      own = saturate(cost.weight + saturate(size * children));
+      break;
   }
+  return argumentsCost === 0 ? own : Math.max(0, saturate(own + argumentsCost));
 }
 
 /**
- * The size of a list or connection from its coerced argument values.
+ * The size of a list or connection from its coerced argument values (IBM cost spec §8.2, §8.4): the one slicing
+ * argument given (an argument default counts as given; null does not), the largest when several are allowed,
+ * else `assumedSize`, else the default list size.
  * @throws PricingError `INVALID_SLICING_ARGUMENT` for a value that is not an integer in 0..maxSlicingValue,
- *   `SLICING_ARGUMENT_REQUIRED` when one is required and none is given
+ *   `COST_SLICING_ARGUMENTS` when `requireOneSlicingArgument` and more than one is given,
+ *   `SLICING_ARGUMENT_REQUIRED` when `requireOneSlicingArgument` and none is given
  */
-export function sliceSize(cost: FieldCost, args: Readonly<Record<string, unknown>>, options: Required<CostModelOptions>): number {
+export function sliceSize(
+  cost: FieldCost,
+  args: Readonly<Record<string, unknown>>,
+  options: Required<CostModelOptions>,
+  /** The field's response path, dotted (`a.b.c`), for the error. */
+  path?: string,
+): number {
   let size: number | undefined;
+  let givenCount = 0;
   for (const name of cost.slicingArguments) {
     const value = args[name];
     if (value === undefined || value === null) continue;
@@ -156,12 +186,22 @@ export function sliceSize(cost: FieldCost, args: Readonly<Record<string, unknown
         { coordinate: cost.coordinate, argument: name, max: options.maxSlicingValue },
       );
     }
+    givenCount += 1;
     size = size === undefined ? value : Math.max(size, value);
+  }
+  if (cost.requireOneSlicingArgument && givenCount > 1) {
+    const given = cost.slicingArguments.filter((name) => args[name] !== undefined && args[name] !== null);
+    throw new PricingError(
+      'COST_SLICING_ARGUMENTS',
+      `${cost.coordinate} takes exactly one of ${cost.slicingArguments.join(', ')}; got ${given.join(' and ')}`,
+      { coordinate: cost.coordinate, arguments: given, ...(path === undefined ? {} : { path: path.split('.') }) },
+    );
   }
   if (size !== undefined) return size;
   if (cost.requireOneSlicingArgument) {
     throw new PricingError('SLICING_ARGUMENT_REQUIRED', `${cost.coordinate} needs one of: ${cost.slicingArguments.join(', ')}`, {
       coordinate: cost.coordinate,
+      ...(path === undefined ? {} : { path: path.split('.') }),
     });
   }
   return cost.assumedSize ?? options.defaultListSize;
@@ -172,6 +212,13 @@ function typeWeight(type: GraphQLNamedType): number | undefined {
   const values = getDirectiveValues(COST_DIRECTIVE, type.astNode);
   return typeof values?.['weight'] === 'number' ? values['weight'] : undefined;
 }
+
+/** The `@cost(weight:)` of an argument or input field (any integer: a negative one lowers its field's cost). */
+const argumentWeight: WeightOf = (definition) => {
+  if (definition.astNode === undefined || definition.astNode === null) return undefined;
+  const values = getDirectiveValues(COST_DIRECTIVE, definition.astNode);
+  return typeof values?.['weight'] === 'number' ? values['weight'] : undefined;
+};
 
 function checkWeight(coordinate: string, weight: number): number {
   if (!Number.isSafeInteger(weight) || weight < 0) throw new Error(`@cost(weight:) of ${coordinate} must be a non-negative integer`);
@@ -184,12 +231,14 @@ export class CostModel {
   private readonly costs = new WeakMap<GraphQLField<unknown, unknown>, FieldCost>();
   /** `Type.field` of every field named in some connection's `sizedFields`. */
   private readonly sizedChildren = new Set<string>();
+  private readonly inputCosts: InputCosts;
 
   constructor(
     readonly schema: GraphQLSchema,
     options: CostModelOptions = {},
   ) {
     this.options = { ...COST_MODEL_DEFAULTS, ...options };
+    this.inputCosts = new InputCosts(argumentWeight, this.options.inputObjectWeight);
     for (const type of Object.values(schema.getTypeMap())) {
       if (!isObjectType(type) && !isInterfaceType(type)) continue;
       for (const field of Object.values(type.getFields())) {
@@ -224,7 +273,8 @@ export class CostModel {
     else {
       const fromType = typeWeight(named);
       if (fromType !== undefined) weight = fromType;
-      else if (this.schema.getMutationType()?.name === parentName) weight = this.options.mutationWeight;
+      else if (this.options.mutationWeight !== null && this.schema.getMutationType()?.name === parentName)
+        weight = this.options.mutationWeight;
       else weight = isCompositeType(named) ? this.options.objectWeight : this.options.scalarWeight;
     }
     checkWeight(coordinate, weight);
@@ -242,8 +292,10 @@ export class CostModel {
       slicingArguments,
       assumedSize: typeof assumed === 'number' ? assumed : null,
       sizedFields,
-      requireOneSlicingArgument: listSize?.['requireOneSlicingArgument'] === true,
+      // ignored without slicing arguments (§8.4)
+      requireOneSlicingArgument: slicingArguments.length > 0 && listSize?.['requireOneSlicingArgument'] !== false,
       isDeferrable,
+      arguments: this.inputCosts.argumentsOf(field.args),
     };
   }
 }

@@ -5,6 +5,7 @@
  * evaluation (`plan.ts`) and the actual-cost measurement (`actual-cost.ts`).
  * Pure: no I/O.
  */
+import type { ArgumentCost } from './arguments.js';
 import type { FieldCost } from './model.js';
 
 /** A request's raw (JSON) variables. */
@@ -37,6 +38,8 @@ export interface FieldPlan {
   fieldName: string;
   cost: FieldCost;
   slicing: { name: string; ref: ValueRef }[];
+  /** The costed arguments written in the query, with their values. */
+  arguments: { cost: ArgumentCost; ref: ValueRef }[];
   children: SelectionPlan | null;
 }
 
@@ -67,6 +70,8 @@ export interface CostPlan {
   root: SelectionPlan;
   /** Every root field is `@deferrable` (and the operation is a mutation). */
   isDeferrable: boolean;
+  /** Added once to the operation's cost (`mutationOperationWeight` for a mutation; else 0). */
+  baseCost: number;
   /** The variables the formula reads (slicing arguments, skip/include). */
   variableNames: readonly string[];
 }
@@ -80,6 +85,13 @@ export function resolveRef(ref: ValueRef, variables: Variables): unknown {
   if (Object.prototype.hasOwnProperty.call(variables, ref.name)) return variables[ref.name];
   if (ref.hasVariableDefault) return ref.variableDefault;
   return ref.argumentDefault;
+}
+
+/** What a field's written arguments cost with these variables (0 for most fields: they have none). */
+export function argumentsCostOf(field: FieldPlan, variables: Variables): number {
+  let sum = 0;
+  for (const argument of field.arguments) sum += argument.cost.price(resolveRef(argument.ref, variables));
+  return sum;
 }
 
 /** Whether a selection's conditions keep it; a condition whose value is not a boolean is ignored. */

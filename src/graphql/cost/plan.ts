@@ -40,6 +40,7 @@ import {
 } from 'graphql';
 import { COST_CAP, fieldCostOf, sliceSize, type CostModel } from './model.js';
 import {
+  argumentsCostOf,
   isIncluded,
   resolveRef,
   type Condition,
@@ -197,9 +198,27 @@ class Compiler {
         slicing.push({ name, ref: this.ref(argument?.value, { type: definition.type, argumentDefault: definition.defaultValue }) });
       }
     }
+    const costedArguments: FieldPlan['arguments'] = [];
+    for (const argumentCost of cost.arguments) {
+      const argument = node.arguments?.find((arg) => arg.name.value === argumentCost.name);
+      const definition = field.args.find((arg) => arg.name === argumentCost.name);
+      if (argument === undefined || definition === undefined) continue;
+      costedArguments.push({
+        cost: argumentCost,
+        ref: this.ref(argument.value, { type: definition.type, argumentDefault: definition.defaultValue }),
+      });
+    }
     const named = getNamedType(field.type);
     const children = node.selectionSet && isCompositeType(named) ? this.selection(node.selectionSet, named) : null;
-    return { kind: 'field', responseKey: node.alias?.value ?? node.name.value, fieldName: node.name.value, cost, slicing, children };
+    return {
+      kind: 'field',
+      responseKey: node.alias?.value ?? node.name.value,
+      fieldName: node.name.value,
+      cost,
+      slicing,
+      arguments: costedArguments,
+      children,
+    };
   }
 }
 
@@ -227,6 +246,7 @@ export function compileCostPlan(model: CostModel, document: DocumentNode, operat
       operation.operation === OperationTypeNode.MUTATION &&
       rootFields.length > 0 &&
       root.entries.every((entry) => entry.node.kind === 'field' && entry.node.cost.isDeferrable),
+    baseCost: operation.operation === OperationTypeNode.MUTATION ? model.options.mutationOperationWeight : 0,
     variableNames: [...compiler.used],
   };
 }
@@ -279,22 +299,23 @@ class Evaluation {
   private node(node: FieldPlan | FragmentPlan, path: string): number {
     if (node.kind === 'fragment') return this.selection(node.selection, path);
     const { lines } = this.input;
-    const size = this.size(node);
     const fieldPath = path === '' ? node.responseKey : `${path}.${node.responseKey}`;
+    const size = this.size(node, fieldPath);
     const lineIndex = lines?.length ?? 0;
     lines?.push({ path: fieldPath, coordinate: node.cost.coordinate, weight: node.cost.weight, size, cost: 0 });
     const children = node.children === null ? 0 : this.selection(node.children, fieldPath);
-    const cost = fieldCostOf(node.cost, size, children);
+    const argumentsCost = node.arguments.length === 0 ? 0 : argumentsCostOf(node, this.input.variables);
+    const cost = fieldCostOf(node.cost, size, children, argumentsCost);
     const line = lines?.[lineIndex];
     if (line !== undefined) line.cost = cost;
     return cost;
   }
 
-  private size(field: FieldPlan): number {
+  private size(field: FieldPlan, path: string): number {
     if (field.cost.sizing !== 'list' && field.cost.sizing !== 'connection') return 1;
     const args: Record<string, unknown> = {};
     for (const { name, ref } of field.slicing) args[name] = resolveRef(ref, this.input.variables);
-    return sliceSize(field.cost, args, this.input.model.options);
+    return sliceSize(field.cost, args, this.input.model.options, path);
   }
 }
 
@@ -303,7 +324,12 @@ class Evaluation {
  * @throws PricingError for a bad slicing argument
  */
 export function evaluatePlan(plan: CostPlan, variables: Variables, model: CostModel): number {
-  return new Evaluation({ variables, model, lines: undefined }).selection(plan.root, '');
+  return withBase(plan, new Evaluation({ variables, model, lines: undefined }).selection(plan.root, ''));
+}
+
+/** An operation's cost with its base (`mutationOperationWeight`), saturating. */
+export function withBase(plan: CostPlan, cost: number): number {
+  return plan.baseCost === 0 ? cost : Math.min(COST_CAP, cost + plan.baseCost);
 }
 
 /**
@@ -312,6 +338,6 @@ export function evaluatePlan(plan: CostPlan, variables: Variables, model: CostMo
  */
 export function explainPlan(plan: CostPlan, variables: Variables, model: CostModel): { cost: number; lines: CostLine[] } {
   const lines: CostLine[] = [];
-  const cost = new Evaluation({ variables, model, lines }).selection(plan.root, '');
+  const cost = withBase(plan, new Evaluation({ variables, model, lines }).selection(plan.root, ''));
   return { cost, lines };
 }

@@ -1,6 +1,8 @@
 /**
  * A cost quote (dry run): parses, validates and prices an operation the way a
- * request would be, and lists what each selected field costs. Takes no tokens.
+ * request would be, and lists what each selected field costs. Its cost is what
+ * a request of the operation reserves: the priced cost, at least the minimum
+ * cost (so `{ __typename }` quotes 1, as it reserves 1). Takes no tokens.
  */
 import { GraphQLError, parse, specifiedRules, validate, type DocumentNode } from 'graphql';
 import { STATIC_LIMIT_DEFAULTS, staticLimitsRule, type StaticLimits } from './guards.js';
@@ -14,12 +16,14 @@ export interface QuoteInput {
   variables?: Readonly<Record<string, unknown>> | null | undefined;
   operationName?: string | null | undefined;
   limits?: StaticLimits;
+  /** The least a request reserves (`useTollgate`'s `cost.minimumCost`). @default 1 */
+  minimumCost?: number;
 }
 
 export interface QuoteResult {
   operationName: string | null;
   operationType: 'query' | 'mutation' | 'subscription';
-  /** Requested cost in units: what a request would reserve. */
+  /** Requested cost in units: what a request of the operation would reserve (at least the minimum cost). */
   cost: number;
   isDeferrable: boolean;
   lines: CostLine[];
@@ -55,7 +59,13 @@ export function quoteOperation(input: QuoteInput): QuoteResult {
       operationName: input.operationName ?? undefined,
       variables: input.variables ?? undefined,
     });
-    return { operationName: plan.operationName ?? null, operationType: plan.operationType, cost, isDeferrable: plan.isDeferrable, lines };
+    return {
+      operationName: plan.operationName ?? null,
+      operationType: plan.operationType,
+      cost: Math.max(input.minimumCost ?? 1, cost),
+      isDeferrable: plan.isDeferrable,
+      lines,
+    };
   } catch (error) {
     if (error instanceof PricingError) throw quoteError(error.code, error.message);
     throw quoteError('GRAPHQL_VALIDATION_FAILED', 'the operation cannot be priced');

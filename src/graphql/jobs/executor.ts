@@ -6,7 +6,7 @@
  * the compiled cost plan, at least `minimumCost`).
  */
 import { GraphQLError, execute, parse, specifiedRules, validate, type ExecutionResult, type GraphQLSchema } from 'graphql';
-import { parseKeyId, parsePlanId, parseTenantId, type PlanId } from '../../shared/index.js';
+import { parseKeyId, parsePlanId, parseTenantId, type PlanId, type TenantId } from '../../shared/index.js';
 import type { JobError, JobExecution, JobExecutionInput, JobExecutor, JobPolicy } from '../../jobs/index.js';
 import { STATIC_LIMIT_DEFAULTS, staticLimitsRule, type StaticLimits } from '../cost/guards.js';
 import { PricingError, type CostModelOptions } from '../cost/model.js';
@@ -14,7 +14,7 @@ import { measureActualCost } from '../cost/actual-cost.js';
 import { Pricer } from '../cost/pricer.js';
 import { quoteOperation } from '../cost/quote.js';
 import type { Identity } from '../identity/identify.js';
-import type { PlanStore } from '../plans.js';
+import { tenantPlanOf, type PlanStore } from '../plans.js';
 import type { TollgateContext } from '../plugins/use-tollgate.js';
 
 export interface SchemaJobExecutorOptions {
@@ -48,8 +48,8 @@ export class SchemaJobExecutor implements JobExecutor {
     this.limits = { ...STATIC_LIMIT_DEFAULTS, ...options.limits };
   }
 
-  policyOf(input: { planId: PlanId }): JobPolicy | undefined {
-    const plan = this.options.plans.get(input.planId);
+  policyOf(input: { tenant: TenantId; planId: PlanId }): JobPolicy | undefined {
+    const plan = tenantPlanOf(this.options.plans, input.planId, input.tenant);
     return plan === undefined
       ? undefined
       : {
@@ -61,7 +61,7 @@ export class SchemaJobExecutor implements JobExecutor {
   }
 
   async execute(input: JobExecutionInput): Promise<JobExecution> {
-    const plan = this.options.plans.get(parsePlanId(input.planId));
+    const plan = tenantPlanOf(this.options.plans, parsePlanId(input.planId), parseTenantId(input.tenant));
     if (plan === undefined) return this.failed('PLAN_UNAVAILABLE', 'no plan is configured for this job', input.cost);
     let document;
     try {
@@ -90,6 +90,7 @@ export class SchemaJobExecutor implements JobExecutor {
             variables: quote.variables ?? undefined,
             operationName: quote.operationName ?? undefined,
             limits: this.limits,
+            minimumCost: this.minimumCost,
           }),
       },
     };

@@ -29,7 +29,7 @@ import { socketClientIp } from '../identity/client-address.js';
 import type { KeyStore } from '../identity/key-store.js';
 import type { TollgateMetrics } from '../metrics.js';
 import { OperationGate } from '../operation-gate.js';
-import type { Plan, PlanStore } from '../plans.js';
+import { tenantPlanOf, type Plan, type PlanStore } from '../plans.js';
 import { edgeError, type EdgeErrorCode } from '../responses.js';
 import { parseAtEdge, tokenLimitError } from '../token-limit.js';
 
@@ -129,6 +129,8 @@ interface Runtime {
   requests: WeakMap<Request, RequestState>;
   gate: OperationGate;
   pricerFor: (schema: GraphQLSchema) => Pricer;
+  /** The least an operation reserves (`cost.minimumCost`), which a quote includes. */
+  minimumCost: number;
   /** The schema yoga serves (for `quote`); set by `onSchemaChange`. */
   schema: GraphQLSchema | undefined;
   /** A refusal thrown or returned by a hook, counted in the refusals metric. */
@@ -226,7 +228,7 @@ function createRuntime(options: TollgateOptions): Runtime {
       clock,
       ttlMs: idempotencyTtlMs,
     }),
-    minimumCost: options.cost?.minimumCost ?? 1,
+    minimumCost: minimumCostOf(options),
     retry: { jitterRatio: options.retryAfterJitterRatio ?? 0.2, random: options.random ?? Math.random },
     settle: options.settle ?? 'changed',
     idempotencyTtlMs,
@@ -234,6 +236,7 @@ function createRuntime(options: TollgateOptions): Runtime {
   return {
     options,
     limits: { ...STATIC_LIMIT_DEFAULTS, ...options.limits },
+    minimumCost: minimumCostOf(options),
     identifier,
     requests: new WeakMap(),
     gate,
@@ -271,6 +274,8 @@ function pricerCache(options: TollgateOptions): (schema: GraphQLSchema) => Price
   };
 }
 
+const minimumCostOf = (options: TollgateOptions): number => options.cost?.minimumCost ?? 1;
+
 /** What resolvers get as `context.tollgate`; undefined for a request that was not identified. */
 function tollgateContext(runtime: Runtime, request: Request): TollgateContext['tollgate'] {
   const state = runtime.requests.get(request);
@@ -289,6 +294,7 @@ function tollgateContext(runtime: Runtime, request: Request): TollgateContext['t
         variables: input.variables ?? undefined,
         operationName: input.operationName ?? undefined,
         limits: runtime.limits,
+        minimumCost: runtime.minimumCost,
       }),
   };
 }
@@ -310,7 +316,8 @@ async function openRequest(runtime: Runtime, { request, serverContext }: Request
     });
   }
   const { identity } = identified;
-  const plan = options.plans.get(identity.planId);
+  // the plan in the tenant's own calendar (its account's billing period): one source of truth for its periods
+  const plan = tenantPlanOf(options.plans, identity.planId, identity.tenant);
   if (plan === undefined) throw refuse({ code: 'PLAN_UNAVAILABLE', message: 'no plan is configured for this API key', status: 403 });
   const rawKey = request.headers.get('idempotency-key');
   if (rawKey !== null && !isIdempotencyKey(rawKey)) {

@@ -9,6 +9,9 @@
  *   usage.reserved.v1  +cost
  *   usage.settled.v1   −refund  (refund = requested − actual, negative for an overrun)
  *   usage.degraded.v1  +cost
+ *   correction.v1      +amount (signed: a debit > 0, a credit < 0), with `reason` and `author`; written by
+ *                      `applyCorrection` (src/billing/corrections.ts), never by the decider: its `key` is
+ *                      `correction`, its `op` `correction`, its `pv` 0
  */
 import {
   parseEventId,
@@ -21,7 +24,7 @@ import {
   type TenantId,
 } from '../../shared/index.js';
 
-export const USAGE_EVENT_TYPES = ['usage.reserved.v1', 'usage.settled.v1', 'usage.degraded.v1'] as const;
+export const USAGE_EVENT_TYPES = ['usage.reserved.v1', 'usage.settled.v1', 'usage.degraded.v1', 'correction.v1'] as const;
 export type UsageEventType = (typeof USAGE_EVENT_TYPES)[number];
 
 /** A quota threshold a reserved event crossed (the decider's `warn` field, `limitId:percent[,…]`). */
@@ -49,6 +52,22 @@ export interface UsageEvent {
   amount: number;
   /** Quota thresholds this request crossed (empty for most events). */
   warnings: ThresholdCrossing[];
+  /** `correction.v1` only: why and by whom. */
+  correction?: { reason: string; author: string };
+}
+
+/** Longest reason and author of a correction, in characters. */
+export const MAX_CORRECTION_REASON_CHARS = 500;
+export const MAX_CORRECTION_AUTHOR_CHARS = 128;
+
+/** Why `reason`/`author` cannot go on a correction (undefined when they can): 1..max printable characters. */
+export function correctionTextProblem(name: 'reason' | 'author', value: unknown): string | undefined {
+  const max = name === 'reason' ? MAX_CORRECTION_REASON_CHARS : MAX_CORRECTION_AUTHOR_CHARS;
+  // eslint-disable-next-line no-control-regex
+  if (typeof value !== 'string' || value.trim() === '' || value.length > max || /[\u0000-\u001f\u007f]/.test(value)) {
+    return `${name} must be 1..${max} characters without control characters`;
+  }
+  return undefined;
 }
 
 export type ParsedUsageEvent = { isValid: true; event: UsageEvent } | { isValid: false; reason: string };
@@ -160,7 +179,16 @@ function parseFields(flat: readonly string[]): UsageEvent {
   if (billingPeriodStartMs > MAX_DATE_MS) throw new PoisonField('bp is beyond the last representable date');
   const timeMs = unsigned(fields, 'time_ms');
   let amount: number;
-  if (type === 'usage.settled.v1') {
+  let correction: UsageEvent['correction'];
+  if (type === 'correction.v1') {
+    amount = signed(fields, 'amount');
+    if (amount === 0) throw new PoisonField('a correction amount must not be 0');
+    const reason = field(fields, 'reason');
+    const author = field(fields, 'author');
+    const problem = correctionTextProblem('reason', reason) ?? correctionTextProblem('author', author);
+    if (problem !== undefined) throw new PoisonField(problem);
+    correction = { reason, author };
+  } else if (type === 'usage.settled.v1') {
     const requested = unsigned(fields, 'requested');
     const actual = unsigned(fields, 'actual');
     const refund = signed(fields, 'refund');
@@ -183,6 +211,7 @@ function parseFields(flat: readonly string[]): UsageEvent {
     timeMs,
     amount,
     warnings: parseWarnings(fields.get('warn')),
+    ...(correction === undefined ? {} : { correction }),
   };
 }
 

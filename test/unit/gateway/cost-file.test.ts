@@ -20,7 +20,7 @@ describe('a cost file', () => {
     const costs = parseCostFile(
       `
 Query.books:
-  listSize: { slicingArguments: [first], assumedSize: 50 }
+  listSize: { slicingArguments: [first], assumedSize: 50, requireOneSlicingArgument: false }
 Author:
   weight: 3
 Book.title:

@@ -52,8 +52,9 @@ describe('pricing', () => {
     expect(price('{ products { nodes { id } } }')).toBe(1 + 20 * 1);
     expect(price('query Q($n: Int) { products(first: $n) { nodes { id } } }', { n: 7 })).toBe(1 + 7);
     expect(price('query Q($n: Int = 3) { products(first: $n) { nodes { id } } }')).toBe(1 + 3);
-    // an explicit null means "not given": the assumed size (the argument default is not applied to an explicit null)
-    expect(price('query Q($n: Int) { products(first: $n) { nodes { id } } }', { n: null })).toBe(1 + 10);
+    // an explicit null means "not given" (the argument default is not applied to an explicit null), and
+    // requireOneSlicingArgument (true by default, IBM cost spec §8.4) refuses a field given no slicing argument
+    expect(pricingError('query Q($n: Int) { products(first: $n) { nodes { id } } }', { n: null }).code).toBe('SLICING_ARGUMENT_REQUIRED');
   });
 
   it('multiplies nested lists', () => {

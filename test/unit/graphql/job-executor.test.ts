@@ -53,7 +53,7 @@ describe("SchemaJobExecutor (a deferred job's run)", () => {
     const subject = executor();
     const run = await subject.execute(job('acme', '{ me { tenant } }', { planId: 'gone' }));
     expect(run.result.errors).toEqual([{ message: 'no plan is configured for this job', code: 'PLAN_UNAVAILABLE' }]);
-    expect(subject.policyOf({ planId: parsePlanId('gone') })).toBeUndefined();
-    expect(subject.policyOf({ planId: parsePlanId('basic') })).toMatchObject({ policyVersion: 1 });
+    expect(subject.policyOf({ tenant: parseTenantId('acme'), planId: parsePlanId('gone') })).toBeUndefined();
+    expect(subject.policyOf({ tenant: parseTenantId('acme'), planId: parsePlanId('basic') })).toMatchObject({ policyVersion: 1 });
   });
 });

@@ -54,6 +54,30 @@ describe('parseUsageEvent', () => {
     expect(parsed.isValid && parsed.event).toMatchObject({ type: 'usage.degraded.v1', amount: 5, operation: 'getProduct' });
   });
 
+  it('reads a correction as its signed amount, with its reason and author, and refuses a bad one as poison', () => {
+    const correction = (amount: string, reason = 'ticket 12', author = 'ops'): string[] =>
+      ['type', 'correction.v1', 'id', 'correction.c-1', 'tenant', 'acme', 'key', 'correction', 'op', 'correction', 'pv', '0'].concat([
+        'bp',
+        String(BP),
+        'amount',
+        amount,
+        'reason',
+        reason,
+        'author',
+        author,
+        'time_ms',
+        '1795000000000',
+      ]);
+    expect(parseUsageEvent(correction('-20'))).toMatchObject({
+      isValid: true,
+      event: { type: 'correction.v1', eventId: 'correction.c-1', amount: -20, correction: { reason: 'ticket 12', author: 'ops' } },
+    });
+    expect(reasonOf(correction('0'))).toBe('a correction amount must not be 0');
+    expect(reasonOf(correction('5', ''))).toBe('reason must be 1..500 characters without control characters');
+    expect(reasonOf(correction('5', 'ok', 'a\nb'))).toBe('author must be 1..128 characters without control characters');
+    expect(reasonOf(withField(correction('5'), 'reason', undefined))).toBe('missing field reason');
+  });
+
   it.each([
     ['an unknown type', (f: string[]) => withField(f, 'type', 'usage.bogus.v1'), 'unknown type "usage.bogus.v1"'],
     ['a missing cost', (f: string[]) => withField(f, 'cost', undefined), 'missing field cost'],

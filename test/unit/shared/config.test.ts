@@ -40,6 +40,8 @@ describe('loadConfig', () => {
         deciderTimeoutMs: 50,
         shardCount: 256,
         spoolPath: '.data/spool/decider.spool',
+        spoolReplayMs: 5_000,
+        instances: { deployment: 'api', heartbeatMs: 2_000, floor: 1 },
       },
       temporal: { address: '127.0.0.1:7243', namespace: 'default', taskQueue: 'tollgate' },
       dynamodb: { endpoint: undefined, region: 'local', tablePrefix: 'tollgate_' },
