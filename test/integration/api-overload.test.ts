@@ -102,8 +102,8 @@ describe('one API process overloaded by several tenants', () => {
     expect(shed.filter((value, i) => value > (refused[i] ?? 0))).toEqual([]);
     // and the classes were shed in order: sheddable most, critical least
     const [sheddable = 0, normal = 0, critical = 0] = shed;
-    expect(sheddable).toBeGreaterThan(critical);
-    expect(sheddable).toBeGreaterThanOrEqual(normal);
-    expect(normal).toBeGreaterThanOrEqual(critical);
+    expect(sheddable, `shed per class ${JSON.stringify(shed)}`).toBeGreaterThan(critical);
+    expect(sheddable, `shed per class ${JSON.stringify(shed)}`).toBeGreaterThanOrEqual(normal);
+    expect(normal, `shed per class ${JSON.stringify(shed)}`).toBeGreaterThanOrEqual(critical);
   });
 });
