@@ -78,7 +78,7 @@ describe('one API process overloaded by several tenants', () => {
     expect((await metricSum(server.baseUrl, 'tollgate_shed_total')) - shedBefore).toBe(count(burstStatuses, 503));
   });
 
-  it('sheds sheddable requests before default ones, and default ones before critical ones', async () => {
+  it('sheds sheddable and default requests before critical ones, counted per class', async () => {
     const server = api as ApiServer;
     // given one tenant per criticality, each with more quota than it asks for
     const shedOf = async (criticality: string): Promise<number> =>
@@ -100,10 +100,11 @@ describe('one API process overloaded by several tenants', () => {
     expect(statuses.map((perTenant) => count(perTenant, 200) + count(perTenant, 503))).toEqual([180, 180, 180]);
     const shed = await Promise.all(CLASSES.map(async (criticality, i) => (await shedOf(criticality)) - (shedBefore[i] ?? 0)));
     expect(shed.filter((value, i) => value > (refused[i] ?? 0))).toEqual([]);
-    // and the classes were shed in order: sheddable most, critical least
+    // and critical requests were shed least. (Sheddable and default ones are both shed whenever more than 96 are in
+    // flight, which these waves keep the process at most of the time: their counts came out 84/37, 86/38 and 52/56 in
+    // three runs, so their order is not asserted over the socket; graphql-admission.test.ts pins it in-process.)
     const [sheddable = 0, normal = 0, critical = 0] = shed;
     expect(sheddable, `shed per class ${JSON.stringify(shed)}`).toBeGreaterThan(critical);
-    expect(sheddable, `shed per class ${JSON.stringify(shed)}`).toBeGreaterThanOrEqual(normal);
-    expect(normal, `shed per class ${JSON.stringify(shed)}`).toBeGreaterThanOrEqual(critical);
+    expect(normal, `shed per class ${JSON.stringify(shed)}`).toBeGreaterThan(critical);
   });
 });
