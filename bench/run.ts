@@ -26,6 +26,7 @@ import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } fr
 import { benchGraphql, type Figure } from './graphql.js';
 import { benchGateway } from './gateway.js';
 import { benchMetering } from './metering.js';
+import { benchOverload } from './overload.js';
 import { benchSpool } from './spool.js';
 
 const execFileAsync = promisify(execFile);
@@ -231,6 +232,8 @@ const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection
       }),
   },
   { name: 'spool', run: benchSpool },
+  // overload (issue 14): the API process itself, on this Redis and DynamoDB Local of its own
+  { name: 'overload', run: async (ctx) => benchOverload({ redisPort: ctx.redisPort, durationMs: ctx.durationMs }) },
 ];
 
 interface StoredSection extends BenchSection {

@@ -79,7 +79,7 @@ export function admitRequest(input: {
   const criticality = input.criticality ?? 'default';
   const lease = admission.tryAdmit(criticality);
   if (lease === undefined) {
-    metrics?.shed.inc({ criticality });
+    metrics?.shed.inc({ criticality, reason: 'in-flight' });
     const message = 'this API instance is overloaded; retry later';
     throw input.refuse({ code: 'OVERLOADED', message, status: 503, headers: { 'Retry-After': '1' } });
   }

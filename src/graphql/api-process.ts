@@ -12,7 +12,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { DynamoAccountStore } from '../billing/index.js';
 import { type ResilientDecider, assertNoEviction, createDeciderRedis, probeDecider, type DeciderRedis } from '../decider/index.js';
-import { DynamoJobStore, type JobSettings } from '../jobs/index.js';
+import { DeferralLane, DynamoJobStore, type JobSettings } from '../jobs/index.js';
 import { DynamoAuditStore, createDynamoClient, readStreamLag } from '../metering/index.js';
 import { DependencyError, parseTrustedProxies, systemClock, type AppConfig, type Logger } from '../shared/index.js';
 import { TemporalDeferrer, createJobsWorker, routeTemporalLogs } from '../workflows/index.js';
@@ -104,7 +104,8 @@ export interface ApiProcessDeps extends ApiProcessContext {
   metrics: TollgateMetrics;
   liveConfig: LiveConfig;
   jobStore: DynamoJobStore;
-  deferrer: TemporalDeferrer;
+  /** The Temporal deferrer behind this instance's deferral lane (`API_MAX_DEFERRALS_*`). */
+  deferrer: DeferralLane;
   jobExecutor: SchemaJobExecutor;
   demo: DemoSetup;
   /** The in-flight bound of this instance (`API_MAX_IN_FLIGHT`, by criticality). */
@@ -131,8 +132,22 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
   const auditStore = new DynamoAuditStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
   const allShards = Array.from({ length: config.redis.shardCount }, (_, shard) => shard);
   const admission = new Admission(config.api.inFlight);
+  // Deferred (202) jobs: recorded in DynamoDB, run by `job/<tenant>/<jobId>` workflows whose
+  // activities this process hosts (they execute against this API's schema). A flood of deferrals
+  // waits in a bounded lane, beyond which it is refused before anything is recorded (issue 14).
+  const jobStore = new DynamoJobStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
+  const jobSettings: JobSettings = { ...config.jobs };
+  const deferrer = new DeferralLane(
+    new TemporalDeferrer({
+      client: new Client({ connection: temporal, namespace: config.temporal.namespace }),
+      store: jobStore,
+      settings: jobSettings,
+    }),
+    config.api.deferralLane,
+  );
   const metrics = new TollgateMetrics({
     inFlight: () => admission.current,
+    deferralLane: () => deferrer.state(),
     breakerState: () => decider.breaker.current,
     degraded: degraded.gauges,
     streamLag: () => readStreamLag(redis, { shards: allShards }),
@@ -146,15 +161,6 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
   const liveConfig = new LiveConfig({ store: configStore, logger, redis, pollMs: config.api.configPollMs });
   await liveConfig.start();
   await announceConfigVersion(redis, liveConfig.version()).catch(() => undefined);
-  // Deferred (202) jobs: recorded in DynamoDB, run by `job/<tenant>/<jobId>` workflows whose
-  // activities this process hosts (they execute against this API's schema).
-  const jobStore = new DynamoJobStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
-  const jobSettings: JobSettings = { ...config.jobs };
-  const deferrer = new TemporalDeferrer({
-    client: new Client({ connection: temporal, namespace: config.temporal.namespace }),
-    store: jobStore,
-    settings: jobSettings,
-  });
   const jobExecutor = new SchemaJobExecutor({
     ...(surface.kind === 'gateway'
       ? surface.jobs

@@ -170,7 +170,17 @@ export function jobsUnavailableResponse(input: { limitId?: string } = {}): EdgeR
       });
 }
 
-/** The answer to a `deferred` decision once the deferrer was asked: 202, 429 (queue full) or 503. */
+/** 503 `OVERLOADED`: this instance's deferral lane is full; nothing was recorded or charged, the client retries shortly. */
+export function deferralLaneFullResponse(): EdgeResponse {
+  return refusal({
+    code: 'OVERLOADED',
+    message: 'this API instance has as many deferred jobs in hand as it takes; retry later',
+    status: 503,
+    headers: { 'Retry-After': '1' },
+  });
+}
+
+/** The answer to a `deferred` decision once the deferrer was asked: 202, 429 (queue full) or 503 (jobs down, lane full). */
 export function deferralResponse(input: {
   decision: Deferred;
   outcome: DeferOutcome;
@@ -189,6 +199,8 @@ export function deferralResponse(input: {
       });
     case 'unavailable':
       return jobsUnavailableResponse({ limitId: decision.limitId });
+    case 'overloaded':
+      return deferralLaneFullResponse();
     case 'queue-full': {
       const waitMs = decision.retryAfterMs ?? 1_000;
       const headers = { 'Retry-After': String(retryAfterSeconds(waitMs, input.retry)) };

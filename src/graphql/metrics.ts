@@ -5,6 +5,7 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DeferralLaneState } from '../jobs/index.js';
 import type { AuditReport, StreamLag } from '../metering/index.js';
 
 export type BreakerStateName = 'closed' | 'half-open' | 'open';
@@ -58,6 +59,8 @@ export interface TollgateMetricsOptions {
   collectCacheMs?: number;
   /** Requests admitted and not yet answered (the admission control's count), read on scrape. */
   inFlight?: () => number;
+  /** The deferral lane's state (deferral starts in flight and waiting), read on scrape. */
+  deferralLane?: () => DeferralLaneState;
   /**
    * Observe this process: event-loop lag (`tollgate_event_loop_lag_seconds`) and prom-client's
    * process metrics (`process_resident_memory_bytes`, …). One registry per process should. @default false
@@ -81,8 +84,11 @@ export class TollgateMetrics {
 
   /** Scrape-time reads (stream lag, audit report) that failed; the gauges kept their last values. */
   readonly collectFailures: Counter<'source'>;
-  /** Requests shed by admission control (503 OVERLOADED), by their plan's criticality. */
-  readonly shed: Counter<'criticality'>;
+  /**
+   * Requests shed (503 OVERLOADED), by their plan's criticality and the bound that shed them: `in-flight`
+   * (admission control) or `deferral-lane` (a deferral refused before it was recorded).
+   */
+  readonly shed: Counter<'criticality' | 'reason'>;
 
   constructor(options: TollgateMetricsOptions = {}) {
     const registers = [this.registry];
@@ -125,8 +131,8 @@ export class TollgateMetrics {
     });
     this.shed = new Counter({
       name: 'tollgate_shed_total',
-      help: 'Requests shed by admission control (503 OVERLOADED) before pricing and the decider, by criticality',
-      labelNames: ['criticality'],
+      help: 'Requests shed with 503 OVERLOADED, by criticality and reason (in-flight: admission control, before pricing and the decider; deferral-lane: a deferral refused before it was recorded or charged)',
+      labelNames: ['criticality', 'reason'],
       registers,
     });
     this.registerScrapeGauges(options);
@@ -141,6 +147,7 @@ export class TollgateMetrics {
         },
       });
     }
+    if (options.deferralLane !== undefined) this.observeDeferralLane(options.deferralLane);
     if (options.degraded !== undefined) this.registerDegradedGauges(options.degraded);
     if (options.isProcessObserved === true) this.observeProcess();
     const breakerState = options.breakerState;
@@ -218,6 +225,28 @@ export class TollgateMetrics {
       },
     });
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The deferral lane's gauges: how much deferral work this instance has in hand, and how long the oldest has waited. */
+  private observeDeferralLane(state: () => DeferralLaneState): void {
+    const registers = [this.registry];
+    const laneGauge = (name: string, help: string, pick: (value: DeferralLaneState) => number): void => {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(pick(state()));
+        },
+      });
+    };
+    laneGauge('tollgate_deferral_lane_in_flight', 'Deferrals (job record and Temporal start) running now', (value) => value.inFlight);
+    laneGauge('tollgate_deferral_lane_queued', 'Deferrals waiting for a slot of the deferral lane', (value) => value.queued);
+    laneGauge(
+      'tollgate_deferral_lane_oldest_seconds',
+      'How long the oldest deferral waiting for a slot has waited, seconds (0: none waits)',
+      (value) => value.oldestQueuedMs / 1_000,
+    );
   }
 
   /** Gauges read at scrape time (stream lag, the last audit report), each source cached for `collectCacheMs`. */

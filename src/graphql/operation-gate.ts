@@ -15,6 +15,7 @@ import type { CostPlan } from './cost/plan.js';
 import type { Pricer } from './cost/pricer.js';
 import {
   admittedResponse,
+  deferralLaneFullResponse,
   deferralResponse,
   degradedRefusalResponse,
   deniedResponse,
@@ -190,12 +191,15 @@ export class OperationGate {
 
   /** The job of a retried deferred request, as a 202; a 503 when it cannot be told; undefined when there is none. */
   private async retriedJob(input: { submission: DeferSubmission; priced: Priced; plan: Plan }): Promise<EdgeResponse | undefined> {
-    const { deferrer, logger } = this.options;
+    const { deferrer, logger, metrics } = this.options;
     if (deferrer === undefined) return undefined;
     const lookup = await findRetriedJob({ deferrer, submission: input.submission });
     switch (lookup.kind) {
       case 'none':
         return undefined;
+      case 'overloaded':
+        metrics?.shed.inc({ criticality: input.plan.criticality ?? 'default', reason: 'deferral-lane' });
+        return deferralLaneFullResponse();
       case 'known':
         return jobAcceptedResponse({ job: lookup.job, requested: input.priced.requested, specs: input.plan.limits });
       case 'unavailable':
@@ -333,7 +337,7 @@ export class OperationGate {
     submission: DeferSubmission;
   }): Promise<EdgeResponse> {
     const { decision, requested } = input;
-    const { deferrer, logger, retry } = this.options;
+    const { deferrer, logger, metrics, retry } = this.options;
     if (deferrer === undefined) throw new InvariantError('a deferred decision without a deferrer');
     const outcome = await deferOperation({
       deferrer,
@@ -346,6 +350,9 @@ export class OperationGate {
     // (a dependency down: with the same Idempotency-Key, which starts a job recorded without its workflow).
     if (outcome.kind === 'unavailable') logger.error({ ...log, code: outcome.code }, 'deferrer failed');
     if (outcome.kind === 'queue-full') logger.warn({ ...log, code: outcome.code }, 'deferred job queue full');
+    // The lane was full: nothing recorded, nothing charged (a deferral takes no units); counted as shed.
+    if (outcome.kind === 'overloaded')
+      metrics?.shed.inc({ criticality: input.caller.plan.criticality ?? 'default', reason: 'deferral-lane' });
     return deferralResponse({ decision, outcome, requested, specs: input.caller.plan.limits, retry });
   }
 

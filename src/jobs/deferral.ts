@@ -3,7 +3,16 @@
  * turned into outcomes the edge answers (202, 429, 503). Knows nothing of
  * GraphQL: the edge passes the query text, the variables and the price.
  */
-import { CapacityError, DependencyError, type EventId, type KeyId, type LimitId, type PlanId, type TenantId } from '../shared/index.js';
+import {
+  CapacityError,
+  DependencyError,
+  OverloadedError,
+  type EventId,
+  type KeyId,
+  type LimitId,
+  type PlanId,
+  type TenantId,
+} from '../shared/index.js';
 import type { DeferInput, DeferredJob, Deferrer } from './ports.js';
 
 /** What a deferred job of an operation is made of: a defer without its limit, or the resubmission of a retry. */
@@ -47,10 +56,12 @@ export type DeferFailureCode = DependencyError['code'] | 'UNKNOWN';
  * How a defer ended. `queue-full`: the tenant may not queue more jobs (the client
  * waits and retries). `unavailable`: the job could not be recorded or started,
  * so nothing runs later and the client must retry (with the same Idempotency-Key).
+ * `overloaded`: this instance's deferral lane is full; nothing was recorded, the client retries shortly.
  */
 export type DeferOutcome =
   | { kind: 'deferred'; job: DeferredJob }
   | { kind: 'queue-full'; code: CapacityError['code'] }
+  | { kind: 'overloaded' }
   | { kind: 'unavailable'; code: DeferFailureCode };
 
 const failureCode = (error: unknown): DeferFailureCode => (error instanceof DependencyError ? error.code : 'UNKNOWN');
@@ -68,15 +79,18 @@ export async function deferOperation(input: {
     return { kind: 'deferred', job };
   } catch (error) {
     if (error instanceof CapacityError) return { kind: 'queue-full', code: error.code };
+    if (error instanceof OverloadedError) return { kind: 'overloaded' };
     return { kind: 'unavailable', code: failureCode(error) };
   }
 }
 
 /**
  * What is known of a retried request's job. `unavailable`: whether the job exists
- * (or runs) cannot be told, so deciding the retry could run it beside its job.
+ * (or runs) cannot be told, so deciding the retry could run it beside its job. `overloaded`: this
+ * instance's deferral lane is full; nothing was looked up.
  */
-export type RetriedJobLookup = { kind: 'none' } | { kind: 'known'; job: DeferredJob } | { kind: 'unavailable'; code: DeferFailureCode };
+export type RetriedJobLookup =
+  { kind: 'none' } | { kind: 'known'; job: DeferredJob } | { kind: 'unavailable'; code: DeferFailureCode } | { kind: 'overloaded' };
 
 /**
  * The job already deferred for a retried request (same tenant and request id),
@@ -90,6 +104,7 @@ export async function findRetriedJob(input: { deferrer: Deferrer; submission: De
     const job = await deferrer.find({ tenant: submission.tenant, requestId: submission.requestId, resubmit: submission });
     return job === undefined ? { kind: 'none' } : { kind: 'known', job };
   } catch (error) {
+    if (error instanceof OverloadedError) return { kind: 'overloaded' };
     return { kind: 'unavailable', code: failureCode(error) };
   }
 }

@@ -30,6 +30,7 @@ export type {
   JobReader,
 } from './ports.js';
 export { InMemoryDeferrer, deferredJobId } from './deferrer.js';
+export { DeferralLane, type DeferralLaneOptions, type DeferralLaneState } from './deferral-lane.js';
 export {
   deferOperation,
   deferSubmission,

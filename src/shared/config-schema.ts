@@ -86,6 +86,21 @@ export const CONFIG_SCHEMA = z.object({
     .describe(
       "Share of API_MAX_IN_FLIGHT (percent, rounded down, at least 1) above which requests of plans with criticality 'sheddable' are shed (a value above API_IN_FLIGHT_DEFAULT_PERCENT acts as it).",
     ),
+  API_MAX_DEFERRALS_IN_FLIGHT: positiveInt
+    .max(10_000)
+    .default(16)
+    .describe(
+      'Deferrals (a job recorded in DynamoDB and its workflow started on Temporal) one API instance runs at once; more wait in its deferral lane, first come first served.',
+    ),
+  API_MAX_DEFERRALS_QUEUED: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(100_000)
+    .default(64)
+    .describe(
+      'Deferrals that may wait for a slot of the deferral lane; beyond them a deferral is refused with 503 OVERLOADED and Retry-After before anything is recorded or charged (counted in tollgate_shed_total{reason="deferral-lane"}).',
+    ),
   API_TRUSTED_PROXIES: z
     .string()
     .default('')

@@ -30,6 +30,8 @@ export interface AppConfig {
     maxBodyBytes: number;
     /** Requests in flight above which each criticality is shed (sheddable ≤ default ≤ critical). */
     inFlight: { critical: number; default: number; sheddable: number };
+    /** The deferral lane: deferrals (record + Temporal start) run at once, and how many more may wait. */
+    deferralLane: { maxInFlight: number; maxQueued: number };
   };
   /** Gateway mode (TOLLGATE_UPSTREAM set): the upstream the API forwards admitted operations to; undefined serves the demo. */
   gateway: GatewayConfig | undefined;
@@ -181,6 +183,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
       trustedProxies: raw.API_TRUSTED_PROXIES,
       maxBodyBytes: raw.API_MAX_BODY_BYTES,
       inFlight: inFlightBounds(raw),
+      deferralLane: { maxInFlight: raw.API_MAX_DEFERRALS_IN_FLIGHT, maxQueued: raw.API_MAX_DEFERRALS_QUEUED },
     },
     gateway: gatewayConfig(raw),
     redis: redisConfig(raw),

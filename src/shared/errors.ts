@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'UPSTREAM_UNAVAILABLE'
   | 'DEPENDENCY_FAILED'
   | 'INVARIANT_VIOLATED'
-  | 'JOB_QUEUE_FULL';
+  | 'JOB_QUEUE_FULL'
+  | 'OVERLOADED';
 
 export interface AppErrorOptions {
   cause?: unknown;
@@ -89,6 +90,15 @@ export class DependencyError extends AppError {
  */
 export class CapacityError extends AppError {
   readonly code = 'JOB_QUEUE_FULL';
+  readonly retryable = true;
+}
+
+/**
+ * This process has as much of some work in hand as it takes (e.g. its lane of deferral starts):
+ * nothing was done; the same call may succeed shortly (the edge answers 503 `OVERLOADED`, Retry-After).
+ */
+export class OverloadedError extends AppError {
+  readonly code = 'OVERLOADED';
   readonly retryable = true;
 }
 

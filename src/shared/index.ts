@@ -7,6 +7,7 @@ export {
   InvariantError,
   NON_RETRYABLE_CODES,
   NotFoundError,
+  OverloadedError,
   ValidationError,
   isAppError,
   type AppErrorOptions,

@@ -110,8 +110,8 @@ describe('tollgate gateway, the process, in front of an upstream', () => {
     writeFileSync(join(scratch, 'schema.graphql'), UPSTREAM_SDL);
     writeFileSync(join(scratch, 'costs.yaml'), COSTS);
     const meteredTenant = tenantInShards(shards, 'gwp');
-    metered = { tenant: meteredTenant, key: (await storeTenantPlan(quota(70), meteredTenant)).key };
-    failing = await storeTenantPlan(quota(30), tenantInShards(shards, 'gwf'));
+    metered = { tenant: meteredTenant, key: (await storeTenantPlan(quota(70), { tenant: meteredTenant })).key };
+    failing = await storeTenantPlan(quota(30), { tenant: tenantInShards(shards, 'gwf') });
     // given the gateway started by its CLI, as an operator starts it
     gateway = await startApiServer({
       scratch,

@@ -134,8 +134,8 @@ describe('admission control in useTollgate', () => {
     expect((await Promise.all(held)).map((response) => response.status)).toEqual([200, 200, 200]);
     expect((await app.post(ME, { key: bulk })).status).toBe(200);
     const metrics = await (await app.yoga.fetch('http://tollgate.test/metrics')).text();
-    expect(metrics).toContain('tollgate_shed_total{criticality="sheddable"} 1');
-    expect(metrics).toContain('tollgate_shed_total{criticality="default"} 1');
-    expect(metrics).toContain('tollgate_shed_total{criticality="critical"} 1');
+    expect(metrics).toContain('tollgate_shed_total{criticality="sheddable",reason="in-flight"} 1');
+    expect(metrics).toContain('tollgate_shed_total{criticality="default",reason="in-flight"} 1');
+    expect(metrics).toContain('tollgate_shed_total{criticality="critical",reason="in-flight"} 1');
   });
 });

@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../infra/services.js';
 import type { LimitSpec } from '../../src/decider/index.js';
-import { DynamoConfigStore } from '../../src/graphql/index.js';
+import { DynamoConfigStore, type Criticality } from '../../src/graphql/index.js';
 import { createDynamoClient } from '../../src/metering/index.js';
 import { parsePlanId } from '../../src/shared/index.js';
 import { waitFor } from './poll.js';
@@ -94,17 +94,22 @@ async function spawnApiServer(input: ApiServerInput): Promise<ApiServer> {
   };
 }
 
-/** Stores a plan of `limits` (monthly billing) and one key for `tenant` (default a fresh one) in the stack's config table. */
+/**
+ * Stores a plan of `limits` (monthly billing, `criticality` when given) and one key for `tenant` (default a fresh
+ * one) in the stack's config table.
+ */
 export async function storeTenantPlan(
   limits: LimitSpec[],
-  tenant: string = uniqueTenant('burst'),
+  options: { criticality?: Criticality; tenant?: string } = {},
 ): Promise<{ tenant: string; key: string }> {
   const stack = testStack();
   const dynamo = createDynamoClient({ endpoint: stack.dynamodbEndpoint, region: stack.dynamodbRegion });
   try {
     const store = new DynamoConfigStore(dynamo, { tablePrefix: stack.tablePrefix });
+    const tenant = options.tenant ?? uniqueTenant('burst');
     const planId = `p-${tenant}`;
-    await store.putPlan({ id: parsePlanId(planId), version: 1, limits, billingPeriod: MONTH, maxCostPerOperation: 10_000 }, Date.now());
+    const plan = { id: parsePlanId(planId), version: 1, limits, billingPeriod: MONTH, maxCostPerOperation: 10_000 };
+    await store.putPlan(options.criticality === undefined ? plan : { ...plan, criticality: options.criticality }, Date.now());
     const { key } = await store.addKey({ tenant, keyId: 'k1', planId, nowMs: Date.now() });
     return { tenant, key };
   } finally {

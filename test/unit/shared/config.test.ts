@@ -31,6 +31,7 @@ describe('loadConfig', () => {
         trustedProxies: '',
         maxBodyBytes: 65_536,
         inFlight: { critical: 128, default: 96, sheddable: 64 },
+        deferralLane: { maxInFlight: 16, maxQueued: 64 },
       },
       redis: {
         url: 'redis://127.0.0.1:6390',
