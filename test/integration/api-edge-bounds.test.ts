@@ -251,7 +251,7 @@ describe('admission control', () => {
     const after = await metricsText();
     expect(sample(after, 'tollgate_decisions_total{') - sample(before, 'tollgate_decisions_total{')).toBe(BOUNDS.critical);
     for (const criticality of classes) {
-      const shedMetric = `tollgate_shed_total{criticality="${criticality}"}`;
+      const shedMetric = `tollgate_shed_total{criticality="${criticality}",reason="in-flight"}`;
       expect(sample(after, shedMetric) - sample(before, shedMetric)).toBe(countBy(shed, criticality));
     }
     expect(after).toMatch(/^tollgate_event_loop_lag_seconds\{quantile="0\.99"\} [0-9.e-]+$/m);
