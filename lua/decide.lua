@@ -32,30 +32,34 @@
 -- then per request:
 --   requestId, cost (integer >= 0), billingEndMs, billingNextEndMs, tenant, keyId,
 --   operation, policyVersion (copied into the event), billingStartMs, recordTtlMs (>= 1000),
---   nLimits, then nLimits definition indexes (1-based). The next billing period starts at
---   billingEndMs.
+--   attempt (1..64 bytes: the caller's token for this request, the same when it retries a call whose
+--   reply was lost; "-" for none, never taken as the caller's own), nLimits, then nLimits definition indexes (1-based). The next billing period
+--   starts at billingEndMs.
 --
 -- Clock:   redis TIME (effects replication), read once per call; never ARGV
 -- Returns: one array per request (Redis converts the nested tables; no copying in Lua):
 --   kind (0 allowed, 1 warned, 2 deferred, 3 denied), nowMs, limitIndex (1-based, 0 = none),
---   retryAfterMs (-1 = never), streamId or "", isReplay 0|1, nLimits,
+--   retryAfterMs (-1 = never), streamId or "", isReplay 0|1 (1: the record of an earlier call with
+--   another attempt token answered; a record of the same attempt is this call's own decision, 0), nLimits,
 --   per limit: remaining, resetMs, flags (1 exceeded, 2 took), overage, thresholdCrossed (percent or 0)
 -- Errors:  "ERR_ARG <name> at <position>" when ARGV or KEYS are malformed (nothing written);
 --          "ERR_STALE_PERIOD <nowMs>" when the caller's periods do not contain Redis' now
 -- Data:    v1 (pre-release: no v1 data predates this layout). Bucket values are msgpack
 --          sequences of integers: tb (tokens, ts ms, remainder 0..per-1); fw (window, count);
 --          sw (window, current, previous). pq: a decimal counter (INCRBY). cc: zset lease ->
---          expiry ms. A changed layout means a new version segment in the key.
+--          expiry ms. A changed layout means a new version segment in the key. The request record
+--          is the reply with the attempt token after the last limit (absent in records written
+--          before layout 3: never taken as the caller's own).
 --          The usage event: id, type, tenant, key, op, cost, pv, bp (billing period start ms), time_ms,
 --          and `warn` (limitId:percent,...) when the request crossed a quota threshold.
 
 -- ARGV and KEYS layout (header): the fields of a definition, and the arguments and keys of a
 -- request, as offsets from the first one; a request's limit keys follow KEY_LIMITS.
-local LAYOUT_VERSION = 2
+local LAYOUT_VERSION = 3
 local ARG_VERSION, ARG_N_REQUESTS, ARG_N_DEFINITIONS, ARG_DEFINITIONS = 1, 2, 3, 4
 local DEF_ALG, DEF_MODE, DEF_P1, DEF_P2, DEF_P3, DEF_P4, DEF_N_THRESHOLDS = 0, 1, 2, 3, 4, 5, 6
 local REQ_ID, REQ_COST, REQ_BILLING_END, REQ_BILLING_NEXT_END, REQ_TENANT, REQ_KEY_ID = 0, 1, 2, 3, 4, 5
-local REQ_OPERATION, REQ_POLICY_VERSION, REQ_BILLING_START, REQ_RECORD_TTL, REQ_N_LIMITS = 6, 7, 8, 9, 10
+local REQ_OPERATION, REQ_POLICY_VERSION, REQ_BILLING_START, REQ_RECORD_TTL, REQ_ATTEMPT, REQ_N_LIMITS = 6, 7, 8, 9, 10, 11
 local KEY_STREAM, KEY_RECORD, KEY_ADMITTED, KEY_ADMITTED_NEXT, KEY_LIMITS = 0, 1, 2, 3, 4
 
 local ALG_TOKEN_BUCKET, ALG_FIXED_WINDOW, ALG_SLIDING_WINDOW, ALG_PERIOD_QUOTA, ALG_CONCURRENCY = 1, 2, 3, 4, 5
@@ -129,6 +133,8 @@ local function parse_request(q, p, kp)
     if ARGV[at] == nil then arg_fail(at, 'event') end
   end
   arg_int(p + REQ_RECORD_TTL, 'recordTtlMs', MIN_RECORD_TTL_MS, MAX)
+  local attempt = ARGV[p + REQ_ATTEMPT]
+  if attempt == nil or #attempt < 1 or #attempt > 64 then arg_fail(p + REQ_ATTEMPT, 'attempt') end
   local nl = arg_int(p + REQ_N_LIMITS, 'nLimits', 0, MAX_LIMITS)
   q_arg[q], q_key[q], q_cost[q], q_nl[q] = p, kp, cost, nl
   kp = kp + KEY_LIMITS
@@ -370,9 +376,13 @@ local function decide(q)
   local is_next = now >= tonumber(ARGV[ap + REQ_BILLING_END])
   local vals = read_state(q, is_next)
   if vals[1] then
-    -- a retry of an admitted request: the first decision, flagged, nothing taken
+    -- a retry of an admitted request: the first decision, nothing taken; flagged unless it was made by this
+    -- very attempt (a call whose reply was lost, sent again by the caller: its own first decision)
     local first = mp_unpack(vals[1])
-    first[REPLY_IS_REPLAY] = 1
+    local token_at = REPLY_HEAD + first[REPLY_HEAD] * REPLY_PER_LIMIT + 1 -- nLimits is at REPLY_HEAD
+    local attempt = ARGV[ap + REQ_ATTEMPT]
+    first[REPLY_IS_REPLAY] = (attempt ~= '-' and first[token_at] == attempt) and 0 or 1
+    first[token_at] = nil
     return first
   end
   local kind, idx, retry = check_all(q, vals)
@@ -389,7 +399,10 @@ local function decide(q)
   if not is_admitted then return reply end
   count_admitted(q, is_next, vals[2])
   reply[REPLY_STREAM_ID] = append_event(q, is_next)
+  local token_at = REPLY_HEAD + nl * REPLY_PER_LIMIT + 1
+  reply[token_at] = ARGV[ap + REQ_ATTEMPT]
   call('SET', KEYS[q_key[q] + KEY_RECORD], mp_pack(reply), 'PX', ARGV[ap + REQ_RECORD_TTL])
+  reply[token_at] = nil
   return reply
 end
 

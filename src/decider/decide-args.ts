@@ -10,7 +10,7 @@ import type { PeriodPair } from './model/period.js';
 import type { DecideInput } from './ports.js';
 
 /** Layout version of decide.lua's arguments: its `ARGV[1]`. */
-export const DECIDE_LAYOUT_VERSION = 2;
+export const DECIDE_LAYOUT_VERSION = 3;
 
 /** A limit's algorithm, mode and parameters as the script reads them (the model's limit without its keys). */
 export type LimitDefinition = Omit<CompiledLimit, 'key' | 'nextKey'>;
@@ -75,19 +75,24 @@ export interface BatchMember {
  * batch and referred to by 1-based index. On Redis Cluster every request of a batch
  * must be of one shard (one slot); a single Redis takes any mix.
  * `KEYS = each request's keys`, `ARGV = [layout, n, d, ...definitions, ...each request]`, each request
- * being its head, its record TTL (`defaultRecordTtlMs` unless it has its own), then its definition indexes.
+ * being its head, its record TTL (`defaultRecordTtlMs` unless it has its own), its attempt token (`attempts[i]`,
+ * the same when a call whose reply was lost is sent again; `-` when none), then its definition indexes.
  * @throws ValidationError `INVALID_INPUT` for an empty batch
  */
-export function compileBatch(requests: BatchMember[], defaultRecordTtlMs: number): { keys: string[]; args: string[] } {
+export function compileBatch(
+  requests: BatchMember[],
+  defaultRecordTtlMs: number,
+  attempts?: readonly string[],
+): { keys: string[]; args: string[] } {
   if (requests.length === 0) throw new ValidationError('INVALID_INPUT', 'a batch needs at least one request');
   const keys: string[] = [];
   const definitionArgs: string[] = [];
   const indexOf = new Map<string, number>();
   const requestArgs: string[] = [];
-  for (const request of requests) {
+  requests.forEach((request, position) => {
     for (const key of request.keys) keys.push(key);
     for (const value of request.head) requestArgs.push(value);
-    requestArgs.push(String(request.recordTtlMs ?? defaultRecordTtlMs), String(request.definitions.length));
+    requestArgs.push(String(request.recordTtlMs ?? defaultRecordTtlMs), attempts?.[position] ?? '-', String(request.definitions.length));
     request.definitions.forEach((definition, position) => {
       const signature = request.signatures[position] as string;
       let index = indexOf.get(signature);
@@ -98,7 +103,7 @@ export function compileBatch(requests: BatchMember[], defaultRecordTtlMs: number
       }
       requestArgs.push(String(index));
     });
-  }
+  });
   const args = [String(DECIDE_LAYOUT_VERSION), String(requests.length), String(indexOf.size)];
   for (const value of definitionArgs) args.push(value);
   for (const value of requestArgs) args.push(value);

@@ -8,6 +8,7 @@
  * Redis work, not per-call round trips. A batch is one group: on a single
  * Redis every request (any shard), on Redis Cluster one shard (one slot).
  */
+import { randomBytes } from 'node:crypto';
 import { DependencyError, InvariantError, ValidationError, type Clock, type LimitId } from '../shared/index.js';
 import { compileRequest, type CompiledRequest } from './compile.js';
 import { compileBatch } from './decide-args.js';
@@ -78,6 +79,8 @@ const RECONNECT_WAIT_MS = 1_000;
 interface Pending {
   input: DecideInput;
   compiled: CompiledRequest;
+  /** This call's token (unique in the process, the same when a batch whose reply was lost is sent again). */
+  attempt: string;
   resolve: (decision: Decision) => void;
   reject: (error: unknown) => void;
 }
@@ -139,8 +142,9 @@ export class RedisDecider implements Decider {
   /** Bumped when a lost connection is first seen: the calls lost with it count as one event. */
   private connectionGeneration = 0;
   private reconnecting: Promise<void> | undefined;
-  /** Redis' clock minus the local clock, a lower bound from the latest fresh reply (ms). */
-  private redisOffsetMs: number | undefined;
+  /** Attempt tokens: a prefix random per decider, then a counter (decide.lua tells a lost call's own record by it). */
+  private readonly attemptPrefix = `${randomBytes(6).toString('base64url')}.`;
+  private attempts = 0;
 
   constructor(
     private readonly redis: DeciderRedis,
@@ -165,7 +169,8 @@ export class RedisDecider implements Decider {
         queue = [];
         this.queues.set(group, queue);
       }
-      queue.push({ input, compiled, resolve, reject });
+      this.attempts += 1;
+      queue.push({ input, compiled, attempt: `${this.attemptPrefix}${this.attempts.toString(36)}`, resolve, reject });
       if ((this.inFlight.get(group) ?? 0) < this.options.maxInFlightBatches && !this.scheduled.has(group)) {
         // sent at the end of this event-loop turn (no timer): the requests that sockets delivered in
         // the same turn share one script call
@@ -290,13 +295,9 @@ export class RedisDecider implements Decider {
   }
 
   private async run(batch: Pending[]): Promise<Decision[]> {
-    const firstSentMs = this.options.clock.nowMs();
-    let attempts = 0;
+    // a retry sends the same attempt tokens: a request the lost call decided answers as its own (isReplay 0)
     const { reply, replicasAcked } = await this.withRetry(
-      () => {
-        attempts += 1;
-        return this.send(batch);
-      },
+      () => this.send(batch),
       (error) => decideError(error),
     );
     const raws = decodeDecideBatch(
@@ -304,9 +305,6 @@ export class RedisDecider implements Decider {
       batch.map((pending) => pending.compiled.limitIds.length),
     );
     const decisions = raws.map((raw, index) => toDecision(raw, (batch[index] as Pending).compiled));
-    const fresh = decisions.find((decision) => !('isReplay' in decision) || !decision.isReplay);
-    if (fresh !== undefined && 'nowMs' in fresh) this.redisOffsetMs = fresh.nowMs - this.options.clock.nowMs();
-    if (attempts > 1) this.unmarkOwnReplays(decisions, firstSentMs);
     if (replicasAcked !== undefined) {
       for (const decision of decisions)
         if (decision.kind === 'allowed' || decision.kind === 'warned') decision.replicasAcked = replicasAcked;
@@ -314,26 +312,12 @@ export class RedisDecider implements Decider {
     return decisions;
   }
 
-  /**
-   * After a retry, a replayed decision made by the lost first attempt is this request's first
-   * decision, not a client's retry (the edge would answer it 409). It is told apart by Redis' time:
-   * made at or after the first send, i.e. at Redis time >= firstSentMs + offset, where the offset is
-   * a lower bound of Redis' clock minus ours. A client's retry of an id admitted within that bound's
-   * slack (a few ms) before the lost call is taken as this request's own decision too.
-   */
-  private unmarkOwnReplays(decisions: Decision[], firstSentMs: number): void {
-    const thresholdMs = firstSentMs + (this.redisOffsetMs ?? Number.NEGATIVE_INFINITY);
-    for (const decision of decisions) {
-      if ((decision.kind === 'allowed' || decision.kind === 'warned') && decision.isReplay && decision.nowMs >= thresholdMs)
-        decision.isReplay = false;
-    }
-  }
-
   /** One script call (and its WAIT); a stale-period answer renames the periods from Redis' clock and calls once more. */
   private async send(batch: Pending[], isStaleRetry = false): Promise<{ reply: unknown; replicasAcked: number | undefined }> {
     const { keys, args } = compileBatch(
       batch.map((pending) => pending.compiled),
       this.options.recordTtlMs,
+      batch.map((pending) => pending.attempt),
     );
     try {
       const wait = this.options.waitForReplicas;

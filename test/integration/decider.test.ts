@@ -169,6 +169,38 @@ describe('idempotency', () => {
     expect(next).toMatchObject({ kind: 'allowed', limits: [{ remaining: 69 }] });
   });
 
+  it('tells a lost call sent again (its own attempt token: its first decision) from a client retry and from a twin in one batch (replays)', async () => {
+    // given a request decided by a call whose reply the decider never saw (attempt token A)
+    const tenant = uniqueTenant();
+    const request = input(tenant, [quota(100)], 30);
+    const compiled = compileRequest(request, { shardCount: SHARDS, localNowMs: Date.now() });
+    const call = async (attempts: string[], requests = [compiled]): Promise<RawDecision[]> => {
+      const { keys, args } = compileBatch(requests, 60_000, attempts);
+      return decodeDecideBatch(
+        await redis.tgDecide(keys.length, ...keys, ...args),
+        requests.map((one) => one.model.limits.length),
+      );
+    };
+    const [lost] = await call(['A']);
+    // when a client retries it (another call: token B), and then the decider sends the lost call again (token A)
+    const [clientRetry] = await call(['B']);
+    const [sentAgain] = await call(['A']);
+    // then the client's retry is a replay (the edge answers it as one: it must not run the operation again),
+    // the lost call's own decision is not, and both carry the first decision, nothing taken twice
+    expect(lost).toMatchObject({ kind: 0, isReplay: false });
+    expect(clientRetry).toMatchObject({ kind: 0, isReplay: true, nowMs: lost?.nowMs, streamId: lost?.streamId });
+    expect(sentAgain).toMatchObject({ kind: 0, isReplay: false, nowMs: lost?.nowMs, streamId: lost?.streamId });
+    expect(sentAgain?.limits).toEqual(lost?.limits);
+    expect(await streamLength(tenant)).toBe(1);
+    // and a request id twice in one batch (two concurrent calls of a client: C and D): the second is a replay
+    const twin = compileRequest(input(tenant, [quota(100)], 5), { shardCount: SHARDS, localNowMs: Date.now() });
+    const [one, two] = await call(['C', 'D'], [twin, twin]);
+    expect(one).toMatchObject({ kind: 0, isReplay: false });
+    expect(two).toMatchObject({ kind: 0, isReplay: true, streamId: one?.streamId });
+    // and without a token ("-") a record is never taken as the caller's own
+    expect((await call(['-']))[0]).toMatchObject({ isReplay: true });
+  });
+
   it('survives SCRIPT FLUSH: the next call reloads the script by itself', async () => {
     const tenant = uniqueTenant();
     await redis.script('FLUSH');

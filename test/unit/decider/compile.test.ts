@@ -157,9 +157,9 @@ describe('compileBatch', () => {
         { shardCount: 16, localNowMs: now },
       ),
     );
-    const { keys, args } = compileBatch(requests, 60_000);
+    const { keys, args } = compileBatch(requests, 60_000, ['a.1', 'a.2', 'a.3']);
     expect(keys).toEqual(requests.flatMap((request) => request.keys));
-    expect(args.slice(0, 2)).toEqual(['2', '3']);
+    expect(args.slice(0, 2)).toEqual(['3', '3']);
     // 4 limits, one of them (defer) compiled two ways: 5 distinct definitions
     expect(args[2]).toBe('5');
     let position = 3;
@@ -170,15 +170,16 @@ describe('compileBatch', () => {
       definitions.push(args.slice(position, position + count));
       position += count;
     }
-    for (const request of requests) {
+    requests.forEach((request, at) => {
       expect(args.slice(position, position + 9)).toEqual(request.head);
-      // the batch default record TTL, or the request's own
+      // the batch default record TTL, or the request's own, then the request's attempt token
       expect(args[position + 9]).toBe(request.recordTtlMs === undefined ? '60000' : String(request.recordTtlMs));
-      expect(args[position + 10]).toBe('4');
-      const indexes = args.slice(position + 11, position + 15).map(Number);
+      expect(args[position + 10]).toBe(`a.${at + 1}`);
+      expect(args[position + 11]).toBe('4');
+      const indexes = args.slice(position + 12, position + 16).map(Number);
       expect(indexes.map((index) => definitions[index - 1])).toEqual(request.definitions);
-      position += 15;
-    }
+      position += 16;
+    });
     expect(position).toBe(args.length);
   });
 });
