@@ -9,12 +9,10 @@
  * Own Temporal, own DynamoDB table prefix and own Redis database: the worker ensures pumps and account
  * workflows for everything it finds, and must find only this file's.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureTables } from '../../infra/tables.js';
 import { freePort, startTemporal, stopProcess, type ManagedProcess } from '../../infra/services.js';
@@ -23,13 +21,13 @@ import { DynamoConfigStore } from '../../src/graphql/index.js';
 import { createDynamoClient } from '../../src/metering/index.js';
 import { parseLimitId, parsePlanId, parseTenantId } from '../../src/shared/index.js';
 import { allocateRedisDb } from '../support/allocate.js';
+import { startEntryPoint } from '../support/fleet.js';
 import { startApiServer, type ApiServer } from '../support/api-server.js';
 import { waitFor } from '../support/poll.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
 
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const stack = testStack();
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-redaction-'));
 const prefix = `redact${randomBytes(3).toString('hex')}-`;
@@ -105,38 +103,27 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
+/** The worker entry point with the account workflows on and fast webhook retries (the audit and sweep stay off). */
 function startWorker(): { output: () => string; stop: () => Promise<void> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/workflows/worker.ts'], {
-    cwd: REPO,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      PATH: process.env['PATH'] ?? '',
-      HOME: process.env['HOME'] ?? '',
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-      DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
-      DYNAMODB_REGION: stack.dynamodbRegion,
-      ...env,
-      TEMPORAL_TASK_QUEUE: 'redaction',
-      METER_IDLE_DELAY_MS: '100',
-      METER_IDLE_WAIT_MS: '1000',
-      AUDIT_ENABLED: 'false',
-      JOBS_SWEEP_ENABLED: 'false',
-      ACCOUNT_WEBHOOK_TIMEOUT_MS: '2000',
-      ACCOUNT_WEBHOOK_RETRY_INITIAL_MS: '100',
-      ACCOUNT_WEBHOOK_RETRY_MAX_MS: '200',
-      ACCOUNT_WEBHOOK_MAX_ATTEMPTS: '2',
-      WORKER_METRICS_PORT: '0',
-    },
+  const worker = startEntryPoint({
+    DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
+    DYNAMODB_REGION: stack.dynamodbRegion,
+    ...env,
+    TEMPORAL_TASK_QUEUE: 'redaction',
+    METER_IDLE_DELAY_MS: '100',
+    METER_IDLE_WAIT_MS: '1000',
+    ACCOUNT_ENABLED: 'true',
+    ACCOUNT_WEBHOOK_TIMEOUT_MS: '2000',
+    ACCOUNT_WEBHOOK_RETRY_INITIAL_MS: '100',
+    ACCOUNT_WEBHOOK_RETRY_MAX_MS: '200',
+    ACCOUNT_WEBHOOK_MAX_ATTEMPTS: '2',
+    WORKER_METRICS_PORT: '0',
   });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<void>((resolveExit) => child.on('exit', () => resolveExit()));
   return {
-    output: () => output,
+    output: worker.output,
     stop: async () => {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      await exited;
+      if (worker.child.exitCode === null) worker.child.kill('SIGTERM');
+      await worker.exited;
     },
   };
 }
