@@ -102,7 +102,17 @@ export interface PlanStore {
 const MAX_TENANT_PLANS_PER_PLAN = 10_000;
 const tenantPlans = new WeakMap<Plan, Map<string, Plan>>();
 
-const periodKey = (period: PeriodSpec): string => `${period.unit}|${period.lengthSeconds ?? 1}|${period.anchorDay}|${period.timeZone}`;
+const periodKeys = new WeakMap<PeriodSpec, string>();
+
+/** A period's identity as a string, built once per period object (a request looks its tenant's up on the hot path). */
+function periodKey(period: PeriodSpec): string {
+  let key = periodKeys.get(period);
+  if (key === undefined) {
+    key = `${period.unit}|${period.lengthSeconds ?? 1}|${period.anchorDay}|${period.timeZone}`;
+    periodKeys.set(period, key);
+  }
+  return key;
+}
 
 /**
  * The plan as it applies to a tenant whose billing period is `tenantPeriod` (see the file header): the
