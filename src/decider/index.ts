@@ -16,6 +16,7 @@ export { integerIn, limitsInTenantCalendar, limitsSchema, periodSpecSchema, sche
 export { assertNoEviction, connectDeciderRedis, createDeciderRedis, type DeciderRedis } from './redis.js';
 export { redisErrorPrefix } from './redis-errors.js';
 export { probeDecider } from './probe.js';
+export { peekLimits, type PeekInput, type PeekResult, type PeekedLimit } from './peek.js';
 export { ADMITTED_TTL_MS, appendUsage } from './usage-log.js';
 export {
   MAX_SUB_SHARDS,
@@ -36,6 +37,7 @@ export {
   isValidTimeZone,
   periodAt,
   periodPairAt,
+  nextPeriod,
   type Period,
   type PeriodSpec,
 } from './model/period.js';

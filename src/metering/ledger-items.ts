@@ -34,6 +34,7 @@
  */
 import type { AttributeValue, TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import { ValidationError, type EventId, type TenantId } from '../shared/index.js';
+import { rollupUpdate, rollupsOf, type Rollup } from './model/rollups.js';
 
 /** DynamoDB's limit of operations in one TransactWriteItems. */
 export const MAX_TRANSACT_ITEMS = 100;
@@ -59,6 +60,11 @@ export interface LedgerEntry {
    * `periodStart`'s own period was finalized: that original period (ISO).
    */
   lateOf?: string;
+  /**
+   * When the event happened (the decider's Redis time), epoch ms: the hour of its rollup
+   * (`model/rollups.ts`) and the time a receipt and a replay show. Absent: the time it was posted.
+   */
+  atMs?: number;
 }
 
 /** Outcome of posting one entry. */
@@ -109,6 +115,8 @@ export interface LedgerStore {
 
 export const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const KIND = /^[a-z][a-z0-9.-]{0,63}$/;
+/** Last epoch ms with a four-digit year (9999-12-31T23:59:59.999Z). */
+const MAX_DATE_MS = 253_402_300_799_999;
 
 export function validateEntry(entry: LedgerEntry): void {
   if (!ISO_UTC.test(entry.periodStart) || Number.isNaN(Date.parse(entry.periodStart))) {
@@ -123,6 +131,9 @@ export function validateEntry(entry: LedgerEntry): void {
     throw new ValidationError('INVALID_INPUT', 'reason or author is too long');
   }
   if (entry.lateOf !== undefined) throw new ValidationError('INVALID_INPUT', 'lateOf is set by the ledger, never by a caller');
+  if (entry.atMs !== undefined && (!Number.isSafeInteger(entry.atMs) || entry.atMs < 0 || entry.atMs > MAX_DATE_MS)) {
+    throw new ValidationError('INVALID_INPUT', `atMs must be epoch ms of a four-digit year, got ${entry.atMs}`);
+  }
 }
 
 /** Identity of an input entry in a batch result (`creditedTo`). */
@@ -148,6 +159,7 @@ export function entryItem(entry: LedgerEntry, postedAtMs: number): AttributeMap 
     ...(entry.reason === undefined ? {} : { reason: { S: entry.reason } }),
     ...(entry.author === undefined ? {} : { author: { S: entry.author } }),
     ...(entry.lateOf === undefined ? {} : { lateOf: { S: entry.lateOf } }),
+    ...(entry.atMs === undefined ? {} : { atMs: { N: String(entry.atMs) } }),
   };
 }
 
@@ -182,11 +194,12 @@ export function lateCreditItems(input: {
   const { entry, target } = input;
   const original = input.originalPartition;
   const amount = { N: String(entry.amount) };
+  const postedAtMs = Date.now();
   return [
     {
       Put: {
         TableName: input.table,
-        Item: entryItem(entry, Date.now()),
+        Item: entryItem(entry, postedAtMs),
         ConditionExpression: 'attribute_not_exists(pk)',
         ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
       },
@@ -216,5 +229,7 @@ export function lateCreditItems(input: {
         ExpressionAttributeValues: { ':amount': amount },
       },
     },
+    // the hour the event happened in counts it once, wherever its entry is credited
+    rollupUpdate(input.table, rollupsOf([entry], postedAtMs)[0] as Rollup),
   ];
 }

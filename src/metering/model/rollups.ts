@@ -1,0 +1,136 @@
+/**
+ * Hourly rollups of the ledger, written in the same DynamoDB transaction as
+ * the entries they sum (so they are exactly the ledger, never an estimate):
+ *
+ *   pk `tenant#<tenant>#rollup#<YYYY-MM>` (UTC month of the event), sk `hour#<YYYY-MM-DDTHH>` (UTC hour)
+ *   units (Σ amount), entries (count), `op#<operation>` (Σ amount per operation)
+ *
+ * An entry counts in the hour its event happened (`atMs`; the posting time when it has none), whatever
+ * period partition holds it (a late credit counts in its own hour too). A year of one tenant's hours is
+ * 12-13 partitions. Pure: builds items, does no I/O.
+ *
+ * Sizing: a rollup item is one more operation of the transaction; `packWithRollups` re-packs the
+ * planned transactions so entries + balances + distinct rollups stay within DynamoDB's limit.
+ */
+import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
+import type { BalanceChunk, PlannableEntry } from './ledger-batch.js';
+
+/** What a rollup needs of an entry. */
+export interface RollupEntry extends PlannableEntry {
+  operation: string;
+  atMs?: number;
+}
+
+/** The sum of one tenant's entries in one UTC hour (of one transaction, before it is ADDed). */
+export interface Rollup {
+  tenant: string;
+  /** `YYYY-MM-DDTHH`, UTC. */
+  hour: string;
+  units: number;
+  entries: number;
+  byOperation: Map<string, number>;
+}
+
+/** `YYYY-MM-DDTHH` of an epoch ms, UTC. */
+export const hourOf = (atMs: number): string => new Date(atMs).toISOString().slice(0, 13);
+
+/** The partition key of a tenant's rollups of one UTC month (`YYYY-MM`). */
+export const rollupPartition = (tenant: string, month: string): string => `tenant#${tenant}#rollup#${month}`;
+
+/** The sort key of one hour's rollup. */
+export const rollupSortKey = (hour: string): string => `hour#${hour}`;
+
+/** The attribute holding an operation's units in a rollup item. */
+export const OPERATION_ATTRIBUTE_PREFIX = 'op#';
+
+const rollupId = (tenant: string, hour: string): string => `${tenant}#${hour}`;
+
+/** The entries' rollups, one per tenant and hour, in first-seen order. */
+export function rollupsOf(entries: readonly RollupEntry[], postedAtMs: number): Rollup[] {
+  const rollups = new Map<string, Rollup>();
+  for (const entry of entries) {
+    const hour = hourOf(entry.atMs ?? postedAtMs);
+    const id = rollupId(entry.tenant, hour);
+    let rollup = rollups.get(id);
+    if (rollup === undefined) {
+      rollup = { tenant: entry.tenant, hour, units: 0, entries: 0, byOperation: new Map() };
+      rollups.set(id, rollup);
+    }
+    rollup.units += entry.amount;
+    rollup.entries += 1;
+    rollup.byOperation.set(entry.operation, (rollup.byOperation.get(entry.operation) ?? 0) + entry.amount);
+  }
+  return [...rollups.values()];
+}
+
+/** The update that ADDs a rollup to its item (created by the first ADD). */
+export function rollupUpdate(table: string, rollup: Rollup): TransactWriteItem {
+  const names: Record<string, string> = {};
+  const values: Record<string, { N: string }> = { ':units': { N: String(rollup.units) }, ':entries': { N: String(rollup.entries) } };
+  const adds = ['units :units', 'entries :entries'];
+  let index = 0;
+  for (const [operation, units] of rollup.byOperation) {
+    names[`#o${index}`] = `${OPERATION_ATTRIBUTE_PREFIX}${operation}`;
+    values[`:o${index}`] = { N: String(units) };
+    adds.push(`#o${index} :o${index}`);
+    index += 1;
+  }
+  return {
+    Update: {
+      TableName: table,
+      Key: { pk: { S: rollupPartition(rollup.tenant, rollup.hour.slice(0, 7)) }, sk: { S: rollupSortKey(rollup.hour) } },
+      UpdateExpression: `ADD ${adds.join(', ')}`,
+      ...(index === 0 ? {} : { ExpressionAttributeNames: names }),
+      ExpressionAttributeValues: values,
+    },
+  };
+}
+
+/**
+ * Re-packs planned transactions so each holds at most `maxItems` operations counting its rollups
+ * (entries + one balance per chunk + one rollup per distinct tenant and hour, + 1 spare for entries
+ * without `atMs` whose hour is only known when posted). A chunk cut in two becomes two chunks of the
+ * same balance in consecutive transactions (never run together: same balance).
+ */
+export function packWithRollups<E extends RollupEntry>(
+  transactions: readonly BalanceChunk<E>[][],
+  maxItems: number,
+  nowMs: number,
+): BalanceChunk<E>[][] {
+  const budget = maxItems - 1;
+  const packed: BalanceChunk<E>[][] = [];
+  let current: BalanceChunk<E>[] = [];
+  let items = 0;
+  let hours = new Set<string>();
+  const close = (): void => {
+    if (current.length > 0) packed.push(current);
+    current = [];
+    items = 0;
+    hours = new Set();
+  };
+  for (const transaction of transactions) {
+    for (const chunk of transaction) {
+      // a transaction names a balance once: a second chunk of the same balance starts the next one
+      if (current.some((held) => held.tenant === chunk.tenant && held.periodStart === chunk.periodStart)) close();
+      let part: E[] = [];
+      const flush = (): void => {
+        if (part.length === 0) return;
+        current.push({ ...chunk, entries: part, amount: part.reduce((sum, entry) => sum + entry.amount, 0) });
+        part = [];
+      };
+      for (const entry of chunk.entries) {
+        const hour = rollupId(entry.tenant, hourOf(entry.atMs ?? nowMs));
+        if (items + 1 + (part.length === 0 ? 1 : 0) + (hours.has(hour) ? 0 : 1) > budget) {
+          flush();
+          close();
+        }
+        items += 1 + (part.length === 0 ? 1 : 0) + (hours.has(hour) ? 0 : 1);
+        hours.add(hour);
+        part.push(entry);
+      }
+      flush();
+    }
+  }
+  close();
+  return packed;
+}

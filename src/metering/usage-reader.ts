@@ -1,0 +1,165 @@
+/**
+ * Reads of the ledger for the tenant usage API: hourly rollups (`model/rollups.ts`) over a time
+ * range, and the entries behind a receipt. Every read names the tenant in its key, so nothing of
+ * another tenant can be read (an id of theirs is simply not found). Reads only.
+ */
+import { BatchGetItemCommand, QueryCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DependencyError, type TenantId } from '../shared/index.js';
+import { ledgerTableName } from './dynamo.js';
+import { partitionKey, type AttributeMap } from './ledger-items.js';
+import { OPERATION_ATTRIBUTE_PREFIX, hourOf, rollupPartition, rollupSortKey } from './model/rollups.js';
+
+/** One hour of a tenant's ledger. */
+export interface HourRollup {
+  /** Start of the UTC hour, epoch ms. */
+  hourStartMs: number;
+  units: number;
+  entries: number;
+  byOperation: Record<string, number>;
+}
+
+/** A ledger entry as a receipt shows it. */
+export interface ReceiptEntry {
+  eventId: string;
+  kind: string;
+  amount: number;
+  operation: string;
+  /** The period partition holding it (ISO start). */
+  periodStart: string;
+  /** When the event happened (or, for entries written without it, was posted), epoch ms. */
+  atMs: number;
+  postedAtMs: number;
+  /** Set when it was credited here because its own period was finalized. */
+  lateOf: string | null;
+}
+
+const HOUR_MS = 3_600_000;
+
+const wrap = (error: unknown): DependencyError =>
+  new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not answer a usage read', { cause: error });
+
+/** The UTC months (`YYYY-MM`) that [fromMs, toMs) touches. */
+export function monthsBetween(fromMs: number, toMs: number): string[] {
+  const months: string[] = [];
+  const at = new Date(fromMs);
+  let cursor = Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), 1);
+  while (cursor < toMs) {
+    months.push(new Date(cursor).toISOString().slice(0, 7));
+    const date = new Date(cursor);
+    cursor = Date.UTC(date.getUTCFullYear(), date.getUTCMonth() + 1, 1);
+  }
+  return months;
+}
+
+function decodeRollup(item: AttributeMap): HourRollup {
+  const byOperation: Record<string, number> = {};
+  for (const [name, value] of Object.entries(item)) {
+    if (name.startsWith(OPERATION_ATTRIBUTE_PREFIX) && value.N !== undefined) {
+      byOperation[name.slice(OPERATION_ATTRIBUTE_PREFIX.length)] = Number(value.N);
+    }
+  }
+  return {
+    hourStartMs: Date.parse(`${(item['sk']?.S ?? '').slice('hour#'.length)}:00:00.000Z`),
+    units: Number(item['units']?.N ?? '0'),
+    entries: Number(item['entries']?.N ?? '0'),
+    byOperation,
+  };
+}
+
+function decodeEntry(item: AttributeMap, periodStart: string): ReceiptEntry {
+  const postedAtMs = Number(item['postedAtMs']?.N ?? '0');
+  return {
+    eventId: item['eventId']?.S ?? '',
+    kind: item['kind']?.S ?? '',
+    amount: Number(item['amount']?.N ?? '0'),
+    operation: item['operation']?.S ?? '',
+    periodStart,
+    atMs: item['atMs']?.N === undefined ? postedAtMs : Number(item['atMs'].N),
+    postedAtMs,
+    lateOf: item['lateOf']?.S ?? null,
+  };
+}
+
+/** Reads rollups and receipt entries of one tenant at a time. */
+export class DynamoUsageReader {
+  private readonly table: string;
+
+  constructor(
+    private readonly client: DynamoDBClient,
+    options: { tablePrefix: string },
+  ) {
+    this.table = ledgerTableName(options.tablePrefix);
+  }
+
+  /**
+   * The tenant's hours with ledger entries in [fromMs, toMs) (hours cut by the range count whole), in
+   * time order. One Query per UTC month, in parallel.
+   * @throws DependencyError `DYNAMODB_UNAVAILABLE`
+   */
+  async hours(input: { tenant: TenantId; fromMs: number; toMs: number }): Promise<HourRollup[]> {
+    const first = rollupSortKey(hourOf(input.fromMs));
+    const last = rollupSortKey(hourOf(Math.max(input.fromMs, input.toMs - 1)));
+    const months = monthsBetween(input.fromMs - (input.fromMs % HOUR_MS), input.toMs);
+    const pages = await Promise.all(
+      months.map(async (month) => {
+        const items: AttributeMap[] = [];
+        let start: AttributeMap | undefined;
+        do {
+          try {
+            const reply = await this.client.send(
+              new QueryCommand({
+                TableName: this.table,
+                KeyConditionExpression: 'pk = :pk AND sk BETWEEN :first AND :last',
+                ExpressionAttributeValues: {
+                  ':pk': { S: rollupPartition(input.tenant, month) },
+                  ':first': { S: first },
+                  ':last': { S: last },
+                },
+                ConsistentRead: true,
+                ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+              }),
+            );
+            items.push(...(reply.Items ?? []));
+            start = reply.LastEvaluatedKey;
+          } catch (error) {
+            throw wrap(error);
+          }
+        } while (start !== undefined);
+        return items.map(decodeRollup);
+      }),
+    );
+    return pages.flat();
+  }
+
+  /**
+   * The ledger entries of `eventIds` in the tenant's period partitions `periodStarts` (an entry
+   * credited late to a later period is found there when that period is listed too). One BatchGetItem.
+   * @throws DependencyError `DYNAMODB_UNAVAILABLE`
+   */
+  async entries(input: { tenant: TenantId; periodStarts: string[]; eventIds: string[] }): Promise<ReceiptEntry[]> {
+    const keys = input.periodStarts.flatMap((periodStart) =>
+      input.eventIds.map((eventId) => ({ pk: { S: partitionKey(input.tenant, periodStart) }, sk: { S: `entry#${eventId}` } })),
+    );
+    const found: ReceiptEntry[] = [];
+    for (let at = 0; at < keys.length; at += 100) {
+      let pending: AttributeMap[] = keys.slice(at, at + 100);
+      for (let round = 0; pending.length > 0; round += 1) {
+        if (round > 10) throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB left keys unprocessed');
+        let reply;
+        try {
+          reply = await this.client.send(
+            new BatchGetItemCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }),
+          );
+        } catch (error) {
+          throw wrap(error);
+        }
+        for (const item of reply.Responses?.[this.table] ?? []) {
+          const pk = item['pk']?.S ?? '';
+          found.push(decodeEntry(item, pk.slice(pk.indexOf('#period#') + '#period#'.length)));
+        }
+        pending = reply.UnprocessedKeys?.[this.table]?.Keys ?? [];
+      }
+    }
+    return found;
+  }
+}
