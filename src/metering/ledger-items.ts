@@ -4,9 +4,10 @@
  *
  * Item layout (table `<prefix>ledger`), one partition per tenant and period:
  *   pk `tenant#<tenant>#period#<periodStartIso>`
- *   sk `entry#<eventId>`   eventId, kind, amount (integer units), operation, postedAtMs, source?,
+ *   sk `entry#<eventId>`   eventId, kind, amount (integer units), operation, postedAtMs, atMs? (event time), keyId?, source?,
  *                          reason? + author? (`correction.v1` entries), lateOf? (ISO start of the period the event belongs to, when it was
  *                          credited here because that period was already finalized)
+ *   (hourly rollups, in partitions of their own `tenant#<tenant>#rollup#<YYYY-MM>`: model/rollups.ts)
  *   sk `balance`           amount (sum of the partition's entries), entries (count),
  *                          finalizedAtMs? + nextPeriodStart? (set once by the account workflow at
  *                          the end of the grace window; see below)
@@ -65,6 +66,8 @@ export interface LedgerEntry {
    * (`model/rollups.ts`) and the time a receipt and a replay show. Absent: the time it was posted.
    */
   atMs?: number;
+  /** The API key the request came with (informational, not compared): a what-if replay's apiKey-scoped limits. */
+  keyId?: string;
 }
 
 /** Outcome of posting one entry. */
@@ -160,6 +163,7 @@ export function entryItem(entry: LedgerEntry, postedAtMs: number): AttributeMap 
     ...(entry.author === undefined ? {} : { author: { S: entry.author } }),
     ...(entry.lateOf === undefined ? {} : { lateOf: { S: entry.lateOf } }),
     ...(entry.atMs === undefined ? {} : { atMs: { N: String(entry.atMs) } }),
+    ...(entry.keyId === undefined ? {} : { keyId: { S: entry.keyId } }),
   };
 }
 

@@ -177,6 +177,7 @@ function classify(stream: string, entries: readonly StreamEntry[]): { good: Good
         amount: event.amount,
         operation: event.operation,
         atMs: event.timeMs,
+        keyId: event.keyId,
         source: `${stream}/${id}`,
         ...(event.correction === undefined ? {} : { reason: event.correction.reason, author: event.correction.author }),
       },

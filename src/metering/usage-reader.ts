@@ -31,6 +31,8 @@ export interface ReceiptEntry {
   postedAtMs: number;
   /** Set when it was credited here because its own period was finalized. */
   lateOf: string | null;
+  /** The API key of the request (entries written before keys were recorded: null). */
+  keyId: string | null;
 }
 
 const HOUR_MS = 3_600_000;
@@ -77,6 +79,7 @@ function decodeEntry(item: AttributeMap, periodStart: string): ReceiptEntry {
     atMs: item['atMs']?.N === undefined ? postedAtMs : Number(item['atMs'].N),
     postedAtMs,
     lateOf: item['lateOf']?.S ?? null,
+    keyId: item['keyId']?.S ?? null,
   };
 }
 
@@ -161,5 +164,43 @@ export class DynamoUsageReader {
       }
     }
     return found;
+  }
+
+  /**
+   * Every entry of the tenant's period partitions `periodStarts` whose event happened in [fromMs, toMs),
+   * in time order (a request's reservation before its settlement at the same ms). For a what-if replay.
+   * @throws DependencyError `DYNAMODB_UNAVAILABLE`
+   */
+  async entriesBetween(input: { tenant: TenantId; periodStarts: string[]; fromMs: number; toMs: number }): Promise<ReceiptEntry[]> {
+    const pages = await Promise.all(
+      input.periodStarts.map(async (periodStart) => {
+        const entries: ReceiptEntry[] = [];
+        let start: AttributeMap | undefined;
+        do {
+          let reply;
+          try {
+            reply = await this.client.send(
+              new QueryCommand({
+                TableName: this.table,
+                KeyConditionExpression: 'pk = :pk AND begins_with(sk, :entry)',
+                ExpressionAttributeValues: { ':pk': { S: partitionKey(input.tenant, periodStart) }, ':entry': { S: 'entry#' } },
+                ConsistentRead: true,
+                ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+              }),
+            );
+          } catch (error) {
+            throw wrap(error);
+          }
+          for (const item of reply.Items ?? []) {
+            const entry = decodeEntry(item, periodStart);
+            if (entry.atMs >= input.fromMs && entry.atMs < input.toMs) entries.push(entry);
+          }
+          start = reply.LastEvaluatedKey;
+        } while (start !== undefined);
+        return entries;
+      }),
+    );
+    const rank = (entry: ReceiptEntry): number => (entry.kind === 'usage.settled.v1' ? 1 : 0);
+    return pages.flat().sort((a, b) => a.atMs - b.atMs || rank(a) - rank(b) || (a.eventId < b.eventId ? -1 : 1));
   }
 }

@@ -12,12 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DynamoAccountStore, priceUsage } from '../../src/billing/index.js';
+import { DynamoAccountStore, DynamoPeriodStore, priceUsage } from '../../src/billing/index.js';
 import type { LimitSpec } from '../../src/decider/index.js';
 import { DynamoConfigStore, putAccountSettings } from '../../src/graphql/index.js';
 import { projectUnits } from '../../src/graphql/usage/usage-service.js';
 import { DynamoLedgerStore, createDynamoClient } from '../../src/metering/index.js';
-import { parseLimitId, parseTenantId } from '../../src/shared/index.js';
+import { parseEventId, parseLimitId, parseTenantId } from '../../src/shared/index.js';
 import { ensureMeterWorkflows } from '../../src/workflows/index.js';
 import { LOGICAL_SHARDS, allocateShards, tenantInShards } from '../support/allocate.js';
 import { startApiServer, storeTenantPlan, type ApiServer } from '../support/api-server.js';
@@ -285,5 +285,82 @@ describe('usageSeries', () => {
     // and a bad range is a clear error
     const bad = await usage(a.key, query, { from: to, to: from, g: 'DAY', by: 'OPERATION' });
     expect(bad.body.errors?.[0]?.extensions.code).toBe('INVALID_INPUT');
+  });
+});
+
+describe('statements', () => {
+  it('lists the closed periods with lines and prices, downloadable as CSV and JSON, for the key tenant only', async () => {
+    // given last month closed for tenant A: its entries in the ledger and its statement written as the account workflow does
+    const tenant = parseTenantId(a.tenant);
+    const thisMonth = monthStartMs(Date.now());
+    const periodStart = new Date(monthStartMs(thisMonth - 1)).toISOString();
+    const periodEnd = new Date(thisMonth).toISOString();
+    const ledger = new DynamoLedgerStore(dynamo, { tablePrefix: stack.tablePrefix });
+    await ledger.postEntries([
+      {
+        tenant,
+        periodStart,
+        eventId: parseEventId(`s1-${a.tenant}`),
+        kind: 'usage.reserved.v1',
+        amount: 900,
+        operation: 'getA',
+        atMs: thisMonth - 60_000,
+      },
+      {
+        tenant,
+        periodStart,
+        eventId: parseEventId(`s2-${a.tenant}`),
+        kind: 'usage.reserved.v1',
+        amount: 400,
+        operation: 'getB',
+        atMs: thisMonth - 60_000,
+      },
+    ]);
+    const periods = new DynamoPeriodStore(dynamo, { tablePrefix: stack.tablePrefix });
+    const { statement } = await periods.writeStatement({
+      tenant,
+      periodStart,
+      periodEnd,
+      version: 1,
+      isFinal: false,
+      price: PRICE,
+      nowMs: Date.now(),
+    });
+    expect(statement.price.totalMicros).toBe(priceUsage(PRICE, 1_300).totalMicros);
+    // when A lists its statements through GraphQL
+    const listed = await usage(
+      a.key,
+      '{ statements(last: 3) { periodStart periodEnd units lines { operation units } price { totalMicros } } }',
+    );
+    expect(listed.body.data?.['statements']).toEqual([
+      {
+        periodStart,
+        periodEnd,
+        units: 1_300,
+        lines: [
+          { operation: 'getA', units: 900 },
+          { operation: 'getB', units: 400 },
+        ],
+        price: { totalMicros: statement.price.totalMicros },
+      },
+    ]);
+    // and downloads them
+    const download = (key: string, file: string): Promise<Response> =>
+      fetch(`${api.baseUrl}/usage/${file}`, { headers: { authorization: `Bearer ${key}` } });
+    const csv = await download(a.key, 'statements.csv?last=3');
+    expect(csv.status).toBe(200);
+    expect(csv.headers.get('content-type')).toContain('text/csv');
+    const rows = (await csv.text()).trim().split('\r\n');
+    expect(rows[0]).toBe('period_start,period_end,version,is_final,line,operation,units,currency,amount_micros');
+    expect(rows).toContain(`${periodStart},${periodEnd},1,false,usage,getA,900,EUR,`);
+    expect(rows).toContain(`${periodStart},${periodEnd},1,false,total,,1300,EUR,${statement.price.totalMicros}`);
+    const json = (await (await download(a.key, 'statements.json?last=3')).json()) as { statements: { units: number }[] };
+    expect(json.statements.map((entry) => entry.units)).toEqual([1_300]);
+    // then the other tenant sees none of them, and a bad argument is a clear 400
+    const other = (await (await download(b.key, 'statements.json?last=3')).json()) as { statements: unknown[] };
+    expect(other.statements).toEqual([]);
+    expect((await download(a.key, 'statements.csv?last=0')).status).toBe(400);
+    expect((await download(a.key, 'statements.csv?last=abc')).status).toBe(400);
+    expect((await fetch(`${api.baseUrl}/usage/statements.csv`)).status).toBe(401);
   });
 });
