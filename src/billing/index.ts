@@ -20,3 +20,12 @@ export {
 export { priceProblems, priceUsage, type PriceBreakdown, type PriceSpec, type PricedTier, type PriceTier } from './model/pricing.js';
 export { applyCorrection, type CorrectionDeps, type CorrectionInput, type CorrectionResult } from './corrections.js';
 export { DynamoWarningReader, type WarningSent } from './period-warnings.js';
+export {
+  replayUsage,
+  type RecordedEntry,
+  type ReplayDay,
+  type ReplayInput,
+  type ReplayKind,
+  type ReplayResult,
+  type ReplayedRequest,
+} from './replay.js';

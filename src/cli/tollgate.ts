@@ -4,14 +4,16 @@
  * explains a command; an unknown command or bad arguments exit 2.
  *
  *   tollgate gateway --upstream <url> [--schema <file> | --introspect] [--costs <file>] [--port <n>]
+ *   tollgate replay --tenant <id> --plan <file> --from <instant> --to <instant> [--json]
  */
 import { fileURLToPath } from 'node:url';
 import { runApiProcess } from '../graphql/server.js';
 import type { CliIo, Command } from './command.js';
 import { gatewayCommand } from './gateway-command.js';
+import { replayCommand } from './replay-command.js';
 
 /** Every command, by name. */
-export const COMMANDS: readonly Command[] = [gatewayCommand];
+export const COMMANDS: readonly Command[] = [gatewayCommand, replayCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((command) => command.name.length));
