@@ -33,6 +33,8 @@ export interface ReceiptEntry {
   lateOf: string | null;
   /** The API key of the request (entries written before keys were recorded: null). */
   keyId: string | null;
+  /** Where it came from, `<stream>/<ms>-<seq>` (the pump's entries), or null. */
+  source: string | null;
 }
 
 const HOUR_MS = 3_600_000;
@@ -80,7 +82,29 @@ function decodeEntry(item: AttributeMap, periodStart: string): ReceiptEntry {
     postedAtMs,
     lateOf: item['lateOf']?.S ?? null,
     keyId: item['keyId']?.S ?? null,
+    source: item['source']?.S ?? null,
   };
+}
+
+/** A stream entry id's `[ms, seq]` from a source `<stream>/<ms>-<seq>` ([∞, ∞] without one). */
+function streamPosition(source: string | null): [number, number] {
+  const match = source === null ? null : /\/(\d+)-(\d+)$/.exec(source);
+  return match === null ? [Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER] : [Number(match[1]), Number(match[2])];
+}
+
+/**
+ * The order the decider saw the events in: event time, then the stream's order (within one shard the
+ * order of the script calls: requests decided in the same ms keep their order), then reservation before
+ * settlement, then id.
+ */
+export function byEventOrder(a: ReceiptEntry, b: ReceiptEntry): number {
+  if (a.atMs !== b.atMs) return a.atMs - b.atMs;
+  const [aMs, aSeq] = streamPosition(a.source);
+  const [bMs, bSeq] = streamPosition(b.source);
+  if (aMs !== bMs) return aMs - bMs;
+  if (aSeq !== bSeq) return aSeq - bSeq;
+  const rank = (entry: ReceiptEntry): number => (entry.kind === 'usage.settled.v1' ? 1 : 0);
+  return rank(a) - rank(b) || (a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0);
 }
 
 /** Reads rollups and receipt entries of one tenant at a time. */
@@ -200,7 +224,6 @@ export class DynamoUsageReader {
         return entries;
       }),
     );
-    const rank = (entry: ReceiptEntry): number => (entry.kind === 'usage.settled.v1' ? 1 : 0);
-    return pages.flat().sort((a, b) => a.atMs - b.atMs || rank(a) - rank(b) || (a.eventId < b.eventId ? -1 : 1));
+    return pages.flat().sort(byEventOrder);
   }
 }
