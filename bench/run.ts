@@ -15,6 +15,7 @@ import { benchGateway } from './gateway.js';
 import { benchMetering } from './metering.js';
 import { benchOverload } from './overload.js';
 import { benchSpool } from './spool.js';
+import { benchUsage } from './usage.js';
 
 /** Each phase's length (`BENCH_DURATION_MS`; bench/decider.ts reads the same variable). */
 const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 8_000);
@@ -55,6 +56,8 @@ const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection
   { name: 'spool', run: benchSpool },
   // overload (issue 14): the API process itself, on this Redis and DynamoDB Local of its own
   { name: 'overload', run: async (ctx) => benchOverload({ redisPort: ctx.redisPort, durationMs: ctx.durationMs }) },
+  // the tenant usage API and the what-if replay (issue 17): DynamoDB Local of its own, this Redis
+  { name: 'usage', run: benchUsage },
 ];
 
 interface StoredSection extends BenchSection {
