@@ -80,7 +80,7 @@ async function benchUsageApi(ctx: BenchContext): Promise<{ p50: number; p99: num
   const port = await freePort();
   const dynamoProcess = await startDynamo({ dataDir: scratch, port, persistent: false });
   const dynamo = localDynamoClient(`http://127.0.0.1:${port}`);
-  const redis = await connectDeciderRedis({ url: `redis://127.0.0.1:${ctx.redisPort}` });
+  const redis = await connectDeciderRedis({ url: `redis://127.0.0.1:${ctx.redisPort}`, commandTimeoutMs: 2_000 });
   try {
     await ensureTables(dynamo, TABLE_PREFIX);
     const tenant = parseTenantId('bench-usage');

@@ -20,7 +20,8 @@ import {
   emptyModelState,
   settleModel,
   type LimitSpec,
-  type CompiledRequest,
+  ALG,
+  type CompiledLimit,
   type ModelRequest,
   type PeriodSpec,
   type RawDecision,
@@ -93,7 +94,7 @@ function dayOf(days: Map<string, ReplayDay>, atMs: number, limits: readonly Limi
 }
 
 /** Counts, per limit of a warned request, a threshold it crossed or a soft limit it exceeded. */
-function countWarnings(day: ReplayDay, reply: RawDecision, compiled: CompiledRequest): void {
+function countWarnings(day: ReplayDay, reply: RawDecision, compiled: { limitIds: readonly string[]; modes: readonly string[] }): void {
   reply.limits.forEach((limit, index) => {
     const id = compiled.limitIds[index];
     const mode = compiled.modes[index];
@@ -101,6 +102,50 @@ function countWarnings(day: ReplayDay, reply: RawDecision, compiled: CompiledReq
     const counts = id === undefined ? undefined : day.limits[id];
     if (isWarning && counts !== undefined) counts.warned += 1;
   });
+}
+
+interface CompiledLimits {
+  limits: CompiledLimit[];
+  limitIds: readonly string[];
+  modes: readonly string[];
+  /** The compiled keys name periods that stay current until this instant (ms). */
+  validUntilMs: number;
+}
+
+/**
+ * The request's limits as the model takes them (keys and parameters): compiled with the decider's own
+ * compiler, kept per API key while the periods they name stay current (a whale tenant's part depends
+ * on the request id: compiled per request).
+ */
+function limitsCompiler(input: ReplayInput, keyOf: (raw: string | null) => KeyId): (entry: RecordedEntry) => CompiledLimits {
+  const cache = new Map<string, CompiledLimits>();
+  const isSplit = (input.subShards ?? 1) > 1;
+  return (entry) => {
+    const cacheKey = entry.keyId ?? '';
+    const known = isSplit ? undefined : cache.get(cacheKey);
+    if (known !== undefined && entry.atMs < known.validUntilMs) return known;
+    const compiled = compileRequest(
+      {
+        tenant: input.tenant,
+        keyId: keyOf(entry.keyId),
+        requestId: parseEventId(entry.eventId),
+        operation: entry.operation,
+        cost: entry.amount,
+        limits: input.limits,
+        billingPeriod: input.billingPeriod,
+        policyVersion: 0,
+        clientIp: REPLAY_ADDRESS,
+        ...(input.subShards === undefined ? {} : { subShards: input.subShards }),
+      },
+      { shardCount: 1, localNowMs: entry.atMs },
+    );
+    const { limits } = compiled.model;
+    let validUntilMs = Number.MAX_SAFE_INTEGER;
+    for (const limit of limits) if (limit.alg === ALG.periodQuota) validUntilMs = Math.min(validUntilMs, limit.p3);
+    const fresh = { limits, limitIds: compiled.limitIds, modes: compiled.modes, validUntilMs };
+    if (!isSplit) cache.set(cacheKey, fresh);
+    return fresh;
+  };
 }
 
 /** Replays the entries against the limits (see the file header). @throws ValidationError for a limit the decider refuses */
@@ -117,6 +162,7 @@ export function replayUsage(input: ReplayInput): ReplayResult {
     if (key === undefined) keys.set(name, (key = parseKeyId(name)));
     return key;
   };
+  const compiledFor = limitsCompiler(input, keyOf);
   for (const entry of input.entries) {
     const day = dayOf(days, entry.atMs, input.limits);
     day.recordedUnits += entry.amount;
@@ -138,22 +184,8 @@ export function replayUsage(input: ReplayInput): ReplayResult {
       }
       continue;
     }
-    const compiled = compileRequest(
-      {
-        tenant: input.tenant,
-        keyId: keyOf(entry.keyId),
-        requestId: parseEventId(entry.eventId),
-        operation: entry.operation,
-        cost: entry.amount,
-        limits: input.limits,
-        billingPeriod: input.billingPeriod,
-        policyVersion: 0,
-        clientIp: REPLAY_ADDRESS,
-        ...(input.subShards === undefined ? {} : { subShards: input.subShards }),
-      },
-      { shardCount: 1, localNowMs: entry.atMs },
-    );
-    const model = compiled.model;
+    const compiled = compiledFor(entry);
+    const model: ModelRequest = { requestId: entry.eventId, recordKey: entry.eventId, cost: entry.amount, limits: compiled.limits };
     const reply = decideModel(state, model, entry.atMs);
     const kind = KINDS[reply.kind] as ReplayKind;
     day.requests += 1;

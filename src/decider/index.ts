@@ -18,7 +18,7 @@ export { redisErrorPrefix } from './redis-errors.js';
 export { probeDecider } from './probe.js';
 /** The model and compiler, for the what-if replay (src/billing/replay.ts): the same decisions as the scripts. */
 export { compileRequest, type CompiledRequest } from './compile.js';
-export { decideModel, emptyModelState, settleModel, type ModelRequest, type RawDecision } from './model/limits.js';
+export { ALG, decideModel, emptyModelState, settleModel, type CompiledLimit, type ModelRequest, type RawDecision } from './model/limits.js';
 export { peekLimits, type PeekInput, type PeekResult, type PeekedLimit } from './peek.js';
 export { ADMITTED_TTL_MS, appendUsage } from './usage-log.js';
 export {

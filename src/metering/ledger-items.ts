@@ -35,7 +35,7 @@
  */
 import type { AttributeValue, TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import { ValidationError, type EventId, type TenantId } from '../shared/index.js';
-import { rollupUpdate, rollupsOf, type Rollup } from './model/rollups.js';
+import { rollupWrites } from './model/rollups.js';
 
 /** DynamoDB's limit of operations in one TransactWriteItems. */
 export const MAX_TRANSACT_ITEMS = 100;
@@ -234,6 +234,6 @@ export function lateCreditItems(input: {
       },
     },
     // the hour the event happened in counts it once, wherever its entry is credited
-    rollupUpdate(input.table, rollupsOf([entry], postedAtMs)[0] as Rollup),
+    ...rollupWrites(input.table, [entry], postedAtMs),
   ];
 }

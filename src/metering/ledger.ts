@@ -36,7 +36,7 @@ import {
   type PostEntryResult,
 } from './ledger-items.js';
 import { planLedgerTransactions, runWithoutSharedBalances, type BalanceChunk } from './model/ledger-batch.js';
-import { packWithRollups, rollupUpdate, rollupsOf } from './model/rollups.js';
+import { packWithRollups, rollupWrites } from './model/rollups.js';
 
 export interface DynamoLedgerStoreOptions {
   tablePrefix: string;
@@ -221,11 +221,13 @@ export class DynamoLedgerStore implements LedgerStore {
       });
       itemEntries.push(chunk);
     }
-    for (const rollup of rollupsOf(
-      live.flatMap((chunk) => chunk.entries),
-      postedAtMs,
-    ))
-      items.push(rollupUpdate(this.table, rollup));
+    items.push(
+      ...rollupWrites(
+        this.table,
+        live.flatMap((chunk) => chunk.entries),
+        postedAtMs,
+      ),
+    );
     return { items, itemEntries };
   }
 

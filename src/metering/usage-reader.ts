@@ -7,7 +7,7 @@ import { BatchGetItemCommand, QueryCommand, type DynamoDBClient } from '@aws-sdk
 import { DependencyError, type TenantId } from '../shared/index.js';
 import { ledgerTableName } from './dynamo.js';
 import { partitionKey, type AttributeMap } from './ledger-items.js';
-import { OPERATION_ATTRIBUTE_PREFIX, hourOf, rollupPartition, rollupSortKey } from './model/rollups.js';
+import { OPERATION_ATTRIBUTE_PREFIX, ROLLUP_VERSION_SK, rollupPartition } from './model/rollups.js';
 
 /** One hour of a tenant's ledger. */
 export interface HourRollup {
@@ -38,6 +38,8 @@ export interface ReceiptEntry {
 }
 
 const HOUR_MS = 3_600_000;
+/** Most months kept in memory (a year of ~380 tenants); past it the cache starts over. */
+const MAX_CACHED_MONTHS = 5_000;
 
 const wrap = (error: unknown): DependencyError =>
   new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not answer a usage read', { cause: error });
@@ -110,6 +112,8 @@ export function byEventOrder(a: ReceiptEntry, b: ReceiptEntry): number {
 /** Reads rollups and receipt entries of one tenant at a time. */
 export class DynamoUsageReader {
   private readonly table: string;
+  /** Hours of a tenant's month, under the month's version (see `hours`). */
+  private readonly monthCache = new Map<string, { version: number; hours: HourRollup[] }>();
 
   constructor(
     private readonly client: DynamoDBClient,
@@ -120,42 +124,80 @@ export class DynamoUsageReader {
 
   /**
    * The tenant's hours with ledger entries in [fromMs, toMs) (hours cut by the range count whole), in
-   * time order. One Query per UTC month, in parallel.
+   * time order. Each UTC month's hours are kept in memory under the month's version (moved by every
+   * ledger transaction that moves one of its hours) and read again only when it moved: one BatchGetItem
+   * of versions, then one Query per month that changed (usually only the current one).
    * @throws DependencyError `DYNAMODB_UNAVAILABLE`
    */
   async hours(input: { tenant: TenantId; fromMs: number; toMs: number }): Promise<HourRollup[]> {
-    const first = rollupSortKey(hourOf(input.fromMs));
-    const last = rollupSortKey(hourOf(Math.max(input.fromMs, input.toMs - 1)));
-    const months = monthsBetween(input.fromMs - (input.fromMs % HOUR_MS), input.toMs);
+    const firstMs = input.fromMs - (input.fromMs % HOUR_MS);
+    const months = monthsBetween(firstMs, input.toMs);
+    // versions first, then hours: hours read after their version are at least that new (never cached as older)
+    const versions = await this.monthVersions(input.tenant, months);
     const pages = await Promise.all(
       months.map(async (month) => {
-        const items: AttributeMap[] = [];
-        let start: AttributeMap | undefined;
-        do {
-          try {
-            const reply = await this.client.send(
-              new QueryCommand({
-                TableName: this.table,
-                KeyConditionExpression: 'pk = :pk AND sk BETWEEN :first AND :last',
-                ExpressionAttributeValues: {
-                  ':pk': { S: rollupPartition(input.tenant, month) },
-                  ':first': { S: first },
-                  ':last': { S: last },
-                },
-                ConsistentRead: true,
-                ...(start === undefined ? {} : { ExclusiveStartKey: start }),
-              }),
-            );
-            items.push(...(reply.Items ?? []));
-            start = reply.LastEvaluatedKey;
-          } catch (error) {
-            throw wrap(error);
-          }
-        } while (start !== undefined);
-        return items.map(decodeRollup);
+        const cacheKey = `${input.tenant}#${month}`;
+        const version = versions.get(month) ?? 0;
+        const cached = this.monthCache.get(cacheKey);
+        if (cached !== undefined && version > 0 && cached.version === version) return cached.hours;
+        const hours = await this.readMonth(input.tenant, month);
+        if (version > 0) {
+          if (this.monthCache.size >= MAX_CACHED_MONTHS) this.monthCache.clear();
+          this.monthCache.set(cacheKey, { version, hours });
+        }
+        return hours;
       }),
     );
-    return pages.flat();
+    return pages.flat().filter((hour) => hour.hourStartMs >= firstMs && hour.hourStartMs < input.toMs);
+  }
+
+  private async monthVersions(tenant: TenantId, months: string[]): Promise<Map<string, number>> {
+    const versions = new Map<string, number>();
+    const keys: AttributeMap[] = months.map((month) => ({ pk: { S: rollupPartition(tenant, month) }, sk: { S: ROLLUP_VERSION_SK } }));
+    for (let at = 0; at < keys.length; at += 100) {
+      let pending = keys.slice(at, at + 100);
+      for (let round = 0; pending.length > 0; round += 1) {
+        if (round > 10) throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB left keys unprocessed');
+        let reply;
+        try {
+          reply = await this.client.send(
+            new BatchGetItemCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }),
+          );
+        } catch (error) {
+          throw wrap(error);
+        }
+        for (const item of reply.Responses?.[this.table] ?? []) {
+          const pk = item['pk']?.S ?? '';
+          versions.set(pk.slice(pk.lastIndexOf('#') + 1), Number(item['v']?.N ?? '0'));
+        }
+        pending = reply.UnprocessedKeys?.[this.table]?.Keys ?? [];
+      }
+    }
+    return versions;
+  }
+
+  /** Every hour of one UTC month, in time order. */
+  private async readMonth(tenant: TenantId, month: string): Promise<HourRollup[]> {
+    const items: AttributeMap[] = [];
+    let start: AttributeMap | undefined;
+    do {
+      try {
+        const reply = await this.client.send(
+          new QueryCommand({
+            TableName: this.table,
+            KeyConditionExpression: 'pk = :pk AND begins_with(sk, :hour)',
+            ExpressionAttributeValues: { ':pk': { S: rollupPartition(tenant, month) }, ':hour': { S: 'hour#' } },
+            ConsistentRead: true,
+            ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+          }),
+        );
+        items.push(...(reply.Items ?? []));
+        start = reply.LastEvaluatedKey;
+      } catch (error) {
+        throw wrap(error);
+      }
+    } while (start !== undefined);
+    return items.map(decodeRollup);
   }
 
   /**

@@ -4,6 +4,8 @@
  *
  *   pk `tenant#<tenant>#rollup#<YYYY-MM>` (UTC month of the event), sk `hour#<YYYY-MM-DDTHH>` (UTC hour)
  *   units (Σ amount), entries (count), `op#<operation>` (Σ amount per operation)
+ *   sk `version`  v: moved by every transaction that moves an hour of the month (readers cache a month's
+ *                 hours and re-read them only when its version moved: exact, and a year reads one month)
  *
  * An entry counts in the hour its event happened (`atMs`; the posting time when it has none), whatever
  * period partition holds it (a late credit counts in its own hour too). A year of one tenant's hours is
@@ -86,10 +88,37 @@ export function rollupUpdate(table: string, rollup: Rollup): TransactWriteItem {
   };
 }
 
+/** The version bump of a tenant's month of rollups (`YYYY-MM`). */
+export function rollupVersionUpdate(table: string, tenant: string, month: string): TransactWriteItem {
+  return {
+    Update: {
+      TableName: table,
+      Key: { pk: { S: rollupPartition(tenant, month) }, sk: { S: ROLLUP_VERSION_SK } },
+      UpdateExpression: 'ADD v :one',
+      ExpressionAttributeValues: { ':one': { N: '1' } },
+    },
+  };
+}
+
+/** The sort key of a month's version item. */
+export const ROLLUP_VERSION_SK = 'version';
+
+/** Every rollup write of the entries: one ADD per tenant and hour, one version bump per tenant and month. */
+export function rollupWrites(table: string, entries: readonly RollupEntry[], postedAtMs: number): TransactWriteItem[] {
+  const rollups = rollupsOf(entries, postedAtMs);
+  const months = new Map<string, { tenant: string; month: string }>();
+  for (const rollup of rollups)
+    months.set(`${rollup.tenant}#${rollup.hour.slice(0, 7)}`, { tenant: rollup.tenant, month: rollup.hour.slice(0, 7) });
+  return [
+    ...rollups.map((rollup) => rollupUpdate(table, rollup)),
+    ...[...months.values()].map(({ tenant, month }) => rollupVersionUpdate(table, tenant, month)),
+  ];
+}
+
 /**
  * Re-packs planned transactions so each holds at most `maxItems` operations counting its rollups
- * (entries + one balance per chunk + one rollup per distinct tenant and hour, + 1 spare for entries
- * without `atMs` whose hour is only known when posted). A chunk cut in two becomes two chunks of the
+ * (entries + one balance per chunk + one rollup per distinct tenant and hour + one version per distinct
+ * tenant and month, + 2 spare for entries without `atMs` whose hour and month are only known when posted). A chunk cut in two becomes two chunks of the
  * same balance in consecutive transactions (never run together: same balance).
  */
 export function packWithRollups<E extends RollupEntry>(
@@ -97,16 +126,18 @@ export function packWithRollups<E extends RollupEntry>(
   maxItems: number,
   nowMs: number,
 ): BalanceChunk<E>[][] {
-  const budget = maxItems - 1;
+  const budget = maxItems - 2;
   const packed: BalanceChunk<E>[][] = [];
   let current: BalanceChunk<E>[] = [];
   let items = 0;
   let hours = new Set<string>();
+  let months = new Set<string>();
   const close = (): void => {
     if (current.length > 0) packed.push(current);
     current = [];
     items = 0;
     hours = new Set();
+    months = new Set();
   };
   for (const transaction of transactions) {
     for (const chunk of transaction) {
@@ -120,12 +151,15 @@ export function packWithRollups<E extends RollupEntry>(
       };
       for (const entry of chunk.entries) {
         const hour = rollupId(entry.tenant, hourOf(entry.atMs ?? nowMs));
-        if (items + 1 + (part.length === 0 ? 1 : 0) + (hours.has(hour) ? 0 : 1) > budget) {
+        const month = hour.slice(0, -3);
+        const cost = (): number => 1 + (part.length === 0 ? 1 : 0) + (hours.has(hour) ? 0 : 1) + (months.has(month) ? 0 : 1);
+        if (items + cost() > budget) {
           flush();
           close();
         }
-        items += 1 + (part.length === 0 ? 1 : 0) + (hours.has(hour) ? 0 : 1);
+        items += cost();
         hours.add(hour);
+        months.add(month);
         part.push(entry);
       }
       flush();

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { planLedgerTransactions } from '../../../src/metering/index.js';
-import { hourOf, packWithRollups, rollupUpdate, rollupsOf } from '../../../src/metering/model/rollups.js';
+import { hourOf, packWithRollups, rollupUpdate, rollupWrites, rollupsOf } from '../../../src/metering/model/rollups.js';
 
 const HOUR_MS = 3_600_000;
 const BASE_MS = Date.UTC(2026, 10, 30, 20);
@@ -27,7 +27,7 @@ describe('packWithRollups', () => {
         for (const transaction of packed) {
           const all = transaction.flatMap((chunk) => chunk.entries);
           // one hour later than planned (posting crossed an hour): still within the limit
-          const items = all.length + transaction.length + rollupsOf(all, nowMs + HOUR_MS).length;
+          const items = all.length + transaction.length + rollupWrites('t', all, nowMs + HOUR_MS).length;
           expect(items).toBeLessThanOrEqual(maxItems);
           const balances = transaction.map((chunk) => `${chunk.tenant}#${chunk.periodStart}`);
           expect(new Set(balances).size).toBe(balances.length);
