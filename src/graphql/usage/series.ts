@@ -49,6 +49,19 @@ export function seriesRange(input: SeriesInput): { fromMs: number; toMs: number;
   return { fromMs, toMs, bucketMs };
 }
 
+/** Hourly by operation: each rollup is its own bucket (no re-bucketing: a year is 8 760 of them). */
+function hourlyByOperation(hours: HourRollup[], fromMs: number, toMs: number): SeriesPoint[] {
+  const points: SeriesPoint[] = [];
+  const sorted = hours
+    .filter((hour) => hour.hourStartMs >= fromMs && hour.hourStartMs < toMs)
+    .sort((a, b) => a.hourStartMs - b.hourStartMs);
+  for (const hour of sorted) {
+    const start = new Date(hour.hourStartMs).toISOString();
+    for (const key of Object.keys(hour.byOperation).sort()) points.push({ start, key, units: hour.byOperation[key] ?? 0 });
+  }
+  return points;
+}
+
 /** Sums the hours into buckets; points are in time order, then key order, zero buckets left out. */
 export async function seriesOf(
   input: SeriesInput,
@@ -57,6 +70,7 @@ export async function seriesOf(
 ): Promise<SeriesPoint[]> {
   const { fromMs, toMs, bucketMs } = seriesRange(input);
   const hours = await read({ fromMs, toMs });
+  if (bucketMs === HOUR_MS && input.by === 'OPERATION') return hourlyByOperation(hours, fromMs, toMs);
   const buckets = new Map<number, Map<string, number>>();
   for (const hour of hours) {
     if (hour.hourStartMs < fromMs || hour.hourStartMs >= toMs) continue;
