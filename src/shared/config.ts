@@ -192,7 +192,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
     meter: {
       isEnabled: raw.METER_ENABLED === 'true',
       batchSize: raw.METER_BATCH_SIZE,
-      claimMinIdleMs: raw.METER_CLAIM_MIN_IDLE_MS,
+      claimMinIdleMs: raw.METER_CLAIM_MIN_IDLE_MS ?? raw.METER_HEARTBEAT_TIMEOUT_MS,
       idleDelayMs: raw.METER_IDLE_DELAY_MS,
       idleWaitMs: raw.METER_IDLE_WAIT_MS,
       iterationsPerRun: raw.METER_ITERATIONS_PER_RUN,

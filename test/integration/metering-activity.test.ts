@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { connectDeciderRedis, createDeciderRedis, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DynamoLedgerStore, UsagePump, createDynamoClient, deadLetterStreamKey, parseShard } from '../../src/metering/index.js';
-import { createMeteringActivities, type PumpUsageBatchInput } from '../../src/workflows/activities/index.js';
+import { createMeteringActivities, type PumpUsageBatchInput, type PumpUsageBatchResult } from '../../src/workflows/activities/index.js';
 import { closeAfterAll } from '../support/teardown.js';
 import { allocateShards } from '../support/allocate.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
@@ -51,6 +51,42 @@ describe('pumpUsageBatch activity', () => {
     expect(result).toMatchObject({ read: events.length, posted: events.length, duplicates: 0, deadLettered: 0, acked: events.length });
     const transactions = Math.ceil(events.length / 9);
     expect(heartbeats).toEqual(['start', 'read', ...Array<string>(transactions).fill('ledger'), 'ledger-written', 'acked', 'trimmed']);
+  });
+
+  it('with a span, keeps pumping entries that arrive during it (no Temporal round trip per batch) and returns after the span', async () => {
+    // given a fresh shard with 4 events, and 6 more appended 400 ms into the activity's 1.5 s span
+    const shard = parseShard(range.at(1));
+    const tenant = uniqueTenant();
+    const first = generateEvents({ tenants: [tenant], periods: [BP], requests: 4, random: seededRandom(5), prefix: 'sa' });
+    const later = generateEvents({ tenants: [tenant], periods: [BP], requests: 6, random: seededRandom(6), prefix: 'sb' });
+    await appendEvents(redis, usageStreamKey(shard), first);
+    const batches: number[] = [];
+    const activities = createMeteringActivities({
+      pump: new UsagePump(pumpRedis, ledger),
+      onBatch: (outcome) => {
+        if ('result' in outcome) batches.push(outcome.result.read);
+      },
+    });
+    const env = new MockActivityEnvironment({ startToCloseTimeoutMs: 10_000 });
+    const appendLater = new Promise((resolve) => setTimeout(resolve, 400)).then(() => appendEvents(redis, usageStreamKey(shard), later));
+    // when one activity runs with a 1.5 s span, idle polls at most 200 ms apart
+    const startedMs = Date.now();
+    const result: PumpUsageBatchResult = await env.run((input: PumpUsageBatchInput) => activities.pumpUsageBatch(input), {
+      shard,
+      claimCursor: '0-0',
+      idleWaitMs: 1_500,
+      idlePollMs: 200,
+    });
+    await appendLater;
+    // then both waves were ledgered by this one activity, in separate batches, and it returned only after its span
+    expect(result).toMatchObject({
+      read: first.length + later.length,
+      posted: first.length + later.length,
+      acked: first.length + later.length,
+    });
+    expect(result.hasWaited).toBe(true);
+    expect(batches.filter((read) => read > 0)).toEqual([first.length, later.length]);
+    expect(Date.now() - startedMs).toBeGreaterThanOrEqual(1_300);
   });
 
   it('fails a malformed shard as a non-retryable INVALID_INPUT', async () => {

@@ -5,10 +5,13 @@
  * Heartbeats at every stage, so a crashed worker is noticed after the
  * heartbeat timeout rather than the whole start-to-close timeout.
  *
- * An idle stream is waited for here (`idleWaitMs`): the activity polls the
- * stream every `idlePollMs`, heartbeating, and returns as soon as a batch
- * finds entries, so an idle pump writes one activity per wait into its
- * workflow history instead of a durable timer per poll.
+ * One activity pumps for a span (`idleWaitMs`): batch after batch while the
+ * stream has entries, polling an idle stream with a pause that grows from
+ * 50 ms to `idlePollMs`, heartbeating throughout. So a pump adds one activity
+ * (~6 events) per span to its workflow history whatever the traffic, and a
+ * batch waits on no Temporal round trip (issue 19). Each batch acknowledges
+ * only what the ledger holds, so a crash anywhere in a span leaves at most the
+ * batch in progress pending, reclaimed by the retry.
  */
 import { Context, heartbeat } from '@temporalio/activity';
 import { parseShard, type PumpBatchResult, type PumpStage, type UsagePump } from '../../metering/index.js';
@@ -18,14 +21,14 @@ export interface PumpUsageBatchInput {
   shard: number;
   /** Reclaim scan position (`0-0` to start over). */
   claimCursor: string;
-  /** Wait up to this long (ms) for entries when the stream is idle; absent: return the first (possibly empty) batch. */
+  /** Pump batch after batch for this long (ms), waiting on an idle stream; absent: return the first (possibly empty) batch. */
   idleWaitMs?: number;
-  /** Pause between two polls of an idle stream, ms. @default 1000 */
+  /** Longest pause between two polls of an idle stream, ms (the pause grows to it from 50 ms). @default 1000 */
   idlePollMs?: number;
 }
 
 export type PumpUsageBatchResult = PumpBatchResult & {
-  /** The activity waited for entries (up to `idleWaitMs`) before returning an empty batch. */
+  /** The activity pumped (and waited) for its span, so the workflow need not pause before the next one. */
   hasWaited?: boolean;
 };
 
@@ -38,6 +41,8 @@ export interface MeteringActivityDeps {
 }
 
 const DEFAULT_IDLE_POLL_MS = 1_000;
+/** First pause after an empty poll; doubled after each empty poll up to `idlePollMs`. */
+const FIRST_IDLE_PAUSE_MS = 50;
 
 type ShardId = ReturnType<typeof parseShard>;
 
@@ -53,6 +58,23 @@ async function pause(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms);
     signal.addEventListener('abort', done);
   });
+}
+
+/** Two batches' results as one: counts summed, the later cursor, the highest entry id. */
+function combine(total: PumpBatchResult, next: PumpBatchResult): PumpBatchResult {
+  return {
+    claimCursor: next.claimCursor,
+    read: total.read + next.read,
+    reclaimed: total.reclaimed + next.reclaimed,
+    posted: total.posted + next.posted,
+    duplicates: total.duplicates + next.duplicates,
+    deadLettered: total.deadLettered + next.deadLettered,
+    acked: total.acked + next.acked,
+    trimmed: total.trimmed + next.trimmed,
+    warnings: total.warnings + next.warnings,
+    // stream ids of one stream only grow, so the later batch's highest id is the highest, when it read one
+    lastEntryId: next.lastEntryId === '' ? total.lastEntryId : next.lastEntryId,
+  };
 }
 
 /** Activities of the `meter/<shard>` workflows. */
@@ -75,27 +97,33 @@ export function createMeteringActivities(deps: MeteringActivityDeps) {
   };
   return {
     /**
-     * Pumps one batch of the shard's usage stream; on an idle stream, polls it
-     * until entries come, `idleWaitMs` passed (at most half the start-to-close
-     * timeout) or the worker shuts down. @returns what it did (read 0: idle throughout)
+     * Pumps the shard's usage stream: one batch, or, with `idleWaitMs`, batch
+     * after batch for that span (at most half the start-to-close timeout),
+     * polling an idle stream with a growing pause, until the span ends or the
+     * worker shuts down. @returns what its batches did together (read 0: idle throughout)
      */
     async pumpUsageBatch(input: PumpUsageBatchInput): Promise<PumpUsageBatchResult> {
       return asActivity(async () => {
         const shard = parseShard(input.shard);
         heartbeat('start');
-        let result = await pumpOnce(shard, input.claimCursor);
-        if (result.read > 0 || input.idleWaitMs === undefined) return result;
+        let total = await pumpOnce(shard, input.claimCursor);
+        if (input.idleWaitMs === undefined) return total;
         const context = Context.current();
         const startedMs = Date.now();
-        const waitMs = Math.min(input.idleWaitMs, Math.floor(context.info.startToCloseTimeoutMs / 2));
-        const pollMs = input.idlePollMs ?? DEFAULT_IDLE_POLL_MS;
-        while (result.read === 0 && Date.now() - startedMs + pollMs <= waitMs && !context.cancellationSignal.aborted) {
-          await pause(pollMs, context.cancellationSignal);
-          if (context.cancellationSignal.aborted) break;
-          heartbeat('idle');
-          result = await pumpOnce(shard, result.claimCursor);
+        const spanMs = Math.min(input.idleWaitMs, Math.floor(context.info.startToCloseTimeoutMs / 2));
+        const longestPauseMs = input.idlePollMs ?? DEFAULT_IDLE_POLL_MS;
+        let pauseMs = total.read > 0 ? 0 : Math.min(FIRST_IDLE_PAUSE_MS, longestPauseMs);
+        while (Date.now() - startedMs + pauseMs <= spanMs && !context.cancellationSignal.aborted) {
+          if (pauseMs > 0) {
+            await pause(pauseMs, context.cancellationSignal);
+            if (context.cancellationSignal.aborted) break;
+            heartbeat('idle');
+          }
+          const batch = await pumpOnce(shard, total.claimCursor);
+          total = combine(total, batch);
+          pauseMs = batch.read > 0 ? 0 : Math.min(Math.max(FIRST_IDLE_PAUSE_MS, pauseMs * 2), longestPauseMs);
         }
-        return result.read > 0 ? result : { ...result, hasWaited: true };
+        return { ...total, hasWaited: true };
       });
     },
   };
