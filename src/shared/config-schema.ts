@@ -238,6 +238,12 @@ export const CONFIG_SCHEMA = z.object({
   METER_HEARTBEAT_TIMEOUT_MS: positiveInt
     .default(10_000)
     .describe('Heartbeat timeout of one pump batch, ms: how soon a batch of a crashed worker is retried.'),
+  METER_BATCHES_IN_FLIGHT: positiveInt
+    .max(4_096)
+    .default(16)
+    .describe(
+      'Pump batches one worker process reads and ledgers at once (the other pumps wait their turn, heartbeating): keeps a cold start of every pump with a backlog from starving the worker of event-loop time.',
+    ),
   METER_MAX_TRANSACT_ITEMS: positiveInt
     .min(2)
     .max(100)

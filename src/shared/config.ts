@@ -59,6 +59,8 @@ export interface AppConfig {
     claimMinIdleMs: number;
     idleDelayMs: number;
     idleWaitMs: number;
+    /** Pump batches one worker process runs at once. */
+    batchesInFlight: number;
     iterationsPerRun: number;
     maxRunEvents: number;
     maxRunBytes: number;
@@ -200,6 +202,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
       maxRunBytes: raw.METER_MAX_RUN_BYTES,
       activityTimeoutMs: raw.METER_ACTIVITY_TIMEOUT_MS,
       heartbeatTimeoutMs: raw.METER_HEARTBEAT_TIMEOUT_MS,
+      batchesInFlight: raw.METER_BATCHES_IN_FLIGHT,
       maxTransactItems: raw.METER_MAX_TRANSACT_ITEMS,
       transactionsInFlight: raw.METER_TRANSACTIONS_IN_FLIGHT,
     },

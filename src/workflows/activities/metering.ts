@@ -6,8 +6,8 @@
  * heartbeat timeout rather than the whole start-to-close timeout.
  *
  * One activity pumps for a span (`idleWaitMs`): batch after batch while the
- * stream has entries, polling an idle stream with a pause that grows from
- * 50 ms to `idlePollMs`, heartbeating throughout. So a pump adds one activity
+ * stream has entries, then polling it with a pause that grows from 50 ms to
+ * `idlePollMs` (an idle stream: every `idlePollMs`), heartbeating throughout. So a pump adds one activity
  * (~6 events) per span to its workflow history whatever the traffic, and a
  * batch waits on no Temporal round trip (issue 19). Each batch acknowledges
  * only what the ledger holds, so a crash anywhere in a span leaves at most the
@@ -36,12 +36,14 @@ export interface MeteringActivityDeps {
   pump: UsagePump;
   /** Called at each stage of a batch, after the heartbeat (tests inject crashes here). */
   onStage?: (stage: PumpStage, shard: number) => void;
+  /** Most batches this process runs at once (the others wait, heartbeating). @default no bound */
+  batchesInFlight?: number;
   /** Called after each batch, done or failed (metrics). */
   onBatch?: (outcome: { result: PumpBatchResult } | { error: unknown }) => void;
 }
 
 const DEFAULT_IDLE_POLL_MS = 1_000;
-/** First pause after an empty poll; doubled after each empty poll up to `idlePollMs`. */
+/** First pause after a batch that read entries was followed by an empty one; doubled after each empty poll up to `idlePollMs`. */
 const FIRST_IDLE_PAUSE_MS = 50;
 
 type ShardId = ReturnType<typeof parseShard>;
@@ -58,6 +60,41 @@ async function pause(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms);
     signal.addEventListener('abort', done);
   });
+}
+
+/**
+ * At most `size` batches of one worker process at once, first come first
+ * served: a cold start's 256 pumps with a backlog must not hold the event loop
+ * so long that the worker stops polling its sticky queue in time.
+ */
+class BatchPermits {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(size: number) {
+    this.free = size;
+  }
+
+  /** Resolves with the permit's release once one is free; calls `whileWaiting` every second until then. */
+  async take(whileWaiting: () => void): Promise<() => void> {
+    if (this.free > 0) {
+      this.free -= 1;
+      return () => this.give();
+    }
+    const timer = setInterval(whileWaiting, 1_000);
+    try {
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    } finally {
+      clearInterval(timer);
+    }
+    return () => this.give();
+  }
+
+  private give(): void {
+    const next = this.waiting.shift();
+    if (next === undefined) this.free += 1;
+    else next();
+  }
 }
 
 /** Two batches' results as one: counts summed, the later cursor, the highest entry id. */
@@ -79,7 +116,16 @@ function combine(total: PumpBatchResult, next: PumpBatchResult): PumpBatchResult
 
 /** Activities of the `meter/<shard>` workflows. */
 export function createMeteringActivities(deps: MeteringActivityDeps) {
-  const pumpOnce = (shard: ShardId, claimCursor: string): Promise<PumpBatchResult> => {
+  const permits = deps.batchesInFlight === undefined ? undefined : new BatchPermits(deps.batchesInFlight);
+  const pumpOnce = async (shard: ShardId, claimCursor: string): Promise<PumpBatchResult> => {
+    const release = await permits?.take(() => heartbeat('queued'));
+    try {
+      return await pumpBatch(shard, claimCursor);
+    } finally {
+      release?.();
+    }
+  };
+  const pumpBatch = (shard: ShardId, claimCursor: string): Promise<PumpBatchResult> => {
     const batch = deps.pump.pumpBatch({
       shard,
       claimCursor,
@@ -112,7 +158,8 @@ export function createMeteringActivities(deps: MeteringActivityDeps) {
         const startedMs = Date.now();
         const spanMs = Math.min(input.idleWaitMs, Math.floor(context.info.startToCloseTimeoutMs / 2));
         const longestPauseMs = input.idlePollMs ?? DEFAULT_IDLE_POLL_MS;
-        let pauseMs = total.read > 0 ? 0 : Math.min(FIRST_IDLE_PAUSE_MS, longestPauseMs);
+        // a stream that just had entries is polled again at once, then after 50, 100, 200… ms; an idle one every longest pause
+        let pauseMs = total.read > 0 ? 0 : longestPauseMs;
         while (Date.now() - startedMs + pauseMs <= spanMs && !context.cancellationSignal.aborted) {
           if (pauseMs > 0) {
             await pause(pauseMs, context.cancellationSignal);
@@ -121,7 +168,7 @@ export function createMeteringActivities(deps: MeteringActivityDeps) {
           }
           const batch = await pumpOnce(shard, total.claimCursor);
           total = combine(total, batch);
-          pauseMs = batch.read > 0 ? 0 : Math.min(Math.max(FIRST_IDLE_PAUSE_MS, pauseMs * 2), longestPauseMs);
+          pauseMs = batch.read > 0 ? 0 : Math.min(pauseMs === 0 ? FIRST_IDLE_PAUSE_MS : pauseMs * 2, longestPauseMs);
         }
         return { ...total, hasWaited: true };
       });

@@ -56,6 +56,7 @@ describe('loadConfig', () => {
         maxRunBytes: 262_144,
         activityTimeoutMs: 60_000,
         heartbeatTimeoutMs: 10_000,
+        batchesInFlight: 16,
         maxTransactItems: 100,
         transactionsInFlight: 1,
       },
