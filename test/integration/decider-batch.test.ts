@@ -7,7 +7,14 @@
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { connectDeciderRedis, shardOf, usageStreamKey, type DecideInput, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
+import {
+  connectDeciderRedis,
+  shardOf,
+  usageStreamKey,
+  type DecideInput,
+  type DeciderRedis,
+  type LimitSpec,
+} from '../../src/decider/index.js';
 import { decodeMsgpackIntegers } from '../../src/decider/bucket-state.js';
 import { compileRequest, type CompiledRequest } from '../../src/decider/compile.js';
 import { compileBatch } from '../../src/decider/decide-args.js';
@@ -38,7 +45,13 @@ const LIMIT_SETS: LimitSpec[][] = [
       mode: 'hard',
       onDeciderDown: 'open',
     },
-    { id: id('sw'), scope: 'tenant', algorithm: { kind: 'sliding-window', limit: 60, windowMs: 60_000 }, mode: 'hard', onDeciderDown: 'open' },
+    {
+      id: id('sw'),
+      scope: 'tenant',
+      algorithm: { kind: 'sliding-window', limit: 60, windowMs: 60_000 },
+      mode: 'hard',
+      onDeciderDown: 'open',
+    },
     {
       id: id('pq'),
       scope: 'tenant',
@@ -48,7 +61,13 @@ const LIMIT_SETS: LimitSpec[][] = [
     },
   ],
   [
-    { id: id('fw'), scope: 'tenant', algorithm: { kind: 'fixed-window', limit: 35, windowMs: 60_000 }, mode: 'hard', onDeciderDown: 'open' },
+    {
+      id: id('fw'),
+      scope: 'tenant',
+      algorithm: { kind: 'fixed-window', limit: 35, windowMs: 60_000 },
+      mode: 'hard',
+      onDeciderDown: 'open',
+    },
     {
       id: id('pq'),
       scope: 'tenant',
@@ -65,7 +84,13 @@ const LIMIT_SETS: LimitSpec[][] = [
       mode: 'shadow',
       onDeciderDown: 'open',
     },
-    { id: id('cc'), scope: 'apiKey', algorithm: { kind: 'concurrency', slots: 4, leaseTtlMs: 60_000 }, mode: 'hard', onDeciderDown: 'open' },
+    {
+      id: id('cc'),
+      scope: 'apiKey',
+      algorithm: { kind: 'concurrency', slots: 4, leaseTtlMs: 60_000 },
+      mode: 'hard',
+      onDeciderDown: 'open',
+    },
   ],
 ];
 
