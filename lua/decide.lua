@@ -20,9 +20,11 @@
 --   per limit        {s:<shard>}:t:<tenant>:b:v1:<limitId>[:p:<periodStartMs>]
 --                    one key, two for a period quota (current, next period)
 --
--- ARGV[1]  layout version, must be 2
--- ARGV[2]  number of requests n (1..10000)
--- ARGV[3]  number of limit definitions d (0..1024), then d definitions:
+-- ARGV[1] alone: the batch, packed as ONE msgpack array (decoded once, in C, by cmsgpack: no
+-- Lua string per argument for Redis to build); its elements, written A[i] below as ARGV[i] was:
+-- A[1]  layout version, must be 4
+-- A[2]  number of requests n (1..10000)
+-- A[3]  number of limit definitions d (0..1024), then d definitions (strings or integers):
 --          alg, mode, p1, p2, p3, p4, nThresholds, thresholds..., and when nThresholds > 0 the limit id
 --     alg 1 token bucket   p1 capacity   p2 refill units  p3 per ms       p4 unused
 --     alg 2 fixed window   p1 limit      p2 window ms     p3,p4 unused
@@ -32,9 +34,10 @@
 --     mode 1 hard, 2 soft, 3 defer, 4 shadow; thresholds: percents of p1 (period quota only)
 -- then per request:
 --   requestId, cost (integer >= 0), billingEndMs, billingNextEndMs, tenant, keyId,
---   operation, policyVersion (copied into the event), billingStartMs, recordTtlMs (>= 1000),
---   attempt (1..64 bytes: the caller's token for this request, the same when it retries a call whose
---   reply was lost; "-" for none, never taken as the caller's own), nLimits, then nLimits definition indexes (1-based). The next billing period
+--   operation, policyVersion (copied into the event), billingStartMs (these 9 strings), recordTtlMs (>= 1000),
+--   attempt (a string of 1..64 bytes: the caller's token for this request, the same when it retries a call whose
+--   reply was lost; "-" for none, never taken as the caller's own), nLimits, then nLimits definition indexes (1-based)
+--   (recordTtlMs, nLimits and the indexes integers). The next billing period
 --   starts at billingEndMs.
 --
 -- Clock:   redis TIME (effects replication), read once per call; never ARGV
@@ -56,7 +59,7 @@
 
 -- ARGV and KEYS layout (header): the fields of a definition, and the arguments and keys of a
 -- request, as offsets from the first one; a request's limit keys follow KEY_LIMITS.
-local LAYOUT_VERSION = 3
+local LAYOUT_VERSION = 4
 local ARG_VERSION, ARG_N_REQUESTS, ARG_N_DEFINITIONS, ARG_DEFINITIONS = 1, 2, 3, 4
 local DEF_ALG, DEF_MODE, DEF_P1, DEF_P2, DEF_P3, DEF_P4, DEF_N_THRESHOLDS = 0, 1, 2, 3, 4, 5, 6
 local REQ_ID, REQ_COST, REQ_BILLING_END, REQ_BILLING_NEXT_END, REQ_TENANT, REQ_KEY_ID = 0, 1, 2, 3, 4, 5
@@ -79,7 +82,8 @@ local TTL_SLACK_MS, QUOTA_KEEP_MS, ADMITTED_KEEP_MS = 1000, 40 * DAY_MS, 400 * D
 
 local call, tonumber, floor, unpack = redis.call, tonumber, math.floor, unpack
 local mp_pack, mp_unpack = cmsgpack.pack, cmsgpack.unpack
-local ARGV, KEYS = ARGV, KEYS
+local PACKED, KEYS = ARGV, KEYS
+local ARGV = {} -- the unpacked batch (parse_batch), read by every function below
 
 -- Validation raises 'ERR_ARG <name> at <index>'; the pcall around the parse replies it (a bug: ERR_SCRIPT).
 local function arg_fail(index, name) error('ERR_ARG ' .. name .. ' at ' .. index, 0) end
@@ -125,17 +129,17 @@ end
 
 -- Reads request q from ARGV[p], its keys from KEYS[kp]; answers the positions after them.
 local function parse_request(q, p, kp)
-  if ARGV[p + REQ_ID] == nil then arg_fail(p + REQ_ID, 'requestId') end
+  if type(ARGV[p + REQ_ID]) ~= 'string' then arg_fail(p + REQ_ID, 'requestId') end
   local cost = arg_int(p + REQ_COST, 'cost', 0, MAX)
   local billing_start = arg_int(p + REQ_BILLING_START, 'billingStartMs', 0, MAX)
   local billing_end = arg_int(p + REQ_BILLING_END, 'billingEndMs', billing_start + 1, MAX)
   local billing_next_end = arg_int(p + REQ_BILLING_NEXT_END, 'billingNextEndMs', billing_end + 1, MAX)
   for at = p + REQ_TENANT, p + REQ_POLICY_VERSION do
-    if ARGV[at] == nil then arg_fail(at, 'event') end
+    if type(ARGV[at]) ~= 'string' then arg_fail(at, 'event') end
   end
   arg_int(p + REQ_RECORD_TTL, 'recordTtlMs', MIN_RECORD_TTL_MS, MAX)
   local attempt = ARGV[p + REQ_ATTEMPT]
-  if attempt == nil or #attempt < 1 or #attempt > 64 then arg_fail(p + REQ_ATTEMPT, 'attempt') end
+  if type(attempt) ~= 'string' or #attempt < 1 or #attempt > 64 then arg_fail(p + REQ_ATTEMPT, 'attempt') end
   local nl = arg_int(p + REQ_N_LIMITS, 'nLimits', 0, MAX_LIMITS)
   q_arg[q], q_key[q], q_cost[q], q_nl[q] = p, kp, cost, nl
   kp = kp + KEY_LIMITS
@@ -151,6 +155,10 @@ end
 -- Pass 1: validate the whole batch before any write, so a malformed or stale request can
 -- never leave earlier requests of the batch half-written. Answers the number of requests.
 local function parse_batch()
+  if #PACKED ~= 1 or type(PACKED[1]) ~= 'string' then arg_fail(1, 'packed') end
+  local ok, unpacked = pcall(mp_unpack, PACKED[1])
+  if not ok or type(unpacked) ~= 'table' then arg_fail(1, 'packed') end
+  ARGV = unpacked
   arg_int(ARG_VERSION, 'version', LAYOUT_VERSION, LAYOUT_VERSION)
   local n = arg_int(ARG_N_REQUESTS, 'n', 1, MAX_REQUESTS)
   local nd = arg_int(ARG_N_DEFINITIONS, 'nDefinitions', 0, MAX_DEFINITIONS)
