@@ -6,10 +6,9 @@
 -- O(total number of limits in the batch).
 --
 -- Cost model (measured, see BENCHMARKS.md): a redis.call costs ~1.5 µs whatever
--- it does, so the whole batch reads its string keys in ONE MGET before the first
--- decision and writes each changed key ONCE after the last (SET .. PX carries the
--- TTL; a hot tenant's requests in one batch share the read and the write); limit
--- definitions travel once per batch and requests refer to them by index.
+-- it does, so a request reads all its state in ONE MGET and writes each key in
+-- one command (SET .. PX carries the TTL); limit definitions travel once per
+-- batch and requests refer to them by index.
 --
 -- KEYS, per request in order (a batch may span shards on a single Redis; on
 -- Redis Cluster the caller batches per shard so one call is one slot):
@@ -21,7 +20,7 @@
 --                    one key, two for a period quota (current, next period)
 --
 -- ARGV[1] alone: the batch, packed as ONE msgpack array (decoded once, in C, by cmsgpack: no
--- Lua string per argument for Redis to build); its elements, written A[i] below as ARGV[i] was:
+-- Redis object and Lua string per argument); its elements, named A[i] here as ARGV[i] were in layout 3:
 -- A[1]  layout version, must be 4
 -- A[2]  number of requests n (1..10000)
 -- A[3]  number of limit definitions d (0..1024), then d definitions (strings or integers):
@@ -34,7 +33,8 @@
 --     mode 1 hard, 2 soft, 3 defer, 4 shadow; thresholds: percents of p1 (period quota only)
 -- then per request:
 --   requestId, cost (integer >= 0), billingEndMs, billingNextEndMs, tenant, keyId,
---   operation, policyVersion (copied into the event), billingStartMs (these 9 strings), recordTtlMs (>= 1000),
+--   operation, policyVersion (copied into the event), billingStartMs (cost and the three bounds integers, the
+--   rest strings), recordTtlMs (>= 1000),
 --   attempt (a string of 1..64 bytes: the caller's token for this request, the same when it retries a call whose
 --   reply was lost; "-" for none, never taken as the caller's own), nLimits, then nLimits definition indexes (1-based)
 --   (recordTtlMs, nLimits and the indexes integers). The next billing period
@@ -134,7 +134,7 @@ local function parse_request(q, p, kp)
   local billing_start = arg_int(p + REQ_BILLING_START, 'billingStartMs', 0, MAX)
   local billing_end = arg_int(p + REQ_BILLING_END, 'billingEndMs', billing_start + 1, MAX)
   local billing_next_end = arg_int(p + REQ_BILLING_NEXT_END, 'billingNextEndMs', billing_end + 1, MAX)
-  for at = p + REQ_TENANT, p + REQ_POLICY_VERSION do
+  for at = p + REQ_TENANT, p + REQ_POLICY_VERSION do -- strings, copied into the event
     if type(ARGV[at]) ~= 'string' then arg_fail(at, 'event') end
   end
   arg_int(p + REQ_RECORD_TTL, 'recordTtlMs', MIN_RECORD_TTL_MS, MAX)
@@ -173,97 +173,34 @@ end
 -- Scratch of the request being decided, by the limit's position i in it (reused across
 -- requests: no table per limit):
 --   e_def definition index   e_key state key in use (a period quota's current or next)
+--   e_val position of its value in the MGET reply (every algorithm but concurrency)
 --   e_fits cost fits   e_over overage   e_cross threshold crossed (percent or 0)
 --   e_rem remaining    e_reset resetMs  (as seen without a take, until a take sets them)
 --   e_a, e_b, e_c the state read: token bucket tokens, refill remainder; fixed window window, count;
 --     sliding window window, current, previous; period quota used, period end ms, 1 if the key
 --     exists else 0; concurrency live leases
-local e_def, e_key, e_fits, e_over, e_cross, e_rem, e_reset = {}, {}, {}, {}, {}, {}, {}
-local e_a, e_b, e_c = {}, {}, {}
+local e_def, e_key, e_val, e_fits, e_over, e_cross, e_rem, e_reset = {}, {}, {}, {}, {}, {}, {}, {}
+local e_a, e_b, e_c, mget_keys = {}, {}, {}, {}
 
--- The call's view of its string keys (every key but the stream and concurrency leases): read
--- in one MGET for the whole batch before the first decision, then read and written here, and
--- written to Redis once per key after the last decision. A key several requests of the batch
--- touch (a hot tenant) is read once and written once; the end state and its TTL are those of
--- writing after each request, and a key no admitted request touched is never written.
---   cache[key]  its value: a string, or false when missing
---   dirty_px[key]  the TTL to write it with (ms); nil: the key existed, its TTL is kept
-local cache, dirty, dirty_px, dirty_keys, n_dirty = {}, {}, {}, {}, 0
-local MGET_CHUNK = 1000 -- keys per MGET (unpack's stack)
-
--- Sets `key` in the call's view; written with `px` (a new TTL), or keeping its TTL when px is nil
--- (a counter that existed; a later write with a TTL replaces an earlier one, as SET .. PX would).
-local function put(key, value, px)
-  if not dirty[key] then
-    dirty[key], n_dirty = true, n_dirty + 1
-    dirty_keys[n_dirty] = key
-  end
-  cache[key] = value
-  if px then dirty_px[key] = px end
-end
-
--- Writes every key the batch changed, once each.
-local function write_back()
-  for k = 1, n_dirty do
-    local key = dirty_keys[k]
-    local px = dirty_px[key]
-    if px then call('SET', key, cache[key], 'PX', px) else call('SET', key, cache[key], 'KEEPTTL') end
-  end
-end
-
--- Request q's state keys, in decide order: its record, its admitted counter (of the billing
--- period it counts in) and each limit's key in use but a concurrency limit's; `visit(key)` each.
-local function state_keys(q, visit)
+-- One read for the record, the admitted counter and every string-valued limit state (a key
+-- known to be missing is then created with SET .. PX: one call instead of INCRBY + PEXPIRE).
+local function read_state(q, is_next)
   local ap, k0 = q_arg[q], q_key[q]
-  local is_next = now >= tonumber(ARGV[ap + REQ_BILLING_END])
-  visit(KEYS[k0 + KEY_RECORD])
-  visit(KEYS[k0 + (is_next and KEY_ADMITTED_NEXT or KEY_ADMITTED)])
-  local kk = k0 + KEY_LIMITS
+  mget_keys[1] = KEYS[k0 + KEY_RECORD]
+  mget_keys[2] = KEYS[k0 + (is_next and KEY_ADMITTED_NEXT or KEY_ADMITTED)]
+  local m, kk = 2, k0 + KEY_LIMITS
   for i = 1, q_nl[q] do
     local d = tonumber(ARGV[ap + REQ_N_LIMITS + i])
     local alg = d_alg[d]
-    if alg == ALG_PERIOD_QUOTA then
-      visit(now >= d_p3[d] and KEYS[kk + 1] or KEYS[kk])
-      kk = kk + 2
-    else
-      if alg ~= ALG_CONCURRENCY then visit(KEYS[kk]) end
-      kk = kk + 1
-    end
-  end
-  return is_next
-end
-
--- Reads every state key of the batch, each once, into `cache`.
-local function read_all(n)
-  local list, m = {}, 0
-  local function visit(key)
-    if cache[key] == nil then
-      cache[key] = false
-      m = m + 1
-      list[m] = key
-    end
-  end
-  for q = 1, n do state_keys(q, visit) end
-  for first = 1, m, MGET_CHUNK do
-    local last = math.min(m, first + MGET_CHUNK - 1)
-    local vals = call('MGET', unpack(list, first, last))
-    for k = first, last do cache[list[k]] = vals[k - first + 1] end
-  end
-end
-
--- Sets the scratch of request q (e_def, e_key per limit); answers its record's and its
--- admitted counter's keys.
-local function plan_request(q, is_next)
-  local ap, k0 = q_arg[q], q_key[q]
-  local kk = k0 + KEY_LIMITS
-  for i = 1, q_nl[q] do
-    local d = tonumber(ARGV[ap + REQ_N_LIMITS + i])
-    local alg = d_alg[d]
-    e_def[i], e_cross[i] = d, 0
+    e_def[i], e_val[i], e_cross[i] = d, false, 0
     e_key[i] = (alg == ALG_PERIOD_QUOTA and now >= d_p3[d]) and KEYS[kk + 1] or KEYS[kk]
     kk = kk + (alg == ALG_PERIOD_QUOTA and 2 or 1)
+    if alg ~= ALG_CONCURRENCY then
+      m = m + 1
+      mget_keys[m], e_val[i] = e_key[i], m
+    end
   end
-  return KEYS[k0 + KEY_RECORD], KEYS[k0 + (is_next and KEY_ADMITTED_NEXT or KEY_ADMITTED)]
+  return call('MGET', unpack(mget_keys, 1, m))
 end
 
 -- `used` units of `limit`: fits, retryAfterMs (`wait_ms`; never above the limit), overage (<= cost).
@@ -357,11 +294,11 @@ end
 
 -- Checks every limit of request q; answers kind, limitIndex and retryAfterMs. The first
 -- hard limit that does not fit decides, else the first deferring one; retry is the longest wait.
-local function check_all(q)
+local function check_all(q, vals)
   local deny_idx, defer_idx, retry, is_warned = 0, 0, 0, false
   for i = 1, q_nl[q] do
     local mode = d_mode[e_def[i]]
-    local fits, r_after, over = CHECK[d_alg[e_def[i]]](i, q_cost[q], cache[e_key[i]])
+    local fits, r_after, over = CHECK[d_alg[e_def[i]]](i, q_cost[q], vals[e_val[i]])
     e_fits[i], e_over[i] = fits, over
     if not fits and mode == MODE_HARD and deny_idx == 0 then deny_idx = i end
     if not fits and mode == MODE_DEFER and defer_idx == 0 then defer_idx = i end
@@ -385,24 +322,23 @@ local function take(i, cost, request_id)
     local tokens = math.max(0, e_a[i] - cost)
     local r = tokens >= limit and 0 or e_b[i]
     local full_ms = math.max(1, ceil_div((limit - tokens) * per - r, rate))
-    put(key, mp_pack(tokens, now, r), full_ms + TTL_SLACK_MS)
+    call('SET', key, mp_pack(tokens, now, r), 'PX', full_ms + TTL_SLACK_MS)
     e_reset[i] = full_ms
     return tokens
   elseif alg == ALG_FIXED_WINDOW then
     local count = e_b[i] + cost
-    put(key, mp_pack(e_a[i], count), e_reset[i] + TTL_SLACK_MS)
+    call('SET', key, mp_pack(e_a[i], count), 'PX', e_reset[i] + TTL_SLACK_MS)
     return limit - count
   elseif alg == ALG_SLIDING_WINDOW then
     local win, cur = d_p2[d], e_b[i] + cost
     -- kept through the next window, which reads this one's count as `previous`
-    put(key, mp_pack(e_a[i], cur, e_c[i]), e_reset[i] + win + TTL_SLACK_MS)
+    call('SET', key, mp_pack(e_a[i], cur, e_c[i]), 'PX', e_reset[i] + win + TTL_SLACK_MS)
     return floor((limit * win - e_c[i] * e_reset[i] - cur * win) / win)
   elseif alg == ALG_PERIOD_QUOTA then
     if cost == 0 then return e_rem[i] end
-    -- an existing counter keeps its TTL (as INCRBY would); a new one lives past its period's end
-    local used = e_a[i] + cost
-    put(key, string.format('%d', used), e_c[i] == 0 and (e_b[i] - now) + QUOTA_KEEP_MS or nil)
-    return limit - used
+    if e_c[i] == 1 then return limit - call('INCRBY', key, cost) end
+    call('SET', key, cost, 'PX', (e_b[i] - now) + QUOTA_KEEP_MS)
+    return limit - cost
   end
   call('ZREMRANGEBYSCORE', key, '-inf', now)
   call('ZADD', key, now + d_p2[d], request_id)
@@ -414,12 +350,12 @@ local function take(i, cost, request_id)
 end
 
 -- Counts an admitted cost into the tenant's counter of the billing period it counts in.
-local function count_admitted(q, is_next, key)
-  local cost, counted = q_cost[q], cache[key]
+local function count_admitted(q, is_next, is_counted)
+  local cost, key = q_cost[q], mget_keys[2]
   if cost == 0 then return end
-  if counted then return put(key, string.format('%d', tonumber(counted) + cost)) end
+  if is_counted then return call('INCRBY', key, cost) end
   local period_end = tonumber(ARGV[q_arg[q] + (is_next and REQ_BILLING_NEXT_END or REQ_BILLING_END)])
-  put(key, string.format('%d', cost), (period_end - now) + ADMITTED_KEEP_MS)
+  call('SET', key, cost, 'PX', (period_end - now) + ADMITTED_KEEP_MS)
 end
 
 -- Appends request q's usage event; `bp` names the billing period it counts in. Answers its id.
@@ -437,8 +373,8 @@ local function append_event(q, is_next)
   warn_pair[2] = warn
   return call('XADD', KEYS[q_key[q] + KEY_STREAM], '*',
     'id', ARGV[ap + REQ_ID], 'type', 'usage.reserved.v1', 'tenant', ARGV[ap + REQ_TENANT],
-    'key', ARGV[ap + REQ_KEY_ID], 'op', ARGV[ap + REQ_OPERATION], 'cost', ARGV[ap + REQ_COST],
-    'pv', ARGV[ap + REQ_POLICY_VERSION], 'bp', ARGV[ap + (is_next and REQ_BILLING_END or REQ_BILLING_START)],
+    'key', ARGV[ap + REQ_KEY_ID], 'op', ARGV[ap + REQ_OPERATION], 'cost', string.format('%d', q_cost[q]),
+    'pv', ARGV[ap + REQ_POLICY_VERSION], 'bp', string.format('%d', ARGV[ap + (is_next and REQ_BILLING_END or REQ_BILLING_START)]),
     'time_ms', now_str, unpack(warn_pair, 1, n_warn))
 end
 
@@ -447,19 +383,18 @@ local function decide(q)
   local ap, nl = q_arg[q], q_nl[q]
   -- the billing period the request counts in: the admitted counter's and the event's `bp`
   local is_next = now >= tonumber(ARGV[ap + REQ_BILLING_END])
-  local record_key, admitted_key = plan_request(q, is_next)
-  local record = cache[record_key]
-  if record then
+  local vals = read_state(q, is_next)
+  if vals[1] then
     -- a retry of an admitted request: the first decision, nothing taken; flagged unless it was made by this
     -- very attempt (a call whose reply was lost, sent again by the caller: its own first decision)
-    local first = mp_unpack(record)
+    local first = mp_unpack(vals[1])
     local token_at = REPLY_HEAD + first[REPLY_HEAD] * REPLY_PER_LIMIT + 1 -- nLimits is at REPLY_HEAD
     local attempt = ARGV[ap + REQ_ATTEMPT]
     first[REPLY_IS_REPLAY] = (attempt ~= '-' and first[token_at] == attempt) and 0 or 1
     first[token_at] = nil
     return first
   end
-  local kind, idx, retry = check_all(q)
+  local kind, idx, retry = check_all(q, vals)
   local is_admitted = kind == KIND_ALLOWED or kind == KIND_WARNED
   local reply = { kind, now, idx, retry, '', 0, nl }
   for i = 1, nl do
@@ -471,19 +406,17 @@ local function decide(q)
     reply[at + 3] = (e_fits[i] and 0 or FLAG_EXCEEDED) + (took and FLAG_TOOK or 0)
   end
   if not is_admitted then return reply end
-  count_admitted(q, is_next, admitted_key)
+  count_admitted(q, is_next, vals[2])
   reply[REPLY_STREAM_ID] = append_event(q, is_next)
   local token_at = REPLY_HEAD + nl * REPLY_PER_LIMIT + 1
   reply[token_at] = ARGV[ap + REQ_ATTEMPT]
-  put(record_key, mp_pack(reply), tonumber(ARGV[ap + REQ_RECORD_TTL]))
+  call('SET', KEYS[q_key[q] + KEY_RECORD], mp_pack(reply), 'PX', ARGV[ap + REQ_RECORD_TTL])
   reply[token_at] = nil
   return reply
 end
 
 local ok, n = pcall(parse_batch)
 if not ok then return redis.error_reply(tostring(n):find('^ERR_') and n or 'ERR_SCRIPT ' .. tostring(n)) end
-read_all(n)
 local out = {}
 for q = 1, n do out[q] = decide(q) end
-write_back()
 return out

@@ -42,19 +42,20 @@ export function limitDefinitionArgs(limit: LimitDefinition, limitId: string): st
  * A request's head in decide.lua's per-request block: `requestId, cost, billingEndMs,
  * billingNextEndMs, tenant, keyId, operation, policyVersion, billingStartMs` (the record TTL
  * and the definition indexes follow, added per batch by `compileBatch`). `billing`: the billing
- * period the request counts in and the next one.
+ * period the request counts in and the next one. The cost and the period bounds are integers
+ * (the script computes with them: no string to parse), the rest strings (copied into the event).
  */
-export function requestHeadArgs(input: DecideInput, billing: PeriodPair): string[] {
+export function requestHeadArgs(input: DecideInput, billing: PeriodPair): (string | number)[] {
   return [
     input.requestId,
-    String(input.cost),
-    String(billing.current.endMs),
-    String(billing.next.endMs),
+    input.cost,
+    billing.current.endMs,
+    billing.next.endMs,
     input.tenant,
     input.keyId,
     input.operation,
     String(input.policyVersion),
-    String(billing.current.startMs),
+    billing.current.startMs,
   ];
 }
 
@@ -63,7 +64,7 @@ export interface BatchMember {
   /** KEYS of the request, in decide.lua's per-request order. */
   keys: string[];
   /** See `requestHeadArgs`. */
-  head: string[];
+  head: (string | number)[];
   /** The request's own record lifetime in ms (undefined: the batch default). */
   recordTtlMs: number | undefined;
   /** Each limit's `limitDefinitionArgs`. */
@@ -113,7 +114,10 @@ export function compileBatch(
     length += definition.length;
   }
   requests.forEach((request, position) => {
-    for (const value of request.head) writer.str(value);
+    for (const value of request.head) {
+      if (typeof value === 'number') writer.uint(value);
+      else writer.str(value);
+    }
     writer.uint(request.recordTtlMs ?? defaultRecordTtlMs);
     writer.str(attempts?.[position] ?? '-');
     writer.uint(request.signatures.length);
