@@ -98,6 +98,9 @@ local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 local now_str = string.format('%d', now)
 local function fail_stale() error('ERR_STALE_PERIOD ' .. now_str, 0) end
 local function ceil_div(a, b) return floor((a + b - 1) / b) end
+-- An integer argument of redis.call as a decimal string: Redis would format a Lua number with %.17g (slower, measured)
+local format = string.format
+local function int(v) return format('%d', v) end
 
 -- Definitions, by index d (no table per definition): p1..p4 as in the header, thresholds
 -- (a list of percents, or false) and the limit's id (only with thresholds).
@@ -322,22 +325,22 @@ local function take(i, cost, request_id)
     local tokens = math.max(0, e_a[i] - cost)
     local r = tokens >= limit and 0 or e_b[i]
     local full_ms = math.max(1, ceil_div((limit - tokens) * per - r, rate))
-    call('SET', key, mp_pack(tokens, now, r), 'PX', full_ms + TTL_SLACK_MS)
+    call('SET', key, mp_pack(tokens, now, r), 'PX', int(full_ms + TTL_SLACK_MS))
     e_reset[i] = full_ms
     return tokens
   elseif alg == ALG_FIXED_WINDOW then
     local count = e_b[i] + cost
-    call('SET', key, mp_pack(e_a[i], count), 'PX', e_reset[i] + TTL_SLACK_MS)
+    call('SET', key, mp_pack(e_a[i], count), 'PX', int(e_reset[i] + TTL_SLACK_MS))
     return limit - count
   elseif alg == ALG_SLIDING_WINDOW then
     local win, cur = d_p2[d], e_b[i] + cost
     -- kept through the next window, which reads this one's count as `previous`
-    call('SET', key, mp_pack(e_a[i], cur, e_c[i]), 'PX', e_reset[i] + win + TTL_SLACK_MS)
+    call('SET', key, mp_pack(e_a[i], cur, e_c[i]), 'PX', int(e_reset[i] + win + TTL_SLACK_MS))
     return floor((limit * win - e_c[i] * e_reset[i] - cur * win) / win)
   elseif alg == ALG_PERIOD_QUOTA then
     if cost == 0 then return e_rem[i] end
-    if e_c[i] == 1 then return limit - call('INCRBY', key, cost) end
-    call('SET', key, cost, 'PX', (e_b[i] - now) + QUOTA_KEEP_MS)
+    if e_c[i] == 1 then return limit - call('INCRBY', key, int(cost)) end
+    call('SET', key, int(cost), 'PX', int((e_b[i] - now) + QUOTA_KEEP_MS))
     return limit - cost
   end
   call('ZREMRANGEBYSCORE', key, '-inf', now)
@@ -353,9 +356,9 @@ end
 local function count_admitted(q, is_next, is_counted)
   local cost, key = q_cost[q], mget_keys[2]
   if cost == 0 then return end
-  if is_counted then return call('INCRBY', key, cost) end
+  if is_counted then return call('INCRBY', key, int(cost)) end
   local period_end = tonumber(ARGV[q_arg[q] + (is_next and REQ_BILLING_NEXT_END or REQ_BILLING_END)])
-  call('SET', key, cost, 'PX', (period_end - now) + ADMITTED_KEEP_MS)
+  call('SET', key, int(cost), 'PX', int((period_end - now) + ADMITTED_KEEP_MS))
 end
 
 -- Appends request q's usage event; `bp` names the billing period it counts in. Answers its id.
@@ -410,7 +413,7 @@ local function decide(q)
   reply[REPLY_STREAM_ID] = append_event(q, is_next)
   local token_at = REPLY_HEAD + nl * REPLY_PER_LIMIT + 1
   reply[token_at] = ARGV[ap + REQ_ATTEMPT]
-  call('SET', KEYS[q_key[q] + KEY_RECORD], mp_pack(reply), 'PX', ARGV[ap + REQ_RECORD_TTL])
+  call('SET', KEYS[q_key[q] + KEY_RECORD], mp_pack(reply), 'PX', int(ARGV[ap + REQ_RECORD_TTL]))
   reply[token_at] = nil
   return reply
 end
