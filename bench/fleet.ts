@@ -145,6 +145,25 @@ async function workflowTasksBetween(client: Client, fromMs: number, toMs: number
   return count;
 }
 
+/** Workflow task timeouts (any type) recorded in pump runs open at or after `fromMs`, at or after it. */
+async function taskTimeoutsSince(client: Client, fromMs: number): Promise<number> {
+  const runs: { workflowId: string; runId: string }[] = [];
+  for await (const run of client.workflow.list({ query: `WorkflowType = 'meterShard'` })) {
+    if (run.closeTime === undefined || run.closeTime.getTime() >= fromMs) runs.push({ workflowId: run.workflowId, runId: run.runId });
+  }
+  let count = 0;
+  const lanes = Array.from({ length: 16 }, async () => {
+    for (let run = runs.shift(); run !== undefined; run = runs.shift()) {
+      const history = await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
+      for (const event of history.events ?? []) {
+        if (event.workflowTaskTimedOutEventAttributes != null && eventMs(event.eventTime) >= fromMs) count += 1;
+      }
+    }
+  });
+  await Promise.all(lanes);
+  return count;
+}
+
 /** Kills `worker`, appends a backlog, spawns the next; seconds from its spawn (and from its polling) to a lag under 5 s. */
 async function recover(input: {
   redis: Redis;
@@ -232,6 +251,9 @@ export async function benchFleet(opts: { redisPort: number }): Promise<{ figures
     worker = second.next;
     await traffic.stop();
     const recoveryS = Math.max(first.fromSpawnS, second.fromSpawnS);
+    // every workflow task timeout since the second restart's spawn: the killed worker's sticky tasks handed over, and
+    // any the new worker took or left on its own sticky queue while busy (the livelock of issue 19 would count here)
+    const timeoutsAfterRestart = await taskTimeoutsSince(client, second.next.spawnedMs);
 
     // 4. the largest pump run of the whole bench
     let maxHistory = 0;
@@ -253,6 +275,12 @@ export async function benchFleet(opts: { redisPort: number }): Promise<{ figures
         note: `largest pump run history over the bench (${note}, METER_MAX_RUN_EVENTS default; target ≤ 500)`,
       },
       {
+        name: 'meter_recovery_task_timeouts',
+        value: timeoutsAfterRestart,
+        unit: 'timeouts',
+        note: `workflow task timeouts of every type in all pump histories since the second restart's spawn (${note}): the killed worker's sticky hand-overs and any of the new worker's`,
+      },
+      {
         name: 'meter_idle_workflow_tasks_per_s',
         value: idleTasksPerS,
         unit: 'tasks/s',
@@ -266,6 +294,7 @@ export async function benchFleet(opts: { redisPort: number }): Promise<{ figures
       '| --- | --- |',
       `| recovery after a SIGKILL, first | ${first.fromSpawnS.toFixed(1)} s from spawn, ${first.fromPollingS.toFixed(1)} s from polling |`,
       `| recovery after a SIGKILL, second | ${second.fromSpawnS.toFixed(1)} s from spawn, ${second.fromPollingS.toFixed(1)} s from polling |`,
+      `| workflow task timeouts since the second restart | ${timeoutsAfterRestart} |`,
       `| largest pump run history | ${maxHistory} events |`,
       `| idle workflow tasks | ${idleTasksPerS.toFixed(2)} /s |`,
     ];
