@@ -7,7 +7,7 @@ import { BatchGetItemCommand, QueryCommand, type DynamoDBClient } from '@aws-sdk
 import { DependencyError, type TenantId } from '../shared/index.js';
 import { ledgerTableName } from './dynamo.js';
 import { partitionKey, type AttributeMap } from './ledger-items.js';
-import { OPERATION_ATTRIBUTE_PREFIX, ROLLUP_VERSION_SK, rollupPartition } from './model/rollups.js';
+import { OPERATION_SK_INFIX, ROLLUP_VERSION_SK, rollupPartition } from './model/rollups.js';
 
 /** One hour of a tenant's ledger. */
 export interface HourRollup {
@@ -57,19 +57,30 @@ export function monthsBetween(fromMs: number, toMs: number): string[] {
   return months;
 }
 
-function decodeRollup(item: AttributeMap): HourRollup {
-  const byOperation: Record<string, number> = {};
-  for (const [name, value] of Object.entries(item)) {
-    if (name.startsWith(OPERATION_ATTRIBUTE_PREFIX) && value.N !== undefined) {
-      byOperation[name.slice(OPERATION_ATTRIBUTE_PREFIX.length)] = Number(value.N);
+/** A month's hour items and operation items (sk `hour#<H>` and `hour#<H>#op#<operation>`) as hours, in time order. */
+function decodeRollups(items: readonly AttributeMap[]): HourRollup[] {
+  const hours = new Map<string, HourRollup>();
+  const hourOf = (hour: string): HourRollup => {
+    let rollup = hours.get(hour);
+    if (rollup === undefined) {
+      rollup = { hourStartMs: Date.parse(`${hour}:00:00.000Z`), units: 0, entries: 0, byOperation: {} };
+      hours.set(hour, rollup);
+    }
+    return rollup;
+  };
+  for (const item of items) {
+    const sk = (item['sk']?.S ?? '').slice('hour#'.length);
+    const infix = sk.indexOf(OPERATION_SK_INFIX);
+    const units = Number(item['units']?.N ?? '0');
+    if (infix === -1) {
+      const rollup = hourOf(sk);
+      rollup.units = units;
+      rollup.entries = Number(item['entries']?.N ?? '0');
+    } else {
+      hourOf(sk.slice(0, infix)).byOperation[sk.slice(infix + OPERATION_SK_INFIX.length)] = units;
     }
   }
-  return {
-    hourStartMs: Date.parse(`${(item['sk']?.S ?? '').slice('hour#'.length)}:00:00.000Z`),
-    units: Number(item['units']?.N ?? '0'),
-    entries: Number(item['entries']?.N ?? '0'),
-    byOperation,
-  };
+  return [...hours.values()].sort((a, b) => a.hourStartMs - b.hourStartMs);
 }
 
 function decodeEntry(item: AttributeMap, periodStart: string): ReceiptEntry {
@@ -197,7 +208,7 @@ export class DynamoUsageReader {
         throw wrap(error);
       }
     } while (start !== undefined);
-    return items.map(decodeRollup);
+    return decodeRollups(items);
   }
 
   /**

@@ -3,7 +3,12 @@
  * the entries they sum (so they are exactly the ledger, never an estimate):
  *
  *   pk `tenant#<tenant>#rollup#<YYYY-MM>` (UTC month of the event), sk `hour#<YYYY-MM-DDTHH>` (UTC hour)
- *   units (Σ amount), entries (count), `op#<operation>` (Σ amount per operation)
+ *   units (Σ amount), entries (count)
+ *   sk `hour#<YYYY-MM-DDTHH>#op#<operation>`   units (Σ amount of that operation in that hour)
+ *                 (an item per operation, not an attribute per operation: operation names come from clients,
+ *                 and one item holding all of them would outgrow DynamoDB's 400 KB item and 4 KB update
+ *                 expression under a client that names every request differently, failing the ledger's
+ *                 transaction and so the whole shard's metering)
  *   sk `version`  v: moved by every transaction that moves an hour of the month (readers cache a month's
  *                 hours and re-read them only when its version moved: exact, and a year reads one month)
  *
@@ -42,8 +47,12 @@ export const rollupPartition = (tenant: string, month: string): string => `tenan
 /** The sort key of one hour's rollup. */
 export const rollupSortKey = (hour: string): string => `hour#${hour}`;
 
-/** The attribute holding an operation's units in a rollup item. */
-export const OPERATION_ATTRIBUTE_PREFIX = 'op#';
+/** The sort key of one operation's rollup in one hour. */
+export const operationRollupSortKey = (hour: string, operation: string): string =>
+  `${rollupSortKey(hour)}${OPERATION_SK_INFIX}${operation}`;
+
+/** What separates the hour from the operation in an operation rollup's sort key. */
+export const OPERATION_SK_INFIX = '#op#';
 
 const rollupId = (tenant: string, hour: string): string => `${tenant}#${hour}`;
 
@@ -65,27 +74,26 @@ export function rollupsOf(entries: readonly RollupEntry[], postedAtMs: number): 
   return [...rollups.values()];
 }
 
-/** The update that ADDs a rollup to its item (created by the first ADD). */
-export function rollupUpdate(table: string, rollup: Rollup): TransactWriteItem {
-  const names: Record<string, string> = {};
-  const values: Record<string, { N: string }> = { ':units': { N: String(rollup.units) }, ':entries': { N: String(rollup.entries) } };
-  const adds = ['units :units', 'entries :entries'];
-  let index = 0;
-  for (const [operation, units] of rollup.byOperation) {
-    names[`#o${index}`] = `${OPERATION_ATTRIBUTE_PREFIX}${operation}`;
-    values[`:o${index}`] = { N: String(units) };
-    adds.push(`#o${index} :o${index}`);
-    index += 1;
-  }
-  return {
+/** The updates that ADD a rollup to its hour's item and to each of its operations' items (each created by its first ADD). */
+export function rollupUpdates(table: string, rollup: Rollup): TransactWriteItem[] {
+  const pk = { S: rollupPartition(rollup.tenant, rollup.hour.slice(0, 7)) };
+  const hourItem: TransactWriteItem = {
     Update: {
       TableName: table,
-      Key: { pk: { S: rollupPartition(rollup.tenant, rollup.hour.slice(0, 7)) }, sk: { S: rollupSortKey(rollup.hour) } },
-      UpdateExpression: `ADD ${adds.join(', ')}`,
-      ...(index === 0 ? {} : { ExpressionAttributeNames: names }),
-      ExpressionAttributeValues: values,
+      Key: { pk, sk: { S: rollupSortKey(rollup.hour) } },
+      UpdateExpression: 'ADD units :units, entries :entries',
+      ExpressionAttributeValues: { ':units': { N: String(rollup.units) }, ':entries': { N: String(rollup.entries) } },
     },
   };
+  const operationItems = [...rollup.byOperation].map(([operation, units]): TransactWriteItem => ({
+    Update: {
+      TableName: table,
+      Key: { pk, sk: { S: operationRollupSortKey(rollup.hour, operation) } },
+      UpdateExpression: 'ADD units :units',
+      ExpressionAttributeValues: { ':units': { N: String(units) } },
+    },
+  }));
+  return [hourItem, ...operationItems];
 }
 
 /** The version bump of a tenant's month of rollups (`YYYY-MM`). */
@@ -110,14 +118,15 @@ export function rollupWrites(table: string, entries: readonly RollupEntry[], pos
   for (const rollup of rollups)
     months.set(`${rollup.tenant}#${rollup.hour.slice(0, 7)}`, { tenant: rollup.tenant, month: rollup.hour.slice(0, 7) });
   return [
-    ...rollups.map((rollup) => rollupUpdate(table, rollup)),
+    ...rollups.flatMap((rollup) => rollupUpdates(table, rollup)),
     ...[...months.values()].map(({ tenant, month }) => rollupVersionUpdate(table, tenant, month)),
   ];
 }
 
 /**
  * Re-packs planned transactions so each holds at most `maxItems` operations counting its rollups
- * (entries + one balance per chunk + one rollup per distinct tenant and hour + one version per distinct
+ * (entries + one balance per chunk + one rollup per distinct tenant and hour and one per distinct tenant, hour and
+ * operation + one version per distinct
  * tenant and month, + 2 spare for entries without `atMs` whose hour and month are only known when posted). A chunk cut in two becomes two chunks of the
  * same balance in consecutive transactions (never run together: same balance).
  */
@@ -131,12 +140,14 @@ export function packWithRollups<E extends RollupEntry>(
   let current: BalanceChunk<E>[] = [];
   let items = 0;
   let hours = new Set<string>();
+  let operations = new Set<string>();
   let months = new Set<string>();
   const close = (): void => {
     if (current.length > 0) packed.push(current);
     current = [];
     items = 0;
     hours = new Set();
+    operations = new Set();
     months = new Set();
   };
   for (const transaction of transactions) {
@@ -152,13 +163,18 @@ export function packWithRollups<E extends RollupEntry>(
       for (const entry of chunk.entries) {
         const hour = rollupId(entry.tenant, hourOf(entry.atMs ?? nowMs));
         const month = hour.slice(0, -3);
-        const cost = (): number => 1 + (part.length === 0 ? 1 : 0) + (hours.has(hour) ? 0 : 1) + (months.has(month) ? 0 : 1);
+        // an entry without a time counts in the posting hour: its operation item is counted apart from any timed
+        // entry's, so an hour that turns over before posting never adds an item that was not counted
+        const operation = `${entry.atMs === undefined ? `${entry.tenant}#now` : hour}${OPERATION_SK_INFIX}${entry.operation}`;
+        const cost = (): number =>
+          1 + (part.length === 0 ? 1 : 0) + (hours.has(hour) ? 0 : 1) + (operations.has(operation) ? 0 : 1) + (months.has(month) ? 0 : 1);
         if (items + cost() > budget) {
           flush();
           close();
         }
         items += cost();
         hours.add(hour);
+        operations.add(operation);
         months.add(month);
         part.push(entry);
       }

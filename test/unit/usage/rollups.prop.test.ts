@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { planLedgerTransactions } from '../../../src/metering/index.js';
-import { hourOf, packWithRollups, rollupUpdate, rollupWrites, rollupsOf } from '../../../src/metering/model/rollups.js';
+import { hourOf, packWithRollups, rollupUpdates, rollupWrites, rollupsOf } from '../../../src/metering/model/rollups.js';
 
 const HOUR_MS = 3_600_000;
 const BASE_MS = Date.UTC(2026, 10, 30, 20);
@@ -11,7 +11,7 @@ const entryArb = fc.record({
   periodStart: fc.constantFrom('2026-10-01T00:00:00.000Z', '2026-11-01T00:00:00.000Z'),
   eventId: fc.uuid(),
   amount: fc.integer({ min: -1000, max: 1000 }),
-  operation: fc.constantFrom('getA', 'getB', 'anonymous'),
+  operation: fc.constantFrom('getA', 'getB', 'anonymous', 'getC', 'getD'),
   // hours on both sides of a UTC month boundary; some entries without a time (posted now)
   atMs: fc.option(fc.integer({ min: BASE_MS, max: BASE_MS + 8 * HOUR_MS }), { nil: undefined }),
 });
@@ -65,15 +65,35 @@ describe('rollupsOf', () => {
     );
   });
 
-  it('writes one ADD per rollup in its UTC month partition', () => {
+  it('writes one ADD per rollup in its UTC month partition, and one per operation of it in an item of its own', () => {
     const [rollup] = rollupsOf(
-      [{ tenant: 'a', periodStart: 'p', eventId: 'e', amount: 7, operation: 'getA', atMs: Date.UTC(2026, 11, 1, 0, 30) }],
+      [
+        { tenant: 'a', periodStart: 'p', eventId: 'e', amount: 7, operation: 'getA', atMs: Date.UTC(2026, 11, 1, 0, 30) },
+        { tenant: 'a', periodStart: 'p', eventId: 'f', amount: 2, operation: 'getB', atMs: Date.UTC(2026, 11, 1, 0, 40) },
+      ],
       0,
     );
-    const update = rollupUpdate('t_ledger', rollup!).Update!;
-    expect(update.Key).toEqual({ pk: { S: 'tenant#a#rollup#2026-12' }, sk: { S: 'hour#2026-12-01T00' } });
-    expect(update.UpdateExpression).toBe('ADD units :units, entries :entries, #o0 :o0');
-    expect(update.ExpressionAttributeNames).toEqual({ '#o0': 'op#getA' });
-    expect(update.ExpressionAttributeValues?.[':o0']).toEqual({ N: '7' });
+    const [hour, ...operations] = rollupUpdates('t_ledger', rollup!).map((item) => item.Update!);
+    expect(hour?.Key).toEqual({ pk: { S: 'tenant#a#rollup#2026-12' }, sk: { S: 'hour#2026-12-01T00' } });
+    expect(hour?.UpdateExpression).toBe('ADD units :units, entries :entries');
+    expect(hour?.ExpressionAttributeValues).toEqual({ ':units': { N: '9' }, ':entries': { N: '2' } });
+    expect(operations.map((update) => [update.Key?.['sk'], update.UpdateExpression, update.ExpressionAttributeValues])).toEqual([
+      [{ S: 'hour#2026-12-01T00#op#getA' }, 'ADD units :units', { ':units': { N: '7' } }],
+      [{ S: 'hour#2026-12-01T00#op#getB' }, 'ADD units :units', { ':units': { N: '2' } }],
+    ]);
+  });
+
+  it('keeps every update small however many operations a batch names (client-chosen names must not outgrow an item)', () => {
+    const entries = Array.from({ length: 500 }, (_, index) => ({
+      tenant: 'a',
+      periodStart: 'p',
+      eventId: `e${index}`,
+      amount: 1,
+      operation: `op_${'x'.repeat(100)}_${index}`,
+      atMs: BASE_MS,
+    }));
+    const writes = rollupWrites('t', entries, BASE_MS);
+    expect(writes).toHaveLength(1 + 500 + 1);
+    for (const write of writes) expect(JSON.stringify(write).length).toBeLessThan(1_000);
   });
 });
