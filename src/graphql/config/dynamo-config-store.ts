@@ -38,6 +38,7 @@ import type { PlanId, TenantId } from '../../shared/index.js';
 import { generateApiKey, hashApiKey } from '../identity/api-key.js';
 import type { ApiKeyRecord } from '../identity/key-store.js';
 import { accountPlanProblems, parsePlan, type Plan } from '../plans.js';
+import { configVersionBump, listSuspendedTenants } from './tenant-items.js';
 
 /** Physical name of the config table; must agree with infra/tables.ts. */
 export function configTableName(prefix: string): string {
@@ -117,14 +118,12 @@ export class DynamoConfigStore {
   }
 
   private bumpVersion(): TransactWriteItem {
-    return {
-      Update: {
-        TableName: this.table,
-        Key: VERSION_KEY,
-        UpdateExpression: 'ADD version :one',
-        ExpressionAttributeValues: { ':one': { N: '1' } },
-      },
-    };
+    return configVersionBump(this.table);
+  }
+
+  /** Tenants an admin suspended (`tenants` / `tenant#<id>`, status `suspended`): their keys answer 403. @throws DependencyError */
+  async suspendedTenants(): Promise<Set<string>> {
+    return this.send('list the tenants', () => listSuspendedTenants(this.client, this.table));
   }
 
   private async send<T>(what: string, call: () => Promise<T>): Promise<T> {
@@ -246,6 +245,8 @@ export class DynamoConfigStore {
     planId: string;
     nowMs: number;
     key?: string;
+    /** Written in the same transaction (the admin API's audit entry, a rotated key's expiry). */
+    extraItems?: TransactWriteItem[];
   }): Promise<{ key: string; version: number }> {
     const tenant = parseTenantId(input.tenant);
     const keyId = parseKeyId(input.keyId);
@@ -277,6 +278,7 @@ export class DynamoConfigStore {
             ConditionExpression: 'attribute_not_exists(pk)',
           },
         },
+        ...(input.extraItems ?? []),
       ]);
     } catch (error) {
       if (error instanceof TransactionCanceledException) {
@@ -296,7 +298,7 @@ export class DynamoConfigStore {
    * @throws NotFoundError when the tenant has no such key
    * @throws DependencyError when DynamoDB fails
    */
-  async revokeKey(input: { tenant: string; keyId: string }): Promise<number> {
+  async revokeKey(input: { tenant: string; keyId: string; extraItems?: TransactWriteItem[] }): Promise<number> {
     const tenant = parseTenantId(input.tenant);
     const keyId = parseKeyId(input.keyId);
     const index = await this.send('find the API key', () =>
@@ -321,6 +323,7 @@ export class DynamoConfigStore {
             ExpressionAttributeValues: { ':yes': { BOOL: true }, ':tenant': { S: tenant } },
           },
         },
+        ...(input.extraItems ?? []),
       ]);
     } catch (error) {
       if (error instanceof TransactionCanceledException)
@@ -347,6 +350,7 @@ export class DynamoConfigStore {
         planId: parsePlanId(item['planId']?.S),
         hash: Buffer.from(hash),
         isRevoked: item['isRevoked']?.BOOL !== false,
+        ...(item['expiresAtMs']?.N === undefined ? {} : { expiresAtMs: Number(item['expiresAtMs'].N) }),
       };
     } catch (error) {
       // a damaged record never authenticates anyone

@@ -1,0 +1,18 @@
+/** The admin API (`/admin/graphql`) and admin tokens. The API process wires it over its stores (src/graphql). */
+export { ADMIN_ENDPOINT, authenticateAdmin, createAdminApi, type AdminApi } from './api.js';
+export { adminResolvers, type AdminContext, type AdminDeps } from './resolvers.js';
+export { ADMIN_TYPE_DEFS } from './type-defs.js';
+export { ADMIN_TOKEN_PREFIX, generateAdminToken, hashAdminToken, isWellFormedAdminToken } from './tokens.js';
+export { writeFirstAdminToken } from './first-start.js';
+export type {
+  AdminActor,
+  AdminStore,
+  AdminTokenRecord,
+  AuditEntry,
+  AuditFilter,
+  AuditInput,
+  KeyView,
+  Page,
+  TenantRecord,
+  TenantStatus,
+} from './ports.js';
