@@ -165,7 +165,7 @@ export class DynamoAdminStore implements AdminStore {
   }
 
   async listTokens(): Promise<AdminTokenRecord[]> {
-    const items = await this.queryAll('list the admin tokens', 'admintokens');
+    const items = await this.queryAll('list the admin tokens', 'admintokens', 'token#');
     const tokens: AdminTokenRecord[] = [];
     for (const item of items) {
       const record = await this.findToken(Buffer.from(item['hash']?.S ?? '', 'hex'));
@@ -174,7 +174,7 @@ export class DynamoAdminStore implements AdminStore {
     return tokens;
   }
 
-  private async queryAll(what: string, pk: string, prefix = ''): Promise<Item[]> {
+  private async queryAll(what: string, pk: string, prefix: string): Promise<Item[]> {
     const items: Item[] = [];
     let start: Item | undefined;
     do {
