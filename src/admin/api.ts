@@ -7,7 +7,8 @@
  */
 import { createSchema, createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { DependencyError } from '../shared/index.js';
-import { adminResolvers, type AdminContext, type AdminDeps } from './resolvers.js';
+import { adminResolvers } from './resolvers.js';
+import type { AdminContext, AdminDeps } from './support.js';
 import type { AdminActor, AdminStore } from './ports.js';
 import { hashAdminToken, isWellFormedAdminToken } from './tokens.js';
 import { ADMIN_TYPE_DEFS } from './type-defs.js';

@@ -1,11 +1,15 @@
 /** The admin API (`/admin/graphql`) and admin tokens. The API process wires it over its stores (src/graphql). */
 export { ADMIN_ENDPOINT, authenticateAdmin, createAdminApi, type AdminApi } from './api.js';
-export { adminResolvers, type AdminContext, type AdminDeps } from './resolvers.js';
+export { adminResolvers } from './resolvers.js';
+export type { AdminContext, AdminDeps } from './support.js';
 export { ADMIN_TYPE_DEFS } from './type-defs.js';
 export { ADMIN_TOKEN_PREFIX, generateAdminToken, hashAdminToken, isWellFormedAdminToken } from './tokens.js';
 export { writeFirstAdminToken } from './first-start.js';
+export { diffPlans, type PlanChange } from './plan-diff.js';
 export type {
   AdminActor,
+  AdminPlanStore,
+  PlanRecord,
   AdminStore,
   AdminTokenRecord,
   AuditEntry,

@@ -130,3 +130,35 @@ export interface AdminStore {
   putAccount(settings: AccountSettings, nowMs: number): Promise<number>;
   getAccount(tenant: string): Promise<AccountView | undefined>;
 }
+
+/** A plan as the admin API shows it: its JSON body, or why the stored one does not validate. */
+export interface PlanRecord {
+  id: string;
+  version: number;
+  /** The plan as JSON (empty when the stored body is unreadable). */
+  body: string;
+  /** Why the stored plan does not validate (null: it does). */
+  problem: string | null;
+  /** When this version was applied, epoch ms (null: not known, e.g. stored before the admin API). */
+  appliedAtMs: number | null;
+}
+
+/** Plans as versioned data (the API process implements it over the config table). */
+export interface AdminPlanStore {
+  /**
+   * The plan, validated whole.
+   * @throws ValidationError `INVALID_INPUT`: every problem, with its path (`details.problems`)
+   */
+  checkPlan(raw: unknown): { id: string; version: number; plan: Record<string, unknown> };
+  /** Every stored plan (its current version). */
+  listPlans(): Promise<PlanRecord[]>;
+  /** The current version of one plan. */
+  getPlan(id: string): Promise<PlanRecord | undefined>;
+  /** Every version applied through the admin API, oldest first. */
+  planVersions(id: string): Promise<PlanRecord[]>;
+  /**
+   * Stores a new version (greater than the stored one) with its history entry and audit entry, in one transaction.
+   * @throws ValidationError (every problem), ConflictError `CONFLICT` (reason STALE_VERSION)
+   */
+  applyPlan(input: { raw: unknown; nowMs: number; audit: AuditInput }): Promise<{ plan: PlanRecord; version: number }>;
+}

@@ -3,46 +3,17 @@
  * token's id (its audit entry), announced (every API instance reloads the config at once; their poll
  * catches a lost announcement), and logged without secrets (keys and tokens are shown once, in the reply).
  */
-import { createGraphQLError } from 'graphql-yoga';
-import { applyCorrection, type AccountSettings, type AccountView, type CorrectionDeps } from '../billing/index.js';
+import { applyCorrection, type AccountSettings, type AccountView } from '../billing/index.js';
 import type { PeriodSpec } from '../decider/index.js';
-import { AppError, ValidationError, parseTenantId, type Clock, type Logger, type TenantId } from '../shared/index.js';
-import type { AdminActor, AdminStore, AdminTokenRecord, AuditEntry, KeyView, TenantRecord, TenantStatus } from './ports.js';
+import { ValidationError, parseTenantId } from '../shared/index.js';
+import type { AdminTokenRecord, AuditEntry, KeyView, TenantRecord, TenantStatus } from './ports.js';
+import { planResolvers } from './plan-resolvers.js';
+import { changed, run, type AdminContext, type AdminDeps } from './support.js';
 import { generateAdminToken, hashAdminToken } from './tokens.js';
-
-export interface AdminDeps {
-  store: AdminStore;
-  /** Tells every API instance the config version moved. */
-  announce: (version: number) => Promise<void>;
-  /** Ensures the tenant's `account/<tenant>` workflow (signal-with-start). */
-  ensureAccount: (tenant: TenantId) => Promise<void>;
-  corrections: CorrectionDeps;
-  logger: Logger;
-  clock: Clock;
-}
-
-export interface AdminContext {
-  actor: AdminActor;
-}
 
 const MAX_PAGE = 500;
 
 const iso = (ms: number): string => new Date(ms).toISOString();
-
-/** An AppError as a GraphQL error with its stable code (and the problems of a validation error). */
-function toGraphQLError(error: unknown): unknown {
-  if (!(error instanceof AppError)) return error;
-  const status = error.code === 'NOT_FOUND' ? 404 : error.code === 'CONFLICT' ? 409 : error.retryable ? 503 : 400;
-  return createGraphQLError(error.message, { extensions: { code: error.code, details: error.details, http: { status, spec: false } } });
-}
-
-async function run<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (error) {
-    throw toGraphQLError(error);
-  }
-}
 
 function pageSize(first: number): number {
   if (!Number.isInteger(first) || first < 1 || first > MAX_PAGE)
@@ -77,17 +48,6 @@ const tokenOut = (token: AdminTokenRecord): Record<string, unknown> => ({
 const auditOut = (entry: AuditEntry): Record<string, unknown> => ({ ...entry, at: iso(entry.atMs) });
 
 const accountOut = (account: AccountView): Record<string, unknown> => ({ ...account, webhookUrl: account.webhookUrl ?? null });
-
-/** Announces a change (best effort: the instances' poll catches up) and logs it. */
-async function changed(deps: AdminDeps, input: { version: number; actor: AdminActor; action: string; target: string }): Promise<void> {
-  await deps.announce(input.version).catch((error: unknown) => {
-    deps.logger.warn(
-      { err: error instanceof Error ? error.message : String(error) },
-      'admin change not announced; instances pick it up by polling',
-    );
-  });
-  deps.logger.info({ tokenId: input.actor.tokenId, action: input.action, target: input.target }, 'admin change');
-}
 
 function keyOf(deps: AdminDeps, tenant: string, keyId: string): Promise<KeyView> {
   return deps.store.listKeys(tenant).then((keys) => {
@@ -313,8 +273,9 @@ function dropNulls(value: unknown): Record<string, unknown> {
 
 /** The resolver map of `ADMIN_TYPE_DEFS`. */
 export function adminResolvers(deps: AdminDeps): Record<string, Record<string, unknown>> {
+  const plans = planResolvers(deps);
   return {
-    Query: queries(deps),
-    Mutation: { ...tenantMutations(deps), ...keyMutations(deps), ...billingMutations(deps) },
+    Query: { ...queries(deps), ...plans.Query },
+    Mutation: { ...tenantMutations(deps), ...keyMutations(deps), ...billingMutations(deps), ...plans.Mutation },
   };
 }

@@ -141,7 +141,36 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
     isNew: Boolean!
   }
 
+  type Plan {
+    id: String!
+    version: Int!
+    "The plan as JSON (empty when the stored body does not parse)."
+    body: String!
+    "Why the stored plan does not validate (the API serves its last good version); null when it does."
+    problem: String
+    appliedAt: String
+  }
+
+  type PlanChange {
+    "e.g. limits[burst].algorithm.capacity; empty: the whole plan (none stored)."
+    path: String!
+    before: String
+    after: String
+  }
+
+  type PlanDiff {
+    id: String!
+    storedVersion: Int
+    newVersion: Int!
+    changes: [PlanChange!]!
+  }
+
   type Query {
+    plans: [Plan!]!
+    "Every version applied through the admin API, oldest first."
+    planVersions(id: String!): [Plan!]!
+    "What applying this plan (JSON) would change against the stored version; every validation problem listed otherwise."
+    planDiff(plan: String!): PlanDiff!
     "The id of the admin token making this call."
     whoami: String!
     tenants(status: TenantStatus, plan: String, first: Int = 50, after: String): TenantPage!
@@ -153,6 +182,8 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
   }
 
   type Mutation {
+    "Stores a new version of a plan (JSON; its version must be greater than the stored one); every problem listed with its path."
+    applyPlan(plan: String!): Plan!
     createTenant(id: String!, plan: String): Tenant!
     "Every key of the tenant is refused at once (403 TENANT_SUSPENDED); nothing is metered."
     suspendTenant(id: String!): Tenant!

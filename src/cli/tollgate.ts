@@ -4,13 +4,14 @@
  * explains a command; an unknown command or bad arguments exit 2.
  *
  *   tollgate gateway --upstream <url> [--schema <file> | --introspect] [--costs <file>] [--port <n>]
- *   tollgate tenants|keys|accounts|corrections|audit-log|admin-tokens …   (the admin API, /admin/graphql)
+ *   tollgate tenants|keys|plans|accounts|corrections|audit-log|admin-tokens …   (the admin API, /admin/graphql)
  */
 import { fileURLToPath } from 'node:url';
 import { runApiProcess } from '../graphql/server.js';
 import type { CliIo, Command } from './command.js';
 import { accountsCommand, auditLogCommand, correctionsCommand } from './billing-commands.js';
 import { gatewayCommand } from './gateway-command.js';
+import { plansCommand } from './plan-commands.js';
 import { adminTokensCommand, keysCommand, tenantsCommand } from './tenant-commands.js';
 
 /** Every command, by name. */
@@ -18,6 +19,7 @@ export const COMMANDS: readonly Command[] = [
   gatewayCommand,
   tenantsCommand,
   keysCommand,
+  plansCommand,
   accountsCommand,
   correctionsCommand,
   auditLogCommand,

@@ -14,6 +14,7 @@ import type { ApiProcessDeps } from './api-process.js';
 import { DynamoAdminStore } from './config/admin-store.js';
 import { DynamoConfigStore } from './config/dynamo-config-store.js';
 import { announceConfigVersion } from './config/live-config.js';
+import { DynamoPlanAdmin } from './config/plan-history.js';
 
 /** The admin API over the process's clients; writes the first admin token when the demo is seeded. */
 export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<AdminApi> {
@@ -26,6 +27,7 @@ export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<Admin
   const temporal = new Client({ connection: deps.temporal, namespace: config.temporal.namespace });
   return createAdminApi({
     store,
+    plans: new DynamoPlanAdmin(dynamo, new DynamoConfigStore(dynamo, options), options),
     announce: (version) => announceConfigVersion(redis, version),
     ensureAccount: (tenant) =>
       ensureAccountWorkflow(temporal, { tenant, taskQueue: config.temporal.taskQueue, timings: accountTimings(config) }),

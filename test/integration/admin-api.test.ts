@@ -5,12 +5,14 @@
  * revoked and rotated through instance A and visible on both instances (polled, never timed); the
  * audit log of every change.
  */
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildSchema } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TYPE_DEFS } from '../../src/admin/index.js';
+import { parsePlan } from '../../src/graphql/index.js';
+import { ValidationError } from '../../src/shared/index.js';
 import { startApiServer, storeTenantPlan, type ApiServer } from '../support/api-server.js';
 import { slowBucket } from '../support/graphql.js';
 import { waitFor } from '../support/poll.js';
@@ -56,6 +58,23 @@ async function tenantCall(server: ApiServer, key: string): Promise<{ status: num
   const body = (await response.json()) as GraphQLReply['body'];
   return { status: response.status, code: body.errors?.[0]?.extensions?.code };
 }
+
+const FIXTURES = new URL('../fixtures/policies/', import.meta.url);
+const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' };
+const planOf = (id: string, version: number, limits: unknown, maxCostPerOperation = 10_000): Record<string, unknown> => ({
+  id,
+  version,
+  billingPeriod: MONTH,
+  maxCostPerOperation,
+  limits,
+});
+const BIG_BUCKET = {
+  id: 'burst',
+  scope: 'apiKey',
+  algorithm: { kind: 'token-bucket', capacity: 1_000_000, refillAmount: 1, refillPeriodMs: 3_600_000 },
+  mode: 'hard',
+  onDeciderDown: 'open',
+};
 
 /** Polls until the key answers `status` on both instances. */
 async function onBoth(what: string, key: string, status: number, code?: string): Promise<void> {
@@ -209,4 +228,99 @@ describe('tenants and keys', () => {
     const badId = await admin(a, 'mutation { createTenant(id: "Not An Id") { id } }');
     expect(badId.body.errors?.[0]?.extensions?.code).toBe('INVALID_ID');
   });
+});
+
+describe('plans', () => {
+  it('refuses every invalid shape with every problem and its path, storing nothing', async () => {
+    const id = uniqueTenant('plan');
+    const names = readdirSync(FIXTURES).filter((name) => name.startsWith('invalid-'));
+    expect(names.length).toBeGreaterThan(20);
+    for (const name of names) {
+      const limits: unknown = JSON.parse(readFileSync(new URL(name, FIXTURES), 'utf8'));
+      const reply = await admin(a, 'mutation($p: String!) { applyPlan(plan: $p) { id } }', { p: JSON.stringify(planOf(id, 1, limits)) });
+      let expected: string[] = [];
+      try {
+        parsePlan(planOf(id, 1, limits));
+      } catch (error) {
+        expected = (error as ValidationError).details['problems'] as string[];
+      }
+      expect(expected.length, name).toBeGreaterThan(0);
+      const error = reply.body.errors?.[0] as
+        { message: string; extensions: { code: string; details: { problems: string[] } } } | undefined;
+      expect(error?.extensions.code, name).toBe('INVALID_INPUT');
+      expect(error?.extensions.details.problems, name).toEqual(expected);
+      expect(error?.message, name).toBe(`invalid plan:\n${expected.join('\n')}`);
+    }
+    // a few exactly as an operator reads them
+    const mode = await admin(a, 'mutation($p: String!) { applyPlan(plan: $p) { id } }', {
+      p: JSON.stringify(planOf(id, 1, JSON.parse(readFileSync(new URL('invalid-mode.json', FIXTURES), 'utf8')))),
+    });
+    expect(mode.body.errors?.[0]?.message).toBe('invalid plan:\nlimits[0].mode must be hard, soft, defer or shadow');
+    const whole = await admin(a, 'mutation($p: String!) { applyPlan(plan: $p) { id } }', {
+      p: JSON.stringify({ id: 'P!', version: 0, limits: [] }),
+    });
+    expect(whole.body.errors?.[0]?.message).toBe(
+      'invalid plan:\nid is not a valid id\nversion must be an integer in 1..9007199254740991, got 0\nbillingPeriod must be an object\n' +
+        'maxCostPerOperation must be an integer in 1..9007199254740991, got undefined',
+    );
+    const notJson = await admin(a, 'mutation { applyPlan(plan: "{") { id } }');
+    expect(notJson.body.errors?.[0]?.message).toBe('invalid plan:\nplan: not JSON');
+    expect((await ok(a, 'query($id: String!) { planVersions(id: $id) { version } }', { id }))['planVersions']).toEqual([]);
+  });
+
+  it('applies versions (older refused), diffs against the stored one, lists them; a change reaches both instances', async () => {
+    const id = uniqueTenant('plan');
+    const tenant = uniqueTenant('adm');
+    await ok(a, 'mutation($p: String!) { applyPlan(plan: $p) { version } }', { p: JSON.stringify(planOf(id, 1, [BIG_BUCKET])) });
+    await ok(a, 'mutation($id: String!, $plan: String) { createTenant(id: $id, plan: $plan) { id } }', { id: tenant, plan: id });
+    const { key } = (await ok(a, 'mutation($t: String!) { createKey(tenant: $t, keyId: "k1") { key } }', { t: tenant }))['createKey'] as {
+      key: string;
+    };
+    await onBoth('the key of plan v1', key, 200);
+
+    // diff: what v2 changes (nothing stored)
+    const v2 = planOf(id, 2, [{ ...BIG_BUCKET, algorithm: { ...BIG_BUCKET.algorithm, capacity: 500_000 } }], 1);
+    const diff = (
+      await ok(b, 'query($p: String!) { planDiff(plan: $p) { storedVersion newVersion changes { path before after } } }', {
+        p: JSON.stringify(v2),
+      })
+    )['planDiff'];
+    expect(diff).toEqual({
+      storedVersion: 1,
+      newVersion: 2,
+      changes: [
+        { path: 'limits[burst].algorithm.capacity', before: '1000000', after: '500000' },
+        { path: 'maxCostPerOperation', before: '10000', after: '1' },
+      ],
+    });
+    await onBoth('the key still on v1 after a diff', key, 200);
+
+    // apply v2: every operation now costs more than the plan allows, on both instances
+    await ok(a, 'mutation($p: String!) { applyPlan(plan: $p) { version } }', { p: JSON.stringify(v2) });
+    await waitFor('plan v2 on both instances', async () => {
+      const replies = await Promise.all([tenantCall(a, key), tenantCall(b, key)]);
+      return replies.every((reply) => reply.code === 'COST_EXCEEDS_MAXIMUM');
+    });
+    const stale = await admin(a, 'mutation($p: String!) { applyPlan(plan: $p) { version } }', {
+      p: JSON.stringify(planOf(id, 2, [BIG_BUCKET])),
+    });
+    expect(stale.body.errors?.[0]?.extensions?.code).toBe('CONFLICT');
+    const versions = (await ok(b, 'query($id: String!) { planVersions(id: $id) { version body } }', { id }))['planVersions'] as {
+      version: number;
+      body: string;
+    }[];
+    expect(versions.map((version) => version.version)).toEqual([1, 2]);
+    expect(JSON.parse(versions[1]?.body ?? '{}')).toMatchObject({ maxCostPerOperation: 1 });
+    const listed = (await ok(a, '{ plans { id version problem } }'))['plans'] as { id: string; version: number; problem: string | null }[];
+    expect(listed.find((plan) => plan.id === id)).toEqual({ id, version: 2, problem: null });
+    const log = (await ok(a, 'query($t: String!) { auditLog(target: $t) { items { action before after } } }', { t: `plan/${id}` }))[
+      'auditLog'
+    ] as {
+      items: { action: string; before: string | null; after: string }[];
+    };
+    expect(log.items).toEqual([
+      { action: 'plan.apply', before: '{"version":1}', after: '{"version":2}' },
+      { action: 'plan.apply', before: null, after: '{"version":1}' },
+    ]);
+  }, 120_000);
 });

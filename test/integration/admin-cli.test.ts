@@ -1,16 +1,18 @@
 /**
- * The `tollgate` CLI's admin commands (bin/tollgate.mjs, spawned as a user runs it) against a real API
+ * The `tollgate` CLI's admin commands (its entry `runCli` in this process, and bin/tollgate.mjs spawned as
+ * a user runs it for the exit codes and output of a real process) against a real API
  * process: tenants, keys, accounts, corrections, audit-log and admin-tokens, each with bad input (exit
  * code 2 and the message), a refused token and an unreachable API (exit 1). Keys and secrets are printed
  * only when made.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../infra/services.js';
+import { runCli } from '../../src/cli/tollgate.js';
 import { allocateShards, tenantInShards } from '../support/allocate.js';
 import { startApiServer, storeTenantPlan, type ApiServer } from '../support/api-server.js';
 import { slowBucket } from '../support/graphql.js';
@@ -32,7 +34,8 @@ interface Run {
   err: string;
 }
 
-function tollgate(args: string[], env: Record<string, string> = {}): Promise<Run> {
+/** The CLI as a user runs it: `node bin/tollgate.mjs …` in its own process (a few seconds each on 2 cores). */
+function tollgateBin(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolveRun) => {
     execFile(
       process.execPath,
@@ -48,6 +51,19 @@ function tollgate(args: string[], env: Record<string, string> = {}): Promise<Run
       },
     );
   });
+}
+
+/** The same CLI entry (`runCli`, what bin/tollgate.mjs runs) in this process, over real sockets to the API. */
+async function tollgate(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  let out = '';
+  let err = '';
+  const code = await runCli(args, {
+    out: (text) => (out += `${text}\n`),
+    err: (text) => (err += `${text}\n`),
+    env: { TOLLGATE_ADMIN_URL: api.baseUrl, TOLLGATE_ADMIN_TOKEN: token, ...env },
+    runApiProcess: () => Promise.reject(new Error('not here')),
+  });
+  return { code, out, err };
 }
 
 async function status(key: string): Promise<number> {
@@ -88,12 +104,12 @@ describe('tollgate tenants and keys', () => {
     const created = await tollgate(['tenants', 'create', tenant, '--plan', planId]);
     expect(created).toMatchObject({ code: 0 });
     expect(created.out).toMatch(new RegExp(`${tenant}\\s+active\\s+${planId}`));
-    const again = await tollgate(['tenants', 'create', tenant]);
+    const again = await tollgateBin(['tenants', 'create', tenant]);
     expect(again.code).toBe(2);
     expect(again.err).toContain(`tollgate tenants create: CONFLICT: tenant ${tenant} exists`);
     expect((await tollgate(['tenants', 'create', 'Bad Id'])).err).toContain('INVALID_ID');
 
-    const key = await tollgate(['keys', 'create', tenant, 'k1']);
+    const key = await tollgateBin(['keys', 'create', tenant, 'k1']);
     expect(key.code).toBe(0);
     const first = keyIn(key);
     expect(first).toMatch(/^tg_/);
@@ -175,6 +191,59 @@ describe('tollgate accounts and corrections', () => {
   }, 240_000);
 });
 
+describe('tollgate plans', () => {
+  it('applies, diffs, lists and versions plans from JSON and YAML files; bad files and plans exit 2', async () => {
+    const id = tenantInShards(range, 'plan');
+    const bucket = {
+      id: 'burst',
+      scope: 'apiKey',
+      mode: 'hard',
+      onDeciderDown: 'open',
+      algorithm: { kind: 'token-bucket', capacity: 100, refillAmount: 1, refillPeriodMs: 1000 },
+    };
+    const plan = {
+      id,
+      version: 1,
+      billingPeriod: { unit: 'month', anchorDay: 1, timeZone: 'UTC' },
+      maxCostPerOperation: 50,
+      limits: [bucket],
+    };
+    const v1 = join(scratch, 'plan-v1.json');
+    writeFileSync(v1, JSON.stringify(plan));
+    const v2 = join(scratch, 'plan-v2.yaml');
+    writeFileSync(
+      v2,
+      `id: ${id}\nversion: 2\nbillingPeriod: { unit: month, anchorDay: 1, timeZone: UTC }\nmaxCostPerOperation: 60\nlimits:\n  - ${JSON.stringify(bucket)}\n`,
+    );
+    const applied = await tollgate(['plans', 'apply', v1]);
+    expect(applied.code).toBe(0);
+    expect(applied.out).toMatch(new RegExp(`${id}\\s+1`));
+    const diff = await tollgate(['plans', 'diff', v2]);
+    expect(diff.out).toContain(`plan ${id}: stored v1 -> v2`);
+    expect(diff.out).toMatch(/maxCostPerOperation\s+50\s+60/);
+    expect((await tollgate(['plans', 'apply', v2])).code).toBe(0);
+    expect((await tollgate(['plans', 'list'])).out).toMatch(new RegExp(`${id}\\s+2`));
+    const versions = JSON.parse((await tollgate(['plans', 'versions', id, '--json'])).out) as { version: number }[];
+    expect(versions.map((version) => version.version)).toEqual([1, 2]);
+    const stale = await tollgate(['plans', 'apply', v1]);
+    expect(stale).toMatchObject({ code: 2, err: expect.stringContaining('CONFLICT') as unknown });
+    const bad = join(scratch, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ ...plan, version: 3, limits: [{ ...bucket, mode: 'strict' }] }));
+    const invalid = await tollgate(['plans', 'apply', bad]);
+    expect(invalid).toMatchObject({
+      code: 2,
+      err: expect.stringContaining('limits[0].mode must be hard, soft, defer or shadow') as unknown,
+    });
+    const broken = join(scratch, 'broken.json');
+    writeFileSync(broken, '{');
+    expect(await tollgate(['plans', 'apply', broken])).toMatchObject({ code: 2, err: expect.stringContaining('not JSON') as unknown });
+    expect(await tollgate(['plans', 'apply', join(scratch, 'missing.json')])).toMatchObject({
+      code: 2,
+      err: expect.stringContaining('ENOENT') as unknown,
+    });
+  }, 240_000);
+});
+
 describe('tollgate admin-tokens and failures', () => {
   it('creates, lists and revokes admin tokens; a refused token and an unreachable API exit 1', async () => {
     const created = await tollgate(['admin-tokens', 'create', 'ops-cli']);
@@ -184,10 +253,10 @@ describe('tollgate admin-tokens and failures', () => {
     const list = await tollgate(['admin-tokens', 'list']);
     expect(list.out, list.err).toContain('ops-cli');
     expect((await tollgate(['admin-tokens', 'revoke', 'ops-cli'])).code).toBe(0);
-    const refused = await tollgate(['tenants', 'list'], { TOLLGATE_ADMIN_TOKEN: second });
+    const refused = await tollgateBin(['tenants', 'list'], { TOLLGATE_ADMIN_TOKEN: second });
     expect(refused).toMatchObject({ code: 1, err: expect.stringContaining('admin authentication failed') as unknown });
     const port = await freePort();
-    const unreachable = await tollgate(['tenants', 'list', '--url', `http://127.0.0.1:${port}`]);
+    const unreachable = await tollgateBin(['tenants', 'list', '--url', `http://127.0.0.1:${port}`]);
     expect(unreachable).toMatchObject({ code: 1, err: expect.stringContaining('cannot reach the admin API') as unknown });
     const noToken = await tollgate(['tenants', 'list'], {
       TOLLGATE_ADMIN_TOKEN: '',

@@ -6,6 +6,7 @@
  * Item layout (`pk` / `sk`):
  *   `config` / `version`          version (N): +1 on every change of a plan or key
  *   `plans` / `plan#<planId>`     version (N, the plan's own), body (S: the plan as JSON), updatedAtMs
+ *   `plans` / `planversion#<planId>#<version, 10 digits>`   body, appliedAtMs: every version applied by the admin API
  *   `apikey#<sha256 hex>` / `apikey`   tenant, keyId, planId, isRevoked (BOOL), createdAtMs
  *   `tenant#<tenant>` / `apikey#<keyId>`   hash (S: sha256 hex): finds a key to revoke by its id
  *   `tenant#<tenant>` / `account`  the tenant's account (src/billing/accounts.ts; its put moves the version too):
@@ -156,7 +157,7 @@ export class DynamoConfigStore {
    * @throws ConflictError `CONFLICT` (reason `STALE_VERSION`) when the stored plan has this version or a later one
    * @throws DependencyError when DynamoDB fails
    */
-  async putPlan(plan: Plan, nowMs: number): Promise<number> {
+  async putPlan(plan: Plan, nowMs: number, extraItems: TransactWriteItem[] = []): Promise<number> {
     const valid = parsePlan(plan);
     await this.checkAccountsAgree(valid);
     try {
@@ -175,6 +176,7 @@ export class DynamoConfigStore {
             ExpressionAttributeValues: { ':version': { N: String(valid.version) } },
           },
         },
+        ...extraItems,
       ]);
     } catch (error) {
       if (error instanceof TransactionCanceledException && error.CancellationReasons?.[0]?.Code === 'ConditionalCheckFailed') {
