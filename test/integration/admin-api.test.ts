@@ -12,7 +12,7 @@ import { buildSchema } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TYPE_DEFS } from '../../src/admin/index.js';
 import { parsePlan } from '../../src/graphql/index.js';
-import { ValidationError } from '../../src/shared/index.js';
+import { type ValidationError } from '../../src/shared/index.js';
 import { startApiServer, storeTenantPlan, type ApiServer } from '../support/api-server.js';
 import { slowBucket } from '../support/graphql.js';
 import { waitFor } from '../support/poll.js';
