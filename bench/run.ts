@@ -14,6 +14,7 @@ import { benchDecider } from './decider.js';
 import { benchGraphql, type Figure } from './graphql.js';
 import { benchGateway } from './gateway.js';
 import { benchMetering } from './metering.js';
+import { benchFleet } from './fleet.js';
 import { benchOverload } from './overload.js';
 import { benchSpool } from './spool.js';
 
@@ -53,6 +54,8 @@ const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection
         loadPerSecond: Math.max(100, Math.round(ctx.earlier.get('graphql_admitted_per_second') ?? 1_000)),
       }),
   },
+  // the pump fleet at 256 shards (issue 19): the worker entry point on its own Temporal and DynamoDB Local, this Redis
+  { name: 'fleet', run: async (ctx) => benchFleet({ redisPort: ctx.redisPort }) },
   { name: 'spool', run: benchSpool },
   // overload (issue 14): the API process itself, on this Redis and DynamoDB Local of its own
   { name: 'overload', run: async (ctx) => benchOverload({ redisPort: ctx.redisPort, durationMs: ctx.durationMs }) },
