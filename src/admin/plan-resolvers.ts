@@ -1,5 +1,6 @@
-/** The admin API's plan fields: list, versions, diff against the stored version, apply (every problem with its path). */
-import { ValidationError } from '../shared/index.js';
+/** The admin API's plan fields (list, versions, diff against the stored version, apply with every problem and its path) and the audit. */
+import { periodAt } from '../decider/index.js';
+import { NotFoundError, ValidationError, parseTenantId } from '../shared/index.js';
 import { diffPlans } from './plan-diff.js';
 import type { AdminPlanStore, PlanRecord } from './ports.js';
 import { changed, run, type AdminContext, type AdminDeps } from './support.js';
@@ -10,6 +11,18 @@ const planOut = (plan: PlanRecord): Record<string, unknown> => ({
   ...plan,
   appliedAt: plan.appliedAtMs === null ? null : new Date(plan.appliedAtMs).toISOString(),
 });
+
+/** The audit of the tenant's period holding `at` (its account's calendar). @throws ValidationError, NotFoundError */
+async function auditOf(deps: AdminDeps, tenant: string, at: unknown): Promise<Record<string, unknown>> {
+  const atMs = typeof at === 'string' ? Date.parse(at) : deps.clock.nowMs();
+  if (Number.isNaN(atMs)) throw new ValidationError('INVALID_INPUT', 'at must be an ISO-8601 instant');
+  const account = await deps.corrections.accounts.get(parseTenantId(tenant));
+  if (account === undefined) throw new NotFoundError(`tenant ${tenant} has no account (its billing period decides what to audit)`);
+  const periodStartMs = periodAt(account.billingPeriod, atMs).startMs;
+  const outcome = await deps.auditor.auditTenantPeriod({ tenant, periodStartMs });
+  if (outcome.kind === 'unsettled') return { tenant, periodStart: outcome.periodStart, status: 'unsettled' };
+  return { ...outcome.report, status: 'audited' };
+}
 
 /** The plan text of an argument (JSON). @throws ValidationError */
 function planJson(raw: unknown): unknown {
@@ -27,6 +40,7 @@ export function planResolvers(deps: AdminDeps & { plans: AdminPlanStore }): {
   const { plans, clock } = deps;
   return {
     Query: {
+      audit: (_parent: unknown, args: Args) => run(async () => auditOf(deps, String(args['tenant']), args['at'])),
       plans: () => run(async () => (await plans.listPlans()).map(planOut)),
       planVersions: (_parent: unknown, args: Args) => run(async () => (await plans.planVersions(String(args['id']))).map(planOut)),
       planDiff: (_parent: unknown, args: Args) =>

@@ -1,6 +1,7 @@
 /** What the admin resolvers share: their dependencies and context, errors as GraphQL errors, announcing a change. */
 import { createGraphQLError } from 'graphql-yoga';
 import type { CorrectionDeps } from '../billing/index.js';
+import type { AuditOutcome } from '../metering/index.js';
 import { AppError, type Clock, type Logger, type TenantId } from '../shared/index.js';
 import type { AdminActor, AdminPlanStore, AdminStore } from './ports.js';
 
@@ -12,6 +13,8 @@ export interface AdminDeps {
   /** Ensures the tenant's `account/<tenant>` workflow (signal-with-start). */
   ensureAccount: (tenant: TenantId) => Promise<void>;
   corrections: CorrectionDeps;
+  /** Ledger vs admitted counters of one tenant period (the metering audit, read-only). */
+  auditor: { auditTenantPeriod(input: { tenant: string; periodStartMs: number }): Promise<AuditOutcome> };
   logger: Logger;
   clock: Clock;
 }

@@ -165,7 +165,22 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
     changes: [PlanChange!]!
   }
 
+  "Ledger vs admitted counters of one tenant's billing period: drift = admitted - ledgered - inFlight (0 when exact)."
+  type TenantAudit {
+    tenant: String!
+    periodStart: String!
+    "audited, or unsettled (the stream moved during every snapshot; try again)."
+    status: String!
+    admitted: Float
+    ledgered: Float
+    inFlight: Float
+    drift: Float
+    duplicateEvents: Float
+  }
+
   type Query {
+    "Audits the tenant's billing period holding 'at' (ISO-8601; default now), in its account's calendar."
+    audit(tenant: String!, at: String): TenantAudit!
     plans: [Plan!]!
     "Every version applied through the admin API, oldest first."
     planVersions(id: String!): [Plan!]!

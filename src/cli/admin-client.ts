@@ -57,13 +57,19 @@ function tokenFromFile(file: string): string | undefined {
   }
 }
 
+/** The API process's base URL (`--url`, else TOLLGATE_ADMIN_URL, else the local default). @throws CliError (exit 2) */
+export function apiUrl(values: { url?: string | undefined }, env: Record<string, string | undefined>): string {
+  const url = (values.url ?? env['TOLLGATE_ADMIN_URL'] ?? 'http://127.0.0.1:4000').replace(/\/+$/, '');
+  if (!/^https?:\/\//.test(url)) throw new CliError(`--url ${JSON.stringify(url)}: must start with http:// or https://`, 2);
+  return url;
+}
+
 /** @throws CliError (exit 2) when no token is given anywhere */
 export function adminTarget(
   values: { url?: string | undefined; token?: string | undefined },
   env: Record<string, string | undefined>,
 ): AdminTarget {
-  const url = (values.url ?? env['TOLLGATE_ADMIN_URL'] ?? 'http://127.0.0.1:4000').replace(/\/+$/, '');
-  if (!/^https?:\/\//.test(url)) throw new CliError(`--url ${JSON.stringify(url)}: must start with http:// or https://`, 2);
+  const url = apiUrl(values, env);
   const token = values.token ?? env['TOLLGATE_ADMIN_TOKEN'] ?? tokenFromFile(env['TOLLGATE_ADMIN_TOKEN_FILE'] ?? '.data/admin-token.json');
   if (token === undefined || token === '') {
     throw new CliError('no admin token: pass --token, set TOLLGATE_ADMIN_TOKEN, or run where `npm start` wrote .data/admin-token.json', 2);

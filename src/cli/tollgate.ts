@@ -13,6 +13,7 @@ import { accountsCommand, auditLogCommand, correctionsCommand } from './billing-
 import { gatewayCommand } from './gateway-command.js';
 import { plansCommand } from './plan-commands.js';
 import { adminTokensCommand, keysCommand, tenantsCommand } from './tenant-commands.js';
+import { auditCommand, quoteCommand } from './usage-commands.js';
 
 /** Every command, by name. */
 export const COMMANDS: readonly Command[] = [
@@ -24,6 +25,8 @@ export const COMMANDS: readonly Command[] = [
   correctionsCommand,
   auditLogCommand,
   adminTokensCommand,
+  auditCommand,
+  quoteCommand,
 ];
 
 function usage(): string {

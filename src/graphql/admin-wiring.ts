@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import { Client } from '@temporalio/client';
 import { ADMIN_ENDPOINT, createAdminApi, writeFirstAdminToken, type AdminApi } from '../admin/index.js';
 import { DynamoAccountStore } from '../billing/index.js';
+import { MeteringAuditor } from '../metering/index.js';
 import { systemClock } from '../shared/index.js';
 import { accountTimings, ensureAccountWorkflow } from '../workflows/index.js';
 import type { ApiProcessDeps } from './api-process.js';
@@ -32,6 +33,7 @@ export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<Admin
     ensureAccount: (tenant) =>
       ensureAccountWorkflow(temporal, { tenant, taskQueue: config.temporal.taskQueue, timings: accountTimings(config) }),
     corrections: { redis, shardCount: config.redis.shardCount, accounts: new DynamoAccountStore(dynamo, options) },
+    auditor: new MeteringAuditor(redis, dynamo, { shardCount: config.redis.shardCount, tablePrefix: config.dynamodb.tablePrefix }),
     logger,
     clock: systemClock,
   });

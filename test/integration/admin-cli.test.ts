@@ -153,7 +153,8 @@ describe('tollgate accounts and corrections', () => {
   it('sets and shows an account (secret write-only), refuses a disagreeing period, posts a correction', async () => {
     const tenant = tenantInShards(range, 'cli');
     expect((await tollgate(['tenants', 'create', tenant, '--plan', planId])).code).toBe(0);
-    expect((await tollgate(['keys', 'create', tenant, 'k1'])).code).toBe(0);
+    const created = await tollgate(['keys', 'create', tenant, 'k1']);
+    expect(created.code).toBe(0);
     const secret = 'whsec-cli-0123456789';
     const daily = await tollgate(['accounts', 'set', tenant, '--period', 'day', '--currency', 'EUR', '--unit-price-micros', '1']);
     expect(daily.code).toBe(2);
@@ -188,6 +189,25 @@ describe('tollgate accounts and corrections', () => {
     expect(zero).toMatchObject({ code: 2, err: expect.stringContaining('--units "0": must be a non-zero integer') as unknown });
     const badId = await tollgate(['corrections', 'post', tenant, '--id', 'Bad Id', '--units', '3', '--reason', 'x']);
     expect(badId).toMatchObject({ code: 2, err: expect.stringContaining('INVALID_INPUT') as unknown });
+
+    // the audit: the correction is counted and in flight (no pump here), at zero drift
+    const audit = await tollgate(['audit', '--tenant', tenant, '--json']);
+    expect(audit.code).toBe(0);
+    expect(JSON.parse(audit.out)).toMatchObject({ tenant, status: 'audited', admitted: 10, ledgered: 0, inFlight: 10, drift: 0 });
+    expect((await tollgate(['audit', '--tenant', tenant])).out).toMatch(/audited\s+10\s+0\s+10\s+0/);
+    expect((await tollgate(['audit'])).code).toBe(2);
+    expect((await tollgate(['audit', '--tenant', tenantInShards(range, 'none')])).err).toContain('NOT_FOUND');
+
+    // quote: the operation's cost for the key's plan, line by line; a broken document exits 2
+    const operation = join(scratch, 'op.graphql');
+    writeFileSync(operation, '{ products(first: 6) { nodes { id } } }');
+    const quote = await tollgate(['quote', operation, '--key', keyIn(created)]);
+    expect(quote.code).toBe(0);
+    expect(quote.out).toContain('total: 7 units (query)');
+    expect(quote.out).toMatch(/PATH\s+COORDINATE\s+WEIGHT\s+SIZE\s+COST/);
+    writeFileSync(operation, '{ products(first: ');
+    expect((await tollgate(['quote', operation, '--key', keyIn(created)])).code).toBe(2);
+    expect((await tollgate(['quote', operation])).err).toContain('a tenant API key is required');
   }, 240_000);
 });
 
