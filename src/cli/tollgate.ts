@@ -11,6 +11,7 @@ import { runApiProcess } from '../graphql/server.js';
 import type { CliIo, Command } from './command.js';
 import { accountsCommand, auditLogCommand, correctionsCommand } from './billing-commands.js';
 import { gatewayCommand } from './gateway-command.js';
+import { loadCommand } from './load-command.js';
 import { plansCommand } from './plan-commands.js';
 import { adminTokensCommand, keysCommand, tenantsCommand } from './tenant-commands.js';
 import { auditCommand, quoteCommand } from './usage-commands.js';
@@ -27,6 +28,7 @@ export const COMMANDS: readonly Command[] = [
   adminTokensCommand,
   auditCommand,
   quoteCommand,
+  loadCommand,
 ];
 
 function usage(): string {

@@ -208,6 +208,15 @@ describe('tollgate accounts and corrections', () => {
     writeFileSync(operation, '{ products(first: ');
     expect((await tollgate(['quote', operation, '--key', keyIn(created)])).code).toBe(2);
     expect((await tollgate(['quote', operation])).err).toContain('a tenant API key is required');
+
+    // load: an open loop at 20/s for 2 s over the key, every request answered
+    const load = await tollgate(['load', '--rate', '20', '--duration', '2', '--key', keyIn(created), '--json']);
+    expect(load.code).toBe(0);
+    expect(JSON.parse(load.out)).toMatchObject({ sent: 40, keys: 1, statuses: { '200': 40 } });
+    expect((await tollgate(['load', '--rate', '0', '--duration', '2', '--key', keyIn(created)])).err).toContain(
+      '--rate "0": must be an integer >= 1',
+    );
+    expect((await tollgate(['load', '--rate', '5', '--duration', '1', '--keys-file', join(scratch, 'none.json')])).code).toBe(2);
   }, 240_000);
 });
 
