@@ -17,6 +17,7 @@ import { benchMetering } from './metering.js';
 import { benchFleet } from './fleet.js';
 import { benchOverload } from './overload.js';
 import { benchSpool } from './spool.js';
+import { benchUsage } from './usage.js';
 
 /** Each phase's length (`BENCH_DURATION_MS`; bench/decider.ts reads the same variable). */
 const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 8_000);
@@ -61,6 +62,8 @@ const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection
   { name: 'overload', run: async (ctx) => benchOverload({ redisPort: ctx.redisPort, durationMs: ctx.durationMs }) },
   // admin (issue 17): a revocation or plan change through /admin/graphql until two API processes enforce it
   { name: 'admin', run: async (ctx) => benchAdmin({ redisPort: ctx.redisPort }) },
+  // the tenant usage API and the what-if replay (issue 17): DynamoDB Local of its own, this Redis
+  { name: 'usage', run: benchUsage },
 ];
 
 interface StoredSection extends BenchSection {

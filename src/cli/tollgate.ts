@@ -4,7 +4,9 @@
  * explains a command; an unknown command or bad arguments exit 2.
  *
  *   tollgate gateway --upstream <url> [--schema <file> | --introspect] [--costs <file>] [--port <n>]
+ *   tollgate replay --tenant <id> --plan <file> --from <instant> --to <instant> [--json]
  *   tollgate tenants|keys|plans|accounts|corrections|audit-log|admin-tokens …   (the admin API, /admin/graphql)
+ *   tollgate audit|quote|load …
  */
 import { fileURLToPath } from 'node:url';
 import { runApiProcess } from '../graphql/server.js';
@@ -13,6 +15,7 @@ import { accountsCommand, auditLogCommand, correctionsCommand } from './billing-
 import { gatewayCommand } from './gateway-command.js';
 import { loadCommand } from './load-command.js';
 import { plansCommand } from './plan-commands.js';
+import { replayCommand } from './replay-command.js';
 import { adminTokensCommand, keysCommand, tenantsCommand } from './tenant-commands.js';
 import { auditCommand, quoteCommand } from './usage-commands.js';
 
@@ -29,6 +32,7 @@ export const COMMANDS: readonly Command[] = [
   auditCommand,
   quoteCommand,
   loadCommand,
+  replayCommand,
 ];
 
 function usage(): string {
