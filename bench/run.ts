@@ -9,6 +9,7 @@ import { cpus, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { REPO_ROOT, freePort, startRedis, stopProcess } from '../infra/services.js';
+import { benchAdmin } from './admin.js';
 import { benchDecider } from './decider.js';
 import { benchGraphql, type Figure } from './graphql.js';
 import { benchGateway } from './gateway.js';
@@ -59,6 +60,8 @@ const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection
   { name: 'spool', run: benchSpool },
   // overload (issue 14): the API process itself, on this Redis and DynamoDB Local of its own
   { name: 'overload', run: async (ctx) => benchOverload({ redisPort: ctx.redisPort, durationMs: ctx.durationMs }) },
+  // admin (issue 17): a revocation or plan change through /admin/graphql until two API processes enforce it
+  { name: 'admin', run: async (ctx) => benchAdmin({ redisPort: ctx.redisPort }) },
   // the tenant usage API and the what-if replay (issue 17): DynamoDB Local of its own, this Redis
   { name: 'usage', run: benchUsage },
 ];

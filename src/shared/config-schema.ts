@@ -119,6 +119,13 @@ export const CONFIG_SCHEMA = z.object({
     .min(1)
     .default('.data/demo-keys.json')
     .describe("Where the API writes the demo tenants' API keys it generates at start (mode 0600; keys are never logged)."),
+  API_ADMIN_TOKEN_FILE: z
+    .string()
+    .min(1)
+    .default('.data/admin-token.json')
+    .describe(
+      'Where the API writes the first admin token (for /admin/graphql and the tollgate CLI) when API_DEMO_SEED=true and the file holds no valid token (mode 0600; never logged).',
+    ),
   ...GATEWAY_CONFIG_FIELDS,
   REDIS_URL: z
     .string()

@@ -22,6 +22,8 @@ export interface AppConfig {
     port: number;
     anonymous: 'reject' | 'ip-plan';
     demoKeysFile: string;
+    /** The first admin token's file (written at a demo-seeded start). */
+    adminTokenFile: string;
     isDemoSeeded: boolean;
     configPollMs: number;
     jobStatusPerSecond: number;
@@ -178,6 +180,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
       port: raw.API_PORT,
       anonymous: raw.API_ANONYMOUS,
       demoKeysFile: raw.API_DEMO_KEYS_FILE,
+      adminTokenFile: raw.API_ADMIN_TOKEN_FILE,
       isDemoSeeded: raw.API_DEMO_SEED === 'true',
       configPollMs: raw.API_CONFIG_POLL_MS,
       jobStatusPerSecond: raw.API_JOB_STATUS_PER_SECOND,

@@ -24,6 +24,7 @@ describe('loadConfig', () => {
         port: 4000,
         anonymous: 'reject',
         demoKeysFile: '.data/demo-keys.json',
+        adminTokenFile: '.data/admin-token.json',
         isDemoSeeded: true,
         configPollMs: 5_000,
         jobStatusPerSecond: 10,
