@@ -231,7 +231,7 @@ export const CONFIG_SCHEMA = z.object({
   METER_IDLE_WAIT_MS: positiveInt
     .default(30_000)
     .describe(
-      'How long (ms) one pump activity pumps batch after batch, and waits on an idle stream, before it returns (at most half of METER_ACTIVITY_TIMEOUT_MS): a pump adds one activity (~6 history events) per span, busy or idle.',
+      'How long (ms) one pump activity pumps batch after batch, and waits on an idle stream, before it returns (at most half of METER_ACTIVITY_TIMEOUT_MS; each activity draws its span between half and all of it, so pumps started together drift apart): a pump adds one activity (~6 history events) per span, busy or idle.',
     ),
   METER_ITERATIONS_PER_RUN: positiveInt.default(200).describe('Batches a pump workflow runs before it continues as new.'),
   METER_MAX_RUN_EVENTS: positiveInt

@@ -5,7 +5,8 @@
  * Heartbeats at every stage, so a crashed worker is noticed after the
  * heartbeat timeout rather than the whole start-to-close timeout.
  *
- * One activity pumps for a span (`idleWaitMs`): batch after batch while the
+ * One activity pumps for a span (half to all of `idleWaitMs`, drawn per
+ * activity so that pumps started together drift apart): batch after batch while the
  * stream has entries, then polling it with a pause that grows from 50 ms to
  * `idlePollMs` (an idle stream: every `idlePollMs`), heartbeating throughout. So a pump adds one activity
  * (~6 events) per span to its workflow history whatever the traffic, and a
@@ -43,6 +44,8 @@ export interface MeteringActivityDeps {
 }
 
 const DEFAULT_IDLE_POLL_MS = 1_000;
+/** A span is drawn between (1 − SPAN_JITTER) and 1 times `idleWaitMs`. */
+const SPAN_JITTER = 0.5;
 /** First pause after a batch that read entries was followed by an empty one; doubled after each empty poll up to `idlePollMs`. */
 const FIRST_IDLE_PAUSE_MS = 50;
 
@@ -156,7 +159,9 @@ export function createMeteringActivities(deps: MeteringActivityDeps) {
         if (input.idleWaitMs === undefined) return total;
         const context = Context.current();
         const startedMs = Date.now();
-        const spanMs = Math.min(input.idleWaitMs, Math.floor(context.info.startToCloseTimeoutMs / 2));
+        // a span between half and all of idleWaitMs, drawn per activity: pumps started together (a cold start) do
+        // not stay in step, so their workflow tasks do not all reach the worker in the same second
+        const spanMs = Math.min(input.idleWaitMs, Math.floor(context.info.startToCloseTimeoutMs / 2)) * (1 - SPAN_JITTER * Math.random());
         const longestPauseMs = input.idlePollMs ?? DEFAULT_IDLE_POLL_MS;
         // a stream that just had entries is polled again at once, then after 50, 100, 200… ms; an idle one every longest pause
         let pauseMs = total.read > 0 ? 0 : longestPauseMs;
