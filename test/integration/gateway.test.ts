@@ -242,7 +242,7 @@ describe('the gateway in front of an upstream GraphQL server', () => {
     const { key } = keyStore.add({ tenant, keyId: 'k1', planId: 'gold' });
     state.seen = [];
     // when
-    const response = await ask(key, query);
+    const response = await ask(key, query, { accept: 'application/graphql-response+json' });
     // then
     expect(response.status).toBe(400);
     const body = (await response.json()) as { errors: { extensions?: { code?: string } }[] };

@@ -5,7 +5,7 @@
  * (`@defer`/`@stream`, a subscription) as `streamed-results.ts` says.
  */
 import type { ExecutionArgs, ExecutionResult } from 'graphql';
-import type { YogaInitialContext } from 'graphql-yoga';
+import { createGraphQLError, type YogaInitialContext } from 'graphql-yoga';
 import { refusal, type EdgeResponse } from '../decision-response.js';
 import type { Identity } from '../identity/identify.js';
 import type { AdmittedOperation, GateOutcome, OperationGate } from '../operation-gate.js';
@@ -101,6 +101,14 @@ export async function subscribeOperation(
   runtime: GateRuntime,
   payload: { args: unknown; setResultAndStopExecution: (result: ExecutionResult) => void },
 ): Promise<{ onSubscribeResult: (done: { result: Result; setResult: SetResult }) => void } | undefined> {
+  if ((payload.args as ExecutionArgs).schema.getSubscriptionType() == null) {
+    // graphql-js does not validate this; refused as the validation error it is, before pricing
+    const error = createGraphQLError('the schema has no subscription type', {
+      extensions: { code: 'GRAPHQL_VALIDATION_FAILED', http: { status: 400, spec: false } },
+    });
+    payload.setResultAndStopExecution({ errors: [error] });
+    return undefined;
+  }
   const opened = await openOperation(runtime, payload.args, payload.setResultAndStopExecution);
   if (opened === undefined) return undefined;
   return {
