@@ -12,7 +12,6 @@ import { fileURLToPath } from 'node:url';
 import { createLogger, loadConfig } from '../shared/index.js';
 import { JobsWorker, buildApiDeps, connectRedis, createProcessApi, listen, stopOnSignals } from './api-process.js';
 import { limitRequestBodies } from './body-limit.js';
-import { setUpDemoAccounts } from './demo/index.js';
 import { chooseSurface } from './surface.js';
 
 /**
@@ -28,9 +27,9 @@ export async function runApiProcess(env: Record<string, string | undefined>): Pr
   const deps = await buildApiDeps({ config, logger, redis, surface });
   const jobsWorker = new JobsWorker(deps);
   await jobsWorker.start();
-  // The demo tenants' accounts and account workflows, unless API_DEMO_SEED=false (best effort).
-  if (config.account.isEnabled && config.api.isDemoSeeded) {
-    await setUpDemoAccounts({ config, dynamo: deps.dynamo, temporal: deps.temporal, logger });
+  // The demo tenants' accounts and account workflows, in demo mode unless API_DEMO_SEED=false (best effort).
+  if (surface.kind === 'demo' && config.account.isEnabled && config.api.isDemoSeeded) {
+    await surface.demo.setUpDemoAccounts({ config, dynamo: deps.dynamo, temporal: deps.temporal, logger });
   }
   // bodies are capped before yoga reads them (413 REQUEST_TOO_LARGE, counted as a refusal)
   const handlers = limitRequestBodies(createProcessApi(deps).requestListener, {
