@@ -131,6 +131,7 @@ describe('the package, installed into an empty project', () => {
     mkdirSync(staging);
     cpSync(join(REPO, 'package.json'), join(staging, 'package.json'));
     cpSync(join(REPO, 'README.md'), join(staging, 'README.md'));
+    cpSync(join(REPO, 'bin'), join(staging, 'bin'), { recursive: true });
     run(
       process.execPath,
       [require.resolve('typescript/bin/tsc'), '-p', join(REPO, 'tsconfig.build.json'), '--outDir', join(staging, 'dist')],
@@ -361,7 +362,7 @@ describe('the package, installed into an empty project', () => {
       expect(forwarded - before).toBe(2);
       expect(output).toContain('gateway mode');
     } finally {
-      if (gateway.pid !== undefined) process.kill(-gateway.pid, 'SIGTERM');
+      if (gateway.pid !== undefined && gateway.exitCode === null) process.kill(-gateway.pid, 'SIGTERM');
       upstream.closeAllConnections();
       await new Promise((resolve) => upstream.close(resolve));
     }
