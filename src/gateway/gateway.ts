@@ -213,8 +213,14 @@ function forwarders(upstream: Upstream, identityHeaders: GatewayOptions['identit
  * `@defer`/`@stream` and subscriptions pass through when the upstream's schema declares them (otherwise they
  * fail validation, as the upstream itself would refuse them).
  */
-function useUpstream(forward: (args: ExecutionArgs) => Promise<ExecutionResult | AsyncIterable<ExecutionResult>>): Plugin<TollgateContext> {
+function useUpstream(
+  upstream: Upstream,
+  forward: (args: ExecutionArgs) => Promise<ExecutionResult | AsyncIterable<ExecutionResult>>,
+): Plugin<TollgateContext> {
   return {
+    onYogaInit({ yoga }) {
+      upstream.useFetch(yoga.fetchAPI.fetch);
+    },
     onExecute({ setExecuteFn }) {
       setExecuteFn(forward as never);
     },
@@ -239,10 +245,11 @@ export interface GatewayParts {
 
 /** The parts of a gateway over `options` (see {@link GatewayParts}). */
 export function gatewayParts(options: Omit<GatewayOptions, 'tollgate'>): GatewayParts {
-  const forward = forwarders(new Upstream(options.upstream), options.identityHeaders);
+  const upstream = new Upstream(options.upstream);
+  const forward = forwarders(upstream, options.identityHeaders);
   return {
     schema: options.schema,
-    plugins: [useUpstream(forward.any)],
+    plugins: [useUpstream(upstream, forward.any)],
     keepsReservation: options.failureCharge === 'reserved' ? isUpstreamFailure : undefined,
     checkUpstream: cachedUpstreamCheck(() => checkUpstreamSchema(options.schema, options.upstream), options.readyCacheMs ?? 5_000),
     execute: forward.single,
