@@ -8,6 +8,7 @@
  *   metering -> decider, shared
  *   decider  -> shared
  *   shared   -> nothing
+ *   admin    -> workflows, jobs, billing, metering, decider, shared   (the admin API, below the edge; graphql wires it)
  *   gateway  -> graphql, decider, shared               (tollgate in front of an upstream)
  *   graphql/surface.ts -> gateway                       (the API process serves the demo or, in gateway mode, an upstream)
  *   package  -> graphql, gateway, decider, workflows, shared   (the published entries; never the demo)
@@ -53,6 +54,14 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/jobs/' },
       to: { path: '^src/(?!shared/|decider/|jobs/)' },
+    },
+    {
+      name: 'admin-below-the-edge',
+      comment:
+        'src/admin (the admin API: schema, resolvers, tokens) imports workflows, jobs, billing, metering, decider and shared, never graphql: the config table it changes is reached through its AdminStore port, which the API process (src/graphql) implements over src/graphql/config and hands in.',
+      severity: 'error',
+      from: { path: '^src/admin/' },
+      to: { path: '^src/(?!shared/|decider/|metering/|billing/|jobs/|workflows/|admin/)' },
     },
     {
       name: 'workflows-never-import-graphql',

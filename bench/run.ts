@@ -9,12 +9,15 @@ import { cpus, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { REPO_ROOT, freePort, startRedis, stopProcess } from '../infra/services.js';
+import { benchAdmin } from './admin.js';
 import { benchDecider } from './decider.js';
 import { benchGraphql, type Figure } from './graphql.js';
 import { benchGateway } from './gateway.js';
 import { benchMetering } from './metering.js';
+import { benchFleet } from './fleet.js';
 import { benchOverload } from './overload.js';
 import { benchSpool } from './spool.js';
+import { benchUsage } from './usage.js';
 
 /** Each phase's length (`BENCH_DURATION_MS`; bench/decider.ts reads the same variable). */
 const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 8_000);
@@ -52,9 +55,15 @@ const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection
         loadPerSecond: Math.max(100, Math.round(ctx.earlier.get('graphql_admitted_per_second') ?? 1_000)),
       }),
   },
+  // the pump fleet at 256 shards (issue 19): the worker entry point on its own Temporal and DynamoDB Local, this Redis
+  { name: 'fleet', run: async (ctx) => benchFleet({ redisPort: ctx.redisPort }) },
   { name: 'spool', run: benchSpool },
   // overload (issue 14): the API process itself, on this Redis and DynamoDB Local of its own
   { name: 'overload', run: async (ctx) => benchOverload({ redisPort: ctx.redisPort, durationMs: ctx.durationMs }) },
+  // admin (issue 17): a revocation or plan change through /admin/graphql until two API processes enforce it
+  { name: 'admin', run: async (ctx) => benchAdmin({ redisPort: ctx.redisPort }) },
+  // the tenant usage API and the what-if replay (issue 17): DynamoDB Local of its own, this Redis
+  { name: 'usage', run: benchUsage },
 ];
 
 interface StoredSection extends BenchSection {

@@ -19,21 +19,30 @@ step "dependency rules (dependency-cruiser)"
 npx --no-install depcruise src --config .dependency-cruiser.cjs
 step "vitest (unit + integration)"
 mkdir -p .data
-rm -f .data/vitest-report.json .data/vitest-storm-report.json
+rm -f .data/vitest-report.json .data/vitest-storm-report.json .data/vitest-fleet-crash-report.json
 status=0
-npx --no-install vitest run --reporter=default --reporter=json --outputFile.json=.data/vitest-report.json "$@" || status=$?
+if [ "$#" -eq 0 ]; then
+  # the fleet's crash loop runs alone too, after the rest (below)
+  npx --no-install vitest run --exclude test/integration/metering-fleet-crash.test.ts \
+    --reporter=default --reporter=json --outputFile.json=.data/vitest-report.json || status=$?
+else
+  npx --no-install vitest run --reporter=default --reporter=json --outputFile.json=.data/vitest-report.json "$@" || status=$?
+fi
 # The 2,000-deferral storm runs alone, after the rest (beside other files it overloads the one Temporal dev
 # server and their timings). Skipped when the run was given arguments (a chosen subset of files).
 if [ "$#" -eq 0 ]; then
   step "vitest: the 2,000-deferral storm, alone"
   TOLLGATE_STORM_JOBS="${TOLLGATE_STORM_JOBS:-2000}" npx --no-install vitest run test/integration/account-deferral-storm.test.ts \
     --reporter=default --reporter=json --outputFile.json=.data/vitest-storm-report.json || status=$?
+  step "vitest: the metering fleet's crash loop (256 pumps, 30 SIGKILLs), alone"
+  npx --no-install vitest run test/integration/metering-fleet-crash.test.ts \
+    --reporter=default --reporter=json --outputFile.json=.data/vitest-fleet-crash-report.json || status=$?
 fi
 # One plain closing line, the same for every runner that reads it.
 node -e '
   const fs = require("node:fs");
   let passed = 0, failed = 0, skipped = 0, read = 0;
-  for (const file of [".data/vitest-report.json", ".data/vitest-storm-report.json"]) {
+  for (const file of [".data/vitest-report.json", ".data/vitest-storm-report.json", ".data/vitest-fleet-crash-report.json"]) {
     if (!fs.existsSync(file)) continue;
     try {
       const r = JSON.parse(fs.readFileSync(file, "utf8"));

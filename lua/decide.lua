@@ -19,9 +19,11 @@
 --   per limit        {s:<shard>}:t:<tenant>:b:v1:<limitId>[:p:<periodStartMs>]
 --                    one key, two for a period quota (current, next period)
 --
--- ARGV[1]  layout version, must be 2
--- ARGV[2]  number of requests n (1..10000)
--- ARGV[3]  number of limit definitions d (0..1024), then d definitions:
+-- ARGV[1] alone: the batch, packed as ONE msgpack array (decoded once, in C, by cmsgpack: no
+-- Redis object and Lua string per argument); its elements, named A[i] here as ARGV[i] were in layout 3:
+-- A[1]  layout version, must be 4
+-- A[2]  number of requests n (1..10000)
+-- A[3]  number of limit definitions d (0..1024), then d definitions (strings or integers):
 --          alg, mode, p1, p2, p3, p4, nThresholds, thresholds..., and when nThresholds > 0 the limit id
 --     alg 1 token bucket   p1 capacity   p2 refill units  p3 per ms       p4 unused
 --     alg 2 fixed window   p1 limit      p2 window ms     p3,p4 unused
@@ -31,9 +33,11 @@
 --     mode 1 hard, 2 soft, 3 defer, 4 shadow; thresholds: percents of p1 (period quota only)
 -- then per request:
 --   requestId, cost (integer >= 0), billingEndMs, billingNextEndMs, tenant, keyId,
---   operation, policyVersion (copied into the event), billingStartMs, recordTtlMs (>= 1000),
---   attempt (1..64 bytes: the caller's token for this request, the same when it retries a call whose
---   reply was lost; "-" for none, never taken as the caller's own), nLimits, then nLimits definition indexes (1-based). The next billing period
+--   operation, policyVersion (copied into the event), billingStartMs (cost and the three bounds integers, the
+--   rest strings), recordTtlMs (>= 1000),
+--   attempt (a string of 1..64 bytes: the caller's token for this request, the same when it retries a call whose
+--   reply was lost; "-" for none, never taken as the caller's own), nLimits, then nLimits definition indexes (1-based)
+--   (recordTtlMs, nLimits and the indexes integers). The next billing period
 --   starts at billingEndMs.
 --
 -- Clock:   redis TIME (effects replication), read once per call; never ARGV
@@ -55,7 +59,7 @@
 
 -- ARGV and KEYS layout (header): the fields of a definition, and the arguments and keys of a
 -- request, as offsets from the first one; a request's limit keys follow KEY_LIMITS.
-local LAYOUT_VERSION = 3
+local LAYOUT_VERSION = 4
 local ARG_VERSION, ARG_N_REQUESTS, ARG_N_DEFINITIONS, ARG_DEFINITIONS = 1, 2, 3, 4
 local DEF_ALG, DEF_MODE, DEF_P1, DEF_P2, DEF_P3, DEF_P4, DEF_N_THRESHOLDS = 0, 1, 2, 3, 4, 5, 6
 local REQ_ID, REQ_COST, REQ_BILLING_END, REQ_BILLING_NEXT_END, REQ_TENANT, REQ_KEY_ID = 0, 1, 2, 3, 4, 5
@@ -78,7 +82,8 @@ local TTL_SLACK_MS, QUOTA_KEEP_MS, ADMITTED_KEEP_MS = 1000, 40 * DAY_MS, 400 * D
 
 local call, tonumber, floor, unpack = redis.call, tonumber, math.floor, unpack
 local mp_pack, mp_unpack = cmsgpack.pack, cmsgpack.unpack
-local ARGV, KEYS = ARGV, KEYS
+local PACKED, KEYS = ARGV, KEYS
+local ARGV = {} -- the unpacked batch (parse_batch), read by every function below
 
 -- Validation raises 'ERR_ARG <name> at <index>'; the pcall around the parse replies it (a bug: ERR_SCRIPT).
 local function arg_fail(index, name) error('ERR_ARG ' .. name .. ' at ' .. index, 0) end
@@ -93,6 +98,9 @@ local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 local now_str = string.format('%d', now)
 local function fail_stale() error('ERR_STALE_PERIOD ' .. now_str, 0) end
 local function ceil_div(a, b) return floor((a + b - 1) / b) end
+-- An integer argument of redis.call as a decimal string: Redis would format a Lua number with %.17g (slower, measured)
+local format = string.format
+local function int(v) return format('%d', v) end
 
 -- Definitions, by index d (no table per definition): p1..p4 as in the header, thresholds
 -- (a list of percents, or false) and the limit's id (only with thresholds).
@@ -124,17 +132,17 @@ end
 
 -- Reads request q from ARGV[p], its keys from KEYS[kp]; answers the positions after them.
 local function parse_request(q, p, kp)
-  if ARGV[p + REQ_ID] == nil then arg_fail(p + REQ_ID, 'requestId') end
+  if type(ARGV[p + REQ_ID]) ~= 'string' then arg_fail(p + REQ_ID, 'requestId') end
   local cost = arg_int(p + REQ_COST, 'cost', 0, MAX)
   local billing_start = arg_int(p + REQ_BILLING_START, 'billingStartMs', 0, MAX)
   local billing_end = arg_int(p + REQ_BILLING_END, 'billingEndMs', billing_start + 1, MAX)
   local billing_next_end = arg_int(p + REQ_BILLING_NEXT_END, 'billingNextEndMs', billing_end + 1, MAX)
-  for at = p + REQ_TENANT, p + REQ_POLICY_VERSION do
-    if ARGV[at] == nil then arg_fail(at, 'event') end
+  for at = p + REQ_TENANT, p + REQ_POLICY_VERSION do -- strings, copied into the event
+    if type(ARGV[at]) ~= 'string' then arg_fail(at, 'event') end
   end
   arg_int(p + REQ_RECORD_TTL, 'recordTtlMs', MIN_RECORD_TTL_MS, MAX)
   local attempt = ARGV[p + REQ_ATTEMPT]
-  if attempt == nil or #attempt < 1 or #attempt > 64 then arg_fail(p + REQ_ATTEMPT, 'attempt') end
+  if type(attempt) ~= 'string' or #attempt < 1 or #attempt > 64 then arg_fail(p + REQ_ATTEMPT, 'attempt') end
   local nl = arg_int(p + REQ_N_LIMITS, 'nLimits', 0, MAX_LIMITS)
   q_arg[q], q_key[q], q_cost[q], q_nl[q] = p, kp, cost, nl
   kp = kp + KEY_LIMITS
@@ -150,6 +158,10 @@ end
 -- Pass 1: validate the whole batch before any write, so a malformed or stale request can
 -- never leave earlier requests of the batch half-written. Answers the number of requests.
 local function parse_batch()
+  if #PACKED ~= 1 or type(PACKED[1]) ~= 'string' then arg_fail(1, 'packed') end
+  local ok, unpacked = pcall(mp_unpack, PACKED[1])
+  if not ok or type(unpacked) ~= 'table' then arg_fail(1, 'packed') end
+  ARGV = unpacked
   arg_int(ARG_VERSION, 'version', LAYOUT_VERSION, LAYOUT_VERSION)
   local n = arg_int(ARG_N_REQUESTS, 'n', 1, MAX_REQUESTS)
   local nd = arg_int(ARG_N_DEFINITIONS, 'nDefinitions', 0, MAX_DEFINITIONS)
@@ -313,22 +325,22 @@ local function take(i, cost, request_id)
     local tokens = math.max(0, e_a[i] - cost)
     local r = tokens >= limit and 0 or e_b[i]
     local full_ms = math.max(1, ceil_div((limit - tokens) * per - r, rate))
-    call('SET', key, mp_pack(tokens, now, r), 'PX', full_ms + TTL_SLACK_MS)
+    call('SET', key, mp_pack(tokens, now, r), 'PX', int(full_ms + TTL_SLACK_MS))
     e_reset[i] = full_ms
     return tokens
   elseif alg == ALG_FIXED_WINDOW then
     local count = e_b[i] + cost
-    call('SET', key, mp_pack(e_a[i], count), 'PX', e_reset[i] + TTL_SLACK_MS)
+    call('SET', key, mp_pack(e_a[i], count), 'PX', int(e_reset[i] + TTL_SLACK_MS))
     return limit - count
   elseif alg == ALG_SLIDING_WINDOW then
     local win, cur = d_p2[d], e_b[i] + cost
     -- kept through the next window, which reads this one's count as `previous`
-    call('SET', key, mp_pack(e_a[i], cur, e_c[i]), 'PX', e_reset[i] + win + TTL_SLACK_MS)
+    call('SET', key, mp_pack(e_a[i], cur, e_c[i]), 'PX', int(e_reset[i] + win + TTL_SLACK_MS))
     return floor((limit * win - e_c[i] * e_reset[i] - cur * win) / win)
   elseif alg == ALG_PERIOD_QUOTA then
     if cost == 0 then return e_rem[i] end
-    if e_c[i] == 1 then return limit - call('INCRBY', key, cost) end
-    call('SET', key, cost, 'PX', (e_b[i] - now) + QUOTA_KEEP_MS)
+    if e_c[i] == 1 then return limit - call('INCRBY', key, int(cost)) end
+    call('SET', key, int(cost), 'PX', int((e_b[i] - now) + QUOTA_KEEP_MS))
     return limit - cost
   end
   call('ZREMRANGEBYSCORE', key, '-inf', now)
@@ -344,9 +356,9 @@ end
 local function count_admitted(q, is_next, is_counted)
   local cost, key = q_cost[q], mget_keys[2]
   if cost == 0 then return end
-  if is_counted then return call('INCRBY', key, cost) end
+  if is_counted then return call('INCRBY', key, int(cost)) end
   local period_end = tonumber(ARGV[q_arg[q] + (is_next and REQ_BILLING_NEXT_END or REQ_BILLING_END)])
-  call('SET', key, cost, 'PX', (period_end - now) + ADMITTED_KEEP_MS)
+  call('SET', key, int(cost), 'PX', int((period_end - now) + ADMITTED_KEEP_MS))
 end
 
 -- Appends request q's usage event; `bp` names the billing period it counts in. Answers its id.
@@ -364,8 +376,8 @@ local function append_event(q, is_next)
   warn_pair[2] = warn
   return call('XADD', KEYS[q_key[q] + KEY_STREAM], '*',
     'id', ARGV[ap + REQ_ID], 'type', 'usage.reserved.v1', 'tenant', ARGV[ap + REQ_TENANT],
-    'key', ARGV[ap + REQ_KEY_ID], 'op', ARGV[ap + REQ_OPERATION], 'cost', ARGV[ap + REQ_COST],
-    'pv', ARGV[ap + REQ_POLICY_VERSION], 'bp', ARGV[ap + (is_next and REQ_BILLING_END or REQ_BILLING_START)],
+    'key', ARGV[ap + REQ_KEY_ID], 'op', ARGV[ap + REQ_OPERATION], 'cost', string.format('%d', q_cost[q]),
+    'pv', ARGV[ap + REQ_POLICY_VERSION], 'bp', string.format('%d', ARGV[ap + (is_next and REQ_BILLING_END or REQ_BILLING_START)]),
     'time_ms', now_str, unpack(warn_pair, 1, n_warn))
 end
 
@@ -401,7 +413,7 @@ local function decide(q)
   reply[REPLY_STREAM_ID] = append_event(q, is_next)
   local token_at = REPLY_HEAD + nl * REPLY_PER_LIMIT + 1
   reply[token_at] = ARGV[ap + REQ_ATTEMPT]
-  call('SET', KEYS[q_key[q] + KEY_RECORD], mp_pack(reply), 'PX', ARGV[ap + REQ_RECORD_TTL])
+  call('SET', KEYS[q_key[q] + KEY_RECORD], mp_pack(reply), 'PX', int(ARGV[ap + REQ_RECORD_TTL]))
   reply[token_at] = nil
   return reply
 end

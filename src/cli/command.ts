@@ -12,6 +12,6 @@ export interface Command {
   name: string;
   /** One line for `tollgate --help`. */
   summary: string;
-  /** The exit code: 0 done (or serving), 1 failed, 2 bad arguments. */
+  /** The exit code: 0 done (or serving), 1 failed, 2 bad arguments (or input the admin API refused). */
   run(args: string[], io: CliIo): Promise<number>;
 }

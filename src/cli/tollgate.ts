@@ -4,14 +4,36 @@
  * explains a command; an unknown command or bad arguments exit 2.
  *
  *   tollgate gateway --upstream <url> [--schema <file> | --introspect] [--costs <file>] [--port <n>]
+ *   tollgate replay --tenant <id> --plan <file> --from <instant> --to <instant> [--json]
+ *   tollgate tenants|keys|plans|accounts|corrections|audit-log|admin-tokens …   (the admin API, /admin/graphql)
+ *   tollgate audit|quote|load …
  */
 import { fileURLToPath } from 'node:url';
 import { runApiProcess } from '../graphql/server.js';
 import type { CliIo, Command } from './command.js';
+import { accountsCommand, auditLogCommand, correctionsCommand } from './billing-commands.js';
 import { gatewayCommand } from './gateway-command.js';
+import { loadCommand } from './load-command.js';
+import { plansCommand } from './plan-commands.js';
+import { replayCommand } from './replay-command.js';
+import { adminTokensCommand, keysCommand, tenantsCommand } from './tenant-commands.js';
+import { auditCommand, quoteCommand } from './usage-commands.js';
 
 /** Every command, by name. */
-export const COMMANDS: readonly Command[] = [gatewayCommand];
+export const COMMANDS: readonly Command[] = [
+  gatewayCommand,
+  tenantsCommand,
+  keysCommand,
+  plansCommand,
+  accountsCommand,
+  correctionsCommand,
+  auditLogCommand,
+  adminTokensCommand,
+  auditCommand,
+  quoteCommand,
+  loadCommand,
+  replayCommand,
+];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((command) => command.name.length));

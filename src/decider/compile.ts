@@ -166,7 +166,7 @@ interface CompiledOptions extends LimitsOut {
   shard: ShardId;
   part: number | undefined;
   recordTtlMs: number | undefined;
-  head: string[];
+  head: (string | number)[];
   requestId: EventId;
   cost: number;
   recordKey: string;
@@ -182,7 +182,7 @@ class Compiled implements CompiledRequest {
   readonly part: number | undefined;
   readonly recordTtlMs: number | undefined;
   readonly keys: string[];
-  readonly head: string[];
+  readonly head: (string | number)[];
   readonly definitions: string[][];
   readonly signatures: string[];
   readonly requestId: EventId;

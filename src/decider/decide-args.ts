@@ -1,16 +1,18 @@
 /**
- * The ARGV layout of `lua/decide.lua` (its header is the contract; this file
- * writes it): layout version, request count, limit definitions once per batch,
- * then each request's head, record TTL and definition indexes. `settle.lua`
- * reads the same limit definitions (`settle-args.ts`).
+ * The argument of `lua/decide.lua` (its header is the contract; this file
+ * writes it): one msgpack array holding the layout version, request count,
+ * limit definitions once per batch, then each request's head, record TTL,
+ * attempt token and definition indexes, encoded straight into one buffer.
+ * `settle.lua` reads the same limit definitions (`settle-args.ts`).
  */
 import { ValidationError } from '../shared/index.js';
+import { PackWriter } from './msgpack.js';
 import type { CompiledLimit } from './model/limits.js';
 import type { PeriodPair } from './model/period.js';
 import type { DecideInput } from './ports.js';
 
 /** Layout version of decide.lua's arguments: its `ARGV[1]`. */
-export const DECIDE_LAYOUT_VERSION = 3;
+export const DECIDE_LAYOUT_VERSION = 4;
 
 /** A limit's algorithm, mode and parameters as the script reads them (the model's limit without its keys). */
 export type LimitDefinition = Omit<CompiledLimit, 'key' | 'nextKey'>;
@@ -40,19 +42,20 @@ export function limitDefinitionArgs(limit: LimitDefinition, limitId: string): st
  * A request's head in decide.lua's per-request block: `requestId, cost, billingEndMs,
  * billingNextEndMs, tenant, keyId, operation, policyVersion, billingStartMs` (the record TTL
  * and the definition indexes follow, added per batch by `compileBatch`). `billing`: the billing
- * period the request counts in and the next one.
+ * period the request counts in and the next one. The cost and the period bounds are integers
+ * (the script computes with them: no string to parse), the rest strings (copied into the event).
  */
-export function requestHeadArgs(input: DecideInput, billing: PeriodPair): string[] {
+export function requestHeadArgs(input: DecideInput, billing: PeriodPair): (string | number)[] {
   return [
     input.requestId,
-    String(input.cost),
-    String(billing.current.endMs),
-    String(billing.next.endMs),
+    input.cost,
+    billing.current.endMs,
+    billing.next.endMs,
     input.tenant,
     input.keyId,
     input.operation,
     String(input.policyVersion),
-    String(billing.current.startMs),
+    billing.current.startMs,
   ];
 }
 
@@ -61,7 +64,7 @@ export interface BatchMember {
   /** KEYS of the request, in decide.lua's per-request order. */
   keys: string[];
   /** See `requestHeadArgs`. */
-  head: string[];
+  head: (string | number)[];
   /** The request's own record lifetime in ms (undefined: the batch default). */
   recordTtlMs: number | undefined;
   /** Each limit's `limitDefinitionArgs`. */
@@ -70,42 +73,57 @@ export interface BatchMember {
   signatures: string[];
 }
 
+/** One writer for every batch (compileBatch runs to its end synchronously): its buffer is reused. */
+const writer = new PackWriter();
+
 /**
  * Joins requests into one decide.lua call. Limit definitions are sent once per
  * batch and referred to by 1-based index. On Redis Cluster every request of a batch
  * must be of one shard (one slot); a single Redis takes any mix.
- * `KEYS = each request's keys`, `ARGV = [layout, n, d, ...definitions, ...each request]`, each request
- * being its head, its record TTL (`defaultRecordTtlMs` unless it has its own), its attempt token (`attempts[i]`,
- * the same when a call whose reply was lost is sent again; `-` when none), then its definition indexes.
+ * `KEYS = each request's keys`; `ARGV = [packed]`, one msgpack array `[layout, n, d, ...definitions, ...each request]`,
+ * each request being its head, its record TTL (`defaultRecordTtlMs` unless it has its own), its attempt token
+ * (`attempts[i]`, the same when a call whose reply was lost is sent again; `-` when none), its number of limits,
+ * then its definition indexes (the TTL, the count and the indexes as integers).
  * @throws ValidationError `INVALID_INPUT` for an empty batch
  */
 export function compileBatch(
   requests: BatchMember[],
   defaultRecordTtlMs: number,
   attempts?: readonly string[],
-): { keys: string[]; args: string[] } {
+): { keys: string[]; args: [Buffer] } {
   if (requests.length === 0) throw new ValidationError('INVALID_INPUT', 'a batch needs at least one request');
   const keys: string[] = [];
-  const definitionArgs: string[] = [];
   const indexOf = new Map<string, number>();
-  const requestArgs: string[] = [];
-  requests.forEach((request, position) => {
+  const distinct: string[][] = [];
+  for (const request of requests) {
     for (const key of request.keys) keys.push(key);
-    for (const value of request.head) requestArgs.push(value);
-    requestArgs.push(String(request.recordTtlMs ?? defaultRecordTtlMs), attempts?.[position] ?? '-', String(request.definitions.length));
-    request.definitions.forEach((definition, position) => {
-      const signature = request.signatures[position] as string;
-      let index = indexOf.get(signature);
-      if (index === undefined) {
-        index = indexOf.size + 1;
-        indexOf.set(signature, index);
-        for (const value of definition) definitionArgs.push(value);
-      }
-      requestArgs.push(String(index));
+    request.signatures.forEach((signature, position) => {
+      if (indexOf.has(signature)) return;
+      indexOf.set(signature, indexOf.size + 1);
+      distinct.push(request.definitions[position] as string[]);
     });
+  }
+  writer.reset();
+  const array = writer.arrayStart();
+  writer.uint(DECIDE_LAYOUT_VERSION);
+  writer.uint(requests.length);
+  writer.uint(distinct.length);
+  let length = 3;
+  for (const definition of distinct) {
+    for (const value of definition) writer.str(value);
+    length += definition.length;
+  }
+  requests.forEach((request, position) => {
+    for (const value of request.head) {
+      if (typeof value === 'number') writer.uint(value);
+      else writer.str(value);
+    }
+    writer.uint(request.recordTtlMs ?? defaultRecordTtlMs);
+    writer.str(attempts?.[position] ?? '-');
+    writer.uint(request.signatures.length);
+    for (const signature of request.signatures) writer.uint(indexOf.get(signature) as number);
+    length += request.head.length + 3 + request.signatures.length;
   });
-  const args = [String(DECIDE_LAYOUT_VERSION), String(requests.length), String(indexOf.size)];
-  for (const value of definitionArgs) args.push(value);
-  for (const value of requestArgs) args.push(value);
-  return { keys, args };
+  writer.arrayLength(array, length);
+  return { keys, args: [writer.toBuffer()] };
 }

@@ -16,6 +16,10 @@ export { integerIn, limitsInTenantCalendar, limitsSchema, periodSpecSchema, sche
 export { assertNoEviction, connectDeciderRedis, createDeciderRedis, type DeciderRedis } from './redis.js';
 export { redisErrorPrefix } from './redis-errors.js';
 export { probeDecider } from './probe.js';
+/** The model and compiler, for the what-if replay (src/billing/replay.ts): the same decisions as the scripts. */
+export { compileRequest, type CompiledRequest } from './compile.js';
+export { ALG, decideModel, emptyModelState, settleModel, type CompiledLimit, type ModelRequest, type RawDecision } from './model/limits.js';
+export { peekLimits, type PeekInput, type PeekResult, type PeekedLimit } from './peek.js';
 export { ADMITTED_TTL_MS, appendUsage } from './usage-log.js';
 export {
   MAX_SUB_SHARDS,
@@ -36,6 +40,7 @@ export {
   isValidTimeZone,
   periodAt,
   periodPairAt,
+  nextPeriod,
   type Period,
   type PeriodSpec,
 } from './model/period.js';

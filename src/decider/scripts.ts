@@ -12,7 +12,7 @@ declare module 'ioredis' {
     tgAppendUsage(...keysAndArgs: (string | number)[]): Result<unknown, Context>;
     tgClock(): Result<unknown, Context>;
     /** Variable key count: `tgDecide(numberOfKeys, ...keys, ...args)`. */
-    tgDecide(numberOfKeys: number, ...keysAndArgs: string[]): Result<unknown, Context>;
+    tgDecide(numberOfKeys: number, ...keysAndArgs: (string | Buffer)[]): Result<unknown, Context>;
     tgSettle(numberOfKeys: number, ...keysAndArgs: string[]): Result<unknown, Context>;
     tgHeartbeat(...keysAndArgs: (string | number)[]): Result<unknown, Context>;
   }

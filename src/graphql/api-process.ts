@@ -10,11 +10,11 @@ import { readFileSync } from 'node:fs';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
-import { DynamoAccountStore } from '../billing/index.js';
+import { DynamoAccountStore, DynamoPeriodStore, DynamoWarningReader } from '../billing/index.js';
 import { type ResilientDecider, assertNoEviction, createDeciderRedis, type DeciderRedis } from '../decider/index.js';
 import { DeferralLane, DynamoJobStore, type JobSettings } from '../jobs/index.js';
-import { DynamoAuditStore, createDynamoClient, readStreamLag } from '../metering/index.js';
-import { DependencyError, parseTrustedProxies, type AppConfig, type Logger } from '../shared/index.js';
+import { DynamoAuditStore, DynamoUsageReader, createDynamoClient, readStreamLag } from '../metering/index.js';
+import { DependencyError, parseTrustedProxies, systemClock, type AppConfig, type Logger } from '../shared/index.js';
 import { TemporalDeferrer, createJobsWorker, routeTemporalLogs } from '../workflows/index.js';
 import { Admission } from './admission.js';
 import { createApi, type ApiServer, type ApiSurface } from './app.js';
@@ -26,6 +26,7 @@ import { forwardedClientIp } from './identity/client-address.js';
 import { SchemaJobExecutor } from './jobs/executor.js';
 import { TollgateMetrics } from './metrics.js';
 import type { ProcessSurface } from './surface.js';
+import { UsageService } from './usage/usage-service.js';
 
 /** The parsed config and the process's logger: what every step reads. */
 export interface ApiProcessContext {
@@ -292,6 +293,15 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
     },
     surface: deps.api,
     metrics: deps.metrics,
+    usage: new UsageService({
+      redis: deps.redis,
+      shardCount: config.redis.shardCount,
+      accounts: new DynamoAccountStore(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+      periods: new DynamoPeriodStore(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+      warnings: new DynamoWarningReader(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+      reader: new DynamoUsageReader(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+      clock: systemClock,
+    }),
     responses: new DynamoResponseStore(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
     ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...ANONYMOUS } } : {}),
   });

@@ -23,6 +23,8 @@ import { useJobStatus } from './plugins/use-job-status.js';
 import { useMetricsEndpoint } from './plugins/use-metrics-endpoint.js';
 import { useTollgate, type TollgateContext, type TollgateOptions } from './plugins/use-tollgate.js';
 import { runReadiness, type ReadinessCheck } from './readiness.js';
+import { useUsageApi } from './usage/use-usage-api.js';
+import type { UsageService } from './usage/usage-service.js';
 
 export interface ApiDeps {
   redis: DeciderRedis;
@@ -50,6 +52,8 @@ export interface ApiDeps {
   anonymous?: AnonymousPolicy;
   /** @default a fresh registry */
   metrics?: TollgateMetrics;
+  /** The tenant usage API (`/usage/graphql`, `/usage/statements.*`); absent: not served. */
+  usage?: UsageService;
   /** The schema served and how it executes: the demo's (`demoSurface`, demo mode only) or an upstream's (gateway mode). */
   surface: ApiSurface;
   /** Further `useTollgate` options (limits, cost model, client address, jitter). */
@@ -69,6 +73,22 @@ export interface ApiSurface {
 }
 
 export type ApiServer = YogaServerInstance<object, TollgateContext>;
+
+/** The tenant usage API's plugin, when the deps have a usage service. */
+function usagePlugins(deps: ApiDeps): Plugin<TollgateContext>[] {
+  if (deps.usage === undefined) return [];
+  return [
+    useUsageApi({
+      service: deps.usage,
+      keyStore: deps.keyStore,
+      plans: deps.plans,
+      logger: deps.logger,
+      ...(deps.unknownKeysPerSecond === undefined ? {} : { unknownKeysPerSecond: deps.unknownKeysPerSecond }),
+      ...(deps.tollgate?.clientIp === undefined ? {} : { clientIp: deps.tollgate.clientIp }),
+      ...(deps.tollgate?.clock === undefined ? {} : { clock: deps.tollgate.clock }),
+    }),
+  ];
+}
 
 /** Creates the yoga instance serving the whole HTTP surface. */
 export function createApi(deps: ApiDeps): ApiServer {
@@ -124,6 +144,7 @@ export function createApi(deps: ApiDeps): ApiServer {
               ...(deps.tollgate?.clientIp === undefined ? {} : { clientIp: deps.tollgate.clientIp }),
             }),
           ]),
+      ...usagePlugins(deps),
       useTollgate({
         ...(deps.unknownKeysPerSecond === undefined ? {} : { unknownKeysPerSecond: deps.unknownKeysPerSecond }),
         ...deps.tollgate,

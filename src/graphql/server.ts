@@ -10,6 +10,7 @@
 import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { createLogger, loadConfig } from '../shared/index.js';
+import { createProcessAdminApi, routeAdmin } from './admin-wiring.js';
 import { JobsWorker, buildApiDeps, connectRedis, createProcessApi, listen, stopOnSignals } from './api-process.js';
 import { limitRequestBodies } from './body-limit.js';
 import { chooseSurface } from './surface.js';
@@ -31,8 +32,10 @@ export async function runApiProcess(env: Record<string, string | undefined>): Pr
   if (surface.kind === 'demo' && config.account.isEnabled && config.api.isDemoSeeded) {
     await surface.demo.setUpDemoAccounts({ config, dynamo: deps.dynamo, temporal: deps.temporal, logger });
   }
+  // /admin/graphql: the admin API (its own schema and tokens) on the same port
+  const admin = await createProcessAdminApi(deps);
   // bodies are capped before yoga reads them (413 REQUEST_TOO_LARGE, counted as a refusal)
-  const handlers = limitRequestBodies(createProcessApi(deps).requestListener, {
+  const handlers = limitRequestBodies(routeAdmin(admin, createProcessApi(deps).requestListener), {
     maxBodyBytes: config.api.maxBodyBytes,
     onRefused: () => deps.metrics.refusals.inc({ code: 'REQUEST_TOO_LARGE' }),
   });

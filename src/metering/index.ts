@@ -39,3 +39,4 @@ export {
 export { MeteringAuditor, type AuditOutcome, type AuditPageResult, type AuditScanPosition, type MeteringAuditorOptions } from './audit.js';
 export { DynamoAuditStore, type AuditReport } from './audit-store.js';
 export { readStreamLag, type ReadStreamLagInput, type StreamLag } from './lag.js';
+export { DynamoUsageReader, monthsBetween, type HourRollup, type ReceiptEntry } from './usage-reader.js';

@@ -4,9 +4,10 @@
  *
  * Item layout (table `<prefix>ledger`), one partition per tenant and period:
  *   pk `tenant#<tenant>#period#<periodStartIso>`
- *   sk `entry#<eventId>`   eventId, kind, amount (integer units), operation, postedAtMs, source?,
+ *   sk `entry#<eventId>`   eventId, kind, amount (integer units), operation, postedAtMs, atMs? (event time), keyId?, source?,
  *                          reason? + author? (`correction.v1` entries), lateOf? (ISO start of the period the event belongs to, when it was
  *                          credited here because that period was already finalized)
+ *   (hourly rollups, in partitions of their own `tenant#<tenant>#rollup#<YYYY-MM>`: model/rollups.ts)
  *   sk `balance`           amount (sum of the partition's entries), entries (count),
  *                          finalizedAtMs? + nextPeriodStart? (set once by the account workflow at
  *                          the end of the grace window; see below)
@@ -34,6 +35,7 @@
  */
 import type { AttributeValue, TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import { ValidationError, type EventId, type TenantId } from '../shared/index.js';
+import { rollupWrites } from './model/rollups.js';
 
 /** DynamoDB's limit of operations in one TransactWriteItems. */
 export const MAX_TRANSACT_ITEMS = 100;
@@ -59,6 +61,13 @@ export interface LedgerEntry {
    * `periodStart`'s own period was finalized: that original period (ISO).
    */
   lateOf?: string;
+  /**
+   * When the event happened (the decider's Redis time), epoch ms: the hour of its rollup
+   * (`model/rollups.ts`) and the time a receipt and a replay show. Absent: the time it was posted.
+   */
+  atMs?: number;
+  /** The API key the request came with (informational, not compared): a what-if replay's apiKey-scoped limits. */
+  keyId?: string;
 }
 
 /** Outcome of posting one entry. */
@@ -109,6 +118,8 @@ export interface LedgerStore {
 
 export const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const KIND = /^[a-z][a-z0-9.-]{0,63}$/;
+/** Last epoch ms with a four-digit year (9999-12-31T23:59:59.999Z). */
+const MAX_DATE_MS = 253_402_300_799_999;
 
 export function validateEntry(entry: LedgerEntry): void {
   if (!ISO_UTC.test(entry.periodStart) || Number.isNaN(Date.parse(entry.periodStart))) {
@@ -123,6 +134,9 @@ export function validateEntry(entry: LedgerEntry): void {
     throw new ValidationError('INVALID_INPUT', 'reason or author is too long');
   }
   if (entry.lateOf !== undefined) throw new ValidationError('INVALID_INPUT', 'lateOf is set by the ledger, never by a caller');
+  if (entry.atMs !== undefined && (!Number.isSafeInteger(entry.atMs) || entry.atMs < 0 || entry.atMs > MAX_DATE_MS)) {
+    throw new ValidationError('INVALID_INPUT', `atMs must be epoch ms of a four-digit year, got ${entry.atMs}`);
+  }
 }
 
 /** Identity of an input entry in a batch result (`creditedTo`). */
@@ -148,6 +162,8 @@ export function entryItem(entry: LedgerEntry, postedAtMs: number): AttributeMap 
     ...(entry.reason === undefined ? {} : { reason: { S: entry.reason } }),
     ...(entry.author === undefined ? {} : { author: { S: entry.author } }),
     ...(entry.lateOf === undefined ? {} : { lateOf: { S: entry.lateOf } }),
+    ...(entry.atMs === undefined ? {} : { atMs: { N: String(entry.atMs) } }),
+    ...(entry.keyId === undefined ? {} : { keyId: { S: entry.keyId } }),
   };
 }
 
@@ -182,11 +198,12 @@ export function lateCreditItems(input: {
   const { entry, target } = input;
   const original = input.originalPartition;
   const amount = { N: String(entry.amount) };
+  const postedAtMs = Date.now();
   return [
     {
       Put: {
         TableName: input.table,
-        Item: entryItem(entry, Date.now()),
+        Item: entryItem(entry, postedAtMs),
         ConditionExpression: 'attribute_not_exists(pk)',
         ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
       },
@@ -216,5 +233,7 @@ export function lateCreditItems(input: {
         ExpressionAttributeValues: { ':amount': amount },
       },
     },
+    // the hour the event happened in counts it once, wherever its entry is credited
+    ...rollupWrites(input.table, [entry], postedAtMs),
   ];
 }

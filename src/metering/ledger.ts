@@ -36,6 +36,7 @@ import {
   type PostEntryResult,
 } from './ledger-items.js';
 import { planLedgerTransactions, runWithoutSharedBalances, type BalanceChunk } from './model/ledger-batch.js';
+import { packWithRollups, rollupWrites } from './model/rollups.js';
 
 export interface DynamoLedgerStoreOptions {
   tablePrefix: string;
@@ -94,7 +95,12 @@ export class DynamoLedgerStore implements LedgerStore {
         copies.set(seen, [...(copies.get(seen) ?? []), entry]);
       } else result.conflicts.push({ entry, reason: `event id ${entry.eventId} appears twice in the batch with different data` });
     }
-    const transactions = planLedgerTransactions([...unique.values()], this.maxTransactItems);
+    // each transaction also ADDs its entries' hourly rollups (model/rollups.ts), counted in its size
+    const transactions = packWithRollups(
+      planLedgerTransactions([...unique.values()], this.maxTransactItems),
+      this.maxTransactItems,
+      Date.now(),
+    );
     const late: LateCredit[] = [];
     await runWithoutSharedBalances(transactions, this.transactionsInFlight, async (transaction) => {
       const outcome = await this.postTransaction(transaction, options, late);
@@ -179,7 +185,10 @@ export class DynamoLedgerStore implements LedgerStore {
     }
   }
 
-  /** The transaction of the live chunks: each entry's conditional put, then its group's balance update. */
+  /**
+   * The transaction of the live chunks: each entry's conditional put, then its group's balance update;
+   * last, the hourly rollups of every live entry (unconditional ADDs: they move exactly when the entries land).
+   */
   private transactionItems(live: BalanceChunk<LedgerEntry>[]): {
     items: TransactWriteItem[];
     itemEntries: (LedgerEntry | BalanceChunk<LedgerEntry>)[];
@@ -212,6 +221,13 @@ export class DynamoLedgerStore implements LedgerStore {
       });
       itemEntries.push(chunk);
     }
+    items.push(
+      ...rollupWrites(
+        this.table,
+        live.flatMap((chunk) => chunk.entries),
+        postedAtMs,
+      ),
+    );
     return { items, itemEntries };
   }
 

@@ -176,6 +176,8 @@ function classify(stream: string, entries: readonly StreamEntry[]): { good: Good
         kind: event.type,
         amount: event.amount,
         operation: event.operation,
+        atMs: event.timeMs,
+        keyId: event.keyId,
         source: `${stream}/${id}`,
         ...(event.correction === undefined ? {} : { reason: event.correction.reason, author: event.correction.author }),
       },

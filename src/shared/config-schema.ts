@@ -119,6 +119,13 @@ export const CONFIG_SCHEMA = z.object({
     .min(1)
     .default('.data/demo-keys.json')
     .describe("Where the API writes the demo tenants' API keys it generates at start (mode 0600; keys are never logged)."),
+  API_ADMIN_TOKEN_FILE: z
+    .string()
+    .min(1)
+    .default('.data/admin-token.json')
+    .describe(
+      'Where the API writes the first admin token (for /admin/graphql and the tollgate CLI) when API_DEMO_SEED=true and the file holds no valid token (mode 0600; never logged).',
+    ),
   ...GATEWAY_CONFIG_FIELDS,
   REDIS_URL: z
     .string()
@@ -212,15 +219,19 @@ export const CONFIG_SCHEMA = z.object({
     .describe('Whether the worker ensures a meter/<shard> pump workflow runs for every shard at start (true/false).'),
   METER_BATCH_SIZE: positiveInt.max(10_000).default(500).describe('Most usage entries one pump batch reads from a shard stream.'),
   METER_CLAIM_MIN_IDLE_MS: positiveInt
-    .default(60_000)
-    .describe('A usage entry delivered but unacknowledged this long (ms) is reclaimed by the pump (a crashed batch).'),
+    .optional()
+    .describe(
+      'A usage entry delivered but unacknowledged this long (ms) is reclaimed by the pump (a crashed batch). Default: METER_HEARTBEAT_TIMEOUT_MS, the moment the crashed batch is retried.',
+    ),
   METER_IDLE_DELAY_MS: positiveInt
-    .default(5_000)
-    .describe('How often (ms) a pump polls an idle stream inside its waiting activity: the worst-case ledger lag at idle.'),
+    .default(1_000)
+    .describe(
+      'Longest pause (ms) between two polls of an idle stream inside a pump activity (polls back off from 50 ms to it): the worst-case ledger lag at idle.',
+    ),
   METER_IDLE_WAIT_MS: positiveInt
     .default(30_000)
     .describe(
-      'How long (ms) one pump activity waits for entries on an idle stream before it returns (at most half of METER_ACTIVITY_TIMEOUT_MS): an idle pump adds one activity (~6 history events) per wait.',
+      'How long (ms) one pump activity pumps batch after batch, and waits on an idle stream, before it returns (at most half of METER_ACTIVITY_TIMEOUT_MS): a pump adds one activity (~6 history events) per span, busy or idle.',
     ),
   METER_ITERATIONS_PER_RUN: positiveInt.default(200).describe('Batches a pump workflow runs before it continues as new.'),
   METER_MAX_RUN_EVENTS: positiveInt
@@ -234,6 +245,12 @@ export const CONFIG_SCHEMA = z.object({
   METER_HEARTBEAT_TIMEOUT_MS: positiveInt
     .default(10_000)
     .describe('Heartbeat timeout of one pump batch, ms: how soon a batch of a crashed worker is retried.'),
+  METER_BATCHES_IN_FLIGHT: positiveInt
+    .max(4_096)
+    .default(16)
+    .describe(
+      'Pump batches one worker process reads and ledgers at once (the other pumps wait their turn, heartbeating): keeps a cold start of every pump with a backlog from starving the worker of event-loop time.',
+    ),
   METER_MAX_TRANSACT_ITEMS: positiveInt
     .min(2)
     .max(100)

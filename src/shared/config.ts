@@ -22,6 +22,8 @@ export interface AppConfig {
     port: number;
     anonymous: 'reject' | 'ip-plan';
     demoKeysFile: string;
+    /** The first admin token's file (written at a demo-seeded start). */
+    adminTokenFile: string;
     isDemoSeeded: boolean;
     configPollMs: number;
     jobStatusPerSecond: number;
@@ -59,6 +61,8 @@ export interface AppConfig {
     claimMinIdleMs: number;
     idleDelayMs: number;
     idleWaitMs: number;
+    /** Pump batches one worker process runs at once. */
+    batchesInFlight: number;
     iterationsPerRun: number;
     maxRunEvents: number;
     maxRunBytes: number;
@@ -176,6 +180,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
       port: raw.API_PORT,
       anonymous: raw.API_ANONYMOUS,
       demoKeysFile: raw.API_DEMO_KEYS_FILE,
+      adminTokenFile: raw.API_ADMIN_TOKEN_FILE,
       isDemoSeeded: raw.API_DEMO_SEED === 'true',
       configPollMs: raw.API_CONFIG_POLL_MS,
       jobStatusPerSecond: raw.API_JOB_STATUS_PER_SECOND,
@@ -192,7 +197,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
     meter: {
       isEnabled: raw.METER_ENABLED === 'true',
       batchSize: raw.METER_BATCH_SIZE,
-      claimMinIdleMs: raw.METER_CLAIM_MIN_IDLE_MS,
+      claimMinIdleMs: raw.METER_CLAIM_MIN_IDLE_MS ?? raw.METER_HEARTBEAT_TIMEOUT_MS,
       idleDelayMs: raw.METER_IDLE_DELAY_MS,
       idleWaitMs: raw.METER_IDLE_WAIT_MS,
       iterationsPerRun: raw.METER_ITERATIONS_PER_RUN,
@@ -200,6 +205,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
       maxRunBytes: raw.METER_MAX_RUN_BYTES,
       activityTimeoutMs: raw.METER_ACTIVITY_TIMEOUT_MS,
       heartbeatTimeoutMs: raw.METER_HEARTBEAT_TIMEOUT_MS,
+      batchesInFlight: raw.METER_BATCHES_IN_FLIGHT,
       maxTransactItems: raw.METER_MAX_TRANSACT_ITEMS,
       transactionsInFlight: raw.METER_TRANSACTIONS_IN_FLIGHT,
     },

@@ -206,6 +206,7 @@ function tollgateActivities(deps: {
   return {
     ...createMeteringActivities({
       pump,
+      batchesInFlight: config.meter.batchesInFlight,
       onBatch: (outcome) => {
         if ('result' in outcome) metrics.recordBatch(outcome.result);
         else metrics.meterBatchFailures.inc();

@@ -9,11 +9,19 @@ import { DefaultLogger } from '@temporalio/worker';
 import { Redis } from 'ioredis';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { connectDeciderRedis, createDeciderRedis, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
-import { DynamoLedgerStore, UsagePump, createDynamoClient, deadLetterStreamKey, parseShard } from '../../src/metering/index.js';
-import { createMeteringActivities, type PumpUsageBatchInput } from '../../src/workflows/activities/index.js';
+import {
+  DynamoLedgerStore,
+  UsagePump,
+  createDynamoClient,
+  deadLetterStreamKey,
+  parseShard,
+  type LedgerStore,
+} from '../../src/metering/index.js';
+import { createMeteringActivities, type PumpUsageBatchInput, type PumpUsageBatchResult } from '../../src/workflows/activities/index.js';
 import { closeAfterAll } from '../support/teardown.js';
 import { allocateShards } from '../support/allocate.js';
 import { testConfig, testStack, uniqueTenant } from '../support/stack.js';
+import { sleep } from '../support/time.js';
 import { appendEvents, generateEvents, reservedEvent, seededRandom } from '../support/usage-events.js';
 
 const config = testConfig();
@@ -21,7 +29,7 @@ const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: 
 const ledger = new DynamoLedgerStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix, maxTransactItems: 10 });
 const BP = Date.UTC(2026, 10, 1);
 // Its shards, on the single Redis and on the cluster, come from the test allocator.
-const range = allocateShards(2);
+const range = allocateShards(4);
 let redis: Redis;
 let pumpRedis: DeciderRedis;
 let cluster: DeciderRedis;
@@ -49,8 +57,98 @@ describe('pumpUsageBatch activity', () => {
     const result = await env.run((input: PumpUsageBatchInput) => activities.pumpUsageBatch(input), { shard, claimCursor: '0-0' });
     // then
     expect(result).toMatchObject({ read: events.length, posted: events.length, duplicates: 0, deadLettered: 0, acked: events.length });
-    const transactions = Math.ceil(events.length / 9);
+    // (at least one transaction per 9 entries: each also carries the balance and the hourly rollups)
+    const transactions = heartbeats.filter((beat) => beat === 'ledger').length;
+    expect(transactions).toBeGreaterThanOrEqual(Math.ceil(events.length / 9));
     expect(heartbeats).toEqual(['start', 'read', ...Array<string>(transactions).fill('ledger'), 'ledger-written', 'acked', 'trimmed']);
+  });
+
+  it('with a span, keeps pumping entries that arrive during it (no Temporal round trip per batch) and returns after the span', async () => {
+    // given a fresh shard with 4 events, and 6 more appended 400 ms into the activity's 1.5 s span
+    const shard = parseShard(range.at(1));
+    const tenant = uniqueTenant();
+    const first = generateEvents({ tenants: [tenant], periods: [BP], requests: 4, random: seededRandom(5), prefix: 'sa' });
+    const later = generateEvents({ tenants: [tenant], periods: [BP], requests: 6, random: seededRandom(6), prefix: 'sb' });
+    await appendEvents(redis, usageStreamKey(shard), first);
+    const batches: number[] = [];
+    const activities = createMeteringActivities({
+      pump: new UsagePump(pumpRedis, ledger),
+      onBatch: (outcome) => {
+        if ('result' in outcome) batches.push(outcome.result.read);
+      },
+    });
+    const env = new MockActivityEnvironment({ startToCloseTimeoutMs: 10_000 });
+    const appendLater = new Promise((resolve) => setTimeout(resolve, 400)).then(() => appendEvents(redis, usageStreamKey(shard), later));
+    // when one activity runs with a 1.5 s span, idle polls at most 200 ms apart
+    const startedMs = Date.now();
+    const result: PumpUsageBatchResult = await env.run((input: PumpUsageBatchInput) => activities.pumpUsageBatch(input), {
+      shard,
+      claimCursor: '0-0',
+      idleWaitMs: 1_500,
+      idlePollMs: 200,
+    });
+    await appendLater;
+    // then both waves were ledgered by this one activity, in separate batches, and it returned only after its span
+    expect(result).toMatchObject({
+      read: first.length + later.length,
+      posted: first.length + later.length,
+      acked: first.length + later.length,
+    });
+    expect(result.hasWaited).toBe(true);
+    expect(batches.filter((read) => read > 0)).toEqual([first.length, later.length]);
+    expect(Date.now() - startedMs).toBeGreaterThanOrEqual(1_300);
+  });
+
+  it('runs at most batchesInFlight batches of the process at once; a pump waiting its turn heartbeats', async () => {
+    // given two shards with events, and a ledger (the real one) that holds each batch 1.5 s before posting it
+    const shards = [parseShard(range.at(2)), parseShard(range.at(3))];
+    for (const [index, shard] of shards.entries()) {
+      const events = generateEvents({
+        tenants: [uniqueTenant()],
+        periods: [BP],
+        requests: 3,
+        random: seededRandom(10 + index),
+        prefix: `p${index}`,
+      });
+      await appendEvents(redis, usageStreamKey(shard), events);
+    }
+    const slowLedger: LedgerStore = {
+      postEntry: (entry) => ledger.postEntry(entry),
+      getBalance: (input) => ledger.getBalance(input),
+      postEntries: async (entries, options) => {
+        await sleep(1_500);
+        return ledger.postEntries(entries, options);
+      },
+    };
+    let running = 0;
+    let mostRunning = 0;
+    const activities = createMeteringActivities({
+      pump: new UsagePump(pumpRedis, slowLedger),
+      batchesInFlight: 1,
+      onStage: (stage) => {
+        if (stage === 'read') mostRunning = Math.max(mostRunning, (running += 1));
+      },
+      onBatch: () => (running -= 1),
+    });
+    // when both pumps run a batch at the same time, sharing one permit
+    const heartbeats = shards.map(() => new Array<unknown>());
+    const results: PumpUsageBatchResult[] = await Promise.all(
+      shards.map((shard, index) => {
+        const env = new MockActivityEnvironment();
+        env.on('heartbeat', (details: unknown) => heartbeats[index]?.push(details));
+        return env.run<[PumpUsageBatchInput], PumpUsageBatchResult, (input: PumpUsageBatchInput) => Promise<PumpUsageBatchResult>>(
+          (input) => activities.pumpUsageBatch(input),
+          {
+            shard,
+            claimCursor: '0-0',
+          },
+        );
+      }),
+    );
+    // then both ledgered their events, one batch after the other, and the one that waited heartbeated meanwhile
+    expect(results.map((result) => result.posted > 0)).toEqual([true, true]);
+    expect(mostRunning).toBe(1);
+    expect(heartbeats.filter((beats) => beats.includes('queued'))).toHaveLength(1);
   });
 
   it('fails a malformed shard as a non-retryable INVALID_INPUT', async () => {

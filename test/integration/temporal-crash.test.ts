@@ -211,7 +211,11 @@ describe('the Temporal server killed during reconciliation', () => {
     for (const shard of shards) {
       const handle = client.workflow.getHandle(meterWorkflowId(shard));
       expect((await handle.describe()).status.name).toBe('RUNNING');
-      expect((await handle.query(meterStateQuery)).counters.read).toBeGreaterThan(0);
+      // (its counters move when an activity's span ends, after the drain)
+      await waitFor(`meter/${shard}'s counters to show its reads`, async () => (await handle.query(meterStateQuery)).counters.read > 0, {
+        timeoutMs: 60_000,
+        intervalMs: 250,
+      });
     }
     console.log(
       `[temporal-crash] killed before request ${killAt}, restarted before ${restartAt}; pump worker re-created ${pumpWorker.restarts} times`,

@@ -6,6 +6,7 @@
  * Item layout (`pk` / `sk`):
  *   `config` / `version`          version (N): +1 on every change of a plan or key
  *   `plans` / `plan#<planId>`     version (N, the plan's own), body (S: the plan as JSON), updatedAtMs
+ *   `plans` / `planversion#<planId>#<version, 10 digits>`   body, appliedAtMs: every version applied by the admin API
  *   `apikey#<sha256 hex>` / `apikey`   tenant, keyId, planId, isRevoked (BOOL), createdAtMs
  *   `tenant#<tenant>` / `apikey#<keyId>`   hash (S: sha256 hex): finds a key to revoke by its id
  *   `tenant#<tenant>` / `account`  the tenant's account (src/billing/accounts.ts; its put moves the version too):
@@ -38,6 +39,7 @@ import type { PlanId, TenantId } from '../../shared/index.js';
 import { generateApiKey, hashApiKey } from '../identity/api-key.js';
 import type { ApiKeyRecord } from '../identity/key-store.js';
 import { accountPlanProblems, parsePlan, type Plan } from '../plans.js';
+import { configVersionBump, listSuspendedTenants } from './tenant-items.js';
 
 /** Physical name of the config table; must agree with infra/tables.ts. */
 export function configTableName(prefix: string): string {
@@ -117,14 +119,12 @@ export class DynamoConfigStore {
   }
 
   private bumpVersion(): TransactWriteItem {
-    return {
-      Update: {
-        TableName: this.table,
-        Key: VERSION_KEY,
-        UpdateExpression: 'ADD version :one',
-        ExpressionAttributeValues: { ':one': { N: '1' } },
-      },
-    };
+    return configVersionBump(this.table);
+  }
+
+  /** Tenants an admin suspended (`tenants` / `tenant#<id>`, status `suspended`): their keys answer 403. @throws DependencyError */
+  async suspendedTenants(): Promise<Set<string>> {
+    return this.send('list the tenants', () => listSuspendedTenants(this.client, this.table));
   }
 
   private async send<T>(what: string, call: () => Promise<T>): Promise<T> {
@@ -157,7 +157,7 @@ export class DynamoConfigStore {
    * @throws ConflictError `CONFLICT` (reason `STALE_VERSION`) when the stored plan has this version or a later one
    * @throws DependencyError when DynamoDB fails
    */
-  async putPlan(plan: Plan, nowMs: number): Promise<number> {
+  async putPlan(plan: Plan, nowMs: number, extraItems: TransactWriteItem[] = []): Promise<number> {
     const valid = parsePlan(plan);
     await this.checkAccountsAgree(valid);
     try {
@@ -176,6 +176,7 @@ export class DynamoConfigStore {
             ExpressionAttributeValues: { ':version': { N: String(valid.version) } },
           },
         },
+        ...extraItems,
       ]);
     } catch (error) {
       if (error instanceof TransactionCanceledException && error.CancellationReasons?.[0]?.Code === 'ConditionalCheckFailed') {
@@ -246,6 +247,8 @@ export class DynamoConfigStore {
     planId: string;
     nowMs: number;
     key?: string;
+    /** Written in the same transaction (the admin API's audit entry, a rotated key's expiry). */
+    extraItems?: TransactWriteItem[];
   }): Promise<{ key: string; version: number }> {
     const tenant = parseTenantId(input.tenant);
     const keyId = parseKeyId(input.keyId);
@@ -277,6 +280,7 @@ export class DynamoConfigStore {
             ConditionExpression: 'attribute_not_exists(pk)',
           },
         },
+        ...(input.extraItems ?? []),
       ]);
     } catch (error) {
       if (error instanceof TransactionCanceledException) {
@@ -296,7 +300,7 @@ export class DynamoConfigStore {
    * @throws NotFoundError when the tenant has no such key
    * @throws DependencyError when DynamoDB fails
    */
-  async revokeKey(input: { tenant: string; keyId: string }): Promise<number> {
+  async revokeKey(input: { tenant: string; keyId: string; extraItems?: TransactWriteItem[] }): Promise<number> {
     const tenant = parseTenantId(input.tenant);
     const keyId = parseKeyId(input.keyId);
     const index = await this.send('find the API key', () =>
@@ -321,6 +325,7 @@ export class DynamoConfigStore {
             ExpressionAttributeValues: { ':yes': { BOOL: true }, ':tenant': { S: tenant } },
           },
         },
+        ...(input.extraItems ?? []),
       ]);
     } catch (error) {
       if (error instanceof TransactionCanceledException)
@@ -347,6 +352,7 @@ export class DynamoConfigStore {
         planId: parsePlanId(item['planId']?.S),
         hash: Buffer.from(hash),
         isRevoked: item['isRevoked']?.BOOL !== false,
+        ...(item['expiresAtMs']?.N === undefined ? {} : { expiresAtMs: Number(item['expiresAtMs'].N) }),
       };
     } catch (error) {
       // a damaged record never authenticates anyone

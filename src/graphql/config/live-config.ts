@@ -7,6 +7,7 @@
  * validates keeps its previous version, and DynamoDB being down changes
  * nothing until it answers again.
  *
+ * Suspended tenants (the admin API's) are loaded with the plans too: their keys answer 403.
  * Tenants' billing periods (their accounts') are loaded with the plans: a request is decided in its
  * tenant's calendar (`planForTenant`). An account's put moves the config version too.
  *
@@ -57,6 +58,7 @@ export interface PlanProblem {
 export class LiveConfig implements PlanStore, KeyStore {
   private plans = new Map<string, Plan>();
   private periods = new Map<string, PeriodSpec>();
+  private suspended = new Set<string>();
   private problems: PlanProblem[] = [];
   private loadedVersion = -1;
   private readonly remembered = new Map<string, ApiKeyRecord>();
@@ -139,6 +141,11 @@ export class LiveConfig implements PlanStore, KeyStore {
     return this.periods.get(tenant);
   }
 
+  /** Whether an admin suspended the tenant, as of the loaded version. */
+  isSuspended(tenant: TenantId): boolean {
+    return this.suspended.has(tenant);
+  }
+
   /** The config version loaded (caches of key lookups key off it). */
   version(): number {
     return this.loadedVersion;
@@ -218,6 +225,7 @@ export class LiveConfig implements PlanStore, KeyStore {
   private async reload(version: number): Promise<void> {
     const stored = await this.options.store.listPlans();
     const accounts = await this.options.store.listAccountPeriods();
+    const suspended = await this.options.store.suspendedTenants();
     const periods = new Map<string, PeriodSpec>(accounts.periods);
     for (const tenant of accounts.invalid) {
       const previous = this.periods.get(tenant);
@@ -247,6 +255,7 @@ export class LiveConfig implements PlanStore, KeyStore {
     }
     this.plans = next;
     this.periods = periods;
+    this.suspended = suspended;
     this.problems = problems;
     // the version read before the plans: a change landing in between is loaded by the next check
     this.loadedVersion = Math.max(version, 0);

@@ -40,14 +40,20 @@ export interface Identity {
 }
 
 export type IdentifyFailureCode =
-  'API_KEY_REQUIRED' | 'API_KEY_INVALID' | 'API_KEY_REVOKED' | 'INVALID_ID' | 'KEY_STORE_UNAVAILABLE' | 'TOO_MANY_UNKNOWN_KEYS';
+  | 'API_KEY_REQUIRED'
+  | 'API_KEY_INVALID'
+  | 'API_KEY_REVOKED'
+  | 'TENANT_SUSPENDED'
+  | 'INVALID_ID'
+  | 'KEY_STORE_UNAVAILABLE'
+  | 'TOO_MANY_UNKNOWN_KEYS';
 
 export type IdentifyResult =
   | { isOk: true; identity: Identity }
   | {
       isOk: false;
       code: IdentifyFailureCode;
-      status: 400 | 401 | 429 | 503;
+      status: 400 | 401 | 403 | 429 | 503;
       message: string;
       /** When to try again (429 and 503), ms. */
       retryAfterMs?: number;
@@ -77,10 +83,11 @@ interface CacheEntry {
 const BEARER = /^Bearer +(\S+) *$/i;
 const ANONYMOUS_KEY_ID = 'anonymous';
 
-const STATUS: Record<IdentifyFailureCode, 400 | 401 | 429 | 503> = {
+const STATUS: Record<IdentifyFailureCode, 400 | 401 | 403 | 429 | 503> = {
   API_KEY_REQUIRED: 401,
   API_KEY_INVALID: 401,
   API_KEY_REVOKED: 401,
+  TENANT_SUSPENDED: 403,
   INVALID_ID: 400,
   KEY_STORE_UNAVAILABLE: 503,
   TOO_MANY_UNKNOWN_KEYS: 429,
@@ -147,6 +154,11 @@ export class ApiKeyIdentifier {
       return failure('API_KEY_INVALID', 'unknown API key');
     }
     if (record.isRevoked) return failure('API_KEY_REVOKED', 'this API key was revoked');
+    // a rotated key works until its overlap ends (checked on every request, cached or not)
+    if (record.expiresAtMs !== undefined && record.expiresAtMs <= this.options.clock.nowMs()) {
+      return failure('API_KEY_REVOKED', 'this API key was rotated and its overlap has ended');
+    }
+    if (this.options.keyStore.isSuspended?.(record.tenant) === true) return failure('TENANT_SUSPENDED', 'this tenant is suspended');
     let identity: Identity;
     try {
       identity = {

@@ -13,6 +13,8 @@ export interface ApiKeyRecord {
   /** sha256 of the key (32 bytes). */
   hash: Buffer;
   isRevoked: boolean;
+  /** When a rotated key stops working, epoch ms (absent: until revoked). */
+  expiresAtMs?: number;
 }
 
 /** Port: where API key records live (DynamoDB in production, memory here). */
@@ -21,6 +23,8 @@ export interface KeyStore {
   findByHash(hash: Buffer): Promise<ApiKeyRecord | undefined>;
   /** Configuration version: changes whenever any key is added, revoked or moved. Caches key off it. */
   version(): number;
+  /** Whether an admin suspended the tenant (its keys answer 403 TENANT_SUSPENDED). @default never */
+  isSuspended?(tenant: TenantId): boolean;
 }
 
 /** Keys in memory, indexed by hash. */

@@ -8,9 +8,10 @@
  *
  * Bounded runs (patch `meter-bounded-runs`, issue 19): a cold worker replays
  * every pump's current run at once, so a run stays short whatever the traffic
- * or the number of worker restarts. An idle stream is waited for inside the
- * activity (it polls for up to `idleWaitMs`, heartbeating), not on a durable
- * timer per poll: an idle pump adds one activity (~6 events) per wait. A run
+ * or the number of worker restarts. One activity pumps for up to `idleWaitMs`
+ * (batch after batch, polling an idle stream, heartbeating), not a batch per
+ * activity and a durable timer per idle poll: a pump adds one activity (~6
+ * events) per span, busy or idle. A run
  * continues as new at `maxRunEvents` events or `maxRunBytes` bytes of history,
  * after `iterationsPerRun` batches, or when Temporal suggests it. Runs started
  * before the patch keep their timers and limits until they continue as new.

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compileRequest } from '../../../src/decider/compile.js';
 import { compileBatch } from '../../../src/decider/decide-args.js';
+import { unpackMsgpack } from '../../../src/decider/msgpack.js';
 import { admittedKey, bucketKey, parseIpHex, requestRecordKey, shardOf, usageStreamKey } from '../../../src/decider/keys.js';
 import { ALG, MODE } from '../../../src/decider/model/limits.js';
 import { namingSkewMs, periodPairAt } from '../../../src/decider/model/period.js';
@@ -157,13 +158,16 @@ describe('compileBatch', () => {
         { shardCount: 16, localNowMs: now },
       ),
     );
-    const { keys, args } = compileBatch(requests, 60_000, ['a.1', 'a.2', 'a.3']);
+    const { keys, args: packed } = compileBatch(requests, 60_000, ['a.1', 'a.2', 'a.3']);
     expect(keys).toEqual(requests.flatMap((request) => request.keys));
-    expect(args.slice(0, 2)).toEqual(['3', '3']);
+    // one argument: the batch as one msgpack array
+    expect(packed).toHaveLength(1);
+    const args = unpackMsgpack(packed[0]) as (string | number)[];
+    expect(args.slice(0, 2)).toEqual([4, 3]);
     // 4 limits, one of them (defer) compiled two ways: 5 distinct definitions
-    expect(args[2]).toBe('5');
+    expect(args[2]).toBe(5);
     let position = 3;
-    const definitions: string[][] = [];
+    const definitions: (string | number)[][] = [];
     for (let index = 0; index < 5; index += 1) {
       const thresholds = Number(args[position + 6]);
       const count = 7 + thresholds + (thresholds > 0 ? 1 : 0);
@@ -173,9 +177,9 @@ describe('compileBatch', () => {
     requests.forEach((request, at) => {
       expect(args.slice(position, position + 9)).toEqual(request.head);
       // the batch default record TTL, or the request's own, then the request's attempt token
-      expect(args[position + 9]).toBe(request.recordTtlMs === undefined ? '60000' : String(request.recordTtlMs));
+      expect(args[position + 9]).toBe(request.recordTtlMs ?? 60_000);
       expect(args[position + 10]).toBe(`a.${at + 1}`);
-      expect(args[position + 11]).toBe('4');
+      expect(args[position + 11]).toBe(4);
       const indexes = args.slice(position + 12, position + 16).map(Number);
       expect(indexes.map((index) => definitions[index - 1])).toEqual(request.definitions);
       position += 16;

@@ -24,6 +24,7 @@ describe('loadConfig', () => {
         port: 4000,
         anonymous: 'reject',
         demoKeysFile: '.data/demo-keys.json',
+        adminTokenFile: '.data/admin-token.json',
         isDemoSeeded: true,
         configPollMs: 5_000,
         jobStatusPerSecond: 10,
@@ -48,14 +49,15 @@ describe('loadConfig', () => {
       meter: {
         isEnabled: true,
         batchSize: 500,
-        claimMinIdleMs: 60_000,
-        idleDelayMs: 5_000,
+        claimMinIdleMs: 10_000,
+        idleDelayMs: 1_000,
         idleWaitMs: 30_000,
         iterationsPerRun: 200,
         maxRunEvents: 400,
         maxRunBytes: 262_144,
         activityTimeoutMs: 60_000,
         heartbeatTimeoutMs: 10_000,
+        batchesInFlight: 16,
         maxTransactItems: 100,
         transactionsInFlight: 1,
       },
@@ -82,6 +84,14 @@ describe('loadConfig', () => {
         wakeMaxJobs: 1_000,
       },
     });
+  });
+
+  it('reclaims a crashed pump batch after the heartbeat timeout unless METER_CLAIM_MIN_IDLE_MS says otherwise', () => {
+    expect(loadConfig({ ...REQUIRED, METER_HEARTBEAT_TIMEOUT_MS: '4000' }).meter.claimMinIdleMs).toBe(4_000);
+    expect(loadConfig({ ...REQUIRED, METER_HEARTBEAT_TIMEOUT_MS: '4000', METER_CLAIM_MIN_IDLE_MS: '9000' }).meter.claimMinIdleMs).toBe(
+      9_000,
+    );
+    expect(configError({ ...REQUIRED, METER_CLAIM_MIN_IDLE_MS: '0' }).message).toContain('METER_CLAIM_MIN_IDLE_MS');
   });
 
   it('reads the audit and worker-metrics settings', () => {

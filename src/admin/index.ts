@@ -1,0 +1,22 @@
+/** The admin API (`/admin/graphql`) and admin tokens. The API process wires it over its stores (src/graphql). */
+export { ADMIN_ENDPOINT, authenticateAdmin, createAdminApi, type AdminApi } from './api.js';
+export { adminResolvers } from './resolvers.js';
+export type { AdminContext, AdminDeps } from './support.js';
+export { ADMIN_TYPE_DEFS } from './type-defs.js';
+export { ADMIN_TOKEN_PREFIX, generateAdminToken, hashAdminToken, isWellFormedAdminToken } from './tokens.js';
+export { writeFirstAdminToken } from './first-start.js';
+export { diffPlans, type PlanChange } from './plan-diff.js';
+export type {
+  AdminActor,
+  AdminPlanStore,
+  PlanRecord,
+  AdminStore,
+  AdminTokenRecord,
+  AuditEntry,
+  AuditFilter,
+  AuditInput,
+  KeyView,
+  Page,
+  TenantRecord,
+  TenantStatus,
+} from './ports.js';

@@ -1,0 +1,164 @@
+/**
+ * What the admin API runs on, as ports: the API process implements them over the config table
+ * (`src/graphql/config/admin-store.ts`) and hands them in, so this folder stays below the edge.
+ *
+ * Every change carries its audit entry, written in the same DynamoDB transaction as the change where the
+ * store can (tokens, tenants, keys), and the config version moves with every change an API instance serves.
+ */
+import type { AccountSettings, AccountView } from '../billing/index.js';
+
+/** Who made a change: the admin token's id (never the token). */
+export interface AdminActor {
+  tokenId: string;
+}
+
+export interface AdminTokenRecord {
+  tokenId: string;
+  isRevoked: boolean;
+  createdAtMs: number;
+}
+
+export type TenantStatus = 'active' | 'suspended';
+
+export interface TenantRecord {
+  id: string;
+  status: TenantStatus;
+  /** The plan a key gets when none is named at its creation. */
+  planId: string | null;
+  createdAtMs: number;
+  updatedAtMs: number;
+}
+
+/** An API key as listed: never the key, a fingerprint of its hash. */
+export interface KeyView {
+  tenant: string;
+  keyId: string;
+  planId: string;
+  /** The first 12 hex digits of the key's sha256. */
+  fingerprint: string;
+  createdAtMs: number;
+  isRevoked: boolean;
+  /** A rotated key's end of overlap, epoch ms (null: no end). */
+  expiresAtMs: number | null;
+}
+
+/** What an audit entry says of a change (the store stamps it with an id and the time). */
+export interface AuditInput {
+  tokenId: string;
+  /** e.g. `tenant.suspend`, `key.rotate`. */
+  action: string;
+  /** What was changed, e.g. `tenant/acme`, `key/acme/k1`. */
+  target: string;
+  before?: unknown;
+  after?: unknown;
+}
+
+export interface AuditEntry {
+  id: string;
+  tokenId: string;
+  action: string;
+  target: string;
+  /** JSON, or null (created / deleted). */
+  before: string | null;
+  after: string | null;
+  atMs: number;
+}
+
+/** One page of a listing and the cursor of the next (null: the last page). */
+export interface Page<T> {
+  items: T[];
+  cursor: string | null;
+}
+
+export interface AuditFilter {
+  tokenId?: string;
+  action?: string;
+  /** Entries whose target starts with this (e.g. `tenant/acme`, or `key/acme/` for every key of acme). */
+  targetPrefix?: string;
+  first: number;
+  after?: string;
+}
+
+export interface AdminStore {
+  /** The token whose sha256 is `hash` (a consistent read: a revocation holds at once). */
+  findToken(hash: Buffer): Promise<AdminTokenRecord | undefined>;
+  /** @throws ConflictError when the id is taken */
+  createToken(input: { tokenId: string; hash: Buffer; nowMs: number; audit: AuditInput | null }): Promise<void>;
+  /** @throws NotFoundError */
+  revokeToken(input: { tokenId: string; nowMs: number; audit: AuditInput }): Promise<AdminTokenRecord>;
+  listTokens(): Promise<AdminTokenRecord[]>;
+  /** @throws ConflictError when the tenant exists */
+  createTenant(input: {
+    tenant: string;
+    planId: string | null;
+    nowMs: number;
+    audit: AuditInput;
+  }): Promise<{ tenant: TenantRecord; version: number }>;
+  getTenant(tenant: string): Promise<TenantRecord | undefined>;
+  listTenants(filter: { status?: TenantStatus; planId?: string; first: number; after?: string }): Promise<Page<TenantRecord>>;
+  /** @throws NotFoundError */
+  setTenantStatus(input: {
+    tenant: string;
+    status: TenantStatus;
+    nowMs: number;
+    audit: AuditInput;
+  }): Promise<{ tenant: TenantRecord; version: number }>;
+  /** The plain key is returned once. @throws ConflictError, ValidationError */
+  createKey(input: {
+    tenant: string;
+    keyId: string;
+    planId: string;
+    nowMs: number;
+    audit: AuditInput;
+  }): Promise<{ key: string; version: number }>;
+  listKeys(tenant: string): Promise<KeyView[]>;
+  /** @throws NotFoundError */
+  revokeKey(input: { tenant: string; keyId: string; nowMs: number; audit: AuditInput }): Promise<number>;
+  /** A new key of the same plan; the old one works until `nowMs + overlapMs`. @throws NotFoundError, ConflictError */
+  rotateKey(input: {
+    tenant: string;
+    keyId: string;
+    newKeyId: string;
+    overlapMs: number;
+    nowMs: number;
+    audit: AuditInput;
+  }): Promise<{ key: string; version: number; expiresAtMs: number }>;
+  /** An audit entry of its own (changes whose store writes are not the config table's). */
+  appendAudit(input: AuditInput & { nowMs: number }): Promise<void>;
+  listAudit(filter: AuditFilter): Promise<Page<AuditEntry>>;
+  /** Validated against the plans of the tenant's keys. @throws ValidationError `ACCOUNT_INVALID` */
+  putAccount(settings: AccountSettings, nowMs: number): Promise<number>;
+  getAccount(tenant: string): Promise<AccountView | undefined>;
+}
+
+/** A plan as the admin API shows it: its JSON body, or why the stored one does not validate. */
+export interface PlanRecord {
+  id: string;
+  version: number;
+  /** The plan as JSON (empty when the stored body is unreadable). */
+  body: string;
+  /** Why the stored plan does not validate (null: it does). */
+  problem: string | null;
+  /** When this version was applied, epoch ms (null: not known, e.g. stored before the admin API). */
+  appliedAtMs: number | null;
+}
+
+/** Plans as versioned data (the API process implements it over the config table). */
+export interface AdminPlanStore {
+  /**
+   * The plan, validated whole.
+   * @throws ValidationError `INVALID_INPUT`: every problem, with its path (`details.problems`)
+   */
+  checkPlan(raw: unknown): { id: string; version: number; plan: Record<string, unknown> };
+  /** Every stored plan (its current version). */
+  listPlans(): Promise<PlanRecord[]>;
+  /** The current version of one plan. */
+  getPlan(id: string): Promise<PlanRecord | undefined>;
+  /** Every version applied through the admin API, oldest first. */
+  planVersions(id: string): Promise<PlanRecord[]>;
+  /**
+   * Stores a new version (greater than the stored one) with its history entry and audit entry, in one transaction.
+   * @throws ValidationError (every problem), ConflictError `CONFLICT` (reason STALE_VERSION)
+   */
+  applyPlan(input: { raw: unknown; nowMs: number; audit: AuditInput }): Promise<{ plan: PlanRecord; version: number }>;
+}

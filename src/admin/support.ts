@@ -1,0 +1,53 @@
+/** What the admin resolvers share: their dependencies and context, errors as GraphQL errors, announcing a change. */
+import { createGraphQLError } from 'graphql-yoga';
+import type { CorrectionDeps } from '../billing/index.js';
+import type { AuditOutcome } from '../metering/index.js';
+import { AppError, type Clock, type Logger, type TenantId } from '../shared/index.js';
+import type { AdminActor, AdminPlanStore, AdminStore } from './ports.js';
+
+export interface AdminDeps {
+  store: AdminStore;
+  plans: AdminPlanStore;
+  /** Tells every API instance the config version moved. */
+  announce: (version: number) => Promise<void>;
+  /** Ensures the tenant's `account/<tenant>` workflow (signal-with-start). */
+  ensureAccount: (tenant: TenantId) => Promise<void>;
+  corrections: CorrectionDeps;
+  /** Ledger vs admitted counters of one tenant period (the metering audit, read-only). */
+  auditor: { auditTenantPeriod(input: { tenant: string; periodStartMs: number }): Promise<AuditOutcome> };
+  logger: Logger;
+  clock: Clock;
+}
+
+export interface AdminContext {
+  actor: AdminActor;
+}
+
+/** An AppError as a GraphQL error with its stable code (and the problems of a validation error). */
+function toGraphQLError(error: unknown): unknown {
+  if (!(error instanceof AppError)) return error;
+  const status = error.code === 'NOT_FOUND' ? 404 : error.code === 'CONFLICT' ? 409 : error.retryable ? 503 : 400;
+  return createGraphQLError(error.message, { extensions: { code: error.code, details: error.details, http: { status, spec: false } } });
+}
+
+export async function run<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw toGraphQLError(error);
+  }
+}
+
+/** Announces a change (best effort: the instances' poll catches up) and logs it. */
+export async function changed(
+  deps: AdminDeps,
+  input: { version: number; actor: AdminActor; action: string; target: string },
+): Promise<void> {
+  await deps.announce(input.version).catch((error: unknown) => {
+    deps.logger.warn(
+      { err: error instanceof Error ? error.message : String(error) },
+      'admin change not announced; instances pick it up by polling',
+    );
+  });
+  deps.logger.info({ tokenId: input.actor.tokenId, action: input.action, target: input.target }, 'admin change');
+}

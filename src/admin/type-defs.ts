@@ -1,0 +1,217 @@
+/** The admin API's SDL (`/admin/graphql`): a schema of its own, never merged with the tenant API's. */
+export const ADMIN_TYPE_DEFS = /* GraphQL */ `
+  enum TenantStatus {
+    active
+    suspended
+  }
+
+  type Tenant {
+    id: String!
+    status: TenantStatus!
+    "The plan a key gets when none is named at its creation."
+    plan: String
+    createdAt: String!
+    updatedAt: String!
+  }
+
+  type TenantPage {
+    items: [Tenant!]!
+    "Pass as 'after' for the next page; null on the last page."
+    cursor: String
+  }
+
+  type ApiKey {
+    tenant: String!
+    keyId: String!
+    plan: String!
+    "First 12 hex digits of the key's sha256 (the key itself is never shown again)."
+    fingerprint: String!
+    createdAt: String!
+    isRevoked: Boolean!
+    "A rotated key's end of overlap (ISO-8601); null: no end."
+    expiresAt: String
+  }
+
+  type CreatedKey {
+    "The plain key: shown this once, stored only as its sha256."
+    key: String!
+    apiKey: ApiKey!
+  }
+
+  type AdminToken {
+    id: String!
+    isRevoked: Boolean!
+    createdAt: String!
+  }
+
+  type CreatedAdminToken {
+    "The plain token: shown this once, stored only as its sha256."
+    token: String!
+    adminToken: AdminToken!
+  }
+
+  type AuditEntry {
+    id: String!
+    "The admin token that made the change."
+    tokenId: String!
+    action: String!
+    target: String!
+    "JSON before the change (null: created)."
+    before: String
+    "JSON after the change."
+    after: String
+    at: String!
+  }
+
+  type AuditPage {
+    items: [AuditEntry!]!
+    cursor: String
+  }
+
+  type BillingPeriod {
+    unit: String!
+    anchorDay: Int!
+    timeZone: String!
+    lengthSeconds: Int
+  }
+
+  input BillingPeriodInput {
+    unit: String!
+    anchorDay: Int!
+    timeZone: String!
+    lengthSeconds: Int
+  }
+
+  type PriceTier {
+    upToUnits: Float
+    unitPriceMicros: Float!
+  }
+
+  input PriceTierInput {
+    upToUnits: Float
+    unitPriceMicros: Float!
+  }
+
+  type Price {
+    currency: String!
+    baseFeeMicros: Float!
+    includedUnits: Float!
+    tiers: [PriceTier!]!
+  }
+
+  input PriceInput {
+    currency: String!
+    baseFeeMicros: Float!
+    includedUnits: Float!
+    tiers: [PriceTierInput!]!
+  }
+
+  "An account as read back: the webhook secret is write-only (only whether one is set)."
+  type Account {
+    tenant: String!
+    billingPeriod: BillingPeriod!
+    price: Price!
+    webhookUrl: String
+    hasWebhookSecret: Boolean!
+  }
+
+  input AccountInput {
+    tenant: String!
+    billingPeriod: BillingPeriodInput!
+    price: PriceInput!
+    webhookUrl: String
+    webhookSecret: String
+  }
+
+  input CorrectionInput {
+    "Your id of this correction: a retry with the same id is the same correction."
+    id: String!
+    tenant: String!
+    "An instant (ISO-8601) in the billing period to correct."
+    at: String!
+    "Cost units: > 0 a debit, < 0 a credit."
+    units: Int!
+    reason: String!
+  }
+
+  type Correction {
+    eventId: String!
+    periodStart: String!
+    "False when a correction with this id was already made (nothing moved now)."
+    isNew: Boolean!
+  }
+
+  type Plan {
+    id: String!
+    version: Int!
+    "The plan as JSON (empty when the stored body does not parse)."
+    body: String!
+    "Why the stored plan does not validate (the API serves its last good version); null when it does."
+    problem: String
+    appliedAt: String
+  }
+
+  type PlanChange {
+    "e.g. limits[burst].algorithm.capacity; empty: the whole plan (none stored)."
+    path: String!
+    before: String
+    after: String
+  }
+
+  type PlanDiff {
+    id: String!
+    storedVersion: Int
+    newVersion: Int!
+    changes: [PlanChange!]!
+  }
+
+  "Ledger vs admitted counters of one tenant's billing period: drift = admitted - ledgered - inFlight (0 when exact)."
+  type TenantAudit {
+    tenant: String!
+    periodStart: String!
+    "audited, or unsettled (the stream moved during every snapshot; try again)."
+    status: String!
+    admitted: Float
+    ledgered: Float
+    inFlight: Float
+    drift: Float
+    duplicateEvents: Float
+  }
+
+  type Query {
+    "Audits the tenant's billing period holding 'at' (ISO-8601; default now), in its account's calendar."
+    audit(tenant: String!, at: String): TenantAudit!
+    plans: [Plan!]!
+    "Every version applied through the admin API, oldest first."
+    planVersions(id: String!): [Plan!]!
+    "What applying this plan (JSON) would change against the stored version; every validation problem listed otherwise."
+    planDiff(plan: String!): PlanDiff!
+    "The id of the admin token making this call."
+    whoami: String!
+    tenants(status: TenantStatus, plan: String, first: Int = 50, after: String): TenantPage!
+    tenant(id: String!): Tenant
+    keys(tenant: String!): [ApiKey!]!
+    account(tenant: String!): Account
+    adminTokens: [AdminToken!]!
+    auditLog(tokenId: String, action: String, target: String, first: Int = 50, after: String): AuditPage!
+  }
+
+  type Mutation {
+    "Stores a new version of a plan (JSON; its version must be greater than the stored one); every problem listed with its path."
+    applyPlan(plan: String!): Plan!
+    createTenant(id: String!, plan: String): Tenant!
+    "Every key of the tenant is refused at once (403 TENANT_SUSPENDED); nothing is metered."
+    suspendTenant(id: String!): Tenant!
+    resumeTenant(id: String!): Tenant!
+    createKey(tenant: String!, keyId: String!, plan: String): CreatedKey!
+    revokeKey(tenant: String!, keyId: String!): ApiKey!
+    "A new key of the same plan; the old one keeps working for overlapSeconds, then stops."
+    rotateKey(tenant: String!, keyId: String!, newKeyId: String!, overlapSeconds: Int!): CreatedKey!
+    "Creates or changes an account and ensures its account workflow."
+    putAccount(input: AccountInput!): Account!
+    "A debit or credit of a tenant's billing period (correction.v1)."
+    postCorrection(input: CorrectionInput!): Correction!
+    createAdminToken(id: String!): CreatedAdminToken!
+    revokeAdminToken(id: String!): AdminToken!
+  }
+`;

@@ -1,0 +1,49 @@
+/**
+ * The admin API in the API process: `/admin/graphql` (src/admin) over the config table, announcing
+ * every change on the config channel, beside the tenant API (`/graphql`) on the same port. At a
+ * demo-seeded start (`npm start`) the first admin token is written to `API_ADMIN_TOKEN_FILE`.
+ */
+import type { RequestListener } from 'node:http';
+import { resolve } from 'node:path';
+import { Client } from '@temporalio/client';
+import { ADMIN_ENDPOINT, createAdminApi, writeFirstAdminToken, type AdminApi } from '../admin/index.js';
+import { DynamoAccountStore } from '../billing/index.js';
+import { MeteringAuditor } from '../metering/index.js';
+import { systemClock } from '../shared/index.js';
+import { accountTimings, ensureAccountWorkflow } from '../workflows/index.js';
+import type { ApiProcessDeps } from './api-process.js';
+import { DynamoAdminStore } from './config/admin-store.js';
+import { DynamoConfigStore } from './config/dynamo-config-store.js';
+import { announceConfigVersion } from './config/live-config.js';
+import { DynamoPlanAdmin } from './config/plan-history.js';
+
+/** The admin API over the process's clients; writes the first admin token when the demo is seeded. */
+export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<AdminApi> {
+  const { config, logger, dynamo, redis } = deps;
+  const options = { tablePrefix: config.dynamodb.tablePrefix };
+  const store = new DynamoAdminStore(dynamo, new DynamoConfigStore(dynamo, options), options);
+  if (config.api.isDemoSeeded) {
+    await writeFirstAdminToken({ store, file: resolve(config.api.adminTokenFile), logger, nowMs: Date.now() });
+  }
+  const temporal = new Client({ connection: deps.temporal, namespace: config.temporal.namespace });
+  return createAdminApi({
+    store,
+    plans: new DynamoPlanAdmin(dynamo, new DynamoConfigStore(dynamo, options), options),
+    announce: (version) => announceConfigVersion(redis, version),
+    ensureAccount: (tenant) =>
+      ensureAccountWorkflow(temporal, { tenant, taskQueue: config.temporal.taskQueue, timings: accountTimings(config) }),
+    corrections: { redis, shardCount: config.redis.shardCount, accounts: new DynamoAccountStore(dynamo, options) },
+    auditor: new MeteringAuditor(redis, dynamo, { shardCount: config.redis.shardCount, tablePrefix: config.dynamodb.tablePrefix }),
+    logger,
+    clock: systemClock,
+  });
+}
+
+/** `/admin/…` to the admin API, everything else to the tenant API. */
+export function routeAdmin(admin: AdminApi, api: RequestListener): RequestListener {
+  return (request, response) => {
+    const path = (request.url ?? '/').split('?')[0] ?? '/';
+    if (path === ADMIN_ENDPOINT || path.startsWith('/admin/')) void admin.requestListener(request, response);
+    else api(request, response);
+  };
+}
