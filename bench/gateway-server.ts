@@ -4,7 +4,9 @@
  * - `upstream`: the upstream, a plain yoga server of its own schema (no limits);
  * - `proxy`: a yoga gateway with the upstream's schema forwarding every operation to it, without limits
  *   (the same forwarding code as tollgate's gateway: the difference is tollgate in front);
- * - `tollgate`: `createGateway` with tollgate in front (ResilientDecider on Redis, 2 limits).
+ * - `tollgate`: `createGateway` with tollgate in front (ResilientDecider on Redis, 2 limits);
+ * - `hive`, `hive-dedupe`: Hive Gateway (`@graphql-hive/gateway`, a devDependency) proxying to the upstream with its
+ *   demand control, one upstream request per request / identical requests in flight coalesced (its default).
  * Prints `ready` when listening; GET /cpu answers the process CPU time in µs.
  */
 import { mkdtempSync } from 'node:fs';
@@ -64,12 +66,37 @@ async function tollgate(redisPort: string, upstreamUrl: string): Promise<ReturnT
   });
 }
 
+/**
+ * Hive Gateway in proxy mode in front of the upstream, its demand control on (the same cost directives in the
+ * schema it validates with; a maximum no bench query reaches, so every operation is priced and forwarded).
+ * Its HTTP executor coalesces identical requests in flight into one upstream request unless told not to
+ * (`deduplicateInflightRequests`): `hive` forwards each request (as tollgate and the plain proxy do),
+ * `hive-dedupe` runs with the default.
+ */
+async function hiveGateway(
+  upstreamUrl: string,
+  isDeduplicating: boolean,
+): Promise<(request: IncomingMessage, response: ServerResponse) => void> {
+  const { createGatewayRuntime } = await import('@graphql-hive/gateway');
+  const gateway = createGatewayRuntime({
+    proxy: { endpoint: upstreamUrl, deduplicateInflightRequests: isDeduplicating },
+    schema: `${COST_DIRECTIVES_SDL}\n${GATEWAY_SDL}`,
+    demandControl: { maxCost: 1_000_000, includeExtensionMetadata: true },
+    logging: false,
+    landingPage: false,
+    maskedErrors: true,
+  });
+  return (request, response) => void gateway(request, response);
+}
+
 async function main(): Promise<void> {
   const [mode = 'upstream', portText = '0', redisPort = '6379', upstreamUrl = ''] = process.argv.slice(2);
   let handler: (request: IncomingMessage, response: ServerResponse) => void;
   if (mode === 'tollgate') {
     const yoga = await tollgate(redisPort, upstreamUrl);
     handler = (request, response) => void yoga.requestListener(request, response);
+  } else if (mode === 'hive' || mode === 'hive-dedupe') {
+    handler = await hiveGateway(upstreamUrl, mode === 'hive-dedupe');
   } else {
     const schema =
       mode === 'proxy'

@@ -2,11 +2,14 @@
  * The gateway benchmark (issue 20): one upstream (a plain yoga server in its
  * own process) and one query, served through
  * - `proxy`: a yoga gateway forwarding to the upstream without limits (the same forwarding code);
- * - `tollgate`: tollgate's gateway (identity, pricing, a real Redis decision, settlement, usage event).
+ * - `tollgate`: tollgate's gateway (identity, pricing, a real Redis decision, settlement, usage event);
+ * - `hive`: Hive Gateway (`@graphql-hive/gateway`) proxying to the upstream with its demand control.
  * Each gateway in its own process, driven by autocannon closed-loop for
  * throughput (interleaved rounds, the better kept), then by an open-loop
- * client at a fixed rate both sustain for p99. Figures: `gateway_vs_plain_proxy`
- * (throughput ratio, target ≥ 0.9) and `gateway_added_p99_ms` (target ≤ 2).
+ * client at one fixed rate, half the plain proxy's throughput, for p99.
+ * Figures: `gateway_vs_plain_proxy` (throughput ratio, target ≥ 0.9),
+ * `gateway_added_p99_ms` (p99 at that same rate, tollgate − proxy; target ≤ 2)
+ * and `gateway_vs_hive_gateway` (throughput ratio, target ≥ 1.0).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -20,7 +23,8 @@ import type { Figure } from './graphql.js';
 import { BENCH_API_KEY } from './graphql-shared.js';
 import { GATEWAY_QUERY } from './gateway-shared.js';
 
-type Mode = 'upstream' | 'proxy' | 'tollgate';
+type Mode = 'upstream' | 'proxy' | 'tollgate' | 'hive' | 'hive-dedupe';
+type Gateway = Exclude<Mode, 'upstream'>;
 
 interface AutocannonResult {
   requests: { average: number; total: number };
@@ -35,6 +39,7 @@ const autocannon = require('autocannon') as Autocannon;
 const BODY = JSON.stringify({ query: GATEWAY_QUERY });
 const HEADERS = { 'content-type': 'application/json', authorization: `Bearer ${BENCH_API_KEY}` };
 const CONNECTIONS = 16;
+const HIVE_VERSION = (require('@graphql-hive/gateway/package.json') as { version: string }).version;
 const ROUNDS = 2;
 
 /** Compiles the servers (tsconfig.bench.json), as production runs them. */
@@ -130,6 +135,14 @@ async function openLoopP99(
   return { p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), failures };
 }
 
+/** One request through `mode`, which must answer the query's data (not only a 200). */
+async function expectAnswer(mode: Gateway, port: number): Promise<void> {
+  const response = await fetch(`http://127.0.0.1:${port}/graphql`, { method: 'POST', headers: HEADERS, body: BODY });
+  const body = (await response.json()) as { data?: { books?: unknown[] }; errors?: unknown };
+  if (response.status !== 200 || body.data?.books?.length !== 10)
+    throw new Error(`${mode} answered ${response.status} ${JSON.stringify(body)}`);
+}
+
 interface Run {
   perSecond: number;
   p99Ms: number;
@@ -162,13 +175,17 @@ export async function benchGateway(input: { redisPort: number; durationMs: numbe
   try {
     const upstream = await start('upstream', ['0']);
     const upstreamUrl = `http://127.0.0.1:${upstream.port}/graphql`;
-    const servers = {
+    const servers: Record<Gateway, { port: number }> = {
       proxy: await start('proxy', ['0', upstreamUrl]),
       tollgate: await start('tollgate', [String(input.redisPort), upstreamUrl]),
+      hive: await start('hive', ['0', upstreamUrl]),
+      'hive-dedupe': await start('hive-dedupe', ['0', upstreamUrl]),
     };
-    const best: Partial<Record<'proxy' | 'tollgate', Run>> = {};
+    const gateways = ['proxy', 'tollgate', 'hive', 'hive-dedupe'] as const;
+    for (const mode of gateways) await expectAnswer(mode, servers[mode].port);
+    const best: Partial<Record<Gateway, Run>> = {};
     for (let round = 0; round < ROUNDS; round += 1) {
-      for (const mode of ['proxy', 'tollgate'] as const) {
+      for (const mode of gateways) {
         const run = await closedLoop(servers[mode].port, input.durationMs);
         if (run.failures > 0) throw new Error(`${mode}: ${run.failures} failed requests`);
         if (best[mode] === undefined || run.perSecond > (best[mode]?.perSecond ?? 0)) best[mode] = run;
@@ -176,11 +193,15 @@ export async function benchGateway(input: { redisPort: number; durationMs: numbe
     }
     const proxy = best.proxy as Run;
     const tollgate = best.tollgate as Run;
-    const rate = Math.round(Math.min(proxy.perSecond, tollgate.perSecond) / 4);
+    const hive = best.hive as Run;
+    const hiveDedupe = best['hive-dedupe'] as Run;
+    // one open-loop rate for both, half what the plain proxy sustains: the p99s compare the same load
+    const rate = Math.round(proxy.perSecond / 2);
     const fixedMs = Math.max(2_000, input.durationMs / 2);
     const proxyFixed = await openLoopP99(servers.proxy.port, rate, fixedMs);
     const tollgateFixed = await openLoopP99(servers.tollgate.port, rate, fixedMs);
     const ratio = tollgate.perSecond / proxy.perSecond;
+    const hiveRatio = tollgate.perSecond / hive.perSecond;
     const addedP99 = tollgateFixed.p99Ms - proxyFixed.p99Ms;
     const note = `query ${GATEWAY_QUERY} (30 units, nothing to settle), ${CONNECTIONS} connections`;
     return {
@@ -197,19 +218,29 @@ export async function benchGateway(input: { redisPort: number; durationMs: numbe
           unit: 'ms',
           note: `p99 at ${rate} req/s open loop, tollgate − plain proxy; target ≤ 2`,
         },
+        {
+          name: 'gateway_vs_hive_gateway',
+          value: hiveRatio,
+          unit: 'ratio',
+          note: `tollgate gateway req/s ÷ Hive Gateway (proxy mode, demand control on, one upstream request per request) req/s; ${note}; target ≥ 1.0`,
+        },
         { name: 'gateway_per_second', value: tollgate.perSecond, unit: 'req/s', note: `tollgate gateway, closed loop; ${note}` },
       ],
       lines: [
         '## Gateway',
         '',
-        `One upstream (plain yoga, its own process) and one query (\`${GATEWAY_QUERY}\`, 30 units, every list full so nothing to settle); each gateway in its own Node process (compiled), autocannon with ${CONNECTIONS} connections for ${Math.round(input.durationMs / 1000)} s after a 2 s warm-up, ${ROUNDS} interleaved rounds (the better kept); then ${rate} req/s open loop for ${Math.round(fixedMs / 1000)} s. Upstream, gateways, Redis and the load generator share the same 2 cores. tollgate's gateway here is \`createGateway\` over Redis (in-memory keys and plans), not the whole API process (no DynamoDB/Temporal needed on the request path).`,
+        `One upstream (plain yoga, its own process) and one query (\`${GATEWAY_QUERY}\`, 30 units, every list full so nothing to settle); each gateway in its own Node process (compiled), autocannon with ${CONNECTIONS} connections for ${Math.round(input.durationMs / 1000)} s after a 2 s warm-up, ${ROUNDS} interleaved rounds (the better kept); then ${rate} req/s (half the plain proxy's throughput) open loop for ${Math.round(fixedMs / 1000)} s, proxy and tollgate. Upstream, gateways, Redis and the load generator share the same 2 cores. tollgate's gateway here is \`createGateway\` over Redis (in-memory keys and plans), not the whole API process (no DynamoDB/Temporal needed on the request path).`,
+        '',
+        'Every client sends the same query, so Hive Gateway with its default (`deduplicateInflightRequests`) answers up to 16 requests with one upstream request; `gateway_vs_hive_gateway` compares with it forwarding every request, as tollgate (which meters each request) and the plain proxy do.',
         '',
         '| gateway | req/s | p99 closed loop (ms) | p50 / p99 at fixed rate (ms) |',
         '| --- | ---: | ---: | ---: |',
         `| plain yoga proxy (no limits) | ${proxy.perSecond.toFixed(0)} | ${proxy.p99Ms.toFixed(1)} | ${proxyFixed.p50Ms.toFixed(2)} / ${proxyFixed.p99Ms.toFixed(2)} |`,
         `| tollgate gateway | ${tollgate.perSecond.toFixed(0)} | ${tollgate.p99Ms.toFixed(1)} | ${tollgateFixed.p50Ms.toFixed(2)} / ${tollgateFixed.p99Ms.toFixed(2)} |`,
+        `| Hive Gateway ${HIVE_VERSION} (proxy, demand control) | ${hive.perSecond.toFixed(0)} | ${hive.p99Ms.toFixed(1)} | – |`,
+        `| Hive Gateway, identical requests in flight coalesced (its default) | ${hiveDedupe.perSecond.toFixed(0)} | ${hiveDedupe.p99Ms.toFixed(1)} | – |`,
         '',
-        `gateway_vs_plain_proxy **${ratio.toFixed(3)}** (target ≥ 0.9); gateway_added_p99_ms **${addedP99.toFixed(2)}** (target ≤ 2).`,
+        `gateway_vs_plain_proxy **${ratio.toFixed(3)}** (target ≥ 0.9); gateway_added_p99_ms **${addedP99.toFixed(2)}** (target ≤ 2); gateway_vs_hive_gateway **${hiveRatio.toFixed(3)}** (target ≥ 1.0).`,
         '',
       ],
     };

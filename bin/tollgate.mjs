@@ -21,10 +21,8 @@ try {
   cli = await import(pathToFileURL(entry).href);
 } catch (error) {
   if (error?.code !== 'ERR_MODULE_NOT_FOUND') throw error;
-  // the published package ships the library entries only, not the API process the commands run
-  process.stderr.write(
-    `tollgate: this installation does not include the API process (${error.message}); run tollgate from a clone or a full build (npm run build)\n`,
-  );
+  // a build without dist/ (run `npm run build` in a clone)
+  process.stderr.write(`tollgate: this installation is not built (${error.message}); run \`npm run build\` first\n`);
   process.exit(1);
 }
 await cli.main();

@@ -11,23 +11,22 @@ import {
   GraphQLSchema,
   Kind,
   OperationTypeNode,
-  type ASTNode,
-  type ASTVisitor,
+  type DocumentNode,
   type ExecutionResult,
-  type GraphQLError,
-  type ValidationContext,
   buildClientSchema,
   findBreakingChanges,
   buildSchema,
   getIntrospectionQuery,
+  getOperationAST,
   parse,
+  visit,
   type ExecutionArgs,
   type IntrospectionQuery,
 } from 'graphql';
-import { createGraphQLError, createYoga, useReadinessCheck, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, useReadinessCheck, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { COST_DIRECTIVES_SDL, useTollgate, type TollgateContext, type TollgateOptions } from '../graphql/index.js';
 import { DependencyError, ValidationError } from '../shared/index.js';
-import { Upstream, type UpstreamOptions } from './upstream.js';
+import { Upstream, type ForwardInput, type UpstreamOptions } from './upstream.js';
 
 export interface GatewayOptions {
   /** The upstream's schema, with its cost directives (`upstreamSchemaFromSdl`). */
@@ -158,52 +157,75 @@ export function cachedUpstreamCheck(
   };
 }
 
-/** Forwards one admitted operation to the upstream, with the caller's ids under the operator's header names. */
-function forwarder(
-  upstream: Upstream,
-  identityHeaders: GatewayOptions['identityHeaders'],
-): (args: ExecutionArgs) => Promise<ExecutionResult> {
+/** How an operation is forwarded: one JSON result, incremental delivery, or a subscription's events. */
+type ForwardKind = 'single' | 'incremental' | 'subscription';
+
+/** The forward kind of each document (yoga hands the same parsed document for the same query text). */
+function forwardKinds(): (args: ExecutionArgs) => ForwardKind {
+  const kinds = new WeakMap<DocumentNode, ForwardKind>();
   return (args) => {
+    let kind = kinds.get(args.document);
+    if (kind === undefined) {
+      let isIncremental = false;
+      visit(args.document, {
+        Directive(node) {
+          if (node.name.value === 'defer' || node.name.value === 'stream') isIncremental = true;
+        },
+      });
+      kind = isIncremental ? 'incremental' : 'single';
+      kinds.set(args.document, kind);
+    }
+    if (getOperationAST(args.document, args.operationName)?.operation === OperationTypeNode.SUBSCRIPTION) return 'subscription';
+    return kind;
+  };
+}
+
+/** Forwards admitted operations to the upstream, with the caller's ids under the operator's header names. */
+function forwarders(upstream: Upstream, identityHeaders: GatewayOptions['identityHeaders']) {
+  const inputOf = (args: ExecutionArgs): ForwardInput => {
     const context = args.contextValue as TollgateContext & { request?: Request };
     const identity = context.tollgate?.identity;
     const headers: Record<string, string> = {};
     if (identity !== undefined && identityHeaders?.tenant !== undefined) headers[identityHeaders.tenant] = identity.tenant;
     if (identity !== undefined && identityHeaders?.keyId !== undefined) headers[identityHeaders.keyId] = identity.keyId;
-    return upstream.forward({
+    return {
       document: args.document,
       variables: args.variableValues ?? undefined,
       operationName: args.operationName ?? undefined,
       request: context.request,
       headers,
-    });
+    };
+  };
+  const kindOf = forwardKinds();
+  return {
+    /** One result (deferred jobs run through this). */
+    single: (args: ExecutionArgs): Promise<ExecutionResult> => upstream.forward(inputOf(args)),
+    /** One result, or the payloads of `@defer`/`@stream` or of a subscription as the upstream streams them. */
+    any: (args: ExecutionArgs): Promise<ExecutionResult | AsyncIterable<ExecutionResult>> => {
+      const kind = kindOf(args);
+      return kind === 'single' ? upstream.forward(inputOf(args)) : upstream.forwardStream(inputOf(args), kind);
+    },
   };
 }
 
 /**
- * Refuses what the gateway does not forward: subscriptions and `@defer`/`@stream` (incremental delivery).
- * 400 `UNSUPPORTED_OPERATION`, before any pricing or decision.
+ * Replaces execution and subscription by a forward to the upstream (after `useTollgate` admitted the operation).
+ * `@defer`/`@stream` and subscriptions pass through when the upstream's schema declares them (otherwise they
+ * fail validation, as the upstream itself would refuse them).
  */
-function useForwardableOnly(): Plugin<TollgateContext> {
-  const unsupported = (message: string, node: ASTNode): GraphQLError =>
-    createGraphQLError(message, { nodes: [node], extensions: { code: 'UNSUPPORTED_OPERATION', http: { status: 400, spec: false } } });
-  const rule = (context: ValidationContext): ASTVisitor => ({
-    OperationDefinition(node) {
-      if (node.operation === OperationTypeNode.SUBSCRIPTION)
-        context.reportError(unsupported('the gateway does not forward subscriptions', node));
-    },
-    Directive(node) {
-      if (node.name.value === 'defer' || node.name.value === 'stream')
-        context.reportError(unsupported(`the gateway does not forward @${node.name.value} (incremental delivery)`, node));
-    },
-  });
-  return { onValidate: ({ addValidationRule }) => addValidationRule(rule) };
-}
-
-/** Replaces execution by a forward to the upstream (after `useTollgate` admitted the operation). */
-function useUpstream(forward: (args: ExecutionArgs) => Promise<ExecutionResult>): Plugin<TollgateContext> {
+function useUpstream(
+  upstream: Upstream,
+  forward: (args: ExecutionArgs) => Promise<ExecutionResult | AsyncIterable<ExecutionResult>>,
+): Plugin<TollgateContext> {
   return {
+    onYogaInit({ yoga }) {
+      upstream.useFetch(yoga.fetchAPI.fetch);
+    },
     onExecute({ setExecuteFn }) {
-      setExecuteFn(forward);
+      setExecuteFn(forward as never);
+    },
+    onSubscribe({ setSubscribeFn }) {
+      setSubscribeFn(forward as never);
     },
   };
 }
@@ -211,7 +233,7 @@ function useUpstream(forward: (args: ExecutionArgs) => Promise<ExecutionResult>)
 /** What a server needs to serve the upstream with tollgate in front (`createGateway`, or the API process in gateway mode). */
 export interface GatewayParts {
   schema: GraphQLSchema;
-  /** After `useTollgate`: refuse what is not forwarded, forward the rest. */
+  /** After `useTollgate`: forward what it admitted. */
   plugins: Plugin<TollgateContext>[];
   /** `useTollgate`'s `keepsReservation` when failures are charged as reserved. */
   keepsReservation: ((result: ExecutionResult) => boolean) | undefined;
@@ -223,13 +245,14 @@ export interface GatewayParts {
 
 /** The parts of a gateway over `options` (see {@link GatewayParts}). */
 export function gatewayParts(options: Omit<GatewayOptions, 'tollgate'>): GatewayParts {
-  const execute = forwarder(new Upstream(options.upstream), options.identityHeaders);
+  const upstream = new Upstream(options.upstream);
+  const forward = forwarders(upstream, options.identityHeaders);
   return {
     schema: options.schema,
-    plugins: [useForwardableOnly(), useUpstream(execute)],
+    plugins: [useUpstream(upstream, forward.any)],
     keepsReservation: options.failureCharge === 'reserved' ? isUpstreamFailure : undefined,
     checkUpstream: cachedUpstreamCheck(() => checkUpstreamSchema(options.schema, options.upstream), options.readyCacheMs ?? 5_000),
-    execute,
+    execute: forward.single,
   };
 }
 

@@ -11,17 +11,16 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { DynamoAccountStore, DynamoPeriodStore, DynamoWarningReader } from '../billing/index.js';
-import { type ResilientDecider, assertNoEviction, createDeciderRedis, probeDecider, type DeciderRedis } from '../decider/index.js';
+import { type ResilientDecider, assertNoEviction, createDeciderRedis, type DeciderRedis } from '../decider/index.js';
 import { DeferralLane, DynamoJobStore, type JobSettings } from '../jobs/index.js';
 import { DynamoAuditStore, DynamoUsageReader, createDynamoClient, readStreamLag } from '../metering/index.js';
 import { DependencyError, parseTrustedProxies, systemClock, type AppConfig, type Logger } from '../shared/index.js';
 import { TemporalDeferrer, createJobsWorker, routeTemporalLogs } from '../workflows/index.js';
 import { Admission } from './admission.js';
-import { createApi, type ApiServer } from './app.js';
+import { createApi, type ApiServer, type ApiSurface } from './app.js';
 import { startDegradedMode, type DegradedMode } from './degraded-mode.js';
 import { DynamoConfigStore } from './config/dynamo-config-store.js';
 import { LiveConfig, announceConfigVersion } from './config/live-config.js';
-import { DEMO_ANONYMOUS, createDemoSchema, createDemoSetup, seedDemoKeys, type DemoSetup } from './demo/index.js';
 import { DynamoResponseStore } from './idempotency/response-store.js';
 import { forwardedClientIp } from './identity/client-address.js';
 import { SchemaJobExecutor } from './jobs/executor.js';
@@ -34,6 +33,9 @@ export interface ApiProcessContext {
   config: AppConfig;
   logger: Logger;
 }
+
+/** The tenant and plan of anonymous callers with `API_ANONYMOUS=ip-plan` (the demo seeds this plan; gateway mode needs it stored). */
+const ANONYMOUS = { tenant: 'anonymous', planId: 'anonymous' } as const;
 
 /** Drops credentials from a Redis URL before it is logged. */
 function redactUrl(url: string): string {
@@ -108,7 +110,8 @@ export interface ApiProcessDeps extends ApiProcessContext {
   /** The Temporal deferrer behind this instance's deferral lane (`API_MAX_DEFERRALS_*`). */
   deferrer: DeferralLane;
   jobExecutor: SchemaJobExecutor;
-  demo: DemoSetup;
+  /** What `/graphql` serves: the demo's schema (demo mode) or the upstream's (gateway mode). */
+  api: ApiSurface;
   /** The in-flight bound of this instance (`API_MAX_IN_FLIGHT`, by criticality). */
   admission: Admission;
   /** What `/graphql` serves: the demo, or an upstream in gateway mode (`surface.ts`). */
@@ -157,23 +160,18 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
   });
   // Plans and API keys live in the config table and are followed live (announced on Redis, polled).
   const configStore = new DynamoConfigStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
-  const demo = createDemoSetup({ hasKeys: false });
-  if (config.api.isDemoSeeded) await seedDemoKeys({ store: configStore, keysFile: resolve(config.api.demoKeysFile), logger });
+  // the demo's plans and keys seeded, and its schema served, in demo mode only (gateway mode never loads it)
+  if (surface.kind === 'demo' && config.api.isDemoSeeded)
+    await surface.demo.seedDemoKeys({ store: configStore, keysFile: resolve(config.api.demoKeysFile), logger });
   const liveConfig = new LiveConfig({ store: configStore, logger, redis, pollMs: config.api.configPollMs });
   await liveConfig.start();
   await announceConfigVersion(redis, liveConfig.version()).catch(() => undefined);
+  const api =
+    surface.kind === 'gateway'
+      ? surface.api
+      : surface.demo.demoSurface({ store: surface.demo.createDemoSetup({ hasKeys: false }).store, version, redis, jobs: jobStore });
   const jobExecutor = new SchemaJobExecutor({
-    ...(surface.kind === 'gateway'
-      ? surface.jobs
-      : {
-          schema: createDemoSchema({
-            store: demo.store,
-            version,
-            deciderTimeMs: async () => (await probeDecider(redis)).nowMs,
-            clock: systemClock,
-            jobs: jobStore,
-          }),
-        }),
+    ...(surface.kind === 'gateway' ? surface.jobs : { schema: api.schema }),
     plans: liveConfig,
   });
   return {
@@ -190,7 +188,7 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
     jobStore,
     deferrer,
     jobExecutor,
-    demo,
+    api,
     admission,
     surface,
   };
@@ -284,7 +282,6 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
     readiness: deps.degraded.readiness,
     keyStore: deps.liveConfig,
     plans: deps.liveConfig,
-    store: deps.demo.store,
     deferrer: deps.deferrer,
     jobs: deps.jobStore,
     jobStatusPerSecond: config.api.jobStatusPerSecond,
@@ -294,7 +291,7 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
       admission: deps.admission,
       ...(deps.surface.kind === 'gateway' ? deps.surface.tollgate : {}),
     },
-    ...(deps.surface.kind === 'gateway' ? { surface: deps.surface.api } : {}),
+    surface: deps.api,
     metrics: deps.metrics,
     usage: new UsageService({
       redis: deps.redis,
@@ -306,7 +303,7 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
       clock: systemClock,
     }),
     responses: new DynamoResponseStore(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
-    ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...DEMO_ANONYMOUS } } : {}),
+    ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...ANONYMOUS } } : {}),
   });
 }
 

@@ -1,6 +1,6 @@
 /**
- * The API as a fetch handler (graphql-yoga): `/graphql` (the demo schema behind
- * `useTollgate`), `/health` (the process is alive), `/ready` (every dependency
+ * The API as a fetch handler (graphql-yoga): `/graphql` (the surface's schema behind
+ * `useTollgate`: the demo's, or an upstream's in gateway mode), `/health` (the process is alive), `/ready` (every dependency
  * answers a real call) and `/metrics` (Prometheus). The three probes answer
  * before identification and are never limited. Built from its dependencies so
  * tests can run it in-process with `yoga.fetch`.
@@ -11,8 +11,7 @@ import type { GraphQLSchema } from 'graphql';
 import { createYoga, useReadinessCheck, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { probeDecider, type Decider, type DeciderRedis } from '../decider/index.js';
 import { ledgerTableName } from '../metering/index.js';
-import { systemClock, type Logger } from '../shared/index.js';
-import { createDemoSchema, type DemoStore } from './demo/index.js';
+import type { Logger } from '../shared/index.js';
 import type { Deferrer } from '../jobs/index.js';
 import type { ResponseStore } from './idempotency/response-store.js';
 import type { AnonymousPolicy } from './identity/identify.js';
@@ -41,7 +40,6 @@ export interface ApiDeps {
   decider: Decider;
   keyStore: KeyStore;
   plans: PlanStore;
-  store: DemoStore;
   deferrer?: Deferrer;
   /** First responses of Idempotency-Key requests, sent again to their retries. */
   responses?: ResponseStore;
@@ -56,8 +54,8 @@ export interface ApiDeps {
   metrics?: TollgateMetrics;
   /** The tenant usage API (`/usage/graphql`, `/usage/statements.*`); absent: not served. */
   usage?: UsageService;
-  /** The schema served and how it executes. @default the demo schema */
-  surface?: ApiSurface;
+  /** The schema served and how it executes: the demo's (`demoSurface`, demo mode only) or an upstream's (gateway mode). */
+  surface: ApiSurface;
   /** Further `useTollgate` options (limits, cost model, client address, jitter). */
   tollgate?: Partial<
     Omit<TollgateOptions, 'decider' | 'keyStore' | 'plans' | 'logger' | 'metrics' | 'deferrer' | 'anonymous' | 'responses'>
@@ -65,8 +63,8 @@ export interface ApiDeps {
 }
 
 /**
- * What `/graphql` serves when it is not the demo (gateway mode): a schema, the plugins that execute it (run
- * after `useTollgate`), and further `/ready` checks.
+ * What `/graphql` serves: a schema, the plugins that execute it when the schema's resolvers do not (run after
+ * `useTollgate`; gateway mode forwards), and further `/ready` checks.
  */
 export interface ApiSurface {
   schema: GraphQLSchema;
@@ -97,15 +95,7 @@ export function createApi(deps: ApiDeps): ApiServer {
   const readinessTimeoutMs = deps.readinessTimeoutMs ?? 1_000;
   const metrics = deps.metrics ?? new TollgateMetrics();
   return createYoga<object, TollgateContext>({
-    schema:
-      deps.surface?.schema ??
-      createDemoSchema({
-        store: deps.store,
-        version: deps.version,
-        deciderTimeMs: async () => (await probeDecider(deps.redis)).nowMs,
-        clock: deps.tollgate?.clock ?? systemClock,
-        ...(deps.jobs === undefined ? {} : { jobs: deps.jobs }),
-      }),
+    schema: deps.surface.schema,
     graphqlEndpoint: '/graphql',
     healthCheckEndpoint: '/health',
     landingPage: false,
@@ -130,7 +120,7 @@ export function createApi(deps: ApiDeps): ApiServer {
               },
               { name: 'temporal', run: async () => void (await deps.temporal.healthService.check({})) },
               ...(deps.readiness?.checks ?? []),
-              ...(deps.surface?.readiness ?? []),
+              ...deps.surface.readiness,
             ],
             readinessTimeoutMs,
             deps.readiness?.detail,
@@ -167,7 +157,7 @@ export function createApi(deps: ApiDeps): ApiServer {
         ...(deps.anonymous === undefined ? {} : { anonymous: deps.anonymous }),
         ...(deps.responses === undefined ? {} : { responses: deps.responses }),
       }),
-      ...(deps.surface?.plugins ?? []),
+      ...deps.surface.plugins,
     ],
   });
 }

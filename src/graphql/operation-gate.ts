@@ -135,15 +135,19 @@ export class OperationGate {
     return this.answer({ decision: decided.decision, caller, priced, requestId, input: decideInput, submission });
   }
 
-  /** After execution: the actual cost, the settlement, and the result with `extensions.cost` (kept for retries when idempotent). */
+  /**
+   * After execution: the actual cost (the whole reservation with `keepsReservation`), the settlement, and the result
+   * with `extensions.cost` (kept for retries when idempotent).
+   */
   async finish(
     operation: AdmittedOperation,
     result: ExecutionResult,
+    how?: { keepsReservation: boolean },
   ): Promise<{ result: ExecutionResult; headers: Record<string, string> }> {
     const { minimumCost, metrics } = this.options;
     const { caller, requested, decision } = operation;
     const actual =
-      this.options.keepsReservation?.(result) === true
+      how?.keepsReservation === true || this.options.keepsReservation?.(result) === true
         ? requested
         : Math.max(minimumCost, measureActualCost(operation.costPlan, result.data, operation.variables));
     const refund = await this.settle(operation, actual);

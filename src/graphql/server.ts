@@ -13,7 +13,6 @@ import { createLogger, loadConfig } from '../shared/index.js';
 import { createProcessAdminApi, routeAdmin } from './admin-wiring.js';
 import { JobsWorker, buildApiDeps, connectRedis, createProcessApi, listen, stopOnSignals } from './api-process.js';
 import { limitRequestBodies } from './body-limit.js';
-import { setUpDemoAccounts } from './demo/index.js';
 import { chooseSurface } from './surface.js';
 
 /**
@@ -29,9 +28,9 @@ export async function runApiProcess(env: Record<string, string | undefined>): Pr
   const deps = await buildApiDeps({ config, logger, redis, surface });
   const jobsWorker = new JobsWorker(deps);
   await jobsWorker.start();
-  // The demo tenants' accounts and account workflows, unless API_DEMO_SEED=false (best effort).
-  if (config.account.isEnabled && config.api.isDemoSeeded) {
-    await setUpDemoAccounts({ config, dynamo: deps.dynamo, temporal: deps.temporal, logger });
+  // The demo tenants' accounts and account workflows, in demo mode unless API_DEMO_SEED=false (best effort).
+  if (surface.kind === 'demo' && config.account.isEnabled && config.api.isDemoSeeded) {
+    await surface.demo.setUpDemoAccounts({ config, dynamo: deps.dynamo, temporal: deps.temporal, logger });
   }
   // /admin/graphql: the admin API (its own schema and tokens) on the same port
   const admin = await createProcessAdminApi(deps);

@@ -7,17 +7,22 @@
  *
  * The one file of `src/graphql` that imports `src/gateway` (see
  * .dependency-cruiser.cjs): the gateway is built on the edge's plugin, and the
- * process chooses between the two surfaces here.
+ * process chooses between the two surfaces here. The demo is imported only in
+ * demo mode, dynamically: the published package runs gateway mode without it.
  */
 import type { ExecutionArgs, ExecutionResult, GraphQLSchema } from 'graphql';
 import { gatewayFromConfig } from '../gateway/index.js';
 import type { AppConfig, Logger } from '../shared/index.js';
 import type { ApiSurface } from './app.js';
+import type * as DemoIndex from './demo/index.js';
 import type { TollgateOptions } from './plugins/use-tollgate.js';
+
+/** The demo's module, loaded only in demo mode (the published package does not ship it). */
+export type DemoModule = typeof DemoIndex;
 
 /** The surface the process serves. */
 export type ProcessSurface =
-  | { kind: 'demo' }
+  | { kind: 'demo'; demo: DemoModule }
   | {
       kind: 'gateway';
       upstreamUrl: string;
@@ -40,7 +45,7 @@ export function redactedUpstream(url: string): string {
  */
 export async function chooseSurface({ config, logger }: { config: AppConfig; logger: Logger }): Promise<ProcessSurface> {
   const gateway = config.gateway;
-  if (gateway === undefined) return { kind: 'demo' };
+  if (gateway === undefined) return { kind: 'demo', demo: await import('./demo/index.js') };
   const parts = await gatewayFromConfig(gateway, logger);
   logger.info(
     {

@@ -22,7 +22,7 @@ import {
 import { decodeBucketState } from '../../src/decider/bucket-state.js';
 import { InMemoryKeyStore, InMemoryPlanStore, SchemaJobExecutor } from '../../src/graphql/index.js';
 import { createApi, type ApiServer } from '../../src/graphql/app.js';
-import { DemoStore, createDemoSchema } from '../../src/graphql/demo/index.js';
+import { DemoStore, createDemoSchema, demoSurface } from '../../src/graphql/demo/index.js';
 import { TemporalDeferrer } from '../../src/workflows/index.js';
 import { type JobView } from '../../src/jobs/index.js';
 import { DynamoAccountStore } from '../../src/billing/index.js';
@@ -115,7 +115,7 @@ function api(settings: Partial<JobSettings> = {}): ApiServer {
     decider: new RedisDecider(redis, { shardCount: SHARDS, clock: systemClock }),
     keyStore,
     plans,
-    store,
+    surface: demoSurface({ store, version: 'test', redis, jobs: jobStore }),
     deferrer: new TemporalDeferrer({
       client: env.client,
       store: jobStore,

@@ -5,6 +5,8 @@
  * real socket, against the test stack's Redis), and a worker of that project
  * (`tollgate/metering`) pumping its usage into the DynamoDB ledger. The type
  * declarations are checked by compiling a TypeScript file of that project.
+ * And the package's command: `npx tollgate gateway` in that project, in front
+ * of an upstream yoga server the test starts, serves and limits its schema.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, cpSync, mkdirSync } from 'node:fs';
@@ -12,15 +14,22 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, Connection } from '@temporalio/client';
+import { createSchema, createYoga } from 'graphql-yoga';
+import { freePort } from '../../infra/services.js';
+import { COST_DIRECTIVES_SDL } from '../../src/graphql/index.js';
+import { parseLimitId } from '../../src/shared/index.js';
+import { storeTenantPlan } from '../support/api-server.js';
 import { DynamoLedgerStore, createDynamoClient } from '../../src/metering/index.js';
 import { meterWorkflowId } from '../../src/workflows/index.js';
 import { LOGICAL_SHARDS, allocateShards, tenantInShards } from '../support/allocate.js';
 import { waitFor } from '../support/poll.js';
 import { closeAll } from '../support/teardown.js';
 import { stackEnv, testConfig, testStack } from '../support/stack.js';
-import { monthStartMs } from '../support/time.js';
+import { MONTH, monthStartMs } from '../support/time.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const require = createRequire(import.meta.url);
@@ -122,6 +131,7 @@ describe('the package, installed into an empty project', () => {
     mkdirSync(staging);
     cpSync(join(REPO, 'package.json'), join(staging, 'package.json'));
     cpSync(join(REPO, 'README.md'), join(staging, 'README.md'));
+    cpSync(join(REPO, 'bin'), join(staging, 'bin'), { recursive: true });
     run(
       process.execPath,
       [require.resolve('typescript/bin/tsc'), '-p', join(REPO, 'tsconfig.build.json'), '--outDir', join(staging, 'dist')],
@@ -186,12 +196,14 @@ describe('the package, installed into an empty project', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('ships built JS, declarations and the Lua scripts, and neither the demo nor the app that serves it', () => {
+  it('ships built JS, declarations, the Lua scripts and the API process the command runs, but not the demo', () => {
     const installed = join(dir, 'consumer', 'node_modules', 'tollgate');
     const files = (sub: string): string[] => readdirSync(join(installed, sub), { recursive: true }).map(String);
     expect(files('dist/src/package').sort()).toEqual([
       'decider.d.ts',
       'decider.js',
+      'gateway.d.ts',
+      'gateway.js',
       'metering.d.ts',
       'metering.js',
       'yoga.d.ts',
@@ -200,7 +212,9 @@ describe('the package, installed into an empty project', () => {
     expect(files('dist/lua').sort()).toEqual(['append-usage.lua', 'clock.lua', 'decide.lua', 'instances.lua', 'settle.lua']);
     const graphql = files('dist/src/graphql');
     expect(graphql).toContain('plugins/use-tollgate.js');
-    expect(graphql.filter((name) => name.startsWith('demo') || /^(app|api-process|server)\./.test(name))).toEqual([]);
+    expect(graphql.filter((name) => name.startsWith('demo'))).toEqual([]);
+    expect(graphql).toEqual(expect.arrayContaining(['api-process.js', 'server.js', 'surface.js']));
+    expect(files('dist/src/cli')).toContain('tollgate.js');
     const manifest = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> };
     expect(Object.keys(manifest.peerDependencies).sort()).toEqual(['graphql', 'graphql-yoga']);
   });
@@ -257,4 +271,100 @@ describe('the package, installed into an empty project', () => {
     writeFileSync(join(consumer, 'typed.ts'), `${TYPED}\nimport type { DemoStore } from 'tollgate/demo';\nexport type D = DemoStore;\n`);
     expect(() => run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json'], consumer)).toThrow(/tollgate\/demo/);
   });
+
+  it("runs `npx tollgate gateway` in the project, in front of an upstream, and limits the upstream's schema", async () => {
+    // given an upstream yoga server of its own schema (8 books; a book costs 1), its SDL pinned in the project
+    const sdl = `${COST_DIRECTIVES_SDL}
+      type Book { title: String! }
+      type Query { books(first: Int!): [Book!]! @listSize(slicingArguments: ["first"]) }`;
+    let forwarded = 0;
+    const yoga = createYoga({
+      schema: createSchema({
+        typeDefs: sdl,
+        resolvers: {
+          Query: {
+            books: (_: unknown, { first }: { first: number }) => {
+              forwarded += 1;
+              return Array.from({ length: Math.min(first, 8) }, (_, i) => ({ title: `book ${i}` }));
+            },
+          },
+        },
+      }),
+      logging: false,
+    });
+    const upstream = createServer((request, response) => void yoga(request, response));
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const consumer = join(dir, 'consumer');
+    writeFileSync(join(consumer, 'schema.graphql'), sdl);
+    // and a tenant with 7 units a month, its key in the config table the gateway reads
+    const { key } = await storeTenantPlan([
+      {
+        id: parseLimitId('monthly'),
+        scope: 'tenant',
+        mode: 'hard',
+        onDeciderDown: 'closed',
+        algorithm: { kind: 'period-quota', limit: 7, period: MONTH, thresholdsPercent: [] },
+      },
+    ]);
+    // when the project runs the package's command
+    const port = await freePort();
+    const gateway = spawn(
+      'npx',
+      ['--no-install', 'tollgate', 'gateway', '--upstream', `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/graphql`],
+      {
+        cwd: consumer,
+        env: {
+          ...process.env,
+          ...stackEnv(),
+          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+          TOLLGATE_UPSTREAM_SCHEMA: 'schema.graphql',
+          API_PORT: String(port),
+          API_DEMO_SEED: 'false',
+          DECIDER_SHARDS: String(LOGICAL_SHARDS),
+          DECIDER_SPOOL_PATH: join(dir, 'spool'),
+          JOBS_TASK_QUEUE: `package-gateway-${port}`,
+          LOG_LEVEL: 'info',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      },
+    );
+    let output = '';
+    gateway.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    gateway.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    try {
+      await waitFor(
+        'the packaged gateway to listen',
+        () => {
+          if (gateway.exitCode !== null) throw new Error(`tollgate gateway exited ${gateway.exitCode}:\n${output}`);
+          return output.includes('api listening');
+        },
+        { timeoutMs: 120_000, intervalMs: 250 },
+      );
+      const ask = (): Promise<Response> =>
+        fetch(`http://127.0.0.1:${port}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+          body: JSON.stringify({ query: '{ books(first: 3) { title } }' }),
+        });
+      const before = forwarded;
+      const statuses: number[] = [];
+      const bodies: unknown[] = [];
+      for (let i = 0; i < 3; i += 1) {
+        const response = await ask();
+        statuses.push(response.status);
+        bodies.push(await response.json());
+      }
+      // then the first two (3 units each) are served from the upstream, the third (3 > 1 left) refused and not forwarded
+      expect(statuses).toEqual([200, 200, 429]);
+      expect(bodies[0]).toMatchObject({ data: { books: [{ title: 'book 0' }, { title: 'book 1' }, { title: 'book 2' }] } });
+      expect(bodies[2]).toMatchObject({ errors: [{ extensions: { code: 'QUOTA_EXHAUSTED' } }] });
+      expect(forwarded - before).toBe(2);
+      expect(output).toContain('gateway mode');
+    } finally {
+      if (gateway.pid !== undefined && gateway.exitCode === null) process.kill(-gateway.pid, 'SIGTERM');
+      upstream.closeAllConnections();
+      await new Promise((resolve) => upstream.close(resolve));
+    }
+  }, 240_000);
 });

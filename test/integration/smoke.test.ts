@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisDecider, appendUsage, createDeciderRedis, shardOf, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { DynamoLedgerStore, createDynamoClient } from '../../src/metering/index.js';
 import { createApi, type ApiDeps } from '../../src/graphql/app.js';
-import { createDemoSetup } from '../../src/graphql/demo/index.js';
+import { createDemoSetup, demoSurface } from '../../src/graphql/demo/index.js';
 import { createLogger, parseEventId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { closeAfterAll } from '../support/teardown.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
@@ -89,11 +89,11 @@ describe('GraphQL: a yoga request answers', () => {
   const temporal = Connection.lazy({ address: config.temporal.address });
 
   const demo = createDemoSetup();
-  const demoDeps = (client: DeciderRedis): Pick<ApiDeps, 'decider' | 'keyStore' | 'plans' | 'store'> => ({
+  const demoDeps = (client: DeciderRedis, version: string): Pick<ApiDeps, 'decider' | 'keyStore' | 'plans' | 'surface'> => ({
     decider: new RedisDecider(client, { shardCount: config.redis.shardCount, clock: systemClock }),
     keyStore: demo.keyStore,
     plans: demo.plans,
-    store: demo.store,
+    surface: demoSurface({ store: demo.store, version, redis: client }),
   });
 
   afterAll(async () => {
@@ -109,7 +109,7 @@ describe('GraphQL: a yoga request answers', () => {
       temporal,
       logger,
       version: 'test',
-      ...demoDeps(redis),
+      ...demoDeps(redis, 'test'),
     });
     const response = await api.fetch('http://tollgate.test/graphql', {
       method: 'POST',
@@ -140,7 +140,7 @@ describe('GraphQL: a yoga request answers', () => {
       temporal,
       logger,
       version: 't',
-      ...demoDeps(deadRedis),
+      ...demoDeps(deadRedis, 't'),
     });
     // when
     const ready = await api.fetch('http://tollgate.test/ready');

@@ -26,7 +26,7 @@ import { freePort, startTemporal, stopProcess, type ManagedProcess } from '../..
 import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type DeciderRedis, type LimitSpec } from '../../src/decider/index.js';
 import { InMemoryKeyStore, InMemoryPlanStore, SchemaJobExecutor } from '../../src/graphql/index.js';
 import { createApi, type ApiServer } from '../../src/graphql/app.js';
-import { DemoStore, createDemoSchema } from '../../src/graphql/demo/index.js';
+import { DemoStore, createDemoSchema, demoSurface } from '../../src/graphql/demo/index.js';
 import { TemporalDeferrer } from '../../src/workflows/index.js';
 import { type JobView } from '../../src/jobs/index.js';
 import { createDynamoClient, ledgerTableName, parseShard } from '../../src/metering/index.js';
@@ -292,7 +292,7 @@ describe('the Temporal server killed during a burst of deferrals', () => {
       decider,
       keyStore,
       plans,
-      store,
+      surface: demoSurface({ store, version: 'test', redis, jobs: jobStore }),
       deferrer: new TemporalDeferrer({
         client,
         store: jobStore,

@@ -8,3 +8,4 @@ export { DemoStore } from './data.js';
 export { createDemoSchema, type DemoSchemaDeps } from './schema.js';
 export { DEMO_ANONYMOUS, createDemoSetup, seedDemoConfig, type DemoKey, type DemoSetup } from './seed.js';
 export { seedDemoKeys, setUpDemoAccounts, type SeedDemoKeysOptions, type SetUpDemoAccountsOptions } from './startup.js';
+export { demoSurface } from './surface.js';

@@ -8,10 +8,11 @@
  * (429, 202, 503, 400) without running a resolver, or run it, measure the
  * actual cost from what came back, settle the difference, and report
  * `extensions.cost` and the RateLimit headers. Each operation of a batch is
- * priced, decided and charged on its own.
+ * priced, decided and charged on its own; streams (`@defer`/`@stream`,
+ * subscriptions) are charged as `streamed-results.ts` says.
  */
-import type { DocumentNode, ExecutionArgs, ExecutionResult, GraphQLError, GraphQLSchema, ParseOptions, Source } from 'graphql';
-import type { Plugin, YogaInitialContext } from 'graphql-yoga';
+import type { DocumentNode, ExecutionResult, GraphQLError, GraphQLSchema, ParseOptions, Source } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
 import type { Decider } from '../../decider/index.js';
 import type { Deferrer } from '../../jobs/index.js';
 import { ValidationError, systemClock, type Clock, type Logger } from '../../shared/index.js';
@@ -20,7 +21,7 @@ import { STATIC_LIMIT_DEFAULTS, staticLimitsRule, type StaticLimits } from '../c
 import type { CostModelOptions } from '../cost/model.js';
 import { Pricer } from '../cost/pricer.js';
 import { quoteOperation, type QuoteResult } from '../cost/quote.js';
-import { refusal, type EdgeResponse } from '../decision-response.js';
+import type { EdgeResponse } from '../decision-response.js';
 import { IdempotentResponses } from '../idempotency/replay.js';
 import { isIdempotencyKey } from '../idempotency/request-id.js';
 import type { ResponseStore } from '../idempotency/response-store.js';
@@ -32,6 +33,7 @@ import { OperationGate } from '../operation-gate.js';
 import { tenantPlanOf, type Plan, type PlanStore } from '../plans.js';
 import { edgeError, type EdgeErrorCode } from '../responses.js';
 import { parseAtEdge, tokenLimitError } from '../token-limit.js';
+import { executeOperation, subscribeOperation } from './gated-operations.js';
 
 /** Options of {@link useTollgate}. */
 export interface TollgateOptions {
@@ -123,8 +125,6 @@ interface RequestState {
 type Hooks = Plugin<TollgateContext>;
 type RequestParsePayload = Parameters<NonNullable<Hooks['onRequestParse']>>[0];
 type RequestParseHookResult = Exclude<Awaited<ReturnType<NonNullable<Hooks['onRequestParse']>>>, void>;
-type ExecutePayload = Parameters<NonNullable<Hooks['onExecute']>>[0];
-type ExecuteHookResult = Awaited<ReturnType<NonNullable<Hooks['onExecute']>>>;
 
 /** What the hooks of one plugin instance share. */
 interface Runtime {
@@ -187,14 +187,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
       if (tollgate !== undefined) extendContext({ tollgate });
     },
     onExecute: (payload) => executeOperation(runtime, payload),
-    // Subscriptions are not metered yet: refuse them rather than serve them free.
-    onSubscribe: ({ setResultAndStopExecution }) => {
-      setResultAndStopExecution({
-        errors: [
-          runtime.refuse({ code: 'SUBSCRIPTIONS_NOT_METERED', message: 'subscriptions are not available on a metered API', status: 400 }),
-        ],
-      });
-    },
+    onSubscribe: (payload) => subscribeOperation(runtime, payload),
     onResponse: ({ request, response }) => {
       const state = runtime.requests.get(request);
       if (state === undefined) return;
@@ -358,43 +351,4 @@ async function openRequest(runtime: Runtime, { request, serverContext }: Request
       state.nextIndex = requestParserResult.length;
     },
   };
-}
-
-/** Runs one operation through the gate: answers it, or lets it run and then settles and reports. */
-async function executeOperation(
-  runtime: Runtime,
-  { args: untypedArgs, setResultAndStopExecution }: ExecutePayload,
-): Promise<ExecuteHookResult> {
-  const args = untypedArgs as unknown as ExecutionArgs;
-  const context = args.contextValue as YogaInitialContext & TollgateContext;
-  const state = runtime.requests.get(context.request);
-  if (state === undefined) {
-    setResultAndStopExecution(runtime.send(refusal({ code: 'UNIDENTIFIED', message: 'the request was not identified', status: 401 })));
-    return;
-  }
-  const caller = {
-    identity: state.identity,
-    plan: state.plan,
-    idempotencyKey: state.idempotencyKey,
-    isNotifyRequested: state.isNotifyRequested,
-    batchIndex: () => state.batchIndex.get(context.params) ?? state.nextIndex++,
-  };
-  const outcome = await runtime.gate.open({ args, caller, query: context.params.query });
-  if (outcome.kind === 'answered') {
-    setResultAndStopExecution(runtime.send(outcome.response, state));
-    return;
-  }
-  Object.assign(state.headers, outcome.headers);
-  return {
-    onExecuteDone: async ({ result, setResult }) => {
-      if (!isExecutionResult(result)) return;
-      const done = await runtime.gate.finish(outcome.operation, result);
-      Object.assign(state.headers, done.headers);
-      setResult(done.result);
-    },
-  };
-}
-
-function isExecutionResult(result: unknown): result is ExecutionResult {
-  return typeof result === 'object' && result !== null && !(Symbol.asyncIterator in result);
 }
