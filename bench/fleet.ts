@@ -145,6 +145,22 @@ async function workflowTasksBetween(client: Client, fromMs: number, toMs: number
   return count;
 }
 
+/** The most events any pump run's history holds (every run of the bench, its history fetched: the dev server's visibility has no length). */
+async function largestHistory(client: Client): Promise<number> {
+  const runs: { workflowId: string; runId: string }[] = [];
+  for await (const run of client.workflow.list({ query: `WorkflowType = 'meterShard'` }))
+    runs.push({ workflowId: run.workflowId, runId: run.runId });
+  let largest = 0;
+  const lanes = Array.from({ length: 16 }, async () => {
+    for (let run = runs.shift(); run !== undefined; run = runs.shift()) {
+      const history = await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
+      largest = Math.max(largest, history.events?.length ?? 0);
+    }
+  });
+  await Promise.all(lanes);
+  return largest;
+}
+
 /** Workflow task timeouts (any type) recorded in pump runs open at or after `fromMs`, at or after it. */
 async function taskTimeoutsSince(client: Client, fromMs: number): Promise<number> {
   const runs: { workflowId: string; runId: string }[] = [];
@@ -176,11 +192,15 @@ async function recover(input: {
   input.worker.child.kill('SIGKILL');
   await input.worker.exited;
   await appendBacklog(input.redis, input.label);
+  const backlogDoneMs = Date.now();
   const next = spawnWorker(input.env);
   input.onSpawn(next);
+  // recovered: every entry from before the kill and of the backlog acknowledged (the oldest unacknowledged one is
+  // younger than the backlog), and that one younger than 5 s (a freshly appended backlog alone is younger than 5 s)
   const isRecovered = async (): Promise<boolean> => {
     if (next.pollingMs() === undefined) return false;
-    return (await readStreamLag(input.redis, { shards: ALL_SHARDS, concurrency: 32 })).oldestUnacknowledgedAgeSeconds < LAG_TARGET_S;
+    const oldestMs = (await readStreamLag(input.redis, { shards: ALL_SHARDS, concurrency: 32 })).oldestUnacknowledgedAgeSeconds * 1_000;
+    return oldestMs < Math.min(LAG_TARGET_S * 1_000, Date.now() - backlogDoneMs);
   };
   // not recovered within the limit: reported as the limit (the note says so), the bench goes on
   await waitUntil('the lag under 5 s after a restart', isRecovered, RECOVERY_LIMIT_MS).catch(() => undefined);
@@ -256,9 +276,7 @@ export async function benchFleet(opts: { redisPort: number }): Promise<{ figures
     const timeoutsAfterRestart = await taskTimeoutsSince(client, second.next.spawnedMs);
 
     // 4. the largest pump run of the whole bench
-    let maxHistory = 0;
-    for await (const run of client.workflow.list({ query: `WorkflowType = 'meterShard'` }))
-      maxHistory = Math.max(maxHistory, run.historyLength);
+    const maxHistory = await largestHistory(client);
 
     const note = `${SHARDS} pumps, ${TRAFFIC_PER_S} events/s`;
     const figures: Figure[] = [
@@ -266,7 +284,7 @@ export async function benchFleet(opts: { redisPort: number }): Promise<{ figures
         name: 'metering_recovery_s',
         value: recoveryS,
         unit: 's',
-        note: `worker SIGKILLed under traffic, ${BACKLOG_PER_SHARD * SHARDS} events backlog, new process spawned → oldest unacknowledged < 5 s, the slower of two (${note}; target ≤ 30)`,
+        note: `worker SIGKILLed under traffic, ${BACKLOG_PER_SHARD * SHARDS} events backlog, new process spawned → everything before it acknowledged and the oldest unacknowledged < 5 s, the slower of two (${note}; target ≤ 30)`,
       },
       {
         name: 'meter_history_events_max',
@@ -288,6 +306,8 @@ export async function benchFleet(opts: { redisPort: number }): Promise<{ figures
       },
     ];
     const lines = [
+      '## Metering fleet',
+      '',
       `256 pumps, real worker entry point, default settings; steady ${TRAFFIC_PER_S} events/s for ${STEADY_MS / 1_000} s; idle window ${IDLE_WINDOW_MS / 1_000} s.`,
       '',
       '| | value |',
