@@ -136,6 +136,13 @@ async function main(): Promise<number> {
       `                schema ${process.env['TOLLGATE_UPSTREAM_SCHEMA'] ?? 'introspected'}, costs ${process.env['TOLLGATE_COSTS'] ?? 'none'}`,
     );
   }
+  log(`  usage API     http://${host}:${port}/usage/graphql (a tenant's own API key; never charged)`);
+  log(`  admin API     http://${host}:${port}/admin/graphql (the tollgate CLI: npx tollgate --help)`);
+  if (process.env['API_DEMO_SEED'] !== 'false') {
+    // first-start credentials: paths only, the secrets stay in their 0600 files
+    log(`  admin token   ${process.env['API_ADMIN_TOKEN_FILE'] ?? '.data/admin-token.json'} (first start; the CLI reads it)`);
+    if (upstream === undefined) log(`  demo API keys ${process.env['API_DEMO_KEYS_FILE'] ?? '.data/demo-keys.json'}`);
+  }
   log(`  health        http://${host}:${port}/health   readiness http://${host}:${port}/ready`);
   log(
     `  metrics       http://${host}:${port}/metrics (API, stream lag, audit drift)   http://${host}:${workerMetricsPort}/metrics (worker: pump)`,
