@@ -125,59 +125,41 @@ const eventMs = (time: { seconds?: number | { toNumber(): number } | null; nanos
   return (typeof seconds === 'number' ? seconds : seconds.toNumber()) * 1_000 + Math.floor((time?.nanos ?? 0) / 1_000_000);
 };
 
-/** Workflow tasks completed by every pump between `fromMs` and `toMs`, read from the histories of the runs open then. */
+type HistoryEvent = NonNullable<Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>['events']>[number];
+
+/** The history events of every pump run open at or after `sinceMs` (every run with 0), fetched 16 at once. */
+async function pumpHistories(client: Client, sinceMs = 0): Promise<HistoryEvent[][]> {
+  const runs: { workflowId: string; runId: string }[] = [];
+  for await (const run of client.workflow.list({ query: `WorkflowType = 'meterShard'` })) {
+    if (run.closeTime === undefined || run.closeTime.getTime() >= sinceMs) runs.push({ workflowId: run.workflowId, runId: run.runId });
+  }
+  const histories: HistoryEvent[][] = [];
+  const lanes = Array.from({ length: 16 }, async () => {
+    for (let run = runs.shift(); run !== undefined; run = runs.shift()) {
+      histories.push((await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory()).events ?? []);
+    }
+  });
+  await Promise.all(lanes);
+  return histories;
+}
+
+/** Workflow tasks completed by every pump between `fromMs` and `toMs`. */
 async function workflowTasksBetween(client: Client, fromMs: number, toMs: number): Promise<number> {
-  const runs: { workflowId: string; runId: string }[] = [];
-  for await (const run of client.workflow.list({ query: `WorkflowType = 'meterShard'` })) {
-    if (run.closeTime === undefined || run.closeTime.getTime() >= fromMs) runs.push({ workflowId: run.workflowId, runId: run.runId });
-  }
-  let count = 0;
-  const lanes = Array.from({ length: 16 }, async () => {
-    for (let run = runs.shift(); run !== undefined; run = runs.shift()) {
-      const history = await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
-      for (const event of history.events ?? []) {
-        const atMs = eventMs(event.eventTime);
-        if (event.workflowTaskCompletedEventAttributes != null && atMs >= fromMs && atMs < toMs) count += 1;
-      }
-    }
-  });
-  await Promise.all(lanes);
-  return count;
+  const isCompletedThen = (event: HistoryEvent): boolean =>
+    event.workflowTaskCompletedEventAttributes != null && eventMs(event.eventTime) >= fromMs && eventMs(event.eventTime) < toMs;
+  return (await pumpHistories(client, fromMs)).reduce((sum, events) => sum + events.filter(isCompletedThen).length, 0);
 }
 
-/** The most events any pump run's history holds (every run of the bench, its history fetched: the dev server's visibility has no length). */
+/** The most events any pump run's history holds (the dev server's visibility reports no length). */
 async function largestHistory(client: Client): Promise<number> {
-  const runs: { workflowId: string; runId: string }[] = [];
-  for await (const run of client.workflow.list({ query: `WorkflowType = 'meterShard'` }))
-    runs.push({ workflowId: run.workflowId, runId: run.runId });
-  let largest = 0;
-  const lanes = Array.from({ length: 16 }, async () => {
-    for (let run = runs.shift(); run !== undefined; run = runs.shift()) {
-      const history = await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
-      largest = Math.max(largest, history.events?.length ?? 0);
-    }
-  });
-  await Promise.all(lanes);
-  return largest;
+  return Math.max(0, ...(await pumpHistories(client)).map((events) => events.length));
 }
 
-/** Workflow task timeouts (any type) recorded in pump runs open at or after `fromMs`, at or after it. */
+/** Workflow task timeouts (any type) in pump runs, recorded at or after `fromMs`. */
 async function taskTimeoutsSince(client: Client, fromMs: number): Promise<number> {
-  const runs: { workflowId: string; runId: string }[] = [];
-  for await (const run of client.workflow.list({ query: `WorkflowType = 'meterShard'` })) {
-    if (run.closeTime === undefined || run.closeTime.getTime() >= fromMs) runs.push({ workflowId: run.workflowId, runId: run.runId });
-  }
-  let count = 0;
-  const lanes = Array.from({ length: 16 }, async () => {
-    for (let run = runs.shift(); run !== undefined; run = runs.shift()) {
-      const history = await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
-      for (const event of history.events ?? []) {
-        if (event.workflowTaskTimedOutEventAttributes != null && eventMs(event.eventTime) >= fromMs) count += 1;
-      }
-    }
-  });
-  await Promise.all(lanes);
-  return count;
+  const isTimeoutSince = (event: HistoryEvent): boolean =>
+    event.workflowTaskTimedOutEventAttributes != null && eventMs(event.eventTime) >= fromMs;
+  return (await pumpHistories(client, fromMs)).reduce((sum, events) => sum + events.filter(isTimeoutSince).length, 0);
 }
 
 /** Kills `worker`, appends a backlog, spawns the next; seconds from its spawn (and from its polling) to a lag under 5 s. */
