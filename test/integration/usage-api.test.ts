@@ -10,7 +10,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoAccountStore, DynamoPeriodStore, priceUsage } from '../../src/billing/index.js';
 import type { LimitSpec } from '../../src/decider/index.js';
@@ -18,13 +17,12 @@ import { DynamoConfigStore, putAccountSettings } from '../../src/graphql/index.j
 import { projectUnits } from '../../src/graphql/usage/usage-service.js';
 import { DynamoLedgerStore, createDynamoClient } from '../../src/metering/index.js';
 import { parseEventId, parseLimitId, parseTenantId } from '../../src/shared/index.js';
-import { ensureMeterWorkflows } from '../../src/workflows/index.js';
-import { LOGICAL_SHARDS, allocateShards, tenantInShards } from '../support/allocate.js';
-import { startApiServer, storeTenantPlan, type ApiServer } from '../support/api-server.js';
+import { allocateShards, tenantInShards } from '../support/allocate.js';
+import { storeTenantPlan, type ApiServer } from '../support/api-server.js';
+import { startMeteredApi, type MeteredApi } from '../support/metered-api.js';
 import { waitFor } from '../support/poll.js';
 import { testStack } from '../support/stack.js';
 import { MONTH, monthStartMs } from '../support/time.js';
-import { killWorkerProcesses, startWorkerProcess } from '../support/worker-process.js';
 
 const stack = testStack();
 const shards = allocateShards(1);
@@ -59,7 +57,7 @@ const LIMITS: LimitSpec[] = [
 ];
 
 let api: ApiServer;
-let temporal: Connection;
+let metered: MeteredApi | undefined;
 const a = { tenant: '', key: '' };
 const b = { tenant: '', key: '' };
 
@@ -121,20 +119,12 @@ beforeAll(async () => {
     settings: { tenant: parseTenantId(a.tenant), billingPeriod: MONTH, price: PRICE },
     nowMs: Date.now(),
   });
-  api = await startApiServer({ scratch, env: { DECIDER_SHARDS: String(LOGICAL_SHARDS) } });
-  temporal = await Connection.connect({ address: stack.temporalAddress });
-  startWorkerProcess({ TOLLGATE_TEST_TASK_QUEUE: taskQueue, DECIDER_SHARDS: String(LOGICAL_SHARDS) });
-  await ensureMeterWorkflows(new Client({ connection: temporal, namespace: stack.temporalNamespace }), {
-    shards: [shards.first],
-    taskQueue,
-    settings: { idleDelayMs: 200, iterationsPerRun: 20, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 5_000 },
-  });
+  metered = await startMeteredApi({ scratch, shard: shards.first, taskQueue });
+  api = metered.api;
 }, 180_000);
 
 afterAll(async () => {
-  killWorkerProcesses();
-  await api?.stop();
-  await temporal?.close();
+  await metered?.stop();
   dynamo.destroy();
   rmSync(scratch, { recursive: true, force: true });
 });

@@ -11,19 +11,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { replayUsage } from '../../src/billing/index.js';
 import type { LimitSpec } from '../../src/decider/index.js';
 import { DynamoLedgerStore, DynamoUsageReader, createDynamoClient } from '../../src/metering/index.js';
 import { parseLimitId, parseTenantId } from '../../src/shared/index.js';
-import { ensureMeterWorkflows } from '../../src/workflows/index.js';
-import { LOGICAL_SHARDS, allocateShards, tenantInShards } from '../support/allocate.js';
-import { startApiServer, storeTenantPlan, type ApiServer } from '../support/api-server.js';
+import { allocateShards, tenantInShards } from '../support/allocate.js';
+import { storeTenantPlan, type ApiServer } from '../support/api-server.js';
+import { startMeteredApi, type MeteredApi } from '../support/metered-api.js';
 import { waitFor } from '../support/poll.js';
 import { stackEnv, testStack } from '../support/stack.js';
 import { MONTH, monthStartMs, sleep } from '../support/time.js';
-import { killWorkerProcesses, startWorkerProcess } from '../support/worker-process.js';
 
 const run = promisify(execFile);
 const stack = testStack();
@@ -60,7 +58,7 @@ const limits = (monthly: number): LimitSpec[] => [
 ];
 
 let api: ApiServer;
-let temporal: Connection;
+let metered: MeteredApi | undefined;
 let tenant = '';
 let key = '';
 
@@ -101,20 +99,12 @@ async function send(query: string): Promise<Sent> {
 beforeAll(async () => {
   tenant = tenantInShards(shards, 'rp');
   key = (await storeTenantPlan(limits(3_000), { tenant })).key;
-  api = await startApiServer({ scratch, env: { DECIDER_SHARDS: String(LOGICAL_SHARDS) } });
-  temporal = await Connection.connect({ address: stack.temporalAddress });
-  startWorkerProcess({ TOLLGATE_TEST_TASK_QUEUE: taskQueue, DECIDER_SHARDS: String(LOGICAL_SHARDS) });
-  await ensureMeterWorkflows(new Client({ connection: temporal, namespace: stack.temporalNamespace }), {
-    shards: [shards.first],
-    taskQueue,
-    settings: { idleDelayMs: 200, iterationsPerRun: 20, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 5_000 },
-  });
+  metered = await startMeteredApi({ scratch, shard: shards.first, taskQueue });
+  api = metered.api;
 }, 180_000);
 
 afterAll(async () => {
-  killWorkerProcesses();
-  await api?.stop();
-  await temporal?.close();
+  await metered?.stop();
   dynamo.destroy();
   rmSync(scratch, { recursive: true, force: true });
 });
