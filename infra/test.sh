@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 bash infra/ensure-node-modules.sh
 bash infra/install.sh
+bash infra/install-chromium.sh
 
 step() { printf '\n[test] %s\n' "$*"; }
 step "type check (tsc --noEmit)"
