@@ -26,6 +26,7 @@ import { forwardedClientIp } from './identity/client-address.js';
 import { SchemaJobExecutor } from './jobs/executor.js';
 import { TollgateMetrics } from './metrics.js';
 import type { ProcessSurface } from './surface.js';
+import { ActivityRecorder } from './usage/activity.js';
 import { UsageService } from './usage/usage-service.js';
 
 /** The parsed config and the process's logger: what every step reads. */
@@ -116,6 +117,8 @@ export interface ApiProcessDeps extends ApiProcessContext {
   admission: Admission;
   /** What `/graphql` serves: the demo, or an upstream in gateway mode (`surface.ts`). */
   surface: ProcessSurface;
+  /** Denials, rollout would-denials and keys' last use, counted in memory and flushed to Redis each second. */
+  activity: ActivityRecorder;
 }
 
 /**
@@ -166,6 +169,8 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
   const liveConfig = new LiveConfig({ store: configStore, logger, redis, pollMs: config.api.configPollMs });
   await liveConfig.start();
   await announceConfigVersion(redis, liveConfig.version()).catch(() => undefined);
+  const activity = new ActivityRecorder({ redis, logger });
+  activity.start();
   const api =
     surface.kind === 'gateway'
       ? surface.api
@@ -191,6 +196,7 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
     api,
     admission,
     surface,
+    activity,
   };
 }
 
@@ -289,6 +295,7 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
     tollgate: {
       clientIp: forwardedClientIp(trustedProxies),
       admission: deps.admission,
+      onDecided: (event) => deps.activity.record(event),
       ...(deps.surface.kind === 'gateway' ? deps.surface.tollgate : {}),
     },
     surface: deps.api,
@@ -335,9 +342,11 @@ export function stopOnSignals(input: { server: Server; deps: ApiProcessDeps; job
     server.close(() => {
       void jobsWorker.drain().finally(() => {
         deps.liveConfig.close();
-        void deps.degraded.stop().finally(() => deps.redis.disconnect());
+        // the activity counters' last flush lands before Redis is closed and the process exits
+        const flushed = deps.activity.close();
+        void Promise.allSettled([flushed, deps.degraded.stop()]).finally(() => deps.redis.disconnect());
         deps.dynamo.destroy();
-        void Promise.allSettled([deps.temporal.close(), jobsWorker.close()]).finally(() => process.exit(0));
+        void Promise.allSettled([flushed, deps.temporal.close(), jobsWorker.close()]).finally(() => process.exit(0));
       });
     });
     server.closeIdleConnections();
