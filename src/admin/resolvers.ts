@@ -8,6 +8,7 @@ import type { PeriodSpec } from '../decider/index.js';
 import { ValidationError, parseTenantId } from '../shared/index.js';
 import type { AdminTokenRecord, AuditEntry, KeyView, TenantRecord, TenantStatus } from './ports.js';
 import { planResolvers } from './plan-resolvers.js';
+import { rolloutResolvers } from './rollout-resolvers.js';
 import { changed, run, type AdminContext, type AdminDeps } from './support.js';
 import { generateAdminToken, hashAdminToken } from './tokens.js';
 
@@ -274,8 +275,9 @@ function dropNulls(value: unknown): Record<string, unknown> {
 /** The resolver map of `ADMIN_TYPE_DEFS`. */
 export function adminResolvers(deps: AdminDeps): Record<string, Record<string, unknown>> {
   const plans = planResolvers(deps);
+  const rollouts = rolloutResolvers(deps);
   return {
-    Query: { ...queries(deps), ...plans.Query },
-    Mutation: { ...tenantMutations(deps), ...keyMutations(deps), ...billingMutations(deps), ...plans.Mutation },
+    Query: { ...queries(deps), ...plans.Query, ...rollouts.Query },
+    Mutation: { ...tenantMutations(deps), ...keyMutations(deps), ...billingMutations(deps), ...plans.Mutation, ...rollouts.Mutation },
   };
 }

@@ -3,11 +3,13 @@ import { createGraphQLError } from 'graphql-yoga';
 import type { CorrectionDeps } from '../billing/index.js';
 import type { AuditOutcome } from '../metering/index.js';
 import { AppError, type Clock, type Logger, type TenantId } from '../shared/index.js';
-import type { AdminActor, AdminPlanStore, AdminStore } from './ports.js';
+import type { AdminActor, AdminPlanStore, AdminRolloutStore, AdminStore } from './ports.js';
 
 export interface AdminDeps {
   store: AdminStore;
   plans: AdminPlanStore;
+  /** Plans' shadow rollouts (start, status with would-deny counts, promote, abort). */
+  rollouts: AdminRolloutStore;
   /** Tells every API instance the config version moved. */
   announce: (version: number) => Promise<void>;
   /** Ensures the tenant's `account/<tenant>` workflow (signal-with-start). */

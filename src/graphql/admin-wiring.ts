@@ -16,6 +16,7 @@ import { DynamoAdminStore } from './config/admin-store.js';
 import { DynamoConfigStore } from './config/dynamo-config-store.js';
 import { announceConfigVersion } from './config/live-config.js';
 import { DynamoPlanAdmin } from './config/plan-history.js';
+import { DynamoRollouts } from './config/rollouts.js';
 
 /** The admin API over the process's clients; writes the first admin token when the demo is seeded. */
 export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<AdminApi> {
@@ -26,9 +27,12 @@ export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<Admin
     await writeFirstAdminToken({ store, file: resolve(config.api.adminTokenFile), logger, nowMs: Date.now() });
   }
   const temporal = new Client({ connection: deps.temporal, namespace: config.temporal.namespace });
+  const configStore = new DynamoConfigStore(dynamo, options);
+  const plans = new DynamoPlanAdmin(dynamo, configStore, options);
   return createAdminApi({
     store,
-    plans: new DynamoPlanAdmin(dynamo, new DynamoConfigStore(dynamo, options), options),
+    plans,
+    rollouts: new DynamoRollouts({ client: dynamo, config: configStore, plans, redis }, options),
     announce: (version) => announceConfigVersion(redis, version),
     ensureAccount: (tenant) =>
       ensureAccountWorkflow(temporal, { tenant, taskQueue: config.temporal.taskQueue, timings: accountTimings(config) }),

@@ -21,6 +21,8 @@ import { createApi, type ApiServer, type ApiSurface } from './app.js';
 import { startDegradedMode, type DegradedMode } from './degraded-mode.js';
 import { DynamoConfigStore } from './config/dynamo-config-store.js';
 import { LiveConfig, announceConfigVersion } from './config/live-config.js';
+import { DynamoPlanAdmin } from './config/plan-history.js';
+import { DynamoRollouts } from './config/rollouts.js';
 import { DynamoResponseStore } from './idempotency/response-store.js';
 import { forwardedClientIp } from './identity/client-address.js';
 import { SchemaJobExecutor } from './jobs/executor.js';
@@ -166,7 +168,10 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
   // the demo's plans and keys seeded, and its schema served, in demo mode only (gateway mode never loads it)
   if (surface.kind === 'demo' && config.api.isDemoSeeded)
     await surface.demo.seedDemoKeys({ store: configStore, keysFile: resolve(config.api.demoKeysFile), logger });
-  const liveConfig = new LiveConfig({ store: configStore, logger, redis, pollMs: config.api.configPollMs });
+  const prefix = { tablePrefix: config.dynamodb.tablePrefix };
+  const plans = new DynamoPlanAdmin(dynamo, configStore, prefix);
+  const rollouts = new DynamoRollouts({ client: dynamo, config: configStore, plans, redis }, prefix);
+  const liveConfig = new LiveConfig({ store: configStore, logger, redis, pollMs: config.api.configPollMs, rollouts });
   await liveConfig.start();
   await announceConfigVersion(redis, liveConfig.version()).catch(() => undefined);
   const activity = new ActivityRecorder({ redis, logger });

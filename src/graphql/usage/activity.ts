@@ -66,7 +66,7 @@ const hourOf = (ms: number): number => ms - (ms % HOUR_MS);
 
 function bump(map: Map<string, Map<string, number>>, key: string, field: string, by = 1): void {
   let fields = map.get(key);
-  if (fields === undefined) map.set(key, (fields = new Map()));
+  if (fields === undefined) map.set(key, (fields = new Map<string, number>()));
   fields.set(field, (fields.get(field) ?? 0) + by);
 }
 
@@ -93,7 +93,7 @@ export class ActivityRecorder {
     const { tenant, decision } = activity;
     const nowMs = decision.nowMs;
     let users = this.lastUsed.get(tenant);
-    if (users === undefined) this.lastUsed.set(tenant, (users = new Map()));
+    if (users === undefined) this.lastUsed.set(tenant, (users = new Map<string, number>()));
     users.set(activity.keyId, this.nowMs());
     if (decision.kind === 'denied') {
       const key = denialsKey(tenant, hourOf(nowMs));
@@ -162,18 +162,15 @@ export class ActivityRecorder {
       );
     }
     for (const [tenant, users] of lastUsed) {
-      writes.push(
-        redis
-          .hset(lastUsedKey(tenant), Object.fromEntries(users))
-          .then(() => lastUsed.delete(tenant)),
-      );
+      writes.push(redis.hset(lastUsedKey(tenant), Object.fromEntries(users)).then(() => lastUsed.delete(tenant)));
     }
     const results = await Promise.allSettled(writes);
     const failed = results.filter((result) => result.status === 'rejected').length;
     // what did not land is added back (a later decision's counts add to it)
     for (const [key, fields] of counters) for (const [field, by] of fields) bump(this.counters, key, field, by);
     for (const [key, fields] of counters) if (fields.size > 0) this.expiries.set(key, expiries.get(key) ?? DENIALS_TTL_MS);
-    for (const [tenant, entries] of recent) this.recent.set(tenant, [...entries, ...(this.recent.get(tenant) ?? [])].slice(-RECENT_DENIALS));
+    for (const [tenant, entries] of recent)
+      this.recent.set(tenant, [...entries, ...(this.recent.get(tenant) ?? [])].slice(-RECENT_DENIALS));
     for (const [tenant, users] of lastUsed) {
       const now = this.lastUsed.get(tenant) ?? new Map<string, number>();
       for (const [keyId, atMs] of users) if (!now.has(keyId)) now.set(keyId, atMs);
