@@ -77,7 +77,15 @@ function queries(deps: AdminDeps): Record<string, Resolver | ((parent: unknown, 
       }),
     tenant: (_parent, args) =>
       run(async () => ((tenant) => (tenant === undefined ? null : tenantOut(tenant)))(await store.getTenant(String(args['id'])))),
-    keys: (_parent, args) => run(async () => (await store.listKeys(String(args['tenant']))).map(keyOut)),
+    keys: (_parent, args) =>
+      run(async () => {
+        const tenant = String(args['tenant']);
+        const [keys, lastUsed] = await Promise.all([store.listKeys(tenant), deps.keyActivity.lastUsed(tenant)]);
+        return keys.map((key) => ({
+          ...keyOut(key),
+          lastUsedAt: ((atMs) => (atMs === undefined ? null : iso(atMs)))(lastUsed.get(key.keyId)),
+        }));
+      }),
     account: (_parent, args) =>
       run(async () => ((account) => (account === undefined ? null : accountOut(account)))(await store.getAccount(String(args['tenant'])))),
     adminTokens: () => run(async () => (await store.listTokens()).map(tokenOut)),

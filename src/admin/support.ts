@@ -10,6 +10,8 @@ export interface AdminDeps {
   plans: AdminPlanStore;
   /** Plans' shadow rollouts (start, status with would-deny counts, promote, abort). */
   rollouts: AdminRolloutStore;
+  /** Each key's last decided request, epoch ms by key id (the API processes flush it every second: ± 1 s). */
+  keyActivity: { lastUsed(tenant: string): Promise<Map<string, number>> };
   /** Tells every API instance the config version moved. */
   announce: (version: number) => Promise<void>;
   /** Ensures the tenant's `account/<tenant>` workflow (signal-with-start). */

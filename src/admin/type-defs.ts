@@ -30,6 +30,8 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
     isRevoked: Boolean!
     "A rotated key's end of overlap (ISO-8601); null: no end."
     expiresAt: String
+    "The key's last request that reached a decision (ISO-8601, within about a second: flushed by each API process every second); null: none seen."
+    lastUsedAt: String
   }
 
   type CreatedKey {

@@ -17,6 +17,7 @@ import { DynamoConfigStore } from './config/dynamo-config-store.js';
 import { announceConfigVersion } from './config/live-config.js';
 import { DynamoPlanAdmin } from './config/plan-history.js';
 import { DynamoRollouts } from './config/rollouts.js';
+import { readLastUsed } from './usage/activity.js';
 
 /** The admin API over the process's clients; writes the first admin token when the demo is seeded. */
 export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<AdminApi> {
@@ -32,6 +33,7 @@ export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<Admin
   return createAdminApi({
     store,
     plans,
+    keyActivity: { lastUsed: (tenant) => readLastUsed(redis, tenant) },
     rollouts: new DynamoRollouts({ client: dynamo, config: configStore, plans, redis }, options),
     announce: (version) => announceConfigVersion(redis, version),
     ensureAccount: (tenant) =>

@@ -3,7 +3,8 @@
  * runs in shadow beside the enforced one; a concurrent burst is all admitted and the rollout reports what it
  * would have denied (counted from every decision, flushed by the API process); promoted, the version is enforced
  * and the same burst against fresh state is denied exactly as often. Aborted and expired rollouts stop shadowing.
- * The CLI (`bin/tollgate.mjs plans rollout status`) reads the same counts.
+ * The CLI (`bin/tollgate.mjs plans rollout status`) reads the same counts. The same activity counters give
+ * `keys list` each key's last use and the usage API a tenant's denials by limit (exact counts, its own only).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -220,3 +221,73 @@ describe('plan shadow rollout', () => {
     expect((await tollgateBin(['plans', 'rollout', file, '--for', 'soon'])).code).toBe(2);
   });
 });
+
+describe('keys last used', () => {
+  it('lists when each key was last used (flushed by the API process), null for a key never used', async () => {
+    const plan = uniqueTenant('lu');
+    await ok('mutation($p: String!) { applyPlan(plan: $p) { version } }', { p: planOf(plan, 1, 7_000) });
+    const tenant = uniqueTenant('lut');
+    await ok('mutation($id: String!, $plan: String) { createTenant(id: $id, plan: $plan) { id } }', { id: tenant, plan });
+    const used = (
+      (await ok('mutation($t: String!) { createKey(tenant: $t, keyId: "used") { key } }', { t: tenant }))['createKey'] as { key: string }
+    ).key;
+    await ok('mutation($t: String!) { createKey(tenant: $t, keyId: "idle") { key } }', { t: tenant });
+    const before = Date.now();
+    await waitFor(
+      'a request of the used key',
+      async () => (await burst({ baseUrl: api.baseUrl, key: used, body: COST_7, count: 1 }))[0] === 200,
+    );
+    const sent = Date.now();
+
+    const listed = async (): Promise<{ keyId: string; lastUsedAt: string | null }[]> => {
+      const run = await tollgateBin(['keys', 'list', tenant, '--json']);
+      expect(run.code, run.err).toBe(0);
+      return JSON.parse(run.out) as { keyId: string; lastUsedAt: string | null }[];
+    };
+    await waitFor('the last use to be flushed', async () => (await listed()).some((key) => key.lastUsedAt !== null));
+    const keys = await listed();
+    const lastUsedMs = Date.parse(keys.find((key) => key.keyId === 'used')?.lastUsedAt ?? '');
+    expect(lastUsedMs).toBeGreaterThanOrEqual(before);
+    expect(lastUsedMs).toBeLessThanOrEqual(sent);
+    expect(keys.find((key) => key.keyId === 'idle')?.lastUsedAt).toBeNull();
+    expect((await tollgateBin(['keys', 'list', tenant])).out).toMatch(/KEYID\s+PLAN\s+FINGERPRINT\s+CREATEDAT\s+LASTUSEDAT/);
+  });
+});
+
+describe('usage: recent denials by limit', () => {
+  it("counts a denied burst exactly, per limit, in the tenant's own usage only", async () => {
+    const plan = uniqueTenant('dn');
+    await ok('mutation($p: String!) { applyPlan(plan: $p) { version } }', { p: planOf(plan, 1, 35) });
+    const [denied, quiet] = [await tenantOn(plan, 'dna'), await tenantOn(plan, 'dnb')];
+    const body = JSON.stringify({ query: 'query Catalog { products(first: 6) { nodes { id } } }' });
+    await waitFor('the key to work', async () => (await servedLimits(denied)).length > 0);
+
+    // 12 concurrent requests of 7 units against a 35-unit bucket: 7 denied
+    const statuses = await burst({ baseUrl: api.baseUrl, key: denied, body, count: 12 });
+    const deniedCount = statuses.filter((status) => status === 429).length;
+    expect(deniedCount).toBe(7);
+
+    const denials = async (key: string): Promise<DenialsReply> => {
+      const response = await fetch(`${api.baseUrl}/usage/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        body: JSON.stringify({ query: '{ usage { denials { byLimit { limit thisHour last24Hours } recent { at limit operation } } } }' }),
+      });
+      return ((await response.json()) as { data: { usage: { denials: DenialsReply } } }).data.usage.denials;
+    };
+    await waitFor('the denials to be flushed', async () => ((await denials(denied)).byLimit[0]?.last24Hours ?? 0) >= deniedCount);
+    const seen = await denials(denied);
+    expect(seen.byLimit).toHaveLength(1);
+    expect(seen.byLimit[0]).toMatchObject({ limit: 'burst', last24Hours: deniedCount });
+    // all of them in this hour, unless the burst straddled an hour's start
+    expect(seen.byLimit[0]?.thisHour).toBeLessThanOrEqual(deniedCount);
+    expect(seen.recent).toHaveLength(deniedCount);
+    expect(seen.recent.every((denial) => denial.limit === 'burst' && denial.operation === 'Catalog')).toBe(true);
+    expect(await denials(quiet)).toEqual({ byLimit: [], recent: [] });
+  });
+});
+
+interface DenialsReply {
+  byLimit: { limit: string; thisHour: number; last24Hours: number }[];
+  recent: { at: string; limit: string; operation: string }[];
+}

@@ -17,7 +17,7 @@
  *   `tollgate:lastused:v1:<tenant>`                  hash  <keyId> → epoch ms of its last decided request
  */
 import type { DeciderRedis, Decision } from '../../decider/index.js';
-import type { Logger } from '../../shared/index.js';
+import { DependencyError, type Logger } from '../../shared/index.js';
 
 export const HOUR_MS = 3_600_000;
 const DENIALS_TTL_MS = 25 * HOUR_MS;
@@ -178,4 +178,51 @@ export class ActivityRecorder {
     }
     if (failed > 0) this.options.logger.warn({ failed }, 'activity counters not flushed; kept for the next flush');
   }
+}
+
+/** Each key's last use, epoch ms by key id. @throws DependencyError */
+export async function readLastUsed(redis: DeciderRedis, tenant: string): Promise<Map<string, number>> {
+  let fields: Record<string, string>;
+  try {
+    fields = await redis.hgetall(lastUsedKey(tenant));
+  } catch (error) {
+    throw new DependencyError('REDIS_UNAVAILABLE', 'Redis did not answer the keys last use', { cause: error });
+  }
+  return new Map(Object.entries(fields).map(([keyId, atMs]) => [keyId, Number(atMs)]));
+}
+
+/** A tenant's denials by limit: this UTC hour, and this hour plus the 23 before it; and the last few. */
+export interface DenialsView {
+  byLimit: { limitId: string; thisHour: number; last24Hours: number }[];
+  recent: { atMs: number; limitId: string; operation: string }[];
+}
+
+/** Reads a tenant's denial counters (one round trip: every key carries the tenant's hash tag). @throws DependencyError */
+export async function readDenials(redis: DeciderRedis, tenant: string, nowMs: number): Promise<DenialsView> {
+  const hours = Array.from({ length: 24 }, (_, back) => hourOf(nowMs) - back * HOUR_MS);
+  const multi = redis.multi();
+  for (const hour of hours) multi.hgetall(denialsKey(tenant, hour));
+  multi.lrange(recentDenialsKey(tenant), 0, -1);
+  let replies: [Error | null, unknown][] | null;
+  try {
+    replies = await multi.exec();
+  } catch (error) {
+    throw new DependencyError('REDIS_UNAVAILABLE', 'Redis did not answer the denial counters', { cause: error });
+  }
+  if (replies === null || replies.some(([error]) => error !== null))
+    throw new DependencyError('REDIS_UNAVAILABLE', 'Redis did not answer the denial counters');
+  const byLimit = new Map<string, { limitId: string; thisHour: number; last24Hours: number }>();
+  hours.forEach((_, index) => {
+    const fields = (replies[index]?.[1] ?? {}) as Record<string, string>;
+    for (const [limitId, count] of Object.entries(fields)) {
+      const entry = byLimit.get(limitId) ?? { limitId, thisHour: 0, last24Hours: 0 };
+      entry.last24Hours += Number(count);
+      if (index === 0) entry.thisHour += Number(count);
+      byLimit.set(limitId, entry);
+    }
+  });
+  const recent = ((replies[hours.length]?.[1] ?? []) as string[])
+    .map((text) => JSON.parse(text) as { atMs: number; limitId: string; operation: string })
+    .reverse();
+  return { byLimit: [...byLimit.values()].sort((a, b) => a.limitId.localeCompare(b.limitId)), recent };
 }

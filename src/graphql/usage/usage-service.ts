@@ -16,6 +16,7 @@ import type { DynamoUsageReader, ReceiptEntry } from '../../metering/index.js';
 import { parseEventId, type Clock, type EventId } from '../../shared/index.js';
 import type { Identity } from '../identity/identify.js';
 import type { Plan } from '../plans.js';
+import { readDenials, type DenialsView } from './activity.js';
 import { seriesOf, type SeriesInput, type SeriesPoint } from './series.js';
 
 export interface UsageServiceDeps {
@@ -57,6 +58,8 @@ export interface UsageView {
   limits: LimitUsage[];
   period: PeriodView;
   warnings: { limitId: string; percent: number; status: string; createdAtMs: number }[];
+  /** Requests denied, by limit (counted by the API processes, flushed each second) and the last few. */
+  denials: DenialsView;
 }
 
 export interface Receipt {
@@ -118,9 +121,10 @@ export class UsageService {
       },
       { shardCount: this.deps.shardCount, localNowMs: this.deps.clock.nowMs() },
     );
-    const [account, warnings] = await Promise.all([
+    const [account, warnings, denials] = await Promise.all([
       this.deps.accounts.get(identity.tenant),
       this.deps.warnings.list({ tenant: identity.tenant, periodStart: iso(peek.billingStartMs) }),
+      readDenials(this.deps.redis, identity.tenant, peek.nowMs),
     ]);
     const lengthMs = peek.billingEndMs - peek.billingStartMs;
     const projectedUnits = projectUnits(peek.admittedUnits, peek.nowMs - peek.billingStartMs, lengthMs);
@@ -146,6 +150,7 @@ export class UsageService {
         status: warning.status,
         createdAtMs: warning.createdAtMs,
       })),
+      denials,
     };
   }
 
