@@ -11,6 +11,8 @@ export interface AdminDeps {
   /** Plans' shadow rollouts (start, status with would-deny counts, promote, abort). */
   rollouts: AdminRolloutStore;
   /** Each key's last decided request, epoch ms by key id (the API processes flush it every second: ± 1 s). */
+  /** The tenants with an account (the ones whose billing period an audit can read), sorted. */
+  accountTenants: () => Promise<string[]>;
   keyActivity: { lastUsed(tenant: string): Promise<Map<string, number>> };
   /** Tells every API instance the config version moved. */
   announce: (version: number) => Promise<void>;

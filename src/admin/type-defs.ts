@@ -210,6 +210,8 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
   }
 
   type Query {
+    "The tenants with an account, sorted (what 'tollgate audit' without --tenant walks)."
+    accountTenants: [String!]!
     "Audits the tenant's billing period holding 'at' (ISO-8601; default now), in its account's calendar."
     audit(tenant: String!, at: String): TenantAudit!
     plans: [Plan!]!

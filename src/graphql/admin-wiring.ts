@@ -29,16 +29,18 @@ export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<Admin
   }
   const temporal = new Client({ connection: deps.temporal, namespace: config.temporal.namespace });
   const configStore = new DynamoConfigStore(dynamo, options);
+  const accounts = new DynamoAccountStore(dynamo, options);
   const plans = new DynamoPlanAdmin(dynamo, configStore, options);
   return createAdminApi({
     store,
     plans,
+    accountTenants: async () => [...(await accounts.listBillingPeriods()).periods.keys()].sort(),
     keyActivity: { lastUsed: (tenant) => readLastUsed(redis, tenant) },
     rollouts: new DynamoRollouts({ client: dynamo, config: configStore, plans, redis }, options),
     announce: (version) => announceConfigVersion(redis, version),
     ensureAccount: (tenant) =>
       ensureAccountWorkflow(temporal, { tenant, taskQueue: config.temporal.taskQueue, timings: accountTimings(config) }),
-    corrections: { redis, shardCount: config.redis.shardCount, accounts: new DynamoAccountStore(dynamo, options) },
+    corrections: { redis, shardCount: config.redis.shardCount, accounts },
     auditor: new MeteringAuditor(redis, dynamo, { shardCount: config.redis.shardCount, tablePrefix: config.dynamodb.tablePrefix }),
     logger,
     clock: systemClock,

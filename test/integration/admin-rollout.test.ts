@@ -5,16 +5,20 @@
  * and the same burst against fresh state is denied exactly as often. Aborted and expired rollouts stop shadowing.
  * The CLI (`bin/tollgate.mjs plans rollout status`) reads the same counts. The same activity counters give
  * `keys list` each key's last use and the usage API a tenant's denials by limit (exact counts, its own only).
+ * `tollgate audit` without --tenant walks every tenant with an account and exits 1 on drift.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { admittedKey, shardOf } from '../../src/decider/index.js';
+import { parseTenantId } from '../../src/shared/index.js';
 import { burst, startApiServer, type ApiServer } from '../support/api-server.js';
 import { waitFor } from '../support/poll.js';
-import { uniqueTenant } from '../support/stack.js';
+import { testStack, uniqueTenant } from '../support/stack.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** 7 units. */
@@ -291,3 +295,46 @@ interface DenialsReply {
   byLimit: { limit: string; thisHour: number; last24Hours: number }[];
   recent: { at: string; limit: string; operation: string }[];
 }
+
+describe('tollgate audit over every tenant', () => {
+  it('audits every tenant with an account, lists the drift and exits 1 when there is any', async () => {
+    const plan = uniqueTenant('au');
+    await ok('mutation($p: String!) { applyPlan(plan: $p) { version } }', { p: planOf(plan, 1, 7_000) });
+    const tenants = [uniqueTenant('aua'), uniqueTenant('aub')];
+    for (const tenant of tenants) {
+      await ok('mutation($id: String!, $plan: String) { createTenant(id: $id, plan: $plan) { id } }', { id: tenant, plan });
+      const price = { currency: 'EUR', baseFeeMicros: 0, includedUnits: 0, tiers: [{ unitPriceMicros: 1 }] };
+      await ok('mutation($input: AccountInput!) { putAccount(input: $input) { tenant } }', {
+        input: { tenant, billingPeriod: MONTH, price },
+      });
+    }
+    // January 2020: a period no test writes to, so every tenant of the stack audits at zero drift there
+    const period = '2020-01-15T00:00:00.000Z';
+    const clean = await tollgateBin(['audit', '--period', period, '--json']);
+    expect(clean.code, clean.err).toBe(0);
+    const audits = JSON.parse(clean.out) as { tenant: string; drift: number; status: string }[];
+    expect(audits.map((audit) => audit.tenant)).toEqual(expect.arrayContaining(tenants));
+    expect(audits.filter((audit) => tenants.includes(audit.tenant)).map((audit) => [audit.status, audit.drift])).toEqual([
+      ['audited', 0],
+      ['audited', 0],
+    ]);
+
+    // 5 units admitted in that period that the ledger never got: drift, listed, exit 1
+    const redis = new Redis(testStack().redisUrl);
+    const key = admittedKey(shardOf(parseTenantId(tenants[1] ?? ''), 256), parseTenantId(tenants[1] ?? ''), Date.UTC(2020, 0, 1));
+    try {
+      await redis.incrby(key, 5);
+      const drifted = await tollgateBin(['audit', '--period', period]);
+      expect(drifted.code).toBe(1);
+      expect(drifted.out).toContain(`DRIFT: ${tenants[1] ?? ''}: 5 units`);
+      expect(drifted.out).not.toContain(`DRIFT: ${tenants[0] ?? ''}`);
+      expect(drifted.err).toMatch(/drift found in 1 of \d+ tenants/);
+      const one = await tollgateBin(['audit', '--tenant', tenants[1] ?? '', '--period', period, '--json']);
+      expect(one.code).toBe(1);
+      expect(JSON.parse(one.out)).toMatchObject({ tenant: tenants[1], drift: 5 });
+    } finally {
+      await redis.del(key);
+      redis.disconnect();
+    }
+  });
+});
