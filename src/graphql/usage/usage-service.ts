@@ -108,24 +108,30 @@ export class UsageService {
   /** Limits (peeked: nothing spent), the current period and its projection, warnings recorded. */
   async usage(caller: UsageCaller): Promise<UsageView> {
     const { identity, plan } = caller;
-    const peek = await peekLimits(
-      this.deps.redis,
-      {
-        tenant: identity.tenant,
-        keyId: identity.keyId,
-        limits: plan.limits,
-        billingPeriod: plan.billingPeriod,
-        policyVersion: plan.version,
-        ...(plan.subShards === undefined ? {} : { subShards: plan.subShards }),
-        ...(identity.clientIp === undefined ? {} : { clientIp: identity.clientIp }),
-      },
-      { shardCount: this.deps.shardCount, localNowMs: this.deps.clock.nowMs() },
-    );
-    const [account, warnings, denials] = await Promise.all([
+    // every read at once (one round trip, not two): the warnings of the period the local clock is in, read again
+    // in the rare case Redis's clock (the peek's) is already in another period
+    const localPeriodStartMs = periodAt(plan.billingPeriod, this.deps.clock.nowMs()).startMs;
+    const warningsOf = (startMs: number): ReturnType<DynamoWarningReader['list']> =>
+      this.deps.warnings.list({ tenant: identity.tenant, periodStart: iso(startMs) });
+    const [peek, account, localWarnings, denials] = await Promise.all([
+      peekLimits(
+        this.deps.redis,
+        {
+          tenant: identity.tenant,
+          keyId: identity.keyId,
+          limits: plan.limits,
+          billingPeriod: plan.billingPeriod,
+          policyVersion: plan.version,
+          ...(plan.subShards === undefined ? {} : { subShards: plan.subShards }),
+          ...(identity.clientIp === undefined ? {} : { clientIp: identity.clientIp }),
+        },
+        { shardCount: this.deps.shardCount, localNowMs: this.deps.clock.nowMs() },
+      ),
       this.deps.accounts.get(identity.tenant),
-      this.deps.warnings.list({ tenant: identity.tenant, periodStart: iso(peek.billingStartMs) }),
-      readDenials(this.deps.redis, identity.tenant, peek.nowMs),
+      warningsOf(localPeriodStartMs),
+      readDenials(this.deps.redis, identity.tenant, this.deps.clock.nowMs()),
     ]);
+    const warnings = peek.billingStartMs === localPeriodStartMs ? localWarnings : await warningsOf(peek.billingStartMs);
     const lengthMs = peek.billingEndMs - peek.billingStartMs;
     const projectedUnits = projectUnits(peek.admittedUnits, peek.nowMs - peek.billingStartMs, lengthMs);
     return {
