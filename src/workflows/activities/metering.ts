@@ -80,18 +80,13 @@ class BatchPermits {
     this.free = size;
   }
 
-  /** Resolves with the permit's release once one is free; calls `whileWaiting` every second until then. */
-  async take(whileWaiting: () => void): Promise<() => void> {
+  /** Resolves with the permit's release once one is free (the activity's beat heartbeats meanwhile). */
+  async take(): Promise<() => void> {
     if (this.free > 0) {
       this.free -= 1;
       return () => this.give();
     }
-    const timer = setInterval(whileWaiting, 1_000);
-    try {
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
-    } finally {
-      clearInterval(timer);
-    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
     return () => this.give();
   }
 
@@ -100,6 +95,29 @@ class BatchPermits {
     if (next === undefined) this.free += 1;
     else next();
   }
+}
+
+/** Heartbeats sent by one activity at most this often, ms, however many of its shards report a stage. */
+const BEAT_MS = 1_000;
+
+/**
+ * The running activity's heartbeat: at most one per BEAT_MS, whatever calls
+ * it (every stage of every shard's batch), and one per BEAT_MS by a timer
+ * while batches wait for a permit or for Redis. A cold start runs thousands
+ * of shard loops in one process; a heartbeat per stage per shard, and a timer
+ * per waiting batch, cost the event loop the worker polls with.
+ */
+function startBeat(): { beat: (stage: string) => void; stop: () => void } {
+  let lastMs = 0;
+  const beat = (stage: string): void => {
+    const nowMs = Date.now();
+    if (nowMs - lastMs < BEAT_MS) return;
+    lastMs = nowMs;
+    heartbeat(stage);
+  };
+  beat('start');
+  const timer = setInterval(() => beat('alive'), BEAT_MS);
+  return { beat, stop: () => clearInterval(timer) };
 }
 
 /** Two batches' results as one: counts summed, the later cursor, the highest entry id. */
@@ -117,6 +135,14 @@ function combine(total: PumpBatchResult, next: PumpBatchResult): PumpBatchResult
     // stream ids of one stream only grow, so the later batch's highest id is the highest, when it read one
     lastEntryId: next.lastEntryId === '' ? total.lastEntryId : next.lastEntryId,
   };
+}
+
+/** When a span that starts now ends: between half and all of `idleWaitMs` (at most half the start-to-close timeout). */
+function spanEndMs(idleWaitMs: number): number {
+  const longestMs = Math.min(idleWaitMs, Math.floor(Context.current().info.startToCloseTimeoutMs / 2));
+  // drawn per activity: pumps started together (a cold start) do not stay in step, so their workflow tasks do not all
+  // reach the worker in the same second
+  return Date.now() + longestMs * (1 - SPAN_JITTER * Math.random());
 }
 
 /** What a pump workflow keeps of a batch (or of a span of batches) of one shard. */
@@ -152,15 +178,15 @@ const counts = (result: PumpBatchResult): PumpBatchCounts => ({
 /** Activities of the pump workflows (`meter/<first>-<last>`, and `meter/<shard>` of older workers). */
 export function createMeteringActivities(deps: MeteringActivityDeps) {
   const permits = deps.batchesInFlight === undefined ? undefined : new BatchPermits(deps.batchesInFlight);
-  const pumpBatch = async (shard: ShardId, claimCursor: string): Promise<PumpBatchResult> => {
-    const release = await permits?.take(() => heartbeat('queued'));
+  const pumpBatch = async (shard: ShardId, claimCursor: string, beat: (stage: string) => void): Promise<PumpBatchResult> => {
+    const release = await permits?.take();
     try {
       const batch = deps.pump.pumpBatch({
         shard,
         claimCursor,
-        onProgress: () => heartbeat('ledger'),
+        onProgress: () => beat('ledger'),
         onStage: (stage) => {
-          heartbeat(stage);
+          beat(stage);
           deps.onStage?.(stage, shard);
         },
       });
@@ -179,7 +205,12 @@ export function createMeteringActivities(deps: MeteringActivityDeps) {
    * pause growing from 50 ms to `longestPauseMs`, until the span ends or the
    * activity is cancelled (worker shutdown).
    */
-  const pumpSpan = async (shard: ShardId, first: PumpBatchResult, endMs: number, longestPauseMs: number): Promise<PumpBatchResult> => {
+  const pumpSpan = async (
+    shard: ShardId,
+    first: PumpBatchResult,
+    span: { endMs: number; longestPauseMs: number; beat: (stage: string) => void },
+  ): Promise<PumpBatchResult> => {
+    const { endMs, longestPauseMs, beat } = span;
     const signal = Context.current().cancellationSignal;
     let total = first;
     // a stream that just had entries is polled again at once, then after 50, 100, 200… ms; an idle one every longest pause
@@ -188,20 +219,13 @@ export function createMeteringActivities(deps: MeteringActivityDeps) {
       if (pauseMs > 0) {
         await pause(pauseMs, signal);
         if (signal.aborted) break;
-        heartbeat('idle');
+        beat('idle');
       }
-      const batch = await pumpBatch(shard, total.claimCursor);
+      const batch = await pumpBatch(shard, total.claimCursor, beat);
       total = combine(total, batch);
       pauseMs = batch.read > 0 ? 0 : Math.min(pauseMs === 0 ? FIRST_IDLE_PAUSE_MS : pauseMs * 2, longestPauseMs);
     }
     return total;
-  };
-  /** When a span that starts now ends: between half and all of `idleWaitMs` (at most half the start-to-close timeout). */
-  const spanEndMs = (idleWaitMs: number): number => {
-    const longestMs = Math.min(idleWaitMs, Math.floor(Context.current().info.startToCloseTimeoutMs / 2));
-    // drawn per activity: pumps started together (a cold start) do not stay in step, so their workflow tasks do not all
-    // reach the worker in the same second
-    return Date.now() + longestMs * (1 - SPAN_JITTER * Math.random());
   };
   return {
     /**
@@ -212,11 +236,16 @@ export function createMeteringActivities(deps: MeteringActivityDeps) {
     async pumpUsageBatch(input: PumpUsageBatchInput): Promise<PumpUsageBatchResult> {
       return asActivity(async () => {
         const shard = parseShard(input.shard);
-        heartbeat('start');
-        const endMs = input.idleWaitMs === undefined ? undefined : spanEndMs(input.idleWaitMs);
-        const first = await pumpBatch(shard, input.claimCursor);
-        if (endMs === undefined) return first;
-        return { ...(await pumpSpan(shard, first, endMs, input.idlePollMs ?? DEFAULT_IDLE_POLL_MS)), hasWaited: true };
+        const { beat, stop } = startBeat();
+        try {
+          const endMs = input.idleWaitMs === undefined ? undefined : spanEndMs(input.idleWaitMs);
+          const first = await pumpBatch(shard, input.claimCursor, beat);
+          if (endMs === undefined) return first;
+          const longestPauseMs = input.idlePollMs ?? DEFAULT_IDLE_POLL_MS;
+          return { ...(await pumpSpan(shard, first, { endMs, longestPauseMs, beat })), hasWaited: true };
+        } finally {
+          stop();
+        }
       });
     },
     /**
@@ -229,13 +258,16 @@ export function createMeteringActivities(deps: MeteringActivityDeps) {
     async pumpUsageShards(input: PumpUsageShardsInput): Promise<PumpUsageShardsResult> {
       return asActivity(async () => {
         const shards = input.shards.map(({ shard, claimCursor }) => ({ shard: parseShard(shard), claimCursor }));
-        heartbeat('start');
-        const endMs = spanEndMs(input.idleWaitMs);
-        const longestPauseMs = input.idlePollMs ?? DEFAULT_IDLE_POLL_MS;
-        const results = await Promise.all(
-          shards.map(async ({ shard, claimCursor }) => pumpSpan(shard, await pumpBatch(shard, claimCursor), endMs, longestPauseMs)),
-        );
-        return { shards: results.map((result, index) => ({ shard: input.shards[index]?.shard ?? 0, ...counts(result) })) };
+        const { beat, stop } = startBeat();
+        try {
+          const span = { endMs: spanEndMs(input.idleWaitMs), longestPauseMs: input.idlePollMs ?? DEFAULT_IDLE_POLL_MS, beat };
+          const results = await Promise.all(
+            shards.map(async ({ shard, claimCursor }) => pumpSpan(shard, await pumpBatch(shard, claimCursor, beat), span)),
+          );
+          return { shards: results.map((result, index) => ({ shard: input.shards[index]?.shard ?? 0, ...counts(result) })) };
+        } finally {
+          stop();
+        }
       });
     },
   };
