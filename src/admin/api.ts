@@ -33,14 +33,16 @@ export async function authenticateAdmin(store: AdminStore, authorization: string
   return { tokenId: record.tokenId };
 }
 
-function useAdminAuth(store: AdminStore, actors: WeakMap<Request, AdminActor>): Plugin {
+function useAdminAuth(store: AdminStore, actors: WeakMap<Request, AdminActor>, sessionActor: AdminDeps['sessionActor']): Plugin {
   return {
     async onRequest(payload) {
       const { request, fetchAPI } = payload;
       const endResponse = (response: Response): void => payload.endResponse(response);
       let actor: AdminActor | null;
       try {
-        actor = await authenticateAdmin(store, request.headers.get('authorization'));
+        // the dashboard's session cookie (a request without Authorization), else the bearer token
+        const fromSession = await sessionActor?.(request);
+        actor = fromSession !== undefined ? fromSession : await authenticateAdmin(store, request.headers.get('authorization'));
       } catch (error) {
         if (!(error instanceof DependencyError)) throw error;
         const body = JSON.stringify({
@@ -85,6 +87,6 @@ export function createAdminApi(deps: AdminDeps): AdminApi {
       warn: (...args: unknown[]) => deps.logger.warn({ args }, 'admin yoga'),
       error: (...args: unknown[]) => deps.logger.error({ args }, 'admin yoga'),
     },
-    plugins: [useAdminAuth(deps.store, actors)],
+    plugins: [useAdminAuth(deps.store, actors, deps.sessionActor)],
   });
 }

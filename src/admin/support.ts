@@ -17,6 +17,8 @@ export interface AdminDeps {
   auditor: { auditTenantPeriod(input: { tenant: string; periodStartMs: number }): Promise<AuditOutcome> };
   logger: Logger;
   clock: Clock;
+  /** Dashboard cookie auth: the session's admin token (null: refused) for a request without Authorization; undefined: no session cookie. */
+  sessionActor?: (request: Request) => Promise<AdminActor | null | undefined>;
 }
 
 export interface AdminContext {

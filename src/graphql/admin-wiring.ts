@@ -16,6 +16,7 @@ import { DynamoAdminStore } from './config/admin-store.js';
 import { DynamoConfigStore } from './config/dynamo-config-store.js';
 import { announceConfigVersion } from './config/live-config.js';
 import { DynamoPlanAdmin } from './config/plan-history.js';
+import { operatorFromSession } from './dashboard/index.js';
 
 /** The admin API over the process's clients; writes the first admin token when the demo is seeded. */
 export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<AdminApi> {
@@ -36,6 +37,7 @@ export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<Admin
     auditor: new MeteringAuditor(redis, dynamo, { shardCount: config.redis.shardCount, tablePrefix: config.dynamodb.tablePrefix }),
     logger,
     clock: systemClock,
+    sessionActor: operatorFromSession(deps.sessions),
   });
 }
 
