@@ -252,3 +252,170 @@ describe('the tenant view', () => {
     await web.screenshot('tenant-chart');
   });
 });
+
+describe('statements', () => {
+  it('lists a closed period and downloads a CSV equal to the statement the API serves', async () => {
+    // given last month closed for A: two ledger entries and its statement, written as the account workflow does
+    const tenant = parseTenantId(a.tenant);
+    const thisMonth = monthStartMs(Date.now());
+    const periodStart = new Date(monthStartMs(thisMonth - 1)).toISOString();
+    const periodEnd = new Date(thisMonth).toISOString();
+    const entry = (id: string, amount: number, operation: string) => ({
+      tenant,
+      periodStart,
+      eventId: parseEventId(`${id}-${a.tenant}`),
+      kind: 'usage.reserved.v1' as const,
+      amount,
+      operation,
+      atMs: thisMonth - 60_000,
+    });
+    await new DynamoLedgerStore(dynamo, { tablePrefix: stack.tablePrefix }).postEntries([
+      entry('d1', 900, 'getA'),
+      entry('d2', 400, 'getB'),
+    ]);
+    await new DynamoPeriodStore(dynamo, { tablePrefix: stack.tablePrefix }).writeStatement({
+      tenant,
+      periodStart,
+      periodEnd,
+      version: 1,
+      isFinal: true,
+      price: PRICE,
+      nowMs: Date.now(),
+    });
+    const { page } = web;
+    await page.reload();
+    await page.getByTestId('statement-row').first().waitFor();
+    expect(await page.getByTestId('statement-row').first().textContent()).toContain(fmt(1_300));
+    // when the CSV is downloaded through the page
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download-csv').click()]);
+    const file = join(scratch, 'statements.csv');
+    await download.saveAs(file);
+    // then it is the statement the API serves to A's key, byte for byte
+    const direct = await fetch(`${api.baseUrl}/usage/statements.csv?last=12`, { headers: { authorization: `Bearer ${a.key}` } });
+    const csv = await direct.text();
+    expect(csv).toContain(`${periodStart},${periodEnd},1,true,usage,getA,900,EUR,`);
+    expect(readFileSync(file, 'utf8')).toBe(csv);
+    await web.screenshot('tenant-statements');
+  });
+});
+
+describe('tenant isolation and CSRF', () => {
+  it("never reaches tenant B's data from A's session: crafted URLs, B's receipt id, a tenant argument, the admin API", async () => {
+    const [receiptOfB] = await spend(b.key, 1);
+    await waitFor("B's receipt in the ledger", async () => {
+      const data = await usageApi<{ receipt: { id: string } | null }>(b.key, 'query($id: String!) { receipt(id: $id) { id } }', {
+        id: receiptOfB,
+      });
+      return data.receipt !== null;
+    });
+    const receipt = await pageFetch('/usage/graphql', {
+      method: 'POST',
+      body: JSON.stringify({ query: `{ receipt(id: ${JSON.stringify(receiptOfB)}) { id } }` }),
+    });
+    expect(receipt).toEqual({ status: 200, text: JSON.stringify({ data: { receipt: null } }) });
+    const withArgument = await pageFetch('/usage/graphql', {
+      method: 'POST',
+      body: JSON.stringify({ query: `{ usage(tenant: "${b.tenant}") { now } }` }),
+    });
+    expect(withArgument.status).toBe(400);
+    const own = await pageFetch('/usage/statements.json?last=12');
+    for (const crafted of [`/usage/statements.json?last=12&tenant=${b.tenant}`, `/usage/statements.json?last=12&tenant[]=${b.tenant}`]) {
+      expect(await pageFetch(crafted)).toEqual(own);
+    }
+    const usageSeen = await pageFetch('/usage/graphql', {
+      method: 'POST',
+      body: JSON.stringify({ query: '{ usage { period { usedUnits } } }' }),
+    });
+    expect(JSON.parse(usageSeen.text)).toEqual({ data: { usage: { period: { usedUnits: 119 } } } });
+    const admin = await pageFetch('/admin/graphql', { method: 'POST', body: JSON.stringify({ query: '{ tenants { items { id } } }' }) });
+    expect(admin.status).toBe(401);
+  });
+
+  it('refuses a cookie POST without the CSRF token or from another origin, and a sign-in from another origin', async () => {
+    const withoutToken = await pageFetch('/usage/graphql', {
+      method: 'POST',
+      body: JSON.stringify({ query: '{ usage { now } }' }),
+      csrf: false,
+    });
+    expect(withoutToken.status).toBe(403);
+    expect(withoutToken.text).toContain('CSRF_REJECTED');
+    const cookie = (await web.context.cookies()).map((entry) => `${entry.name}=${entry.value}`).join('; ');
+    const session = (await (await fetch(`${api.baseUrl}/dashboard/session`, { headers: { cookie } })).json()) as { csrf: string };
+    const foreign = await fetch(`${api.baseUrl}/usage/graphql`, {
+      method: 'POST',
+      headers: { cookie, 'x-csrf-token': session.csrf, origin: 'http://evil.example', 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ usage { now } }' }),
+    });
+    expect(foreign.status).toBe(403);
+    const sameOrigin = await fetch(`${api.baseUrl}/usage/graphql`, {
+      method: 'POST',
+      headers: { cookie, 'x-csrf-token': session.csrf, origin: api.baseUrl, 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ usage { now } }' }),
+    });
+    expect(sameOrigin.status).toBe(200);
+    const signIn = await fetch(`${api.baseUrl}/dashboard/session`, {
+      method: 'POST',
+      headers: { origin: 'http://evil.example', 'content-type': 'application/json' },
+      body: JSON.stringify({ credential: a.key }),
+    });
+    expect(signIn.status).toBe(403);
+    expect(signIn.headers.get('set-cookie')).toBeNull();
+  });
+
+  it('ends a session when its key is revoked', async () => {
+    const config = new DynamoConfigStore(dynamo, { tablePrefix: stack.tablePrefix });
+    const { key } = await config.addKey({ tenant: a.tenant, keyId: 'k2', planId: `p-${a.tenant}`, nowMs: Date.now() });
+    const signIn = await fetch(`${api.baseUrl}/dashboard/session`, {
+      method: 'POST',
+      headers: { origin: api.baseUrl, 'content-type': 'application/json' },
+      body: JSON.stringify({ credential: key }),
+    });
+    expect(signIn.status).toBe(200);
+    const cookie = (signIn.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+    const { csrf } = (await signIn.json()) as { csrf: string };
+    const read = (): Promise<Response> =>
+      fetch(`${api.baseUrl}/usage/graphql`, {
+        method: 'POST',
+        headers: { cookie, 'x-csrf-token': csrf, origin: api.baseUrl, 'content-type': 'application/json' },
+        body: JSON.stringify({ query: '{ usage { now } }' }),
+      });
+    expect((await read()).status).toBe(200);
+    await config.revokeKey({ tenant: a.tenant, keyId: 'k2' });
+    expect((await read()).status).toBe(401);
+  });
+});
+
+describe('layout and what the page did', () => {
+  it('fits 375 px without horizontal scroll', async () => {
+    const { page } = web;
+    await page.setViewportSize({ width: 375, height: 800 });
+    await page.reload();
+    await page.getByTestId('limit-card').first().waitFor();
+    await page.locator('[data-testid=usage-chart] canvas').first().waitFor();
+    const widths = await page.evaluate(() => ({
+      scroll: document.documentElement.scrollWidth,
+      client: document.documentElement.clientWidth,
+    }));
+    expect(widths.scroll).toBeLessThanOrEqual(widths.client);
+    await web.screenshot('tenant-375px');
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it('signs out: the cookie is cleared and the old session id no longer works', async () => {
+    const { page } = web;
+    const cookie = (await web.context.cookies()).map((entry) => `${entry.name}=${entry.value}`).join('; ');
+    await page.getByTestId('sign-out').click();
+    await page.getByLabel('API key (tenant) or admin token (operator)').waitFor();
+    expect(await web.context.cookies()).toEqual([]);
+    expect((await fetch(`${api.baseUrl}/dashboard/session`, { headers: { cookie } })).status).toBe(401);
+    await web.screenshot('signed-out');
+  });
+
+  it('made no request beyond its own origin, reported no CSP violation, threw nothing, opened no dialog', () => {
+    expect(web.recorded.requests.length).toBeGreaterThan(10);
+    expect(web.recorded.requests.filter((url) => !url.startsWith(`${api.baseUrl}/`))).toEqual([]);
+    expect(cspViolations(web.recorded)).toEqual([]);
+    expect(web.recorded.pageErrors).toEqual([]);
+    expect(web.recorded.dialogs).toEqual([]);
+  });
+});
