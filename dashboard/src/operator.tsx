@@ -1,6 +1,7 @@
 /** The operator view: tenants (paginated), per-tenant audit drift, plans and their versions, the admin audit log (all from /admin/graphql). */
 import { useState } from 'preact/hooks';
 import { gql } from './api.js';
+import { OperationsPanels } from './operations.js';
 import { usePolled } from './poll.js';
 import { Empty, Section, fmtTime, fmtUnits } from './ui.js';
 
@@ -228,11 +229,9 @@ export function OperatorView() {
   return (
     <>
       <Tenants />
-      <Section title="Top consumers, denials and deferrals by limit, degraded periods, pump lag" id="operations">
-        <Empty>
-          Not available yet: the admin API does not serve these figures (see the README, Dashboard). Per-tenant ledger drift: the Audit
-          button above.
-        </Empty>
+      <OperationsPanels />
+      <Section title="Top consumers" id="top-consumers">
+        <Empty>Not available yet: the admin API has no ranking of tenants by usage (see the README, Dashboard).</Empty>
       </Section>
       <Plans />
       <AuditLog />

@@ -7,6 +7,7 @@
  */
 import { createSchema, createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { DependencyError } from '../shared/index.js';
+import { OPERATIONS_TYPE_DEFS, operationsResolvers } from './operations.js';
 import { adminResolvers } from './resolvers.js';
 import type { AdminContext, AdminDeps } from './support.js';
 import type { AdminActor, AdminStore } from './ports.js';
@@ -69,7 +70,10 @@ function useAdminAuth(store: AdminStore, actors: WeakMap<Request, AdminActor>, s
 export function createAdminApi(deps: AdminDeps): AdminApi {
   const actors = new WeakMap<Request, AdminActor>();
   return createYoga<object, AdminContext>({
-    schema: createSchema<AdminContext>({ typeDefs: ADMIN_TYPE_DEFS, resolvers: adminResolvers(deps) }),
+    schema: createSchema<AdminContext>({
+      typeDefs: [ADMIN_TYPE_DEFS, OPERATIONS_TYPE_DEFS],
+      resolvers: [adminResolvers(deps), operationsResolvers(deps.operations, () => deps.clock.nowMs())],
+    }),
     graphqlEndpoint: ADMIN_ENDPOINT,
     landingPage: false,
     graphiql: false,

@@ -13,6 +13,7 @@ export { tenantFromSession, operatorFromSession } from './cookie-auth.js';
 export { DashboardSessions, SESSION_COOKIE, CSRF_HEADER } from './sessions.js';
 export { DashboardRoutes } from './routes.js';
 export { CONTENT_SECURITY_POLICY } from './headers.js';
+export { operationsReader } from './operations.js';
 
 /** Sessions over the process's Redis, its live keys and the admin tokens of the config table. */
 export function createDashboardSessions(input: {
