@@ -214,7 +214,9 @@ function AuditLog() {
                   <td>{entry.tokenId}</td>
                   <td>{entry.action}</td>
                   <td>{entry.target}</td>
-                  <td class="clip">{entry.after ?? '—'}</td>
+                  <td>
+                    <div class="clip">{entry.after ?? "—"}</div>
+                  </td>
                 </tr>
               ))}
             </tbody>
