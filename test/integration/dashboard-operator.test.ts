@@ -105,6 +105,32 @@ describe('the operator view', () => {
     await page.getByLabel('Status').selectOption('');
   });
 
+  it('pages the tenants from a cursor with the plan filter applied by the store (first page to last, nothing skipped)', async () => {
+    const planId = `p-${tight.tenant}`;
+    for (const suffix of ['c', 'd', 'e'])
+      await admin('mutation($id: String!, $plan: String) { createTenant(id: $id, plan: $plan) { id } }', {
+        id: `${tight.tenant}-${suffix}`,
+        plan: planId,
+      });
+    const seen: string[] = [];
+    let after: string | null = null;
+    for (let page = 0; page < 10; page += 1) {
+      const data: { tenants: { items: { id: string }[]; cursor: string | null } } = await admin(
+        'query($plan: String, $after: String) { tenants(plan: $plan, first: 2, after: $after) { items { id } cursor } }',
+        { plan: planId, after },
+      );
+      seen.push(...data.tenants.items.map((tenant) => tenant.id));
+      after = data.tenants.cursor;
+      if (after === null) break;
+    }
+    expect(seen).toEqual(['a', 'b', 'c', 'd', 'e'].map((suffix) => `${tight.tenant}-${suffix}`));
+    const suspendedOnly = await admin<{ tenants: { items: { id: string }[] } }>(
+      'query($plan: String) { tenants(plan: $plan, status: suspended, first: 1) { items { id } } }',
+      { plan: planId },
+    );
+    expect(suspendedOnly.tenants.items.map((tenant) => tenant.id)).toEqual([`${tight.tenant}-b`]);
+  });
+
   it("shows a tenant's ledger audit as the admin API answers it, and the API's error for a tenant without account", async () => {
     const audited = `${tight.tenant}-b`;
     await putAccountSettings({

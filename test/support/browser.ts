@@ -3,8 +3,7 @@
  * (Debian's, driven by playwright-core) whose page records every request it makes, every console message, every
  * dialog and every CSP violation. Screenshots go to `.data/test-artifacts/dashboard/` (not committed).
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -12,26 +11,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const ARTIFACTS = join(REPO_ROOT, '.data', 'test-artifacts', 'dashboard');
 
-function newestMtime(path: string): number {
-  const stat = statSync(path);
-  if (!stat.isDirectory()) return stat.mtimeMs;
-  return Math.max(stat.mtimeMs, ...readdirSync(path).map((name) => newestMtime(join(path, name))));
-}
-
-/** Builds the dashboard (`vite build`) unless dist/dashboard is newer than every source. */
-export function ensureDashboardBuilt(): void {
-  const index = join(REPO_ROOT, 'dist', 'dashboard', 'index.html');
-  const sources = newestMtime(join(REPO_ROOT, 'dashboard'));
-  if (existsSync(index) && statSync(index).mtimeMs >= sources) return;
-  execFileSync(
-    process.execPath,
-    [join(REPO_ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', 'dashboard/vite.config.ts'],
-    {
-      cwd: REPO_ROOT,
-      stdio: 'pipe',
-    },
-  );
-}
+export { ensureDashboardBuilt } from '../../infra/dashboard-build.js';
 
 export interface Recorded {
   requests: string[];
