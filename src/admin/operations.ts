@@ -4,15 +4,8 @@
  * decider breaker and degraded-mode spool, and its decisions by kind and deciding limit since it started (a client
  * polling it charts the deltas: denials and deferrals by limit over time). Reads only.
  */
+import type { OperationsView } from './ports.js';
 import { run } from './support.js';
-
-export interface OperationsView {
-  pump: { unacknowledged: number; lagSeconds: number; deadLetters: number; streams: number };
-  audit: { finishedAtMs: number; audited: number; drifting: number; absoluteDrift: number; unsettled: number } | null;
-  breaker: string;
-  spool: { entries: number; oldestAgeSeconds: number };
-  decisions: { kind: string; limit: string; count: number }[];
-}
 
 export const OPERATIONS_TYPE_DEFS = /* GraphQL */ `
   "The pump's backlog over every shard: usage entries admitted but not yet in the ledger."

@@ -3,8 +3,7 @@ import { createGraphQLError } from 'graphql-yoga';
 import type { CorrectionDeps } from '../billing/index.js';
 import type { AuditOutcome } from '../metering/index.js';
 import { AppError, type Clock, type Logger, type TenantId } from '../shared/index.js';
-import type { OperationsView } from './operations.js';
-import type { AdminActor, AdminPlanStore, AdminStore } from './ports.js';
+import type { AdminActor, AdminPlanStore, AdminStore, OperationsView } from './ports.js';
 
 export interface AdminDeps {
   store: AdminStore;
