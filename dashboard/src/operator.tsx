@@ -215,7 +215,7 @@ function AuditLog() {
                   <td>{entry.action}</td>
                   <td>{entry.target}</td>
                   <td>
-                    <div class="clip">{entry.after ?? "—"}</div>
+                    <div class="clip">{entry.after ?? '—'}</div>
                   </td>
                 </tr>
               ))}
