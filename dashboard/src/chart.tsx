@@ -34,7 +34,8 @@ export function pivot(points: Point[], axis: Axis): { keys: string[]; data: uPlo
   return { keys, data: [xs, ...columns] };
 }
 
-export function SeriesChart(props: { points: Point[]; axis: Axis; label: string }) {
+export function SeriesChart(props: { points: Point[]; axis: Axis; label: string; yLabel?: string; minSpanS?: number }) {
+  const minSpanS = props.minSpanS ?? 0;
   const host = useRef<HTMLDivElement>(null);
   useEffect(() => {
     const element = host.current;
@@ -54,8 +55,10 @@ export function SeriesChart(props: { points: Point[]; axis: Axis; label: string 
             points: { show: true, size: 4 },
           })),
         ],
-        axes: [{ stroke: 'currentColor' }, { stroke: 'currentColor', label: 'units' }],
-        scales: { x: { time: true } },
+        axes: [{ stroke: 'currentColor' }, { stroke: 'currentColor', label: props.yLabel ?? 'units' }],
+        scales: {
+          x: { time: true, range: (_plot, min, max): uPlot.Range.MinMax => (max - min < minSpanS ? [max - minSpanS, max] : [min, max]) },
+        },
         legend: { live: true },
       },
       data,
@@ -67,6 +70,6 @@ export function SeriesChart(props: { points: Point[]; axis: Axis; label: string 
       window.removeEventListener('resize', onResize);
       plot.destroy();
     };
-  }, [props.points]);
+  }, [props.points, minSpanS]);
   return <div class="chart" ref={host} role="img" aria-label={props.label} data-testid="chart" />;
 }

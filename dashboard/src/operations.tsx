@@ -97,7 +97,7 @@ export function OperationsPanels() {
       </Section>
       <Section title="Denials and deferrals by limit" id="refusals" polled={polled}>
         {points.some((p) => p.units > 0) ? (
-          <SeriesChart points={points} axis={axis} label="denials and deferrals per poll, by limit" />
+          <SeriesChart points={points} axis={axis} label="denials and deferrals per poll, by limit" yLabel="requests" minSpanS={300} />
         ) : (
           <Empty>No denial or deferral since this page opened (charted per {5} s poll).</Empty>
         )}

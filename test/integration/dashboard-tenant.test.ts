@@ -365,12 +365,14 @@ describe('tenant isolation and CSRF', () => {
   it('ends a session when its key is revoked', async () => {
     const config = new DynamoConfigStore(dynamo, { tablePrefix: stack.tablePrefix });
     const { key } = await config.addKey({ tenant: a.tenant, keyId: 'k2', planId: `p-${a.tenant}`, nowMs: Date.now() });
+    // (X-Forwarded-Proto from a peer that is no trusted proxy does not make the cookie Secure: it would then never come back over http)
     const signIn = await fetch(`${api.baseUrl}/dashboard/session`, {
       method: 'POST',
-      headers: { origin: api.baseUrl, 'content-type': 'application/json' },
+      headers: { origin: api.baseUrl, 'content-type': 'application/json', 'x-forwarded-proto': 'https' },
       body: JSON.stringify({ credential: key }),
     });
     expect(signIn.status).toBe(200);
+    expect(signIn.headers.get('set-cookie')).toMatch(/^tg_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Strict; Max-Age=43200$/);
     const cookie = (signIn.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
     const { csrf } = (await signIn.json()) as { csrf: string };
     const read = (): Promise<Response> =>
