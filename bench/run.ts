@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { REPO_ROOT, freePort, startRedis, stopProcess } from '../infra/services.js';
 import { benchAdmin } from './admin.js';
+import { benchDashboard } from './dashboard.js';
 import { benchDecider } from './decider.js';
 import { benchGraphql, type Figure } from './graphql.js';
 import { benchGateway } from './gateway.js';
@@ -64,6 +65,8 @@ const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection
   { name: 'admin', run: async (ctx) => benchAdmin({ redisPort: ctx.redisPort }) },
   // the tenant usage API and the what-if replay (issue 17): DynamoDB Local of its own, this Redis
   { name: 'usage', run: benchUsage },
+  // the dashboard (issue 18): first-load JS, sign-in to cards filled in Chromium, the operator's first page of 100,000 tenants
+  { name: 'dashboard', run: benchDashboard },
 ];
 
 interface StoredSection extends BenchSection {
