@@ -21,7 +21,7 @@
 --
 -- ARGV[1] alone: the batch, packed as ONE msgpack array (decoded once, in C, by cmsgpack: no
 -- Redis object and Lua string per argument); its elements, named A[i] here as ARGV[i] were in layout 3:
--- A[1]  layout version, must be 4
+-- A[1]  layout version, must be 5 (5: the arguments of 4, the packed reply below)
 -- A[2]  number of requests n (1..10000)
 -- A[3]  number of limit definitions d (0..1024), then d definitions (strings or integers):
 --          alg, mode, p1, p2, p3, p4, nThresholds, thresholds..., and when nThresholds > 0 the limit id
@@ -41,11 +41,16 @@
 --   starts at billingEndMs.
 --
 -- Clock:   redis TIME (effects replication), read once per call; never ARGV
--- Returns: one array per request (Redis converts the nested tables; no copying in Lua):
+-- Returns: { marks, reply 1, ..., reply n }: per request one msgpack string (packed once, in C; the request
+--   record of an admitted request is that same string, so nothing is packed twice and Redis converts no
+--   nested table), and `marks`, one character per request: "n" a decision made now, "s" the stored record of an
+--   earlier one (a retry of an admitted request: its first decision, nothing taken). A reply is the array
 --   kind (0 allowed, 1 warned, 2 deferred, 3 denied), nowMs, limitIndex (1-based, 0 = none),
---   retryAfterMs (-1 = never), streamId or "", isReplay 0|1 (1: the record of an earlier call with
---   another attempt token answered; a record of the same attempt is this call's own decision, 0), nLimits,
---   per limit: remaining, resetMs, flags (1 exceeded, 2 took), overage, thresholdCrossed (percent or 0)
+--   retryAfterMs (-1 = never), streamId or "", isReplay (always 0 as stored), nLimits,
+--   per limit: remaining, resetMs, flags (1 exceeded, 2 took), overage, thresholdCrossed (percent or 0),
+--   then, in an admitted request's reply, its attempt token; a stored record may be followed by its settlement
+--   (settle.lua). The caller tells a replay: a stored record is a replay unless its attempt token is the
+--   caller's own for that request (a call whose reply was lost, sent again) and not "-".
 -- Errors:  "ERR_ARG <name> at <position>" when ARGV or KEYS are malformed (nothing written);
 --          "ERR_STALE_PERIOD <nowMs>" when the caller's periods do not contain Redis' now
 -- Data:    v1 (pre-release: no v1 data predates this layout). Bucket values are msgpack
@@ -59,7 +64,7 @@
 
 -- ARGV and KEYS layout (header): the fields of a definition, and the arguments and keys of a
 -- request, as offsets from the first one; a request's limit keys follow KEY_LIMITS.
-local LAYOUT_VERSION = 4
+local LAYOUT_VERSION = 5
 local ARG_VERSION, ARG_N_REQUESTS, ARG_N_DEFINITIONS, ARG_DEFINITIONS = 1, 2, 3, 4
 local DEF_ALG, DEF_MODE, DEF_P1, DEF_P2, DEF_P3, DEF_P4, DEF_N_THRESHOLDS = 0, 1, 2, 3, 4, 5, 6
 local REQ_ID, REQ_COST, REQ_BILLING_END, REQ_BILLING_NEXT_END, REQ_TENANT, REQ_KEY_ID = 0, 1, 2, 3, 4, 5
@@ -71,7 +76,7 @@ local MODE_HARD, MODE_SOFT, MODE_DEFER, MODE_SHADOW = 1, 2, 3, 4
 local KIND_ALLOWED, KIND_WARNED, KIND_DEFERRED, KIND_DENIED = 0, 1, 2, 3
 local FLAG_EXCEEDED, FLAG_TOOK = 1, 2 -- bits of a limit's flags in the reply
 local RETRY_NEVER = -1 -- retryAfterMs of a cost above the whole limit: waiting cannot help
-local REPLY_STREAM_ID, REPLY_IS_REPLAY, REPLY_HEAD, REPLY_PER_LIMIT = 5, 6, 7, 5 -- reply layout (header)
+local REPLY_STREAM_ID, REPLY_HEAD, REPLY_PER_LIMIT = 5, 7, 5 -- reply layout (header)
 
 local MAX = 9007199254740991 -- 2^53 - 1: the largest integer a Lua number holds exactly
 local MAX_REQUESTS, MAX_DEFINITIONS, MAX_LIMITS, MAX_THRESHOLDS, MAX_PERCENT = 10000, 1024, 64, 8, 1000
@@ -107,6 +112,8 @@ local function int(v) return format('%d', v) end
 local d_alg, d_mode, d_p1, d_p2, d_p3, d_p4, d_th, d_id = {}, {}, {}, {}, {}, {}, {}, {}
 -- Requests, by index q: first argument, first key, cost, number of limits.
 local q_arg, q_key, q_cost, q_nl = {}, {}, {}, {}
+-- Per request, "n" decided now or "s" its stored record answered (the reply's first element).
+local marks = {}
 
 -- Reads definition d from ARGV[p]; answers the position after it.
 local function parse_definition(d, p)
@@ -388,15 +395,12 @@ local function decide(q)
   local is_next = now >= tonumber(ARGV[ap + REQ_BILLING_END])
   local vals = read_state(q, is_next)
   if vals[1] then
-    -- a retry of an admitted request: the first decision, nothing taken; flagged unless it was made by this
-    -- very attempt (a call whose reply was lost, sent again by the caller: its own first decision)
-    local first = mp_unpack(vals[1])
-    local token_at = REPLY_HEAD + first[REPLY_HEAD] * REPLY_PER_LIMIT + 1 -- nLimits is at REPLY_HEAD
-    local attempt = ARGV[ap + REQ_ATTEMPT]
-    first[REPLY_IS_REPLAY] = (attempt ~= '-' and first[token_at] == attempt) and 0 or 1
-    first[token_at] = nil
-    return first
+    -- a retry of an admitted request: the first decision as stored, nothing taken; the caller compares the
+    -- attempt token (its own attempt's record is its own first decision, any other a replay)
+    marks[q] = 's'
+    return vals[1]
   end
+  marks[q] = 'n'
   local kind, idx, retry = check_all(q, vals)
   local is_admitted = kind == KIND_ALLOWED or kind == KIND_WARNED
   local reply = { kind, now, idx, retry, '', 0, nl }
@@ -408,18 +412,18 @@ local function decide(q)
     reply[at + 1], reply[at + 2], reply[at + 4], reply[at + 5] = rem < 0 and 0 or rem, e_reset[i], e_over[i], e_cross[i]
     reply[at + 3] = (e_fits[i] and 0 or FLAG_EXCEEDED) + (took and FLAG_TOOK or 0)
   end
-  if not is_admitted then return reply end
+  if not is_admitted then return mp_pack(reply) end
   count_admitted(q, is_next, vals[2])
   reply[REPLY_STREAM_ID] = append_event(q, is_next)
-  local token_at = REPLY_HEAD + nl * REPLY_PER_LIMIT + 1
-  reply[token_at] = ARGV[ap + REQ_ATTEMPT]
-  call('SET', KEYS[q_key[q] + KEY_RECORD], mp_pack(reply), 'PX', int(ARGV[ap + REQ_RECORD_TTL]))
-  reply[token_at] = nil
-  return reply
+  reply[REPLY_HEAD + nl * REPLY_PER_LIMIT + 1] = ARGV[ap + REQ_ATTEMPT]
+  local record = mp_pack(reply)
+  call('SET', KEYS[q_key[q] + KEY_RECORD], record, 'PX', int(ARGV[ap + REQ_RECORD_TTL]))
+  return record
 end
 
 local ok, n = pcall(parse_batch)
 if not ok then return redis.error_reply(tostring(n):find('^ERR_') and n or 'ERR_SCRIPT ' .. tostring(n)) end
-local out = {}
-for q = 1, n do out[q] = decide(q) end
+local out = { false }
+for q = 1, n do out[q + 1] = decide(q) end
+out[1] = table.concat(marks)
 return out

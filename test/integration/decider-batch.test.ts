@@ -117,14 +117,12 @@ async function tenantEvents(tenant: string): Promise<number> {
 /** Decides `requests` in one call; compares each reply and the state left with the model applied in order. */
 async function oneCall(tenant: string, requests: DecideInput[]): Promise<void> {
   const compiled = requests.map((one) => compileRequest(one, { shardCount: SHARDS, localNowMs: Date.now() }));
-  const { keys, args } = compileBatch(
-    compiled,
-    60_000,
-    compiled.map((_, index) => `a${index}`),
-  );
+  const attempts = compiled.map((_, index) => `a${index}`);
+  const { keys, args } = compileBatch(compiled, 60_000, attempts);
   const raws = decodeDecideBatch(
-    await redis.tgDecide(keys.length, ...keys, ...args),
+    await redis.tgDecideBuffer(keys.length, ...keys, ...args),
     compiled.map((one) => one.model.limits.length),
+    attempts,
   );
   const state = emptyModelState();
   const nowMs = raws[0]?.nowMs ?? 0;
@@ -187,7 +185,7 @@ describe('a hot tenant: many of its requests in one decide.lua call', () => {
       Promise.all(compiled.keys.slice(1).map(async (key) => (await redis.dumpBuffer(key))?.toString('hex') ?? null));
     const before = await dump();
     const { keys, args } = compileBatch([compiled, compiled], 60_000, ['x', 'y']);
-    const [denied] = decodeDecideBatch(await redis.tgDecide(keys.length, ...keys, ...args), [2, 2]);
+    const [denied] = decodeDecideBatch(await redis.tgDecideBuffer(keys.length, ...keys, ...args), [2, 2], ['x', 'y']);
     expect(denied?.kind).toBe(3);
     expect(await dump()).toEqual(before);
     expect(await tenantEvents(tenant)).toBe(11);

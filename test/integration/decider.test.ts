@@ -177,8 +177,9 @@ describe('idempotency', () => {
     const call = async (attempts: string[], requests = [compiled]): Promise<RawDecision[]> => {
       const { keys, args } = compileBatch(requests, 60_000, attempts);
       return decodeDecideBatch(
-        await redis.tgDecide(keys.length, ...keys, ...args),
+        await redis.tgDecideBuffer(keys.length, ...keys, ...args),
         requests.map((one) => one.model.limits.length),
+        attempts,
       );
     };
     const [lost] = await call(['A']);
@@ -367,7 +368,7 @@ async function runSequence(ops: Op[], mutation: Mutation): Promise<string | unde
     sent.push(request);
     const compiled = compileRequest(request, { shardCount: SHARDS, localNowMs: Date.now() });
     const { keys, args } = compileBatch([compiled], 60_000);
-    const [raw] = decodeDecideBatch(await redis.tgDecide(keys.length, ...keys, ...args), [compiled.model.limits.length]);
+    const [raw] = decodeDecideBatch(await redis.tgDecideBuffer(keys.length, ...keys, ...args), [compiled.model.limits.length]);
     if (raw === undefined) return `op ${index}: no reply`;
     const expected = decideModel(state, mutation.mutate(compiled.model), raw.nowMs);
     const [a, b] = [JSON.stringify(comparable(raw)), JSON.stringify(comparable(expected))];
