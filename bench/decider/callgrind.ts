@@ -40,19 +40,11 @@ const redis = spawn(
   ],
   { stdio: 'ignore' },
 );
-const admin = new Redis({ port, retryStrategy: () => 200, lazyConnect: true });
-admin.on('error', () => undefined); // refused until valgrind has started Redis
+// queued until valgrind has started Redis (refused connections are retried every 200 ms)
+const admin = new Redis({ port, retryStrategy: () => 200, maxRetriesPerRequest: null });
+admin.on('error', () => undefined);
 try {
-  for (let tries = 0; ; tries += 1) {
-    try {
-      await admin.connect();
-      await admin.ping();
-      break;
-    } catch (error) {
-      if (tries > 150) throw error;
-      await new Promise((wait) => setTimeout(wait, 200));
-    }
-  }
+  await admin.ping();
   const side = await tollgateOn(port, workload);
   await Promise.all(Array.from({ length: 64 }, (_, i) => side.decideOnce(10_000_000 + i))); // loads the script
   await execFileAsync('callgrind_control', ['-z', String(redis.pid)]);
@@ -63,6 +55,8 @@ try {
     }),
   );
   await execFileAsync('callgrind_control', ['-d', String(redis.pid)]);
+  const stats = await admin.info('commandstats');
+  const calls = (name: string): number => Number(new RegExp(`^cmdstat_${name}:calls=(\\d+)`, 'm').exec(stats)?.[1] ?? 0);
   side.client.disconnect();
   const dumps = readdirSync(dir).filter((name) => name.startsWith('callgrind.out') && name !== 'callgrind.out');
   let instructions = 0;
@@ -70,7 +64,10 @@ try {
     const totals = /^totals:\s+(\d+)/m.exec(readFileSync(join(dir, name), 'utf8'))?.[1];
     instructions += Number(totals ?? 0);
   }
-  console.log(`${workload.name}: ${requests} decisions, ${(instructions / requests / 1000).toFixed(1)}k instructions per decision`);
+  console.log(
+    `${workload.name}: ${requests} decisions, ${(instructions / requests / 1000).toFixed(1)}k instructions per decision; ` +
+      `${(requests / Math.max(1, calls('evalsha') - 1)).toFixed(1)} decisions per call, ${calls('xadd')} XADD, ${calls('set')} SET (since start)`,
+  );
 } finally {
   admin.disconnect();
   redis.kill('SIGKILL');

@@ -20,6 +20,7 @@ import { redisErrorPrefix, usageStreamKey, type DeciderRedis, type ShardId } fro
 import { deadLetterStreamKey } from './keys.js';
 import type { LedgerEntry, LedgerStore } from './ledger-items.js';
 import { parseUsageEvent, type ThresholdCrossing } from './model/usage-event.js';
+import { usageEventsOf } from './stream-entry.js';
 
 /** A quota threshold crossed by one admitted request, in the billing period the request counts in. */
 export interface CrossedThreshold extends ThresholdCrossing {
@@ -155,41 +156,51 @@ function classify(stream: string, entries: readonly StreamEntry[]): { good: Good
   const good: GoodEntry[] = [];
   const poison: PoisonEntry[] = [];
   const gone: string[] = [];
-  for (const { id, fields } of entries) {
-    if (fields === null) {
+  for (const { id, fields: entryFields } of entries) {
+    if (entryFields === null) {
       gone.push(id);
       continue;
     }
-    const parsed = parseUsageEvent(fields);
-    if (!parsed.isValid) {
-      poison.push({ id, fields, reason: parsed.reason });
+    const expanded = usageEventsOf(entryFields);
+    if (!expanded.isValid) {
+      poison.push({ id, fields: entryFields, reason: expanded.reason });
       continue;
     }
-    const event = parsed.event;
-    good.push({
-      id,
-      fields,
-      entry: {
-        tenant: event.tenant,
-        periodStart: event.periodStart,
-        eventId: event.eventId,
-        kind: event.type,
-        amount: event.amount,
-        operation: event.operation,
-        atMs: event.timeMs,
-        keyId: event.keyId,
-        source: `${stream}/${id}`,
-        ...(event.correction === undefined ? {} : { reason: event.correction.reason, author: event.correction.author }),
-      },
-      crossings: event.warnings.map((warning) => ({
-        ...warning,
-        tenant: event.tenant,
-        periodStartMs: event.billingPeriodStartMs,
-        eventId: event.eventId,
-      })),
-    });
+    for (const fields of expanded.events) classifyEvent(stream, id, fields, good, poison);
   }
   return { good, poison, gone };
+}
+
+/** Parses one event of entry `id` into `good`, or into `poison` with the reason. */
+function classifyEvent(stream: string, id: string, fields: string[], good: GoodEntry[], poison: PoisonEntry[]): void {
+  const parsed = parseUsageEvent(fields);
+  if (!parsed.isValid) {
+    poison.push({ id, fields, reason: parsed.reason });
+    return;
+  }
+  const event = parsed.event;
+  good.push({
+    id,
+    fields,
+    entry: {
+      tenant: event.tenant,
+      periodStart: event.periodStart,
+      eventId: event.eventId,
+      kind: event.type,
+      amount: event.amount,
+      operation: event.operation,
+      atMs: event.timeMs,
+      keyId: event.keyId,
+      source: `${stream}/${id}`,
+      ...(event.correction === undefined ? {} : { reason: event.correction.reason, author: event.correction.author }),
+    },
+    crossings: event.warnings.map((warning) => ({
+      ...warning,
+      tenant: event.tenant,
+      periodStartMs: event.billingPeriodStartMs,
+      eventId: event.eventId,
+    })),
+  });
 }
 
 /** Moves usage events from Redis Streams into the ledger. */
@@ -268,17 +279,20 @@ export class UsagePump {
       result.warnings = crossings.length;
       reached(input, 'warnings-handed');
     }
+    // an entry may hold many events (a decide.lua call's): it is acknowledged once, after all of them are handled
+    const deadIds = new Set(poison.map((item) => item.id));
     if (poison.length > 0) {
-      await this.deadLetter(stream, input.shard, poison);
+      await this.deadLetter(stream, input.shard, poison, [...deadIds]);
       result.deadLettered = poison.length;
-      result.acked += poison.length;
+      result.acked += deadIds.size;
       reached(input, 'dead-lettered');
     }
 
-    const ackIds = [...good.filter((item) => !conflicted.has(item.entry)).map((item) => item.id), ...gone];
-    if (ackIds.length > 0) {
+    const ackIds = new Set(good.filter((item) => !conflicted.has(item.entry) && !deadIds.has(item.id)).map((item) => item.id));
+    for (const id of gone) ackIds.add(id);
+    if (ackIds.size > 0) {
       await this.redis.xack(stream, this.options.group, ...ackIds);
-      result.acked += ackIds.length;
+      result.acked += ackIds.size;
     }
     reached(input, 'acked');
     result.trimmed = await this.trim(stream);
@@ -304,13 +318,13 @@ export class UsagePump {
   }
 
   /** Appends the poison entries to the shard's dead-letter stream and acknowledges them, in one MULTI (one slot). */
-  private async deadLetter(stream: string, shard: ShardId, poison: readonly PoisonEntry[]): Promise<void> {
+  private async deadLetter(stream: string, shard: ShardId, poison: readonly PoisonEntry[], entryIds: readonly string[]): Promise<void> {
     const deadLetters = deadLetterStreamKey(shard);
     const multi = this.redis.multi();
     for (const item of poison) {
       multi.xadd(deadLetters, '*', 'reason', item.reason, 'source', stream, 'source_id', item.id, 'fields', JSON.stringify(item.fields));
     }
-    multi.xack(stream, this.options.group, ...poison.map((item) => item.id));
+    multi.xack(stream, this.options.group, ...entryIds);
     const replies = await multi.exec();
     if (replies === null || replies.some(([error]) => error !== null)) {
       throw new DependencyError('REDIS_UNAVAILABLE', `dead-lettering ${poison.length} entries of ${stream} failed`);

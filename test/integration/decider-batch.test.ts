@@ -24,6 +24,7 @@ import { parseEventId, parseKeyId, parseLimitId, parseTenantId, type EventId } f
 import { closeAfterAll } from '../support/teardown.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
+import { streamEvents } from '../support/usage-stream.js';
 
 const SHARDS = 64;
 let redis: DeciderRedis;
@@ -110,7 +111,7 @@ function request(tenant: string, set: number, cost: number, requestId: EventId):
 const comparable = (raw: RawDecision): RawDecision => ({ ...raw, streamId: raw.streamId === '' ? '' : 'set' });
 
 async function tenantEvents(tenant: string): Promise<number> {
-  const entries = await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+');
+  const entries = streamEvents(await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+'));
   return entries.filter(([, fields]) => fields[fields.indexOf('tenant') + 1] === tenant).length;
 }
 
