@@ -9,7 +9,8 @@
  *      event id, balances in the same transactions).         -> crash: entries stay pending, re-posting them moves nothing
  *   3. Hand the quota thresholds the ledgered events crossed to the
  *      WarningSink (the account workflows).                   -> crash: handed again after the retry; the sink dedupes
- *   4. Dead-letter the poison ones and XACK them in one MULTI. -> atomic: never lost, never dead-lettered twice
+ *   4. XACK the poison ones and dead-letter each one XACK took, in one script
+ *                                                              -> atomic: never lost, never dead-lettered twice
  *   5. XACK the ledgered ones.                                 -> only after DynamoDB and the sink hold them
  *   6. XTRIM MINID below the oldest entry any group still needs.
  * The consumer group is the cursor of record; the workflow's cursor is only
@@ -21,6 +22,28 @@ import { deadLetterStreamKey } from './keys.js';
 import type { LedgerEntry, LedgerStore } from './ledger-items.js';
 import { parseUsageEvent, type ThresholdCrossing } from './model/usage-event.js';
 import { usageEventsOf } from './stream-entry.js';
+
+/**
+ * KEYS: the usage stream, its dead-letter stream; ARGV: the group, then per
+ * entry its id, its number k of poison events, and k (reason, fields as JSON).
+ * Appends an entry's poison events to the dead letters only when this XACK
+ * acknowledged the entry (it was still pending). Returns {events appended, entries acknowledged}.
+ */
+const DEAD_LETTER_LUA = `
+local count, acked, i = 0, 0, 2
+while i <= #ARGV do
+  local id, k = ARGV[i], tonumber(ARGV[i + 1])
+  if redis.call('XACK', KEYS[1], ARGV[1], id) == 1 then
+    acked = acked + 1
+    for j = 0, k - 1 do
+      redis.call('XADD', KEYS[2], '*', 'reason', ARGV[i + 2 + 2 * j], 'source', KEYS[1], 'source_id', id, 'fields', ARGV[i + 3 + 2 * j])
+      count = count + 1
+    end
+  end
+  i = i + 2 + 2 * k
+end
+return { count, acked }
+`;
 
 /** A quota threshold crossed by one admitted request, in the billing period the request counts in. */
 export interface CrossedThreshold extends ThresholdCrossing {
@@ -282,9 +305,9 @@ export class UsagePump {
     // an entry may hold many events (a decide.lua call's): it is acknowledged once, after all of them are handled
     const deadIds = new Set(poison.map((item) => item.id));
     if (poison.length > 0) {
-      await this.deadLetter(stream, input.shard, poison, [...deadIds]);
-      result.deadLettered = poison.length;
-      result.acked += deadIds.size;
+      const dead = await this.deadLetter(stream, input.shard, poison);
+      result.deadLettered = dead.deadLettered;
+      result.acked += dead.acked;
       reached(input, 'dead-lettered');
     }
 
@@ -317,18 +340,35 @@ export class UsagePump {
     return { claimCursor: claim[0], entries: decodeEntries(first[1], 'XREADGROUP'), reclaimed: 0 };
   }
 
-  /** Appends the poison entries to the shard's dead-letter stream and acknowledges them, in one MULTI (one slot). */
-  private async deadLetter(stream: string, shard: ShardId, poison: readonly PoisonEntry[], entryIds: readonly string[]): Promise<void> {
-    const deadLetters = deadLetterStreamKey(shard);
-    const multi = this.redis.multi();
-    for (const item of poison) {
-      multi.xadd(deadLetters, '*', 'reason', item.reason, 'source', stream, 'source_id', item.id, 'fields', JSON.stringify(item.fields));
+  /**
+   * Acknowledges the entries holding poison and appends each poison event of every entry this call acknowledged
+   * to the shard's dead-letter stream, in one script (one slot, atomic): an entry another batch already
+   * dead-lettered and acknowledged (a stalled batch and the retry that reclaimed its entries) is skipped, so it is
+   * never lost and never dead-lettered twice. An entry may hold several events (a decide.lua call's), poison or
+   * not: it is acknowledged once. @returns the events dead-lettered and the entries acknowledged by this call
+   */
+  private async deadLetter(
+    stream: string,
+    shard: ShardId,
+    poison: readonly PoisonEntry[],
+  ): Promise<{ deadLettered: number; acked: number }> {
+    const byEntry = new Map<string, PoisonEntry[]>();
+    for (const item of poison) byEntry.set(item.id, [...(byEntry.get(item.id) ?? []), item]);
+    const args = [...byEntry].flatMap(([id, items]) => [
+      id,
+      String(items.length),
+      ...items.flatMap((item) => [item.reason, JSON.stringify(item.fields)]),
+    ]);
+    let reply: unknown;
+    try {
+      reply = await this.redis.eval(DEAD_LETTER_LUA, 2, stream, deadLetterStreamKey(shard), this.options.group, ...args);
+    } catch (error) {
+      throw new DependencyError('REDIS_UNAVAILABLE', `dead-lettering ${poison.length} entries of ${stream} failed`, { cause: error });
     }
-    multi.xack(stream, this.options.group, ...entryIds);
-    const replies = await multi.exec();
-    if (replies === null || replies.some(([error]) => error !== null)) {
-      throw new DependencyError('REDIS_UNAVAILABLE', `dead-lettering ${poison.length} entries of ${stream} failed`);
+    if (!Array.isArray(reply) || typeof reply[0] !== 'number' || typeof reply[1] !== 'number') {
+      throw new InvariantError('dead-letter script: malformed reply');
     }
+    return { deadLettered: reply[0], acked: reply[1] };
   }
 
   private async ensureGroup(stream: string): Promise<void> {

@@ -1,7 +1,7 @@
 /**
  * The pump fleet as the fleet tests see it: the real worker entry point
  * (src/workflows/worker.ts) spawned on a test's own Temporal and Redis, its
- * /ready and /metrics, and the facts of every `meterShard` run's history
+ * /ready and /metrics, and the facts of every pump run's history
  * (length, signals, workflow task timeouts with when they happened).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -89,10 +89,10 @@ const timeMs = (time: { seconds?: number | { toNumber(): number } | null; nanos?
   return (typeof seconds === 'number' ? seconds : seconds.toNumber()) * 1_000 + Math.floor((time?.nanos ?? 0) / 1_000_000);
 };
 
-/** Every meterShard run that was open at or after `sinceMs`, with its history's facts (histories fetched `concurrency` at once). */
+/** Every meterPump run that was open at or after `sinceMs`, with its history's facts (histories fetched `concurrency` at once). */
 export async function pumpRunsSince(client: Client, sinceMs: number, concurrency = 16): Promise<RunFacts[]> {
   const runs: { workflowId: string; runId: string }[] = [];
-  for await (const run of client.workflow.list({ query: `WorkflowType = 'meterShard'` })) {
+  for await (const run of client.workflow.list({ query: `WorkflowType = 'meterPump'` })) {
     if (run.closeTime !== undefined && run.closeTime.getTime() < sinceMs) continue;
     runs.push({ workflowId: run.workflowId, runId: run.runId });
   }
