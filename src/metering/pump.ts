@@ -22,28 +22,7 @@ import { deadLetterStreamKey } from './keys.js';
 import type { LedgerEntry, LedgerStore } from './ledger-items.js';
 import { parseUsageEvent, type ThresholdCrossing } from './model/usage-event.js';
 import { usageEventsOf } from './stream-entry.js';
-
-/**
- * KEYS: the usage stream, its dead-letter stream; ARGV: the group, then per
- * entry its id, its number k of poison events, and k (reason, fields as JSON).
- * Appends an entry's poison events to the dead letters only when this XACK
- * acknowledged the entry (it was still pending). Returns {events appended, entries acknowledged}.
- */
-const DEAD_LETTER_LUA = `
-local count, acked, i = 0, 0, 2
-while i <= #ARGV do
-  local id, k = ARGV[i], tonumber(ARGV[i + 1])
-  if redis.call('XACK', KEYS[1], ARGV[1], id) == 1 then
-    acked = acked + 1
-    for j = 0, k - 1 do
-      redis.call('XADD', KEYS[2], '*', 'reason', ARGV[i + 2 + 2 * j], 'source', KEYS[1], 'source_id', id, 'fields', ARGV[i + 3 + 2 * j])
-      count = count + 1
-    end
-  end
-  i = i + 2 + 2 * k
-end
-return { count, acked }
-`;
+import { deadLetter, type PoisonEntry } from './dead-letter.js';
 
 /** A quota threshold crossed by one admitted request, in the billing period the request counts in. */
 export interface CrossedThreshold extends ThresholdCrossing {
@@ -166,12 +145,6 @@ interface GoodEntry {
   fields: string[];
   entry: LedgerEntry;
   crossings: CrossedThreshold[];
-}
-
-interface PoisonEntry {
-  id: string;
-  fields: string[];
-  reason: string;
 }
 
 /** Splits a batch into ledger entries, poison (with the reason) and entries deleted before they were handled. */
@@ -305,7 +278,13 @@ export class UsagePump {
     // an entry may hold many events (a decide.lua call's): it is acknowledged once, after all of them are handled
     const deadIds = new Set(poison.map((item) => item.id));
     if (poison.length > 0) {
-      const dead = await this.deadLetter(stream, input.shard, poison);
+      const dead = await deadLetter({
+        redis: this.redis,
+        stream,
+        deadLetters: deadLetterStreamKey(input.shard),
+        group: this.options.group,
+        poison,
+      });
       result.deadLettered = dead.deadLettered;
       result.acked += dead.acked;
       reached(input, 'dead-lettered');
@@ -338,37 +317,6 @@ export class UsagePump {
     const first: unknown = Array.isArray(reply) ? reply[0] : undefined;
     if (!Array.isArray(first)) throw new InvariantError('XREADGROUP: malformed reply');
     return { claimCursor: claim[0], entries: decodeEntries(first[1], 'XREADGROUP'), reclaimed: 0 };
-  }
-
-  /**
-   * Acknowledges the entries holding poison and appends each poison event of every entry this call acknowledged
-   * to the shard's dead-letter stream, in one script (one slot, atomic): an entry another batch already
-   * dead-lettered and acknowledged (a stalled batch and the retry that reclaimed its entries) is skipped, so it is
-   * never lost and never dead-lettered twice. An entry may hold several events (a decide.lua call's), poison or
-   * not: it is acknowledged once. @returns the events dead-lettered and the entries acknowledged by this call
-   */
-  private async deadLetter(
-    stream: string,
-    shard: ShardId,
-    poison: readonly PoisonEntry[],
-  ): Promise<{ deadLettered: number; acked: number }> {
-    const byEntry = new Map<string, PoisonEntry[]>();
-    for (const item of poison) byEntry.set(item.id, [...(byEntry.get(item.id) ?? []), item]);
-    const args = [...byEntry].flatMap(([id, items]) => [
-      id,
-      String(items.length),
-      ...items.flatMap((item) => [item.reason, JSON.stringify(item.fields)]),
-    ]);
-    let reply: unknown;
-    try {
-      reply = await this.redis.eval(DEAD_LETTER_LUA, 2, stream, deadLetterStreamKey(shard), this.options.group, ...args);
-    } catch (error) {
-      throw new DependencyError('REDIS_UNAVAILABLE', `dead-lettering ${poison.length} entries of ${stream} failed`, { cause: error });
-    }
-    if (!Array.isArray(reply) || typeof reply[0] !== 'number' || typeof reply[1] !== 'number') {
-      throw new InvariantError('dead-letter script: malformed reply');
-    }
-    return { deadLettered: reply[0], acked: reply[1] };
   }
 
   private async ensureGroup(stream: string): Promise<void> {
