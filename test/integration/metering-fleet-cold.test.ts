@@ -87,7 +87,7 @@ describe.runIf(process.env['TOLLGATE_TEST_FLEET_1024'] === '1')('a cold worker s
     const timeouts = timeoutsSince(runs, coldStartMs);
     console.log(
       `[metering-fleet-cold] cold start of ${SHARDS} pumps: backlog drained ${drainedMs} ms after the process started; ` +
-        `${runs.length} runs open since; workflow task timeouts since: ${describeTimeouts(timeouts)}`,
+        `${runs.length} runs open since; workflow task timeouts since: ${describeTimeouts(timeouts, coldStartMs)}`,
     );
     // and no task the cold worker took timed out (no livelock); its sticky hand-overs are printed above
     expect(timeouts.filter((timeout) => timeout.type === START_TO_CLOSE || timeout.identity !== '')).toEqual([]);

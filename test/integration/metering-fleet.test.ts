@@ -140,7 +140,7 @@ describe('the metering fleet at 256 shards', () => {
     const timeouts = timeoutsSince(cold, coldStartMs);
     console.log(
       `[metering-fleet] cold start: ${backlog} events backlog drained ${drainedMs} ms after the worker process started; ` +
-        `runs since ${cold.length}, largest ${Math.max(...cold.map((run) => run.events))} events; workflow task timeouts since ${describeTimeouts(timeouts)}`,
+        `runs since ${cold.length}, largest ${Math.max(...cold.map((run) => run.events))} events; workflow task timeouts since ${describeTimeouts(timeouts, coldStartMs)}`,
     );
     // no task the cold worker took failed to finish in time (the livelock of issue 19: replays longer than the task
     // timeout, scheduled again, replayed again); tasks it left on its sticky queue past WORKER_STICKY_TIMEOUT_MS while

@@ -122,11 +122,19 @@ export function timeoutsSince(runs: readonly RunFacts[], sinceMs: number): Workf
   return runs.flatMap((run) => run.timeouts.filter((timeout) => timeout.atMs >= sinceMs));
 }
 
-/** `N (x start-to-close, y schedule-to-start; by worker: pid@host k, ...)` for a log line. */
-export function describeTimeouts(timeouts: readonly WorkflowTaskTimeout[]): string {
+/**
+ * `N (x start-to-close, y schedule-to-start; by worker: pid@host k, ...)` for a log line, and with `sinceMs` each
+ * start-to-close timeout's workflow and when it happened (`meter/0-15 +12.3 s`).
+ */
+export function describeTimeouts(timeouts: readonly WorkflowTaskTimeout[], sinceMs?: number): string {
   const byType = (type: number): number => timeouts.filter((timeout) => timeout.type === type).length;
   const byWorker = new Map<string, number>();
   for (const timeout of timeouts) byWorker.set(timeout.identity || 'none', (byWorker.get(timeout.identity || 'none') ?? 0) + 1);
   const workers = [...byWorker].map(([identity, count]) => `${identity} ${count}`).join(', ');
-  return `${timeouts.length} (${byType(START_TO_CLOSE)} start-to-close, ${byType(SCHEDULE_TO_START)} schedule-to-start; by worker: ${workers || '-'})`;
+  const summary = `${timeouts.length} (${byType(START_TO_CLOSE)} start-to-close, ${byType(SCHEDULE_TO_START)} schedule-to-start; by worker: ${workers || '-'})`;
+  if (sinceMs === undefined) return summary;
+  const when = timeouts
+    .filter((timeout) => timeout.type === START_TO_CLOSE)
+    .map((timeout) => `${timeout.workflowId} +${((timeout.atMs - sinceMs) / 1_000).toFixed(1)} s`);
+  return when.length === 0 ? summary : `${summary}; start-to-close: ${when.join(', ')}`;
 }

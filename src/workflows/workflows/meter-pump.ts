@@ -47,10 +47,12 @@ export async function meterPump(input: MeterPumpInput): Promise<never> {
   const { pumpUsageShards } = proxyActivities<MeteringActivities>({
     startToCloseTimeout: settings.activityTimeoutMs,
     heartbeatTimeout: settings.heartbeatTimeoutMs,
+    // a pump's activity runs for a whole span, so in a crash loop its attempts pile up: the retry interval stays short
+    // (2 s) so that the worker that finally stays up pumps within a heartbeat timeout and 2 s of its start
     retry: {
       initialInterval: '200 milliseconds',
       backoffCoefficient: 2,
-      maximumInterval: '10 seconds',
+      maximumInterval: '2 seconds',
       nonRetryableErrorTypes: ['INVALID_ID', 'INVALID_INPUT', 'INVARIANT_VIOLATED'],
     },
   });
