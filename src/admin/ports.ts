@@ -203,3 +203,12 @@ export interface AdminRolloutStore {
   /** The shadow limits are removed; the enforced version stays. @throws NotFoundError, ConflictError */
   abort(input: { planId: string; nowMs: number; audit: AuditInput }): Promise<{ rollout: RolloutView; version: number }>;
 }
+
+/** What the admin API's `operations` field shows (operations.ts), read by the API process. */
+export interface OperationsView {
+  pump: { unacknowledged: number; lagSeconds: number; deadLetters: number; streams: number };
+  audit: { finishedAtMs: number; audited: number; drifting: number; absoluteDrift: number; unsettled: number } | null;
+  breaker: string;
+  spool: { entries: number; oldestAgeSeconds: number };
+  decisions: { kind: string; limit: string; count: number }[];
+}

@@ -4,7 +4,7 @@
  * listen, and stop on SIGINT/SIGTERM. Each step logs what an operator needs;
  * none reads `process.env` (the entry point parses the config once).
  */
-import type { Server } from 'node:http';
+import type { RequestListener, Server } from 'node:http';
 import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -30,6 +30,8 @@ import { TollgateMetrics } from './metrics.js';
 import type { ProcessSurface } from './surface.js';
 import { ActivityRecorder } from './usage/activity.js';
 import { UsageService } from './usage/usage-service.js';
+// the dashboard (issue 18): sessions behind cookie auth of /usage and /admin, and /dashboard itself
+import { createDashboardRoutes, createDashboardSessions, tenantFromSession, type DashboardSessions } from './dashboard/index.js';
 
 /** The parsed config and the process's logger: what every step reads. */
 export interface ApiProcessContext {
@@ -121,6 +123,8 @@ export interface ApiProcessDeps extends ApiProcessContext {
   surface: ProcessSurface;
   /** Denials, rollout would-denials and keys' last use, counted in memory and flushed to Redis each second. */
   activity: ActivityRecorder;
+  /** Dashboard sessions (cookie auth of `/usage/graphql` and `/admin/graphql`). */
+  sessions: DashboardSessions;
 }
 
 /**
@@ -202,7 +206,15 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
     admission,
     surface,
     activity,
+    sessions: createDashboardSessions({ redis, dynamo, tablePrefix: config.dynamodb.tablePrefix, keyStore: liveConfig }),
   };
+}
+
+/** `/dashboard` (the built page and its sessions) in front of `next` (issue 18). */
+export function mountDashboard(deps: ApiProcessDeps, next: RequestListener): RequestListener {
+  return createDashboardRoutes({ sessions: deps.sessions, logger: deps.logger, trustedProxies: deps.config.api.trustedProxies }).route(
+    next,
+  );
 }
 
 /**
@@ -314,6 +326,7 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
       reader: new DynamoUsageReader(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
       clock: systemClock,
     }),
+    usageSession: tenantFromSession(deps.sessions),
     responses: new DynamoResponseStore(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
     ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...ANONYMOUS } } : {}),
   });
