@@ -162,13 +162,23 @@ function classify(stream: string, entries: readonly StreamEntry[]): { good: Good
       poison.push({ id, fields: entryFields, reason: expanded.reason });
       continue;
     }
-    for (const fields of expanded.events) classifyEvent(stream, id, fields, good, poison);
+    // an event of a batch entry is sourced `<stream>/<id>/<index>`: the order the script decided them in
+    expanded.events.forEach((fields, index) =>
+      classifyEvent(stream, { id, index: expanded.isBatch ? index : undefined }, fields, { good, poison }),
+    );
   }
   return { good, poison, gone };
 }
 
-/** Parses one event of entry `id` into `good`, or into `poison` with the reason. */
-function classifyEvent(stream: string, id: string, fields: string[], good: GoodEntry[], poison: PoisonEntry[]): void {
+/** Parses one event of entry `id` (the `index`-th of a batch entry) into `good`, or into `poison` with the reason. */
+function classifyEvent(
+  stream: string,
+  at: { id: string; index: number | undefined },
+  fields: string[],
+  into: { good: GoodEntry[]; poison: PoisonEntry[] },
+): void {
+  const { id } = at;
+  const { good, poison } = into;
   const parsed = parseUsageEvent(fields);
   if (!parsed.isValid) {
     poison.push({ id, fields, reason: parsed.reason });
@@ -187,7 +197,7 @@ function classifyEvent(stream: string, id: string, fields: string[], good: GoodE
       operation: event.operation,
       atMs: event.timeMs,
       keyId: event.keyId,
-      source: `${stream}/${id}`,
+      source: at.index === undefined ? `${stream}/${id}` : `${stream}/${id}/${at.index}`,
       ...(event.correction === undefined ? {} : { reason: event.correction.reason, author: event.correction.author }),
     },
     crossings: event.warnings.map((warning) => ({

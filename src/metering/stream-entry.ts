@@ -12,7 +12,7 @@
 export const BATCH_ENTRY_TYPE = 'usage.reserved.batch.v1';
 
 /** A batch entry's events, or why it does not read. */
-export type EntryEvents = { isValid: true; events: string[][] } | { isValid: false; reason: string };
+export type EntryEvents = { isValid: true; events: string[][]; isBatch: boolean } | { isValid: false; reason: string };
 
 function field(fields: readonly string[], name: string): string | undefined {
   for (let index = 0; index + 1 < fields.length; index += 2) if (fields[index] === name) return fields[index + 1];
@@ -21,7 +21,7 @@ function field(fields: readonly string[], name: string): string | undefined {
 
 /** The events of one entry (one for an entry of the one-event form, as it is). */
 export function usageEventsOf(fields: readonly string[]): EntryEvents {
-  if (field(fields, 'type') !== BATCH_ENTRY_TYPE) return { isValid: true, events: [fields as string[]] };
+  if (field(fields, 'type') !== BATCH_ENTRY_TYPE) return { isValid: true, events: [fields as string[]], isBatch: false };
   const timeMs = field(fields, 'time_ms');
   const count = Number(field(fields, 'n'));
   const lines = field(fields, 'events')?.split('\n');
@@ -38,5 +38,5 @@ export function usageEventsOf(fields: readonly string[]): EntryEvents {
     if (warn !== '') event.push('warn', warn);
     events.push(event);
   }
-  return { isValid: true, events };
+  return { isValid: true, events, isBatch: true };
 }

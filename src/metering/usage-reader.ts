@@ -33,7 +33,7 @@ export interface ReceiptEntry {
   lateOf: string | null;
   /** The API key of the request (entries written before keys were recorded: null). */
   keyId: string | null;
-  /** Where it came from, `<stream>/<ms>-<seq>` (the pump's entries), or null. */
+  /** Where it came from, `<stream>/<ms>-<seq>` (`/<index>` for an event of a batch entry; the pump's entries), or null. */
   source: string | null;
 }
 
@@ -99,23 +99,28 @@ function decodeEntry(item: AttributeMap, periodStart: string): ReceiptEntry {
   };
 }
 
-/** A stream entry id's `[ms, seq]` from a source `<stream>/<ms>-<seq>` ([∞, ∞] without one). */
-function streamPosition(source: string | null): [number, number] {
-  const match = source === null ? null : /\/(\d+)-(\d+)$/.exec(source);
-  return match === null ? [Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER] : [Number(match[1]), Number(match[2])];
+/**
+ * A stream entry id's `[ms, seq, index]` from a source `<stream>/<ms>-<seq>`, or `<stream>/<ms>-<seq>/<index>` for
+ * the index-th event of a batch entry (one decide.lua call's events) ([∞, ∞, ∞] without one).
+ */
+function streamPosition(source: string | null): [number, number, number] {
+  const match = source === null ? null : /\/(\d+)-(\d+)(?:\/(\d+))?$/.exec(source);
+  if (match === null) return [Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER];
+  return [Number(match[1]), Number(match[2]), Number(match[3] ?? 0)];
 }
 
 /**
  * The order the decider saw the events in: event time, then the stream's order (within one shard the
- * order of the script calls: requests decided in the same ms keep their order), then reservation before
- * settlement, then id.
+ * order of the script calls: requests decided in the same ms keep their order), then the order within one
+ * call's batch entry, then reservation before settlement, then id.
  */
 export function byEventOrder(a: ReceiptEntry, b: ReceiptEntry): number {
   if (a.atMs !== b.atMs) return a.atMs - b.atMs;
-  const [aMs, aSeq] = streamPosition(a.source);
-  const [bMs, bSeq] = streamPosition(b.source);
+  const [aMs, aSeq, aIndex] = streamPosition(a.source);
+  const [bMs, bSeq, bIndex] = streamPosition(b.source);
   if (aMs !== bMs) return aMs - bMs;
   if (aSeq !== bSeq) return aSeq - bSeq;
+  if (aIndex !== bIndex) return aIndex - bIndex;
   const rank = (entry: ReceiptEntry): number => (entry.kind === 'usage.settled.v1' ? 1 : 0);
   return rank(a) - rank(b) || (a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0);
 }

@@ -195,9 +195,20 @@ describe('the operator view', () => {
   });
 
   it('lists the plans the admin API lists', async () => {
-    const plans = await admin<{ plans: { id: string }[] }>('{ plans { id } }');
+    // (other test files store plans meanwhile: the page, which polls, agrees with the API as read at the same moment)
     await web.page.getByTestId('plan-row').first().waitFor();
-    expect(await web.page.getByTestId('plan-row').count()).toBe(plans.plans.length);
+    let seen = { page: 0, api: 0 };
+    await waitFor(
+      "the page's plans to equal the API's",
+      async () => {
+        const plans = await admin<{ plans: { id: string }[] }>('{ plans { id } }');
+        seen = { page: await web.page.getByTestId('plan-row').count(), api: plans.plans.length };
+        return seen.page === seen.api;
+      },
+      { timeoutMs: 30_000, intervalMs: 500 },
+    ).catch(() => undefined);
+    expect(seen.page).toBe(seen.api);
+    expect(seen.page).toBeGreaterThan(0);
   });
 
   it('renders hostile stored strings as text: no element made of them, no dialog, no javascript: link', async () => {

@@ -16,13 +16,14 @@ const batch = (n: string, events: string): string[] => [
 describe('usageEventsOf', () => {
   it('gives a one-event entry as it is', () => {
     const fields = ['id', 'r1', 'type', 'usage.settled.v1', 'tenant', 't1'];
-    expect(usageEventsOf(fields)).toEqual({ isValid: true, events: [fields] });
+    expect(usageEventsOf(fields)).toEqual({ isValid: true, events: [fields], isBatch: false });
   });
 
   it('gives each line of a batch entry as the fields of a one-event entry, with the warn field only when it has one', () => {
     const result = usageEventsOf(batch('2', 'r1 t1 k1 listProducts 3 7 1793577600000 \nr2 t1 k1 listProducts 0 7 1793577600000 month:80'));
     expect(result).toEqual({
       isValid: true,
+      isBatch: true,
       events: [
         [
           'id',
