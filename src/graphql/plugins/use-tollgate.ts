@@ -115,11 +115,14 @@ interface RequestState {
   idempotencyKey: string | null;
   /** `Tollgate-Notify: webhook`: a deferred job of this request notifies the tenant's webhook when it finishes. */
   isNotifyRequested: boolean;
-  batchIndex: WeakMap<object, number>;
+  /** Each operation's position in a batch (undefined for a single operation: it is 0). */
+  batchIndex: WeakMap<object, number> | undefined;
   nextIndex: number;
   headers: Record<string, string>;
   /** The request's in-flight slot, released with its response. */
   lease: AdmissionLease | undefined;
+  /** `context.tollgate`, made once per request. */
+  context: NonNullable<TollgateContext['tollgate']> | undefined;
 }
 
 type Hooks = Plugin<TollgateContext>;
@@ -138,6 +141,8 @@ interface Runtime {
   minimumCost: number;
   /** The schema yoga serves (for `quote`); set by `onSchemaChange`. */
   schema: GraphQLSchema | undefined;
+  /** `context.tollgate.quote`. */
+  quote: NonNullable<TollgateContext['tollgate']>['quote'];
   /** A refusal thrown or returned by a hook, counted in the refusals metric. */
   refuse: (input: {
     code: EdgeErrorCode;
@@ -232,7 +237,7 @@ function createRuntime(options: TollgateOptions): Runtime {
     settle: options.settle ?? 'changed',
     idempotencyTtlMs,
   });
-  return {
+  const runtime: Omit<Runtime, 'quote'> = {
     options,
     limits: { ...STATIC_LIMIT_DEFAULTS, ...options.limits },
     minimumCost: minimumCostOf(options),
@@ -251,6 +256,8 @@ function createRuntime(options: TollgateOptions): Runtime {
       return response.result;
     },
   };
+  // the same object: `quote` reads the schema `onSchemaChange` sets on it
+  return Object.assign(runtime, { quote: quoteOf(runtime) });
 }
 
 /** One pricer per schema (its compiled formulas are cached per document). */
@@ -275,26 +282,26 @@ function pricerCache(options: TollgateOptions): (schema: GraphQLSchema) => Price
 
 const minimumCostOf = (options: TollgateOptions): number => options.cost?.minimumCost ?? 1;
 
-/** What resolvers get as `context.tollgate`; undefined for a request that was not identified. */
+/** What resolvers get as `context.tollgate`, made once per request; undefined for a request that was not identified. */
 function tollgateContext(runtime: Runtime, request: Request): TollgateContext['tollgate'] {
   const state = runtime.requests.get(request);
   if (state === undefined) return undefined;
-  const schemaOf = (): GraphQLSchema => {
+  state.context ??= { identity: state.identity, plan: state.plan, quote: runtime.quote };
+  return state.context;
+}
+
+/** `context.tollgate.quote`: one function per plugin instance (it reads nothing of the request). */
+function quoteOf(runtime: Omit<Runtime, 'quote'>): NonNullable<TollgateContext['tollgate']>['quote'] {
+  return (input) => {
     if (runtime.schema === undefined) throw new Error('useTollgate has not seen the schema yet');
-    return runtime.schema;
-  };
-  return {
-    identity: state.identity,
-    plan: state.plan,
-    quote: (input) =>
-      quoteOperation({
-        pricer: runtime.pricerFor(schemaOf()),
-        query: input.query,
-        variables: input.variables ?? undefined,
-        operationName: input.operationName ?? undefined,
-        limits: runtime.limits,
-        minimumCost: runtime.minimumCost,
-      }),
+    return quoteOperation({
+      pricer: runtime.pricerFor(runtime.schema),
+      query: input.query,
+      variables: input.variables ?? undefined,
+      operationName: input.operationName ?? undefined,
+      limits: runtime.limits,
+      minimumCost: runtime.minimumCost,
+    });
   };
 }
 
@@ -335,10 +342,20 @@ async function openRequest(runtime: Runtime, { request, serverContext }: Request
     plan,
     idempotencyKey: rawKey,
     isNotifyRequested: notify !== null,
-    batchIndex: new WeakMap(),
+    batchIndex: undefined,
     nextIndex: 0,
     headers: {},
-    lease: admitRequest({ ...options, criticality: plan.criticality, serverContext, refuse }),
+    lease:
+      options.admission === undefined
+        ? undefined
+        : admitRequest({
+            admission: options.admission,
+            ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+            criticality: plan.criticality,
+            serverContext,
+            refuse,
+          }),
+    context: undefined,
   };
   runtime.requests.set(request, state);
   return {
@@ -347,7 +364,9 @@ async function openRequest(runtime: Runtime, { request, serverContext }: Request
       if (requestParserResult.length > limits.maxBatchSize) {
         throw refuse({ code: 'BATCH_LIMIT_EXCEEDED', message: `a batch may hold at most ${limits.maxBatchSize} operations`, status: 413 });
       }
-      requestParserResult.forEach((params, index) => state.batchIndex.set(params, index));
+      const batchIndex = new WeakMap<object, number>();
+      requestParserResult.forEach((params, index) => batchIndex.set(params, index));
+      state.batchIndex = batchIndex;
       state.nextIndex = requestParserResult.length;
     },
   };
