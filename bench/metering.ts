@@ -45,8 +45,8 @@ import { ensureTables } from '../infra/tables.js';
 import { connectDeciderRedis, usageStreamKey } from '../src/decider/index.js';
 import { DynamoLedgerStore, UsagePump, ledgerTableName, parseShard, type PumpStage } from '../src/metering/index.js';
 import { createLogger, loadConfig } from '../src/shared/index.js';
-import { ensureMeterWorkflows, meterWorkflowId } from '../src/workflows/index.js';
-import { meterStateQuery, type MeterState } from '../src/workflows/workflows/index.js';
+import { ensureMeterWorkflows, meterPumpId } from '../src/workflows/index.js';
+import { meterPumpStateQuery, type MeterState } from '../src/workflows/workflows/index.js';
 import { createTollgateWorker } from '../src/workflows/index.js';
 
 import type { Figure } from './graphql.js';
@@ -269,7 +269,13 @@ async function inProcess(
 }
 
 async function statesOf(client: Client): Promise<MeterState[]> {
-  return Promise.all(shardIds.map((shard) => client.workflow.getHandle(meterWorkflowId(shard)).query(meterStateQuery)));
+  return Promise.all(
+    shardIds.map(async (shard) => {
+      const state = (await client.workflow.getHandle(meterPumpId(shard)).query(meterPumpStateQuery))[String(shard)];
+      if (state === undefined) throw new Error(`meter/${shard}-${shard} holds no state for its shard`);
+      return state;
+    }),
+  );
 }
 
 const totalPosted = (states: MeterState[]): number =>
@@ -416,7 +422,7 @@ export async function benchMetering(opts: {
     } finally {
       for (const shard of shardIds)
         await client.workflow
-          .getHandle(meterWorkflowId(shard))
+          .getHandle(meterPumpId(shard))
           .terminate('bench over')
           .catch(() => undefined);
       worker.shutdown();
@@ -445,7 +451,7 @@ export async function benchMetering(opts: {
         name: 'metering_events_per_s',
         value: throughput.perSecond,
         unit: '1/s',
-        note: `${PREFILL_EVENTS} events pre-filled over ${SHARDS} shard streams, drained by ${SHARDS} meter/<shard> workflows (batch ${BATCH_SIZE}, one in-process worker) into DynamoDB Local`,
+        note: `${PREFILL_EVENTS} events pre-filled over ${SHARDS} shard streams, drained by ${SHARDS} meter/<shard>-<shard> pump workflows (batch ${BATCH_SIZE}, one in-process worker) into DynamoDB Local`,
       },
       {
         name: 'metering_lag_p99_s',
@@ -500,7 +506,7 @@ export async function benchMetering(opts: {
       '| --- | ---: |',
       `| DynamoDB Local BatchWriteItem, ledger-entry-sized items, 25 per call, ${RAW_IN_FLIGHT} in flight (raw ceiling, higher of first and last in the run) | ${raw.itemsPerSecond.toFixed(0)} items/s (${rawFirst.itemsPerSecond.toFixed(0)} first, ${rawAfter.itemsPerSecond.toFixed(0)} last) |`,
       `| DynamoDB Local TransactWriteItems, the same items, 100 conditional Puts per call, ${RAW_IN_FLIGHT} in flight (transactional ceiling, higher of first and last) | ${transact.itemsPerSecond.toFixed(0)} items/s (${transactBefore.itemsPerSecond.toFixed(0)} first, ${transactAfter.itemsPerSecond.toFixed(0)} last; ${(transact.itemsPerSecond / raw.itemsPerSecond).toFixed(2)}× BatchWriteItem) |`,
-      `| pump through Temporal (${SHARDS} meter/<shard> workflows), ${PREFILL_EVENTS} pre-filled events | ${throughput.perSecond.toFixed(0)} events/s (${(throughput.perSecond / raw.itemsPerSecond).toFixed(2)}× raw, ${(throughput.perSecond / transact.itemsPerSecond).toFixed(2)}× transactional) |`,
+      `| pump through Temporal (${SHARDS} one-shard pump workflows), ${PREFILL_EVENTS} pre-filled events | ${throughput.perSecond.toFixed(0)} events/s (${(throughput.perSecond / raw.itemsPerSecond).toFixed(2)}× raw, ${(throughput.perSecond / transact.itemsPerSecond).toFixed(2)}× transactional) |`,
       `| the same pump called in-process, no Temporal, ${INPROC_EVENTS} events, ${config.meter.transactionsInFlight} ledger transactions per batch in flight | ${direct.perSecond.toFixed(0)} events/s |`,
       `| the same, ${PARALLEL_TRANSACTIONS} ledger transactions per batch in flight (measured after) | ${parallel.perSecond.toFixed(0)} events/s |`,
       `| lag at ${opts.loadPerSecond}/s offered (${lag.sendRate.toFixed(0)}/s sent, ${lag.measured} of ${lag.sent} ledgered), p50 / p99 / max | ${lag.p50S.toFixed(3)} / ${lag.p99S.toFixed(3)} / ${lag.maxS.toFixed(3)} s |`,

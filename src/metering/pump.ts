@@ -9,7 +9,8 @@
  *      event id, balances in the same transactions).         -> crash: entries stay pending, re-posting them moves nothing
  *   3. Hand the quota thresholds the ledgered events crossed to the
  *      WarningSink (the account workflows).                   -> crash: handed again after the retry; the sink dedupes
- *   4. Dead-letter the poison ones and XACK them in one MULTI. -> atomic: never lost, never dead-lettered twice
+ *   4. XACK the poison ones and dead-letter each one XACK took, in one script
+ *                                                              -> atomic: never lost, never dead-lettered twice
  *   5. XACK the ledgered ones.                                 -> only after DynamoDB and the sink hold them
  *   6. XTRIM MINID below the oldest entry any group still needs.
  * The consumer group is the cursor of record; the workflow's cursor is only
@@ -20,6 +21,22 @@ import { redisErrorPrefix, usageStreamKey, type DeciderRedis, type ShardId } fro
 import { deadLetterStreamKey } from './keys.js';
 import type { LedgerEntry, LedgerStore } from './ledger-items.js';
 import { parseUsageEvent, type ThresholdCrossing } from './model/usage-event.js';
+
+/**
+ * KEYS: the usage stream, its dead-letter stream; ARGV: the group, then per
+ * entry its id, reason and fields (JSON). Appends an entry to the dead letters
+ * only when this XACK acknowledged it (it was still pending). Returns how many.
+ */
+const DEAD_LETTER_LUA = `
+local count = 0
+for i = 2, #ARGV, 3 do
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    redis.call('XADD', KEYS[2], '*', 'reason', ARGV[i + 1], 'source', KEYS[1], 'source_id', ARGV[i], 'fields', ARGV[i + 2])
+    count = count + 1
+  end
+end
+return count
+`;
 
 /** A quota threshold crossed by one admitted request, in the billing period the request counts in. */
 export interface CrossedThreshold extends ThresholdCrossing {
@@ -269,9 +286,8 @@ export class UsagePump {
       reached(input, 'warnings-handed');
     }
     if (poison.length > 0) {
-      await this.deadLetter(stream, input.shard, poison);
-      result.deadLettered = poison.length;
-      result.acked += poison.length;
+      result.deadLettered = await this.deadLetter(stream, input.shard, poison);
+      result.acked += result.deadLettered;
       reached(input, 'dead-lettered');
     }
 
@@ -303,18 +319,23 @@ export class UsagePump {
     return { claimCursor: claim[0], entries: decodeEntries(first[1], 'XREADGROUP'), reclaimed: 0 };
   }
 
-  /** Appends the poison entries to the shard's dead-letter stream and acknowledges them, in one MULTI (one slot). */
-  private async deadLetter(stream: string, shard: ShardId, poison: readonly PoisonEntry[]): Promise<void> {
-    const deadLetters = deadLetterStreamKey(shard);
-    const multi = this.redis.multi();
-    for (const item of poison) {
-      multi.xadd(deadLetters, '*', 'reason', item.reason, 'source', stream, 'source_id', item.id, 'fields', JSON.stringify(item.fields));
+  /**
+   * Acknowledges the poison entries and appends each one this call acknowledged
+   * to the shard's dead-letter stream, in one script (one slot, atomic): an
+   * entry another batch already dead-lettered and acknowledged (a stalled batch
+   * and the retry that reclaimed its entries) is skipped, so it is never lost
+   * and never dead-lettered twice. @returns how many this call dead-lettered
+   */
+  private async deadLetter(stream: string, shard: ShardId, poison: readonly PoisonEntry[]): Promise<number> {
+    const args = poison.flatMap((item) => [item.id, item.reason, JSON.stringify(item.fields)]);
+    let reply: unknown;
+    try {
+      reply = await this.redis.eval(DEAD_LETTER_LUA, 2, stream, deadLetterStreamKey(shard), this.options.group, ...args);
+    } catch (error) {
+      throw new DependencyError('REDIS_UNAVAILABLE', `dead-lettering ${poison.length} entries of ${stream} failed`, { cause: error });
     }
-    multi.xack(stream, this.options.group, ...poison.map((item) => item.id));
-    const replies = await multi.exec();
-    if (replies === null || replies.some(([error]) => error !== null)) {
-      throw new DependencyError('REDIS_UNAVAILABLE', `dead-lettering ${poison.length} entries of ${stream} failed`);
-    }
+    if (typeof reply !== 'number') throw new InvariantError('dead-letter script: malformed reply');
+    return reply;
   }
 
   private async ensureGroup(stream: string): Promise<void> {

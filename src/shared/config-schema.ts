@@ -216,7 +216,13 @@ export const CONFIG_SCHEMA = z.object({
   METER_ENABLED: z
     .enum(['true', 'false'])
     .default('true')
-    .describe('Whether the worker ensures a meter/<shard> pump workflow runs for every shard at start (true/false).'),
+    .describe('Whether the worker ensures a meter/<first>-<last> pump workflow runs for every group of shards at start (true/false).'),
+  METER_SHARDS_PER_PUMP: positiveInt
+    .max(1_024)
+    .default(16)
+    .describe(
+      'Consecutive shards one pump workflow owns (aligned blocks: 0-15, 16-31, …). Fewer, larger pumps replay faster after a cold start (one workflow task per pump per span, whatever its shard count). Every worker of a deployment must use the same value: a start retires the pumps of any other grouping.',
+    ),
   METER_BATCH_SIZE: positiveInt.max(10_000).default(500).describe('Most usage entries one pump batch reads from a shard stream.'),
   METER_CLAIM_MIN_IDLE_MS: positiveInt
     .optional()
@@ -286,7 +292,7 @@ export const CONFIG_SCHEMA = z.object({
   WORKER_MAX_CACHED_WORKFLOWS: positiveInt
     .optional()
     .describe(
-      'Workflows the worker keeps in its cache (a cached one needs no replay). Unset: DECIDER_SHARDS + 128 (every pump, the audit, the sweep, accounts).',
+      'Workflows the worker keeps in its cache (a cached one needs no replay). Unset: the pump count (DECIDER_SHARDS / METER_SHARDS_PER_PUMP, rounded up) + 128 (every pump, the audit, the sweep, accounts).',
     ),
   WORKER_WORKFLOW_TASK_SLOTS: positiveInt
     .min(2)
@@ -309,7 +315,7 @@ export const CONFIG_SCHEMA = z.object({
   WORKER_ACTIVITY_SLOTS: positiveInt
     .optional()
     .describe(
-      'Activities the worker runs at once. Unset: DECIDER_SHARDS + 64 (each pump holds one while it waits on an idle stream, plus audit, sweep and account activities).',
+      'Activities the worker runs at once. Unset: the pump count (DECIDER_SHARDS / METER_SHARDS_PER_PUMP, rounded up) + 64 (each pump holds one for its span, plus audit, sweep, job and account activities).',
     ),
   // deferred (202) jobs: `job/<tenant>/<jobId>` workflows
   JOBS_TASK_QUEUE: z

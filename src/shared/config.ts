@@ -58,6 +58,8 @@ export interface AppConfig {
   meter: {
     isEnabled: boolean;
     batchSize: number;
+    /** Consecutive shards one pump workflow owns. */
+    shardsPerPump: number;
     claimMinIdleMs: number;
     idleDelayMs: number;
     idleWaitMs: number;
@@ -141,13 +143,14 @@ function inFlightBounds(raw: RawConfig): AppConfig['api']['inFlight'] {
   return { critical, default: defaultBound, sheddable: Math.min(defaultBound, share(raw.API_IN_FLIGHT_SHEDDABLE_PERCENT)) };
 }
 
-/** The worker slice: its cache and activity slots follow the shard count unless set (every pump cached, each holding a slot). */
+/** The worker slice: its cache and activity slots follow the pump count unless set (every pump cached, each holding a slot). */
 function workerConfig(raw: RawConfig): AppConfig['worker'] {
+  const pumps = Math.ceil(raw.DECIDER_SHARDS / raw.METER_SHARDS_PER_PUMP);
   return {
     metricsPort: raw.WORKER_METRICS_PORT,
-    maxCachedWorkflows: raw.WORKER_MAX_CACHED_WORKFLOWS ?? raw.DECIDER_SHARDS + 128,
+    maxCachedWorkflows: raw.WORKER_MAX_CACHED_WORKFLOWS ?? pumps + 128,
     workflowTaskSlots: raw.WORKER_WORKFLOW_TASK_SLOTS,
-    activitySlots: raw.WORKER_ACTIVITY_SLOTS ?? raw.DECIDER_SHARDS + 64,
+    activitySlots: raw.WORKER_ACTIVITY_SLOTS ?? pumps + 64,
     stallAfterMs: raw.WORKER_STALL_AFTER_MS,
     stickyTimeoutMs: raw.WORKER_STICKY_TIMEOUT_MS,
   };
@@ -197,6 +200,7 @@ function toAppConfig(raw: RawConfig): AppConfig {
     meter: {
       isEnabled: raw.METER_ENABLED === 'true',
       batchSize: raw.METER_BATCH_SIZE,
+      shardsPerPump: raw.METER_SHARDS_PER_PUMP,
       claimMinIdleMs: raw.METER_CLAIM_MIN_IDLE_MS ?? raw.METER_HEARTBEAT_TIMEOUT_MS,
       idleDelayMs: raw.METER_IDLE_DELAY_MS,
       idleWaitMs: raw.METER_IDLE_WAIT_MS,

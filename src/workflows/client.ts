@@ -2,10 +2,10 @@
  * Starting tollgate workflows. Every start names an explicit id-conflict and
  * id-reuse policy, so a retried start is a no-op rather than a second run.
  */
-import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, type Client } from '@temporalio/client';
+import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { arrayFromPayloads, type SignalDefinition } from '@temporalio/common';
 import type { CrossedThreshold, WarningSink } from '../metering/index.js';
-import { accountWorkflowId, auditWorkflowId, jobSweepWorkflowId, meterWorkflowId } from './ids.js';
+import { accountWorkflowId, auditWorkflowId, jobSweepWorkflowId, meterPumpGroups, meterPumpId, shardsOfMeterId } from './ids.js';
 import type {
   AccountTimings,
   AccountWarningsPayload,
@@ -14,13 +14,15 @@ import type {
   WarningRequest,
   accountWorkflow,
   MeterSettings,
-  meterShard,
+  meterPump,
 } from './workflows/index.js';
 import { accountWarningsSignal, auditSettingsSignal, jobSweepSettingsSignal, meterSettingsSignal } from './workflows/index.js';
 
 export interface EnsureMeterWorkflowsInput {
   /** The logical shards to pump, e.g. 0..DECIDER_SHARDS-1. */
   shards: readonly number[];
+  /** Shards one pump workflow owns (aligned blocks, see meterPumpGroups). @default 1 */
+  shardsPerPump?: number;
   taskQueue: string;
   settings: MeterSettings;
   /** Starts in flight at once. @default 16 */
@@ -30,29 +32,38 @@ export interface EnsureMeterWorkflowsInput {
 }
 
 /**
- * Ensures a `meter/<shard>` pump runs for every shard without writing into the
- * running ones' histories (issue 19: a signal per pump per worker start grew
- * every history and made a cold worker's replays time out). A plain start with
- * USE_EXISTING starts a pump only where none runs (ALLOW_DUPLICATE: one that
- * ended starts again) and leaves a running one alone; the settings its current
- * run started with are read from that run's first history event (no worker
- * involved), and only a pump whose settings differ is signalled; it adopts them
- * from its next run. Safe to call on every worker start and from several
- * workers at once.
- * @returns how many pumps were told new settings
+ * Ensures a pump (`meter/<first>-<last>`, workflow `meterPump`) runs for every
+ * group of `shardsPerPump` shards without writing into the running ones'
+ * histories (issue 19: a signal per pump per worker start grew every history
+ * and made a cold worker's replays time out). A plain start with USE_EXISTING
+ * starts a pump only where none runs (ALLOW_DUPLICATE: one that ended starts
+ * again) and leaves a running one alone; the settings its current run started
+ * with are read from that run's first history event (no worker involved), and
+ * only a pump whose settings differ is signalled; it adopts them from its next
+ * run. Then every other running pump of any of these shards (a `meter/<shard>`
+ * of an older worker, or a pump of another grouping) is terminated: two pumps
+ * of one shard stay correct (the ledger takes each event once) but waste work.
+ * Safe to call on every worker start and from several workers at once, as long
+ * as they agree on `shardsPerPump` (workers that disagree retire each other's
+ * pumps at every start).
+ * @returns how many pumps were told new settings, and how many were retired
  * @throws whatever the Temporal client throws when the server refuses a start or a read
  */
-export async function ensureMeterWorkflows(client: Client, input: EnsureMeterWorkflowsInput): Promise<{ signalled: number }> {
-  const queue = [...input.shards];
+export async function ensureMeterWorkflows(
+  client: Client,
+  input: EnsureMeterWorkflowsInput,
+): Promise<{ signalled: number; retired: number }> {
+  const groups = meterPumpGroups(input.shards, input.shardsPerPump ?? 1);
+  const queue = [...groups];
   let signalled = 0;
-  const ensureOne = async (shard: number): Promise<void> => {
-    const workflowId = meterWorkflowId(shard);
-    const handle = await client.workflow.start<typeof meterShard>('meterShard', {
+  const ensureOne = async (shards: number[]): Promise<void> => {
+    const workflowId = meterPumpId(shards[0] ?? 0, shards.at(-1));
+    const handle = await client.workflow.start<typeof meterPump>('meterPump', {
       taskQueue: input.taskQueue,
       workflowId,
       workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-      args: [{ shard, settings: input.settings }],
+      args: [{ shards, settings: input.settings }],
       ...(input.workflowTaskTimeoutMs === undefined ? {} : { workflowTaskTimeout: input.workflowTaskTimeoutMs }),
     });
     const running = await currentRunInput(client, workflowId);
@@ -61,10 +72,41 @@ export async function ensureMeterWorkflows(client: Client, input: EnsureMeterWor
     signalled += 1;
   };
   const lanes = Array.from({ length: Math.min(input.concurrency ?? 16, queue.length) }, async () => {
-    for (let shard = queue.shift(); shard !== undefined; shard = queue.shift()) await ensureOne(shard);
+    for (let group = queue.shift(); group !== undefined; group = queue.shift()) await ensureOne(group);
   });
   await Promise.all(lanes);
-  return { signalled };
+  const retired = await retireOtherPumps(client, {
+    shards: new Set(input.shards),
+    keep: new Set(groups.map((shards) => meterPumpId(shards[0] ?? 0, shards.at(-1)))),
+  });
+  return { signalled, retired };
+}
+
+/**
+ * Terminates every running pump workflow (`meterShard` or `meterPump`) that
+ * owns one of `shards` and is not in `keep`. Its batch in flight, if any,
+ * finishes or is reclaimed by the pump that keeps the shard.
+ * @returns how many were terminated
+ */
+async function retireOtherPumps(client: Client, input: { shards: Set<number>; keep: Set<string> }): Promise<number> {
+  let retired = 0;
+  const query = `(WorkflowType = 'meterShard' OR WorkflowType = 'meterPump') AND ExecutionStatus = 'Running'`;
+  for await (const run of client.workflow.list({ query })) {
+    if (input.keep.has(run.workflowId)) continue;
+    const range = shardsOfMeterId(run.workflowId);
+    if (range === undefined) continue;
+    let isOwned = false;
+    for (let shard = range.first; shard <= range.last && !isOwned; shard += 1) isOwned = input.shards.has(shard);
+    if (!isOwned) continue;
+    try {
+      await client.workflow.getHandle(run.workflowId).terminate(`replaced by the pumps of ${input.keep.size} shard group(s)`);
+      retired += 1;
+    } catch (error) {
+      // it ended meanwhile, or another worker retired it
+      if (!(error instanceof WorkflowNotFoundError)) throw error;
+    }
+  }
+  return retired;
 }
 
 /** The input the workflow's current run started with (its first history event), or undefined when unreadable. */

@@ -10,7 +10,16 @@ export {
   type EnsureJobSweepWorkflowInput,
   type EnsureMeterWorkflowsInput,
 } from './client.js';
-export { accountWorkflowId, auditWorkflowId, jobSweepWorkflowId, jobWorkflowId, meterWorkflowId } from './ids.js';
+export {
+  accountWorkflowId,
+  auditWorkflowId,
+  jobSweepWorkflowId,
+  jobWorkflowId,
+  meterPumpGroups,
+  meterPumpId,
+  meterWorkflowId,
+  shardsOfMeterId,
+} from './ids.js';
 export {
   isDeferredJobRunning,
   restartDeferredJob,

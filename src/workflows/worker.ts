@@ -58,8 +58,9 @@ async function main(): Promise<void> {
       try {
         const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
         if (config.meter.isEnabled) {
-          const { signalled } = await startMeterPumps({ config, client });
-          logger.info({ shards: config.redis.shardCount, signalled }, 'meter pumps running');
+          const { signalled, retired } = await startMeterPumps({ config, client });
+          const pumps = Math.ceil(config.redis.shardCount / config.meter.shardsPerPump);
+          logger.info({ shards: config.redis.shardCount, pumps, signalled, retired }, 'meter pumps running');
         }
         if (config.audit.isEnabled) {
           await ensureAuditWorkflow(client, { taskQueue: config.temporal.taskQueue, settings: auditSettings(config) });

@@ -148,14 +148,15 @@ function fleetSizing(
   };
 }
 
-/** Ensures the pump workflow of every shard runs (see ensureMeterWorkflows). */
+/** Ensures a pump workflow runs for every group of METER_SHARDS_PER_PUMP shards (see ensureMeterWorkflows). */
 export async function startMeterPumps(input: {
   config: Pick<AppConfig, 'temporal' | 'redis' | 'meter'>;
   client: Client;
   taskQueue?: string;
-}): Promise<{ signalled: number }> {
+}): Promise<{ signalled: number; retired: number }> {
   return ensureMeterWorkflows(input.client, {
     shards: Array.from({ length: input.config.redis.shardCount }, (_, shard) => shard),
+    shardsPerPump: input.config.meter.shardsPerPump,
     taskQueue: input.taskQueue ?? input.config.temporal.taskQueue,
     settings: meterSettings(input.config),
   });

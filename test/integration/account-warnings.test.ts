@@ -17,7 +17,7 @@ import { RedisDecider, connectDeciderRedis, periodAt, shardOf, type DeciderRedis
 import { DynamoAccountStore, DynamoPeriodStore } from '../../src/billing/index.js';
 import { createDynamoClient, parseShard } from '../../src/metering/index.js';
 import { parseEventId, parseKeyId, parseLimitId, systemClock, type TenantId } from '../../src/shared/index.js';
-import { accountWorkflowId, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import { accountWorkflowId, ensureMeterWorkflows, meterPumpId } from '../../src/workflows/index.js';
 import { closeAll } from '../support/teardown.js';
 import { waitFor } from '../support/poll.js';
 import { allocateShards, tenantInShards } from '../support/allocate.js';
@@ -129,7 +129,7 @@ describe('threshold warnings under a storm, webhook failures and a worker crash'
       settings: { idleDelayMs: 200, iterationsPerRun: 20, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 },
       workflowTaskTimeoutMs: 2_000,
     });
-    workflows.push(meterWorkflowId(shard), accountWorkflowId(tenant));
+    workflows.push(meterPumpId(shard), accountWorkflowId(tenant));
     const first = startWorker(true);
     await first.ready;
     const code = await Promise.race([first.exited, sleep(90_000).then(() => 'timeout' as const)]);

@@ -18,7 +18,7 @@ import type { LimitSpec } from '../../src/decider/index.js';
 import { COST_DIRECTIVES_SDL } from '../../src/graphql/index.js';
 import { DynamoLedgerStore, createDynamoClient } from '../../src/metering/index.js';
 import { parseLimitId, type TenantId } from '../../src/shared/index.js';
-import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import { ensureMeterWorkflows, meterPumpId } from '../../src/workflows/index.js';
 import { LOGICAL_SHARDS, allocateShards, tenantInShards } from '../support/allocate.js';
 import { burstResponses, startApiServer, storeTenantPlan, type ApiServer } from '../support/api-server.js';
 import { waitFor } from '../support/poll.js';
@@ -129,7 +129,7 @@ describe('tollgate gateway, the process, in front of an upstream', () => {
   afterAll(async () => {
     killWorkerProcesses();
     await new Client({ connection: temporal, namespace: stack.temporalNamespace }).workflow
-      .getHandle(meterWorkflowId(shards.first))
+      .getHandle(meterPumpId(shards.first))
       .terminate('test over')
       .catch(() => undefined);
     await gateway.stop();

@@ -20,7 +20,7 @@ import type { LimitSpec } from '../../src/decider/index.js';
 import { COST_DIRECTIVES_SDL } from '../../src/graphql/index.js';
 import { DynamoLedgerStore, createDynamoClient } from '../../src/metering/index.js';
 import { parseLimitId, parseTenantId } from '../../src/shared/index.js';
-import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import { ensureMeterWorkflows, meterPumpId } from '../../src/workflows/index.js';
 import { LOGICAL_SHARDS, allocateShards, tenantInShards } from '../support/allocate.js';
 import { startApiServer, storeTenantPlan, type ApiServer } from '../support/api-server.js';
 import { waitFor } from '../support/poll.js';
@@ -121,7 +121,7 @@ describe('gateway mode through the start path, TOLLGATE_UPSTREAM set', () => {
   afterAll(async () => {
     killWorkerProcesses();
     await new Client({ connection: temporal, namespace: stack.temporalNamespace }).workflow
-      .getHandle(meterWorkflowId(shards.first))
+      .getHandle(meterPumpId(shards.first))
       .terminate('test over')
       .catch(() => undefined);
     await api.stop();

@@ -23,7 +23,7 @@ import { multipartBoundary, readEventStream, readMultipart } from '../../src/gat
 import { COST_DIRECTIVES_SDL } from '../../src/graphql/index.js';
 import { createDynamoClient, ledgerTableName } from '../../src/metering/index.js';
 import { parseLimitId } from '../../src/shared/index.js';
-import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import { ensureMeterWorkflows, meterPumpId } from '../../src/workflows/index.js';
 import { LOGICAL_SHARDS, allocateShards, tenantInShards } from '../support/allocate.js';
 import { startApiServer, storeTenantPlan, type ApiServer } from '../support/api-server.js';
 import { readLedgerPartition } from '../support/ledger.js';
@@ -138,7 +138,7 @@ describe('tollgate gateway passes @defer/@stream and subscriptions through, and 
     release();
     killWorkerProcesses();
     await new Client({ connection: temporal, namespace: stack.temporalNamespace }).workflow
-      .getHandle(meterWorkflowId(shards.first))
+      .getHandle(meterPumpId(shards.first))
       .terminate('test over')
       .catch(() => undefined);
     await gateway.stop();

@@ -17,8 +17,9 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { usageStreamKey } from '../../src/decider/index.js';
 import { createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard } from '../../src/metering/index.js';
-import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
-import { meterSettingsSignal, meterStateQuery } from '../../src/workflows/workflows/index.js';
+import { ensureMeterWorkflows, meterPumpId } from '../../src/workflows/index.js';
+import { meterSettingsSignal } from '../../src/workflows/workflows/index.js';
+import { pumpStateOf } from '../support/pumps.js';
 import { closeAll } from '../support/teardown.js';
 import { allocateShards } from '../support/allocate.js';
 import { readLedgerPartition } from '../support/ledger.js';
@@ -100,7 +101,7 @@ afterAll(async () => {
   killWorkerProcesses();
   for (const shard of shards) {
     await client.workflow
-      .getHandle(meterWorkflowId(shard))
+      .getHandle(meterPumpId(shard))
       .terminate('test over')
       .catch(() => undefined);
   }
@@ -176,12 +177,7 @@ describe('meter/<shard> pump under SIGKILL', () => {
     // worker has run it again: each query is retried until it answers)
     let duplicates = 0;
     for (const shard of shards) {
-      const state = await waitFor(`meter/${shard} answering its state query`, () =>
-        client.workflow
-          .getHandle(meterWorkflowId(shard))
-          .query(meterStateQuery)
-          .catch(() => undefined),
-      );
+      const state = await waitFor(`meter/${shard} answering its state query`, () => pumpStateOf(client, shard).catch(() => undefined));
       duplicates += state.counters.duplicates;
     }
     expect(duplicates).toBeGreaterThan(0);

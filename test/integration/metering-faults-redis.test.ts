@@ -21,7 +21,7 @@ import { freePort, startRedis, stopProcess, type ManagedProcess } from '../../in
 import { RedisDecider, connectDeciderRedis, shardOf, usageStreamKey, type DeciderRedis } from '../../src/decider/index.js';
 import { MeteringAuditor, createDynamoClient, deadLetterStreamKey, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { createLogger, systemClock, type TenantId } from '../../src/shared/index.js';
-import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import { ensureMeterWorkflows, meterPumpId } from '../../src/workflows/index.js';
 import { createTollgateWorker } from '../../src/workflows/index.js';
 import { waitFor } from '../support/poll.js';
 import { allocateShards, tenantInShards } from '../support/allocate.js';
@@ -75,7 +75,7 @@ let shards: number[] = [];
 afterAll(async () => {
   for (const shard of shards)
     await env.client.workflow
-      .getHandle(meterWorkflowId(shard))
+      .getHandle(meterPumpId(shard))
       .terminate('test over')
       .catch(() => undefined);
   worker.shutdown();

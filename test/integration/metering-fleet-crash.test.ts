@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { RedisDecider } from '../../src/decider/index.js';
 import { ledgerTableName } from '../../src/metering/index.js';
 import { systemClock } from '../../src/shared/index.js';
-import { meterWorkflowId } from '../../src/workflows/index.js';
+import { pumpIdOf } from '../support/pumps.js';
 import { waitFor } from '../support/poll.js';
 import { describeTimeouts, pumpRunsSince, timeoutsSince } from '../support/fleet.js';
 import { startFleetHarness, type FleetHarness } from '../support/fleet-harness.js';
@@ -31,6 +31,9 @@ import { seededRandom } from '../support/usage-events.js';
 import { sleep } from '../support/time.js';
 
 const SHARDS = 256;
+const ALL_SHARDS = Array.from({ length: SHARDS }, (_, shard) => shard);
+/** METER_SHARDS_PER_PUMP's default: 16 pumps own the 256 shards. */
+const SHARDS_PER_PUMP = 16;
 const CRASHES = Number(process.env['TOLLGATE_FLEET_CRASHES'] ?? 30);
 /** A life is killed this long after it polls, plus up to KILL_SPREAD_MS (seeded). */
 const KILL_MIN_MS = 200;
@@ -136,7 +139,7 @@ describe.runIf(CRASHES > 0)('the metering fleet at 256 shards in a crash loop', 
       expect(partition.entryIds, key).toEqual([...expected.eventIds].sort());
     }
     for (const shard of [0, SHARDS - 1]) {
-      expect((await fleet.client.workflow.getHandle(meterWorkflowId(shard)).describe()).status.name).toBe('RUNNING');
+      expect((await fleet.client.workflow.getHandle(pumpIdOf(shard, ALL_SHARDS, SHARDS_PER_PUMP)).describe()).status.name).toBe('RUNNING');
     }
     life.child.kill('SIGTERM');
     expect(await life.exited).toBe(0);

@@ -1,5 +1,6 @@
 /**
- * The metering fleet at full size (issue 19): 256 `meter/<shard>` pumps on a
+ * The metering fleet at full size (issue 19): 256 shards, owned by 16
+ * `meter/<first>-<last>` pumps (METER_SHARDS_PER_PUMP's default), on a
  * Temporal dev server of this file's own and a Redis database of its own
  * (test/support/fleet-harness.ts), with steady traffic.
  *
@@ -27,6 +28,8 @@ import { seededRandom } from '../support/usage-events.js';
 import { sleep } from '../support/time.js';
 
 const SHARDS = 256;
+/** The pumps that own them (16 shards each, the default). */
+const PUMPS = 16;
 /** Small enough that runs continue as new by length within the test's traffic (the schema's minimum is 50). */
 const MAX_RUN_EVENTS = 60;
 /** One activity (scheduled/started/completed, workflow task scheduled/started/completed) and a signal or two. */
@@ -79,7 +82,7 @@ describe('the metering fleet at 256 shards', () => {
     await warm.ready;
     const traffic = repeatUntilStopped((tick) => fleet.appendTraffic({ shards: 8, perShard: 2, label: `steady${tick}` }), 100);
     onTestFinished(() => traffic.stop());
-    await waitFor('every pump to run', async () => (await fleet.client.workflow.count(`WorkflowType = 'meterShard'`)).count >= SHARDS, {
+    await waitFor('every pump to run', async () => (await fleet.client.workflow.count(`WorkflowType = 'meterPump'`)).count >= PUMPS, {
       intervalMs: 500,
     });
     // a second worker start ensures the fleet again: it must write nothing into the running pumps
@@ -90,8 +93,8 @@ describe('the metering fleet at 256 shards', () => {
     await waitFor(
       'some runs to continue as new by length',
       async () => {
-        const count = await fleet.client.workflow.count(`WorkflowType = 'meterShard' AND ExecutionStatus = 'ContinuedAsNew'`);
-        return count.count >= SHARDS / 8;
+        const count = await fleet.client.workflow.count(`WorkflowType = 'meterPump' AND ExecutionStatus = 'ContinuedAsNew'`);
+        return count.count >= PUMPS;
       },
       { timeoutMs: 300_000, intervalMs: 1_000 },
     );
@@ -107,7 +110,7 @@ describe('the metering fleet at 256 shards', () => {
 
     // when both workers stop, a backlog builds up while no worker runs (longer than the sticky timeout: the tasks left
     // on the stopped workers' sticky queues are handed to the shared queue meanwhile), and the real worker entry
-    // point starts cold: it replays all 256 pumps at once
+    // point starts cold: it replays all 16 pumps (256 shards) at once
     for (const life of [warm, second]) {
       life.child.kill('SIGTERM');
       expect(await life.exited).toBe(0);
@@ -137,7 +140,7 @@ describe('the metering fleet at 256 shards', () => {
     const timeouts = timeoutsSince(cold, coldStartMs);
     console.log(
       `[metering-fleet] cold start: ${backlog} events backlog drained ${drainedMs} ms after the worker process started; ` +
-        `runs since ${cold.length}, largest ${Math.max(...cold.map((run) => run.events))} events; workflow task timeouts since ${describeTimeouts(timeouts)}`,
+        `runs since ${cold.length}, largest ${Math.max(...cold.map((run) => run.events))} events; workflow task timeouts since ${describeTimeouts(timeouts, coldStartMs)}`,
     );
     // no task the cold worker took failed to finish in time (the livelock of issue 19: replays longer than the task
     // timeout, scheduled again, replayed again); tasks it left on its sticky queue past WORKER_STICKY_TIMEOUT_MS while

@@ -14,6 +14,7 @@ import {
   deadLetterStreamKey,
   ledgerTableName,
   parseShard,
+  type LedgerStore,
   type PumpBatchResult,
   type PumpStage,
 } from '../../src/metering/index.js';
@@ -229,6 +230,42 @@ describe('UsagePump.pumpBatch', () => {
       poison.map((item) => item.fields),
     );
     await expectLedgerMatches(good);
+    expect(await pendingCount(stream)).toBe(0);
+  });
+
+  it('dead-letters a poison entry once when two pumps hold it at once (a stalled batch and the retry that reclaimed it)', async () => {
+    // given a poison entry and a good one, read by a batch that then stalls before its ledger write
+    const shard = freshShard();
+    const stream = usageStreamKey(shard);
+    const tenant = uniqueTenant();
+    const good = reservedEvent({ requestId: 'g1', tenant, bp: BP_NOV, cost: 3 });
+    await appendEvents(redis, stream, [{ fields: ['id', 'p1', 'type', 'usage.exploded.v1', 'tenant', tenant, 'cost', '1'] }, good]);
+    let stalled: () => void = () => undefined;
+    const isStalled = new Promise<void>((resolve) => (stalled = resolve));
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const stallingLedger: LedgerStore = {
+      postEntry: (entry) => ledger.postEntry(entry),
+      getBalance: (input) => ledger.getBalance(input),
+      postEntries: async (entries, options) => {
+        stalled();
+        await released;
+        return ledger.postEntries(entries, options);
+      },
+    };
+    const zombie = new UsagePump(pumpRedis, stallingLedger, { claimMinIdleMs: 60_000 }).pumpBatch({ shard, claimCursor: '0-0' });
+    await isStalled;
+    // when its retry reclaims both entries and finishes, and then the stalled batch goes on
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const retry = await new UsagePump(pumpRedis, ledger, { claimMinIdleMs: 10 }).pumpBatch({ shard, claimCursor: '0-0' });
+    release();
+    const late = await zombie;
+    // then the poison entry is a dead letter once, the good one ledgered once, nothing pending
+    expect(retry).toMatchObject({ reclaimed: 2, deadLettered: 1, posted: 1 });
+    expect(late).toMatchObject({ deadLettered: 0, duplicates: 1 });
+    const dead = await redis.xrange(deadLetterStreamKey(shard), '-', '+');
+    expect(dead.map(([, fields]) => fields[fields.indexOf('source_id') + 1])).toHaveLength(1);
+    await expectLedgerMatches([good]);
     expect(await pendingCount(stream)).toBe(0);
   });
 

@@ -1,5 +1,5 @@
 /**
- * Determinism: histories of real meter/<shard> runs (test/fixtures/histories,
+ * Determinism: histories of real pump runs (meterPump, and meterShard of older workers) (test/fixtures/histories,
  * captured with `npm run test:capture-histories`) replay against today's
  * workflow code; a deliberately changed copy of the workflow must fail to.
  */
@@ -11,7 +11,7 @@ import { testStack } from '../support/stack.js';
 import { copyWorkflowsForReplay, quietTemporalRuntime } from '../support/temporal.js';
 
 // the pump's histories only (other workflows' fixtures live in the same folder)
-const replayAll = (path?: string) => replayHistories(recordedHistories(/^meter-shard/), path);
+const replayAll = (path?: string) => replayHistories(recordedHistories(/^meter-(shard|pump)/), path);
 
 beforeAll(() => {
   quietTemporalRuntime();
@@ -27,14 +27,18 @@ describe('meter/<shard> replay', () => {
   });
 
   it('fails to replay them against a changed workflow (a timer before the first batch): the check can fail', async () => {
-    // given a copy of the workflows whose meterShard sleeps before its first batch
+    // given a copy of the workflows whose pumps sleep before their first batch
     // (the same layout as src/, with the pure model modules workflows may import)
     const dir = copyWorkflowsForReplay(testStack().dataDir, 'replay-negative');
-    const file = join(dir, 'meter-shard.ts');
-    const source = readFileSync(file, 'utf8');
-    const anchor = '  setHandler(meterStateQuery, () => state);\n';
-    expect(source).toContain(anchor);
-    writeFileSync(file, source.replace(anchor, `${anchor}  await sleep(1);\n`));
+    for (const [name, anchor] of [
+      ['meter-shard.ts', '  setHandler(meterStateQuery, () => state);\n'],
+      ['meter-pump.ts', '  setHandler(meterPumpStateQuery, () => state);\n'],
+    ] as const) {
+      const file = join(dir, name);
+      const source = readFileSync(file, 'utf8');
+      expect(source).toContain(anchor);
+      writeFileSync(file, source.replace(anchor, `${anchor}  await sleep(1);\n`));
+    }
     // when
     const results = await replayAll(join(dir, 'index.ts'));
     // then every history with a batch fails as non-deterministic

@@ -14,7 +14,7 @@ import { usageStreamKey } from '../../src/decider/index.js';
 import { createDynamoClient, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { freePort } from '../../infra/services.js';
 import { DynamoAuditStore } from '../../src/metering/index.js';
-import { auditWorkflowId, jobSweepStateQuery, jobSweepWorkflowId, meterWorkflowId } from '../../src/workflows/index.js';
+import { auditWorkflowId, jobSweepStateQuery, jobSweepWorkflowId, meterPumpId } from '../../src/workflows/index.js';
 import { closeAll } from '../support/teardown.js';
 import { waitFor } from '../support/poll.js';
 import { allocateRedisDb } from '../support/allocate.js';
@@ -38,12 +38,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const client = new Client({ connection: temporal, namespace: stack.temporalNamespace });
-  for (let shard = 0; shard < SHARDS; shard += 1) {
-    await client.workflow
-      .getHandle(meterWorkflowId(shard))
-      .terminate('test over')
-      .catch(() => undefined);
-  }
+  await client.workflow
+    .getHandle(meterPumpId(0, SHARDS - 1))
+    .terminate('test over')
+    .catch(() => undefined);
   await client.workflow
     .getHandle(auditWorkflowId('all'))
     .terminate('test over')
@@ -56,7 +54,7 @@ afterAll(async () => {
 });
 
 describe('worker entry point', () => {
-  it('starts a pump per shard that ledgers the usage streams and the audit, serves its metrics, and stops cleanly on SIGTERM', async () => {
+  it('starts the pump of its shards that ledgers their usage streams and the audit, serves its metrics, and stops cleanly on SIGTERM', async () => {
     // given events on two of the four shards' streams
     const tenants = [uniqueTenant(), uniqueTenant()];
     const events = [1, 3].flatMap((shard) =>
@@ -119,11 +117,10 @@ describe('worker entry point', () => {
       expect(partition.balance, key).toEqual(expected);
     }
     const client = new Client({ connection: temporal, namespace: stack.temporalNamespace });
-    for (let shard = 0; shard < SHARDS; shard += 1) {
-      const description = await client.workflow.getHandle(meterWorkflowId(shard)).describe();
-      expect(description.status.name).toBe('RUNNING');
-      expect(description.taskQueue).toBe(taskQueue);
-    }
+    // one pump owns the SHARDS shards (METER_SHARDS_PER_PUMP defaults to 16)
+    const description = await client.workflow.getHandle(meterPumpId(0, SHARDS - 1)).describe();
+    expect(description.status.name).toBe('RUNNING');
+    expect(description.taskQueue).toBe(taskQueue);
     expect(output).toContain('meter pumps running');
     // and the audit runs on the same task queue and stores its reports (these synthetic events have no admitted counters)
     const audit = await client.workflow.getHandle(auditWorkflowId('all')).describe();

@@ -1,7 +1,8 @@
 /**
- * The meter/<shard> workflows on the Temporal dev server with an in-process
- * worker: they drain their shard streams into the ledger, continue as new,
- * keep their counters across runs, and a second start joins the running pump.
+ * A pump workflow (`meter/<first>-<last>`, two shards) on the Temporal dev
+ * server with an in-process worker: it drains both shard streams into the
+ * ledger, continues as new, keeps each shard's counters across runs, and a
+ * second start joins the running pump.
  *
  * TOLLGATE_CAPTURE_HISTORIES=1 also writes the histories of completed runs to
  * test/fixtures/histories/ (replayed by metering-replay.test.ts on every run).
@@ -14,8 +15,9 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { usageStreamKey } from '../../src/decider/index.js';
 import { createDynamoClient, ledgerTableName, parseShard } from '../../src/metering/index.js';
-import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
-import { meterSettingsQuery, meterStateQuery, type MeterState } from '../../src/workflows/workflows/index.js';
+import { ensureMeterWorkflows, meterPumpId } from '../../src/workflows/index.js';
+import { meterSettingsQuery, type MeterState } from '../../src/workflows/workflows/index.js';
+import { pumpStateOf } from '../support/pumps.js';
 import { closeAll } from '../support/teardown.js';
 import { allocateShards } from '../support/allocate.js';
 import { readLedgerPartition } from '../support/ledger.js';
@@ -27,9 +29,12 @@ import { sleep } from '../support/time.js';
 
 const config = testConfig({ METER_BATCH_SIZE: '50', METER_CLAIM_MIN_IDLE_MS: '1000' });
 const taskQueue = `meter-workflow-${randomInt(1, 2 ** 31)}`;
-// Shards of this file's own, from the test allocator.
-const range = allocateShards(2);
-const shards = [parseShard(range.at(0)), parseShard(range.at(1))];
+// Shards of this file's own, from the test allocator: two in one aligned block of 2, so one pump owns both.
+const range = allocateShards(4);
+const firstShard = Math.ceil(range.first / 2) * 2;
+const shards = [parseShard(firstShard), parseShard(firstShard + 1)];
+const SHARDS_PER_PUMP = 2;
+const pumpId = meterPumpId(firstShard, firstShard + 1);
 const settings = { idleDelayMs: 100, idleWaitMs: 1_000, iterationsPerRun: 4, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 5_000 };
 const shouldCapture = process.env['TOLLGATE_CAPTURE_HISTORIES'] === '1';
 const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
@@ -45,12 +50,10 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const shard of shards) {
-    await env.client.workflow
-      .getHandle(meterWorkflowId(shard))
-      .terminate('test over')
-      .catch(() => undefined);
-  }
+  await env.client.workflow
+    .getHandle(pumpId)
+    .terminate('test over')
+    .catch(() => undefined);
   await stopWorker();
   await closeAll(env, redis, dynamo);
 });
@@ -66,15 +69,16 @@ function batchReads(events: readonly HistoryEvent[]): number[] {
   return events.flatMap((event) => {
     const data = event.activityTaskCompletedEventAttributes?.result?.payloads?.[0]?.data;
     if (data === undefined) return [];
-    return [(JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { read: number }).read];
+    const span = JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { shards: { read: number }[] };
+    return [span.shards.reduce((sum, shard) => sum + shard.read, 0)];
   });
 }
 
 async function stateOf(shard: number): Promise<MeterState> {
-  return env.client.workflow.getHandle(meterWorkflowId(shard)).query(meterStateQuery);
+  return pumpStateOf(env.client, shard, shards, SHARDS_PER_PUMP);
 }
 
-describe('meter/<shard> workflows', () => {
+describe('the pump workflow', () => {
   it('drain each shard into the ledger, continue as new with their counters, and a second start joins the running pump with new settings', async () => {
     // given events on two shard streams
     const tenants = [uniqueTenant(), uniqueTenant()];
@@ -86,7 +90,7 @@ describe('meter/<shard> workflows', () => {
       await appendEvents(redis, usageStreamKey(shard), events);
     }
     // when the pumps are started (twice: the second start must join, not restart)
-    await ensureMeterWorkflows(env.client, { shards, taskQueue, settings });
+    await ensureMeterWorkflows(env.client, { shards, shardsPerPump: SHARDS_PER_PUMP, taskQueue, settings });
     for (const shard of shards) {
       const total = perShard.get(shard)?.length ?? 0;
       // (one activity pumps for a whole span, so the drain may end inside the first run: wait for a continue-as-new too)
@@ -94,7 +98,7 @@ describe('meter/<shard> workflows', () => {
         await sleep(200);
     }
     const changed = { ...settings, idleDelayMs: 150 };
-    await ensureMeterWorkflows(env.client, { shards, taskQueue, settings: changed });
+    await ensureMeterWorkflows(env.client, { shards, shardsPerPump: SHARDS_PER_PUMP, taskQueue, settings: changed });
 
     // then every event is in the ledger once, and the counters say so across runs
     const all = [...perShard.values()].flat();
@@ -111,14 +115,14 @@ describe('meter/<shard> workflows', () => {
       const [last] = await redis.xrevrange(usageStreamKey(shard), '+', '-', 'COUNT', 1);
       expect(state.lastEntryId).toBe(last?.[0]);
       // the second start kept the pump (counters carried on) and its new settings apply from the next run
-      const handle = env.client.workflow.getHandle(meterWorkflowId(shard));
+      const handle = env.client.workflow.getHandle(pumpId);
       while ((await handle.query(meterSettingsQuery)).idleDelayMs !== changed.idleDelayMs) await sleep(100);
       expect((await stateOf(shard)).counters.posted).toBe(events.length);
     }
 
     if (shouldCapture) {
       // a busy run (batches with data), an idle run (only waits that found nothing, state carried over) and one that
-      // got new settings; the runs before the bounded-runs patch stay as meter-shard-v1-*.json
+      // got new settings; the meterShard runs of older workers stay as meter-shard-*.json
       const wanted = new Map<string, (events: HistoryEvent[]) => boolean>([
         ['busy', (events) => batchReads(events).some((read) => read > 0)],
         ['idle', (events) => batchReads(events).length > 0 && batchReads(events).every((read) => read === 0)],
@@ -128,7 +132,7 @@ describe('meter/<shard> workflows', () => {
       // visibility is eventually consistent, and idle runs come after the drain: look until both are there
       for (let attempt = 0; attempt < 100 && wanted.size > 0; attempt += 1) {
         const runs = env.client.workflow.list({
-          query: `WorkflowId IN ('${meterWorkflowId(shards[0] ?? 0)}', '${meterWorkflowId(shards[1] ?? 0)}') AND ExecutionStatus = 'ContinuedAsNew'`,
+          query: `WorkflowId = '${pumpId}' AND ExecutionStatus = 'ContinuedAsNew'`,
         });
         for await (const run of runs) {
           const history = await env.client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
@@ -136,7 +140,7 @@ describe('meter/<shard> workflows', () => {
           const events = (JSON.parse(json) as { events: HistoryEvent[] }).events;
           for (const [name, matches] of wanted) {
             if (!matches(events)) continue;
-            writeFileSync(new URL(`../fixtures/histories/meter-shard-${name}.json`, import.meta.url), json);
+            writeFileSync(new URL(`../fixtures/histories/meter-pump-${name}.json`, import.meta.url), json);
             wanted.delete(name);
             break; // one fixture per run
           }

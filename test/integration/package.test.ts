@@ -24,7 +24,7 @@ import { COST_DIRECTIVES_SDL } from '../../src/graphql/index.js';
 import { parseLimitId } from '../../src/shared/index.js';
 import { storeTenantPlan } from '../support/api-server.js';
 import { DynamoLedgerStore, createDynamoClient } from '../../src/metering/index.js';
-import { meterWorkflowId } from '../../src/workflows/index.js';
+import { meterPumpId } from '../../src/workflows/index.js';
 import { LOGICAL_SHARDS, allocateShards, tenantInShards } from '../support/allocate.js';
 import { waitFor } from '../support/poll.js';
 import { closeAll } from '../support/teardown.js';
@@ -189,7 +189,7 @@ describe('the package, installed into an empty project', () => {
     worker?.kill('SIGTERM');
     const temporal = await Connection.connect({ address: stack.temporalAddress });
     await new Client({ connection: temporal, namespace: stack.temporalNamespace }).workflow
-      .getHandle(meterWorkflowId(shards.first))
+      .getHandle(meterPumpId(shards.first))
       .terminate('test over')
       .catch(() => undefined);
     await closeAll(temporal, dynamo);

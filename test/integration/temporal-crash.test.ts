@@ -32,8 +32,8 @@ import { type JobView } from '../../src/jobs/index.js';
 import { createDynamoClient, ledgerTableName, parseShard } from '../../src/metering/index.js';
 import { createLogger, parseLimitId, parseTenantId, systemClock, type TenantId } from '../../src/shared/index.js';
 import { DynamoJobStore, type JobExecutor } from '../../src/jobs/index.js';
-import { createJobsWorker, ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
-import { meterStateQuery } from '../../src/workflows/workflows/index.js';
+import { createJobsWorker, ensureMeterWorkflows, meterPumpId } from '../../src/workflows/index.js';
+import { pumpStateOf } from '../support/pumps.js';
 import { createTollgateWorker, workflowsPath } from '../../src/workflows/index.js';
 import { waitFor } from '../support/poll.js';
 import { allocateShards, tenantInShards } from '../support/allocate.js';
@@ -209,10 +209,10 @@ describe('the Temporal server killed during reconciliation', () => {
     }
     // and the pumps are the same workflows, still running, their state kept across the restart
     for (const shard of shards) {
-      const handle = client.workflow.getHandle(meterWorkflowId(shard));
+      const handle = client.workflow.getHandle(meterPumpId(shard));
       expect((await handle.describe()).status.name).toBe('RUNNING');
       // (its counters move when an activity's span ends, after the drain)
-      await waitFor(`meter/${shard}'s counters to show its reads`, async () => (await handle.query(meterStateQuery)).counters.read > 0, {
+      await waitFor(`meter/${shard}'s counters to show its reads`, async () => (await pumpStateOf(client, shard)).counters.read > 0, {
         timeoutMs: 60_000,
         intervalMs: 250,
       });

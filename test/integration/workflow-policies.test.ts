@@ -1,6 +1,6 @@
 /**
  * The start policies of the long-lived workflows, asserted on the Temporal dev
- * server: `meter/<shard>` is started and `account/<tenant>` signal-with-started
+ * server: `meter/<first>-<last>` is started and `account/<tenant>` signal-with-started
  * with USE_EXISTING (a second start joins the running run, never a second run
  * beside it; the pump's gets no signal unless its settings changed) and ALLOW_DUPLICATE (one that ended, e.g. terminated by an operator, is
  * started again by the next ensure, as a new run). The workflows run on a task
@@ -16,6 +16,7 @@ import {
   accountWorkflowId,
   ensureAccountWorkflow,
   ensureMeterWorkflows,
+  meterPumpId,
   meterWorkflowId,
 } from '../../src/workflows/index.js';
 import { closeAll } from '../support/teardown.js';
@@ -83,7 +84,7 @@ describe('start policies of the long-lived workflows', () => {
     const shard = allocateShards(1).first;
     const settings = { idleDelayMs: 200, iterationsPerRun: 10, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
     const seen = await exercise(
-      meterWorkflowId(shard),
+      meterPumpId(shard),
       () => ensureMeterWorkflows(client, { shards: [shard], taskQueue, settings }),
       'meterSettings',
     );
@@ -97,7 +98,7 @@ describe('start policies of the long-lived workflows', () => {
   it('meter/<shard>: an ensure with different settings signals the running pump once; the same settings again signal nothing', async () => {
     // given a running pump (on a queue nobody polls)
     const shard = allocateShards(1).first;
-    const workflowId = meterWorkflowId(shard);
+    const workflowId = meterPumpId(shard);
     started.push(workflowId);
     const settings = { idleDelayMs: 200, iterationsPerRun: 10, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
     const first = await ensureMeterWorkflows(client, { shards: [shard], taskQueue, settings });
@@ -109,6 +110,37 @@ describe('start policies of the long-lived workflows', () => {
     const third = await ensureMeterWorkflows(client, { shards: [shard], taskQueue, settings });
     expect([first.signalled, second.signalled, third.signalled]).toEqual([0, 1, 0]);
     expect(await signalCount(client.workflow.getHandle(workflowId), 'meterSettings')).toBe(1);
+  });
+
+  it('meter/<first>-<last>: an ensure with 4 shards per pump retires the older pumps of its shards (a meterShard, one-shard pumps) and no other', async () => {
+    // given, for four aligned shards, a `meter/<shard>` of an older worker and one-shard pumps of two others, and a pump
+    // of a shard outside them (all on a queue nobody polls)
+    const range = allocateShards(8);
+    const first = Math.ceil(range.first / 4) * 4;
+    const shards = [first, first + 1, first + 2, first + 3];
+    const outside = first + 4 < range.end ? first + 4 : range.first;
+    const settings = { idleDelayMs: 200, iterationsPerRun: 10, activityTimeoutMs: 30_000, heartbeatTimeoutMs: 2_000 };
+    await client.workflow.start('meterShard', {
+      taskQueue,
+      workflowId: meterWorkflowId(first),
+      args: [{ shard: first, settings }],
+    });
+    await ensureMeterWorkflows(client, { shards: [first + 2, first + 3, outside], taskQueue, settings });
+    const older = [meterWorkflowId(first), meterPumpId(first + 2), meterPumpId(first + 3)];
+    started.push(...older, meterPumpId(outside), meterPumpId(first, first + 3));
+    await waitFor('the older pumps to be listed', async () => {
+      const listed = await client.workflow.count(`WorkflowId IN ('${older.join("', '")}') AND ExecutionStatus = 'Running'`);
+      return listed.count === older.length;
+    });
+    // when the four shards are ensured with 4 shards per pump
+    const ensured = await ensureMeterWorkflows(client, { shards, shardsPerPump: 4, taskQueue, settings });
+    // then one pump owns them, the three older ones are terminated, the one outside runs on
+    expect(ensured.retired).toBe(3);
+    expect((await client.workflow.getHandle(meterPumpId(first, first + 3)).describe()).status.name).toBe('RUNNING');
+    for (const id of older) expect((await client.workflow.getHandle(id).describe()).status.name, id).toBe('TERMINATED');
+    expect((await client.workflow.getHandle(meterPumpId(outside)).describe()).status.name).toBe('RUNNING');
+    // and an ensure again retires nothing more
+    expect((await ensureMeterWorkflows(client, { shards, shardsPerPump: 4, taskQueue, settings })).retired).toBe(0);
   });
 
   it('account/<tenant>: a second ensure joins the running account (one run, two signals); after a terminate the next ensure starts a new run', async () => {

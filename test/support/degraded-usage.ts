@@ -11,7 +11,7 @@ import { periodAt } from '../../src/decider/index.js';
 import { DynamoConfigStore } from '../../src/graphql/index.js';
 import { createDynamoClient, ledgerTableName } from '../../src/metering/index.js';
 import { parsePlanId } from '../../src/shared/index.js';
-import { ensureMeterWorkflows, meterWorkflowId } from '../../src/workflows/index.js';
+import { ensureMeterWorkflows, meterPumpId } from '../../src/workflows/index.js';
 import { allocateShards, tenantInShards } from './allocate.js';
 import { readLedgerPartition, type LedgerPartition } from './ledger.js';
 import { testStack } from './stack.js';
@@ -82,7 +82,7 @@ export async function meteredTenant(limits: LimitSpec[]): Promise<MeteredTenant>
     ledger: () => readLedgerPartition(dynamo, { table: ledgerTableName(stack.tablePrefix), tenant, periodStart }),
     close: async () => {
       await client.workflow
-        .getHandle(meterWorkflowId(shard))
+        .getHandle(meterPumpId(shard))
         .terminate('test over')
         .catch(() => undefined);
       killWorkerProcesses();

@@ -1,7 +1,7 @@
 /**
  * The pump fleet as the fleet tests see it: the real worker entry point
  * (src/workflows/worker.ts) spawned on a test's own Temporal and Redis, its
- * /ready and /metrics, and the facts of every `meterShard` run's history
+ * /ready and /metrics, and the facts of every pump run's history
  * (length, signals, workflow task timeouts with when they happened).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -89,10 +89,10 @@ const timeMs = (time: { seconds?: number | { toNumber(): number } | null; nanos?
   return (typeof seconds === 'number' ? seconds : seconds.toNumber()) * 1_000 + Math.floor((time?.nanos ?? 0) / 1_000_000);
 };
 
-/** Every meterShard run that was open at or after `sinceMs`, with its history's facts (histories fetched `concurrency` at once). */
+/** Every meterPump run that was open at or after `sinceMs`, with its history's facts (histories fetched `concurrency` at once). */
 export async function pumpRunsSince(client: Client, sinceMs: number, concurrency = 16): Promise<RunFacts[]> {
   const runs: { workflowId: string; runId: string }[] = [];
-  for await (const run of client.workflow.list({ query: `WorkflowType = 'meterShard'` })) {
+  for await (const run of client.workflow.list({ query: `WorkflowType = 'meterPump'` })) {
     if (run.closeTime !== undefined && run.closeTime.getTime() < sinceMs) continue;
     runs.push({ workflowId: run.workflowId, runId: run.runId });
   }
@@ -122,11 +122,19 @@ export function timeoutsSince(runs: readonly RunFacts[], sinceMs: number): Workf
   return runs.flatMap((run) => run.timeouts.filter((timeout) => timeout.atMs >= sinceMs));
 }
 
-/** `N (x start-to-close, y schedule-to-start; by worker: pid@host k, ...)` for a log line. */
-export function describeTimeouts(timeouts: readonly WorkflowTaskTimeout[]): string {
+/**
+ * `N (x start-to-close, y schedule-to-start; by worker: pid@host k, ...)` for a log line, and with `sinceMs` each
+ * start-to-close timeout's workflow and when it happened (`meter/0-15 +12.3 s`).
+ */
+export function describeTimeouts(timeouts: readonly WorkflowTaskTimeout[], sinceMs?: number): string {
   const byType = (type: number): number => timeouts.filter((timeout) => timeout.type === type).length;
   const byWorker = new Map<string, number>();
   for (const timeout of timeouts) byWorker.set(timeout.identity || 'none', (byWorker.get(timeout.identity || 'none') ?? 0) + 1);
   const workers = [...byWorker].map(([identity, count]) => `${identity} ${count}`).join(', ');
-  return `${timeouts.length} (${byType(START_TO_CLOSE)} start-to-close, ${byType(SCHEDULE_TO_START)} schedule-to-start; by worker: ${workers || '-'})`;
+  const summary = `${timeouts.length} (${byType(START_TO_CLOSE)} start-to-close, ${byType(SCHEDULE_TO_START)} schedule-to-start; by worker: ${workers || '-'})`;
+  if (sinceMs === undefined) return summary;
+  const when = timeouts
+    .filter((timeout) => timeout.type === START_TO_CLOSE)
+    .map((timeout) => `${timeout.workflowId} +${((timeout.atMs - sinceMs) / 1_000).toFixed(1)} s`);
+  return when.length === 0 ? summary : `${summary}; start-to-close: ${when.join(', ')}`;
 }

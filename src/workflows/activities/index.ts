@@ -3,8 +3,11 @@ export {
   createMeteringActivities,
   type MeteringActivities,
   type MeteringActivityDeps,
+  type PumpBatchCounts,
   type PumpUsageBatchInput,
   type PumpUsageBatchResult,
+  type PumpUsageShardsInput,
+  type PumpUsageShardsResult,
 } from './metering.js';
 export {
   createJobActivities,

@@ -1,18 +1,20 @@
 /**
- * Metering activities: one batch of one shard's usage stream into the ledger.
- * Idempotent: a retried or duplicated batch re-posts entries the ledger
- * already holds (nothing moves) and acknowledges what it already acknowledged.
- * Heartbeats at every stage, so a crashed worker is noticed after the
- * heartbeat timeout rather than the whole start-to-close timeout.
+ * Metering activities: the usage pump's batches, from a shard's usage stream
+ * into the ledger. Idempotent: a retried or duplicated batch re-posts entries
+ * the ledger already holds (nothing moves) and acknowledges what it already
+ * acknowledged. Heartbeats at every stage, so a crashed worker is noticed
+ * after the heartbeat timeout rather than the whole start-to-close timeout.
  *
  * One activity pumps for a span (half to all of `idleWaitMs`, drawn per
- * activity so that pumps started together drift apart): batch after batch while the
- * stream has entries, then polling it with a pause that grows from 50 ms to
- * `idlePollMs` (an idle stream: every `idlePollMs`), heartbeating throughout. So a pump adds one activity
- * (~6 events) per span to its workflow history whatever the traffic, and a
- * batch waits on no Temporal round trip (issue 19). Each batch acknowledges
- * only what the ledger holds, so a crash anywhere in a span leaves at most the
- * batch in progress pending, reclaimed by the retry.
+ * activity so that pumps started together drift apart): batch after batch
+ * while a stream has entries, then polling it with a pause that grows from
+ * 50 ms to `idlePollMs`, heartbeating throughout. `pumpUsageShards` does so
+ * for every shard of a `meter/<first>-<last>` pump side by side, so a pump
+ * adds one activity (~6 events) per span to its workflow history whatever the
+ * traffic and however many shards it owns, and a batch waits on no Temporal
+ * round trip (issue 19). Each batch acknowledges only what the ledger holds,
+ * so a crash anywhere in a span leaves at most the batches in progress
+ * pending, reclaimed by the retry.
  */
 import { Context, heartbeat } from '@temporalio/activity';
 import { parseShard, type PumpBatchResult, type PumpStage, type UsagePump } from '../../metering/index.js';
@@ -78,18 +80,13 @@ class BatchPermits {
     this.free = size;
   }
 
-  /** Resolves with the permit's release once one is free; calls `whileWaiting` every second until then. */
-  async take(whileWaiting: () => void): Promise<() => void> {
+  /** Resolves with the permit's release once one is free (the activity's beat heartbeats meanwhile). */
+  async take(): Promise<() => void> {
     if (this.free > 0) {
       this.free -= 1;
       return () => this.give();
     }
-    const timer = setInterval(whileWaiting, 1_000);
-    try {
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
-    } finally {
-      clearInterval(timer);
-    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
     return () => this.give();
   }
 
@@ -98,6 +95,29 @@ class BatchPermits {
     if (next === undefined) this.free += 1;
     else next();
   }
+}
+
+/** Heartbeats sent by one activity at most this often, ms, however many of its shards report a stage. */
+const BEAT_MS = 1_000;
+
+/**
+ * The running activity's heartbeat: at most one per BEAT_MS, whatever calls
+ * it (every stage of every shard's batch), and one per BEAT_MS by a timer
+ * while batches wait for a permit or for Redis. A cold start runs thousands
+ * of shard loops in one process; a heartbeat per stage per shard, and a timer
+ * per waiting batch, cost the event loop the worker polls with.
+ */
+function startBeat(): { beat: (stage: string) => void; stop: () => void } {
+  let lastMs = 0;
+  const beat = (stage: string): void => {
+    const nowMs = Date.now();
+    if (nowMs - lastMs < BEAT_MS) return;
+    lastMs = nowMs;
+    heartbeat(stage);
+  };
+  beat('start');
+  const timer = setInterval(() => beat('alive'), BEAT_MS);
+  return { beat, stop: () => clearInterval(timer) };
 }
 
 /** Two batches' results as one: counts summed, the later cursor, the highest entry id. */
@@ -117,65 +137,137 @@ function combine(total: PumpBatchResult, next: PumpBatchResult): PumpBatchResult
   };
 }
 
-/** Activities of the `meter/<shard>` workflows. */
+/** When a span that starts now ends: between half and all of `idleWaitMs` (at most half the start-to-close timeout). */
+function spanEndMs(idleWaitMs: number): number {
+  const longestMs = Math.min(idleWaitMs, Math.floor(Context.current().info.startToCloseTimeoutMs / 2));
+  // drawn per activity: pumps started together (a cold start) do not stay in step, so their workflow tasks do not all
+  // reach the worker in the same second
+  return Date.now() + longestMs * (1 - SPAN_JITTER * Math.random());
+}
+
+/** What a pump workflow keeps of a batch (or of a span of batches) of one shard. */
+export type PumpBatchCounts = Pick<
+  PumpBatchResult,
+  'claimCursor' | 'lastEntryId' | 'read' | 'posted' | 'duplicates' | 'deadLettered' | 'trimmed'
+>;
+
+export interface PumpUsageShardsInput {
+  /** The pump's shards, each with its reclaim scan position (`0-0` to start over). */
+  shards: { shard: number; claimCursor: string }[];
+  /** Pump every shard batch after batch for this long (ms), waiting on idle streams. */
+  idleWaitMs: number;
+  /** Longest pause between two polls of an idle stream, ms. @default 1000 */
+  idlePollMs?: number;
+}
+
+export interface PumpUsageShardsResult {
+  /** What each shard's batches did together, in the input's order. */
+  shards: (PumpBatchCounts & { shard: number })[];
+}
+
+const counts = (result: PumpBatchResult): PumpBatchCounts => ({
+  claimCursor: result.claimCursor,
+  lastEntryId: result.lastEntryId,
+  read: result.read,
+  posted: result.posted,
+  duplicates: result.duplicates,
+  deadLettered: result.deadLettered,
+  trimmed: result.trimmed,
+});
+
+/** Activities of the pump workflows (`meter/<first>-<last>`, and `meter/<shard>` of older workers). */
 export function createMeteringActivities(deps: MeteringActivityDeps) {
   const permits = deps.batchesInFlight === undefined ? undefined : new BatchPermits(deps.batchesInFlight);
-  const pumpOnce = async (shard: ShardId, claimCursor: string): Promise<PumpBatchResult> => {
-    const release = await permits?.take(() => heartbeat('queued'));
+  const pumpBatch = async (shard: ShardId, claimCursor: string, beat: (stage: string) => void): Promise<PumpBatchResult> => {
+    const release = await permits?.take();
     try {
-      return await pumpBatch(shard, claimCursor);
+      const batch = deps.pump.pumpBatch({
+        shard,
+        claimCursor,
+        onProgress: () => beat('ledger'),
+        onStage: (stage) => {
+          beat(stage);
+          deps.onStage?.(stage, shard);
+        },
+      });
+      batch.then(
+        (result) => deps.onBatch?.({ result }),
+        (error: unknown) => deps.onBatch?.({ error }),
+      );
+      return await batch;
     } finally {
       release?.();
     }
   };
-  const pumpBatch = (shard: ShardId, claimCursor: string): Promise<PumpBatchResult> => {
-    const batch = deps.pump.pumpBatch({
-      shard,
-      claimCursor,
-      onProgress: () => heartbeat('ledger'),
-      onStage: (stage) => {
-        heartbeat(stage);
-        deps.onStage?.(stage, shard);
-      },
-    });
-    batch.then(
-      (result) => deps.onBatch?.({ result }),
-      (error: unknown) => deps.onBatch?.({ error }),
-    );
-    return batch;
+  /**
+   * Pumps one shard from `first` (its first batch's result) until `endMs`:
+   * batch after batch while the stream has entries, then polling it with a
+   * pause growing from 50 ms to `longestPauseMs`, until the span ends or the
+   * activity is cancelled (worker shutdown).
+   */
+  const pumpSpan = async (
+    shard: ShardId,
+    first: PumpBatchResult,
+    span: { endMs: number; longestPauseMs: number; beat: (stage: string) => void },
+  ): Promise<PumpBatchResult> => {
+    const { endMs, longestPauseMs, beat } = span;
+    const signal = Context.current().cancellationSignal;
+    let total = first;
+    // a stream that just had entries is polled again at once, then after 50, 100, 200… ms; an idle one every longest pause
+    let pauseMs = total.read > 0 ? 0 : longestPauseMs;
+    while (Date.now() + pauseMs <= endMs && !signal.aborted) {
+      if (pauseMs > 0) {
+        await pause(pauseMs, signal);
+        if (signal.aborted) break;
+        beat('idle');
+      }
+      const batch = await pumpBatch(shard, total.claimCursor, beat);
+      total = combine(total, batch);
+      pauseMs = batch.read > 0 ? 0 : Math.min(pauseMs === 0 ? FIRST_IDLE_PAUSE_MS : pauseMs * 2, longestPauseMs);
+    }
+    return total;
   };
   return {
     /**
-     * Pumps the shard's usage stream: one batch, or, with `idleWaitMs`, batch
-     * after batch for that span (at most half the start-to-close timeout),
-     * polling an idle stream with a growing pause, until the span ends or the
-     * worker shuts down. @returns what its batches did together (read 0: idle throughout)
+     * The activity of `meter/<shard>` (one shard per workflow, older workers):
+     * one batch, or, with `idleWaitMs`, batch after batch for a span (see
+     * `pumpSpan`). @returns what its batches did together (read 0: idle throughout)
      */
     async pumpUsageBatch(input: PumpUsageBatchInput): Promise<PumpUsageBatchResult> {
       return asActivity(async () => {
         const shard = parseShard(input.shard);
-        heartbeat('start');
-        let total = await pumpOnce(shard, input.claimCursor);
-        if (input.idleWaitMs === undefined) return total;
-        const context = Context.current();
-        const startedMs = Date.now();
-        // a span between half and all of idleWaitMs, drawn per activity: pumps started together (a cold start) do
-        // not stay in step, so their workflow tasks do not all reach the worker in the same second
-        const spanMs = Math.min(input.idleWaitMs, Math.floor(context.info.startToCloseTimeoutMs / 2)) * (1 - SPAN_JITTER * Math.random());
-        const longestPauseMs = input.idlePollMs ?? DEFAULT_IDLE_POLL_MS;
-        // a stream that just had entries is polled again at once, then after 50, 100, 200… ms; an idle one every longest pause
-        let pauseMs = total.read > 0 ? 0 : longestPauseMs;
-        while (Date.now() - startedMs + pauseMs <= spanMs && !context.cancellationSignal.aborted) {
-          if (pauseMs > 0) {
-            await pause(pauseMs, context.cancellationSignal);
-            if (context.cancellationSignal.aborted) break;
-            heartbeat('idle');
-          }
-          const batch = await pumpOnce(shard, total.claimCursor);
-          total = combine(total, batch);
-          pauseMs = batch.read > 0 ? 0 : Math.min(pauseMs === 0 ? FIRST_IDLE_PAUSE_MS : pauseMs * 2, longestPauseMs);
+        const { beat, stop } = startBeat();
+        try {
+          const endMs = input.idleWaitMs === undefined ? undefined : spanEndMs(input.idleWaitMs);
+          const first = await pumpBatch(shard, input.claimCursor, beat);
+          if (endMs === undefined) return first;
+          const longestPauseMs = input.idlePollMs ?? DEFAULT_IDLE_POLL_MS;
+          return { ...(await pumpSpan(shard, first, { endMs, longestPauseMs, beat })), hasWaited: true };
+        } finally {
+          stop();
         }
-        return { ...total, hasWaited: true };
+      });
+    },
+    /**
+     * The activity of `meter/<first>-<last>`: pumps each of the pump's shards
+     * for one span, the shards side by side (batches of this process bounded
+     * by `batchesInFlight`), and returns once every shard's span has ended.
+     * A crash anywhere leaves at most each shard's batch in progress pending,
+     * reclaimed by the retry from the cursors it was given.
+     */
+    async pumpUsageShards(input: PumpUsageShardsInput): Promise<PumpUsageShardsResult> {
+      return asActivity(async () => {
+        const shards = input.shards.map(({ shard, claimCursor }) => ({ shard: parseShard(shard), claimCursor }));
+        const { beat, stop } = startBeat();
+        try {
+          const span = { endMs: spanEndMs(input.idleWaitMs), longestPauseMs: input.idlePollMs ?? DEFAULT_IDLE_POLL_MS, beat };
+          const results = await Promise.all(
+            shards.map(async ({ shard, claimCursor }) => pumpSpan(shard, await pumpBatch(shard, claimCursor, beat), span)),
+          );
+          return { shards: results.map((result, index) => ({ shard: input.shards[index]?.shard ?? 0, ...counts(result) })) };
+        } finally {
+          stop();
+        }
       });
     },
   };

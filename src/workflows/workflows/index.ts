@@ -8,6 +8,7 @@ export {
   type MeterShardInput,
   type MeterState,
 } from './meter-shard.js';
+export { meterPump, meterPumpStateQuery, type MeterPumpInput } from './meter-pump.js';
 export { nextWaitMs, runDeferredJob, wakeSignal, type DeferredJobInput, type DeferredJobResult } from './run-deferred-job.js';
 export {
   auditLedger,

@@ -1,5 +1,8 @@
 /**
- * meterShard (`meter/<shard>`): the usage pump of one logical shard. It loops
+ * meterShard (`meter/<shard>`): the usage pump of one logical shard, as pumps
+ * ran before `meterPump` (meter-pump.ts) took over groups of shards; kept so
+ * that runs started by an older worker replay and keep pumping until the
+ * fleet's ensure retires them. It loops
  * one activity, `pumpUsageBatch`, which moves a batch from the shard's usage
  * stream into the ledger exactly once. It keeps only a cursor and counters and
  * never completes on its own. New settings arrive by `meterSettingsSignal`
@@ -17,7 +20,7 @@
  * before the patch keep their timers and limits until they continue as new.
  */
 import { continueAsNew, defineQuery, defineSignal, patched, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
-import type { MeteringActivities, PumpUsageBatchResult } from '../activities/index.js';
+import type { MeteringActivities, PumpBatchCounts } from '../activities/index.js';
 
 /** Timing and sizing of the pump; from configuration (tests use small values). */
 export interface MeterSettings {
@@ -76,7 +79,7 @@ export const meterSettingsQuery = defineQuery<MeterSettings>('meterSettings');
 /** Replaces the settings from the next run on (ignored when equal to the current ones). */
 export const meterSettingsSignal = defineSignal<[MeterSettings]>('meterSettings');
 
-function isSameSettings(a: MeterSettings, b: MeterSettings): boolean {
+export function isSameSettings(a: MeterSettings, b: MeterSettings): boolean {
   return (
     a.idleDelayMs === b.idleDelayMs &&
     a.iterationsPerRun === b.iterationsPerRun &&
@@ -88,13 +91,14 @@ function isSameSettings(a: MeterSettings, b: MeterSettings): boolean {
   );
 }
 
-const INITIAL_STATE: MeterState = {
+export const INITIAL_METER_STATE: MeterState = {
   claimCursor: '0-0',
   lastEntryId: '',
   counters: { batches: 0, read: 0, posted: 0, duplicates: 0, deadLettered: 0, trimmed: 0, runs: 0 },
 };
 
-function advance(state: MeterState, batch: PumpUsageBatchResult): MeterState {
+/** The pump's state after `batch`. */
+export function advance(state: MeterState, batch: PumpBatchCounts): MeterState {
   const counters = state.counters;
   return {
     claimCursor: batch.claimCursor,
@@ -112,7 +116,7 @@ function advance(state: MeterState, batch: PumpUsageBatchResult): MeterState {
 }
 
 /** Whether the run has grown enough to continue as new (bounded runs). */
-function isRunFull(settings: MeterSettings): boolean {
+export function isRunFull(settings: MeterSettings): boolean {
   const info = workflowInfo();
   return (
     info.continueAsNewSuggested ||
@@ -134,7 +138,7 @@ export async function meterShard(input: MeterShardInput): Promise<never> {
       nonRetryableErrorTypes: ['INVALID_ID', 'INVALID_INPUT', 'INVARIANT_VIOLATED'],
     },
   });
-  const previous = input.state ?? INITIAL_STATE;
+  const previous = input.state ?? INITIAL_METER_STATE;
   let state: MeterState = { ...previous, counters: { ...previous.counters, runs: previous.counters.runs + 1 } };
   let nextSettings: MeterSettings | undefined;
   setHandler(meterStateQuery, () => state);
