@@ -32,7 +32,7 @@ import type { TollgateMetrics } from '../metrics.js';
 import { OperationGate } from '../operation-gate.js';
 import { tenantPlanOf, type Plan, type PlanStore } from '../plans.js';
 import { edgeError, type EdgeErrorCode } from '../responses.js';
-import { parseAtEdge, tokenLimitError } from '../token-limit.js';
+import { TokenLimitCheck, parseAtEdge } from '../token-limit.js';
 import { executeOperation, subscribeOperation } from './gated-operations.js';
 
 /** Options of {@link useTollgate}. */
@@ -166,6 +166,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
   const { limits } = runtime;
   /** One validation rule object for every request (yoga caches validation per rule set and document). */
   const staticRule = staticLimitsRule(limits);
+  const tokenCheck = new TokenLimitCheck(limits.maxTokens);
   const parseFn = (source: string | Source, parseOptions?: ParseOptions): DocumentNode =>
     parseAtEdge(source, { maxTokens: limits.maxTokens, ...(parseOptions === undefined ? {} : { parseOptions }) });
   return {
@@ -175,7 +176,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
     onRequestParse: (payload) => openRequest(runtime, payload),
     onParams: ({ params, setResult }) => {
       // Refusing here (not in parse) keeps the 400 even for application/json clients, which yoga answers 200 for parse errors.
-      const flood = params.query === undefined ? undefined : tokenLimitError(params.query, limits.maxTokens);
+      const flood = params.query === undefined ? undefined : tokenCheck.errorOf(params.query);
       if (flood === undefined) return;
       setResult({
         errors: [runtime.refuse({ code: flood.code, message: flood.message, status: 400, extensions: { max: flood.maxTokens } })],
