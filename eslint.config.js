@@ -76,7 +76,7 @@ export default tseslint.config(
     languageOptions: { sourceType: 'commonjs', globals: { module: 'writable' } },
   },
   {
-    files: ['eslint.config.js', 'vitest.config.ts'],
+    files: ['eslint.config.js', 'vitest.config.ts', 'dashboard/vite.config.ts'],
     rules: { 'no-restricted-syntax': 'off' },
   },
 );

@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: measures, in one run against one Redis of its own, each section (`SECTIONS`) and writes
  * `bench/results.json` and `BENCHMARKS.md` (machine, versions, date). The decider against its peers is
- * `bench/decider.ts`; the GraphQL hot path `bench/graphql.ts` on the same Redis; metering `bench/metering.ts`,
+ * `bench/decider/`; the GraphQL hot path `bench/graphql.ts` on the same Redis; metering `bench/metering.ts`,
  * loaded at the GraphQL hot path's admitted rate; then the gateway, the spool and overload sections.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { REPO_ROOT, freePort, startRedis, stopProcess } from '../infra/services.js';
 import { benchAdmin } from './admin.js';
-import { benchDecider } from './decider.js';
+import { benchDashboard } from './dashboard.js';
+import { benchDecider } from './decider/index.js';
 import { benchGraphql, type Figure } from './graphql.js';
 import { benchGateway } from './gateway.js';
 import { benchMetering } from './metering.js';
@@ -19,7 +20,7 @@ import { benchOverload } from './overload.js';
 import { benchSpool } from './spool.js';
 import { benchUsage } from './usage.js';
 
-/** Each phase's length (`BENCH_DURATION_MS`; bench/decider.ts reads the same variable). */
+/** Each phase's length (`BENCH_DURATION_MS`; bench/decider/load.ts reads the same variable). */
 const DURATION_MS = Number(process.env['BENCH_DURATION_MS'] ?? 8_000);
 
 /** What every section gets: the one Redis of this run (flushed before each section) and the phase length. */
@@ -64,6 +65,8 @@ const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection
   { name: 'admin', run: async (ctx) => benchAdmin({ redisPort: ctx.redisPort }) },
   // the tenant usage API and the what-if replay (issue 17): DynamoDB Local of its own, this Redis
   { name: 'usage', run: benchUsage },
+  // the dashboard (issue 18): first-load JS, sign-in to cards filled in Chromium, the operator's first page of 100,000 tenants
+  { name: 'dashboard', run: benchDashboard },
 ];
 
 interface StoredSection extends BenchSection {

@@ -12,6 +12,7 @@
 import { join } from 'node:path';
 import { InfraError, REPO_ROOT, isAlive, spawnManaged, stopProcess, type ManagedProcess } from './services.js';
 import { upStack, type Stack } from './stack.js';
+import { ensureDashboardBuilt } from './dashboard-build.js';
 
 const startedAt = performance.now();
 const log = (line: string): void => console.log(`[tollgate] ${line}`);
@@ -103,6 +104,12 @@ async function main(): Promise<number> {
     }, 500); // ref'd on purpose: it keeps the supervisor alive until a signal
   });
 
+  // the dashboard (issue 18): built when missing or older than its sources; a failed build leaves /dashboard answering 503
+  try {
+    if (ensureDashboardBuilt()) log(`dashboard built into dist/dashboard (${elapsed()})`);
+  } catch (error) {
+    log(error instanceof Error ? error.message : String(error));
+  }
   try {
     const api = spawnManaged({
       name: 'api',
@@ -136,6 +143,7 @@ async function main(): Promise<number> {
       `                schema ${process.env['TOLLGATE_UPSTREAM_SCHEMA'] ?? 'introspected'}, costs ${process.env['TOLLGATE_COSTS'] ?? 'none'}`,
     );
   }
+  log(`  dashboard     http://${host}:${port}/dashboard (sign in with a demo API key or the admin token)`);
   log(`  usage API     http://${host}:${port}/usage/graphql (a tenant's own API key; never charged)`);
   log(`  admin API     http://${host}:${port}/admin/graphql (the tollgate CLI: npx tollgate --help)`);
   if (process.env['API_DEMO_SEED'] !== 'false') {

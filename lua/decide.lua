@@ -1,7 +1,8 @@
 -- decide.lua: decide a micro-batch of requests, in order. Each request checks
 -- every limit that applies to it; if none denies, it takes its cost from each,
 -- records the request (idempotency), bumps the tenant's admitted counter for
--- the billing period and appends one usage event. All or nothing per request:
+-- the billing period and queues one usage event; the call appends its events as ONE
+-- stream entry per stream. All or nothing per request:
 -- a denied or deferred request writes no key and appends no event.
 -- O(total number of limits in the batch).
 --
@@ -21,7 +22,7 @@
 --
 -- ARGV[1] alone: the batch, packed as ONE msgpack array (decoded once, in C, by cmsgpack: no
 -- Redis object and Lua string per argument); its elements, named A[i] here as ARGV[i] were in layout 3:
--- A[1]  layout version, must be 4
+-- A[1]  layout version, must be 6 (the arguments of 4; 5: the packed reply; 6: one stream entry per call)
 -- A[2]  number of requests n (1..10000)
 -- A[3]  number of limit definitions d (0..1024), then d definitions (strings or integers):
 --          alg, mode, p1, p2, p3, p4, nThresholds, thresholds..., and when nThresholds > 0 the limit id
@@ -41,11 +42,16 @@
 --   starts at billingEndMs.
 --
 -- Clock:   redis TIME (effects replication), read once per call; never ARGV
--- Returns: one array per request (Redis converts the nested tables; no copying in Lua):
+-- Returns: { marks, reply 1, ..., reply n }: per request one msgpack string (packed once, in C; the request
+--   record of an admitted request is that same string, so nothing is packed twice and Redis converts no
+--   nested table), and `marks`, one character per request: "n" a decision made now, "s" the stored record of an
+--   earlier one (a retry of an admitted request: its first decision, nothing taken). A reply is the array
 --   kind (0 allowed, 1 warned, 2 deferred, 3 denied), nowMs, limitIndex (1-based, 0 = none),
---   retryAfterMs (-1 = never), streamId or "", isReplay 0|1 (1: the record of an earlier call with
---   another attempt token answered; a record of the same attempt is this call's own decision, 0), nLimits,
---   per limit: remaining, resetMs, flags (1 exceeded, 2 took), overage, thresholdCrossed (percent or 0)
+--   retryAfterMs (-1 = never), streamId or "", isReplay (always 0 as stored), nLimits,
+--   per limit: remaining, resetMs, flags (1 exceeded, 2 took), overage, thresholdCrossed (percent or 0),
+--   then, in an admitted request's reply, its attempt token; a stored record may be followed by its settlement
+--   (settle.lua). The caller tells a replay: a stored record is a replay unless its attempt token is the
+--   caller's own for that request (a call whose reply was lost, sent again) and not "-".
 -- Errors:  "ERR_ARG <name> at <position>" when ARGV or KEYS are malformed (nothing written);
 --          "ERR_STALE_PERIOD <nowMs>" when the caller's periods do not contain Redis' now
 -- Data:    v1 (pre-release: no v1 data predates this layout). Bucket values are msgpack
@@ -54,12 +60,17 @@
 --          expiry ms. A changed layout means a new version segment in the key. The request record
 --          is the reply with the attempt token after the last limit (absent in records written
 --          before layout 3: never taken as the caller's own).
---          The usage event: id, type, tenant, key, op, cost, pv, bp (billing period start ms), time_ms,
---          and `warn` (limitId:percent,...) when the request crossed a quota threshold.
+--          The stream entry of a call (one per stream it touches): type `usage.reserved.batch.v1`, time_ms,
+--          n (the number of events), events = one line per admitted request ("\n" between lines), in order,
+--          of 8 values separated by one space: id, tenant, key, op, cost, pv, bp (billing period start ms),
+--          warn (limitId:percent,... of the quota thresholds it crossed; empty for none). No value can hold a
+--          space or a newline (compile.ts checks every id and name). Each line is the usage event
+--          `usage.reserved.v1` of that request (src/metering/stream-entry.ts reads both forms; settle.lua and
+--          append-usage.lua write one event per entry, as before).
 
 -- ARGV and KEYS layout (header): the fields of a definition, and the arguments and keys of a
 -- request, as offsets from the first one; a request's limit keys follow KEY_LIMITS.
-local LAYOUT_VERSION = 4
+local LAYOUT_VERSION = 6
 local ARG_VERSION, ARG_N_REQUESTS, ARG_N_DEFINITIONS, ARG_DEFINITIONS = 1, 2, 3, 4
 local DEF_ALG, DEF_MODE, DEF_P1, DEF_P2, DEF_P3, DEF_P4, DEF_N_THRESHOLDS = 0, 1, 2, 3, 4, 5, 6
 local REQ_ID, REQ_COST, REQ_BILLING_END, REQ_BILLING_NEXT_END, REQ_TENANT, REQ_KEY_ID = 0, 1, 2, 3, 4, 5
@@ -71,7 +82,7 @@ local MODE_HARD, MODE_SOFT, MODE_DEFER, MODE_SHADOW = 1, 2, 3, 4
 local KIND_ALLOWED, KIND_WARNED, KIND_DEFERRED, KIND_DENIED = 0, 1, 2, 3
 local FLAG_EXCEEDED, FLAG_TOOK = 1, 2 -- bits of a limit's flags in the reply
 local RETRY_NEVER = -1 -- retryAfterMs of a cost above the whole limit: waiting cannot help
-local REPLY_STREAM_ID, REPLY_IS_REPLAY, REPLY_HEAD, REPLY_PER_LIMIT = 5, 6, 7, 5 -- reply layout (header)
+local REPLY_STREAM_ID, REPLY_HEAD, REPLY_PER_LIMIT = 5, 7, 5 -- reply layout (header)
 
 local MAX = 9007199254740991 -- 2^53 - 1: the largest integer a Lua number holds exactly
 local MAX_REQUESTS, MAX_DEFINITIONS, MAX_LIMITS, MAX_THRESHOLDS, MAX_PERCENT = 10000, 1024, 64, 8, 1000
@@ -107,6 +118,8 @@ local function int(v) return format('%d', v) end
 local d_alg, d_mode, d_p1, d_p2, d_p3, d_p4, d_th, d_id = {}, {}, {}, {}, {}, {}, {}, {}
 -- Requests, by index q: first argument, first key, cost, number of limits.
 local q_arg, q_key, q_cost, q_nl = {}, {}, {}, {}
+-- Per request, "n" decided now or "s" its stored record answered (the reply's first element).
+local marks = {}
 
 -- Reads definition d from ARGV[p]; answers the position after it.
 local function parse_definition(d, p)
@@ -361,42 +374,50 @@ local function count_admitted(q, is_next, is_counted)
   call('SET', key, int(cost), 'PX', int((period_end - now) + ADMITTED_KEEP_MS))
 end
 
--- Appends request q's usage event; `bp` names the billing period it counts in. Answers its id.
-local warn_pair = { 'warn', false }
-local function append_event(q, is_next)
-  local ap = q_arg[q]
+-- Usage events of the call, by stream key in order of first use: each one line of 8 values (see the header).
+local stream_keys, stream_events, stream_counts = {}, {}, {}
+-- Admitted requests of the call, in order: their reply tables and record keys (written once the stream id is known),
+-- and by record key the first admission of a request id in this call (a twin later in the batch answers it).
+local adm_q, adm_reply, adm_stream, pending = {}, {}, {}, {}
+
+-- Queues request q's usage event for its stream; `bp` names the billing period it counts in.
+local function queue_event(q, is_next)
+  local ap, key = q_arg[q], KEYS[q_key[q] + KEY_STREAM]
   -- thresholds this request crossed (not on shadow limits): `warn` = limitId:percent[,...]
-  local warn, n_warn = nil, 0
+  local warn = ''
   for i = 1, q_nl[q] do
     if e_cross[i] > 0 and d_mode[e_def[i]] ~= MODE_SHADOW then
       local item = d_id[e_def[i]] .. ':' .. e_cross[i]
-      warn, n_warn = warn and (warn .. ',' .. item) or item, 2
+      warn = warn == '' and item or (warn .. ',' .. item)
     end
   end
-  warn_pair[2] = warn
-  return call('XADD', KEYS[q_key[q] + KEY_STREAM], '*',
-    'id', ARGV[ap + REQ_ID], 'type', 'usage.reserved.v1', 'tenant', ARGV[ap + REQ_TENANT],
-    'key', ARGV[ap + REQ_KEY_ID], 'op', ARGV[ap + REQ_OPERATION], 'cost', string.format('%d', q_cost[q]),
-    'pv', ARGV[ap + REQ_POLICY_VERSION], 'bp', string.format('%d', ARGV[ap + (is_next and REQ_BILLING_END or REQ_BILLING_START)]),
-    'time_ms', now_str, unpack(warn_pair, 1, n_warn))
+  local list = stream_events[key]
+  if not list then
+    list = {}
+    stream_keys[#stream_keys + 1], stream_events[key], stream_counts[key] = key, list, 0
+  end
+  stream_counts[key] = stream_counts[key] + 1
+  list[#list + 1] = ARGV[ap + REQ_ID] .. ' ' .. ARGV[ap + REQ_TENANT] .. ' ' .. ARGV[ap + REQ_KEY_ID] .. ' ' ..
+    ARGV[ap + REQ_OPERATION] .. ' ' .. int(q_cost[q]) .. ' ' .. ARGV[ap + REQ_POLICY_VERSION] .. ' ' ..
+    int(ARGV[ap + (is_next and REQ_BILLING_END or REQ_BILLING_START)]) .. ' ' .. warn
+  return key
 end
 
--- Pass 2: decides request q, all or nothing, and answers its reply.
+-- Pass 2: decides request q, all or nothing; answers its packed reply, or false for an admitted one (packed, recorded
+-- and answered by finish once its stream entry exists).
 local function decide(q)
   local ap, nl = q_arg[q], q_nl[q]
   -- the billing period the request counts in: the admitted counter's and the event's `bp`
   local is_next = now >= tonumber(ARGV[ap + REQ_BILLING_END])
   local vals = read_state(q, is_next)
-  if vals[1] then
-    -- a retry of an admitted request: the first decision, nothing taken; flagged unless it was made by this
-    -- very attempt (a call whose reply was lost, sent again by the caller: its own first decision)
-    local first = mp_unpack(vals[1])
-    local token_at = REPLY_HEAD + first[REPLY_HEAD] * REPLY_PER_LIMIT + 1 -- nLimits is at REPLY_HEAD
-    local attempt = ARGV[ap + REQ_ATTEMPT]
-    first[REPLY_IS_REPLAY] = (attempt ~= '-' and first[token_at] == attempt) and 0 or 1
-    first[token_at] = nil
-    return first
+  local twin = pending[mget_keys[1]]
+  if vals[1] or twin then
+    -- a retry of an admitted request: the first decision as stored, nothing taken; the caller compares the
+    -- attempt token (its own attempt's record is its own first decision, any other a replay)
+    marks[q] = 's'
+    return vals[1] or twin
   end
+  marks[q] = 'n'
   local kind, idx, retry = check_all(q, vals)
   local is_admitted = kind == KIND_ALLOWED or kind == KIND_WARNED
   local reply = { kind, now, idx, retry, '', 0, nl }
@@ -408,18 +429,40 @@ local function decide(q)
     reply[at + 1], reply[at + 2], reply[at + 4], reply[at + 5] = rem < 0 and 0 or rem, e_reset[i], e_over[i], e_cross[i]
     reply[at + 3] = (e_fits[i] and 0 or FLAG_EXCEEDED) + (took and FLAG_TOOK or 0)
   end
-  if not is_admitted then return reply end
+  if not is_admitted then return mp_pack(reply) end
   count_admitted(q, is_next, vals[2])
-  reply[REPLY_STREAM_ID] = append_event(q, is_next)
-  local token_at = REPLY_HEAD + nl * REPLY_PER_LIMIT + 1
-  reply[token_at] = ARGV[ap + REQ_ATTEMPT]
-  call('SET', KEYS[q_key[q] + KEY_RECORD], mp_pack(reply), 'PX', int(ARGV[ap + REQ_RECORD_TTL]))
-  reply[token_at] = nil
-  return reply
+  reply[REPLY_HEAD + nl * REPLY_PER_LIMIT + 1] = ARGV[ap + REQ_ATTEMPT]
+  local a = #adm_q + 1
+  adm_q[a], adm_reply[a], adm_stream[a] = q, reply, queue_event(q, is_next)
+  pending[mget_keys[1]] = a -- a twin answers entry a's record (read back in finish)
+  return false
+end
+
+-- Appends one stream entry per stream with the call's events, then records and answers every admitted request
+-- (its reply names its entry) and every twin of one.
+local function finish(out)
+  local ids = {}
+  for _, key in ipairs(stream_keys) do
+    ids[key] = call('XADD', key, '*', 'type', 'usage.reserved.batch.v1', 'time_ms', now_str,
+      'n', int(stream_counts[key]), 'events', table.concat(stream_events[key], '\n'))
+  end
+  local records = {}
+  for a = 1, #adm_q do
+    local q, reply = adm_q[a], adm_reply[a]
+    reply[REPLY_STREAM_ID] = ids[adm_stream[a]]
+    local record = mp_pack(reply)
+    call('SET', KEYS[q_key[q] + KEY_RECORD], record, 'PX', int(ARGV[q_arg[q] + REQ_RECORD_TTL]))
+    records[a], out[q + 1] = record, record
+  end
+  for q = 1, #out - 1 do
+    if type(out[q + 1]) == 'number' then out[q + 1] = records[out[q + 1]] end
+  end
 end
 
 local ok, n = pcall(parse_batch)
 if not ok then return redis.error_reply(tostring(n):find('^ERR_') and n or 'ERR_SCRIPT ' .. tostring(n)) end
-local out = {}
-for q = 1, n do out[q] = decide(q) end
+local out = { false }
+for q = 1, n do out[q + 1] = decide(q) end
+finish(out)
+out[1] = table.concat(marks)
 return out

@@ -11,6 +11,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startLocalRedisCluster, stopProcess, type ManagedProcess } from '../infra/services.js';
+import { ensureDashboardBuilt } from '../infra/dashboard-build.js';
 import { upStack, type Stack } from '../infra/stack.js';
 import { LOGICAL_SHARDS, initAllocations, type AllocationPools } from './support/allocate.js';
 import type { TestStack } from './support/stack.js';
@@ -26,6 +27,8 @@ let allocationsDir: string | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
   const log = (line: string): void => console.log(`[global-setup] ${line}`);
+  // the dashboard's browser tests serve dist/dashboard: built once here (when stale), not by test files running side by side
+  if (ensureDashboardBuilt()) log('dashboard: built into dist/dashboard');
   stack = await upStack({ profile: 'test', onProgress: log });
 
   let clusterNodes: { host: string; port: number }[];

@@ -7,6 +7,7 @@
  */
 import { createSchema, createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { DependencyError } from '../shared/index.js';
+import { OPERATIONS_TYPE_DEFS, operationsResolvers } from './operations.js';
 import { adminResolvers } from './resolvers.js';
 import type { AdminContext, AdminDeps } from './support.js';
 import type { AdminActor, AdminStore } from './ports.js';
@@ -33,14 +34,16 @@ export async function authenticateAdmin(store: AdminStore, authorization: string
   return { tokenId: record.tokenId };
 }
 
-function useAdminAuth(store: AdminStore, actors: WeakMap<Request, AdminActor>): Plugin {
+function useAdminAuth(store: AdminStore, actors: WeakMap<Request, AdminActor>, sessionActor: AdminDeps['sessionActor']): Plugin {
   return {
     async onRequest(payload) {
       const { request, fetchAPI } = payload;
       const endResponse = (response: Response): void => payload.endResponse(response);
       let actor: AdminActor | null;
       try {
-        actor = await authenticateAdmin(store, request.headers.get('authorization'));
+        // the dashboard's session cookie (a request without Authorization), else the bearer token
+        const fromSession = await sessionActor?.(request);
+        actor = fromSession !== undefined ? fromSession : await authenticateAdmin(store, request.headers.get('authorization'));
       } catch (error) {
         if (!(error instanceof DependencyError)) throw error;
         const body = JSON.stringify({
@@ -67,7 +70,10 @@ function useAdminAuth(store: AdminStore, actors: WeakMap<Request, AdminActor>): 
 export function createAdminApi(deps: AdminDeps): AdminApi {
   const actors = new WeakMap<Request, AdminActor>();
   return createYoga<object, AdminContext>({
-    schema: createSchema<AdminContext>({ typeDefs: ADMIN_TYPE_DEFS, resolvers: adminResolvers(deps) }),
+    schema: createSchema<AdminContext>({
+      typeDefs: [ADMIN_TYPE_DEFS, OPERATIONS_TYPE_DEFS],
+      resolvers: [adminResolvers(deps), operationsResolvers(deps.operations, () => deps.clock.nowMs())],
+    }),
     graphqlEndpoint: ADMIN_ENDPOINT,
     landingPage: false,
     graphiql: false,
@@ -85,6 +91,6 @@ export function createAdminApi(deps: AdminDeps): AdminApi {
       warn: (...args: unknown[]) => deps.logger.warn({ args }, 'admin yoga'),
       error: (...args: unknown[]) => deps.logger.error({ args }, 'admin yoga'),
     },
-    plugins: [useAdminAuth(deps.store, actors)],
+    plugins: [useAdminAuth(deps.store, actors, deps.sessionActor)],
   });
 }

@@ -162,3 +162,12 @@ export interface AdminPlanStore {
    */
   applyPlan(input: { raw: unknown; nowMs: number; audit: AuditInput }): Promise<{ plan: PlanRecord; version: number }>;
 }
+
+/** What the admin API's `operations` field shows (operations.ts), read by the API process. */
+export interface OperationsView {
+  pump: { unacknowledged: number; lagSeconds: number; deadLetters: number; streams: number };
+  audit: { finishedAtMs: number; audited: number; drifting: number; absoluteDrift: number; unsettled: number } | null;
+  breaker: string;
+  spool: { entries: number; oldestAgeSeconds: number };
+  decisions: { kind: string; limit: string; count: number }[];
+}

@@ -3,7 +3,7 @@ import { createGraphQLError } from 'graphql-yoga';
 import type { CorrectionDeps } from '../billing/index.js';
 import type { AuditOutcome } from '../metering/index.js';
 import { AppError, type Clock, type Logger, type TenantId } from '../shared/index.js';
-import type { AdminActor, AdminPlanStore, AdminStore } from './ports.js';
+import type { AdminActor, AdminPlanStore, AdminStore, OperationsView } from './ports.js';
 
 export interface AdminDeps {
   store: AdminStore;
@@ -17,6 +17,10 @@ export interface AdminDeps {
   auditor: { auditTenantPeriod(input: { tenant: string; periodStartMs: number }): Promise<AuditOutcome> };
   logger: Logger;
   clock: Clock;
+  /** Dashboard cookie auth: the session's admin token (null: refused) for a request without Authorization; undefined: no session cookie. */
+  sessionActor?: (request: Request) => Promise<AdminActor | null | undefined>;
+  /** What `operations` reads (pump lag, last audit, breaker, spool, decisions); absent: the field fails. */
+  operations?: () => Promise<OperationsView>;
 }
 
 export interface AdminContext {

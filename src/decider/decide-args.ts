@@ -12,7 +12,7 @@ import type { PeriodPair } from './model/period.js';
 import type { DecideInput } from './ports.js';
 
 /** Layout version of decide.lua's arguments: its `ARGV[1]`. */
-export const DECIDE_LAYOUT_VERSION = 4;
+export const DECIDE_LAYOUT_VERSION = 6;
 
 /** A limit's algorithm, mode and parameters as the script reads them (the model's limit without its keys). */
 export type LimitDefinition = Omit<CompiledLimit, 'key' | 'nextKey'>;

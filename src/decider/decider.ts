@@ -300,10 +300,13 @@ export class RedisDecider implements Decider {
       () => this.send(batch),
       (error) => decideError(error),
     );
-    const raws = decodeDecideBatch(
-      reply,
-      batch.map((pending) => pending.compiled.limitIds.length),
-    );
+    const counts = new Array<number>(batch.length);
+    const attempts = new Array<string>(batch.length);
+    batch.forEach((pending, index) => {
+      counts[index] = pending.compiled.limitIds.length;
+      attempts[index] = pending.attempt;
+    });
+    const raws = decodeDecideBatch(reply, counts, attempts);
     const decisions = raws.map((raw, index) => toDecision(raw, (batch[index] as Pending).compiled));
     if (replicasAcked !== undefined) {
       for (const decision of decisions)
@@ -322,11 +325,11 @@ export class RedisDecider implements Decider {
     try {
       const wait = this.options.waitForReplicas;
       if (wait === undefined)
-        return { reply: await this.call(() => this.redis.tgDecide(keys.length, ...keys, ...args)), replicasAcked: undefined };
+        return { reply: await this.call(() => this.redis.tgDecideBuffer(keys.length, ...keys, ...args)), replicasAcked: undefined };
       return await this.call(async () => {
         const results = await this.redis
           .pipeline()
-          .tgDecide(keys.length, ...keys, ...args)
+          .tgDecideBuffer(keys.length, ...keys, ...args)
           .wait(wait.replicas, wait.timeoutMs)
           .exec();
         const [decided, waited] = results ?? [];

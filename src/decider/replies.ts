@@ -61,47 +61,157 @@ export function decodeClock(reply: unknown): { nowMs: number } {
 }
 
 /**
- * Decodes the reply of `decide.lua` (one array per request) for a batch whose
- * requests carry `limitCounts[i]` limits each.
+ * Reads decide.lua's packed replies (msgpack arrays of integers and strings, as `cmsgpack` writes them) straight from
+ * the reply's buffers: no intermediate array per value, one object per decision.
+ */
+class PackedReader {
+  private bytes: Buffer = Buffer.alloc(0);
+  private at = 0;
+
+  reset(bytes: Buffer): void {
+    this.bytes = bytes;
+    this.at = 0;
+  }
+
+  fail(why: string): never {
+    throw new InvariantError(`decide reply ${why}: ${this.bytes.toString('hex').slice(0, 200)}`);
+  }
+
+  private need(count: number): void {
+    if (this.at + count > this.bytes.length) this.fail('is truncated');
+  }
+
+  arrayLength(): number {
+    this.need(1);
+    const tag = this.bytes[this.at++] as number;
+    if ((tag & 0xf0) === 0x90) return tag & 0x0f;
+    if (tag === 0xdc) {
+      this.need(2);
+      this.at += 2;
+      return this.bytes.readUInt16BE(this.at - 2);
+    }
+    return this.fail(`holds 0x${tag.toString(16)} where an array was expected`);
+  }
+
+  integer(): number {
+    this.need(1);
+    const bytes = this.bytes;
+    const tag = bytes[this.at++] as number;
+    if (tag < 0x80) return tag;
+    if (tag >= 0xe0) return tag - 0x100;
+    const width = tag === 0xcc || tag === 0xd0 ? 1 : tag === 0xcd || tag === 0xd1 ? 2 : tag === 0xce || tag === 0xd2 ? 4 : 8;
+    this.need(width);
+    const at = this.at;
+    this.at += width;
+    let value: number;
+    switch (tag) {
+      case 0xcc:
+        return bytes.readUInt8(at);
+      case 0xcd:
+        return bytes.readUInt16BE(at);
+      case 0xce:
+        return bytes.readUInt32BE(at);
+      case 0xcf:
+        value = bytes.readUInt32BE(at) * 0x100000000 + bytes.readUInt32BE(at + 4);
+        break;
+      case 0xd0:
+        return bytes.readInt8(at);
+      case 0xd1:
+        return bytes.readInt16BE(at);
+      case 0xd2:
+        return bytes.readInt32BE(at);
+      case 0xd3:
+        value = bytes.readInt32BE(at) * 0x100000000 + bytes.readUInt32BE(at + 4);
+        break;
+      case 0xcb:
+        value = bytes.readDoubleBE(at);
+        break;
+      default:
+        return this.fail(`holds 0x${tag.toString(16)} where an integer was expected`);
+    }
+    if (!Number.isSafeInteger(value)) this.fail(`holds ${value} where an integer was expected`);
+    return value;
+  }
+
+  string(): string {
+    this.need(1);
+    const tag = this.bytes[this.at++] as number;
+    let length: number;
+    if ((tag & 0xe0) === 0xa0) length = tag & 0x1f;
+    else if (tag === 0xd9) {
+      this.need(1);
+      length = this.bytes[this.at++] as number;
+    } else if (tag === 0xda) {
+      this.need(2);
+      length = this.bytes.readUInt16BE(this.at);
+      this.at += 2;
+    } else return this.fail(`holds 0x${tag.toString(16)} where a string was expected`);
+    this.need(length);
+    this.at += length;
+    return this.bytes.toString('utf8', this.at - length, this.at);
+  }
+}
+
+const PACKED = new PackedReader();
+
+/** Fields of a packed decision before its limits: kind, nowMs, limitIndex, retryAfterMs, streamId, isReplay, nLimits. */
+const HEAD = 7;
+
+/** Decodes one packed decision; `isStored`: an earlier call's record (a replay unless `attempt` is its own token). */
+function decodeOne(bytes: unknown, expectedCount: number, isStored: boolean, attempt: string): RawDecision {
+  if (!Buffer.isBuffer(bytes)) return DECIDE.fail(bytes, 'holds a decision that is not a packed string');
+  const reader = PACKED;
+  reader.reset(bytes);
+  const length = reader.arrayLength();
+  const kind = reader.integer();
+  if (kind !== 0 && kind !== 1 && kind !== 2 && kind !== 3) return reader.fail('holds no decision kind');
+  const nowMs = reader.integer();
+  const limitIndex = reader.integer();
+  const retryAfterMs = reader.integer();
+  const streamId = reader.string();
+  if (reader.integer() !== 0) reader.fail('holds a decision stored as a replay');
+  const count = reader.integer();
+  // A replay carries the limits of the first decision, which a plan change may have altered.
+  if (count < 0 || count > 64 || (!isStored && count !== expectedCount)) reader.fail(`does not hold the limit count ${expectedCount}`);
+  const isAdmitted = kind === 0 || kind === 1;
+  // an admitted decision ends with its attempt token (a record from before argument layout 3 has none)
+  if (length !== HEAD + 5 * count + (isAdmitted ? 1 : 0) && !(isStored && length === HEAD + 5 * count)) {
+    reader.fail(`has ${length} elements for ${count} limits`);
+  }
+  if (limitIndex < 0 || limitIndex > count) reader.fail('names no limit');
+  const limits: RawDecision['limits'] = new Array<RawDecision['limits'][number]>(count);
+  for (let index = 0; index < count; index += 1) {
+    limits[index] = {
+      remaining: reader.integer(),
+      resetMs: reader.integer(),
+      flags: reader.integer(),
+      overage: reader.integer(),
+      crossed: reader.integer(),
+    };
+  }
+  const token = length > HEAD + 5 * count ? reader.string() : undefined;
+  // a stored record is the caller's own first decision only when it holds the caller's own attempt token
+  const isReplay = isStored && !(attempt !== '-' && token === attempt);
+  return { kind, nowMs, limitIndex, retryAfterMs, streamId, isReplay, limits };
+}
+
+/**
+ * Decodes the reply of `decide.lua` (`{marks, packed decision per request}`, its header) for a batch whose requests
+ * carry `limitCounts[i]` limits each and were sent with the attempt tokens `attempts` (`-` for each when none).
  * @throws InvariantError when the reply does not have exactly that shape
  */
-export function decodeDecideBatch(reply: unknown, limitCounts: number[]): RawDecision[] {
+export function decodeDecideBatch(reply: unknown, limitCounts: readonly number[], attempts?: readonly string[]): RawDecision[] {
   if (!Array.isArray(reply)) DECIDE.fail(reply, 'is not an array');
-  if (reply.length !== limitCounts.length) DECIDE.fail(reply, `has ${reply.length} decisions for ${limitCounts.length} requests`);
-  return limitCounts.map((expectedCount, position) => {
-    const one: unknown = reply[position];
-    if (!Array.isArray(one)) DECIDE.fail(reply, `[${position}] is not an array`);
-    const kind = DECIDE.integerAt(one, 0);
-    if (kind !== 0 && kind !== 1 && kind !== 2 && kind !== 3) DECIDE.fail(one, '[0] is not a decision kind');
-    const isReplay = DECIDE.integerAt(one, 5);
-    if (isReplay !== 0 && isReplay !== 1) DECIDE.fail(one, '[5] is not 0|1');
-    // A replay carries the limits of the first decision, which a plan change may have altered.
-    const count = DECIDE.integerAt(one, 6);
-    if (count < 0 || count > 64 || (isReplay === 0 && count !== expectedCount)) {
-      DECIDE.fail(one, `[6] is not the limit count ${expectedCount}`);
-    }
-    if (one.length !== 7 + 5 * count) DECIDE.fail(one, `has ${one.length} elements, not ${7 + 5 * count}`);
-    const decision: RawDecision = {
-      kind,
-      nowMs: DECIDE.integerAt(one, 1),
-      limitIndex: DECIDE.integerAt(one, 2),
-      retryAfterMs: DECIDE.integerAt(one, 3),
-      streamId: DECIDE.stringAt(one, 4),
-      isReplay: isReplay === 1,
-      limits: [],
-    };
-    if (decision.limitIndex < 0 || decision.limitIndex > count) DECIDE.fail(one, '[2] is not a limit index');
-    for (let at = 7; at < one.length; at += 5) {
-      decision.limits.push({
-        remaining: DECIDE.integerAt(one, at),
-        resetMs: DECIDE.integerAt(one, at + 1),
-        flags: DECIDE.integerAt(one, at + 2),
-        overage: DECIDE.integerAt(one, at + 3),
-        crossed: DECIDE.integerAt(one, at + 4),
-      });
-    }
-    return decision;
-  });
+  if (reply.length !== limitCounts.length + 1) DECIDE.fail(reply, `has ${reply.length - 1} decisions for ${limitCounts.length} requests`);
+  const marks: unknown = reply[0];
+  if (!Buffer.isBuffer(marks) || marks.length !== limitCounts.length) DECIDE.fail(reply, 'has no mark per request');
+  const decisions = new Array<RawDecision>(limitCounts.length);
+  for (let position = 0; position < limitCounts.length; position += 1) {
+    const mark = marks[position];
+    if (mark !== 0x6e && mark !== 0x73) DECIDE.fail(reply, `marks request ${position} with neither n nor s`);
+    decisions[position] = decodeOne(reply[position + 1], limitCounts[position] as number, mark === 0x73, attempts?.[position] ?? '-');
+  }
+  return decisions;
 }
 
 /** Result of `settle.lua`. */

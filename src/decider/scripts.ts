@@ -13,6 +13,8 @@ declare module 'ioredis' {
     tgClock(): Result<unknown, Context>;
     /** Variable key count: `tgDecide(numberOfKeys, ...keys, ...args)`. */
     tgDecide(numberOfKeys: number, ...keysAndArgs: (string | Buffer)[]): Result<unknown, Context>;
+    /** `tgDecide` with its reply as buffers (decide.lua answers packed decisions: binary). */
+    tgDecideBuffer(numberOfKeys: number, ...keysAndArgs: (string | Buffer)[]): Result<unknown, Context>;
     tgSettle(numberOfKeys: number, ...keysAndArgs: string[]): Result<unknown, Context>;
     tgHeartbeat(...keysAndArgs: (string | number)[]): Result<unknown, Context>;
   }

@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { Client } from '@temporalio/client';
 import { ADMIN_ENDPOINT, createAdminApi, writeFirstAdminToken, type AdminApi } from '../admin/index.js';
 import { DynamoAccountStore } from '../billing/index.js';
-import { MeteringAuditor } from '../metering/index.js';
+import { DynamoAuditStore, MeteringAuditor } from '../metering/index.js';
 import { systemClock } from '../shared/index.js';
 import { accountTimings, ensureAccountWorkflow } from '../workflows/index.js';
 import type { ApiProcessDeps } from './api-process.js';
@@ -16,6 +16,7 @@ import { DynamoAdminStore } from './config/admin-store.js';
 import { DynamoConfigStore } from './config/dynamo-config-store.js';
 import { announceConfigVersion } from './config/live-config.js';
 import { DynamoPlanAdmin } from './config/plan-history.js';
+import { operationsReader, operatorFromSession } from './dashboard/index.js';
 
 /** The admin API over the process's clients; writes the first admin token when the demo is seeded. */
 export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<AdminApi> {
@@ -36,6 +37,14 @@ export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<Admin
     auditor: new MeteringAuditor(redis, dynamo, { shardCount: config.redis.shardCount, tablePrefix: config.dynamodb.tablePrefix }),
     logger,
     clock: systemClock,
+    sessionActor: operatorFromSession(deps.sessions),
+    operations: operationsReader({
+      redis,
+      shardCount: config.redis.shardCount,
+      audits: new DynamoAuditStore(dynamo, options),
+      decider: deps.decider,
+      metrics: deps.metrics,
+    }),
   });
 }
 

@@ -4,7 +4,7 @@
  * listen, and stop on SIGINT/SIGTERM. Each step logs what an operator needs;
  * none reads `process.env` (the entry point parses the config once).
  */
-import type { Server } from 'node:http';
+import type { RequestListener, Server } from 'node:http';
 import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -27,6 +27,8 @@ import { SchemaJobExecutor } from './jobs/executor.js';
 import { TollgateMetrics } from './metrics.js';
 import type { ProcessSurface } from './surface.js';
 import { UsageService } from './usage/usage-service.js';
+// the dashboard (issue 18): sessions behind cookie auth of /usage and /admin, and /dashboard itself
+import { createDashboardRoutes, createDashboardSessions, tenantFromSession, type DashboardSessions } from './dashboard/index.js';
 
 /** The parsed config and the process's logger: what every step reads. */
 export interface ApiProcessContext {
@@ -116,6 +118,8 @@ export interface ApiProcessDeps extends ApiProcessContext {
   admission: Admission;
   /** What `/graphql` serves: the demo, or an upstream in gateway mode (`surface.ts`). */
   surface: ProcessSurface;
+  /** Dashboard sessions (cookie auth of `/usage/graphql` and `/admin/graphql`). */
+  sessions: DashboardSessions;
 }
 
 /**
@@ -191,7 +195,15 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
     api,
     admission,
     surface,
+    sessions: createDashboardSessions({ redis, dynamo, tablePrefix: config.dynamodb.tablePrefix, keyStore: liveConfig }),
   };
+}
+
+/** `/dashboard` (the built page and its sessions) in front of `next` (issue 18). */
+export function mountDashboard(deps: ApiProcessDeps, next: RequestListener): RequestListener {
+  return createDashboardRoutes({ sessions: deps.sessions, logger: deps.logger, trustedProxies: deps.config.api.trustedProxies }).route(
+    next,
+  );
 }
 
 /**
@@ -302,6 +314,7 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
       reader: new DynamoUsageReader(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
       clock: systemClock,
     }),
+    usageSession: tenantFromSession(deps.sessions),
     responses: new DynamoResponseStore(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
     ...(config.api.anonymous === 'ip-plan' ? { anonymous: { kind: 'ip-plan', ...ANONYMOUS } } : {}),
   });

@@ -24,7 +24,7 @@ import { useMetricsEndpoint } from './plugins/use-metrics-endpoint.js';
 import { useReadyEndpoint } from './plugins/request-path.js';
 import { useTollgate, type TollgateContext, type TollgateOptions } from './plugins/use-tollgate.js';
 import { runReadiness, type ReadinessCheck } from './readiness.js';
-import { useUsageApi } from './usage/use-usage-api.js';
+import { useUsageApi, type UsageApiOptions } from './usage/use-usage-api.js';
 import type { UsageService } from './usage/usage-service.js';
 
 export interface ApiDeps {
@@ -55,6 +55,8 @@ export interface ApiDeps {
   metrics?: TollgateMetrics;
   /** The tenant usage API (`/usage/graphql`, `/usage/statements.*`); absent: not served. */
   usage?: UsageService;
+  /** Dashboard sessions as a usage API caller (cookie auth); absent: API keys only. */
+  usageSession?: UsageApiOptions['session'];
   /** The schema served and how it executes: the demo's (`demoSurface`, demo mode only) or an upstream's (gateway mode). */
   surface: ApiSurface;
   /** Further `useTollgate` options (limits, cost model, client address, jitter). */
@@ -84,6 +86,7 @@ function usagePlugins(deps: ApiDeps): Plugin<TollgateContext>[] {
       keyStore: deps.keyStore,
       plans: deps.plans,
       logger: deps.logger,
+      ...(deps.usageSession === undefined ? {} : { session: deps.usageSession }),
       ...(deps.unknownKeysPerSecond === undefined ? {} : { unknownKeysPerSecond: deps.unknownKeysPerSecond }),
       ...(deps.tollgate?.clientIp === undefined ? {} : { clientIp: deps.tollgate.clientIp }),
       ...(deps.tollgate?.clock === undefined ? {} : { clock: deps.tollgate.clock }),

@@ -11,7 +11,7 @@ import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { createLogger, loadConfig } from '../shared/index.js';
 import { createProcessAdminApi, routeAdmin } from './admin-wiring.js';
-import { JobsWorker, buildApiDeps, connectRedis, createProcessApi, listen, stopOnSignals } from './api-process.js';
+import { JobsWorker, buildApiDeps, connectRedis, createProcessApi, listen, mountDashboard, stopOnSignals } from './api-process.js';
 import { limitRequestBodies } from './body-limit.js';
 import { chooseSurface } from './surface.js';
 
@@ -35,7 +35,7 @@ export async function runApiProcess(env: Record<string, string | undefined>): Pr
   // /admin/graphql: the admin API (its own schema and tokens) on the same port
   const admin = await createProcessAdminApi(deps);
   // bodies are capped before yoga reads them (413 REQUEST_TOO_LARGE, counted as a refusal)
-  const handlers = limitRequestBodies(routeAdmin(admin, createProcessApi(deps).requestListener), {
+  const handlers = limitRequestBodies(mountDashboard(deps, routeAdmin(admin, createProcessApi(deps).requestListener)), {
     maxBodyBytes: config.api.maxBodyBytes,
     onRefused: () => deps.metrics.refusals.inc({ code: 'REQUEST_TOO_LARGE' }),
   });

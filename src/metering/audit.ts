@@ -51,6 +51,7 @@ import {
 import { AuditLedgerReader } from './audit-ledger-reader.js';
 import { inFlightOf, ledgeredFor, tenantPeriodAudit, unacknowledged, type InFlightEvent, type TenantPeriodAudit } from './model/audit.js';
 import { parseUsageEvent } from './model/usage-event.js';
+import { usageEventsOf } from './stream-entry.js';
 
 export interface MeteringAuditorOptions {
   /** DECIDER_SHARDS: fixed for the life of the data. */
@@ -122,16 +123,20 @@ function entriesOf(raw: unknown, what: string): { id: string; fields: string[] }
 function usageEvents(entries: readonly { id: string; fields: string[] }[]): InFlightEvent[] {
   const events: InFlightEvent[] = [];
   for (const entry of entries) {
-    const parsed = parseUsageEvent(entry.fields);
-    if (!parsed.isValid) continue;
-    const { event } = parsed;
-    events.push({
-      id: entry.id,
-      eventId: event.eventId,
-      tenant: event.tenant,
-      billingPeriodStartMs: event.billingPeriodStartMs,
-      amount: event.amount,
-    });
+    const expanded = usageEventsOf(entry.fields);
+    if (!expanded.isValid) continue;
+    for (const fields of expanded.events) {
+      const parsed = parseUsageEvent(fields);
+      if (!parsed.isValid) continue;
+      const { event } = parsed;
+      events.push({
+        id: entry.id,
+        eventId: event.eventId,
+        tenant: event.tenant,
+        billingPeriodStartMs: event.billingPeriodStartMs,
+        amount: event.amount,
+      });
+    }
   }
   return events;
 }
@@ -256,9 +261,11 @@ export class MeteringAuditor {
       before.set(part, snapshot);
     }
     const partsRead = [...before.values()].filter((snapshot) => snapshot.counter !== 0).length;
-    // the unsplit counter and part 0 share a shard, hence a stream: count each stream entry once
+    // the unsplit counter and part 0 share a shard, hence a stream: count each event of a stream entry once
     const entries = new Map<string, InFlightEvent>();
-    for (const snapshot of before.values()) for (const event of snapshot.events) entries.set(`${snapshot.stream}/${event.id}`, event);
+    for (const snapshot of before.values()) {
+      for (const event of snapshot.events) entries.set(`${snapshot.stream}/${event.id}/${event.eventId}`, event);
+    }
     const events = [...entries.values()];
     const mine = inFlightOf({ events, tenant, billingPeriodStartMs: periodStartMs, ledgered: new Set() });
     if (mine.eventIds.length > this.options.maxInFlightEvents) return { kind: 'unsettled', tenant, periodStart, reason: 'backlog' };

@@ -21,22 +21,8 @@ import { redisErrorPrefix, usageStreamKey, type DeciderRedis, type ShardId } fro
 import { deadLetterStreamKey } from './keys.js';
 import type { LedgerEntry, LedgerStore } from './ledger-items.js';
 import { parseUsageEvent, type ThresholdCrossing } from './model/usage-event.js';
-
-/**
- * KEYS: the usage stream, its dead-letter stream; ARGV: the group, then per
- * entry its id, reason and fields (JSON). Appends an entry to the dead letters
- * only when this XACK acknowledged it (it was still pending). Returns how many.
- */
-const DEAD_LETTER_LUA = `
-local count = 0
-for i = 2, #ARGV, 3 do
-  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
-    redis.call('XADD', KEYS[2], '*', 'reason', ARGV[i + 1], 'source', KEYS[1], 'source_id', ARGV[i], 'fields', ARGV[i + 2])
-    count = count + 1
-  end
-end
-return count
-`;
+import { usageEventsOf } from './stream-entry.js';
+import { deadLetter, type PoisonEntry } from './dead-letter.js';
 
 /** A quota threshold crossed by one admitted request, in the billing period the request counts in. */
 export interface CrossedThreshold extends ThresholdCrossing {
@@ -161,52 +147,56 @@ interface GoodEntry {
   crossings: CrossedThreshold[];
 }
 
-interface PoisonEntry {
-  id: string;
-  fields: string[];
-  reason: string;
-}
-
 /** Splits a batch into ledger entries, poison (with the reason) and entries deleted before they were handled. */
 function classify(stream: string, entries: readonly StreamEntry[]): { good: GoodEntry[]; poison: PoisonEntry[]; gone: string[] } {
   const good: GoodEntry[] = [];
   const poison: PoisonEntry[] = [];
   const gone: string[] = [];
-  for (const { id, fields } of entries) {
-    if (fields === null) {
+  for (const { id, fields: entryFields } of entries) {
+    if (entryFields === null) {
       gone.push(id);
       continue;
     }
-    const parsed = parseUsageEvent(fields);
-    if (!parsed.isValid) {
-      poison.push({ id, fields, reason: parsed.reason });
+    const expanded = usageEventsOf(entryFields);
+    if (!expanded.isValid) {
+      poison.push({ id, fields: entryFields, reason: expanded.reason });
       continue;
     }
-    const event = parsed.event;
-    good.push({
-      id,
-      fields,
-      entry: {
-        tenant: event.tenant,
-        periodStart: event.periodStart,
-        eventId: event.eventId,
-        kind: event.type,
-        amount: event.amount,
-        operation: event.operation,
-        atMs: event.timeMs,
-        keyId: event.keyId,
-        source: `${stream}/${id}`,
-        ...(event.correction === undefined ? {} : { reason: event.correction.reason, author: event.correction.author }),
-      },
-      crossings: event.warnings.map((warning) => ({
-        ...warning,
-        tenant: event.tenant,
-        periodStartMs: event.billingPeriodStartMs,
-        eventId: event.eventId,
-      })),
-    });
+    for (const fields of expanded.events) classifyEvent(stream, id, fields, good, poison);
   }
   return { good, poison, gone };
+}
+
+/** Parses one event of entry `id` into `good`, or into `poison` with the reason. */
+function classifyEvent(stream: string, id: string, fields: string[], good: GoodEntry[], poison: PoisonEntry[]): void {
+  const parsed = parseUsageEvent(fields);
+  if (!parsed.isValid) {
+    poison.push({ id, fields, reason: parsed.reason });
+    return;
+  }
+  const event = parsed.event;
+  good.push({
+    id,
+    fields,
+    entry: {
+      tenant: event.tenant,
+      periodStart: event.periodStart,
+      eventId: event.eventId,
+      kind: event.type,
+      amount: event.amount,
+      operation: event.operation,
+      atMs: event.timeMs,
+      keyId: event.keyId,
+      source: `${stream}/${id}`,
+      ...(event.correction === undefined ? {} : { reason: event.correction.reason, author: event.correction.author }),
+    },
+    crossings: event.warnings.map((warning) => ({
+      ...warning,
+      tenant: event.tenant,
+      periodStartMs: event.billingPeriodStartMs,
+      eventId: event.eventId,
+    })),
+  });
 }
 
 /** Moves usage events from Redis Streams into the ledger. */
@@ -285,16 +275,26 @@ export class UsagePump {
       result.warnings = crossings.length;
       reached(input, 'warnings-handed');
     }
+    // an entry may hold many events (a decide.lua call's): it is acknowledged once, after all of them are handled
+    const deadIds = new Set(poison.map((item) => item.id));
     if (poison.length > 0) {
-      result.deadLettered = await this.deadLetter(stream, input.shard, poison);
-      result.acked += result.deadLettered;
+      const dead = await deadLetter({
+        redis: this.redis,
+        stream,
+        deadLetters: deadLetterStreamKey(input.shard),
+        group: this.options.group,
+        poison,
+      });
+      result.deadLettered = dead.deadLettered;
+      result.acked += dead.acked;
       reached(input, 'dead-lettered');
     }
 
-    const ackIds = [...good.filter((item) => !conflicted.has(item.entry)).map((item) => item.id), ...gone];
-    if (ackIds.length > 0) {
+    const ackIds = new Set(good.filter((item) => !conflicted.has(item.entry) && !deadIds.has(item.id)).map((item) => item.id));
+    for (const id of gone) ackIds.add(id);
+    if (ackIds.size > 0) {
       await this.redis.xack(stream, this.options.group, ...ackIds);
-      result.acked += ackIds.length;
+      result.acked += ackIds.size;
     }
     reached(input, 'acked');
     result.trimmed = await this.trim(stream);
@@ -317,25 +317,6 @@ export class UsagePump {
     const first: unknown = Array.isArray(reply) ? reply[0] : undefined;
     if (!Array.isArray(first)) throw new InvariantError('XREADGROUP: malformed reply');
     return { claimCursor: claim[0], entries: decodeEntries(first[1], 'XREADGROUP'), reclaimed: 0 };
-  }
-
-  /**
-   * Acknowledges the poison entries and appends each one this call acknowledged
-   * to the shard's dead-letter stream, in one script (one slot, atomic): an
-   * entry another batch already dead-lettered and acknowledged (a stalled batch
-   * and the retry that reclaimed its entries) is skipped, so it is never lost
-   * and never dead-lettered twice. @returns how many this call dead-lettered
-   */
-  private async deadLetter(stream: string, shard: ShardId, poison: readonly PoisonEntry[]): Promise<number> {
-    const args = poison.flatMap((item) => [item.id, item.reason, JSON.stringify(item.fields)]);
-    let reply: unknown;
-    try {
-      reply = await this.redis.eval(DEAD_LETTER_LUA, 2, stream, deadLetterStreamKey(shard), this.options.group, ...args);
-    } catch (error) {
-      throw new DependencyError('REDIS_UNAVAILABLE', `dead-lettering ${poison.length} entries of ${stream} failed`, { cause: error });
-    }
-    if (typeof reply !== 'number') throw new InvariantError('dead-letter script: malformed reply');
-    return reply;
   }
 
   private async ensureGroup(stream: string): Promise<void> {

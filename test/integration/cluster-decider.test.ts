@@ -29,6 +29,7 @@ import { waitFor } from '../support/poll.js';
 import { closeAll } from '../support/teardown.js';
 import { uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
+import { streamEvents } from '../support/usage-stream.js';
 
 const execFileAsync = promisify(execFile);
 const SHARDS = 256;
@@ -135,7 +136,7 @@ async function load(tenants: string[], perTenant: number, quota: number, during:
 }
 
 async function eventCount(tenant: string): Promise<number> {
-  const entries = await client.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+');
+  const entries = streamEvents(await client.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+'));
   return entries.filter(([, fields]) => fields[fields.indexOf('tenant') + 1] === tenant).length;
 }
 
@@ -156,7 +157,7 @@ describe('decider on Redis Cluster', () => {
       const direct = new Redis({ host: owner.host, port: owner.port, lazyConnect: true });
       await direct.connect();
       try {
-        const entries = await direct.xrange(stream, '-', '+');
+        const entries = streamEvents(await direct.xrange(stream, '-', '+'));
         expect(
           entries.filter(([, fields]) => fields[fields.indexOf('tenant') + 1] === tenant),
           tenant,

@@ -24,6 +24,7 @@ import { parseEventId, parseKeyId, parseLimitId, parseTenantId, type EventId } f
 import { closeAfterAll } from '../support/teardown.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
+import { streamEvents } from '../support/usage-stream.js';
 
 const SHARDS = 64;
 let redis: DeciderRedis;
@@ -110,21 +111,19 @@ function request(tenant: string, set: number, cost: number, requestId: EventId):
 const comparable = (raw: RawDecision): RawDecision => ({ ...raw, streamId: raw.streamId === '' ? '' : 'set' });
 
 async function tenantEvents(tenant: string): Promise<number> {
-  const entries = await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+');
+  const entries = streamEvents(await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+'));
   return entries.filter(([, fields]) => fields[fields.indexOf('tenant') + 1] === tenant).length;
 }
 
 /** Decides `requests` in one call; compares each reply and the state left with the model applied in order. */
 async function oneCall(tenant: string, requests: DecideInput[]): Promise<void> {
   const compiled = requests.map((one) => compileRequest(one, { shardCount: SHARDS, localNowMs: Date.now() }));
-  const { keys, args } = compileBatch(
-    compiled,
-    60_000,
-    compiled.map((_, index) => `a${index}`),
-  );
+  const attempts = compiled.map((_, index) => `a${index}`);
+  const { keys, args } = compileBatch(compiled, 60_000, attempts);
   const raws = decodeDecideBatch(
-    await redis.tgDecide(keys.length, ...keys, ...args),
+    await redis.tgDecideBuffer(keys.length, ...keys, ...args),
     compiled.map((one) => one.model.limits.length),
+    attempts,
   );
   const state = emptyModelState();
   const nowMs = raws[0]?.nowMs ?? 0;
@@ -187,7 +186,7 @@ describe('a hot tenant: many of its requests in one decide.lua call', () => {
       Promise.all(compiled.keys.slice(1).map(async (key) => (await redis.dumpBuffer(key))?.toString('hex') ?? null));
     const before = await dump();
     const { keys, args } = compileBatch([compiled, compiled], 60_000, ['x', 'y']);
-    const [denied] = decodeDecideBatch(await redis.tgDecide(keys.length, ...keys, ...args), [2, 2]);
+    const [denied] = decodeDecideBatch(await redis.tgDecideBuffer(keys.length, ...keys, ...args), [2, 2], ['x', 'y']);
     expect(denied?.kind).toBe(3);
     expect(await dump()).toEqual(before);
     expect(await tenantEvents(tenant)).toBe(11);

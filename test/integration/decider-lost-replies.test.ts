@@ -30,6 +30,7 @@ import { startLossyProxy, type LossyProxy } from '../support/lossy-proxy.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 import { closeAll } from '../support/teardown.js';
 import { MONTH } from '../support/time.js';
+import { streamEvents } from '../support/usage-stream.js';
 
 const SHARDS = 16;
 const COST = 3;
@@ -82,7 +83,7 @@ function request(tenant: string): DecideInput {
 
 /** Reserved usage events of `tenant` in its shard's stream (of `shards`), counted by request id. */
 async function reservedByRequest(tenant: string, shards = SHARDS): Promise<Map<string, number>> {
-  const entries = await admin.xrange(usageStreamKey(shardOf(parseTenantId(tenant), shards)), '-', '+');
+  const entries = streamEvents(await admin.xrange(usageStreamKey(shardOf(parseTenantId(tenant), shards)), '-', '+'));
   const counts = new Map<string, number>();
   for (const [, fields] of entries) {
     const record: Record<string, string> = {};

@@ -35,6 +35,7 @@ import {
 import { closeAfterAll } from '../support/teardown.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
+import { streamEvents } from '../support/usage-stream.js';
 
 const SHARDS = 64;
 let redis: DeciderRedis;
@@ -81,7 +82,7 @@ const bucket = (capacity: number, refillAmount: number, refillPeriodMs: number, 
 
 /** The tenant's events in its shard's stream (other files append to the same low shards of database 0 meanwhile). */
 async function streamLength(tenant: string): Promise<number> {
-  const entries = await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+');
+  const entries = streamEvents(await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+'));
   return entries.filter(([, fields]) => fields[fields.indexOf('tenant') + 1] === tenant).length;
 }
 
@@ -177,8 +178,9 @@ describe('idempotency', () => {
     const call = async (attempts: string[], requests = [compiled]): Promise<RawDecision[]> => {
       const { keys, args } = compileBatch(requests, 60_000, attempts);
       return decodeDecideBatch(
-        await redis.tgDecide(keys.length, ...keys, ...args),
+        await redis.tgDecideBuffer(keys.length, ...keys, ...args),
         requests.map((one) => one.model.limits.length),
+        attempts,
       );
     };
     const [lost] = await call(['A']);
@@ -367,7 +369,7 @@ async function runSequence(ops: Op[], mutation: Mutation): Promise<string | unde
     sent.push(request);
     const compiled = compileRequest(request, { shardCount: SHARDS, localNowMs: Date.now() });
     const { keys, args } = compileBatch([compiled], 60_000);
-    const [raw] = decodeDecideBatch(await redis.tgDecide(keys.length, ...keys, ...args), [compiled.model.limits.length]);
+    const [raw] = decodeDecideBatch(await redis.tgDecideBuffer(keys.length, ...keys, ...args), [compiled.model.limits.length]);
     if (raw === undefined) return `op ${index}: no reply`;
     const expected = decideModel(state, mutation.mutate(compiled.model), raw.nowMs);
     const [a, b] = [JSON.stringify(comparable(raw)), JSON.stringify(comparable(expected))];
@@ -438,12 +440,8 @@ describe('settle', () => {
     // both events name the billing period the decision counted in
     const billingStart = String(compiled.billingStartMs);
     expect(entry?.[1]).toEqual(expect.arrayContaining(['bp', billingStart]));
-    const [reserved] = await redis.xrange(
-      usageStreamKey(compiled.shard),
-      decision.kind === 'allowed' ? decision.streamId : '-',
-      '+',
-      'COUNT',
-      1,
+    const [reserved] = streamEvents(
+      await redis.xrange(usageStreamKey(compiled.shard), decision.kind === 'allowed' ? decision.streamId : '-', '+', 'COUNT', 1),
     );
     expect(reserved?.[1]).toEqual(expect.arrayContaining(['type', 'usage.reserved.v1', 'cost', '50', 'bp', billingStart]));
   });
@@ -661,7 +659,7 @@ describe('threshold crossings in the usage event', () => {
     const warnOf = async (decision: Awaited<ReturnType<RedisDecider['decide']>>): Promise<string | undefined> => {
       if (decision.kind !== 'allowed' && decision.kind !== 'warned') throw new Error(decision.kind);
       const compiled = compileRequest(input(tenant, limits, 1), { shardCount: SHARDS, localNowMs: decision.nowMs });
-      const [entry] = await redis.xrange(usageStreamKey(compiled.shard), decision.streamId, decision.streamId);
+      const [entry] = streamEvents(await redis.xrange(usageStreamKey(compiled.shard), decision.streamId, decision.streamId));
       const fields = entry?.[1] ?? [];
       const at = fields.indexOf('warn');
       return at === -1 ? undefined : fields[at + 1];

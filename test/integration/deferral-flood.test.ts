@@ -19,6 +19,7 @@ import { parseLimitId, parseTenantId } from '../../src/shared/index.js';
 import { metricSum, startApiServer, storeTenantPlan, type ApiServer } from '../support/api-server.js';
 import { waitFor } from '../support/poll.js';
 import { testStack } from '../support/stack.js';
+import { streamEvents } from '../support/usage-stream.js';
 
 const FLOOD = 600;
 /** The deferrable report export: 500 for the field, 1 for its id (the decider's bucket holds exactly one). */
@@ -97,7 +98,7 @@ function post(baseUrl: string, key: string): Promise<Answer> {
 
 /** Reserved usage events of the tenant, by request id. */
 async function reservedByRequest(): Promise<Map<string, number>> {
-  const entries = await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant.tenant), 256)), '-', '+');
+  const entries = streamEvents(await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant.tenant), 256)), '-', '+'));
   const counts = new Map<string, number>();
   for (const [, fields] of entries) {
     const record: Record<string, string> = {};

@@ -25,6 +25,7 @@ import { waitFor } from '../support/poll.js';
 import { closeAll } from '../support/teardown.js';
 import { uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
+import { streamEvents } from '../support/usage-stream.js';
 
 const SHARDS = 16;
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-durability-'));
@@ -130,7 +131,7 @@ describe('waitForReplicas', () => {
     expect(decision).toMatchObject({ kind: 'allowed', replicasAcked: 0 });
     // and the decision stands: its usage event is on the primary
     const streamId = decision?.kind === 'allowed' ? decision.streamId : 'none';
-    const [entry] = await client.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), streamId, streamId);
+    const [entry] = streamEvents(await client.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), streamId, streamId));
     expect(entry?.[1]).toContain(tenant);
   });
 

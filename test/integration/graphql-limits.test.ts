@@ -19,6 +19,7 @@ import { DependencyError, parseEventId, parseKeyId, parseLimitId, parseTenantId,
 import { closeAfterAll } from '../support/teardown.js';
 import { CountingDecider, bodyOf, codeOf, plan, quota, slowBucket, testApp, type TestApp } from '../support/graphql.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
+import { streamEvents } from '../support/usage-stream.js';
 
 const SHARDS = 16;
 let redis: DeciderRedis;
@@ -47,7 +48,9 @@ async function bucketTokens(tenant: string, keyId = 'k1', limitId = 'burst'): Pr
 
 /** Every event of the tenant's shard stream, whoever's, after the entry id `after` (exclusive) when given. */
 async function shardEvents(tenant: string, after?: string): Promise<Record<string, string>[]> {
-  const entries = await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), after === undefined ? '-' : `(${after}`, '+');
+  const entries = streamEvents(
+    await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), after === undefined ? '-' : `(${after}`, '+'),
+  );
   return entries.map(
     ([, fields]) =>
       Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]])) as Record<string, string>,

@@ -23,6 +23,7 @@ import { DynamoJobStore, type JobExecutor } from '../../src/jobs/index.js';
 import { closeAfterAll } from '../support/teardown.js';
 import { plan, slowBucket } from '../support/graphql.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
+import { streamEvents } from '../support/usage-stream.js';
 
 const SHARDS = 16;
 const config = testConfig();
@@ -161,7 +162,7 @@ describe('job activities', () => {
   }
 
   async function reservedEvents(tenant: string, requestId: string): Promise<number> {
-    const entries = await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+');
+    const entries = streamEvents(await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+'));
     return entries.filter(([, fields]) => fields.includes(requestId) && fields.includes('usage.reserved.v1')).length;
   }
 

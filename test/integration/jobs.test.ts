@@ -37,6 +37,7 @@ import { bodyOf, codeOf, plan, slowBucket } from '../support/graphql.js';
 import { testConfig, uniqueTenant } from '../support/stack.js';
 import { quietTemporalRuntime } from '../support/temporal.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
+import { streamEvents } from '../support/usage-stream.js';
 
 const SHARDS = 16;
 const config = testConfig();
@@ -190,7 +191,7 @@ async function burstTokens(tenant: string): Promise<number> {
 
 /** The tenant's usage events of one type for one request id. */
 async function usageEvents(tenant: string, type: string, id: string): Promise<Record<string, string>[]> {
-  const entries = await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+');
+  const entries = streamEvents(await redis.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+'));
   return entries
     .map(
       ([, fields]) =>

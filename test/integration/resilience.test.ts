@@ -30,6 +30,7 @@ import { createLogger, parseEventId, parseKeyId, parseLimitId, parseTenantId, sy
 import { waitFor } from '../support/poll.js';
 import { uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
+import { streamEvents } from '../support/usage-stream.js';
 
 const SHARDS = 16;
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-resilience-'));
@@ -95,7 +96,7 @@ function resilient(
 }
 
 async function events(tenant: string): Promise<Record<string, string>[]> {
-  const entries = await admin.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+');
+  const entries = streamEvents(await admin.xrange(usageStreamKey(shardOf(parseTenantId(tenant), SHARDS)), '-', '+'));
   return entries
     .map(([, fields]) => {
       const record: Record<string, string> = {};

@@ -43,6 +43,7 @@ import { keyFingerprint } from '../identity/api-key.js';
 import { putAccountSettings } from './account-settings.js';
 import { configTableName, type DynamoConfigStore } from './dynamo-config-store.js';
 import { auditPut, listAudit } from './audit-items.js';
+import { readTenantPage } from './tenant-page.js';
 import { configVersionBump, tenantItemKey } from './tenant-items.js';
 
 type Item = Record<string, AttributeValue>;
@@ -50,7 +51,7 @@ type Item = Record<string, AttributeValue>;
 const tokenKey = (hashHex: string): Item => ({ pk: { S: `admintoken#${hashHex}` }, sk: { S: 'admintoken' } });
 const tokenIndexKey = (tokenId: string): Item => ({ pk: { S: 'admintokens' }, sk: { S: `token#${tokenId}` } });
 
-function tenantOf(item: Item): TenantRecord {
+export function tenantOf(item: Item): TenantRecord {
   return {
     id: (item['sk']?.S ?? '').slice('tenant#'.length),
     status: item['status']?.S === 'suspended' ? 'suspended' : 'active',
@@ -228,16 +229,9 @@ export class DynamoAdminStore implements AdminStore {
     return item === undefined ? undefined : tenantOf(item);
   }
 
-  async listTenants(filter: { status?: TenantStatus; planId?: string; first: number; after?: string }): Promise<Page<TenantRecord>> {
-    const all = (await this.queryAll('list the tenants', 'tenants', 'tenant#')).map(tenantOf);
-    const matching = all.filter(
-      (tenant) =>
-        (filter.after === undefined || tenant.id > filter.after) &&
-        (filter.status === undefined || tenant.status === filter.status) &&
-        (filter.planId === undefined || tenant.planId === filter.planId),
-    );
-    const items = matching.slice(0, filter.first);
-    return { items, cursor: matching.length > filter.first ? (items.at(-1)?.id ?? null) : null };
+  /** One page of tenants in id order, read from `after` on (never the whole list; see tenant-page.ts). */
+  listTenants(filter: { status?: TenantStatus; planId?: string; first: number; after?: string }): Promise<Page<TenantRecord>> {
+    return readTenantPage({ client: this.client, table: this.table, filter, send: (what, call) => this.send(what, call), tenantOf });
   }
 
   async setTenantStatus(input: {

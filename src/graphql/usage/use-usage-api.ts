@@ -31,7 +31,14 @@ export interface UsageApiOptions {
   callsPerSecondPerKey?: number;
   clientIp?: (request: Request, serverContext: Record<string, unknown>) => string | undefined;
   unknownKeysPerSecond?: number;
+  /** Dashboard cookie auth (src/graphql/dashboard): the session's tenant when the request has its cookie and no key. */
+  session?: (request: Request) => Promise<SessionIdentity | undefined>;
 }
+
+/** What the dashboard's session resolves a cookie request to: the key's identity, or a refusal like a key's. */
+export type SessionIdentity =
+  | Extract<Awaited<ReturnType<ApiKeyIdentifier['identify']>>, { isOk: true }>
+  | { isOk: false; code: string; status: number; message: string; retryAfterMs?: number };
 
 const PREFIX = '/usage/';
 /** Largest request body, bytes. */
@@ -146,7 +153,9 @@ export function useUsageApi(options: UsageApiOptions): Plugin {
       if (!url.pathname.startsWith(PREFIX)) return;
       const respond: Respond = (status, body, headers = {}) =>
         payload.endResponse(new fetchAPI.Response(body, { status, headers: { 'content-type': 'application/json', ...headers } }));
-      const identified = await identifier.identify(request.headers.get('authorization'), clientIpOf(request, serverContext));
+      const identified =
+        (await options.session?.(request)) ??
+        (await identifier.identify(request.headers.get('authorization'), clientIpOf(request, serverContext)));
       if (!identified.isOk) {
         respond(identified.status, errorBody(identified.code, identified.message), {
           ...(identified.status === 401 ? { 'WWW-Authenticate': 'Bearer realm="tollgate"' } : {}),

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compileRequest } from '../../../src/decider/compile.js';
-import { compileBatch } from '../../../src/decider/decide-args.js';
+import { DECIDE_LAYOUT_VERSION, compileBatch } from '../../../src/decider/decide-args.js';
 import { unpackMsgpack } from '../../../src/decider/msgpack.js';
 import { admittedKey, bucketKey, parseIpHex, requestRecordKey, shardOf, usageStreamKey } from '../../../src/decider/keys.js';
 import { ALG, MODE } from '../../../src/decider/model/limits.js';
@@ -163,7 +163,7 @@ describe('compileBatch', () => {
     // one argument: the batch as one msgpack array
     expect(packed).toHaveLength(1);
     const args = unpackMsgpack(packed[0]) as (string | number)[];
-    expect(args.slice(0, 2)).toEqual([4, 3]);
+    expect(args.slice(0, 2)).toEqual([DECIDE_LAYOUT_VERSION, 3]);
     // 4 limits, one of them (defer) compiled two ways: 5 distinct definitions
     expect(args[2]).toBe(5);
     let position = 3;

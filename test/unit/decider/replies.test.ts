@@ -32,12 +32,47 @@ describe('decodeClock', () => {
   });
 });
 
+/** Packs an array of integers and strings as cmsgpack does (the smallest integer form, negatives signed). */
+function pack(values: readonly (number | string)[]): Buffer {
+  const parts: Buffer[] = [
+    values.length < 16 ? Buffer.from([0x90 | values.length]) : Buffer.from([0xdc, values.length >> 8, values.length & 0xff]),
+  ];
+  for (const value of values) {
+    if (typeof value === 'string') {
+      const bytes = Buffer.from(value, 'utf8');
+      parts.push(bytes.length < 32 ? Buffer.from([0xa0 | bytes.length]) : Buffer.from([0xd9, bytes.length]), bytes);
+    } else if (value >= 0 && value < 0x80) parts.push(Buffer.from([value]));
+    else if (value < 0 && value >= -32) parts.push(Buffer.from([0x100 + value]));
+    else if (value < 0) {
+      const bytes = Buffer.alloc(5);
+      bytes.writeUInt8(0xd2);
+      bytes.writeInt32BE(value, 1);
+      parts.push(bytes);
+    } else if (value <= 0xffff) parts.push(Buffer.from([0xcd, value >> 8, value & 0xff]));
+    else if (value <= 0xffffffff) {
+      const bytes = Buffer.alloc(5);
+      bytes.writeUInt8(0xce);
+      bytes.writeUInt32BE(value, 1);
+      parts.push(bytes);
+    } else {
+      const bytes = Buffer.alloc(9);
+      bytes.writeUInt8(0xcf);
+      bytes.writeBigUInt64BE(BigInt(value), 1);
+      parts.push(bytes);
+    }
+  }
+  return Buffer.concat(parts);
+}
+
+/** decide.lua's reply: the marks, then each packed decision. */
+const reply = (marks: string, ...decisions: (readonly (number | string)[])[]): unknown[] => [Buffer.from(marks), ...decisions.map(pack)];
+
 describe('decodeDecideBatch', () => {
-  const allowed = [0, 1_763_900_000_000, 0, 0, '1763900000000-0', 0, 2, 90, 1_000, 2, 0, 0, 4, 5_000, 2, 0, 80];
+  const allowed = [0, 1_763_900_000_000, 0, 0, '1763900000000-0', 0, 2, 90, 1_000, 2, 0, 0, 4, 5_000, 2, 0, 80, 'tok.1'];
   const denied = [3, 1_763_900_000_000, 1, 250, '', 0, 1, 0, 250, 1, 3, 0];
 
-  it('decodes one array per request, limits in order', () => {
-    const [first, second] = decodeDecideBatch([allowed, denied], [2, 1]);
+  it('decodes one packed decision per request, limits in order', () => {
+    const [first, second] = decodeDecideBatch(reply('nn', allowed, denied), [2, 1], ['tok.1', 'tok.2']);
     expect(first).toEqual({
       kind: 0,
       nowMs: 1_763_900_000_000,
@@ -55,29 +90,52 @@ describe('decodeDecideBatch', () => {
       limitIndex: 1,
       retryAfterMs: 250,
       streamId: '',
+      isReplay: false,
       limits: [{ remaining: 0, flags: 1, overage: 3 }],
     });
+    const never = [...denied];
+    never[3] = -1;
+    expect(decodeDecideBatch(reply('n', never), [1])[0]?.retryAfterMs).toBe(-1);
+  });
+
+  it('tells a stored record of the same attempt (its own first decision) from a replay', () => {
+    expect(decodeDecideBatch(reply('s', allowed), [2], ['tok.1'])[0]?.isReplay).toBe(false);
+    expect(decodeDecideBatch(reply('s', allowed), [2], ['tok.2'])[0]?.isReplay).toBe(true);
+    // no attempt token ('-'), or a record without one, is always a replay
+    expect(decodeDecideBatch(reply('s', [...allowed.slice(0, -1), '-']), [2])[0]?.isReplay).toBe(true);
+    expect(decodeDecideBatch(reply('s', allowed.slice(0, -1)), [2], ['tok.1'])[0]?.isReplay).toBe(true);
+    // a settled record: the settlement follows the decision
+    const settled = [Buffer.from('s'), Buffer.concat([pack(allowed), pack([1_763_900_000_001, '1763900000001-0', 3])])];
+    expect(decodeDecideBatch(settled, [2], ['tok.9'])[0]).toMatchObject({ kind: 0, isReplay: true, streamId: '1763900000000-0' });
   });
 
   it('accepts a replay decided under another plan (another limit count), and nothing else with a wrong count', () => {
-    const replay = [...allowed];
-    replay[5] = 1;
-    expect(decodeDecideBatch([replay], [3])[0]?.isReplay).toBe(true);
-    expect(() => decodeDecideBatch([allowed], [3])).toThrow(/limit count 3/);
+    expect(decodeDecideBatch(reply('s', allowed), [3], ['x'])[0]?.isReplay).toBe(true);
+    expect(() => decodeDecideBatch(reply('n', allowed), [3])).toThrow(/limit count 3/);
   });
 
   it('rejects every malformed shape with an InvariantError', () => {
     const bad: [unknown, number[]][] = [
       ['nope', [1]],
-      [[allowed], [2, 1]],
-      [[allowed.slice(0, -1)], [2]],
-      [[[...allowed, 0]], [2]],
-      [[[9, ...allowed.slice(1)]], [2]],
-      [[[0, 1.5, ...allowed.slice(2)]], [2]],
-      [[[0, 1, 3, ...allowed.slice(3)]], [2]],
-      [[[0, 1, 0, 0, 7, ...allowed.slice(5)]], [2]],
-      [[denied.map((value, index) => (index === 5 ? 2 : value))], [1]],
+      [[allowed], [2]],
+      [reply('n', allowed), [2, 1]],
+      [reply('nn', allowed), [2]],
+      [reply('x', allowed), [2]],
+      [reply('n', allowed.slice(0, -2)), [2]],
+      [reply('n', [...allowed, 0]), [2]],
+      [reply('n', [9, ...allowed.slice(1)]), [2]],
+      [reply('n', [0, 1, 3, ...allowed.slice(3)]), [2]],
+      [reply('n', [0, 1, 0, 0, 7, ...allowed.slice(5)]), [2]],
+      [
+        reply(
+          'n',
+          denied.map((value, index) => (index === 5 ? 1 : value)),
+        ),
+        [1],
+      ],
+      [[Buffer.from('n'), pack(denied).subarray(0, 6)], [1]],
+      [[Buffer.from('n'), Buffer.concat([Buffer.from([0x9c, 0xcb]), Buffer.alloc(8, 0x3f)])], [1]],
     ];
-    for (const [reply, counts] of bad) expect(() => decodeDecideBatch(reply, counts), JSON.stringify(reply)).toThrow(InvariantError);
+    for (const [value, counts] of bad) expect(() => decodeDecideBatch(value, counts), JSON.stringify(value)).toThrow(InvariantError);
   });
 });

@@ -49,6 +49,7 @@ describe('loadConfig', () => {
       meter: {
         isEnabled: true,
         batchSize: 500,
+        shardsPerPump: 16,
         claimMinIdleMs: 10_000,
         idleDelayMs: 1_000,
         idleWaitMs: 30_000,
@@ -64,9 +65,9 @@ describe('loadConfig', () => {
       audit: { isEnabled: true, intervalMs: 300_000, scanCount: 1_000, pagesPerRun: 200, activityTimeoutMs: 120_000 },
       worker: {
         metricsPort: 0,
-        maxCachedWorkflows: 384,
+        maxCachedWorkflows: 144,
         workflowTaskSlots: 40,
-        activitySlots: 320,
+        activitySlots: 80,
         stallAfterMs: 120_000,
         stickyTimeoutMs: 10_000,
       },
@@ -105,14 +106,24 @@ describe('loadConfig', () => {
     expect(config.audit).toMatchObject({ isEnabled: false, intervalMs: 60_000, scanCount: 50 });
     expect(config.worker).toEqual({
       metricsPort: 9_464,
-      maxCachedWorkflows: 256 + 128,
+      maxCachedWorkflows: 16 + 128,
       workflowTaskSlots: 40,
-      activitySlots: 256 + 64,
+      activitySlots: 16 + 64,
       stallAfterMs: 120_000,
       stickyTimeoutMs: 10_000,
     });
-    // the worker's cache and activity slots follow the shard count unless set
-    expect(loadConfig({ ...REQUIRED, DECIDER_SHARDS: '1024' }).worker).toMatchObject({ maxCachedWorkflows: 1_152, activitySlots: 1_088 });
+    // the worker's cache and activity slots follow the pump count (256 shards / 16 per pump by default) unless set
+    expect(loadConfig({ ...REQUIRED, DECIDER_SHARDS: '1024' }).worker).toMatchObject({
+      maxCachedWorkflows: 64 + 128,
+      activitySlots: 64 + 64,
+    });
+    expect(loadConfig({ ...REQUIRED, DECIDER_SHARDS: '1000', METER_SHARDS_PER_PUMP: '1' }).worker).toMatchObject({
+      maxCachedWorkflows: 1_128,
+      activitySlots: 1_064,
+    });
+    expect(loadConfig({ ...REQUIRED, DECIDER_SHARDS: '100', METER_SHARDS_PER_PUMP: '16' }).worker).toMatchObject({
+      maxCachedWorkflows: 7 + 128,
+    });
     expect(loadConfig({ ...REQUIRED, WORKER_MAX_CACHED_WORKFLOWS: '50', WORKER_ACTIVITY_SLOTS: '70' }).worker).toMatchObject({
       maxCachedWorkflows: 50,
       activitySlots: 70,
