@@ -10,6 +10,10 @@ export { diffPlans, type PlanChange } from './plan-diff.js';
 export type {
   AdminActor,
   AdminPlanStore,
+  AdminRolloutStore,
+  RolloutLimitCount,
+  RolloutStatus,
+  RolloutView,
   PlanRecord,
   AdminStore,
   AdminTokenRecord,

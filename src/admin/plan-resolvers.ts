@@ -41,6 +41,7 @@ export function planResolvers(deps: AdminDeps & { plans: AdminPlanStore }): {
   return {
     Query: {
       audit: (_parent: unknown, args: Args) => run(async () => auditOf(deps, String(args['tenant']), args['at'])),
+      accountTenants: () => run(() => deps.accountTenants()),
       plans: () => run(async () => (await plans.listPlans()).map(planOut)),
       planVersions: (_parent: unknown, args: Args) => run(async () => (await plans.planVersions(String(args['id']))).map(planOut)),
       planDiff: (_parent: unknown, args: Args) =>

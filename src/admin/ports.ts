@@ -163,6 +163,47 @@ export interface AdminPlanStore {
   applyPlan(input: { raw: unknown; nowMs: number; audit: AuditInput }): Promise<{ plan: PlanRecord; version: number }>;
 }
 
+/** A plan rollout's state: `expired` is a running one whose time is up (its shadow limits are no longer served). */
+export type RolloutStatus = 'running' | 'expired' | 'promoted' | 'aborted';
+
+/** What one shadow limit would have denied during a rollout. */
+export interface RolloutLimitCount {
+  /** The limit's id in the new version. */
+  limitId: string;
+  /** The id its shadow copy runs under (its own state, never the enforced limit's). */
+  shadowId: string;
+  wouldDeny: number;
+  /** Per UTC hour (start, epoch ms), oldest first; hours without a would-deny are left out. */
+  hours: { hourStartMs: number; wouldDeny: number }[];
+}
+
+/** A new plan version's changed limits, run in `shadow` mode beside the enforced version. */
+export interface RolloutView {
+  planId: string;
+  fromVersion: number;
+  toVersion: number;
+  status: RolloutStatus;
+  startedAtMs: number;
+  endsAtMs: number;
+  endedAtMs: number | null;
+  limits: RolloutLimitCount[];
+}
+
+/** Shadow rollouts of plans (the API process implements it over the config table and the activity counters). */
+export interface AdminRolloutStore {
+  /**
+   * Starts running the new version's changed limits in shadow beside the enforced version, for `forMs`.
+   * @throws ValidationError (an invalid plan, no changed limit, a version not above the enforced one), ConflictError (one is running)
+   */
+  start(input: { raw: unknown; forMs: number; nowMs: number; audit: AuditInput }): Promise<{ rollout: RolloutView; version: number }>;
+  /** The plan's latest rollout with its would-deny counts, or undefined. */
+  get(planId: string, nowMs: number): Promise<RolloutView | undefined>;
+  /** The new version becomes the enforced one (a plan apply); the rollout ends. @throws NotFoundError, ConflictError */
+  promote(input: { planId: string; nowMs: number; audit: AuditInput }): Promise<{ plan: PlanRecord; version: number }>;
+  /** The shadow limits are removed; the enforced version stays. @throws NotFoundError, ConflictError */
+  abort(input: { planId: string; nowMs: number; audit: AuditInput }): Promise<{ rollout: RolloutView; version: number }>;
+}
+
 /** What the admin API's `operations` field shows (operations.ts), read by the API process. */
 export interface OperationsView {
   pump: { unacknowledged: number; lagSeconds: number; deadLetters: number; streams: number };

@@ -8,6 +8,7 @@ import type { PeriodSpec } from '../decider/index.js';
 import { ValidationError, parseTenantId } from '../shared/index.js';
 import type { AdminTokenRecord, AuditEntry, KeyView, TenantRecord, TenantStatus } from './ports.js';
 import { planResolvers } from './plan-resolvers.js';
+import { rolloutResolvers } from './rollout-resolvers.js';
 import { changed, run, type AdminContext, type AdminDeps } from './support.js';
 import { generateAdminToken, hashAdminToken } from './tokens.js';
 
@@ -76,7 +77,15 @@ function queries(deps: AdminDeps): Record<string, Resolver | ((parent: unknown, 
       }),
     tenant: (_parent, args) =>
       run(async () => ((tenant) => (tenant === undefined ? null : tenantOut(tenant)))(await store.getTenant(String(args['id'])))),
-    keys: (_parent, args) => run(async () => (await store.listKeys(String(args['tenant']))).map(keyOut)),
+    keys: (_parent, args) =>
+      run(async () => {
+        const tenant = String(args['tenant']);
+        const [keys, lastUsed] = await Promise.all([store.listKeys(tenant), deps.keyActivity.lastUsed(tenant)]);
+        return keys.map((key) => ({
+          ...keyOut(key),
+          lastUsedAt: ((atMs) => (atMs === undefined ? null : iso(atMs)))(lastUsed.get(key.keyId)),
+        }));
+      }),
     account: (_parent, args) =>
       run(async () => ((account) => (account === undefined ? null : accountOut(account)))(await store.getAccount(String(args['tenant'])))),
     adminTokens: () => run(async () => (await store.listTokens()).map(tokenOut)),
@@ -274,8 +283,9 @@ function dropNulls(value: unknown): Record<string, unknown> {
 /** The resolver map of `ADMIN_TYPE_DEFS`. */
 export function adminResolvers(deps: AdminDeps): Record<string, Record<string, unknown>> {
   const plans = planResolvers(deps);
+  const rollouts = rolloutResolvers(deps);
   return {
-    Query: { ...queries(deps), ...plans.Query },
-    Mutation: { ...tenantMutations(deps), ...keyMutations(deps), ...billingMutations(deps), ...plans.Mutation },
+    Query: { ...queries(deps), ...plans.Query, ...rollouts.Query },
+    Mutation: { ...tenantMutations(deps), ...keyMutations(deps), ...billingMutations(deps), ...plans.Mutation, ...rollouts.Mutation },
   };
 }

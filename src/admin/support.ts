@@ -3,11 +3,17 @@ import { createGraphQLError } from 'graphql-yoga';
 import type { CorrectionDeps } from '../billing/index.js';
 import type { AuditOutcome } from '../metering/index.js';
 import { AppError, type Clock, type Logger, type TenantId } from '../shared/index.js';
-import type { AdminActor, AdminPlanStore, AdminStore, OperationsView } from './ports.js';
+import type { AdminActor, AdminPlanStore, AdminRolloutStore, AdminStore, OperationsView } from './ports.js';
 
 export interface AdminDeps {
   store: AdminStore;
   plans: AdminPlanStore;
+  /** Plans' shadow rollouts (start, status with would-deny counts, promote, abort). */
+  rollouts: AdminRolloutStore;
+  /** Each key's last decided request, epoch ms by key id (the API processes flush it every second: ± 1 s). */
+  /** The tenants with an account (the ones whose billing period an audit can read), sorted. */
+  accountTenants: () => Promise<string[]>;
+  keyActivity: { lastUsed(tenant: string): Promise<Map<string, number>> };
   /** Tells every API instance the config version moved. */
   announce: (version: number) => Promise<void>;
   /** Ensures the tenant's `account/<tenant>` workflow (signal-with-start). */

@@ -30,6 +30,8 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
     isRevoked: Boolean!
     "A rotated key's end of overlap (ISO-8601); null: no end."
     expiresAt: String
+    "The key's last request that reached a decision (ISO-8601, within about a second: flushed by each API process every second); null: none seen."
+    lastUsedAt: String
   }
 
   type CreatedKey {
@@ -165,6 +167,35 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
     changes: [PlanChange!]!
   }
 
+  type RolloutHour {
+    "Start of the UTC hour (ISO-8601)."
+    hour: String!
+    wouldDeny: Float!
+  }
+
+  "What one changed limit of the new version would have denied while it ran in shadow."
+  type RolloutLimit {
+    limit: String!
+    "The id its shadow copy runs under (its own state, never the enforced limit's)."
+    shadowId: String!
+    "Requests it would have denied (exact: counted from every decision's shadow denials)."
+    wouldDeny: Float!
+    hours: [RolloutHour!]!
+  }
+
+  "A new plan version's changed limits run in shadow beside the enforced version."
+  type Rollout {
+    plan: String!
+    fromVersion: Int!
+    toVersion: Int!
+    "running, expired (its time is up: shadow limits no longer served), promoted or aborted."
+    status: String!
+    startedAt: String!
+    endsAt: String!
+    endedAt: String
+    limits: [RolloutLimit!]!
+  }
+
   "Ledger vs admitted counters of one tenant's billing period: drift = admitted - ledgered - inFlight (0 when exact)."
   type TenantAudit {
     tenant: String!
@@ -179,6 +210,8 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
   }
 
   type Query {
+    "The tenants with an account, sorted (what 'tollgate audit' without --tenant walks)."
+    accountTenants: [String!]!
     "Audits the tenant's billing period holding 'at' (ISO-8601; default now), in its account's calendar."
     audit(tenant: String!, at: String): TenantAudit!
     plans: [Plan!]!
@@ -188,6 +221,8 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
     planDiff(plan: String!): PlanDiff!
     "The id of the admin token making this call."
     whoami: String!
+    "The plan's latest shadow rollout and what its limits would have denied; null when it never had one."
+    rollout(plan: String!): Rollout
     tenants(status: TenantStatus, plan: String, first: Int = 50, after: String): TenantPage!
     tenant(id: String!): Tenant
     keys(tenant: String!): [ApiKey!]!
@@ -199,6 +234,12 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
   type Mutation {
     "Stores a new version of a plan (JSON; its version must be greater than the stored one); every problem listed with its path."
     applyPlan(plan: String!): Plan!
+    "Runs the changed limits of a new version (JSON) in shadow beside the enforced one for forSeconds (1..2592000)."
+    startRollout(plan: String!, forSeconds: Int!): Rollout!
+    "The rollout's version becomes the enforced one (a plan apply); the rollout ends."
+    promoteRollout(plan: String!): Plan!
+    "The rollout's shadow limits are removed; the enforced version stays."
+    abortRollout(plan: String!): Rollout!
     createTenant(id: String!, plan: String): Tenant!
     "Every key of the tenant is refused at once (403 TENANT_SUSPENDED); nothing is metered."
     suspendTenant(id: String!): Tenant!

@@ -3,6 +3,8 @@ export interface CliIo {
   out: (text: string) => void;
   err: (text: string) => void;
   env: Record<string, string | undefined>;
+  /** Rewrites one progress line in place (stderr, on a terminal only); absent: no progress is shown. */
+  progress?: (text: string) => void;
   /** Starts the API process over `env`; resolves once it listens (it then runs until a signal stops it). */
   runApiProcess: (env: Record<string, string | undefined>) => Promise<void>;
 }

@@ -74,7 +74,9 @@ export function commandWithSubcommands(name: string, summary: string, subcommand
         io.out(`usage: tollgate ${name} ${sub.usage}\n\n${sub.summary}\n\n${COMMON_USAGE}`);
         return 0;
       }
-      if (parsed.positionals.length !== sub.positionals.length) {
+      // `[<x>]` positionals are optional (they come last)
+      const required = sub.positionals.filter((positional) => !positional.startsWith('[')).length;
+      if (parsed.positionals.length < required || parsed.positionals.length > sub.positionals.length) {
         io.err(
           `${label}: expected ${sub.positionals.length === 0 ? 'no arguments' : sub.positionals.join(' ')}, got ${parsed.positionals.length}\nusage: tollgate ${name} ${sub.usage}`,
         );

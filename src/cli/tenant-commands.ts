@@ -8,8 +8,8 @@ import { commandWithSubcommands, intFlag, type SubcommandContext } from './subco
 
 const TENANT_FIELDS = 'id status plan createdAt updatedAt';
 const TENANT_COLUMNS = ['id', 'status', 'plan', 'createdAt', 'updatedAt'];
-const KEY_FIELDS = 'tenant keyId plan fingerprint createdAt isRevoked expiresAt';
-const KEY_COLUMNS = ['keyId', 'plan', 'fingerprint', 'createdAt', 'isRevoked', 'expiresAt'];
+const KEY_FIELDS = 'tenant keyId plan fingerprint createdAt lastUsedAt isRevoked expiresAt';
+const KEY_COLUMNS = ['keyId', 'plan', 'fingerprint', 'createdAt', 'lastUsedAt', 'isRevoked', 'expiresAt'];
 
 function print(context: SubcommandContext, value: unknown, rows: Record<string, unknown>[], columns: string[]): void {
   context.io.out(context.isJson ? JSON.stringify(value, null, 2) : table(rows, columns));
@@ -121,7 +121,7 @@ export const keysCommand: Command = commandWithSubcommands('keys', 'API keys of 
   },
   list: {
     usage: 'list <tenant>',
-    summary: "the tenant's keys: fingerprint, plan, created, revoked, end of a rotation's overlap",
+    summary: "the tenant's keys: fingerprint, plan, created, last used (± 1 s), revoked, end of a rotation's overlap",
     positionals: ['<tenant>'],
     async run(context) {
       const data = await callAdmin(context.target(), `query($tenant: String!) { keys(tenant: $tenant) { ${KEY_FIELDS} } }`, {

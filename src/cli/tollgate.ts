@@ -77,6 +77,9 @@ export async function main(): Promise<void> {
     err: (text) => console.error(text),
     env: process.env,
     runApiProcess,
+    ...(process.stderr.isTTY
+      ? { progress: (text: string) => void process.stderr.write(text === '' ? '\r\x1b[K' : `\r${text}\x1b[K`) }
+      : {}),
   });
   if (code !== 0) process.exit(code);
 }

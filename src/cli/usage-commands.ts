@@ -1,12 +1,13 @@
 /**
- * `tollgate audit` (ledger vs admitted counters of a tenant's billing period, through the admin API) and
+ * `tollgate audit` (ledger vs admitted counters of a tenant's billing period, or of every tenant's, through the admin API) and
  * `tollgate quote` (what an operation would cost, through the tenant API's `quote` field, with a tenant
  * API key: the plan's pricing is the key's).
  */
 import { readFileSync } from 'node:fs';
 import { CliError, apiUrl, callAdmin, table } from './admin-client.js';
 import type { Command } from './command.js';
-import { commandWithSubcommands } from './subcommands.js';
+import { progressOf } from './progress.js';
+import { commandWithSubcommands, type SubcommandContext } from './subcommands.js';
 
 function readText(file: string, flag: string): string {
   try {
@@ -16,33 +17,49 @@ function readText(file: string, flag: string): string {
   }
 }
 
+const AUDIT_QUERY =
+  'query($tenant: String!, $at: String) { audit(tenant: $tenant, at: $at) { tenant periodStart status admitted ledgered inFlight drift duplicateEvents } }';
+const AUDIT_COLUMNS = ['tenant', 'periodStart', 'status', 'admitted', 'ledgered', 'inFlight', 'drift'];
+
+/** Audits `--tenant`, or every tenant with an account (a progress bar on a terminal); exit 1 when any drifts. */
+async function runAudit(context: SubcommandContext): Promise<void> {
+  const tenant = context.values['tenant'];
+  const at = context.values['period'];
+  const tenants =
+    typeof tenant === 'string' ? [tenant] : ((await callAdmin(context.target(), '{ accountTenants }'))['accountTenants'] as string[]);
+  const audits: Record<string, unknown>[] = [];
+  const progress = progressOf(context.io, tenants.length, 'tenants audited');
+  for (const name of tenants) {
+    progress.step(audits.length);
+    audits.push((await callAdmin(context.target(), AUDIT_QUERY, { tenant: name, at }))['audit'] as Record<string, unknown>);
+  }
+  progress.clear();
+  const drifted = audits.filter((audit) => typeof audit['drift'] === 'number' && audit['drift'] !== 0);
+  if (context.isJson) context.io.out(JSON.stringify(typeof tenant === 'string' ? audits[0] : audits, null, 2));
+  else {
+    context.io.out(table(audits, AUDIT_COLUMNS));
+    for (const audit of drifted) context.io.out(`DRIFT: ${String(audit['tenant'])}: ${String(audit['drift'])} units`);
+    const unsettled = audits.filter((audit) => audit['status'] === 'unsettled').length;
+    if (typeof tenant !== 'string')
+      context.io.out(
+        `${audits.length} tenants audited, ${drifted.length} with drift${unsettled > 0 ? `, ${unsettled} unsettled (try again)` : ''}`,
+      );
+  }
+  if (drifted.length > 0) throw new CliError(`drift found in ${drifted.length} of ${audits.length} tenants`, 1);
+}
+
 export const auditCommand: Command = commandWithSubcommands(
   'audit',
-  "a tenant's billing period: ledger vs admitted counters, drift listed",
+  'billing periods: ledger vs admitted counters, drift listed (exit 1 when any)',
   {
     '': {
-      usage: '--tenant <tenant> [--period <ISO-8601 instant in the period>]',
+      usage: '[--tenant <tenant>] [--period <ISO-8601 instant in the period>]',
       summary:
-        'admitted, ledgered, in flight and drift (admitted - ledgered - in flight; 0 when exact) of the period holding --period (default now)',
+        'admitted, ledgered, in flight and drift (admitted - ledgered - in flight; 0 when exact) of the period holding --period ' +
+        '(default now), of --tenant or of every tenant with an account; exits 1 when any tenant drifts',
       positionals: [],
       options: { tenant: { type: 'string' }, period: { type: 'string' } },
-      async run(context) {
-        const tenant = context.values['tenant'];
-        if (typeof tenant !== 'string')
-          throw new CliError('--tenant <tenant> is required (auditing every tenant is the audit workflow: see /metrics)', 2);
-        const data = await callAdmin(
-          context.target(),
-          'query($tenant: String!, $at: String) { audit(tenant: $tenant, at: $at) { tenant periodStart status admitted ledgered inFlight drift duplicateEvents } }',
-          { tenant, at: context.values['period'] },
-        );
-        const audit = data['audit'] as Record<string, unknown>;
-        context.io.out(
-          context.isJson
-            ? JSON.stringify(audit, null, 2)
-            : table([audit], ['tenant', 'periodStart', 'status', 'admitted', 'ledgered', 'inFlight', 'drift']),
-        );
-        if (!context.isJson && typeof audit['drift'] === 'number' && audit['drift'] !== 0) context.io.out(`DRIFT: ${audit['drift']} units`);
-      },
+      run: runAudit,
     },
   },
 );

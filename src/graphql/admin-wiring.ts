@@ -16,6 +16,8 @@ import { DynamoAdminStore } from './config/admin-store.js';
 import { DynamoConfigStore } from './config/dynamo-config-store.js';
 import { announceConfigVersion } from './config/live-config.js';
 import { DynamoPlanAdmin } from './config/plan-history.js';
+import { DynamoRollouts } from './config/rollouts.js';
+import { readLastUsed } from './usage/activity.js';
 import { operationsReader, operatorFromSession } from './dashboard/index.js';
 
 /** The admin API over the process's clients; writes the first admin token when the demo is seeded. */
@@ -27,13 +29,19 @@ export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<Admin
     await writeFirstAdminToken({ store, file: resolve(config.api.adminTokenFile), logger, nowMs: Date.now() });
   }
   const temporal = new Client({ connection: deps.temporal, namespace: config.temporal.namespace });
+  const configStore = new DynamoConfigStore(dynamo, options);
+  const accounts = new DynamoAccountStore(dynamo, options);
+  const plans = new DynamoPlanAdmin(dynamo, configStore, options);
   return createAdminApi({
     store,
-    plans: new DynamoPlanAdmin(dynamo, new DynamoConfigStore(dynamo, options), options),
+    plans,
+    accountTenants: async () => [...(await accounts.listBillingPeriods()).periods.keys()].sort(),
+    keyActivity: { lastUsed: (tenant) => readLastUsed(redis, tenant) },
+    rollouts: new DynamoRollouts({ client: dynamo, config: configStore, plans, redis }, options),
     announce: (version) => announceConfigVersion(redis, version),
     ensureAccount: (tenant) =>
       ensureAccountWorkflow(temporal, { tenant, taskQueue: config.temporal.taskQueue, timings: accountTimings(config) }),
-    corrections: { redis, shardCount: config.redis.shardCount, accounts: new DynamoAccountStore(dynamo, options) },
+    corrections: { redis, shardCount: config.redis.shardCount, accounts },
     auditor: new MeteringAuditor(redis, dynamo, { shardCount: config.redis.shardCount, tablePrefix: config.dynamodb.tablePrefix }),
     logger,
     clock: systemClock,

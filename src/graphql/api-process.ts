@@ -21,11 +21,14 @@ import { createApi, type ApiServer, type ApiSurface } from './app.js';
 import { startDegradedMode, type DegradedMode } from './degraded-mode.js';
 import { DynamoConfigStore } from './config/dynamo-config-store.js';
 import { LiveConfig, announceConfigVersion } from './config/live-config.js';
+import { DynamoPlanAdmin } from './config/plan-history.js';
+import { DynamoRollouts } from './config/rollouts.js';
 import { DynamoResponseStore } from './idempotency/response-store.js';
 import { forwardedClientIp } from './identity/client-address.js';
 import { SchemaJobExecutor } from './jobs/executor.js';
 import { TollgateMetrics } from './metrics.js';
 import type { ProcessSurface } from './surface.js';
+import { ActivityRecorder } from './usage/activity.js';
 import { UsageService } from './usage/usage-service.js';
 // the dashboard (issue 18): sessions behind cookie auth of /usage and /admin, and /dashboard itself
 import { createDashboardRoutes, createDashboardSessions, tenantFromSession, type DashboardSessions } from './dashboard/index.js';
@@ -118,6 +121,8 @@ export interface ApiProcessDeps extends ApiProcessContext {
   admission: Admission;
   /** What `/graphql` serves: the demo, or an upstream in gateway mode (`surface.ts`). */
   surface: ProcessSurface;
+  /** Denials, rollout would-denials and keys' last use, counted in memory and flushed to Redis each second. */
+  activity: ActivityRecorder;
   /** Dashboard sessions (cookie auth of `/usage/graphql` and `/admin/graphql`). */
   sessions: DashboardSessions;
 }
@@ -167,9 +172,14 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
   // the demo's plans and keys seeded, and its schema served, in demo mode only (gateway mode never loads it)
   if (surface.kind === 'demo' && config.api.isDemoSeeded)
     await surface.demo.seedDemoKeys({ store: configStore, keysFile: resolve(config.api.demoKeysFile), logger });
-  const liveConfig = new LiveConfig({ store: configStore, logger, redis, pollMs: config.api.configPollMs });
+  const prefix = { tablePrefix: config.dynamodb.tablePrefix };
+  const plans = new DynamoPlanAdmin(dynamo, configStore, prefix);
+  const rollouts = new DynamoRollouts({ client: dynamo, config: configStore, plans, redis }, prefix);
+  const liveConfig = new LiveConfig({ store: configStore, logger, redis, pollMs: config.api.configPollMs, rollouts });
   await liveConfig.start();
   await announceConfigVersion(redis, liveConfig.version()).catch(() => undefined);
+  const activity = new ActivityRecorder({ redis, logger });
+  activity.start();
   const api =
     surface.kind === 'gateway'
       ? surface.api
@@ -195,6 +205,7 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
     api,
     admission,
     surface,
+    activity,
     sessions: createDashboardSessions({ redis, dynamo, tablePrefix: config.dynamodb.tablePrefix, keyStore: liveConfig }),
   };
 }
@@ -301,6 +312,7 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
     tollgate: {
       clientIp: forwardedClientIp(trustedProxies),
       admission: deps.admission,
+      onDecided: (event) => deps.activity.record(event),
       ...(deps.surface.kind === 'gateway' ? deps.surface.tollgate : {}),
     },
     surface: deps.api,
@@ -348,9 +360,11 @@ export function stopOnSignals(input: { server: Server; deps: ApiProcessDeps; job
     server.close(() => {
       void jobsWorker.drain().finally(() => {
         deps.liveConfig.close();
-        void deps.degraded.stop().finally(() => deps.redis.disconnect());
+        // the activity counters' last flush lands before Redis is closed and the process exits
+        const flushed = deps.activity.close();
+        void Promise.allSettled([flushed, deps.degraded.stop()]).finally(() => deps.redis.disconnect());
         deps.dynamo.destroy();
-        void Promise.allSettled([deps.temporal.close(), jobsWorker.close()]).finally(() => process.exit(0));
+        void Promise.allSettled([flushed, deps.temporal.close(), jobsWorker.close()]).finally(() => process.exit(0));
       });
     });
     server.closeIdleConnections();

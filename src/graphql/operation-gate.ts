@@ -50,6 +50,17 @@ export interface OperationGateOptions {
   settle: 'changed' | 'always';
   /** How long the decider keeps the request record of an Idempotency-Key, ms. */
   idempotencyTtlMs: number;
+  /** Hears every decision (after it is made, before it is answered); must return at once and never throw. */
+  onDecided?: (event: DecidedEvent) => void;
+}
+
+/** A decision and whose it is, for `onDecided` (denial counters, rollout counts, keys' last use). */
+export interface DecidedEvent {
+  tenant: string;
+  keyId: string;
+  planId: string;
+  operation: string;
+  decision: Decision;
 }
 
 /** The caller of an operation, as identified for its HTTP request. */
@@ -132,6 +143,13 @@ export class OperationGate {
     const decideInput = this.decideInput({ caller, priced, requestId });
     const decided = await this.decide(decideInput, caller.identity);
     if ('response' in decided) return answered(decided.response);
+    this.options.onDecided?.({
+      tenant: caller.identity.tenant,
+      keyId: caller.identity.keyId,
+      planId: caller.plan.id,
+      operation: decideInput.operation,
+      decision: decided.decision,
+    });
     return this.answer({ decision: decided.decision, caller, priced, requestId, input: decideInput, submission });
   }
 

@@ -195,7 +195,7 @@ describe('tollgate accounts and corrections', () => {
     expect(audit.code).toBe(0);
     expect(JSON.parse(audit.out)).toMatchObject({ tenant, status: 'audited', admitted: 10, ledgered: 0, inFlight: 10, drift: 0 });
     expect((await tollgate(['audit', '--tenant', tenant])).out).toMatch(/audited\s+10\s+0\s+10\s+0/);
-    expect((await tollgate(['audit'])).code).toBe(2);
+    expect((await tollgate(['audit', '--tenant', tenant, '--period', 'not-a-date'])).code).toBe(2);
     expect((await tollgate(['audit', '--tenant', tenantInShards(range, 'none')])).err).toContain('NOT_FOUND');
 
     // quote: the operation's cost for the key's plan, line by line; a broken document exits 2

@@ -20,8 +20,9 @@ import type { DeciderRedis } from '../../decider/index.js';
 import type { PeriodSpec } from '../../decider/index.js';
 import { DependencyError, type Logger, type PlanId, type TenantId } from '../../shared/index.js';
 import type { ApiKeyRecord, KeyStore } from '../identity/key-store.js';
-import type { Plan, PlanStore } from '../plans.js';
+import { parsePlan, type Plan, type PlanStore } from '../plans.js';
 import type { DynamoConfigStore } from './dynamo-config-store.js';
+import { rolloutPlan, type StoredRollout } from './rollouts.js';
 
 /** Redis channel on which writers announce a new config version (the message is the version). */
 export const CONFIG_CHANNEL = 'tollgate:config:v1';
@@ -44,6 +45,8 @@ export interface LiveConfigOptions {
   pollMs?: number;
   /** Key records remembered for DynamoDB outages. @default 100000 */
   maxRememberedKeys?: number;
+  /** Plans' shadow rollouts (`rollouts.ts`): a running one's plan is served with its shadow limits until it ends. */
+  rollouts?: { list(): Promise<StoredRollout[]> };
 }
 
 /** A plan that could not be loaded, and what the instance serves instead. */
@@ -57,6 +60,8 @@ export interface PlanProblem {
 
 export class LiveConfig implements PlanStore, KeyStore {
   private plans = new Map<string, Plan>();
+  /** Plans under a running rollout: the enforced plan plus the shadow limits, served until `endsAtMs` (local clock). */
+  private rollouts = new Map<string, { plan: Plan; endsAtMs: number }>();
   private periods = new Map<string, PeriodSpec>();
   private suspended = new Set<string>();
   private problems: PlanProblem[] = [];
@@ -133,6 +138,8 @@ export class LiveConfig implements PlanStore, KeyStore {
   }
 
   get(planId: PlanId): Plan | undefined {
+    const rollout = this.rollouts.get(planId);
+    if (rollout !== undefined && Date.now() < rollout.endsAtMs) return rollout.plan;
     return this.plans.get(planId);
   }
 
@@ -221,6 +228,25 @@ export class LiveConfig implements PlanStore, KeyStore {
     return this.refreshing;
   }
 
+  /** The running rollouts over the plans loaded: each shadow plan built once per reload (caches key off it). */
+  private async servedRollouts(plans: Map<string, Plan>): Promise<Map<string, { plan: Plan; endsAtMs: number }>> {
+    const served = new Map<string, { plan: Plan; endsAtMs: number }>();
+    for (const rollout of (await this.options.rollouts?.list()) ?? []) {
+      const enforced = plans.get(rollout.planId);
+      // a rollout of a version already enforced (or superseded) has nothing left to shadow
+      if (rollout.status !== 'running' || enforced === undefined || enforced.version >= rollout.toVersion) continue;
+      try {
+        served.set(rollout.planId, {
+          plan: rolloutPlan(enforced, parsePlan(JSON.parse(rollout.body) as unknown)),
+          endsAtMs: rollout.endsAtMs,
+        });
+      } catch {
+        this.options.logger.error({ code: 'CONFIG_INVALID', planId: rollout.planId }, 'stored rollout does not validate; not served');
+      }
+    }
+    return served;
+  }
+
   /** Loads every plan and account period; keeps the previous copy of any that does not validate. @throws DependencyError */
   private async reload(version: number): Promise<void> {
     const stored = await this.options.store.listPlans();
@@ -253,6 +279,7 @@ export class LiveConfig implements PlanStore, KeyStore {
         'stored plan does not validate; serving its last good version',
       );
     }
+    this.rollouts = await this.servedRollouts(next);
     this.plans = next;
     this.periods = periods;
     this.suspended = suspended;

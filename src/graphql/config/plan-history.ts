@@ -5,7 +5,7 @@
  *
  *   `plans` / `planversion#<planId>#<version, 10 digits>`   body (S), appliedAtMs (N)
  */
-import { QueryCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { QueryCommand, type AttributeValue, type DynamoDBClient, type TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import type { AdminPlanStore, AuditInput, PlanRecord } from '../../admin/index.js';
 import { DependencyError } from '../../shared/index.js';
 import { parsePlan } from '../plans.js';
@@ -76,7 +76,13 @@ export class DynamoPlanAdmin implements AdminPlanStore {
     return records;
   }
 
-  async applyPlan(input: { raw: unknown; nowMs: number; audit: AuditInput }): Promise<{ plan: PlanRecord; version: number }> {
+  /** `extraItems`: further writes of the same transaction (a rollout's promotion). */
+  async applyPlan(input: {
+    raw: unknown;
+    nowMs: number;
+    audit: AuditInput;
+    extraItems?: TransactWriteItem[];
+  }): Promise<{ plan: PlanRecord; version: number }> {
     const plan = parsePlan(input.raw);
     const before = await this.getPlan(plan.id);
     const body = JSON.stringify(plan);
@@ -96,7 +102,7 @@ export class DynamoPlanAdmin implements AdminPlanStore {
       { ...input.audit, ...(before === undefined ? {} : { before: { version: before.version } }), after: { version: plan.version } },
       input.nowMs,
     );
-    const version = await this.config.putPlan(plan, input.nowMs, [history, audit]);
+    const version = await this.config.putPlan(plan, input.nowMs, [history, audit, ...(input.extraItems ?? [])]);
     return { plan: { id: plan.id, version: plan.version, body, problem: null, appliedAtMs: input.nowMs }, version };
   }
 }

@@ -29,7 +29,7 @@ import { ApiKeyIdentifier, type AnonymousPolicy, type Identity } from '../identi
 import { socketClientIp } from '../identity/client-address.js';
 import type { KeyStore } from '../identity/key-store.js';
 import type { TollgateMetrics } from '../metrics.js';
-import { OperationGate } from '../operation-gate.js';
+import { OperationGate, type DecidedEvent } from '../operation-gate.js';
 import { tenantPlanOf, type Plan, type PlanStore } from '../plans.js';
 import { edgeError, type EdgeErrorCode } from '../responses.js';
 import { TokenLimitCheck, parseAtEdge } from '../token-limit.js';
@@ -96,6 +96,8 @@ export interface TollgateOptions {
    * (503 `OVERLOADED`, `Retry-After`) before parsing. @default none: every request is admitted
    */
   admission?: Admission;
+  /** Hears every decision, e.g. the API process's activity counters (must return at once and never throw). */
+  onDecided?: (event: DecidedEvent) => void;
 }
 
 /** What the plugin adds to the GraphQL context (read by resolvers such as `me` and `quote`). */
@@ -237,6 +239,7 @@ function createRuntime(options: TollgateOptions): Runtime {
     retry: { jitterRatio: options.retryAfterJitterRatio ?? 0.2, random: options.random ?? Math.random },
     settle: options.settle ?? 'changed',
     idempotencyTtlMs,
+    ...(options.onDecided === undefined ? {} : { onDecided: options.onDecided }),
   });
   const runtime: Omit<Runtime, 'quote'> = {
     options,

@@ -49,16 +49,33 @@ export function seriesRange(input: SeriesInput): { fromMs: number; toMs: number;
   return { fromMs, toMs, bucketMs };
 }
 
+/**
+ * The points of one hour rollup, built once per rollup object: the reader keeps a month's rollups in memory
+ * under the month's version (a new version is new objects), so a year's series rebuilds only the hours of
+ * months that moved. The points are shared between answers and never changed.
+ */
+const hourPoints = new WeakMap<HourRollup, SeriesPoint[]>();
+
+function pointsOfHour(hour: HourRollup): SeriesPoint[] {
+  let points = hourPoints.get(hour);
+  if (points === undefined) {
+    const start = new Date(hour.hourStartMs).toISOString();
+    points = Object.keys(hour.byOperation)
+      .sort()
+      .map((key) => ({ start, key, units: hour.byOperation[key] ?? 0 }));
+    hourPoints.set(hour, points);
+  }
+  return points;
+}
+
 /** Hourly by operation: each rollup is its own bucket (no re-bucketing: a year is 8 760 of them). */
 function hourlyByOperation(hours: HourRollup[], fromMs: number, toMs: number): SeriesPoint[] {
+  let inRange = hours.filter((hour) => hour.hourStartMs >= fromMs && hour.hourStartMs < toMs);
+  // the reader answers in time order: sorted only when it did not
+  if (inRange.some((hour, index) => index > 0 && (inRange[index - 1]?.hourStartMs ?? 0) > hour.hourStartMs))
+    inRange = inRange.sort((a, b) => a.hourStartMs - b.hourStartMs);
   const points: SeriesPoint[] = [];
-  const sorted = hours
-    .filter((hour) => hour.hourStartMs >= fromMs && hour.hourStartMs < toMs)
-    .sort((a, b) => a.hourStartMs - b.hourStartMs);
-  for (const hour of sorted) {
-    const start = new Date(hour.hourStartMs).toISOString();
-    for (const key of Object.keys(hour.byOperation).sort()) points.push({ start, key, units: hour.byOperation[key] ?? 0 });
-  }
+  for (const hour of inRange) for (const point of pointsOfHour(hour)) points.push(point);
   return points;
 }
 

@@ -33,6 +33,25 @@ const SDL = /* GraphQL */ `
     limits: [LimitUsage!]!
     period: UsagePeriod!
     warnings: [WarningSent!]!
+    "Requests denied, by limit and the last few (counted by the API processes, flushed every second)."
+    denials: Denials!
+  }
+  type Denials {
+    byLimit: [LimitDenials!]!
+    "The last 10 denials, newest first."
+    recent: [Denial!]!
+  }
+  type LimitDenials {
+    limit: String!
+    "Since the start of this UTC hour."
+    thisHour: Float!
+    "This UTC hour and the 23 before it."
+    last24Hours: Float!
+  }
+  type Denial {
+    at: String!
+    limit: String!
+    operation: String!
   }
   type LimitUsage {
     id: String!
@@ -172,6 +191,10 @@ export function usageRoot(service: UsageService, caller: UsageCaller): Record<st
             projectedBill: view.period.projectedBill === null ? null : billView(view.period.projectedBill),
           },
           warnings: view.warnings.map((warning) => ({ ...warning, createdAt: iso(warning.createdAtMs) })),
+          denials: {
+            byLimit: view.denials.byLimit.map((entry) => ({ ...entry, limit: entry.limitId })),
+            recent: view.denials.recent.map((denial) => ({ at: iso(denial.atMs), limit: denial.limitId, operation: denial.operation })),
+          },
         };
       }),
     usageSeries: (args: { from: string; to: string; granularity: Granularity; by: SeriesBy }) =>

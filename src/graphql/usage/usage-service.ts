@@ -16,6 +16,7 @@ import type { DynamoUsageReader, ReceiptEntry } from '../../metering/index.js';
 import { parseEventId, type Clock, type EventId } from '../../shared/index.js';
 import type { Identity } from '../identity/identify.js';
 import type { Plan } from '../plans.js';
+import { readDenials, type DenialsView } from './activity.js';
 import { seriesOf, type SeriesInput, type SeriesPoint } from './series.js';
 
 export interface UsageServiceDeps {
@@ -57,6 +58,8 @@ export interface UsageView {
   limits: LimitUsage[];
   period: PeriodView;
   warnings: { limitId: string; percent: number; status: string; createdAtMs: number }[];
+  /** Requests denied, by limit (counted by the API processes, flushed each second) and the last few. */
+  denials: DenialsView;
 }
 
 export interface Receipt {
@@ -105,23 +108,30 @@ export class UsageService {
   /** Limits (peeked: nothing spent), the current period and its projection, warnings recorded. */
   async usage(caller: UsageCaller): Promise<UsageView> {
     const { identity, plan } = caller;
-    const peek = await peekLimits(
-      this.deps.redis,
-      {
-        tenant: identity.tenant,
-        keyId: identity.keyId,
-        limits: plan.limits,
-        billingPeriod: plan.billingPeriod,
-        policyVersion: plan.version,
-        ...(plan.subShards === undefined ? {} : { subShards: plan.subShards }),
-        ...(identity.clientIp === undefined ? {} : { clientIp: identity.clientIp }),
-      },
-      { shardCount: this.deps.shardCount, localNowMs: this.deps.clock.nowMs() },
-    );
-    const [account, warnings] = await Promise.all([
+    // every read at once (one round trip, not two): the warnings of the period the local clock is in, read again
+    // in the rare case Redis's clock (the peek's) is already in another period
+    const localPeriodStartMs = periodAt(plan.billingPeriod, this.deps.clock.nowMs()).startMs;
+    const warningsOf = (startMs: number): ReturnType<DynamoWarningReader['list']> =>
+      this.deps.warnings.list({ tenant: identity.tenant, periodStart: iso(startMs) });
+    const [peek, account, localWarnings, denials] = await Promise.all([
+      peekLimits(
+        this.deps.redis,
+        {
+          tenant: identity.tenant,
+          keyId: identity.keyId,
+          limits: plan.limits,
+          billingPeriod: plan.billingPeriod,
+          policyVersion: plan.version,
+          ...(plan.subShards === undefined ? {} : { subShards: plan.subShards }),
+          ...(identity.clientIp === undefined ? {} : { clientIp: identity.clientIp }),
+        },
+        { shardCount: this.deps.shardCount, localNowMs: this.deps.clock.nowMs() },
+      ),
       this.deps.accounts.get(identity.tenant),
-      this.deps.warnings.list({ tenant: identity.tenant, periodStart: iso(peek.billingStartMs) }),
+      warningsOf(localPeriodStartMs),
+      readDenials(this.deps.redis, identity.tenant, this.deps.clock.nowMs()),
     ]);
+    const warnings = peek.billingStartMs === localPeriodStartMs ? localWarnings : await warningsOf(peek.billingStartMs);
     const lengthMs = peek.billingEndMs - peek.billingStartMs;
     const projectedUnits = projectUnits(peek.admittedUnits, peek.nowMs - peek.billingStartMs, lengthMs);
     return {
@@ -146,6 +156,7 @@ export class UsageService {
         status: warning.status,
         createdAtMs: warning.createdAtMs,
       })),
+      denials,
     };
   }
 
