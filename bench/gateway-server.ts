@@ -9,60 +9,18 @@
  *   demand control, one upstream request per request / identical requests in flight coalesced (its default).
  * Prints `ready` when listening; GET /cpu answers the process CPU time in µs.
  */
-import { mkdtempSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createSchema, createYoga, type Plugin } from 'graphql-yoga';
-import { FileSpool, ResilientDecider, connectDeciderRedis } from '../src/decider/index.js';
 import { createGateway, gatewayParts, upstreamSchemaFromSdl } from '../src/gateway/index.js';
-import { COST_DIRECTIVES_SDL, InMemoryKeyStore, InMemoryPlanStore } from '../src/graphql/index.js';
-import { createLogger, parseLimitId, parsePlanId, systemClock } from '../src/shared/index.js';
-import { BENCH_API_KEY } from './graphql-shared.js';
+import { COST_DIRECTIVES_SDL } from '../src/graphql/index.js';
 import { GATEWAY_SDL } from './gateway-shared.js';
-
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
+import { benchTollgateOptions } from './tollgate-setup.js';
 
 async function tollgate(redisPort: string, upstreamUrl: string): Promise<ReturnType<typeof createGateway>> {
-  const logger = createLogger({ level: 'silent', name: 'bench' });
-  const redis = await connectDeciderRedis({ url: `redis://127.0.0.1:${redisPort}`, commandTimeoutMs: 1_000 });
-  const decider = new ResilientDecider(redis, {
-    shardCount: 256,
-    clock: systemClock,
-    logger,
-    spool: new FileSpool(join(mkdtempSync(join(tmpdir(), 'tollgate-bench-spool-')), 'bench.spool')),
-    breaker: { latencyBudgetMs: 1_000 },
-  });
-  const keyStore = new InMemoryKeyStore();
-  keyStore.add({ tenant: 'bench', keyId: 'k1', planId: 'bench', key: BENCH_API_KEY });
-  const plans = new InMemoryPlanStore([
-    {
-      id: parsePlanId('bench'),
-      version: 1,
-      billingPeriod: MONTH,
-      maxCostPerOperation: 10_000,
-      limits: [
-        {
-          id: parseLimitId('burst'),
-          scope: 'apiKey',
-          algorithm: { kind: 'token-bucket', capacity: 1_000_000_000, refillAmount: 1_000_000, refillPeriodMs: 1_000 },
-          mode: 'hard',
-          onDeciderDown: 'open',
-        },
-        {
-          id: parseLimitId('month'),
-          scope: 'tenant',
-          algorithm: { kind: 'period-quota', limit: 1_000_000_000_000, period: MONTH, thresholdsPercent: [] },
-          mode: 'hard',
-          onDeciderDown: 'open',
-        },
-      ],
-    },
-  ]);
   return createGateway({
     schema: upstreamSchemaFromSdl(GATEWAY_SDL),
     upstream: { url: upstreamUrl },
-    tollgate: { decider, keyStore, plans, logger },
+    tollgate: await benchTollgateOptions(redisPort),
   });
 }
 

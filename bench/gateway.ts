@@ -6,14 +6,13 @@
  * - `hive`: Hive Gateway (`@graphql-hive/gateway`) proxying to the upstream with its demand control.
  * Each gateway in its own process, driven by autocannon closed-loop for
  * throughput (interleaved rounds, the better kept), then by an open-loop
- * client at one fixed rate, half the plain proxy's throughput, for p99.
+ * client at one fixed rate, half of tollgate's throughput, for p99 (`bench/open-loop.ts`).
  * Figures: `gateway_vs_plain_proxy` (throughput ratio, target ≥ 0.9),
  * `gateway_added_p99_ms` (p99 at that same rate, tollgate − proxy; target ≤ 2)
  * and `gateway_vs_hive_gateway` (throughput ratio, target ≥ 1.0).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { Agent, request as httpRequest } from 'node:http';
 import { createRequire } from 'node:module';
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,6 +21,7 @@ import { REPO_ROOT, freePort } from '../infra/services.js';
 import type { Figure } from './graphql.js';
 import { BENCH_API_KEY } from './graphql-shared.js';
 import { GATEWAY_QUERY } from './gateway-shared.js';
+import { openLoop, type OpenLoopResult } from './open-loop.js';
 
 type Mode = 'upstream' | 'proxy' | 'tollgate' | 'hive' | 'hive-dedupe';
 type Gateway = Exclude<Mode, 'upstream'>;
@@ -77,62 +77,15 @@ async function stopServer(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
-
-/** Open loop: one request every 1/rate s whatever the answers do, keep-alive sockets, µs timers. */
-async function openLoopP99(
-  port: number,
-  ratePerS: number,
-  durationMs: number,
-): Promise<{ p50Ms: number; p99Ms: number; failures: number }> {
-  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-  const latencies: number[] = [];
-  const pending: Promise<void>[] = [];
-  let failures = 0;
-  const started = performance.now();
-  let sent = 0;
-  const one = (): Promise<void> =>
-    new Promise((resolveOne) => {
-      const t0 = performance.now();
-      const req = httpRequest(
-        {
-          host: '127.0.0.1',
-          port,
-          path: '/graphql',
-          method: 'POST',
-          agent,
-          headers: { ...HEADERS, 'content-length': Buffer.byteLength(BODY) },
-        },
-        (res) => {
-          if (res.statusCode !== 200) failures += 1;
-          res.resume();
-          res.on('end', () => {
-            latencies.push(performance.now() - t0);
-            resolveOne();
-          });
-        },
-      );
-      req.on('error', () => {
-        failures += 1;
-        resolveOne();
-      });
-      req.end(BODY);
-    });
-  while (performance.now() - started < durationMs) {
-    const due = Math.floor(((performance.now() - started) / 1000) * ratePerS);
-    while (sent < due) {
-      pending.push(one());
-      sent += 1;
-    }
-    await new Promise((resolveTick) => setImmediate(resolveTick));
+/** Open loop at `ratePerS` against one gateway: the better p99 of `ROUNDS` runs (a figure seen twice). */
+async function fixedRate(port: number, ratePerS: number, durationMs: number): Promise<OpenLoopResult> {
+  let best: OpenLoopResult | undefined;
+  for (let round = 0; round < ROUNDS; round += 1) {
+    const run = await openLoop({ port, path: '/graphql', headers: HEADERS, body: BODY, ratePerS, durationMs });
+    if (run.failures > 0) throw new Error(`open loop at ${ratePerS} req/s: ${run.failures} failed requests`);
+    if (best === undefined || run.p99Ms < best.p99Ms) best = run;
   }
-  await Promise.all(pending);
-  agent.destroy();
-  latencies.sort((a, b) => a - b);
-  return { p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), failures };
+  return best as OpenLoopResult;
 }
 
 /** One request through `mode`, which must answer the query's data (not only a 200). */
@@ -195,11 +148,12 @@ export async function benchGateway(input: { redisPort: number; durationMs: numbe
     const tollgate = best.tollgate as Run;
     const hive = best.hive as Run;
     const hiveDedupe = best['hive-dedupe'] as Run;
-    // one open-loop rate for both, half what the plain proxy sustains: the p99s compare the same load
-    const rate = Math.round(proxy.perSecond / 2);
-    const fixedMs = Math.max(2_000, input.durationMs / 2);
-    const proxyFixed = await openLoopP99(servers.proxy.port, rate, fixedMs);
-    const tollgateFixed = await openLoopP99(servers.tollgate.port, rate, fixedMs);
+    // one open-loop rate for both, half what the slower of the two (tollgate) sustains: the p99s compare the same
+    // load, which neither gateway is near its capacity at
+    const rate = Math.round(Math.min(proxy.perSecond, tollgate.perSecond) / 2);
+    const fixedMs = Math.max(4_000, input.durationMs / 2);
+    const proxyFixed = await fixedRate(servers.proxy.port, rate, fixedMs);
+    const tollgateFixed = await fixedRate(servers.tollgate.port, rate, fixedMs);
     const ratio = tollgate.perSecond / proxy.perSecond;
     const hiveRatio = tollgate.perSecond / hive.perSecond;
     const addedP99 = tollgateFixed.p99Ms - proxyFixed.p99Ms;
@@ -216,7 +170,7 @@ export async function benchGateway(input: { redisPort: number; durationMs: numbe
           name: 'gateway_added_p99_ms',
           value: addedP99,
           unit: 'ms',
-          note: `p99 at ${rate} req/s open loop, tollgate − plain proxy; target ≤ 2`,
+          note: `p99 at ${rate} req/s open loop (half of tollgate's throughput; latency from each request's due time), tollgate ${tollgateFixed.p99Ms.toFixed(2)} − plain proxy ${proxyFixed.p99Ms.toFixed(2)} ms; p50 ${tollgateFixed.p50Ms.toFixed(2)} vs ${proxyFixed.p50Ms.toFixed(2)} ms; target ≤ 2`,
         },
         {
           name: 'gateway_vs_hive_gateway',
@@ -229,7 +183,7 @@ export async function benchGateway(input: { redisPort: number; durationMs: numbe
       lines: [
         '## Gateway',
         '',
-        `One upstream (plain yoga, its own process) and one query (\`${GATEWAY_QUERY}\`, 30 units, every list full so nothing to settle); each gateway in its own Node process (compiled), autocannon with ${CONNECTIONS} connections for ${Math.round(input.durationMs / 1000)} s after a 2 s warm-up, ${ROUNDS} interleaved rounds (the better kept); then ${rate} req/s (half the plain proxy's throughput) open loop for ${Math.round(fixedMs / 1000)} s, proxy and tollgate. Upstream, gateways, Redis and the load generator share the same 2 cores. tollgate's gateway here is \`createGateway\` over Redis (in-memory keys and plans), not the whole API process (no DynamoDB/Temporal needed on the request path).`,
+        `One upstream (plain yoga, its own process) and one query (\`${GATEWAY_QUERY}\`, 30 units, every list full so nothing to settle); each gateway in its own Node process (compiled), autocannon with ${CONNECTIONS} connections for ${Math.round(input.durationMs / 1000)} s after a 2 s warm-up, ${ROUNDS} interleaved rounds (the better kept); then ${rate} req/s (half of tollgate's throughput, the slower of the two) open loop for ${Math.round(fixedMs / 1000)} s, proxy and tollgate, ${ROUNDS} runs each (the lower p99 kept): requests go out at their due times whatever the answers do, and each latency counts from its due time (\`bench/open-loop.ts\`). Upstream, gateways, Redis and the load generator share the same 2 cores. tollgate's gateway here is \`createGateway\` over Redis (in-memory keys and plans), not the whole API process (no DynamoDB/Temporal needed on the request path).`,
         '',
         'Every client sends the same query, so Hive Gateway with its default (`deduplicateInflightRequests`) answers up to 16 requests with one upstream request; `gateway_vs_hive_gateway` compares with it forwarding every request, as tollgate (which meters each request) and the plain proxy do.',
         '',

@@ -10,27 +10,20 @@
  * - `envelop`: yoga + @envelop/rate-limiter with its Redis store on the same Redis.
  * Prints `ready` when listening; GET /cpu answers the process CPU time in µs.
  */
-import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { RedisStore, useRateLimiter } from '@envelop/rate-limiter';
 import { GraphQLError, type ExecutionArgs } from 'graphql';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { Redis } from 'ioredis';
-import { FileSpool, ResilientDecider, connectDeciderRedis } from '../src/decider/index.js';
-import { CostModel, InMemoryKeyStore, InMemoryPlanStore, engineCost, useTollgate } from '../src/graphql/index.js';
+import { CostModel, engineCost, useTollgate } from '../src/graphql/index.js';
 import { DemoStore, createDemoSchema } from '../src/graphql/demo/index.js';
-import { createLogger, parseLimitId, parsePlanId, systemClock } from '../src/shared/index.js';
-import { BENCH_API_KEY } from './graphql-shared.js';
-
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
+import { systemClock } from '../src/shared/index.js';
+import { benchTollgateOptions } from './tollgate-setup.js';
 
 async function main(): Promise<void> {
   const [mode = 'bare', portText = '0', redisPortText = '6379'] = process.argv.slice(2);
   const store = new DemoStore();
   const schema = createDemoSchema({ store, version: 'bench', deciderTimeMs: () => Promise.resolve(0), clock: systemClock });
-  const logger = createLogger({ level: 'silent', name: 'bench' });
   const plugins: Plugin[] = [];
 
   if (mode === 'plain') {
@@ -48,41 +41,7 @@ async function main(): Promise<void> {
       },
     });
   } else if (mode === 'tollgate') {
-    const redis = await connectDeciderRedis({ url: `redis://127.0.0.1:${redisPortText}`, commandTimeoutMs: 1_000 });
-    const decider = new ResilientDecider(redis, {
-      shardCount: 256,
-      clock: systemClock,
-      logger,
-      spool: new FileSpool(join(mkdtempSync(join(tmpdir(), 'tollgate-bench-spool-')), 'bench.spool')),
-      breaker: { latencyBudgetMs: 1_000 },
-    });
-    const keyStore = new InMemoryKeyStore();
-    keyStore.add({ tenant: 'bench', keyId: 'k1', planId: 'bench', key: BENCH_API_KEY });
-    const plans = new InMemoryPlanStore([
-      {
-        id: parsePlanId('bench'),
-        version: 1,
-        billingPeriod: MONTH,
-        maxCostPerOperation: 10_000,
-        limits: [
-          {
-            id: parseLimitId('burst'),
-            scope: 'apiKey',
-            algorithm: { kind: 'token-bucket', capacity: 1_000_000_000, refillAmount: 1_000_000, refillPeriodMs: 1_000 },
-            mode: 'hard',
-            onDeciderDown: 'open',
-          },
-          {
-            id: parseLimitId('month'),
-            scope: 'tenant',
-            algorithm: { kind: 'period-quota', limit: 1_000_000_000_000, period: MONTH, thresholdsPercent: [] },
-            mode: 'hard',
-            onDeciderDown: 'open',
-          },
-        ],
-      },
-    ]);
-    plugins.push(useTollgate({ decider, keyStore, plans, logger }));
+    plugins.push(useTollgate(await benchTollgateOptions(redisPortText)));
   } else if (mode === 'envelop') {
     const redis = new Redis({ port: Number(redisPortText) });
     plugins.push(

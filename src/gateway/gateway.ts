@@ -23,8 +23,8 @@ import {
   type ExecutionArgs,
   type IntrospectionQuery,
 } from 'graphql';
-import { createYoga, useReadinessCheck, type Plugin, type YogaServerInstance } from 'graphql-yoga';
-import { COST_DIRECTIVES_SDL, useTollgate, type TollgateContext, type TollgateOptions } from '../graphql/index.js';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { COST_DIRECTIVES_SDL, useReadyEndpoint, useTollgate, type TollgateContext, type TollgateOptions } from '../graphql/index.js';
 import { DependencyError, ValidationError } from '../shared/index.js';
 import { Upstream, type ForwardInput, type UpstreamOptions } from './upstream.js';
 
@@ -269,7 +269,7 @@ export function createGateway(options: GatewayOptions): GatewayServer {
     landingPage: false,
     maskedErrors: true,
     plugins: [
-      useReadinessCheck({
+      useReadyEndpoint({
         endpoint: '/ready',
         check: async ({ fetchAPI }) => {
           const check = await parts.checkUpstream();

@@ -8,7 +8,7 @@
 import { DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Connection } from '@temporalio/client';
 import type { GraphQLSchema } from 'graphql';
-import { createYoga, useReadinessCheck, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { probeDecider, type Decider, type DeciderRedis } from '../decider/index.js';
 import { ledgerTableName } from '../metering/index.js';
 import type { Logger } from '../shared/index.js';
@@ -21,6 +21,7 @@ import { TollgateMetrics } from './metrics.js';
 import type { PlanStore } from './plans.js';
 import { useJobStatus } from './plugins/use-job-status.js';
 import { useMetricsEndpoint } from './plugins/use-metrics-endpoint.js';
+import { useReadyEndpoint } from './plugins/request-path.js';
 import { useTollgate, type TollgateContext, type TollgateOptions } from './plugins/use-tollgate.js';
 import { runReadiness, type ReadinessCheck } from './readiness.js';
 import { useUsageApi, type UsageApiOptions } from './usage/use-usage-api.js';
@@ -111,7 +112,7 @@ export function createApi(deps: ApiDeps): ApiServer {
       error: (...args: unknown[]) => deps.logger.error({ args }, 'yoga'),
     },
     plugins: [
-      useReadinessCheck({
+      useReadyEndpoint({
         endpoint: '/ready',
         check: async ({ fetchAPI }) => {
           const report = await runReadiness(

@@ -21,6 +21,7 @@ export { InMemoryKeyStore, type ApiKeyRecord, type KeyStore } from './identity/k
 export { ApiKeyIdentifier, type AnonymousPolicy, type IdentifierOptions, type Identity, type IdentifyResult } from './identity/identify.js';
 export { forwardedClientIp } from './identity/client-address.js';
 export { useTollgate, type TollgateContext, type TollgateOptions } from './plugins/use-tollgate.js';
+export { requestPath, useReadyEndpoint } from './plugins/request-path.js';
 export { useMetricsEndpoint, type MetricsEndpointOptions } from './plugins/use-metrics-endpoint.js';
 export { useJobStatus, type JobStatusOptions } from './plugins/use-job-status.js';
 export { SchemaJobExecutor, type SchemaJobExecutorOptions } from './jobs/executor.js';

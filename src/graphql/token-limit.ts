@@ -74,6 +74,44 @@ export function tokenLimitError(query: string, maxTokens: number): TokenLimitErr
 }
 
 /**
+ * `tokenLimitError` with a memory of the query texts found within the limit: a client resending one long query
+ * (over `maxTokens` characters, which `tokenLimitError` must lex) is lexed once, not on every request. The texts kept
+ * are the most recent, at most `maxChars` characters in all; a refused text is never kept (it is refused every time).
+ */
+export class TokenLimitCheck {
+  private readonly within = new Set<string>();
+  private chars = 0;
+
+  constructor(
+    private readonly maxTokens: number,
+    private readonly maxChars = 4_000_000,
+  ) {}
+
+  /** The refusal of a query over the limit, or undefined. */
+  errorOf(query: string): TokenLimitError | undefined {
+    if (query.length <= this.maxTokens || this.within.has(query)) return undefined;
+    const error = tokenLimitError(query, this.maxTokens);
+    if (error === undefined && query.length <= this.maxChars / 8) this.remember(query);
+    return error;
+  }
+
+  /** Characters of the texts kept. */
+  get keptChars(): number {
+    return this.chars;
+  }
+
+  private remember(query: string): void {
+    this.within.add(query);
+    this.chars += query.length;
+    for (const oldest of this.within) {
+      if (this.chars <= this.maxChars) break;
+      this.within.delete(oldest);
+      this.chars -= oldest.length;
+    }
+  }
+}
+
+/**
  * The parse function of the edge: {@link parseWithTokenLimit} with its failures
  * as 400 edge errors (`TOKEN_LIMIT_EXCEEDED` with `extensions.max`, or
  * `GRAPHQL_PARSE_FAILED` without graphql's "Syntax Error: " prefix).

@@ -18,7 +18,8 @@ export interface GatedRequest {
   plan: Plan;
   idempotencyKey: string | null;
   isNotifyRequested: boolean;
-  batchIndex: WeakMap<object, number>;
+  /** Each operation's position in a batch (undefined for a single operation). */
+  batchIndex: WeakMap<object, number> | undefined;
   nextIndex: number;
   /** Headers added to the request's response. */
   headers: Record<string, string>;
@@ -62,7 +63,7 @@ async function openOperation(
     plan: state.plan,
     idempotencyKey: state.idempotencyKey,
     isNotifyRequested: state.isNotifyRequested,
-    batchIndex: () => state.batchIndex.get(context.params) ?? state.nextIndex++,
+    batchIndex: () => state.batchIndex?.get(context.params) ?? state.nextIndex++,
   };
   const query = context.params.query;
   const outcome = await runtime.gate.open({ args, caller, query });

@@ -15,6 +15,7 @@ import { socketClientIp } from '../identity/client-address.js';
 import type { KeyStore } from '../identity/key-store.js';
 import { FinishedJobCache } from '../../jobs/index.js';
 import { KeyRateLimiter } from '../local-limiter.js';
+import { requestPath } from './request-path.js';
 import { readJob, type JobReader } from '../../jobs/index.js';
 
 export interface JobStatusOptions {
@@ -35,6 +36,8 @@ export interface JobStatusOptions {
   unknownKeysPerSecond?: number;
 }
 
+type OnRequestPayload = Parameters<NonNullable<Plugin['onRequest']>>[0];
+
 export function useJobStatus(options: JobStatusOptions): Plugin {
   const prefix = options.pathPrefix ?? '/jobs/';
   const clock = options.clock ?? systemClock;
@@ -49,61 +52,60 @@ export function useJobStatus(options: JobStatusOptions): Plugin {
     clock,
     ...(options.finishedCacheTtlMs === undefined ? {} : { ttlMs: options.finishedCacheTtlMs }),
   });
-  return {
-    onRequest: async (payload) => {
-      const { request, url, fetchAPI, serverContext } = payload;
-      if (!url.pathname.startsWith(prefix)) return;
-      const json = (status: number, body: unknown, headers: Record<string, string> = {}): void =>
-        payload.endResponse(
-          new fetchAPI.Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } }),
-        );
-      if (request.method !== 'GET') {
-        json(405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'use GET' } }, { Allow: 'GET' });
-        return;
+  const answer = async (payload: OnRequestPayload): Promise<void> => {
+    const { request, url, fetchAPI, serverContext } = payload;
+    const json = (status: number, body: unknown, headers: Record<string, string> = {}): void =>
+      payload.endResponse(
+        new fetchAPI.Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } }),
+      );
+    if (request.method !== 'GET') {
+      json(405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'use GET' } }, { Allow: 'GET' });
+      return;
+    }
+    const identified = await identifier.identify(request.headers.get('authorization'), clientIpOf(request, serverContext));
+    if (!identified.isOk) {
+      json(
+        identified.status,
+        { error: { code: identified.code, message: identified.message } },
+        {
+          ...(identified.status === 401 ? { 'WWW-Authenticate': 'Bearer realm="tollgate"' } : {}),
+          ...(identified.retryAfterMs === undefined
+            ? {}
+            : { 'Retry-After': String(Math.max(1, Math.ceil(identified.retryAfterMs / 1_000))) }),
+        },
+      );
+      return;
+    }
+    const { tenant, keyId } = identified.identity;
+    const allowance = limiter.take(`${tenant}\n${keyId}`);
+    if (!allowance.isAllowed) {
+      const retryAfterS = Math.max(1, Math.ceil(allowance.retryAfterMs / 1_000));
+      json(
+        429,
+        { error: { code: 'RATE_LIMITED', message: `too many job status reads with this key; retry in ${retryAfterS} s` } },
+        { 'Retry-After': String(retryAfterS) },
+      );
+      return;
+    }
+    const id = url.pathname.slice(prefix.length);
+    const kept = finished.get(tenant, id);
+    if (kept !== undefined) {
+      json(200, { job: kept });
+      return;
+    }
+    try {
+      const job = await readJob(options.jobs, tenant, id);
+      if (job === undefined) json(404, { error: { code: 'JOB_NOT_FOUND', message: 'no such job' } });
+      else {
+        finished.offer(tenant, job);
+        json(200, { job });
       }
-      const identified = await identifier.identify(request.headers.get('authorization'), clientIpOf(request, serverContext));
-      if (!identified.isOk) {
-        json(
-          identified.status,
-          { error: { code: identified.code, message: identified.message } },
-          {
-            ...(identified.status === 401 ? { 'WWW-Authenticate': 'Bearer realm="tollgate"' } : {}),
-            ...(identified.retryAfterMs === undefined
-              ? {}
-              : { 'Retry-After': String(Math.max(1, Math.ceil(identified.retryAfterMs / 1_000))) }),
-          },
-        );
-        return;
-      }
-      const { tenant, keyId } = identified.identity;
-      const allowance = limiter.take(`${tenant}\n${keyId}`);
-      if (!allowance.isAllowed) {
-        const retryAfterS = Math.max(1, Math.ceil(allowance.retryAfterMs / 1_000));
-        json(
-          429,
-          { error: { code: 'RATE_LIMITED', message: `too many job status reads with this key; retry in ${retryAfterS} s` } },
-          { 'Retry-After': String(retryAfterS) },
-        );
-        return;
-      }
-      const id = url.pathname.slice(prefix.length);
-      const kept = finished.get(tenant, id);
-      if (kept !== undefined) {
-        json(200, { job: kept });
-        return;
-      }
-      try {
-        const job = await readJob(options.jobs, tenant, id);
-        if (job === undefined) json(404, { error: { code: 'JOB_NOT_FOUND', message: 'no such job' } });
-        else {
-          finished.offer(tenant, job);
-          json(200, { job });
-        }
-      } catch (error) {
-        if (!(error instanceof DependencyError)) throw error;
-        options.logger.warn({ code: error.code }, 'job status unavailable');
-        json(503, { error: { code: error.code, message: 'job status is unavailable; retry later' } }, { 'Retry-After': '1' });
-      }
-    },
+    } catch (error) {
+      if (!(error instanceof DependencyError)) throw error;
+      options.logger.warn({ code: error.code }, 'job status unavailable');
+      json(503, { error: { code: error.code, message: 'job status is unavailable; retry later' } }, { 'Retry-After': '1' });
+    }
   };
+  // synchronous for every other request (no URL object, no promise)
+  return { onRequest: (payload) => (requestPath(payload.request.url).startsWith(prefix) ? answer(payload) : undefined) };
 }

@@ -4,6 +4,7 @@
  */
 import type { Plugin } from 'graphql-yoga';
 import type { Registry } from 'prom-client';
+import { requestPath } from './request-path.js';
 
 export interface MetricsEndpointOptions {
   registry: Registry;
@@ -14,10 +15,14 @@ export interface MetricsEndpointOptions {
 export function useMetricsEndpoint(options: MetricsEndpointOptions): Plugin {
   const endpoint = options.endpoint ?? '/metrics';
   return {
-    onRequest: async (payload) => {
-      if (payload.url.pathname !== endpoint || payload.request.method !== 'GET') return;
-      const body = await options.registry.metrics();
-      payload.endResponse(new payload.fetchAPI.Response(body, { status: 200, headers: { 'content-type': options.registry.contentType } }));
+    // synchronous for every other request (no URL object, no promise)
+    onRequest: (payload) => {
+      if (payload.request.method !== 'GET' || requestPath(payload.request.url) !== endpoint) return undefined;
+      return options.registry.metrics().then((body) => {
+        payload.endResponse(
+          new payload.fetchAPI.Response(body, { status: 200, headers: { 'content-type': options.registry.contentType } }),
+        );
+      });
     },
   };
 }

@@ -32,7 +32,7 @@ import type { TollgateMetrics } from '../metrics.js';
 import { OperationGate, type DecidedEvent } from '../operation-gate.js';
 import { tenantPlanOf, type Plan, type PlanStore } from '../plans.js';
 import { edgeError, type EdgeErrorCode } from '../responses.js';
-import { parseAtEdge, tokenLimitError } from '../token-limit.js';
+import { TokenLimitCheck, parseAtEdge } from '../token-limit.js';
 import { executeOperation, subscribeOperation } from './gated-operations.js';
 
 /** Options of {@link useTollgate}. */
@@ -117,11 +117,14 @@ interface RequestState {
   idempotencyKey: string | null;
   /** `Tollgate-Notify: webhook`: a deferred job of this request notifies the tenant's webhook when it finishes. */
   isNotifyRequested: boolean;
-  batchIndex: WeakMap<object, number>;
+  /** Each operation's position in a batch (undefined for a single operation: it is 0). */
+  batchIndex: WeakMap<object, number> | undefined;
   nextIndex: number;
   headers: Record<string, string>;
   /** The request's in-flight slot, released with its response. */
   lease: AdmissionLease | undefined;
+  /** `context.tollgate`, made once per request. */
+  context: NonNullable<TollgateContext['tollgate']> | undefined;
 }
 
 type Hooks = Plugin<TollgateContext>;
@@ -140,6 +143,8 @@ interface Runtime {
   minimumCost: number;
   /** The schema yoga serves (for `quote`); set by `onSchemaChange`. */
   schema: GraphQLSchema | undefined;
+  /** `context.tollgate.quote`. */
+  quote: NonNullable<TollgateContext['tollgate']>['quote'];
   /** A refusal thrown or returned by a hook, counted in the refusals metric. */
   refuse: (input: {
     code: EdgeErrorCode;
@@ -163,6 +168,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
   const { limits } = runtime;
   /** One validation rule object for every request (yoga caches validation per rule set and document). */
   const staticRule = staticLimitsRule(limits);
+  const tokenCheck = new TokenLimitCheck(limits.maxTokens);
   const parseFn = (source: string | Source, parseOptions?: ParseOptions): DocumentNode =>
     parseAtEdge(source, { maxTokens: limits.maxTokens, ...(parseOptions === undefined ? {} : { parseOptions }) });
   return {
@@ -172,7 +178,7 @@ export function useTollgate(options: TollgateOptions): Plugin<TollgateContext> {
     onRequestParse: (payload) => openRequest(runtime, payload),
     onParams: ({ params, setResult }) => {
       // Refusing here (not in parse) keeps the 400 even for application/json clients, which yoga answers 200 for parse errors.
-      const flood = params.query === undefined ? undefined : tokenLimitError(params.query, limits.maxTokens);
+      const flood = params.query === undefined ? undefined : tokenCheck.errorOf(params.query);
       if (flood === undefined) return;
       setResult({
         errors: [runtime.refuse({ code: flood.code, message: flood.message, status: 400, extensions: { max: flood.maxTokens } })],
@@ -235,7 +241,7 @@ function createRuntime(options: TollgateOptions): Runtime {
     idempotencyTtlMs,
     ...(options.onDecided === undefined ? {} : { onDecided: options.onDecided }),
   });
-  return {
+  const runtime: Omit<Runtime, 'quote'> = {
     options,
     limits: { ...STATIC_LIMIT_DEFAULTS, ...options.limits },
     minimumCost: minimumCostOf(options),
@@ -254,6 +260,8 @@ function createRuntime(options: TollgateOptions): Runtime {
       return response.result;
     },
   };
+  // the same object: `quote` reads the schema `onSchemaChange` sets on it
+  return Object.assign(runtime, { quote: quoteOf(runtime) });
 }
 
 /** One pricer per schema (its compiled formulas are cached per document). */
@@ -278,26 +286,26 @@ function pricerCache(options: TollgateOptions): (schema: GraphQLSchema) => Price
 
 const minimumCostOf = (options: TollgateOptions): number => options.cost?.minimumCost ?? 1;
 
-/** What resolvers get as `context.tollgate`; undefined for a request that was not identified. */
+/** What resolvers get as `context.tollgate`, made once per request; undefined for a request that was not identified. */
 function tollgateContext(runtime: Runtime, request: Request): TollgateContext['tollgate'] {
   const state = runtime.requests.get(request);
   if (state === undefined) return undefined;
-  const schemaOf = (): GraphQLSchema => {
+  state.context ??= { identity: state.identity, plan: state.plan, quote: runtime.quote };
+  return state.context;
+}
+
+/** `context.tollgate.quote`: one function per plugin instance (it reads nothing of the request). */
+function quoteOf(runtime: Omit<Runtime, 'quote'>): NonNullable<TollgateContext['tollgate']>['quote'] {
+  return (input) => {
     if (runtime.schema === undefined) throw new Error('useTollgate has not seen the schema yet');
-    return runtime.schema;
-  };
-  return {
-    identity: state.identity,
-    plan: state.plan,
-    quote: (input) =>
-      quoteOperation({
-        pricer: runtime.pricerFor(schemaOf()),
-        query: input.query,
-        variables: input.variables ?? undefined,
-        operationName: input.operationName ?? undefined,
-        limits: runtime.limits,
-        minimumCost: runtime.minimumCost,
-      }),
+    return quoteOperation({
+      pricer: runtime.pricerFor(runtime.schema),
+      query: input.query,
+      variables: input.variables ?? undefined,
+      operationName: input.operationName ?? undefined,
+      limits: runtime.limits,
+      minimumCost: runtime.minimumCost,
+    });
   };
 }
 
@@ -338,10 +346,20 @@ async function openRequest(runtime: Runtime, { request, serverContext }: Request
     plan,
     idempotencyKey: rawKey,
     isNotifyRequested: notify !== null,
-    batchIndex: new WeakMap(),
+    batchIndex: undefined,
     nextIndex: 0,
     headers: {},
-    lease: admitRequest({ ...options, criticality: plan.criticality, serverContext, refuse }),
+    lease:
+      options.admission === undefined
+        ? undefined
+        : admitRequest({
+            admission: options.admission,
+            ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+            criticality: plan.criticality,
+            serverContext,
+            refuse,
+          }),
+    context: undefined,
   };
   runtime.requests.set(request, state);
   return {
@@ -350,7 +368,9 @@ async function openRequest(runtime: Runtime, { request, serverContext }: Request
       if (requestParserResult.length > limits.maxBatchSize) {
         throw refuse({ code: 'BATCH_LIMIT_EXCEEDED', message: `a batch may hold at most ${limits.maxBatchSize} operations`, status: 413 });
       }
-      requestParserResult.forEach((params, index) => state.batchIndex.set(params, index));
+      const batchIndex = new WeakMap<object, number>();
+      requestParserResult.forEach((params, index) => batchIndex.set(params, index));
+      state.batchIndex = batchIndex;
       state.nextIndex = requestParserResult.length;
     },
   };

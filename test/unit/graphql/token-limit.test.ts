@@ -1,6 +1,6 @@
 import { GraphQLError, Source, parse } from 'graphql';
 import { describe, expect, it } from 'vitest';
-import { TokenLimitError, parseAtEdge, parseWithTokenLimit, tokenLimitError } from '../../../src/graphql/token-limit.js';
+import { TokenLimitCheck, TokenLimitError, parseAtEdge, parseWithTokenLimit, tokenLimitError } from '../../../src/graphql/token-limit.js';
 
 /** `{ a a … a }` with `fields` fields: fields + 2 tokens. */
 const flat = (fields: number): string => `{ ${'a '.repeat(fields)}}`;
@@ -69,5 +69,23 @@ describe('the token cap', () => {
       message: 'Expected Name, found ")".',
       extensions: { code: 'GRAPHQL_PARSE_FAILED', http: { status: 400, spec: false } },
     });
+  });
+});
+
+describe('TokenLimitCheck', () => {
+  it('refuses an over-limit text every time, accepts a long text within the limit, and keeps at most maxChars of texts', () => {
+    // given a limit of 10 tokens and room for 300 characters of remembered texts (one text at most 300 / 8)
+    const check = new TokenLimitCheck(10, 300);
+    const within = `{ ${'a'.repeat(30)} }`; // 3 tokens, 34 characters: lexed the first time
+    const over = flat(20);
+    // then the verdicts are tokenLimitError's, the first time and again
+    for (let round = 0; round < 2; round += 1) {
+      expect(check.errorOf(within)).toBeUndefined();
+      expect(check.errorOf(over)).toBeInstanceOf(TokenLimitError);
+    }
+    expect(check.keptChars).toBe(within.length);
+    // when nine more long texts within the limit arrive, the oldest are dropped to stay within 300 characters
+    for (const letter of 'bcdefghij') expect(check.errorOf(`{ ${letter.repeat(30)} }`)).toBeUndefined();
+    expect(check.keptChars).toBe(8 * within.length);
   });
 });
