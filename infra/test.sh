@@ -20,11 +20,11 @@ step "dependency rules (dependency-cruiser)"
 npx --no-install depcruise src --config .dependency-cruiser.cjs
 step "vitest (unit + integration)"
 mkdir -p .data
-rm -f .data/vitest-report.json .data/vitest-storm-report.json .data/vitest-fleet-crash-report.json
+rm -f .data/vitest-report.json .data/vitest-storm-report.json .data/vitest-fleet-crash-report.json .data/vitest-fleet-cold-report.json
 status=0
 if [ "$#" -eq 0 ]; then
-  # the fleet's crash loop runs alone too, after the rest (below)
-  npx --no-install vitest run --exclude test/integration/metering-fleet-crash.test.ts \
+  # the fleet's crash loop and its 1,024-shard cold start run alone too, after the rest (below)
+  npx --no-install vitest run --exclude test/integration/metering-fleet-crash.test.ts --exclude test/integration/metering-fleet-cold.test.ts \
     --reporter=default --reporter=json --outputFile.json=.data/vitest-report.json || status=$?
 else
   npx --no-install vitest run --reporter=default --reporter=json --outputFile.json=.data/vitest-report.json "$@" || status=$?
@@ -38,12 +38,15 @@ if [ "$#" -eq 0 ]; then
   step "vitest: the metering fleet's crash loop (256 pumps, 30 SIGKILLs), alone"
   npx --no-install vitest run test/integration/metering-fleet-crash.test.ts \
     --reporter=default --reporter=json --outputFile.json=.data/vitest-fleet-crash-report.json || status=$?
+  step "vitest: a cold worker start with 1,024 shards (64 pumps), alone"
+  TOLLGATE_TEST_FLEET_1024=1 npx --no-install vitest run test/integration/metering-fleet-cold.test.ts \
+    --reporter=default --reporter=json --outputFile.json=.data/vitest-fleet-cold-report.json || status=$?
 fi
 # One plain closing line, the same for every runner that reads it.
 node -e '
   const fs = require("node:fs");
   let passed = 0, failed = 0, skipped = 0, read = 0;
-  for (const file of [".data/vitest-report.json", ".data/vitest-storm-report.json", ".data/vitest-fleet-crash-report.json"]) {
+  for (const file of [".data/vitest-report.json", ".data/vitest-storm-report.json", ".data/vitest-fleet-crash-report.json", ".data/vitest-fleet-cold-report.json"]) {
     if (!fs.existsSync(file)) continue;
     try {
       const r = JSON.parse(fs.readFileSync(file, "utf8"));
