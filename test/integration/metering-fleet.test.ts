@@ -22,7 +22,7 @@ import { randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { freePort } from '../../infra/services.js';
 import { waitFor } from '../support/poll.js';
-import { START_TO_CLOSE, describeTimeouts, gauge, pumpRunsSince, scrape, startEntryPoint, timeoutsSince } from '../support/fleet.js';
+import { describeTimeouts, gauge, pumpRunsSince, scrape, startEntryPoint, timeoutsSince } from '../support/fleet.js';
 import { startFleetHarness, type FleetHarness } from '../support/fleet-harness.js';
 import { seededRandom } from '../support/usage-events.js';
 import { sleep } from '../support/time.js';
@@ -142,12 +142,11 @@ describe('the metering fleet at 256 shards', () => {
       `[metering-fleet] cold start: ${backlog} events backlog drained ${drainedMs} ms after the worker process started; ` +
         `runs since ${cold.length}, largest ${Math.max(...cold.map((run) => run.events))} events; workflow task timeouts since ${describeTimeouts(timeouts, coldStartMs)}`,
     );
-    // no task the cold worker took failed to finish in time (the livelock of issue 19: replays longer than the task
-    // timeout, scheduled again, replayed again); tasks it left on its sticky queue past WORKER_STICKY_TIMEOUT_MS while
-    // busy (schedule-to-start: handed to the shared queue, one pump delayed 10 s) are counted above, not asserted: on
-    // the 2-core machine beside other test files they come and go with its load (bench: meter_cold_start_handovers)
-    expect(timeouts.filter((timeout) => timeout.type === START_TO_CLOSE)).toEqual([]);
-    expect(timeouts.filter((timeout) => timeout.identity !== '')).toEqual([]);
+    // not a single workflow task timed out: none the cold worker took ran past the task timeout (the livelock of issue
+    // 19: replays longer than the task timeout, scheduled again, replayed again), and none waited out its sticky queue
+    // while it was busy (with one pump per shard a cold start of 256 handed 47 to 79 over beside other test files;
+    // 16 pumps of 16 shards hand none over)
+    expect(timeouts).toEqual([]);
     await fleet.expectLedgerEqualsAppended();
     // and the worker says it is ready, with nothing waiting and no stall
     const health = await scrape(metricsPort);
