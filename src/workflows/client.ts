@@ -46,13 +46,13 @@ export interface EnsureMeterWorkflowsInput {
  * Safe to call on every worker start and from several workers at once, as long
  * as they agree on `shardsPerPump` (workers that disagree retire each other's
  * pumps at every start).
- * @returns how many pumps were told new settings, and how many were retired
+ * @returns how many pumps were told new settings, how many were retired, and why retiring failed if it did
  * @throws whatever the Temporal client throws when the server refuses a start or a read
  */
 export async function ensureMeterWorkflows(
   client: Client,
   input: EnsureMeterWorkflowsInput,
-): Promise<{ signalled: number; retired: number }> {
+): Promise<{ signalled: number; retired: number; retireError?: unknown }> {
   const groups = meterPumpGroups(input.shards, input.shardsPerPump ?? 1);
   const queue = [...groups];
   let signalled = 0;
@@ -75,11 +75,17 @@ export async function ensureMeterWorkflows(
     for (let group = queue.shift(); group !== undefined; group = queue.shift()) await ensureOne(group);
   });
   await Promise.all(lanes);
-  const retired = await retireOtherPumps(client, {
-    shards: new Set(input.shards),
-    keep: new Set(groups.map((shards) => meterPumpId(shards[0] ?? 0, shards.at(-1)))),
-  });
-  return { signalled, retired };
+  try {
+    const retired = await retireOtherPumps(client, {
+      shards: new Set(input.shards),
+      keep: new Set(groups.map((shards) => meterPumpId(shards[0] ?? 0, shards.at(-1)))),
+    });
+    return { signalled, retired };
+  } catch (error) {
+    // a visibility store that cannot list by type and status (or a failed terminate) must not stop the worker: its
+    // pumps run; older pumps of the same shards, if any, keep pumping beside them (exact, only wasteful)
+    return { signalled, retired: 0, retireError: error };
+  }
 }
 
 /**

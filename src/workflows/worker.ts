@@ -18,6 +18,22 @@ import { auditSettings, jobSweepSettings } from './settings.js';
 import { createTollgateWorker, startAccountWorkflows, startMeterPumps } from './workers.js';
 import { routeTemporalLogs } from './temporal-logging.js';
 
+/** The fleet's ensure, as the worker's log tells it. */
+function logMeterPumps(
+  logger: ReturnType<typeof createLogger>,
+  config: ReturnType<typeof loadConfig>,
+  ensured: Awaited<ReturnType<typeof startMeterPumps>>,
+): void {
+  const pumps = Math.ceil(config.redis.shardCount / config.meter.shardsPerPump);
+  logger.info({ shards: config.redis.shardCount, pumps, signalled: ensured.signalled, retired: ensured.retired }, 'meter pumps running');
+  if (ensured.retireError !== undefined) {
+    logger.warn(
+      { err: ensured.retireError },
+      'could not list or retire older pumps of these shards: they keep pumping beside the new ones',
+    );
+  }
+}
+
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = createLogger({ level: config.log.level, name: 'tollgate-worker' });
@@ -58,9 +74,7 @@ async function main(): Promise<void> {
       try {
         const client = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
         if (config.meter.isEnabled) {
-          const { signalled, retired } = await startMeterPumps({ config, client });
-          const pumps = Math.ceil(config.redis.shardCount / config.meter.shardsPerPump);
-          logger.info({ shards: config.redis.shardCount, pumps, signalled, retired }, 'meter pumps running');
+          logMeterPumps(logger, config, await startMeterPumps({ config, client }));
         }
         if (config.audit.isEnabled) {
           await ensureAuditWorkflow(client, { taskQueue: config.temporal.taskQueue, settings: auditSettings(config) });

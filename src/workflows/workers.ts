@@ -153,7 +153,7 @@ export async function startMeterPumps(input: {
   config: Pick<AppConfig, 'temporal' | 'redis' | 'meter'>;
   client: Client;
   taskQueue?: string;
-}): Promise<{ signalled: number; retired: number }> {
+}): Promise<{ signalled: number; retired: number; retireError?: unknown }> {
   return ensureMeterWorkflows(input.client, {
     shards: Array.from({ length: input.config.redis.shardCount }, (_, shard) => shard),
     shardsPerPump: input.config.meter.shardsPerPump,
