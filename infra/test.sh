@@ -35,7 +35,7 @@ if [ "$#" -eq 0 ]; then
   step "vitest: the 2,000-deferral storm, alone"
   TOLLGATE_STORM_JOBS="${TOLLGATE_STORM_JOBS:-2000}" npx --no-install vitest run test/integration/account-deferral-storm.test.ts \
     --reporter=default --reporter=json --outputFile.json=.data/vitest-storm-report.json || status=$?
-  step "vitest: the metering fleet's crash loop (256 pumps, 30 SIGKILLs), alone"
+  step "vitest: the metering fleet's crash loop (256 shards, 30 SIGKILLs), alone"
   npx --no-install vitest run test/integration/metering-fleet-crash.test.ts \
     --reporter=default --reporter=json --outputFile.json=.data/vitest-fleet-crash-report.json || status=$?
   step "vitest: a cold worker start with 1,024 shards (64 pumps), alone"
