@@ -16,6 +16,7 @@
  * so a crash anywhere in a span leaves at most the batches in progress
  * pending, reclaimed by the retry.
  */
+import { setMaxListeners } from 'node:events';
 import { Context, heartbeat } from '@temporalio/activity';
 import { parseShard, type PumpBatchResult, type PumpStage, type UsagePump } from '../../metering/index.js';
 import { asActivity } from './errors.js';
@@ -258,6 +259,8 @@ export function createMeteringActivities(deps: MeteringActivityDeps) {
     async pumpUsageShards(input: PumpUsageShardsInput): Promise<PumpUsageShardsResult> {
       return asActivity(async () => {
         const shards = input.shards.map(({ shard, claimCursor }) => ({ shard: parseShard(shard), claimCursor }));
+        // every shard's idle pause listens to the activity's cancellation at once (Node warns past 10 listeners)
+        setMaxListeners(shards.length + 10, Context.current().cancellationSignal);
         const { beat, stop } = startBeat();
         try {
           const span = { endMs: spanEndMs(input.idleWaitMs), longestPauseMs: input.idlePollMs ?? DEFAULT_IDLE_POLL_MS, beat };
