@@ -51,6 +51,26 @@ export type StoredPlan = { isValid: true; plan: Plan } | { isValid: false; planI
 
 type Item = Record<string, AttributeValue>;
 
+/** Every item of the `plans` partition whose sort key starts with `prefix` (`plan#`, `rollout#`), page after page, consistent. */
+export async function queryPlanItems(client: DynamoDBClient, table: string, prefix: string): Promise<Item[]> {
+  const items: Item[] = [];
+  let start: Item | undefined;
+  do {
+    const reply = await client.send(
+      new QueryCommand({
+        TableName: table,
+        KeyConditionExpression: 'pk = :plans AND begins_with(sk, :prefix)',
+        ExpressionAttributeValues: { ':plans': { S: 'plans' }, ':prefix': { S: prefix } },
+        ConsistentRead: true,
+        ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+      }),
+    );
+    items.push(...(reply.Items ?? []));
+    start = reply.LastEvaluatedKey;
+  } while (start !== undefined);
+  return items;
+}
+
 const VERSION_KEY = { pk: { S: 'config' }, sk: { S: 'version' } };
 
 export class DynamoConfigStore {
@@ -214,24 +234,8 @@ export class DynamoConfigStore {
 
   /** Every stored plan, each parsed on its own (one bad plan never hides the others). @throws DependencyError */
   async listPlans(): Promise<StoredPlan[]> {
-    const plans: StoredPlan[] = [];
-    let start: Item | undefined;
-    do {
-      const reply = await this.send('list the plans', () =>
-        this.client.send(
-          new QueryCommand({
-            TableName: this.table,
-            KeyConditionExpression: 'pk = :plans AND begins_with(sk, :prefix)',
-            ExpressionAttributeValues: { ':plans': { S: 'plans' }, ':prefix': { S: 'plan#' } },
-            ConsistentRead: true,
-            ...(start === undefined ? {} : { ExclusiveStartKey: start }),
-          }),
-        ),
-      );
-      for (const item of reply.Items ?? []) plans.push(storedPlan(item));
-      start = reply.LastEvaluatedKey;
-    } while (start !== undefined);
-    return plans;
+    const items = await this.send('list the plans', () => queryPlanItems(this.client, this.table, 'plan#'));
+    return items.map(storedPlan);
   }
 
   /**

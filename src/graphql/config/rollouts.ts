@@ -14,7 +14,6 @@
  */
 import {
   GetItemCommand,
-  QueryCommand,
   TransactWriteItemsCommand,
   TransactionCanceledException,
   type AttributeValue,
@@ -27,7 +26,7 @@ import { ConflictError, DependencyError, NotFoundError, ValidationError } from '
 import { parsePlan, type Plan } from '../plans.js';
 import { rolloutCountsKey, shadowLimitId } from '../usage/activity.js';
 import { auditPut } from './audit-items.js';
-import { configTableName, type DynamoConfigStore } from './dynamo-config-store.js';
+import { configTableName, queryPlanItems, type DynamoConfigStore } from './dynamo-config-store.js';
 import type { DynamoPlanAdmin } from './plan-history.js';
 import { configVersionBump } from './tenant-items.js';
 
@@ -127,24 +126,8 @@ export class DynamoRollouts implements AdminRolloutStore {
 
   /** Every stored rollout (the API instances serve the running ones). @throws DependencyError */
   async list(): Promise<StoredRollout[]> {
-    const rollouts: StoredRollout[] = [];
-    let start: Item | undefined;
-    do {
-      const reply = await this.send('list the rollouts', () =>
-        this.deps.client.send(
-          new QueryCommand({
-            TableName: this.table,
-            KeyConditionExpression: 'pk = :plans AND begins_with(sk, :prefix)',
-            ExpressionAttributeValues: { ':plans': { S: 'plans' }, ':prefix': { S: 'rollout#' } },
-            ConsistentRead: true,
-            ...(start === undefined ? {} : { ExclusiveStartKey: start }),
-          }),
-        ),
-      );
-      for (const item of reply.Items ?? []) rollouts.push(rolloutOf(item));
-      start = reply.LastEvaluatedKey;
-    } while (start !== undefined);
-    return rollouts;
+    const items = await this.send('list the rollouts', () => queryPlanItems(this.deps.client, this.table, 'rollout#'));
+    return items.map(rolloutOf);
   }
 
   private async stored(planId: string): Promise<StoredRollout | undefined> {
