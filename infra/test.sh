@@ -45,15 +45,23 @@ fi
 # One plain closing line, the same for every runner that reads it.
 node -e '
   const fs = require("node:fs");
-  let passed = 0, failed = 0, skipped = 0, read = 0;
+  let passed = 0, failed = 0, skipped = 0, read = 0; const failures = [];
   for (const file of [".data/vitest-report.json", ".data/vitest-storm-report.json", ".data/vitest-fleet-crash-report.json", ".data/vitest-fleet-cold-report.json"]) {
     if (!fs.existsSync(file)) continue;
     try {
       const r = JSON.parse(fs.readFileSync(file, "utf8"));
       passed += r.numPassedTests; failed += r.numFailedTests; skipped += r.numPendingTests + r.numTodoTests; read += 1;
-    } catch { failed += 1; }
+      for (const suite of r.testResults ?? []) {
+        const where = String(suite.name ?? "").replace(process.cwd() + "/", "");
+        const bad = (suite.assertionResults ?? []).filter((t) => t.status === "failed");
+        if (bad.length === 0 && suite.status === "failed") failures.push(`${where}: ${String(suite.message ?? "").split("\n").slice(0, 6).join(" | ")}`);
+        for (const t of bad) failures.push(`${where} > ${t.fullName}: ${String((t.failureMessages ?? [])[0] ?? "").split("\n").slice(0, 6).join(" | ")}`);
+      }
+    } catch { failed += 1; failures.push(`${file}: unreadable report`); }
   }
   if (read === 0) failed += 1;
+  // The failures again at the very end: a CI log is often read from its tail.
+  for (const f of failures) console.log(`FAILED ${f.slice(0, 1200)}`);
   console.log(`vitest: ${passed} passed, ${failed} failed, ${skipped} skipped`);
 '
 exit "$status"
