@@ -12,6 +12,8 @@
  * waiting for a timeout.
  */
 import type { Clock } from '../shared/index.js';
+import type { CallOutcome } from './decider.js';
+import type { CallTiming } from './loop-time.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
@@ -47,6 +49,26 @@ export class CircuitBreaker {
 
   get current(): BreakerState {
     return this.state;
+  }
+
+  /**
+   * One script call's outcome. A call that reached the wall-clock cap while Redis had the smaller share of it says
+   * this process was busy, not that Redis is sick: its own decisions degrade (nothing waits past
+   * the cap) but it is no failure event, so a burst on a busy process cannot open the breaker.
+   */
+  heard(outcome: CallOutcome): void {
+    if (outcome.kind === 'answered') this.success(outcome.timing.redisMs);
+    else if (outcome.cause === 'wall-clock-cap' && this.wasProcessBusy(outcome.timing)) this.abandon();
+    else this.failure();
+  }
+
+  /**
+   * Whether a call that reached the wall-clock cap waited on this process rather than on Redis: Redis' share (idle
+   * loop time) under half the wait. With a share timeout (DECIDER_TIMEOUT_MS) a share past it would have failed the
+   * call first, so at the cap Redis' share is always the smaller part.
+   */
+  wasProcessBusy(timing: CallTiming): boolean {
+    return timing.redisMs * 2 < timing.wallMs;
   }
 
   onChange(listener: (state: BreakerState) => void): void {

@@ -9,15 +9,16 @@
  * Redis every request (any shard), on Redis Cluster one shard (one slot).
  */
 import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { DependencyError, InvariantError, ValidationError, type Clock, type LimitId } from '../shared/index.js';
 import { compileRequest, type CompiledRequest } from './compile.js';
 import { compileBatch } from './decide-args.js';
 import type { RawDecision } from './model/limits.js';
 import { Cluster } from 'ioredis';
-import { RedisCallTimeout, timeCall, type CallTiming, type DeadlineOptions } from './loop-time.js';
+import { RedisCallTimeout, loopIdleMs, timeCall, type CallTiming, type DeadlineOptions } from './loop-time.js';
 import type { Admitted, DecideInput, Decider, Decision, LimitMode, LimitSpec, LimitState, SettleInput, Warning } from './ports.js';
 import type { DeciderRedis } from './redis.js';
-import { isLostConnection, isNotConnected, isReplyError, redisErrorPrefix, stalePeriodNowMs } from './redis-errors.js';
+import { isCommandTimeout, isLostConnection, isNotConnected, isReplyError, redisErrorPrefix, stalePeriodNowMs } from './redis-errors.js';
 import { decodeDecideBatch, decodeSettle, type SettleResult } from './replies.js';
 import { compileSettle } from './settle-args.js';
 
@@ -65,11 +66,17 @@ export interface RedisDeciderOptions {
 
 /**
  * How one call to Redis went. `answered`: Redis replied (even with an error reply), taking
- * `timing.redisMs` of idle loop time. `failed`: a timeout of Redis' share, a connection lost with
- * calls in flight (reported once for all of them), or Redis not reachable.
+ * `timing.redisMs` of idle loop time. `failed`: a timeout of Redis' share (`timeout`), the wall-clock
+ * cap reached (`wall-clock-cap`, with how much of it was Redis' share), a connection lost with calls
+ * in flight (reported once for all of them), or Redis not reachable.
  */
 export type CallOutcome =
-  { kind: 'answered'; timing: CallTiming } | { kind: 'failed'; cause: 'timeout' | 'lost-connection' | 'unreachable' };
+  | { kind: 'answered'; timing: CallTiming }
+  | { kind: 'failed'; cause: 'timeout' | 'wall-clock-cap'; timing: CallTiming }
+  | { kind: 'failed'; cause: 'lost-connection' | 'unreachable' };
+
+/** Why calls to Redis failed, as `CallOutcome` names them. */
+export type CallFailureCause = Extract<CallOutcome, { kind: 'failed' }>['cause'];
 
 const DEFAULTS = { recordTtlMs: 900_000, maxBatchSize: 64, maxInFlightBatches: 2, waitForReplicas: undefined, maxWaitMs: 1_000 };
 
@@ -204,13 +211,22 @@ export class RedisDecider implements Decider {
    */
   private async call<T>(send: () => Promise<T>): Promise<T> {
     const generation = this.connectionGeneration;
+    const idleAtStart = loopIdleMs();
+    const wallAtStart = performance.now();
     try {
       const { value, timing } = await timeCall(send, this.deadline);
       this.options.onCall?.({ kind: 'answered', timing });
       return value;
     } catch (error) {
       if (isReplyError(error)) this.options.onCall?.({ kind: 'answered', timing: { redisMs: 0, wallMs: 0 } });
-      else if (error instanceof RedisCallTimeout) this.options.onCall?.({ kind: 'failed', cause: 'timeout' });
+      else if (error instanceof RedisCallTimeout)
+        this.options.onCall?.({ kind: 'failed', cause: error.isWallClockCap ? 'wall-clock-cap' : 'timeout', timing: error.timing });
+      // the connection's command timeout is the same wall-clock cap, reached by ioredis' timer before ours
+      else if (isCommandTimeout(error)) {
+        const capped = new RedisCallTimeout({ redisMs: loopIdleMs() - idleAtStart, wallMs: performance.now() - wallAtStart }, true);
+        this.options.onCall?.({ kind: 'failed', cause: 'wall-clock-cap', timing: capped.timing });
+        throw capped;
+      }
       // never sent for want of a connection: `withRetry` waits for one and reports how that went
       else if (!isLostConnection(error) && !isNotConnected(error)) this.options.onCall?.({ kind: 'failed', cause: 'unreachable' });
       else if (generation === this.connectionGeneration) {

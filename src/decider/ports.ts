@@ -151,6 +151,8 @@ export interface Decider {
   /**
    * @throws ValidationError before any Redis call for bad input
    * @throws DependencyError `REDIS_UNAVAILABLE` when Redis fails or times out
+   * @throws OverloadedError `OVERLOADED` (ResilientDecider) when this process, not Redis, kept the answer waiting
+   *   past the wall-clock cap: nothing is charged (the edge sheds it with 503 and Retry-After)
    */
   decide(input: DecideInput): Promise<Decision>;
   /**

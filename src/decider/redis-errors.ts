@@ -31,6 +31,14 @@ export function isLostConnection(error: unknown): boolean {
   return error.name === 'MaxRetriesPerRequestError' || error.message === 'Connection is closed.';
 }
 
+/**
+ * True when the connection's own command timeout (ioredis `commandTimeout`, DECIDER_MAX_WAIT_MS) ended the wait:
+ * the wall-clock cap, however busy this process was; Redis may or may not have run the command.
+ */
+export function isCommandTimeout(error: unknown): boolean {
+  return error instanceof Error && error.message === 'Command timed out';
+}
+
 /** True when Redis itself answered with an error reply (it is reachable; the command was wrong). */
 export function isReplyError(error: unknown): boolean {
   return error instanceof Error && error.name === 'ReplyError';

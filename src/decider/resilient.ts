@@ -16,10 +16,11 @@
  * that cannot be written (its disk gone or full) loses the entry: the decision
  * stands, the loss is logged as an error and counted (`spoolStats().lost`).
  */
-import { DependencyError, type Clock, type EventId, type Logger } from '../shared/index.js';
+import { DependencyError, OverloadedError, type Clock, type EventId, type Logger } from '../shared/index.js';
 import { CircuitBreaker, type BreakerOptions, type BreakerState } from './breaker.js';
 import { compileRequest } from './compile.js';
-import { RedisDecider, type CallOutcome } from './decider.js';
+import { RedisDecider, type CallFailureCause, type CallOutcome } from './decider.js';
+import { RedisCallTimeout } from './loop-time.js';
 import { ALG, decideModel, emptyModelState, type CompiledLimit, type ModelState } from './model/limits.js';
 import { periodAt } from './model/period.js';
 import type { DecideInput, Decider, Decision, OnDeciderDown, SettleInput } from './ports.js';
@@ -90,6 +91,12 @@ export class ResilientDecider implements Decider {
   private replaying: Promise<ReplayResult> | undefined;
   private replayTimer: NodeJS.Timeout | undefined;
   private readonly lost = { entries: 0, units: 0, loggedAtMs: -Infinity };
+  private readonly failedCalls: Record<CallFailureCause, number> = {
+    timeout: 0,
+    'wall-clock-cap': 0,
+    'lost-connection': 0,
+    unreachable: 0,
+  };
 
   constructor(
     private readonly redis: DeciderRedis,
@@ -103,10 +110,7 @@ export class ResilientDecider implements Decider {
       timeoutMs: options.timeouts?.redisShareMs,
       ...(options.timeouts === undefined ? {} : { maxWaitMs: options.timeouts.maxWaitMs }),
       // The breaker hears of Redis once per call (and once per lost connection), never once per request.
-      onCall: (outcome: CallOutcome) => {
-        if (outcome.kind === 'answered') this.breaker.success(outcome.timing.redisMs);
-        else this.breaker.failure();
-      },
+      onCall: (outcome: CallOutcome) => this.heard(outcome),
     });
     // Without its own latency budget, a call is slow when Redis took over half its share.
     const breaker = {
@@ -134,6 +138,16 @@ export class ResilientDecider implements Decider {
   stopReplays(): void {
     clearInterval(this.replayTimer);
     this.replayTimer = undefined;
+  }
+
+  /** Script calls to Redis that failed since start, by cause (each failed call degrades the decisions it carried). */
+  callFailures(): Readonly<Record<CallFailureCause, number>> {
+    return this.failedCalls;
+  }
+
+  private heard(outcome: CallOutcome): void {
+    if (outcome.kind === 'failed') this.failedCalls[outcome.cause] += 1;
+    this.breaker.heard(outcome);
   }
 
   /** What waits in the spool, and what could not be spooled. */
@@ -189,7 +203,16 @@ export class ResilientDecider implements Decider {
       return this.degrade(input, { reason: new DependencyError('REDIS_UNAVAILABLE', 'decider breaker is open'), wasSent: false });
     }
     const outcome = await this.withoutThrowing(() => this.inner.decide(input));
-    return outcome.isOk ? outcome.value : this.degrade(input, { reason: outcome.error, wasSent: true });
+    if (outcome.isOk) return outcome.value;
+    const { error } = outcome;
+    if (error instanceof RedisCallTimeout && error.isWallClockCap && this.breaker.wasProcessBusy(error.timing)) {
+      // This process, not Redis, kept the answer waiting past the cap: shed (the client retries shortly), never
+      // degrade (an `open` policy would admit past the limit because the process is busy). Redis may have decided
+      // it: a void settles it at cost 0 once replayed, so a refused request is never billed.
+      await this.spoolOrCount({ kind: 'void', input: { ...input }, decidedAtMs: this.options.clock.nowMs() }, 0);
+      throw new OverloadedError("this API instance was too busy to read the limiter's answer in time; retry shortly");
+    }
+    return this.degrade(input, { reason: error, wasSent: true });
   }
 
   async settle(input: SettleInput): Promise<SettleResult> {

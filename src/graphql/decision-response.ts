@@ -170,14 +170,24 @@ export function jobsUnavailableResponse(input: { limitId?: string } = {}): EdgeR
       });
 }
 
-/** 503 `OVERLOADED`: this instance's deferral lane is full; nothing was recorded or charged, the client retries shortly. */
-export function deferralLaneFullResponse(): EdgeResponse {
+/** 503 `LIMITER_UNAVAILABLE`: the decider failed outside degraded mode (no policy applied); the client retries shortly. */
+export function limiterUnavailableResponse(): EdgeResponse {
   return refusal({
-    code: 'OVERLOADED',
-    message: 'this API instance has as many deferred jobs in hand as it takes; retry later',
+    code: 'LIMITER_UNAVAILABLE',
+    message: 'the limiter is unavailable; retry later',
     status: 503,
     headers: { 'Retry-After': '1' },
   });
+}
+
+/** 503 `OVERLOADED`: this instance has more work in hand than it takes; nothing was charged, the client retries shortly. */
+export function overloadedResponse(message: string): EdgeResponse {
+  return refusal({ code: 'OVERLOADED', message, status: 503, headers: { 'Retry-After': '1' } });
+}
+
+/** 503 `OVERLOADED`: this instance's deferral lane is full; nothing was recorded or charged, the client retries shortly. */
+export function deferralLaneFullResponse(): EdgeResponse {
+  return overloadedResponse('this API instance has as many deferred jobs in hand as it takes; retry later');
 }
 
 /** The answer to a `deferred` decision once the deferrer was asked: 202, 429 (queue full) or 503 (jobs down, lane full). */

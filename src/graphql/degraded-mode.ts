@@ -60,7 +60,7 @@ export async function startDegradedMode(input: { config: AppConfig; logger: Logg
   return {
     decider,
     instances,
-    gauges: { spool: () => decider.spoolStats(), instances: () => instances.count() },
+    gauges: { spool: () => decider.spoolStats(), instances: () => instances.count(), callFailures: () => decider.callFailures() },
     readiness: {
       checks: [
         {

@@ -46,6 +46,8 @@ export interface DegradedModeGauges {
   spool: () => { entries: number; oldestAgeSeconds: number; isWritable: boolean; lost: { entries: number; units: number } };
   /** The instance count the local backstop divides limits by now. */
   instances?: () => number;
+  /** Failed script calls since start by cause (`ResilientDecider.callFailures`). */
+  callFailures?: () => Readonly<Record<string, number>>;
 }
 
 export interface TollgateMetricsOptions {
@@ -131,7 +133,7 @@ export class TollgateMetrics {
     });
     this.shed = new Counter({
       name: 'tollgate_shed_total',
-      help: 'Requests shed with 503 OVERLOADED, by criticality and reason (in-flight: admission control, before pricing and the decider; deferral-lane: a deferral refused before it was recorded or charged)',
+      help: 'Requests shed with 503 OVERLOADED, by criticality and reason (in-flight: admission control, before pricing and the decider; deferral-lane: a deferral refused before it was recorded or charged; decider-wait: the decider answer read past DECIDER_MAX_WAIT_MS because this process was busy, not Redis)',
       labelNames: ['criticality', 'reason'],
       registers,
     });
@@ -197,6 +199,21 @@ export class TollgateMetrics {
       'Spool entries (admissions, refunds, voids) that could not be written since start',
       () => degraded.spool().lost.entries,
     );
+    const callFailures = degraded.callFailures;
+    if (callFailures !== undefined) {
+      new Counter({
+        name: 'tollgate_decider_call_failures_total',
+        help:
+          "Decider script calls that failed, by cause: timeout (Redis' share of the call reached DECIDER_TIMEOUT_MS), " +
+          'wall-clock-cap (DECIDER_MAX_WAIT_MS reached; with few timeouts this process was busy, not Redis), lost-connection, unreachable',
+        labelNames: ['cause'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [cause, count] of Object.entries(callFailures())) this.inc({ cause }, count);
+        },
+      });
+    }
     const instances = degraded.instances;
     if (instances !== undefined) {
       gauge('tollgate_decider_instances', 'Live API instances the local backstop divides each limit by (last count read)', instances);

@@ -8,7 +8,7 @@
 import { getOperationAST, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import type { DecideInput, Decider, Decision } from '../decider/index.js';
 import { deferOperation, deferSubmission, findRetriedJob, type DeferSubmission, type Deferrer } from '../jobs/index.js';
-import { DependencyError, InvariantError, ValidationError, type EventId, type Logger } from '../shared/index.js';
+import { DependencyError, InvariantError, OverloadedError, ValidationError, type EventId, type Logger } from '../shared/index.js';
 import { PricingError } from './cost/model.js';
 import { measureActualCost } from './cost/actual-cost.js';
 import type { CostPlan } from './cost/plan.js';
@@ -16,6 +16,8 @@ import type { Pricer } from './cost/pricer.js';
 import {
   admittedResponse,
   deferralLaneFullResponse,
+  limiterUnavailableResponse,
+  overloadedResponse,
   deferralResponse,
   degradedRefusalResponse,
   deniedResponse,
@@ -141,7 +143,7 @@ export class OperationGate {
       if (known !== undefined) return answered(known);
     }
     const decideInput = this.decideInput({ caller, priced, requestId });
-    const decided = await this.decide(decideInput, caller.identity);
+    const decided = await this.decide(decideInput, caller);
     if ('response' in decided) return answered(decided.response);
     this.options.onDecided?.({
       tenant: caller.identity.tenant,
@@ -253,24 +255,23 @@ export class OperationGate {
   }
 
   /** Asks the decider; its failures become 400 (bad input) or 503 (unreachable), and the decision is counted. */
-  private async decide(input: DecideInput, identity: Identity): Promise<{ decision: Decision } | { response: EdgeResponse }> {
+  private async decide(input: DecideInput, caller: OperationCaller): Promise<{ decision: Decision } | { response: EdgeResponse }> {
     const { decider, metrics, logger } = this.options;
+    const { identity } = caller;
     const startedAt = performance.now();
     let decision: Decision;
     try {
       decision = await decider.decide(input);
     } catch (error) {
       if (error instanceof ValidationError) return { response: refusal({ code: 'INVALID_ID', message: error.message, status: 400 }) };
+      // this process was too busy to read the decider's answer in time: shed like admission control, nothing charged
+      if (error instanceof OverloadedError) {
+        metrics?.shed.inc({ criticality: caller.plan.criticality ?? 'default', reason: 'decider-wait' });
+        return { response: overloadedResponse(error.message) };
+      }
       if (error instanceof DependencyError) {
         logger.warn({ code: error.code, tenant: identity.tenant }, 'decider unavailable');
-        return {
-          response: refusal({
-            code: 'LIMITER_UNAVAILABLE',
-            message: 'the limiter is unavailable; retry later',
-            status: 503,
-            headers: { 'Retry-After': '1' },
-          }),
-        };
+        return { response: limiterUnavailableResponse() };
       }
       throw error;
     }

@@ -144,7 +144,7 @@ export const CONFIG_SCHEMA = z.object({
     .max(60_000)
     .default(1_000)
     .describe(
-      "Wall-clock cap of every command on the decider's Redis connection, in ms, however busy the API is (past it a decision degrades); keep it above DECIDER_TIMEOUT_MS.",
+      "Wall-clock cap of every command on the decider's Redis connection, in ms, however busy the API is. Past it the call fails: when Redis had at least half of the wait its decisions degrade, otherwise this process was busy and its requests are shed (503 OVERLOADED, never charged, no breaker event); keep it above DECIDER_TIMEOUT_MS.",
     ),
   DECIDER_SPOOL_PATH: z
     .string()

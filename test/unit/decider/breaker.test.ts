@@ -28,6 +28,34 @@ describe('CircuitBreaker', () => {
     expect(breaker.allow()).toBe(false);
   });
 
+  it('does not open on calls that reached the wall-clock cap while Redis took little of them (a busy process), and does when Redis took its share', () => {
+    const busy = { kind: 'failed', cause: 'wall-clock-cap', timing: { redisMs: 4, wallMs: 1_000 } } as const;
+    const { breaker } = setup();
+    for (let call = 0; call < 10; call += 1) breaker.heard(busy);
+    expect(breaker.current).toBe('closed');
+    // the same cap reached while Redis had most of the call (idle loop waiting for it): Redis is slow
+    const slowRedis = { kind: 'failed', cause: 'wall-clock-cap', timing: { redisMs: 900, wallMs: 1_000 } } as const;
+    for (let call = 0; call < 3; call += 1) breaker.heard(slowRedis);
+    expect(breaker.current).toBe('open');
+    // and a timeout of Redis' share is a failure event whatever else happened
+    const other = setup().breaker;
+    for (let call = 0; call < 3; call += 1) other.heard({ kind: 'failed', cause: 'timeout', timing: { redisMs: 50, wallMs: 60 } });
+    expect(other.current).toBe('open');
+  });
+
+  it('frees its half-open probe slot on a busy call without closing or re-opening', () => {
+    const { breaker, clock } = setup(0);
+    for (let call = 0; call < 3; call += 1) breaker.failure();
+    clock.now += 1_000;
+    expect(breaker.allow()).toBe(true);
+    expect(breaker.current).toBe('half-open');
+    breaker.heard({ kind: 'failed', cause: 'wall-clock-cap', timing: { redisMs: 1, wallMs: 1_000 } });
+    expect(breaker.current).toBe('half-open');
+    expect(breaker.allow()).toBe(true);
+    breaker.heard({ kind: 'answered', timing: { redisMs: 1, wallMs: 2 } });
+    expect(breaker.current).toBe('closed');
+  });
+
   it('opens after consecutive calls over the latency budget', () => {
     const { breaker } = setup();
     breaker.success(30);
