@@ -111,7 +111,15 @@ local function fail_stale() error('ERR_STALE_PERIOD ' .. now_str, 0) end
 local function ceil_div(a, b) return floor((a + b - 1) / b) end
 -- An integer argument of redis.call as a decimal string: Redis would format a Lua number with %.17g (slower, measured)
 local format = string.format
-local function int(v) return format('%d', v) end
+-- (memoized for the call: a cost, a billing period or a TTL of the call's fixed `now` recurs in most requests)
+local int_memo = {}
+local function int(v)
+  local s = int_memo[v]
+  if s then return s end
+  s = format('%d', v)
+  int_memo[v] = s
+  return s
+end
 
 -- Definitions, by index d (no table per definition): p1..p4 as in the header, thresholds
 -- (a list of percents, or false) and the limit's id (only with thresholds).
@@ -420,7 +428,9 @@ local function decide(q)
   marks[q] = 'n'
   local kind, idx, retry = check_all(q, vals)
   local is_admitted = kind == KIND_ALLOWED or kind == KIND_WARNED
-  local reply = { kind, now, idx, retry, '', 0, nl }
+  -- built at its final size for up to 3 limits (23 elements with the attempt token): no rehash while it is filled
+  local reply = nl > 3 and { kind, now, idx, retry, '', 0, nl } or
+    { kind, now, idx, retry, '', 0, nl, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, false }
   for i = 1, nl do
     -- an admitted request takes from every limit, but from a shadow limit only when it fits
     local took = is_admitted and (e_fits[i] or d_mode[e_def[i]] ~= MODE_SHADOW)
@@ -429,6 +439,7 @@ local function decide(q)
     reply[at + 1], reply[at + 2], reply[at + 4], reply[at + 5] = rem < 0 and 0 or rem, e_reset[i], e_over[i], e_cross[i]
     reply[at + 3] = (e_fits[i] and 0 or FLAG_EXCEEDED) + (took and FLAG_TOOK or 0)
   end
+  for k = REPLY_HEAD + nl * REPLY_PER_LIMIT + 1, REPLY_HEAD + 3 * REPLY_PER_LIMIT + 1 do reply[k] = nil end
   if not is_admitted then return mp_pack(reply) end
   count_admitted(q, is_next, vals[2])
   reply[REPLY_HEAD + nl * REPLY_PER_LIMIT + 1] = ARGV[ap + REQ_ATTEMPT]

@@ -16,7 +16,7 @@ import { compileBatch } from './decide-args.js';
 import type { RawDecision } from './model/limits.js';
 import { Cluster } from 'ioredis';
 import { RedisCallTimeout, loopIdleMs, timeCall, type CallTiming, type DeadlineOptions } from './loop-time.js';
-import type { Admitted, DecideInput, Decider, Decision, LimitMode, LimitSpec, LimitState, SettleInput, Warning } from './ports.js';
+import type { DecideInput, Decider, Decision, LimitMode, LimitSpec, LimitState, SettleInput, Warning } from './ports.js';
 import type { DeciderRedis } from './redis.js';
 import { isCommandTimeout, isLostConnection, isNotConnected, isReplyError, redisErrorPrefix, stalePeriodNowMs } from './redis-errors.js';
 import { decodeDecideBatch, decodeSettle, type SettleResult } from './replies.js';
@@ -92,49 +92,55 @@ interface Pending {
   reject: (error: unknown) => void;
 }
 
-/** Maps a script reply to the public decision. */
+/**
+ * Maps a script reply to the public decision: one pass over the limits, each state built once, and the decision's
+ * object built whole (no intermediate arrays, no spread copy; per decision this runs on the hot path).
+ */
 export function toDecision(raw: RawDecision, compiled: CompiledRequest): Decision {
-  if (raw.limits.length !== compiled.limitIds.length) {
+  let rawLimits = raw.limits;
+  if (rawLimits.length !== compiled.limitIds.length) {
     // A replay decided under another plan: its limit states do not describe these limits.
     if (!raw.isReplay || raw.kind > 1) throw new InvariantError('decide reply has the wrong number of limits');
-    raw = { ...raw, limits: [] };
+    rawLimits = [];
   }
-  const limits: LimitState[] = raw.limits.map((limit, index) => ({
-    id: compiled.limitIds[index] as LimitId,
-    kind: compiled.limitKinds[index] as LimitSpec['algorithm']['kind'],
-    mode: compiled.modes[index] as LimitMode,
-    remaining: limit.remaining,
-    resetMs: limit.resetMs,
-    isExceeded: (limit.flags & 1) === 1,
-    hasTaken: (limit.flags & 2) === 2,
-    overage: limit.overage,
-  }));
+  const { limitIds, limitKinds, modes } = compiled;
+  const limits = new Array<LimitState>(rawLimits.length);
+  let shadowDenials: LimitId[] | undefined;
+  for (let index = 0; index < rawLimits.length; index += 1) {
+    const limit = rawLimits[index] as RawDecision['limits'][number];
+    const state: LimitState = {
+      id: limitIds[index] as LimitId,
+      kind: limitKinds[index] as LimitSpec['algorithm']['kind'],
+      mode: modes[index] as LimitMode,
+      remaining: limit.remaining,
+      resetMs: limit.resetMs,
+      isExceeded: (limit.flags & 1) === 1,
+      hasTaken: (limit.flags & 2) === 2,
+      overage: limit.overage,
+    };
+    limits[index] = state;
+    if (state.mode === 'shadow' && state.isExceeded) (shadowDenials ??= []).push(state.id);
+  }
   const retryAfterMs = raw.retryAfterMs === -1 ? null : raw.retryAfterMs;
   if (raw.kind === 3 || raw.kind === 2) {
     const index = raw.limitIndex - 1;
-    const limitId = compiled.limitIds[index];
+    const limitId = limitIds[index];
     if (limitId === undefined) throw new InvariantError(`decide reply names limit ${raw.limitIndex} of ${limits.length}`);
     if (raw.kind === 2) return { kind: 'deferred', limitId, retryAfterMs, nowMs: raw.nowMs, limits };
-    return { kind: 'denied', limitId, isQuota: compiled.limitKinds[index] === 'period-quota', retryAfterMs, nowMs: raw.nowMs, limits };
+    return { kind: 'denied', limitId, isQuota: limitKinds[index] === 'period-quota', retryAfterMs, nowMs: raw.nowMs, limits };
   }
-  const admitted: Admitted = {
-    usageId: compiled.requestId,
-    streamId: raw.streamId,
-    nowMs: raw.nowMs,
-    limits,
-    shadowDenials: limits.filter((limit) => limit.mode === 'shadow' && limit.isExceeded).map((limit) => limit.id),
-    isReplay: raw.isReplay,
-  };
-  if (raw.kind === 0) return { kind: 'allowed', ...admitted };
+  const usageId = compiled.requestId;
+  const { streamId, nowMs, isReplay } = raw;
+  if (raw.kind === 0) return { kind: 'allowed', usageId, streamId, nowMs, limits, shadowDenials: shadowDenials ?? [], isReplay };
   const warnings: Warning[] = [];
-  raw.limits.forEach((limit, index) => {
+  rawLimits.forEach((limit, index) => {
     const state = limits[index] as LimitState;
     if (state.mode === 'soft' && state.isExceeded)
       warnings.push({ kind: 'soft-limit-exceeded', limitId: state.id, overage: limit.overage });
     if (limit.crossed > 0 && state.mode !== 'shadow')
       warnings.push({ kind: 'threshold-crossed', limitId: state.id, percent: limit.crossed });
   });
-  return { kind: 'warned', warnings, ...admitted };
+  return { kind: 'warned', warnings, usageId, streamId, nowMs, limits, shadowDenials: shadowDenials ?? [], isReplay };
 }
 
 /** Decider on Redis (single node or cluster): one EVALSHA per shard batch. */
