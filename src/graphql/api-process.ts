@@ -29,6 +29,8 @@ import { SchemaJobExecutor } from './jobs/executor.js';
 import { TollgateMetrics } from './metrics.js';
 import type { ProcessSurface } from './surface.js';
 import { ActivityRecorder } from './usage/activity.js';
+import { DynamoJobList } from './usage/jobs-list.js';
+import { DynamoReceiptSearch } from './usage/receipt-search.js';
 import { UsageService } from './usage/usage-service.js';
 // the dashboard (issue 18): sessions behind cookie auth of /usage and /admin, and /dashboard itself
 import { createDashboardRoutes, createDashboardSessions, tenantFromSession, type DashboardSessions } from './dashboard/index.js';
@@ -325,6 +327,8 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
       warnings: new DynamoWarningReader(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
       reader: new DynamoUsageReader(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
       clock: systemClock,
+      jobs: new DynamoJobList(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+      receiptSearch: new DynamoReceiptSearch(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
     }),
     usageSession: tenantFromSession(deps.sessions),
     responses: new DynamoResponseStore(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
