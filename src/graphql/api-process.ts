@@ -5,6 +5,7 @@
  * none reads `process.env` (the entry point parses the config once).
  */
 import type { RequestListener, Server } from 'node:http';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -180,7 +181,9 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
   const liveConfig = new LiveConfig({ store: configStore, logger, redis, pollMs: config.api.configPollMs, rollouts });
   await liveConfig.start();
   await announceConfigVersion(redis, liveConfig.version()).catch(() => undefined);
-  const activity = new ActivityRecorder({ redis, logger });
+  const activity = new ActivityRecorder({ redis, logger, instance: `${hostname()}:${config.api.port}:${process.pid}` });
+  // degraded-mode periods, fleet-wide (the admin API's operations { fleet })
+  decider.breaker.onChange((state) => activity.breakerChanged(state));
   activity.start();
   const api =
     surface.kind === 'gateway'
@@ -315,6 +318,7 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
       clientIp: forwardedClientIp(trustedProxies),
       admission: deps.admission,
       onDecided: (event) => deps.activity.record(event),
+      onSettled: (input, refund) => deps.activity.settled(input, refund),
       ...(deps.surface.kind === 'gateway' ? deps.surface.tollgate : {}),
     },
     surface: deps.api,

@@ -42,7 +42,8 @@ type Item = Record<string, AttributeValue>;
 const wrap = (error: unknown): DependencyError =>
   new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB did not answer the jobs listing', { cause: error });
 
-const encodeCursor = (createdAtMs: number, jobId: string): string => Buffer.from(JSON.stringify([createdAtMs, jobId])).toString('base64url');
+const encodeCursor = (createdAtMs: number, jobId: string): string =>
+  Buffer.from(JSON.stringify([createdAtMs, jobId])).toString('base64url');
 
 /** @throws ValidationError `INVALID_INPUT` for anything this API did not hand out */
 function decodeCursor(raw: string): { createdAtMs: number; jobId: string } {

@@ -192,7 +192,9 @@ export class DynamoReceiptSearch {
       if (round > 10) throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB left receipt keys unprocessed');
       let reply;
       try {
-        reply = await this.client.send(new BatchGetItemCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }));
+        reply = await this.client.send(
+          new BatchGetItemCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }),
+        );
       } catch (error) {
         throw wrap(error);
       }
