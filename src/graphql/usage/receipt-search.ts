@@ -15,7 +15,6 @@
 import { BatchGetItemCommand, QueryCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { periodAt, type PeriodSpec } from '../../decider/index.js';
 import { DependencyError, ValidationError } from '../../shared/index.js';
-import type { Receipt } from './usage-service.js';
 
 export const ENTRIES_BY_TIME_INDEX = 'entries-by-time';
 export const MAX_RECEIPTS_PAGE = 100;
@@ -26,6 +25,20 @@ const MAX_PARTITIONS = 400;
 const SETTLED = 'usage.settled.v1';
 
 type Item = Record<string, AttributeValue>;
+
+/** A ledger entry as a receipt (`receipt(id)` and `receipts`). */
+export interface Receipt {
+  id: string;
+  kind: string;
+  operation: string;
+  /** Units the request was charged: its reservation plus its settlement (refunds are negative). */
+  units: number;
+  reservedUnits: number;
+  atMs: number;
+  periodStart: string;
+  lateOf: string | null;
+  settlement: { units: number; atMs: number } | null;
+}
 
 export interface ReceiptPage {
   items: Receipt[];

@@ -18,7 +18,9 @@ import type { Identity } from '../identity/identify.js';
 import type { Plan } from '../plans.js';
 import { readDenials, type DenialsView } from './activity.js';
 import type { DynamoJobList, JobListPage } from './jobs-list.js';
-import type { DynamoReceiptSearch, ReceiptPage } from './receipt-search.js';
+import type { DynamoReceiptSearch, Receipt, ReceiptPage } from './receipt-search.js';
+
+export type { Receipt } from './receipt-search.js';
 import { seriesOf, type SeriesInput, type SeriesPoint } from './series.js';
 
 export interface UsageServiceDeps {
@@ -66,19 +68,6 @@ export interface UsageView {
   warnings: { limitId: string; percent: number; status: string; createdAtMs: number }[];
   /** Requests denied, by limit (counted by the API processes, flushed each second) and the last few. */
   denials: DenialsView;
-}
-
-export interface Receipt {
-  id: string;
-  kind: string;
-  operation: string;
-  /** Units the request was charged: its reservation plus its settlement (refunds are negative). */
-  units: number;
-  reservedUnits: number;
-  atMs: number;
-  periodStart: string;
-  lateOf: string | null;
-  settlement: { units: number; atMs: number } | null;
 }
 
 /** How many billing periods back a receipt is looked for (a year of monthly periods). */
