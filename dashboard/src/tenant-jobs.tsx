@@ -44,7 +44,7 @@ export function Jobs() {
         </Empty>
       ) : (
         <div class="scroll">
-          <table>
+          <table class="wide">
             <thead>
               <tr>
                 <th scope="col">Created</th>

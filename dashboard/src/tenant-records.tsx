@@ -208,7 +208,7 @@ function ReceiptsByTime() {
         <Empty>No receipt in this range (the ledger fills a few seconds after each request).</Empty>
       ) : (
         <div class="scroll" data-testid="receipt-results" data-from={query.from} data-to={query.to}>
-          <table>
+          <table class="wide">
             <thead>
               <tr>
                 <th scope="col">At</th>
