@@ -151,7 +151,7 @@ async function startApi(input: {
 
 /** 100,000 tenants with units in this period's and this hour's rankings (and the period registered), pipelined. */
 async function fillRankings(redisPort: number): Promise<void> {
-  const redis = createDeciderRedis({ url: `redis://127.0.0.1:${redisPort}`, clusterNodes: [], commandTimeoutMs: 30_000 });
+  const redis = createDeciderRedis({ url: `redis://127.0.0.1:${redisPort}`, commandTimeoutMs: 30_000 });
   await redis.connect();
   try {
     const nowMs = Date.now();
