@@ -1,6 +1,7 @@
 /**
  * Top consumers (the admin API's `topConsumers`, issue 18): tenants ranked by admitted units in their current
- * billing period and in the last 24 hours, read in O(log n + N) at any number of tenants.
+ * billing period (read in O(log n + N) at any number of tenants) and in the last 24 hours (a union of 24 hourly sets,
+ * offered while they hold at most 20,000 tenant-hours: a bigger union would stall the decider's Redis).
  *
  * What it counts: the units the decider admits, as its per-tenant admitted counter counts them (the figure the
  * usage API answers as `period.usedUnits`): each admitted decision's cost (a degraded-mode admission too: it is
@@ -22,7 +23,8 @@
  *   `tollgate:top:v1:{top}:periods`               zset   `<startMs>:<endMs>` → endMs: the periods in use
  *   `tollgate:top:v1:{top}:h:<hourStartMs>`       zset   tenant → units admitted in that UTC hour (expires after 25 h)
  *   `tollgate:top:v1:{top}:ht:<hourStartMs>`      string total of the hour
- *   `tollgate:top:v1:{top}:u:...`                 zset   a union (several periods, or 24 hours), kept 10 s
+ *   `tollgate:top:v1:{top}:u:...`                 zset   a union (several periods, or 24 hours), kept 10 s; refused
+ *                                                        above 20,000 entries (it would block the decider's Redis)
  * Period keys expire 35 days after their period's end.
  */
 import { createHash } from 'node:crypto';
@@ -37,6 +39,8 @@ const HOUR_KEEP_MS = 25 * HOUR_MS;
 /** How long a union of several sets is reused, ms (the 24-hour ranking is at most this stale). */
 const UNION_TTL_MS = 10_000;
 export const MAX_TOP_CONSUMERS = 100;
+/** Most entries a union (24 hours, or several period calendars) may merge: ~10 ms of Redis, at most once per 10 s. */
+const MAX_UNION_MEMBERS = 20_000;
 
 export const periodRankKey = (startMs: number, endMs: number): string => `${PREFIX}:p:${startMs}:${endMs}`;
 const periodTotalKey = (startMs: number, endMs: number): string => `${PREFIX}:pt:${startMs}:${endMs}`;
@@ -169,6 +173,27 @@ async function windowSources(
 }
 
 /**
+ * Stores the union of `sets` under `source` for 10 s. A union is O(members) and blocks the decider's Redis meanwhile,
+ * so it is refused above MAX_UNION_MEMBERS (the PERIOD window at one calendar is no union: O(log n) at any size).
+ * @throws ValidationError, DependencyError
+ */
+async function mergeBounded(redis: DeciderRedis, input: { source: string; sets: string[]; window: RankingWindow }): Promise<void> {
+  const cards = (await execOrFail(input.sets.reduce((multi, key) => multi.zcard(key), redis.multi()))) as number[];
+  const members = cards.reduce((sum, count) => sum + Number(count), 0);
+  if (members > MAX_UNION_MEMBERS)
+    throw new ValidationError(
+      'INVALID_INPUT',
+      `the ${input.window} ranking would merge ${members} tenant entries (more than ${MAX_UNION_MEMBERS}); use the PERIOD window`,
+    );
+  await execOrFail(
+    redis
+      .multi()
+      .zunionstore(input.source, input.sets.length, ...input.sets)
+      .pexpire(input.source, UNION_TTL_MS),
+  );
+}
+
+/**
  * The `first` tenants with the most units in the window, and the window's total. PERIOD: each tenant's current
  * billing period (tenants of different period calendars are ranked together). LAST_24_HOURS: this UTC hour and the
  * 23 before it (a union reused for 10 s). @throws ValidationError, DependencyError `REDIS_UNAVAILABLE`
@@ -191,13 +216,7 @@ export async function readTopConsumers(
     } catch (error) {
       throw fail(error);
     }
-    if (exists === 0)
-      await execOrFail(
-        redis
-          .multi()
-          .zunionstore(source, sets.length, ...sets)
-          .pexpire(source, UNION_TTL_MS),
-      );
+    if (exists === 0) await mergeBounded(redis, { source, sets, window: input.window });
   }
   const [ranked, count, sums] = (await execOrFail(
     redis
