@@ -8,6 +8,10 @@
  * 3. `operator_tenants_page_ms`: with 100,000 tenants written straight into the config table (batch writes, not
  *    100,000 admin calls), the first page (`tenants(first: 25)`) through /admin/graphql over HTTP; median of 50 after
  *    a warm-up (p99 in the table).
+ * 4. `top_consumers_ms`: the admin API's `topConsumers(first: 10)` with 100,000 tenants ranked in the current period
+ *    (the sorted set the API processes' activity flush keeps, filled here with one ZINCRBY per tenant), over HTTP;
+ *    median of 50. `top_consumers_24h_cold_ms`: the LAST_24_HOURS window's first read (the union of 24 hourly sets,
+ *    15,000 tenants in this hour's: a union is refused above 20,000 entries; reused for 10 s afterwards).
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -26,12 +30,16 @@ import type { LimitSpec } from '../src/decider/index.js';
 import { DynamoConfigStore, putAccountSettings } from '../src/graphql/index.js';
 import { DynamoAdminStore } from '../src/graphql/config/admin-store.js';
 import { configTableName } from '../src/graphql/config/dynamo-config-store.js';
+import { createDeciderRedis, periodAt } from '../src/decider/index.js';
+import { hourRankKey, periodRankKey } from '../src/graphql/usage/rankings.js';
 import { parseLimitId, parsePlanId, parseTenantId } from '../src/shared/index.js';
 import type { Figure } from './graphql.js';
 import type { BenchContext, BenchSection } from './run.js';
 
 const TABLE_PREFIX = 'bench_dashboard_';
 const TENANTS = 100_000;
+/** Tenants in this hour's ranking (the 24-hour window merges at most 20,000 entries). */
+const DAY_TENANTS = 15_000;
 const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const LIMITS: LimitSpec[] = [
   {
@@ -143,6 +151,56 @@ async function startApi(input: {
   }
 }
 
+/** 100,000 tenants with units in this period's and this hour's rankings (and the period registered), pipelined. */
+async function fillRankings(redisPort: number): Promise<void> {
+  const redis = createDeciderRedis({ url: `redis://127.0.0.1:${redisPort}`, commandTimeoutMs: 30_000 });
+  await redis.connect();
+  try {
+    const nowMs = Date.now();
+    const period = periodAt(MONTH, nowMs);
+    const periodKey = periodRankKey(period.startMs, period.endMs);
+    const hourKey = hourRankKey(nowMs - (nowMs % 3_600_000));
+    for (let start = 0; start < TENANTS; start += 5_000) {
+      const pipeline = redis.pipeline();
+      for (let i = start; i < Math.min(TENANTS, start + 5_000); i += 1) {
+        const tenant = `t-${String(i).padStart(6, '0')}`;
+        pipeline.zincrby(periodKey, 1 + ((i * 7_919) % 100_000), tenant);
+        if (i < DAY_TENANTS) pipeline.zincrby(hourKey, 1 + ((i * 104_729) % 10_000), tenant);
+      }
+      await pipeline.exec();
+    }
+    await redis.zadd('tollgate:top:v1:{top}:periods', period.endMs, `${period.startMs}:${period.endMs}`);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function topConsumersTimes(base: string, token: string): Promise<{ times: number[]; coldDayMs: number; count: number }> {
+  const ask = async (window: string): Promise<{ ms: number; count: number }> => {
+    const startedAt = performance.now();
+    const response = await fetch(`${base}/admin/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query: `{ topConsumers(window: ${window}, first: 10) { tenants items { tenant units share } } }` }),
+    });
+    const body = (await response.json()) as { data?: { topConsumers: { tenants: number } } | null };
+    const ms = performance.now() - startedAt;
+    if (body.data === undefined || body.data === null) throw new Error(`topConsumers failed: ${JSON.stringify(body)}`);
+    return { ms, count: body.data.topConsumers.tenants };
+  };
+  const cold = await ask('LAST_24_HOURS');
+  for (let i = 0; i < 5; i += 1) await ask('PERIOD');
+  const times: number[] = [];
+  let count = 0;
+  for (let i = 0; i < 50; i += 1) {
+    const { ms, count: tenants } = await ask('PERIOD');
+    times.push(ms);
+    count = tenants;
+  }
+  if (cold.count !== DAY_TENANTS || count !== TENANTS) throw new Error(`ranked ${cold.count} / ${count}, not ${DAY_TENANTS} / ${TENANTS}`);
+  return { times, coldDayMs: cold.ms, count };
+}
+
 async function readyTimes(base: string, key: string): Promise<number[]> {
   const browser = await chromium.launch({
     executablePath: process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium',
@@ -241,6 +299,8 @@ export async function benchDashboard(ctx: BenchContext): Promise<BenchSection> {
     const base = `http://127.0.0.1:${api.port}`;
     const ready = await readyTimes(base, key);
     const tenants = await tenantsPageTimes(base, token);
+    await fillRankings(ctx.redisPort);
+    const top = await topConsumersTimes(base, token);
     const figures: Figure[] = [
       {
         name: 'dashboard_js_kb_gz',
@@ -260,6 +320,18 @@ export async function benchDashboard(ctx: BenchContext): Promise<BenchSection> {
         unit: 'ms',
         note: `first page (25) of ${TENANTS.toLocaleString('en-US')} tenants via /admin/graphql, median of 50; target ≤ 300`,
       },
+      {
+        name: 'top_consumers_ms',
+        value: Number(median(top.times).toFixed(1)),
+        unit: 'ms',
+        note: `topConsumers(first: 10), ${TENANTS.toLocaleString('en-US')} tenants ranked in the period, median of 50`,
+      },
+      {
+        name: 'top_consumers_24h_cold_ms',
+        value: Number(top.coldDayMs.toFixed(1)),
+        unit: 'ms',
+        note: `topConsumers(LAST_24_HOURS) first read: union of 24 hourly sets, ${DAY_TENANTS.toLocaleString('en-US')} tenants this hour`,
+      },
     ];
     const lines = [
       '| figure | value | detail |',
@@ -267,6 +339,7 @@ export async function benchDashboard(ctx: BenchContext): Promise<BenchSection> {
       `| first-load JS, gzipped | ${figures[0]?.value} kB | ${js.files} file(s) |`,
       `| sign-in to cards filled | median ${figures[1]?.value} ms | min ${Math.round(Math.min(...ready))} ms, max ${Math.round(Math.max(...ready))} ms (7 sign-ins, headless Chromium) |`,
       `| tenants first page, ${TENANTS.toLocaleString('en-US')} tenants | median ${figures[2]?.value} ms | p99 ${p99(tenants.times).toFixed(1)} ms, ${tenants.count} items; the 100,000 written in ${writeS.toFixed(0)} s by batch writes |`,
+      `| top consumers, ${TENANTS.toLocaleString('en-US')} tenants ranked | median ${figures[3]?.value} ms | p99 ${p99(top.times).toFixed(1)} ms; last 24 h first read (24-set union) ${figures[4]?.value} ms |`,
     ];
     return { lines, figures };
   } finally {

@@ -41,14 +41,30 @@ interface SecondaryIndex {
   name: string;
   hash: { name: string; type: 'S' | 'N' };
   range: { name: string; type: 'S' | 'N' };
+  /** Attributes projected besides the keys (none: keys only). */
+  include?: string[];
 }
 
 /**
- * Sparse global secondary indexes (keys only), by table. `jobs.open-jobs`: every
- * unfinished job of every tenant, by shard and creation time (src/jobs/store.ts).
+ * Sparse global secondary indexes, by table. `jobs.open-jobs`: every unfinished job of every tenant, by shard and
+ * creation time (src/jobs/store.ts). `jobs.tenant-jobs`: one tenant's jobs by creation time (the usage API's `jobs`,
+ * src/graphql/usage/jobs-list.ts; the job items already carry `tenant` and `createdAtMs`, the queue item has no
+ * `createdAtMs` and stays out). `ledger.entries-by-time`: a ledger partition's entries by event time (the usage API's
+ * `receipts`, src/graphql/usage/receipt-search.ts; entries carry `atMs`, balances and statements do not).
  */
 const SECONDARY_INDEXES: Partial<Record<LogicalTable, SecondaryIndex[]>> = {
-  jobs: [{ name: 'open-jobs', hash: { name: 'openShard', type: 'S' }, range: { name: 'openSinceMs', type: 'N' } }],
+  jobs: [
+    { name: 'open-jobs', hash: { name: 'openShard', type: 'S' }, range: { name: 'openSinceMs', type: 'N' } },
+    { name: 'tenant-jobs', hash: { name: 'tenant', type: 'S' }, range: { name: 'createdAtMs', type: 'N' } },
+  ],
+  ledger: [
+    {
+      name: 'entries-by-time',
+      hash: { name: 'pk', type: 'S' },
+      range: { name: 'atMs', type: 'N' },
+      include: ['eventId', 'kind', 'amount', 'operation', 'lateOf'],
+    },
+  ],
 };
 
 const indexAttributes = (index: SecondaryIndex) => [
@@ -62,18 +78,22 @@ const indexDefinition = (index: SecondaryIndex) => ({
     { AttributeName: index.hash.name, KeyType: 'HASH' as const },
     { AttributeName: index.range.name, KeyType: 'RANGE' as const },
   ],
-  Projection: { ProjectionType: 'KEYS_ONLY' as const },
+  Projection:
+    index.include === undefined
+      ? { ProjectionType: 'KEYS_ONLY' as const }
+      : { ProjectionType: 'INCLUDE' as const, NonKeyAttributes: index.include },
 });
 
 function definition(name: string, indexes: SecondaryIndex[]): CreateTableCommandInput {
   return {
     TableName: name,
     BillingMode: 'PAY_PER_REQUEST',
+    // each attribute once (an index may be keyed by the table's own pk)
     AttributeDefinitions: [
-      { AttributeName: 'pk', AttributeType: 'S' },
-      { AttributeName: 'sk', AttributeType: 'S' },
+      { AttributeName: 'pk', AttributeType: 'S' as const },
+      { AttributeName: 'sk', AttributeType: 'S' as const },
       ...indexes.flatMap(indexAttributes),
-    ],
+    ].filter((attribute, at, all) => all.findIndex((other) => other.AttributeName === attribute.AttributeName) === at),
     KeySchema: [
       { AttributeName: 'pk', KeyType: 'HASH' },
       { AttributeName: 'sk', KeyType: 'RANGE' },

@@ -1,10 +1,8 @@
 /**
- * The operator's live figures (admin `operations`): pump lag, last full audit, breaker and spool, and decisions by
- * limit. Decisions are the answering instance's counters since it started; the page charts their increase between
- * polls (denials and deferrals by limit over time, since the page opened) and notes every poll that found the
- * breaker open or half-open (degraded-mode periods seen).
+ * The operator's live figures (admin `operations`): pump lag, last full audit, breaker and spool, the answering
+ * instance's decisions by limit since it started, and the fleet's (every API process's) denials, deferrals and
+ * degraded decisions by limit per minute over the last hour, with every instance's degraded-mode periods.
  */
-import { useEffect, useRef, useState } from 'preact/hooks';
 import { gql } from './api.js';
 import { SeriesChart, type Point } from './chart.js';
 import { usePolled } from './poll.js';
@@ -18,33 +16,46 @@ interface Operations {
   spooledEntries: number;
   spooledOldestAgeSeconds: number;
   decisions: { kind: string; limit: string; count: number }[];
+  fleet: {
+    from: string;
+    to: string;
+    minutes: { minute: string; kind: string; limit: string; count: number }[];
+    degraded: { instance: string; from: string; to: string | null; states: string[] }[];
+  };
 }
 
 const QUERY = `{ operations { at pump { unacknowledged lagSeconds deadLetters streams } audit { finishedAt audited drifting absoluteDrift unsettled }
-  breaker spooledEntries spooledOldestAgeSeconds decisions { kind limit count } } }`;
+  breaker spooledEntries spooledOldestAgeSeconds decisions { kind limit count }
+  fleet(minutes: 60) { from to minutes { minute kind limit count } degraded { instance from to states } } } }`;
 
 const REFUSALS = new Set(['denied', 'deferred']);
 
+function DegradedPeriods(props: { periods: Operations['fleet']['degraded'] }) {
+  if (props.periods.length === 0) return <p class="small muted">No degraded period on any API process in the last hour.</p>;
+  return (
+    <ul class="small" data-testid="degraded-periods">
+      {props.periods.map((period) => (
+        <li data-testid="degraded-period">
+          {period.instance}: {period.states.join(' / ')} from {fmtTime(period.from)}{' '}
+          {period.to === null ? '(still degraded)' : `to ${fmtTime(period.to)}`}
+        </li>
+      ))}
+    </ul>
+  );
+}
+
 export function OperationsPanels() {
   const polled = usePolled(() => gql<{ operations: Operations }>('/admin/graphql', QUERY).then((data) => data.operations), []);
-  const previous = useRef<Map<string, number> | undefined>(undefined);
-  const [points, setPoints] = useState<Point[]>([]);
-  const [degraded, setDegraded] = useState<{ at: string; breaker: string }[]>([]);
   const ops = polled.data;
-  useEffect(() => {
-    if (ops === undefined) return;
-    const counts = new Map(ops.decisions.filter((d) => REFUSALS.has(d.kind)).map((d) => [`${d.kind} · ${d.limit}`, d.count]));
-    const before = previous.current;
-    previous.current = counts;
-    if (before !== undefined) {
-      const fresh = [...counts].map(([key, count]) => ({ start: ops.at, key, units: Math.max(0, count - (before.get(key) ?? 0)) }));
-      if (fresh.length > 0) setPoints((all) => [...all, ...fresh].slice(-2_000));
-    }
-    if (ops.breaker !== 'closed') setDegraded((all) => [...all, { at: ops.at, breaker: ops.breaker }].slice(-100));
-  }, [ops]);
   const refusals = (ops?.decisions ?? []).filter((d) => REFUSALS.has(d.kind) || d.kind.startsWith('degraded'));
-  const times = points.map((p) => Date.parse(p.start));
-  const axis = { fromMs: Math.min(...times), toMs: Math.max(...times) + 1, stepMs: Number.MAX_SAFE_INTEGER };
+  const fleet = ops?.fleet;
+  const points: Point[] = (fleet?.minutes ?? []).map((m) => ({ start: m.minute, key: `${m.kind} · ${m.limit}`, units: m.count }));
+  const axis = { fromMs: Date.parse(fleet?.from ?? '0'), toMs: Date.parse(fleet?.to ?? '0'), stepMs: 60_000 };
+  const totals = new Map<string, { kind: string; limit: string; count: number }>();
+  for (const m of fleet?.minutes ?? []) {
+    const key = `${m.kind}|${m.limit}`;
+    totals.set(key, { kind: m.kind, limit: m.limit, count: (totals.get(key)?.count ?? 0) + m.count });
+  }
   return (
     <>
       <Section title="Pump, audit and degraded mode" id="operations" polled={polled}>
@@ -86,20 +97,42 @@ export function OperationsPanels() {
                 {fmtUnits(ops.spooledEntries)} degraded-mode decisions spooled
                 {ops.spooledEntries > 0 ? `, oldest ${ops.spooledOldestAgeSeconds.toFixed(0)} s` : ''}
               </p>
-              {degraded.length === 0 ? (
-                <p class="small muted">No degraded period seen since this page opened.</p>
-              ) : (
-                <p class="small">Degraded (breaker not closed) at: {degraded.map((d) => `${fmtTime(d.at)} (${d.breaker})`).join(', ')}</p>
-              )}
+              <DegradedPeriods periods={ops.fleet.degraded} />
             </article>
           </div>
         )}
       </Section>
-      <Section title="Denials and deferrals by limit" id="refusals" polled={polled}>
-        {points.some((p) => p.units > 0) ? (
-          <SeriesChart points={points} axis={axis} label="denials and deferrals per poll, by limit" yLabel="requests" minSpanS={300} />
+      <Section title="Denials and deferrals by limit (every API process)" id="refusals" polled={polled}>
+        {points.length > 0 ? (
+          <SeriesChart
+            points={points}
+            axis={axis}
+            label="denials, deferrals and degraded decisions per minute, by limit"
+            yLabel="requests"
+          />
         ) : (
-          <Empty>No denial or deferral since this page opened (charted per {5} s poll).</Empty>
+          <Empty>No denial, deferral or degraded decision in the last hour on any API process.</Empty>
+        )}
+        {totals.size === 0 ? null : (
+          <table>
+            <caption>Last hour, every API process (per-minute counts flushed each second)</caption>
+            <thead>
+              <tr>
+                <th scope="col">Decision</th>
+                <th scope="col">Limit</th>
+                <th scope="col">Count</th>
+              </tr>
+            </thead>
+            <tbody>
+              {[...totals.values()].map((d) => (
+                <tr data-testid="fleet-row" data-kind={d.kind} data-limit={d.limit}>
+                  <td>{d.kind}</td>
+                  <td>{d.limit}</td>
+                  <td data-field="count">{fmtUnits(d.count)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
         )}
         {refusals.length === 0 ? (
           <Empty>No denial, deferral or degraded decision on this instance since it started.</Empty>

@@ -1,6 +1,7 @@
-/** The operator view: tenants (paginated), per-tenant audit drift, plans and their versions, the admin audit log (all from /admin/graphql). */
+/** The operator view: tenants (paginated), audit drift, fleet figures, top consumers, plans and rollouts, the admin audit log (all from /admin/graphql). */
 import { useState } from 'preact/hooks';
 import { gql } from './api.js';
+import { RolloutsSection, TopConsumersSection } from './operator-insights.js';
 import { OperationsPanels } from './operations.js';
 import { usePolled } from './poll.js';
 import { Empty, Section, fmtTime, fmtUnits } from './ui.js';
@@ -175,8 +176,6 @@ function Plans() {
           </tbody>
         </table>
       )}
-      <h3>Shadow rollouts</h3>
-      <Empty>Not available yet: the admin API on this build has no shadow rollouts (would-deny counts).</Empty>
     </Section>
   );
 }
@@ -232,10 +231,9 @@ export function OperatorView() {
     <>
       <Tenants />
       <OperationsPanels />
-      <Section title="Top consumers" id="top-consumers">
-        <Empty>Not available yet: the admin API has no ranking of tenants by usage (see the README, Dashboard).</Empty>
-      </Section>
+      <TopConsumersSection />
       <Plans />
+      <RolloutsSection />
       <AuditLog />
     </>
   );

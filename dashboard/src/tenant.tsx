@@ -3,6 +3,7 @@ import { useState } from 'preact/hooks';
 import { gql } from './api.js';
 import { SeriesChart, type Point } from './chart.js';
 import { usePolled } from './poll.js';
+import { Jobs } from './tenant-jobs.js';
 import { BILL, Receipts, Statements, type Bill } from './tenant-records.js';
 import { Empty, Section, fmtDuration, fmtMoney, fmtTime, fmtUnitPrice, fmtUnits } from './ui.js';
 
@@ -260,11 +261,7 @@ export function TenantView() {
           </table>
         )}
       </Section>
-      <Section title="Deferred jobs" id="jobs">
-        <Empty>
-          Not available yet: the usage API has no list of a tenant's deferred jobs (GET /jobs/&lt;id&gt; with the API key answers one job).
-        </Empty>
-      </Section>
+      <Jobs />
     </>
   );
 }

@@ -7,6 +7,7 @@
  */
 import { createSchema, createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { DependencyError } from '../shared/index.js';
+import { INSIGHTS_TYPE_DEFS, insightsResolvers } from './insights.js';
 import { OPERATIONS_TYPE_DEFS, operationsResolvers } from './operations.js';
 import { adminResolvers } from './resolvers.js';
 import type { AdminContext, AdminDeps } from './support.js';
@@ -71,8 +72,8 @@ export function createAdminApi(deps: AdminDeps): AdminApi {
   const actors = new WeakMap<Request, AdminActor>();
   return createYoga<object, AdminContext>({
     schema: createSchema<AdminContext>({
-      typeDefs: [ADMIN_TYPE_DEFS, OPERATIONS_TYPE_DEFS],
-      resolvers: [adminResolvers(deps), operationsResolvers(deps.operations, () => deps.clock.nowMs())],
+      typeDefs: [ADMIN_TYPE_DEFS, OPERATIONS_TYPE_DEFS, INSIGHTS_TYPE_DEFS],
+      resolvers: [adminResolvers(deps), operationsResolvers(deps.operations, () => deps.clock.nowMs()), insightsResolvers(deps)],
     }),
     graphqlEndpoint: ADMIN_ENDPOINT,
     landingPage: false,

@@ -2,7 +2,7 @@
 export { ADMIN_ENDPOINT, authenticateAdmin, createAdminApi, type AdminApi } from './api.js';
 export { adminResolvers } from './resolvers.js';
 export type { AdminContext, AdminDeps } from './support.js';
-export type { OperationsView } from './ports.js';
+export type { FleetView, OperationsView, TopConsumersView } from './ports.js';
 export { ADMIN_TYPE_DEFS } from './type-defs.js';
 export { ADMIN_TOKEN_PREFIX, generateAdminToken, hashAdminToken, isWellFormedAdminToken } from './tokens.js';
 export { writeFirstAdminToken } from './first-start.js';

@@ -212,3 +212,21 @@ export interface OperationsView {
   spool: { entries: number; oldestAgeSeconds: number };
   decisions: { kind: string; limit: string; count: number }[];
 }
+
+/** Tenants ranked by admitted units (the admin API's `topConsumers`), read by the API process. */
+export interface TopConsumersView {
+  window: 'PERIOD' | 'LAST_24_HOURS';
+  fromMs: number;
+  toMs: number;
+  totalUnits: number;
+  tenants: number;
+  items: { tenant: string; units: number }[];
+}
+
+/** Fleet-wide refusals per minute and degraded-mode periods (the admin API's `operations { fleet }`). */
+export interface FleetView {
+  fromMs: number;
+  toMs: number;
+  minutes: { minuteStartMs: number; kind: string; limit: string; count: number }[];
+  degraded: { instance: string; fromMs: number; toMs: number | null; states: string[] }[];
+}

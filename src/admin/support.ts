@@ -3,7 +3,7 @@ import { createGraphQLError } from 'graphql-yoga';
 import type { CorrectionDeps } from '../billing/index.js';
 import type { AuditOutcome } from '../metering/index.js';
 import { AppError, type Clock, type Logger, type TenantId } from '../shared/index.js';
-import type { AdminActor, AdminPlanStore, AdminRolloutStore, AdminStore, OperationsView } from './ports.js';
+import type { AdminActor, AdminPlanStore, AdminRolloutStore, AdminStore, FleetView, OperationsView, TopConsumersView } from './ports.js';
 
 export interface AdminDeps {
   store: AdminStore;
@@ -27,6 +27,10 @@ export interface AdminDeps {
   sessionActor?: (request: Request) => Promise<AdminActor | null | undefined>;
   /** What `operations` reads (pump lag, last audit, breaker, spool, decisions); absent: the field fails. */
   operations?: () => Promise<OperationsView>;
+  /** Tenants ranked by admitted units (absent: `topConsumers` fails). @throws ValidationError, DependencyError */
+  topConsumers?: (input: { window: TopConsumersView['window']; first: number; nowMs: number }) => Promise<TopConsumersView>;
+  /** Fleet-wide refusals and degraded periods (absent: `operations { fleet }` fails). @throws ValidationError, DependencyError */
+  fleet?: (input: { minutes: number; nowMs: number }) => Promise<FleetView>;
 }
 
 export interface AdminContext {

@@ -18,6 +18,8 @@ import { announceConfigVersion } from './config/live-config.js';
 import { DynamoPlanAdmin } from './config/plan-history.js';
 import { DynamoRollouts } from './config/rollouts.js';
 import { readLastUsed } from './usage/activity.js';
+import { readFleet } from './usage/fleet.js';
+import { readTopConsumers } from './usage/rankings.js';
 import { operationsReader, operatorFromSession } from './dashboard/index.js';
 
 /** The admin API over the process's clients; writes the first admin token when the demo is seeded. */
@@ -46,6 +48,8 @@ export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<Admin
     logger,
     clock: systemClock,
     sessionActor: operatorFromSession(deps.sessions),
+    topConsumers: (input) => readTopConsumers(redis, input),
+    fleet: (input) => readFleet(redis, input),
     operations: operationsReader({
       redis,
       shardCount: config.redis.shardCount,

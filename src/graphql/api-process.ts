@@ -5,6 +5,7 @@
  * none reads `process.env` (the entry point parses the config once).
  */
 import type { RequestListener, Server } from 'node:http';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -29,6 +30,8 @@ import { SchemaJobExecutor } from './jobs/executor.js';
 import { TollgateMetrics } from './metrics.js';
 import type { ProcessSurface } from './surface.js';
 import { ActivityRecorder } from './usage/activity.js';
+import { DynamoJobList } from './usage/jobs-list.js';
+import { DynamoReceiptSearch } from './usage/receipt-search.js';
 import { UsageService } from './usage/usage-service.js';
 // the dashboard (issue 18): sessions behind cookie auth of /usage and /admin, and /dashboard itself
 import { createDashboardRoutes, createDashboardSessions, tenantFromSession, type DashboardSessions } from './dashboard/index.js';
@@ -178,7 +181,9 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
   const liveConfig = new LiveConfig({ store: configStore, logger, redis, pollMs: config.api.configPollMs, rollouts });
   await liveConfig.start();
   await announceConfigVersion(redis, liveConfig.version()).catch(() => undefined);
-  const activity = new ActivityRecorder({ redis, logger });
+  const activity = new ActivityRecorder({ redis, logger, instance: `${hostname()}:${config.api.port}:${process.pid}` });
+  // degraded-mode periods, fleet-wide (the admin API's operations { fleet })
+  decider.breaker.onChange((state) => activity.breakerChanged(state));
   activity.start();
   const api =
     surface.kind === 'gateway'
@@ -313,6 +318,7 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
       clientIp: forwardedClientIp(trustedProxies),
       admission: deps.admission,
       onDecided: (event) => deps.activity.record(event),
+      onSettled: (input, refund) => deps.activity.settled(input, refund),
       ...(deps.surface.kind === 'gateway' ? deps.surface.tollgate : {}),
     },
     surface: deps.api,
@@ -325,6 +331,8 @@ export function createProcessApi(deps: ApiProcessDeps): ApiServer {
       warnings: new DynamoWarningReader(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
       reader: new DynamoUsageReader(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
       clock: systemClock,
+      jobs: new DynamoJobList(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
+      receiptSearch: new DynamoReceiptSearch(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),
     }),
     usageSession: tenantFromSession(deps.sessions),
     responses: new DynamoResponseStore(deps.dynamo, { tablePrefix: config.dynamodb.tablePrefix }),

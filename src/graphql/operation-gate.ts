@@ -1,12 +1,10 @@
 /**
- * One operation through the limits (DESIGN §1–§2), without yoga: price it with
- * its variables, name its request, answer a retried deferred request with its
- * job, decide, and either answer the decision (429, 202, 503, 409, 400) or
- * admit the operation; once it ran, measure its actual cost, settle the
- * difference and report. `useTollgate` calls this from `onExecute`.
+ * One operation through the limits (DESIGN §1–§2), without yoga: price it with its variables, name its request, answer a retried
+ * deferred request with its job, decide, and either answer the decision (429, 202, 503, 409, 400) or admit the operation; once it
+ * ran, measure its actual cost, settle the difference and report. `useTollgate` calls this from `onExecute`.
  */
 import { getOperationAST, type ExecutionArgs, type ExecutionResult } from 'graphql';
-import type { DecideInput, Decider, Decision } from '../decider/index.js';
+import type { DecideInput, Decider, Decision, SettleInput } from '../decider/index.js';
 import { deferOperation, deferSubmission, findRetriedJob, type DeferSubmission, type Deferrer } from '../jobs/index.js';
 import { DependencyError, InvariantError, OverloadedError, ValidationError, type EventId, type Logger } from '../shared/index.js';
 import { PricingError } from './cost/model.js';
@@ -52,17 +50,19 @@ export interface OperationGateOptions {
   settle: 'changed' | 'always';
   /** How long the decider keeps the request record of an Idempotency-Key, ms. */
   idempotencyTtlMs: number;
-  /** Hears every decision (after it is made, before it is answered); must return at once and never throw. */
+  /** Hear every decision (made, not yet answered) and settlement that moved counters; must return at once, never throw. */
   onDecided?: (event: DecidedEvent) => void;
+  onSettled?: (input: SettleInput, refund: number) => void;
 }
 
-/** A decision and whose it is, for `onDecided` (denial counters, rollout counts, keys' last use). */
+/** A decision, whose it is and what was decided, for `onDecided` (denial counters, rollout counts, keys' last use, rankings). */
 export interface DecidedEvent {
   tenant: string;
   keyId: string;
   planId: string;
   operation: string;
   decision: Decision;
+  input: DecideInput;
 }
 
 /** The caller of an operation, as identified for its HTTP request. */
@@ -151,6 +151,7 @@ export class OperationGate {
       planId: caller.plan.id,
       operation: decideInput.operation,
       decision: decided.decision,
+      input: decideInput,
     });
     return this.answer({ decision: decided.decision, caller, priced, requestId, input: decideInput, submission });
   }
@@ -386,7 +387,9 @@ export class OperationGate {
     const isConcurrencyPlan = operation.caller.plan.limits.some((limit) => limit.algorithm.kind === 'concurrency');
     if (settle === 'changed' && refund === 0 && !isConcurrencyPlan) return refund;
     try {
-      const settled = await decider.settle({ ...operation.input, actual, decidedAtMs: operation.decision.nowMs });
+      const input = { ...operation.input, actual, decidedAtMs: operation.decision.nowMs };
+      const settled = await decider.settle(input);
+      if (settled.status === 'settled' && settled.refund !== 0) this.options.onSettled?.(input, settled.refund);
       return settled.status === 'unknown' ? 0 : refund;
     } catch (error) {
       metrics?.settleFailures.inc();

@@ -1,9 +1,12 @@
 /**
- * The dashboard's operator view (issue 18) in a real browser against the API process as `npm start` runs it: sign-in
- * with an admin token; the tenants page, a tenant's ledger audit, the plans, the pump/audit/breaker figures and the
- * admin audit log show what the admin API answers for the same moment; a denied request appears by its limit; stored
- * strings (an audit entry's target and body: markup, a `javascript:` URL, 10 KB) render as text and open no dialog;
- * an operator session reads no tenant usage; nothing leaves the origin and the CSP reports nothing.
+ * The dashboard's operator view (issue 18) in a real browser against the API process as `npm start` runs it (two of
+ * them: the second reaches Redis through a proxy that can be cut): sign-in with an admin token; the tenants page, a
+ * tenant's ledger audit, the plans, the pump/audit/breaker figures and the admin audit log show what the admin API
+ * answers for the same moment; a denied request appears by its limit; denials sent to both processes are summed in
+ * the fleet figures and the second one's degraded period is listed; top consumers rank a tenant that spent on both
+ * processes with exactly the units the decider admitted (net of refunds); a shadow rollout shows its would-deny
+ * counts; stored strings (markup, a `javascript:` URL, 10 KB) render as text and open no dialog; an operator
+ * session reads no tenant usage; nothing leaves the origin and the CSP reports nothing.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,10 +19,11 @@ import { DynamoConfigStore, putAccountSettings } from '../../src/graphql/index.j
 import { DynamoAdminStore } from '../../src/graphql/config/admin-store.js';
 import { createDynamoClient } from '../../src/metering/index.js';
 import { parseLimitId, parseTenantId } from '../../src/shared/index.js';
-import { startApiServer, storeTenantPlan, type ApiServer } from '../support/api-server.js';
-import { cspViolations, ensureDashboardBuilt, openBrowser, type DashboardBrowser } from '../support/browser.js';
+import { burstResponses, startApiServer, storeTenantPlan, type ApiServer } from '../support/api-server.js';
+import { ARTIFACTS, cspViolations, ensureDashboardBuilt, openBrowser, type DashboardBrowser } from '../support/browser.js';
 import { waitFor } from '../support/poll.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
+import { startSwitchProxy, type SwitchProxy } from '../support/switch-proxy.js';
 import { MONTH } from '../support/time.js';
 
 const stack = testStack();
@@ -30,9 +34,11 @@ const adminStore = new DynamoAdminStore(dynamo, new DynamoConfigStore(dynamo, op
 const HOSTILE = '<img src=x onerror=alert(1)>';
 /** 7 units. */
 const COST_7 = '{ products(first: 6) { nodes { id } } }';
+/** Unique: the fleet figures sum every tenant's denials of a limit id, and other files' tenants share Redis. */
+const TIGHT_LIMIT = `th-${Date.now().toString(36)}`;
 const TIGHT: LimitSpec[] = [
   {
-    id: parseLimitId('tight-hour'),
+    id: parseLimitId(TIGHT_LIMIT),
     scope: 'tenant',
     mode: 'hard',
     onDeciderDown: 'closed',
@@ -41,9 +47,31 @@ const TIGHT: LimitSpec[] = [
 ];
 
 let api: ApiServer;
+/** The second API process: Redis through `proxy`. */
+let api2: ApiServer;
+let proxy: SwitchProxy;
 let web: DashboardBrowser;
 const token = generateAdminToken();
 let tight: { tenant: string; key: string };
+let big = { tenant: '', key: '', plan: '' };
+
+/** A plan whose `burst` bucket holds `capacity` units (tenant-wide, refilled 1 unit an hour), as JSON. */
+const bigPlan = (id: string, version: number, capacity: number): string =>
+  JSON.stringify({
+    id,
+    version,
+    billingPeriod: MONTH,
+    maxCostPerOperation: 1_000,
+    limits: [
+      {
+        id: 'burst',
+        scope: 'tenant',
+        algorithm: { kind: 'token-bucket', capacity, refillAmount: 1, refillPeriodMs: 3_600_000 },
+        mode: 'hard',
+        onDeciderDown: 'open',
+      },
+    ],
+  });
 
 async function admin<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
   const response = await fetch(`${api.baseUrl}/admin/graphql`, {
@@ -62,13 +90,21 @@ beforeAll(async () => {
   ensureDashboardBuilt();
   await adminStore.createToken({ tokenId: `dash-${Date.now().toString(36)}`, hash: hashAdminToken(token), nowMs: Date.now(), audit: null });
   tight = await storeTenantPlan(TIGHT, { tenant: uniqueTenant('dt') });
-  api = await startApiServer({ scratch });
+  proxy = await startSwitchProxy(Number(new URL(stack.redisUrl).port));
+  const redisUrl = new URL(stack.redisUrl);
+  redisUrl.port = String(proxy.port);
+  [api, api2] = await Promise.all([
+    startApiServer({ scratch }),
+    startApiServer({ scratch: mkdtempSync(join(scratch, 'api2-')), env: { REDIS_URL: redisUrl.toString() } }),
+  ]);
   web = await openBrowser();
-}, 180_000);
+}, 240_000);
 
 afterAll(async () => {
   await web?.close();
   await api?.stop();
+  await api2?.stop();
+  await proxy?.close();
   dynamo.destroy();
   rmSync(scratch, { recursive: true, force: true });
 });
@@ -176,13 +212,13 @@ describe('the operator view', () => {
     }
     expect(statuses).toEqual([200, 429, 429]);
     const { page } = web;
-    const row = page.locator('[data-testid=refusal-row][data-kind=denied][data-limit=tight-hour]');
+    const row = page.locator(`[data-testid=refusal-row][data-kind=denied][data-limit="${TIGHT_LIMIT}"]`);
     await row.waitFor({ timeout: 20_000 });
     await waitFor('the operator view and the admin API to agree', async () => {
       const ops = await admin<{
         operations: { decisions: { kind: string; limit: string; count: number }[]; breaker: string; pump: { unacknowledged: number } };
       }>('{ operations { breaker pump { unacknowledged } decisions { kind limit count } } }');
-      const denied = ops.operations.decisions.find((d) => d.kind === 'denied' && d.limit === 'tight-hour')?.count;
+      const denied = ops.operations.decisions.find((d) => d.kind === 'denied' && d.limit === TIGHT_LIMIT)?.count;
       return (
         denied === 2 &&
         (await row.locator('[data-field=count]').textContent()) === fmt(denied) &&
@@ -192,6 +228,171 @@ describe('the operator view', () => {
     });
     await page.locator('[data-testid=refusals] canvas').first().waitFor({ timeout: 20_000 });
     await web.screenshot('operator');
+  });
+
+  it('sums the denials of every API process in the fleet figures, and shows the sum the admin API answers', async () => {
+    // (the first process denied 2 above; the window is shared in Redis, so the second one denies both of these)
+    const statuses = await burstResponses({ baseUrl: api2.baseUrl, key: tight.key, body: JSON.stringify({ query: COST_7 }), count: 2 });
+    expect(statuses.map((reply) => reply.status)).toEqual([429, 429]);
+    const { page } = web;
+    const row = page.locator(`[data-testid=fleet-row][data-kind=denied][data-limit="${TIGHT_LIMIT}"]`);
+    await waitFor('the fleet sum on the page and in the admin API to be 4', async () => {
+      const ops = await admin<{ operations: { fleet: { minutes: { kind: string; limit: string; count: number }[] } } }>(
+        '{ operations { fleet(minutes: 60) { minutes { kind limit count } } } }',
+      );
+      const fleet = ops.operations.fleet.minutes
+        .filter((m) => m.kind === 'denied' && m.limit === TIGHT_LIMIT)
+        .reduce((sum, m) => sum + m.count, 0);
+      return (
+        fleet === 4 &&
+        (await row
+          .locator('[data-field=count]')
+          .textContent()
+          .catch(() => null)) === fmt(fleet)
+      );
+    });
+    // the answering instance's own counters still say 2: the fleet figure is not one instance's
+    const own = await admin<{ operations: { decisions: { kind: string; limit: string; count: number }[] } }>(
+      '{ operations { decisions { kind limit count } } }',
+    );
+    expect(own.operations.decisions.find((d) => d.kind === 'denied' && d.limit === TIGHT_LIMIT)?.count).toBe(2);
+    const bad = await fetch(`${api.baseUrl}/admin/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query: '{ operations { fleet(minutes: 0) { from } } }' }),
+    });
+    expect(((await bad.json()) as { errors: { extensions: { code: string } }[] }).errors[0]?.extensions.code).toBe('INVALID_INPUT');
+  });
+
+  it('ranks a tenant that spent on both processes with exactly the units the decider admitted, net of refunds', async () => {
+    const plan = `p-big-${Date.now().toString(36)}`;
+    await admin('mutation($p: String!) { applyPlan(plan: $p) { id } }', { p: bigPlan(plan, 1, 1_000_000) });
+    const tenant = uniqueTenant('big');
+    await admin('mutation($id: String!, $plan: String) { createTenant(id: $id, plan: $plan) { id } }', { id: tenant, plan });
+    const created = await admin<{ createKey: { key: string } }>('mutation($t: String!) { createKey(tenant: $t, keyId: "k1") { key } }', {
+      t: tenant,
+    });
+    big = { tenant, key: created.createKey.key, plan };
+    // 101 units each, and a refund: c-rare has 3 products, so 51 reserved, 4 charged
+    const full = JSON.stringify({ query: '{ products(first: 100) { nodes { id } } }' });
+    const refunded = JSON.stringify({ query: '{ products(category: "c-rare", first: 50) { nodes { id } } }' });
+    const replies = (
+      await Promise.all([
+        burstResponses({ baseUrl: api.baseUrl, key: big.key, body: full, count: 12 }),
+        burstResponses({ baseUrl: api2.baseUrl, key: big.key, body: full, count: 12 }),
+        burstResponses({ baseUrl: api.baseUrl, key: big.key, body: refunded, count: 5 }),
+        burstResponses({ baseUrl: api2.baseUrl, key: big.key, body: refunded, count: 5 }),
+      ])
+    ).flat();
+    expect(replies.every((reply) => reply.status === 200)).toBe(true);
+    const charged = replies.reduce(
+      (sum, reply) => sum + (JSON.parse(reply.body) as { extensions: { cost: { actual: number } } }).extensions.cost.actual,
+      0,
+    );
+    expect(charged).toBe(24 * 101 + 10 * 4);
+    const usage = await fetch(`${api.baseUrl}/usage/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${big.key}` },
+      body: JSON.stringify({ query: '{ usage { period { usedUnits } } }' }),
+    });
+    expect(((await usage.json()) as { data: { usage: { period: { usedUnits: number } } } }).data.usage.period.usedUnits).toBe(charged);
+    type Top = { topConsumers: { totalUnits: number; items: { tenant: string; units: number; share: number }[] } };
+    const query = 'query($w: RankingWindow) { topConsumers(window: $w, first: 100) { totalUnits items { tenant units share } } }';
+    for (const w of ['PERIOD', 'LAST_24_HOURS'])
+      await waitFor(`${w}: the ranking to hold the tenant with exactly its admitted units`, async () => {
+        const top = await admin<Top>(query, { w });
+        const item = top.topConsumers.items.find((entry) => entry.tenant === tenant);
+        return item !== undefined && item.units === charged && Math.abs(item.share - charged / top.topConsumers.totalUnits) < 1e-9;
+      });
+    // the page's table is the admin API's first 10, read at the same moment (other files' tenants spend meanwhile)
+    const { page } = web;
+    await page.locator(`[data-testid=top-row][data-tenant="${tenant}"]`).waitFor({ timeout: 20_000 });
+    let seen = { page: '', api: '' };
+    await waitFor(
+      'the page to show the ranking the admin API answers',
+      async () => {
+        const top = await admin<Top>('{ topConsumers(first: 10) { items { tenant units share } } }');
+        seen = {
+          api: JSON.stringify(top.topConsumers.items.map((item) => [item.tenant, fmt(item.units), `${(item.share * 100).toFixed(1)} %`])),
+          page: JSON.stringify(
+            await page
+              .getByTestId('top-row')
+              .evaluateAll((rows) =>
+                rows.map((row) => [
+                  row.getAttribute('data-tenant'),
+                  row.querySelector('[data-field=units]')?.textContent,
+                  row.querySelector('[data-field=share]')?.textContent,
+                ]),
+              ),
+          ),
+        };
+        return seen.page === seen.api;
+      },
+      { timeoutMs: 30_000, intervalMs: 300 },
+    ).catch(() => undefined);
+    expect(seen.page).toBe(seen.api);
+    expect(await page.locator('[data-testid=top-consumers] meter').count()).toBeGreaterThan(0);
+    await page.getByTestId('top-consumers').screenshot({ path: join(ARTIFACTS, 'operator-top-consumers.png') });
+  });
+
+  it('shows a shadow rollout in progress with the would-deny counts the admin API answers', async () => {
+    await admin('mutation($p: String!) { startRollout(plan: $p, forSeconds: 3600) { status } }', { p: bigPlan(big.plan, 2, 300) });
+    const body = JSON.stringify({ query: '{ products(first: 100) { nodes { id } } }' });
+    type RolloutReply = { rollout: { status: string; limits: { limit: string; wouldDeny: number }[] } | null };
+    await waitFor('the shadow limit to count would-denials', async () => {
+      await burstResponses({ baseUrl: api.baseUrl, key: big.key, body, count: 4 });
+      const reply = await admin<RolloutReply>('query($p: String!) { rollout(plan: $p) { status limits { limit wouldDeny } } }', {
+        p: big.plan,
+      });
+      return (reply.rollout?.limits[0]?.wouldDeny ?? 0) > 0;
+    });
+    const { page } = web;
+    const row = page.locator(`[data-testid=rollout-row][data-plan="${big.plan}"]`);
+    await row.first().waitFor({ timeout: 20_000 });
+    await waitFor('the page to show the would-deny count the admin API answers', async () => {
+      const reply = await admin<RolloutReply>('query($p: String!) { rollout(plan: $p) { status limits { limit wouldDeny } } }', {
+        p: big.plan,
+      });
+      const limit = reply.rollout?.limits[0];
+      return (
+        reply.rollout?.status === 'running' &&
+        limit !== undefined &&
+        (await row.first().getAttribute('data-limit')) === limit.limit &&
+        (await row.first().locator('[data-field=would-deny]').textContent()) === fmt(limit.wouldDeny)
+      );
+    });
+    await page.getByTestId('rollouts').screenshot({ path: join(ARTIFACTS, 'operator-rollouts.png') });
+    await admin('mutation($p: String!) { abortRollout(plan: $p) { status } }', { p: big.plan });
+  });
+
+  it("lists the second process's degraded-mode period once its Redis is back", { timeout: 180_000 }, async () => {
+    const instancePort = new URL(api2.baseUrl).port;
+    const body = JSON.stringify({ query: COST_7 });
+    proxy.cut();
+    // requests while Redis is unreachable: refused (the limit fails closed) until the breaker opens
+    await waitFor('the second process to refuse fail-closed', async () => {
+      const [reply] = await burstResponses({ baseUrl: api2.baseUrl, key: tight.key, body, count: 1 });
+      return reply?.status === 503;
+    });
+    await burstResponses({ baseUrl: api2.baseUrl, key: tight.key, body, count: 5 });
+    proxy.restore();
+    type Fleet = { operations: { fleet: { degraded: { instance: string; from: string; to: string | null; states: string[] }[] } } };
+    const period = await waitFor(
+      'a closed degraded period of the second process in the fleet figures',
+      async () => {
+        await burstResponses({ baseUrl: api2.baseUrl, key: tight.key, body, count: 1 });
+        const ops = await admin<Fleet>('{ operations { fleet(minutes: 60) { degraded { instance from to states } } } }');
+        const found = ops.operations.fleet.degraded.find((p) => p.instance.includes(`:${instancePort}:`) && p.to !== null);
+        return found ?? false;
+      },
+      { timeoutMs: 120_000, intervalMs: 1_000 },
+    );
+    expect(period.states).toContain('open');
+    expect(Date.parse(period.to ?? '')).toBeGreaterThanOrEqual(Date.parse(period.from));
+    const item = web.page.getByTestId('degraded-period').filter({ hasText: period.instance });
+    await item.first().waitFor({ timeout: 20_000 });
+    expect(await item.first().textContent()).toContain(`to ${period.to?.replace('T', ' ').replace(/\.\d+Z$/, 'Z')}`);
+    await web.screenshot('operator-fleet');
   });
 
   it('lists the plans the admin API lists', async () => {

@@ -12,11 +12,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoAccountStore, DynamoPeriodStore } from '../../src/billing/index.js';
 import type { LimitSpec } from '../../src/decider/index.js';
 import { DynamoConfigStore, putAccountSettings } from '../../src/graphql/index.js';
+import { DynamoJobStore, deferredJobId } from '../../src/jobs/index.js';
 import { DynamoLedgerStore, createDynamoClient } from '../../src/metering/index.js';
 import { parseEventId, parseLimitId, parseTenantId } from '../../src/shared/index.js';
 import { allocateShards, tenantInShards } from '../support/allocate.js';
 import { storeTenantPlan, type ApiServer } from '../support/api-server.js';
-import { cspViolations, ensureDashboardBuilt, openBrowser, type DashboardBrowser } from '../support/browser.js';
+import { ARTIFACTS, cspViolations, ensureDashboardBuilt, openBrowser, type DashboardBrowser } from '../support/browser.js';
 import { startMeteredApi, type MeteredApi } from '../support/metered-api.js';
 import { waitFor } from '../support/poll.js';
 import { testStack } from '../support/stack.js';
@@ -32,6 +33,7 @@ const PRICE = {
   includedUnits: 50,
   tiers: [{ upToUnits: 1_000, unitPriceMicros: 2_000 }, { unitPriceMicros: 1_000 }],
 };
+const HOSTILE = '<img src=x onerror=alert(1)>';
 /** 7 units. */
 const COST_7 = '{ products(first: 6) { nodes { id } } }';
 const LIMITS: LimitSpec[] = [
@@ -63,6 +65,11 @@ let metered: MeteredApi | undefined;
 let api: ApiServer;
 let web: DashboardBrowser;
 const a = { tenant: '', key: '' };
+/** Every receipt A's requests were given. */
+const receiptsOfA: string[] = [];
+/** A's and B's deferred jobs (recorded as a submit leaves them), oldest first. */
+const jobsOfA: string[] = [];
+const jobsOfB: string[] = [];
 const b = { tenant: '', key: '' };
 
 async function usageApi<T>(key: string, query: string, variables: Record<string, unknown> = {}): Promise<T> {
@@ -159,7 +166,7 @@ describe('the dashboard page', () => {
 
 describe('the tenant view', () => {
   it('signs in with the API key into an HttpOnly SameSite=Strict cookie; the key is kept nowhere in the browser', async () => {
-    await spend(a.key, 15);
+    receiptsOfA.push(...(await spend(a.key, 15)));
     const { page } = web;
     await page.goto(`${api.baseUrl}/dashboard`);
     await page.getByLabel('API key (tenant) or admin token (operator)').fill(a.key);
@@ -214,7 +221,7 @@ describe('the tenant view', () => {
   it('refreshes by itself: new traffic shows on the card without a reload', async () => {
     const { page } = web;
     const before = await page.locator('[data-limit="monthly"] [data-field=used]').textContent();
-    await spend(a.key, 2);
+    receiptsOfA.push(...(await spend(a.key, 2)));
     await page
       .locator('[data-limit="monthly"] [data-field=used]')
       .filter({ hasText: fmt(119) })
@@ -299,6 +306,144 @@ describe('statements', () => {
   });
 });
 
+type ReceiptsReply = { receipts: { items: { id: string; at: string; units: number }[]; cursor: string | null } };
+const RECEIPTS =
+  'query($from: String!, $to: String!, $n: Int, $after: String) { receipts(from: $from, to: $to, first: $n, after: $after) { items { id at units } cursor } }';
+type JobsReply = { jobs: { items: { id: string; status: string; resultSummary: string | null }[]; cursor: string | null } };
+const JOBS = 'query($n: Int, $after: String) { jobs(first: $n, after: $after) { items { id status resultSummary } cursor } }';
+
+async function allPages<T extends { items: { id: string }[]; cursor: string | null }>(
+  read: (after: string | null) => Promise<T>,
+): Promise<string[]> {
+  const ids: string[] = [];
+  let after: string | null = null;
+  for (let page = 0; page < 50; page += 1) {
+    const reply: T = await read(after);
+    ids.push(...reply.items.map((item) => item.id));
+    after = reply.cursor;
+    if (after === null) return ids;
+  }
+  throw new Error('more than 50 pages');
+}
+
+describe('receipts by time and deferred jobs', () => {
+  it("lists A's receipts of a time range, newest first, every page, exactly the requests it sent; the page shows the API's", async () => {
+    const range = { from: new Date(Date.now() - 3_600_000).toISOString(), to: new Date(Date.now() + 60_000).toISOString() };
+    const read = (after: string | null): Promise<ReceiptsReply['receipts']> =>
+      usageApi<ReceiptsReply>(a.key, RECEIPTS, { ...range, n: 4, after }).then((data) => data.receipts);
+    const ids = await waitFor('every receipt of A in the range', async () => {
+      const all = await allPages(read);
+      return all.filter((id) => id.startsWith('r-')).length === receiptsOfA.length && all;
+    });
+    expect(ids.filter((id) => id.startsWith('r-')).sort()).toEqual([...receiptsOfA].sort());
+    expect(new Set(ids).size).toBe(ids.length);
+    const first = await usageApi<ReceiptsReply>(a.key, RECEIPTS, { ...range, n: 100 });
+    const times = first.receipts.items.map((item) => Date.parse(item.at));
+    expect(times).toEqual([...times].sort((x, y) => y - x));
+    // a cursor this API did not hand out, an inverted range: INVALID_INPUT
+    for (const variables of [
+      { ...range, after: 'not-a-cursor' },
+      { from: range.to, to: range.from },
+    ]) {
+      const reply = await fetch(`${api.baseUrl}/usage/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${a.key}` },
+        body: JSON.stringify({ query: RECEIPTS, variables }),
+      });
+      // (the usage API's convention: a field's bad argument is a GraphQL error with its code, data null, HTTP 200)
+      expect(reply.status).toBe(200);
+      expect(((await reply.json()) as { errors: { extensions: { code: string } }[] }).errors[0]?.extensions.code).toBe('INVALID_INPUT');
+    }
+    const { page } = web;
+    await page.getByRole('button', { name: 'Search by time' }).click();
+    const results = page.getByTestId('receipt-results');
+    await results.waitFor();
+    const used = { from: (await results.getAttribute('data-from')) ?? '', to: (await results.getAttribute('data-to')) ?? '' };
+    const api20 = await usageApi<ReceiptsReply>(a.key, RECEIPTS, { ...used, n: 20 });
+    const shown = await page
+      .getByTestId('receipt-row')
+      .evaluateAll((rows) => rows.map((row) => [row.getAttribute('data-receipt'), row.querySelector('[data-field=units]')?.textContent]));
+    expect(shown).toEqual(api20.receipts.items.map((item) => [item.id, fmt(item.units)]));
+    expect(shown.length).toBeGreaterThanOrEqual(17);
+    await page.getByTestId('receipts').screenshot({ path: join(ARTIFACTS, 'tenant-receipts-by-time.png') });
+  });
+
+  it("lists A's deferred jobs newest first, page by page, with none of B's; the page shows what the API answers", async () => {
+    const store = new DynamoJobStore(dynamo, { tablePrefix: stack.tablePrefix });
+    const record = async (tenant: string, name: string, ageMs: number): Promise<string> => {
+      const jobId = deferredJobId(parseTenantId(tenant), parseEventId(name));
+      const createdAtMs = Date.now() - ageMs;
+      await store.create({
+        jobId,
+        tenant: parseTenantId(tenant),
+        keyId: 'k1',
+        requestId: name,
+        operationName: 'Export',
+        cost: 3,
+        createdAtMs,
+        expiresAtMs: createdAtMs + 3_600_000,
+        maxOpenJobs: 1_000,
+      });
+      return jobId;
+    };
+    for (let i = 0; i < 12; i += 1) jobsOfA.push(await record(a.tenant, `i-job-a-${i}`, (12 - i) * 1_000));
+    for (let i = 0; i < 2; i += 1) jobsOfB.push(await record(b.tenant, `i-job-b-${i}`, (2 - i) * 1_000 - 500));
+    // two of A's finished: one with a result (hostile markup, rendered as text), one failed
+    const done = jobsOfA[11] ?? '';
+    await store.storeResult({
+      tenant: parseTenantId(a.tenant),
+      jobId: done,
+      result: { data: { note: HOSTILE } },
+      actualCost: 2,
+      nowMs: Date.now(),
+    });
+    await store.finish({ tenant: parseTenantId(a.tenant), jobId: done, status: 'succeeded', errorCode: null, nowMs: Date.now() });
+    await store.finish({
+      tenant: parseTenantId(a.tenant),
+      jobId: jobsOfA[10] ?? '',
+      status: 'failed',
+      errorCode: 'JOB_FAILED',
+      nowMs: Date.now(),
+    });
+    const read = (after: string | null): Promise<JobsReply['jobs']> =>
+      usageApi<JobsReply>(a.key, JOBS, { n: 5, after }).then((data) => data.jobs);
+    const ids = await waitFor('the 12 jobs of A listed', async () => ((all) => all.length === 12 && all)(await allPages(read)));
+    expect(ids).toEqual([...jobsOfA].reverse());
+    // B's key sees B's two only; a cursor naming B's job gives A only A's older ones; a made-up cursor is INVALID_INPUT
+    expect(await allPages((after) => usageApi<JobsReply>(b.key, JOBS, { n: 5, after }).then((data) => data.jobs))).toEqual(
+      [...jobsOfB].reverse(),
+    );
+    const cursorAtB = Buffer.from(JSON.stringify([Date.now() - 1_500, jobsOfB[1]])).toString('base64url');
+    const afterB = await allPages((after) =>
+      usageApi<JobsReply>(a.key, JOBS, { n: 5, after: after ?? cursorAtB }).then((data) => data.jobs),
+    );
+    expect(afterB.every((id) => jobsOfA.includes(id))).toBe(true);
+    const crafted = await fetch(`${api.baseUrl}/usage/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${a.key}` },
+      body: JSON.stringify({ query: JOBS, variables: { after: 'eyJ0ZW5hbnQiOiJ4In0' } }),
+    });
+    expect(((await crafted.json()) as { errors: { extensions: { code: string } }[] }).errors[0]?.extensions.code).toBe('INVALID_INPUT');
+    const { page } = web;
+    await page.reload();
+    const rows = page.getByTestId('job-row');
+    await rows.first().waitFor();
+    const shownRows = async (): Promise<(string | null)[][]> =>
+      rows.evaluateAll((elements) =>
+        elements.map((row) => [row.getAttribute('data-job'), row.querySelector('[data-field=status]')?.textContent ?? null]),
+      );
+    const first10 = await usageApi<JobsReply>(a.key, JOBS, { n: 10 });
+    expect(await shownRows()).toEqual(first10.jobs.items.map((job) => [job.id, job.status]));
+    expect(await page.locator(`[data-job="${done}"] [data-field=result]`).textContent()).toContain(HOSTILE);
+    expect(await page.locator('img').count()).toBe(0);
+    await page.getByTestId('jobs').getByRole('button', { name: 'Older' }).click();
+    const second = await usageApi<JobsReply>(a.key, JOBS, { n: 10, after: first10.jobs.cursor });
+    await page.locator(`[data-testid=job-row][data-job="${second.jobs.items[0]?.id ?? ''}"]`).waitFor();
+    expect(await shownRows()).toEqual(second.jobs.items.map((job) => [job.id, job.status]));
+    await page.getByTestId('jobs').screenshot({ path: join(ARTIFACTS, 'tenant-jobs.png') });
+  });
+});
+
 describe('tenant isolation and CSRF', () => {
   it("never reaches tenant B's data from A's session: crafted URLs, B's receipt id, a tenant argument, the admin API", async () => {
     const [receiptOfB] = await spend(b.key, 1);
@@ -313,6 +458,14 @@ describe('tenant isolation and CSRF', () => {
       body: JSON.stringify({ query: `{ receipt(id: ${JSON.stringify(receiptOfB)}) { id } }` }),
     });
     expect(receipt).toEqual({ status: 200, text: JSON.stringify({ data: { receipt: null } }) });
+    const lists = await pageFetch('/usage/graphql', {
+      method: 'POST',
+      body: JSON.stringify({
+        query: `{ jobs(first: 100) { items { id } } receipts(from: "${new Date(Date.now() - 86_400_000).toISOString()}", to: "${new Date(Date.now() + 60_000).toISOString()}", first: 100) { items { id } } }`,
+      }),
+    });
+    expect(lists.status).toBe(200);
+    for (const id of [receiptOfB ?? 'none', ...jobsOfB]) expect(lists.text).not.toContain(id);
     const withArgument = await pageFetch('/usage/graphql', {
       method: 'POST',
       body: JSON.stringify({ query: `{ usage(tenant: "${b.tenant}") { now } }` }),

@@ -171,10 +171,11 @@ describe('the open-jobs index', () => {
     // when the tables are ensured, twice
     await ensureTables(dynamo, legacyPrefix);
     await ensureTables(dynamo, legacyPrefix);
-    // then the table has the index, active, and it lists the job
+    // then the table has the indexes (open-jobs, and the dashboard's tenant-jobs), active, and it lists the job
     const described = await dynamo.send(new DescribeTableCommand({ TableName: table }));
-    expect(described.Table?.GlobalSecondaryIndexes?.map((index) => [index.IndexName, index.IndexStatus])).toEqual([
+    expect(described.Table?.GlobalSecondaryIndexes?.map((index) => [index.IndexName, index.IndexStatus]).sort()).toEqual([
       ['open-jobs', 'ACTIVE'],
+      ['tenant-jobs', 'ACTIVE'],
     ]);
     expect(await listedOpen(legacy)).toEqual([`${tenant}/${jobId}`]);
   }, 120_000);

@@ -29,7 +29,7 @@ import { ApiKeyIdentifier, type AnonymousPolicy, type Identity } from '../identi
 import { socketClientIp } from '../identity/client-address.js';
 import type { KeyStore } from '../identity/key-store.js';
 import type { TollgateMetrics } from '../metrics.js';
-import { OperationGate, type DecidedEvent } from '../operation-gate.js';
+import { OperationGate, type DecidedEvent, type OperationGateOptions } from '../operation-gate.js';
 import { tenantPlanOf, type Plan, type PlanStore } from '../plans.js';
 import { edgeError, type EdgeErrorCode } from '../responses.js';
 import { TokenLimitCheck, parseAtEdge } from '../token-limit.js';
@@ -98,6 +98,8 @@ export interface TollgateOptions {
   admission?: Admission;
   /** Hears every decision, e.g. the API process's activity counters (must return at once and never throw). */
   onDecided?: (event: DecidedEvent) => void;
+  /** Hears every settlement that moved the decider's counters (see `OperationGateOptions.onSettled`). */
+  onSettled?: OperationGateOptions['onSettled'];
 }
 
 /** What the plugin adds to the GraphQL context (read by resolvers such as `me` and `quote`). */
@@ -240,6 +242,7 @@ function createRuntime(options: TollgateOptions): Runtime {
     settle: options.settle ?? 'changed',
     idempotencyTtlMs,
     ...(options.onDecided === undefined ? {} : { onDecided: options.onDecided }),
+    ...(options.onSettled === undefined ? {} : { onSettled: options.onSettled }),
   });
   const runtime: Omit<Runtime, 'quote'> = {
     options,

@@ -15,9 +15,14 @@
  *   `tollgate:denials:v1:{<tenant>}:recent`         list  the last 10 denials as JSON { atMs, limitId, operation }
  *   `tollgate:rollout:v1:<planId>:<version>`         hash  <limitId> → would-deny count; <limitId>#<hourStartMs> per hour
  *   `tollgate:lastused:v1:<tenant>`                  hash  <keyId> → epoch ms of its last decided request
+ * and, in a MULTI of their own each, the top consumers' rankings (`rankings.ts`) and the fleet-wide refusals and
+ * breaker changes (`fleet.ts`).
  */
-import type { DeciderRedis, Decision } from '../../decider/index.js';
+import { hostname } from 'node:os';
+import type { DecideInput, DeciderRedis, Decision, SettleInput } from '../../decider/index.js';
 import { DependencyError, type Logger } from '../../shared/index.js';
+import { FleetCounters } from './fleet.js';
+import { UsageRankings } from './rankings.js';
 
 export const HOUR_MS = 3_600_000;
 const DENIALS_TTL_MS = 25 * HOUR_MS;
@@ -51,7 +56,12 @@ export interface DecidedActivity {
   planId: string;
   operation: string;
   decision: Decision;
+  /** What was decided: its cost and billing period count admitted units into the top consumers' rankings. */
+  input?: Pick<DecideInput, 'cost' | 'billingPeriod'>;
 }
+
+/** A settlement that moved the decider's counters: the settle input and `refund` = requested − actual (negative: an overrun). */
+export type SettledInput = Pick<SettleInput, 'tenant' | 'decidedAtMs' | 'billingPeriod'>;
 
 export interface ActivityRecorderOptions {
   redis: DeciderRedis;
@@ -60,6 +70,8 @@ export interface ActivityRecorderOptions {
   flushMs?: number;
   /** @default Date.now */
   nowMs?: () => number;
+  /** This process in the fleet's breaker changes. @default `<hostname>:<pid>` */
+  instance?: string;
 }
 
 const hourOf = (ms: number): number => ms - (ms % HOUR_MS);
@@ -78,9 +90,22 @@ export class ActivityRecorder {
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private readonly nowMs: () => number;
+  private readonly rankings = new UsageRankings();
+  private readonly fleet: FleetCounters;
 
   constructor(private readonly options: ActivityRecorderOptions) {
     this.nowMs = options.nowMs ?? Date.now;
+    this.fleet = new FleetCounters(options.instance ?? `${hostname()}:${process.pid}`);
+  }
+
+  /** Notes a change of this process's decider breaker (closed, open, half-open), stamped now. Never throws. */
+  breakerChanged(state: string): void {
+    this.fleet.breaker(state, this.nowMs());
+  }
+
+  /** Notes a settlement that moved the counters (the rankings count admitted units net of refunds). Never throws. */
+  settled(input: SettledInput, refund: number): void {
+    this.rankings.add({ tenant: input.tenant, units: -refund, atMs: input.decidedAtMs, billingPeriod: input.billingPeriod });
   }
 
   start(): void {
@@ -95,6 +120,7 @@ export class ActivityRecorder {
     let users = this.lastUsed.get(tenant);
     if (users === undefined) this.lastUsed.set(tenant, (users = new Map<string, number>()));
     users.set(activity.keyId, this.nowMs());
+    this.count(activity);
     if (decision.kind === 'denied') {
       const key = denialsKey(tenant, hourOf(nowMs));
       bump(this.counters, key, decision.limitId);
@@ -114,6 +140,18 @@ export class ActivityRecorder {
         this.expiries.set(key, ROLLOUT_COUNTS_TTL_MS);
       }
     }
+  }
+
+  /** The rankings (admitted units) and the fleet's refusals by limit. */
+  private count(activity: DecidedActivity): void {
+    const { decision, input } = activity;
+    const isAdmitted =
+      ((decision.kind === 'allowed' || decision.kind === 'warned') && !decision.isReplay) ||
+      (decision.kind === 'degraded' && decision.isAdmitted);
+    if (isAdmitted && input !== undefined)
+      this.rankings.add({ tenant: activity.tenant, units: input.cost, atMs: decision.nowMs, billingPeriod: input.billingPeriod });
+    if (decision.kind === 'denied' || decision.kind === 'deferred') this.fleet.refusal(decision.kind, decision.limitId, decision.nowMs);
+    if (decision.kind === 'degraded') this.fleet.refusal(`degraded-${decision.policy}`, 'none', decision.nowMs);
   }
 
   /** Writes what moved since the last flush (one flush at a time); what fails is kept for the next. */
@@ -164,6 +202,7 @@ export class ActivityRecorder {
     for (const [tenant, users] of lastUsed) {
       writes.push(redis.hset(lastUsedKey(tenant), Object.fromEntries(users)).then(() => lastUsed.delete(tenant)));
     }
+    writes.push(this.rankings.flush(redis, this.nowMs()), this.fleet.flush(redis));
     const results = await Promise.allSettled(writes);
     const failed = results.filter((result) => result.status === 'rejected').length;
     // what did not land is added back (a later decision's counts add to it)

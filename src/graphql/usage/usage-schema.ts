@@ -7,7 +7,8 @@ import { GraphQLError, buildSchema, type GraphQLSchema } from 'graphql';
 import type { PriceBreakdown, Statement } from '../../billing/index.js';
 import { AppError, ValidationError } from '../../shared/index.js';
 import type { Granularity, SeriesBy } from './series.js';
-import type { UsageCaller, UsageService } from './usage-service.js';
+import { receiptRange } from './receipt-search.js';
+import type { Receipt, UsageCaller, UsageService } from './usage-service.js';
 
 const SDL = /* GraphQL */ `
   type Query {
@@ -19,6 +20,37 @@ const SDL = /* GraphQL */ `
     statements(last: Int!): [Statement!]!
     "The ledger entry behind an extensions.cost.receipt, or null (unknown, not yet ledgered)."
     receipt(id: String!): Receipt
+    "Receipts whose event happened in [from, to) (ISO-8601, at most 366 days), newest first; first 1..100."
+    receipts(from: String!, to: String!, first: Int = 25, after: String): ReceiptPage!
+    "The caller's deferred (202) jobs, newest first; first 1..100."
+    jobs(first: Int = 25, after: String): JobPage!
+  }
+  type ReceiptPage {
+    items: [Receipt!]!
+    "Pass as 'after' for the next page; null on the last page."
+    cursor: String
+  }
+  type JobPage {
+    items: [JobSummary!]!
+    "Pass as 'after' for the next page; null on the last page."
+    cursor: String
+  }
+  "A deferred job as listed (its whole result: GET /jobs/<id> with the API key)."
+  type JobSummary {
+    id: String!
+    "queued, running, succeeded, failed or expired."
+    status: String!
+    operationName: String
+    requestedCost: Float!
+    actualCost: Float
+    errorCode: String
+    createdAt: String!
+    finishedAt: String
+    "The first 200 characters of the stored result's JSON (null until it ran)."
+    resultSummary: String
+    resultChars: Int
+    "Where the whole job is read with the API key."
+    resultPath: String!
   }
   enum Granularity {
     HOUR
@@ -172,6 +204,13 @@ export function statementView(statement: Statement): Record<string, unknown> {
   };
 }
 
+/** A receipt as the `Receipt` type. */
+const receiptView = (receipt: Receipt): Record<string, unknown> => ({
+  ...receipt,
+  at: iso(receipt.atMs),
+  settlement: receipt.settlement === null ? null : { units: receipt.settlement.units, at: iso(receipt.settlement.atMs) },
+});
+
 /** The schema, built once. */
 export const USAGE_SCHEMA: GraphQLSchema = buildSchema(SDL);
 
@@ -206,15 +245,28 @@ export function usageRoot(service: UsageService, caller: UsageCaller): Record<st
         }
         return (await service.statements(caller, args.last)).map(statementView);
       }),
+    receipts: (args: { from: string; to: string; first: number; after?: string | null }) =>
+      guarded(async () => {
+        const page = await service.receipts(caller, { ...receiptRange(args.from, args.to), first: args.first, after: args.after ?? null });
+        return { items: page.items.map(receiptView), cursor: page.cursor };
+      }),
+    jobs: (args: { first: number; after?: string | null }) =>
+      guarded(async () => {
+        const page = await service.jobs(caller, { first: args.first, after: args.after ?? null });
+        return {
+          items: page.items.map((job) => ({
+            ...job,
+            createdAt: iso(job.createdAtMs),
+            finishedAt: job.finishedAtMs === null ? null : iso(job.finishedAtMs),
+            resultPath: `/jobs/${job.id}`,
+          })),
+          cursor: page.cursor,
+        };
+      }),
     receipt: (args: { id: string }) =>
       guarded(async () => {
         const receipt = await service.receipt(caller, args.id);
-        if (receipt === null) return null;
-        return {
-          ...receipt,
-          at: iso(receipt.atMs),
-          settlement: receipt.settlement === null ? null : { units: receipt.settlement.units, at: iso(receipt.settlement.atMs) },
-        };
+        return receipt === null ? null : receiptView(receipt);
       }),
   };
 }

@@ -13,10 +13,14 @@ import {
   type Statement,
 } from '../../billing/index.js';
 import type { DynamoUsageReader, ReceiptEntry } from '../../metering/index.js';
-import { parseEventId, type Clock, type EventId } from '../../shared/index.js';
+import { DependencyError, parseEventId, type Clock, type EventId } from '../../shared/index.js';
 import type { Identity } from '../identity/identify.js';
 import type { Plan } from '../plans.js';
 import { readDenials, type DenialsView } from './activity.js';
+import type { DynamoJobList, JobListPage } from './jobs-list.js';
+import type { DynamoReceiptSearch, Receipt, ReceiptPage } from './receipt-search.js';
+
+export type { Receipt } from './receipt-search.js';
 import { seriesOf, type SeriesInput, type SeriesPoint } from './series.js';
 
 export interface UsageServiceDeps {
@@ -27,6 +31,10 @@ export interface UsageServiceDeps {
   warnings: DynamoWarningReader;
   reader: DynamoUsageReader;
   clock: Clock;
+  /** The tenant's deferred jobs, newest first (absent: `jobs` fails). */
+  jobs?: DynamoJobList;
+  /** Receipts by event time (absent: `receipts` fails). */
+  receiptSearch?: DynamoReceiptSearch;
 }
 
 /** The tenant and plan a usage call is answered for (from its API key). */
@@ -60,19 +68,6 @@ export interface UsageView {
   warnings: { limitId: string; percent: number; status: string; createdAtMs: number }[];
   /** Requests denied, by limit (counted by the API processes, flushed each second) and the last few. */
   denials: DenialsView;
-}
-
-export interface Receipt {
-  id: string;
-  kind: string;
-  operation: string;
-  /** Units the request was charged: its reservation plus its settlement (refunds are negative). */
-  units: number;
-  reservedUnits: number;
-  atMs: number;
-  periodStart: string;
-  lateOf: string | null;
-  settlement: { units: number; atMs: number } | null;
 }
 
 /** How many billing periods back a receipt is looked for (a year of monthly periods). */
@@ -203,5 +198,18 @@ export class UsageService {
   /** The ledger's units per hour or day, by operation or by limit (validated by `seriesOf`). */
   async series(caller: UsageCaller, input: SeriesInput): Promise<SeriesPoint[]> {
     return seriesOf(input, caller.plan.limits, (range) => this.deps.reader.hours({ tenant: caller.identity.tenant, ...range }));
+  }
+
+  /** The caller's deferred jobs, newest first. @throws ValidationError, DependencyError */
+  async jobs(caller: UsageCaller, page: { first: number; after: string | null }): Promise<JobListPage> {
+    if (this.deps.jobs === undefined) throw new DependencyError('DEPENDENCY_FAILED', 'job listing is not wired in this process');
+    return this.deps.jobs.list({ tenant: caller.identity.tenant, ...page });
+  }
+
+  /** The caller's receipts with event time in [fromMs, toMs), newest first. @throws ValidationError, DependencyError */
+  async receipts(caller: UsageCaller, input: { fromMs: number; toMs: number; first: number; after: string | null }): Promise<ReceiptPage> {
+    if (this.deps.receiptSearch === undefined)
+      throw new DependencyError('DEPENDENCY_FAILED', 'receipt search is not wired in this process');
+    return this.deps.receiptSearch.search({ tenant: caller.identity.tenant, billingPeriod: caller.plan.billingPeriod, ...input });
   }
 }
