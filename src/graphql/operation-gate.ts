@@ -257,8 +257,7 @@ export class OperationGate {
 
   /** Asks the decider; its failures become 400 (bad input) or 503 (unreachable), and the decision is counted. */
   private async decide(input: DecideInput, caller: OperationCaller): Promise<{ decision: Decision } | { response: EdgeResponse }> {
-    const { decider, metrics, logger } = this.options;
-    const { identity } = caller;
+    const [{ decider, metrics, logger }, { identity }] = [this.options, caller];
     const startedAt = performance.now();
     let decision: Decision;
     try {
