@@ -204,6 +204,13 @@ export interface AdminRolloutStore {
   abort(input: { planId: string; nowMs: number; audit: AuditInput }): Promise<{ rollout: RolloutView; version: number }>;
 }
 
+/** A plan as one API instance serves it: the enforced version, plus a running rollout's shadow limits. */
+export interface ServedPlanView {
+  id: string;
+  version: number;
+  limits: { id: string; mode: string }[];
+}
+
 /** What the admin API's `operations` field shows (operations.ts), read by the API process. */
 export interface OperationsView {
   pump: { unacknowledged: number; lagSeconds: number; deadLetters: number; streams: number };

@@ -46,6 +46,12 @@ export function rolloutResolvers(deps: AdminDeps): { Query: Record<string, unkno
           const rollout = await rollouts.get(String(args['plan']), clock.nowMs());
           return rollout === undefined ? null : rolloutOut(rollout);
         }),
+      servedPlan: (_parent: unknown, args: Args) => {
+        const plan = deps.servedPlan?.(String(args['id']));
+        return plan === undefined
+          ? null
+          : { id: plan.id, version: plan.version, limits: plan.limits.map(({ id, mode }) => ({ id, mode })) };
+      },
     },
     Mutation: {
       startRollout: (_parent: unknown, args: Args, { actor }: AdminContext) =>

@@ -196,6 +196,20 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
     limits: [RolloutLimit!]!
   }
 
+  "A limit as an API instance serves it."
+  type ServedLimit {
+    id: String!
+    "hard, soft, defer or shadow (a running rollout's copies of the new version's changed limits are shadow)."
+    mode: String!
+  }
+
+  "A plan as the API instance answering serves it now: the enforced version, plus a running rollout's shadow limits."
+  type ServedPlan {
+    id: String!
+    version: Int!
+    limits: [ServedLimit!]!
+  }
+
   "Ledger vs admitted counters of one tenant's billing period: drift = admitted - ledgered - inFlight (0 when exact)."
   type TenantAudit {
     tenant: String!
@@ -223,6 +237,8 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
     whoami: String!
     "The plan's latest shadow rollout and what its limits would have denied; null when it never had one."
     rollout(plan: String!): Rollout
+    "The plan as the instance answering serves it now (tenants never see a rollout's shadow limits); null when it has none."
+    servedPlan(id: String!): ServedPlan
     tenants(status: TenantStatus, plan: String, first: Int = 50, after: String): TenantPage!
     tenant(id: String!): Tenant
     keys(tenant: String!): [ApiKey!]!

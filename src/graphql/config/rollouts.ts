@@ -27,7 +27,7 @@ import { parsePlan, type Plan } from '../plans.js';
 import { rolloutCountsKey, shadowLimitId } from '../usage/activity.js';
 import { auditPut } from './audit-items.js';
 import { configTableName, queryPlanItems, type DynamoConfigStore } from './dynamo-config-store.js';
-import type { DynamoPlanAdmin } from './plan-history.js';
+import { parseAdminPlan, type DynamoPlanAdmin } from './plan-history.js';
 import { configVersionBump } from './tenant-items.js';
 
 type Item = Record<string, AttributeValue>;
@@ -109,7 +109,14 @@ export class DynamoRollouts implements AdminRolloutStore {
   private readonly table: string;
 
   constructor(
-    private readonly deps: { client: DynamoDBClient; config: DynamoConfigStore; plans: DynamoPlanAdmin; redis: DeciderRedis },
+    private readonly deps: {
+      client: DynamoDBClient;
+      config: DynamoConfigStore;
+      plans: DynamoPlanAdmin;
+      redis: DeciderRedis;
+      /** The decider's logical shards (where a rollout's start seeds its shadow period quotas); absent: nothing is seeded. */
+      shardCount?: number;
+    },
     options: { tablePrefix: string },
   ) {
     this.table = configTableName(options.tablePrefix);
@@ -155,7 +162,7 @@ export class DynamoRollouts implements AdminRolloutStore {
   }): Promise<{ rollout: RolloutView; version: number }> {
     if (!Number.isSafeInteger(input.forMs) || input.forMs < 1_000 || input.forMs > MAX_ROLLOUT_MS)
       throw new ValidationError('INVALID_INPUT', `a rollout runs 1 s .. ${MAX_ROLLOUT_MS / 1_000} s`);
-    const next = parsePlan(input.raw);
+    const next = parseAdminPlan(input.raw);
     const enforced = await this.enforced(next.id);
     if (next.version <= enforced.version)
       throw new ValidationError('INVALID_INPUT', `plan ${next.id} is at version ${enforced.version}: a rollout needs a later version`);

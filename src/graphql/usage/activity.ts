@@ -44,6 +44,41 @@ export function parseShadowLimitId(id: string): { limitId: string; version: numb
   return match === null ? undefined : { limitId: match[1] ?? '', version: Number(match[2]) };
 }
 
+/**
+ * Whether a limit is a rollout's shadow copy (mode `shadow`, id `<limit>-sv<version>`): served beside the enforced
+ * plan for the operator only, never shown to a tenant. A plan's own limit ids cannot end in `-sv<digits>` (refused at
+ * apply, `reservedLimitIdProblems`), so no limit of a plan is taken for one.
+ */
+export function isRolloutShadow(limit: { id: string; mode: string }): boolean {
+  return limit.mode === 'shadow' && SHADOW_ID.test(limit.id);
+}
+
+/** The problems of a plan whose own limit ids take the rollouts' shadow suffix (`-sv<digits>`), one per limit. */
+export function reservedLimitIdProblems(limits: readonly { id: string }[]): string[] {
+  const problems: string[] = [];
+  limits.forEach((limit, index) => {
+    if (SHADOW_ID.test(limit.id))
+      problems.push(`plan.limits.${index}.id: ${limit.id} ends in -sv<digits>, which names the shadow copies of rollouts`);
+  });
+  return problems;
+}
+
+const tenantViews = new WeakMap<object, object>();
+
+/**
+ * The plan as its tenants see it: without a running rollout's shadow copies (the same object when it has none, and
+ * the same filtered object for the same plan on every call: the decider's caches key off the limits array).
+ */
+export function tenantVisiblePlan<P extends { limits: readonly { id: string; mode: string }[] }>(plan: P): P {
+  if (!plan.limits.some(isRolloutShadow)) return plan;
+  let view = tenantViews.get(plan) as P | undefined;
+  if (view === undefined) {
+    view = { ...plan, limits: plan.limits.filter((limit) => !isRolloutShadow(limit)) };
+    tenantViews.set(plan, view);
+  }
+  return view;
+}
+
 /** One decision, as the edge hands it over (`onDecided`). */
 export interface DecidedActivity {
   tenant: string;

@@ -1,0 +1,178 @@
+/**
+ * Plan shadow rollouts as tenants and operators see them (issue 17), against the API process as `npm start` runs it:
+ * a tenant sees exactly what it would see without the rollout (no shadow id in `extensions.cost`, the RateLimit
+ * headers or the usage API; the enforced limits unchanged), the operator sees the shadow limits through the admin
+ * API (`servedPlan`, `rollout`).
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApiServer, type ApiServer } from '../support/api-server.js';
+import { waitFor } from '../support/poll.js';
+import { uniqueTenant } from '../support/stack.js';
+
+/** 7 units. */
+const COST_7 = JSON.stringify({ query: '{ products(first: 6) { nodes { id } } }' });
+const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' };
+
+let scratch: string;
+let api: ApiServer;
+let token: string;
+
+interface Reply {
+  data?: Record<string, unknown> | null;
+  errors?: { message: string; extensions?: { code?: string; details?: Record<string, unknown> } }[];
+}
+
+async function admin(query: string, variables: Record<string, unknown> = {}): Promise<Reply> {
+  const response = await fetch(`${api.baseUrl}/admin/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  return (await response.json()) as Reply;
+}
+
+async function ok(query: string, variables: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+  const reply = await admin(query, variables);
+  if (reply.errors !== undefined) throw new Error(`admin call failed: ${JSON.stringify(reply.errors)}`);
+  return reply.data ?? {};
+}
+
+const bucket = (capacity: number): unknown => ({
+  id: 'burst',
+  scope: 'tenant',
+  algorithm: { kind: 'token-bucket', capacity, refillAmount: 1, refillPeriodMs: 3_600_000 },
+  mode: 'hard',
+  onDeciderDown: 'open',
+});
+
+const monthly = (limit: number, mode = 'hard'): unknown => ({
+  id: 'monthly',
+  scope: 'tenant',
+  algorithm: { kind: 'period-quota', limit, period: MONTH, thresholdsPercent: [] },
+  mode,
+  onDeciderDown: 'open',
+});
+
+const planOf = (id: string, version: number, limits: unknown[]): string =>
+  JSON.stringify({ id, version, billingPeriod: MONTH, maxCostPerOperation: 1_000, limits });
+
+/** A tenant on `plan` with one key. */
+async function tenantOn(plan: string, prefix: string): Promise<{ tenant: string; key: string }> {
+  const tenant = uniqueTenant(prefix);
+  await ok('mutation($id: String!, $plan: String) { createTenant(id: $id, plan: $plan) { id } }', { id: tenant, plan });
+  const created = await ok('mutation($t: String!) { createKey(tenant: $t, keyId: "k1") { key } }', { t: tenant });
+  return { tenant, key: (created['createKey'] as { key: string }).key };
+}
+
+/** The limit ids the API instance serves for `plan` now (the operator's view: shadow limits included). */
+async function servedIds(plan: string): Promise<string[]> {
+  const data = await ok('query($id: String!) { servedPlan(id: $id) { limits { id mode } } }', { id: plan });
+  return ((data['servedPlan'] as { limits: { id: string }[] } | null)?.limits ?? []).map((limit) => limit.id);
+}
+
+interface TenantView {
+  status: number;
+  body: string;
+  headers: Record<string, string>;
+  limits: { id: string; mode: string; remaining: number; isExceeded: boolean }[];
+}
+
+/** One metered request of the tenant, as it sees it: status, body, every header, its `extensions.cost.limits`. */
+async function metered(key: string): Promise<TenantView> {
+  const response = await fetch(`${api.baseUrl}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body: COST_7,
+  });
+  const body = await response.text();
+  const limits = (JSON.parse(body) as { extensions?: { cost?: { limits?: TenantView['limits'] } } }).extensions?.cost?.limits ?? [];
+  return {
+    status: response.status,
+    body,
+    headers: Object.fromEntries(response.headers.entries()),
+    limits: limits.map(({ id, mode, remaining, isExceeded }) => ({ id, mode, remaining, isExceeded })),
+  };
+}
+
+/** The tenant's usage API answer (`usage.limits` and the whole body). */
+async function usageOf(key: string): Promise<{ body: string; limits: { id: string; mode: string; remaining: number }[] }> {
+  const response = await fetch(`${api.baseUrl}/usage/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body: JSON.stringify({ query: '{ usage { limits { id mode remaining usedUnits limitUnits } denials { byLimit { limit } } } }' }),
+  });
+  const body = await response.text();
+  return {
+    body,
+    limits: (JSON.parse(body) as { data: { usage: { limits: { id: string; mode: string; remaining: number }[] } } }).data.usage.limits,
+  };
+}
+
+beforeAll(async () => {
+  scratch = mkdtempSync(join(tmpdir(), 'rollout-shadow-'));
+  api = await startApiServer({
+    scratch,
+    env: { API_DEMO_SEED: 'true', ACCOUNT_ENABLED: 'false', API_ADMIN_TOKEN_FILE: join(scratch, 'admin-token.json') },
+  });
+  token = (JSON.parse(readFileSync(join(scratch, 'admin-token.json'), 'utf8')) as { token: string }).token;
+}, 180_000);
+
+afterAll(async () => {
+  await api?.stop();
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+describe('a rollout as tenants see it', () => {
+  it('shows a tenant exactly what it would see without the rollout; the operator sees the shadow limits', async () => {
+    const plan = uniqueTenant('rv');
+    // v1: a month of 14 units (the third request of 7 is denied); v2 changes both limits
+    await ok('mutation($p: String!) { applyPlan(plan: $p) { version } }', { p: planOf(plan, 1, [bucket(7_000), monthly(14)]) });
+    const before = await tenantOn(plan, 'rva');
+    const during = await tenantOn(plan, 'rvb');
+    const three = async (key: string): Promise<TenantView[]> => [await metered(key), await metered(key), await metered(key)];
+
+    // given what a fresh tenant sees of three requests without a rollout
+    await waitFor('the key to work', async () => (await usageOf(before.key)).limits.length > 0);
+    const baseline = await three(before.key);
+    const baselineUsage = await usageOf(before.key);
+    expect(baseline.map((view) => view.status)).toEqual([200, 200, 429]);
+    expect(baseline[0]?.limits.map((limit) => limit.id)).toEqual(['burst', 'monthly']);
+
+    // when v2 runs in shadow, served by the instance (the operator sees it)
+    await ok('mutation($p: String!) { startRollout(plan: $p, forSeconds: 600) { status } }', {
+      p: planOf(plan, 2, [bucket(35), monthly(70)]),
+    });
+    await waitFor('the shadow limits to be served', async () => (await servedIds(plan)).includes('burst-sv2'));
+    expect(await servedIds(plan)).toEqual(['burst', 'monthly', 'burst-sv2', 'monthly-sv2']);
+
+    // then another fresh tenant's same requests show the same limits and headers, and no shadow id anywhere
+    const seen = await three(during.key);
+    expect(seen.map((view) => view.status)).toEqual([200, 200, 429]);
+    seen.forEach((view, index) => {
+      const expected = baseline[index] as TenantView;
+      expect(view.limits).toEqual(expected.limits);
+      expect(view.headers['ratelimit-policy']).toBe(expected.headers['ratelimit-policy']);
+      expect(view.headers['ratelimit']?.replace(/;t=\d+/g, '')).toBe(expected.headers['ratelimit']?.replace(/;t=\d+/g, ''));
+      expect(view.body).not.toMatch(/-sv\d/);
+      expect(JSON.stringify(view.headers)).not.toMatch(/-sv\d/);
+    });
+    const usage = await usageOf(during.key);
+    expect(usage.limits).toEqual(baselineUsage.limits);
+    expect(usage.body).not.toMatch(/-sv\d/);
+    await ok('mutation($p: String!) { abortRollout(plan: $p) { status } }', { p: plan });
+  });
+
+  it('refuses a plan whose own limit id takes the shadow suffix', async () => {
+    const plan = uniqueTenant('rr');
+    const reply = await admin('mutation($p: String!) { applyPlan(plan: $p) { version } }', {
+      p: planOf(plan, 1, [{ ...(bucket(7_000) as object), id: 'burst-sv2' }]),
+    });
+    expect(reply.errors?.[0]?.extensions?.code).toBe('INVALID_INPUT');
+    expect(reply.errors?.[0]?.message).toBe(
+      'invalid plan:\nplan.limits.0.id: burst-sv2 ends in -sv<digits>, which names the shadow copies of rollouts',
+    );
+  });
+});
