@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApiServer, type ApiServer } from '../support/api-server.js';
+import { burst, startApiServer, type ApiServer } from '../support/api-server.js';
 import { waitFor } from '../support/poll.js';
 import { uniqueTenant } from '../support/stack.js';
 
@@ -71,6 +71,16 @@ async function tenantOn(plan: string, prefix: string): Promise<{ tenant: string;
 async function servedIds(plan: string): Promise<string[]> {
   const data = await ok('query($id: String!) { servedPlan(id: $id) { limits { id mode } } }', { id: plan });
   return ((data['servedPlan'] as { limits: { id: string }[] } | null)?.limits ?? []).map((limit) => limit.id);
+}
+
+interface RolloutReply {
+  status: string;
+  limits: { limit: string; shadowId: string; wouldDeny: number }[];
+}
+
+async function rollout(plan: string): Promise<RolloutReply | null> {
+  const data = await ok('query($p: String!) { rollout(plan: $p) { status limits { limit shadowId wouldDeny } } }', { p: plan });
+  return data['rollout'] as RolloutReply | null;
 }
 
 interface TenantView {
@@ -174,5 +184,48 @@ describe('a rollout as tenants see it', () => {
     expect(reply.errors?.[0]?.message).toBe(
       'invalid plan:\nplan.limits.0.id: burst-sv2 ends in -sv<digits>, which names the shadow copies of rollouts',
     );
+  });
+});
+
+describe('a shadow period quota', () => {
+  it('counts from the enforced usage of its period: its would-deny count is what enforcing the new version denies', async () => {
+    const plan = uniqueTenant('rq');
+    // v1: 700 units a month; v2: 70 (10 requests of 7)
+    await ok('mutation($p: String!) { applyPlan(plan: $p) { version } }', { p: planOf(plan, 1, [bucket(7_000), monthly(700)]) });
+    const [shadowed, enforced] = [await tenantOn(plan, 'rqa'), await tenantOn(plan, 'rqb')];
+    await waitFor('the keys to work', async () => (await usageOf(enforced.key)).limits.length > 0);
+
+    // given 35 units of each tenant's month used before the rollout
+    for (const key of [shadowed.key, enforced.key]) {
+      expect(await burst({ baseUrl: api.baseUrl, key, body: COST_7, count: 5 })).toEqual([200, 200, 200, 200, 200]);
+    }
+
+    // when v2 runs in shadow and 12 concurrent requests arrive: v1 admits them all, v2 would have admitted 5 (35 + 35 = 70)
+    await ok('mutation($p: String!) { startRollout(plan: $p, forSeconds: 600) { status } }', {
+      p: planOf(plan, 2, [bucket(7_000), monthly(70)]),
+    });
+    await waitFor('the shadow limit to be served', async () => (await servedIds(plan)).includes('monthly-sv2'));
+    const during = await burst({ baseUrl: api.baseUrl, key: shadowed.key, body: COST_7, count: 12 });
+    expect(during.filter((status) => status === 200)).toHaveLength(12);
+    // every decision is counted once its API process flushed (each second): a count that holds over two flushes is final
+    let last = -1;
+    await waitFor('the would-deny count to settle', async () => {
+      const count = (await rollout(plan))?.limits[0]?.wouldDeny ?? 0;
+      const isSettled = count > 0 && count === last;
+      last = count;
+      if (!isSettled) await new Promise((resolveLater) => setTimeout(resolveLater, 1_100));
+      return isSettled;
+    });
+    const report = await rollout(plan);
+    expect(report?.limits).toEqual([{ limit: 'monthly', shadowId: 'monthly-sv2', wouldDeny: 7 }]);
+
+    // then promoted: the other tenant, with the same usage before, is denied exactly as often
+    await ok('mutation($p: String!) { promoteRollout(plan: $p) { version } }', { p: plan });
+    await waitFor(
+      'v2 to be enforced',
+      async () => (await usageOf(enforced.key)).limits.find((limit) => limit.id === 'monthly')?.remaining === 35,
+    );
+    const after = await burst({ baseUrl: api.baseUrl, key: enforced.key, body: COST_7, count: 12 });
+    expect(after.filter((status) => status === 429)).toHaveLength(report?.limits[0]?.wouldDeny ?? -1);
   });
 });

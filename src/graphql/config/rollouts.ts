@@ -28,6 +28,7 @@ import { rolloutCountsKey, shadowLimitId } from '../usage/activity.js';
 import { auditPut } from './audit-items.js';
 import { configTableName, queryPlanItems, type DynamoConfigStore } from './dynamo-config-store.js';
 import { parseAdminPlan, type DynamoPlanAdmin } from './plan-history.js';
+import { seedShadowQuotas } from './rollout-seed.js';
 import { configVersionBump } from './tenant-items.js';
 
 type Item = Record<string, AttributeValue>;
@@ -168,7 +169,7 @@ export class DynamoRollouts implements AdminRolloutStore {
       throw new ValidationError('INVALID_INPUT', `plan ${next.id} is at version ${enforced.version}: a rollout needs a later version`);
     const shadows = changedLimits(enforced, next);
     if (shadows.length === 0) throw new ValidationError('INVALID_INPUT', `version ${next.version} changes no limit of plan ${next.id}`);
-    rolloutPlan(enforced, next);
+    const served = rolloutPlan(enforced, next);
     const rollout: StoredRollout = {
       planId: next.id,
       fromVersion: enforced.version,
@@ -205,7 +206,27 @@ export class DynamoRollouts implements AdminRolloutStore {
         details: { reason: 'ROLLOUT_RUNNING', planId: next.id },
       });
     });
+    await this.afterStart({ enforced, next, served, nowMs: input.nowMs });
     return { rollout: await this.view(rollout, input.nowMs), version: await this.deps.config.readVersion() };
+  }
+
+  /**
+   * Once stored (before it is announced): the version's would-deny counts start at zero (a version rolled out again
+   * after an abort does not add to its first run's), and the shadow period quotas start from the enforced usage of
+   * their period (`rollout-seed.ts`). @throws DependencyError (the rollout runs; abort and start it again)
+   */
+  private async afterStart(input: { enforced: Plan; next: Plan; served: Plan; nowMs: number }): Promise<void> {
+    const { redis, shardCount } = this.deps;
+    try {
+      await redis.del(rolloutCountsKey(input.next.id, input.next.version));
+    } catch (error) {
+      throw new DependencyError('REDIS_UNAVAILABLE', 'the rollout started but Redis did not reset its counts: abort it and start again', {
+        cause: error,
+      });
+    }
+    if (shardCount === undefined) return;
+    const periods = (await this.deps.config.listAccountPeriods()).periods;
+    await seedShadowQuotas({ client: this.deps.client, table: this.table, redis, shardCount, ...input, periods });
   }
 
   async get(planId: string, nowMs: number): Promise<RolloutView | undefined> {
