@@ -194,6 +194,17 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
     endsAt: String!
     endedAt: String
     limits: [RolloutLimit!]!
+    "Requests the enforced version refused (denied or deferred) that the new version would have admitted (removed or relaxed limits)."
+    wouldAdmit: Float!
+    "The limits the new version removes (they run in no shadow), with the refusals they caused that the new version would have admitted."
+    removedLimits: [RemovedLimit!]!
+  }
+
+  "A limit of the enforced version that the new version removes."
+  type RemovedLimit {
+    limit: String!
+    "Requests it refused (alone or with other removed or relaxed limits) that the new version would have admitted: exact, counted from every decision."
+    wouldAdmit: Float!
   }
 
   "A limit as an API instance serves it."
@@ -208,6 +219,8 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
     id: String!
     version: Int!
     limits: [ServedLimit!]!
+    "The version of the running rollout this instance serves beside it (its shadow limits, its counts); null when none."
+    rolloutVersion: Int
   }
 
   "Ledger vs admitted counters of one tenant's billing period: drift = admitted - ledgered - inFlight (0 when exact)."

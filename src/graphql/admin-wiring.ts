@@ -38,7 +38,10 @@ export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<Admin
     accountTenants: async () => [...(await accounts.listBillingPeriods()).periods.keys()].sort(),
     keyActivity: { lastUsed: (tenant) => readLastUsed(redis, tenant) },
     rollouts: new DynamoRollouts({ client: dynamo, config: configStore, plans, redis, shardCount: config.redis.shardCount }, options),
-    servedPlan: (id) => deps.liveConfig.get(id as PlanId),
+    servedPlan: (id) => {
+      const plan = deps.liveConfig.get(id as PlanId);
+      return plan === undefined ? undefined : { ...plan, rolloutVersion: deps.liveConfig.rolloutOf(id)?.version ?? null };
+    },
     announce: (version) => announceConfigVersion(redis, version),
     ensureAccount: (tenant) =>
       ensureAccountWorkflow(temporal, { tenant, taskQueue: config.temporal.taskQueue, timings: accountTimings(config) }),

@@ -178,7 +178,7 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
   const liveConfig = new LiveConfig({ store: configStore, logger, redis, pollMs: config.api.configPollMs, rollouts });
   await liveConfig.start();
   await announceConfigVersion(redis, liveConfig.version()).catch(() => undefined);
-  const activity = new ActivityRecorder({ redis, logger });
+  const activity = new ActivityRecorder({ redis, logger, rolloutOf: (planId) => liveConfig.rolloutOf(planId) });
   activity.start();
   const api =
     surface.kind === 'gateway'

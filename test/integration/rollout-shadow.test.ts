@@ -76,11 +76,35 @@ async function servedIds(plan: string): Promise<string[]> {
 interface RolloutReply {
   status: string;
   limits: { limit: string; shadowId: string; wouldDeny: number }[];
+  wouldAdmit: number;
+  removedLimits: { limit: string; wouldAdmit: number }[];
 }
 
 async function rollout(plan: string): Promise<RolloutReply | null> {
-  const data = await ok('query($p: String!) { rollout(plan: $p) { status limits { limit shadowId wouldDeny } } }', { p: plan });
+  const data = await ok(
+    'query($p: String!) { rollout(plan: $p) { status limits { limit shadowId wouldDeny } wouldAdmit removedLimits { limit wouldAdmit } } }',
+    { p: plan },
+  );
   return data['rollout'] as RolloutReply | null;
+}
+
+/** Waits until the rollout's counts hold over two flushes of the API process (each second), and answers them. */
+async function settledRollout(plan: string, count: (reply: RolloutReply | null) => number): Promise<RolloutReply | null> {
+  let last = -1;
+  await waitFor('the rollout counts to settle', async () => {
+    const now = count(await rollout(plan));
+    const isSettled = now > 0 && now === last;
+    last = now;
+    if (!isSettled) await new Promise((resolveLater) => setTimeout(resolveLater, 1_100));
+    return isSettled;
+  });
+  return rollout(plan);
+}
+
+/** The version of the running rollout the instance serves beside `plan`, or null. */
+async function servedRolloutVersion(plan: string): Promise<number | null> {
+  const data = await ok('query($id: String!) { servedPlan(id: $id) { rolloutVersion } }', { id: plan });
+  return (data['servedPlan'] as { rolloutVersion: number | null } | null)?.rolloutVersion ?? null;
 }
 
 interface TenantView {
@@ -207,16 +231,7 @@ describe('a shadow period quota', () => {
     await waitFor('the shadow limit to be served', async () => (await servedIds(plan)).includes('monthly-sv2'));
     const during = await burst({ baseUrl: api.baseUrl, key: shadowed.key, body: COST_7, count: 12 });
     expect(during.filter((status) => status === 200)).toHaveLength(12);
-    // every decision is counted once its API process flushed (each second): a count that holds over two flushes is final
-    let last = -1;
-    await waitFor('the would-deny count to settle', async () => {
-      const count = (await rollout(plan))?.limits[0]?.wouldDeny ?? 0;
-      const isSettled = count > 0 && count === last;
-      last = count;
-      if (!isSettled) await new Promise((resolveLater) => setTimeout(resolveLater, 1_100));
-      return isSettled;
-    });
-    const report = await rollout(plan);
+    const report = await settledRollout(plan, (reply) => reply?.limits[0]?.wouldDeny ?? 0);
     expect(report?.limits).toEqual([{ limit: 'monthly', shadowId: 'monthly-sv2', wouldDeny: 7 }]);
 
     // then promoted: the other tenant, with the same usage before, is denied exactly as often
@@ -227,5 +242,60 @@ describe('a shadow period quota', () => {
     );
     const after = await burst({ baseUrl: api.baseUrl, key: enforced.key, body: COST_7, count: 12 });
     expect(after.filter((status) => status === 429)).toHaveLength(report?.limits[0]?.wouldDeny ?? -1);
+  });
+});
+
+describe('a limit the new version removes', () => {
+  /** A day of 35 units (5 requests of 7). */
+  const cap = {
+    id: 'cap',
+    scope: 'tenant',
+    algorithm: { kind: 'fixed-window', limit: 35, windowMs: 86_400_000 },
+    mode: 'hard',
+    onDeciderDown: 'open',
+  };
+
+  it('reports the refusals it caused that the new version would have admitted, as enforcement of the new version then shows', async () => {
+    // v2 removes the day cap: of 12 concurrent requests v1 admits 5, v2 all 12
+    const relaxed = uniqueTenant('rm');
+    await ok('mutation($p: String!) { applyPlan(plan: $p) { version } }', { p: planOf(relaxed, 1, [bucket(7_000), cap]) });
+    const [during, after] = [await tenantOn(relaxed, 'rma'), await tenantOn(relaxed, 'rmb')];
+    const started = await ok(
+      'mutation($p: String!) { startRollout(plan: $p, forSeconds: 600) { limits { limit } removedLimits { limit wouldAdmit } } }',
+      {
+        p: planOf(relaxed, 2, [bucket(7_000)]),
+      },
+    );
+    expect(started['startRollout']).toEqual({ limits: [], removedLimits: [{ limit: 'cap', wouldAdmit: 0 }] });
+    await waitFor('the rollout to be served', async () => (await servedRolloutVersion(relaxed)) === 2);
+    const refused = (await burst({ baseUrl: api.baseUrl, key: during.key, body: COST_7, count: 12 })).filter((status) => status === 429);
+    expect(refused).toHaveLength(7);
+    const report = await settledRollout(relaxed, (reply) => reply?.wouldAdmit ?? 0);
+    expect(report).toMatchObject({ wouldAdmit: 7, removedLimits: [{ limit: 'cap', wouldAdmit: 7 }], limits: [] });
+    await ok('mutation($p: String!) { promoteRollout(plan: $p) { version } }', { p: relaxed });
+    await waitFor('v2 to be enforced', async () => (await usageOf(after.key)).limits.length === 1);
+    const admitted = (await burst({ baseUrl: api.baseUrl, key: after.key, body: COST_7, count: 12 })).filter((status) => status === 200);
+    expect(admitted.length - (12 - refused.length)).toBe(report?.wouldAdmit);
+
+    // v2 removes the cap but makes the bucket 28 units: what v1 refuses, v2 refuses too
+    const stricter = uniqueTenant('rn');
+    await ok('mutation($p: String!) { applyPlan(plan: $p) { version } }', { p: planOf(stricter, 1, [bucket(7_000), cap]) });
+    const [during2, after2] = [await tenantOn(stricter, 'rna'), await tenantOn(stricter, 'rnb')];
+    await ok('mutation($p: String!) { startRollout(plan: $p, forSeconds: 600) { status } }', { p: planOf(stricter, 2, [bucket(28)]) });
+    await waitFor('the shadow limit to be served', async () => (await servedIds(stricter)).includes('burst-sv2'));
+    expect(
+      (await burst({ baseUrl: api.baseUrl, key: during2.key, body: COST_7, count: 12 })).filter((status) => status === 429),
+    ).toHaveLength(7);
+    const report2 = await settledRollout(stricter, (reply) => reply?.limits[0]?.wouldDeny ?? 0);
+    expect(report2).toMatchObject({
+      wouldAdmit: 0,
+      removedLimits: [{ limit: 'cap', wouldAdmit: 0 }],
+      limits: [{ limit: 'burst', wouldDeny: 1 }],
+    });
+    await ok('mutation($p: String!) { promoteRollout(plan: $p) { version } }', { p: stricter });
+    await waitFor('v2 to be enforced', async () => (await usageOf(after2.key)).limits.length === 1);
+    // v2 refuses what it would have denied plus what v1 refused and v2 would not have admitted
+    const denied2 = (await burst({ baseUrl: api.baseUrl, key: after2.key, body: COST_7, count: 12 })).filter((status) => status === 429);
+    expect(denied2).toHaveLength((report2?.limits[0]?.wouldDeny ?? 0) + 7 - (report2?.wouldAdmit ?? 0));
   });
 });

@@ -24,7 +24,7 @@ import type { AdminRolloutStore, AuditInput, PlanRecord, RolloutLimitCount, Roll
 import type { DeciderRedis, LimitSpec } from '../../decider/index.js';
 import { ConflictError, DependencyError, NotFoundError, ValidationError } from '../../shared/index.js';
 import { parsePlan, type Plan } from '../plans.js';
-import { rolloutCountsKey, shadowLimitId } from '../usage/activity.js';
+import { WOULD_ADMIT_FIELD, removedField, rolloutCountsKey, shadowLimitId, type RolloutShape } from '../usage/activity.js';
 import { auditPut } from './audit-items.js';
 import { configTableName, queryPlanItems, type DynamoConfigStore } from './dynamo-config-store.js';
 import { parseAdminPlan, type DynamoPlanAdmin } from './plan-history.js';
@@ -48,6 +48,8 @@ export interface StoredRollout {
   endedAtMs: number | null;
   /** The ids (in the new version) of the limits run in shadow. */
   shadowed: string[];
+  /** The ids of the enforced version's limits the new version removes. */
+  removed: string[];
 }
 
 const sameLimit = (a: LimitSpec, b: LimitSpec): boolean => JSON.stringify(a) === JSON.stringify(b);
@@ -67,6 +69,20 @@ export function shadowLimits(enforced: Plan, next: Plan): LimitSpec[] {
     id: shadowLimitId(limit.id, next.version) as LimitSpec['id'],
     mode: 'shadow' as const,
   }));
+}
+
+/** The rollout as the activity recorder reads its decisions (shadow copies with their new modes, kept and removed limits). */
+export function rolloutShape(enforced: Plan, next: Plan): RolloutShape {
+  const changed = new Set(changedLimits(enforced, next));
+  const kept = (limit: LimitSpec): boolean => next.limits.some((candidate) => candidate.id === limit.id && candidate.scope === limit.scope);
+  return {
+    version: next.version,
+    shadows: new Map([...changed].map((limit) => [shadowLimitId(limit.id, next.version), { limitId: limit.id, mode: limit.mode }])),
+    unchanged: new Set(
+      enforced.limits.filter((limit) => kept(limit) && next.limits.some((other) => sameLimit(other, limit))).map((limit) => limit.id),
+    ),
+    removed: new Set(enforced.limits.filter((limit) => !kept(limit)).map((limit) => limit.id)),
+  };
 }
 
 /**
@@ -90,6 +106,7 @@ function rolloutOf(item: Item): StoredRollout {
     endsAtMs: Number(item['endsAtMs']?.N ?? '0'),
     endedAtMs: item['endedAtMs']?.N === undefined ? null : Number(item['endedAtMs'].N),
     shadowed: item['shadowed']?.S === undefined ? [] : (JSON.parse(item['shadowed'].S) as string[]),
+    removed: item['removed']?.S === undefined ? [] : (JSON.parse(item['removed'].S) as string[]),
   };
 }
 
@@ -168,7 +185,9 @@ export class DynamoRollouts implements AdminRolloutStore {
     if (next.version <= enforced.version)
       throw new ValidationError('INVALID_INPUT', `plan ${next.id} is at version ${enforced.version}: a rollout needs a later version`);
     const shadows = changedLimits(enforced, next);
-    if (shadows.length === 0) throw new ValidationError('INVALID_INPUT', `version ${next.version} changes no limit of plan ${next.id}`);
+    const { removed } = rolloutShape(enforced, next);
+    if (shadows.length === 0 && removed.size === 0)
+      throw new ValidationError('INVALID_INPUT', `version ${next.version} changes no limit of plan ${next.id}`);
     const served = rolloutPlan(enforced, next);
     const rollout: StoredRollout = {
       planId: next.id,
@@ -180,6 +199,7 @@ export class DynamoRollouts implements AdminRolloutStore {
       endsAtMs: input.nowMs + input.forMs,
       endedAtMs: null,
       shadowed: shadows.map((limit) => limit.id),
+      removed: [...removed],
     };
     const put: TransactWriteItem = {
       Put: {
@@ -194,6 +214,7 @@ export class DynamoRollouts implements AdminRolloutStore {
           startedAtMs: { N: String(rollout.startedAtMs) },
           endsAtMs: { N: String(rollout.endsAtMs) },
           shadowed: { S: JSON.stringify(rollout.shadowed) },
+          removed: { S: JSON.stringify(rollout.removed) },
         },
         ConditionExpression: 'attribute_not_exists(pk) OR #status <> :running OR endsAtMs <= :now',
         ExpressionAttributeNames: { '#status': 'status' },
@@ -319,6 +340,17 @@ export class DynamoRollouts implements AdminRolloutStore {
     }
     const status = rollout.status === 'running' && nowMs >= rollout.endsAtMs ? 'expired' : rollout.status;
     const { planId, fromVersion, toVersion, startedAtMs, endsAtMs, endedAtMs } = rollout;
-    return { planId, fromVersion, toVersion, startedAtMs, endsAtMs, endedAtMs, status, limits: rolloutCounts(fields, shadowIds) };
+    return {
+      planId,
+      fromVersion,
+      toVersion,
+      startedAtMs,
+      endsAtMs,
+      endedAtMs,
+      status,
+      limits: rolloutCounts(fields, shadowIds),
+      wouldAdmit: Number(fields[WOULD_ADMIT_FIELD] ?? '0'),
+      removed: rollout.removed.map((limitId) => ({ limitId, wouldAdmit: Number(fields[removedField(limitId)] ?? '0') })),
+    };
   }
 }

@@ -16,7 +16,7 @@
  *   `tollgate:rollout:v1:<planId>:<version>`         hash  <limitId> → would-deny count; <limitId>#<hourStartMs> per hour
  *   `tollgate:lastused:v1:<tenant>`                  hash  <keyId> → epoch ms of its last decided request
  */
-import type { DeciderRedis, Decision } from '../../decider/index.js';
+import type { DeciderRedis, Decision, LimitState } from '../../decider/index.js';
 import { DependencyError, type Logger } from '../../shared/index.js';
 
 export const HOUR_MS = 3_600_000;
@@ -79,6 +79,39 @@ export function tenantVisiblePlan<P extends { limits: readonly { id: string; mod
   return view;
 }
 
+/**
+ * A running rollout as the recorder needs it (`LiveConfig.rolloutOf`): which served limits are the new version's
+ * shadow copies (with the mode the new version gives them), which enforced limits it keeps unchanged, and which it
+ * removes. Changed limits are neither kept nor removed: their shadow copy stands for them.
+ */
+export interface RolloutShape {
+  version: number;
+  /** Shadow id → the limit's id and its mode in the new version. */
+  shadows: ReadonlyMap<string, { limitId: string; mode: string }>;
+  unchanged: ReadonlySet<string>;
+  removed: ReadonlySet<string>;
+}
+
+/** Rollout counter fields besides the shadow limits' (`~` is outside the limit id alphabet: no id collides). */
+export const WOULD_ADMIT_FIELD = '~admit';
+export const removedField = (limitId: string): string => `~removed:${limitId}`;
+
+const refuses = (mode: string): boolean => mode === 'hard' || mode === 'defer';
+
+/**
+ * Whether the new version of a rollout would have admitted a request the enforced version refused (denied or
+ * deferred): no limit it keeps unchanged and no shadow copy that refuses in the new version did not fit. Judged
+ * against the states as they were (the shadow copies take nothing from a refused request).
+ */
+export function wouldAdmit(shape: RolloutShape, states: readonly LimitState[]): boolean {
+  for (const state of states) {
+    if (!state.isExceeded) continue;
+    const shadow = shape.shadows.get(state.id);
+    if (shadow !== undefined ? refuses(shadow.mode) : shape.unchanged.has(state.id) && refuses(state.mode)) return false;
+  }
+  return true;
+}
+
 /** One decision, as the edge hands it over (`onDecided`). */
 export interface DecidedActivity {
   tenant: string;
@@ -95,6 +128,8 @@ export interface ActivityRecorderOptions {
   flushMs?: number;
   /** @default Date.now */
   nowMs?: () => number;
+  /** The running rollout of a plan, as this process serves it (absent: shadow denials counted by their ids alone). */
+  rolloutOf?: (planId: string) => RolloutShape | undefined;
 }
 
 const hourOf = (ms: number): number => ms - (ms % HOUR_MS);
@@ -130,6 +165,7 @@ export class ActivityRecorder {
     let users = this.lastUsed.get(tenant);
     if (users === undefined) this.lastUsed.set(tenant, (users = new Map<string, number>()));
     users.set(activity.keyId, this.nowMs());
+    if (decision.kind === 'denied' || decision.kind === 'deferred') this.recordRefusedInRollout(activity);
     if (decision.kind === 'denied') {
       const key = denialsKey(tenant, hourOf(nowMs));
       bump(this.counters, key, decision.limitId);
@@ -140,15 +176,36 @@ export class ActivityRecorder {
       return;
     }
     if ((decision.kind === 'allowed' || decision.kind === 'warned') && decision.shadowDenials.length > 0 && !decision.isReplay) {
+      const shape = this.options.rolloutOf?.(activity.planId);
       for (const id of decision.shadowDenials) {
         const shadow = parseShadowLimitId(id);
         if (shadow === undefined) continue;
+        // a limit the new version makes soft never refuses: it would have warned, not denied
+        const newMode = shape?.shadows.get(id)?.mode;
+        if (newMode !== undefined && !refuses(newMode)) continue;
         const key = rolloutCountsKey(activity.planId, shadow.version);
         bump(this.counters, key, shadow.limitId);
         bump(this.counters, key, `${shadow.limitId}#${hourOf(nowMs)}`);
         this.expiries.set(key, ROLLOUT_COUNTS_TTL_MS);
       }
     }
+  }
+
+  /**
+   * A request the enforced version refused during a rollout: counted when the new version would have admitted it
+   * (`~admit`, and per UTC hour), and per removed limit among those that refused it (`~removed:<limitId>`).
+   */
+  private recordRefusedInRollout(activity: DecidedActivity): void {
+    const { decision } = activity;
+    const shape = this.options.rolloutOf?.(activity.planId);
+    if (shape === undefined || (decision.kind !== 'denied' && decision.kind !== 'deferred') || !wouldAdmit(shape, decision.limits)) return;
+    const key = rolloutCountsKey(activity.planId, shape.version);
+    bump(this.counters, key, WOULD_ADMIT_FIELD);
+    bump(this.counters, key, `${WOULD_ADMIT_FIELD}#${hourOf(decision.nowMs)}`);
+    for (const state of decision.limits) {
+      if (state.isExceeded && refuses(state.mode) && shape.removed.has(state.id)) bump(this.counters, key, removedField(state.id));
+    }
+    this.expiries.set(key, ROLLOUT_COUNTS_TTL_MS);
   }
 
   /** Writes what moved since the last flush (one flush at a time); what fails is kept for the next. */
