@@ -291,11 +291,34 @@ export class DynamoRollouts implements AdminRolloutStore {
 
   async promote(input: { planId: string; nowMs: number; audit: AuditInput }): Promise<{ plan: PlanRecord; version: number }> {
     const rollout = await this.running(input.planId, input.nowMs);
-    return this.deps.plans.applyPlan({
-      raw: JSON.parse(rollout.body) as unknown,
-      nowMs: input.nowMs,
-      audit: input.audit,
-      extraItems: [this.endItem(rollout, 'promoted', input.nowMs)],
+    try {
+      return await this.deps.plans.applyPlan({
+        raw: JSON.parse(rollout.body) as unknown,
+        nowMs: input.nowMs,
+        audit: input.audit,
+        extraItems: [this.endItem(rollout, 'promoted', input.nowMs)],
+      });
+    } catch (error) {
+      throw await this.promoteFailure(input.planId, error);
+    }
+  }
+
+  /**
+   * Why a promotion's transaction failed once its check had passed: the rollout ended meanwhile (another operator's
+   * abort or promotion; its end item's condition, or the plan's version condition, failed) is a conflict naming the
+   * end (`ROLLOUT_ENDED`), whatever condition DynamoDB reports first; anything else stays as it was.
+   */
+  private async promoteFailure(planId: string, error: unknown): Promise<unknown> {
+    const isCancelled =
+      error instanceof TransactionCanceledException ||
+      (error instanceof DependencyError && error.cause instanceof TransactionCanceledException) ||
+      (error instanceof ConflictError && error.details['reason'] === 'STALE_VERSION');
+    if (!isCancelled) return error;
+    const now = await this.stored(planId).catch(() => undefined);
+    if (now === undefined || now.status === 'running') return error;
+    return new ConflictError('CONFLICT', `the rollout of plan ${planId} has ended (${now.status})`, {
+      details: { reason: 'ROLLOUT_ENDED', planId },
+      cause: error,
     });
   }
 
