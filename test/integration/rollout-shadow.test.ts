@@ -4,14 +4,17 @@
  * headers or the usage API; the enforced limits unchanged), the operator sees the shadow limits through the admin
  * API (`servedPlan`, `rollout`).
  */
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { burst, startApiServer, type ApiServer } from '../support/api-server.js';
 import { waitFor } from '../support/poll.js';
 import { uniqueTenant } from '../support/stack.js';
 
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** 7 units. */
 const COST_7 = JSON.stringify({ query: '{ products(first: 6) { nodes { id } } }' });
 const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' };
@@ -143,6 +146,23 @@ async function usageOf(key: string): Promise<{ body: string; limits: { id: strin
     body,
     limits: (JSON.parse(body) as { data: { usage: { limits: { id: string; mode: string; remaining: number }[] } } }).data.usage.limits,
   };
+}
+
+function tollgateBin(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolveRun) => {
+    execFile(
+      process.execPath,
+      ['bin/tollgate.mjs', ...args],
+      {
+        cwd: REPO_ROOT,
+        env: { PATH: process.env['PATH'] ?? '', TOLLGATE_ADMIN_URL: api.baseUrl, TOLLGATE_ADMIN_TOKEN: token },
+        timeout: 60_000,
+      },
+      (error, stdout, stderr) => {
+        resolveRun({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, out: stdout, err: stderr });
+      },
+    );
+  });
 }
 
 beforeAll(async () => {
@@ -297,5 +317,21 @@ describe('a limit the new version removes', () => {
     // v2 refuses what it would have denied plus what v1 refused and v2 would not have admitted
     const denied2 = (await burst({ baseUrl: api.baseUrl, key: after2.key, body: COST_7, count: 12 })).filter((status) => status === 429);
     expect(denied2).toHaveLength((report2?.limits[0]?.wouldDeny ?? 0) + 7 - (report2?.wouldAdmit ?? 0));
+  });
+});
+
+describe('promote and abort at once', () => {
+  it('one of them ends the rollout, the other is told it has ended (CONFLICT, exit 2), never DYNAMODB_UNAVAILABLE', async () => {
+    const plan = uniqueTenant('rc');
+    await ok('mutation($p: String!) { applyPlan(plan: $p) { version } }', { p: planOf(plan, 1, [bucket(7_000)]) });
+    await ok('mutation($p: String!) { startRollout(plan: $p, forSeconds: 600) { status } }', { p: planOf(plan, 2, [bucket(35)]) });
+    const [promoted, aborted] = await Promise.all([tollgateBin(['plans', 'promote', plan]), tollgateBin(['plans', 'abort', plan])]);
+    const runs = [promoted, aborted];
+    expect(runs.map((run) => run.code).sort()).toEqual([0, 2]);
+    const loser = runs.find((run) => run.code === 2);
+    const ending = (await ok('query($p: String!) { rollout(plan: $p) { status } }', { p: plan }))['rollout'] as { status: string };
+    const step = loser === promoted ? 'promote' : 'abort';
+    expect(loser?.err.trim()).toBe(`tollgate plans ${step}: CONFLICT: the rollout of plan ${plan} has ended (${ending.status})`);
+    expect(['promoted', 'aborted']).toContain(ending.status);
   });
 });
