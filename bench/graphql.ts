@@ -11,7 +11,6 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { Agent, request as httpRequest } from 'node:http';
 import { createRequire } from 'node:module';
 import { cpSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,6 +21,7 @@ import { Pricer, engineCost } from '../src/graphql/index.js';
 import { DemoStore, createDemoSchema } from '../src/graphql/demo/index.js';
 import { systemClock } from '../src/shared/index.js';
 import { BENCH_API_KEY, BENCH_QUERY, BENCH_VARIABLES } from './graphql-shared.js';
+import { openLoop } from './open-loop.js';
 
 export interface Figure {
   name: string;
@@ -110,53 +110,10 @@ async function serverCpuUs(port: number): Promise<number> {
   return Number(await response.text());
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
-
-/** Open loop: one request every 1/rate s (whatever the answers do), keep-alive sockets, µs timers. */
+/** Open loop at a fixed rate (`bench/open-loop.ts`): latencies from each request's due time, a generator that sleeps. */
 async function fixedRate(port: number, ratePerS: number, durationMs: number): Promise<{ p50Ms: number; p99Ms: number; sent: number }> {
-  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-  const latencies: number[] = [];
-  const pending: Promise<void>[] = [];
-  const started = performance.now();
-  let sent = 0;
-  const one = (): Promise<void> =>
-    new Promise((resolveOne) => {
-      const t0 = performance.now();
-      const req = httpRequest(
-        {
-          host: '127.0.0.1',
-          port,
-          path: '/graphql',
-          method: 'POST',
-          agent,
-          headers: { ...HEADERS, 'content-length': Buffer.byteLength(BODY) },
-        },
-        (res) => {
-          res.resume();
-          res.on('end', () => {
-            latencies.push(performance.now() - t0);
-            resolveOne();
-          });
-        },
-      );
-      req.on('error', () => resolveOne());
-      req.end(BODY);
-    });
-  while (performance.now() - started < durationMs) {
-    const due = Math.floor(((performance.now() - started) / 1000) * ratePerS);
-    while (sent < due) {
-      pending.push(one());
-      sent += 1;
-    }
-    await new Promise((resolveTick) => setImmediate(resolveTick));
-  }
-  await Promise.all(pending);
-  agent.destroy();
-  latencies.sort((a, b) => a - b);
-  return { p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), sent };
+  const run = await openLoop({ port, path: '/graphql', headers: HEADERS, body: BODY, ratePerS, durationMs });
+  return { p50Ms: run.p50Ms, p99Ms: run.p99Ms, sent: run.sent };
 }
 
 async function measure(mode: Mode, input: { redisPort: number; durationMs: number; fixedRatePerS: number | null }): Promise<ModeResult> {
