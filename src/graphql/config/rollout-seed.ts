@@ -12,8 +12,9 @@
  * of an instance that loaded the rollout by its poll before the seed is replaced by the twin's count, which holds
  * that decision's cost too (every admitted request takes from the enforced twin).
  *
- * Not seeded: ip-scoped quotas (their keys cannot be listed without a scan of Redis) and quotas whose period
- * changes in the new version (a new period counts from zero). Cost: one scan of the config table's key items and
+ * Not seeded: ip-scoped quotas (their keys cannot be listed without a scan of Redis), quotas whose period changes in
+ * the new version (a new period counts from zero), and keys given the plan after the start. Units of a request
+ * admitted before the seed and settled after it: its refund reaches the enforced twin only (the shadow is over by it). Cost: one scan of the config table's key items and
  * one Redis round trip per tenant (and per key for key-scoped quotas, per part for whale tenants).
  */
 import { ScanCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
