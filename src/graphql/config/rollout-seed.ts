@@ -14,8 +14,9 @@
  *
  * Not seeded: ip-scoped quotas (their keys cannot be listed without a scan of Redis), quotas whose period changes in
  * the new version (a new period counts from zero), and keys given the plan after the start. Units of a request
- * admitted before the seed and settled after it: its refund never reaches the shadow copy (which stays over by it). Cost: one scan of the config table's key items and
- * one Redis round trip per tenant (and per key for key-scoped quotas, per part for whale tenants).
+ * admitted before the seed and settled after it: its refund never reaches the shadow copy (which stays over by it).
+ * Cost: one scan of the config table's key items and one Redis round trip per tenant (and per key for key-scoped
+ * quotas, per part for whale tenants).
  */
 import { ScanCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { compileRequest, type DeciderRedis, type LimitSpec, type PeriodSpec } from '../../decider/index.js';
