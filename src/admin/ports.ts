@@ -187,6 +187,13 @@ export interface RolloutView {
   endsAtMs: number;
   endedAtMs: number | null;
   limits: RolloutLimitCount[];
+  /** Requests the enforced version refused (denied or deferred) that the new version would have admitted. */
+  wouldAdmit: number;
+  /**
+   * The limits the new version removes, each with the refused requests it was among the refusing limits of and that
+   * the new version would have admitted (a request refused by two removed limits counts for both).
+   */
+  removed: { limitId: string; wouldAdmit: number }[];
 }
 
 /** Shadow rollouts of plans (the API process implements it over the config table and the activity counters). */
@@ -202,6 +209,15 @@ export interface AdminRolloutStore {
   promote(input: { planId: string; nowMs: number; audit: AuditInput }): Promise<{ plan: PlanRecord; version: number }>;
   /** The shadow limits are removed; the enforced version stays. @throws NotFoundError, ConflictError */
   abort(input: { planId: string; nowMs: number; audit: AuditInput }): Promise<{ rollout: RolloutView; version: number }>;
+}
+
+/** A plan as one API instance serves it: the enforced version, plus a running rollout's shadow limits. */
+export interface ServedPlanView {
+  id: string;
+  version: number;
+  limits: { id: string; mode: string }[];
+  /** The version of the running rollout served beside it (null: none). */
+  rolloutVersion: number | null;
 }
 
 /** What the admin API's `operations` field shows (operations.ts), read by the API process. */

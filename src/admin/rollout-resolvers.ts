@@ -21,6 +21,8 @@ const rolloutOut = (rollout: RolloutView): Record<string, unknown> => ({
     wouldDeny: limit.wouldDeny,
     hours: limit.hours.map((hour) => ({ hour: iso(hour.hourStartMs), wouldDeny: hour.wouldDeny })),
   })),
+  wouldAdmit: rollout.wouldAdmit,
+  removedLimits: rollout.removed.map((limit) => ({ limit: limit.limitId, wouldAdmit: limit.wouldAdmit })),
 });
 
 const planOut = (plan: PlanRecord): Record<string, unknown> => ({
@@ -46,6 +48,12 @@ export function rolloutResolvers(deps: AdminDeps): { Query: Record<string, unkno
           const rollout = await rollouts.get(String(args['plan']), clock.nowMs());
           return rollout === undefined ? null : rolloutOut(rollout);
         }),
+      servedPlan: (_parent: unknown, args: Args) => {
+        const plan = deps.servedPlan?.(String(args['id']));
+        if (plan === undefined) return null;
+        const limits = plan.limits.map(({ id, mode }) => ({ id, mode }));
+        return { id: plan.id, version: plan.version, limits, rolloutVersion: plan.rolloutVersion };
+      },
     },
     Mutation: {
       startRollout: (_parent: unknown, args: Args, { actor }: AdminContext) =>

@@ -3,7 +3,16 @@ import { createGraphQLError } from 'graphql-yoga';
 import type { CorrectionDeps } from '../billing/index.js';
 import type { AuditOutcome } from '../metering/index.js';
 import { AppError, type Clock, type Logger, type TenantId } from '../shared/index.js';
-import type { AdminActor, AdminPlanStore, AdminRolloutStore, AdminStore, FleetView, OperationsView, TopConsumersView } from './ports.js';
+import type {
+  AdminActor,
+  AdminPlanStore,
+  AdminRolloutStore,
+  AdminStore,
+  FleetView,
+  OperationsView,
+  ServedPlanView,
+  TopConsumersView,
+} from './ports.js';
 
 export interface AdminDeps {
   store: AdminStore;
@@ -25,6 +34,8 @@ export interface AdminDeps {
   clock: Clock;
   /** Dashboard cookie auth: the session's admin token (null: refused) for a request without Authorization; undefined: no session cookie. */
   sessionActor?: (request: Request) => Promise<AdminActor | null | undefined>;
+  /** The plan as this API instance serves it now (a running rollout's shadow limits included); absent: the field is null. */
+  servedPlan?: (planId: string) => ServedPlanView | undefined;
   /** What `operations` reads (pump lag, last audit, breaker, spool, decisions); absent: the field fails. */
   operations?: () => Promise<OperationsView>;
   /** Tenants ranked by admitted units (absent: `topConsumers` fails). @throws ValidationError, DependencyError */

@@ -194,6 +194,33 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
     endsAt: String!
     endedAt: String
     limits: [RolloutLimit!]!
+    "Requests the enforced version refused (denied or deferred) that the new version would have admitted (removed or relaxed limits)."
+    wouldAdmit: Float!
+    "The limits the new version removes (they run in no shadow), with the refusals they caused that the new version would have admitted."
+    removedLimits: [RemovedLimit!]!
+  }
+
+  "A limit of the enforced version that the new version removes."
+  type RemovedLimit {
+    limit: String!
+    "Requests it refused (alone or with other removed or relaxed limits) that the new version would have admitted: exact, counted from every decision."
+    wouldAdmit: Float!
+  }
+
+  "A limit as an API instance serves it."
+  type ServedLimit {
+    id: String!
+    "hard, soft, defer or shadow (a running rollout's copies of the new version's changed limits are shadow)."
+    mode: String!
+  }
+
+  "A plan as the API instance answering serves it now: the enforced version, plus a running rollout's shadow limits."
+  type ServedPlan {
+    id: String!
+    version: Int!
+    limits: [ServedLimit!]!
+    "The version of the running rollout this instance serves beside it (its shadow limits, its counts); null when none."
+    rolloutVersion: Int
   }
 
   "Ledger vs admitted counters of one tenant's billing period: drift = admitted - ledgered - inFlight (0 when exact)."
@@ -223,6 +250,8 @@ export const ADMIN_TYPE_DEFS = /* GraphQL */ `
     whoami: String!
     "The plan's latest shadow rollout and what its limits would have denied; null when it never had one."
     rollout(plan: String!): Rollout
+    "The plan as the instance answering serves it now (tenants never see a rollout's shadow limits); null when it has none."
+    servedPlan(id: String!): ServedPlan
     tenants(status: TenantStatus, plan: String, first: Int = 50, after: String): TenantPage!
     tenant(id: String!): Tenant
     keys(tenant: String!): [ApiKey!]!

@@ -76,7 +76,12 @@ export interface ReplayInput {
   entries: readonly RecordedEntry[];
   /** Keep every request's decision in `requests` (memory: one object per request). @default true */
   shouldKeepRequests?: boolean;
+  /** Called with the entries replayed so far, every `PROGRESS_EVERY` entries and once at the end (a CLI's progress bar). */
+  onProgress?: (done: number) => void;
 }
+
+/** How many entries a replay goes through between two `onProgress` calls. */
+export const PROGRESS_EVERY = 10_000;
 
 const SETTLED_SUFFIX = '.settled';
 const REPLAY_ADDRESS = '127.0.0.1';
@@ -163,7 +168,11 @@ export function replayUsage(input: ReplayInput): ReplayResult {
     return key;
   };
   const compiledFor = limitsCompiler(input, keyOf);
+  const { onProgress } = input;
+  let done = 0;
   for (const entry of input.entries) {
+    if (onProgress !== undefined && done % PROGRESS_EVERY === 0 && done > 0) onProgress(done);
+    done += 1;
     const day = dayOf(days, entry.atMs, input.limits);
     day.recordedUnits += entry.amount;
     totals.recordedUnits += entry.amount;
@@ -211,5 +220,6 @@ export function replayUsage(input: ReplayInput): ReplayResult {
       requests.push({ requestId: entry.eventId, atMs: entry.atMs, cost: entry.amount, kind, limitId, remaining });
     }
   }
+  onProgress?.(done);
   return { requests, days: [...days.values()].sort((a, b) => (a.day < b.day ? -1 : 1)), totals };
 }

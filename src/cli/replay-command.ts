@@ -7,12 +7,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DynamoAccountStore, replayUsage, type ReplayResult } from '../billing/index.js';
+import { DynamoAccountStore, replayUsage, type RecordedEntry, type ReplayResult } from '../billing/index.js';
 import { periodAt, type PeriodSpec } from '../decider/index.js';
 import { parsePlan, planForTenant } from '../graphql/index.js';
 import { DynamoUsageReader, createDynamoClient } from '../metering/index.js';
 import { ValidationError, loadConfig, parseTenantId, type TenantId } from '../shared/index.js';
 import type { CliIo, Command } from './command.js';
+import { progressOf } from './progress.js';
 
 const USAGE = `usage: tollgate replay --tenant <id> --plan <plan.json> --from <ISO instant> --to <ISO instant> [--json]
 
@@ -109,29 +110,56 @@ export function formatReplay(result: ReplayResult): string {
   return lines.join('\n');
 }
 
+/**
+ * The replay's progress bar: the ledger read period by period, then the entries replayed. Shown only on a terminal
+ * (`io.progress`, set by the entry when stderr is a TTY) and never with --json.
+ */
+export function replayProgress(
+  io: CliIo,
+  isJson: boolean,
+): { reading: (done: number, total: number) => void; replaying: (done: number, total: number) => void; clear: () => void } {
+  const shown: CliIo = isJson ? { out: io.out, err: io.err, env: io.env, runApiProcess: io.runApiProcess } : io;
+  return {
+    reading: (done, total) => progressOf(shown, total, 'billing periods read').step(done),
+    replaying: (done, total) => progressOf(shown, total, 'entries replayed').step(done),
+    clear: () => progressOf(shown, 0, '').clear(),
+  };
+}
+
 async function replay(parsed: ReplayArgs, io: CliIo): Promise<ReplayResult> {
   const proposed = parsePlan(JSON.parse(readFileSync(parsed.planFile, 'utf8')) as unknown);
   const config = loadConfig(io.env);
   const dynamo = createDynamoClient({ endpoint: config.dynamodb.endpoint, region: config.dynamodb.region });
+  const progress = replayProgress(io, parsed.isJson);
   try {
     const account = await new DynamoAccountStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix }).get(parsed.tenant);
     // the plan in the tenant's own calendar, as the API decides its requests
     const plan = planForTenant(proposed, account?.billingPeriod);
-    const entries = await new DynamoUsageReader(dynamo, { tablePrefix: config.dynamodb.tablePrefix }).entriesBetween({
-      tenant: parsed.tenant,
-      periodStarts: periodStarts(plan.billingPeriod, parsed.fromMs, parsed.toMs),
-      fromMs: parsed.fromMs,
-      toMs: parsed.toMs,
-    });
-    return replayUsage({
+    const reader = new DynamoUsageReader(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
+    const starts = periodStarts(plan.billingPeriod, parsed.fromMs, parsed.toMs);
+    let entries: RecordedEntry[] = [];
+    // one billing period at a time, oldest first: the bar moves while a year of ledger is read
+    for (const [index, periodStart] of starts.entries()) {
+      progress.reading(index, starts.length);
+      const range = { tenant: parsed.tenant, fromMs: parsed.fromMs, toMs: parsed.toMs };
+      entries = entries.concat(await reader.entriesBetween({ ...range, periodStarts: [periodStart] }));
+    }
+    // a late entry lands in a later period's partition: then the whole range is read again in one time-ordered list
+    if (entries.some((entry, index) => index > 0 && (entries[index - 1]?.atMs ?? 0) > entry.atMs)) {
+      entries = await reader.entriesBetween({ tenant: parsed.tenant, periodStarts: starts, fromMs: parsed.fromMs, toMs: parsed.toMs });
+    }
+    const result = replayUsage({
       tenant: parsed.tenant,
       limits: plan.limits,
       billingPeriod: plan.billingPeriod,
       ...(plan.subShards === undefined ? {} : { subShards: plan.subShards }),
       entries,
       shouldKeepRequests: false,
+      onProgress: (done) => progress.replaying(done, entries.length),
     });
+    return result;
   } finally {
+    progress.clear();
     dynamo.destroy();
   }
 }

@@ -7,7 +7,8 @@ import { planText } from './plan-file.js';
 import type { Subcommand, SubcommandContext } from './subcommands.js';
 
 const ROLLOUT_FIELDS =
-  'plan fromVersion toVersion status startedAt endsAt endedAt limits { limit shadowId wouldDeny hours { hour wouldDeny } }';
+  'plan fromVersion toVersion status startedAt endsAt endedAt limits { limit shadowId wouldDeny hours { hour wouldDeny } } ' +
+  'wouldAdmit removedLimits { limit wouldAdmit }';
 
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3_600, d: 86_400 };
 
@@ -29,6 +30,8 @@ interface RolloutOut {
   endsAt: string;
   endedAt: string | null;
   limits: { limit: string; shadowId: string; wouldDeny: number; hours: { hour: string; wouldDeny: number }[] }[];
+  wouldAdmit: number;
+  removedLimits: { limit: string; wouldAdmit: number }[];
 }
 
 function printRollout(context: SubcommandContext, rollout: RolloutOut): void {
@@ -41,6 +44,11 @@ function printRollout(context: SubcommandContext, rollout: RolloutOut): void {
       `(started ${rollout.startedAt}, ${rollout.endedAt === null ? `ends ${rollout.endsAt}` : `ended ${rollout.endedAt}`})`,
   );
   context.io.out(table(rollout.limits, ['limit', 'shadowId', 'wouldDeny']));
+  context.io.out(`\nrefused by v${rollout.fromVersion}, admitted by v${rollout.toVersion}: ${rollout.wouldAdmit}`);
+  if (rollout.removedLimits.length > 0)
+    context.io.out(
+      `removed in v${rollout.toVersion} (refusals v${rollout.toVersion} would have admitted):\n${table(rollout.removedLimits, ['limit', 'wouldAdmit'])}`,
+    );
   const hours = rollout.limits.flatMap((limit) => limit.hours.map((hour) => ({ limit: limit.limit, ...hour })));
   if (hours.length > 0) context.io.out(`\nwould-deny per hour:\n${table(hours, ['hour', 'limit', 'wouldDeny'])}`);
 }

@@ -9,7 +9,7 @@ import { Client } from '@temporalio/client';
 import { ADMIN_ENDPOINT, createAdminApi, writeFirstAdminToken, type AdminApi } from '../admin/index.js';
 import { DynamoAccountStore } from '../billing/index.js';
 import { DynamoAuditStore, MeteringAuditor } from '../metering/index.js';
-import { systemClock } from '../shared/index.js';
+import { systemClock, type PlanId } from '../shared/index.js';
 import { accountTimings, ensureAccountWorkflow } from '../workflows/index.js';
 import type { ApiProcessDeps } from './api-process.js';
 import { DynamoAdminStore } from './config/admin-store.js';
@@ -39,7 +39,11 @@ export async function createProcessAdminApi(deps: ApiProcessDeps): Promise<Admin
     plans,
     accountTenants: async () => [...(await accounts.listBillingPeriods()).periods.keys()].sort(),
     keyActivity: { lastUsed: (tenant) => readLastUsed(redis, tenant) },
-    rollouts: new DynamoRollouts({ client: dynamo, config: configStore, plans, redis }, options),
+    rollouts: new DynamoRollouts({ client: dynamo, config: configStore, plans, redis, shardCount: config.redis.shardCount }, options),
+    servedPlan: (id) => {
+      const plan = deps.liveConfig.get(id as PlanId);
+      return plan === undefined ? undefined : { ...plan, rolloutVersion: deps.liveConfig.rolloutOf(id)?.version ?? null };
+    },
     announce: (version) => announceConfigVersion(redis, version),
     ensureAccount: (tenant) =>
       ensureAccountWorkflow(temporal, { tenant, taskQueue: config.temporal.taskQueue, timings: accountTimings(config) }),

@@ -181,7 +181,12 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
   const liveConfig = new LiveConfig({ store: configStore, logger, redis, pollMs: config.api.configPollMs, rollouts });
   await liveConfig.start();
   await announceConfigVersion(redis, liveConfig.version()).catch(() => undefined);
-  const activity = new ActivityRecorder({ redis, logger, instance: `${hostname()}:${config.api.port}:${process.pid}` });
+  const activity = new ActivityRecorder({
+    redis,
+    logger,
+    instance: `${hostname()}:${config.api.port}:${process.pid}`,
+    rolloutOf: (planId) => liveConfig.rolloutOf(planId),
+  });
   // degraded-mode periods, fleet-wide (the admin API's operations { fleet })
   decider.breaker.onChange((state) => activity.breakerChanged(state));
   activity.start();

@@ -6,6 +6,7 @@
 import { createGraphQLError } from 'graphql-yoga';
 import type { GraphQLError } from 'graphql';
 import { periodPairAt, type LimitSpec, type LimitState, type Warning } from '../decider/index.js';
+import { isRolloutShadow } from './usage/activity.js';
 
 /** One limit's state as reported to the client. */
 export interface LimitReport {
@@ -92,13 +93,12 @@ export function costExtension(input: {
   degraded?: 'open' | 'local' | 'closed';
   isReplay?: boolean;
 }): CostExtension {
-  const limits: LimitReport[] = input.states.map((state) => ({
-    id: state.id,
-    mode: state.mode,
-    remaining: state.remaining,
-    resetMs: state.resetMs,
-    isExceeded: state.isExceeded,
-  }));
+  // a running rollout's shadow copies are reported to the operator (the rollout status), never to the tenant
+  const limits: LimitReport[] = [];
+  for (const state of input.states) {
+    if (isRolloutShadow(state)) continue;
+    limits.push({ id: state.id, mode: state.mode, remaining: state.remaining, resetMs: state.resetMs, isExceeded: state.isExceeded });
+  }
   // Throttle status: the first token bucket the client is held to (Shopify's
   // leaky bucket), else the enforced limit with the least left.
   let chosen = -1;

@@ -87,6 +87,12 @@ async function servedLimits(key: string): Promise<{ id: string; mode: string; re
   return body.data?.usage.limits ?? [];
 }
 
+/** The limits the API instance serves for `plan` now (the operator's view: a rollout's shadow limits included). */
+async function servedPlanLimits(plan: string): Promise<{ id: string; mode: string }[]> {
+  const data = await ok('query($id: String!) { servedPlan(id: $id) { limits { id mode } } }', { id: plan });
+  return (data['servedPlan'] as { limits: { id: string; mode: string }[] } | null)?.limits ?? [];
+}
+
 interface RolloutReply {
   status: string;
   fromVersion: number;
@@ -145,8 +151,10 @@ describe('plan shadow rollout', () => {
       p: planOf(plan, 2, 35),
     });
     expect(started['startRollout']).toEqual({ status: 'running', toVersion: 2, limits: [{ shadowId: 'burst-sv2' }] });
-    await waitFor('the shadow limit to be served', async () => (await servedLimits(probe)).some((limit) => limit.id === 'burst-sv2'));
-    expect((await servedLimits(probe)).find((limit) => limit.id === 'burst-sv2')?.mode).toBe('shadow');
+    await waitFor('the shadow limit to be served', async () => (await servedPlanLimits(plan)).some((limit) => limit.id === 'burst-sv2'));
+    expect((await servedPlanLimits(plan)).find((limit) => limit.id === 'burst-sv2')?.mode).toBe('shadow');
+    // the tenant never sees it
+    expect((await servedLimits(probe)).map((limit) => limit.id)).toEqual(['burst']);
 
     // when 12 concurrent requests arrive: v1 admits them all, v2 would have denied 7
     const during = await burst({ baseUrl: api.baseUrl, key: first, body: COST_7, count: 12 });
@@ -183,7 +191,6 @@ describe('plan shadow rollout', () => {
   it('stops shadowing when aborted or expired; refuses a rollout that changes nothing or goes back', async () => {
     const plan = uniqueTenant('rx');
     await ok('mutation($p: String!) { applyPlan(plan: $p) { version } }', { p: planOf(plan, 3, 7_000) });
-    const probe = await tenantOn(plan, 'rxa');
     const quota = {
       id: 'daily',
       scope: 'tenant',
@@ -208,10 +215,10 @@ describe('plan shadow rollout', () => {
     const again = await tollgateBin(['plans', 'rollout', file, '--for', '1h']);
     expect(again.code).toBe(2);
     expect(again.err).toContain('already has a rollout running');
-    await waitFor('the shadow limit to be served', async () => (await servedLimits(probe)).some((limit) => limit.id === 'daily-sv4'));
+    await waitFor('the shadow limit to be served', async () => (await servedPlanLimits(plan)).some((limit) => limit.id === 'daily-sv4'));
     const aborted = await tollgateBin(['plans', 'abort', plan]);
     expect(aborted.code, aborted.err).toBe(0);
-    await waitFor('the shadow limit to be removed', async () => !(await servedLimits(probe)).some((limit) => limit.id === 'daily-sv4'));
+    await waitFor('the shadow limit to be removed', async () => !(await servedPlanLimits(plan)).some((limit) => limit.id === 'daily-sv4'));
     expect((await rollout(plan))?.status).toBe('aborted');
     expect((await tollgateBin(['plans', 'promote', plan])).err).toContain('has ended (aborted)');
 
@@ -220,7 +227,7 @@ describe('plan shadow rollout', () => {
     await waitFor('the rollout to expire', async () => (await rollout(plan))?.status === 'expired');
     await waitFor(
       'the expired shadow limit to be gone',
-      async () => !(await servedLimits(probe)).some((limit) => limit.id === 'daily-sv5'),
+      async () => !(await servedPlanLimits(plan)).some((limit) => limit.id === 'daily-sv5'),
     );
     expect((await tollgateBin(['plans', 'rollout', file, '--for', 'soon'])).code).toBe(2);
   });

@@ -163,7 +163,7 @@ describe('replay', () => {
     expect(result.totals.recordedUnits).toBe(balance.amount);
 
     // and the CLI, as an operator runs it, says the same; a plan of 200 monthly units would have denied and billed less
-    const cli = async (plan: LimitSpec[], extra: string[] = []): Promise<{ stdout: string }> => {
+    const cli = async (plan: LimitSpec[], extra: string[] = [], onTerminal = false): Promise<{ stdout: string; stderr: string }> => {
       const file = join(scratch, `plan-${plan[1]?.algorithm.kind === 'period-quota' ? plan[1].algorithm.limit : 0}.json`);
       writeFileSync(
         file,
@@ -179,10 +179,23 @@ describe('replay', () => {
         '--to',
         new Date(Date.now() + 60_000).toISOString(),
       ];
-      return run(process.execPath, ['bin/tollgate.mjs', 'replay', ...args, ...extra], { env: { ...process.env, ...stackEnv() } });
+      const command = [process.execPath, 'bin/tollgate.mjs', 'replay', ...args, ...extra];
+      const env = { ...process.env, ...stackEnv() };
+      // on a terminal: run under script(1), which gives the command a pseudo-terminal (stdout and stderr both land in it)
+      if (onTerminal) return run('script', ['-qec', command.map((part) => `'${part}'`).join(' '), '/dev/null'], { env });
+      return run(command[0] as string, command.slice(1), { env });
     };
-    const same = JSON.parse((await cli(limits(3_000), ['--json'])).stdout) as { totals: Record<string, number> };
+    const sameRun = await cli(limits(3_000), ['--json']);
+    const same = JSON.parse(sameRun.stdout) as { totals: Record<string, number> };
     expect(same.totals).toEqual(result.totals);
+    // a progress bar on a terminal only, never with --json nor on a pipe
+    expect(sameRun.stderr).toBe('');
+    const onTerminal = await cli(limits(3_000), [], true);
+    expect(onTerminal.stdout).toContain(`${entries.length}/${entries.length} entries replayed`);
+    expect(onTerminal.stdout).toContain('billing periods read');
+    expect(onTerminal.stdout).toContain(`requests ${result.totals.requests}`);
+    const jsonOnTerminal = await cli(limits(3_000), ['--json'], true);
+    expect(jsonOnTerminal.stdout).not.toContain('entries replayed');
     const tight = JSON.parse((await cli(limits(200), ['--json'])).stdout) as {
       totals: Record<string, number>;
       days: { limits: Record<string, { denied: number }> }[];
@@ -191,8 +204,9 @@ describe('replay', () => {
     expect(tight.days.reduce((sum, day) => sum + (day.limits['monthly']?.denied ?? 0), 0)).toBe(tight.totals['denied']);
     expect(tight.totals['replayedUnits']).toBeLessThanOrEqual(200);
     expect(tight.totals['replayedUnits']).toBeLessThan(tight.totals['recordedUnits']!);
-    const table = (await cli(limits(200))).stdout;
-    expect(table).toContain(`denied ${tight.totals['denied']}`);
+    const piped = await cli(limits(200));
+    expect(piped.stdout).toContain(`denied ${tight.totals['denied']}`);
+    expect(piped.stderr).toBe('');
     // bad input: exit 2 with the problem named
     const bad = await run(process.execPath, ['bin/tollgate.mjs', 'replay', '--tenant', tenant, '--from', 'yesterday'], {
       env: { ...process.env, ...stackEnv() },
@@ -200,5 +214,6 @@ describe('replay', () => {
     expect(bad).toMatchObject({ code: 2 });
     expect((bad as { stderr: string }).stderr).toContain('--plan is required');
     expect((bad as { stderr: string }).stderr).toContain('--from "yesterday" is not an ISO-8601 instant');
-  });
+    // six CLI processes, each a tsx start: well over a minute on a busy 2-core machine
+  }, 240_000);
 });

@@ -22,7 +22,8 @@ import { DependencyError, type Logger, type PlanId, type TenantId } from '../../
 import type { ApiKeyRecord, KeyStore } from '../identity/key-store.js';
 import { parsePlan, type Plan, type PlanStore } from '../plans.js';
 import type { DynamoConfigStore } from './dynamo-config-store.js';
-import { rolloutPlan, type StoredRollout } from './rollouts.js';
+import type { RolloutShape } from '../usage/activity.js';
+import { rolloutPlan, rolloutShape, type StoredRollout } from './rollouts.js';
 
 /** Redis channel on which writers announce a new config version (the message is the version). */
 export const CONFIG_CHANNEL = 'tollgate:config:v1';
@@ -58,10 +59,17 @@ export interface PlanProblem {
   servedVersion: number | null;
 }
 
+/** A running rollout as an instance serves it: the plan with its shadow limits, and its shape for the activity counters. */
+interface ServedRollout {
+  plan: Plan;
+  endsAtMs: number;
+  shape: RolloutShape;
+}
+
 export class LiveConfig implements PlanStore, KeyStore {
   private plans = new Map<string, Plan>();
   /** Plans under a running rollout: the enforced plan plus the shadow limits, served until `endsAtMs` (local clock). */
-  private rollouts = new Map<string, { plan: Plan; endsAtMs: number }>();
+  private rollouts = new Map<string, ServedRollout>();
   private periods = new Map<string, PeriodSpec>();
   private suspended = new Set<string>();
   private problems: PlanProblem[] = [];
@@ -141,6 +149,12 @@ export class LiveConfig implements PlanStore, KeyStore {
     const rollout = this.rollouts.get(planId);
     if (rollout !== undefined && Date.now() < rollout.endsAtMs) return rollout.plan;
     return this.plans.get(planId);
+  }
+
+  /** The running rollout of a plan as served now (what `ActivityRecorder` counts its decisions against), or undefined. */
+  rolloutOf(planId: string): RolloutShape | undefined {
+    const rollout = this.rollouts.get(planId);
+    return rollout !== undefined && Date.now() < rollout.endsAtMs ? rollout.shape : undefined;
   }
 
   /** The tenant's billing period, as its account says (undefined without an account: its plans' periods apply). */
@@ -229,17 +243,15 @@ export class LiveConfig implements PlanStore, KeyStore {
   }
 
   /** The running rollouts over the plans loaded: each shadow plan built once per reload (caches key off it). */
-  private async servedRollouts(plans: Map<string, Plan>): Promise<Map<string, { plan: Plan; endsAtMs: number }>> {
-    const served = new Map<string, { plan: Plan; endsAtMs: number }>();
+  private async servedRollouts(plans: Map<string, Plan>): Promise<Map<string, ServedRollout>> {
+    const served = new Map<string, ServedRollout>();
     for (const rollout of (await this.options.rollouts?.list()) ?? []) {
       const enforced = plans.get(rollout.planId);
       // a rollout of a version already enforced (or superseded) has nothing left to shadow
       if (rollout.status !== 'running' || enforced === undefined || enforced.version >= rollout.toVersion) continue;
       try {
-        served.set(rollout.planId, {
-          plan: rolloutPlan(enforced, parsePlan(JSON.parse(rollout.body) as unknown)),
-          endsAtMs: rollout.endsAtMs,
-        });
+        const next = parsePlan(JSON.parse(rollout.body) as unknown);
+        served.set(rollout.planId, { plan: rolloutPlan(enforced, next), endsAtMs: rollout.endsAtMs, shape: rolloutShape(enforced, next) });
       } catch {
         this.options.logger.error({ code: 'CONFIG_INVALID', planId: rollout.planId }, 'stored rollout does not validate; not served');
       }

@@ -7,12 +7,25 @@
  */
 import { QueryCommand, type AttributeValue, type DynamoDBClient, type TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import type { AdminPlanStore, AuditInput, PlanRecord } from '../../admin/index.js';
-import { DependencyError } from '../../shared/index.js';
-import { parsePlan } from '../plans.js';
+import { DependencyError, ValidationError } from '../../shared/index.js';
+import { parsePlan, type Plan } from '../plans.js';
+import { reservedLimitIdProblems } from '../usage/activity.js';
 import { auditPut } from './audit-items.js';
 import { configTableName, type DynamoConfigStore } from './dynamo-config-store.js';
 
 type Item = Record<string, AttributeValue>;
+
+/**
+ * A plan sent to the admin API: `parsePlan`, and no limit id taking the rollouts' shadow suffix (a tenant is never
+ * shown a rollout's shadow copies, so a plan's own limit must never look like one).
+ * @throws ValidationError `INVALID_INPUT`: `invalid plan:` then every problem, one per line (also in `details.problems`)
+ */
+export function parseAdminPlan(raw: unknown): Plan {
+  const plan = parsePlan(raw);
+  const problems = reservedLimitIdProblems(plan.limits);
+  if (problems.length > 0) throw new ValidationError('INVALID_INPUT', `invalid plan:\n${problems.join('\n')}`, { details: { problems } });
+  return plan;
+}
 
 const versionSk = (id: string, version: number): string => `planversion#${id}#${String(version).padStart(10, '0')}`;
 
@@ -28,7 +41,7 @@ export class DynamoPlanAdmin implements AdminPlanStore {
   }
 
   checkPlan(raw: unknown): { id: string; version: number; plan: Record<string, unknown> } {
-    const plan = parsePlan(raw);
+    const plan = parseAdminPlan(raw);
     return { id: plan.id, version: plan.version, plan: plan as unknown as Record<string, unknown> };
   }
 
@@ -83,7 +96,7 @@ export class DynamoPlanAdmin implements AdminPlanStore {
     audit: AuditInput;
     extraItems?: TransactWriteItem[];
   }): Promise<{ plan: PlanRecord; version: number }> {
-    const plan = parsePlan(input.raw);
+    const plan = parseAdminPlan(input.raw);
     const before = await this.getPlan(plan.id);
     const body = JSON.stringify(plan);
     const history = {

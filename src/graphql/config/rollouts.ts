@@ -24,10 +24,11 @@ import type { AdminRolloutStore, AuditInput, PlanRecord, RolloutLimitCount, Roll
 import type { DeciderRedis, LimitSpec } from '../../decider/index.js';
 import { ConflictError, DependencyError, NotFoundError, ValidationError } from '../../shared/index.js';
 import { parsePlan, type Plan } from '../plans.js';
-import { rolloutCountsKey, shadowLimitId } from '../usage/activity.js';
+import { WOULD_ADMIT_FIELD, removedField, rolloutCountsKey, shadowLimitId, type RolloutShape } from '../usage/activity.js';
 import { auditPut } from './audit-items.js';
 import { configTableName, queryPlanItems, type DynamoConfigStore } from './dynamo-config-store.js';
-import type { DynamoPlanAdmin } from './plan-history.js';
+import { parseAdminPlan, type DynamoPlanAdmin } from './plan-history.js';
+import { seedShadowQuotas } from './rollout-seed.js';
 import { configVersionBump } from './tenant-items.js';
 
 type Item = Record<string, AttributeValue>;
@@ -47,6 +48,8 @@ export interface StoredRollout {
   endedAtMs: number | null;
   /** The ids (in the new version) of the limits run in shadow. */
   shadowed: string[];
+  /** The ids of the enforced version's limits the new version removes. */
+  removed: string[];
 }
 
 const sameLimit = (a: LimitSpec, b: LimitSpec): boolean => JSON.stringify(a) === JSON.stringify(b);
@@ -66,6 +69,20 @@ export function shadowLimits(enforced: Plan, next: Plan): LimitSpec[] {
     id: shadowLimitId(limit.id, next.version) as LimitSpec['id'],
     mode: 'shadow' as const,
   }));
+}
+
+/** The rollout as the activity recorder reads its decisions (shadow copies with their new modes, kept and removed limits). */
+export function rolloutShape(enforced: Plan, next: Plan): RolloutShape {
+  const changed = new Set(changedLimits(enforced, next));
+  const kept = (limit: LimitSpec): boolean => next.limits.some((candidate) => candidate.id === limit.id && candidate.scope === limit.scope);
+  return {
+    version: next.version,
+    shadows: new Map([...changed].map((limit) => [shadowLimitId(limit.id, next.version), { limitId: limit.id, mode: limit.mode }])),
+    unchanged: new Set(
+      enforced.limits.filter((limit) => kept(limit) && next.limits.some((other) => sameLimit(other, limit))).map((limit) => limit.id),
+    ),
+    removed: new Set(enforced.limits.filter((limit) => !kept(limit)).map((limit) => limit.id)),
+  };
 }
 
 /**
@@ -89,6 +106,7 @@ function rolloutOf(item: Item): StoredRollout {
     endsAtMs: Number(item['endsAtMs']?.N ?? '0'),
     endedAtMs: item['endedAtMs']?.N === undefined ? null : Number(item['endedAtMs'].N),
     shadowed: item['shadowed']?.S === undefined ? [] : (JSON.parse(item['shadowed'].S) as string[]),
+    removed: item['removed']?.S === undefined ? [] : (JSON.parse(item['removed'].S) as string[]),
   };
 }
 
@@ -109,7 +127,14 @@ export class DynamoRollouts implements AdminRolloutStore {
   private readonly table: string;
 
   constructor(
-    private readonly deps: { client: DynamoDBClient; config: DynamoConfigStore; plans: DynamoPlanAdmin; redis: DeciderRedis },
+    private readonly deps: {
+      client: DynamoDBClient;
+      config: DynamoConfigStore;
+      plans: DynamoPlanAdmin;
+      redis: DeciderRedis;
+      /** The decider's logical shards (where a rollout's start seeds its shadow period quotas); absent: nothing is seeded. */
+      shardCount?: number;
+    },
     options: { tablePrefix: string },
   ) {
     this.table = configTableName(options.tablePrefix);
@@ -155,13 +180,15 @@ export class DynamoRollouts implements AdminRolloutStore {
   }): Promise<{ rollout: RolloutView; version: number }> {
     if (!Number.isSafeInteger(input.forMs) || input.forMs < 1_000 || input.forMs > MAX_ROLLOUT_MS)
       throw new ValidationError('INVALID_INPUT', `a rollout runs 1 s .. ${MAX_ROLLOUT_MS / 1_000} s`);
-    const next = parsePlan(input.raw);
+    const next = parseAdminPlan(input.raw);
     const enforced = await this.enforced(next.id);
     if (next.version <= enforced.version)
       throw new ValidationError('INVALID_INPUT', `plan ${next.id} is at version ${enforced.version}: a rollout needs a later version`);
     const shadows = changedLimits(enforced, next);
-    if (shadows.length === 0) throw new ValidationError('INVALID_INPUT', `version ${next.version} changes no limit of plan ${next.id}`);
-    rolloutPlan(enforced, next);
+    const { removed } = rolloutShape(enforced, next);
+    if (shadows.length === 0 && removed.size === 0)
+      throw new ValidationError('INVALID_INPUT', `version ${next.version} changes no limit of plan ${next.id}`);
+    const served = rolloutPlan(enforced, next);
     const rollout: StoredRollout = {
       planId: next.id,
       fromVersion: enforced.version,
@@ -172,6 +199,7 @@ export class DynamoRollouts implements AdminRolloutStore {
       endsAtMs: input.nowMs + input.forMs,
       endedAtMs: null,
       shadowed: shadows.map((limit) => limit.id),
+      removed: [...removed],
     };
     const put: TransactWriteItem = {
       Put: {
@@ -186,6 +214,7 @@ export class DynamoRollouts implements AdminRolloutStore {
           startedAtMs: { N: String(rollout.startedAtMs) },
           endsAtMs: { N: String(rollout.endsAtMs) },
           shadowed: { S: JSON.stringify(rollout.shadowed) },
+          removed: { S: JSON.stringify(rollout.removed) },
         },
         ConditionExpression: 'attribute_not_exists(pk) OR #status <> :running OR endsAtMs <= :now',
         ExpressionAttributeNames: { '#status': 'status' },
@@ -198,7 +227,27 @@ export class DynamoRollouts implements AdminRolloutStore {
         details: { reason: 'ROLLOUT_RUNNING', planId: next.id },
       });
     });
+    await this.afterStart({ enforced, next, served, nowMs: input.nowMs });
     return { rollout: await this.view(rollout, input.nowMs), version: await this.deps.config.readVersion() };
+  }
+
+  /**
+   * Once stored (before it is announced): the version's would-deny counts start at zero (a version rolled out again
+   * after an abort does not add to its first run's), and the shadow period quotas start from the enforced usage of
+   * their period (`rollout-seed.ts`). @throws DependencyError (the rollout runs; abort and start it again)
+   */
+  private async afterStart(input: { enforced: Plan; next: Plan; served: Plan; nowMs: number }): Promise<void> {
+    const { redis, shardCount } = this.deps;
+    try {
+      await redis.del(rolloutCountsKey(input.next.id, input.next.version));
+    } catch (error) {
+      throw new DependencyError('REDIS_UNAVAILABLE', 'the rollout started but Redis did not reset its counts: abort it and start again', {
+        cause: error,
+      });
+    }
+    if (shardCount === undefined) return;
+    const periods = (await this.deps.config.listAccountPeriods()).periods;
+    await seedShadowQuotas({ client: this.deps.client, table: this.table, redis, shardCount, ...input, periods });
   }
 
   async get(planId: string, nowMs: number): Promise<RolloutView | undefined> {
@@ -242,11 +291,34 @@ export class DynamoRollouts implements AdminRolloutStore {
 
   async promote(input: { planId: string; nowMs: number; audit: AuditInput }): Promise<{ plan: PlanRecord; version: number }> {
     const rollout = await this.running(input.planId, input.nowMs);
-    return this.deps.plans.applyPlan({
-      raw: JSON.parse(rollout.body) as unknown,
-      nowMs: input.nowMs,
-      audit: input.audit,
-      extraItems: [this.endItem(rollout, 'promoted', input.nowMs)],
+    try {
+      return await this.deps.plans.applyPlan({
+        raw: JSON.parse(rollout.body) as unknown,
+        nowMs: input.nowMs,
+        audit: input.audit,
+        extraItems: [this.endItem(rollout, 'promoted', input.nowMs)],
+      });
+    } catch (error) {
+      throw await this.promoteFailure(input.planId, error);
+    }
+  }
+
+  /**
+   * Why a promotion's transaction failed once its check had passed: the rollout ended meanwhile (another operator's
+   * abort or promotion; its end item's condition, or the plan's version condition, failed) is a conflict naming the
+   * end (`ROLLOUT_ENDED`), whatever condition DynamoDB reports first; anything else stays as it was.
+   */
+  private async promoteFailure(planId: string, error: unknown): Promise<unknown> {
+    const isCancelled =
+      error instanceof TransactionCanceledException ||
+      (error instanceof DependencyError && error.cause instanceof TransactionCanceledException) ||
+      (error instanceof ConflictError && error.details['reason'] === 'STALE_VERSION');
+    if (!isCancelled) return error;
+    const now = await this.stored(planId).catch(() => undefined);
+    if (now === undefined || now.status === 'running') return error;
+    return new ConflictError('CONFLICT', `the rollout of plan ${planId} has ended (${now.status})`, {
+      details: { reason: 'ROLLOUT_ENDED', planId },
+      cause: error,
     });
   }
 
@@ -291,6 +363,17 @@ export class DynamoRollouts implements AdminRolloutStore {
     }
     const status = rollout.status === 'running' && nowMs >= rollout.endsAtMs ? 'expired' : rollout.status;
     const { planId, fromVersion, toVersion, startedAtMs, endsAtMs, endedAtMs } = rollout;
-    return { planId, fromVersion, toVersion, startedAtMs, endsAtMs, endedAtMs, status, limits: rolloutCounts(fields, shadowIds) };
+    return {
+      planId,
+      fromVersion,
+      toVersion,
+      startedAtMs,
+      endsAtMs,
+      endedAtMs,
+      status,
+      limits: rolloutCounts(fields, shadowIds),
+      wouldAdmit: Number(fields[WOULD_ADMIT_FIELD] ?? '0'),
+      removed: rollout.removed.map((limitId) => ({ limitId, wouldAdmit: Number(fields[removedField(limitId)] ?? '0') })),
+    };
   }
 }

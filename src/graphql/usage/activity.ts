@@ -19,7 +19,7 @@
  * breaker changes (`fleet.ts`).
  */
 import { hostname } from 'node:os';
-import type { DecideInput, DeciderRedis, Decision, SettleInput } from '../../decider/index.js';
+import type { DecideInput, DeciderRedis, Decision, LimitState, SettleInput } from '../../decider/index.js';
 import { DependencyError, type Logger } from '../../shared/index.js';
 import { FleetCounters } from './fleet.js';
 import { UsageRankings } from './rankings.js';
@@ -49,6 +49,74 @@ export function parseShadowLimitId(id: string): { limitId: string; version: numb
   return match === null ? undefined : { limitId: match[1] ?? '', version: Number(match[2]) };
 }
 
+/**
+ * Whether a limit is a rollout's shadow copy (mode `shadow`, id `<limit>-sv<version>`): served beside the enforced
+ * plan for the operator only, never shown to a tenant. A plan's own limit ids cannot end in `-sv<digits>` (refused at
+ * apply, `reservedLimitIdProblems`), so no limit of a plan is taken for one.
+ */
+export function isRolloutShadow(limit: { id: string; mode: string }): boolean {
+  return limit.mode === 'shadow' && SHADOW_ID.test(limit.id);
+}
+
+/** The problems of a plan whose own limit ids take the rollouts' shadow suffix (`-sv<digits>`), one per limit. */
+export function reservedLimitIdProblems(limits: readonly { id: string }[]): string[] {
+  const problems: string[] = [];
+  limits.forEach((limit, index) => {
+    if (SHADOW_ID.test(limit.id))
+      problems.push(`plan.limits.${index}.id: ${limit.id} ends in -sv<digits>, which names the shadow copies of rollouts`);
+  });
+  return problems;
+}
+
+const tenantViews = new WeakMap<object, object>();
+
+/**
+ * The plan as its tenants see it: without a running rollout's shadow copies (the same object when it has none, and
+ * the same filtered object for the same plan on every call: the decider's caches key off the limits array).
+ */
+export function tenantVisiblePlan<P extends { limits: readonly { id: string; mode: string }[] }>(plan: P): P {
+  if (!plan.limits.some(isRolloutShadow)) return plan;
+  let view = tenantViews.get(plan) as P | undefined;
+  if (view === undefined) {
+    view = { ...plan, limits: plan.limits.filter((limit) => !isRolloutShadow(limit)) };
+    tenantViews.set(plan, view);
+  }
+  return view;
+}
+
+/**
+ * A running rollout as the recorder needs it (`LiveConfig.rolloutOf`): which served limits are the new version's
+ * shadow copies (with the mode the new version gives them), which enforced limits it keeps unchanged, and which it
+ * removes. Changed limits are neither kept nor removed: their shadow copy stands for them.
+ */
+export interface RolloutShape {
+  version: number;
+  /** Shadow id → the limit's id and its mode in the new version. */
+  shadows: ReadonlyMap<string, { limitId: string; mode: string }>;
+  unchanged: ReadonlySet<string>;
+  removed: ReadonlySet<string>;
+}
+
+/** Rollout counter fields besides the shadow limits' (`~` is outside the limit id alphabet: no id collides). */
+export const WOULD_ADMIT_FIELD = '~admit';
+export const removedField = (limitId: string): string => `~removed:${limitId}`;
+
+const refuses = (mode: string): boolean => mode === 'hard' || mode === 'defer';
+
+/**
+ * Whether the new version of a rollout would have admitted a request the enforced version refused (denied or
+ * deferred): no limit it keeps unchanged and no shadow copy that refuses in the new version did not fit. Judged
+ * against the states as they were (the shadow copies take nothing from a refused request).
+ */
+export function wouldAdmit(shape: RolloutShape, states: readonly LimitState[]): boolean {
+  for (const state of states) {
+    if (!state.isExceeded) continue;
+    const shadow = shape.shadows.get(state.id);
+    if (shadow !== undefined ? refuses(shadow.mode) : shape.unchanged.has(state.id) && refuses(state.mode)) return false;
+  }
+  return true;
+}
+
 /** One decision, as the edge hands it over (`onDecided`). */
 export interface DecidedActivity {
   tenant: string;
@@ -72,6 +140,8 @@ export interface ActivityRecorderOptions {
   nowMs?: () => number;
   /** This process in the fleet's breaker changes. @default `<hostname>:<pid>` */
   instance?: string;
+  /** The running rollout of a plan, as this process serves it (absent: shadow denials counted by their ids alone). */
+  rolloutOf?: (planId: string) => RolloutShape | undefined;
 }
 
 const hourOf = (ms: number): number => ms - (ms % HOUR_MS);
@@ -121,6 +191,7 @@ export class ActivityRecorder {
     if (users === undefined) this.lastUsed.set(tenant, (users = new Map<string, number>()));
     users.set(activity.keyId, this.nowMs());
     this.count(activity);
+    if (decision.kind === 'denied' || decision.kind === 'deferred') this.recordRefusedInRollout(activity);
     if (decision.kind === 'denied') {
       const key = denialsKey(tenant, hourOf(nowMs));
       bump(this.counters, key, decision.limitId);
@@ -131,9 +202,13 @@ export class ActivityRecorder {
       return;
     }
     if ((decision.kind === 'allowed' || decision.kind === 'warned') && decision.shadowDenials.length > 0 && !decision.isReplay) {
+      const shape = this.options.rolloutOf?.(activity.planId);
       for (const id of decision.shadowDenials) {
         const shadow = parseShadowLimitId(id);
         if (shadow === undefined) continue;
+        // a limit the new version makes soft never refuses: it would have warned, not denied
+        const newMode = shape?.shadows.get(id)?.mode;
+        if (newMode !== undefined && !refuses(newMode)) continue;
         const key = rolloutCountsKey(activity.planId, shadow.version);
         bump(this.counters, key, shadow.limitId);
         bump(this.counters, key, `${shadow.limitId}#${hourOf(nowMs)}`);
@@ -152,6 +227,23 @@ export class ActivityRecorder {
       this.rankings.add({ tenant: activity.tenant, units: input.cost, atMs: decision.nowMs, billingPeriod: input.billingPeriod });
     if (decision.kind === 'denied' || decision.kind === 'deferred') this.fleet.refusal(decision.kind, decision.limitId, decision.nowMs);
     if (decision.kind === 'degraded') this.fleet.refusal(`degraded-${decision.policy}`, 'none', decision.nowMs);
+  }
+
+  /**
+   * A request the enforced version refused during a rollout: counted when the new version would have admitted it
+   * (`~admit`, and per UTC hour), and per removed limit among those that refused it (`~removed:<limitId>`).
+   */
+  private recordRefusedInRollout(activity: DecidedActivity): void {
+    const { decision } = activity;
+    const shape = this.options.rolloutOf?.(activity.planId);
+    if (shape === undefined || (decision.kind !== 'denied' && decision.kind !== 'deferred') || !wouldAdmit(shape, decision.limits)) return;
+    const key = rolloutCountsKey(activity.planId, shape.version);
+    bump(this.counters, key, WOULD_ADMIT_FIELD);
+    bump(this.counters, key, `${WOULD_ADMIT_FIELD}#${hourOf(decision.nowMs)}`);
+    for (const state of decision.limits) {
+      if (state.isExceeded && refuses(state.mode) && shape.removed.has(state.id)) bump(this.counters, key, removedField(state.id));
+    }
+    this.expiries.set(key, ROLLOUT_COUNTS_TTL_MS);
   }
 
   /** Writes what moved since the last flush (one flush at a time); what fails is kept for the next. */

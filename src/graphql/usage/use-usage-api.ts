@@ -16,6 +16,7 @@ import { socketClientIp } from '../identity/client-address.js';
 import type { KeyStore } from '../identity/key-store.js';
 import { KeyRateLimiter } from '../local-limiter.js';
 import { tenantPlanOf, type PlanStore } from '../plans.js';
+import { tenantVisiblePlan } from './activity.js';
 import { statementsCsv } from './statements-export.js';
 import { MAX_STATEMENTS, USAGE_SCHEMA, statementView, usageRoot } from './usage-schema.js';
 import type { UsageCaller, UsageService } from './usage-service.js';
@@ -166,7 +167,9 @@ export function useUsageApi(options: UsageApiOptions): Plugin {
         return;
       }
       const { identity } = identified;
-      const plan = tenantPlanOf(options.plans, identity.planId, identity.tenant);
+      // a running rollout's shadow limits are the operator's: the tenant reads its plan as if none ran
+      const served = tenantPlanOf(options.plans, identity.planId, identity.tenant);
+      const plan = served === undefined ? undefined : tenantVisiblePlan(served);
       if (plan === undefined) {
         respond(403, errorBody('PLAN_UNAVAILABLE', 'no plan is configured for this API key'));
         return;
