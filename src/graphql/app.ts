@@ -23,7 +23,7 @@ import { useJobStatus } from './plugins/use-job-status.js';
 import { useMetricsEndpoint } from './plugins/use-metrics-endpoint.js';
 import { useReadyEndpoint } from './plugins/request-path.js';
 import { useTollgate, type TollgateContext, type TollgateOptions } from './plugins/use-tollgate.js';
-import { runReadiness, type ReadinessCheck } from './readiness.js';
+import { runReadiness, type ReadinessCheck, type ReadinessReport } from './readiness.js';
 import { useUsageApi, type UsageApiOptions } from './usage/use-usage-api.js';
 import type { UsageService } from './usage/usage-service.js';
 
@@ -98,6 +98,7 @@ function usagePlugins(deps: ApiDeps): Plugin<TollgateContext>[] {
 export function createApi(deps: ApiDeps): ApiServer {
   const readinessTimeoutMs = deps.readinessTimeoutMs ?? 1_000;
   const metrics = deps.metrics ?? new TollgateMetrics();
+  let round: Promise<ReadinessReport> | undefined;
   return createYoga<object, TollgateContext>({
     schema: deps.surface.schema,
     graphqlEndpoint: '/graphql',
@@ -115,7 +116,8 @@ export function createApi(deps: ApiDeps): ApiServer {
       useReadyEndpoint({
         endpoint: '/ready',
         check: async ({ fetchAPI }) => {
-          const report = await runReadiness(
+          // probes arriving while a round of checks runs share it: a burst of probes is one round for the dependencies
+          round ??= runReadiness(
             [
               { name: 'redis', run: async () => void (await probeDecider(deps.redis)) },
               {
@@ -128,7 +130,10 @@ export function createApi(deps: ApiDeps): ApiServer {
             ],
             readinessTimeoutMs,
             deps.readiness?.detail,
-          );
+          ).finally(() => {
+            round = undefined;
+          });
+          const report = await round;
           return new fetchAPI.Response(JSON.stringify(report), {
             status: report.isReady ? 200 : 503,
             headers: { 'content-type': 'application/json' },

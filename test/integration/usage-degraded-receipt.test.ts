@@ -93,7 +93,20 @@ describe('receipts of degraded requests', () => {
 
     // and another tenant reads them exactly like an unknown id
     const other = await storeTenantPlan([slowBucket(1_000)]);
-    const unknown = await post('/usage/graphql', other.key, JSON.stringify({ query: RECEIPT_QUERY, variables: { id: 'r-never-issued' } }));
+    // (once the API serves the new tenant's plan: until the plan reaches it, every call of that key is refused alike)
+    const unknown = await waitFor(
+      "the other tenant's plan to be served",
+      async () => {
+        const reply = await post(
+          '/usage/graphql',
+          other.key,
+          JSON.stringify({ query: RECEIPT_QUERY, variables: { id: 'r-never-issued' } }),
+        );
+        return reply.status === 200 && reply;
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+    expect(unknown.json).toEqual({ data: { receipt: null } });
     for (const id of receipts) {
       const reply = await post('/usage/graphql', other.key, JSON.stringify({ query: RECEIPT_QUERY, variables: { id } }));
       expect(reply).toEqual(unknown);
