@@ -20,6 +20,7 @@ import { TemporalDeferrer, createJobsWorker, routeTemporalLogs } from '../workfl
 import { Admission } from './admission.js';
 import { createApi, type ApiServer, type ApiSurface } from './app.js';
 import { startDegradedMode, type DegradedMode } from './degraded-mode.js';
+import { DynamoAdminStore } from './config/admin-store.js';
 import { DynamoConfigStore } from './config/dynamo-config-store.js';
 import { LiveConfig, announceConfigVersion } from './config/live-config.js';
 import { DynamoPlanAdmin } from './config/plan-history.js';
@@ -174,7 +175,12 @@ export async function buildApiDeps(input: ApiProcessContext & { redis: DeciderRe
   const configStore = new DynamoConfigStore(dynamo, { tablePrefix: config.dynamodb.tablePrefix });
   // the demo's plans and keys seeded, and its schema served, in demo mode only (gateway mode never loads it)
   if (surface.kind === 'demo' && config.api.isDemoSeeded)
-    await surface.demo.seedDemoKeys({ store: configStore, keysFile: resolve(config.api.demoKeysFile), logger });
+    await surface.demo.seedDemoKeys({
+      store: configStore,
+      keysFile: resolve(config.api.demoKeysFile),
+      logger,
+      tenants: new DynamoAdminStore(dynamo, configStore, { tablePrefix: config.dynamodb.tablePrefix }),
+    });
   const prefix = { tablePrefix: config.dynamodb.tablePrefix };
   const plans = new DynamoPlanAdmin(dynamo, configStore, prefix);
   const rollouts = new DynamoRollouts({ client: dynamo, config: configStore, plans, redis }, prefix);

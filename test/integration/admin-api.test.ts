@@ -114,6 +114,18 @@ describe('admin tokens', () => {
     expect(data['whoami']).toMatch(/^first-start-/);
   });
 
+  it('lists the demo tenants a demo-seeded start stored as entities, with their plans, audit-logged as the seed', async () => {
+    // (the suite's tables are shared: other files' tenants are listed too, so the demo ones are looked up by id)
+    const page = async (plan: string): Promise<{ id: string; status: string; plan: string | null }[]> =>
+      (
+        (await ok(b, 'query($plan: String) { tenants(plan: $plan, first: 500) { items { id status plan } } }', { plan }))['tenants'] as {
+          items: { id: string; status: string; plan: string | null }[];
+        }
+      ).items;
+    expect((await page('starter')).find((tenant) => tenant.id === 'acme')).toEqual({ id: 'acme', status: 'active', plan: 'starter' });
+    expect((await page('pro')).find((tenant) => tenant.id === 'globex')).toEqual({ id: 'globex', status: 'active', plan: 'pro' });
+  });
+
   it('refuses every admin field to anonymous callers, tenant keys, revoked and wrong tokens with one error', async () => {
     // given a tenant API key, a revoked admin token and a wrong one
     const tenantKey = (await storeTenantPlan([slowBucket(1_000)])).key;

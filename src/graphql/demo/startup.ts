@@ -10,10 +10,10 @@ import { dirname } from 'node:path';
 import { Client, type Connection } from '@temporalio/client';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoAccountStore } from '../../billing/index.js';
-import type { AppConfig, Logger } from '../../shared/index.js';
+import { ConflictError, type AppConfig, type Logger } from '../../shared/index.js';
 import { accountTimings, ensureAccountWorkflow } from '../../workflows/index.js';
 import type { DynamoConfigStore } from '../config/dynamo-config-store.js';
-import { DEMO_ACCOUNTS, seedDemoConfig, type DemoKey } from './seed.js';
+import { DEMO_ACCOUNTS, DEMO_TENANTS, seedDemoConfig, type DemoKey } from './seed.js';
 
 /** The demo keys shown at the last start, if the file is there and readable (they are reused when still valid). */
 function readDemoKeys(file: string): DemoKey[] {
@@ -40,6 +40,16 @@ export interface SeedDemoKeysOptions {
   store: DynamoConfigStore;
   keysFile: string;
   logger: Logger;
+  /** Where tenants live as entities (the admin API's list): the demo tenants are stored there too when missing. */
+  tenants?: {
+    getTenant: (tenant: string) => Promise<unknown>;
+    createTenant: (input: {
+      tenant: string;
+      planId: string | null;
+      nowMs: number;
+      audit: { tokenId: string; action: string; target: string };
+    }) => Promise<unknown>;
+  };
 }
 
 /**
@@ -47,8 +57,16 @@ export interface SeedDemoKeysOptions {
  * `keysFile` that are still valid) and writes the keys to `keysFile`, mode 0600.
  * @throws DependencyError when DynamoDB fails; the file system's error when the file cannot be written
  */
-export async function seedDemoKeys({ store, keysFile, logger }: SeedDemoKeysOptions): Promise<void> {
+export async function seedDemoKeys({ store, keysFile, logger, tenants }: SeedDemoKeysOptions): Promise<void> {
   const keys = await seedDemoConfig(store, readDemoKeys(keysFile), Date.now());
+  // the demo tenants as entities, so the operator's tenant list shows who is sending traffic (audit-logged as the seed)
+  for (const { tenant, planId } of DEMO_TENANTS) {
+    if (tenants === undefined || (await tenants.getTenant(tenant)) !== undefined) continue;
+    const audit = { tokenId: 'demo-seed', action: 'tenant.create', target: `tenant/${tenant}` };
+    await tenants.createTenant({ tenant, planId, nowMs: Date.now(), audit }).catch((error: unknown) => {
+      if (!(error instanceof ConflictError)) throw error;
+    });
+  }
   mkdirSync(dirname(keysFile), { recursive: true });
   writeFileSync(keysFile, `${JSON.stringify(keys, null, 2)}\n`, { mode: 0o600 });
   chmodSync(keysFile, 0o600);
