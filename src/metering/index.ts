@@ -1,5 +1,5 @@
 /** Metering: usage events from the decider's streams into the DynamoDB ledger, exactly once, and the audit. */
-export { configTableName, createDynamoClient, ledgerTableName, type DynamoConnectionOptions } from './dynamo.js';
+export { batchGetConsistent, configTableName, createDynamoClient, ledgerTableName, type DynamoConnectionOptions } from './dynamo.js';
 export { DynamoLedgerStore, type DynamoLedgerStoreOptions } from './ledger.js';
 export {
   MAX_TRANSACT_ITEMS,

@@ -3,9 +3,9 @@
  * range, and the entries behind a receipt. Every read names the tenant in its key, so nothing of
  * another tenant can be read (an id of theirs is simply not found). Reads only.
  */
-import { BatchGetItemCommand, QueryCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { QueryCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DependencyError, type TenantId } from '../shared/index.js';
-import { ledgerTableName } from './dynamo.js';
+import { batchGetConsistent, ledgerTableName } from './dynamo.js';
 import { partitionKey, type AttributeMap } from './ledger-items.js';
 import { OPERATION_SK_INFIX, ROLLUP_VERSION_SK, rollupPartition } from './model/rollups.js';
 
@@ -170,24 +170,9 @@ export class DynamoUsageReader {
   private async monthVersions(tenant: TenantId, months: string[]): Promise<Map<string, number>> {
     const versions = new Map<string, number>();
     const keys: AttributeMap[] = months.map((month) => ({ pk: { S: rollupPartition(tenant, month) }, sk: { S: ROLLUP_VERSION_SK } }));
-    for (let at = 0; at < keys.length; at += 100) {
-      let pending = keys.slice(at, at + 100);
-      for (let round = 0; pending.length > 0; round += 1) {
-        if (round > 10) throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB left keys unprocessed');
-        let reply;
-        try {
-          reply = await this.client.send(
-            new BatchGetItemCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }),
-          );
-        } catch (error) {
-          throw wrap(error);
-        }
-        for (const item of reply.Responses?.[this.table] ?? []) {
-          const pk = item['pk']?.S ?? '';
-          versions.set(pk.slice(pk.lastIndexOf('#') + 1), Number(item['v']?.N ?? '0'));
-        }
-        pending = reply.UnprocessedKeys?.[this.table]?.Keys ?? [];
-      }
+    for (const item of await batchGetConsistent(this.client, this.table, keys, 'a usage read')) {
+      const pk = item['pk']?.S ?? '';
+      versions.set(pk.slice(pk.lastIndexOf('#') + 1), Number(item['v']?.N ?? '0'));
     }
     return versions;
   }
@@ -218,7 +203,7 @@ export class DynamoUsageReader {
 
   /**
    * The ledger entries of `eventIds` in the tenant's period partitions `periodStarts` (an entry
-   * credited late to a later period is found there when that period is listed too). One BatchGetItem.
+   * credited late to a later period is found there when that period is listed too). Batch reads of 100 keys.
    * @throws DependencyError `DYNAMODB_UNAVAILABLE`
    */
   async entries(input: { tenant: TenantId; periodStarts: string[]; eventIds: string[] }): Promise<ReceiptEntry[]> {
@@ -226,24 +211,9 @@ export class DynamoUsageReader {
       input.eventIds.map((eventId) => ({ pk: { S: partitionKey(input.tenant, periodStart) }, sk: { S: `entry#${eventId}` } })),
     );
     const found: ReceiptEntry[] = [];
-    for (let at = 0; at < keys.length; at += 100) {
-      let pending: AttributeMap[] = keys.slice(at, at + 100);
-      for (let round = 0; pending.length > 0; round += 1) {
-        if (round > 10) throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB left keys unprocessed');
-        let reply;
-        try {
-          reply = await this.client.send(
-            new BatchGetItemCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }),
-          );
-        } catch (error) {
-          throw wrap(error);
-        }
-        for (const item of reply.Responses?.[this.table] ?? []) {
-          const pk = item['pk']?.S ?? '';
-          found.push(decodeEntry(item, pk.slice(pk.indexOf('#period#') + '#period#'.length)));
-        }
-        pending = reply.UnprocessedKeys?.[this.table]?.Keys ?? [];
-      }
+    for (const item of await batchGetConsistent(this.client, this.table, keys, 'a usage read')) {
+      const pk = item['pk']?.S ?? '';
+      found.push(decodeEntry(item, pk.slice(pk.indexOf('#period#') + '#period#'.length)));
     }
     return found;
   }

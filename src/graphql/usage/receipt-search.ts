@@ -12,9 +12,10 @@
  * later). A late entry (credited to a later period than its own, `lateOf`) is listed only when the range overlaps
  * the period it was credited to.
  */
-import { BatchGetItemCommand, QueryCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { QueryCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { periodAt, type PeriodSpec } from '../../decider/index.js';
 import { DependencyError, ValidationError } from '../../shared/index.js';
+import { batchGetConsistent } from '../../metering/index.js';
 
 export const ENTRIES_BY_TIME_INDEX = 'entries-by-time';
 export const MAX_RECEIPTS_PAGE = 100;
@@ -197,22 +198,12 @@ export class DynamoReceiptSearch {
 
   private async withSettlements(tenant: string, page: { item: Item; periodStartMs: number }[]): Promise<Receipt[]> {
     const settled = new Map<string, Item>();
-    let pending: Item[] = page.map(({ item, periodStartMs }) => ({
+    const keys: Item[] = page.map(({ item, periodStartMs }) => ({
       pk: { S: `tenant#${tenant}#period#${iso(periodStartMs)}` },
       sk: { S: `entry#${item['eventId']?.S ?? ''}.settled` },
     }));
-    for (let round = 0; pending.length > 0; round += 1) {
-      if (round > 10) throw new DependencyError('DYNAMODB_UNAVAILABLE', 'DynamoDB left receipt keys unprocessed');
-      let reply;
-      try {
-        reply = await this.client.send(
-          new BatchGetItemCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }),
-        );
-      } catch (error) {
-        throw wrap(error);
-      }
-      for (const item of reply.Responses?.[this.table] ?? []) settled.set(`${item['pk']?.S ?? ''}\n${item['sk']?.S ?? ''}`, item);
-      pending = reply.UnprocessedKeys?.[this.table]?.Keys ?? [];
+    for (const item of await batchGetConsistent(this.client, this.table, keys, 'the receipt search')) {
+      settled.set(`${item['pk']?.S ?? ''}\n${item['sk']?.S ?? ''}`, item);
     }
     return page.map(({ item, periodStartMs }) => {
       const id = item['eventId']?.S ?? '';
