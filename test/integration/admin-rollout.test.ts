@@ -18,6 +18,7 @@ import { admittedKey, shardOf } from '../../src/decider/index.js';
 import { parseTenantId } from '../../src/shared/index.js';
 import { burst, startApiServer, type ApiServer } from '../support/api-server.js';
 import { waitFor } from '../support/poll.js';
+import { bucketPlan } from '../support/plan-json.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -51,22 +52,7 @@ async function ok(query: string, variables: Record<string, unknown> = {}): Promi
 
 /** A plan whose `burst` bucket holds `capacity` units (tenant-wide, refilled 1 unit an hour). */
 const planOf = (id: string, version: number, capacity: number, extra: unknown[] = []): string =>
-  JSON.stringify({
-    id,
-    version,
-    billingPeriod: MONTH,
-    maxCostPerOperation: 1_000,
-    limits: [
-      {
-        id: 'burst',
-        scope: 'tenant',
-        algorithm: { kind: 'token-bucket', capacity, refillAmount: 1, refillPeriodMs: 3_600_000 },
-        mode: 'hard',
-        onDeciderDown: 'open',
-      },
-      ...extra,
-    ],
-  });
+  JSON.stringify(bucketPlan(id, version, capacity, extra));
 
 /** A tenant on `plan` with one key. */
 async function tenantOn(plan: string, prefix: string): Promise<string> {

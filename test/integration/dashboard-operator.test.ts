@@ -22,6 +22,7 @@ import { parseLimitId, parseTenantId } from '../../src/shared/index.js';
 import { burstResponses, startApiServer, storeTenantPlan, type ApiServer } from '../support/api-server.js';
 import { ARTIFACTS, cspViolations, ensureDashboardBuilt, openBrowser, type DashboardBrowser } from '../support/browser.js';
 import { waitFor } from '../support/poll.js';
+import { bucketPlan } from '../support/plan-json.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 import { startSwitchProxy, type SwitchProxy } from '../support/switch-proxy.js';
 import { MONTH } from '../support/time.js';
@@ -56,22 +57,7 @@ let tight: { tenant: string; key: string };
 let big = { tenant: '', key: '', plan: '' };
 
 /** A plan whose `burst` bucket holds `capacity` units (tenant-wide, refilled 1 unit an hour), as JSON. */
-const bigPlan = (id: string, version: number, capacity: number): string =>
-  JSON.stringify({
-    id,
-    version,
-    billingPeriod: MONTH,
-    maxCostPerOperation: 1_000,
-    limits: [
-      {
-        id: 'burst',
-        scope: 'tenant',
-        algorithm: { kind: 'token-bucket', capacity, refillAmount: 1, refillPeriodMs: 3_600_000 },
-        mode: 'hard',
-        onDeciderDown: 'open',
-      },
-    ],
-  });
+const bigPlan = (id: string, version: number, capacity: number): string => JSON.stringify(bucketPlan(id, version, capacity));
 
 async function admin<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
   const response = await fetch(`${api.baseUrl}/admin/graphql`, {

@@ -12,26 +12,12 @@ import { DynamoPlanAdmin } from '../../src/graphql/config/plan-history.js';
 import { DynamoRollouts } from '../../src/graphql/config/rollouts.js';
 import { createDynamoClient } from '../../src/metering/index.js';
 import { AppError } from '../../src/shared/index.js';
+import { bucketPlan } from '../support/plan-json.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 
-const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' };
 const AUDIT = { tokenId: 'race-test', action: 'plan.rollout', target: 'plan/race' };
 
-const planOf = (id: string, version: number, capacity: number): unknown => ({
-  id,
-  version,
-  billingPeriod: MONTH,
-  maxCostPerOperation: 1_000,
-  limits: [
-    {
-      id: 'burst',
-      scope: 'tenant',
-      algorithm: { kind: 'token-bucket', capacity, refillAmount: 1, refillPeriodMs: 3_600_000 },
-      mode: 'hard',
-      onDeciderDown: 'open',
-    },
-  ],
-});
+const planOf = bucketPlan;
 
 let redis: Redis;
 const clients: DynamoDBClient[] = [];
