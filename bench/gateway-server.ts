@@ -7,6 +7,9 @@
  * - `tollgate`: `createGateway` with tollgate in front (ResilientDecider on Redis, 2 limits);
  * - `hive`, `hive-dedupe`: Hive Gateway (`@graphql-hive/gateway`, a devDependency) proxying to the upstream with its
  *   demand control, one upstream request per request / identical requests in flight coalesced (its default).
+ * - `gw-bare`, `gw-memory`, `gw-redis`: tollgate's gateway with parts removed (`bench/gateway-variants.ts`).
+ * With `BENCH_GATEWAY_MONITOR=1` (the accounting, `bench/gateway-accounting.ts`) the proxy and the variants stamp each
+ * request's stages and keep the event-loop delay and GCs, answered by GET /stats.
  * Prints `ready` when listening; GET /cpu answers the process CPU time in µs.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -14,6 +17,7 @@ import { createSchema, createYoga, type Plugin } from 'graphql-yoga';
 import { createGateway, gatewayParts, upstreamSchemaFromSdl } from '../src/gateway/index.js';
 import { COST_DIRECTIVES_SDL } from '../src/graphql/index.js';
 import { GATEWAY_SDL } from './gateway-shared.js';
+import { ProcessMonitor, VARIANTS, gatewayVariant, type Variant } from './gateway-variants.js';
 import { benchTollgateOptions } from './tollgate-setup.js';
 
 async function tollgate(redisPort: string, upstreamUrl: string): Promise<ReturnType<typeof createGateway>> {
@@ -50,7 +54,11 @@ async function hiveGateway(
 async function main(): Promise<void> {
   const [mode = 'upstream', portText = '0', redisPort = '6379', upstreamUrl = ''] = process.argv.slice(2);
   let handler: (request: IncomingMessage, response: ServerResponse) => void;
-  if (mode === 'tollgate') {
+  const monitor = process.env['BENCH_GATEWAY_MONITOR'] === '1' ? new ProcessMonitor() : undefined;
+  if ((VARIANTS as readonly string[]).includes(mode)) {
+    const yoga = await gatewayVariant(mode as Variant, { redisPort, upstreamUrl, monitor: monitor ?? new ProcessMonitor() });
+    handler = (request, response) => void yoga.requestListener(request, response);
+  } else if (mode === 'tollgate') {
     const yoga = await tollgate(redisPort, upstreamUrl);
     handler = (request, response) => void yoga.requestListener(request, response);
   } else if (mode === 'hive' || mode === 'hive-dedupe') {
@@ -69,6 +77,7 @@ async function main(): Promise<void> {
             },
           });
     const plugins = (mode === 'proxy' ? gatewayParts({ schema, upstream: { url: upstreamUrl } }).plugins : []) as Plugin[];
+    if (mode === 'proxy' && monitor !== undefined) plugins.push(monitor.stages.plugin());
     const yoga = createYoga({ schema, plugins, logging: false, landingPage: false, maskedErrors: true });
     handler = (request, response) => void yoga.requestListener(request, response);
   }
@@ -78,9 +87,14 @@ async function main(): Promise<void> {
       response.end(String(usage.user + usage.system));
       return;
     }
+    if (request.url === '/stats' && monitor !== undefined) {
+      monitor.answer(response);
+      return;
+    }
     handler(request, response);
   });
   server.keepAliveTimeout = 60_000;
+  if (monitor !== undefined) server.on('connection', () => (monitor.connections += 1));
   await new Promise<void>((resolveListen) => server.listen(Number(portText), '127.0.0.1', resolveListen));
   process.stdout.write('ready\n');
   process.on('SIGTERM', () => server.close(() => process.exit(0)));

@@ -23,10 +23,10 @@ import { BENCH_API_KEY } from './graphql-shared.js';
 import { GATEWAY_QUERY } from './gateway-shared.js';
 import { openLoop, type OpenLoopResult } from './open-loop.js';
 
-type Mode = 'upstream' | 'proxy' | 'tollgate' | 'hive' | 'hive-dedupe';
-type Gateway = Exclude<Mode, 'upstream'>;
+export type Mode = 'upstream' | 'proxy' | 'tollgate' | 'hive' | 'hive-dedupe' | 'gw-bare' | 'gw-memory' | 'gw-redis';
+type Gateway = 'proxy' | 'tollgate' | 'hive' | 'hive-dedupe';
 
-interface AutocannonResult {
+export interface AutocannonResult {
   requests: { average: number; total: number };
   latency: { p50: number; p99: number };
   non2xx: number;
@@ -34,16 +34,16 @@ interface AutocannonResult {
 }
 type Autocannon = (options: Record<string, unknown>) => Promise<AutocannonResult>;
 const require = createRequire(import.meta.url);
-const autocannon = require('autocannon') as Autocannon;
+export const autocannon = require('autocannon') as Autocannon;
 
-const BODY = JSON.stringify({ query: GATEWAY_QUERY });
-const HEADERS = { 'content-type': 'application/json', authorization: `Bearer ${BENCH_API_KEY}` };
-const CONNECTIONS = 16;
+export const BODY = JSON.stringify({ query: GATEWAY_QUERY });
+export const HEADERS = { 'content-type': 'application/json', authorization: `Bearer ${BENCH_API_KEY}` };
+export const CONNECTIONS = 16;
 const HIVE_VERSION = (require('@graphql-hive/gateway/package.json') as { version: string }).version;
 const ROUNDS = 2;
 
 /** Compiles the servers (tsconfig.bench.json), as production runs them. */
-function buildServer(): string {
+export function buildServer(): string {
   execFileSync(
     process.execPath,
     [join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(REPO_ROOT, 'tsconfig.bench.json')],
@@ -53,12 +53,17 @@ function buildServer(): string {
   return join(REPO_ROOT, '.data', 'bench-build', 'bench', 'gateway-server.js');
 }
 
-async function startServer(entry: string, mode: Mode, args: string[]): Promise<{ child: ChildProcess; port: number }> {
+export async function startServer(
+  entry: string,
+  mode: Mode,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ child: ChildProcess; port: number }> {
   const port = await freePort();
   const child = spawn(process.execPath, [entry, mode, String(port), ...args], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, NODE_ENV: 'production' },
+    env: { ...process.env, NODE_ENV: 'production', ...env },
   });
   let seen = '';
   await new Promise<void>((resolveReady, reject) => {
@@ -71,7 +76,7 @@ async function startServer(entry: string, mode: Mode, args: string[]): Promise<{
   return { child, port };
 }
 
-async function stopServer(child: ChildProcess): Promise<void> {
+export async function stopServer(child: ChildProcess): Promise<void> {
   const exited = once(child, 'exit');
   child.kill('SIGTERM');
   await exited;

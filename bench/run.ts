@@ -14,6 +14,7 @@ import { benchDashboard } from './dashboard.js';
 import { benchDecider } from './decider/index.js';
 import { benchGraphql, type Figure } from './graphql.js';
 import { benchGateway } from './gateway.js';
+import { benchGatewayAccounting } from './gateway-accounting.js';
 import { benchMetering } from './metering.js';
 import { benchFleet } from './fleet.js';
 import { benchOverload } from './overload.js';
@@ -46,6 +47,8 @@ const SECTIONS: { name: string; run: (ctx: BenchContext) => Promise<BenchSection
   { name: 'graphql', run: async (ctx) => benchGraphql({ redisPort: ctx.redisPort, durationMs: ctx.durationMs }) },
   // the gateway (issue 20): tollgate's gateway vs a plain forwarding yoga gateway, same upstream, this Redis
   { name: 'gateway', run: async (ctx) => benchGateway({ redisPort: ctx.redisPort, durationMs: ctx.durationMs }) },
+  // where the gateway's time goes (issue 20): the proxy beside the gateway with parts removed, CPU of every process
+  { name: 'gateway-accounting', run: benchGatewayAccounting },
   {
     name: 'metering',
     // metering (issue: metering): its own Temporal and DynamoDB Local, this Redis, the GraphQL hot path's admitted rate as load

@@ -1,0 +1,233 @@
+/**
+ * Where the tollgate gateway's time goes (issue 20), by A/B rather than by one process's profile: the plain proxy
+ * and tollgate's gateway with parts removed (`bench/gateway-variants.ts`: no `useTollgate`; `useTollgate` over an
+ * always-admitting in-memory decider; the whole thing on Redis), in front of the same upstream, in one run, rounds
+ * interleaved. For each: requests per second (closed loop, autocannon, 16 connections) and the CPU each process
+ * spent per request (the gateway, the upstream, Redis and the load generator: on 2 shared cores throughput follows
+ * the total), GCs per request, the response's size; then at one fixed open-loop rate (half of the whole gateway's
+ * throughput), the p50/p99 seen by the client beside the server's own view (stage times, event-loop delay, GC).
+ * `BENCH_ONLY=gateway-accounting npm run bench`.
+ */
+import { readFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import type { Redis } from 'ioredis';
+import type { Figure } from './graphql.js';
+import { BODY, CONNECTIONS, HEADERS, autocannon, buildServer, startServer, stopServer, type Mode } from './gateway.js';
+import { STAGES, type ProcessStats } from './gateway-variants.js';
+import { openLoop } from './open-loop.js';
+
+const SERVERS = ['proxy', 'gw-bare', 'gw-memory', 'gw-redis'] as const;
+type Server = (typeof SERVERS)[number];
+const LABELS: Record<Server, string> = {
+  proxy: 'plain yoga proxy',
+  'gw-bare': '(a) gateway without useTollgate',
+  'gw-memory': '(b) useTollgate, in-memory decider',
+  'gw-redis': '(c) the whole gateway (Redis)',
+};
+const ROUNDS = 2;
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
+const TICKS_PER_S = 100;
+
+/** CPU µs a process has used, from /proc/<pid>/stat (utime + stime). */
+function processCpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is the state (field 3); utime and stime are fields 14 and 15
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / TICKS_PER_S;
+}
+
+/** Redis commands run so far (all kinds) and their µs, from INFO commandstats. */
+async function redisCommands(admin: Redis): Promise<{ calls: number; usec: number }> {
+  let calls = 0;
+  let usec = 0;
+  for (const match of (await admin.info('commandstats')).matchAll(/^cmdstat_(\w+):calls=(\d+),usec=(\d+)/gm)) {
+    if (match[1] === 'info') continue;
+    calls += Number(match[2]);
+    usec += Number(match[3]);
+  }
+  return { calls, usec };
+}
+
+interface Pids {
+  gateway: Record<Server, number>;
+  upstream: number;
+  upstreamPort: number;
+  redis: number;
+}
+
+interface ClosedRun {
+  perSecond: number;
+  requests: number;
+  /** CPU µs per request of each process. */
+  cpu: { gateway: number; upstream: number; redis: number; client: number };
+  gcPerRequest: number;
+  gcMsPerRequest: number;
+  /** Connections the upstream accepted during the run (the gateway's pool to it). */
+  upstreamConnections: number;
+  /** Redis commands per request (the decider's calls: one script call decides a batch) and Redis' own µs per call. */
+  redisCallsPerRequest: number;
+  redisUsecPerCall: number;
+}
+
+async function stats(port: number): Promise<ProcessStats> {
+  return (await (await fetch(`http://127.0.0.1:${port}/stats`)).json()) as ProcessStats;
+}
+
+async function closedRun(server: Server, port: number, pids: Pids, durationMs: number, admin: Redis): Promise<ClosedRun> {
+  const url = `http://127.0.0.1:${port}/graphql`;
+  const options = { url, method: 'POST', headers: HEADERS, body: BODY, connections: CONNECTIONS };
+  await autocannon({ ...options, duration: 2 });
+  await stats(port);
+  await stats(pids.upstreamPort);
+  const before = {
+    gateway: processCpuMicros(pids.gateway[server]),
+    upstream: processCpuMicros(pids.upstream),
+    redis: processCpuMicros(pids.redis),
+  };
+  const commands = await redisCommands(admin);
+  const client = process.cpuUsage();
+  const result = await autocannon({ ...options, duration: Math.max(1, Math.round(durationMs / 1000)) });
+  const clientUsed = process.cpuUsage(client);
+  const commandsAfter = await redisCommands(admin);
+  const calls = commandsAfter.calls - commands.calls;
+  const after = stats(port);
+  const n = Math.max(1, result.requests.total);
+  if (result.non2xx + result.errors > 0) throw new Error(`${server}: ${result.non2xx + result.errors} failed requests`);
+  const seen = await after;
+  const upstreamSeen = await stats(pids.upstreamPort);
+  return {
+    perSecond: result.requests.average,
+    requests: n,
+    cpu: {
+      gateway: (processCpuMicros(pids.gateway[server]) - before.gateway) / n,
+      upstream: (processCpuMicros(pids.upstream) - before.upstream) / n,
+      redis: (processCpuMicros(pids.redis) - before.redis) / n,
+      client: (clientUsed.user + clientUsed.system) / n,
+    },
+    gcPerRequest: seen.gcCount / n,
+    gcMsPerRequest: seen.gcMs / n,
+    upstreamConnections: upstreamSeen.connections,
+    redisCallsPerRequest: calls / n,
+    redisUsecPerCall: calls === 0 ? 0 : (commandsAfter.usec - commands.usec) / calls,
+  };
+}
+
+/** Bytes of one answer: status line and headers as sent, and the body. */
+async function answerSize(port: number): Promise<{ headers: number; body: number }> {
+  const response = await fetch(`http://127.0.0.1:${port}/graphql`, { method: 'POST', headers: HEADERS, body: BODY });
+  const body = await response.text();
+  if (response.status !== 200 || !body.includes('"books"')) throw new Error(`answered ${response.status} ${body}`);
+  let headers = 'HTTP/1.1 200 OK\r\n'.length + 2;
+  response.headers.forEach((value, name) => (headers += name.length + value.length + 4));
+  return { headers, body: Buffer.byteLength(body) };
+}
+
+const ms = (value: number): string => value.toFixed(2);
+
+/** The accounting section. */
+export async function benchGatewayAccounting(input: {
+  redisPort: number;
+  admin: Redis;
+  durationMs: number;
+}): Promise<{ lines: string[]; figures: Figure[] }> {
+  const entry = buildServer();
+  const redisPid = Number(/process_id:(\d+)/.exec(await input.admin.info('server'))?.[1]);
+  const started: ChildProcess[] = [];
+  const start = async (mode: Mode, args: string[]): Promise<{ child: ChildProcess; port: number }> => {
+    const server = await startServer(entry, mode, args, { BENCH_GATEWAY_MONITOR: '1' });
+    started.push(server.child);
+    return server;
+  };
+  try {
+    const upstream = await start('upstream', ['0']);
+    const upstreamUrl = `http://127.0.0.1:${upstream.port}/graphql`;
+    const ports = {} as Record<Server, number>;
+    const pids = {
+      gateway: {} as Record<Server, number>,
+      upstream: upstream.child.pid as number,
+      upstreamPort: upstream.port,
+      redis: redisPid,
+    };
+    for (const server of SERVERS) {
+      const child = await start(server, [String(input.redisPort), upstreamUrl]);
+      ports[server] = child.port;
+      pids.gateway[server] = child.child.pid as number;
+    }
+    const sizes = {} as Record<Server, { headers: number; body: number }>;
+    for (const server of SERVERS) sizes[server] = await answerSize(ports[server]);
+    const best = {} as Record<Server, ClosedRun>;
+    for (let round = 0; round < ROUNDS; round += 1) {
+      for (const server of SERVERS) {
+        const run = await closedRun(server, ports[server], pids, input.durationMs, input.admin);
+        if (best[server] === undefined || run.perSecond > best[server].perSecond) best[server] = run;
+      }
+    }
+    const rate = Math.round(Math.min(...SERVERS.map((server) => best[server].perSecond)) / 2);
+    const fixedMs = Math.max(4_000, input.durationMs / 2);
+    const fixed = {} as Record<Server, { p50Ms: number; p99Ms: number; server: ProcessStats }>;
+    for (const server of SERVERS) {
+      for (let round = 0; round < ROUNDS; round += 1) {
+        await stats(ports[server]);
+        const run = await openLoop({
+          port: ports[server],
+          path: '/graphql',
+          headers: HEADERS,
+          body: BODY,
+          ratePerS: rate,
+          durationMs: fixedMs,
+        });
+        const seen = await stats(ports[server]);
+        if (run.failures > 0) throw new Error(`${server}: ${run.failures} failed requests at ${rate} req/s`);
+        if (fixed[server] === undefined || run.p99Ms < fixed[server].p99Ms)
+          fixed[server] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, server: seen };
+      }
+    }
+    return report({ best, fixed, sizes, rate, fixedMs, durationMs: input.durationMs });
+  } finally {
+    await Promise.all(started.map((child) => stopServer(child)));
+  }
+}
+
+function report(input: {
+  best: Record<Server, ClosedRun>;
+  fixed: Record<Server, { p50Ms: number; p99Ms: number; server: ProcessStats }>;
+  sizes: Record<Server, { headers: number; body: number }>;
+  rate: number;
+  fixedMs: number;
+  durationMs: number;
+}): { lines: string[]; figures: Figure[] } {
+  const { best, fixed, sizes, rate } = input;
+  const proxy = best.proxy.perSecond;
+  const total = (run: ClosedRun): number => run.cpu.gateway + run.cpu.upstream + run.cpu.redis + run.cpu.client;
+  const figures: Figure[] = SERVERS.filter((server) => server !== 'proxy').map((server) => ({
+    name: `gateway_accounting_${server.replace('gw-', '')}_vs_proxy`,
+    value: best[server].perSecond / proxy,
+    unit: 'ratio',
+    note: `${LABELS[server]} req/s ÷ plain proxy req/s, same run`,
+  }));
+  return {
+    figures,
+    lines: [
+      '## Gateway accounting',
+      '',
+      `The plain proxy and tollgate's gateway with parts removed (\`bench/gateway-variants.ts\`), in front of one upstream, closed loop ${CONNECTIONS} connections ${Math.round(input.durationMs / 1000)} s after 2 s warm-up, ${ROUNDS} interleaved rounds (the better kept); CPU per request of each process from /proc (10 ms ticks) and \`process.cpuUsage\` (the load generator, autocannon, in the bench process).`,
+      '',
+      '| server | req/s | ÷ proxy | gateway µs/req | upstream | Redis | client | total µs/req | GCs /1k req | GC ms /1k req | answer bytes (headers + body) | upstream connections | Redis calls /req | Redis µs /call |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      ...SERVERS.map((server) => {
+        const run = best[server];
+        return `| ${LABELS[server]} | ${run.perSecond.toFixed(0)} | ${(run.perSecond / proxy).toFixed(3)} | ${run.cpu.gateway.toFixed(0)} | ${run.cpu.upstream.toFixed(0)} | ${run.cpu.redis.toFixed(0)} | ${run.cpu.client.toFixed(0)} | ${total(run).toFixed(0)} | ${(run.gcPerRequest * 1000).toFixed(1)} | ${(run.gcMsPerRequest * 1000).toFixed(1)} | ${sizes[server].headers} + ${sizes[server].body} | ${run.upstreamConnections} | ${run.redisCallsPerRequest.toFixed(3)} | ${run.redisUsecPerCall.toFixed(1)} |`;
+      }),
+      '',
+      `At ${rate} req/s open loop for ${Math.round(input.fixedMs / 1000)} s (half the slowest's throughput; ${ROUNDS} runs, the lower p99 kept): the client's p50/p99, the server's own per-request time (onRequest → onResponse) and its mean stage times (ms), the event-loop delay and GCs in that run.`,
+      '',
+      `| server | client p50 / p99 | server p50 / p99 | ${STAGES.join(' | ')} | loop delay p99 / max | GCs (> 5 ms) |`,
+      `| --- | ---: | ---: | ${STAGES.map(() => '---:').join(' | ')} | ---: | ---: |`,
+      ...SERVERS.map((server) => {
+        const { p50Ms, p99Ms, server: seen } = fixed[server];
+        return `| ${LABELS[server]} | ${ms(p50Ms)} / ${ms(p99Ms)} | ${ms(seen.totalP50Ms)} / ${ms(seen.totalP99Ms)} | ${STAGES.map((stage) => ms(seen.stagesMs[stage])).join(' | ')} | ${ms(seen.loopDelayP99Ms)} / ${ms(seen.loopDelayMaxMs)} | ${seen.gcCount} (${seen.gcOver5Ms}) |`;
+      }),
+      '',
+    ],
+  };
+}
