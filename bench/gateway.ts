@@ -21,7 +21,7 @@ import { REPO_ROOT, freePort } from '../infra/services.js';
 import type { Figure } from './graphql.js';
 import { BENCH_API_KEY } from './graphql-shared.js';
 import { GATEWAY_QUERY } from './gateway-shared.js';
-import { openLoop, type OpenLoopResult } from './open-loop.js';
+import { openLoop, pooledPercentiles, type OpenLoopResult } from './open-loop.js';
 
 export type Mode = 'upstream' | 'proxy' | 'tollgate' | 'hive' | 'hive-dedupe' | 'gw-bare' | 'gw-memory' | 'gw-redis';
 type Gateway = 'proxy' | 'tollgate' | 'hive' | 'hive-dedupe';
@@ -82,15 +82,23 @@ export async function stopServer(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-/** Open loop at `ratePerS` against one gateway: the better p99 of `ROUNDS` runs (a figure seen twice). */
-async function fixedRate(port: number, ratePerS: number, durationMs: number): Promise<OpenLoopResult> {
-  let best: OpenLoopResult | undefined;
-  for (let round = 0; round < ROUNDS; round += 1) {
-    const run = await openLoop({ port, path: '/graphql', headers: HEADERS, body: BODY, ratePerS, durationMs });
-    if (run.failures > 0) throw new Error(`open loop at ${ratePerS} req/s: ${run.failures} failed requests`);
-    if (best === undefined || run.p99Ms < best.p99Ms) best = run;
+/** Slices of open loop per gateway: proxy and tollgate alternate, so both see the same spells of noise. */
+const SLICES = 4;
+
+/**
+ * Open loop at `ratePerS` against each gateway in `ports`, in `SLICES` alternating slices of `durationMs / 2`
+ * each (the machine is shared: neighbours' bursts land on both alike), the latencies of each gateway's slices pooled.
+ */
+async function fixedRates(ports: readonly number[], ratePerS: number, durationMs: number): Promise<{ p50Ms: number; p99Ms: number }[]> {
+  const runs: OpenLoopResult[][] = ports.map(() => []);
+  for (let slice = 0; slice < SLICES; slice += 1) {
+    for (const [index, port] of ports.entries()) {
+      const run = await openLoop({ port, path: '/graphql', headers: HEADERS, body: BODY, ratePerS, durationMs: durationMs / 2 });
+      if (run.failures > 0) throw new Error(`open loop at ${ratePerS} req/s: ${run.failures} failed requests`);
+      runs[index]?.push(run);
+    }
   }
-  return best as OpenLoopResult;
+  return runs.map((pooled) => pooledPercentiles(pooled));
 }
 
 /** One request through `mode`, which must answer the query's data (not only a 200). */
@@ -157,8 +165,10 @@ export async function benchGateway(input: { redisPort: number; durationMs: numbe
     // load, which neither gateway is near its capacity at
     const rate = Math.round(Math.min(proxy.perSecond, tollgate.perSecond) / 2);
     const fixedMs = Math.max(4_000, input.durationMs / 2);
-    const proxyFixed = await fixedRate(servers.proxy.port, rate, fixedMs);
-    const tollgateFixed = await fixedRate(servers.tollgate.port, rate, fixedMs);
+    const [proxyFixed, tollgateFixed] = (await fixedRates([servers.proxy.port, servers.tollgate.port], rate, fixedMs)) as [
+      { p50Ms: number; p99Ms: number },
+      { p50Ms: number; p99Ms: number },
+    ];
     const ratio = tollgate.perSecond / proxy.perSecond;
     const hiveRatio = tollgate.perSecond / hive.perSecond;
     const addedP99 = tollgateFixed.p99Ms - proxyFixed.p99Ms;
@@ -188,7 +198,7 @@ export async function benchGateway(input: { redisPort: number; durationMs: numbe
       lines: [
         '## Gateway',
         '',
-        `One upstream (plain yoga, its own process) and one query (\`${GATEWAY_QUERY}\`, 30 units, every list full so nothing to settle); each gateway in its own Node process (compiled), autocannon with ${CONNECTIONS} connections for ${Math.round(input.durationMs / 1000)} s after a 2 s warm-up, ${ROUNDS} interleaved rounds (the better kept); then ${rate} req/s (half of tollgate's throughput, the slower of the two) open loop for ${Math.round(fixedMs / 1000)} s, proxy and tollgate, ${ROUNDS} runs each (the lower p99 kept): requests go out at their due times whatever the answers do, and each latency counts from its due time (\`bench/open-loop.ts\`). Upstream, gateways, Redis and the load generator share the same 2 cores. tollgate's gateway here is \`createGateway\` over Redis (in-memory keys and plans), not the whole API process (no DynamoDB/Temporal needed on the request path).`,
+        `One upstream (plain yoga, its own process) and one query (\`${GATEWAY_QUERY}\`, 30 units, every list full so nothing to settle); each gateway in its own Node process (compiled), autocannon with ${CONNECTIONS} connections for ${Math.round(input.durationMs / 1000)} s after a 2 s warm-up, ${ROUNDS} interleaved rounds (the better kept); then ${rate} req/s (half of tollgate's throughput, the slower of the two) open loop, proxy and tollgate in ${SLICES} alternating slices of ${(fixedMs / 2000).toFixed(0)} s each (both see the same spells of the neighbours' noise; each one's slices pooled): requests go out at their due times whatever the answers do, and each latency counts from its due time (\`bench/open-loop.ts\`). Upstream, gateways, Redis and the load generator share the same 2 cores. tollgate's gateway here is \`createGateway\` over Redis (in-memory keys and plans), not the whole API process (no DynamoDB/Temporal needed on the request path).`,
         '',
         'Every client sends the same query, so Hive Gateway with its default (`deduplicateInflightRequests`) answers up to 16 requests with one upstream request; `gateway_vs_hive_gateway` compares with it forwarding every request, as tollgate (which meters each request) and the plain proxy do.',
         '',

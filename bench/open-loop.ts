@@ -24,6 +24,14 @@ export interface OpenLoopResult {
   failures: number;
   /** The latest any request went out after it was due, ms (the generator's own lag). */
   maxSendLagMs: number;
+  /** Every answered request's latency, ms, ascending (to pool runs: `pooledPercentiles`). */
+  latenciesMs: number[];
+}
+
+/** p50 and p99 of several runs' latencies taken together. */
+export function pooledPercentiles(runs: readonly OpenLoopResult[]): { p50Ms: number; p99Ms: number; sent: number } {
+  const all = runs.flatMap((run) => run.latenciesMs).sort((a, b) => a - b);
+  return { p50Ms: percentile(all, 50), p99Ms: percentile(all, 99), sent: runs.reduce((sum, run) => sum + run.sent, 0) };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -72,5 +80,5 @@ export async function openLoop(input: OpenLoopInput): Promise<OpenLoopResult> {
   await Promise.all(pending);
   agent.destroy();
   latencies.sort((a, b) => a - b);
-  return { p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), sent, failures, maxSendLagMs };
+  return { p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), sent, failures, maxSendLagMs, latenciesMs: latencies };
 }
