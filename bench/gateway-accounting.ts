@@ -16,15 +16,18 @@ import { BODY, CONNECTIONS, HEADERS, autocannon, buildServer, startServer, stopS
 import { STAGES, type ProcessStats } from './gateway-variants.js';
 import { openLoop, pooledPercentiles, type OpenLoopResult } from './open-loop.js';
 
-const SERVERS = ['proxy', 'gw-bare', 'gw-memory', 'gw-redis'] as const;
-type Server = (typeof SERVERS)[number];
+type Server = 'proxy' | 'gw-bare' | 'gw-memory' | 'gw-memory-plain-answer' | 'gw-redis';
+/** The servers compared (`BENCH_ACCOUNTING=proxy,gw-memory,…` to pick others). */
+const SERVERS = (process.env['BENCH_ACCOUNTING'] ?? 'proxy,gw-bare,gw-memory,gw-redis').split(',') as Server[];
 const LABELS: Record<Server, string> = {
   proxy: 'plain yoga proxy',
   'gw-bare': '(a) gateway without useTollgate',
   'gw-memory': '(b) useTollgate, in-memory decider',
+  'gw-memory-plain-answer': "(b') as (b), its answer undone (no extensions.cost, no RateLimit headers)",
   'gw-redis': '(c) the whole gateway (Redis)',
 };
-const ROUNDS = 2;
+/** Closed-loop rounds, the servers in turn in each (medians reported: a neighbour's burst spoils one round, not the figure). */
+const ROUNDS = 5;
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
 const TICKS_PER_S = 100;
 
@@ -60,6 +63,8 @@ interface Pids {
 
 interface ClosedRun {
   perSecond: number;
+  /** req/s ÷ the proxy's in the same round. */
+  ratio: number;
   requests: number;
   /** CPU µs per request of each process. */
   cpu: { gateway: number; upstream: number; redis: number; client: number };
@@ -76,10 +81,12 @@ async function stats(port: number): Promise<ProcessStats> {
   return (await (await fetch(`http://127.0.0.1:${port}/stats`)).json()) as ProcessStats;
 }
 
+/** One closed-loop run's length, s: the rounds share the phase length. */
+const closedSeconds = (durationMs: number): number => Math.max(2, Math.round(durationMs / 2000));
+
 async function closedRun(server: Server, port: number, pids: Pids, durationMs: number, admin: Redis): Promise<ClosedRun> {
   const url = `http://127.0.0.1:${port}/graphql`;
   const options = { url, method: 'POST', headers: HEADERS, body: BODY, connections: CONNECTIONS };
-  await autocannon({ ...options, duration: 2 });
   await stats(port);
   await stats(pids.upstreamPort);
   const before = {
@@ -89,7 +96,7 @@ async function closedRun(server: Server, port: number, pids: Pids, durationMs: n
   };
   const commands = await redisScriptCalls(admin);
   const client = process.cpuUsage();
-  const result = await autocannon({ ...options, duration: Math.max(1, Math.round(durationMs / 1000)) });
+  const result = await autocannon({ ...options, duration: closedSeconds(durationMs) });
   const clientUsed = process.cpuUsage(client);
   const commandsAfter = await redisScriptCalls(admin);
   const calls = commandsAfter.calls - commands.calls;
@@ -100,6 +107,7 @@ async function closedRun(server: Server, port: number, pids: Pids, durationMs: n
   const upstreamSeen = await stats(pids.upstreamPort);
   return {
     perSecond: result.requests.average,
+    ratio: 1,
     requests: n,
     cpu: {
       gateway: (processCpuMicros(pids.gateway[server]) - before.gateway) / n,
@@ -165,6 +173,33 @@ async function fixedRates(
   return fixed;
 }
 
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[middle] ?? 0) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+};
+
+/** Each figure's median over the rounds. */
+function medianRun(runs: ClosedRun[]): ClosedRun {
+  const of = (pick: (run: ClosedRun) => number): number => median(runs.map(pick));
+  return {
+    perSecond: of((run) => run.perSecond),
+    ratio: of((run) => run.ratio),
+    requests: of((run) => run.requests),
+    cpu: {
+      gateway: of((run) => run.cpu.gateway),
+      upstream: of((run) => run.cpu.upstream),
+      redis: of((run) => run.cpu.redis),
+      client: of((run) => run.cpu.client),
+    },
+    gcPerRequest: of((run) => run.gcPerRequest),
+    gcMsPerRequest: of((run) => run.gcMsPerRequest),
+    upstreamConnections: of((run) => run.upstreamConnections),
+    redisCallsPerRequest: of((run) => run.redisCallsPerRequest),
+    redisUsecPerCall: of((run) => run.redisUsecPerCall),
+  };
+}
+
 /** Bytes of one answer: status line and headers as sent, and the body. */
 async function answerSize(port: number): Promise<{ headers: number; body: number }> {
   const response = await fetch(`http://127.0.0.1:${port}/graphql`, { method: 'POST', headers: HEADERS, body: BODY });
@@ -208,13 +243,21 @@ export async function benchGatewayAccounting(input: {
     }
     const sizes = {} as Record<Server, { headers: number; body: number }>;
     for (const server of SERVERS) sizes[server] = await answerSize(ports[server]);
-    const best = {} as Record<Server, ClosedRun>;
+    for (const server of SERVERS) {
+      const url = `http://127.0.0.1:${ports[server]}/graphql`;
+      await autocannon({ url, method: 'POST', headers: HEADERS, body: BODY, connections: CONNECTIONS, duration: 2 });
+    }
+    const rounds = Object.fromEntries(SERVERS.map((server) => [server, [] as ClosedRun[]])) as Record<Server, ClosedRun[]>;
     for (let round = 0; round < ROUNDS; round += 1) {
-      for (const server of SERVERS) {
+      const proxyRun = await closedRun('proxy', ports.proxy, pids, input.durationMs, input.admin);
+      rounds.proxy.push(proxyRun);
+      for (const server of SERVERS.filter((name) => name !== 'proxy')) {
         const run = await closedRun(server, ports[server], pids, input.durationMs, input.admin);
-        if (best[server] === undefined || run.perSecond > best[server].perSecond) best[server] = run;
+        rounds[server].push({ ...run, ratio: run.perSecond / proxyRun.perSecond });
       }
     }
+    const best = {} as Record<Server, ClosedRun>;
+    for (const server of SERVERS) best[server] = medianRun(rounds[server]);
     const rate = Math.round(Math.min(...SERVERS.map((server) => best[server].perSecond)) / 2);
     const fixedMs = Math.max(4_000, input.durationMs / 2);
     const fixed = await fixedRates(ports, rate, fixedMs);
@@ -233,26 +276,25 @@ function report(input: {
   durationMs: number;
 }): { lines: string[]; figures: Figure[] } {
   const { best, fixed, sizes, rate } = input;
-  const proxy = best.proxy.perSecond;
   const total = (run: ClosedRun): number => run.cpu.gateway + run.cpu.upstream + run.cpu.redis + run.cpu.client;
   const figures: Figure[] = SERVERS.filter((server) => server !== 'proxy').map((server) => ({
     name: `gateway_accounting_${server.replace('gw-', '')}_vs_proxy`,
-    value: best[server].perSecond / proxy,
+    value: best[server].ratio,
     unit: 'ratio',
-    note: `${LABELS[server]} req/s ÷ plain proxy req/s, same run`,
+    note: `${LABELS[server]} req/s ÷ plain proxy req/s in the same round, median of ${ROUNDS} rounds`,
   }));
   return {
     figures,
     lines: [
       '## Gateway accounting',
       '',
-      `The plain proxy and tollgate's gateway with parts removed (\`bench/gateway-variants.ts\`), in front of one upstream, closed loop ${CONNECTIONS} connections ${Math.round(input.durationMs / 1000)} s after 2 s warm-up, ${ROUNDS} interleaved rounds (the better kept); CPU per request of each process from /proc (10 ms ticks) and \`process.cpuUsage\` (the load generator, autocannon, in the bench process).`,
+      `The plain proxy and tollgate's gateway with parts removed (\`bench/gateway-variants.ts\`), in front of one upstream, closed loop ${CONNECTIONS} connections, ${ROUNDS} rounds of ${closedSeconds(input.durationMs)} s per server, the servers in turn in each round after a 2 s warm-up of each; every figure is the median over the rounds, the ratio the median of each round's ratio to the proxy; CPU per request of each process from /proc (10 ms ticks) and \`process.cpuUsage\` (the load generator, autocannon, in the bench process).`,
       '',
       '| server | req/s | ÷ proxy | gateway µs/req | upstream | Redis | client | total µs/req | GCs /1k req | GC ms /1k req | answer bytes (headers + body) | upstream connections | script calls /req | Redis µs /script call |',
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...SERVERS.map((server) => {
         const run = best[server];
-        return `| ${LABELS[server]} | ${run.perSecond.toFixed(0)} | ${(run.perSecond / proxy).toFixed(3)} | ${run.cpu.gateway.toFixed(0)} | ${run.cpu.upstream.toFixed(0)} | ${run.cpu.redis.toFixed(0)} | ${run.cpu.client.toFixed(0)} | ${total(run).toFixed(0)} | ${(run.gcPerRequest * 1000).toFixed(1)} | ${(run.gcMsPerRequest * 1000).toFixed(1)} | ${sizes[server].headers} + ${sizes[server].body} | ${run.upstreamConnections} | ${run.redisCallsPerRequest.toFixed(3)} | ${run.redisUsecPerCall.toFixed(1)} |`;
+        return `| ${LABELS[server]} | ${run.perSecond.toFixed(0)} | ${run.ratio.toFixed(3)} | ${run.cpu.gateway.toFixed(0)} | ${run.cpu.upstream.toFixed(0)} | ${run.cpu.redis.toFixed(0)} | ${run.cpu.client.toFixed(0)} | ${total(run).toFixed(0)} | ${(run.gcPerRequest * 1000).toFixed(1)} | ${(run.gcMsPerRequest * 1000).toFixed(1)} | ${sizes[server].headers} + ${sizes[server].body} | ${run.upstreamConnections} | ${run.redisCallsPerRequest.toFixed(3)} | ${run.redisUsecPerCall.toFixed(1)} |`;
       }),
       '',
       `At ${rate} req/s open loop (half the slowest's throughput), the servers in turn, ${SLICES} slices of ${(input.fixedMs / 2000).toFixed(0)} s each: the client's p50/p99 (slices pooled), the server's own per-request time (onRequest → onResponse; slices' mean) and its mean stage times (ms), the event-loop delay (p99 slices' mean, max of all) and GCs (all slices).`,

@@ -4,6 +4,7 @@
  * to the upstream) with one part removed:
  * - `gw-bare`: no `useTollgate` at all, the rest as `createGateway` builds it;
  * - `gw-memory`: `useTollgate` over an in-memory decider that admits everything (no Redis);
+ * - `gw-memory-plain-answer`: the same, its answer undone (no `extensions.cost`, no RateLimit headers);
  * - `gw-redis`: the whole thing (`useTollgate` over the ResilientDecider on Redis).
  * Every variant, and the plain proxy in accounting mode, carries a last plugin that stamps each request's stages
  * (`StageClock`), and the process keeps its event-loop delay and its GCs; `GET /stats` answers them and starts
@@ -19,8 +20,24 @@ import { useReadyEndpoint, useTollgate, type TollgateContext, type TollgateOptio
 import { GATEWAY_SDL } from './gateway-shared.js';
 import { benchTollgateOptions } from './tollgate-setup.js';
 
-export type Variant = 'gw-bare' | 'gw-memory' | 'gw-redis';
-export const VARIANTS: readonly Variant[] = ['gw-bare', 'gw-memory', 'gw-redis'];
+export type Variant = 'gw-bare' | 'gw-memory' | 'gw-memory-plain-answer' | 'gw-redis';
+export const VARIANTS: readonly Variant[] = ['gw-bare', 'gw-memory', 'gw-memory-plain-answer', 'gw-redis'];
+
+/**
+ * `useTollgate`'s answer undone (bench only, to price it): the result sent as the upstream's data alone (no
+ * `extensions.cost`) and `useTollgate`'s `onResponse` (the RateLimit headers) dropped.
+ */
+function plainAnswer(tollgate: Plugin<TollgateContext>): Plugin<TollgateContext>[] {
+  const { onResponse: _dropped, ...rest } = tollgate;
+  const strip: Plugin<TollgateContext> = {
+    onExecute: () => ({
+      onExecuteDone: ({ result, setResult }) => {
+        if (!(Symbol.asyncIterator in result)) setResult({ data: result.data ?? null });
+      },
+    }),
+  };
+  return [rest, strip];
+}
 
 /** Admits every operation at once, with the limits' state a real decision would carry; settles nothing. */
 export class AlwaysAdmitDecider implements Decider {
@@ -188,7 +205,8 @@ export async function gatewayVariant(
   let tollgate: Plugin<TollgateContext>[] = [];
   if (variant !== 'gw-bare') {
     const options: TollgateOptions = await benchTollgateOptions(input.redisPort);
-    tollgate = [useTollgate(variant === 'gw-memory' ? { ...options, decider: new AlwaysAdmitDecider() } : options)];
+    const plugin = useTollgate(variant === 'gw-redis' ? options : { ...options, decider: new AlwaysAdmitDecider() });
+    tollgate = variant === 'gw-memory-plain-answer' ? plainAnswer(plugin) : [plugin];
   }
   return createYoga<object, TollgateContext>({
     schema,

@@ -21,9 +21,10 @@ import { REPO_ROOT, freePort } from '../infra/services.js';
 import type { Figure } from './graphql.js';
 import { BENCH_API_KEY } from './graphql-shared.js';
 import { GATEWAY_QUERY } from './gateway-shared.js';
+import type { Variant } from './gateway-variants.js';
 import { openLoop, pooledPercentiles, type OpenLoopResult } from './open-loop.js';
 
-export type Mode = 'upstream' | 'proxy' | 'tollgate' | 'hive' | 'hive-dedupe' | 'gw-bare' | 'gw-memory' | 'gw-redis';
+export type Mode = 'upstream' | 'proxy' | 'tollgate' | 'hive' | 'hive-dedupe' | Variant;
 type Gateway = 'proxy' | 'tollgate' | 'hive' | 'hive-dedupe';
 
 export interface AutocannonResult {
