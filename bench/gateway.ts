@@ -41,7 +41,8 @@ export const BODY = JSON.stringify({ query: GATEWAY_QUERY });
 export const HEADERS = { 'content-type': 'application/json', authorization: `Bearer ${BENCH_API_KEY}` };
 export const CONNECTIONS = 16;
 const HIVE_VERSION = (require('@graphql-hive/gateway/package.json') as { version: string }).version;
-const ROUNDS = 2;
+/** Closed-loop rounds, the gateways in turn in each: figures are medians over the rounds, ratios of the same round. */
+const ROUNDS = 4;
 
 /** Compiles the servers (tsconfig.bench.json), as production runs them. */
 export function buildServer(): string {
@@ -116,16 +117,24 @@ interface Run {
   failures: number;
 }
 
+/** One closed-loop run's length, s (the rounds share the phase length). */
+const roundSeconds = (durationMs: number): number => Math.max(2, Math.round(durationMs / 2000));
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[middle] ?? Number.NaN) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+}
+
 async function closedLoop(port: number, durationMs: number): Promise<Run> {
   const url = `http://127.0.0.1:${port}/graphql`;
-  await autocannon({ url, method: 'POST', headers: HEADERS, body: BODY, connections: CONNECTIONS, duration: 2 });
   const result = await autocannon({
     url,
     method: 'POST',
     headers: HEADERS,
     body: BODY,
     connections: CONNECTIONS,
-    duration: Math.max(1, Math.round(durationMs / 1000)),
+    duration: roundSeconds(durationMs),
   });
   return { perSecond: result.requests.average, p99Ms: result.latency.p99, failures: result.non2xx + result.errors };
 }
@@ -150,18 +159,30 @@ export async function benchGateway(input: { redisPort: number; durationMs: numbe
     };
     const gateways = ['proxy', 'tollgate', 'hive', 'hive-dedupe'] as const;
     for (const mode of gateways) await expectAnswer(mode, servers[mode].port);
-    const best: Partial<Record<Gateway, Run>> = {};
+    for (const mode of gateways) {
+      const url = `http://127.0.0.1:${servers[mode].port}/graphql`;
+      await autocannon({ url, method: 'POST', headers: HEADERS, body: BODY, connections: CONNECTIONS, duration: 2 });
+    }
+    const rounds: Record<Gateway, Run[]> = { proxy: [], tollgate: [], hive: [], 'hive-dedupe': [] };
     for (let round = 0; round < ROUNDS; round += 1) {
       for (const mode of gateways) {
         const run = await closedLoop(servers[mode].port, input.durationMs);
         if (run.failures > 0) throw new Error(`${mode}: ${run.failures} failed requests`);
-        if (best[mode] === undefined || run.perSecond > (best[mode]?.perSecond ?? 0)) best[mode] = run;
+        rounds[mode].push(run);
       }
     }
-    const proxy = best.proxy as Run;
-    const tollgate = best.tollgate as Run;
-    const hive = best.hive as Run;
-    const hiveDedupe = best['hive-dedupe'] as Run;
+    const medianRun = (mode: Gateway): Run => ({
+      perSecond: median(rounds[mode].map((run) => run.perSecond)),
+      p99Ms: median(rounds[mode].map((run) => run.p99Ms)),
+      failures: 0,
+    });
+    /** The median over the rounds of `of`'s req/s ÷ `to`'s in the same round. */
+    const ratioOf = (of: Gateway, to: Gateway): number =>
+      median(rounds[of].map((run, round) => run.perSecond / (rounds[to][round]?.perSecond ?? Number.NaN)));
+    const proxy = medianRun('proxy');
+    const tollgate = medianRun('tollgate');
+    const hive = medianRun('hive');
+    const hiveDedupe = medianRun('hive-dedupe');
     // one open-loop rate for both, half what the slower of the two (tollgate) sustains: the p99s compare the same
     // load, which neither gateway is near its capacity at
     const rate = Math.round(Math.min(proxy.perSecond, tollgate.perSecond) / 2);
@@ -170,8 +191,8 @@ export async function benchGateway(input: { redisPort: number; durationMs: numbe
       { p50Ms: number; p99Ms: number },
       { p50Ms: number; p99Ms: number },
     ];
-    const ratio = tollgate.perSecond / proxy.perSecond;
-    const hiveRatio = tollgate.perSecond / hive.perSecond;
+    const ratio = ratioOf('tollgate', 'proxy');
+    const hiveRatio = ratioOf('tollgate', 'hive');
     const addedP99 = tollgateFixed.p99Ms - proxyFixed.p99Ms;
     const note = `query ${GATEWAY_QUERY} (30 units, nothing to settle), ${CONNECTIONS} connections`;
     return {
@@ -180,7 +201,7 @@ export async function benchGateway(input: { redisPort: number; durationMs: numbe
           name: 'gateway_vs_plain_proxy',
           value: ratio,
           unit: 'ratio',
-          note: `tollgate gateway req/s ÷ plain forwarding yoga req/s; ${note}; target ≥ 0.9`,
+          note: `tollgate gateway req/s ÷ plain forwarding yoga req/s in the same round, median of ${ROUNDS} rounds; ${note}; target ≥ 0.9`,
         },
         {
           name: 'gateway_added_p99_ms',
@@ -199,7 +220,7 @@ export async function benchGateway(input: { redisPort: number; durationMs: numbe
       lines: [
         '## Gateway',
         '',
-        `One upstream (plain yoga, its own process) and one query (\`${GATEWAY_QUERY}\`, 30 units, every list full so nothing to settle); each gateway in its own Node process (compiled), autocannon with ${CONNECTIONS} connections for ${Math.round(input.durationMs / 1000)} s after a 2 s warm-up, ${ROUNDS} interleaved rounds (the better kept); then ${rate} req/s (half of tollgate's throughput, the slower of the two) open loop, proxy and tollgate in ${SLICES} alternating slices of ${(fixedMs / 2000).toFixed(0)} s each (both see the same spells of the neighbours' noise; each one's slices pooled): requests go out at their due times whatever the answers do, and each latency counts from its due time (\`bench/open-loop.ts\`). Upstream, gateways, Redis and the load generator share the same 2 cores. tollgate's gateway here is \`createGateway\` over Redis (in-memory keys and plans), not the whole API process (no DynamoDB/Temporal needed on the request path).`,
+        `One upstream (plain yoga, its own process) and one query (\`${GATEWAY_QUERY}\`, 30 units, every list full so nothing to settle); each gateway in its own Node process (compiled), autocannon with ${CONNECTIONS} connections, a 2 s warm-up each, then ${ROUNDS} rounds of ${roundSeconds(input.durationMs)} s per gateway, the gateways in turn in each round (req/s and p99: medians over the rounds; ratios: the median of each round's ratio, both gateways measured minutes apart at most, so a neighbour's burst spoils one round rather than the figure); then ${rate} req/s (half of tollgate's throughput, the slower of the two) open loop, proxy and tollgate in ${SLICES} alternating slices of ${(fixedMs / 2000).toFixed(0)} s each (both see the same spells of the neighbours' noise; each one's slices pooled): requests go out at their due times whatever the answers do, and each latency counts from its due time (\`bench/open-loop.ts\`). Upstream, gateways, Redis and the load generator share the same 2 cores. tollgate's gateway here is \`createGateway\` over Redis (in-memory keys and plans), not the whole API process (no DynamoDB/Temporal needed on the request path).`,
         '',
         'Every client sends the same query, so Hive Gateway with its default (`deduplicateInflightRequests`) answers up to 16 requests with one upstream request; `gateway_vs_hive_gateway` compares with it forwarding every request, as tollgate (which meters each request) and the plain proxy do.',
         '',
