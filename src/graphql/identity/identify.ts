@@ -78,8 +78,6 @@ export interface IdentifierOptions {
 interface CacheEntry {
   record: ApiKeyRecord | null;
   expiresAtMs: number;
-  /** The identity of a valid record, built on first use (the client address is the request's). */
-  identity?: Omit<Identity, 'clientIp'>;
 }
 
 const BEARER = /^Bearer +(\S+) *$/i;
@@ -129,43 +127,27 @@ export class ApiKeyIdentifier {
     this.unknownKeys = new KeyRateLimiter({ perSecond: options.unknownKeysPerSecond ?? 5, clock: options.clock });
   }
 
-  /**
-   * Identifies a request from its Authorization header and client address: at once (no promise) when the key's lookup
-   * is cached, which is every request of a key in use, else once the key store answered.
-   */
-  identify(authorization: string | null, clientIp: string | undefined): IdentifyResult | Promise<IdentifyResult> {
+  /** Identifies a request from its Authorization header and client address. */
+  async identify(authorization: string | null, clientIp: string | undefined): Promise<IdentifyResult> {
     if (authorization === null || authorization === '') return this.identifyAnonymous(clientIp);
     const token = BEARER.exec(authorization)?.[1];
     if (token === undefined || !isWellFormedApiKey(token)) {
       return failure('API_KEY_INVALID', 'the Authorization header must be `Bearer tg_<key>` with a valid key');
     }
     const hash = hashApiKey(token);
-    const cacheKey = hash.toString('base64');
-    const cached = this.cached(cacheKey);
-    if (cached !== undefined) return this.resultOf(cached, hash, clientIp);
-    return this.identifyUncached(hash, cacheKey, clientIp);
-  }
-
-  private async identifyUncached(hash: Buffer, cacheKey: string, clientIp: string | undefined): Promise<IdentifyResult> {
-    let entry: CacheEntry;
+    let record: ApiKeyRecord | null;
     try {
-      const found = await this.lookup(hash, cacheKey, clientIp ?? UNKNOWN_ADDRESS);
-      if ('retryAfterMs' in found) {
+      const found = await this.lookup(hash, clientIp ?? UNKNOWN_ADDRESS);
+      if (found !== null && 'retryAfterMs' in found) {
         return failure('TOO_MANY_UNKNOWN_KEYS', 'too many unknown API keys from this address; retry later', found.retryAfterMs);
       }
-      entry = found;
+      record = found;
     } catch (error) {
       // A key that was never seen cannot be checked while the key store is down: refuse it, retryably.
       if (error instanceof DependencyError)
         return failure('KEY_STORE_UNAVAILABLE', 'API keys cannot be checked right now; retry later', 1_000);
       throw error;
     }
-    return this.resultOf(entry, hash, clientIp);
-  }
-
-  /** The answer for a key's looked-up record: every check runs on every request, cached or not. */
-  private resultOf(entry: CacheEntry, hash: Buffer, clientIp: string | undefined): IdentifyResult {
-    const { record } = entry;
     // The store matched on the hash; compare again in constant time so no code
     // path's timing depends on how much of a guessed hash matched.
     if (record === null || record.hash.length !== hash.length || !timingSafeEqual(record.hash, hash)) {
@@ -177,21 +159,20 @@ export class ApiKeyIdentifier {
       return failure('API_KEY_REVOKED', 'this API key was rotated and its overlap has ended');
     }
     if (this.options.keyStore.isSuspended?.(record.tenant) === true) return failure('TENANT_SUSPENDED', 'this tenant is suspended');
-    if (entry.identity === undefined) {
-      try {
-        // parsed once per cached lookup, not per request
-        entry.identity = {
-          kind: 'apiKey',
-          tenant: parseTenantId(record.tenant),
-          keyId: parseKeyId(record.keyId),
-          planId: parsePlanId(record.planId),
-          keyFingerprint: keyFingerprint(hash),
-        };
-      } catch {
-        return failure('INVALID_ID', 'the key store returned an invalid id for this key');
-      }
+    let identity: Identity;
+    try {
+      identity = {
+        kind: 'apiKey',
+        tenant: parseTenantId(record.tenant),
+        keyId: parseKeyId(record.keyId),
+        planId: parsePlanId(record.planId),
+        keyFingerprint: keyFingerprint(hash),
+        clientIp,
+      };
+    } catch {
+      return failure('INVALID_ID', 'the key store returned an invalid id for this key');
     }
-    return { isOk: true, identity: { ...entry.identity, clientIp } };
+    return { isOk: true, identity };
   }
 
   private identifyAnonymous(clientIp: string | undefined): IdentifyResult {
@@ -215,25 +196,20 @@ export class ApiKeyIdentifier {
     }
   }
 
-  /** The key's cached lookup, unless it expired or the key store's version changed since (the cache is then dropped). */
-  private cached(cacheKey: string): CacheEntry | undefined {
+  /**
+   * The key's record (null: unknown), from the cache or the store; when it is
+   * not cached and `address` has used up its unknown keys, when to try again.
+   */
+  private async lookup(hash: Buffer, address: string): Promise<ApiKeyRecord | null | { retryAfterMs: number }> {
     const version = this.options.keyStore.version();
     if (version !== this.cacheVersion) {
       this.cache.clear();
       this.cacheVersion = version;
-      return undefined;
     }
-    const cached = this.cache.get(cacheKey);
-    return cached !== undefined && cached.expiresAtMs > this.options.clock.nowMs() ? cached : undefined;
-  }
-
-  /**
-   * The key's lookup (its record null: unknown) from the store, cached; when `address` has used up its unknown
-   * keys, when to try again.
-   */
-  private async lookup(hash: Buffer, cacheKey: string, address: string): Promise<CacheEntry | { retryAfterMs: number }> {
-    const version = this.options.keyStore.version();
+    const cacheKey = hash.toString('base64');
     const nowMs = this.options.clock.nowMs();
+    const cached = this.cache.get(cacheKey);
+    if (cached !== undefined && cached.expiresAtMs > nowMs) return cached.record;
     if (!this.knownHashes.has(cacheKey)) {
       const allowance = this.unknownKeys.check(address);
       if (!allowance.isAllowed) return { retryAfterMs: allowance.retryAfterMs };
@@ -241,16 +217,15 @@ export class ApiKeyIdentifier {
     const record = (await this.options.keyStore.findByHash(hash)) ?? null;
     if (record === null) this.unknownKeys.take(address);
     else this.rememberKnown(cacheKey);
-    const entry: CacheEntry = { record, expiresAtMs: nowMs + this.ttlMs };
     // A version change during the lookup means the answer may be stale: do not cache it.
-    if (this.options.keyStore.version() === version && version === this.cacheVersion) {
+    if (this.options.keyStore.version() === version) {
       this.cache.delete(cacheKey);
-      this.cache.set(cacheKey, entry);
+      this.cache.set(cacheKey, { record, expiresAtMs: nowMs + this.ttlMs });
       if (this.cache.size > this.maxEntries) {
         const oldest = this.cache.keys().next();
         if (oldest.done !== true) this.cache.delete(oldest.value);
       }
     }
-    return entry;
+    return record;
   }
 }

@@ -25,7 +25,7 @@ import type { EdgeResponse } from '../decision-response.js';
 import { IdempotentResponses } from '../idempotency/replay.js';
 import { isIdempotencyKey } from '../idempotency/request-id.js';
 import type { ResponseStore } from '../idempotency/response-store.js';
-import { ApiKeyIdentifier, type AnonymousPolicy, type Identity, type IdentifyResult } from '../identity/identify.js';
+import { ApiKeyIdentifier, type AnonymousPolicy, type Identity } from '../identity/identify.js';
 import { socketClientIp } from '../identity/client-address.js';
 import type { KeyStore } from '../identity/key-store.js';
 import type { TollgateMetrics } from '../metrics.js';
@@ -312,25 +312,11 @@ function quoteOf(runtime: Omit<Runtime, 'quote'>): NonNullable<TollgateContext['
   };
 }
 
-/**
- * Identifies the caller before parsing (401, 403, 429 and 400 for bad headers) and caps batches once parsed; at once
- * (no promise for yoga to wait on) when the key's lookup is cached.
- */
-function openRequest(runtime: Runtime, payload: RequestParsePayload): RequestParseHookResult | Promise<RequestParseHookResult> {
-  const { request, serverContext } = payload;
-  const clientIp = (runtime.options.clientIp ?? socketClientIp)(request, serverContext);
-  const identified = runtime.identifier.identify(request.headers.get('authorization'), clientIp);
-  return identified instanceof Promise
-    ? identified.then((result) => openIdentified(runtime, payload, result))
-    : openIdentified(runtime, payload, identified);
-}
-
-function openIdentified(
-  runtime: Runtime,
-  { request, serverContext }: RequestParsePayload,
-  identified: IdentifyResult,
-): RequestParseHookResult {
+/** Identifies the caller before parsing (401, 403, 429 and 400 for bad headers) and caps batches once parsed. */
+async function openRequest(runtime: Runtime, { request, serverContext }: RequestParsePayload): Promise<RequestParseHookResult> {
   const { options, limits, refuse } = runtime;
+  const clientIp = (options.clientIp ?? socketClientIp)(request, serverContext);
+  const identified = await runtime.identifier.identify(request.headers.get('authorization'), clientIp);
   if (!identified.isOk) {
     throw refuse({
       code: identified.code,
