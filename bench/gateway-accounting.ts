@@ -16,7 +16,7 @@ import { BODY, CONNECTIONS, HEADERS, autocannon, buildServer, startServer, stopS
 import { STAGES, type ProcessStats } from './gateway-variants.js';
 import { openLoop, pooledPercentiles, type OpenLoopResult } from './open-loop.js';
 
-type Server = 'proxy' | 'gw-bare' | 'gw-memory' | 'gw-memory-plain-answer' | 'gw-redis' | 'gw-redis-late-headers';
+type Server = 'proxy' | 'gw-bare' | 'gw-memory' | 'gw-memory-plain-answer' | 'gw-redis';
 /** The servers compared (`BENCH_ACCOUNTING=proxy,gw-memory,…` to pick others). */
 const SERVERS = (process.env['BENCH_ACCOUNTING'] ?? 'proxy,gw-bare,gw-memory,gw-redis').split(',') as Server[];
 const LABELS: Record<Server, string> = {
@@ -25,7 +25,6 @@ const LABELS: Record<Server, string> = {
   'gw-memory': '(b) useTollgate, in-memory decider',
   'gw-memory-plain-answer': "(b') as (b), its answer undone (no extensions.cost, no RateLimit headers)",
   'gw-redis': '(c) the whole gateway (Redis)',
-  'gw-redis-late-headers': "(c') as (c), headers set on the built response (before)",
 };
 /** Closed-loop rounds, the servers in turn in each (medians reported: a neighbour's burst spoils one round, not the figure). */
 const ROUNDS = 5;

@@ -5,8 +5,7 @@
  * - `gw-bare`: no `useTollgate` at all, the rest as `createGateway` builds it;
  * - `gw-memory`: `useTollgate` over an in-memory decider that admits everything (no Redis);
  * - `gw-memory-plain-answer`: the same, its answer undone (no `extensions.cost`, no RateLimit headers);
- * - `gw-redis`: the whole thing (`useTollgate` over the ResilientDecider on Redis);
- * - `gw-redis-late-headers`: the same with its headers set on the built response, as before they rode on the result.
+ * - `gw-redis`: the whole thing (`useTollgate` over the ResilientDecider on Redis).
  * Every variant, and the plain proxy in accounting mode, carries a last plugin that stamps each request's stages
  * (`StageClock`), and the process keeps its event-loop delay and its GCs; `GET /stats` answers them and starts
  * afresh.
@@ -21,31 +20,8 @@ import { useReadyEndpoint, useTollgate, type TollgateContext, type TollgateOptio
 import { GATEWAY_SDL } from './gateway-shared.js';
 import { benchTollgateOptions } from './tollgate-setup.js';
 
-export type Variant = 'gw-bare' | 'gw-memory' | 'gw-memory-plain-answer' | 'gw-redis' | 'gw-redis-late-headers';
-export const VARIANTS: readonly Variant[] = ['gw-bare', 'gw-memory', 'gw-memory-plain-answer', 'gw-redis', 'gw-redis-late-headers'];
-
-/**
- * How `useTollgate` set its headers before they rode on the result (bench only, for the A/B): taken off the result's
- * `extensions.http` and set on the built response in `onResponse`.
- */
-function lateHeaders(): Plugin<TollgateContext> {
-  const late = new WeakMap<Request, Record<string, string>>();
-  return {
-    onExecute: ({ args }) => ({
-      onExecuteDone: ({ result, setResult }) => {
-        if (Symbol.asyncIterator in result) return;
-        const http = result.extensions?.['http'] as { headers?: Record<string, string> } | undefined;
-        if (http?.headers === undefined) return;
-        late.set((args.contextValue as { request: Request }).request, http.headers);
-        const { http: _moved, ...extensions } = result.extensions ?? {};
-        setResult({ ...result, extensions });
-      },
-    }),
-    onResponse: ({ request, response }) => {
-      for (const [name, value] of Object.entries(late.get(request) ?? {})) response.headers.set(name, value);
-    },
-  };
-}
+export type Variant = 'gw-bare' | 'gw-memory' | 'gw-memory-plain-answer' | 'gw-redis';
+export const VARIANTS: readonly Variant[] = ['gw-bare', 'gw-memory', 'gw-memory-plain-answer', 'gw-redis'];
 
 /**
  * `useTollgate`'s answer undone (bench only, to price it): the result sent as the upstream's data alone (no
@@ -229,9 +205,8 @@ export async function gatewayVariant(
   let tollgate: Plugin<TollgateContext>[] = [];
   if (variant !== 'gw-bare') {
     const options: TollgateOptions = await benchTollgateOptions(input.redisPort);
-    const plugin = useTollgate(variant.startsWith('gw-redis') ? options : { ...options, decider: new AlwaysAdmitDecider() });
-    tollgate =
-      variant === 'gw-memory-plain-answer' ? plainAnswer(plugin) : variant === 'gw-redis-late-headers' ? [plugin, lateHeaders()] : [plugin];
+    const plugin = useTollgate(variant === 'gw-redis' ? options : { ...options, decider: new AlwaysAdmitDecider() });
+    tollgate = variant === 'gw-memory-plain-answer' ? plainAnswer(plugin) : [plugin];
   }
   return createYoga<object, TollgateContext>({
     schema,

@@ -77,19 +77,6 @@ async function openOperation(
   return { operation: outcome.operation, state, reopen, signal: context.request.signal };
 }
 
-/**
- * A single operation's result carrying its request's headers in `extensions.http.headers` (yoga writes them with
- * its own and strips `http` from the body), taken off the request's headers so `onResponse` does not set them. Set
- * on the built response instead, they turn its headers into a map and cost the response its single `writeHead`
- * (bench `gateway-accounting`). A batch's headers, shared by its operations, are still set in `onResponse`.
- */
-function withResponseHeaders(result: ExecutionResult, state: GatedRequest): ExecutionResult {
-  const http = result.extensions?.['http'] as { headers?: Record<string, string> } | undefined;
-  const headers = { ...http?.headers, ...state.headers };
-  state.headers = {};
-  return { ...result, extensions: { ...result.extensions, http: { ...http, headers } } };
-}
-
 /** `onExecute`: answers the operation, or lets it run and then settles and reports (a stream at its end). */
 export async function executeOperation(
   runtime: GateRuntime,
@@ -105,7 +92,7 @@ export async function executeOperation(
       }
       const done = await runtime.gate.finish(opened.operation, result);
       Object.assign(opened.state.headers, done.headers);
-      setResult(opened.state.batchIndex === undefined ? withResponseHeaders(done.result, opened.state) : done.result);
+      setResult(done.result);
     },
   };
 }
