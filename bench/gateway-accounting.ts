@@ -16,12 +16,14 @@ import { BODY, CONNECTIONS, HEADERS, autocannon, buildServer, startServer, stopS
 import { STAGES, type ProcessStats } from './gateway-variants.js';
 import { openLoop, pooledPercentiles, type OpenLoopResult } from './open-loop.js';
 
-type Server = 'proxy' | 'gw-bare' | 'gw-memory' | 'gw-memory-plain-answer' | 'gw-redis';
+type Server = 'proxy' | 'gw-bare' | 'gw-bare-async-hooks' | 'gw-bare-answer' | 'gw-memory' | 'gw-memory-plain-answer' | 'gw-redis';
 /** The servers compared (`BENCH_ACCOUNTING=proxy,gw-memory,…` to pick others). */
 const SERVERS = (process.env['BENCH_ACCOUNTING'] ?? 'proxy,gw-bare,gw-memory,gw-redis').split(',') as Server[];
 const LABELS: Record<Server, string> = {
   proxy: 'plain yoga proxy',
   'gw-bare': '(a) gateway without useTollgate',
+  'gw-bare-async-hooks': "(a') as (a) with useTollgate's hooks, async and empty",
+  'gw-bare-answer': "(a'') as (a) with tollgate's answer (extensions.cost, RateLimit headers)",
   'gw-memory': '(b) useTollgate, in-memory decider',
   'gw-memory-plain-answer': "(b') as (b), its answer undone (no extensions.cost, no RateLimit headers)",
   'gw-redis': '(c) the whole gateway (Redis)',

@@ -3,6 +3,8 @@
  * Each is `createGateway`'s composition (`src/gateway/gateway.ts`: the ready endpoint, `useTollgate`, the forward
  * to the upstream) with one part removed:
  * - `gw-bare`: no `useTollgate` at all, the rest as `createGateway` builds it;
+ * - `gw-bare-async-hooks`, `gw-bare-answer`: `gw-bare` with only `useTollgate`'s hooks, async and empty, or only its
+ *   answer's size (`extensions.cost`, RateLimit headers);
  * - `gw-memory`: `useTollgate` over an in-memory decider that admits everything (no Redis);
  * - `gw-memory-plain-answer`: the same, its answer undone (no `extensions.cost`, no RateLimit headers);
  * - `gw-redis`: the whole thing (`useTollgate` over the ResilientDecider on Redis).
@@ -20,8 +22,62 @@ import { useReadyEndpoint, useTollgate, type TollgateContext, type TollgateOptio
 import { GATEWAY_SDL } from './gateway-shared.js';
 import { benchTollgateOptions } from './tollgate-setup.js';
 
-export type Variant = 'gw-bare' | 'gw-memory' | 'gw-memory-plain-answer' | 'gw-redis';
-export const VARIANTS: readonly Variant[] = ['gw-bare', 'gw-memory', 'gw-memory-plain-answer', 'gw-redis'];
+export type Variant = 'gw-bare' | 'gw-bare-async-hooks' | 'gw-bare-answer' | 'gw-memory' | 'gw-memory-plain-answer' | 'gw-redis';
+export const VARIANTS: readonly Variant[] = [
+  'gw-bare',
+  'gw-bare-async-hooks',
+  'gw-bare-answer',
+  'gw-memory',
+  'gw-memory-plain-answer',
+  'gw-redis',
+];
+
+/** The hooks `useTollgate` uses, each async and doing nothing (bench only: what the promise chains alone cost). */
+function asyncHooks(): Plugin<TollgateContext> {
+  return {
+    onRequestParse: async () => {
+      await Promise.resolve();
+      return { onRequestParseDone: () => undefined };
+    },
+    onParams: () => undefined,
+    onContextBuilding: () => undefined,
+    onExecute: async () => {
+      await Promise.resolve();
+      return {
+        onExecuteDone: async () => {
+          await Promise.resolve();
+        },
+      };
+    },
+    onResponse: () => undefined,
+  };
+}
+
+/** tollgate's answer on the plain gateway (bench only: what its size alone costs): `extensions.cost` and two headers as (c) sends them. */
+function tollgateSizedAnswer(): Plugin<TollgateContext> {
+  const cost = {
+    requested: 30,
+    actual: 30,
+    refunded: 0,
+    throttleStatus: { maximumAvailable: 1_000_000_000, currentlyAvailable: 999_999_970, restoreRate: 1_000_000 },
+    limits: [
+      { id: 'burst', mode: 'hard', remaining: 999_999_970, resetMs: 1, isExceeded: false },
+      { id: 'month', mode: 'hard', remaining: 999_999_999_970, resetMs: 2_211_218_896, isExceeded: false },
+    ],
+  };
+  return {
+    onExecute: () => ({
+      onExecuteDone: ({ result, setResult }) => {
+        if (Symbol.asyncIterator in result) return;
+        setResult({ ...result, extensions: { ...result.extensions, cost: { ...cost, receipt: `r-${crypto.randomUUID()}` } } });
+      },
+    }),
+    onResponse: ({ response }) => {
+      response.headers.set('RateLimit-Policy', '"burst";q=1000000000;w=1000, "month";q=1000000000000;w=2678400');
+      response.headers.set('RateLimit', '"burst";r=999999970;t=1, "month";r=999999999970;t=2211219');
+    },
+  };
+}
 
 /**
  * `useTollgate`'s answer undone (bench only, to price it): the result sent as the upstream's data alone (no
@@ -203,7 +259,9 @@ export async function gatewayVariant(
   const parts = gatewayParts({ schema, upstream: { url: input.upstreamUrl } });
   const ready = useReadyEndpoint({ endpoint: '/ready', check: () => true });
   let tollgate: Plugin<TollgateContext>[] = [];
-  if (variant !== 'gw-bare') {
+  if (variant === 'gw-bare-async-hooks') tollgate = [asyncHooks()];
+  else if (variant === 'gw-bare-answer') tollgate = [tollgateSizedAnswer()];
+  else if (variant !== 'gw-bare') {
     const options: TollgateOptions = await benchTollgateOptions(input.redisPort);
     const plugin = useTollgate(variant === 'gw-redis' ? options : { ...options, decider: new AlwaysAdmitDecider() });
     tollgate = variant === 'gw-memory-plain-answer' ? plainAnswer(plugin) : [plugin];
