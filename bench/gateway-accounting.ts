@@ -137,6 +137,8 @@ function mergeStats(slices: ProcessStats[]): ProcessStats {
     stagesMs: Object.fromEntries(STAGES.map((stage) => [stage, weighted((slice) => slice.stagesMs[stage])])) as ProcessStats['stagesMs'],
     totalP50Ms: weighted((slice) => slice.totalP50Ms),
     totalP99Ms: weighted((slice) => slice.totalP99Ms),
+    decisionP99Ms: weighted((slice) => slice.decisionP99Ms),
+    forwardP99Ms: weighted((slice) => slice.forwardP99Ms),
     loopDelayP50Ms: weighted((slice) => slice.loopDelayP50Ms),
     loopDelayP99Ms: weighted((slice) => slice.loopDelayP99Ms),
     loopDelayMaxMs: max((slice) => slice.loopDelayMaxMs),
@@ -149,15 +151,19 @@ function mergeStats(slices: ProcessStats[]): ProcessStats {
   };
 }
 
+interface FixedRate {
+  p50Ms: number;
+  p99Ms: number;
+  server: ProcessStats;
+  /** The latest the load generator sent a request after it was due, ms (its own lag, counted in the latencies). */
+  sendLagMs: number;
+}
+
 /** Slices of open loop per server, the servers in turn (so all see the same spells of the neighbours' noise). */
 const SLICES = 4;
 
 /** Each server at `rate` in `SLICES` alternating slices of `fixedMs / 2`: pooled client latencies, merged server stats. */
-async function fixedRates(
-  ports: Record<Server, number>,
-  rate: number,
-  fixedMs: number,
-): Promise<Record<Server, { p50Ms: number; p99Ms: number; server: ProcessStats }>> {
+async function fixedRates(ports: Record<Server, number>, rate: number, fixedMs: number): Promise<Record<Server, FixedRate>> {
   const runs = Object.fromEntries(SERVERS.map((server) => [server, [] as OpenLoopResult[]])) as Record<Server, OpenLoopResult[]>;
   const seen = Object.fromEntries(SERVERS.map((server) => [server, [] as ProcessStats[]])) as Record<Server, ProcessStats[]>;
   for (let slice = 0; slice < SLICES; slice += 1) {
@@ -170,8 +176,11 @@ async function fixedRates(
       runs[server].push(run);
     }
   }
-  const fixed = {} as Record<Server, { p50Ms: number; p99Ms: number; server: ProcessStats }>;
-  for (const server of SERVERS) fixed[server] = { ...pooledPercentiles(runs[server]), server: mergeStats(seen[server]) };
+  const fixed = {} as Record<Server, FixedRate>;
+  for (const server of SERVERS) {
+    const sendLagMs = Math.max(...runs[server].map((run) => run.maxSendLagMs));
+    fixed[server] = { ...pooledPercentiles(runs[server]), server: mergeStats(seen[server]), sendLagMs };
+  }
   return fixed;
 }
 
@@ -271,7 +280,7 @@ export async function benchGatewayAccounting(input: {
 
 function report(input: {
   best: Record<Server, ClosedRun>;
-  fixed: Record<Server, { p50Ms: number; p99Ms: number; server: ProcessStats }>;
+  fixed: Record<Server, FixedRate>;
   sizes: Record<Server, { headers: number; body: number }>;
   rate: number;
   fixedMs: number;
@@ -301,11 +310,11 @@ function report(input: {
       '',
       `At ${rate} req/s open loop (half the slowest's throughput), the servers in turn, ${SLICES} slices of ${(input.fixedMs / 2000).toFixed(0)} s each: the client's p50/p99 (slices pooled), the server's own per-request time (onRequest → onResponse; slices' mean) and its mean stage times (ms), the event-loop delay (p99 slices' mean, max of all) and GCs (all slices).`,
       '',
-      `| server | client p50 / p99 | server p50 / p99 | ${STAGES.join(' | ')} | loop delay p99 / max | GCs (> 5 ms) |`,
-      `| --- | ---: | ---: | ${STAGES.map(() => '---:').join(' | ')} | ---: | ---: |`,
+      `| server | client p50 / p99 | server p50 / p99 | ${STAGES.join(' | ')} | decision p99 | forward p99 | loop delay p99 / max | GCs (> 5 ms) | generator's lag max |`,
+      `| --- | ---: | ---: | ${STAGES.map(() => '---:').join(' | ')} | ---: | ---: | ---: | ---: | ---: |`,
       ...SERVERS.map((server) => {
-        const { p50Ms, p99Ms, server: seen } = fixed[server];
-        return `| ${LABELS[server]} | ${ms(p50Ms)} / ${ms(p99Ms)} | ${ms(seen.totalP50Ms)} / ${ms(seen.totalP99Ms)} | ${STAGES.map((stage) => ms(seen.stagesMs[stage])).join(' | ')} | ${ms(seen.loopDelayP99Ms)} / ${ms(seen.loopDelayMaxMs)} | ${seen.gcCount} (${seen.gcOver5Ms}) |`;
+        const { p50Ms, p99Ms, server: seen, sendLagMs } = fixed[server];
+        return `| ${LABELS[server]} | ${ms(p50Ms)} / ${ms(p99Ms)} | ${ms(seen.totalP50Ms)} / ${ms(seen.totalP99Ms)} | ${STAGES.map((stage) => ms(seen.stagesMs[stage])).join(' | ')} | ${ms(seen.decisionP99Ms)} | ${ms(seen.forwardP99Ms)} | ${ms(seen.loopDelayP99Ms)} / ${ms(seen.loopDelayMaxMs)} | ${seen.gcCount} (${seen.gcOver5Ms}) | ${ms(sendLagMs)} |`;
       }),
       '',
     ],

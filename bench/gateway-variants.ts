@@ -134,6 +134,9 @@ class StageClock {
   sums: Record<Stage, number> = { toParse: 0, toContext: 0, toForward: 0, forward: 0, toResponse: 0 };
   count = 0;
   totals: number[] = [];
+  /** Each request's `toForward` (pricing and the decision) and `forward` (the upstream) times, ms. */
+  decisions: number[] = [];
+  forwards: number[] = [];
 
   /** The last plugin: its hooks run after every other plugin's of the same hook. */
   plugin(): Plugin {
@@ -167,6 +170,8 @@ class StageClock {
         this.sums.forward += t4 - t3;
         this.sums.toResponse += end - t4;
         this.totals.push(end - t0);
+        this.decisions.push(t3 - t2);
+        this.forwards.push(t4 - t3);
         this.count += 1;
       },
     };
@@ -176,6 +181,8 @@ class StageClock {
     this.sums = { toParse: 0, toContext: 0, toForward: 0, forward: 0, toResponse: 0 };
     this.count = 0;
     this.totals = [];
+    this.decisions = [];
+    this.forwards = [];
   }
 }
 
@@ -187,6 +194,9 @@ export interface ProcessStats {
   /** Per-request total (onRequest → onResponse), ms. */
   totalP50Ms: number;
   totalP99Ms: number;
+  /** p99 of `toForward` (pricing and the decision) and of `forward` (the upstream), ms. */
+  decisionP99Ms: number;
+  forwardP99Ms: number;
   loopDelayP50Ms: number;
   loopDelayP99Ms: number;
   loopDelayMaxMs: number;
@@ -222,6 +232,10 @@ export class ProcessMonitor {
   /** Answers the stats and starts afresh. */
   answer(response: ServerResponse): void {
     const { stages, loop, gc } = this;
+    const p99 = (values: number[]): number => {
+      const sorted = [...values].sort((a, b) => a - b);
+      return sorted[Math.min(sorted.length - 1, Math.floor(0.99 * sorted.length))] ?? 0;
+    };
     const totals = [...stages.totals].sort((a, b) => a - b);
     const at = (p: number): number => totals[Math.min(totals.length - 1, Math.floor(p * totals.length))] ?? 0;
     const per = (sum: number): number => (stages.count === 0 ? 0 : sum / stages.count);
@@ -231,6 +245,8 @@ export class ProcessMonitor {
       stagesMs: Object.fromEntries(STAGES.map((stage) => [stage, per(stages.sums[stage])])) as Record<Stage, number>,
       totalP50Ms: at(0.5),
       totalP99Ms: at(0.99),
+      decisionP99Ms: p99(stages.decisions),
+      forwardP99Ms: p99(stages.forwards),
       loopDelayP50Ms: loop.percentile(50) / 1e6,
       loopDelayP99Ms: loop.percentile(99) / 1e6,
       loopDelayMaxMs: loop.max / 1e6,
