@@ -55,7 +55,7 @@ const PACKED_HEADER_ROOM = 16;
 interface NativeUtf8 {
   utf8Write?: (this: Buffer, value: string, offset: number) => number;
 }
-const NATIVE: NativeUtf8 = Buffer.prototype;
+const NATIVE: NativeUtf8 = Buffer.alloc(0);
 const nativeUtf8Write = NATIVE.utf8Write;
 
 /** Writes `value` as UTF-8 at `offset` (the buffer has room for 3 bytes per character); answers the bytes written. */
