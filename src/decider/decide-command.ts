@@ -53,6 +53,7 @@ const PACKED_HEADER_ROOM = 16;
 
 /** Node's own UTF-8 copy, what `buffer.write(value, offset)` calls after checking its arguments (undocumented: used only when present). */
 interface NativeUtf8 {
+  write: Buffer['write'];
   utf8Write?: (this: Buffer, value: string, offset: number) => number;
 }
 const NATIVE: NativeUtf8 = Buffer.alloc(0);
