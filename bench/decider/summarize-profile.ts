@@ -1,6 +1,6 @@
 /**
- * Sums a `.cpuprofile` (from `node --cpu-prof`, e.g. of `profile-client.ts`): `npx tsx bench/decider/summarize-profile.ts <file> [top]`
- * prints the busy time (every sample but `(idle)`) by area (GC, ioredis, Node internals, tollgate's decider, the
+ * Sums a `.cpuprofile` (from `node --cpu-prof`, e.g. of `profile-client.ts`): `npx tsx bench/decider/summarize-profile.ts <file> [top]
+ * [lastSeconds]` (only the samples of the profile's last seconds: the measured loop without start-up and warm-up) prints the busy time (every sample but `(idle)`) by area (GC, ioredis, Node internals, tollgate's decider, the
  * bench, the rest), the functions with the most self time, and the inclusive time of a few entry points (ioredis'
  * command path, the decider's stages), each as a share of the busy time.
  */
@@ -12,6 +12,8 @@ interface ProfileNode {
   children?: number[];
 }
 interface Profile {
+  endTime: number;
+  startTime: number;
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -20,13 +22,19 @@ interface Profile {
 const file = process.argv[2];
 if (file === undefined) throw new Error('usage: summarize-profile.ts <file.cpuprofile> [top]');
 const top = Number(process.argv[3] ?? 25);
+const lastUs = Number(process.argv[4] ?? Number.POSITIVE_INFINITY) * 1e6;
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
 const byId = new Map(profile.nodes.map((node) => [node.id, node]));
 const parentOf = new Map<number, number>();
 for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
 
 const selfUs = new Map<number, number>();
-profile.samples.forEach((id, index) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0)));
+let at = profile.startTime;
+profile.samples.forEach((id, index) => {
+  const delta = profile.timeDeltas[index] ?? 0;
+  at += delta;
+  if (profile.endTime - at <= lastUs) selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
+});
 
 const short = (url: string): string => url.replace(/^.*\/node_modules\//, '').replace(/^file:\/\/.*?\/(src|bench)\//, '$1/');
 const area = (node: ProfileNode): string => {

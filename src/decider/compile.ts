@@ -7,7 +7,17 @@
  */
 import { ValidationError, type EventId, type LimitId } from '../shared/index.js';
 import { requestHeadArgs, type BatchMember } from './decide-args.js';
-import { admittedKey, bucketKeyHead, parseIpHex, partOf, requestRecordKey, shardOfPart, usageStreamKey, type ShardId } from './keys.js';
+import {
+  admittedKeyOf,
+  bucketKeyHeadOf,
+  parseIpHex,
+  partOf,
+  requestRecordKeyOf,
+  shardOfPart,
+  tenantKeyPrefix,
+  usageStreamKey,
+  type ShardId,
+} from './keys.js';
 import { ALG, type CompiledLimit, type ModelRequest } from './model/limits.js';
 import { namingSkewMs, periodPairAt } from './model/period.js';
 import { compiledPlan, periodVariants, type CompiledPlan } from './plan-cache.js';
@@ -77,8 +87,8 @@ interface LimitsOut {
 interface AppendLimitsInput {
   input: DecideInput;
   plan: CompiledPlan;
-  shard: ShardId;
-  part: number | undefined;
+  /** The tenant's `tenantKeyPrefix`. */
+  prefix: string;
   localNowMs: number;
   into: LimitsOut;
 }
@@ -88,8 +98,7 @@ interface AppendLimitsInput {
  * most one key head per scope (the ip is parsed only when an ip-scoped limit applies).
  * @throws ValidationError `INVALID_INPUT` for an ip-scoped limit on a request without an address
  */
-function appendLimits({ input, plan, shard, part, localNowMs, into }: AppendLimitsInput): void {
-  let tenantHead: string | undefined;
+function appendLimits({ input, plan, prefix, localNowMs, into }: AppendLimitsInput): void {
   let keyHead: string | undefined;
   let ipHead: string | undefined;
   const asHard = plan.hasDefer && input.isDeferrable !== true;
@@ -97,14 +106,14 @@ function appendLimits({ input, plan, shard, part, localNowMs, into }: AppendLimi
     let head: string;
     const scope = limit.spec.scope;
     if (scope === 'tenant') {
-      head = tenantHead ??= bucketKeyHead(shard, input.tenant, { scope: 'tenant' }, part);
+      head = prefix;
     } else if (scope === 'apiKey') {
-      head = keyHead ??= bucketKeyHead(shard, input.tenant, { scope: 'apiKey', keyId: input.keyId }, part);
+      head = keyHead ??= bucketKeyHeadOf(prefix, { scope: 'apiKey', keyId: input.keyId });
     } else {
       if (input.clientIp === undefined) {
         throw new ValidationError('INVALID_INPUT', `limit ${limit.spec.id} is ip-scoped but the request has no client address`);
       }
-      head = ipHead ??= bucketKeyHead(shard, input.tenant, { scope: 'ip', ipHex: parseIpHex(input.clientIp) }, part);
+      head = ipHead ??= bucketKeyHeadOf(prefix, { scope: 'ip', ipHex: parseIpHex(input.clientIp) });
     }
     const isHard = asHard && limit.spec.mode === 'defer';
     let chosen = isHard ? limit.asHard : limit.own;
@@ -132,25 +141,24 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
   const plan = compiledPlan(input.limits, { subShards, part });
   const shard = shardOfPart(input.tenant, options.shardCount, part);
   const billing = periodPairAt(input.billingPeriod, options.localNowMs - namingSkewMs(input.billingPeriod));
-  const recordKey = requestRecordKey(shard, input.tenant, input.requestId, part);
+  const prefix = tenantKeyPrefix(shard, input.tenant, part);
+  const recordKey = requestRecordKeyOf(prefix, input.requestId);
   const out: LimitsOut = {
-    keys: [
-      usageStreamKey(shard),
-      recordKey,
-      admittedKey(shard, input.tenant, billing.current.startMs, part),
-      admittedKey(shard, input.tenant, billing.next.startMs, part),
-    ],
+    keys: [usageStreamKey(shard), recordKey, admittedKeyOf(prefix, billing.current.startMs), admittedKeyOf(prefix, billing.next.startMs)],
     definitions: [],
     signatures: [],
     templates: [],
   };
-  appendLimits({ input, plan, shard, part, localNowMs: options.localNowMs, into: out });
+  appendLimits({ input, plan, prefix, localNowMs: options.localNowMs, into: out });
   return new Compiled({
     shard,
     part,
     recordTtlMs: input.recordTtlMs,
     head: requestHeadArgs(input, billing),
-    ...out,
+    keys: out.keys,
+    definitions: out.definitions,
+    signatures: out.signatures,
+    templates: out.templates,
     requestId: input.requestId,
     cost: input.cost,
     recordKey,
