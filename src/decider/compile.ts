@@ -8,11 +8,11 @@
 import { ValidationError, type EventId, type LimitId } from '../shared/index.js';
 import { requestHeadArgs, type BatchMember } from './decide-args.js';
 import {
-  admittedKeyOf,
+  admittedKeyTail,
   bucketKeyHeadOf,
   parseIpHex,
   partOf,
-  requestRecordKeyOf,
+  requestRecordKeyTail,
   shardOfPart,
   tenantKeyPrefix,
   usageStreamKey,
@@ -39,7 +39,7 @@ export interface CompiledRequest extends BatchMember {
   /** The request's own record lifetime (undefined: the decider's default). */
   recordTtlMs: number | undefined;
   /** stream, record, admitted (current, next), then each limit's key(s). */
-  keys: string[];
+  readonly keys: string[];
   requestId: EventId;
   /** The same request as the pure model takes it (built on each read). */
   readonly model: ModelRequest;
@@ -75,9 +75,10 @@ function checkRequest(input: DecideInput): void {
   }
 }
 
-/** Each limit's keys, definition, signature and model template, appended to `into`. */
+/** Each limit's keys (key i is `keyHeads[i] + keyTails[i]`), definition, signature and model template, appended to `into`. */
 interface LimitsOut {
-  keys: string[];
+  keyHeads: string[];
+  keyTails: string[];
   definitions: string[][];
   signatures: string[];
   templates: CompiledLimit[];
@@ -119,10 +120,12 @@ function appendLimits({ input, plan, prefix, localNowMs, into }: AppendLimitsInp
     let chosen = isHard ? limit.asHard : limit.own;
     if (limit.alg === ALG.periodQuota) {
       const period = periodVariants(limit, localNowMs);
-      into.keys.push(head + period.currentTail, head + period.nextTail);
+      into.keyHeads.push(head, head);
+      into.keyTails.push(period.currentTail, period.nextTail);
       chosen = isHard ? period.asHard : period.own;
     } else {
-      into.keys.push(head + limit.keyTail);
+      into.keyHeads.push(head);
+      into.keyTails.push(limit.keyTail);
     }
     into.definitions.push(chosen.definition);
     into.signatures.push(chosen.signature);
@@ -142,9 +145,10 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
   const shard = shardOfPart(input.tenant, options.shardCount, part);
   const billing = periodPairAt(input.billingPeriod, options.localNowMs - namingSkewMs(input.billingPeriod));
   const prefix = tenantKeyPrefix(shard, input.tenant, part);
-  const recordKey = requestRecordKeyOf(prefix, input.requestId);
+  // the keys in two halves (no key string is built: the encoder writes both halves, `keys` joins them when read)
   const out: LimitsOut = {
-    keys: [usageStreamKey(shard), recordKey, admittedKeyOf(prefix, billing.current.startMs), admittedKeyOf(prefix, billing.next.startMs)],
+    keyHeads: [usageStreamKey(shard), prefix, prefix, prefix],
+    keyTails: ['', requestRecordKeyTail(input.requestId), admittedKeyTail(billing.current.startMs), admittedKeyTail(billing.next.startMs)],
     definitions: [],
     signatures: [],
     templates: [],
@@ -155,13 +159,13 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
     part,
     recordTtlMs: input.recordTtlMs,
     head: requestHeadArgs(input, billing),
-    keys: out.keys,
+    keyHeads: out.keyHeads,
+    keyTails: out.keyTails,
     definitions: out.definitions,
     signatures: out.signatures,
     templates: out.templates,
     requestId: input.requestId,
     cost: input.cost,
-    recordKey,
     plan,
     billingStartMs: billing.current.startMs,
     billingEndMs: billing.current.endMs,
@@ -177,7 +181,6 @@ interface CompiledOptions extends LimitsOut {
   head: (string | number)[];
   requestId: EventId;
   cost: number;
-  recordKey: string;
   plan: CompiledPlan;
   billingStartMs: number;
   billingEndMs: number;
@@ -189,7 +192,8 @@ class Compiled implements CompiledRequest {
   readonly shard: ShardId;
   readonly part: number | undefined;
   readonly recordTtlMs: number | undefined;
-  readonly keys: string[];
+  readonly keyHeads: string[];
+  readonly keyTails: string[];
   readonly head: (string | number)[];
   readonly definitions: string[][];
   readonly signatures: string[];
@@ -202,13 +206,14 @@ class Compiled implements CompiledRequest {
   readonly billingNextEndMs: number;
   private readonly templates: CompiledLimit[];
   private readonly cost: number;
-  private readonly recordKey: string;
+  private joinedKeys: string[] | undefined;
 
   constructor(options: CompiledOptions) {
     this.shard = options.shard;
     this.part = options.part;
     this.recordTtlMs = options.recordTtlMs;
-    this.keys = options.keys;
+    this.keyHeads = options.keyHeads;
+    this.keyTails = options.keyTails;
     this.head = options.head;
     this.definitions = options.definitions;
     this.signatures = options.signatures;
@@ -221,7 +226,15 @@ class Compiled implements CompiledRequest {
     this.billingNextEndMs = options.billingNextEndMs;
     this.templates = options.templates;
     this.cost = options.cost;
-    this.recordKey = options.recordKey;
+  }
+
+  /** The keys, joined once when first read (the decider's own call writes the halves). */
+  get keys(): string[] {
+    if (this.joinedKeys === undefined) {
+      const tails = this.keyTails;
+      this.joinedKeys = this.keyHeads.map((head, index) => head + (tails[index] as string));
+    }
+    return this.joinedKeys;
   }
 
   get model(): ModelRequest {
@@ -235,6 +248,6 @@ class Compiled implements CompiledRequest {
       at += 1;
       return { ...template, key };
     });
-    return { requestId: this.requestId, recordKey: this.recordKey, cost: this.cost, limits };
+    return { requestId: this.requestId, recordKey: this.keys[1] as string, cost: this.cost, limits };
   }
 }

@@ -62,7 +62,10 @@ export function requestHeadArgs(input: DecideInput, billing: PeriodPair): (strin
 /** What `compileBatch` needs of a compiled request. */
 export interface BatchMember {
   /** KEYS of the request, in decide.lua's per-request order. */
-  keys: string[];
+  readonly keys: string[];
+  /** The same keys in two halves: key i is `keyHeads[i] + keyTails[i]` (what the decider's call writes). */
+  readonly keyHeads: readonly string[];
+  readonly keyTails: readonly string[];
   /** See `requestHeadArgs`. */
   head: (string | number)[];
   /** The request's own record lifetime in ms (undefined: the batch default). */

@@ -91,23 +91,28 @@ class CommandWriter extends PackWriter {
   }
 
   /**
-   * A RESP bulk string of `value`'s UTF-8 bytes. Keys are ASCII: the header counts characters, and one native
-   * write copies them (a key built by concatenation is flattened there, in C++); a multi-byte character writes
-   * more bytes than characters, and the value is written again after a header of its byte length.
+   * A RESP bulk string of the UTF-8 bytes of `head + tail` (a key in its two halves), without joining them. Keys are
+   * ASCII: the header counts characters, and each half is copied by one native write (a half built by concatenation
+   * is flattened there once: the tenant's prefix serves all of a request's keys). A multi-byte character writes more
+   * bytes than characters: the key is then written again after a header of its byte length.
    */
-  bulk(value: string): void {
+  key(head: string, tail: string): void {
+    const length = head.length + tail.length;
     const start = this.at;
-    this.room(3 * value.length + 16);
+    this.room(3 * length + 16);
     this.buffer[this.at++] = 0x24; // $
-    this.decimalLine(value.length);
-    const written = writeUtf8(this.buffer, value, this.at);
-    if (written === value.length) {
-      this.at += written;
+    this.decimalLine(length);
+    const b = this.buffer;
+    const headBytes = writeUtf8(b, head, this.at);
+    const tailBytes = tail.length === 0 ? 0 : writeUtf8(b, tail, this.at + headBytes);
+    if (headBytes + tailBytes === length) {
+      this.at += length;
     } else {
+      const whole = head + tail;
       this.at = start;
       this.buffer[this.at++] = 0x24;
-      this.decimalLine(written);
-      this.at += this.buffer.write(value, this.at, 'utf8');
+      this.decimalLine(Buffer.byteLength(whole, 'utf8'));
+      this.at += writeUtf8(this.buffer, whole, this.at);
     }
     this.buffer[this.at++] = CR;
     this.buffer[this.at++] = LF;
@@ -161,7 +166,7 @@ export function encodeDecideCall({ requests, defaultRecordTtlMs, attempts, scrip
   const first = requests[0];
   if (first === undefined) throw new ValidationError('INVALID_INPUT', 'a batch needs at least one request');
   let keyCount = 0;
-  for (const request of requests) keyCount += request.keys.length;
+  for (const request of requests) keyCount += request.keyHeads.length;
   writer.reset();
   writer.text('*');
   writer.decimalLine(keyCount + 4);
@@ -173,12 +178,15 @@ export function encodeDecideCall({ requests, defaultRecordTtlMs, attempts, scrip
   writer.text('$');
   writer.decimalLine(String(keyCount).length);
   writer.decimalLine(keyCount);
-  for (const request of requests) for (const key of request.keys) writer.bulk(key);
+  for (const request of requests) {
+    const { keyHeads, keyTails } = request;
+    for (let index = 0; index < keyHeads.length; index += 1) writer.key(keyHeads[index] as string, keyTails[index] as string);
+  }
   const gapAt = writer.length;
   writer.skip(PACKED_HEADER_ROOM);
   const packedAt = writer.length;
   packBatch(writer, requests, defaultRecordTtlMs, attempts);
-  return { wire: writer.finish(gapAt, packedAt), arrayHeaderLength, argumentsAt, slotKey: first.keys[0] as string };
+  return { wire: writer.finish(gapAt, packedAt), arrayHeaderLength, argumentsAt, slotKey: `${first.keyHeads[0]}${first.keyTails[0]}` };
 }
 
 /** The same call as `EVAL <lua> ...` (after NOSCRIPT): it runs the script and loads it for the next EVALSHA. */

@@ -192,14 +192,33 @@ export function tenantKeyPrefix(shard: ShardId, tenant: TenantId, part?: number)
   return `${tag(shard)}:${tenantSegment(tenant, part)}`;
 }
 
+/** What follows the tenant's prefix in `requestRecordKey`: `:r:v1:<requestId>`. */
+export function requestRecordKeyTail(requestId: EventId): string {
+  return `:r:v1:${requestId}`;
+}
+
 /** `requestRecordKey` from its tenant's `tenantKeyPrefix`. */
 export function requestRecordKeyOf(prefix: string, requestId: EventId): string {
-  return `${prefix}:r:v1:${requestId}`;
+  return prefix + requestRecordKeyTail(requestId);
+}
+
+/** Admitted-counter tails by period start (a few periods are current at once; cleared when it grows). */
+const ADMITTED_TAILS = new Map<number, string>();
+
+/** What follows the tenant's prefix in `admittedKey`: `:a:v1:<periodStartMs>`. */
+export function admittedKeyTail(periodStartMs: number): string {
+  let tail = ADMITTED_TAILS.get(periodStartMs);
+  if (tail === undefined) {
+    tail = `:a:v1:${periodSegment(periodStartMs)}`;
+    if (ADMITTED_TAILS.size >= 1_000) ADMITTED_TAILS.clear();
+    ADMITTED_TAILS.set(periodStartMs, tail);
+  }
+  return tail;
 }
 
 /** `admittedKey` from its tenant's `tenantKeyPrefix`. */
 export function admittedKeyOf(prefix: string, periodStartMs: number): string {
-  return `${prefix}:a:v1:${periodSegment(periodStartMs)}`;
+  return prefix + admittedKeyTail(periodStartMs);
 }
 
 /** `bucketKeyHead` from its tenant's `tenantKeyPrefix`. */

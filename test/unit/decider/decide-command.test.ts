@@ -6,7 +6,7 @@ import { compileBatch } from '../../../src/decider/decide-args.js';
 import { DECIDE_SCRIPT, encodeDecideCall, evalWire, scriptSource } from '../../../src/decider/decide-command.js';
 import { readScript } from '../../../src/decider/scripts.js';
 import type { DecideInput, LimitSpec } from '../../../src/decider/ports.js';
-import { parseEventId, parseKeyId, parseLimitId, parseTenantId, type TenantId } from '../../../src/shared/index.js';
+import { parseEventId, parseKeyId, parseLimitId, parseTenantId, type EventId, type TenantId } from '../../../src/shared/index.js';
 
 const MONTH = { unit: 'month', anchorDay: 1, timeZone: 'UTC' } as const;
 const LIMITS: LimitSpec[] = [
@@ -31,7 +31,7 @@ function request(tenant: TenantId, requestId: string, options: { recordTtlMs?: n
   const input: DecideInput = {
     tenant,
     keyId: parseKeyId('k1'),
-    requestId: parseEventId(requestId),
+    requestId: /^[\x20-\x7e]*$/.test(requestId) ? parseEventId(requestId) : (requestId as EventId),
     operation: 'listProducts',
     cost: 3,
     limits: LIMITS,
@@ -72,9 +72,11 @@ describe('encodeDecideCall', () => {
 
   it('counts bytes, not characters, for a key with a multi-byte character', () => {
     // tenant ids are ASCII (parseTenantId); an unchecked one must still be framed exactly
-    const requests = [request('t-é' as TenantId, 'r1'), request('t-日本' as TenantId, 'r2'), request(parseTenantId('t3'), 'r3')];
+    // in a key's first half (the tenant's prefix) or in its second (the record key's request id)
+    const requests = [request('t-é' as TenantId, 'r1'), request('t-日本' as TenantId, 'r2'), request(parseTenantId('t3'), 'r3-ü')];
     const call = encodeDecideCall({ requests, defaultRecordTtlMs: 60_000, attempts: ['a', 'b', 'c'] });
     expect(call.wire.equals(ioredisWire('evalsha', requests, ['a', 'b', 'c']))).toBe(true);
+    expect(call.wire.includes(Buffer.from('$21\r\n{s:0}:t:t3:r:v1:r3-ü\r\n', 'utf8'))).toBe(true);
     expect(call.wire.includes(Buffer.from('{s:0}:t:t-日本:r:v1:r2', 'utf8'))).toBe(true);
   });
 
