@@ -1,10 +1,11 @@
 /**
  * The decider's own client work per decision without I/O (issue 16, client side): `npx tsx bench/decider/client-path.ts`
- * starts a Redis, takes one real decide.lua reply for a batch of 64 (the bench's 3 limits, uniform), then for
- * `ROUNDS` batches compiles each request, packs the batch (`compileBatch`) and decodes the same reply into decisions
- * (`decodeDecideBatch` + `toDecision`), and prints the CPU per decision and the young-generation collections
- * (scavenges) per 1,000 decisions: the allocation a change removes shows in that count even on a loaded machine, where
- * CPU time varies by ±20 %. ioredis, the socket and Redis are not in it.
+ * starts a Redis, takes one real decide.lua reply for a batch of 64 (the bench's 3 limits, uniform), then, stage by
+ * stage (`npx tsx bench/decider/client-path.ts [rounds] [stage prefix]`), for `rounds` batches: compiles each request;
+ * encodes the call as ioredis' `Command` wrote it and as `decide-command.ts` writes it; decodes the same reply into
+ * decisions both ways. It prints each stage's CPU per decision and the young-generation collections (scavenges) per
+ * 1,000 decisions (of the stage and, except compile, the compile before it): the allocation a change removes shows in
+ * that count even on a loaded machine, where CPU time varies by ±20 %. The socket and Redis are not in it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +18,7 @@ import { compileBatch } from '../../src/decider/decide-args.js';
 import { DECIDE_SCRIPT, encodeDecideCall } from '../../src/decider/decide-command.js';
 import { toDecision } from '../../src/decider/decider.js';
 import { connectDeciderRedis } from '../../src/decider/index.js';
-import { decodeDecideBatch } from '../../src/decider/replies.js';
+import { decodeDecideBatch, mapDecideBatch } from '../../src/decider/replies.js';
 import { SHARDS } from './sides.js';
 import { UNIFORM, decideInput } from './workloads.js';
 
@@ -50,12 +51,20 @@ try {
       return written.length;
     },
     'encode (one buffer)': () => encodeDecideCall({ requests: compiled, defaultRecordTtlMs: 900_000, attempts }).wire.length,
-    decode: () => {
+    // each decision decoded into a fresh RawDecision, then mapped (the decider's path before 2026-12-06)
+    'decode (decodeDecideBatch)': () => {
       const raws = decodeDecideBatch(reply, counts, attempts);
       let admitted = 0;
       raws.forEach((raw, index) => {
         if (toDecision(raw, compiled[index] as (typeof compiled)[number]).kind === 'allowed') admitted += 1;
       });
+      if (admitted !== BATCH) throw new Error(`expected every decision admitted, got ${admitted}`);
+      return admitted;
+    },
+    'decode (mapDecideBatch)': () => {
+      const members = compiled.map((request, index) => ({ count: request.limitIds.length, attempt: attempts[index] as string }));
+      const decisions = mapDecideBatch(reply, members, (raw, index) => toDecision(raw, compiled[index] as (typeof compiled)[number]));
+      const admitted = decisions.filter((decision) => decision.kind === 'allowed').length;
       if (admitted !== BATCH) throw new Error(`expected every decision admitted, got ${admitted}`);
       return admitted;
     },

@@ -19,7 +19,7 @@ import { RedisCallTimeout, loopIdleMs, timeCall, type CallTiming, type DeadlineO
 import type { DecideInput, Decider, Decision, LimitMode, LimitSpec, LimitState, SettleInput, Warning } from './ports.js';
 import type { DeciderRedis } from './redis.js';
 import { isCommandTimeout, isLostConnection, isNotConnected, isReplyError, redisErrorPrefix, stalePeriodNowMs } from './redis-errors.js';
-import { decodeDecideBatch, decodeSettle, type SettleResult } from './replies.js';
+import { decodeSettle, mapDecideBatch, type SettleResult } from './replies.js';
 import { compileSettle } from './settle-args.js';
 
 /** Options of `RedisDecider`. */
@@ -95,6 +95,8 @@ const RECONNECT_WAIT_MS = 1_000;
 interface Pending {
   input: DecideInput;
   compiled: CompiledRequest;
+  /** The request's number of limits (what its reply must hold). */
+  count: number;
   /** This call's token (unique in the process, the same when a batch whose reply was lost is sent again). */
   attempt: string;
   resolve: (decision: Decision) => void;
@@ -192,7 +194,8 @@ export class RedisDecider implements Decider {
         this.queues.set(group, queue);
       }
       this.attempts += 1;
-      queue.push({ input, compiled, attempt: `${this.attemptPrefix}${this.attempts.toString(36)}`, resolve, reject });
+      const attempt = `${this.attemptPrefix}${this.attempts.toString(36)}`;
+      queue.push({ input, compiled, count: compiled.limitIds.length, attempt, resolve, reject });
       if ((this.inFlight.get(group) ?? 0) < this.options.maxInFlightBatches && !this.scheduled.has(group)) {
         // sent at the end of this event-loop turn (no timer): the requests that sockets delivered in
         // the same turn share one script call
@@ -331,14 +334,8 @@ export class RedisDecider implements Decider {
       () => this.send(batch),
       (error) => decideError(error),
     );
-    const counts = new Array<number>(batch.length);
-    const attempts = new Array<string>(batch.length);
-    batch.forEach((pending, index) => {
-      counts[index] = pending.compiled.limitIds.length;
-      attempts[index] = pending.attempt;
-    });
-    const raws = decodeDecideBatch(reply, counts, attempts);
-    const decisions = raws.map((raw, index) => toDecision(raw, (batch[index] as Pending).compiled));
+    // decoded into one reused decision, each mapped at once to the public one (no intermediate object per request)
+    const decisions = mapDecideBatch(reply, batch, (raw, index) => toDecision(raw, (batch[index] as Pending).compiled));
     if (replicasAcked !== undefined) {
       for (const decision of decisions)
         if (decision.kind === 'allowed' || decision.kind === 'warned') decision.replicasAcked = replicasAcked;
@@ -375,6 +372,7 @@ export class RedisDecider implements Decider {
       // The local clock named the wrong periods: rename them from Redis' clock, once.
       for (const pending of batch) {
         pending.compiled = compileRequest(pending.input, { shardCount: this.options.shardCount, localNowMs: redisNowMs });
+        pending.count = pending.compiled.limitIds.length;
       }
       return this.send(batch, true);
     }
