@@ -44,7 +44,8 @@ export async function readTenantPage(input: {
           ExpressionAttributeValues: values,
           ...(Object.keys(names).length === 0 ? {} : { ExpressionAttributeNames: names }),
           ...(conditions.length === 0 ? {} : { FilterExpression: conditions.join(' AND ') }),
-          Limit: Math.min(1_000, filter.first + 2),
+          // a filter drops items after the read: evaluate more per query, or a rare match walks the partition a few items a call
+          Limit: conditions.length === 0 ? Math.min(1_000, filter.first + 2) : Math.min(1_000, Math.max(100, (filter.first + 2) * 4)),
           ConsistentRead: true,
           ...(start === undefined ? {} : { ExclusiveStartKey: start }),
         }),
