@@ -15,8 +15,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { freePort } from '../../infra/services.js';
+import { scriptSource } from '../../src/decider/decide-command.js';
 import { tollgateOn } from './sides.js';
-import { UNIFORM, zipfWorkload } from './workloads.js';
+import { LIMITS, UNIFORM, zipfWorkload } from './workloads.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -68,9 +69,13 @@ const admin = new Redis({ port, retryStrategy: () => 200, maxRetriesPerRequest: 
 admin.on('error', () => undefined);
 try {
   await admin.ping();
-  const side = await tollgateOn(port, workload);
   const prototype = process.env['DECIDE_LUA'];
-  if (prototype !== undefined) side.client.defineCommand('tgDecide', { lua: readFileSync(prototype, 'utf8') });
+  const side = await tollgateOn(
+    port,
+    workload,
+    LIMITS,
+    prototype === undefined ? undefined : scriptSource(readFileSync(prototype, 'utf8')),
+  );
   await Promise.all(Array.from({ length: 64 }, (_, i) => side.decideOnce(10_000_000 + i))); // loads the script
   await execFileAsync('callgrind_control', ['-z', String(redis.pid)]);
   let next = 0;

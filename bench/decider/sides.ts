@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { RedisDecider, connectDeciderRedis, type DecideInput, type LimitSpec } from '../../src/decider/index.js';
 import { compileRequest } from '../../src/decider/compile.js';
+import type { ScriptSource } from '../../src/decider/decide-command.js';
 import { systemClock } from '../../src/shared/index.js';
 import { LIMITS, TENANTS, UNIFORM, decideInput, uniformIds, type Workload } from './workloads.js';
 
@@ -44,10 +45,17 @@ export async function redisBenchmark(port: number, sha: string, pipeline: number
   return Number(line.split(',')[1]?.replaceAll('"', ''));
 }
 
-/** A decider on its own connection, and a call that decides request i of `workload` (expected admitted). */
-export async function tollgateOn(port: number, workload: Workload, limits: LimitSpec[] = LIMITS) {
+/**
+ * A decider on its own connection, and a call that decides request i of `workload` (expected admitted). `decideScript`:
+ * a prototype of decide.lua to call instead (callgrind.ts).
+ */
+export async function tollgateOn(port: number, workload: Workload, limits: LimitSpec[] = LIMITS, decideScript?: ScriptSource) {
   const client = await connectDeciderRedis({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 5_000 });
-  const decider = new RedisDecider(client, { shardCount: SHARDS, clock: systemClock });
+  const decider = new RedisDecider(client, {
+    shardCount: SHARDS,
+    clock: systemClock,
+    ...(decideScript === undefined ? {} : { decideScript }),
+  });
   const decideOnce = async (i: number): Promise<void> => {
     const decision = await decider.decide(decideInput(workload, i, limits));
     if (decision.kind !== 'allowed') throw new Error(`unexpected ${decision.kind}`);

@@ -7,7 +7,17 @@
  */
 import { ValidationError, type EventId, type LimitId } from '../shared/index.js';
 import { requestHeadArgs, type BatchMember } from './decide-args.js';
-import { admittedKey, bucketKeyHead, parseIpHex, partOf, requestRecordKey, shardOfPart, usageStreamKey, type ShardId } from './keys.js';
+import {
+  admittedKeyTail,
+  bucketKeyHeadOf,
+  parseIpHex,
+  partOf,
+  requestRecordKeyTail,
+  shardOfPart,
+  tenantKeyPrefix,
+  usageStreamKey,
+  type ShardId,
+} from './keys.js';
 import { ALG, type CompiledLimit, type ModelRequest } from './model/limits.js';
 import { namingSkewMs, periodPairAt } from './model/period.js';
 import { compiledPlan, periodVariants, type CompiledPlan } from './plan-cache.js';
@@ -29,7 +39,7 @@ export interface CompiledRequest extends BatchMember {
   /** The request's own record lifetime (undefined: the decider's default). */
   recordTtlMs: number | undefined;
   /** stream, record, admitted (current, next), then each limit's key(s). */
-  keys: string[];
+  readonly keys: string[];
   requestId: EventId;
   /** The same request as the pure model takes it (built on each read). */
   readonly model: ModelRequest;
@@ -65,9 +75,10 @@ function checkRequest(input: DecideInput): void {
   }
 }
 
-/** Each limit's keys, definition, signature and model template, appended to `into`. */
+/** Each limit's keys (key i is `keyHeads[i] + keyTails[i]`), definition, signature and model template, appended to `into`. */
 interface LimitsOut {
-  keys: string[];
+  keyHeads: string[];
+  keyTails: string[];
   definitions: string[][];
   signatures: string[];
   templates: CompiledLimit[];
@@ -77,8 +88,8 @@ interface LimitsOut {
 interface AppendLimitsInput {
   input: DecideInput;
   plan: CompiledPlan;
-  shard: ShardId;
-  part: number | undefined;
+  /** The tenant's `tenantKeyPrefix`. */
+  prefix: string;
   localNowMs: number;
   into: LimitsOut;
 }
@@ -88,8 +99,7 @@ interface AppendLimitsInput {
  * most one key head per scope (the ip is parsed only when an ip-scoped limit applies).
  * @throws ValidationError `INVALID_INPUT` for an ip-scoped limit on a request without an address
  */
-function appendLimits({ input, plan, shard, part, localNowMs, into }: AppendLimitsInput): void {
-  let tenantHead: string | undefined;
+function appendLimits({ input, plan, prefix, localNowMs, into }: AppendLimitsInput): void {
   let keyHead: string | undefined;
   let ipHead: string | undefined;
   const asHard = plan.hasDefer && input.isDeferrable !== true;
@@ -97,23 +107,25 @@ function appendLimits({ input, plan, shard, part, localNowMs, into }: AppendLimi
     let head: string;
     const scope = limit.spec.scope;
     if (scope === 'tenant') {
-      head = tenantHead ??= bucketKeyHead(shard, input.tenant, { scope: 'tenant' }, part);
+      head = prefix;
     } else if (scope === 'apiKey') {
-      head = keyHead ??= bucketKeyHead(shard, input.tenant, { scope: 'apiKey', keyId: input.keyId }, part);
+      head = keyHead ??= bucketKeyHeadOf(prefix, { scope: 'apiKey', keyId: input.keyId });
     } else {
       if (input.clientIp === undefined) {
         throw new ValidationError('INVALID_INPUT', `limit ${limit.spec.id} is ip-scoped but the request has no client address`);
       }
-      head = ipHead ??= bucketKeyHead(shard, input.tenant, { scope: 'ip', ipHex: parseIpHex(input.clientIp) }, part);
+      head = ipHead ??= bucketKeyHeadOf(prefix, { scope: 'ip', ipHex: parseIpHex(input.clientIp) });
     }
     const isHard = asHard && limit.spec.mode === 'defer';
     let chosen = isHard ? limit.asHard : limit.own;
     if (limit.alg === ALG.periodQuota) {
       const period = periodVariants(limit, localNowMs);
-      into.keys.push(head + period.currentTail, head + period.nextTail);
+      into.keyHeads.push(head, head);
+      into.keyTails.push(period.currentTail, period.nextTail);
       chosen = isHard ? period.asHard : period.own;
     } else {
-      into.keys.push(head + limit.keyTail);
+      into.keyHeads.push(head);
+      into.keyTails.push(limit.keyTail);
     }
     into.definitions.push(chosen.definition);
     into.signatures.push(chosen.signature);
@@ -132,28 +144,28 @@ export function compileRequest(input: DecideInput, options: CompileOptions): Com
   const plan = compiledPlan(input.limits, { subShards, part });
   const shard = shardOfPart(input.tenant, options.shardCount, part);
   const billing = periodPairAt(input.billingPeriod, options.localNowMs - namingSkewMs(input.billingPeriod));
-  const recordKey = requestRecordKey(shard, input.tenant, input.requestId, part);
+  const prefix = tenantKeyPrefix(shard, input.tenant, part);
+  // the keys in two halves (no key string is built: the encoder writes both halves, `keys` joins them when read)
   const out: LimitsOut = {
-    keys: [
-      usageStreamKey(shard),
-      recordKey,
-      admittedKey(shard, input.tenant, billing.current.startMs, part),
-      admittedKey(shard, input.tenant, billing.next.startMs, part),
-    ],
+    keyHeads: [usageStreamKey(shard), prefix, prefix, prefix],
+    keyTails: ['', requestRecordKeyTail(input.requestId), admittedKeyTail(billing.current.startMs), admittedKeyTail(billing.next.startMs)],
     definitions: [],
     signatures: [],
     templates: [],
   };
-  appendLimits({ input, plan, shard, part, localNowMs: options.localNowMs, into: out });
+  appendLimits({ input, plan, prefix, localNowMs: options.localNowMs, into: out });
   return new Compiled({
     shard,
     part,
     recordTtlMs: input.recordTtlMs,
     head: requestHeadArgs(input, billing),
-    ...out,
+    keyHeads: out.keyHeads,
+    keyTails: out.keyTails,
+    definitions: out.definitions,
+    signatures: out.signatures,
+    templates: out.templates,
     requestId: input.requestId,
     cost: input.cost,
-    recordKey,
     plan,
     billingStartMs: billing.current.startMs,
     billingEndMs: billing.current.endMs,
@@ -169,7 +181,6 @@ interface CompiledOptions extends LimitsOut {
   head: (string | number)[];
   requestId: EventId;
   cost: number;
-  recordKey: string;
   plan: CompiledPlan;
   billingStartMs: number;
   billingEndMs: number;
@@ -181,7 +192,8 @@ class Compiled implements CompiledRequest {
   readonly shard: ShardId;
   readonly part: number | undefined;
   readonly recordTtlMs: number | undefined;
-  readonly keys: string[];
+  readonly keyHeads: string[];
+  readonly keyTails: string[];
   readonly head: (string | number)[];
   readonly definitions: string[][];
   readonly signatures: string[];
@@ -194,13 +206,14 @@ class Compiled implements CompiledRequest {
   readonly billingNextEndMs: number;
   private readonly templates: CompiledLimit[];
   private readonly cost: number;
-  private readonly recordKey: string;
+  private joinedKeys: string[] | undefined;
 
   constructor(options: CompiledOptions) {
     this.shard = options.shard;
     this.part = options.part;
     this.recordTtlMs = options.recordTtlMs;
-    this.keys = options.keys;
+    this.keyHeads = options.keyHeads;
+    this.keyTails = options.keyTails;
     this.head = options.head;
     this.definitions = options.definitions;
     this.signatures = options.signatures;
@@ -213,7 +226,15 @@ class Compiled implements CompiledRequest {
     this.billingNextEndMs = options.billingNextEndMs;
     this.templates = options.templates;
     this.cost = options.cost;
-    this.recordKey = options.recordKey;
+  }
+
+  /** The keys, joined once when first read (the decider's own call writes the halves). */
+  get keys(): string[] {
+    if (this.joinedKeys === undefined) {
+      const tails = this.keyTails;
+      this.joinedKeys = this.keyHeads.map((head, index) => head + (tails[index] as string));
+    }
+    return this.joinedKeys;
   }
 
   get model(): ModelRequest {
@@ -227,6 +248,6 @@ class Compiled implements CompiledRequest {
       at += 1;
       return { ...template, key };
     });
-    return { requestId: this.requestId, recordKey: this.recordKey, cost: this.cost, limits };
+    return { requestId: this.requestId, recordKey: this.keys[1] as string, cost: this.cost, limits };
   }
 }

@@ -62,7 +62,10 @@ export function requestHeadArgs(input: DecideInput, billing: PeriodPair): (strin
 /** What `compileBatch` needs of a compiled request. */
 export interface BatchMember {
   /** KEYS of the request, in decide.lua's per-request order. */
-  keys: string[];
+  readonly keys: string[];
+  /** The same keys in two halves: key i is `keyHeads[i] + keyTails[i]` (what the decider's call writes). */
+  readonly keyHeads: readonly string[];
+  readonly keyTails: readonly string[];
   /** See `requestHeadArgs`. */
   head: (string | number)[];
   /** The request's own record lifetime in ms (undefined: the batch default). */
@@ -73,57 +76,75 @@ export interface BatchMember {
   signatures: string[];
 }
 
-/** One writer for every batch (compileBatch runs to its end synchronously): its buffer is reused. */
+/** One writer for `compileBatch` (it runs to its end synchronously): its buffer is reused. */
 const writer = new PackWriter();
 
 /**
  * Joins requests into one decide.lua call. Limit definitions are sent once per
  * batch and referred to by 1-based index. On Redis Cluster every request of a batch
  * must be of one shard (one slot); a single Redis takes any mix.
- * `KEYS = each request's keys`; `ARGV = [packed]`, one msgpack array `[layout, n, d, ...definitions, ...each request]`,
- * each request being its head, its record TTL (`defaultRecordTtlMs` unless it has its own), its attempt token
- * (`attempts[i]`, the same when a call whose reply was lost is sent again; `-` when none), its number of limits,
- * then its definition indexes (the TTL, the count and the indexes as integers).
+ * `KEYS = each request's keys`; `ARGV = [packed]` (see `packBatch`). The decider itself writes the same
+ * call straight into one command (`decide-command.ts`); this form is for tests and tools.
  * @throws ValidationError `INVALID_INPUT` for an empty batch
  */
 export function compileBatch(
-  requests: BatchMember[],
+  requests: readonly BatchMember[],
   defaultRecordTtlMs: number,
   attempts?: readonly string[],
 ): { keys: string[]; args: [Buffer] } {
   if (requests.length === 0) throw new ValidationError('INVALID_INPUT', 'a batch needs at least one request');
   const keys: string[] = [];
+  for (const request of requests) for (const key of request.keys) keys.push(key);
+  writer.reset();
+  packBatch(writer, requests, defaultRecordTtlMs, attempts);
+  return { keys, args: [writer.toBuffer()] };
+}
+
+/**
+ * Writes decide.lua's packed argument: one msgpack array `[layout, n, d, ...definitions, ...each request]`,
+ * each request being its head, its record TTL (`defaultRecordTtlMs` unless it has its own), its attempt token
+ * (`attempts[i]`, the same when a call whose reply was lost is sent again; `-` when none), its number of limits,
+ * then its definition indexes (the TTL, the count and the indexes as integers). Equal definitions are written once.
+ */
+export function packBatch(
+  out: PackWriter,
+  requests: readonly BatchMember[],
+  defaultRecordTtlMs: number,
+  attempts: readonly string[] | undefined,
+): void {
   const indexOf = new Map<string, number>();
   const distinct: string[][] = [];
   for (const request of requests) {
-    for (const key of request.keys) keys.push(key);
-    request.signatures.forEach((signature, position) => {
-      if (indexOf.has(signature)) return;
+    const { signatures, definitions } = request;
+    for (let position = 0; position < signatures.length; position += 1) {
+      const signature = signatures[position] as string;
+      if (indexOf.has(signature)) continue;
       indexOf.set(signature, indexOf.size + 1);
-      distinct.push(request.definitions[position] as string[]);
-    });
+      distinct.push(definitions[position] as string[]);
+    }
   }
-  writer.reset();
-  const array = writer.arrayStart();
-  writer.uint(DECIDE_LAYOUT_VERSION);
-  writer.uint(requests.length);
-  writer.uint(distinct.length);
+  const array = out.arrayStart();
+  out.uint(DECIDE_LAYOUT_VERSION);
+  out.uint(requests.length);
+  out.uint(distinct.length);
   let length = 3;
   for (const definition of distinct) {
-    for (const value of definition) writer.str(value);
+    for (const value of definition) out.str(value);
     length += definition.length;
   }
-  requests.forEach((request, position) => {
-    for (const value of request.head) {
-      if (typeof value === 'number') writer.uint(value);
-      else writer.str(value);
+  for (let position = 0; position < requests.length; position += 1) {
+    const request = requests[position] as BatchMember;
+    const { head, signatures } = request;
+    for (let index = 0; index < head.length; index += 1) {
+      const value = head[index] as string | number;
+      if (typeof value === 'number') out.uint(value);
+      else out.str(value);
     }
-    writer.uint(request.recordTtlMs ?? defaultRecordTtlMs);
-    writer.str(attempts?.[position] ?? '-');
-    writer.uint(request.signatures.length);
-    for (const signature of request.signatures) writer.uint(indexOf.get(signature) as number);
-    length += request.head.length + 3 + request.signatures.length;
-  });
-  writer.arrayLength(array, length);
-  return { keys, args: [writer.toBuffer()] };
+    out.uint(request.recordTtlMs ?? defaultRecordTtlMs);
+    out.str(attempts?.[position] ?? '-');
+    out.uint(signatures.length);
+    for (let index = 0; index < signatures.length; index += 1) out.uint(indexOf.get(signatures[index] as string) as number);
+    length += head.length + 3 + signatures.length;
+  }
+  out.arrayLength(array, length);
 }

@@ -12,14 +12,14 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { DependencyError, InvariantError, ValidationError, type Clock, type LimitId } from '../shared/index.js';
 import { compileRequest, type CompiledRequest } from './compile.js';
-import { compileBatch } from './decide-args.js';
+import { DECIDE_SCRIPT, encodeDecideCall, sendDecideCall, type ScriptSource } from './decide-command.js';
 import type { RawDecision } from './model/limits.js';
-import { Cluster } from 'ioredis';
+import { Cluster, Pipeline } from 'ioredis';
 import { RedisCallTimeout, loopIdleMs, timeCall, type CallTiming, type DeadlineOptions } from './loop-time.js';
 import type { DecideInput, Decider, Decision, LimitMode, LimitSpec, LimitState, SettleInput, Warning } from './ports.js';
 import type { DeciderRedis } from './redis.js';
 import { isCommandTimeout, isLostConnection, isNotConnected, isReplyError, redisErrorPrefix, stalePeriodNowMs } from './redis-errors.js';
-import { decodeDecideBatch, decodeSettle, type SettleResult } from './replies.js';
+import { decodeSettle, mapDecideBatch, type SettleResult } from './replies.js';
 import { compileSettle } from './settle-args.js';
 
 /** Options of `RedisDecider`. */
@@ -62,6 +62,8 @@ export interface RedisDeciderOptions {
   maxWaitMs?: number;
   /** Told how each script call went (one event per call, one per lost connection): a breaker's input. */
   onCall?: (outcome: CallOutcome) => void;
+  /** The decide script to call (measurement tools try a prototype of it). @default `lua/decide.lua` */
+  decideScript?: ScriptSource;
 }
 
 /**
@@ -78,7 +80,14 @@ export type CallOutcome =
 /** Why calls to Redis failed, as `CallOutcome` names them. */
 export type CallFailureCause = Extract<CallOutcome, { kind: 'failed' }>['cause'];
 
-const DEFAULTS = { recordTtlMs: 900_000, maxBatchSize: 64, maxInFlightBatches: 2, waitForReplicas: undefined, maxWaitMs: 1_000 };
+const DEFAULTS = {
+  decideScript: DECIDE_SCRIPT,
+  recordTtlMs: 900_000,
+  maxBatchSize: 64,
+  maxInFlightBatches: 2,
+  waitForReplicas: undefined,
+  maxWaitMs: 1_000,
+};
 
 /** How long a call waits for a fresh connection after losing one, without `timeoutMs`, ms. */
 const RECONNECT_WAIT_MS = 1_000;
@@ -86,6 +95,8 @@ const RECONNECT_WAIT_MS = 1_000;
 interface Pending {
   input: DecideInput;
   compiled: CompiledRequest;
+  /** The request's number of limits (what its reply must hold). */
+  count: number;
   /** This call's token (unique in the process, the same when a batch whose reply was lost is sent again). */
   attempt: string;
   resolve: (decision: Decision) => void;
@@ -183,7 +194,8 @@ export class RedisDecider implements Decider {
         this.queues.set(group, queue);
       }
       this.attempts += 1;
-      queue.push({ input, compiled, attempt: `${this.attemptPrefix}${this.attempts.toString(36)}`, resolve, reject });
+      const attempt = `${this.attemptPrefix}${this.attempts.toString(36)}`;
+      queue.push({ input, compiled, count: compiled.limitIds.length, attempt, resolve, reject });
       if ((this.inFlight.get(group) ?? 0) < this.options.maxInFlightBatches && !this.scheduled.has(group)) {
         // sent at the end of this event-loop turn (no timer): the requests that sockets delivered in
         // the same turn share one script call
@@ -322,14 +334,8 @@ export class RedisDecider implements Decider {
       () => this.send(batch),
       (error) => decideError(error),
     );
-    const counts = new Array<number>(batch.length);
-    const attempts = new Array<string>(batch.length);
-    batch.forEach((pending, index) => {
-      counts[index] = pending.compiled.limitIds.length;
-      attempts[index] = pending.attempt;
-    });
-    const raws = decodeDecideBatch(reply, counts, attempts);
-    const decisions = raws.map((raw, index) => toDecision(raw, (batch[index] as Pending).compiled));
+    // decoded into one reused decision, each mapped at once to the public one (no intermediate object per request)
+    const decisions = mapDecideBatch(reply, batch, (raw, index) => toDecision(raw, (batch[index] as Pending).compiled));
     if (replicasAcked !== undefined) {
       for (const decision of decisions)
         if (decision.kind === 'allowed' || decision.kind === 'warned') decision.replicasAcked = replicasAcked;
@@ -339,21 +345,23 @@ export class RedisDecider implements Decider {
 
   /** One script call (and its WAIT); a stale-period answer renames the periods from Redis' clock and calls once more. */
   private async send(batch: Pending[], isStaleRetry = false): Promise<{ reply: unknown; replicasAcked: number | undefined }> {
-    const { keys, args } = compileBatch(
-      batch.map((pending) => pending.compiled),
-      this.options.recordTtlMs,
-      batch.map((pending) => pending.attempt),
-    );
+    const script = this.options.decideScript;
+    const call = encodeDecideCall({
+      requests: batch.map((pending) => pending.compiled),
+      defaultRecordTtlMs: this.options.recordTtlMs,
+      attempts: batch.map((pending) => pending.attempt),
+      script,
+    });
+    const redis = this.redis;
     try {
       const wait = this.options.waitForReplicas;
       if (wait === undefined)
-        return { reply: await this.call(() => this.redis.tgDecideBuffer(keys.length, ...keys, ...args)), replicasAcked: undefined };
+        return { reply: await this.call(() => sendDecideCall({ via: redis, client: redis, call, script })), replicasAcked: undefined };
       return await this.call(async () => {
-        const results = await this.redis
-          .pipeline()
-          .tgDecideBuffer(keys.length, ...keys, ...args)
-          .wait(wait.replicas, wait.timeoutMs)
-          .exec();
+        const pipeline = redis.pipeline();
+        if (!(pipeline instanceof Pipeline)) throw new InvariantError('ioredis made a pipeline that is not a Pipeline');
+        void sendDecideCall({ via: pipeline, client: redis, call, script }).catch(() => undefined); // read from exec()'s results
+        const results = await pipeline.wait(wait.replicas, wait.timeoutMs).exec();
         const [decided, waited] = results ?? [];
         if (decided?.[0]) throw decided[0];
         return { reply: decided?.[1], replicasAcked: typeof waited?.[1] === 'number' ? waited[1] : 0 };
@@ -364,6 +372,7 @@ export class RedisDecider implements Decider {
       // The local clock named the wrong periods: rename them from Redis' clock, once.
       for (const pending of batch) {
         pending.compiled = compileRequest(pending.input, { shardCount: this.options.shardCount, localNowMs: redisNowMs });
+        pending.count = pending.compiled.limitIds.length;
       }
       return this.send(batch, true);
     }

@@ -36,7 +36,17 @@ export function shardOf(tenant: TenantId, shardCount: number): ShardId {
   return (fnv1a32(tenant) % shardCount) as ShardId;
 }
 
-const tag = (shard: ShardId): string => `{s:${shard}}`;
+/** Each shard's hash tag and usage stream key, built once (every key of a request starts with the tag): 16,384 slots. */
+const TAGS = new Array<string | undefined>(16_384).fill(undefined);
+const STREAMS = new Array<string | undefined>(16_384).fill(undefined);
+
+function tag(shard: ShardId): string {
+  const known = TAGS[shard];
+  if (known !== undefined) return known;
+  const built = `{s:${shard}}`;
+  if (Number.isInteger(shard) && shard >= 0 && shard < TAGS.length) TAGS[shard] = built;
+  return built;
+}
 
 /** Most sub-shards a whale tenant can be split over. */
 export const MAX_SUB_SHARDS = 64;
@@ -68,7 +78,11 @@ function tenantSegment(tenant: TenantId, part: number | undefined): string {
 
 /** `{s:<shard>}:usage:v1`: the shard's usage stream (the billing record). */
 export function usageStreamKey(shard: ShardId): string {
-  return `${tag(shard)}:usage:v1`;
+  const known = STREAMS[shard];
+  if (known !== undefined) return known;
+  const built = `${tag(shard)}:usage:v1`;
+  if (Number.isInteger(shard) && shard >= 0 && shard < STREAMS.length) STREAMS[shard] = built;
+  return built;
 }
 
 /** A deployment's name (the API instances that share limits): the tenant id alphabet. */
@@ -162,7 +176,7 @@ export function bucketKey(input: {
 
 /** The subject part of a bucket key, `{s:<shard>}:t:<tenant>[:u:<part>][:k:<keyId>|:i:<ipHex>]` (bucketKey = head + tail). */
 export function bucketKeyHead(shard: ShardId, tenant: TenantId, subject: LimitSubject, part?: number): string {
-  return `${tag(shard)}:${tenantSegment(tenant, part)}${subjectSegment(subject)}`;
+  return bucketKeyHeadOf(tenantKeyPrefix(shard, tenant, part), subject);
 }
 
 /** The limit part of a bucket key, `:b:v1:<limitId>[:p:<periodStartMs>]` (bucketKey = head + tail). */
@@ -170,9 +184,51 @@ export function bucketKeyTail(limitId: LimitId, periodStartMs?: number): string 
   return `:b:v1:${limitId}${periodStartMs === undefined ? '' : `:p:${periodSegment(periodStartMs)}`}`;
 }
 
+/**
+ * `{s:<shard>}:t:<tenant>[:u:<part>]`: what every key of one tenant (or whale part) starts with. A request builds it
+ * once and passes it to the `...Of` builders below (the same keys as `requestRecordKey`, `admittedKey`, `bucketKeyHead`).
+ */
+export function tenantKeyPrefix(shard: ShardId, tenant: TenantId, part?: number): string {
+  return `${tag(shard)}:${tenantSegment(tenant, part)}`;
+}
+
+/** What follows the tenant's prefix in `requestRecordKey`: `:r:v1:<requestId>`. */
+export function requestRecordKeyTail(requestId: EventId): string {
+  return `:r:v1:${requestId}`;
+}
+
+/** `requestRecordKey` from its tenant's `tenantKeyPrefix`. */
+export function requestRecordKeyOf(prefix: string, requestId: EventId): string {
+  return prefix + requestRecordKeyTail(requestId);
+}
+
+/** Admitted-counter tails by period start (a few periods are current at once; cleared when it grows). */
+const ADMITTED_TAILS = new Map<number, string>();
+
+/** What follows the tenant's prefix in `admittedKey`: `:a:v1:<periodStartMs>`. */
+export function admittedKeyTail(periodStartMs: number): string {
+  let tail = ADMITTED_TAILS.get(periodStartMs);
+  if (tail === undefined) {
+    tail = `:a:v1:${periodSegment(periodStartMs)}`;
+    if (ADMITTED_TAILS.size >= 1_000) ADMITTED_TAILS.clear();
+    ADMITTED_TAILS.set(periodStartMs, tail);
+  }
+  return tail;
+}
+
+/** `admittedKey` from its tenant's `tenantKeyPrefix`. */
+export function admittedKeyOf(prefix: string, periodStartMs: number): string {
+  return prefix + admittedKeyTail(periodStartMs);
+}
+
+/** `bucketKeyHead` from its tenant's `tenantKeyPrefix`. */
+export function bucketKeyHeadOf(prefix: string, subject: LimitSubject): string {
+  return subject.scope === 'tenant' ? prefix : prefix + subjectSegment(subject);
+}
+
 /** `{s:<shard>}:t:<tenant>[:u:<part>]:r:v1:<requestId>`: an admitted request's record (idempotency, settle). */
 export function requestRecordKey(shard: ShardId, tenant: TenantId, requestId: EventId, part?: number): string {
-  return `${tag(shard)}:${tenantSegment(tenant, part)}:r:v1:${requestId}`;
+  return requestRecordKeyOf(tenantKeyPrefix(shard, tenant, part), requestId);
 }
 
 /**
@@ -180,7 +236,7 @@ export function requestRecordKey(shard: ShardId, tenant: TenantId, requestId: Ev
  * period (read by the audit, which sums a whale tenant's parts).
  */
 export function admittedKey(shard: ShardId, tenant: TenantId, periodStartMs: number, part?: number): string {
-  return `${tag(shard)}:${tenantSegment(tenant, part)}:a:v1:${periodSegment(periodStartMs)}`;
+  return admittedKeyOf(tenantKeyPrefix(shard, tenant, part), periodStartMs);
 }
 
 /** A parsed admitted-counter key (see admittedKey). */

@@ -10,8 +10,13 @@ const INITIAL_BYTES = 64 * 1024;
 
 /** Encodes one msgpack value at a time into a growing buffer. Reusable: `reset()` keeps the memory. */
 export class PackWriter {
-  private buffer = Buffer.allocUnsafe(INITIAL_BYTES);
-  private at = 0;
+  protected buffer: Buffer;
+  protected at = 0;
+
+  /** `initialBytes`: the buffer's first size (it doubles when a value does not fit). */
+  constructor(initialBytes = INITIAL_BYTES) {
+    this.buffer = Buffer.allocUnsafe(initialBytes);
+  }
 
   reset(): void {
     this.at = 0;
@@ -22,7 +27,12 @@ export class PackWriter {
     return Buffer.from(this.buffer.subarray(0, this.at));
   }
 
-  private room(bytes: number): void {
+  /** Bytes written since `reset()`. */
+  get length(): number {
+    return this.at;
+  }
+
+  protected room(bytes: number): void {
     if (this.at + bytes <= this.buffer.length) return;
     const grown = Buffer.allocUnsafe(Math.max(this.buffer.length * 2, this.at + bytes));
     this.buffer.copy(grown, 0, 0, this.at);
@@ -70,17 +80,31 @@ export class PackWriter {
 
   /** A string, UTF-8. */
   str(value: string): void {
-    // ids and names are ASCII: one byte per character, written without an encoder call
-    let bytes = value.length;
-    let isAscii = true;
-    for (let index = 0; index < value.length; index += 1) {
-      if (value.charCodeAt(index) >= 0x80) {
-        isAscii = false;
-        bytes = Buffer.byteLength(value, 'utf8');
-        break;
-      }
+    // ids and names are ASCII: written in one pass, assuming one byte per character (header first), checked after
+    const length = value.length;
+    this.room(5 + 3 * length);
+    const start = this.at;
+    this.strHeader(length);
+    const b = this.buffer;
+    const at = this.at;
+    let high = 0;
+    for (let index = 0; index < length; index += 1) {
+      const code = value.charCodeAt(index);
+      high |= code;
+      b[at + index] = code;
     }
-    this.room(5 + bytes);
+    if (high < 0x80) {
+      this.at = at + length;
+      return;
+    }
+    // a multi-byte character: the header counts bytes
+    const bytes = Buffer.byteLength(value, 'utf8');
+    this.at = start;
+    this.strHeader(bytes);
+    this.at += this.buffer.write(value, this.at, 'utf8');
+  }
+
+  private strHeader(bytes: number): void {
     const b = this.buffer;
     if (bytes < 32) b[this.at++] = 0xa0 | bytes;
     else if (bytes < 0x100) {
@@ -95,12 +119,6 @@ export class PackWriter {
       b.writeUInt32BE(bytes, this.at + 1);
       this.at += 5;
     }
-    if (isAscii) {
-      for (let index = 0; index < value.length; index += 1) b[this.at + index] = value.charCodeAt(index);
-    } else {
-      b.write(value, this.at, 'utf8');
-    }
-    this.at += bytes;
   }
 }
 

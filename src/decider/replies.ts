@@ -133,7 +133,28 @@ class PackedReader {
     return value;
   }
 
+  /** Reads a string and tells whether it is `expected`, without making a string of it when `expected` is ASCII. */
+  stringEquals(expected: string): boolean {
+    const length = this.stringLength();
+    const at = this.at;
+    this.at += length;
+    for (let index = 0; index < expected.length; index += 1) {
+      const code = expected.charCodeAt(index);
+      if (code >= 0x80) return this.bytes.toString('utf8', at, at + length) === expected;
+      // an ASCII character differs from the byte at its place: the UTF-8 strings differ
+      if (index >= length || this.bytes[at + index] !== code) return false;
+    }
+    return length === expected.length;
+  }
+
   string(): string {
+    const length = this.stringLength();
+    this.at += length;
+    return this.bytes.toString('utf8', this.at - length, this.at);
+  }
+
+  /** Reads a string's header and checks its bytes are there; answers its length (`at` on its first byte). */
+  private stringLength(): number {
     this.need(1);
     const tag = this.bytes[this.at++] as number;
     let length: number;
@@ -147,8 +168,7 @@ class PackedReader {
       this.at += 2;
     } else return this.fail(`holds 0x${tag.toString(16)} where a string was expected`);
     this.need(length);
-    this.at += length;
-    return this.bytes.toString('utf8', this.at - length, this.at);
+    return length;
   }
 }
 
@@ -157,9 +177,13 @@ const PACKED = new PackedReader();
 /** Fields of a packed decision before its limits: kind, nowMs, limitIndex, retryAfterMs, streamId, isReplay, nLimits. */
 const HEAD = 7;
 
-/** Decodes one packed decision; `isStored`: an earlier call's record (a replay unless `attempt` is its own token). */
-function decodeOne(bytes: unknown, expectedCount: number, isStored: boolean, attempt: string): RawDecision {
+/**
+ * Decodes one packed decision into `into` (its fields and limit objects overwritten, new ones made only when it has
+ * fewer); `isStored`: an earlier call's record (a replay unless `attempt` is its own token).
+ */
+function decodeOne(bytes: unknown, expected: { count: number; isStored: boolean; attempt: string }, into: RawDecision): void {
   if (!Buffer.isBuffer(bytes)) return DECIDE.fail(bytes, 'holds a decision that is not a packed string');
+  const { count: expectedCount, isStored, attempt } = expected;
   const reader = PACKED;
   reader.reset(bytes);
   const length = reader.arrayLength();
@@ -179,20 +203,43 @@ function decodeOne(bytes: unknown, expectedCount: number, isStored: boolean, att
     reader.fail(`has ${length} elements for ${count} limits`);
   }
   if (limitIndex < 0 || limitIndex > count) reader.fail('names no limit');
-  const limits: RawDecision['limits'] = new Array<RawDecision['limits'][number]>(count);
+  const limits = into.limits;
+  limits.length = count;
   for (let index = 0; index < count; index += 1) {
-    limits[index] = {
-      remaining: reader.integer(),
-      resetMs: reader.integer(),
-      flags: reader.integer(),
-      overage: reader.integer(),
-      crossed: reader.integer(),
-    };
+    const limit = (limits[index] ??= { remaining: 0, resetMs: 0, flags: 0, overage: 0, crossed: 0 });
+    limit.remaining = reader.integer();
+    limit.resetMs = reader.integer();
+    limit.flags = reader.integer();
+    limit.overage = reader.integer();
+    limit.crossed = reader.integer();
   }
-  const token = length > HEAD + 5 * count ? reader.string() : undefined;
   // a stored record is the caller's own first decision only when it holds the caller's own attempt token
-  const isReplay = isStored && !(attempt !== '-' && token === attempt);
-  return { kind, nowMs, limitIndex, retryAfterMs, streamId, isReplay, limits };
+  const isOwn = length > HEAD + 5 * count && attempt !== '-' && reader.stringEquals(attempt);
+  into.kind = kind;
+  into.nowMs = nowMs;
+  into.limitIndex = limitIndex;
+  into.retryAfterMs = retryAfterMs;
+  into.streamId = streamId;
+  into.isReplay = isStored && !isOwn;
+}
+
+/** A decision to decode into: fresh limit objects are added as needed. */
+const emptyRaw = (): RawDecision => ({ kind: 0, nowMs: 0, limitIndex: 0, retryAfterMs: 0, streamId: '', isReplay: false, limits: [] });
+
+/** Checks decide.lua's reply is `{marks, one packed decision per request}` for `count` requests; answers the marks. */
+function decideMarks(reply: unknown, count: number): { reply: unknown[]; marks: Buffer } {
+  if (!Array.isArray(reply)) DECIDE.fail(reply, 'is not an array');
+  if (reply.length !== count + 1) DECIDE.fail(reply, `has ${reply.length - 1} decisions for ${count} requests`);
+  const marks: unknown = reply[0];
+  if (!Buffer.isBuffer(marks) || marks.length !== count) DECIDE.fail(reply, 'has no mark per request');
+  return { reply, marks };
+}
+
+/** A mark of decide.lua's reply: `s` an earlier call's record, `n` decided now. */
+function isStoredMark(reply: unknown, marks: Buffer, position: number): boolean {
+  const mark = marks[position];
+  if (mark !== 0x6e && mark !== 0x73) DECIDE.fail(reply, `marks request ${position} with neither n nor s`);
+  return mark === 0x73;
 }
 
 /**
@@ -201,17 +248,44 @@ function decodeOne(bytes: unknown, expectedCount: number, isStored: boolean, att
  * @throws InvariantError when the reply does not have exactly that shape
  */
 export function decodeDecideBatch(reply: unknown, limitCounts: readonly number[], attempts?: readonly string[]): RawDecision[] {
-  if (!Array.isArray(reply)) DECIDE.fail(reply, 'is not an array');
-  if (reply.length !== limitCounts.length + 1) DECIDE.fail(reply, `has ${reply.length - 1} decisions for ${limitCounts.length} requests`);
-  const marks: unknown = reply[0];
-  if (!Buffer.isBuffer(marks) || marks.length !== limitCounts.length) DECIDE.fail(reply, 'has no mark per request');
+  const checked = decideMarks(reply, limitCounts.length);
   const decisions = new Array<RawDecision>(limitCounts.length);
   for (let position = 0; position < limitCounts.length; position += 1) {
-    const mark = marks[position];
-    if (mark !== 0x6e && mark !== 0x73) DECIDE.fail(reply, `marks request ${position} with neither n nor s`);
-    decisions[position] = decodeOne(reply[position + 1], limitCounts[position] as number, mark === 0x73, attempts?.[position] ?? '-');
+    const raw = emptyRaw();
+    const isStored = isStoredMark(reply, checked.marks, position);
+    decodeOne(checked.reply[position + 1], { count: limitCounts[position] as number, isStored, attempt: attempts?.[position] ?? '-' }, raw);
+    decisions[position] = raw;
   }
   return decisions;
+}
+
+/** What `mapDecideBatch` needs of each request of the batch. */
+export interface DecodedMember {
+  /** The request's number of limits. */
+  readonly count: number;
+  /** The attempt token it was sent with (`-`: none). */
+  readonly attempt: string;
+}
+
+/** The one decision `mapDecideBatch` decodes into (it runs to its end synchronously). */
+const SCRATCH: RawDecision = emptyRaw();
+
+/**
+ * `decodeDecideBatch`, each decision handed to `map` as it is read and the results answered: the decision passed is
+ * ONE object reused for every request (no object per request, no array per decision), so `map` must copy what it
+ * keeps out of it.
+ * @throws InvariantError when the reply does not have exactly that shape
+ */
+export function mapDecideBatch<T>(reply: unknown, members: readonly DecodedMember[], map: (raw: RawDecision, position: number) => T): T[] {
+  const checked = decideMarks(reply, members.length);
+  const results = new Array<T>(members.length);
+  for (let position = 0; position < members.length; position += 1) {
+    const member = members[position] as DecodedMember;
+    const isStored = isStoredMark(reply, checked.marks, position);
+    decodeOne(checked.reply[position + 1], { count: member.count, isStored, attempt: member.attempt }, SCRATCH);
+    results[position] = map(SCRATCH, position);
+  }
+  return results;
 }
 
 /** Result of `settle.lua`. */

@@ -16,6 +16,8 @@ function pack(values: Packed[]): Buffer {
 describe('PackWriter', () => {
   it('round-trips integers at every width boundary and strings of every length class, ASCII or not', () => {
     const values: Packed[] = [0, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1, '', 'a'.repeat(31), 'b'.repeat(32)];
+    // a multi-byte character moving the byte length into the next header class (31 characters, 32 bytes; 255, 256)
+    values.push('a'.repeat(30) + 'é', 'f'.repeat(254) + 'é');
     values.push('c'.repeat(255), 'd'.repeat(256), 'e'.repeat(70_000), 'ünïcödé ✓', 'x'.repeat(40) + 'é');
     expect(unpackMsgpack(pack(values))).toEqual(values);
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeAppendUsage, decodeClock, decodeDecideBatch } from '../../../src/decider/replies.js';
+import { decodeAppendUsage, decodeClock, decodeDecideBatch, mapDecideBatch } from '../../../src/decider/replies.js';
 import { InvariantError } from '../../../src/shared/index.js';
 
 describe('decodeAppendUsage', () => {
@@ -136,6 +136,50 @@ describe('decodeDecideBatch', () => {
       [[Buffer.from('n'), pack(denied).subarray(0, 6)], [1]],
       [[Buffer.from('n'), Buffer.concat([Buffer.from([0x9c, 0xcb]), Buffer.alloc(8, 0x3f)])], [1]],
     ];
-    for (const [value, counts] of bad) expect(() => decodeDecideBatch(value, counts), JSON.stringify(value)).toThrow(InvariantError);
+    for (const [value, counts] of bad) {
+      expect(() => decodeDecideBatch(value, counts), JSON.stringify(value)).toThrow(InvariantError);
+      const members = counts.map((count) => ({ count, attempt: '-' }));
+      expect(() => mapDecideBatch(value, members, (raw) => raw.kind), JSON.stringify(value)).toThrow(InvariantError);
+    }
+  });
+});
+
+describe('mapDecideBatch', () => {
+  const allowed = [0, 1_763_900_000_000, 0, 0, '1763900000000-0', 0, 2, 90, 1_000, 2, 0, 0, 4, 5_000, 2, 0, 80, 'tok.1'];
+  const denied = [3, 1_763_900_000_000, 1, 250, '', 0, 1, 0, 250, 1, 3, 0];
+
+  it('hands each decision to map as decodeDecideBatch reads it, in one reused object of as many limits as it holds', () => {
+    const value = reply('nnsn', allowed, denied, allowed, [...allowed.slice(0, -1), 'tok.4']);
+    const counts = [2, 1, 2, 2];
+    const attempts = ['tok.1', 'tok.2', 'tok.3', 'tok.4'];
+    const seen: unknown[] = [];
+    const kinds = mapDecideBatch(
+      value,
+      counts.map((count, index) => ({ count, attempt: attempts[index] as string })),
+      (raw, position) => {
+        seen.push(raw);
+        return `${position}:${raw.kind}:${raw.limits.length}:${JSON.stringify(raw)}`;
+      },
+    );
+    expect(kinds).toEqual(
+      decodeDecideBatch(value, counts, attempts).map(
+        (raw, position) => `${position}:${raw.kind}:${raw.limits.length}:${JSON.stringify(raw)}`,
+      ),
+    );
+    // request 2 is a stored record of another attempt: a replay
+    expect(kinds[2]).toContain('"isReplay":true');
+    expect(new Set(seen).size).toBe(1);
+  });
+
+  it('tells its own attempt from another by the token, ASCII or not', () => {
+    const stored = (token: string): unknown[] => reply('s', [...allowed.slice(0, -1), token]);
+    const isReplay = (token: string, attempt: string): boolean[] =>
+      mapDecideBatch(stored(token), [{ count: 2, attempt }], (raw) => raw.isReplay);
+    expect(isReplay('tok.1', 'tok.1')).toEqual([false]);
+    expect(isReplay('tok.1', 'tok.12')).toEqual([true]);
+    expect(isReplay('tok.12', 'tok.1')).toEqual([true]);
+    expect(isReplay('tök', 'tök')).toEqual([false]);
+    expect(isReplay('é', '\u00c3\u00a9')).toEqual([true]);
+    expect(isReplay('tok.1', '-')).toEqual([true]);
   });
 });
