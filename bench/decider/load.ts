@@ -133,15 +133,40 @@ export async function openLoop(ratePerS: number, call: (i: number) => Promise<un
 }
 
 /** Counters of INFO persistence that say whether an AOF rewrite ran. */
-async function aofRewrites(admin: Redis): Promise<{ rewrites: number; busy: boolean }> {
+export async function aofRewrites(admin: Redis): Promise<{ rewrites: number; busy: boolean }> {
   const info = await admin.info('persistence');
   const field = (name: string): number => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? 0);
   return { rewrites: field('aof_rewrites'), busy: field('aof_rewrite_in_progress') + field('aof_rewrite_scheduled') > 0 };
 }
 
+/** Runs `measure` with no AOF rewrite in its window: one is run and finished first, automatic rewrites off during it. */
+export async function withoutAofRewrites<T>(admin: Redis, measure: () => Promise<T>): Promise<T> {
+  const [, percentage] = (await admin.config('GET', 'auto-aof-rewrite-percentage')) as [string, string];
+  await admin.config('SET', 'auto-aof-rewrite-percentage', '0');
+  try {
+    while ((await aofRewrites(admin)).busy) await new Promise((resolveTick) => setTimeout(resolveTick, 50));
+    const done = (await aofRewrites(admin)).rewrites;
+    await admin.bgrewriteaof();
+    for (let state = await aofRewrites(admin); state.busy || state.rewrites === done; state = await aofRewrites(admin)) {
+      await new Promise((resolveTick) => setTimeout(resolveTick, 50));
+    }
+    return await measure();
+  } finally {
+    await admin.config('SET', 'auto-aof-rewrite-percentage', percentage);
+  }
+}
+
+/** Runs `measure` as Redis runs, and counts the AOF rewrites that finished or ran in its window. */
+export async function countingAofRewrites<T>(admin: Redis, measure: () => Promise<T>): Promise<{ result: T; rewrites: number }> {
+  const before = await aofRewrites(admin);
+  const result = await measure();
+  const after = await aofRewrites(admin);
+  return { result, rewrites: after.rewrites - before.rewrites + (after.busy ? 1 : 0) };
+}
+
 /** The open loop twice: as Redis runs (AOF rewrites may fall in the window: counted), then with none in it. */
 export interface HalfLoadResult {
-  /** With no AOF rewrite in the window: a rewrite run and finished first, automatic rewrites off during it. */
+  /** With no AOF rewrite in the window (`withoutAofRewrites`). */
   quiet: OpenLoopResult;
   /** As configured (auto rewrite on), and how many rewrites finished or ran in the window. */
   asIs: OpenLoopResult & { rewrites: number };
@@ -154,21 +179,7 @@ export interface HalfLoadResult {
  * meets rewrites most often, so `asIs` is what a deployment with AOF sees now and then; `quiet` is the decider.
  */
 export async function halfLoad(admin: Redis, ratePerS: number, call: (i: number) => Promise<unknown>): Promise<HalfLoadResult> {
-  const before = await aofRewrites(admin);
-  const asIs = await openLoop(ratePerS, call);
-  const after = await aofRewrites(admin);
-  const [, percentage] = (await admin.config('GET', 'auto-aof-rewrite-percentage')) as [string, string];
-  await admin.config('SET', 'auto-aof-rewrite-percentage', '0');
-  try {
-    while ((await aofRewrites(admin)).busy) await new Promise((resolveTick) => setTimeout(resolveTick, 50));
-    const done = (await aofRewrites(admin)).rewrites;
-    await admin.bgrewriteaof();
-    for (let state = await aofRewrites(admin); state.busy || state.rewrites === done; state = await aofRewrites(admin)) {
-      await new Promise((resolveTick) => setTimeout(resolveTick, 50));
-    }
-    const quiet = await openLoop(ratePerS, call);
-    return { quiet, asIs: { ...asIs, rewrites: after.rewrites - before.rewrites + (after.busy ? 1 : 0) } };
-  } finally {
-    await admin.config('SET', 'auto-aof-rewrite-percentage', percentage);
-  }
+  const asIs = await countingAofRewrites(admin, () => openLoop(ratePerS, call));
+  const quiet = await withoutAofRewrites(admin, () => openLoop(ratePerS, call));
+  return { quiet, asIs: { ...asIs.result, rewrites: asIs.rewrites } };
 }
