@@ -147,7 +147,9 @@ export async function withoutAofRewrites<T>(admin: Redis, measure: () => Promise
     while ((await aofRewrites(admin)).busy) await new Promise((resolveTick) => setTimeout(resolveTick, 50));
     const done = (await aofRewrites(admin)).rewrites;
     await admin.bgrewriteaof();
+    const giveUpAt = Date.now() + 120_000;
     for (let state = await aofRewrites(admin); state.busy || state.rewrites === done; state = await aofRewrites(admin)) {
+      if (Date.now() > giveUpAt) throw new Error('BGREWRITEAOF did not finish within 120 s (INFO persistence: aof_rewrites unchanged)');
       await new Promise((resolveTick) => setTimeout(resolveTick, 50));
     }
     return await measure();
