@@ -20,11 +20,12 @@ import { compileRequest, type CompiledRequest } from '../../src/decider/compile.
 import { compileBatch } from '../../src/decider/decide-args.js';
 import { decideModel, emptyModelState, type RawDecision } from '../../src/decider/model/limits.js';
 import { decodeDecideBatch } from '../../src/decider/replies.js';
-import { parseEventId, parseKeyId, parseLimitId, parseTenantId, type EventId } from '../../src/shared/index.js';
+import { parseEventId, parseLimitId, parseTenantId, type EventId } from '../../src/shared/index.js';
 import { closeAfterAll } from '../support/teardown.js';
 import { testStack, uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
 import { streamEvents } from '../support/usage-stream.js';
+import { decideRequest } from '../support/decide-input.js';
 
 const SHARDS = 64;
 let redis: DeciderRedis;
@@ -96,16 +97,7 @@ const LIMIT_SETS: LimitSpec[][] = [
 ];
 
 function request(tenant: string, set: number, cost: number, requestId: EventId): DecideInput {
-  return {
-    tenant: parseTenantId(tenant),
-    keyId: parseKeyId('key-1'),
-    requestId,
-    operation: 'listProducts',
-    cost,
-    limits: LIMIT_SETS[set] as LimitSpec[],
-    billingPeriod: MONTH,
-    policyVersion: 1,
-  };
+  return decideRequest({ tenant, limits: LIMIT_SETS[set] as LimitSpec[], cost, requestId, keyId: 'key-1', operation: 'listProducts' });
 }
 
 const comparable = (raw: RawDecision): RawDecision => ({ ...raw, streamId: raw.streamId === '' ? '' : 'set' });

@@ -7,7 +7,6 @@
  * (Redis is the slow one) degrades as before and counts against the breaker. Both ways a cap is reached are covered:
  * the decider's own timer and the connection's command timeout (ioredis), which fires first when it is the shorter.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,19 +23,12 @@ import {
   type DeciderRedis,
   type LimitSpec,
 } from '../../src/decider/index.js';
-import {
-  OverloadedError,
-  createLogger,
-  parseEventId,
-  parseKeyId,
-  parseLimitId,
-  parseTenantId,
-  systemClock,
-} from '../../src/shared/index.js';
+import { OverloadedError, createLogger, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { startHoldingProxy, type HoldingProxy } from '../support/holding-proxy.js';
 import { waitFor } from '../support/poll.js';
 import { uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
+import { decideRequest } from '../support/decide-input.js';
 
 const SHARDS = 16;
 const CAPACITY = 100;
@@ -74,16 +66,7 @@ const LIMITS: LimitSpec[] = [
 ];
 
 function request(tenant: string): DecideInput {
-  return {
-    tenant: parseTenantId(tenant),
-    keyId: parseKeyId('k1'),
-    requestId: parseEventId(`r-${randomBytes(6).toString('hex')}`),
-    operation: 'op',
-    cost: COST,
-    limits: LIMITS,
-    billingPeriod: MONTH,
-    policyVersion: 1,
-  };
+  return decideRequest({ tenant, limits: LIMITS, cost: COST });
 }
 
 /** A decider through the proxy; `cap` is reached by its own timer (`decider`) or by ioredis' (`connection`). */

@@ -3,7 +3,6 @@
  * on the same connection, and reports how many acknowledged. A replica that
  * stops answering bounds the wait by its timeout and never changes the decision.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,12 +19,13 @@ import {
   type DeciderRedis,
   type LimitSpec,
 } from '../../src/decider/index.js';
-import { parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
+import { parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { waitFor } from '../support/poll.js';
 import { closeAll } from '../support/teardown.js';
 import { uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
 import { streamEvents } from '../support/usage-stream.js';
+import { decideRequest } from '../support/decide-input.js';
 
 const SHARDS = 16;
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-durability-'));
@@ -71,16 +71,7 @@ const limits: LimitSpec[] = [
 ];
 
 function request(tenant: string): DecideInput {
-  return {
-    tenant: parseTenantId(tenant),
-    keyId: parseKeyId('k1'),
-    requestId: parseEventId(`r-${randomBytes(6).toString('hex')}`),
-    operation: 'op',
-    cost: 5,
-    limits,
-    billingPeriod: MONTH,
-    policyVersion: 1,
-  };
+  return decideRequest({ tenant, limits, cost: 5 });
 }
 
 describe('waitForReplicas', () => {

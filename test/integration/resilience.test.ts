@@ -5,7 +5,6 @@
  * refuses, the local backstop bounds what passes, and the spool replays every
  * degraded event exactly once.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -26,11 +25,12 @@ import {
   type DeciderRedis,
   type LimitSpec,
 } from '../../src/decider/index.js';
-import { createLogger, parseEventId, parseKeyId, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
+import { createLogger, parseLimitId, parseTenantId, systemClock } from '../../src/shared/index.js';
 import { waitFor } from '../support/poll.js';
 import { uniqueTenant } from '../support/stack.js';
 import { MONTH } from '../support/time.js';
 import { streamEvents } from '../support/usage-stream.js';
+import { decideRequest } from '../support/decide-input.js';
 
 const SHARDS = 16;
 const scratch = mkdtempSync(join(tmpdir(), 'tollgate-resilience-'));
@@ -65,16 +65,7 @@ const limit = (onDeciderDown: LimitSpec['onDeciderDown'], capacity = 1_000_000, 
 });
 
 function request(tenant: string, limits: LimitSpec[], cost = 3): DecideInput {
-  return {
-    tenant: parseTenantId(tenant),
-    keyId: parseKeyId('k1'),
-    requestId: parseEventId(`r-${randomBytes(6).toString('hex')}`),
-    operation: 'op',
-    cost,
-    limits,
-    billingPeriod: MONTH,
-    policyVersion: 1,
-  };
+  return decideRequest({ tenant, limits, cost });
 }
 
 function resilient(
